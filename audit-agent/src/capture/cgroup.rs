@@ -1,0 +1,263 @@
+//! cgroup v2: finding its mount, turning paths into ids (the directory's inode number, which is
+//! what `bpf_get_current_cgroup_id` returns) and ids back into paths.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CgroupError {
+    #[error(
+        "no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo); audit-agent attributes \
+         activity by cgroup v2 and needs it mounted (e.g. `mount -t cgroup2 none /sys/fs/cgroup`)"
+    )]
+    NoCgroup2,
+    #[error("cannot read /proc/self/mountinfo: {0}")]
+    MountInfo(std::io::Error),
+    #[error(
+        "cgroup `{path}` does not exist under the cgroup v2 mount {mount} ({source}); paths are \
+         relative to the cgroup2 mount, e.g. `/agents/support`"
+    )]
+    NoSuchCgroup {
+        path: String,
+        mount: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cgroup `{0}` is not a directory under the cgroup v2 mount")]
+    NotACgroup(String),
+}
+
+/// The cgroup v2 hierarchy.
+#[derive(Debug, Clone)]
+pub struct Cgroup2 {
+    mount: PathBuf,
+}
+
+/// A cgroup directory resolved to its id and level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupDir {
+    /// Path relative to the mount, starting with `/` (`/` is the root).
+    pub path: String,
+    pub id: u64,
+    /// Depth below the root (root = 0), as used by `bpf_get_current_ancestor_cgroup_id`.
+    pub level: u32,
+}
+
+impl Cgroup2 {
+    /// Finds the cgroup2 mount from `/proc/self/mountinfo` (never assumed to be `/sys/fs/cgroup`).
+    pub fn find() -> Result<Self, CgroupError> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::MountInfo)?;
+        Self::from_mountinfo(&text).ok_or(CgroupError::NoCgroup2)
+    }
+
+    fn from_mountinfo(text: &str) -> Option<Self> {
+        let mut found = None;
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            if right.split_whitespace().next() != Some("cgroup2") {
+                continue;
+            }
+            let fields: Vec<&str> = left.split_whitespace().collect();
+            let (Some(root), Some(mount)) = (fields.get(3), fields.get(4)) else {
+                continue;
+            };
+            let mount = PathBuf::from(unescape_mountinfo(mount));
+            // Prefer a mount of the hierarchy's root over a bind mount of a subtree.
+            if *root == "/" {
+                return Some(Self { mount });
+            }
+            found.get_or_insert(Self { mount });
+        }
+        found
+    }
+
+    pub fn at(mount: impl Into<PathBuf>) -> Self {
+        Self {
+            mount: mount.into(),
+        }
+    }
+
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Absolute filesystem path of a cgroup path relative to the mount.
+    pub fn fs_path(&self, rel: &str) -> PathBuf {
+        let rel = rel.trim_start_matches('/');
+        if rel.is_empty() {
+            self.mount.clone()
+        } else {
+            self.mount.join(rel)
+        }
+    }
+
+    /// Resolves `rel` (e.g. `/agents/support`) to its id and level.
+    pub fn resolve(&self, rel: &str) -> Result<CgroupDir, CgroupError> {
+        let fs = self.fs_path(rel);
+        let meta = std::fs::metadata(&fs).map_err(|source| CgroupError::NoSuchCgroup {
+            path: rel.to_string(),
+            mount: self.mount.clone(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(CgroupError::NotACgroup(rel.to_string()));
+        }
+        let path = normalize(rel);
+        Ok(CgroupDir {
+            level: level_of(&path),
+            path,
+            id: meta.ino(),
+        })
+    }
+
+    /// Every cgroup in the hierarchy (depth-first), with ids.
+    pub fn walk(&self) -> Vec<CgroupDir> {
+        let mut out = Vec::new();
+        let mut stack = vec![("/".to_string(), self.mount.clone())];
+        while let Some((rel, fs)) = stack.pop() {
+            let Ok(meta) = std::fs::metadata(&fs) else {
+                continue;
+            };
+            out.push(CgroupDir {
+                level: level_of(&rel),
+                path: rel.clone(),
+                id: meta.ino(),
+            });
+            let Ok(dir) = std::fs::read_dir(&fs) else {
+                continue;
+            };
+            for entry in dir.flatten() {
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    let name = entry.file_name();
+                    let name = name.to_string_lossy();
+                    let child = if rel == "/" {
+                        format!("/{name}")
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    stack.push((child, entry.path()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `/a//b/` -> `/a/b`; `` -> `/`.
+pub fn normalize(rel: &str) -> String {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    format!("/{}", parts.join("/"))
+}
+
+fn level_of(path: &str) -> u32 {
+    path.split('/').filter(|p| !p.is_empty()).count() as u32
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Resolves cgroup ids to paths, caching the answers. A miss rescans the hierarchy, at most once
+/// per `rescan_interval`, so a burst of records from a new cgroup costs one walk.
+pub struct CgroupPaths {
+    cgroup2: Cgroup2,
+    cache: HashMap<u64, String>,
+    last_scan: Option<Instant>,
+    rescan_interval: Duration,
+}
+
+impl CgroupPaths {
+    pub fn new(cgroup2: Cgroup2) -> Self {
+        Self {
+            cgroup2,
+            cache: HashMap::new(),
+            last_scan: None,
+            rescan_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// Remembers a path already known (e.g. a cgroup the agent created).
+    pub fn insert(&mut self, id: u64, path: String) {
+        self.cache.insert(id, path);
+    }
+
+    pub fn path(&mut self, id: u64) -> Option<&str> {
+        if !self.cache.contains_key(&id) {
+            let due = self
+                .last_scan
+                .is_none_or(|t| t.elapsed() >= self.rescan_interval);
+            if due {
+                for dir in self.cgroup2.walk() {
+                    self.cache.insert(dir.id, dir.path);
+                }
+                self.last_scan = Some(Instant::now());
+            }
+        }
+        self.cache.get(&id).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup2_mount_is_found_in_hybrid_layouts() {
+        let mi = "30 24 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                  31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
+                  32 30 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        assert_eq!(
+            Cgroup2::from_mountinfo(mi).unwrap().mount(),
+            Path::new("/sys/fs/cgroup/unified")
+        );
+    }
+
+    #[test]
+    fn root_mount_is_preferred_over_a_bind_mounted_subtree() {
+        let mi = "40 24 0:26 /kubepods/pod1 /host/cg rw - cgroup2 cgroup2 rw\n\
+                  41 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            Cgroup2::from_mountinfo(mi).unwrap().mount(),
+            Path::new("/sys/fs/cgroup")
+        );
+    }
+
+    #[test]
+    fn no_cgroup2_is_none() {
+        assert!(Cgroup2::from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n").is_none());
+    }
+
+    #[test]
+    fn escaped_mount_points_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/mnt/a\040b"), "/mnt/a b");
+    }
+
+    #[test]
+    fn paths_are_normalized_and_levels_counted() {
+        assert_eq!(normalize("agents//support/"), "/agents/support");
+        assert_eq!(normalize(""), "/");
+        assert_eq!(level_of("/"), 0);
+        assert_eq!(level_of("/agents/support"), 2);
+    }
+}

@@ -1,0 +1,381 @@
+//! Capture: the source stage. Loads the embedded eBPF programs, attaches them, keeps the kernel
+//! filter maps, and hands out decoded records from the ring buffer.
+//!
+//! ```text
+//! preflight (privileges, BTF, tracefs, cgroup2) -> offsets -> load -> attach -> Filter -> read
+//! ```
+
+pub mod btf;
+pub mod cgroup;
+pub mod preflight;
+pub mod tracefs;
+
+use std::{collections::BTreeSet, io, os::fd::AsRawFd as _};
+
+use anyhow::{Context as _, anyhow, bail};
+use audit_common::{
+    counters::Counters,
+    event::{EventKind, HEADER_LEN, PendingEvent},
+    filter::{CGROUP_EXACT, CGROUP_SUBTREE, FilterConfig, MODE_ALL, MODE_FILTERED, MODE_PAUSED},
+    offsets::{ABSENT, Offsets},
+};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{RawTracePoint, TracePoint},
+};
+use tokio::io::unix::AsyncFd;
+
+use self::{btf::Btf, cgroup::CgroupDir, tracefs::TraceFs};
+use crate::decode::{self, KernelEvent};
+
+/// The eBPF object built by `build.rs` from `audit-ebpf`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/audit"));
+
+/// Tracepoint programs: (program name, category, tracepoint, required).
+const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
+    ("sys_enter_execve", "syscalls", "sys_enter_execve", true),
+    ("sys_exit_execve", "syscalls", "sys_exit_execve", true),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat", false),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat", false),
+    ("sys_enter_openat", "syscalls", "sys_enter_openat", true),
+    ("sys_exit_openat", "syscalls", "sys_exit_openat", true),
+    ("sys_enter_openat2", "syscalls", "sys_enter_openat2", false),
+    ("sys_exit_openat2", "syscalls", "sys_exit_openat2", false),
+    // Legacy open/creat exist on x86_64 but not on arm64 (which only has openat).
+    ("sys_enter_open", "syscalls", "sys_enter_open", false),
+    ("sys_exit_open", "syscalls", "sys_exit_open", false),
+    ("sys_enter_creat", "syscalls", "sys_enter_creat", false),
+    ("sys_exit_creat", "syscalls", "sys_exit_creat", false),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect", true),
+    ("sys_exit_connect", "syscalls", "sys_exit_connect", true),
+    ("sched_process_exec", "sched", "sched_process_exec", true),
+    ("sched_process_exit", "sched", "sched_process_exit", true),
+];
+
+/// Settings of the kernel side.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    pub ring_buffer_bytes: u32,
+    /// Most threads with a pending slot at once.
+    pub max_pending_threads: u32,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            max_pending_threads: 16384,
+        }
+    }
+}
+
+/// What to watch, in kernel terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchSet {
+    pub all: bool,
+    /// cgroups watched with everything below them.
+    pub subtrees: Vec<CgroupDir>,
+    /// cgroups watched by themselves only.
+    pub exact: Vec<CgroupDir>,
+    pub uids: BTreeSet<u32>,
+}
+
+/// Loaded and attached programs, and the user-space ends of their maps.
+pub struct Capture {
+    // Keeps programs and links alive; dropping it detaches everything.
+    _ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    filter: Array<MapData, FilterConfig>,
+    cgroups: HashMap<MapData, u64, u32>,
+    uids: HashMap<MapData, u32, u32>,
+    pending: HashMap<MapData, u32, PendingEvent>,
+    counters: PerCpuArray<MapData, Counters>,
+    current: WatchSet,
+    /// Tracepoints that this kernel lacks (optional ones only).
+    pub missing: Vec<String>,
+}
+
+impl Capture {
+    /// Checks requirements, loads and attaches the programs. Nothing is reported until
+    /// [`Capture::set_watch`] is called.
+    pub fn start(opts: &CaptureOptions) -> anyhow::Result<Self> {
+        if EBPF_OBJECT.is_empty() {
+            bail!(
+                "this audit-agent binary was built without its eBPF programs (AYA_BUILD_SKIP was \
+                 set); rebuild with `cargo xtask build`"
+            );
+        }
+        preflight::check_privileges()?;
+        let btf = Btf::from_sys_fs()?;
+        let tracefs = TraceFs::find_or_mount()?;
+        let offsets = kernel_offsets(&tracefs, &btf)?;
+        preflight::raise_memlock_limit();
+
+        let self_tgid = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("SELF_TGID", &self_tgid, true)
+            .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+            .map_max_entries("PENDING", opts.max_pending_threads)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF programs into the kernel failed")?;
+
+        let mut missing = Vec::new();
+        for &(prog, category, name, required) in TRACEPOINTS {
+            if !tracefs.has(category, name) {
+                if required {
+                    bail!(
+                        "tracepoint {category}:{name} is missing from this kernel; audit-agent \
+                         needs CONFIG_FTRACE_SYSCALLS and the sched tracepoints"
+                    );
+                }
+                missing.push(format!("{category}:{name}"));
+                continue;
+            }
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| anyhow!("program {prog} is missing from the eBPF object"))?
+                .try_into()?;
+            p.load()
+                .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
+            p.attach(category, name)
+                .with_context(|| format!("attaching {prog} to {category}:{name} failed"))?;
+        }
+        let fork: &mut RawTracePoint = ebpf
+            .program_mut("sched_process_fork")
+            .ok_or_else(|| anyhow!("program sched_process_fork is missing from the eBPF object"))?
+            .try_into()?;
+        fork.load()
+            .context("the kernel verifier rejected program sched_process_fork")?;
+        fork.attach("sched_process_fork")
+            .context("attaching to raw tracepoint sched_process_fork failed")?;
+
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))
+        };
+        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?)?;
+        let filter = Array::try_from(take(&mut ebpf, "FILTER")?)?;
+        let cgroups = HashMap::try_from(take(&mut ebpf, "WATCHED_CGROUPS")?)?;
+        let uids = HashMap::try_from(take(&mut ebpf, "WATCHED_UIDS")?)?;
+        let pending = HashMap::try_from(take(&mut ebpf, "PENDING")?)?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
+        // SAFETY: the RingBuf owns its map fd and keeps it open for as long as the AsyncFd owns
+        // the RingBuf; nothing else closes or replaces it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
+        Ok(Self {
+            _ebpf: ebpf,
+            ring,
+            filter,
+            cgroups,
+            uids,
+            pending,
+            counters,
+            current: WatchSet::default(),
+            missing,
+        })
+    }
+
+    /// Makes the kernel report exactly `set` (plus followed descendants). Entries are added before
+    /// the mode is switched on, and stale ones removed after, so nothing watched is ever missed.
+    pub fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()> {
+        let mut levels = 0u32;
+        for dir in &set.subtrees {
+            self.cgroups.insert(dir.id, CGROUP_SUBTREE | self.flags_of(set, dir.id), 0)?;
+            levels |= 1 << dir.level.min(audit_common::filter::MAX_CGROUP_LEVEL);
+        }
+        for dir in &set.exact {
+            self.cgroups.insert(dir.id, CGROUP_EXACT | self.flags_of(set, dir.id), 0)?;
+        }
+        for uid in &set.uids {
+            self.uids.insert(uid, 1, 0)?;
+        }
+        let cfg = FilterConfig {
+            mode: if set.all { MODE_ALL } else { MODE_FILTERED },
+            uids: u32::from(!set.uids.is_empty()),
+            exact_cgroups: u32::from(!set.exact.is_empty()),
+            subtree_levels: levels,
+            ..Default::default()
+        };
+        self.filter.set(0, cfg, 0)?;
+        let keep: BTreeSet<u64> = set.subtrees.iter().chain(&set.exact).map(|d| d.id).collect();
+        for old in self.current.subtrees.iter().chain(&self.current.exact) {
+            if !keep.contains(&old.id) {
+                let _ = self.cgroups.remove(&old.id);
+            }
+        }
+        for uid in &self.current.uids {
+            if !set.uids.contains(uid) {
+                let _ = self.uids.remove(uid);
+            }
+        }
+        self.current = set.clone();
+        Ok(())
+    }
+
+    fn flags_of(&self, set: &WatchSet, id: u64) -> u32 {
+        let sub = set.subtrees.iter().any(|d| d.id == id);
+        let exact = set.exact.iter().any(|d| d.id == id);
+        (if sub { CGROUP_SUBTREE } else { 0 }) | (if exact { CGROUP_EXACT } else { 0 })
+    }
+
+    /// Stops reporting new syscalls; those in flight still complete and are emitted.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        let cfg = FilterConfig {
+            mode: MODE_PAUSED,
+            ..Default::default()
+        };
+        self.filter.set(0, cfg, 0)?;
+        Ok(())
+    }
+
+    /// Waits until records are available, then decodes up to `max` of them into `out`.
+    /// Undecodable records are counted in the returned value, never silently skipped.
+    pub async fn read(&mut self, out: &mut Vec<KernelEvent>, max: usize) -> io::Result<usize> {
+        loop {
+            let mut guard = self.ring.readable_mut().await?;
+            let (n, bad, drained) = drain(guard.get_inner_mut(), out, max);
+            if drained {
+                guard.clear_ready();
+            }
+            if n > 0 || bad > 0 {
+                return Ok(bad);
+            }
+        }
+    }
+
+    /// Decodes whatever is in the ring buffer now, without waiting.
+    pub fn read_now(&mut self, out: &mut Vec<KernelEvent>) -> usize {
+        drain(self.ring.get_mut(), out, usize::MAX).1
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn counters(&self) -> anyhow::Result<Counters> {
+        let per_cpu = self.counters.get(&0, 0)?;
+        let mut total = Counters::default();
+        for c in per_cpu.iter() {
+            total.accumulate(c);
+        }
+        Ok(total)
+    }
+
+    /// Records still in flight in the kernel's pending slots (call after [`Capture::pause`] and
+    /// a drain): each is returned marked incomplete, so an attempt the agent saw start is never
+    /// dropped at shutdown.
+    pub fn take_in_flight(&mut self) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        let keys: Vec<u32> = self.pending.keys().filter_map(Result::ok).collect();
+        for tid in keys {
+            let Ok(slot) = self.pending.get(&tid, 0) else {
+                continue;
+            };
+            let Some(kind) = EventKind::from_u16(slot.header.kind) else {
+                continue;
+            };
+            let mut h = slot.header;
+            h.flags |= audit_common::event::flags::INCOMPLETE;
+            let len = usize::from(h.body_len).min(slot.body.len());
+            if let Ok(ev) = decode::decode_parts(&h, kind, &slot.body[..len]) {
+                out.push(ev);
+            }
+        }
+        out
+    }
+
+    /// File descriptor of the ring buffer (for diagnostics).
+    pub fn ring_fd(&self) -> i32 {
+        self.ring.get_ref().as_raw_fd()
+    }
+}
+
+/// Decodes up to `max` records. Returns (decoded, undecodable, ring now empty).
+fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<KernelEvent>, max: usize) -> (usize, usize, bool) {
+    let (mut n, mut bad) = (0, 0);
+    while n < max {
+        let Some(item) = ring.next() else {
+            return (n, bad, true);
+        };
+        match decode::decode(&item) {
+            Ok(ev) => {
+                out.push(ev);
+                n += 1;
+            }
+            Err(_) if item.len() < HEADER_LEN => bad += 1,
+            Err(_) => bad += 1,
+        }
+    }
+    (n, bad, false)
+}
+
+/// Reads tracepoint argument offsets from tracefs and `task_struct` offsets from BTF.
+pub fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Offsets> {
+    let mut o = Offsets::UNSET;
+    let sc = "syscalls";
+    let f = tracefs.format(sc, "sys_enter_execve")?;
+    o.execve_filename = f.offset("filename")?;
+    o.execve_argv = f.offset("argv")?;
+    if tracefs.has(sc, "sys_enter_execveat") {
+        let f = tracefs.format(sc, "sys_enter_execveat")?;
+        o.execveat_fd = f.offset("fd")?;
+        o.execveat_filename = f.offset("filename")?;
+        o.execveat_argv = f.offset("argv")?;
+        o.execveat_flags = f.offset("flags")?;
+    }
+    let f = tracefs.format(sc, "sys_enter_openat")?;
+    o.openat_dfd = f.offset("dfd")?;
+    o.openat_filename = f.offset("filename")?;
+    o.openat_flags = f.offset("flags")?;
+    o.openat_mode = f.offset("mode")?;
+    if tracefs.has(sc, "sys_enter_openat2") {
+        let f = tracefs.format(sc, "sys_enter_openat2")?;
+        o.openat2_dfd = f.offset("dfd")?;
+        o.openat2_filename = f.offset("filename")?;
+        o.openat2_how = f.offset("how")?;
+    }
+    if tracefs.has(sc, "sys_enter_open") {
+        let f = tracefs.format(sc, "sys_enter_open")?;
+        o.open_filename = f.offset("filename")?;
+        o.open_flags = f.offset("flags")?;
+        o.open_mode = f.offset("mode")?;
+    }
+    if tracefs.has(sc, "sys_enter_creat") {
+        let f = tracefs.format(sc, "sys_enter_creat")?;
+        o.creat_pathname = f.offset("pathname")?;
+        o.creat_mode = f.offset("mode")?;
+    }
+    let f = tracefs.format(sc, "sys_enter_connect")?;
+    o.connect_fd = f.offset("fd")?;
+    o.connect_uservaddr = f.offset("uservaddr")?;
+    o.connect_addrlen = f.offset("addrlen")?;
+    // Every sys_exit record has the same layout; check the ones we attach agree.
+    let ret = tracefs.format(sc, "sys_exit_openat")?.offset("ret")?;
+    for name in ["sys_exit_execve", "sys_exit_connect"] {
+        let other = tracefs.format(sc, name)?.offset("ret")?;
+        if other != ret {
+            bail!("tracepoint {sc}:{name} has `ret` at offset {other}, sys_exit_openat at {ret}");
+        }
+    }
+    o.sys_exit_ret = ret;
+    let f = tracefs.format("sched", "sched_process_exec")?;
+    o.sched_exec_filename = f.offset("filename")?;
+    o.sched_exec_pid = f.offset("pid")?;
+    o.sched_exec_old_pid = f.offset("old_pid")?;
+    let f = tracefs.format("sched", "sched_process_fork")?;
+    o.sched_fork_parent_pid = f.offset("parent_pid")?;
+    o.sched_fork_child_pid = f.offset("child_pid")?;
+    let f = tracefs.format("sched", "sched_process_exit")?;
+    o.sched_exit_pid = f.offset("pid")?;
+    o.sched_exit_group_dead = f.optional("group_dead").unwrap_or(ABSENT);
+
+    let member = |m: &str| -> anyhow::Result<u16> {
+        let off = btf.member_offset("task_struct", m)?;
+        u16::try_from(off).map_err(|_| anyhow!("task_struct.{m} at offset {off} is beyond 64 KiB"))
+    };
+    o.task_real_parent = member("real_parent")?;
+    o.task_tgid = member("tgid")?;
+    o.task_pid = member("pid")?;
+    Ok(o)
+}

@@ -1,0 +1,28 @@
+//! Facts about the host the agent runs on.
+
+/// Host name and boot id, read once at start.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    pub name: String,
+    /// `/proc/sys/kernel/random/boot_id` (a UUID): distinguishes boots of the same host.
+    pub boot_id: String,
+}
+
+impl HostInfo {
+    pub fn read() -> Self {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown-host".into());
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".into());
+        Self { name, boot_id }
+    }
+
+    /// First 8 hex digits of the boot id, for compact ids.
+    pub fn boot_short(&self) -> String {
+        self.boot_id.chars().filter(|c| *c != '-').take(8).collect()
+    }
+}

@@ -1,0 +1,157 @@
+//! The process table: what each watched process is running and where it came from, maintained
+//! from the kernel's own fork/exec/exit records (not by re-reading /proc, which races with
+//! short-lived processes). /proc is only consulted once for processes that existed before the
+//! agent started watching them.
+
+use std::collections::HashMap;
+
+use crate::escape::escape_bytes;
+
+/// Most processes tracked at once; beyond this, entries of processes that no longer exist are
+/// pruned.
+const MAX_PROCESSES: usize = 65_536;
+
+/// One process image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Escaped executable path, if known.
+    pub exe: Option<String>,
+    pub exec_id: String,
+    pub parent_exec_id: Option<String>,
+}
+
+/// pid -> current image.
+pub struct ProcessTable {
+    boot: String,
+    images: HashMap<u32, Image>,
+    clock_ticks: u64,
+}
+
+impl ProcessTable {
+    /// `boot_short`: a short boot id that makes exec ids unique per host across boots.
+    pub fn new(boot_short: String) -> Self {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Self {
+            boot: boot_short,
+            images: HashMap::new(),
+            clock_ticks: u64::try_from(ticks).unwrap_or(100).max(1),
+        }
+    }
+
+    /// `<boot>-<pid>-<start ns>`: unique per host, stable for the life of the image.
+    pub fn exec_id(&self, pid: u32, start_ns: u64) -> String {
+        format!("{}-{pid}-{start_ns}", self.boot)
+    }
+
+    /// The image `pid` is running now (bootstrapped from /proc the first time it is seen).
+    pub fn get(&mut self, pid: u32) -> &Image {
+        if !self.images.contains_key(&pid) {
+            let img = self.from_proc(pid);
+            self.insert(pid, img);
+        }
+        &self.images[&pid]
+    }
+
+    /// A fork: the child runs a copy of the parent's image, as a new process.
+    pub fn on_fork(&mut self, parent: u32, child: u32, ktime_ns: u64) {
+        let p = self.get(parent).clone();
+        let img = Image {
+            exe: p.exe,
+            exec_id: self.exec_id(child, ktime_ns),
+            parent_exec_id: Some(p.exec_id),
+        };
+        self.insert(child, img);
+    }
+
+    /// A successful exec: `pid` now runs `exe`. Returns the new image's exec id.
+    pub fn on_exec(&mut self, pid: u32, exe: Option<String>, ktime_ns: u64) -> String {
+        let old = self.get(pid).exec_id.clone();
+        let exec_id = self.exec_id(pid, ktime_ns);
+        self.insert(
+            pid,
+            Image {
+                exe,
+                exec_id: exec_id.clone(),
+                parent_exec_id: Some(old),
+            },
+        );
+        exec_id
+    }
+
+    pub fn on_exit(&mut self, pid: u32) {
+        self.images.remove(&pid);
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    fn insert(&mut self, pid: u32, img: Image) {
+        if self.images.len() >= MAX_PROCESSES && !self.images.contains_key(&pid) {
+            self.images
+                .retain(|pid, _| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        }
+        self.images.insert(pid, img);
+    }
+
+    fn from_proc(&self, pid: u32) -> Image {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| escape_bytes(p.as_os_str().as_encoded_bytes()));
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        let (start_ns, ppid) = stat.as_deref().map_or((0, None), |s| {
+            // Fields after the parenthesised comm: state ppid ... starttime is field 22.
+            let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ppid = f.get(1).and_then(|v| v.parse::<u32>().ok());
+            let ticks = f.get(19).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            (ticks * (1_000_000_000 / self.clock_ticks), ppid)
+        });
+        let parent_exec_id = ppid
+            .and_then(|pp| self.images.get(&pp))
+            .map(|p| p.exec_id.clone());
+        Image {
+            exe,
+            exec_id: self.exec_id(pid, start_ns),
+            parent_exec_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_then_exec_chains_exec_ids() {
+        let mut t = ProcessTable::new("b00t".into());
+        let me = std::process::id();
+        let parent = t.get(me).clone();
+        assert!(parent.exe.is_some(), "own exe read from /proc");
+        t.on_fork(me, 4_000_000, 100);
+        let child = t.get(4_000_000).clone();
+        assert_eq!(child.exec_id, "b00t-4000000-100");
+        assert_eq!(child.parent_exec_id.as_deref(), Some(parent.exec_id.as_str()));
+        assert_eq!(child.exe, parent.exe);
+        let new = t.on_exec(4_000_000, Some("/bin/true".into()), 200);
+        assert_eq!(new, "b00t-4000000-200");
+        let img = t.get(4_000_000);
+        assert_eq!(img.exe.as_deref(), Some("/bin/true"));
+        assert_eq!(img.parent_exec_id.as_deref(), Some("b00t-4000000-100"));
+        t.on_exit(4_000_000);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn unknown_vanished_process_gets_an_id_without_exe() {
+        let mut t = ProcessTable::new("b".into());
+        let img = t.get(u32::MAX - 1).clone();
+        assert_eq!(img.exe, None);
+        assert_eq!(img.exec_id, format!("b-{}-0", u32::MAX - 1));
+    }
+}

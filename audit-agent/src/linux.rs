@@ -1,0 +1,225 @@
+//! Linux constants turned into names: errno values, open(2) flags, socket address families and
+//! `struct sockaddr` decoding. Pure tables, x86_64/aarch64 generic values.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Name of an errno value (`2` -> `ENOENT`).
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    const NAMES: [&str; 134] = [
+        "", "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF",
+        "ECHILD", "EAGAIN", "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV",
+        "ENODEV", "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG",
+        "ENOSPC", "ESPIPE", "EROFS", "EMLINK", "EPIPE", "EDOM", "ERANGE", "EDEADLK",
+        "ENAMETOOLONG", "ENOLCK", "ENOSYS", "ENOTEMPTY", "ELOOP", "", "ENOMSG", "EIDRM", "ECHRNG",
+        "EL2NSYNC", "EL3HLT", "EL3RST", "ELNRNG", "EUNATCH", "ENOCSI", "EL2HLT", "EBADE", "EBADR",
+        "EXFULL", "ENOANO", "EBADRQC", "EBADSLT", "", "EBFONT", "ENOSTR", "ENODATA", "ETIME",
+        "ENOSR", "ENONET", "ENOPKG", "EREMOTE", "ENOLINK", "EADV", "ESRMNT", "ECOMM", "EPROTO",
+        "EMULTIHOP", "EDOTDOT", "EBADMSG", "EOVERFLOW", "ENOTUNIQ", "EBADFD", "EREMCHG",
+        "ELIBACC", "ELIBBAD", "ELIBSCN", "ELIBMAX", "ELIBEXEC", "EILSEQ", "ERESTART", "ESTRPIPE",
+        "EUSERS", "ENOTSOCK", "EDESTADDRREQ", "EMSGSIZE", "EPROTOTYPE", "ENOPROTOOPT",
+        "EPROTONOSUPPORT", "ESOCKTNOSUPPORT", "EOPNOTSUPP", "EPFNOSUPPORT", "EAFNOSUPPORT",
+        "EADDRINUSE", "EADDRNOTAVAIL", "ENETDOWN", "ENETUNREACH", "ENETRESET", "ECONNABORTED",
+        "ECONNRESET", "ENOBUFS", "EISCONN", "ENOTCONN", "ESHUTDOWN", "ETOOMANYREFS", "ETIMEDOUT",
+        "ECONNREFUSED", "EHOSTDOWN", "EHOSTUNREACH", "EALREADY", "EINPROGRESS", "ESTALE",
+        "EUCLEAN", "ENOTNAM", "ENAVAIL", "EISNAM", "EREMOTEIO", "EDQUOT", "ENOMEDIUM",
+        "EMEDIUMTYPE", "ECANCELED", "ENOKEY", "EKEYEXPIRED", "EKEYREVOKED", "EKEYREJECTED",
+        "EOWNERDEAD", "ENOTRECOVERABLE", "ERFKILL", "EHWPOISON",
+    ];
+    match errno {
+        512 => Some("ERESTARTSYS"),
+        513 => Some("ERESTARTNOINTR"),
+        514 => Some("ERESTARTNOHAND"),
+        516 => Some("ERESTART_RESTARTBLOCK"),
+        _ => NAMES
+            .get(usize::try_from(errno).ok()?)
+            .copied()
+            .filter(|n| !n.is_empty()),
+    }
+}
+
+/// `EINPROGRESS`.
+pub const EINPROGRESS: i32 = 115;
+
+/// Symbolic names of open(2) flags, access mode first (`O_WRONLY|O_CREAT` -> `["O_WRONLY",
+/// "O_CREAT"]`). Bits without a name come out as one hex value.
+pub fn open_flag_names(flags: u64) -> Vec<String> {
+    const NAMED: [(u64, &str); 18] = [
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        // O_SYNC is __O_SYNC|O_DSYNC; checked before O_DSYNC.
+        (0o4010000, "O_SYNC"),
+        (0o10000, "O_DSYNC"),
+        (0o20000, "O_ASYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
+        // O_TMPFILE is __O_TMPFILE|O_DIRECTORY; checked before O_DIRECTORY.
+        (0o20200000, "O_TMPFILE"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o1000000, "O_NOATIME"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o10000000, "O_PATH"),
+        (0, ""),
+    ];
+    let mut out = Vec::new();
+    out.push(
+        match flags & 0o3 {
+            0 => "O_RDONLY",
+            1 => "O_WRONLY",
+            2 => "O_RDWR",
+            _ => "O_ACCMODE",
+        }
+        .to_string(),
+    );
+    let mut rest = flags & !0o3;
+    for (bits, name) in NAMED {
+        if bits != 0 && rest & bits == bits {
+            out.push(name.to_string());
+            rest &= !bits;
+        }
+    }
+    if rest != 0 {
+        out.push(format!("{rest:#x}"));
+    }
+    out
+}
+
+/// Whether open(2) flags can create a file (so `mode` matters).
+pub fn open_creates(flags: u64) -> bool {
+    flags & 0o100 != 0 || flags & 0o20000000 != 0
+}
+
+/// Whether open(2) flags ask for write access.
+pub fn open_writes(flags: u64) -> bool {
+    flags & 0o3 != 0 || flags & 0o1000 != 0
+}
+
+/// A decoded `struct sockaddr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SockAddr {
+    Inet(Ipv4Addr, u16),
+    Inet6(Ipv6Addr, u16),
+    /// Path socket (bytes), or abstract name with a leading NUL.
+    Unix(Vec<u8>),
+    /// `AF_UNSPEC`: dissolves an association.
+    Unspec,
+    Other(u16),
+    /// Too short to hold its family's address.
+    Malformed(u16),
+}
+
+impl SockAddr {
+    /// Decodes `bytes` (at most `addrlen` of which were passed by the caller).
+    pub fn decode(bytes: &[u8], addrlen: usize) -> Self {
+        let bytes = &bytes[..addrlen.min(bytes.len())];
+        if bytes.len() < 2 {
+            return Self::Malformed(0);
+        }
+        let family = u16::from_ne_bytes([bytes[0], bytes[1]]);
+        match family {
+            0 => Self::Unspec,
+            1 => {
+                let path = &bytes[2..];
+                if path.first() == Some(&0) {
+                    // Abstract namespace: the name is every byte of addrlen, NULs included.
+                    Self::Unix(path.to_vec())
+                } else {
+                    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+                    Self::Unix(path[..end].to_vec())
+                }
+            }
+            2 if bytes.len() >= 8 => Self::Inet(
+                Ipv4Addr::new(bytes[4], bytes[5], bytes[6], bytes[7]),
+                u16::from_be_bytes([bytes[2], bytes[3]]),
+            ),
+            10 if bytes.len() >= 24 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&bytes[8..24]);
+                Self::Inet6(Ipv6Addr::from(a), u16::from_be_bytes([bytes[2], bytes[3]]))
+            }
+            2 | 10 => Self::Malformed(family),
+            f => Self::Other(f),
+        }
+    }
+
+    /// The `resource.family` name.
+    pub fn family(&self) -> String {
+        match self {
+            Self::Inet(..) => "inet".into(),
+            Self::Inet6(..) => "inet6".into(),
+            Self::Unix(_) => "unix".into(),
+            Self::Unspec => "unspec".into(),
+            Self::Other(f) | Self::Malformed(f) => format!("af_{f}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_values_have_their_names() {
+        assert_eq!(errno_name(2), Some("ENOENT"));
+        assert_eq!(errno_name(13), Some("EACCES"));
+        assert_eq!(errno_name(111), Some("ECONNREFUSED"));
+        assert_eq!(errno_name(115), Some("EINPROGRESS"));
+        assert_eq!(errno_name(36), Some("ENAMETOOLONG"));
+        assert_eq!(errno_name(133), Some("EHWPOISON"));
+        assert_eq!(errno_name(41), None);
+        assert_eq!(errno_name(9999), None);
+        assert_eq!(errno_name(-1), None);
+    }
+
+    #[test]
+    fn open_flags_are_named_access_mode_first() {
+        assert_eq!(open_flag_names(0), ["O_RDONLY"]);
+        assert_eq!(open_flag_names(0o1 | 0o100), ["O_WRONLY", "O_CREAT"]);
+        assert_eq!(
+            open_flag_names(0o2 | 0o2000000 | 0o200000),
+            ["O_RDWR", "O_DIRECTORY", "O_CLOEXEC"]
+        );
+        assert_eq!(open_flag_names(0o4010000), ["O_RDONLY", "O_SYNC"]);
+        assert_eq!(open_flag_names(0o20200000 | 0o2), ["O_RDWR", "O_TMPFILE"]);
+        assert_eq!(open_flag_names(0x8000_0000), ["O_RDONLY", "0x80000000"]);
+    }
+
+    #[test]
+    fn inet_addresses_decode_with_host_order_ports() {
+        let mut b = vec![2, 0, 0x1f, 0x90, 127, 0, 0, 1];
+        b.resize(16, 0);
+        assert_eq!(
+            SockAddr::decode(&b, 16),
+            SockAddr::Inet(Ipv4Addr::LOCALHOST, 8080)
+        );
+        let mut b6 = vec![10, 0, 0, 80, 0, 0, 0, 0];
+        b6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        b6.extend_from_slice(&[0; 4]);
+        assert_eq!(
+            SockAddr::decode(&b6, 28),
+            SockAddr::Inet6(Ipv6Addr::LOCALHOST, 80)
+        );
+    }
+
+    #[test]
+    fn unix_paths_and_abstract_names_decode() {
+        let mut b = vec![1, 0];
+        b.extend_from_slice(b"/run/x.sock\0junk");
+        assert_eq!(SockAddr::decode(&b, b.len()), SockAddr::Unix(b"/run/x.sock".to_vec()));
+        let mut a = vec![1, 0, 0];
+        a.extend_from_slice(b"abstract");
+        assert_eq!(SockAddr::decode(&a, a.len()), SockAddr::Unix(b"\0abstract".to_vec()));
+    }
+
+    #[test]
+    fn short_and_unknown_addresses_are_kept_as_such() {
+        assert_eq!(SockAddr::decode(&[2, 0, 1], 3), SockAddr::Malformed(2));
+        assert_eq!(SockAddr::decode(&[0, 0], 2), SockAddr::Unspec);
+        assert_eq!(SockAddr::decode(&[17, 0, 1, 2], 4).family(), "af_17");
+        assert_eq!(SockAddr::decode(&[], 0), SockAddr::Malformed(0));
+    }
+}

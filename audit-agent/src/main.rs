@@ -1,0 +1,35 @@
+//! Entry point: parse the command line, set up logging, run the chosen command.
+
+use audit_agent::{
+    cli::{Cli, Command},
+    commands, logging,
+};
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("audit-agent: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Watch(args) => commands::watch::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("audit-agent: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The pipeline, top to bottom:
+//!
+//! ```text
+//! capture (kernel ring buffer) -> decode -> enrich -> stages (identity, policy) -> sequence -> sink
+//! ```
+//!
+//! Besides moving records, it turns kernel loss counters into explicit `audit.gap` records, and on
+//! shutdown stops new capture, drains the ring buffer and flushes in-flight syscalls so nothing
+//! the kernel saw is dropped.
+
+use std::{collections::BTreeMap, future::Future, time::Duration};
+
+use audit_common::{counters::Counters, event::EventKind};
+
+use crate::{
+    capture::Capture,
+    decode::KernelEvent,
+    enrich::Enricher,
+    record::{self, Gap, Record, action},
+    sink::Sink,
+    timefmt::{now_unix_ns, rfc3339_nanos},
+};
+
+/// A record transform between enrichment and the sink (agent identity, policy verdict, ...).
+pub trait Stage: Send {
+    fn apply(&mut self, rec: &mut Record);
+}
+
+/// Observes every finished record (e.g. to build a summary); cannot change it.
+pub trait Observer: Send {
+    fn observe(&mut self, rec: &Record);
+}
+
+/// Stamps records with the per-host sequence number and a unique id.
+#[derive(Debug, Clone)]
+pub struct Sequencer {
+    stream: String,
+    next: u64,
+}
+
+impl Sequencer {
+    /// `stream`: an id for this writer (host, boot and start), `next`: the first seq to assign.
+    pub fn new(stream: String, next: u64) -> Self {
+        Self { stream, next }
+    }
+
+    pub fn stamp(&mut self, rec: &mut Record) {
+        rec.seq = self.next;
+        rec.id = format!("{}-{}", self.stream, self.next);
+        self.next += 1;
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+}
+
+/// Derives a stream id from what makes a writer unique.
+pub fn stream_id(parts: &[&str]) -> String {
+    // FNV-1a, 64 bit: stable across versions and platforms (unlike std's hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Name of a kernel event kind in gap records.
+fn kind_name(kind: usize) -> &'static str {
+    match kind {
+        k if k == EventKind::Exec as usize => action::EXEC,
+        k if k == EventKind::Open as usize => action::OPEN,
+        k if k == EventKind::Connect as usize => action::CONNECT,
+        _ => "process.lifecycle",
+    }
+}
+
+/// Turns increases of the kernel's loss counters into gap records.
+pub struct LossTracker {
+    last: Counters,
+    since_ns: i128,
+}
+
+impl LossTracker {
+    pub fn new(initial: Counters, now_ns: i128) -> Self {
+        Self {
+            last: initial,
+            since_ns: now_ns,
+        }
+    }
+
+    /// Gap records for the losses since the previous check (at most one per reason).
+    pub fn check(&mut self, now: Counters, now_ns: i128) -> Vec<Gap> {
+        let mut gaps = Vec::new();
+        let reasons: [(&str, &[u64], &[u64]); 2] = [
+            ("ringbuf_full", &now.ringbuf_full, &self.last.ringbuf_full),
+            ("pending_full", &now.pending_full, &self.last.pending_full),
+        ];
+        for (reason, cur, prev) in reasons {
+            let mut by_action = BTreeMap::new();
+            let mut lost = 0;
+            for (k, (c, p)) in cur.iter().zip(prev).enumerate() {
+                let d = c.saturating_sub(*p);
+                if d > 0 {
+                    *by_action.entry(kind_name(k).to_string()).or_insert(0) += d;
+                    lost += d;
+                }
+            }
+            if lost > 0 {
+                gaps.push(gap(lost, reason, by_action, self.since_ns, now_ns));
+            }
+        }
+        self.last = now;
+        self.since_ns = now_ns;
+        gaps
+    }
+
+    /// Totals as last seen.
+    pub fn totals(&self) -> &Counters {
+        &self.last
+    }
+}
+
+pub fn gap(
+    lost: u64,
+    reason: &str,
+    by_action: BTreeMap<String, u64>,
+    from_ns: i128,
+    to_ns: i128,
+) -> Gap {
+    Gap {
+        lost,
+        reason: reason.into(),
+        by_action,
+        from: rfc3339_nanos(from_ns),
+        to: rfc3339_nanos(to_ns),
+    }
+}
+
+/// What a pipeline run did.
+#[derive(Debug, Default, Clone)]
+pub struct RunStats {
+    pub records: u64,
+    pub gaps: u64,
+    pub lost: u64,
+    pub kernel: Counters,
+}
+
+pub struct Pipeline {
+    pub capture: Capture,
+    pub enricher: Enricher,
+    pub stages: Vec<Box<dyn Stage>>,
+    pub observers: Vec<Box<dyn Observer>>,
+    pub sink: Box<dyn Sink + Send>,
+    pub seq: Sequencer,
+    loss: LossTracker,
+    stats: RunStats,
+    batch: Vec<KernelEvent>,
+}
+
+/// How often kernel counters are checked for loss and the clock offset refreshed.
+const TICK: Duration = Duration::from_millis(250);
+/// Records decoded per wake-up before they are processed and flushed.
+const BATCH: usize = 4096;
+
+impl Pipeline {
+    pub fn new(
+        capture: Capture,
+        enricher: Enricher,
+        sink: Box<dyn Sink + Send>,
+        seq: Sequencer,
+    ) -> anyhow::Result<Self> {
+        let initial = capture.counters()?;
+        Ok(Self {
+            capture,
+            enricher,
+            stages: Vec::new(),
+            observers: Vec::new(),
+            sink,
+            seq,
+            loss: LossTracker::new(initial, now_unix_ns()),
+            stats: RunStats::default(),
+            batch: Vec::with_capacity(BATCH),
+        })
+    }
+
+    /// Runs until `shutdown` completes, then drains (see module docs).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunStats> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                r = self.capture.read(&mut self.batch, BATCH) => {
+                    let bad = r?;
+                    self.note_decode_errors(bad)?;
+                    self.process_batch()?;
+                }
+                _ = tick.tick() => {
+                    self.check_loss()?;
+                    self.enricher.refresh_clock();
+                }
+            }
+        }
+        self.drain().await?;
+        Ok(self.stats)
+    }
+
+    /// Stop capture, let syscalls in flight finish briefly, drain everything, flush.
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        self.capture.pause()?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let bad = self.capture.read_now(&mut self.batch);
+        self.note_decode_errors(bad)?;
+        self.process_batch()?;
+        // Syscalls still in flight (blocked connect, slow open): report what is known, marked
+        // incomplete. One that completes meanwhile is reported from the ring instead.
+        let mut in_flight = self.capture.take_in_flight();
+        let bad = self.capture.read_now(&mut self.batch);
+        self.note_decode_errors(bad)?;
+        in_flight.retain(|p| {
+            !self
+                .batch
+                .iter()
+                .any(|e| e.task.tid == p.task.tid && e.task.ktime_ns == p.task.ktime_ns)
+        });
+        self.batch.extend(in_flight);
+        self.process_batch()?;
+        self.check_loss()?;
+        self.sink.flush()
+    }
+
+    fn process_batch(&mut self) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        for ev in batch.iter().cloned() {
+            if let Some(mut rec) = self.enricher.enrich(ev) {
+                for stage in &mut self.stages {
+                    stage.apply(&mut rec);
+                }
+                self.emit(rec)?;
+            }
+        }
+        self.batch = batch;
+        self.batch.clear();
+        self.sink.flush()
+    }
+
+    fn emit(&mut self, mut rec: Record) -> anyhow::Result<()> {
+        self.seq.stamp(&mut rec);
+        self.sink.write(&rec)?;
+        for o in &mut self.observers {
+            o.observe(&rec);
+        }
+        if rec.is_gap() {
+            self.stats.gaps += 1;
+        } else {
+            self.stats.records += 1;
+        }
+        Ok(())
+    }
+
+    fn check_loss(&mut self) -> anyhow::Result<()> {
+        let now = now_unix_ns();
+        let counters = self.capture.counters()?;
+        self.stats.kernel = counters;
+        for g in self.loss.check(counters, now) {
+            tracing::warn!(lost = g.lost, reason = %g.reason, "records lost; gap record written");
+            self.stats.lost += g.lost;
+            let rec = self.gap_record(g, now);
+            self.emit(rec)?;
+        }
+        self.sink.flush()
+    }
+
+    fn note_decode_errors(&mut self, bad: usize) -> anyhow::Result<()> {
+        if bad == 0 {
+            return Ok(());
+        }
+        let now = now_unix_ns();
+        tracing::error!(count = bad, "undecodable kernel records; gap record written");
+        self.stats.lost += bad as u64;
+        let rec = self.gap_record(gap(bad as u64, "decode_error", BTreeMap::new(), now, now), now);
+        self.emit(rec)
+    }
+
+    fn gap_record(&self, g: Gap, now: i128) -> Record {
+        Record {
+            schema: record::SCHEMA.into(),
+            id: String::new(),
+            seq: 0,
+            time: rfc3339_nanos(now),
+            host: self.enricher.host().clone(),
+            action: action::GAP.into(),
+            syscall: None,
+            agent: None,
+            process: None,
+            subject: None,
+            resource: None,
+            result: None,
+            protected: None,
+            policy: None,
+            gap: Some(g),
+            unix_ns: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_become_one_gap_per_reason_with_per_action_counts() {
+        let mut t = LossTracker::new(Counters::default(), 0);
+        assert!(t.check(Counters::default(), 1).is_empty());
+        let mut c = Counters::default();
+        c.ringbuf_full[EventKind::Open as usize] = 5;
+        c.ringbuf_full[EventKind::Exec as usize] = 2;
+        c.pending_full[EventKind::Connect as usize] = 1;
+        let gaps = t.check(c, 2_000_000_000);
+        assert_eq!(gaps.len(), 2);
+        assert_eq!(gaps[0].reason, "ringbuf_full");
+        assert_eq!(gaps[0].lost, 7);
+        assert_eq!(gaps[0].by_action["file.open"], 5);
+        assert_eq!(gaps[0].by_action["process.exec"], 2);
+        assert_eq!(gaps[0].from, "1970-01-01T00:00:00.000000001Z");
+        assert_eq!(gaps[1].reason, "pending_full");
+        assert_eq!(gaps[1].by_action["network.connect"], 1);
+        // Only the increase is reported next time.
+        c.ringbuf_full[EventKind::Open as usize] = 6;
+        let gaps = t.check(c, 3);
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].lost, 1);
+    }
+
+    #[test]
+    fn sequencer_ids_are_stream_and_seq() {
+        let mut s = Sequencer::new("abc".into(), 7);
+        let mut r: Record = serde_json::from_str(
+            r#"{"schema":"audit-agent/v1","id":"","seq":0,"time":"t","host":{"name":"h","boot_id":"b"},"action":"file.open"}"#,
+        )
+        .unwrap();
+        s.stamp(&mut r);
+        assert_eq!((r.seq, r.id.as_str()), (7, "abc-7"));
+        s.stamp(&mut r);
+        assert_eq!(r.seq, 8);
+    }
+
+    #[test]
+    fn stream_ids_are_stable() {
+        assert_eq!(stream_id(&["a", "b"]), stream_id(&["a", "b"]));
+        assert_ne!(stream_id(&["a", "b"]), stream_id(&["ab", ""]));
+        assert_eq!(stream_id(&[]).len(), 16);
+    }
+}

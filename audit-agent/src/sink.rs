@@ -1,0 +1,71 @@
+//! Sinks: where finished records go. `watch` and `trace` write to stdout or a file; the daemon
+//! writes to the spool (see `spool`).
+
+use std::io::Write;
+
+use crate::{
+    format::{Format, write_record},
+    record::Record,
+};
+
+/// The last stage of the pipeline.
+pub trait Sink {
+    /// Accepts one record. A record is only acknowledged once this returns `Ok`.
+    fn write(&mut self, rec: &Record) -> anyhow::Result<()>;
+    /// Makes everything written so far visible/durable (called after every batch).
+    fn flush(&mut self) -> anyhow::Result<()>;
+}
+
+/// Formats records onto any writer (stdout, a file).
+pub struct WriterSink<W: Write> {
+    format: Format,
+    out: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> WriterSink<W> {
+    pub fn new(format: Format, out: W) -> Self {
+        Self {
+            format,
+            out,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+}
+
+impl<W: Write> Sink for WriterSink<W> {
+    fn write(&mut self, rec: &Record) -> anyhow::Result<()> {
+        write_record(self.format, rec, &mut self.buf)?;
+        if self.buf.len() >= 60 * 1024 {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// Sends every record to several sinks (e.g. the terminal and a store).
+pub struct Tee(pub Vec<Box<dyn Sink + Send>>);
+
+impl Sink for Tee {
+    fn write(&mut self, rec: &Record) -> anyhow::Result<()> {
+        for s in &mut self.0 {
+            s.write(rec)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        for s in &mut self.0 {
+            s.flush()?;
+        }
+        Ok(())
+    }
+}

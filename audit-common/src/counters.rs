@@ -1,0 +1,50 @@
+//! Per-CPU counters the kernel keeps so that loss is never silent. User space sums them across
+//! CPUs and turns increases of the loss counters into gap records.
+
+use crate::event::EventKind;
+
+const K: usize = EventKind::SLOTS;
+
+/// The single entry of the `COUNTERS` per-CPU array. Indexed by [`EventKind`] value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    /// Records written to the ring buffer.
+    pub emitted: [u64; K],
+    /// Records lost because the ring buffer was full.
+    pub ringbuf_full: [u64; K],
+    /// Actions of watched threads not tracked because the pending map was full.
+    pub pending_full: [u64; K],
+    /// Paths cut at `PATH_MAX`.
+    pub path_truncated: u64,
+    /// Exec argument vectors cut.
+    pub argv_truncated: u64,
+    /// Children not added to the follow set because it was full.
+    pub follow_full: u64,
+    pub _reserved: u64,
+}
+
+impl Counters {
+    /// Total records lost, all reasons.
+    pub fn lost(&self) -> u64 {
+        let mut n = 0;
+        let mut i = 0;
+        while i < K {
+            n += self.ringbuf_full[i] + self.pending_full[i];
+            i += 1;
+        }
+        n
+    }
+
+    /// Adds `other` into `self` (summing per-CPU values).
+    pub fn accumulate(&mut self, other: &Self) {
+        for i in 0..K {
+            self.emitted[i] += other.emitted[i];
+            self.ringbuf_full[i] += other.ringbuf_full[i];
+            self.pending_full[i] += other.pending_full[i];
+        }
+        self.path_truncated += other.path_truncated;
+        self.argv_truncated += other.argv_truncated;
+        self.follow_full += other.follow_full;
+    }
+}

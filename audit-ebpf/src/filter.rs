@@ -1,0 +1,62 @@
+//! Is the current task watched? Called first by every entry program, so an unwatched task leaves
+//! after a handful of instructions: self check, one array lookup, then one hash lookup per cgroup
+//! level that has a watched subtree root, the uid lookup only when uids are watched, and the
+//! follow-set lookup.
+
+use audit_common::filter::{CGROUP_EXACT, CGROUP_SUBTREE, MAX_CGROUP_LEVEL, MODE_ALL, MODE_FILTERED};
+use aya_ebpf::helpers::{
+    bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_uid_gid,
+};
+
+use crate::{
+    maps::{FILTER, FOLLOWED, WATCHED_CGROUPS, WATCHED_UIDS},
+    offsets::self_tgid,
+};
+
+/// Whether the task identified by `pid_tgid` (from `bpf_get_current_pid_tgid`) is watched.
+#[inline(always)]
+pub fn is_watched(pid_tgid: u64) -> bool {
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid == self_tgid() {
+        return false;
+    }
+    let Some(cfg) = FILTER.get(0) else {
+        return false;
+    };
+    if cfg.mode != MODE_FILTERED {
+        return cfg.mode == MODE_ALL;
+    }
+    if cfg.exact_cgroups != 0 {
+        let id = unsafe { bpf_get_current_cgroup_id() };
+        if let Some(v) = unsafe { WATCHED_CGROUPS.get(id) } {
+            if *v & CGROUP_EXACT != 0 {
+                return true;
+            }
+        }
+    }
+    let mut levels = cfg.subtree_levels;
+    let mut level = 0u32;
+    // Bounded loop: at most one iteration per possible level, and it stops as soon as no higher
+    // level has a subtree root (usually after one or two iterations).
+    while levels != 0 && level <= MAX_CGROUP_LEVEL {
+        if levels & 1 != 0 {
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            if id != 0 {
+                if let Some(v) = unsafe { WATCHED_CGROUPS.get(id) } {
+                    if *v & CGROUP_SUBTREE != 0 {
+                        return true;
+                    }
+                }
+            }
+        }
+        levels >>= 1;
+        level += 1;
+    }
+    if cfg.uids != 0 {
+        let uid = bpf_get_current_uid_gid() as u32;
+        if unsafe { WATCHED_UIDS.get(uid) }.is_some() {
+            return true;
+        }
+    }
+    unsafe { FOLLOWED.get(tgid) }.is_some()
+}

@@ -1,0 +1,31 @@
+//! Kernel programs of audit-agent.
+//!
+//! One file per hook family: `exec.rs` (execve, execveat, sched_process_exec), `open.rs` (openat,
+//! openat2, open, creat), `connect.rs` (connect) and `lifecycle.rs` (fork, exit). Each entry point
+//! is a thin `#[tracepoint]` that calls a `try_*` function returning `Result`.
+//!
+//! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
+//! per-thread slot where a record is assembled between syscall entry and exit, and its emission),
+//! `offsets.rs` (tracepoint and `task_struct` offsets set by user space at load time).
+#![no_std]
+#![no_main]
+
+mod connect;
+mod exec;
+mod filter;
+mod lifecycle;
+mod maps;
+mod offsets;
+mod open;
+mod pending;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this; it is never executed.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

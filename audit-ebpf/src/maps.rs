@@ -1,0 +1,51 @@
+//! Every map the programs share. Sizes are defaults; user space may override `max_entries` at load
+//! time (`EbpfLoader::map_max_entries`), e.g. the ring buffer size from the configuration.
+
+use audit_common::{
+    counters::Counters,
+    event::PendingEvent,
+    filter::FilterConfig,
+};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+
+/// `BPF_F_NO_PREALLOC`: hash entries are allocated on insert, so the big pending slots only use
+/// memory for threads that are actually watched.
+const NO_PREALLOC: u32 = 1;
+
+/// Records for user space.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Filter configuration (one entry), written by user space.
+#[map]
+pub static FILTER: Array<FilterConfig> = Array::with_max_entries(1, 0);
+
+/// cgroup id -> `CGROUP_EXACT` | `CGROUP_SUBTREE`.
+#[map]
+pub static WATCHED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
+/// Watched user ids (value unused).
+#[map]
+pub static WATCHED_UIDS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Processes (tgid) that descend from a watched process: they stay watched whatever their cgroup
+/// or uid becomes. Filled at fork, emptied at exit.
+#[map]
+pub static FOLLOWED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Per-thread (tid) slot where an action record is built between syscall entry and exit. An entry
+/// lives as long as its thread: it is removed by `sched_process_exit`.
+#[map]
+pub static PENDING: HashMap<u32, PendingEvent> = HashMap::with_max_entries(16384, NO_PREALLOC);
+
+/// An all-zero `PendingEvent` used as the initial value of new `PENDING` entries (the value of a
+/// map update must come from memory the verifier knows; the stack is far too small).
+#[map]
+pub static PENDING_INIT: PerCpuArray<PendingEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Loss and volume counters (one entry per CPU).
+#[map]
+pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,35 @@
+//! Kernel-dependent offsets, set by user space at load time (`EbpfLoader::override_global`).
+//!
+//! The globals live in `.rodata`, which the kernel freezes: the verifier then knows each value as a
+//! constant, so reading them costs nothing at run time and branches for absent fields are pruned.
+
+use audit_common::offsets::Offsets;
+use aya_ebpf::programs::TracePointContext;
+
+#[unsafe(no_mangle)]
+pub static OFFSETS: Offsets = Offsets::UNSET;
+
+/// The agent's own process id (tgid in the initial pid namespace): never reported.
+#[unsafe(no_mangle)]
+static SELF_TGID: u32 = 0;
+
+/// Reads one field of [`OFFSETS`]. Volatile, so the compiler does not fold in the `UNSET` value.
+macro_rules! off {
+    ($field:ident) => {{
+        #[allow(unused_unsafe)]
+        let v = unsafe { core::ptr::read_volatile(&raw const $crate::offsets::OFFSETS.$field) };
+        v
+    }};
+}
+pub(crate) use off;
+
+#[inline(always)]
+pub fn self_tgid() -> u32 {
+    unsafe { core::ptr::read_volatile(&raw const SELF_TGID) }
+}
+
+/// Reads a `T` at byte offset `off` of the tracepoint record.
+#[inline(always)]
+pub fn tp_read<T>(ctx: &TracePointContext, off: u16) -> Result<T, i64> {
+    unsafe { ctx.read_at::<T>(usize::from(off)) }.map_err(i64::from)
+}
