@@ -1,0 +1,390 @@
+//! Test harness for audit-agent's integration tests: real kernel, real processes, real cgroups.
+//!
+//! - [`TestCgroup`] creates a cgroup v2 directory per test and starts processes inside it (moved
+//!   in between fork and exec, so they are watched from their first instruction).
+//! - [`Agent`] runs the real `audit-agent` binary and collects its JSON output.
+//! - `workload` (a binary of this crate) performs exactly the syscalls a test asks for.
+//!
+//! These tests need root. They fail (never skip) without it: run them with `cargo xtask test`.
+
+use std::{
+    ffi::OsStr,
+    io::{BufRead as _, BufReader, Read as _},
+    os::unix::{fs::MetadataExt as _, process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+pub use serde_json::{Value, json};
+
+/// Panics unless running as root.
+pub fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the kernel tests load eBPF programs and create cgroups: run them as root with `cargo xtask test`"
+    );
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The audit-agent binary under test (`AUDIT_AGENT_BIN`, set by `cargo xtask test`).
+pub fn agent_bin() -> PathBuf {
+    let p = std::env::var_os("AUDIT_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/audit-agent"));
+    assert!(
+        p.exists(),
+        "{} does not exist: build it first (`cargo xtask test` does)",
+        p.display()
+    );
+    p
+}
+
+/// The `workload` helper binary of this crate.
+pub fn workload_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_workload") {
+        return p.into();
+    }
+    // target/debug/deps/<test> -> target/debug/workload
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("workload"))
+        .filter(|p| p.exists())
+        .expect("workload binary next to the test binary (cargo builds it for integration tests)")
+}
+
+/// Where cgroup v2 is mounted (from /proc/self/mountinfo).
+pub fn cgroup2_mount() -> PathBuf {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    mi.lines()
+        .filter_map(|l| l.split_once(" - ").map(|(a, b)| (a, b)))
+        .find(|(_, b)| b.starts_with("cgroup2 "))
+        .and_then(|(a, _)| a.split_whitespace().nth(4).map(PathBuf::from))
+        .expect("a cgroup2 mount")
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A cgroup v2 directory owned by one test; removed (with its processes killed) on drop.
+pub struct TestCgroup {
+    /// Path relative to the cgroup2 mount, e.g. `/audit-tests/open-123-0`.
+    pub rel: String,
+    /// Absolute filesystem path.
+    pub fs: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(tag: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let rel = format!("/audit-tests/{tag}-{}-{n}", std::process::id());
+        Self::at(rel)
+    }
+
+    pub fn at(rel: String) -> Self {
+        let fs = cgroup2_mount().join(rel.trim_start_matches('/'));
+        std::fs::create_dir_all(&fs).unwrap_or_else(|e| panic!("mkdir {}: {e}", fs.display()));
+        Self { rel, fs }
+    }
+
+    /// A cgroup below this one.
+    pub fn child(&self, name: &str) -> Self {
+        Self::at(format!("{}/{name}", self.rel))
+    }
+
+    /// The cgroup id (inode number of the directory).
+    pub fn id(&self) -> u64 {
+        std::fs::metadata(&self.fs).expect("cgroup dir").ino()
+    }
+
+    /// A command that starts inside this cgroup (moved in after fork, before exec).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        let procs = self.fs.join("cgroup.procs");
+        // SAFETY: the closure only performs an async-signal-safe write to a file.
+        unsafe {
+            cmd.pre_exec(move || std::fs::write(&procs, b"0"));
+        }
+        cmd
+    }
+
+    /// Runs the workload with `args` inside this cgroup; returns its report lines.
+    pub fn workload<I, S>(&self, args: I) -> Vec<Value>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self
+            .command(workload_bin())
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run workload");
+        // Only the workload's own report lines: programs it execs may print too.
+        let own: Vec<u8> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("{\"action\""))
+            .flat_map(|l| l.bytes().chain([b'\n']))
+            .collect();
+        parse_lines(&own)
+    }
+
+    fn kill_all(dir: &Path) {
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+
+    fn remove(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    Self::remove(&e.path());
+                }
+            }
+        }
+        Self::kill_all(dir);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+            Self::kill_all(dir);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        Self::remove(&self.fs);
+    }
+}
+
+/// Parses JSON lines, panicking with the line on malformed input.
+pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A running audit-agent.
+pub struct Agent {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Starts `audit-agent ARGS` and waits until it reports ready.
+    pub fn start<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Self::start_with(Command::new(agent_bin()).args(args))
+    }
+
+    /// Starts a prepared command (for extra environment) and waits until it reports ready.
+    pub fn start_with(cmd: &mut Command) -> Self {
+        require_root();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn audit-agent");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut out = child.stdout.take().expect("stdout");
+        let so = stdout.clone();
+        let r1 = std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                so.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        });
+        let err = child.stderr.take().expect("stderr");
+        let se = stderr.clone();
+        let r2 = std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = se.lock().expect("lock");
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut agent = Self {
+            child,
+            stdout,
+            stderr,
+            readers: vec![r1, r2],
+        };
+        agent.wait_for_stderr("ready", Duration::from_secs(60));
+        agent
+    }
+
+    /// `audit-agent watch --format json --cgroup <cg>`.
+    pub fn watch_cgroup(cg: &TestCgroup) -> Self {
+        Self::start(["watch", "--format", "json", "--cgroup", &cg.rel])
+    }
+
+    /// Waits until stderr contains `needle`; panics with the log on timeout or early exit.
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "audit-agent exited ({status}) before `{needle}`; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "audit-agent did not log `{needle}` within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// Output so far (complete lines only).
+    pub fn records_so_far(&self) -> Vec<Value> {
+        let out = self.stdout.lock().expect("lock").clone();
+        let end = out.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        parse_lines(&out[..end])
+    }
+
+    /// Sends `signal` to the agent.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Stops the agent with SIGINT and returns everything it wrote (stdout JSON lines).
+    pub fn stop(mut self) -> Vec<Value> {
+        self.signal(libc::SIGINT);
+        let status = self.wait(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "audit-agent exited with {status}; stderr:\n{}",
+            self.stderr()
+        );
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        parse_lines(&self.stdout.lock().expect("lock"))
+    }
+
+    /// Waits for exit (SIGKILL after `timeout`).
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("audit-agent did not exit in {timeout:?}; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Field access by dotted path: `get(rec, "resource.path")`.
+pub fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(v, |v, k| &v[k])
+}
+
+/// Records of `action` by process `pid`.
+pub fn by_pid<'a>(records: &'a [Value], pid: i64, action: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["action"] == action && r["process"]["pid"] == pid)
+        .collect()
+}
+
+/// The one record of `action` on `path` by `pid`; panics listing the candidates otherwise.
+pub fn one<'a>(records: &'a [Value], pid: i64, action: &str, path: &str) -> &'a Value {
+    let found: Vec<&Value> = by_pid(records, pid, action)
+        .into_iter()
+        .filter(|r| r["resource"]["path"] == path)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {action} of {path:?} by pid {pid}, found {}: {:#?}\nall records of pid: {:#?}",
+        found.len(),
+        found,
+        by_pid(records, pid, action)
+    );
+    found[0]
+}
+
+/// The pid a workload reported for its first action.
+pub fn pid_of(report: &[Value]) -> i64 {
+    report.first().and_then(|r| r["pid"].as_i64()).expect("workload report with a pid")
+}
+
+/// A unique scratch directory under /tmp, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Self {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("audit-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("scratch dir");
+        Self(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
