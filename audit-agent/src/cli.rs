@@ -22,6 +22,11 @@ pub struct Cli {
 pub enum Command {
     /// Load the kernel programs and stream records of watched processes until Ctrl-C / SIGTERM.
     Watch(WatchArgs),
+    /// Validate a configuration file without loading anything into the kernel.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -36,6 +41,10 @@ pub struct WatchArgs {
     /// Watch every process on the host except audit-agent itself (investigations).
     #[arg(long)]
     pub all: bool,
+    /// Configuration file: agents (what to watch and how to attribute it), protected resources,
+    /// policy rules. Command-line --cgroup/--uid/--all add to what it watches.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Output format; default: text on a terminal, json otherwise.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -49,7 +58,7 @@ pub struct WatchArgs {
 /// Tuning of the kernel side.
 #[derive(Debug, Args, Clone)]
 pub struct KernelArgs {
-    /// Ring buffer size in bytes (power of two, >= 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
-    pub ring_buffer_bytes: u32,
+    /// Ring buffer size in bytes (power of two, >= 4096); overrides the configuration.
+    #[arg(long, value_name = "BYTES")]
+    pub ring_buffer_bytes: Option<u32>,
 }

@@ -4,8 +4,8 @@
 //! malformed record is a [`DecodeError`], never a panic.
 
 use audit_common::event::{
-    ConnectBody, EventHeader, EventKind, ExecBody, ForkBody, OpenBody, Syscall,
-    COMM_LEN, EXEC_VAR_OFFSET, HEADER_LEN, OPEN_PATH_OFFSET,
+    COMM_LEN, ConnectBody, EXEC_VAR_OFFSET, EventHeader, EventKind, ExecBody, ForkBody, HEADER_LEN,
+    OPEN_PATH_OFFSET, OpenBody, Syscall,
 };
 use thiserror::Error;
 
@@ -18,7 +18,11 @@ pub enum DecodeError {
     #[error("record kind {0} is unknown")]
     UnknownKind(u16),
     #[error("{kind:?} record body of {len} bytes is shorter than its fixed part ({need})")]
-    ShortBody { kind: EventKind, len: usize, need: usize },
+    ShortBody {
+        kind: EventKind,
+        len: usize,
+        need: usize,
+    },
 }
 
 /// Who did it, as the kernel saw it at syscall entry.
@@ -158,7 +162,8 @@ pub fn decode_parts(
             }
         }
         EventKind::Fork => {
-            let f: ForkBody = read(body, 0).ok_or_else(|| short(std::mem::size_of::<ForkBody>()))?;
+            let f: ForkBody =
+                read(body, 0).ok_or_else(|| short(std::mem::size_of::<ForkBody>()))?;
             Body::Fork {
                 child_pid: f.child_pid,
             }
@@ -234,8 +239,11 @@ mod tests {
         };
         let mut body = struct_bytes(&fixed);
         body.extend_from_slice(b"/etc/\xffxyz\0");
-        let ev = decode(&encode_for_test(&header(EventKind::Open, Syscall::Openat as u16), &body))
-            .unwrap();
+        let ev = decode(&encode_for_test(
+            &header(EventKind::Open, Syscall::Openat as u16),
+            &body,
+        ))
+        .unwrap();
         assert_eq!(ev.task.comm, b"cat");
         assert_eq!(ev.task.cgroup_id, 42);
         assert_eq!(ev.retval, -2);

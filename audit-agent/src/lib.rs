@@ -12,13 +12,16 @@
 pub mod capture;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod escape;
 pub mod format;
+pub mod identity;
 pub mod linux;
 pub mod logging;
 pub mod pipeline;
+pub mod policy;
 pub mod record;
 pub mod sink;
 pub mod timefmt;

@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Watch(args) => commands::watch::run(args).await,
+            Command::CheckConfig { file } => commands::check_config::run(&file),
         }
     });
     match result {

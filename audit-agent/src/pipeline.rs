@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, future::Future, time::Duration};
 use audit_common::{counters::Counters, event::EventKind};
 
 use crate::{
-    capture::Capture,
+    capture::{Capture, WatchSet, cgroup::Cgroup2, plan::WatchPlan},
     decode::KernelEvent,
     enrich::Enricher,
     record::{self, Gap, Record, action},
@@ -153,8 +153,34 @@ pub struct RunStats {
     pub kernel: Counters,
 }
 
+/// Re-resolves cgroup globs against the hierarchy and updates the kernel filter when the result
+/// changes (new containers, new agent cgroups).
+pub struct WatchRefresher {
+    pub plan: WatchPlan,
+    pub cgroup2: Cgroup2,
+    pub interval: Duration,
+    pub last: std::time::Instant,
+    pub current: WatchSet,
+}
+
+impl WatchRefresher {
+    /// A new kernel watch set when due and changed.
+    fn poll(&mut self) -> Option<WatchSet> {
+        if !self.plan.is_dynamic() || self.last.elapsed() < self.interval {
+            return None;
+        }
+        self.last = std::time::Instant::now();
+        let set = self.plan.resolve(&self.cgroup2);
+        (set != self.current).then(|| {
+            self.current = set.clone();
+            set
+        })
+    }
+}
+
 pub struct Pipeline {
     pub capture: Capture,
+    pub refresher: Option<WatchRefresher>,
     pub enricher: Enricher,
     pub stages: Vec<Box<dyn Stage>>,
     pub observers: Vec<Box<dyn Observer>>,
@@ -166,7 +192,7 @@ pub struct Pipeline {
 }
 
 /// How often kernel counters are checked for loss and the clock offset refreshed.
-const TICK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(100);
 /// Records decoded per wake-up before they are processed and flushed.
 const BATCH: usize = 4096;
 
@@ -180,6 +206,7 @@ impl Pipeline {
         let initial = capture.counters()?;
         Ok(Self {
             capture,
+            refresher: None,
             enricher,
             stages: Vec::new(),
             observers: Vec::new(),
@@ -208,6 +235,7 @@ impl Pipeline {
                 _ = tick.tick() => {
                     self.check_loss()?;
                     self.enricher.refresh_clock();
+                    self.refresh_watch()?;
                 }
             }
         }
@@ -237,6 +265,18 @@ impl Pipeline {
         self.process_batch()?;
         self.check_loss()?;
         self.sink.flush()
+    }
+
+    fn refresh_watch(&mut self) -> anyhow::Result<()> {
+        if let Some(set) = self.refresher.as_mut().and_then(WatchRefresher::poll) {
+            tracing::info!(
+                subtrees = set.subtrees.len(),
+                exact = set.exact.len(),
+                "cgroup watch set changed; kernel filter updated"
+            );
+            self.capture.set_watch(&set)?;
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self) -> anyhow::Result<()> {
@@ -289,9 +329,15 @@ impl Pipeline {
             return Ok(());
         }
         let now = now_unix_ns();
-        tracing::error!(count = bad, "undecodable kernel records; gap record written");
+        tracing::error!(
+            count = bad,
+            "undecodable kernel records; gap record written"
+        );
         self.stats.lost += bad as u64;
-        let rec = self.gap_record(gap(bad as u64, "decode_error", BTreeMap::new(), now, now), now);
+        let rec = self.gap_record(
+            gap(bad as u64, "decode_error", BTreeMap::new(), now, now),
+            now,
+        );
         self.emit(rec)
     }
 

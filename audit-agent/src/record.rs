@@ -213,7 +213,9 @@ pub struct Gap {
 impl Record {
     /// The agent id this record is attributed to (`unattributed` when none).
     pub fn agent_id(&self) -> &str {
-        self.agent.as_ref().map_or("unattributed", |a| a.id.as_str())
+        self.agent
+            .as_ref()
+            .map_or("unattributed", |a| a.id.as_str())
     }
 
     pub fn is_gap(&self) -> bool {

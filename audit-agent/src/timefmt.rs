@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 pub fn rfc3339_nanos(unix_ns: i128) -> String {
     let secs = unix_ns.div_euclid(1_000_000_000) as i64;
     let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
-    let (date, (h, m, s)) = (civil_from_days(secs.div_euclid(86_400)), hms(secs.rem_euclid(86_400)));
+    let (date, (h, m, s)) = (
+        civil_from_days(secs.div_euclid(86_400)),
+        hms(secs.rem_euclid(86_400)),
+    );
     let mut out = String::with_capacity(30);
     let _ = write!(
         out,
@@ -18,7 +21,11 @@ pub fn rfc3339_nanos(unix_ns: i128) -> String {
 }
 
 fn hms(secs_of_day: i64) -> (i64, i64, i64) {
-    (secs_of_day / 3600, secs_of_day % 3600 / 60, secs_of_day % 60)
+    (
+        secs_of_day / 3600,
+        secs_of_day % 3600 / 60,
+        secs_of_day % 60,
+    )
 }
 
 /// Days since 1970-01-01 -> (year, month, day). Howard Hinnant's algorithm.
@@ -44,6 +51,60 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Parses RFC 3339 (`2026-11-26T19:42:01.5Z`, `...+02:00`, fraction optional) to ns since the
+/// epoch. `None` if malformed.
+pub fn parse_rfc3339(s: &str) -> Option<i128> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    if h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ns: i128 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &s[start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        let mut padded = digits.chars().take(9).collect::<String>();
+        while padded.len() < 9 {
+            padded.push('0');
+        }
+        frac_ns = padded.parse().ok()?;
+    }
+    let offset_s: i64 = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
+            let hh = num(i + 1..i + 3)?;
+            let mm = num(i + 4..i + 6)?;
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (hh * 3600 + mm * 60)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_s;
+    Some(i128::from(secs) * 1_000_000_000 + frac_ns)
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
@@ -112,6 +173,26 @@ mod tests {
             "2026-11-26T19:42:01.500000000Z"
         );
         assert_eq!(rfc3339_nanos(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_what_it_formats_and_offsets() {
+        for ns in [0i128, 1_764_186_121_123_456_789, -1] {
+            assert_eq!(parse_rfc3339(&rfc3339_nanos(ns)), Some(ns));
+        }
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00.5Z"), Some(500_000_000));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01 00:00:00",
+            "2026-01-01T00:00:00",
+            "x026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00.Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

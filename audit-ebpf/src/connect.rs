@@ -1,7 +1,7 @@
 //! connect: the socket address as passed (family, address, port or unix path) at entry, the
 //! result at exit (`EINPROGRESS` for a non-blocking socket still connecting).
 
-use audit_common::event::{flags, ConnectBody, EventKind, Syscall, SOCKADDR_MAX};
+use audit_common::event::{ConnectBody, EventKind, SOCKADDR_MAX, Syscall, flags};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated},
     macros::tracepoint,

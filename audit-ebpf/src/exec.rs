@@ -6,14 +6,14 @@
 //! the record with the requested path and the errno.
 
 use audit_common::event::{
-    flags, EventKind, ExecBody, Syscall, ARGV_MAX_ARGS, ARGV_MAX_BYTES, ARG_MAX_BYTES,
-    EXEC_VAR_OFFSET, PATH_MAX,
+    ARG_MAX_BYTES, ARGV_MAX_ARGS, ARGV_MAX_BYTES, EXEC_VAR_OFFSET, EventKind, ExecBody, PATH_MAX,
+    Syscall, flags,
 };
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
-    EbpfContext as _,
 };
 
 use crate::{
@@ -130,7 +130,11 @@ fn try_enter_exec(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
     }
 
     let at = argv_len & (2 * ARGV_MAX_BYTES - 1);
-    let at = if at > ARGV_MAX_BYTES { ARGV_MAX_BYTES } else { at };
+    let at = if at > ARGV_MAX_BYTES {
+        ARGV_MAX_BYTES
+    } else {
+        at
+    };
     let filename = filename as *const u8;
     let path_len = match read_user_str(unsafe { var.add(at) }, PATH_MAX as u32, filename) {
         Ok(n) => {
@@ -186,13 +190,20 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let fixed = body.cast::<ExecBody>();
     let argv_len = unsafe { (*fixed).argv_len } as usize;
     let at = argv_len & (2 * ARGV_MAX_BYTES - 1);
-    let at = if at > ARGV_MAX_BYTES { ARGV_MAX_BYTES } else { at };
+    let at = if at > ARGV_MAX_BYTES {
+        ARGV_MAX_BYTES
+    } else {
+        at
+    };
 
     // `__data_loc char[] filename`: low 16 bits are the offset of the string in the record.
     let loc: u32 = tp_read(ctx, off!(sched_exec_filename))?;
     let src = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
-    if let Ok(n) = read_kernel_str(unsafe { body.add(EXEC_VAR_OFFSET + at) }, PATH_MAX as u32, src)
-    {
+    if let Ok(n) = read_kernel_str(
+        unsafe { body.add(EXEC_VAR_OFFSET + at) },
+        PATH_MAX as u32,
+        src,
+    ) {
         unsafe { (*fixed).path_len = n };
         ev.header.flags &= !(flags::PATH_TRUNCATED | flags::PATH_FAULT);
         ev.header.flags |= flags::KERNEL_FILENAME;

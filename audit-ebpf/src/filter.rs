@@ -3,7 +3,9 @@
 //! level that has a watched subtree root, the uid lookup only when uids are watched, and the
 //! follow-set lookup.
 
-use audit_common::filter::{CGROUP_EXACT, CGROUP_SUBTREE, MAX_CGROUP_LEVEL, MODE_ALL, MODE_FILTERED};
+use audit_common::filter::{
+    CGROUP_EXACT, CGROUP_SUBTREE, MAX_CGROUP_LEVEL, MODE_ALL, MODE_FILTERED,
+};
 use aya_ebpf::helpers::{
     bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_uid_gid,
 };

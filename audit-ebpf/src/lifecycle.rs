@@ -1,14 +1,12 @@
 //! Process lifecycle: fork (the follow set, and lineage for user space) and exit (slot cleanup).
 
-use audit_common::event::{
-    flags, EventKind, ExitBody, ForkBody, LifecycleEvent, HEADER_LEN,
-};
+use audit_common::event::{EventKind, ExitBody, ForkBody, HEADER_LEN, LifecycleEvent, flags};
+use audit_common::{filter::MODE_ALL, offsets::ABSENT};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use audit_common::{filter::MODE_ALL, offsets::ABSENT};
 
 use crate::{
     filter::is_watched,
@@ -56,7 +54,10 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, EventKind::Fork, 0, pid_tgid);
     ev.header.body_len = (core::mem::size_of::<LifecycleEvent<ForkBody>>() - HEADER_LEN) as u16;
-    ev.body = ForkBody { child_pid: child_tgid, _pad: 0 };
+    ev.body = ForkBody {
+        child_pid: child_tgid,
+        _pad: 0,
+    };
     entry.submit(0);
     count(|c| c.emitted[EventKind::Fork as usize] += 1);
     Ok(())
@@ -92,7 +93,10 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             fill_header(&mut ev.header, EventKind::Exit, 0, pid_tgid);
             ev.header.body_len =
                 (core::mem::size_of::<LifecycleEvent<ExitBody>>() - HEADER_LEN) as u16;
-            ev.body = ExitBody { group_dead: 1, _pad: 0 };
+            ev.body = ExitBody {
+                group_dead: 1,
+                _pad: 0,
+            };
             entry.submit(0);
             count(|c| c.emitted[EventKind::Exit as usize] += 1);
         } else {

@@ -7,8 +7,11 @@
 //! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
 //! per-thread slot where a record is assembled between syscall entry and exit, and its emission),
 //! `offsets.rs` (tracepoint and `task_struct` offsets set by user space at load time).
-#![no_std]
-#![no_main]
+// The programs only exist for the bpf target; on the host (e.g. `cargo test --workspace`) this
+// crate is an empty binary.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 mod connect;
 mod exec;
@@ -19,13 +22,17 @@ mod offsets;
 mod open;
 mod pending;
 
-#[cfg(not(test))]
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any program that could reach this; it is never executed.
     loop {}
 }
 
+#[cfg(target_arch = "bpf")]
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,11 +1,7 @@
 //! Every map the programs share. Sizes are defaults; user space may override `max_entries` at load
 //! time (`EbpfLoader::map_max_entries`), e.g. the ring buffer size from the configuration.
 
-use audit_common::{
-    counters::Counters,
-    event::PendingEvent,
-    filter::FilterConfig,
-};
+use audit_common::{counters::Counters, event::PendingEvent, filter::FilterConfig};
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},

@@ -1,7 +1,7 @@
 //! openat, openat2, open and creat: the path as passed (up to PATH_MAX), dirfd, flags and mode at
 //! entry; the result (fd or errno) at exit.
 
-use audit_common::event::{flags, EventKind, OpenBody, Syscall, OPEN_PATH_OFFSET, PATH_MAX};
+use audit_common::event::{EventKind, OPEN_PATH_OFFSET, OpenBody, PATH_MAX, Syscall, flags};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::tracepoint,
@@ -66,8 +66,11 @@ fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
         ),
         Syscall::Openat2 => {
             let how: u64 = tp_read(ctx, off!(openat2_how))?;
-            let how = unsafe { bpf_probe_read_user(how as *const OpenHow) }
-                .unwrap_or(OpenHow { flags: 0, mode: 0, resolve: 0 });
+            let how = unsafe { bpf_probe_read_user(how as *const OpenHow) }.unwrap_or(OpenHow {
+                flags: 0,
+                mode: 0,
+                resolve: 0,
+            });
             (
                 tp_read::<u64>(ctx, off!(openat2_dfd))? as i32,
                 tp_read(ctx, off!(openat2_filename))?,
@@ -96,20 +99,23 @@ fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
     let body = ev.body.as_mut_ptr();
     let filename = filename as *const u8;
     let mut ev_flags = 0u16;
-    let path_len =
-        match read_user_str(unsafe { body.add(OPEN_PATH_OFFSET) }, PATH_MAX as u32, filename) {
-            Ok(n) => {
-                if n as usize == PATH_MAX && user_str_continues(filename, PATH_MAX as u32) {
-                    ev_flags |= flags::PATH_TRUNCATED;
-                    count(|c| c.path_truncated += 1);
-                }
-                n
+    let path_len = match read_user_str(
+        unsafe { body.add(OPEN_PATH_OFFSET) },
+        PATH_MAX as u32,
+        filename,
+    ) {
+        Ok(n) => {
+            if n as usize == PATH_MAX && user_str_continues(filename, PATH_MAX as u32) {
+                ev_flags |= flags::PATH_TRUNCATED;
+                count(|c| c.path_truncated += 1);
             }
-            Err(_) => {
-                ev_flags |= flags::PATH_FAULT;
-                0
-            }
-        };
+            n
+        }
+        Err(_) => {
+            ev_flags |= flags::PATH_FAULT;
+            0
+        }
+    };
     let fixed = body.cast::<OpenBody>();
     unsafe {
         (*fixed).dirfd = dirfd;

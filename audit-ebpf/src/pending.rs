@@ -7,15 +7,15 @@
 
 use audit_common::{
     counters::Counters,
-    event::{EventHeader, EventKind, PendingEvent, Syscall, HEADER_LEN, PENDING_BODY_LEN},
+    event::{EventHeader, EventKind, HEADER_LEN, PENDING_BODY_LEN, PendingEvent, Syscall},
 };
 use aya_ebpf::{
     cty::c_void,
+    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, generated,
     },
-    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
 };
 
 use crate::{
@@ -39,7 +39,10 @@ pub fn count(f: impl FnOnce(&mut Counters)) {
 fn current_ppid() -> u32 {
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let parent: *const u8 = match unsafe {
-        bpf_probe_read_kernel(task.add(usize::from(off!(task_real_parent))).cast::<*const u8>())
+        bpf_probe_read_kernel(
+            task.add(usize::from(off!(task_real_parent)))
+                .cast::<*const u8>(),
+        )
     } {
         Ok(p) => p,
         Err(_) => return 0,
@@ -156,11 +159,7 @@ pub fn read_kernel_str(dst: *mut u8, max: u32, src: *const u8) -> Result<u32, i6
 pub fn user_str_continues(src: *const u8, max: u32) -> bool {
     let mut b = 0u8;
     let r = unsafe {
-        generated::bpf_probe_read_user(
-            (&raw mut b).cast(),
-            1,
-            src.add(max as usize - 1).cast(),
-        )
+        generated::bpf_probe_read_user((&raw mut b).cast(), 1, src.add(max as usize - 1).cast())
     };
     r == 0 && b != 0
 }

@@ -100,7 +100,8 @@ impl TestCgroup {
         Self { rel, fs }
     }
 
-    /// A cgroup below this one.
+    /// A cgroup below this one (`name` may have several components: `a/b`). Keep the returned
+    /// value alive while it is used: dropping it removes the directory.
     pub fn child(&self, name: &str) -> Self {
         Self::at(format!("{}/{name}", self.rel))
     }
@@ -315,7 +316,10 @@ impl Agent {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("audit-agent did not exit in {timeout:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "audit-agent did not exit in {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -363,7 +367,10 @@ pub fn one<'a>(records: &'a [Value], pid: i64, action: &str, path: &str) -> &'a 
 
 /// The pid a workload reported for its first action.
 pub fn pid_of(report: &[Value]) -> i64 {
-    report.first().and_then(|r| r["pid"].as_i64()).expect("workload report with a pid")
+    report
+        .first()
+        .and_then(|r| r["pid"].as_i64())
+        .expect("workload report with a pid")
 }
 
 /// A unique scratch directory under /tmp, removed on drop.

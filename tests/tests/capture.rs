@@ -4,7 +4,7 @@
 use std::{
     ffi::OsStr,
     io::{BufRead as _, BufReader},
-    net::{TcpListener, Ipv6Addr},
+    net::{Ipv6Addr, TcpListener},
     os::unix::{ffi::OsStrExt as _, net::UnixListener},
     process::Stdio,
     time::Duration,
@@ -31,7 +31,10 @@ fn open_of_existing_file_reports_success_and_fd() {
     let r = one(&records, pid_of(&report), "file.open", &path_str(&file));
     assert_eq!(r["schema"], "audit-agent/v1");
     assert_eq!(r["syscall"], "openat");
-    assert_eq!(r["result"], json!({"outcome": "success", "retval": fd, "errno": null}));
+    assert_eq!(
+        r["result"],
+        json!({"outcome": "success", "retval": fd, "errno": null})
+    );
     assert_eq!(r["resource"]["flags"], json!(["O_RDONLY"]));
     assert_eq!(r["process"]["tid"], report[0]["tid"]);
     assert_eq!(r["process"]["comm"], "workload");
@@ -42,7 +45,12 @@ fn open_of_existing_file_reports_success_and_fd() {
     assert!(r["time"].as_str().unwrap().ends_with('Z'));
     assert!(r["host"]["name"].is_string());
     assert!(r["seq"].as_u64().unwrap() >= 1);
-    assert!(r["id"].as_str().unwrap().ends_with(&format!("-{}", r["seq"])));
+    assert!(
+        r["id"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("-{}", r["seq"]))
+    );
 }
 
 #[test]
@@ -55,7 +63,10 @@ fn open_of_missing_file_reports_enoent() {
 
     assert_eq!(report[0]["ret"], -2);
     let r = one(&records, pid_of(&report), "file.open", missing);
-    assert_eq!(r["result"], json!({"outcome": "failure", "retval": -2, "errno": "ENOENT"}));
+    assert_eq!(
+        r["result"],
+        json!({"outcome": "failure", "retval": -2, "errno": "ENOENT"})
+    );
 }
 
 #[test]
@@ -69,7 +80,10 @@ fn open_with_creat_and_wronly_reports_flags_and_mode() {
     let records = agent.stop();
 
     let r = one(&records, pid_of(&report), "file.open", &file);
-    assert_eq!(r["resource"]["flags"], json!(["O_WRONLY", "O_CREAT", "O_EXCL"]));
+    assert_eq!(
+        r["resource"]["flags"],
+        json!(["O_WRONLY", "O_CREAT", "O_EXCL"])
+    );
     assert_eq!(r["resource"]["mode"], "0640");
     assert_eq!(r["result"]["outcome"], "success");
 }
@@ -87,7 +101,10 @@ fn relative_open_with_a_dirfd_reports_the_dirfd() {
     assert_eq!(r["resource"]["dirfd"], report[0]["dirfd"]);
     assert_eq!(r["result"]["retval"], report[0]["ret"]);
     // Resolved against the directory the dirfd refers to.
-    assert_eq!(r["resource"]["resolved_path"], path_str(&dir.path("rel.txt")).as_str());
+    assert_eq!(
+        r["resource"]["resolved_path"],
+        path_str(&dir.path("rel.txt")).as_str()
+    );
 }
 
 #[test]
@@ -122,8 +139,6 @@ fn non_utf8_file_name_survives_escaped() {
     let name = OsStr::from_bytes(&raw);
     std::fs::write(name, "x").unwrap();
     let agent = Agent::watch_cgroup(&cg);
-    let report = cg.workload([name]);
-    let _ = report;
     let report = cg.workload([OsStr::new("open"), name]);
     let records = agent.stop();
 
@@ -156,14 +171,20 @@ fn raw_open_creat_and_openat2_syscalls_are_captured() {
         .into_iter()
         .filter(|r| r["resource"]["path"] == path_str(&existing).as_str())
         .collect();
-    let syscalls: Vec<&str> = opens.iter().map(|r| r["syscall"].as_str().unwrap()).collect();
+    let syscalls: Vec<&str> = opens
+        .iter()
+        .map(|r| r["syscall"].as_str().unwrap())
+        .collect();
     assert_eq!(syscalls, ["open", "openat2"], "{opens:#?}");
     assert_eq!(opens[0]["result"]["retval"], report[0]["ret"]);
     assert_eq!(opens[1]["result"]["retval"], report[2]["ret"]);
 
     let c = one(&records, pid, "file.open", &created);
     assert_eq!(c["syscall"], "creat");
-    assert_eq!(c["resource"]["flags"], json!(["O_WRONLY", "O_CREAT", "O_TRUNC"]));
+    assert_eq!(
+        c["resource"]["flags"],
+        json!(["O_WRONLY", "O_CREAT", "O_TRUNC"])
+    );
     assert_eq!(c["resource"]["mode"], "0644");
     assert_eq!(c["result"]["retval"], report[1]["ret"]);
 }
@@ -178,8 +199,14 @@ fn exec_of_bin_true_with_arguments_is_reported_with_the_kernel_filename() {
     let pid = pid_of(&report);
     let r = one(&records, pid, "process.exec", "/bin/true");
     assert_eq!(r["syscall"], "execve");
-    assert_eq!(r["resource"]["argv"], json!(["/bin/true", "-a", "hello world"]));
-    assert_eq!(r["result"], json!({"outcome": "success", "retval": 0, "errno": null}));
+    assert_eq!(
+        r["resource"]["argv"],
+        json!(["/bin/true", "-a", "hello world"])
+    );
+    assert_eq!(
+        r["result"],
+        json!({"outcome": "success", "retval": 0, "errno": null})
+    );
     // The acting image was the workload; the new image gets its own exec id, parented to it.
     assert!(r["process"]["exe"].as_str().unwrap().ends_with("/workload"));
     let new_id = r["resource"]["exec_id"].as_str().unwrap();
@@ -190,7 +217,10 @@ fn exec_of_bin_true_with_arguments_is_reported_with_the_kernel_filename() {
         .filter(|o| o["process"]["exec_id"] == new_id)
         .collect();
     assert!(!after.is_empty(), "opens by the new image (ld.so, libc)");
-    assert_eq!(after[0]["process"]["parent_exec_id"], r["process"]["exec_id"]);
+    assert_eq!(
+        after[0]["process"]["parent_exec_id"],
+        r["process"]["exec_id"]
+    );
     assert_eq!(after[0]["process"]["exe"], "/bin/true");
 }
 
@@ -201,9 +231,20 @@ fn exec_of_a_missing_binary_reports_enoent_with_the_requested_path() {
     let report = cg.workload(["exec", "/nonexistent-audit-test/bin", "x"]);
     let records = agent.stop();
 
-    let r = one(&records, pid_of(&report), "process.exec", "/nonexistent-audit-test/bin");
-    assert_eq!(r["result"], json!({"outcome": "failure", "retval": -2, "errno": "ENOENT"}));
-    assert_eq!(r["resource"]["argv"], json!(["/nonexistent-audit-test/bin", "x"]));
+    let r = one(
+        &records,
+        pid_of(&report),
+        "process.exec",
+        "/nonexistent-audit-test/bin",
+    );
+    assert_eq!(
+        r["result"],
+        json!({"outcome": "failure", "retval": -2, "errno": "ENOENT"})
+    );
+    assert_eq!(
+        r["resource"]["argv"],
+        json!(["/nonexistent-audit-test/bin", "x"])
+    );
 }
 
 #[test]
@@ -243,13 +284,20 @@ fn connect_to_a_loopback_listener_succeeds() {
         r["resource"],
         json!({"family": "inet", "address": "127.0.0.1", "port": port})
     );
-    assert_eq!(r["result"], json!({"outcome": "success", "retval": 0, "errno": null}));
+    assert_eq!(
+        r["result"],
+        json!({"outcome": "success", "retval": 0, "errno": null})
+    );
 }
 
 #[test]
 fn connect_to_a_closed_port_reports_econnrefused() {
     let cg = TestCgroup::new("connect-refused");
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let agent = Agent::watch_cgroup(&cg);
     let report = cg.workload(["connect4", "127.0.0.1", &port.to_string()]);
     let records = agent.stop();
@@ -272,7 +320,10 @@ fn connect_over_ipv6_loopback_reports_the_v6_address() {
     let records = agent.stop();
 
     let r = connect_record(&records, pid_of(&report));
-    assert_eq!(r["resource"], json!({"family": "inet6", "address": "::1", "port": port}));
+    assert_eq!(
+        r["resource"],
+        json!({"family": "inet6", "address": "::1", "port": port})
+    );
     assert_eq!(r["result"]["outcome"], "success");
 }
 
@@ -323,10 +374,16 @@ fn process_in_another_cgroup_is_not_reported() {
     let records = agent.stop();
 
     assert!(
-        records.iter().all(|r| r["process"]["pid"] != pid_of(&outside)),
+        records
+            .iter()
+            .all(|r| r["process"]["pid"] != pid_of(&outside)),
         "nothing from the unwatched cgroup"
     );
-    assert!(records.iter().all(|r| r["subject"].is_null() || r["subject"]["cgroup"] == watched.rel.as_str()));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["subject"].is_null() || r["subject"]["cgroup"] == watched.rel.as_str())
+    );
     one(&records, pid_of(&inside), "file.open", "/etc/hostname");
 }
 
@@ -397,7 +454,12 @@ fn the_agents_own_activity_never_appears() {
     let agent = Agent::start(["watch", "--format", "json", "--all"]);
     let agent_pid = i64::from(agent.pid());
     // Enough activity for the agent to read /proc and write output while watching everything.
-    let report = cg.workload(["exec", "/bin/sh", "-c", "cat /etc/hostname; ls /proc/self/ >/dev/null"]);
+    let report = cg.workload([
+        "exec",
+        "/bin/sh",
+        "-c",
+        "cat /etc/hostname; ls /proc/self/ >/dev/null",
+    ]);
     std::thread::sleep(Duration::from_millis(300));
     let records = agent.stop();
 
@@ -422,8 +484,12 @@ fn blocked_open(cg: &TestCgroup, fifo: &std::path::Path) -> (std::process::Child
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let pid = serde_json::from_str::<Value>(&line).unwrap()["pid"].as_i64().unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = serde_json::from_str::<Value>(&line).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100)); // let it enter open()
     (child, pid)
 }
@@ -468,7 +534,12 @@ fn syscalls_in_flight_at_shutdown_are_flushed_not_dropped() {
 fn sequence_numbers_are_strictly_increasing_and_ids_unique() {
     let cg = TestCgroup::new("seq");
     let agent = Agent::watch_cgroup(&cg);
-    cg.workload(["exec", "/bin/sh", "-c", "for i in 1 2 3 4 5; do cat /etc/hostname; done"]);
+    cg.workload([
+        "exec",
+        "/bin/sh",
+        "-c",
+        "for i in 1 2 3 4 5; do cat /etc/hostname; done",
+    ]);
     let records = agent.stop();
 
     assert!(records.len() > 10);
@@ -496,7 +567,10 @@ fn watch_with_a_missing_cgroup_fails_with_a_clear_error() {
 
 #[test]
 fn watch_without_anything_to_watch_is_an_error() {
-    let out = std::process::Command::new(agent_bin()).arg("watch").output().unwrap();
+    let out = std::process::Command::new(agent_bin())
+        .arg("watch")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to watch"));
 }

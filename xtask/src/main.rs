@@ -76,7 +76,12 @@ fn main() -> anyhow::Result<()> {
             build(true)?;
             let bin = root.join("target/release/audit-agent");
             let args = if args.is_empty() {
-                vec!["watch".into(), "--all".into(), "--format".into(), "json".into()]
+                vec![
+                    "watch".into(),
+                    "--all".into(),
+                    "--format".into(),
+                    "json".into(),
+                ]
             } else {
                 args
             };
@@ -94,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             build(false)?;
             let bin = root.join("target/debug/audit-agent");
             run(Command::new("cargo")
-                .args(["test", "--workspace", "--no-fail-fast"])
+                .args(["test", "--no-fail-fast"])
                 .args(&args)
                 .env("AUDIT_AGENT_BIN", &bin)
                 // Two cores: keep concurrent kernel tests from starving each other.
@@ -103,21 +108,14 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lint => {
             setup::build_tools()?;
             run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
-            run(Command::new("cargo").args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))
+            run(Command::new("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))
         }
     }
 }
 
 fn build(release: bool) -> anyhow::Result<()> {
     let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--workspace"]);
+    cmd.arg("build");
     if release {
         cmd.arg("--release");
     }

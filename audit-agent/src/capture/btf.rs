@@ -10,7 +10,7 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 #[derive(Debug, Error)]
 pub enum BtfError {
     #[error(
-        "kernel BTF is not available at {path} ({source}); audit-agent needs a kernel built with \
+        "kernel BTF is not available at {path}; audit-agent needs a kernel built with \
          CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2020 are)"
     )]
     Unavailable {
@@ -126,7 +126,11 @@ impl Btf {
                             name_off: u32_at(p)?,
                             type_id: u32_at(p + 4)?,
                             // With kind_flag, the top 8 bits are a bitfield size.
-                            bit_offset: if kind_flag { offset & 0xff_ffff } else { offset },
+                            bit_offset: if kind_flag {
+                                offset & 0xff_ffff
+                            } else {
+                                offset
+                            },
                         });
                         p += 12;
                     }

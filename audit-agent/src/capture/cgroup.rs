@@ -20,8 +20,8 @@ pub enum CgroupError {
     #[error("cannot read /proc/self/mountinfo: {0}")]
     MountInfo(std::io::Error),
     #[error(
-        "cgroup `{path}` does not exist under the cgroup v2 mount {mount} ({source}); paths are \
-         relative to the cgroup2 mount, e.g. `/agents/support`"
+        "cgroup `{path}` does not exist under the cgroup v2 mount {mount}; paths are relative \
+         to the cgroup2 mount, e.g. `/agents/support`"
     )]
     NoSuchCgroup {
         path: String,
@@ -51,7 +51,8 @@ pub struct CgroupDir {
 impl Cgroup2 {
     /// Finds the cgroup2 mount from `/proc/self/mountinfo` (never assumed to be `/sys/fs/cgroup`).
     pub fn find() -> Result<Self, CgroupError> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::MountInfo)?;
+        let text =
+            std::fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::MountInfo)?;
         Self::from_mountinfo(&text).ok_or(CgroupError::NoCgroup2)
     }
 
@@ -166,7 +167,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;

@@ -7,6 +7,7 @@
 
 pub mod btf;
 pub mod cgroup;
+pub mod plan;
 pub mod preflight;
 pub mod tracefs;
 
@@ -36,7 +37,12 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sys_enter_execve", "syscalls", "sys_enter_execve", true),
     ("sys_exit_execve", "syscalls", "sys_exit_execve", true),
-    ("sys_enter_execveat", "syscalls", "sys_enter_execveat", false),
+    (
+        "sys_enter_execveat",
+        "syscalls",
+        "sys_enter_execveat",
+        false,
+    ),
     ("sys_exit_execveat", "syscalls", "sys_exit_execveat", false),
     ("sys_enter_openat", "syscalls", "sys_enter_openat", true),
     ("sys_exit_openat", "syscalls", "sys_exit_openat", true),
@@ -184,11 +190,13 @@ impl Capture {
     pub fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()> {
         let mut levels = 0u32;
         for dir in &set.subtrees {
-            self.cgroups.insert(dir.id, CGROUP_SUBTREE | self.flags_of(set, dir.id), 0)?;
+            self.cgroups
+                .insert(dir.id, CGROUP_SUBTREE | self.flags_of(set, dir.id), 0)?;
             levels |= 1 << dir.level.min(audit_common::filter::MAX_CGROUP_LEVEL);
         }
         for dir in &set.exact {
-            self.cgroups.insert(dir.id, CGROUP_EXACT | self.flags_of(set, dir.id), 0)?;
+            self.cgroups
+                .insert(dir.id, CGROUP_EXACT | self.flags_of(set, dir.id), 0)?;
         }
         for uid in &set.uids {
             self.uids.insert(uid, 1, 0)?;
@@ -201,7 +209,12 @@ impl Capture {
             ..Default::default()
         };
         self.filter.set(0, cfg, 0)?;
-        let keep: BTreeSet<u64> = set.subtrees.iter().chain(&set.exact).map(|d| d.id).collect();
+        let keep: BTreeSet<u64> = set
+            .subtrees
+            .iter()
+            .chain(&set.exact)
+            .map(|d| d.id)
+            .collect();
         for old in self.current.subtrees.iter().chain(&self.current.exact) {
             if !keep.contains(&old.id) {
                 let _ = self.cgroups.remove(&old.id);
@@ -292,7 +305,11 @@ impl Capture {
 }
 
 /// Decodes up to `max` records. Returns (decoded, undecodable, ring now empty).
-fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<KernelEvent>, max: usize) -> (usize, usize, bool) {
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    out: &mut Vec<KernelEvent>,
+    max: usize,
+) -> (usize, usize, bool) {
     let (mut n, mut bad) = (0, 0);
     while n < max {
         let Some(item) = ring.next() else {

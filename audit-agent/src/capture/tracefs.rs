@@ -21,7 +21,7 @@ pub enum TraceFsError {
     )]
     Mount(std::io::Error),
     #[error(
-        "tracepoint {category}:{name} is not available on this kernel ({path}: {source}); \
+        "tracepoint {category}:{name} is not available on this kernel (cannot read {path}); \
          audit-agent needs CONFIG_FTRACE_SYSCALLS and the sched tracepoints"
     )]
     MissingTracepoint {
@@ -101,7 +101,8 @@ impl TraceFs {
 
 fn mount_tracefs(target: &Path) -> std::io::Result<()> {
     let c = |s: &str| CString::new(s).map_err(std::io::Error::other);
-    let target_c = CString::new(target.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    let target_c =
+        CString::new(target.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
     let (src, fstype) = (c("nodev")?, c("tracefs")?);
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let r = unsafe {
@@ -206,8 +207,20 @@ print fmt: \"dfd: 0x%08lx\"
     #[test]
     fn format_fields_are_parsed_with_offsets_and_sizes() {
         let f = parse_format(OPENAT);
-        assert_eq!(f["filename"], Field { offset: 24, size: 8 });
-        assert_eq!(f["dfd"], Field { offset: 16, size: 8 });
+        assert_eq!(
+            f["filename"],
+            Field {
+                offset: 24,
+                size: 8
+            }
+        );
+        assert_eq!(
+            f["dfd"],
+            Field {
+                offset: 16,
+                size: 8
+            }
+        );
         assert_eq!(f["mode"].offset, 40);
         assert!(!f.contains_key("print"));
     }
@@ -218,7 +231,13 @@ print fmt: \"dfd: 0x%08lx\"
             "\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
              \tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n",
         );
-        assert_eq!(f["comm"], Field { offset: 8, size: 16 });
+        assert_eq!(
+            f["comm"],
+            Field {
+                offset: 8,
+                size: 16
+            }
+        );
         assert_eq!(f["filename"], Field { offset: 8, size: 4 });
     }
 }

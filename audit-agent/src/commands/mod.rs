@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod assemble;
+pub mod check_config;
 pub mod watch;
 
 use std::io::IsTerminal as _;
@@ -8,7 +10,11 @@ use crate::format::Format;
 
 /// Resolves a format flag: explicit, else text on a terminal and JSON otherwise.
 pub fn default_format(explicit: Option<Format>, to_terminal: bool) -> Format {
-    explicit.unwrap_or(if to_terminal { Format::Text } else { Format::Json })
+    explicit.unwrap_or(if to_terminal {
+        Format::Text
+    } else {
+        Format::Json
+    })
 }
 
 /// Whether stdout is a terminal.

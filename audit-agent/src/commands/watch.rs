@@ -1,47 +1,24 @@
 //! `audit-agent watch`: load, filter, stream records until SIGINT/SIGTERM, drain, exit.
 
-use std::{collections::BTreeSet, fs::File, io::BufWriter};
+use std::{fs::File, io::BufWriter};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
+use super::assemble::{Extras, assemble, load_config, watch_plan};
 use crate::{
-    capture::{Capture, CaptureOptions, WatchSet, cgroup::Cgroup2},
-    cli::{KernelArgs, WatchArgs},
-    enrich::{Enricher, host::HostInfo},
-    pipeline::{Pipeline, Sequencer, stream_id},
+    capture::cgroup::Cgroup2,
+    cli::WatchArgs,
     sink::{Sink, WriterSink},
-    timefmt::now_unix_ns,
 };
 
-pub fn capture_options(k: &KernelArgs) -> anyhow::Result<CaptureOptions> {
-    let n = k.ring_buffer_bytes;
-    if n < 4096 || !n.is_power_of_two() {
-        bail!("--ring-buffer-bytes {n}: must be a power of two of at least 4096");
-    }
-    Ok(CaptureOptions {
-        ring_buffer_bytes: n,
-        ..Default::default()
-    })
-}
-
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
     let cgroup2 = Cgroup2::find()?;
-    let subtrees = args
-        .cgroup
-        .iter()
-        .map(|p| cgroup2.resolve(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let uids: BTreeSet<u32> = args.uid.iter().copied().collect();
-    if !args.all && subtrees.is_empty() && uids.is_empty() {
-        bail!("nothing to watch: give --cgroup PATH, --uid UID or --all");
+    // Command-line cgroups must exist: a typo should fail now, not watch nothing.
+    for c in &args.cgroup {
+        cgroup2.resolve(c)?;
     }
-    let set = WatchSet {
-        all: args.all,
-        subtrees,
-        exact: Vec::new(),
-        uids,
-    };
-
+    let plan = watch_plan(&cfg, &args.cgroup, &args.uid, args.all)?;
     let format = super::default_format(
         args.format,
         args.output.is_none() && super::stdout_is_terminal(),
@@ -54,26 +31,15 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         }
         None => Box::new(WriterSink::new(format, std::io::stdout())),
     };
-
-    let mut capture = Capture::start(&capture_options(&args.kernel)?)?;
-    for tp in &capture.missing {
-        tracing::warn!(tracepoint = %tp, "tracepoint not available on this kernel; not captured");
-    }
-    capture.set_watch(&set)?;
-
-    let host = HostInfo::read();
-    let enricher = Enricher::new(&host, cgroup2);
-    let start = now_unix_ns().to_string();
-    let pid = std::process::id().to_string();
-    let seq = Sequencer::new(stream_id(&[&host.name, &host.boot_id, &start, &pid]), 1);
-    let pipeline = Pipeline::new(capture, enricher, sink, seq)?;
-    tracing::info!(
-        cgroups = ?set.subtrees.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
-        uids = ?set.uids,
-        all = set.all,
-        "ready: watching"
-    );
-    let stats = pipeline.run(super::shutdown_signal()).await?;
+    let a = assemble(
+        &cfg,
+        plan,
+        cgroup2,
+        sink,
+        args.kernel.ring_buffer_bytes,
+        Extras::default(),
+    )?;
+    let stats = a.pipeline.run(super::shutdown_signal()).await?;
     tracing::info!(
         records = stats.records,
         gaps = stats.gaps,

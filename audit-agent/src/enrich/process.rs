@@ -136,7 +136,10 @@ mod tests {
         t.on_fork(me, 4_000_000, 100);
         let child = t.get(4_000_000).clone();
         assert_eq!(child.exec_id, "b00t-4000000-100");
-        assert_eq!(child.parent_exec_id.as_deref(), Some(parent.exec_id.as_str()));
+        assert_eq!(
+            child.parent_exec_id.as_deref(),
+            Some(parent.exec_id.as_str())
+        );
         assert_eq!(child.exe, parent.exe);
         let new = t.on_exec(4_000_000, Some("/bin/true".into()), 200);
         assert_eq!(new, "b00t-4000000-200");

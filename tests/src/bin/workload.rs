@@ -179,7 +179,9 @@ fn main() {
                     return;
                 }
                 "sleep" => {
-                    std::thread::sleep(std::time::Duration::from_millis(text(1).parse().expect("ms")));
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        text(1).parse().expect("ms"),
+                    ));
                     i += 1;
                 }
                 "block-open" => {
@@ -191,7 +193,8 @@ fn main() {
                 "exec" => {
                     let path = c(arg(1));
                     let argv: Vec<CString> = args[i + 1..].iter().map(c).collect();
-                    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+                    let mut ptrs: Vec<*const libc::c_char> =
+                        argv.iter().map(|a| a.as_ptr()).collect();
                     ptrs.push(std::ptr::null());
                     report("exec-start", 0, "");
                     use std::io::Write as _;

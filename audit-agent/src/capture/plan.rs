@@ -1,0 +1,133 @@
+//! From cgroup globs to kernel watch entries.
+//!
+//! - `/a/b` (no wildcard): watch exactly that cgroup.
+//! - `/a/b/**`: watch `/a/b` as a subtree root; the kernel covers cgroups created below it later
+//!   with no delay (`bpf_get_current_ancestor_cgroup_id`).
+//! - anything else (`/kubepods/**/cri-containerd-*.scope`): matched against the existing
+//!   hierarchy under its literal prefix, re-scanned periodically so new cgroups are picked up
+//!   without restart (after at most one rescan interval).
+
+use std::collections::BTreeSet;
+
+use super::{
+    WatchSet,
+    cgroup::{Cgroup2, CgroupDir, normalize},
+};
+use crate::policy::pattern::PathSet;
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Exact(String),
+    Subtree(String),
+    Scan {
+        glob: PathSet,
+        prefix: String,
+        subtree: bool,
+    },
+}
+
+/// What to watch, before resolution against the hierarchy.
+#[derive(Debug, Clone, Default)]
+pub struct WatchPlan {
+    entries: Vec<Entry>,
+    uids: BTreeSet<u32>,
+    all: bool,
+}
+
+fn has_meta(component: &str) -> bool {
+    component.contains(['*', '?', '[', '{', '\\'])
+}
+
+impl WatchPlan {
+    pub fn new(all: bool) -> Self {
+        Self {
+            all,
+            ..Default::default()
+        }
+    }
+
+    /// `--cgroup PATH`: a literal subtree.
+    pub fn add_subtree(&mut self, path: &str) {
+        self.entries.push(Entry::Subtree(normalize(path)));
+    }
+
+    /// A configured cgroup glob (validated already).
+    pub fn add_glob(&mut self, glob: &str) -> anyhow::Result<()> {
+        let (base, subtree) = match glob.strip_suffix("/**") {
+            Some(b) => (b, true),
+            None => (glob, false),
+        };
+        let comps: Vec<&str> = base.split('/').filter(|c| !c.is_empty()).collect();
+        let literal = comps.iter().take_while(|c| !has_meta(c)).count();
+        let prefix = format!("/{}", comps[..literal].join("/"));
+        let entry = if literal == comps.len() {
+            if subtree {
+                Entry::Subtree(prefix)
+            } else {
+                Entry::Exact(prefix)
+            }
+        } else {
+            Entry::Scan {
+                glob: PathSet::new([base]).map_err(|e| anyhow::anyhow!(e))?,
+                prefix,
+                subtree,
+            }
+        };
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    pub fn add_uid(&mut self, uid: u32) {
+        self.uids.insert(uid);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.entries.is_empty() && self.uids.is_empty()
+    }
+
+    /// Whether the result can change as cgroups come and go (so rescans are needed).
+    pub fn is_dynamic(&self) -> bool {
+        !self.entries.is_empty()
+    }
+
+    /// Resolves the plan against the current hierarchy. Literal paths that do not exist (yet)
+    /// are skipped; they are picked up by a later rescan.
+    pub fn resolve(&self, cg: &Cgroup2) -> WatchSet {
+        let mut set = WatchSet {
+            all: self.all,
+            uids: self.uids.clone(),
+            ..Default::default()
+        };
+        let mut tree: Option<Vec<CgroupDir>> = None;
+        for e in &self.entries {
+            match e {
+                Entry::Exact(p) => set.exact.extend(cg.resolve(p).ok()),
+                Entry::Subtree(p) => set.subtrees.extend(cg.resolve(p).ok()),
+                Entry::Scan {
+                    glob,
+                    prefix,
+                    subtree,
+                } => {
+                    let dirs = tree.get_or_insert_with(|| cg.walk());
+                    let under = format!("{}/", prefix.trim_end_matches('/'));
+                    for d in dirs.iter() {
+                        if (d.path.starts_with(&under) || d.path == *prefix)
+                            && glob.matches(d.path.as_bytes())
+                        {
+                            if *subtree {
+                                set.subtrees.push(d.clone());
+                            } else {
+                                set.exact.push(d.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        set.subtrees.sort_by_key(|d| d.id);
+        set.subtrees.dedup_by_key(|d| d.id);
+        set.exact.sort_by_key(|d| d.id);
+        set.exact.dedup_by_key(|d| d.id);
+        set
+    }
+}

@@ -1,0 +1,157 @@
+//! Assembling a running pipeline from a configuration, shared by `watch`, `run` and `trace`:
+//! kernel filter plan -> capture -> enrich -> identity -> policy -> sink.
+
+use std::{
+    path::Path,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+
+use crate::{
+    capture::{Capture, CaptureOptions, cgroup::Cgroup2, plan::WatchPlan},
+    config::Config,
+    enrich::{Enricher, host::HostInfo},
+    identity::{IdentityStage, Registry, SharedRegistry},
+    pipeline::{Pipeline, Sequencer, WatchRefresher, stream_id},
+    policy::{Policy, PolicyStage, SharedPolicy},
+    sink::Sink,
+    timefmt::now_unix_ns,
+};
+
+/// Loads `--config`, or an empty configuration when none is given.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Ok(Config::default()),
+    }
+}
+
+/// What the kernel should watch: the configured agents and `[watch]`, plus command-line extras.
+pub fn watch_plan(
+    cfg: &Config,
+    cgroups: &[String],
+    uids: &[u32],
+    all: bool,
+) -> anyhow::Result<WatchPlan> {
+    let mut plan = WatchPlan::new(all || cfg.watch.all);
+    for a in &cfg.agents {
+        for g in &a.cgroup {
+            plan.add_glob(g.get_ref())?;
+        }
+        for u in &a.uid {
+            plan.add_uid(*u.get_ref());
+        }
+    }
+    for g in &cfg.watch.cgroups {
+        plan.add_glob(g.get_ref())?;
+    }
+    for u in &cfg.watch.uids {
+        plan.add_uid(*u);
+    }
+    for c in cgroups {
+        plan.add_subtree(c);
+    }
+    for u in uids {
+        plan.add_uid(*u);
+    }
+    Ok(plan)
+}
+
+/// Handles to swap identity and policy at run time.
+#[derive(Clone)]
+pub struct Live {
+    pub registry: SharedRegistry,
+    pub policy: SharedPolicy,
+}
+
+pub struct Assembly {
+    pub pipeline: Pipeline,
+    pub live: Live,
+    pub host: HostInfo,
+}
+
+/// Optional pieces of an assembly.
+#[derive(Default)]
+pub struct Extras<'a> {
+    /// (agent id, cgroup): an ad-hoc identity for a cgroup (trace).
+    pub trace_agent: Option<(&'a str, &'a str)>,
+    /// First sequence number and stream id (the daemon continues its stream across restarts).
+    pub sequence: Option<Sequencer>,
+}
+
+/// Loads the programs, applies the watch plan, and builds the pipeline into `sink`.
+pub fn assemble(
+    cfg: &Config,
+    plan: WatchPlan,
+    cgroup2: Cgroup2,
+    sink: Box<dyn Sink + Send>,
+    ring_buffer_bytes: Option<u32>,
+    extras: Extras<'_>,
+) -> anyhow::Result<Assembly> {
+    if plan.is_empty() {
+        bail!(
+            "nothing to watch: give --cgroup PATH, --uid UID or --all, or a --config with \
+             [[agents]] or a [watch] section"
+        );
+    }
+    let mut registry = Registry::from_config(cfg)?;
+    if let Some((id, cg)) = extras.trace_agent {
+        registry.add_first(id, cg)?;
+    }
+    let registry: SharedRegistry = Arc::new(RwLock::new(Arc::new(registry)));
+    let policy: SharedPolicy = Arc::new(RwLock::new(Arc::new(Policy::compile(cfg)?)));
+
+    let ring = ring_buffer_bytes.unwrap_or(*cfg.capture.ring_buffer_bytes.get_ref());
+    if ring < 4096 || !ring.is_power_of_two() {
+        bail!("ring buffer size {ring}: must be a power of two of at least 4096");
+    }
+    let mut capture = Capture::start(&CaptureOptions {
+        ring_buffer_bytes: ring,
+        ..Default::default()
+    })?;
+    for tp in &capture.missing {
+        tracing::warn!(tracepoint = %tp, "tracepoint not available on this kernel; not captured");
+    }
+    let set = plan.resolve(&cgroup2);
+    capture.set_watch(&set)?;
+
+    let host = HostInfo::read();
+    let enricher = Enricher::new(&host, cgroup2.clone());
+    let seq = extras.sequence.unwrap_or_else(|| {
+        let start = now_unix_ns().to_string();
+        let pid = std::process::id().to_string();
+        Sequencer::new(stream_id(&[&host.name, &host.boot_id, &start, &pid]), 1)
+    });
+    let mut pipeline = Pipeline::new(capture, enricher, sink, seq)?;
+    let mut identity = IdentityStage::new(registry.clone());
+    if let Some((id, _)) = extras.trace_agent {
+        identity = identity.with_trace_id(id);
+    }
+    pipeline.stages.push(Box::new(identity));
+    pipeline
+        .stages
+        .push(Box::new(PolicyStage::new(policy.clone())));
+    pipeline.refresher = Some(WatchRefresher {
+        plan,
+        cgroup2,
+        interval: Duration::from_millis(cfg.capture.cgroup_rescan_ms.max(50)),
+        last: Instant::now(),
+        current: set.clone(),
+    });
+    tracing::info!(
+        subtrees = ?set.subtrees.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+        exact = ?set.exact.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+        uids = ?set.uids,
+        all = set.all,
+        agents = cfg.agents.len(),
+        policy = %policy.read().map(|p| p.version().to_string()).unwrap_or_default(),
+        "ready: watching"
+    );
+    Ok(Assembly {
+        pipeline,
+        live: Live { registry, policy },
+        host,
+    })
+}

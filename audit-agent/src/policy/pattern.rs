@@ -1,0 +1,314 @@
+//! Resource patterns: path globs and network destinations (CIDR with optional ports).
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// Compiles a path glob: `*` and `?` stay within one path component, `**` spans components,
+/// `[abc]` classes, `\` escapes. `dir/**` also matches `dir` itself.
+pub fn path_glob(pattern: &str) -> Result<Vec<Glob>, String> {
+    if !pattern.starts_with('/') {
+        return Err(format!(
+            "`{pattern}` is not an absolute path pattern (must start with `/`)"
+        ));
+    }
+    let build = |p: &str| {
+        GlobBuilder::new(p)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .empty_alternates(true)
+            .build()
+            .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))
+    };
+    let mut globs = vec![build(pattern)?];
+    if let Some(base) = pattern.strip_suffix("/**") {
+        if !base.is_empty() {
+            globs.push(build(base)?);
+        }
+    }
+    Ok(globs)
+}
+
+/// A set of path globs matched at once.
+#[derive(Clone, Default)]
+pub struct PathSet {
+    set: Option<GlobSet>,
+    patterns: Vec<String>,
+}
+
+impl fmt::Debug for PathSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.patterns).finish()
+    }
+}
+
+impl PathSet {
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut b = GlobSetBuilder::new();
+        let mut all = Vec::new();
+        for p in patterns {
+            for g in path_glob(p)? {
+                b.add(g);
+            }
+            all.push(p.to_string());
+        }
+        if all.is_empty() {
+            return Ok(Self::default());
+        }
+        let set = b.build().map_err(|e| e.to_string())?;
+        Ok(Self {
+            set: Some(set),
+            patterns: all,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Matches raw path bytes (non-UTF-8 allowed).
+    pub fn matches(&self, path: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt as _;
+        self.set
+            .as_ref()
+            .is_some_and(|s| s.is_match(std::ffi::OsStr::from_bytes(path)))
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+/// A network destination pattern: `ADDR[/PREFIX][:PORTS]`, PORTS = `N`, `N-M` or `*`; an IPv6
+/// address with ports and no prefix is written `[ADDR]:PORTS`. Examples: `10.0.0.0/8:5432`,
+/// `192.0.2.0/24:1000-2000`, `::1/128`, `[2001:db8::1]:443`, `0.0.0.0/0:22`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetPattern {
+    v6: bool,
+    /// Address bits (IPv4 in the low 32 bits).
+    addr: u128,
+    prefix: u8,
+    ports: Option<(u16, u16)>,
+    text: String,
+}
+
+impl NetPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("invalid network pattern `{s}`: {why}");
+        let (addr_part, prefix_part, ports_part) = if let Some(rest) = s.strip_prefix('[') {
+            let (addr, after) = rest.split_once(']').ok_or_else(|| bad("missing `]`"))?;
+            let (prefix, ports) = match after.strip_prefix('/') {
+                Some(p) => match p.split_once(':') {
+                    Some((a, b)) => (Some(a), Some(b)),
+                    None => (Some(p), None),
+                },
+                None => match after.strip_prefix(':') {
+                    Some(p) => (None, Some(p)),
+                    None if after.is_empty() => (None, None),
+                    None => return Err(bad("unexpected text after `]`")),
+                },
+            };
+            (addr, prefix, ports)
+        } else if let Some((addr, rest)) = s.split_once('/') {
+            match rest.split_once(':') {
+                Some((prefix, ports)) => (addr, Some(prefix), Some(ports)),
+                None => (addr, Some(rest), None),
+            }
+        } else if s.matches(':').count() == 1 {
+            let (addr, ports) = s.split_once(':').unwrap_or((s, ""));
+            (addr, None, Some(ports))
+        } else {
+            (s, None, None)
+        };
+        let ip: IpAddr = addr_part
+            .parse()
+            .map_err(|_| bad(&format!("`{addr_part}` is not an IP address")))?;
+        let (v6, addr, max) = match ip {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a)), 32u8),
+            IpAddr::V6(a) => (true, u128::from(a), 128u8),
+        };
+        let prefix = match prefix_part {
+            Some(p) => {
+                let n: u8 = p
+                    .parse()
+                    .map_err(|_| bad(&format!("prefix `{p}` is not a number")))?;
+                if n > max {
+                    return Err(bad(&format!("prefix /{n} is longer than {max} bits")));
+                }
+                n
+            }
+            None => max,
+        };
+        let ports = match ports_part {
+            None | Some("*") => None,
+            Some(p) => {
+                let parse = |v: &str| {
+                    v.parse::<u16>()
+                        .map_err(|_| bad(&format!("port `{v}` is not a number in 0-65535")))
+                };
+                let (lo, hi) = match p.split_once('-') {
+                    Some((a, b)) => (parse(a)?, parse(b)?),
+                    None => (parse(p)?, parse(p)?),
+                };
+                if lo > hi {
+                    return Err(bad(&format!("port range {lo}-{hi} is reversed")));
+                }
+                Some((lo, hi))
+            }
+        };
+        let mask = mask(prefix, max);
+        if addr & !mask != 0 {
+            return Err(bad(&format!(
+                "host bits are set below the /{prefix} prefix (did you mean {}/{prefix}?)",
+                fmt_addr(v6, addr & mask)
+            )));
+        }
+        Ok(Self {
+            v6,
+            addr,
+            prefix,
+            ports,
+            text: s.to_string(),
+        })
+    }
+
+    /// Whether `ip:port` falls inside. IPv4-mapped IPv6 addresses match IPv4 patterns.
+    pub fn contains(&self, ip: IpAddr, port: Option<u16>) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let (v6, bits, max) = match ip {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (true, u128::from(a), 128),
+        };
+        if v6 != self.v6 || bits & mask(self.prefix, max) != self.addr {
+            return false;
+        }
+        match (self.ports, port) {
+            (None, _) => true,
+            (Some((lo, hi)), Some(p)) => (lo..=hi).contains(&p),
+            (Some(_), None) => false,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+fn mask(prefix: u8, max: u8) -> u128 {
+    if prefix == 0 {
+        return 0;
+    }
+    let all: u128 = if max == 32 {
+        u128::from(u32::MAX)
+    } else {
+        u128::MAX
+    };
+    let shift = u32::from(max - prefix);
+    (all >> shift) << shift
+}
+
+fn fmt_addr(v6: bool, a: u128) -> String {
+    if v6 {
+        Ipv6Addr::from(a).to_string()
+    } else {
+        Ipv4Addr::from(a as u32).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_with_port_and_range() {
+        let p = NetPattern::parse("10.0.0.0/8:5432").unwrap();
+        assert!(p.contains(ip("10.1.2.3"), Some(5432)));
+        assert!(!p.contains(ip("10.1.2.3"), Some(5433)));
+        assert!(!p.contains(ip("11.0.0.1"), Some(5432)));
+        let r = NetPattern::parse("192.0.2.0/24:1000-2000").unwrap();
+        assert!(r.contains(ip("192.0.2.9"), Some(1000)));
+        assert!(r.contains(ip("192.0.2.9"), Some(2000)));
+        assert!(!r.contains(ip("192.0.2.9"), Some(2001)));
+    }
+
+    #[test]
+    fn ipv6_prefixes_bracketed_hosts_and_mapped_v4() {
+        let p = NetPattern::parse("::1/128").unwrap();
+        assert!(p.contains(ip("::1"), Some(80)));
+        assert!(!p.contains(ip("::2"), None));
+        let b = NetPattern::parse("[2001:db8::1]:443").unwrap();
+        assert!(b.contains(ip("2001:db8::1"), Some(443)));
+        assert!(!b.contains(ip("2001:db8::1"), Some(80)));
+        let v4 = NetPattern::parse("127.0.0.0/8").unwrap();
+        assert!(v4.contains(ip("::ffff:127.0.0.1"), Some(1)));
+        assert!(!v4.contains(ip("::1"), Some(1)));
+        let any = NetPattern::parse("0.0.0.0/0:22").unwrap();
+        assert!(any.contains(ip("8.8.8.8"), Some(22)));
+    }
+
+    #[test]
+    fn bare_address_and_address_with_port() {
+        let p = NetPattern::parse("127.0.0.1:8080").unwrap();
+        assert!(p.contains(ip("127.0.0.1"), Some(8080)));
+        assert!(!p.contains(ip("127.0.0.2"), Some(8080)));
+        let p = NetPattern::parse("127.0.0.1").unwrap();
+        assert!(p.contains(ip("127.0.0.1"), Some(1)));
+        let w = NetPattern::parse("127.0.0.0/8:*").unwrap();
+        assert!(w.contains(ip("127.9.9.9"), None));
+    }
+
+    #[test]
+    fn invalid_patterns_explain_themselves() {
+        let e = |s| NetPattern::parse(s).unwrap_err();
+        assert!(e("10.0.0.0/33").contains("prefix /33 is longer than 32 bits"));
+        assert!(e("10.0.0.1/8").contains("did you mean 10.0.0.0/8?"));
+        assert!(e("foo/8").contains("`foo` is not an IP address"));
+        assert!(e("10.0.0.0/8:99999").contains("port `99999`"));
+        assert!(e("10.0.0.0/8:20-10").contains("reversed"));
+        assert!(e("[::1").contains("missing `]`"));
+    }
+
+    #[test]
+    fn globs_respect_path_components() {
+        let s = PathSet::new(["/etc/shadow", "/var/run/secrets/**", "/home/*/.ssh/id_*"]).unwrap();
+        assert!(s.matches(b"/etc/shadow"));
+        assert!(!s.matches(b"/etc/shadow.bak"));
+        assert!(s.matches(b"/var/run/secrets"));
+        assert!(s.matches(b"/var/run/secrets/kubernetes.io/token"));
+        assert!(s.matches(b"/home/al/.ssh/id_rsa"));
+        assert!(!s.matches(b"/home/al/x/.ssh/id_rsa"), "* does not cross /");
+        assert!(
+            PathSet::new(["/data/\u{e9}/*"])
+                .unwrap()
+                .matches("/data/\u{e9}/x".as_bytes())
+        );
+        assert!(
+            PathSet::new(["/tmp/*"]).unwrap().matches(b"/tmp/\xff"),
+            "non-UTF-8 names"
+        );
+    }
+
+    #[test]
+    fn invalid_globs_are_rejected() {
+        assert!(
+            path_glob("/a/[b")
+                .unwrap_err()
+                .contains("invalid glob `/a/[b`")
+        );
+        assert!(
+            path_glob("relative/*")
+                .unwrap_err()
+                .contains("must start with `/`")
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! Table-driven rule evaluation: order, wildcards, globs, CIDRs, port ranges, default decision.
+
+use super::*;
+
+const POLICY: &str = r#"
+default_decision = "review"
+
+[[agents]]
+id = "support-bot"
+cgroup = ["/agents/support/**"]
+
+[[agents]]
+id = "coder"
+uid = [1001]
+
+[[protected]]
+name = "secrets"
+files = ["/etc/shadow", "/var/run/secrets/**"]
+network = ["10.0.0.0/8:5432", "192.0.2.0/24:1000-2000", "::1/128"]
+exec = ["/usr/bin/curl"]
+
+[[protected]]
+name = "ssh"
+files = ["/home/*/.ssh/**"]
+
+[[rules]]
+id = "coder-may-read-ssh"
+agents = ["coder"]
+actions = ["file.open"]
+protected = ["ssh"]
+decision = "allow"
+
+[[rules]]
+id = "no-secrets"
+agents = ["*"]
+protected = ["secrets"]
+decision = "deny"
+
+[[rules]]
+id = "tmp-ok"
+actions = ["file.open", "process.exec"]
+resources = ["/tmp/**", "/usr/bin/*"]
+decision = "allow"
+
+[[rules]]
+id = "loopback-low-ports"
+agents = ["support-bot"]
+actions = ["network.connect"]
+resources = ["127.0.0.0/8:1-1024"]
+decision = "allow"
+
+[[rules]]
+id = "unattributed-anything"
+agents = ["unattributed"]
+decision = "allow"
+"#;
+
+fn policy() -> Policy {
+    Policy::compile(&Config::parse(POLICY, "p.toml").unwrap()).unwrap()
+}
+
+fn path(p: &str) -> Target {
+    Target::Path(p.as_bytes().to_vec())
+}
+
+fn inet(ip: &str, port: u16) -> Target {
+    Target::Inet(ip.parse().unwrap(), Some(port))
+}
+
+#[test]
+fn rules_are_evaluated_in_order_first_match_wins() {
+    let p = policy();
+    // (agent, action, target, expected decision, expected rule, expected protected sets)
+    let cases: Vec<(&str, &str, Target, Decision, Option<&str>, Vec<&str>)> = vec![
+        (
+            "support-bot",
+            "file.open",
+            path("/etc/shadow"),
+            Decision::Deny,
+            Some("no-secrets"),
+            vec!["secrets"],
+        ),
+        (
+            "coder",
+            "file.open",
+            path("/var/run/secrets/k8s/token"),
+            Decision::Deny,
+            Some("no-secrets"),
+            vec!["secrets"],
+        ),
+        // coder's own allow rule comes before no-secrets, but only matches the ssh set.
+        (
+            "coder",
+            "file.open",
+            path("/home/a/.ssh/id_rsa"),
+            Decision::Allow,
+            Some("coder-may-read-ssh"),
+            vec!["ssh"],
+        ),
+        (
+            "support-bot",
+            "file.open",
+            path("/home/a/.ssh/id_rsa"),
+            Decision::Review,
+            None,
+            vec!["ssh"],
+        ),
+        // exec globs: /usr/bin/curl is protected for exec, so no-secrets wins over tmp-ok.
+        (
+            "support-bot",
+            "process.exec",
+            path("/usr/bin/curl"),
+            Decision::Deny,
+            Some("no-secrets"),
+            vec!["secrets"],
+        ),
+        (
+            "support-bot",
+            "process.exec",
+            path("/usr/bin/ls"),
+            Decision::Allow,
+            Some("tmp-ok"),
+            vec![],
+        ),
+        // Opening the curl binary is not an exec: not protected by `exec`.
+        (
+            "support-bot",
+            "file.open",
+            path("/usr/bin/curl"),
+            Decision::Allow,
+            Some("tmp-ok"),
+            vec![],
+        ),
+        (
+            "support-bot",
+            "file.open",
+            path("/tmp/x/y"),
+            Decision::Allow,
+            Some("tmp-ok"),
+            vec![],
+        ),
+        (
+            "support-bot",
+            "file.open",
+            path("/tmp"),
+            Decision::Allow,
+            Some("tmp-ok"),
+            vec![],
+        ),
+        (
+            "support-bot",
+            "file.open",
+            path("/etc/passwd"),
+            Decision::Review,
+            None,
+            vec![],
+        ),
+        // Network: CIDR + port, port ranges, IPv6.
+        (
+            "support-bot",
+            "network.connect",
+            inet("10.2.3.4", 5432),
+            Decision::Deny,
+            Some("no-secrets"),
+            vec!["secrets"],
+        ),
+        (
+            "support-bot",
+            "network.connect",
+            inet("10.2.3.4", 5433),
+            Decision::Review,
+            None,
+            vec![],
+        ),
+        (
+            "support-bot",
+            "network.connect",
+            inet("192.0.2.7", 1500),
+            Decision::Deny,
+            Some("no-secrets"),
+            vec!["secrets"],
+        ),
+        (
+            "support-bot",
+            "network.connect",
+            inet("192.0.2.7", 2001),
+            Decision::Review,
+            None,
+            vec![],
+        ),
+        (
+            "support-bot",
+            "network.connect",
+            inet("::1", 8080),
+            Decision::Deny,
+            Some("no-secrets"),
+            vec!["secrets"],
+        ),
+        (
+            "support-bot",
+            "network.connect",
+            inet("127.0.0.1", 80),
+            Decision::Allow,
+            Some("loopback-low-ports"),
+            vec![],
+        ),
+        (
+            "support-bot",
+            "network.connect",
+            inet("127.0.0.1", 8080),
+            Decision::Review,
+            None,
+            vec![],
+        ),
+        (
+            "coder",
+            "network.connect",
+            inet("127.0.0.1", 80),
+            Decision::Review,
+            None,
+            vec![],
+        ),
+        // Wildcard rule for unattributed activity.
+        (
+            "unattributed",
+            "network.connect",
+            inet("8.8.8.8", 53),
+            Decision::Allow,
+            Some("unattributed-anything"),
+            vec![],
+        ),
+        (
+            "unattributed",
+            "file.open",
+            path("/etc/shadow"),
+            Decision::Deny,
+            Some("no-secrets"),
+            vec!["secrets"],
+        ),
+        // A unix socket path is matched by file globs.
+        (
+            "coder",
+            "network.connect",
+            Target::Unix(b"/var/run/secrets/agent.sock".to_vec()),
+            Decision::Deny,
+            Some("no-secrets"),
+            vec!["secrets"],
+        ),
+        (
+            "coder",
+            "network.connect",
+            Target::None,
+            Decision::Review,
+            None,
+            vec![],
+        ),
+    ];
+    for (agent, act, target, decision, rule, protected) in cases {
+        let v = p.evaluate(agent, act, &target);
+        assert_eq!(
+            (
+                v.decision,
+                v.rule.as_deref(),
+                v.protected.iter().map(String::as_str).collect::<Vec<_>>()
+            ),
+            (decision, rule, protected),
+            "{agent} {act} {target:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_policy_allows_everything_and_protects_nothing() {
+    let p = Policy::empty();
+    let v = p.evaluate("x", "file.open", &path("/etc/shadow"));
+    assert_eq!(
+        v,
+        Verdict {
+            protected: vec![],
+            decision: Decision::Allow,
+            rule: None
+        }
+    );
+}
+
+#[test]
+fn version_changes_with_rules_but_not_with_formatting_or_agent_metadata() {
+    let base = Policy::compile(&Config::parse(POLICY, "p").unwrap()).unwrap();
+    let reformatted = POLICY
+        .replace("decision = \"deny\"", "decision   =   \"deny\"  # comment")
+        .replace(
+            "id = \"coder\"\n",
+            "id = \"coder\"\nname = \"Coding agent\"\n",
+        );
+    let same = Policy::compile(&Config::parse(&reformatted, "p").unwrap()).unwrap();
+    assert_eq!(base.version(), same.version());
+    assert!(base.version().starts_with("sha256:") && base.version().len() == 23);
+    let changed = POLICY.replace("\"10.0.0.0/8:5432\"", "\"10.0.0.0/8:5433\"");
+    let other = Policy::compile(&Config::parse(&changed, "p").unwrap()).unwrap();
+    assert_ne!(base.version(), other.version());
+    let reordered = POLICY.replace(
+        "default_decision = \"review\"",
+        "default_decision = \"allow\"",
+    );
+    let other = Policy::compile(&Config::parse(&reordered, "p").unwrap()).unwrap();
+    assert_ne!(base.version(), other.version());
+}
+
+#[test]
+fn targets_are_taken_from_the_resolved_path_and_unescaped() {
+    let rec: Record = serde_json::from_value(serde_json::json!({
+        "schema": "audit-agent/v1", "id": "x", "seq": 1, "time": "t",
+        "host": {"name": "h", "boot_id": "b"}, "action": "file.open",
+        "resource": {"path": "rel\\xff", "resolved_path": "/tmp/rel\\xff"}
+    }))
+    .unwrap();
+    assert_eq!(Target::of(&rec), Target::Path(b"/tmp/rel\xff".to_vec()));
+    let c: Record = serde_json::from_value(serde_json::json!({
+        "schema": "audit-agent/v1", "id": "x", "seq": 1, "time": "t",
+        "host": {"name": "h", "boot_id": "b"}, "action": "network.connect",
+        "resource": {"family": "unix", "address": "@abs"}
+    }))
+    .unwrap();
+    assert_eq!(Target::of(&c), Target::Unix(b"\0abs".to_vec()));
+}
