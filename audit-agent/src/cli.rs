@@ -22,11 +22,80 @@ pub struct Cli {
 pub enum Command {
     /// Load the kernel programs and stream records of watched processes until Ctrl-C / SIGTERM.
     Watch(WatchArgs),
+    /// Run the daemon: capture continuously, spool, export to the configured store.
+    Run(RunArgs),
+    /// Check a store: every manifest chain, every object's hash, sequence gaps, signatures.
+    /// Exit status 0 only when everything verifies.
+    Verify(VerifyArgs),
     /// Validate a configuration file without loading anything into the kernel.
     CheckConfig {
         /// The configuration file.
         file: PathBuf,
     },
+    /// Create an Ed25519 key for signing manifests ([export] signing_key); prints the public key.
+    Keygen {
+        /// Where to write the private key (must not exist).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file [default: /etc/audit-agent/config.toml].
+    #[arg(long, short, value_name = "FILE", conflicts_with = "builtin_config")]
+    pub config: Option<PathBuf>,
+    /// Use the embedded default: watch everything, store in ./audit-trail (no S3 needed).
+    #[arg(long)]
+    pub builtin_config: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// Which store to read.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// `s3://bucket/prefix` or `file:///path`.
+    #[arg(value_name = "STORE_URL")]
+    pub url: String,
+    /// Take endpoint, region and allow_http from this configuration's [export] section
+    /// (otherwise from AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP, ...).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// A time window.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TimeArgs {
+    /// Start: RFC 3339 or a duration back from now (2h, 7d).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// End: RFC 3339 or a duration back from now.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+}
+
+impl TimeArgs {
+    pub fn since_ns(&self) -> anyhow::Result<Option<i128>> {
+        crate::commands::time_args::opt(self.since.as_deref())
+    }
+
+    pub fn until_ns(&self) -> anyhow::Result<Option<i128>> {
+        crate::commands::time_args::opt(self.until.as_deref())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub time: TimeArgs,
+    /// Require every manifest to be signed by this Ed25519 public key (hex, or a file with it).
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

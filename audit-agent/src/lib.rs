@@ -16,6 +16,7 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod escape;
+pub mod export;
 pub mod format;
 pub mod identity;
 pub mod linux;

@@ -22,12 +22,16 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Watch(args) => commands::watch::run(args).await,
-            Command::CheckConfig { file } => commands::check_config::run(&file),
+            Command::Watch(args) => commands::watch::run(args).await.map(|()| true),
+            Command::Run(args) => commands::run::run(args).await.map(|()| true),
+            Command::Verify(args) => commands::verify::run(args).await,
+            Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
+            Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("audit-agent: error: {e:#}");
             std::process::ExitCode::FAILURE

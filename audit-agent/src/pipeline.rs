@@ -17,7 +17,7 @@ use crate::{
     decode::KernelEvent,
     enrich::Enricher,
     record::{self, Gap, Record, action},
-    sink::Sink,
+    sink::{Accepted, Sink},
     timefmt::{now_unix_ns, rfc3339_nanos},
 };
 
@@ -141,7 +141,20 @@ pub fn gap(
         by_action,
         from: rfc3339_nanos(from_ns),
         to: rfc3339_nanos(to_ns),
+        seq_from: None,
+        seq_to: None,
     }
+}
+
+/// Records the sink refused (spool full), waiting to be reported as one gap record.
+#[derive(Debug, Default)]
+struct Dropped {
+    count: u64,
+    seq_from: u64,
+    seq_to: u64,
+    from_ns: i128,
+    to_ns: i128,
+    by_action: BTreeMap<String, u64>,
 }
 
 /// What a pipeline run did.
@@ -187,6 +200,7 @@ pub struct Pipeline {
     pub sink: Box<dyn Sink + Send>,
     pub seq: Sequencer,
     loss: LossTracker,
+    dropped: Dropped,
     stats: RunStats,
     batch: Vec<KernelEvent>,
 }
@@ -213,6 +227,7 @@ impl Pipeline {
             sink,
             seq,
             loss: LossTracker::new(initial, now_unix_ns()),
+            dropped: Dropped::default(),
             stats: RunStats::default(),
             batch: Vec::with_capacity(BATCH),
         })
@@ -264,7 +279,7 @@ impl Pipeline {
         self.batch.extend(in_flight);
         self.process_batch()?;
         self.check_loss()?;
-        self.sink.flush()
+        self.sink.close()
     }
 
     fn refresh_watch(&mut self) -> anyhow::Result<()> {
@@ -299,7 +314,18 @@ impl Pipeline {
 
     fn emit(&mut self, mut rec: Record) -> anyhow::Result<()> {
         self.seq.stamp(&mut rec);
-        self.sink.write(&rec)?;
+        if self.sink.write(&rec)? == Accepted::Dropped {
+            let d = &mut self.dropped;
+            if d.count == 0 {
+                d.seq_from = rec.seq;
+                d.from_ns = rec.unix_ns;
+            }
+            d.count += 1;
+            d.seq_to = rec.seq;
+            d.to_ns = rec.unix_ns;
+            *d.by_action.entry(rec.action.clone()).or_insert(0) += 1;
+            return Ok(());
+        }
         for o in &mut self.observers {
             o.observe(&rec);
         }
@@ -311,7 +337,33 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Writes a gap record for records the sink refused since the last check.
+    fn report_dropped(&mut self) -> anyhow::Result<()> {
+        if self.dropped.count == 0 {
+            return Ok(());
+        }
+        let d = std::mem::take(&mut self.dropped);
+        tracing::error!(
+            lost = d.count,
+            "spool full: records dropped; gap record written"
+        );
+        self.stats.lost += d.count;
+        let mut g = gap(d.count, "spool_full", d.by_action, d.from_ns, d.to_ns);
+        g.seq_from = Some(d.seq_from);
+        g.seq_to = Some(d.seq_to);
+        let rec = self.gap_record(g, now_unix_ns());
+        self.emit(rec)
+    }
+
+    /// Writes a gap record now (e.g. for the time the agent was not running).
+    pub fn emit_gap(&mut self, g: Gap) -> anyhow::Result<()> {
+        let rec = self.gap_record(g, now_unix_ns());
+        self.emit(rec)?;
+        self.sink.flush()
+    }
+
     fn check_loss(&mut self) -> anyhow::Result<()> {
+        self.report_dropped()?;
         let now = now_unix_ns();
         let counters = self.capture.counters()?;
         self.stats.kernel = counters;

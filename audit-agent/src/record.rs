@@ -208,6 +208,11 @@ pub struct Gap {
     /// Window in which the losses happened.
     pub from: String,
     pub to: String,
+    /// For losses after sequencing (`spool_full`): the sequence numbers that were dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_from: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_to: Option<u64>,
 }
 
 impl Record {

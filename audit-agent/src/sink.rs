@@ -8,12 +8,24 @@ use crate::{
     record::Record,
 };
 
+/// Whether a sink took a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    Yes,
+    /// No room (spool full): the pipeline counts it and writes a gap record.
+    Dropped,
+}
+
 /// The last stage of the pipeline.
 pub trait Sink {
     /// Accepts one record. A record is only acknowledged once this returns `Ok`.
-    fn write(&mut self, rec: &Record) -> anyhow::Result<()>;
+    fn write(&mut self, rec: &Record) -> anyhow::Result<Accepted>;
     /// Makes everything written so far visible/durable (called after every batch).
     fn flush(&mut self) -> anyhow::Result<()>;
+    /// Final flush at shutdown.
+    fn close(&mut self) -> anyhow::Result<()> {
+        self.flush()
+    }
 }
 
 /// Formats records onto any writer (stdout, a file).
@@ -34,13 +46,13 @@ impl<W: Write> WriterSink<W> {
 }
 
 impl<W: Write> Sink for WriterSink<W> {
-    fn write(&mut self, rec: &Record) -> anyhow::Result<()> {
+    fn write(&mut self, rec: &Record) -> anyhow::Result<Accepted> {
         write_record(self.format, rec, &mut self.buf)?;
         if self.buf.len() >= 60 * 1024 {
             self.out.write_all(&self.buf)?;
             self.buf.clear();
         }
-        Ok(())
+        Ok(Accepted::Yes)
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
@@ -55,16 +67,26 @@ impl<W: Write> Sink for WriterSink<W> {
 pub struct Tee(pub Vec<Box<dyn Sink + Send>>);
 
 impl Sink for Tee {
-    fn write(&mut self, rec: &Record) -> anyhow::Result<()> {
+    /// Accepted when the first sink (the durable one) accepted it.
+    fn write(&mut self, rec: &Record) -> anyhow::Result<Accepted> {
+        let mut first = None;
         for s in &mut self.0 {
-            s.write(rec)?;
+            let a = s.write(rec)?;
+            first.get_or_insert(a);
         }
-        Ok(())
+        Ok(first.unwrap_or(Accepted::Yes))
     }
 
     fn flush(&mut self) -> anyhow::Result<()> {
         for s in &mut self.0 {
             s.flush()?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> anyhow::Result<()> {
+        for s in &mut self.0 {
+            s.close()?;
         }
         Ok(())
     }

@@ -7,6 +7,9 @@
 //!
 //! These tests need root. They fail (never skip) without it: run them with `cargo xtask test`.
 
+pub mod garage;
+pub mod trail;
+
 use std::{
     ffi::OsStr,
     io::{BufRead as _, BufReader, Read as _},

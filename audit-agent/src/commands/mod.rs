@@ -2,6 +2,11 @@
 
 pub mod assemble;
 pub mod check_config;
+pub mod keygen;
+pub mod run;
+pub mod store_args;
+pub mod time_args;
+pub mod verify;
 pub mod watch;
 
 use std::io::IsTerminal as _;

@@ -51,6 +51,9 @@ pub struct Config {
     pub watch: WatchConf,
     #[serde(default)]
     pub capture: CaptureConf,
+    /// Durable export (daemon mode).
+    #[serde(default)]
+    pub export: Option<crate::export::ExportConf>,
 }
 
 /// A registered agent identity.
@@ -356,6 +359,11 @@ impl Config {
         for (i, g) in self.watch.cgroups.iter().enumerate() {
             if let Err(e) = path_glob(g.get_ref()) {
                 errs.push((g.span(), format!("watch.cgroups[{i}]: {e}")));
+            }
+        }
+        if let Some(e) = &self.export {
+            for (field, msg) in e.problems() {
+                errs.push((0..0, format!("{field}: {msg}")));
             }
         }
         let ring = *self.capture.ring_buffer_bytes.get_ref();

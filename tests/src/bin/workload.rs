@@ -15,6 +15,7 @@
 //! workload move-cgroup CGROUP_DIR                 write own pid to CGROUP_DIR/cgroup.procs
 //! workload fork ...                               the child runs the remaining actions; the
 //!                                                 parent waits for it
+//! workload open-many PREFIX N MS                  open PREFIX-0..PREFIX-(N-1), MS apart
 //! workload sleep MS
 //! workload block-open FIFO                        open a FIFO for reading (blocks)
 //! workload exec PATH [ARGS...]                    execve(PATH, [PATH, ARGS...]) (last action)
@@ -177,6 +178,24 @@ fn main() {
                     libc::waitpid(pid, &mut status, 0);
                     report("fork", pid.into(), "");
                     return;
+                }
+                "open-many" => {
+                    // open PREFIX-0 .. PREFIX-(N-1), sleeping MS between opens
+                    let prefix = text(1);
+                    let n: u32 = text(2).parse().expect("count");
+                    let ms: u64 = text(3).parse().expect("ms");
+                    for k in 0..n {
+                        let p = CString::new(format!("{prefix}-{k}")).expect("path");
+                        let fd = libc::openat(libc::AT_FDCWD, p.as_ptr(), libc::O_RDONLY);
+                        if fd >= 0 {
+                            libc::close(fd);
+                        }
+                        if ms > 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(ms));
+                        }
+                    }
+                    report("open-many", i64::from(n), "");
+                    i += 3;
                 }
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_millis(

@@ -1,0 +1,251 @@
+//! Manifests: the tamper-evidence layer. One manifest per sealed batch lists every object's
+//! SHA-256 (of the uncompressed bytes), its seq range, record count and time range, and the hash
+//! of the previous manifest of the same stream (host + boot), forming a chain like CloudTrail
+//! digest files. A manifest may be signed with Ed25519; the public key is recorded in it.
+//!
+//! File format: `{"manifest": BODY, "signature": null | {"alg":"ed25519","public_key":HEX,"value":HEX}}`.
+//! The signature covers the exact bytes of BODY; the chain hash covers the exact bytes of the
+//! whole file.
+
+use anyhow::{Context as _, bail};
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest as _, Sha256};
+
+use super::layout::{ObjectFormat, StreamId};
+
+pub const SCHEMA: &str = "audit-agent/manifest/v1";
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A pointer to another manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub key: String,
+    /// SHA-256 of the whole manifest file.
+    pub sha256: String,
+}
+
+/// One object of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// Key relative to the store prefix.
+    pub key: String,
+    pub format: ObjectFormat,
+    pub agent_id: String,
+    /// SHA-256 of the uncompressed bytes.
+    pub sha256: String,
+    /// Uncompressed size.
+    pub bytes: u64,
+    pub records: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub time_from: String,
+    pub time_to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Body {
+    pub schema: String,
+    pub stream: StreamId,
+    /// Position in the stream's chain (0, 1, 2, ...).
+    pub sequence: u64,
+    pub created: String,
+    /// The previous manifest of this stream; null for the first.
+    pub prev: Option<Link>,
+    /// For a first manifest: the last manifest of the same host's previous stream, if known.
+    #[serde(default)]
+    pub previous_stream: Option<Link>,
+    pub objects: Vec<ObjectEntry>,
+    /// Hex Ed25519 public key when signed.
+    #[serde(default)]
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Signature {
+    pub alg: String,
+    pub public_key: String,
+    pub value: String,
+}
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    manifest: &'a RawValue,
+    signature: Option<Signature>,
+}
+
+#[derive(Deserialize)]
+struct FileIn<'a> {
+    #[serde(borrow)]
+    manifest: &'a RawValue,
+    signature: Option<Signature>,
+}
+
+/// Serializes (and signs) a manifest body into file bytes.
+pub fn encode(body: &Body, key: Option<&SigningKey>) -> anyhow::Result<Vec<u8>> {
+    let body_json = serde_json::to_string(body)?;
+    let raw = RawValue::from_string(body_json)?;
+    let signature = key.map(|k| Signature {
+        alg: "ed25519".into(),
+        public_key: hex(k.verifying_key().as_bytes()),
+        value: hex(&k.sign(raw.get().as_bytes()).to_bytes()),
+    });
+    Ok(serde_json::to_vec(&FileOut {
+        manifest: &raw,
+        signature,
+    })?)
+}
+
+/// A parsed manifest file and what could be checked from it alone.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub body: Body,
+    /// None: unsigned. Some(Ok(key)): valid signature by `key`. Some(Err(why)): bad signature.
+    pub signature: Option<Result<String, String>>,
+}
+
+pub fn decode(bytes: &[u8]) -> anyhow::Result<Parsed> {
+    let file: FileIn<'_> = serde_json::from_slice(bytes).context("not a manifest file")?;
+    let body: Body =
+        serde_json::from_str(file.manifest.get()).context("malformed manifest body")?;
+    if body.schema != SCHEMA {
+        bail!("unknown manifest schema `{}`", body.schema);
+    }
+    let signature = file.signature.map(|s| {
+        let check = || -> Result<String, String> {
+            if s.alg != "ed25519" {
+                return Err(format!("unsupported signature algorithm {}", s.alg));
+            }
+            if body.public_key.as_deref() != Some(s.public_key.as_str()) {
+                return Err("signature key differs from the manifest's public_key".into());
+            }
+            let pk: [u8; 32] = unhex(&s.public_key)
+                .and_then(|v| v.try_into().ok())
+                .ok_or("malformed public key")?;
+            let sig: [u8; 64] = unhex(&s.value)
+                .and_then(|v| v.try_into().ok())
+                .ok_or("malformed signature")?;
+            let vk = VerifyingKey::from_bytes(&pk).map_err(|e| e.to_string())?;
+            vk.verify(
+                file.manifest.get().as_bytes(),
+                &ed25519_dalek::Signature::from_bytes(&sig),
+            )
+            .map_err(|_| "signature does not match the manifest".to_string())?;
+            Ok(s.public_key.clone())
+        };
+        check()
+    });
+    Ok(Parsed { body, signature })
+}
+
+/// Reads an Ed25519 signing key: a file holding the 32-byte seed as 64 hex digits.
+pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read signing key {}", path.display()))?;
+    let seed: [u8; 32] = unhex(text.trim())
+        .and_then(|v| v.try_into().ok())
+        .with_context(|| {
+            format!(
+                "signing key {} must contain a 32-byte Ed25519 seed as 64 hex digits \
+                 (create one with `audit-agent keygen`)",
+                path.display()
+            )
+        })?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// A new random signing key seed (hex) and its public key (hex).
+pub fn generate_key() -> anyhow::Result<(String, String)> {
+    let mut seed = [0u8; 32];
+    getrandom(&mut seed)?;
+    let k = SigningKey::from_bytes(&seed);
+    Ok((hex(&seed), hex(k.verifying_key().as_bytes())))
+}
+
+fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body() -> Body {
+        Body {
+            schema: SCHEMA.into(),
+            stream: StreamId {
+                host: "h".into(),
+                boot_id: "b".into(),
+            },
+            sequence: 0,
+            created: "2026-01-01T00:00:00Z".into(),
+            prev: None,
+            previous_stream: None,
+            objects: vec![],
+            public_key: None,
+        }
+    }
+
+    #[test]
+    fn unsigned_manifests_round_trip() {
+        let bytes = encode(&body(), None).unwrap();
+        let p = decode(&bytes).unwrap();
+        assert_eq!(p.body, body());
+        assert!(p.signature.is_none());
+    }
+
+    #[test]
+    fn signatures_verify_and_detect_any_change() {
+        let k = SigningKey::from_bytes(&[7; 32]);
+        let mut b = body();
+        b.public_key = Some(hex(k.verifying_key().as_bytes()));
+        let bytes = encode(&b, Some(&k)).unwrap();
+        let p = decode(&bytes).unwrap();
+        assert_eq!(p.signature, Some(Ok(hex(k.verifying_key().as_bytes()))));
+        let tampered = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"sequence\":0", "\"sequence\":1");
+        let p = decode(tampered.as_bytes()).unwrap();
+        assert_eq!(
+            p.signature,
+            Some(Err("signature does not match the manifest".into()))
+        );
+    }
+
+    #[test]
+    fn generated_keys_load() {
+        let (seed, public) = generate_key().unwrap();
+        let dir = std::env::temp_dir().join(format!("audit-key-{}", std::process::id()));
+        std::fs::write(&dir, &seed).unwrap();
+        let k = load_signing_key(&dir).unwrap();
+        assert_eq!(hex(k.verifying_key().as_bytes()), public);
+        std::fs::write(&dir, "nope").unwrap();
+        assert!(
+            load_signing_key(&dir)
+                .unwrap_err()
+                .to_string()
+                .contains("64 hex digits")
+        );
+        let _ = std::fs::remove_file(&dir);
+    }
+}

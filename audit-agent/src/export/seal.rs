@@ -1,0 +1,409 @@
+//! Sealing: turning closed segments into compressed objects plus one manifest per batch, durably
+//! and crash-consistently. The order of a seal is:
+//!
+//! 1. write every object (temp + fsync + rename) into `sealed/`;
+//! 2. write the manifest (same way);
+//! 3. write `state.json` with the new chain head;
+//! 4. delete the ready segments.
+//!
+//! Recovery at start undoes or completes an interrupted seal: a manifest newer than the state is
+//! rolled forward (3 was lost), objects without a manifest are deleted (2 was lost; the segments
+//! are still there and are sealed again into the same keys with the same bytes), and segments
+//! already covered by a manifest are deleted (4 was lost).
+
+use std::{
+    collections::HashSet,
+    fs,
+    io::Write as _,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+};
+
+use anyhow::Context as _;
+use ed25519_dalek::SigningKey;
+use flate2::{Compression, write::GzEncoder};
+use serde::Deserialize;
+
+use super::{
+    ExportStats,
+    layout::{ObjectFormat, StreamId, manifest_key, object_key, parse_object_key},
+    manifest::{self, Body, Link, ObjectEntry, hex, sha256_hex},
+    spool::{SegmentName, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
+};
+use crate::{
+    format::ocsf::to_ocsf,
+    record::Record,
+    timefmt::{now_unix_ns, parse_rfc3339, rfc3339_nanos},
+};
+
+/// Local file name of a sealed object.
+pub fn local_object_name(e: &ObjectEntry) -> Option<String> {
+    let k = parse_object_key(&e.key)?;
+    let seg = SegmentName {
+        first_seq: e.first_seq,
+        agent_id: e.agent_id.clone(),
+        dt: k.dt,
+        hour: k.hour,
+    };
+    let fmt = match e.format {
+        ObjectFormat::Native => "native",
+        ObjectFormat::Ocsf => "ocsf",
+    };
+    Some(format!(
+        "{}.{fmt}.gz",
+        seg.file_name().trim_end_matches(".ndjson")
+    ))
+}
+
+/// Local manifests in chain order.
+pub fn local_manifests(dirs: &SpoolDirs) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = fs::read_dir(&dirs.sealed)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("manifest-") && n.ends_with(".json"))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// What a start found in the spool.
+#[derive(Debug, Clone)]
+pub struct StartInfo {
+    /// State left by the previous run, if any.
+    pub previous: Option<State>,
+    /// First sequence number for this run.
+    pub next_seq: u64,
+}
+
+pub struct Sealer {
+    dirs: SpoolDirs,
+    state: State,
+    stream: StreamId,
+    key: Option<SigningKey>,
+    ocsf: bool,
+    gzip_level: u32,
+    stats: Arc<ExportStats>,
+}
+
+impl Sealer {
+    /// Opens the spool, recovers from an interrupted previous run, and starts (or continues)
+    /// the stream of this host and boot.
+    pub fn open(
+        dirs: SpoolDirs,
+        stream: StreamId,
+        key: Option<SigningKey>,
+        ocsf: bool,
+        gzip_level: u32,
+        stats: Arc<ExportStats>,
+    ) -> anyhow::Result<(Self, StartInfo)> {
+        let previous = dirs.load_state()?;
+        let mut state = previous.clone().unwrap_or_else(|| State {
+            host: stream.host.clone(),
+            boot_id: stream.boot_id.clone(),
+            next_seq: 1,
+            ..Default::default()
+        });
+        let mut s = Self {
+            dirs,
+            state: State::default(),
+            stream: stream.clone(),
+            key,
+            ocsf,
+            gzip_level,
+            stats,
+        };
+        s.roll_forward(&mut state)?;
+        if state.boot_id != stream.boot_id || state.host != stream.host {
+            // A new boot starts a new chain, linked to the previous one.
+            state.previous_stream_head = state.head.take();
+            state.next_manifest = 0;
+            state.boot_id = stream.boot_id.clone();
+            state.host = stream.host.clone();
+        }
+        s.remove_orphans()?;
+        if let Some(max) = recover_open_segments(&s.dirs)? {
+            state.next_seq = state.next_seq.max(max + 1);
+        }
+        state.clean_shutdown = false;
+        state.stopped_at = None;
+        s.dirs.save_state(&state)?;
+        s.state = state;
+        let start = StartInfo {
+            previous,
+            next_seq: s.state.next_seq,
+        };
+        s.stats
+            .spool_bytes
+            .store(super::spool::spool_size(&s.dirs), Ordering::Relaxed);
+        Ok((s, start))
+    }
+
+    /// Completes seals whose state update was lost.
+    fn roll_forward(&self, state: &mut State) -> anyhow::Result<()> {
+        for path in local_manifests(&self.dirs)? {
+            let bytes = fs::read(&path)?;
+            let Ok(m) = manifest::decode(&bytes) else {
+                continue;
+            };
+            let b = &m.body;
+            if b.stream.boot_id != state.boot_id || b.stream.host != state.host {
+                continue;
+            }
+            if b.sequence >= state.next_manifest {
+                tracing::info!(manifest = %path.display(), "completing an interrupted seal");
+                state.next_manifest = b.sequence + 1;
+                state.head = Some(Link {
+                    key: manifest_key(&b.stream, b.sequence),
+                    sha256: sha256_hex(&bytes),
+                });
+                if let Some(max) = b.objects.iter().map(|o| o.last_seq).max() {
+                    state.next_seq = state.next_seq.max(max + 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes objects no manifest references, and ready segments a manifest already covers.
+    fn remove_orphans(&self) -> anyhow::Result<()> {
+        let mut referenced = HashSet::new();
+        let mut covered = HashSet::new();
+        for path in local_manifests(&self.dirs)? {
+            if let Ok(m) = manifest::decode(&fs::read(&path)?) {
+                for o in &m.body.objects {
+                    if let Some(n) = local_object_name(o) {
+                        referenced.insert(n);
+                    }
+                    if let Some(k) = parse_object_key(&o.key) {
+                        covered.insert(
+                            SegmentName {
+                                first_seq: o.first_seq,
+                                agent_id: o.agent_id.clone(),
+                                dt: k.dt,
+                                hour: k.hour,
+                            }
+                            .file_name(),
+                        );
+                    }
+                }
+            }
+        }
+        for e in fs::read_dir(&self.dirs.sealed)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if (name.ends_with(".gz") && !referenced.contains(&name)) || name.ends_with(".tmp") {
+                tracing::info!(file = %name, "removing an object of an interrupted seal");
+                fs::remove_file(e.path())?;
+            }
+        }
+        for dir in [&self.dirs.ready, &self.dirs.open] {
+            for e in fs::read_dir(dir)? {
+                let e = e?;
+                if covered.contains(&e.file_name().to_string_lossy().into_owned()) {
+                    fs::remove_file(e.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Records a clean stop in the state.
+    pub fn mark_clean_shutdown(&mut self) -> anyhow::Result<()> {
+        self.state.clean_shutdown = true;
+        self.state.stopped_at = Some(rfc3339_nanos(now_unix_ns()));
+        self.dirs.save_state(&self.state)
+    }
+
+    fn gzip(&self, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut enc = GzEncoder::new(
+            Vec::with_capacity(bytes.len() / 6),
+            Compression::new(self.gzip_level),
+        );
+        enc.write_all(bytes)?;
+        Ok(enc.finish()?)
+    }
+
+    fn write_object(&self, name: &str, gz: &[u8]) -> anyhow::Result<()> {
+        let path = self.dirs.sealed.join(name);
+        let tmp = path.with_extension("tmp");
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(gz)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        self.stats
+            .spool_bytes
+            .fetch_add(gz.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Seals every ready segment into one batch. Returns the number of objects sealed.
+    pub fn seal_ready(&mut self) -> anyhow::Result<usize> {
+        let mut ready: Vec<(SegmentName, PathBuf)> = fs::read_dir(&self.dirs.ready)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = SegmentName::parse(&e.file_name().to_string_lossy())?;
+                Some((n, e.path()))
+            })
+            .collect();
+        if ready.is_empty() {
+            return Ok(0);
+        }
+        ready.sort_by_key(|(n, _)| n.first_seq);
+        let mut entries = Vec::new();
+        let mut consumed = Vec::new();
+        for (name, path) in &ready {
+            let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            consumed.push((path.clone(), bytes.len() as u64));
+            let Some(meta) = scan(&bytes) else {
+                continue; // empty segment
+            };
+            let stem = name.file_name();
+            let stem = stem.trim_end_matches(".ndjson");
+            let entry = |format, bytes: &[u8]| ObjectEntry {
+                key: object_key(
+                    format,
+                    &name.agent_id,
+                    &name.dt,
+                    &name.hour,
+                    &self.stream,
+                    name.first_seq,
+                ),
+                format,
+                agent_id: name.agent_id.clone(),
+                sha256: sha256_hex(bytes),
+                bytes: bytes.len() as u64,
+                records: meta.records,
+                first_seq: meta.first_seq,
+                last_seq: meta.last_seq,
+                time_from: meta.time_from.clone(),
+                time_to: meta.time_to.clone(),
+            };
+            let gz = self.gzip(&bytes)?;
+            self.write_object(&format!("{stem}.native.gz"), &gz)?;
+            entries.push(entry(ObjectFormat::Native, &bytes));
+            if self.ocsf {
+                let ocsf = to_ocsf_lines(&bytes);
+                let gz = self.gzip(&ocsf)?;
+                self.write_object(&format!("{stem}.ocsf.gz"), &gz)?;
+                entries.push(entry(ObjectFormat::Ocsf, &ocsf));
+            }
+        }
+        sync_dir(&self.dirs.sealed)?;
+        let n = entries.len();
+        if n > 0 {
+            let seq = self.state.next_manifest;
+            let body = Body {
+                schema: manifest::SCHEMA.into(),
+                stream: self.stream.clone(),
+                sequence: seq,
+                created: rfc3339_nanos(now_unix_ns()),
+                prev: self.state.head.clone(),
+                previous_stream: if seq == 0 {
+                    self.state.previous_stream_head.clone()
+                } else {
+                    None
+                },
+                public_key: self.key.as_ref().map(|k| hex(k.verifying_key().as_bytes())),
+                objects: entries,
+            };
+            let last = body.objects.iter().map(|o| o.last_seq).max().unwrap_or(0);
+            let bytes = manifest::encode(&body, self.key.as_ref())?;
+            write_atomic(
+                &self.dirs.sealed.join(format!("manifest-{seq:010}.json")),
+                &bytes,
+            )?;
+            self.stats
+                .spool_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.state.head = Some(Link {
+                key: manifest_key(&self.stream, seq),
+                sha256: sha256_hex(&bytes),
+            });
+            self.state.next_manifest = seq + 1;
+            self.state.next_seq = self.state.next_seq.max(last + 1);
+            self.dirs.save_state(&self.state)?;
+        }
+        for (path, len) in consumed {
+            fs::remove_file(&path)?;
+            self.stats.spool_bytes.fetch_sub(
+                len.min(self.stats.spool_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+        self.stats
+            .segments_sealed
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Seq and time range of a segment's records.
+struct SegmentMeta {
+    records: u64,
+    first_seq: u64,
+    last_seq: u64,
+    time_from: String,
+    time_to: String,
+}
+
+fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
+    #[derive(Deserialize)]
+    struct Line {
+        seq: u64,
+        time: String,
+    }
+    let mut m: Option<SegmentMeta> = None;
+    let mut t_min = i128::MAX;
+    let mut t_max = i128::MIN;
+    for l in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(line) = serde_json::from_slice::<Line>(l) else {
+            continue;
+        };
+        let t = parse_rfc3339(&line.time).unwrap_or(0);
+        let e = m.get_or_insert(SegmentMeta {
+            records: 0,
+            first_seq: line.seq,
+            last_seq: line.seq,
+            time_from: line.time.clone(),
+            time_to: line.time.clone(),
+        });
+        e.records += 1;
+        e.first_seq = e.first_seq.min(line.seq);
+        e.last_seq = e.last_seq.max(line.seq);
+        if t < t_min {
+            t_min = t;
+            e.time_from = line.time.clone();
+        }
+        if t > t_max {
+            t_max = t;
+            e.time_to = line.time;
+        }
+    }
+    m
+}
+
+/// Renders native NDJSON as OCSF NDJSON.
+fn to_ocsf_lines(native: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(native.len() * 2);
+    for l in native.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if let Ok(mut rec) = serde_json::from_slice::<Record>(l) {
+            rec.unix_ns = parse_rfc3339(&rec.time).unwrap_or(0);
+            if serde_json::to_writer(&mut out, &to_ocsf(&rec)).is_ok() {
+                out.push(b'\n');
+            }
+        }
+    }
+    out
+}
+
+/// Path of a spool's sealed object for an entry.
+pub fn local_object_path(dirs: &SpoolDirs, e: &ObjectEntry) -> Option<PathBuf> {
+    local_object_name(e).map(|n| dirs.sealed.join(n))
+}

@@ -1,0 +1,187 @@
+//! Uploading sealed batches: objects first, then their manifest, each retried with exponential
+//! backoff and jitter and no limit on attempts. A local file is deleted only after the store
+//! confirmed it, so a crash at any point re-uploads the same key with the same bytes.
+
+use std::{
+    fs,
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt as _, stream};
+use object_store::PutPayload;
+use tokio::sync::{Notify, watch};
+
+use super::{
+    ExportStats,
+    layout::manifest_key,
+    manifest,
+    seal::{local_manifests, local_object_path},
+    spool::SpoolDirs,
+    store::Store,
+};
+use crate::timefmt::{now_unix_ns, parse_rfc3339};
+
+/// Concurrent object uploads within one batch.
+const CONCURRENCY: usize = 4;
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// `base * 2^attempt`, capped, times a random factor in [0.5, 1.5).
+pub fn backoff(attempt: u32, rand01: f64) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
+    exp.min(BACKOFF_MAX).mul_f64(0.5 + rand01)
+}
+
+fn rand01() -> f64 {
+    // Jitter only needs to decorrelate agents: the clock's low bits are enough.
+    f64::from((now_unix_ns() as u64 ^ (now_unix_ns() as u64 >> 17)) as u32 % 10_000) / 10_000.0
+}
+
+/// When to stop uploading: `None` = keep going; `Some(deadline)` = finish what is there, give
+/// up at the deadline (leftovers stay in the spool for the next start).
+pub type StopSignal = watch::Receiver<Option<Instant>>;
+
+pub struct Uploader {
+    pub store: Store,
+    pub dirs: SpoolDirs,
+    pub stats: Arc<ExportStats>,
+    pub wake: Arc<Notify>,
+}
+
+impl Uploader {
+    /// Runs until stopped; returns whether everything was uploaded.
+    pub async fn run(self, mut stop: StopSignal) -> bool {
+        let mut attempt = 0u32;
+        loop {
+            let manifests = local_manifests(&self.dirs).unwrap_or_default();
+            self.update_oldest(&manifests);
+            let deadline = *stop.borrow();
+            if manifests.is_empty() {
+                if deadline.is_some() {
+                    return true;
+                }
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    _ = stop.changed() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let mut failed = false;
+            for m in &manifests {
+                match self.upload_batch(m).await {
+                    Ok(()) => attempt = 0,
+                    Err(e) => {
+                        self.stats.uploads_failed.fetch_add(1, Ordering::Relaxed);
+                        *self
+                            .stats
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
+                        tracing::warn!(error = %format!("{e:#}"), attempt, "upload failed; will retry");
+                        failed = true;
+                        break;
+                    }
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return false;
+                }
+            }
+            if failed {
+                let wait = backoff(attempt, rand01());
+                attempt = attempt.saturating_add(1);
+                let until = deadline.map_or(wait, |d| {
+                    wait.min(d.saturating_duration_since(Instant::now()))
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(until) => {}
+                    _ = stop.changed() => {}
+                }
+                if stop.borrow().is_some_and(|d| Instant::now() >= d) {
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn update_oldest(&self, manifests: &[std::path::PathBuf]) {
+        let oldest = manifests
+            .first()
+            .and_then(|p| fs::read(p).ok())
+            .and_then(|b| manifest::decode(&b).ok())
+            .and_then(|m| parse_rfc3339(&m.body.created))
+            .map_or(0, |ns| (ns / 1_000_000_000) as i64);
+        self.stats
+            .oldest_unsent_unix
+            .store(oldest, Ordering::Relaxed);
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let path = self.store.path(key);
+        self.store
+            .inner
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| super::store::unreachable_error(&self.store, &e))?;
+        let st = &self.stats;
+        st.uploads_ok.fetch_add(1, Ordering::Relaxed);
+        st.upload_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        st.last_upload_unix
+            .store((now_unix_ns() / 1_000_000_000) as i64, Ordering::Relaxed);
+        st.observe_upload(started.elapsed());
+        Ok(())
+    }
+
+    async fn upload_object(&self, o: manifest::ObjectEntry) -> anyhow::Result<()> {
+        let Some(local) = local_object_path(&self.dirs, &o) else {
+            return Ok(());
+        };
+        let Ok(gz) = fs::read(&local) else {
+            return Ok(()); // uploaded (and deleted) by an earlier attempt
+        };
+        let len = gz.len() as u64;
+        self.put(&o.key, gz).await?;
+        fs::remove_file(&local)?;
+        self.stats.sub_spool_bytes(len);
+        Ok(())
+    }
+
+    async fn upload_batch(&self, manifest_path: &Path) -> anyhow::Result<()> {
+        let bytes = fs::read(manifest_path)?;
+        let parsed = manifest::decode(&bytes)?;
+        let body = parsed.body;
+        let results: Vec<anyhow::Result<()>> = stream::iter(body.objects.clone())
+            .map(|o| self.upload_object(o))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        let len = bytes.len() as u64;
+        self.put(&manifest_key(&body.stream, body.sequence), bytes)
+            .await?;
+        fs::remove_file(manifest_path)?;
+        self.stats.sub_spool_bytes(len);
+        self.stats.batches_uploaded.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
+        assert_eq!(backoff(0, 0.5), Duration::from_millis(200));
+        assert_eq!(backoff(3, 0.5), Duration::from_millis(1600));
+        assert_eq!(backoff(30, 0.5), BACKOFF_MAX);
+        assert_eq!(backoff(0, 0.0), Duration::from_millis(100));
+        assert!(backoff(0, 0.999) < Duration::from_millis(300));
+    }
+}
