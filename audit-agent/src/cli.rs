@@ -24,6 +24,11 @@ pub enum Command {
     Watch(WatchArgs),
     /// Run the daemon: capture continuously, spool, export to the configured store.
     Run(RunArgs),
+    /// Run a command in a dedicated cgroup and record what it and its descendants do; print a
+    /// summary. Exit status is the command's.
+    Trace(TraceArgs),
+    /// Records from a stored trail, filtered and sorted by time.
+    Query(QueryArgs),
     /// Check a store: every manifest chain, every object's hash, sequence gaps, signatures.
     /// Exit status 0 only when everything verifies.
     Verify(VerifyArgs),
@@ -37,6 +42,74 @@ pub enum Command {
         /// Where to write the private key (must not exist).
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Configuration: policy rules and protected sets apply; what is watched is only the command.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Attribute the records to this agent id [default: trace:<command name>].
+    #[arg(long, value_name = "ID")]
+    pub agent: Option<String>,
+    /// Record format [default: text on a terminal, json otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write records to FILE [default: stderr, like strace].
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also write the records to a store (same layout, spooling and manifests as the daemon).
+    #[arg(long, value_name = "URL")]
+    pub export: Option<String>,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    Table,
+    Json,
+    Ocsf,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this agent (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub agent: Vec<String>,
+    /// Only this action: process.exec, file.open, network.connect, audit.gap (repeatable).
+    #[arg(long, value_name = "A")]
+    pub action: Vec<String>,
+    /// Only resources matching: a path glob (/etc/**) or network pattern (10.0.0.0/8:443) (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub resource: Vec<String>,
+    /// Only this decision: allow, deny, review (repeatable).
+    #[arg(long, value_name = "D")]
+    pub decision: Vec<String>,
+    /// Only protected resources (of set NAME, if given).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "*")]
+    pub protected: Option<String>,
+    /// Only this outcome: success, failure, in_progress, unknown.
+    #[arg(long, value_name = "O")]
+    pub outcome: Option<String>,
+    #[command(flatten)]
+    pub time: TimeArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: QueryFormat,
+    /// Show at most N records (the first N by time).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Report partition pruning and scan statistics on stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Skip (and report) corrupt objects instead of failing.
+    #[arg(long)]
+    pub skip_corrupt: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,8 @@ pub mod linux;
 pub mod logging;
 pub mod pipeline;
 pub mod policy;
+pub mod query;
 pub mod record;
 pub mod sink;
+pub mod summary;
 pub mod timefmt;

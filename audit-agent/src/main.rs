@@ -24,6 +24,11 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Watch(args) => commands::watch::run(args).await.map(|()| true),
             Command::Run(args) => commands::run::run(args).await.map(|()| true),
+            Command::Trace(args) => match commands::trace::run(args).await {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            },
+            Command::Query(args) => commands::query::run(args).await.map(|()| true),
             Command::Verify(args) => commands::verify::run(args).await,
             Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
             Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),

@@ -31,16 +31,18 @@ impl Trail {
     }
 
     fn full(&self, rel: &str) -> Path {
-        if self.prefix.is_empty() {
-            Path::from(rel)
+        let p = if self.prefix.is_empty() {
+            rel.to_string()
         } else {
-            Path::from(format!("{}/{rel}", self.prefix))
-        }
+            format!("{}/{rel}", self.prefix)
+        };
+        Path::parse(&p).expect("valid key")
     }
 
     /// Every key under the prefix, relative to it.
     pub fn keys(&self) -> Vec<String> {
-        let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
+        let prefix =
+            (!self.prefix.is_empty()).then(|| Path::parse(self.prefix.as_str()).expect("prefix"));
         let mut keys: Vec<String> = rt().block_on(async {
             self.store
                 .list(prefix.as_ref())

@@ -3,9 +3,11 @@
 pub mod assemble;
 pub mod check_config;
 pub mod keygen;
+pub mod query;
 pub mod run;
 pub mod store_args;
 pub mod time_args;
+pub mod trace;
 pub mod verify;
 pub mod watch;
 

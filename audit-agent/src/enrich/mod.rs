@@ -230,7 +230,9 @@ fn unix_address(path: &[u8]) -> String {
 /// process's cwd for `AT_FDCWD`, else `dirfd`), read from /proc at enrichment time. `None` when
 /// the path is already absolute or the process is gone.
 fn resolve(pid: u32, dirfd: i32, path: &[u8]) -> Option<String> {
-    if path.first() == Some(&b'/') {
+    // Absolute paths need nothing; an empty path names no file (ENOENT, or the dirfd itself with
+    // AT_EMPTY_PATH, which `dirfd` already records).
+    if path.is_empty() || path.first() == Some(&b'/') {
         return None;
     }
     let base = if dirfd == AT_FDCWD {

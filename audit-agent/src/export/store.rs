@@ -118,13 +118,16 @@ impl Store {
         }
     }
 
-    /// `prefix/rest` as a store path.
+    /// `prefix/rest` as a store path. Keys are used verbatim (`Path::parse`, not `Path::from`,
+    /// which would percent-encode the `%` of our partition encoding a second time), so a key
+    /// read back from a listing names the same object.
     pub fn path(&self, rest: &str) -> Path {
-        if self.prefix.is_empty() {
-            Path::from(rest)
+        let full = if self.prefix.is_empty() {
+            rest.trim_end_matches('/').to_string()
         } else {
-            Path::from(format!("{}/{rest}", self.prefix))
-        }
+            format!("{}/{}", self.prefix, rest.trim_end_matches('/'))
+        };
+        Path::parse(&full).unwrap_or_else(|_| Path::from(full))
     }
 
     /// Checks that the store answers (a cheap list); the error says where and why.

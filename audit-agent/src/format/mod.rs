@@ -2,6 +2,7 @@
 //! path (watch, trace, export, query) goes through [`write_record`], so all accept all formats.
 
 pub mod ocsf;
+pub mod table;
 pub mod text;
 
 use crate::record::Record;

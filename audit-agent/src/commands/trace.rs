@@ -1,0 +1,246 @@
+//! `audit-agent trace -- CMD [ARGS...]`: run a command in a fresh, dedicated cgroup so that it
+//! and all its descendants — and nothing else — are watched from the first instruction; stream
+//! its records, then print a summary. Exit status is the command's.
+
+use std::{
+    fs::File,
+    io::BufWriter,
+    os::unix::process::ExitStatusExt as _,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::assemble::{Extras, assemble, load_config};
+use crate::{
+    capture::{cgroup::Cgroup2, plan::WatchPlan},
+    cli::TraceArgs,
+    enrich::host::HostInfo,
+    export::{ExportConf, Exporter, layout::StreamId, store::Store},
+    pipeline::{Sequencer, stream_id},
+    sink::{Sink, Tee, WriterSink},
+    summary::{Summary, SummaryObserver},
+    timefmt::now_unix_ns,
+};
+
+/// A cgroup created for one trace and removed afterwards.
+struct TraceCgroup {
+    rel: String,
+    fs: PathBuf,
+}
+
+impl TraceCgroup {
+    fn create(cg: &Cgroup2) -> anyhow::Result<Self> {
+        let rel = format!(
+            "/audit-agent-trace/{}-{}",
+            std::process::id(),
+            now_unix_ns() % 1_000_000_000
+        );
+        let fs = cg.fs_path(&rel);
+        std::fs::create_dir_all(&fs).with_context(|| {
+            format!(
+                "cannot create the trace cgroup {} (needs root and a writable cgroup2 mount)",
+                fs.display()
+            )
+        })?;
+        Ok(Self { rel, fs })
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.fs.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    }
+
+    /// Waits until no process is left (up to `patience`), then kills stragglers. Returns how
+    /// many had to be killed.
+    async fn drain(&self, patience: Duration) -> usize {
+        let until = Instant::now() + patience;
+        while !self.pids().is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.pids();
+        if left.is_empty() {
+            return 0;
+        }
+        if std::fs::write(self.fs.join("cgroup.kill"), b"1").is_err() {
+            for p in &left {
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(2);
+        while !self.pids().is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        left.len()
+    }
+}
+
+impl Drop for TraceCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.fs).is_ok() || !self.fs.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::warn!(cgroup = %self.fs.display(), "could not remove the trace cgroup");
+    }
+}
+
+pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
+    let Some((program, cmd_args)) = args.command.split_first() else {
+        bail!("no command: usage `audit-agent trace [OPTIONS] -- CMD [ARGS...]`");
+    };
+    let cfg = load_config(args.config.as_deref())?;
+    let cgroup2 = Cgroup2::find()?;
+    let cg = TraceCgroup::create(&cgroup2)?;
+    let cmd_name = std::path::Path::new(program)
+        .file_name()
+        .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
+    let agent_id = args
+        .agent
+        .clone()
+        .unwrap_or_else(|| format!("trace:{cmd_name}"));
+
+    // Output: records live (stderr unless --output, like strace), plus an optional store.
+    let to_terminal = args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let format = super::default_format(args.format, to_terminal);
+    let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
+    let host = HostInfo::read();
+    let started_ns = now_unix_ns();
+    let mut exporter = None;
+    if let Some(url) = &args.export {
+        let mut conf: ExportConf = cfg.export.clone().unwrap_or_else(|| {
+            toml::from_str(&format!("store = {url:?}")).expect("minimal export config")
+        });
+        conf.store = url.clone();
+        conf.spool_dir = std::env::temp_dir().join(format!(
+            "audit-agent-trace-{}-{}",
+            std::process::id(),
+            started_ns
+        ));
+        conf.segment_max_age_ms = conf.segment_max_age_ms.min(2000);
+        let store = Store::open(&conf.store_settings())?;
+        store.check().await?;
+        // Each trace is its own stream, so its keys and chain never collide with the daemon's.
+        let stream = StreamId {
+            host: format!(
+                "{}/trace-{}-{}",
+                host.name,
+                started_ns / 1_000_000_000,
+                std::process::id()
+            ),
+            boot_id: host.boot_id.clone(),
+        };
+        let (e, writer, _) = Exporter::start(&conf, store, stream)?;
+        sinks.push(Box::new(writer));
+        exporter = Some(e);
+    }
+    match &args.output {
+        Some(p) => {
+            let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+            sinks.push(Box::new(WriterSink::new(format, BufWriter::new(f))));
+        }
+        None => sinks.push(Box::new(WriterSink::new(format, std::io::stderr()))),
+    }
+    let mut plan = WatchPlan::new(false);
+    plan.add_subtree(&cg.rel);
+    let seq = Sequencer::new(
+        stream_id(&[&host.name, &host.boot_id, &started_ns.to_string(), "trace"]),
+        1,
+    );
+    let mut a = assemble(
+        &cfg,
+        plan,
+        cgroup2,
+        Box::new(Tee(sinks)),
+        args.kernel.ring_buffer_bytes,
+        Extras {
+            trace_agent: Some((&agent_id, &cg.rel)),
+            sequence: Some(seq),
+        },
+    )?;
+    let summary = Arc::new(Mutex::new(Summary::default()));
+    a.pipeline
+        .observers
+        .push(Box::new(SummaryObserver(summary.clone())));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let pipeline = tokio::spawn(a.pipeline.run(async {
+        let _ = stop_rx.await;
+    }));
+
+    // The child moves itself into the watched cgroup between fork and exec: its exec is the
+    // first thing recorded.
+    let procs = cg.fs.join("cgroup.procs");
+    let mut command = tokio::process::Command::new(program);
+    command.args(cmd_args);
+    // SAFETY: the closure only performs a write(2) to a file and returns.
+    unsafe {
+        command.pre_exec(move || std::fs::write(&procs, b"0"));
+    }
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start `{program}`"))?;
+    let pid = child.id().map_or(0, |p| p as i32);
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s?,
+            _ = int.recv() => {
+                // A terminal Ctrl-C reaches the command too; forward only if it is still running.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // SAFETY: plain kill(2) on our child.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            _ = term.recv() => {
+                // SAFETY: plain kill(2) on our child.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    };
+    let duration = started.elapsed();
+    let killed = cg.drain(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = stop_tx.send(());
+    let stats = pipeline.await.context("pipeline task")??;
+    if let Some(e) = exporter {
+        let report = e.finish().await?;
+        if !report.all_uploaded {
+            eprintln!(
+                "audit-agent: warning: the export did not finish; data remains in the trace spool"
+            );
+        }
+    }
+    let (code, exit) = match (status.code(), status.signal()) {
+        (Some(c), _) => (c, format!("exited with status {c}")),
+        (None, Some(sig)) => (128 + sig, format!("killed by signal {sig}")),
+        _ => (1, "ended".to_string()),
+    };
+    let mut text = summary
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .render(duration, &exit);
+    if killed > 0 {
+        text.push_str(&format!(
+            "note: {killed} process(es) of the command were still running {}s after it exited and were killed\n",
+            2
+        ));
+    }
+    if stats.lost > 0 {
+        text.push_str(&format!(
+            "note: {} record(s) lost in the kernel (ring buffer full)\n",
+            stats.lost
+        ));
+    }
+    eprint!("{text}");
+    Ok(code)
+}
