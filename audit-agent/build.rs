@@ -30,9 +30,12 @@ fn main() -> anyhow::Result<()> {
     )?;
     // With AYA_BUILD_SKIP the object is not built: leave an empty placeholder so
     // `include_bytes_aligned!` still compiles (loading it fails with a clear error).
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("audit");
-    if !out.exists() {
-        std::fs::write(&out, [])?;
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    for name in ["audit", "floor"] {
+        let out = out_dir.join(name);
+        if !out.exists() {
+            std::fs::write(&out, [])?;
+        }
     }
     Ok(())
 }

@@ -42,6 +42,9 @@ pub enum Command {
         /// Where to write the private key (must not exist).
         file: PathBuf,
     },
+    /// Benchmark support: attach empty programs to the same hooks until SIGINT/SIGTERM.
+    #[command(hide = true)]
+    BenchFloor,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,15 @@ fn main() -> std::process::ExitCode {
             Command::Verify(args) => commands::verify::run(args).await,
             Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
             Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
+            Command::BenchFloor => {
+                async {
+                    let _programs = audit_agent::capture::attach_floor()?;
+                    tracing::info!("ready: floor programs attached");
+                    commands::shutdown_signal().await;
+                    Ok(true)
+                }
+                .await
+            }
         }
     });
     match result {

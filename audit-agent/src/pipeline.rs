@@ -207,6 +207,9 @@ pub struct Pipeline {
 
 /// How often kernel counters are checked for loss and the clock offset refreshed.
 const TICK: Duration = Duration::from_millis(100);
+/// How often the ring buffer is polled: the kernel only wakes the reader when a lot of data is
+/// pending (see `WAKEUP_BYTES` in audit-ebpf), so this bounds the delivery latency of a trickle.
+const POLL: Duration = Duration::from_millis(10);
 /// Records decoded per wake-up before they are processed and flushed.
 const BATCH: usize = 4096;
 
@@ -237,6 +240,8 @@ impl Pipeline {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<RunStats> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -246,6 +251,16 @@ impl Pipeline {
                     let bad = r?;
                     self.note_decode_errors(bad)?;
                     self.process_batch()?;
+                }
+                _ = poll.tick() => {
+                    loop {
+                        let (n, bad) = self.capture.read_up_to(&mut self.batch, BATCH);
+                        self.note_decode_errors(bad)?;
+                        self.process_batch()?;
+                        if n < BATCH {
+                            break;
+                        }
+                    }
                 }
                 _ = tick.tick() => {
                     self.check_loss()?;

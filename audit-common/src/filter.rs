@@ -31,5 +31,16 @@ pub struct FilterConfig {
     pub _pad: u32,
     /// Bit `n` set: some subtree root sits at cgroup level `n`.
     pub subtree_levels: u32,
-    pub _pad2: u32,
+    /// Changes whenever the watch set changes: invalidates the kernel's per-CPU verdict cache.
+    pub generation: u32,
+}
+
+/// Per-CPU cache of the last cgroup verdict (`CGROUP_CACHE` map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CgroupVerdict {
+    pub cgroup_id: u64,
+    /// `FilterConfig::generation` the verdict was computed under.
+    pub generation: u32,
+    pub watched: u32,
 }

@@ -16,6 +16,7 @@ mod pod {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and integer arrays, and
     // have explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for crate::filter::FilterConfig {}
+    unsafe impl aya::Pod for crate::filter::CgroupVerdict {}
     unsafe impl aya::Pod for crate::offsets::Offsets {}
     unsafe impl aya::Pod for crate::counters::Counters {}
     unsafe impl aya::Pod for crate::event::PendingEvent {}

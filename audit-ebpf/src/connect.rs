@@ -26,6 +26,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[inline(always)]
 fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_watched(pid_tgid) {
@@ -55,8 +56,7 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+#[inline(always)]
 fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
-    let ret: i64 = tp_read(ctx, off!(sys_exit_ret))?;
-    finish(EventKind::Connect, ret);
-    Ok(())
+    finish(ctx, EventKind::Connect)
 }

@@ -55,6 +55,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[inline(always)]
 fn try_enter_exec(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_watched(pid_tgid) {
@@ -168,11 +169,10 @@ fn try_enter_exec(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
     Ok(())
 }
 
+#[inline(always)]
 fn try_exit_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // Success was already reported by sched_process_exec (the slot is idle then).
-    let ret: i64 = tp_read(ctx, off!(sys_exit_ret))?;
-    finish(EventKind::Exec, ret);
-    Ok(())
+    finish(ctx, EventKind::Exec)
 }
 
 fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {

@@ -10,9 +10,9 @@ use aya_ebpf::{
 
 use crate::{
     filter::is_watched,
-    maps::{EVENTS, FILTER, FOLLOWED, PENDING},
+    maps::{EVENTS, FILTER, FOLLOWED, FOLLOWED_COUNT, PENDING},
     offsets::{off, tp_read},
-    pending::{count, emit, fill_header},
+    pending::{count, emit, fill_header, submit_flags},
 };
 
 /// Raw tracepoint: unlike the formatted `sched:sched_process_fork` record it hands us the child's
@@ -44,8 +44,13 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let all = FILTER.get(0).map(|c| c.mode == MODE_ALL).unwrap_or(false);
-    if !all && FOLLOWED.insert(child_tgid, 1, 0).is_err() {
-        count(|c| c.follow_full += 1);
+    if !all {
+        // BPF_NOEXIST: count each new entry once.
+        if FOLLOWED.insert(child_tgid, 1, 1).is_ok() {
+            followed_count_add(1);
+        } else if unsafe { FOLLOWED.get(child_tgid) }.is_none() {
+            count(|c| c.follow_full += 1);
+        }
     }
     let Some(mut entry) = EVENTS.reserve::<LifecycleEvent<ForkBody>>(0) else {
         count(|c| c.ringbuf_full[EventKind::Fork as usize] += 1);
@@ -58,7 +63,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         child_pid: child_tgid,
         _pad: 0,
     };
-    entry.submit(0);
+    entry.submit(submit_flags());
     count(|c| c.emitted[EventKind::Fork as usize] += 1);
     Ok(())
 }
@@ -97,12 +102,29 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
                 group_dead: 1,
                 _pad: 0,
             };
-            entry.submit(0);
+            entry.submit(submit_flags());
             count(|c| c.emitted[EventKind::Exit as usize] += 1);
         } else {
             count(|c| c.ringbuf_full[EventKind::Exit as usize] += 1);
         }
     }
-    let _ = FOLLOWED.remove(tgid);
+    if FOLLOWED.remove(tgid).is_ok() {
+        followed_count_add(-1);
+    }
     Ok(())
+}
+
+/// Atomically adjusts `FOLLOWED_COUNT`. The bpf target has no Rust atomics, so this is the BPF
+/// `lock xadd` instruction written out (the same instruction C's `__sync_fetch_and_add` emits
+/// when the result is unused).
+#[inline(always)]
+fn followed_count_add(delta: i64) {
+    if let Some(n) = FOLLOWED_COUNT.get_ptr_mut(0) {
+        #[cfg(target_arch = "bpf")]
+        unsafe {
+            core::arch::asm!("lock *(u64 *)({p} + 0) += {v}", p = in(reg) n, v = in(reg) delta);
+        }
+        #[cfg(not(target_arch = "bpf"))]
+        let _ = (n, delta);
+    }
 }

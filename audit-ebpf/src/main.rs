@@ -11,6 +11,8 @@
 // crate is an empty binary.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Inline BPF assembly (one atomic add in lifecycle.rs).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 mod connect;

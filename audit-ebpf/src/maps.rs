@@ -1,7 +1,11 @@
 //! Every map the programs share. Sizes are defaults; user space may override `max_entries` at load
 //! time (`EbpfLoader::map_max_entries`), e.g. the ring buffer size from the configuration.
 
-use audit_common::{counters::Counters, event::PendingEvent, filter::FilterConfig};
+use audit_common::{
+    counters::Counters,
+    event::PendingEvent,
+    filter::{CgroupVerdict, FilterConfig},
+};
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -31,6 +35,16 @@ pub static WATCHED_UIDS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 /// or uid becomes. Filled at fork, emptied at exit.
 #[map]
 pub static FOLLOWED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Number of entries in `FOLLOWED`, kept by the kernel with atomic adds: while it is zero the
+/// follow-set lookup is skipped.
+#[map]
+pub static FOLLOWED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per-CPU cache of the last cgroup verdict: consecutive syscalls from the same cgroup (the
+/// common case) skip the ancestor walk and the hash lookup.
+#[map]
+pub static CGROUP_CACHE: PerCpuArray<CgroupVerdict> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-thread (tid) slot where an action record is built between syscall entry and exit. An entry
 /// lives as long as its thread: it is removed by `sched_process_exit`.

@@ -13,6 +13,17 @@ pub static OFFSETS: Offsets = Offsets::UNSET;
 #[unsafe(no_mangle)]
 static SELF_TGID: u32 = 0;
 
+/// Pending ring-buffer bytes above which a record wakes the reader (set from the ring size).
+/// Below it records are submitted without a wakeup and the reader polls on a short timer: a
+/// wakeup per record (irq_work + IPI) would cost more than everything else on the watched path.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 0;
+
+#[inline(always)]
+pub fn wakeup_bytes() -> u64 {
+    unsafe { core::ptr::read_volatile(&raw const WAKEUP_BYTES) }
+}
+
 /// Reads one field of [`OFFSETS`]. Volatile, so the compiler does not fold in the `UNSET` value.
 macro_rules! off {
     ($field:ident) => {{

@@ -51,6 +51,7 @@ struct OpenHow {
     resolve: u64,
 }
 
+#[inline(always)]
 fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_watched(pid_tgid) {
@@ -129,8 +130,7 @@ fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
     Ok(())
 }
 
+#[inline(always)]
 fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
-    let ret: i64 = tp_read(ctx, off!(sys_exit_ret))?;
-    finish(EventKind::Open, ret);
-    Ok(())
+    finish(ctx, EventKind::Open)
 }

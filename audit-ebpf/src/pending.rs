@@ -18,10 +18,26 @@ use aya_ebpf::{
     },
 };
 
+use aya_ebpf::programs::TracePointContext;
+
 use crate::{
     maps::{COUNTERS, EVENTS, PENDING, PENDING_INIT},
-    offsets::off,
+    offsets::{off, tp_read, wakeup_bytes},
 };
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Submission flags: wake the reader only when enough data is pending.
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= wakeup_bytes() {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
 
 /// `BPF_NOEXIST`: insert only if absent.
 const NOEXIST: u64 = 1;
@@ -91,20 +107,22 @@ pub fn begin(pid_tgid: u64, kind: EventKind, syscall: Syscall) -> Result<*mut Pe
     Ok(ev)
 }
 
-/// Emits the current thread's in-flight record of `kind` with `retval`, then marks the slot idle.
-/// Nothing happens if the thread has no such record in flight (it is not watched).
+/// Emits the current thread's in-flight record of `kind` with the syscall's return value (read
+/// from the `sys_exit` record at `ret_off`), then marks the slot idle. An unwatched thread has no
+/// slot and leaves after the lookup, before anything else is read.
 #[inline(always)]
-pub fn finish(kind: EventKind, retval: i64) {
+pub fn finish(ctx: &TracePointContext, kind: EventKind) -> Result<(), i64> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(ev) = PENDING.get_ptr_mut(tid) else {
-        return;
+        return Ok(());
     };
     let ev = unsafe { &mut *ev };
     if ev.header.kind != kind as u16 {
-        return;
+        return Ok(());
     }
-    ev.header.retval = retval;
+    ev.header.retval = tp_read(ctx, off!(sys_exit_ret))?;
     emit(ev);
+    Ok(())
 }
 
 /// Writes the slot's header and `header.body_len` bytes of body to the ring buffer, counts it (or
@@ -122,7 +140,7 @@ pub fn emit(ev: &mut PendingEvent) {
             (&raw const EVENTS).cast_mut().cast::<c_void>(),
             (ev as *mut PendingEvent).cast::<c_void>(),
             len as u64,
-            0,
+            submit_flags(),
         )
     };
     if ret == 0 {

@@ -33,6 +33,36 @@ use crate::decode::{self, KernelEvent};
 /// The eBPF object built by `build.rs` from `audit-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/audit"));
 
+/// Empty programs on the same hooks: the benchmark floor (`audit-agent bench-floor`).
+static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
+
+/// Loads and attaches the floor programs; they stay attached while the returned value lives.
+pub fn attach_floor() -> anyhow::Result<Ebpf> {
+    preflight::check_privileges()?;
+    let tracefs = TraceFs::find_or_mount()?;
+    let mut ebpf = EbpfLoader::new()
+        .load(FLOOR_OBJECT)
+        .context("loading the floor programs")?;
+    for &(prog, category, name, _) in TRACEPOINTS {
+        if !tracefs.has(category, name) {
+            continue;
+        }
+        let p: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| anyhow!("floor program {prog} missing"))?
+            .try_into()?;
+        p.load()?;
+        p.attach(category, name)?;
+    }
+    let fork: &mut RawTracePoint = ebpf
+        .program_mut("sched_process_fork")
+        .ok_or_else(|| anyhow!("floor program sched_process_fork missing"))?
+        .try_into()?;
+    fork.load()?;
+    fork.attach("sched_process_fork")?;
+    Ok(ebpf)
+}
+
 /// Tracepoint programs: (program name, category, tracepoint, required).
 const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sys_enter_execve", "syscalls", "sys_enter_execve", true),
@@ -99,6 +129,8 @@ pub struct Capture {
     pending: HashMap<MapData, u32, PendingEvent>,
     counters: PerCpuArray<MapData, Counters>,
     current: WatchSet,
+    /// Bumped at every filter change (invalidates the kernel's per-CPU verdict cache).
+    generation: u32,
     /// Tracepoints that this kernel lacks (optional ones only).
     pub missing: Vec<String>,
 }
@@ -120,9 +152,11 @@ impl Capture {
         preflight::raise_memlock_limit();
 
         let self_tgid = std::process::id();
+        let wakeup_bytes = u64::from(opts.ring_buffer_bytes / 8);
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
             .override_global("SELF_TGID", &self_tgid, true)
+            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
             .map_max_entries("PENDING", opts.max_pending_threads)
             .load(EBPF_OBJECT)
@@ -181,6 +215,7 @@ impl Capture {
             pending,
             counters,
             current: WatchSet::default(),
+            generation: 0,
             missing,
         })
     }
@@ -201,11 +236,13 @@ impl Capture {
         for uid in &set.uids {
             self.uids.insert(uid, 1, 0)?;
         }
+        self.generation = self.generation.wrapping_add(1);
         let cfg = FilterConfig {
             mode: if set.all { MODE_ALL } else { MODE_FILTERED },
             uids: u32::from(!set.uids.is_empty()),
             exact_cgroups: u32::from(!set.exact.is_empty()),
             subtree_levels: levels,
+            generation: self.generation,
             ..Default::default()
         };
         self.filter.set(0, cfg, 0)?;
@@ -237,8 +274,10 @@ impl Capture {
 
     /// Stops reporting new syscalls; those in flight still complete and are emitted.
     pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.generation = self.generation.wrapping_add(1);
         let cfg = FilterConfig {
             mode: MODE_PAUSED,
+            generation: self.generation,
             ..Default::default()
         };
         self.filter.set(0, cfg, 0)?;
@@ -263,6 +302,12 @@ impl Capture {
     /// Decodes whatever is in the ring buffer now, without waiting.
     pub fn read_now(&mut self, out: &mut Vec<KernelEvent>) -> usize {
         drain(self.ring.get_mut(), out, usize::MAX).1
+    }
+
+    /// Decodes up to `max` records available now. Returns (decoded, undecodable).
+    pub fn read_up_to(&mut self, out: &mut Vec<KernelEvent>, max: usize) -> (usize, usize) {
+        let (n, bad, _) = drain(self.ring.get_mut(), out, max);
+        (n, bad)
     }
 
     /// Sums the per-CPU counters.

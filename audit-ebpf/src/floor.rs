@@ -1,0 +1,57 @@
+//! The benchmark floor: programs that return immediately, attached to the same hooks as the
+//! real ones (`cargo xtask bench` measures what merely enabling these tracepoints costs).
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
+
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+
+macro_rules! empty {
+    ($($name:ident),* $(,)?) => {$(
+        #[tracepoint]
+        pub fn $name(_ctx: TracePointContext) -> u32 {
+            0
+        }
+    )*};
+}
+
+empty!(
+    sys_enter_execve,
+    sys_exit_execve,
+    sys_enter_execveat,
+    sys_exit_execveat,
+    sys_enter_openat,
+    sys_exit_openat,
+    sys_enter_openat2,
+    sys_exit_openat2,
+    sys_enter_open,
+    sys_exit_open,
+    sys_enter_creat,
+    sys_exit_creat,
+    sys_enter_connect,
+    sys_exit_connect,
+    sched_process_exec,
+    sched_process_exit,
+);
+
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,140 @@
+//! Load generator for `cargo xtask bench`: tight, timed loops of one operation, or a paced
+//! stream at a target rate.
+//!
+//! ```text
+//! loadgen loop open FILE ITERS        openat(FILE, O_RDONLY) + close, ITERS times
+//! loadgen loop connect PORT ITERS     socket + connect(127.0.0.1:PORT) (closed port) + close
+//! loadgen loop forkexec ITERS         fork + execve(/bin/true) + waitpid
+//! loadgen rate FILE EVENTS_PER_S SECS  openat+close paced to EVENTS_PER_S (0 = as fast as possible)
+//! ```
+//! Prints one JSON line: `{"op":..,"iters":..,"ns_per_op":..,"events":..,"secs":..}`.
+
+use std::{
+    ffi::CString,
+    time::{Duration, Instant},
+};
+
+fn open_close(path: &CString) {
+    // SAFETY: valid NUL-terminated path.
+    unsafe {
+        let fd = libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY);
+        if fd >= 0 {
+            libc::close(fd);
+        }
+    }
+}
+
+fn connect_closed(port: u16) {
+    // SAFETY: plain socket calls with a properly sized sockaddr_in.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        libc::connect(
+            s,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
+        libc::close(s);
+    }
+}
+
+fn fork_exec() {
+    let path = c"/bin/true";
+    let argv = [path.as_ptr(), std::ptr::null()];
+    // SAFETY: the child only calls execv and _exit.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::execv(path.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| panic!("missing argument {i}: see --help in the source"))
+    };
+    match arg(0).as_str() {
+        "loop" => {
+            let op = arg(1);
+            let (iters, f): (u64, Box<dyn Fn()>) = match op.as_str() {
+                "open" => {
+                    let p = CString::new(arg(2)).expect("path");
+                    (
+                        arg(3).parse().expect("iters"),
+                        Box::new(move || open_close(&p)),
+                    )
+                }
+                "connect" => {
+                    let port: u16 = arg(2).parse().expect("port");
+                    (
+                        arg(3).parse().expect("iters"),
+                        Box::new(move || connect_closed(port)),
+                    )
+                }
+                "forkexec" => (arg(2).parse().expect("iters"), Box::new(fork_exec)),
+                other => panic!("unknown op {other}"),
+            };
+            // Warm up caches and page tables first.
+            for _ in 0..(iters / 20).max(1) {
+                f();
+            }
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            let ns = t.elapsed().as_nanos() as f64 / iters as f64;
+            println!("{{\"op\":\"{op}\",\"iters\":{iters},\"ns_per_op\":{ns:.1}}}");
+        }
+        "rate" => {
+            let p = CString::new(arg(1)).expect("path");
+            let rate: f64 = arg(2).parse().expect("rate");
+            let secs: f64 = arg(3).parse().expect("secs");
+            let start = Instant::now();
+            let end = start + Duration::from_secs_f64(secs);
+            let mut n: u64 = 0;
+            if rate <= 0.0 {
+                while Instant::now() < end {
+                    for _ in 0..256 {
+                        open_close(&p);
+                    }
+                    n += 256;
+                }
+            } else {
+                // Paced in small bursts: every 1 ms, catch up to where the schedule says.
+                let per_ns = rate / 1e9;
+                loop {
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    let due = ((now - start).as_nanos() as f64 * per_ns) as u64;
+                    while n < due {
+                        open_close(&p);
+                        n += 1;
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+            let el = start.elapsed().as_secs_f64();
+            println!(
+                "{{\"op\":\"rate\",\"events\":{n},\"secs\":{el:.3},\"events_per_s\":{:.0}}}",
+                n as f64 / el
+            );
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
