@@ -19,6 +19,7 @@ pub mod escape;
 pub mod export;
 pub mod format;
 pub mod identity;
+pub mod latency;
 pub mod linux;
 pub mod logging;
 pub mod pipeline;

@@ -164,6 +164,8 @@ pub struct RunStats {
     pub gaps: u64,
     pub lost: u64,
     pub kernel: Counters,
+    /// Syscall entry to accepted by the sink (spooled, or written out), per record.
+    pub latency: crate::latency::Histogram,
 }
 
 /// Re-resolves cgroup globs against the hierarchy and updates the kernel filter when the result
@@ -348,6 +350,8 @@ impl Pipeline {
             self.stats.gaps += 1;
         } else {
             self.stats.records += 1;
+            let lag = now_unix_ns() - rec.unix_ns;
+            self.stats.latency.record(u64::try_from(lag).unwrap_or(0));
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ const NO_PREALLOC: u32 = 1;
 
 /// Records for user space.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
 /// Filter configuration (one entry), written by user space.
 #[map]

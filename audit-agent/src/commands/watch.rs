@@ -44,6 +44,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         records = stats.records,
         gaps = stats.gaps,
         lost = stats.lost,
+        latency_p50_us = stats.latency.quantile(0.5) / 1000,
+        latency_p99_us = stats.latency.quantile(0.99) / 1000,
         "stopped"
     );
     Ok(())

@@ -139,7 +139,7 @@ pub struct CaptureConf {
 }
 
 fn default_ring() -> Spanned<u32> {
-    Spanned::new(0..0, 16 * 1024 * 1024)
+    Spanned::new(0..0, 8 * 1024 * 1024)
 }
 
 fn default_rescan() -> u64 {

@@ -40,7 +40,7 @@ fn the_documented_example_is_valid() {
     let c = Config::parse(GOOD, "c.toml").unwrap();
     assert_eq!(c.agents[0].id.get_ref(), "support-bot");
     assert_eq!(c.rules[0].decision.get_ref(), &Decision::Deny);
-    assert_eq!(*c.capture.ring_buffer_bytes.get_ref(), 16 * 1024 * 1024);
+    assert_eq!(*c.capture.ring_buffer_bytes.get_ref(), 8 * 1024 * 1024);
 }
 
 #[test]

@@ -182,13 +182,57 @@ impl ExportStats {
     }
 }
 
-/// A running export: sealer and uploader tasks, and the spool writer for the pipeline.
+enum SealMsg {
+    Wake,
+    Stop,
+}
+
+/// The sealer thread: compresses and hashes at a lower CPU priority (nice 10) than the pipeline,
+/// so sealing bursts do not delay capture.
+fn spawn_sealer(
+    sealer: Arc<Mutex<Sealer>>,
+    rx: std::sync::mpsc::Receiver<SealMsg>,
+    uploads: Arc<Notify>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("sealer".into())
+        .spawn(move || {
+            // SAFETY: setpriority on our own thread id; failure only means normal priority.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+            }
+            loop {
+                let stop = match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(SealMsg::Wake) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+                    Ok(SealMsg::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        true
+                    }
+                };
+                match sealer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .seal_ready()
+                {
+                    Ok(n) if n > 0 => uploads.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "sealing failed; will retry")
+                    }
+                }
+                if stop {
+                    return;
+                }
+            }
+        })
+}
+
+/// A running export: sealer thread and uploader task, and the spool writer for the pipeline.
 pub struct Exporter {
     sealer: Arc<Mutex<Sealer>>,
-    seal_wake: Arc<Notify>,
+    seal_tx: std::sync::mpsc::Sender<SealMsg>,
+    sealer_thread: std::thread::JoinHandle<()>,
     upload_wake: Arc<Notify>,
     stop_upload: watch::Sender<Option<Instant>>,
-    sealer_task: tokio::task::JoinHandle<()>,
     uploader_task: tokio::task::JoinHandle<bool>,
     pub stats: Arc<ExportStats>,
     pub store: Store,
@@ -235,7 +279,6 @@ impl Exporter {
             );
         }
         let sealer = Arc::new(Mutex::new(sealer));
-        let seal_wake = Arc::new(Notify::new());
         let upload_wake = Arc::new(Notify::new());
         let (stop_upload, stop_rx) = watch::channel(None);
 
@@ -246,32 +289,10 @@ impl Exporter {
             wake: upload_wake.clone(),
         };
         let uploader_task = tokio::spawn(uploader.run(stop_rx));
-        let sealer_task = {
-            let (sealer, wake, up) = (sealer.clone(), seal_wake.clone(), upload_wake.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = wake.notified() => {}
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    let s = sealer.clone();
-                    match tokio::task::spawn_blocking(move || {
-                        s.lock().unwrap_or_else(|e| e.into_inner()).seal_ready()
-                    })
-                    .await
-                    {
-                        Ok(Ok(n)) if n > 0 => up.notify_one(),
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %format!("{e:#}"), "sealing failed; will retry")
-                        }
-                        Err(e) => tracing::error!(error = %e, "sealer task panicked"),
-                    }
-                }
-            })
-        };
+        let (seal_tx, seal_rx) = std::sync::mpsc::channel();
+        let sealer_thread = spawn_sealer(sealer.clone(), seal_rx, upload_wake.clone())?;
         let writer = {
-            let wake = seal_wake.clone();
+            let wake = seal_tx.clone();
             SpoolWriter::new(
                 dirs,
                 SpoolLimits {
@@ -280,16 +301,18 @@ impl Exporter {
                     segment_max_age: Duration::from_millis(conf.segment_max_age_ms),
                 },
                 stats.clone(),
-                Box::new(move || wake.notify_one()),
+                Box::new(move || {
+                    let _ = wake.send(SealMsg::Wake);
+                }),
             )
         };
         Ok((
             Self {
                 sealer,
-                seal_wake,
+                seal_tx,
+                sealer_thread,
                 upload_wake,
                 stop_upload,
-                sealer_task,
                 uploader_task,
                 stats,
                 store,
@@ -303,13 +326,12 @@ impl Exporter {
     /// After the pipeline closed its segments: seal everything, upload within the grace period,
     /// record a clean stop. Whatever is not uploaded stays in the spool for the next start.
     pub async fn finish(self) -> anyhow::Result<FinishReport> {
-        self.sealer_task.abort();
-        let _ = self.sealer_task.await;
-        let s = self.sealer.clone();
-        tokio::task::spawn_blocking(move || {
-            s.lock().unwrap_or_else(|e| e.into_inner()).seal_ready()
-        })
-        .await??;
+        // The sealer seals everything left, then exits.
+        let _ = self.seal_tx.send(SealMsg::Stop);
+        let thread = self.sealer_thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the sealer thread panicked"))?;
         let _ = self.stop_upload.send(Some(Instant::now() + self.grace));
         self.upload_wake.notify_one();
         let all_uploaded = self.uploader_task.await.unwrap_or(false);
@@ -320,7 +342,6 @@ impl Exporter {
             Ok(0)
         })
         .await??;
-        let _ = self.seal_wake;
         Ok(FinishReport {
             all_uploaded,
             left_in_spool: left,

@@ -28,7 +28,9 @@ use super::{
     ExportStats,
     layout::{ObjectFormat, StreamId, manifest_key, object_key, parse_object_key},
     manifest::{self, Body, Link, ObjectEntry, hex, sha256_hex},
-    spool::{SegmentName, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
+    spool::{
+        SegmentMeta, SegmentName, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic,
+    },
 };
 use crate::{
     format::ocsf::to_ocsf,
@@ -261,7 +263,14 @@ impl Sealer {
         for (name, path) in &ready {
             let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             consumed.push((path.clone(), bytes.len() as u64));
-            let Some(meta) = scan(&bytes) else {
+            let sidecar = super::spool::meta_path(path);
+            let meta = fs::read(&sidecar)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok())
+                .filter(|m| m.records > 0)
+                .or_else(|| scan(&bytes));
+            consumed.push((sidecar, 0));
+            let Some(meta) = meta else {
                 continue; // empty segment
             };
             let stem = name.file_name();
@@ -331,6 +340,9 @@ impl Sealer {
             self.dirs.save_state(&self.state)?;
         }
         for (path, len) in consumed {
+            if len == 0 && !path.exists() {
+                continue;
+            }
             fs::remove_file(&path)?;
             self.stats.spool_bytes.fetch_sub(
                 len.min(self.stats.spool_bytes.load(Ordering::Relaxed)),
@@ -344,15 +356,8 @@ impl Sealer {
     }
 }
 
-/// Seq and time range of a segment's records.
-struct SegmentMeta {
-    records: u64,
-    first_seq: u64,
-    last_seq: u64,
-    time_from: String,
-    time_to: String,
-}
-
+/// Seq and time range of a segment's records, read from the records themselves (after a crash,
+/// when the writer's sidecar is missing).
 fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
     #[derive(Deserialize)]
     struct Line {
@@ -360,31 +365,13 @@ fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
         time: String,
     }
     let mut m: Option<SegmentMeta> = None;
-    let mut t_min = i128::MAX;
-    let mut t_max = i128::MIN;
     for l in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let Ok(line) = serde_json::from_slice::<Line>(l) else {
             continue;
         };
         let t = parse_rfc3339(&line.time).unwrap_or(0);
-        let e = m.get_or_insert(SegmentMeta {
-            records: 0,
-            first_seq: line.seq,
-            last_seq: line.seq,
-            time_from: line.time.clone(),
-            time_to: line.time.clone(),
-        });
-        e.records += 1;
-        e.first_seq = e.first_seq.min(line.seq);
-        e.last_seq = e.last_seq.max(line.seq);
-        if t < t_min {
-            t_min = t;
-            e.time_from = line.time.clone();
-        }
-        if t > t_max {
-            t_max = t;
-            e.time_to = line.time;
-        }
+        m.get_or_insert_with(|| SegmentMeta::new(line.seq, t, &line.time))
+            .add(line.seq, t, &line.time);
     }
     m
 }

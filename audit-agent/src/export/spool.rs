@@ -175,6 +175,55 @@ struct OpenSegment {
     buf: Vec<u8>,
     bytes: u64,
     opened: Instant,
+    meta: SegmentMeta,
+}
+
+/// Seq and time range of a segment, written next to it when it is closed (`<name>.meta`) so
+/// sealing need not re-read every record; recomputed from the records after a crash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SegmentMeta {
+    pub records: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub time_from: String,
+    pub time_to: String,
+    #[serde(skip)]
+    pub t_min: i128,
+    #[serde(skip)]
+    pub t_max: i128,
+}
+
+impl SegmentMeta {
+    pub fn new(seq: u64, unix_ns: i128, time: &str) -> Self {
+        Self {
+            records: 0,
+            first_seq: seq,
+            last_seq: seq,
+            time_from: time.to_string(),
+            time_to: time.to_string(),
+            t_min: unix_ns,
+            t_max: unix_ns,
+        }
+    }
+
+    pub fn add(&mut self, seq: u64, unix_ns: i128, time: &str) {
+        self.records += 1;
+        self.first_seq = self.first_seq.min(seq);
+        self.last_seq = self.last_seq.max(seq);
+        if unix_ns < self.t_min {
+            self.t_min = unix_ns;
+            self.time_from = time.to_string();
+        }
+        if unix_ns > self.t_max {
+            self.t_max = unix_ns;
+            self.time_to = time.to_string();
+        }
+    }
+}
+
+/// The sidecar file of a ready segment.
+pub fn meta_path(segment: &Path) -> PathBuf {
+    segment.with_extension("meta")
 }
 
 /// Limits of the spool.
@@ -217,6 +266,8 @@ impl SpoolWriter {
             seg.file.write_all(&seg.buf)?;
             seg.buf.clear();
             let to = self.dirs.ready.join(seg.name.file_name());
+            // The sidecar first: a ready segment without one is simply rescanned.
+            fs::write(meta_path(&to), serde_json::to_vec(&seg.meta)?)?;
             fs::rename(&seg.path, &to)
                 .with_context(|| format!("cannot move {} to ready/", seg.path.display()))?;
             (self.on_ready)();
@@ -273,11 +324,13 @@ impl Sink for SpoolWriter {
                     buf: Vec::with_capacity(64 * 1024),
                     bytes: 0,
                     opened: Instant::now(),
+                    meta: SegmentMeta::new(rec.seq, rec.unix_ns, &rec.time),
                 },
             );
         }
         let full = {
             let seg = self.open.get_mut(&key).expect("inserted above");
+            seg.meta.add(rec.seq, rec.unix_ns, &rec.time);
             seg.buf.extend_from_slice(&line);
             seg.bytes += len;
             if seg.buf.len() >= 256 * 1024 {
@@ -323,11 +376,16 @@ pub fn recover_open_segments(dirs: &SpoolDirs) -> anyhow::Result<Option<u64>> {
         let e = e?;
         let path = e.path();
         truncate_torn_tail(&path)?;
-        fs::rename(&path, dirs.ready.join(e.file_name()))?;
+        let to = dirs.ready.join(e.file_name());
+        let _ = fs::remove_file(meta_path(&to));
+        fs::rename(&path, to)?;
     }
     let mut max = None;
     for e in fs::read_dir(&dirs.ready)? {
         let path = e?.path();
+        if path.extension().is_some_and(|x| x == "meta") {
+            continue;
+        }
         if let Some(seq) = last_seq_in(&path)? {
             max = max.max(Some(seq));
         }
