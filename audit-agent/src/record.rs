@@ -3,7 +3,7 @@
 //! Field names are a contract with SIEMs, query engines and `audit-agent query`. Add fields; do
 //! not rename or remove them.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,13 +29,14 @@ pub struct Record {
     pub seq: u64,
     /// When the action was attempted (syscall entry), RFC 3339 UTC with nanoseconds.
     pub time: String,
-    pub host: Host,
+    /// Shared by every record of a host (a refcount, not a copy, per record).
+    pub host: Arc<Host>,
     pub action: String,
     /// The system call that performed the action (`openat`, `execve`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syscall: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<Agent>,
+    pub agent: Option<Arc<Agent>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,7 +47,7 @@ pub struct Record {
     pub result: Option<Outcome>,
     /// Names of the protected sets the resource belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protected: Option<Vec<String>>,
+    pub protected: Option<Vec<Arc<str>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,13 +85,13 @@ pub struct Process {
     pub ppid: u32,
     pub comm: String,
     /// Executable of the acting process image; null when unknown.
-    pub exe: Option<String>,
+    pub exe: Option<Arc<str>>,
     /// Host-unique id of the process image (changes at exec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec_id: Option<String>,
+    pub exec_id: Option<Arc<str>>,
     /// `exec_id` of the image that created this one (by fork or exec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_exec_id: Option<String>,
+    pub parent_exec_id: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +100,7 @@ pub struct Subject {
     pub gid: u32,
     pub cgroup_id: u64,
     /// cgroup path relative to the cgroup2 mount; null when it no longer exists.
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +155,7 @@ pub struct Resource {
     pub port: Option<u16>,
     /// exec: `exec_id` of the image started by a successful exec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec_id: Option<String>,
+    pub exec_id: Option<Arc<str>>,
     /// Something was cut to fit (`path`, `argv`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub truncated: Vec<String>,
@@ -172,11 +173,11 @@ pub mod outcome {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     /// Raw syscall return value (fd, 0, or negative errno); null when unknown.
     pub retval: Option<i64>,
     /// errno name on failure, else null.
-    pub errno: Option<String>,
+    pub errno: Option<Cow<'static, str>>,
 }
 
 /// Values of [`Policy::decision`].
@@ -188,11 +189,11 @@ pub mod decision {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
-    pub decision: String,
+    pub decision: Cow<'static, str>,
     /// Id of the matching rule; null when the default decision applied.
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     /// Digest of the effective policy.
-    pub version: String,
+    pub version: Arc<str>,
 }
 
 /// An explicit hole in the trail.

@@ -65,7 +65,7 @@ impl Summary {
             self.lost += g.lost;
             return;
         }
-        let out = r.result.as_ref().map_or("unknown", |o| o.outcome.as_str());
+        let out = r.result.as_ref().map_or("unknown", |o| &*o.outcome);
         *self
             .counts
             .entry(r.action.clone())
@@ -100,8 +100,9 @@ impl Summary {
             let errno = r
                 .result
                 .as_ref()
-                .and_then(|o| o.errno.clone())
-                .unwrap_or_default();
+                .and_then(|o| o.errno.as_deref())
+                .unwrap_or_default()
+                .to_string();
             *self.failed_by_errno.entry(errno.clone()).or_insert(0) += 1;
             let key = format!("{:<15} {res}  {errno}", r.action);
             match self.failed_index.get(&key) {

@@ -3,6 +3,7 @@
 //! Every command first makes sure the machine has what it needs (idempotent, quick when already
 //! there): nightly `rust-src`, `bpf-linker` 0.10.4, and for tests Garage 2.5.0.
 
+mod bench;
 mod setup;
 
 use std::{
@@ -47,6 +48,13 @@ enum Cmd {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Overhead, throughput/loss and query benchmarks vs no tracing, bpftrace, auditd and
+    /// DuckDB; writes docs/benchmarks.md and target/bench/results.json (as root).
+    Bench {
+        /// Shorter samples and one pass (a smoke run, not for publishing).
+        #[arg(long)]
+        quick: bool,
     },
     /// fmt --check and clippy -D warnings on the user-space crates.
     Lint,
@@ -104,6 +112,13 @@ fn main() -> anyhow::Result<()> {
                 .env("AUDIT_AGENT_BIN", &bin)
                 // Two cores: keep concurrent kernel tests from starving each other.
                 .env("RUST_TEST_THREADS", "2"))
+        }
+        Cmd::Bench { quick } => {
+            require_root("the benchmarks load eBPF programs, create cgroups and start auditd")?;
+            setup::build_tools()?;
+            setup::bench_tools()?;
+            build(true)?;
+            bench::run(&root, quick)
         }
         Cmd::Lint => {
             setup::build_tools()?;

@@ -186,7 +186,7 @@ fn unescape_mountinfo(s: &str) -> String {
 /// per `rescan_interval`, so a burst of records from a new cgroup costs one walk.
 pub struct CgroupPaths {
     cgroup2: Cgroup2,
-    cache: HashMap<u64, String>,
+    cache: HashMap<u64, std::sync::Arc<str>>,
     last_scan: Option<Instant>,
     rescan_interval: Duration,
 }
@@ -203,22 +203,22 @@ impl CgroupPaths {
 
     /// Remembers a path already known (e.g. a cgroup the agent created).
     pub fn insert(&mut self, id: u64, path: String) {
-        self.cache.insert(id, path);
+        self.cache.insert(id, path.into());
     }
 
-    pub fn path(&mut self, id: u64) -> Option<&str> {
+    pub fn path(&mut self, id: u64) -> Option<std::sync::Arc<str>> {
         if !self.cache.contains_key(&id) {
             let due = self
                 .last_scan
                 .is_none_or(|t| t.elapsed() >= self.rescan_interval);
             if due {
                 for dir in self.cgroup2.walk() {
-                    self.cache.insert(dir.id, dir.path);
+                    self.cache.insert(dir.id, dir.path.into());
                 }
                 self.last_scan = Some(Instant::now());
             }
         }
-        self.cache.get(&id).map(String::as_str)
+        self.cache.get(&id).cloned()
     }
 }
 

@@ -7,6 +7,8 @@
 pub mod host;
 pub mod process;
 
+use std::{borrow::Cow, sync::Arc};
+
 use audit_common::event::flags;
 
 use self::{host::HostInfo, process::ProcessTable};
@@ -22,7 +24,7 @@ use crate::{
 const AT_FDCWD: i32 = -100;
 
 pub struct Enricher {
-    host: Host,
+    host: Arc<Host>,
     clock: BootClock,
     cgroups: CgroupPaths,
     procs: ProcessTable,
@@ -31,10 +33,10 @@ pub struct Enricher {
 impl Enricher {
     pub fn new(host: &HostInfo, cgroup2: Cgroup2) -> Self {
         Self {
-            host: Host {
+            host: Arc::new(Host {
                 name: host.name.clone(),
                 boot_id: host.boot_id.clone(),
-            },
+            }),
             clock: BootClock::new(),
             cgroups: CgroupPaths::new(cgroup2),
             procs: ProcessTable::new(host.boot_short()),
@@ -50,7 +52,7 @@ impl Enricher {
         &self.clock
     }
 
-    pub fn host(&self) -> &Host {
+    pub fn host(&self) -> &Arc<Host> {
         &self.host
     }
 
@@ -60,8 +62,8 @@ impl Enricher {
     }
 
     /// Resolves a cgroup id to its path.
-    pub fn cgroup_path(&mut self, id: u64) -> Option<String> {
-        self.cgroups.path(id).map(str::to_string)
+    pub fn cgroup_path(&mut self, id: u64) -> Option<Arc<str>> {
+        self.cgroups.path(id)
     }
 
     /// Turns an event into a record; lifecycle events update state and return `None`.
@@ -107,7 +109,7 @@ impl Enricher {
                     ..Default::default()
                 };
                 if ev.retval == 0 && !incomplete {
-                    let exe = resolved.or_else(|| r.path.clone());
+                    let exe = resolved.or_else(|| r.path.clone()).map(Arc::from);
                     r.exec_id = Some(self.procs.on_exec(t.pid, exe, t.ktime_ns));
                 }
                 (action::EXEC, syscall.name(), r)
@@ -155,13 +157,13 @@ impl Enricher {
 
         let result = if incomplete {
             Outcome {
-                outcome: outcome::UNKNOWN.into(),
+                outcome: Cow::Borrowed(outcome::UNKNOWN),
                 retval: None,
                 errno: None,
             }
         } else if ev.retval >= 0 {
             Outcome {
-                outcome: outcome::SUCCESS.into(),
+                outcome: Cow::Borrowed(outcome::SUCCESS),
                 retval: Some(ev.retval),
                 errno: None,
             }
@@ -169,15 +171,15 @@ impl Enricher {
             let errno = i32::try_from(-ev.retval).unwrap_or(0);
             let in_progress = act == action::CONNECT && errno == linux::EINPROGRESS;
             Outcome {
-                outcome: if in_progress {
+                outcome: Cow::Borrowed(if in_progress {
                     outcome::IN_PROGRESS
                 } else {
                     outcome::FAILURE
-                }
-                .into(),
+                }),
                 retval: Some(ev.retval),
                 errno: Some(
-                    linux::errno_name(errno).map_or_else(|| format!("E{errno}"), str::to_string),
+                    linux::errno_name(errno)
+                        .map_or_else(|| Cow::Owned(format!("E{errno}")), Cow::Borrowed),
                 ),
             }
         };
@@ -187,7 +189,7 @@ impl Enricher {
             id: String::new(),
             seq: 0,
             time: rfc3339_nanos(unix_ns),
-            host: self.host.clone(),
+            host: Arc::clone(&self.host),
             action: act.into(),
             syscall: Some(syscall.into()),
             agent: None,
@@ -204,7 +206,7 @@ impl Enricher {
                 uid: t.uid,
                 gid: t.gid,
                 cgroup_id: t.cgroup_id,
-                cgroup: self.cgroups.path(t.cgroup_id).map(str::to_string),
+                cgroup: self.cgroups.path(t.cgroup_id),
                 container_id: None,
                 k8s: None,
             }),

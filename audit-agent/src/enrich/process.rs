@@ -3,7 +3,7 @@
 //! short-lived processes). /proc is only consulted once for processes that existed before the
 //! agent started watching them.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use crate::escape::escape_bytes;
 
@@ -15,9 +15,9 @@ const MAX_PROCESSES: usize = 65_536;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
     /// Escaped executable path, if known.
-    pub exe: Option<String>,
-    pub exec_id: String,
-    pub parent_exec_id: Option<String>,
+    pub exe: Option<Arc<str>>,
+    pub exec_id: Arc<str>,
+    pub parent_exec_id: Option<Arc<str>>,
 }
 
 /// pid -> current image.
@@ -40,8 +40,8 @@ impl ProcessTable {
     }
 
     /// `<boot>-<pid>-<start ns>`: unique per host, stable for the life of the image.
-    pub fn exec_id(&self, pid: u32, start_ns: u64) -> String {
-        format!("{}-{pid}-{start_ns}", self.boot)
+    pub fn exec_id(&self, pid: u32, start_ns: u64) -> Arc<str> {
+        format!("{}-{pid}-{start_ns}", self.boot).into()
     }
 
     /// The image `pid` is running now (bootstrapped from /proc the first time it is seen).
@@ -65,7 +65,7 @@ impl ProcessTable {
     }
 
     /// A successful exec: `pid` now runs `exe`. Returns the new image's exec id.
-    pub fn on_exec(&mut self, pid: u32, exe: Option<String>, ktime_ns: u64) -> String {
+    pub fn on_exec(&mut self, pid: u32, exe: Option<Arc<str>>, ktime_ns: u64) -> Arc<str> {
         let old = self.get(pid).exec_id.clone();
         let exec_id = self.exec_id(pid, ktime_ns);
         self.insert(
@@ -102,7 +102,7 @@ impl ProcessTable {
     fn from_proc(&self, pid: u32) -> Image {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
-            .map(|p| escape_bytes(p.as_os_str().as_encoded_bytes()));
+            .map(|p| Arc::from(escape_bytes(p.as_os_str().as_encoded_bytes())));
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
         let (start_ns, ppid) = stat.as_deref().map_or((0, None), |s| {
             // Fields after the parenthesised comm: state ppid ... starttime is field 22.
@@ -135,14 +135,11 @@ mod tests {
         assert!(parent.exe.is_some(), "own exe read from /proc");
         t.on_fork(me, 4_000_000, 100);
         let child = t.get(4_000_000).clone();
-        assert_eq!(child.exec_id, "b00t-4000000-100");
-        assert_eq!(
-            child.parent_exec_id.as_deref(),
-            Some(parent.exec_id.as_str())
-        );
+        assert_eq!(&*child.exec_id, "b00t-4000000-100");
+        assert_eq!(child.parent_exec_id.as_deref(), Some(&*parent.exec_id));
         assert_eq!(child.exe, parent.exe);
         let new = t.on_exec(4_000_000, Some("/bin/true".into()), 200);
-        assert_eq!(new, "b00t-4000000-200");
+        assert_eq!(&*new, "b00t-4000000-200");
         let img = t.get(4_000_000);
         assert_eq!(img.exe.as_deref(), Some("/bin/true"));
         assert_eq!(img.parent_exec_id.as_deref(), Some("b00t-4000000-100"));
@@ -155,6 +152,6 @@ mod tests {
         let mut t = ProcessTable::new("b".into());
         let img = t.get(u32::MAX - 1).clone();
         assert_eq!(img.exe, None);
-        assert_eq!(img.exec_id, format!("b-{}-0", u32::MAX - 1));
+        assert_eq!(&*img.exec_id, format!("b-{}-0", u32::MAX - 1));
     }
 }

@@ -69,7 +69,7 @@ pub fn to_ocsf(rec: &Record) -> Value {
     let agent = rec.agent.as_ref();
     let agent_id = rec.agent_id();
     let policy = rec.policy.as_ref();
-    let dec = policy.map_or(decision::ALLOW, |p| p.decision.as_str());
+    let dec = policy.map_or(decision::ALLOW, |p| &*p.decision);
     let (severity_id, severity, action_id, action_name, disposition_id, disposition) =
         verdict_ids(dec);
     let res = rec.resource.clone().unwrap_or_default();
@@ -117,7 +117,7 @@ pub fn to_ocsf(rec: &Record) -> Value {
     });
 
     let result = rec.result.as_ref();
-    let (status_id, status) = match result.map(|r| r.outcome.as_str()) {
+    let (status_id, status) = match result.map(|r| &*r.outcome) {
         Some(outcome::SUCCESS) => (1, "Success"),
         Some(outcome::FAILURE) => (2, "Failure"),
         Some(outcome::IN_PROGRESS) => (99, "In Progress"),

@@ -34,14 +34,14 @@ fn cell(r: &Record) -> [String; 7] {
     let result = r
         .result
         .as_ref()
-        .map_or(String::new(), |o| match o.outcome.as_str() {
+        .map_or(String::new(), |o| match &*o.outcome {
             outcome::SUCCESS => "ok".into(),
-            outcome::FAILURE => o.errno.clone().unwrap_or_else(|| "failure".into()),
+            outcome::FAILURE => o.errno.as_deref().unwrap_or("failure").to_string(),
             other => other.into(),
         });
     let verdict = r.policy.as_ref().map_or(String::new(), |p| match &p.rule {
         Some(rule) => format!("{} ({rule})", p.decision),
-        None => p.decision.clone(),
+        None => p.decision.to_string(),
     });
     [
         time,

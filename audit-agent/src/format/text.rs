@@ -33,10 +33,10 @@ pub fn write(rec: &Record, out: &mut Vec<u8>) {
         let _ = write!(line, "{:>7} {:<15} ", p.pid, truncate(&p.comm, 15));
     }
     if let Some(r) = &rec.result {
-        let res = match (r.outcome.as_str(), &r.errno, r.retval) {
+        let res = match (&*r.outcome, &r.errno, r.retval) {
             (outcome::SUCCESS, _, Some(v)) => format!("ok {v}"),
             (outcome::UNKNOWN, _, _) => "unknown".to_string(),
-            (_, Some(e), _) => e.clone(),
+            (_, Some(e), _) => e.to_string(),
             (o, None, _) => o.to_string(),
         };
         let _ = write!(line, "{res:<13} ");
@@ -44,7 +44,7 @@ pub fn write(rec: &Record, out: &mut Vec<u8>) {
     if let Some(p) = &rec.policy {
         let verdict = match &p.rule {
             Some(rule) => format!("{}({rule})", p.decision),
-            None => p.decision.clone(),
+            None => p.decision.to_string(),
         };
         let _ = write!(line, "{verdict:<20} ");
     }

@@ -26,8 +26,27 @@ const MAX_LINEAGE: usize = 262_144;
 
 struct Agent {
     info: record::Agent,
+    /// `info` with `matched_by` set, one per way of matching, shared by every record.
+    by: [Arc<record::Agent>; 4],
     cgroups: PathSet,
     uids: HashSet<u32>,
+}
+
+const MATCHED_BY: [&str; 4] = ["cgroup", "uid", "ancestor", "trace"];
+
+fn with_matches(info: &record::Agent) -> [Arc<record::Agent>; 4] {
+    MATCHED_BY.map(|by| {
+        let mut a = info.clone();
+        a.matched_by = Some(by.to_string());
+        Arc::new(a)
+    })
+}
+
+impl Agent {
+    fn matched(&self, by: &str) -> Arc<record::Agent> {
+        let i = MATCHED_BY.iter().position(|m| *m == by).unwrap_or(0);
+        Arc::clone(&self.by[i])
+    }
 }
 
 /// The registered agent identities.
@@ -39,14 +58,16 @@ impl Registry {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
         let mut agents = Vec::new();
         for a in &cfg.agents {
+            let info = record::Agent {
+                id: a.id.get_ref().clone(),
+                name: a.name.clone(),
+                workflow: a.workflow.clone(),
+                owner: a.owner.clone(),
+                matched_by: None,
+            };
             agents.push(Agent {
-                info: record::Agent {
-                    id: a.id.get_ref().clone(),
-                    name: a.name.clone(),
-                    workflow: a.workflow.clone(),
-                    owner: a.owner.clone(),
-                    matched_by: None,
-                },
+                by: with_matches(&info),
+                info,
                 cgroups: PathSet::new(a.cgroup.iter().map(|g| g.get_ref().as_str()))
                     .map_err(|e| anyhow::anyhow!(e))?,
                 uids: a.uid.iter().map(|u| *u.get_ref()).collect(),
@@ -62,16 +83,18 @@ impl Registry {
     /// Registers an ad-hoc identity for everything in `cgroup` and below (used by `trace`); it
     /// takes precedence over configured agents.
     pub fn add_first(&mut self, id: &str, cgroup: &str) -> anyhow::Result<()> {
+        let info = record::Agent {
+            id: id.to_string(),
+            name: None,
+            workflow: None,
+            owner: None,
+            matched_by: None,
+        };
         self.agents.insert(
             0,
             Agent {
-                info: record::Agent {
-                    id: id.to_string(),
-                    name: None,
-                    workflow: None,
-                    owner: None,
-                    matched_by: None,
-                },
+                by: with_matches(&info),
+                info,
                 cgroups: PathSet::new([format!("{cgroup}/**").as_str()])
                     .map_err(|e| anyhow::anyhow!(e))?,
                 uids: HashSet::new(),
@@ -108,9 +131,10 @@ pub type SharedRegistry = Arc<RwLock<Arc<Registry>>>;
 pub struct IdentityStage {
     registry: SharedRegistry,
     /// exec id -> agent id of attributed process images.
-    lineage: HashMap<String, String>,
+    lineage: HashMap<Arc<str>, Arc<str>>,
     /// How `trace` labels matches of its ad-hoc identity.
     trace_id: Option<String>,
+    unattributed: Arc<record::Agent>,
 }
 
 impl IdentityStage {
@@ -119,6 +143,13 @@ impl IdentityStage {
             registry,
             lineage: HashMap::new(),
             trace_id: None,
+            unattributed: Arc::new(record::Agent {
+                id: UNATTRIBUTED.to_string(),
+                name: None,
+                workflow: None,
+                owner: None,
+                matched_by: None,
+            }),
         }
     }
 
@@ -128,12 +159,15 @@ impl IdentityStage {
         self
     }
 
-    fn remember(&mut self, exec_id: Option<&String>, agent: &str) {
+    fn remember(&mut self, exec_id: Option<&Arc<str>>, agent: &Arc<str>) {
         if let Some(e) = exec_id {
+            if self.lineage.get(e).is_some_and(|a| a == agent) {
+                return;
+            }
             if self.lineage.len() >= MAX_LINEAGE {
                 self.lineage.clear();
             }
-            self.lineage.insert(e.clone(), agent.to_string());
+            self.lineage.insert(Arc::clone(e), Arc::clone(agent));
         }
     }
 }
@@ -171,27 +205,17 @@ impl Stage for IdentityStage {
         };
         match found {
             Some((a, by)) => {
-                let id = a.info.id.clone();
-                let by = if self.trace_id.as_deref() == Some(id.as_str()) {
+                let by = if self.trace_id.as_deref() == Some(a.info.id.as_str()) {
                     "trace"
                 } else {
                     by
                 };
-                let mut info = a.info.clone();
-                info.matched_by = Some(by.to_string());
-                rec.agent = Some(info);
+                let id: Arc<str> = Arc::from(a.info.id.as_str());
+                rec.agent = Some(a.matched(by));
                 self.remember(exec_id.as_ref(), &id);
                 self.remember(new_image.as_ref(), &id);
             }
-            None => {
-                rec.agent = Some(record::Agent {
-                    id: UNATTRIBUTED.to_string(),
-                    name: None,
-                    workflow: None,
-                    owner: None,
-                    matched_by: None,
-                });
-            }
+            None => rec.agent = Some(Arc::clone(&self.unattributed)),
         }
     }
 }

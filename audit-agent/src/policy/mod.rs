@@ -70,7 +70,7 @@ impl Target {
 
 #[derive(Debug)]
 struct ProtectedSet {
-    name: String,
+    name: Arc<str>,
     files: PathSet,
     network: Vec<NetPattern>,
     exec: PathSet,
@@ -92,7 +92,7 @@ impl ProtectedSet {
 
 #[derive(Debug)]
 struct Rule {
-    id: String,
+    id: Arc<str>,
     /// `None`: every agent.
     agents: Option<HashSet<String>>,
     /// `None`: every action.
@@ -126,16 +126,16 @@ impl Rule {
 /// The outcome of evaluating one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    pub protected: Vec<String>,
+    pub protected: Vec<Arc<str>>,
     pub decision: Decision,
     /// `None` when the default decision applied.
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
 }
 
 /// A compiled policy.
 #[derive(Debug)]
 pub struct Policy {
-    version: String,
+    version: Arc<str>,
     default: Decision,
     sets: Vec<ProtectedSet>,
     rules: Vec<Rule>,
@@ -167,7 +167,7 @@ impl Policy {
         let mut sets = Vec::new();
         for p in &cfg.protected {
             sets.push(ProtectedSet {
-                name: p.name.get_ref().clone(),
+                name: Arc::from(p.name.get_ref().as_str()),
                 files: PathSet::new(strs(&p.files)).map_err(map_err)?,
                 network: p
                     .network
@@ -183,7 +183,7 @@ impl Policy {
             let agents = strs(&r.agents);
             let resources = strs(&r.resources);
             rules.push(Rule {
-                id: r.id.get_ref().clone(),
+                id: Arc::from(r.id.get_ref().as_str()),
                 agents: (!agents.contains(&"*"))
                     .then(|| agents.iter().map(|s| s.to_string()).collect()),
                 actions: (!r.actions.is_empty())
@@ -191,7 +191,7 @@ impl Policy {
                 sets: r
                     .protected
                     .iter()
-                    .filter_map(|n| sets.iter().position(|s| s.name == *n.get_ref()))
+                    .filter_map(|n| sets.iter().position(|s| *s.name == **n.get_ref()))
                     .collect(),
                 paths: PathSet::new(resources.iter().copied().filter(|s| s.starts_with('/')))
                     .map_err(map_err)?,
@@ -234,7 +234,7 @@ impl Policy {
         let digest = Sha256::digest(serde_json::to_vec(&canonical)?);
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self {
-            version: format!("sha256:{hex}"),
+            version: Arc::from(format!("sha256:{hex}")),
             default: cfg.default_decision,
             sets,
             rules,
@@ -250,6 +250,10 @@ impl Policy {
         &self.version
     }
 
+    pub fn version_arc(&self) -> &Arc<str> {
+        &self.version
+    }
+
     pub fn evaluate(&self, agent: &str, act: &str, target: &Target) -> Verdict {
         let in_sets: Vec<bool> = self.sets.iter().map(|s| s.contains(act, target)).collect();
         let protected = self
@@ -257,14 +261,14 @@ impl Policy {
             .iter()
             .zip(&in_sets)
             .filter(|(_, m)| **m)
-            .map(|(s, _)| s.name.clone())
+            .map(|(s, _)| Arc::clone(&s.name))
             .collect();
         for r in &self.rules {
             if r.matches(agent, act, target, &in_sets) {
                 return Verdict {
                     protected,
                     decision: r.decision,
-                    rule: Some(r.id.clone()),
+                    rule: Some(Arc::clone(&r.id)),
                 };
             }
         }
@@ -307,9 +311,9 @@ impl Stage for PolicyStage {
         let v = policy.evaluate(rec.agent_id(), &rec.action, &Target::of(rec));
         rec.protected = Some(v.protected);
         rec.policy = Some(record::Policy {
-            decision: v.decision.as_str().to_string(),
+            decision: std::borrow::Cow::Borrowed(v.decision.as_str()),
             rule: v.rule,
-            version: policy.version().to_string(),
+            version: Arc::clone(policy.version_arc()),
         });
     }
 }

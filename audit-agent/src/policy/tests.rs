@@ -261,7 +261,7 @@ fn rules_are_evaluated_in_order_first_match_wins() {
             (
                 v.decision,
                 v.rule.as_deref(),
-                v.protected.iter().map(String::as_str).collect::<Vec<_>>()
+                v.protected.iter().map(|p| &**p).collect::<Vec<_>>()
             ),
             (decision, rule, protected),
             "{agent} {act} {target:?}"

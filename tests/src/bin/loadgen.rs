@@ -5,6 +5,7 @@
 //! loadgen loop open FILE ITERS        openat(FILE, O_RDONLY) + close, ITERS times
 //! loadgen loop connect PORT ITERS     socket + connect(127.0.0.1:PORT) (closed port) + close
 //! loadgen loop forkexec ITERS         fork + execve(/bin/true) + waitpid
+//! loadgen time OP ARG MS               like `loop`, for MS milliseconds instead of a count
 //! loadgen rate FILE EVENTS_PER_S SECS  openat+close paced to EVENTS_PER_S (0 = as fast as possible)
 //! ```
 //! Prints one JSON line: `{"op":..,"iters":..,"ns_per_op":..,"events":..,"secs":..}`.
@@ -98,6 +99,36 @@ fn main() {
             }
             let ns = t.elapsed().as_nanos() as f64 / iters as f64;
             println!("{{\"op\":\"{op}\",\"iters\":{iters},\"ns_per_op\":{ns:.1}}}");
+        }
+        "time" => {
+            let op = arg(1);
+            let f: Box<dyn Fn()> = match op.as_str() {
+                "open" => {
+                    let p = CString::new(arg(2)).expect("path");
+                    Box::new(move || open_close(&p))
+                }
+                "connect" => {
+                    let port: u16 = arg(2).parse().expect("port");
+                    Box::new(move || connect_closed(port))
+                }
+                "forkexec" => Box::new(fork_exec),
+                other => panic!("unknown op {other}"),
+            };
+            let budget = Duration::from_millis(arg(3).parse().expect("ms"));
+            let warm = Instant::now();
+            while warm.elapsed() < budget / 10 {
+                f();
+            }
+            let t = Instant::now();
+            let mut n: u64 = 0;
+            while t.elapsed() < budget {
+                for _ in 0..16 {
+                    f();
+                }
+                n += 16;
+            }
+            let ns = t.elapsed().as_nanos() as f64 / n as f64;
+            println!("{{\"op\":\"{op}\",\"iters\":{n},\"ns_per_op\":{ns:.1}}}");
         }
         "rate" => {
             let p = CString::new(arg(1)).expect("path");
