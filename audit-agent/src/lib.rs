@@ -28,4 +28,5 @@ pub mod query;
 pub mod record;
 pub mod sink;
 pub mod summary;
+pub mod telemetry;
 pub mod timefmt;

@@ -176,12 +176,21 @@ pub struct WatchRefresher {
     pub interval: Duration,
     pub last: std::time::Instant,
     pub current: WatchSet,
+    /// A new plan from a configuration reload, applied at the next poll.
+    pub updates: Option<tokio::sync::watch::Receiver<WatchPlan>>,
 }
 
 impl WatchRefresher {
     /// A new kernel watch set when due and changed.
     fn poll(&mut self) -> Option<WatchSet> {
-        if !self.plan.is_dynamic() || self.last.elapsed() < self.interval {
+        let mut forced = false;
+        if let Some(rx) = self.updates.as_mut() {
+            if rx.has_changed().unwrap_or(false) {
+                self.plan = rx.borrow_and_update().clone();
+                forced = true;
+            }
+        }
+        if !forced && (!self.plan.is_dynamic() || self.last.elapsed() < self.interval) {
             return None;
         }
         self.last = std::time::Instant::now();
@@ -196,6 +205,10 @@ impl WatchRefresher {
 pub struct Pipeline {
     pub capture: Capture,
     pub refresher: Option<WatchRefresher>,
+    /// Metrics (None: not collected).
+    pub telemetry: Option<std::sync::Arc<crate::telemetry::Telemetry>>,
+    /// Per-batch counts of (action, agent, decision), flushed into the metrics after each batch.
+    batch_counts: std::collections::HashMap<(String, String, String), u64>,
     pub enricher: Enricher,
     pub stages: Vec<Box<dyn Stage>>,
     pub observers: Vec<Box<dyn Observer>>,
@@ -226,6 +239,8 @@ impl Pipeline {
         Ok(Self {
             capture,
             refresher: None,
+            telemetry: None,
+            batch_counts: std::collections::HashMap::new(),
             enricher,
             stages: Vec::new(),
             observers: Vec::new(),
@@ -272,6 +287,11 @@ impl Pipeline {
             }
         }
         self.drain().await?;
+        if let Some(t) = &self.telemetry {
+            t.health
+                .attached
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(self.stats)
     }
 
@@ -316,6 +336,10 @@ impl Pipeline {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
+        if let Some(t) = &self.telemetry {
+            t.ring_reads.inc_by(batch.len() as u64);
+            t.queue_depth.set(batch.len() as i64);
+        }
         for ev in batch.iter().cloned() {
             if let Some(mut rec) = self.enricher.enrich(ev) {
                 for stage in &mut self.stages {
@@ -326,7 +350,23 @@ impl Pipeline {
         }
         self.batch = batch;
         self.batch.clear();
+        self.flush_metrics();
         self.sink.flush()
+    }
+
+    fn flush_metrics(&mut self) {
+        if let Some(t) = &self.telemetry {
+            for ((action, agent, decision), n) in self.batch_counts.drain() {
+                t.records
+                    .get_or_create(&crate::telemetry::RecordLabels {
+                        action,
+                        agent,
+                        decision,
+                    })
+                    .inc_by(n);
+            }
+            t.queue_depth.set(0);
+        }
     }
 
     fn emit(&mut self, mut rec: Record) -> anyhow::Result<()> {
@@ -346,12 +386,30 @@ impl Pipeline {
         for o in &mut self.observers {
             o.observe(&rec);
         }
-        if rec.is_gap() {
+        if let Some(g) = &rec.gap {
             self.stats.gaps += 1;
+            if let Some(t) = &self.telemetry {
+                let l = crate::telemetry::GapLabels {
+                    reason: g.reason.clone(),
+                };
+                t.gap_records.get_or_create(&l).inc();
+                t.lost.get_or_create(&l).inc_by(g.lost);
+            }
         } else {
             self.stats.records += 1;
-            let lag = now_unix_ns() - rec.unix_ns;
-            self.stats.latency.record(u64::try_from(lag).unwrap_or(0));
+            let lag = u64::try_from(now_unix_ns() - rec.unix_ns).unwrap_or(0);
+            self.stats.latency.record(lag);
+            if let Some(t) = &self.telemetry {
+                t.delivery_latency.observe(lag as f64 / 1e9);
+                let key = (
+                    rec.action.clone(),
+                    rec.agent_id().to_string(),
+                    rec.policy
+                        .as_ref()
+                        .map_or_else(String::new, |p| p.decision.to_string()),
+                );
+                *self.batch_counts.entry(key).or_insert(0) += 1;
+            }
         }
         Ok(())
     }
@@ -386,6 +444,9 @@ impl Pipeline {
         let now = now_unix_ns();
         let counters = self.capture.counters()?;
         self.stats.kernel = counters;
+        if let Some(t) = &self.telemetry {
+            t.kernel_counters(&counters);
+        }
         for g in self.loss.check(counters, now) {
             tracing::warn!(lost = g.lost, reason = %g.reason, "records lost; gap record written");
             self.stats.lost += g.lost;

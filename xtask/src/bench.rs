@@ -476,7 +476,8 @@ fn overhead(env: &Env) -> anyhow::Result<Value> {
         rows.push(json!({ "config": row, "ops": per_op }));
     }
     Ok(
-        json!({ "rows": rows, "notes": notes, "ms_per_sample": ms, "passes": passes, "rounds": rounds }),
+        json!({ "rows": rows, "notes": notes, "ms_per_sample": ms, "passes": passes, "rounds": rounds,
+                "program_cost": program_cost(env)? }),
     )
 }
 
@@ -502,6 +503,73 @@ fn vm_hwm_kb(pid: u32) -> u64 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Average run time (ns) of the programs attached to openat enter and exit, from the kernel's
+/// BPF statistics (`kernel.bpf_stats_enabled`), while `load` runs.
+fn program_ns(load: impl FnOnce() -> anyhow::Result<f64>) -> anyhow::Result<(f64, f64)> {
+    let read = || -> anyhow::Result<std::collections::BTreeMap<String, (u64, u64)>> {
+        let out = Command::new("bpftool")
+            .args(["prog", "show", "-j"])
+            .output()?;
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let name = p["name"].as_str()?.to_string();
+                Some((name, (p["run_cnt"].as_u64()?, p["run_time_ns"].as_u64()?)))
+            })
+            .collect())
+    };
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")?;
+    let before = read()?;
+    let r = load();
+    let after = read();
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0")?;
+    r?;
+    let after = after?;
+    let per = |name: &str| {
+        let (c1, t1) = after.get(name).copied().unwrap_or_default();
+        let (c0, t0) = before.get(name).copied().unwrap_or_default();
+        if c1 > c0 {
+            (t1 - t0) as f64 / (c1 - c0) as f64
+        } else {
+            f64::NAN
+        }
+    };
+    // bpftool truncates names to 15 characters.
+    Ok((per("sys_enter_opena"), per("sys_exit_openat")))
+}
+
+/// In-kernel cost per openat, measured with BPF statistics: precise where wall-clock ratios on
+/// a shared VM are noisy. The statistics themselves add a fixed cost to every program run, the
+/// same for all configurations; the floor row shows it.
+fn program_cost(env: &Env) -> anyhow::Result<Value> {
+    let ms = 400;
+    let mut rows = Vec::new();
+    let floor = start_until(Command::new(&env.agent).arg("bench-floor"), "ready", None)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (fe, fx) = program_ns(|| env.measure("open", &env.unwatched, None, ms))?;
+    Tracer::Proc(floor).stop()?;
+    rows.push(json!({"config": "empty programs (floor)", "enter_ns": fe, "exit_ns": fx}));
+    let dir = env.out.join("program-cost");
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = agent_config(env, &dir)?;
+    let agent = start_until(
+        Command::new(&env.agent).args(["run", "--config", cfg.to_str().unwrap_or_default()]),
+        "ready: watching",
+        None,
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (ue, ux) = program_ns(|| env.measure("open", &env.unwatched, None, ms))?;
+    let (we, wx) = program_ns(|| env.measure("open", &env.watched, None, ms))?;
+    Tracer::Proc(agent).stop()?;
+    rows.push(json!({"config": "audit-agent, load not watched", "enter_ns": ue, "exit_ns": ux}));
+    rows.push(json!({"config": "audit-agent, load watched", "enter_ns": we, "exit_ns": wx}));
+    Ok(
+        json!({ "rows": rows, "added_unwatched_ns": (ue + ux) - (fe + fx), "added_watched_ns": (we + wx) - (fe + fx) }),
+    )
 }
 
 /// Section 2: throughput and loss.

@@ -46,13 +46,17 @@ pub fn test_tools() -> anyhow::Result<()> {
     cargo_install("garage", GARAGE_VERSION, &["--version"])
 }
 
-/// bpftrace and auditd (peers), perf, and DuckDB (query peer).
+/// bpftrace and auditd (peers), bpftool (program statistics), and DuckDB (query peer).
 pub fn bench_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> = [("bpftrace", "bpftrace"), ("auditctl", "auditd")]
-        .into_iter()
-        .filter(|(bin, _)| output("sh", &["-c", &format!("command -v {bin}")]).is_none())
-        .map(|(_, pkg)| pkg)
-        .collect();
+    let missing: Vec<&str> = [
+        ("bpftrace", "bpftrace"),
+        ("auditctl", "auditd"),
+        ("bpftool", "bpftool"),
+    ]
+    .into_iter()
+    .filter(|(bin, _)| output("sh", &["-c", &format!("command -v {bin}")]).is_none())
+    .map(|(_, pkg)| pkg)
+    .collect();
     if !missing.is_empty() {
         eprintln!("xtask: apt-get install {}", missing.join(" "));
         run(Command::new("apt-get").arg("update").arg("-q"))?;

@@ -17,6 +17,7 @@ use crate::{
     pipeline::{Pipeline, Sequencer, WatchRefresher, stream_id},
     policy::{Policy, PolicyStage, SharedPolicy},
     sink::Sink,
+    telemetry::{Telemetry, serve},
     timefmt::now_unix_ns,
 };
 
@@ -70,6 +71,10 @@ pub struct Assembly {
     pub pipeline: Pipeline,
     pub live: Live,
     pub host: HostInfo,
+    /// Present when `[metrics]` is configured (the server is already listening).
+    pub telemetry: Option<Arc<Telemetry>>,
+    /// Sends a new watch plan to the pipeline (configuration reload).
+    pub plan_updates: tokio::sync::watch::Sender<WatchPlan>,
 }
 
 /// Optional pieces of an assembly.
@@ -79,10 +84,12 @@ pub struct Extras<'a> {
     pub trace_agent: Option<(&'a str, &'a str)>,
     /// First sequence number and stream id (the daemon continues its stream across restarts).
     pub sequence: Option<Sequencer>,
+    /// Where the configuration came from (for the info metric).
+    pub config_source: Option<&'a str>,
 }
 
 /// Loads the programs, applies the watch plan, and builds the pipeline into `sink`.
-pub fn assemble(
+pub async fn assemble(
     cfg: &Config,
     plan: WatchPlan,
     cgroup2: Cgroup2,
@@ -125,6 +132,17 @@ pub fn assemble(
         Sequencer::new(stream_id(&[&host.name, &host.boot_id, &start, &pid]), 1)
     });
     let mut pipeline = Pipeline::new(capture, enricher, sink, seq)?;
+    let telemetry = match &cfg.metrics {
+        Some(m) => {
+            let t = Telemetry::new();
+            t.set_store_staleness(m.store_staleness_s);
+            let addr = serve(t.clone(), &m.listen).await?;
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+            pipeline.telemetry = Some(t.clone());
+            Some(t)
+        }
+        None => None,
+    };
     let mut identity = IdentityStage::new(registry.clone());
     if let Some((id, _)) = extras.trace_agent {
         identity = identity.with_trace_id(id);
@@ -133,25 +151,39 @@ pub fn assemble(
     pipeline
         .stages
         .push(Box::new(PolicyStage::new(policy.clone())));
+    let (plan_updates, plan_rx) = tokio::sync::watch::channel(plan.clone());
     pipeline.refresher = Some(WatchRefresher {
         plan,
         cgroup2,
         interval: Duration::from_millis(cfg.capture.cgroup_rescan_ms.max(50)),
         last: Instant::now(),
         current: set.clone(),
+        updates: Some(plan_rx),
     });
+    let version = policy
+        .read()
+        .map(|p| p.version().to_string())
+        .unwrap_or_default();
+    if let Some(t) = &telemetry {
+        t.set_info(&version, extras.config_source.unwrap_or("<none>"));
+        t.health
+            .attached
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     tracing::info!(
         subtrees = ?set.subtrees.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
         exact = ?set.exact.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
         uids = ?set.uids,
         all = set.all,
         agents = cfg.agents.len(),
-        policy = %policy.read().map(|p| p.version().to_string()).unwrap_or_default(),
+        policy = %version,
         "ready: watching"
     );
     Ok(Assembly {
         pipeline,
         live: Live { registry, policy },
         host,
+        telemetry,
+        plan_updates,
     })
 }

@@ -4,6 +4,7 @@ pub mod assemble;
 pub mod check_config;
 pub mod keygen;
 pub mod query;
+pub mod reload;
 pub mod run;
 pub mod store_args;
 pub mod time_args;

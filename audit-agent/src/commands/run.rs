@@ -19,10 +19,10 @@ use crate::{
 /// The embedded default configuration (deploy/config.default.toml).
 pub const BUILTIN_CONFIG: &str = include_str!("../../../deploy/config.default.toml");
 
-pub fn load(args: &RunArgs) -> anyhow::Result<(Config, String)> {
+pub fn load(args: &RunArgs) -> anyhow::Result<(Config, String, Option<PathBuf>)> {
     if args.builtin_config {
         let c = Config::parse(BUILTIN_CONFIG, "<builtin config>")?;
-        return Ok((c, "<builtin config>".into()));
+        return Ok((c, "<builtin config>".into(), None));
     }
     let path = args
         .config
@@ -34,11 +34,11 @@ pub fn load(args: &RunArgs) -> anyhow::Result<(Config, String)> {
              deploy/config.example.toml) or --builtin-config for the embedded default"
         );
     }
-    Ok((Config::load(&path)?, path.display().to_string()))
+    Ok((Config::load(&path)?, path.display().to_string(), Some(path)))
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let (cfg, source) = load(&args)?;
+    let (cfg, source, path) = load(&args)?;
     let Some(export) = cfg.export.clone() else {
         bail!(
             "{source}: `run` needs an [export] section (store = \"s3://bucket/prefix\" or \"file:///path\")"
@@ -67,9 +67,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.kernel.ring_buffer_bytes,
         Extras {
             sequence: Some(seq),
+            config_source: Some(&source),
             ..Default::default()
         },
-    )?;
+    )
+    .await?;
+    if let Some(t) = &a.telemetry {
+        *t.export.lock().unwrap_or_else(|e| e.into_inner()) = Some(exporter.stats.clone());
+        t.health
+            .exporting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(path) = path {
+        super::reload::spawn(
+            path,
+            super::reload::CliWatch::default(),
+            cfg.clone(),
+            a.live.clone(),
+            a.plan_updates.clone(),
+            a.telemetry.clone(),
+            std::time::Duration::from_secs(2),
+        )?;
+    }
     if let Some(prev) = &start.previous {
         // The time the agent was not running is a hole in the trail: say so.
         let now = now_unix_ns();

@@ -165,8 +165,10 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
         Extras {
             trace_agent: Some((&agent_id, &cg.rel)),
             sequence: Some(seq),
+            config_source: args.config.as_deref().and_then(|p| p.to_str()),
         },
-    )?;
+    )
+    .await?;
     let summary = Arc::new(Mutex::new(Summary::default()));
     a.pipeline
         .observers

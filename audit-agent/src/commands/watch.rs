@@ -31,14 +31,34 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         }
         None => Box::new(WriterSink::new(format, std::io::stdout())),
     };
+    let source = args.config.as_ref().map(|p| p.display().to_string());
     let a = assemble(
         &cfg,
         plan,
         cgroup2,
         sink,
         args.kernel.ring_buffer_bytes,
-        Extras::default(),
-    )?;
+        Extras {
+            config_source: source.as_deref(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if let Some(path) = &args.config {
+        super::reload::spawn(
+            path.clone(),
+            super::reload::CliWatch {
+                cgroups: args.cgroup.clone(),
+                uids: args.uid.clone(),
+                all: args.all,
+            },
+            cfg.clone(),
+            a.live.clone(),
+            a.plan_updates.clone(),
+            a.telemetry.clone(),
+            std::time::Duration::from_secs(2),
+        )?;
+    }
     let stats = a.pipeline.run(super::shutdown_signal()).await?;
     tracing::info!(
         records = stats.records,

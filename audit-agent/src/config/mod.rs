@@ -54,6 +54,9 @@ pub struct Config {
     /// Durable export (daemon mode).
     #[serde(default)]
     pub export: Option<crate::export::ExportConf>,
+    /// Prometheus metrics and health endpoints.
+    #[serde(default)]
+    pub metrics: Option<crate::telemetry::MetricsConf>,
 }
 
 /// A registered agent identity.
@@ -359,6 +362,17 @@ impl Config {
         for (i, g) in self.watch.cgroups.iter().enumerate() {
             if let Err(e) = path_glob(g.get_ref()) {
                 errs.push((g.span(), format!("watch.cgroups[{i}]: {e}")));
+            }
+        }
+        if let Some(m) = &self.metrics {
+            if m.listen.parse::<std::net::SocketAddr>().is_err() {
+                errs.push((
+                    0..0,
+                    format!(
+                        "metrics.listen: `{}` is not an address like 0.0.0.0:9464",
+                        m.listen
+                    ),
+                ));
             }
         }
         if let Some(e) = &self.export {

@@ -160,6 +160,12 @@ pub struct ExportStats {
     pub last_upload_unix: AtomicI64,
     /// Creation time of the oldest batch not yet uploaded (0 = none).
     pub oldest_unsent_unix: AtomicI64,
+    /// Sealed batches waiting for upload.
+    pub pending_batches: AtomicU64,
+    /// Last time the store answered (an upload or an idle check), Unix seconds.
+    pub store_ok_unix: AtomicI64,
+    /// Whether the last spool write probe succeeded.
+    pub spool_writable: std::sync::atomic::AtomicBool,
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -263,6 +269,7 @@ impl Exporter {
             .map(manifest::load_signing_key)
             .transpose()?;
         let stats = Arc::new(ExportStats::default());
+        stats.spool_writable.store(true, Ordering::Relaxed);
         let (mut sealer, start) = Sealer::open(
             dirs.clone(),
             stream,

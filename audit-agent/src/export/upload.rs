@@ -57,11 +57,15 @@ impl Uploader {
         loop {
             let manifests = local_manifests(&self.dirs).unwrap_or_default();
             self.update_oldest(&manifests);
+            self.stats
+                .pending_batches
+                .store(manifests.len() as u64, Ordering::Relaxed);
             let deadline = *stop.borrow();
             if manifests.is_empty() {
                 if deadline.is_some() {
                     return true;
                 }
+                self.idle_checks().await;
                 tokio::select! {
                     () = self.wake.notified() => {}
                     _ = stop.changed() => {}
@@ -104,6 +108,28 @@ impl Uploader {
                 }
             }
         }
+    }
+
+    /// While idle, at most every 15 s: is the store answering, is the spool writable? (For
+    /// readiness: an idle agent must not look healthy with a dead store.)
+    async fn idle_checks(&self) {
+        let now = (now_unix_ns() / 1_000_000_000) as i64;
+        if now - self.stats.store_ok_unix.load(Ordering::Relaxed) < 15 {
+            return;
+        }
+        match self.store.check().await {
+            Ok(()) => self.stats.store_ok_unix.store(now, Ordering::Relaxed),
+            Err(e) => {
+                *self
+                    .stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
+            }
+        }
+        let probe = self.dirs.root.join(".write-test");
+        let ok = fs::write(&probe, b"ok").is_ok() && fs::remove_file(&probe).is_ok();
+        self.stats.spool_writable.store(ok, Ordering::Relaxed);
     }
 
     fn update_oldest(&self, manifests: &[std::path::PathBuf]) {

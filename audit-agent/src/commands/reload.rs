@@ -1,0 +1,108 @@
+//! Configuration reload: on SIGHUP, or when the file's contents change, the agents, protected
+//! sets and rules are swapped in without stopping capture (no record is dropped: stages read the
+//! current registry and policy per record, and the kernel filter adds new entries before removing
+//! old ones). An invalid file is rejected with its error and the running configuration stays.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use sha2::{Digest as _, Sha256};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::assemble::{Live, watch_plan};
+use crate::{
+    capture::plan::WatchPlan, config::Config, identity::Registry, policy::Policy,
+    telemetry::Telemetry,
+};
+
+fn digest(path: &PathBuf) -> Option<Vec<u8>> {
+    std::fs::read(path)
+        .ok()
+        .map(|b| Sha256::digest(&b).to_vec())
+}
+
+/// What the command line adds to the configuration's watch plan (`watch --cgroup/--uid/--all`).
+#[derive(Debug, Clone, Default)]
+pub struct CliWatch {
+    pub cgroups: Vec<String>,
+    pub uids: Vec<u32>,
+    pub all: bool,
+}
+
+/// Watches `path` for SIGHUP and content changes (checked every `poll`).
+#[allow(clippy::too_many_arguments)]
+pub fn spawn(
+    path: PathBuf,
+    cli: CliWatch,
+    running: Config,
+    live: Live,
+    plans: tokio::sync::watch::Sender<WatchPlan>,
+    telemetry: Option<Arc<Telemetry>>,
+    poll: Duration,
+) -> anyhow::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        let mut last = digest(&path);
+        let mut running = running;
+        loop {
+            let why = tokio::select! {
+                _ = hup.recv() => "SIGHUP",
+                () = tokio::time::sleep(poll) => {
+                    let now = digest(&path);
+                    if now == last || now.is_none() {
+                        continue;
+                    }
+                    "file changed"
+                }
+            };
+            last = digest(&path);
+            match reload(&path, &cli, &live) {
+                Ok((cfg, version, plan)) => {
+                    let _ = plans.send(plan);
+                    if let Some(t) = &telemetry {
+                        t.set_info(&version, &path.display().to_string());
+                    }
+                    if format!("{:?}", cfg.export) != format!("{:?}", running.export)
+                        || format!("{:?}", cfg.metrics) != format!("{:?}", running.metrics)
+                        || format!("{:?}", cfg.capture) != format!("{:?}", running.capture)
+                    {
+                        tracing::warn!(
+                            "[export], [metrics] and [capture] changes take effect at the next restart"
+                        );
+                    }
+                    tracing::info!(
+                        trigger = why,
+                        policy_version = %version,
+                        agents = cfg.agents.len(),
+                        rules = cfg.rules.len(),
+                        "configuration reloaded"
+                    );
+                    running = cfg;
+                }
+                Err(e) => tracing::error!(
+                    trigger = why,
+                    error = %format!("{e:#}"),
+                    "configuration reload rejected; the running configuration stays in force"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
+fn reload(
+    path: &PathBuf,
+    cli: &CliWatch,
+    live: &Live,
+) -> anyhow::Result<(Config, String, WatchPlan)> {
+    let cfg = Config::load(path)?;
+    let registry = Registry::from_config(&cfg)?;
+    let policy = Policy::compile(&cfg)?;
+    let plan = watch_plan(&cfg, &cli.cgroups, &cli.uids, cli.all)?;
+    if plan.is_empty() {
+        anyhow::bail!("{}: the new configuration watches nothing", path.display());
+    }
+    let version = policy.version().to_string();
+    *live.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
+    *live.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    Ok((cfg, version, plan))
+}
