@@ -30,3 +30,4 @@ pub mod sink;
 pub mod summary;
 pub mod telemetry;
 pub mod timefmt;
+pub mod versioned;

@@ -178,6 +178,10 @@ pub struct WatchRefresher {
     pub current: WatchSet,
     /// A new plan from a configuration reload, applied at the next poll.
     pub updates: Option<tokio::sync::watch::Receiver<WatchPlan>>,
+    /// Extra globs that change at run time (cgroups of selected Kubernetes pods): returns a
+    /// generation and the globs; re-resolved when the generation changes.
+    pub dynamic: Option<Box<dyn Fn() -> (u64, Vec<String>) + Send>>,
+    pub dynamic_generation: u64,
 }
 
 impl WatchRefresher {
@@ -190,11 +194,27 @@ impl WatchRefresher {
                 forced = true;
             }
         }
-        if !forced && (!self.plan.is_dynamic() || self.last.elapsed() < self.interval) {
+        let mut extra = Vec::new();
+        if let Some(d) = &self.dynamic {
+            let (generation, globs) = d();
+            if generation != self.dynamic_generation {
+                self.dynamic_generation = generation;
+                forced = true;
+            }
+            extra = globs;
+        }
+        let dynamic = self.plan.is_dynamic() || !extra.is_empty();
+        if !forced && (!dynamic || self.last.elapsed() < self.interval) {
             return None;
         }
         self.last = std::time::Instant::now();
-        let set = self.plan.resolve(&self.cgroup2);
+        let mut plan = self.plan.clone();
+        for g in &extra {
+            if let Err(e) = plan.add_glob(g) {
+                tracing::warn!(glob = %g, error = %e, "ignoring pod cgroup glob");
+            }
+        }
+        let set = plan.resolve(&self.cgroup2);
         (set != self.current).then(|| {
             self.current = set.clone();
             set

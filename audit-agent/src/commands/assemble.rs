@@ -3,7 +3,7 @@
 
 use std::{
     path::Path,
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -13,12 +13,16 @@ use crate::{
     capture::{Capture, CaptureOptions, cgroup::Cgroup2, plan::WatchPlan},
     config::Config,
     enrich::{Enricher, host::HostInfo},
-    identity::{IdentityStage, Registry, SharedRegistry},
+    identity::{
+        IdentityStage, K8sIdentity, Registry, SharedRegistry,
+        k8s::{self, PodCache},
+    },
     pipeline::{Pipeline, Sequencer, WatchRefresher, stream_id},
     policy::{Policy, PolicyStage, SharedPolicy},
     sink::Sink,
     telemetry::{Telemetry, serve},
     timefmt::now_unix_ns,
+    versioned::Versioned,
 };
 
 /// Loads `--config`, or an empty configuration when none is given.
@@ -97,7 +101,14 @@ pub async fn assemble(
     ring_buffer_bytes: Option<u32>,
     extras: Extras<'_>,
 ) -> anyhow::Result<Assembly> {
-    if plan.is_empty() {
+    if plan.is_empty()
+        && !(cfg.k8s.agent_id_label.is_some()
+            || cfg.agents.iter().any(|a| {
+                !a.k8s_namespace.is_empty()
+                    || !a.k8s_service_account.is_empty()
+                    || !a.k8s_labels.is_empty()
+            }))
+    {
         bail!(
             "nothing to watch: give --cgroup PATH, --uid UID or --all, or a --config with \
              [[agents]] or a [watch] section"
@@ -107,8 +118,8 @@ pub async fn assemble(
     if let Some((id, cg)) = extras.trace_agent {
         registry.add_first(id, cg)?;
     }
-    let registry: SharedRegistry = Arc::new(RwLock::new(Arc::new(registry)));
-    let policy: SharedPolicy = Arc::new(RwLock::new(Arc::new(Policy::compile(cfg)?)));
+    let registry: SharedRegistry = Versioned::new(registry);
+    let policy: SharedPolicy = Versioned::new(Policy::compile(cfg)?);
 
     let ring = ring_buffer_bytes.unwrap_or(*cfg.capture.ring_buffer_bytes.get_ref());
     if ring < 4096 || !ring.is_power_of_two() {
@@ -147,6 +158,33 @@ pub async fn assemble(
     if let Some((id, _)) = extras.trace_agent {
         identity = identity.with_trace_id(id);
     }
+    let mut dynamic: Option<Box<dyn Fn() -> (u64, Vec<String>) + Send>> = None;
+    if let Some(target) = k8s::target(&cfg.k8s, &host.name)? {
+        let pods = PodCache::new(cfg.k8s.max_pods);
+        tracing::info!(api = %target.base, node = %target.node, "kubernetes identity enabled");
+        k8s::spawn_watcher(target, pods.clone())?;
+        identity = identity.with_k8s(K8sIdentity {
+            pods: pods.clone(),
+            agent_id_label: cfg.k8s.agent_id_label.clone(),
+        });
+        let (registry, label) = (registry.clone(), cfg.k8s.agent_id_label.clone());
+        dynamic = Some(Box::new(move || {
+            let reg = registry.current();
+            let generation = pods.generation.load(std::sync::atomic::Ordering::Relaxed);
+            if !reg.uses_k8s() && label.is_none() {
+                return (generation, Vec::new());
+            }
+            let globs = pods
+                .all()
+                .iter()
+                .filter(|p| {
+                    reg.selects_pod(p) || label.as_ref().is_some_and(|l| p.labels.contains_key(l))
+                })
+                .flat_map(|p| k8s::pod_globs(&p.uid))
+                .collect();
+            (generation, globs)
+        }));
+    }
     pipeline.stages.push(Box::new(identity));
     pipeline
         .stages
@@ -159,11 +197,10 @@ pub async fn assemble(
         last: Instant::now(),
         current: set.clone(),
         updates: Some(plan_rx),
+        dynamic,
+        dynamic_generation: u64::MAX,
     });
-    let version = policy
-        .read()
-        .map(|p| p.version().to_string())
-        .unwrap_or_default();
+    let version = policy.current().version().to_string();
     if let Some(t) = &telemetry {
         t.set_info(&version, extras.config_source.unwrap_or("<none>"));
         t.health

@@ -102,7 +102,9 @@ fn reload(
         anyhow::bail!("{}: the new configuration watches nothing", path.display());
     }
     let version = policy.version().to_string();
-    *live.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
-    *live.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    // Actions from now on are judged by the new version; those still in the pipeline by the old.
+    let now = crate::timefmt::now_unix_ns();
+    live.registry.replace(registry, now);
+    live.policy.replace(policy, now);
     Ok((cfg, version, plan))
 }

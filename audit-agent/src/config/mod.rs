@@ -57,6 +57,9 @@ pub struct Config {
     /// Prometheus metrics and health endpoints.
     #[serde(default)]
     pub metrics: Option<crate::telemetry::MetricsConf>,
+    /// Kubernetes identity (pods of this node from the API server).
+    #[serde(default)]
+    pub k8s: crate::identity::k8s::K8sConf,
 }
 
 /// A registered agent identity.
@@ -72,6 +75,15 @@ pub struct AgentConf {
     pub cgroup: Vec<Spanned<String>>,
     #[serde(default)]
     pub uid: Vec<Spanned<u32>>,
+    /// Kubernetes namespaces (pods in any of them).
+    #[serde(default)]
+    pub k8s_namespace: Vec<String>,
+    /// Kubernetes service accounts (pods running as any of them).
+    #[serde(default)]
+    pub k8s_service_account: Vec<String>,
+    /// Pod labels that must all be present with these values.
+    #[serde(default)]
+    pub k8s_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A named set of protected resources.
@@ -252,10 +264,16 @@ impl Config {
                     format!("agents[{i}].id: duplicate agent id `{id}`"),
                 ));
             }
-            if a.cgroup.is_empty() && a.uid.is_empty() {
+            let k8s = !a.k8s_namespace.is_empty()
+                || !a.k8s_service_account.is_empty()
+                || !a.k8s_labels.is_empty();
+            if a.cgroup.is_empty() && a.uid.is_empty() && !k8s {
                 errs.push((
                     a.id.span(),
-                    format!("agents[{i}]: agent `{id}` has an empty selector: give `cgroup` globs and/or `uid`s"),
+                    format!(
+                        "agents[{i}]: agent `{id}` has an empty selector: give `cgroup` globs, \
+                         `uid`s and/or k8s_namespace / k8s_service_account / k8s_labels"
+                    ),
                 ));
             }
             for (j, g) in a.cgroup.iter().enumerate() {
@@ -395,6 +413,7 @@ impl Config {
     /// Whether anything at all is selected for watching.
     pub fn watches_anything(&self) -> bool {
         !self.agents.is_empty()
+            || self.k8s.agent_id_label.is_some()
             || self.watch.all
             || !self.watch.cgroups.is_empty()
             || !self.watch.uids.is_empty()

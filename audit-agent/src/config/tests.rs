@@ -157,7 +157,7 @@ fn agent_with_an_empty_selector_is_rejected() {
     assert_eq!(
         e,
         [
-            "c.toml:2:6: agents[0]: agent `lonely` has an empty selector: give `cgroup` globs and/or `uid`s"
+            "c.toml:2:6: agents[0]: agent `lonely` has an empty selector: give `cgroup` globs, `uid`s and/or k8s_namespace / k8s_service_account / k8s_labels"
         ]
     );
 }

@@ -9,8 +9,15 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
+    /// The node's name: `$AUDIT_AGENT_HOSTNAME`, else `$NODE_NAME` (a Kubernetes pod's own host
+    /// name is the pod's), else the kernel's host name.
     pub fn read() -> Self {
-        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        let from_env = ["AUDIT_AGENT_HOSTNAME", "NODE_NAME"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        let name = from_env
+            .map(Ok)
+            .unwrap_or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname"))
             .map(|s| s.trim().to_string())
             .ok()
             .filter(|s| !s.is_empty())

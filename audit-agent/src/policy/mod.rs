@@ -6,11 +6,7 @@
 
 pub mod pattern;
 
-use std::{
-    collections::HashSet,
-    net::IpAddr,
-    sync::{Arc, RwLock},
-};
+use std::{collections::HashSet, net::IpAddr, sync::Arc};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -284,8 +280,8 @@ fn strs(v: &[toml::Spanned<String>]) -> Vec<&str> {
     v.iter().map(|s| s.get_ref().as_str()).collect()
 }
 
-/// A policy that can be swapped at run time (configuration reload).
-pub type SharedPolicy = Arc<RwLock<Arc<Policy>>>;
+/// The policy, swappable at run time (configuration reload); judged by event time.
+pub type SharedPolicy = Arc<crate::versioned::Versioned<Policy>>;
 
 /// The pipeline stage: fills `protected` and `policy` on every action record.
 pub struct PolicyStage {
@@ -303,11 +299,7 @@ impl Stage for PolicyStage {
         if rec.is_gap() {
             return;
         }
-        let policy = self
-            .policy
-            .read()
-            .map(|p| Arc::clone(&p))
-            .unwrap_or_else(|e| Arc::clone(&e.into_inner()));
+        let policy = self.policy.at(rec.unix_ns);
         let v = policy.evaluate(rec.agent_id(), &rec.action, &Target::of(rec));
         rec.protected = Some(v.protected);
         rec.policy = Some(record::Policy {
