@@ -16,13 +16,20 @@ fn main() -> anyhow::Result<()> {
     let root = ebpf_dir
         .to_str()
         .ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?;
+    // The toolchain for the eBPF crate: `nightly` unless AUDIT_EBPF_TOOLCHAIN names a pinned one
+    // (the container build uses nightly-2026-05-19).
+    println!("cargo:rerun-if-env-changed=AUDIT_EBPF_TOOLCHAIN");
+    let toolchain = std::env::var("AUDIT_EBPF_TOOLCHAIN").ok();
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "audit-ebpf",
             root_dir: root,
             ..Default::default()
         }],
-        aya_build::Toolchain::default(),
+        match toolchain.as_deref() {
+            Some(t) if !t.is_empty() => aya_build::Toolchain::Custom(t),
+            _ => aya_build::Toolchain::default(),
+        },
     )
     .context(
         "building the eBPF programs failed; `cargo xtask setup` installs what they need \

@@ -10,10 +10,10 @@ use std::fmt::Write as _;
 /// Escapes `bytes` as described in the module documentation.
 pub fn escape_bytes(bytes: &[u8]) -> String {
     // Fast path: plain printable ASCII/UTF-8 without backslashes or controls.
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        if !s.chars().any(|c| c == '\\' || c.is_ascii_control()) {
-            return s.to_string();
-        }
+    if let Ok(s) = std::str::from_utf8(bytes)
+        && !s.chars().any(|c| c == '\\' || c.is_ascii_control())
+    {
+        return s.to_string();
     }
     let mut out = String::with_capacity(bytes.len() + 8);
     let mut rest = bytes;

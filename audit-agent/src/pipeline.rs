@@ -180,19 +180,22 @@ pub struct WatchRefresher {
     pub updates: Option<tokio::sync::watch::Receiver<WatchPlan>>,
     /// Extra globs that change at run time (cgroups of selected Kubernetes pods): returns a
     /// generation and the globs; re-resolved when the generation changes.
-    pub dynamic: Option<Box<dyn Fn() -> (u64, Vec<String>) + Send>>,
+    pub dynamic: Option<DynamicGlobs>,
     pub dynamic_generation: u64,
 }
+
+/// Returns the current generation and globs of a watch set that changes at run time.
+pub type DynamicGlobs = Box<dyn Fn() -> (u64, Vec<String>) + Send>;
 
 impl WatchRefresher {
     /// A new kernel watch set when due and changed.
     fn poll(&mut self) -> Option<WatchSet> {
         let mut forced = false;
-        if let Some(rx) = self.updates.as_mut() {
-            if rx.has_changed().unwrap_or(false) {
-                self.plan = rx.borrow_and_update().clone();
-                forced = true;
-            }
+        if let Some(rx) = self.updates.as_mut()
+            && rx.has_changed().unwrap_or(false)
+        {
+            self.plan = rx.borrow_and_update().clone();
+            forced = true;
         }
         let mut extra = Vec::new();
         if let Some(d) = &self.dynamic {

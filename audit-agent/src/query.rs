@@ -57,22 +57,21 @@ impl Filter {
                 bail!("unknown decision `{d}` (one of allow, deny, review)");
             }
         }
-        if let Some(o) = &outcome {
-            if ![
+        if let Some(o) = &outcome
+            && ![
                 outcome::SUCCESS,
                 outcome::FAILURE,
                 outcome::IN_PROGRESS,
                 outcome::UNKNOWN,
             ]
             .contains(&o.as_str())
-            {
-                bail!("unknown outcome `{o}` (one of success, failure, in_progress, unknown)");
-            }
+        {
+            bail!("unknown outcome `{o}` (one of success, failure, in_progress, unknown)");
         }
-        if let (Some(s), Some(u)) = (since_ns, until_ns) {
-            if s > u {
-                bail!("--since is after --until");
-            }
+        if let (Some(s), Some(u)) = (since_ns, until_ns)
+            && s > u
+        {
+            bail!("--since is after --until");
         }
         let globs: Vec<&str> = resources
             .iter()
@@ -168,10 +167,10 @@ impl Filter {
             }
             _ => {}
         }
-        if let Some(o) = &self.outcome {
-            if Some(o.as_str()) != r.result.as_ref().map(|x| x.outcome) {
-                return false;
-            }
+        if let Some(o) = &self.outcome
+            && Some(o.as_str()) != r.result.as_ref().map(|x| x.outcome)
+        {
+            return false;
         }
         if self.paths.is_some() || !self.nets.is_empty() {
             let Some(res) = &r.resource else { return false };
@@ -380,6 +379,10 @@ fn scan_object(gz: &[u8], f: &Filter, hits: &mut Vec<Hit>) -> Result<u64, String
 }
 
 /// Runs a query; returns matches sorted by (time, seq).
+/// One scanned object: its key, its compressed size, and (records scanned, hits) or the reason it
+/// could not be read.
+type ObjectScan = (String, usize, Result<(u64, Vec<Hit>), String>);
+
 pub async fn run(
     store: &Store,
     f: &Filter,
@@ -396,37 +399,36 @@ pub async fn run(
         b
     });
     let f = Arc::new(f.clone());
-    let results: Vec<anyhow::Result<(String, usize, Result<(u64, Vec<Hit>), String>)>> =
-        stream::iter(keys)
-            .map(|key| {
-                let (store, f) = (store.clone(), f.clone());
-                async move {
-                    let bytes = store
-                        .inner
-                        .get(&store.path(&key))
-                        .await
-                        .map_err(|e| unreachable_error(&store, &e))?
-                        .bytes()
-                        .await
-                        .map_err(|e| unreachable_error(&store, &e))?;
-                    let len = bytes.len();
-                    let scanned = tokio::task::spawn_blocking(move || {
-                        let mut hits = Vec::new();
-                        scan_object(&bytes, &f, &mut hits).map(|n| (n, hits))
-                    })
+    let results: Vec<anyhow::Result<ObjectScan>> = stream::iter(keys)
+        .map(|key| {
+            let (store, f) = (store.clone(), f.clone());
+            async move {
+                let bytes = store
+                    .inner
+                    .get(&store.path(&key))
                     .await
-                    .context("scan task")?;
-                    Ok((key, len, scanned))
-                }
-            })
-            .buffer_unordered(opts.concurrency.max(1))
-            .inspect(|_| {
-                if let Some(b) = &bar {
-                    b.inc(1);
-                }
-            })
-            .collect()
-            .await;
+                    .map_err(|e| unreachable_error(&store, &e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| unreachable_error(&store, &e))?;
+                let len = bytes.len();
+                let scanned = tokio::task::spawn_blocking(move || {
+                    let mut hits = Vec::new();
+                    scan_object(&bytes, &f, &mut hits).map(|n| (n, hits))
+                })
+                .await
+                .context("scan task")?;
+                Ok((key, len, scanned))
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .inspect(|_| {
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+        })
+        .collect()
+        .await;
     if let Some(b) = bar {
         b.finish_and_clear();
     }

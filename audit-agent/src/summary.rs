@@ -81,18 +81,18 @@ impl Summary {
                 self.protected.push(line(format!("  [{}]", p.join(","))));
             }
         }
-        if let Some(pol) = &r.policy {
-            if pol.decision == decision::DENY || pol.decision == decision::REVIEW {
-                if pol.decision == decision::DENY {
-                    self.denies += 1;
-                } else {
-                    self.reviews += 1;
-                }
-                if self.verdicts.len() < SHOW {
-                    let rule = pol.rule.as_deref().unwrap_or("default_decision");
-                    self.verdicts
-                        .push(line(format!("  {} by {rule}", pol.decision.to_uppercase())));
-                }
+        if let Some(pol) = &r.policy
+            && (pol.decision == decision::DENY || pol.decision == decision::REVIEW)
+        {
+            if pol.decision == decision::DENY {
+                self.denies += 1;
+            } else {
+                self.reviews += 1;
+            }
+            if self.verdicts.len() < SHOW {
+                let rule = pol.rule.as_deref().unwrap_or("default_decision");
+                self.verdicts
+                    .push(line(format!("  {} by {rule}", pol.decision.to_uppercase())));
             }
         }
         if out == outcome::FAILURE {

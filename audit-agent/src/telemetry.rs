@@ -369,26 +369,25 @@ impl Telemetry {
         if !self.health.attached.load(Ordering::Relaxed) {
             problems.push("kernel programs not attached".to_string());
         }
-        if self.health.exporting.load(Ordering::Relaxed) {
-            if let Some(st) = self
+        if self.health.exporting.load(Ordering::Relaxed)
+            && let Some(st) = self
                 .export
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .as_ref()
-            {
-                if !st.spool_writable.load(Ordering::Relaxed) {
-                    problems.push("spool directory not writable".to_string());
-                }
-                let ok_at = st.store_ok_unix.load(Ordering::Relaxed);
-                let now = (now_unix_ns() / 1_000_000_000) as i64;
-                let max = self.store_staleness_s.load(Ordering::Relaxed);
-                if ok_at == 0 || now - ok_at > max {
-                    let last = st.last_error.lock().map(|e| e.clone()).ok().flatten();
-                    problems.push(format!(
-                        "store not reachable in the last {max}s{}",
-                        last.map(|e| format!(": {e}")).unwrap_or_default()
-                    ));
-                }
+        {
+            if !st.spool_writable.load(Ordering::Relaxed) {
+                problems.push("spool directory not writable".to_string());
+            }
+            let ok_at = st.store_ok_unix.load(Ordering::Relaxed);
+            let now = (now_unix_ns() / 1_000_000_000) as i64;
+            let max = self.store_staleness_s.load(Ordering::Relaxed);
+            if ok_at == 0 || now - ok_at > max {
+                let last = st.last_error.lock().map(|e| e.clone()).ok().flatten();
+                problems.push(format!(
+                    "store not reachable in the last {max}s{}",
+                    last.map(|e| format!(": {e}")).unwrap_or_default()
+                ));
             }
         }
         if problems.is_empty() {

@@ -35,10 +35,11 @@ fn garage_bin() -> String {
 /// Spawns on a dedicated, never-ending thread so PR_SET_PDEATHSIG fires only when the whole
 /// test process ends.
 fn spawn_forever(mut cmd: Command) -> Child {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>>> =
-        OnceLock::new();
+    /// A command to spawn and where to send the spawned child.
+    type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
         std::thread::spawn(move || {
             for (mut cmd, reply) in rx {
                 let _ = reply.send(cmd.spawn());

@@ -9,6 +9,7 @@
 
 pub mod fake_k8s;
 pub mod garage;
+pub mod helm;
 pub mod trail;
 
 use std::{
@@ -37,7 +38,8 @@ pub fn require_root() {
     );
 }
 
-fn workspace_root() -> PathBuf {
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
@@ -75,7 +77,7 @@ pub fn workload_bin() -> PathBuf {
 pub fn cgroup2_mount() -> PathBuf {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     mi.lines()
-        .filter_map(|l| l.split_once(" - ").map(|(a, b)| (a, b)))
+        .filter_map(|l| l.split_once(" - "))
         .find(|(_, b)| b.starts_with("cgroup2 "))
         .and_then(|(a, _)| a.split_whitespace().nth(4).map(PathBuf::from))
         .expect("a cgroup2 mount")

@@ -263,7 +263,7 @@ fn exec_with_many_arguments_is_truncated_and_flagged() {
     assert_eq!(r["resource"]["truncated"], json!(["argv"]));
 }
 
-fn connect_record<'a>(records: &'a [Value], pid: i64) -> &'a Value {
+fn connect_record(records: &[Value], pid: i64) -> &Value {
     let c = by_pid(records, pid, "network.connect");
     assert_eq!(c.len(), 1, "{c:#?}");
     c[0]

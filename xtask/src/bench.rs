@@ -58,10 +58,10 @@ impl Env {
             c.pre_exec(move || {
                 std::fs::write(&procs, b"0")?;
                 pin(cpu);
-                if let Some(u) = uid {
-                    if libc::setgid(u) != 0 || libc::setuid(u) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                if let Some(u) = uid
+                    && (libc::setgid(u) != 0 || libc::setuid(u) != 0)
+                {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
@@ -337,7 +337,8 @@ fn overhead(env: &Env) -> anyhow::Result<Value> {
     let ms = if env.quick { 250 } else { 400 };
     let passes = if env.quick { 1 } else { 3 };
     let rounds = if env.quick { 3 } else { 5 };
-    // (row, tracer, load cgroup, load uid)
+    /// A table row: its label, the cgroup the load runs in, the uid it runs as.
+    type Row<'a> = (&'a str, String, Option<u32>);
     let mut samples: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
     let mut notes = Vec::new();
     let mut order: Vec<String> = Vec::new();
@@ -347,7 +348,7 @@ fn overhead(env: &Env) -> anyhow::Result<Value> {
             let dir = env.out.join(format!("overhead-{config}"));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
-            let (tracer, rows): (Tracer, Vec<(&str, String, Option<u32>)>) = match config {
+            let (tracer, rows): (Tracer, Vec<Row>) = match config {
                 "baseline" => (
                     Tracer::None,
                     vec![("no tracing (baseline)", env.unwatched.clone(), None)],

@@ -9,6 +9,7 @@ use crate::run;
 
 pub const BPF_LINKER_VERSION: &str = "0.10.4";
 pub const GARAGE_VERSION: &str = "2.5.0";
+pub const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
 /// The preinstalled nightly that matches the aya pins (never `rustup update` it).
 pub const NIGHTLY: &str = "nightly";
 
@@ -41,35 +42,63 @@ pub fn build_tools() -> anyhow::Result<()> {
     cargo_install("bpf-linker", BPF_LINKER_VERSION, &["--version"])
 }
 
-/// Garage, the S3-compatible server the export tests talk to.
+/// Garage (the S3-compatible server the export tests talk to), kubernetes-validate (offline
+/// Kubernetes schema validation of deploy/) and systemd-analyze (the systemd unit).
 pub fn test_tools() -> anyhow::Result<()> {
-    cargo_install("garage", GARAGE_VERSION, &["--version"])
+    cargo_install("garage", GARAGE_VERSION, &["--version"])?;
+    apt_install(&[("systemd-analyze", "systemd")])?;
+    pip_install(
+        "kubernetes-validate",
+        KUBERNETES_VALIDATE_VERSION,
+        "kubernetes-validate",
+    )
 }
 
 /// bpftrace and auditd (peers), bpftool (program statistics), and DuckDB (query peer).
 pub fn bench_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> = [
+    apt_install(&[
         ("bpftrace", "bpftrace"),
         ("auditctl", "auditd"),
         ("bpftool", "bpftool"),
-    ]
-    .into_iter()
-    .filter(|(bin, _)| output("sh", &["-c", &format!("command -v {bin}")]).is_none())
-    .map(|(_, pkg)| pkg)
-    .collect();
-    if !missing.is_empty() {
-        eprintln!("xtask: apt-get install {}", missing.join(" "));
-        run(Command::new("apt-get").arg("update").arg("-q"))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
+    ])?;
     if output("python3", &["-c", "import duckdb"]).is_none() {
         eprintln!("xtask: pip install duckdb");
         run(Command::new("python3").args(["-m", "pip", "install", "-q", "duckdb"]))?;
     }
     Ok(())
+}
+
+/// `apt-get install` the packages of the (binary, package) pairs whose binary is missing.
+fn apt_install(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(bin, _)| output("sh", &["-c", &format!("command -v {bin}")]).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: apt-get install {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// `pip install PACKAGE==VERSION` unless `BIN --version` already reports VERSION.
+fn pip_install(package: &str, version: &str, bin: &str) -> anyhow::Result<()> {
+    if output(bin, &["--version"]).is_some_and(|v| v.contains(version)) {
+        return Ok(());
+    }
+    eprintln!("xtask: pip install {package}=={version}");
+    run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        &format!("{package}=={version}"),
+    ]))
 }
 
 /// `cargo install NAME@VERSION --locked` unless `NAME --version` already reports VERSION.

@@ -178,10 +178,10 @@ impl Btf {
             }
             if name.is_empty() {
                 let inner = self.types.get(m.type_id as usize)?;
-                if matches!(inner.kind, KIND_STRUCT | KIND_UNION) {
-                    if let Some(off) = self.find_member(inner, member, base_bits + m.bit_offset) {
-                        return Some(off);
-                    }
+                if matches!(inner.kind, KIND_STRUCT | KIND_UNION)
+                    && let Some(off) = self.find_member(inner, member, base_bits + m.bit_offset)
+                {
+                    return Some(off);
                 }
             }
         }

@@ -158,7 +158,7 @@ pub async fn assemble(
     if let Some((id, _)) = extras.trace_agent {
         identity = identity.with_trace_id(id);
     }
-    let mut dynamic: Option<Box<dyn Fn() -> (u64, Vec<String>) + Send>> = None;
+    let mut dynamic: Option<crate::pipeline::DynamicGlobs> = None;
     if let Some(target) = k8s::target(&cfg.k8s, &host.name)? {
         let pods = PodCache::new(cfg.k8s.max_pods);
         tracing::info!(api = %target.base, node = %target.node, "kubernetes identity enabled");

@@ -90,7 +90,7 @@ pub fn spawn(
 }
 
 fn reload(
-    path: &PathBuf,
+    path: &std::path::Path,
     cli: &CliWatch,
     live: &Live,
 ) -> anyhow::Result<(Config, String, WatchPlan)> {

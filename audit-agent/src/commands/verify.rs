@@ -20,10 +20,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<bool> {
         Some(k) => Some(k.trim().to_string()),
         None => None,
     };
-    if let Some(k) = &public_key {
-        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("--public-key: expected 64 hex digits (or a file holding them), got `{k}`");
-        }
+    if let Some(k) = &public_key
+        && (k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        bail!("--public-key: expected 64 hex digits (or a file holding them), got `{k}`");
     }
     let opts = VerifyOptions {
         since_ns: args.time.since_ns()?,

@@ -382,16 +382,16 @@ impl Config {
                 errs.push((g.span(), format!("watch.cgroups[{i}]: {e}")));
             }
         }
-        if let Some(m) = &self.metrics {
-            if m.listen.parse::<std::net::SocketAddr>().is_err() {
-                errs.push((
-                    0..0,
-                    format!(
-                        "metrics.listen: `{}` is not an address like 0.0.0.0:9464",
-                        m.listen
-                    ),
-                ));
-            }
+        if let Some(m) = &self.metrics
+            && m.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            errs.push((
+                0..0,
+                format!(
+                    "metrics.listen: `{}` is not an address like 0.0.0.0:9464",
+                    m.listen
+                ),
+            ));
         }
         if let Some(e) = &self.export {
             for (field, msg) in e.problems() {

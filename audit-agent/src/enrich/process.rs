@@ -47,7 +47,7 @@ impl ProcessTable {
     /// The image `pid` is running now (bootstrapped from /proc the first time it is seen).
     pub fn get(&mut self, pid: u32) -> &Image {
         if !self.images.contains_key(&pid) {
-            let img = self.from_proc(pid);
+            let img = self.read_proc(pid);
             self.insert(pid, img);
         }
         &self.images[&pid]
@@ -99,7 +99,7 @@ impl ProcessTable {
         self.images.insert(pid, img);
     }
 
-    fn from_proc(&self, pid: u32) -> Image {
+    fn read_proc(&self, pid: u32) -> Image {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
             .map(|p| Arc::from(escape_bytes(p.as_os_str().as_encoded_bytes())));

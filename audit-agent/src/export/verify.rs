@@ -129,17 +129,16 @@ pub async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Result<Repor
     let mut objects: BTreeSet<String> = BTreeSet::new();
     for key in listing {
         if let Some(rest) = key.strip_prefix("v1/_manifests/") {
-            if let Some((stream, file)) = rest.split_once('/') {
-                if let Some(n) = file
+            if let Some((stream, file)) = rest.split_once('/')
+                && let Some(n) = file
                     .strip_suffix(".json")
                     .and_then(|n| n.parse::<u64>().ok())
-                {
-                    manifests
-                        .entry(stream.to_string())
-                        .or_default()
-                        .push((n, key.clone()));
-                    continue;
-                }
+            {
+                manifests
+                    .entry(stream.to_string())
+                    .or_default()
+                    .push((n, key.clone()));
+                continue;
             }
             objects.insert(key); // junk under _manifests: reported as unreferenced
         } else if parse_object_key(&key).is_some()
@@ -289,10 +288,10 @@ pub async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Result<Repor
                         sr.records += 1;
                         if let Ok(rec) = serde_json::from_slice::<Record>(line) {
                             seqs.push(rec.seq);
-                            if let Some(g) = rec.gap {
-                                if let (Some(f), Some(t)) = (g.seq_from, g.seq_to) {
-                                    explained.push((f, t));
-                                }
+                            if let Some(g) = rec.gap
+                                && let (Some(f), Some(t)) = (g.seq_from, g.seq_to)
+                            {
+                                explained.push((f, t));
                             }
                         }
                     }

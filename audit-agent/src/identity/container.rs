@@ -45,11 +45,11 @@ pub fn parse(path: &str) -> CgroupIdentity {
                 _ => {}
             }
         }
-        if let Some(uid) = comp.strip_prefix("pod") {
-            if uid.len() >= 32 {
-                out.pod_uid = Some(uid.replace('_', "-"));
-                continue;
-            }
+        if let Some(uid) = comp.strip_prefix("pod")
+            && uid.len() >= 32
+        {
+            out.pod_uid = Some(uid.replace('_', "-"));
+            continue;
         }
         // systemd scopes: <runtime>-<id>.scope
         if let Some(scope) = comp.strip_suffix(".scope") {
@@ -59,11 +59,11 @@ pub fn parse(path: &str) -> CgroupIdentity {
                 ("docker-", "docker"),
                 ("libpod-", "podman"),
             ] {
-                if let Some(id) = scope.strip_prefix(prefix) {
-                    if is_id(id) {
-                        out.container_id = Some(id.to_string());
-                        out.runtime = Some(runtime);
-                    }
+                if let Some(id) = scope.strip_prefix(prefix)
+                    && is_id(id)
+                {
+                    out.container_id = Some(id.to_string());
+                    out.runtime = Some(runtime);
                 }
             }
             continue;

@@ -392,7 +392,7 @@ pub fn spawn_watcher(t: ApiTarget, cache: Arc<PodCache>) -> anyhow::Result<()> {
         loop {
             let rv = match list(&c, &t, &cache).await {
                 Ok(rv) => {
-                    if failures > 0 || cache.len() > 0 {
+                    if failures > 0 || !cache.is_empty() {
                         tracing::info!(pods = cache.len(), node = %t.node, "kubernetes pods listed");
                     }
                     failures = 0;

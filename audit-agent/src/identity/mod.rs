@@ -142,14 +142,13 @@ impl Registry {
         uid: u32,
         pod: Option<&PodInfo>,
     ) -> Option<(&Agent, &'static str)> {
-        if let Some(cg) = cgroup {
-            if let Some(a) = self
+        if let Some(cg) = cgroup
+            && let Some(a) = self
                 .agents
                 .iter()
                 .find(|a| a.cgroups.matches(cg.as_bytes()))
-            {
-                return Some((a, "cgroup"));
-            }
+        {
+            return Some((a, "cgroup"));
         }
         if let Some(a) = self.agents.iter().find(|a| a.uids.contains(&uid)) {
             return Some((a, "uid"));

@@ -142,9 +142,12 @@ pub struct Policy {
 #[derive(Serialize)]
 struct Canonical<'a> {
     default_decision: Decision,
-    protected: Vec<(&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>)>,
+    protected: Vec<CanonicalProtected<'a>>,
     rules: Vec<CanonicalRule<'a>>,
 }
+
+/// A protected set: name, file globs, network destinations, executable globs.
+type CanonicalProtected<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
 
 #[derive(Serialize)]
 struct CanonicalRule<'a> {

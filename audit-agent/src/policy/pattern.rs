@@ -24,10 +24,10 @@ pub fn path_glob(pattern: &str) -> Result<Vec<Glob>, String> {
             .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))
     };
     let mut globs = vec![build(pattern)?];
-    if let Some(base) = pattern.strip_suffix("/**") {
-        if !base.is_empty() {
-            globs.push(build(base)?);
-        }
+    if let Some(base) = pattern.strip_suffix("/**")
+        && !base.is_empty()
+    {
+        globs.push(build(base)?);
     }
     Ok(globs)
 }

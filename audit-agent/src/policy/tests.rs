@@ -71,7 +71,15 @@ fn inet(ip: &str, port: u16) -> Target {
 fn rules_are_evaluated_in_order_first_match_wins() {
     let p = policy();
     // (agent, action, target, expected decision, expected rule, expected protected sets)
-    let cases: Vec<(&str, &str, Target, Decision, Option<&str>, Vec<&str>)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Target,
+        Decision,
+        Option<&'a str>,
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "support-bot",
             "file.open",

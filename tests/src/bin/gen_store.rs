@@ -35,7 +35,7 @@ fn record(seq: u64, agent: usize, hour: u32, i: u64, per: u64) -> String {
         "process.exec" => "{\"path\":\"/usr/bin/python3.11\",\"argv\":[\"python3\",\"-m\",\"tool\",\"--run\"],\"exec_id\":\"b4-1-2\"}".to_string(),
         _ => format!("{{\"family\":\"inet\",\"address\":\"10.0.{}.{}\",\"port\":443}}", seq % 250, agent),
     };
-    let outcome = if seq % 17 == 0 {
+    let outcome = if seq.is_multiple_of(17) {
         "{\"outcome\":\"failure\",\"retval\":-2,\"errno\":\"ENOENT\"}"
     } else {
         "{\"outcome\":\"success\",\"retval\":3,\"errno\":null}"

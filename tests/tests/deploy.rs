@@ -1,0 +1,584 @@
+//! Deployment files, validated: the Kubernetes manifests and the rendered Helm chart against the
+//! Kubernetes 1.30 schemas (kubernetes-validate, offline, strict: unknown fields are errors), the
+//! DaemonSet's security settings, the shipped configurations, the systemd unit, the Dockerfile —
+//! and, on the real kernel, that the daemon runs with exactly the capabilities the DaemonSet and
+//! the unit grant it.
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
+
+use audit_tests::{helm::render_chart, trail::Trail, *};
+
+const K8S_VERSION: &str = "1.30.0";
+/// What the DaemonSet and the systemd unit grant, and nothing more.
+const DAEMON_CAPS: [&str; 3] = ["BPF", "PERFMON", "SYS_PTRACE"];
+
+fn deploy_dir() -> PathBuf {
+    workspace_root().join("deploy")
+}
+
+/// Every YAML document of a multi-document text, skipping empty ones.
+fn documents(text: &str) -> Vec<Value> {
+    text.split("\n---")
+        .map(|d| d.trim_start_matches("---"))
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+        })
+        .map(|d| serde_yaml::from_str(d).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{d}")))
+        .collect()
+}
+
+fn manifest_files() -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(deploy_dir().join("kubernetes"))
+        .expect("deploy/kubernetes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The objects `kubectl apply -k deploy/kubernetes` would apply (the kustomization's resources).
+fn manifests() -> Vec<Value> {
+    let kustomization: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(deploy_dir().join("kubernetes/kustomization.yaml")).unwrap(),
+    )
+    .expect("kustomization.yaml");
+    kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .flat_map(|r| {
+            let p = deploy_dir().join("kubernetes").join(r.as_str().unwrap());
+            documents(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{r}: {e}")))
+        })
+        .collect()
+}
+
+/// `helm template audit-agent deploy/helm/audit-agent --namespace audit-agent`.
+fn chart_objects() -> Vec<Value> {
+    render_chart(
+        &deploy_dir().join("helm/audit-agent"),
+        "audit-agent",
+        "audit-agent",
+    )
+    .unwrap_or_else(|e| panic!("chart does not render: {e}"))
+    .iter()
+    .flat_map(|(_, text)| documents(text))
+    .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+/// Runs kubernetes-validate in strict mode on the given objects; panics with its report.
+fn validate_against_schemas(objects: &[Value], tag: &str) {
+    let dir = Scratch::new(tag);
+    let files: Vec<PathBuf> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let p = dir.path(&format!("{i}.yaml"));
+            std::fs::write(&p, serde_yaml::to_string(o).unwrap()).unwrap();
+            p
+        })
+        .collect();
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--kubernetes-version", K8S_VERSION])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate (installed by `cargo xtask test`)");
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "schema validation failed:\n{report}");
+    assert_eq!(
+        report.matches("INFO").count(),
+        objects.len(),
+        "every object must be validated:\n{report}"
+    );
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The security posture the issue asks for, asserted field by field.
+fn assert_daemonset_is_least_privilege(ds: &Value) {
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["hostPID"], true,
+        "host pids: the kernel reports host pids"
+    );
+    assert_ne!(pod["hostNetwork"], true, "no host network needed");
+    assert_eq!(
+        pod["tolerations"],
+        json!([{"operator": "Exists"}]),
+        "runs on every node"
+    );
+    assert!(pod["serviceAccountName"].is_string());
+
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["privileged"], false, "capabilities, not privileged");
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        strings(&sc["capabilities"]["drop"]),
+        BTreeSet::from(["ALL".to_string()])
+    );
+    let added = strings(&sc["capabilities"]["add"]);
+    let allowed: BTreeSet<String> = DAEMON_CAPS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        added, allowed,
+        "exactly CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE by default"
+    );
+
+    let mounts: Vec<(String, bool)> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_string(),
+                m["readOnly"] == true,
+            )
+        })
+        .collect();
+    for path in [
+        "/sys/fs/cgroup",
+        "/sys/kernel/tracing",
+        "/sys/kernel/btf",
+        "/etc/audit-agent",
+    ] {
+        assert!(
+            mounts.contains(&(path.to_string(), true)),
+            "{path} mounted read-only: {mounts:?}"
+        );
+    }
+    assert!(
+        mounts.contains(&("/var/lib/audit-agent".to_string(), false)),
+        "writable spool"
+    );
+    let volumes = pod["volumes"].as_array().unwrap();
+    let spool = volumes.iter().find(|v| v["name"] == "spool").unwrap();
+    assert_eq!(
+        spool["hostPath"]["type"], "DirectoryOrCreate",
+        "the spool lives on the host: records survive pod restarts"
+    );
+    for v in volumes.iter().filter(|v| v["hostPath"].is_object()) {
+        let p = v["hostPath"]["path"].as_str().unwrap();
+        assert!(
+            [
+                "/sys/fs/cgroup",
+                "/sys/kernel/tracing",
+                "/sys/kernel/btf",
+                "/var/lib/audit-agent"
+            ]
+            .contains(&p),
+            "no other host path: {p}"
+        );
+    }
+
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let metrics_port = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .expect("metrics port");
+    assert_eq!(metrics_port["containerPort"], 9464);
+    for kind in ["requests", "limits"] {
+        for res in ["cpu", "memory"] {
+            assert!(
+                c["resources"][kind][res].is_string(),
+                "resources.{kind}.{res}"
+            );
+        }
+    }
+    let env = c["env"].as_array().unwrap();
+    let node = env
+        .iter()
+        .find(|e| e["name"] == "NODE_NAME")
+        .expect("NODE_NAME");
+    assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    assert!(
+        c["envFrom"][0]["secretRef"]["name"].is_string(),
+        "S3 credentials from a Secret"
+    );
+    assert_eq!(
+        c["args"],
+        json!(["run", "--config", "/etc/audit-agent/config.toml"])
+    );
+}
+
+fn assert_rbac_reads_pods_only(objects: &[Value]) {
+    let role = find(objects, "ClusterRole");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = find(objects, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let sa = find(objects, "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["namespace"],
+        sa["metadata"]["namespace"]
+    );
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["kind"] != "Role" && o["kind"] != "RoleBinding"),
+        "no other grants"
+    );
+}
+
+/// `audit-agent check-config` on the config.toml a ConfigMap carries.
+fn assert_configmap_config_is_valid(cm: &Value, tag: &str) {
+    let dir = Scratch::new(tag);
+    let p = dir.path("config.toml");
+    std::fs::write(&p, cm["data"]["config.toml"].as_str().expect("config.toml")).unwrap();
+    let out = Command::new(agent_bin())
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_the_schemas() {
+    let files = manifest_files();
+    let kustomization =
+        std::fs::read_to_string(deploy_dir().join("kubernetes/kustomization.yaml")).unwrap();
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        if name != "kustomization.yaml" && name != "secret.example.yaml" {
+            assert!(
+                kustomization.contains(name),
+                "{name} is not in kustomization.yaml"
+            );
+        }
+    }
+    let objects = manifests();
+    let kinds: BTreeSet<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "DaemonSet"
+        ])
+    );
+    validate_against_schemas(&objects, "k8s-manifests");
+    // The example Secret is not applied, but it must be a valid Secret too.
+    let secret = documents(
+        &std::fs::read_to_string(deploy_dir().join("kubernetes/secret.example.yaml")).unwrap(),
+    );
+    validate_against_schemas(&secret, "k8s-secret");
+    assert!(secret[0]["stringData"]["AWS_ACCESS_KEY_ID"].is_string());
+}
+
+#[test]
+fn daemonset_runs_with_least_privilege() {
+    let objects = manifests();
+    assert_daemonset_is_least_privilege(find(&objects, "DaemonSet"));
+    assert_rbac_reads_pods_only(&objects);
+    assert_configmap_config_is_valid(find(&objects, "ConfigMap"), "k8s-configmap");
+}
+
+#[test]
+fn helm_chart_renders_the_same_objects_and_validates() {
+    let rendered = chart_objects();
+    let plain = manifests();
+    let kinds = |os: &[Value]| -> BTreeSet<String> {
+        os.iter()
+            .filter(|o| o["kind"] != "Namespace") // Helm installs into an existing namespace.
+            .map(|o| o["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(kinds(&rendered), kinds(&plain));
+    validate_against_schemas(&rendered, "helm-rendered");
+    let ds = find(&rendered, "DaemonSet");
+    assert_daemonset_is_least_privilege(ds);
+    assert_rbac_reads_pods_only(&rendered);
+    assert_configmap_config_is_valid(find(&rendered, "ConfigMap"), "helm-configmap");
+    // Same pod security and mounts as the plain manifests.
+    let plain_ds = find(&plain, "DaemonSet");
+    let pick = |d: &Value| {
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        (
+            c["securityContext"].clone(),
+            c["volumeMounts"].clone(),
+            d["spec"]["template"]["spec"]["volumes"].clone(),
+            c["resources"].clone(),
+        )
+    };
+    assert_eq!(pick(ds), pick(plain_ds));
+    // The image tag defaults to the chart's appVersion.
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(deploy_dir().join("helm/audit-agent/Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    let image = ds["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap();
+    assert!(
+        image.ends_with(&format!(":{}", chart["appVersion"].as_str().unwrap())),
+        "{image}"
+    );
+}
+
+#[test]
+fn helm_values_reach_the_rendered_config() {
+    // A copy of the chart with a different store, endpoint and an extra capability.
+    let dir = Scratch::new("helm-values");
+    let chart = dir.path("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    let src = deploy_dir().join("helm/audit-agent");
+    std::fs::copy(src.join("Chart.yaml"), chart.join("Chart.yaml")).unwrap();
+    for e in std::fs::read_dir(src.join("templates")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, chart.join("templates").join(p.file_name().unwrap())).unwrap();
+    }
+    let values = std::fs::read_to_string(src.join("values.yaml"))
+        .unwrap()
+        .replace(
+            "url: s3://audit-trail/clusters/prod",
+            "url: s3://other-bucket/site-b",
+        )
+        .replace("endpoint: \"\"", "endpoint: \"http://garage.storage:3900\"")
+        .replace("allowHttp: false", "allowHttp: true")
+        .replace(
+            "extraCapabilities: []",
+            "extraCapabilities: [\"SYS_ADMIN\"]",
+        );
+    std::fs::write(chart.join("values.yaml"), values).unwrap();
+    let objects: Vec<Value> = render_chart(&chart, "audit", "security")
+        .unwrap()
+        .iter()
+        .flat_map(|(_, t)| documents(t))
+        .collect();
+    validate_against_schemas(&objects, "helm-values-rendered");
+    let cm = find(&objects, "ConfigMap");
+    assert_eq!(cm["metadata"]["namespace"], "security");
+    let config = cm["data"]["config.toml"].as_str().unwrap();
+    assert!(
+        config.contains("store = \"s3://other-bucket/site-b\""),
+        "{config}"
+    );
+    assert!(
+        config.contains("endpoint = \"http://garage.storage:3900\""),
+        "{config}"
+    );
+    assert!(config.contains("allow_http = true"), "{config}");
+    assert_configmap_config_is_valid(cm, "helm-values-configmap");
+    let ds = find(&objects, "DaemonSet");
+    assert!(
+        strings(&ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"])
+            .contains("SYS_ADMIN")
+    );
+}
+
+#[test]
+fn example_configurations_pass_check_config() {
+    for f in ["config.example.toml", "config.default.toml"] {
+        let out = Command::new(agent_bin())
+            .arg("check-config")
+            .arg(deploy_dir().join(f))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// systemd-analyze verify on the unit, with ExecStart pointing at the binary under test (the
+/// unit's own path, /usr/local/bin/audit-agent, is not installed on a test machine).
+#[test]
+fn systemd_unit_is_valid_and_hardened() {
+    let unit = std::fs::read_to_string(deploy_dir().join("systemd/audit-agent.service")).unwrap();
+    let directives: Vec<(&str, &str)> = unit
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let get = |k: &str| {
+        directives
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{k} missing"))
+    };
+    let caps: BTreeSet<&str> = get("CapabilityBoundingSet").split_whitespace().collect();
+    assert_eq!(
+        caps,
+        DAEMON_CAPS
+            .iter()
+            .map(|c| format!("CAP_{c}"))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect()
+    );
+    for (k, v) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("StateDirectory", "audit-agent"),
+    ] {
+        assert_eq!(get(k), v, "{k}");
+    }
+    assert!(get("ExecReload").contains("-HUP"));
+
+    let dir = Scratch::new("systemd");
+    let p = dir.path("audit-agent.service");
+    std::fs::write(
+        &p,
+        unit.replace("/usr/local/bin/audit-agent", agent_bin().to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&p)
+        .output()
+        .expect("systemd-analyze (installed by `cargo xtask test`)");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        !report.contains("audit-agent.service:"),
+        "warnings about the unit:\n{report}"
+    );
+}
+
+#[test]
+fn dockerfile_pins_the_toolchain_and_runs_non_root() {
+    let df = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    let froms: Vec<&str> = df.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
+    assert!(
+        froms.last().unwrap().contains("-slim"),
+        "small runtime image"
+    );
+    assert!(df.contains("bpf-linker@0.10.4 --locked"));
+    assert!(df.contains("AUDIT_EBPF_TOOLCHAIN"));
+    assert!(df.contains("--locked -p audit-agent"));
+    // The nightly pinned in the image is the one this project was verified with (xtask setup).
+    let setup = std::fs::read_to_string(workspace_root().join("xtask/src/setup.rs")).unwrap();
+    assert!(df.contains("ARG NIGHTLY=nightly-2026-05-19") && setup.contains("2026-05-19"));
+    let last_user = df
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("USER "))
+        .expect("USER");
+    assert!(
+        !last_user.contains(" 0") && !last_user.contains("root"),
+        "{last_user}"
+    );
+    for label in ["title", "version", "source", "licenses"] {
+        assert!(
+            df.contains(&format!("org.opencontainers.image.{label}")),
+            "{label}"
+        );
+    }
+    let ignore = std::fs::read_to_string(workspace_root().join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l.trim_end_matches('/') == "target"));
+}
+
+/// The daemon, as the DaemonSet and the unit run it: root, but with the capability bounding set
+/// reduced to CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE and no_new_privs. It must load, attach,
+/// attribute and store as with full root.
+#[test]
+fn daemon_runs_with_only_the_granted_capabilities() {
+    require_root();
+    let cg = TestCgroup::new("caps");
+    let dir = Scratch::new("caps");
+    let store = dir.path("store");
+    let cfg = dir.path("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[agents]]\nid = \"caps-agent\"\ncgroup = [\"{}\"]\n\n[export]\nstore = \"file://{}\"\n\
+             spool_dir = \"{}\"\nsegment_max_age_ms = 200\n",
+            cg.rel,
+            store.display(),
+            dir.path("spool").display()
+        ),
+    )
+    .unwrap();
+    let bounding = format!(
+        "-all,{}",
+        DAEMON_CAPS
+            .iter()
+            .map(|c| format!("+{}", c.to_lowercase()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let agent = Agent::start_with(
+        Command::new("setpriv")
+            .args([
+                "--bounding-set",
+                &bounding,
+                "--inh-caps=-all",
+                "--no-new-privs",
+                "--",
+            ])
+            .arg(agent_bin())
+            .args(["run", "--config", cfg.to_str().unwrap()]),
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    // CAP_SYS_PTRACE = 19, CAP_PERFMON = 38, CAP_BPF = 39.
+    assert_eq!(eff, (1 << 19) | (1 << 38) | (1 << 39), "{status}");
+
+    // A relative open, resolved through /proc/<pid>/fd of a process with more capabilities than
+    // the agent: that needs CAP_SYS_PTRACE.
+    let rel_dir = Scratch::new("caps-rel");
+    std::fs::write(rel_dir.path("rel.txt"), "x").unwrap();
+    let rel_dir_str = rel_dir.0.to_str().unwrap().to_string();
+    let report = cg.workload(["openat", &rel_dir_str, "rel.txt", "sleep", "300"]);
+    let pid = pid_of(&report);
+    std::thread::sleep(Duration::from_millis(800));
+    let _ = agent.stop();
+    let records = Trail::dir(&store).records();
+    let open = one(&records, pid, "file.open", "rel.txt");
+    assert_eq!(open["agent"]["id"], "caps-agent");
+    assert_eq!(open["result"]["retval"], report[0]["ret"]);
+    assert_eq!(
+        open["resource"]["resolved_path"],
+        format!("{rel_dir_str}/rel.txt").as_str(),
+        "resolved through /proc with CAP_SYS_PTRACE: {open}"
+    );
+}
