@@ -73,7 +73,7 @@ pub struct Agent {
     pub workflow: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// `cgroup`, `uid`, `k8s` or `trace`; null for unattributed activity.
+    /// `cgroup`, `uid`, `k8s`, `k8s_label`, `ancestor` or `trace`; null for unattributed activity.
     #[serde(default)]
     pub matched_by: Option<String>,
 }

@@ -251,14 +251,19 @@ fn assert_configmap_config_is_valid(cm: &Value, tag: &str) {
     let dir = Scratch::new(tag);
     let p = dir.path("config.toml");
     std::fs::write(&p, cm["data"]["config.toml"].as_str().expect("config.toml")).unwrap();
+    check_config(&p);
+}
+
+fn check_config(path: &std::path::Path) {
     let out = Command::new(agent_bin())
         .arg("check-config")
-        .arg(&p)
+        .arg(path)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{tag}: {}",
+        "{}: {}",
+        path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -406,17 +411,35 @@ fn helm_values_reach_the_rendered_config() {
 #[test]
 fn example_configurations_pass_check_config() {
     for f in ["config.example.toml", "config.default.toml"] {
-        let out = Command::new(agent_bin())
-            .arg("check-config")
-            .arg(deploy_dir().join(f))
-            .output()
-            .unwrap();
+        check_config(&deploy_dir().join(f));
+    }
+    // The example's commented-out sections ([k8s], [metrics], [export], a pod-selected agent)
+    // must be valid once uncommented.
+    let example = std::fs::read_to_string(deploy_dir().join("config.example.toml")).unwrap();
+    let is_setting = |rest: &str| {
+        rest.starts_with('[')
+            || rest
+                .split_once(" = ")
+                .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    };
+    let uncommented: String = example
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if is_setting(rest) => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for section in ["\n[k8s]", "\n[metrics]", "\n[export]", "\nk8s_namespace"] {
         assert!(
-            out.status.success(),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            uncommented.contains(section),
+            "{section:?} not in the example"
         );
     }
+    let dir = Scratch::new("example-uncommented");
+    let p = dir.path("config.toml");
+    std::fs::write(&p, uncommented).unwrap();
+    check_config(&p);
 }
 
 /// systemd-analyze verify on the unit, with ExecStart pointing at the binary under test (the

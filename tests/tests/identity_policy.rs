@@ -276,10 +276,13 @@ fn assert_ocsf_valid(ev: &Value) {
     assert_eq!(ev["metadata"]["version"], "1.3.0");
     assert!(ev["metadata"]["product"]["name"].is_string());
     assert!(ev["metadata"]["product"]["vendor_name"].is_string());
-    assert_eq!(
-        ev["metadata"]["profiles"],
-        json!(["host", "security_control"])
-    );
+    // container profile: only for containerised processes; its object needs a uid or a name.
+    let mut profiles = json!(["host", "security_control"]);
+    if ev["container"].is_object() {
+        profiles.as_array_mut().unwrap().push(json!("container"));
+        assert!(ev["container"]["uid"].is_string() || ev["container"]["name"].is_string());
+    }
+    assert_eq!(ev["metadata"]["profiles"], profiles);
     assert!(ev["time"].is_i64());
     assert!([0, 1, 2, 3, 4, 5, 6, 99].contains(&ev["severity_id"].as_i64().unwrap()));
     assert!([0, 1, 2, 99].contains(&ev["status_id"].as_i64().unwrap()));

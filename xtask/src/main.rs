@@ -1,7 +1,8 @@
 //! Build, run and test automation: `cargo xtask <command>`.
 //!
 //! Every command first makes sure the machine has what it needs (idempotent, quick when already
-//! there): nightly `rust-src`, `bpf-linker` 0.10.4, and for tests Garage 2.5.0.
+//! there): nightly `rust-src`, `bpf-linker` 0.10.4, and for tests Garage 2.5.0,
+//! kubernetes-validate and systemd-analyze.
 
 mod bench;
 mod setup;
@@ -25,7 +26,7 @@ struct Cli {
 enum Cmd {
     /// Install what building and testing need (rust-src, bpf-linker, Garage, apt packages).
     Setup {
-        /// Also install what tests need (Garage).
+        /// Also install what tests need (Garage, kubernetes-validate, systemd-analyze).
         #[arg(long)]
         test: bool,
         /// Also install what benchmarks need (bpftrace, auditd, DuckDB).

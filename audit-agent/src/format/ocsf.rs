@@ -1,5 +1,6 @@
 //! OCSF 1.3.0 output for SIEMs: Process Activity (1007, Launch), File System Activity (1001,
-//! Open), Network Activity (4001, Open), with the `host` and `security_control` profiles. The
+//! Open), Network Activity (4001, Open), with the `host` and `security_control` profiles (and
+//! `container` for containerised processes). The
 //! mapping table is in `docs/schema.md`.
 //!
 //! Note on `security_control`: audit-agent observes, it does not block. `action_id` and
@@ -22,6 +23,33 @@ fn verdict_ids(decision: &str) -> (u8, &'static str, u8, &'static str, u8, &'sta
         decision::REVIEW => (3, "Medium", 1, "Allowed", 15, "Detected"),
         _ => (1, "Informational", 1, "Allowed", 1, "Allowed"),
     }
+}
+
+/// The `container` profile's object, when the process runs in a container: the container id,
+/// and from Kubernetes the container name and pod uid. Pod name, namespace, service account and
+/// labels stay in `unmapped.subject.k8s` (OCSF 1.3.0 has no attributes for them).
+fn container(rec: &Record) -> Option<Value> {
+    let subject = rec.subject.as_ref()?;
+    let k8s = subject.k8s.as_ref();
+    let uid = subject.container_id.as_ref();
+    let name = k8s.and_then(|k| k.container.as_ref());
+    if uid.is_none() && name.is_none() {
+        return None;
+    }
+    let mut c = Map::new();
+    if let Some(uid) = uid {
+        c.insert("uid".into(), json!(uid));
+    }
+    if let Some(name) = name {
+        c.insert("name".into(), json!(name));
+    }
+    if let Some(k8s) = k8s {
+        c.insert("orchestrator".into(), json!("Kubernetes"));
+        if let Some(pod) = &k8s.pod_uid {
+            c.insert("pod_uuid".into(), json!(pod));
+        }
+    }
+    Some(Value::Object(c))
 }
 
 /// Maps a record to an OCSF event.
@@ -226,6 +254,12 @@ pub fn to_ocsf(rec: &Record) -> Value {
             );
         }
     }
+    if let Some(container) = container(rec) {
+        ev.insert("container".into(), container);
+        if let Some(profiles) = ev["metadata"]["profiles"].as_array_mut() {
+            profiles.push(json!("container"));
+        }
+    }
     let mut unmapped = json!({
         "schema": rec.schema,
         "seq": rec.seq,
@@ -255,5 +289,58 @@ fn strip_nulls(v: Value) -> Value {
         ),
         Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(subject: Value) -> Record {
+        serde_json::from_value(json!({
+            "schema": "audit-agent/v1", "id": "s-1", "seq": 1,
+            "time": "2026-11-26T19:42:01.123456789Z",
+            "host": {"name": "node-7", "boot_id": "b"},
+            "action": "file.open", "syscall": "openat",
+            "agent": {"id": "support-bot", "matched_by": "k8s"},
+            "process": {"pid": 1, "tid": 1, "ppid": 0, "comm": "python3", "exe": null},
+            "subject": subject,
+            "resource": {"path": "/etc/shadow"},
+            "result": {"outcome": "success", "retval": 3, "errno": null},
+            "policy": {"decision": "deny", "rule": "no-secrets", "version": "sha256:0"},
+        }))
+        .expect("record")
+    }
+
+    #[test]
+    fn kubernetes_pod_processes_get_the_container_profile() {
+        let ev = to_ocsf(&record(json!({
+            "uid": 0, "gid": 0, "cgroup_id": 7, "cgroup": "/kubepods.slice/x",
+            "container_id": "ab".repeat(32),
+            "k8s": {"namespace": "support", "pod": "bot-0", "pod_uid": "3f2a9c1e-1b2c-4d5e-8f90-0a1b2c3d4e5f",
+                    "container": "agent", "service_account": "bot", "labels": {"ai.agent/id": "support-bot"}},
+        })));
+        assert_eq!(
+            ev["metadata"]["profiles"],
+            json!(["host", "security_control", "container"])
+        );
+        assert_eq!(
+            ev["container"],
+            json!({"uid": "ab".repeat(32), "name": "agent", "orchestrator": "Kubernetes",
+                   "pod_uuid": "3f2a9c1e-1b2c-4d5e-8f90-0a1b2c3d4e5f"})
+        );
+        assert_eq!(ev["unmapped"]["subject"]["k8s"]["pod"], "bot-0");
+    }
+
+    #[test]
+    fn processes_outside_containers_have_no_container_profile() {
+        let ev = to_ocsf(&record(json!({
+            "uid": 0, "gid": 0, "cgroup_id": 7, "cgroup": "/agents/support",
+        })));
+        assert_eq!(
+            ev["metadata"]["profiles"],
+            json!(["host", "security_control"])
+        );
+        assert!(ev.get("container").is_none());
     }
 }
