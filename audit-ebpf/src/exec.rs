@@ -20,7 +20,9 @@ use crate::{
     filter::is_watched,
     maps::PENDING,
     offsets::{off, tp_read},
-    pending::{begin, count, emit, finish, read_kernel_str, read_user_str, user_str_continues},
+    pending::{
+        begin, count, emit, finish, read_kernel_str, read_user_str, remove_slot, user_str_continues,
+    },
 };
 
 const AT_FDCWD: i32 = -100;
@@ -214,7 +216,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     if pid != old_pid {
         // A non-leader thread called exec and took over the leader's pid: its old tid is gone
         // without an exit event of its own, so drop its slot here.
-        let _ = PENDING.remove(old_tid);
+        remove_slot(old_tid);
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::{
     filter::is_watched,
     maps::{EVENTS, FILTER, FOLLOWED, FOLLOWED_COUNT, PENDING},
     offsets::{off, tp_read},
-    pending::{count, emit, fill_header, submit_flags},
+    pending::{atomic_add, count, emit, fill_header, may_have_slot, remove_slot, submit_flags},
 };
 
 /// Raw tracepoint: unlike the formatted `sched:sched_process_fork` record it hands us the child's
@@ -75,13 +75,15 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
 
     // A thread that dies inside a watched syscall: emit what we have, marked incomplete, so the
     // attempt is not lost; then free the slot (this is what keeps PENDING from leaking).
-    if let Some(ev) = PENDING.get_ptr_mut(tid) {
+    if may_have_slot(tid)
+        && let Some(ev) = PENDING.get_ptr_mut(tid)
+    {
         let ev = unsafe { &mut *ev };
         if ev.header.kind != 0 {
             ev.header.flags |= flags::INCOMPLETE;
             emit(ev);
         }
-        let _ = PENDING.remove(tid);
+        remove_slot(tid);
     }
 
     let group_dead = if off!(sched_exit_group_dead) == ABSENT {
@@ -114,17 +116,10 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// Atomically adjusts `FOLLOWED_COUNT`. The bpf target has no Rust atomics, so this is the BPF
-/// `lock xadd` instruction written out (the same instruction C's `__sync_fetch_and_add` emits
-/// when the result is unused).
+/// Atomically adjusts `FOLLOWED_COUNT`.
 #[inline(always)]
 fn followed_count_add(delta: i64) {
     if let Some(n) = FOLLOWED_COUNT.get_ptr_mut(0) {
-        #[cfg(target_arch = "bpf")]
-        unsafe {
-            core::arch::asm!("lock *(u64 *)({p} + 0) += {v}", p = in(reg) n, v = in(reg) delta);
-        }
-        #[cfg(not(target_arch = "bpf"))]
-        let _ = (n, delta);
+        atomic_add(n, delta as u64);
     }
 }

@@ -51,6 +51,12 @@ pub static CGROUP_CACHE: PerCpuArray<CgroupVerdict> = PerCpuArray::with_max_entr
 #[map]
 pub static PENDING: HashMap<u32, PendingEvent> = HashMap::with_max_entries(16384, NO_PREALLOC);
 
+/// One bit per thread id (tids are below 2^22, the kernel's PID_MAX_LIMIT), set while the thread
+/// has a `PENDING` slot. A syscall exit of a thread without one — every unwatched thread — leaves
+/// after this array lookup, which the verifier inlines, instead of a hash lookup (512 KiB).
+#[map]
+pub static HAS_SLOT: Array<u64> = Array::with_max_entries(1 << 16, 0);
+
 /// An all-zero `PendingEvent` used as the initial value of new `PENDING` entries (the value of a
 /// map update must come from memory the verifier knows; the stack is far too small).
 #[map]

@@ -2,8 +2,10 @@
 //! time, arguments copied from user memory) and emitted at syscall exit with the result.
 //!
 //! Slots are keyed by tid and live as long as the thread (`lifecycle.rs` removes them at exit), so
-//! entry/exit costs one hash lookup each and no allocation after a thread's first watched syscall.
-//! `header.kind != 0` marks a syscall in flight.
+//! entry/exit of a watched thread costs one hash lookup each and no allocation after its first
+//! watched syscall.
+//! `header.kind != 0` marks a syscall in flight. A bitmap (`HAS_SLOT`) says which threads have a
+//! slot at all, so exits of unwatched threads skip the hash lookup.
 
 use audit_common::{
     counters::Counters,
@@ -21,7 +23,7 @@ use aya_ebpf::{
 use aya_ebpf::programs::TracePointContext;
 
 use crate::{
-    maps::{COUNTERS, EVENTS, PENDING, PENDING_INIT},
+    maps::{COUNTERS, EVENTS, HAS_SLOT, PENDING, PENDING_INIT},
     offsets::{off, tp_read, wakeup_bytes},
 };
 
@@ -86,6 +88,56 @@ pub fn fill_header(h: &mut EventHeader, kind: EventKind, syscall: u16, pid_tgid:
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
 }
 
+/// Atomically adds `delta` (two's complement for a subtraction) to `*p`. The bpf target has no
+/// Rust atomics, so this is the BPF `lock xadd` instruction written out (what C's
+/// `__sync_fetch_and_add` emits when the result is unused).
+#[inline(always)]
+pub fn atomic_add(p: *mut u64, delta: u64) {
+    #[cfg(target_arch = "bpf")]
+    unsafe {
+        core::arch::asm!("lock *(u64 *)({p} + 0) += {v}", p = in(reg) p, v = in(reg) delta);
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    let _ = (p, delta);
+}
+
+/// The word and bit of `tid` in `HAS_SLOT`.
+#[inline(always)]
+fn slot_bit(tid: u32) -> Option<(*mut u64, u64)> {
+    HAS_SLOT
+        .get_ptr_mut(tid >> 6)
+        .map(|w| (w, 1u64 << (tid & 63)))
+}
+
+/// False only when `tid` certainly has no pending slot.
+#[inline(always)]
+pub fn may_have_slot(tid: u32) -> bool {
+    match slot_bit(tid) {
+        Some((w, bit)) => (unsafe { core::ptr::read_volatile(w) } & bit) != 0,
+        None => true,
+    }
+}
+
+/// Records that the current thread's slot was created (`true`) or removed (`false`). Only the
+/// thread itself creates or removes its slot, and it knows whether its bit is set (it is set
+/// exactly while the slot exists), so adding or subtracting the bit flips that bit alone — no
+/// carry or borrow reaches a neighbour's. `lock xadd` works on every kernel with ring buffers;
+/// atomic or/and would need 5.12.
+#[inline(always)]
+pub fn mark_slot(tid: u32, created: bool) {
+    if let Some((w, bit)) = slot_bit(tid) {
+        atomic_add(w, if created { bit } else { bit.wrapping_neg() });
+    }
+}
+
+/// Removes `tid`'s slot (the current thread's, or the pre-exec tid it just gave up).
+#[inline(always)]
+pub fn remove_slot(tid: u32) {
+    if PENDING.remove(tid).is_ok() {
+        mark_slot(tid, false);
+    }
+}
+
 /// Opens the current thread's pending slot for a new action and fills its header.
 ///
 /// Fails (and counts the loss) only when the pending map is full.
@@ -100,6 +152,7 @@ pub fn begin(pid_tgid: u64, kind: EventKind, syscall: Syscall) -> Result<*mut Pe
                 count(|c| c.pending_full[kind as usize] += 1);
                 return Err(-1);
             }
+            mark_slot(tid, true);
             PENDING.get_ptr_mut(tid).ok_or(-1i64)?
         }
     };
@@ -109,10 +162,13 @@ pub fn begin(pid_tgid: u64, kind: EventKind, syscall: Syscall) -> Result<*mut Pe
 
 /// Emits the current thread's in-flight record of `kind` with the syscall's return value (read
 /// from the `sys_exit` record at `ret_off`), then marks the slot idle. An unwatched thread has no
-/// slot and leaves after the lookup, before anything else is read.
+/// slot and leaves after the bitmap check, before anything else is read.
 #[inline(always)]
 pub fn finish(ctx: &TracePointContext, kind: EventKind) -> Result<(), i64> {
     let tid = bpf_get_current_pid_tgid() as u32;
+    if !may_have_slot(tid) {
+        return Ok(());
+    }
     let Some(ev) = PENDING.get_ptr_mut(tid) else {
         return Ok(());
     };

@@ -70,6 +70,43 @@ fn open_of_missing_file_reports_enoent() {
 }
 
 #[test]
+fn concurrent_threads_each_get_every_open_reported_with_its_result() {
+    // 16 threads at once (neighbouring thread ids share a word of the kernel's slot bitmap),
+    // 3 rounds of fresh threads, 50 opens each: every attempt is one record with its own tid.
+    let cg = TestCgroup::new("threads");
+    let prefix = "/nonexistent-audit-threads/f";
+    let agent = Agent::watch_cgroup(&cg);
+    let report = cg.workload(["threads-open", prefix, "16", "50", "3"]);
+    let records = agent.stop();
+
+    let pid = pid_of(&report);
+    let opens: Vec<&Value> = by_pid(&records, pid, "file.open")
+        .into_iter()
+        .filter(|r| {
+            r["resource"]["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(prefix))
+        })
+        .collect();
+    assert_eq!(opens.len(), 16 * 50 * 3);
+    let paths: std::collections::BTreeSet<&str> = opens
+        .iter()
+        .map(|r| r["resource"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), opens.len(), "each open exactly once");
+    let tids: std::collections::BTreeSet<i64> = report[0]["tids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
+    for r in &opens {
+        assert_eq!(r["result"]["errno"], "ENOENT", "{r}");
+        assert!(tids.contains(&r["process"]["tid"].as_i64().unwrap()), "{r}");
+    }
+}
+
+#[test]
 fn open_with_creat_and_wronly_reports_flags_and_mode() {
     let cg = TestCgroup::new("open-creat");
     let dir = Scratch::new("open-creat");

@@ -197,6 +197,48 @@ fn main() {
                     report("open-many", i64::from(n), "");
                     i += 3;
                 }
+                "threads-open" => {
+                    // T threads at once, each opening PREFIX-<thread>-0 .. -(N-1), in R rounds of
+                    // fresh threads (so thread ids are reused and neighbours run concurrently).
+                    let prefix = text(1);
+                    let threads: u32 = text(2).parse().expect("threads");
+                    let n: u32 = text(3).parse().expect("count");
+                    let rounds: u32 = text(4).parse().expect("rounds");
+                    let mut tids = Vec::new();
+                    for r in 0..rounds {
+                        let barrier =
+                            std::sync::Arc::new(std::sync::Barrier::new(threads as usize));
+                        let handles: Vec<_> = (0..threads)
+                            .map(|t| {
+                                let (prefix, barrier) = (prefix.clone(), barrier.clone());
+                                std::thread::spawn(move || {
+                                    barrier.wait();
+                                    for k in 0..n {
+                                        let p = CString::new(format!("{prefix}-{r}-{t}-{k}"))
+                                            .expect("path");
+                                        let fd = libc::openat(
+                                            libc::AT_FDCWD,
+                                            p.as_ptr(),
+                                            libc::O_RDONLY,
+                                        );
+                                        if fd >= 0 {
+                                            libc::close(fd);
+                                        }
+                                    }
+                                    libc::gettid()
+                                })
+                            })
+                            .collect();
+                        tids.extend(handles.into_iter().map(|h| h.join().expect("thread")));
+                    }
+                    let tids: Vec<String> = tids.iter().map(|t| t.to_string()).collect();
+                    report(
+                        "threads-open",
+                        i64::from(threads * n * rounds),
+                        &format!(",\"tids\":[{}]", tids.join(",")),
+                    );
+                    i += 4;
+                }
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_millis(
                         text(1).parse().expect("ms"),
