@@ -425,6 +425,16 @@ pub async fn serve(t: Arc<Telemetry>, listen: &str) -> anyhow::Result<SocketAddr
     Ok(addr)
 }
 
+/// A probe's (status, content type, body): 200 when it passes, else 503 with the reasons.
+fn probe((ok, msg): (bool, String)) -> (StatusCode, &'static str, String) {
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, "text/plain", msg)
+}
+
 fn route(t: &Telemetry, path: &str) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match path {
         "/metrics" => (
@@ -432,30 +442,8 @@ fn route(t: &Telemetry, path: &str) -> Response<Full<Bytes>> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             t.render(),
         ),
-        "/healthz" => {
-            let (ok, msg) = t.healthz();
-            (
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                },
-                "text/plain",
-                msg,
-            )
-        }
-        "/readyz" => {
-            let (ok, msg) = t.readyz();
-            (
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                },
-                "text/plain",
-                msg,
-            )
-        }
+        "/healthz" => probe(t.healthz()),
+        "/readyz" => probe(t.readyz()),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

@@ -3,18 +3,18 @@
 //! current registry and policy per record, and the kernel filter adds new entries before removing
 //! old ones). An invalid file is rejected with its error and the running configuration stays.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use sha2::{Digest as _, Sha256};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::assemble::{Live, watch_plan};
-use crate::{
-    capture::plan::WatchPlan, config::Config, identity::Registry, policy::Policy,
-    telemetry::Telemetry,
-};
+use super::assemble::{Assembly, Live, watch_plan};
+use crate::{capture::plan::WatchPlan, config::Config, identity::Registry, policy::Policy};
 
-fn digest(path: &PathBuf) -> Option<Vec<u8>> {
+fn digest(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path)
         .ok()
         .map(|b| Sha256::digest(&b).to_vec())
@@ -28,17 +28,13 @@ pub struct CliWatch {
     pub all: bool,
 }
 
-/// Watches `path` for SIGHUP and content changes (checked every `poll`).
-#[allow(clippy::too_many_arguments)]
-pub fn spawn(
-    path: PathBuf,
-    cli: CliWatch,
-    running: Config,
-    live: Live,
-    plans: tokio::sync::watch::Sender<WatchPlan>,
-    telemetry: Option<Arc<Telemetry>>,
-    poll: Duration,
-) -> anyhow::Result<()> {
+/// How often the configuration file is checked for changes.
+const POLL: Duration = Duration::from_secs(2);
+
+/// Watches `path` for SIGHUP and content changes (checked every [`POLL`]) and swaps the new
+/// configuration into the running assembly `a`.
+pub fn spawn(path: PathBuf, cli: CliWatch, running: Config, a: &Assembly) -> anyhow::Result<()> {
+    let (live, plans, telemetry) = (a.live.clone(), a.plan_updates.clone(), a.telemetry.clone());
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         let mut last = digest(&path);
@@ -46,7 +42,7 @@ pub fn spawn(
         loop {
             let why = tokio::select! {
                 _ = hup.recv() => "SIGHUP",
-                () = tokio::time::sleep(poll) => {
+                () = tokio::time::sleep(POLL) => {
                     let now = digest(&path);
                     if now == last || now.is_none() {
                         continue;
@@ -89,11 +85,7 @@ pub fn spawn(
     Ok(())
 }
 
-fn reload(
-    path: &std::path::Path,
-    cli: &CliWatch,
-    live: &Live,
-) -> anyhow::Result<(Config, String, WatchPlan)> {
+fn reload(path: &Path, cli: &CliWatch, live: &Live) -> anyhow::Result<(Config, String, WatchPlan)> {
     let cfg = Config::load(path)?;
     let registry = Registry::from_config(&cfg)?;
     let policy = Policy::compile(&cfg)?;

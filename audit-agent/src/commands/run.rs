@@ -79,15 +79,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     if let Some(path) = path {
-        super::reload::spawn(
-            path,
-            super::reload::CliWatch::default(),
-            cfg.clone(),
-            a.live.clone(),
-            a.plan_updates.clone(),
-            a.telemetry.clone(),
-            std::time::Duration::from_secs(2),
-        )?;
+        super::reload::spawn(path, super::reload::CliWatch::default(), cfg.clone(), &a)?;
     }
     if let Some(prev) = &start.previous {
         // The time the agent was not running is a hole in the trail: say so.

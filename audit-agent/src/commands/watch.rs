@@ -53,10 +53,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
                 all: args.all,
             },
             cfg.clone(),
-            a.live.clone(),
-            a.plan_updates.clone(),
-            a.telemetry.clone(),
-            std::time::Duration::from_secs(2),
+            &a,
         )?;
     }
     let stats = a.pipeline.run(super::shutdown_signal()).await?;
