@@ -85,12 +85,9 @@ fn main() -> anyhow::Result<()> {
             build(true)?;
             let bin = root.join("target/release/audit-agent");
             let args = if args.is_empty() {
-                vec![
-                    "watch".into(),
-                    "--all".into(),
-                    "--format".into(),
-                    "json".into(),
-                ]
+                // The daemon on the embedded default (deploy/config.default.toml): every process
+                // on this host, trail in ./audit-trail, no S3 needed.
+                vec!["run".into(), "--builtin-config".into()]
             } else {
                 args
             };
