@@ -168,6 +168,20 @@ pub struct RunStats {
     pub latency: crate::latency::Histogram,
 }
 
+impl RunStats {
+    /// One log line with what the run did.
+    pub fn log(&self, message: &str) {
+        tracing::info!(
+            records = self.records,
+            gaps = self.gaps,
+            lost = self.lost,
+            latency_p50_us = self.latency.quantile(0.5) / 1000,
+            latency_p99_us = self.latency.quantile(0.99) / 1000,
+            "{message}"
+        );
+    }
+}
+
 /// Re-resolves cgroup globs against the hierarchy and updates the kernel filter when the result
 /// changes (new containers, new agent cgroups).
 pub struct WatchRefresher {

@@ -102,14 +102,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tracing::info!(store = %exporter.store.display, spool = %export.spool_dir.display(), first_seq = start.next_seq, "exporting");
     let stats = a.pipeline.run(super::shutdown_signal()).await?;
-    tracing::info!(
-        records = stats.records,
-        gaps = stats.gaps,
-        lost = stats.lost,
-        latency_p50_us = stats.latency.quantile(0.5) / 1000,
-        latency_p99_us = stats.latency.quantile(0.99) / 1000,
-        "capture stopped; sealing and uploading"
-    );
+    stats.log("capture stopped; sealing and uploading");
     let report = exporter.finish().await?;
     if report.all_uploaded {
         tracing::info!("everything uploaded; stopped");

@@ -57,13 +57,6 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         )?;
     }
     let stats = a.pipeline.run(super::shutdown_signal()).await?;
-    tracing::info!(
-        records = stats.records,
-        gaps = stats.gaps,
-        lost = stats.lost,
-        latency_p50_us = stats.latency.quantile(0.5) / 1000,
-        latency_p99_us = stats.latency.quantile(0.99) / 1000,
-        "stopped"
-    );
+    stats.log("stopped");
     Ok(())
 }
