@@ -13,13 +13,13 @@ use crate::format::Format;
     about = "Kernel-level audit trail for AI agents: what agents executed, opened and connected \
              to, as the kernel saw it"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Load the kernel programs and stream records of watched processes until Ctrl-C / SIGTERM.
     Watch(WatchArgs),
     /// Run the daemon: capture continuously, spool, export to the configured store.
@@ -48,162 +48,165 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct TraceArgs {
+pub(crate) struct TraceArgs {
     /// Configuration: policy rules and protected sets apply; what is watched is only the command.
     #[arg(long, short, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Attribute the records to this agent id [default: trace:<command name>].
     #[arg(long, value_name = "ID")]
-    pub agent: Option<String>,
+    pub(crate) agent: Option<String>,
     /// Record format [default: text on a terminal, json otherwise].
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
     /// Write records to FILE [default: stderr, like strace].
     #[arg(long, short, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Also write the records to a store (same layout, spooling and manifests as the daemon).
     #[arg(long, value_name = "URL")]
-    pub export: Option<String>,
+    pub(crate) export: Option<String>,
     #[command(flatten)]
-    pub kernel: KernelArgs,
+    pub(crate) kernel: KernelArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum QueryFormat {
+pub(crate) enum QueryFormat {
     Table,
     Json,
     Ocsf,
 }
 
 #[derive(Debug, Args)]
-pub struct QueryArgs {
+pub(crate) struct QueryArgs {
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub(crate) store: StoreArgs,
     /// Only this agent (repeatable).
     #[arg(long, value_name = "ID")]
-    pub agent: Vec<String>,
+    pub(crate) agent: Vec<String>,
+    /// Only agents of this workflow (`agent.workflow`; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) workflow: Vec<String>,
     /// Only this action: process.exec, file.open, network.connect, audit.gap (repeatable).
     #[arg(long, value_name = "A")]
-    pub action: Vec<String>,
+    pub(crate) action: Vec<String>,
     /// Only resources matching: a path glob (/etc/**) or network pattern (10.0.0.0/8:443) (repeatable).
     #[arg(long, value_name = "GLOB")]
-    pub resource: Vec<String>,
+    pub(crate) resource: Vec<String>,
     /// Only this decision: allow, deny, review (repeatable).
     #[arg(long, value_name = "D")]
-    pub decision: Vec<String>,
+    pub(crate) decision: Vec<String>,
     /// Only protected resources (of set NAME, if given).
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "*")]
-    pub protected: Option<String>,
+    pub(crate) protected: Option<String>,
     /// Only this outcome: success, failure, in_progress, unknown.
     #[arg(long, value_name = "O")]
-    pub outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
     #[command(flatten)]
-    pub time: TimeArgs,
+    pub(crate) time: TimeArgs,
     #[arg(long, value_enum, default_value = "table")]
-    pub format: QueryFormat,
+    pub(crate) format: QueryFormat,
     /// Show at most N records (the first N by time).
     #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     /// Report partition pruning and scan statistics on stderr.
     #[arg(long, short)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// Skip (and report) corrupt objects instead of failing.
     #[arg(long)]
-    pub skip_corrupt: bool,
+    pub(crate) skip_corrupt: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Configuration file [default: /etc/audit-agent/config.toml].
     #[arg(long, short, value_name = "FILE", conflicts_with = "builtin_config")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Use the embedded default: watch everything, store in ./audit-trail (no S3 needed).
     #[arg(long)]
-    pub builtin_config: bool,
+    pub(crate) builtin_config: bool,
     #[command(flatten)]
-    pub kernel: KernelArgs,
+    pub(crate) kernel: KernelArgs,
 }
 
 /// Which store to read.
 #[derive(Debug, Args, Clone)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// `s3://bucket/prefix` or `file:///path`.
     #[arg(value_name = "STORE_URL")]
-    pub url: String,
+    pub(crate) url: String,
     /// Take endpoint, region and allow_http from this configuration's [export] section
     /// (otherwise from AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP, ...).
     #[arg(long, short, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// A time window.
 #[derive(Debug, Args, Clone, Default)]
-pub struct TimeArgs {
+pub(crate) struct TimeArgs {
     /// Start: RFC 3339 or a duration back from now (2h, 7d).
     #[arg(long, value_name = "T")]
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
     /// End: RFC 3339 or a duration back from now.
     #[arg(long, value_name = "T")]
-    pub until: Option<String>,
+    pub(crate) until: Option<String>,
 }
 
 impl TimeArgs {
-    pub fn since_ns(&self) -> anyhow::Result<Option<i128>> {
-        crate::commands::time_args::opt(self.since.as_deref())
+    pub(crate) fn since(&self) -> anyhow::Result<Option<jiff::Timestamp>> {
+        crate::time::bound(self.since.as_deref())
     }
 
-    pub fn until_ns(&self) -> anyhow::Result<Option<i128>> {
-        crate::commands::time_args::opt(self.until.as_deref())
+    pub(crate) fn until(&self) -> anyhow::Result<Option<jiff::Timestamp>> {
+        crate::time::bound(self.until.as_deref())
     }
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub(crate) store: StoreArgs,
     #[command(flatten)]
-    pub time: TimeArgs,
+    pub(crate) time: TimeArgs,
     /// Require every manifest to be signed by this Ed25519 public key (hex, or a file with it).
     #[arg(long, value_name = "KEY")]
-    pub public_key: Option<String>,
+    pub(crate) public_key: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// Watch a cgroup v2 path (relative to the cgroup2 mount, e.g. /agents/support) and every
     /// cgroup below it, including ones created later. Repeatable.
     #[arg(long, value_name = "PATH")]
-    pub cgroup: Vec<String>,
+    pub(crate) cgroup: Vec<String>,
     /// Watch processes of this user id (and their descendants). Repeatable.
     #[arg(long, value_name = "UID")]
-    pub uid: Vec<u32>,
+    pub(crate) uid: Vec<u32>,
     /// Watch every process on the host except audit-agent itself (investigations).
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
     /// Configuration file: agents (what to watch and how to attribute it), protected resources,
     /// policy rules. Command-line --cgroup/--uid/--all add to what it watches.
     #[arg(long, short, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Output format; default: text on a terminal, json otherwise.
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
     /// Write records to FILE instead of stdout.
     #[arg(long, short, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     #[command(flatten)]
-    pub kernel: KernelArgs,
+    pub(crate) kernel: KernelArgs,
 }
 
 /// Tuning of the kernel side.
 #[derive(Debug, Args, Clone)]
-pub struct KernelArgs {
+pub(crate) struct KernelArgs {
     /// Ring buffer size in bytes (power of two, >= 4096); overrides the configuration.
     #[arg(long, value_name = "BYTES")]
-    pub ring_buffer_bytes: Option<u32>,
+    pub(crate) ring_buffer_bytes: Option<u32>,
 }

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::{escape::until_nul, linux::SockAddr};
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("record of {0} bytes is shorter than its header")]
     Short(usize),
     #[error("record kind {0} is unknown")]
@@ -27,31 +27,31 @@ pub enum DecodeError {
 
 /// Who did it, as the kernel saw it at syscall entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Task {
-    pub pid: u32,
-    pub tid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub cgroup_id: u64,
-    pub comm: Vec<u8>,
+pub(crate) struct Task {
+    pub(crate) pid: u32,
+    pub(crate) tid: u32,
+    pub(crate) ppid: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) cgroup_id: u64,
+    pub(crate) comm: Vec<u8>,
     /// `CLOCK_BOOTTIME` ns at syscall entry.
-    pub ktime_ns: u64,
+    pub(crate) ktime_ns: u64,
 }
 
 /// A decoded kernel record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelEvent {
-    pub task: Task,
+pub(crate) struct KernelEvent {
+    pub(crate) task: Task,
     /// [`ev::flags`] bits.
-    pub flags: u16,
+    pub(crate) flags: u16,
     /// Syscall return value (negative errno); meaningless with `flags::INCOMPLETE`.
-    pub retval: i64,
-    pub body: Body,
+    pub(crate) retval: i64,
+    pub(crate) body: Body,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Body {
+pub(crate) enum Body {
     Exec {
         syscall: Syscall,
         dirfd: i32,
@@ -79,16 +79,8 @@ pub enum Body {
 }
 
 impl KernelEvent {
-    pub fn has_flag(&self, flag: u16) -> bool {
+    pub(crate) fn has_flag(&self, flag: u16) -> bool {
         self.flags & flag != 0
-    }
-
-    /// Whether this is an audited action (exec, open, connect) rather than lifecycle.
-    pub fn is_action(&self) -> bool {
-        matches!(
-            self.body,
-            Body::Exec { .. } | Body::Open { .. } | Body::Connect { .. }
-        )
     }
 }
 
@@ -100,7 +92,7 @@ fn read<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
 }
 
 /// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let h: EventHeader = read(bytes, 0).ok_or(DecodeError::Short(bytes.len()))?;
     let kind = EventKind::from_u16(h.kind).ok_or(DecodeError::UnknownKind(h.kind))?;
     let body_bytes = &bytes[HEADER_LEN..];
@@ -110,7 +102,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
 
 /// Decodes a record from its header and body bytes (also used for pending slots read from the
 /// kernel map at shutdown).
-pub fn decode_parts(
+pub(crate) fn decode_parts(
     h: &EventHeader,
     kind: EventKind,
     body: &[u8],
@@ -187,8 +179,21 @@ pub fn decode_parts(
     })
 }
 
+/// The action name of a kernel event kind, as gap records and metrics count losses
+/// (`process.lifecycle` for fork and exit records).
+pub(crate) fn kind_name(kind: usize) -> &'static str {
+    use crate::event::Action;
+    match kind {
+        k if k == EventKind::Exec as usize => Action::Exec.name(),
+        k if k == EventKind::Open as usize => Action::Open.name(),
+        k if k == EventKind::Connect as usize => Action::Connect.name(),
+        _ => "process.lifecycle",
+    }
+}
+
+#[cfg(test)]
 /// Encodes a record the way the kernel lays it out (for tests and benchmarks of later stages).
-pub fn encode_for_test(h: &EventHeader, body: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_for_test(h: &EventHeader, body: &[u8]) -> Vec<u8> {
     let mut h = *h;
     h.body_len = body.len() as u16;
     let mut out = vec![0u8; HEADER_LEN];
@@ -198,8 +203,9 @@ pub fn encode_for_test(h: &EventHeader, body: &[u8]) -> Vec<u8> {
     out
 }
 
+#[cfg(test)]
 /// Raw bytes of a plain-data struct (for building test records).
-pub fn struct_bytes<T: Copy>(v: &T) -> Vec<u8> {
+pub(crate) fn struct_bytes<T: Copy>(v: &T) -> Vec<u8> {
     let mut out = vec![0u8; std::mem::size_of::<T>()];
     // SAFETY: out has size_of::<T>() bytes.
     unsafe { std::ptr::write_unaligned(out.as_mut_ptr().cast::<T>(), *v) };

@@ -5,53 +5,57 @@
 //! digits). The mapping is reversible ([`unescape`]), so non-UTF-8 file names survive into JSON
 //! and back, and a file name cannot inject terminal control sequences into text output.
 
-use std::fmt::Write as _;
+use std::fmt;
 
-/// Escapes `bytes` as described in the module documentation.
-pub fn escape_bytes(bytes: &[u8]) -> String {
-    // Fast path: plain printable ASCII/UTF-8 without backslashes or controls.
-    if let Ok(s) = std::str::from_utf8(bytes)
-        && !s.chars().any(|c| c == '\\' || c.is_ascii_control())
-    {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(bytes.len() + 8);
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        match std::str::from_utf8(rest) {
-            Ok(s) => {
-                push_escaped_str(&mut out, s);
-                break;
-            }
-            Err(e) => {
-                let (valid, after) = rest.split_at(e.valid_up_to());
-                // SAFETY-free: `valid` was just validated by from_utf8.
-                push_escaped_str(&mut out, std::str::from_utf8(valid).unwrap_or_default());
-                let bad = e.error_len().unwrap_or(after.len());
-                for b in &after[..bad] {
-                    let _ = write!(out, "\\x{b:02x}");
+/// Displays bytes escaped as described in the module documentation, without allocating.
+pub(crate) struct Escaped<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            match std::str::from_utf8(rest) {
+                Ok(s) => return write_str_escaped(f, s),
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    // `valid` was just validated by from_utf8.
+                    write_str_escaped(f, std::str::from_utf8(valid).unwrap_or_default())?;
+                    let bad = e.error_len().unwrap_or(after.len());
+                    for b in &after[..bad] {
+                        write!(f, "\\x{b:02x}")?;
+                    }
+                    rest = &after[bad..];
                 }
-                rest = &after[bad..];
             }
         }
+        Ok(())
     }
-    out
 }
 
-fn push_escaped_str(out: &mut String, s: &str) {
-    for c in s.chars() {
-        if c == '\\' {
-            out.push_str("\\\\");
-        } else if c.is_ascii_control() {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        } else {
-            out.push(c);
+fn write_str_escaped(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if c == '\\' || c.is_ascii_control() {
+            f.write_str(&s[start..i])?;
+            if c == '\\' {
+                f.write_str("\\\\")?;
+            } else {
+                write!(f, "\\x{:02x}", c as u32)?;
+            }
+            start = i + c.len_utf8();
         }
     }
+    f.write_str(&s[start..])
+}
+
+#[cfg(test)]
+/// Escapes `bytes` as described in the module documentation.
+pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
+    Escaped(bytes).to_string()
 }
 
 /// Reverses [`escape_bytes`]. Returns `None` for a malformed escape.
-pub fn unescape(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unescape(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -78,7 +82,7 @@ pub fn unescape(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Bytes up to the first NUL.
-pub fn until_nul(bytes: &[u8]) -> &[u8] {
+pub(crate) fn until_nul(bytes: &[u8]) -> &[u8] {
     &bytes[..bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len())]
 }
 

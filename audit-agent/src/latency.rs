@@ -6,7 +6,7 @@ const SUB: u32 = 8;
 const OCTAVES: u32 = 32;
 
 #[derive(Debug, Clone)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Vec<u64>,
     total: u64,
     max_ns: u64,
@@ -40,18 +40,19 @@ fn upper(b: usize) -> u64 {
 }
 
 impl Histogram {
-    pub fn record(&mut self, ns: u64) {
+    pub(crate) fn record(&mut self, ns: u64) {
         self.counts[bucket(ns)] += 1;
         self.total += 1;
         self.max_ns = self.max_ns.max(ns);
     }
 
-    pub fn count(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u64 {
         self.total
     }
 
     /// The q-quantile (0..=1) in ns (bucket upper bound; exact max for q = 1).
-    pub fn quantile(&self, q: f64) -> u64 {
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
         if self.total == 0 {
             return 0;
         }

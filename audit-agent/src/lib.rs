@@ -3,31 +3,88 @@
 //! The pipeline reads top to bottom, one module per stage:
 //!
 //! ```text
-//! capture  -> decode -> enrich -> (identity, policy) -> sink
-//! kernel      bytes     Record    verdicts              stdout / spool -> export
+//! capture -> decode -> enrich -> identity, policy -> sink (spool -> export)
+//! kernel     bytes     Event      Stage               format/ turns events into text
 //! ```
 //!
-//! `main.rs` parses the command line and wires these together through `commands/`.
+//! `event` defines the typed event every stage works on; `settings` compiles the configuration
+//! once into what the stages run on; `commands/` wires them per subcommand. Everything is private
+//! to the crate: [`main`] is the only entry point.
 
-pub mod capture;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod decode;
-pub mod enrich;
-pub mod escape;
-pub mod export;
-pub mod format;
-pub mod identity;
-pub mod latency;
-pub mod linux;
-pub mod logging;
-pub mod pipeline;
-pub mod policy;
-pub mod query;
-pub mod record;
-pub mod sink;
-pub mod summary;
-pub mod telemetry;
-pub mod timefmt;
-pub mod versioned;
+mod capture;
+mod cli;
+mod commands;
+mod config;
+mod decode;
+mod enrich;
+mod escape;
+mod event;
+mod export;
+mod format;
+mod identity;
+mod latency;
+mod linux;
+mod logging;
+mod pipeline;
+mod policy;
+mod query;
+mod settings;
+mod sink;
+mod summary;
+mod telemetry;
+mod time;
+mod versioned;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+
+/// Parses the command line, sets up logging, runs the chosen command; returns the exit code.
+pub fn main() -> std::process::ExitCode {
+    // glibc gives every busy thread its own malloc arena (~9 MB resident each here); two are
+    // plenty for this workload and keep the agent's memory small and predictable.
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+    let cli = Cli::parse();
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("audit-agent: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("audit-agent: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command; `Ok(false)` is a clean failure (verify found problems).
+async fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Watch(args) => commands::watch::run(args).await.map(|()| true),
+        Command::Run(args) => commands::run::run(args).await.map(|()| true),
+        Command::Trace(args) => std::process::exit(commands::trace::run(args).await?),
+        Command::Query(args) => commands::query::run(args).await.map(|()| true),
+        Command::Verify(args) => commands::verify::run(args).await,
+        Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
+        Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
+        Command::BenchFloor => {
+            let _programs = capture::attach_floor()?;
+            tracing::info!("ready: floor programs attached");
+            commands::shutdown_signal().await;
+            Ok(true)
+        }
+    }
+}

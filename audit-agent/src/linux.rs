@@ -1,222 +1,243 @@
 //! Linux constants turned into names: errno values, open(2) flags, socket address families and
 //! `struct sockaddr` decoding. Pure tables, x86_64/aarch64 generic values.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    borrow::Cow,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 /// Name of an errno value (`2` -> `ENOENT`).
-pub fn errno_name(errno: i32) -> Option<&'static str> {
-    const NAMES: [&str; 134] = [
-        "",
-        "EPERM",
-        "ENOENT",
-        "ESRCH",
-        "EINTR",
-        "EIO",
-        "ENXIO",
-        "E2BIG",
-        "ENOEXEC",
-        "EBADF",
-        "ECHILD",
-        "EAGAIN",
-        "ENOMEM",
-        "EACCES",
-        "EFAULT",
-        "ENOTBLK",
-        "EBUSY",
-        "EEXIST",
-        "EXDEV",
-        "ENODEV",
-        "ENOTDIR",
-        "EISDIR",
-        "EINVAL",
-        "ENFILE",
-        "EMFILE",
-        "ENOTTY",
-        "ETXTBSY",
-        "EFBIG",
-        "ENOSPC",
-        "ESPIPE",
-        "EROFS",
-        "EMLINK",
-        "EPIPE",
-        "EDOM",
-        "ERANGE",
-        "EDEADLK",
-        "ENAMETOOLONG",
-        "ENOLCK",
-        "ENOSYS",
-        "ENOTEMPTY",
-        "ELOOP",
-        "",
-        "ENOMSG",
-        "EIDRM",
-        "ECHRNG",
-        "EL2NSYNC",
-        "EL3HLT",
-        "EL3RST",
-        "ELNRNG",
-        "EUNATCH",
-        "ENOCSI",
-        "EL2HLT",
-        "EBADE",
-        "EBADR",
-        "EXFULL",
-        "ENOANO",
-        "EBADRQC",
-        "EBADSLT",
-        "",
-        "EBFONT",
-        "ENOSTR",
-        "ENODATA",
-        "ETIME",
-        "ENOSR",
-        "ENONET",
-        "ENOPKG",
-        "EREMOTE",
-        "ENOLINK",
-        "EADV",
-        "ESRMNT",
-        "ECOMM",
-        "EPROTO",
-        "EMULTIHOP",
-        "EDOTDOT",
-        "EBADMSG",
-        "EOVERFLOW",
-        "ENOTUNIQ",
-        "EBADFD",
-        "EREMCHG",
-        "ELIBACC",
-        "ELIBBAD",
-        "ELIBSCN",
-        "ELIBMAX",
-        "ELIBEXEC",
-        "EILSEQ",
-        "ERESTART",
-        "ESTRPIPE",
-        "EUSERS",
-        "ENOTSOCK",
-        "EDESTADDRREQ",
-        "EMSGSIZE",
-        "EPROTOTYPE",
-        "ENOPROTOOPT",
-        "EPROTONOSUPPORT",
-        "ESOCKTNOSUPPORT",
-        "EOPNOTSUPP",
-        "EPFNOSUPPORT",
-        "EAFNOSUPPORT",
-        "EADDRINUSE",
-        "EADDRNOTAVAIL",
-        "ENETDOWN",
-        "ENETUNREACH",
-        "ENETRESET",
-        "ECONNABORTED",
-        "ECONNRESET",
-        "ENOBUFS",
-        "EISCONN",
-        "ENOTCONN",
-        "ESHUTDOWN",
-        "ETOOMANYREFS",
-        "ETIMEDOUT",
-        "ECONNREFUSED",
-        "EHOSTDOWN",
-        "EHOSTUNREACH",
-        "EALREADY",
-        "EINPROGRESS",
-        "ESTALE",
-        "EUCLEAN",
-        "ENOTNAM",
-        "ENAVAIL",
-        "EISNAM",
-        "EREMOTEIO",
-        "EDQUOT",
-        "ENOMEDIUM",
-        "EMEDIUMTYPE",
-        "ECANCELED",
-        "ENOKEY",
-        "EKEYEXPIRED",
-        "EKEYREVOKED",
-        "EKEYREJECTED",
-        "EOWNERDEAD",
-        "ENOTRECOVERABLE",
-        "ERFKILL",
-        "EHWPOISON",
-    ];
+pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
     match errno {
         512 => Some("ERESTARTSYS"),
         513 => Some("ERESTARTNOINTR"),
         514 => Some("ERESTARTNOHAND"),
         516 => Some("ERESTART_RESTARTBLOCK"),
-        _ => NAMES
+        _ => ERRNO_NAMES
             .get(usize::try_from(errno).ok()?)
             .copied()
             .filter(|n| !n.is_empty()),
     }
 }
 
-/// `EINPROGRESS`.
-pub const EINPROGRESS: i32 = 115;
+/// The system calls records name, as `&'static str` (for events read back from storage).
+const SYSCALLS: &[&str] = &[
+    "execve", "execveat", "openat", "openat2", "open", "creat", "connect",
+];
+
+/// The static name of a system call; `unknown` for one audit-agent does not record.
+pub(crate) fn syscall_name(s: &str) -> &'static str {
+    SYSCALLS
+        .iter()
+        .find(|n| **n == s)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// errno names by value (Linux, generic; gaps are values without a name).
+const ERRNO_NAMES: [&str; 134] = [
+    "",
+    "EPERM",
+    "ENOENT",
+    "ESRCH",
+    "EINTR",
+    "EIO",
+    "ENXIO",
+    "E2BIG",
+    "ENOEXEC",
+    "EBADF",
+    "ECHILD",
+    "EAGAIN",
+    "ENOMEM",
+    "EACCES",
+    "EFAULT",
+    "ENOTBLK",
+    "EBUSY",
+    "EEXIST",
+    "EXDEV",
+    "ENODEV",
+    "ENOTDIR",
+    "EISDIR",
+    "EINVAL",
+    "ENFILE",
+    "EMFILE",
+    "ENOTTY",
+    "ETXTBSY",
+    "EFBIG",
+    "ENOSPC",
+    "ESPIPE",
+    "EROFS",
+    "EMLINK",
+    "EPIPE",
+    "EDOM",
+    "ERANGE",
+    "EDEADLK",
+    "ENAMETOOLONG",
+    "ENOLCK",
+    "ENOSYS",
+    "ENOTEMPTY",
+    "ELOOP",
+    "",
+    "ENOMSG",
+    "EIDRM",
+    "ECHRNG",
+    "EL2NSYNC",
+    "EL3HLT",
+    "EL3RST",
+    "ELNRNG",
+    "EUNATCH",
+    "ENOCSI",
+    "EL2HLT",
+    "EBADE",
+    "EBADR",
+    "EXFULL",
+    "ENOANO",
+    "EBADRQC",
+    "EBADSLT",
+    "",
+    "EBFONT",
+    "ENOSTR",
+    "ENODATA",
+    "ETIME",
+    "ENOSR",
+    "ENONET",
+    "ENOPKG",
+    "EREMOTE",
+    "ENOLINK",
+    "EADV",
+    "ESRMNT",
+    "ECOMM",
+    "EPROTO",
+    "EMULTIHOP",
+    "EDOTDOT",
+    "EBADMSG",
+    "EOVERFLOW",
+    "ENOTUNIQ",
+    "EBADFD",
+    "EREMCHG",
+    "ELIBACC",
+    "ELIBBAD",
+    "ELIBSCN",
+    "ELIBMAX",
+    "ELIBEXEC",
+    "EILSEQ",
+    "ERESTART",
+    "ESTRPIPE",
+    "EUSERS",
+    "ENOTSOCK",
+    "EDESTADDRREQ",
+    "EMSGSIZE",
+    "EPROTOTYPE",
+    "ENOPROTOOPT",
+    "EPROTONOSUPPORT",
+    "ESOCKTNOSUPPORT",
+    "EOPNOTSUPP",
+    "EPFNOSUPPORT",
+    "EAFNOSUPPORT",
+    "EADDRINUSE",
+    "EADDRNOTAVAIL",
+    "ENETDOWN",
+    "ENETUNREACH",
+    "ENETRESET",
+    "ECONNABORTED",
+    "ECONNRESET",
+    "ENOBUFS",
+    "EISCONN",
+    "ENOTCONN",
+    "ESHUTDOWN",
+    "ETOOMANYREFS",
+    "ETIMEDOUT",
+    "ECONNREFUSED",
+    "EHOSTDOWN",
+    "EHOSTUNREACH",
+    "EALREADY",
+    "EINPROGRESS",
+    "ESTALE",
+    "EUCLEAN",
+    "ENOTNAM",
+    "ENAVAIL",
+    "EISNAM",
+    "EREMOTEIO",
+    "EDQUOT",
+    "ENOMEDIUM",
+    "EMEDIUMTYPE",
+    "ECANCELED",
+    "ENOKEY",
+    "EKEYEXPIRED",
+    "EKEYREVOKED",
+    "EKEYREJECTED",
+    "EOWNERDEAD",
+    "ENOTRECOVERABLE",
+    "ERFKILL",
+    "EHWPOISON",
+];
+
+/// open(2) flag bits and their names, in the order they are listed. `O_SYNC` (= `__O_SYNC |
+/// O_DSYNC`) comes before `O_DSYNC`, `O_TMPFILE` (= `__O_TMPFILE | O_DIRECTORY`) before
+/// `O_DIRECTORY`, so a combined flag is named once.
+const OPEN_FLAGS: [(u64, &str); 17] = [
+    (0o100, "O_CREAT"),
+    (0o200, "O_EXCL"),
+    (0o400, "O_NOCTTY"),
+    (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"),
+    (0o4000, "O_NONBLOCK"),
+    (0o4010000, "O_SYNC"),
+    (0o10000, "O_DSYNC"),
+    (0o20000, "O_ASYNC"),
+    (0o40000, "O_DIRECT"),
+    (0o100000, "O_LARGEFILE"),
+    (0o20200000, "O_TMPFILE"),
+    (0o200000, "O_DIRECTORY"),
+    (0o400000, "O_NOFOLLOW"),
+    (0o1000000, "O_NOATIME"),
+    (0o2000000, "O_CLOEXEC"),
+    (0o10000000, "O_PATH"),
+];
+
+const ACCESS_MODES: [&str; 4] = ["O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"];
 
 /// Symbolic names of open(2) flags, access mode first (`O_WRONLY|O_CREAT` -> `["O_WRONLY",
 /// "O_CREAT"]`). Bits without a name come out as one hex value.
-pub fn open_flag_names(flags: u64) -> Vec<String> {
-    const NAMED: [(u64, &str); 18] = [
-        (0o100, "O_CREAT"),
-        (0o200, "O_EXCL"),
-        (0o400, "O_NOCTTY"),
-        (0o1000, "O_TRUNC"),
-        (0o2000, "O_APPEND"),
-        (0o4000, "O_NONBLOCK"),
-        // O_SYNC is __O_SYNC|O_DSYNC; checked before O_DSYNC.
-        (0o4010000, "O_SYNC"),
-        (0o10000, "O_DSYNC"),
-        (0o20000, "O_ASYNC"),
-        (0o40000, "O_DIRECT"),
-        (0o100000, "O_LARGEFILE"),
-        // O_TMPFILE is __O_TMPFILE|O_DIRECTORY; checked before O_DIRECTORY.
-        (0o20200000, "O_TMPFILE"),
-        (0o200000, "O_DIRECTORY"),
-        (0o400000, "O_NOFOLLOW"),
-        (0o1000000, "O_NOATIME"),
-        (0o2000000, "O_CLOEXEC"),
-        (0o10000000, "O_PATH"),
-        (0, ""),
-    ];
-    let mut out = Vec::new();
-    out.push(
-        match flags & 0o3 {
-            0 => "O_RDONLY",
-            1 => "O_WRONLY",
-            2 => "O_RDWR",
-            _ => "O_ACCMODE",
-        }
-        .to_string(),
-    );
+pub(crate) fn open_flag_names(flags: u64) -> Vec<Cow<'static, str>> {
+    let mut out = vec![Cow::Borrowed(ACCESS_MODES[(flags & 0o3) as usize])];
     let mut rest = flags & !0o3;
-    for (bits, name) in NAMED {
-        if bits != 0 && rest & bits == bits {
-            out.push(name.to_string());
+    for (bits, name) in OPEN_FLAGS {
+        if rest & bits == bits {
+            out.push(Cow::Borrowed(name));
             rest &= !bits;
         }
     }
     if rest != 0 {
-        out.push(format!("{rest:#x}"));
+        out.push(Cow::Owned(format!("{rest:#x}")));
     }
     out
 }
 
-/// Whether open(2) flags can create a file (so `mode` matters).
-pub fn open_creates(flags: u64) -> bool {
-    flags & 0o100 != 0 || flags & 0o20000000 != 0
+/// Reverses [`open_flag_names`]; `None` for a name it does not produce.
+pub(crate) fn open_flags_from_names<S: AsRef<str>>(names: &[S]) -> Option<u64> {
+    let mut flags = 0;
+    for n in names {
+        let n = n.as_ref();
+        flags |= if let Some(i) = ACCESS_MODES.iter().position(|m| *m == n) {
+            i as u64
+        } else if let Some((bits, _)) = OPEN_FLAGS.iter().find(|(_, name)| *name == n) {
+            *bits
+        } else {
+            u64::from_str_radix(n.strip_prefix("0x")?, 16).ok()?
+        };
+    }
+    Some(flags)
 }
 
-/// Whether open(2) flags ask for write access.
-pub fn open_writes(flags: u64) -> bool {
-    flags & 0o3 != 0 || flags & 0o1000 != 0
+/// Whether open(2) flags can create a file (so `mode` matters).
+pub(crate) fn open_creates(flags: u64) -> bool {
+    flags & 0o100 != 0 || flags & 0o20000000 != 0
 }
 
 /// A decoded `struct sockaddr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SockAddr {
+pub(crate) enum SockAddr {
     Inet(Ipv4Addr, u16),
     Inet6(Ipv6Addr, u16),
     /// Path socket (bytes), or abstract name with a leading NUL.
@@ -230,7 +251,7 @@ pub enum SockAddr {
 
 impl SockAddr {
     /// Decodes `bytes` (at most `addrlen` of which were passed by the caller).
-    pub fn decode(bytes: &[u8], addrlen: usize) -> Self {
+    pub(crate) fn decode(bytes: &[u8], addrlen: usize) -> Self {
         let bytes = &bytes[..addrlen.min(bytes.len())];
         if bytes.len() < 2 {
             return Self::Malformed(0);
@@ -259,17 +280,6 @@ impl SockAddr {
             }
             2 | 10 => Self::Malformed(family),
             f => Self::Other(f),
-        }
-    }
-
-    /// The `resource.family` name.
-    pub fn family(&self) -> String {
-        match self {
-            Self::Inet(..) => "inet".into(),
-            Self::Inet6(..) => "inet6".into(),
-            Self::Unix(_) => "unix".into(),
-            Self::Unspec => "unspec".into(),
-            Self::Other(f) | Self::Malformed(f) => format!("af_{f}"),
         }
     }
 }
@@ -341,7 +351,7 @@ mod tests {
     fn short_and_unknown_addresses_are_kept_as_such() {
         assert_eq!(SockAddr::decode(&[2, 0, 1], 3), SockAddr::Malformed(2));
         assert_eq!(SockAddr::decode(&[0, 0], 2), SockAddr::Unspec);
-        assert_eq!(SockAddr::decode(&[17, 0, 1, 2], 4).family(), "af_17");
+        assert_eq!(SockAddr::decode(&[17, 0, 1, 2], 4), SockAddr::Other(17));
         assert_eq!(SockAddr::decode(&[], 0), SockAddr::Malformed(0));
     }
 }

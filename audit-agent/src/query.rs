@@ -1,205 +1,177 @@
 //! Query a stored trail: list only the partitions inside the agent and time filters (hierarchical
 //! listing: agent, then day, then hour), fetch and decompress objects concurrently, filter
-//! records, sort by time.
+//! records, sort by time. Records are matched on the same typed values the pipeline produced —
+//! action, decision and outcome enums, the resource as a policy [`Target`] matched by the
+//! policy's own patterns.
 
-use std::{borrow::Cow, io::Read as _, net::IpAddr, sync::Arc};
+use std::{borrow::Cow, sync::Arc};
 
 use anyhow::{Context as _, bail};
 use futures::{StreamExt as _, stream};
 use serde::Deserialize;
 
 use crate::{
+    event::{Action, Decision, OutcomeKind, Timestamp},
     export::{
-        layout::{AUDIT_PARTITION, date_hour, decode, encode},
-        store::{Store, unreachable_error},
+        layout::{self, AUDIT_PARTITION, ObjectFormat},
+        store::{Store, unusable},
+        verify::{MAX_OBJECT_BYTES, gunzip},
     },
-    policy::pattern::{NetPattern, PathSet},
-    record::{action, decision, outcome},
+    format::native::{self, ResourceIn},
+    policy::pattern::Resources,
+    time,
 };
 
 /// What to look for.
 #[derive(Debug, Default, Clone)]
-pub struct Filter {
-    pub agents: Vec<String>,
-    pub actions: Vec<String>,
-    pub decisions: Vec<String>,
+pub(crate) struct Filter {
+    pub(crate) agents: Vec<String>,
+    pub(crate) workflows: Vec<String>,
+    /// Action names (`audit.gap` included).
+    pub(crate) actions: Vec<String>,
+    pub(crate) decisions: Vec<Decision>,
     /// `Some(None)`: any protected set; `Some(Some(name))`: that set.
-    pub protected: Option<Option<String>>,
-    pub outcome: Option<String>,
-    pub since_ns: Option<i128>,
-    pub until_ns: Option<i128>,
-    paths: Option<PathSet>,
-    nets: Vec<NetPattern>,
+    pub(crate) protected: Option<Option<String>>,
+    pub(crate) outcome: Option<OutcomeKind>,
+    pub(crate) since: Option<Timestamp>,
+    pub(crate) until: Option<Timestamp>,
+    resources: Option<Resources>,
+}
+
+/// The command line's filters, before checking.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FilterArgs {
+    pub(crate) agents: Vec<String>,
+    pub(crate) workflows: Vec<String>,
+    pub(crate) actions: Vec<String>,
+    pub(crate) resources: Vec<String>,
+    pub(crate) decisions: Vec<String>,
+    pub(crate) protected: Option<Option<String>>,
+    pub(crate) outcome: Option<String>,
+    pub(crate) since: Option<Timestamp>,
+    pub(crate) until: Option<Timestamp>,
 }
 
 impl Filter {
     /// Validates names and compiles resource patterns (`/…` globs or network patterns).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        agents: Vec<String>,
-        actions: Vec<String>,
-        resources: Vec<String>,
-        decisions: Vec<String>,
-        protected: Option<Option<String>>,
-        outcome: Option<String>,
-        since_ns: Option<i128>,
-        until_ns: Option<i128>,
-    ) -> anyhow::Result<Self> {
-        for a in &actions {
-            if !action::ALL.contains(&a.as_str()) && a != action::GAP {
+    pub(crate) fn new(a: FilterArgs) -> anyhow::Result<Self> {
+        for x in &a.actions {
+            if Action::parse(x).is_none() && x != Action::GAP {
                 bail!(
-                    "unknown action `{a}` (one of process.exec, file.open, network.connect, audit.gap)"
+                    "unknown action `{x}` (one of {}, {})",
+                    Action::names(),
+                    Action::GAP
                 );
             }
         }
-        for d in &decisions {
-            if ![decision::ALLOW, decision::DENY, decision::REVIEW].contains(&d.as_str()) {
-                bail!("unknown decision `{d}` (one of allow, deny, review)");
-            }
-        }
-        if let Some(o) = &outcome
-            && ![
-                outcome::SUCCESS,
-                outcome::FAILURE,
-                outcome::IN_PROGRESS,
-                outcome::UNKNOWN,
-            ]
-            .contains(&o.as_str())
-        {
-            bail!("unknown outcome `{o}` (one of success, failure, in_progress, unknown)");
-        }
-        if let (Some(s), Some(u)) = (since_ns, until_ns)
+        let decisions = a
+            .decisions
+            .iter()
+            .map(|d| {
+                Decision::parse(d).ok_or_else(|| {
+                    anyhow::anyhow!("unknown decision `{d}` (one of {})", Decision::names())
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let outcome = a
+            .outcome
+            .as_deref()
+            .map(|o| {
+                OutcomeKind::parse(o).ok_or_else(|| {
+                    anyhow::anyhow!("unknown outcome `{o}` (one of {})", OutcomeKind::names())
+                })
+            })
+            .transpose()?;
+        if let (Some(s), Some(u)) = (a.since, a.until)
             && s > u
         {
             bail!("--since is after --until");
         }
-        let globs: Vec<&str> = resources
-            .iter()
-            .map(String::as_str)
-            .filter(|r| r.starts_with('/'))
-            .collect();
-        let paths = if globs.is_empty() {
-            None
-        } else {
-            Some(PathSet::new(globs).map_err(|e| anyhow::anyhow!("--resource: {e}"))?)
-        };
-        let nets = resources
-            .iter()
-            .filter(|r| !r.starts_with('/'))
-            .map(|r| NetPattern::parse(r).map_err(|e| anyhow::anyhow!("--resource: {e}")))
-            .collect::<Result<_, _>>()?;
+        let resources = (!a.resources.is_empty())
+            .then(|| Resources::parse(a.resources.iter().map(String::as_str)))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--resource: {e}"))?;
         Ok(Self {
-            agents,
-            actions,
+            agents: a.agents,
+            workflows: a.workflows,
+            actions: a.actions,
             decisions,
-            protected,
+            protected: a.protected,
             outcome,
-            since_ns,
-            until_ns,
-            paths,
-            nets,
+            since: a.since,
+            until: a.until,
+            resources,
         })
     }
 
     fn has_record_filters(&self) -> bool {
         !self.actions.is_empty()
+            || !self.workflows.is_empty()
             || !self.decisions.is_empty()
             || self.protected.is_some()
             || self.outcome.is_some()
-            || self.paths.is_some()
-            || !self.nets.is_empty()
+            || self.resources.is_some()
     }
 
-    /// Whether the hour partition `dt`/`hour` can hold matching records.
-    fn hour_in_window(&self, dt: &str, hour: &str) -> bool {
-        let Some(start) = crate::timefmt::parse_rfc3339(&format!("{dt}T{hour}:00:00Z")) else {
+    /// Whether `[from, to)` can hold matching records.
+    fn window_overlaps(&self, w: Option<(Timestamp, Timestamp)>) -> bool {
+        let Some((start, end)) = w else {
             return true; // unknown layout: do not prune
         };
-        let end = start + 3_600_000_000_000;
-        !(self.since_ns.is_some_and(|s| end <= s) || self.until_ns.is_some_and(|u| start > u))
-    }
-
-    fn day_in_window(&self, dt: &str) -> bool {
-        let Some(start) = crate::timefmt::parse_rfc3339(&format!("{dt}T00:00:00Z")) else {
-            return true;
-        };
-        let end = start + 86_400_000_000_000;
-        !(self.since_ns.is_some_and(|s| end <= s) || self.until_ns.is_some_and(|u| start > u))
+        !(self.since.is_some_and(|s| end <= s) || self.until.is_some_and(|u| start > u))
     }
 
     fn matches(&self, r: &Light<'_>) -> bool {
-        let t = crate::timefmt::parse_rfc3339(r.time).unwrap_or(0);
-        if self.since_ns.is_some_and(|s| t < s) || self.until_ns.is_some_and(|u| t > u) {
+        let Some(t) = time::parse(r.time) else {
+            return false;
+        };
+        if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t > u) {
             return false;
         }
-        if r.action == action::GAP {
+        if r.action == Action::GAP {
             // A gap can hide any agent's activity: shown unless record-level filters exclude it.
-            return !self.has_record_filters() || self.actions.iter().any(|a| a == action::GAP);
+            return !self.has_record_filters() || self.actions.iter().any(|a| a == Action::GAP);
         }
-        if !self.agents.is_empty()
-            && !self
-                .agents
-                .iter()
-                .any(|a| Some(a.as_str()) == r.agent.as_ref().map(|a| a.id.as_ref()))
-        {
-            return false;
-        }
-        if !self.actions.is_empty() && !self.actions.iter().any(|a| a == r.action) {
-            return false;
-        }
-        if !self.decisions.is_empty()
-            && !self
-                .decisions
-                .iter()
-                .any(|d| Some(d.as_str()) == r.policy.as_ref().map(|p| p.decision))
-        {
-            return false;
-        }
-        match &self.protected {
-            Some(None) if r.protected.as_ref().is_none_or(|p| p.is_empty()) => return false,
-            Some(Some(name))
-                if !r
-                    .protected
+        let agent = r.agent.as_ref();
+        let any = |want: &[String], have: Option<&str>| {
+            want.is_empty() || want.iter().any(|w| Some(w.as_str()) == have)
+        };
+        any(&self.agents, agent.map(|a| a.id.as_ref()))
+            && any(&self.workflows, agent.and_then(|a| a.workflow.as_deref()))
+            && any(&self.actions, Some(r.action))
+            && (self.decisions.is_empty()
+                || r.policy
                     .as_ref()
-                    .is_some_and(|p| p.iter().any(|x| x == name)) =>
-            {
-                return false;
-            }
-            _ => {}
+                    .and_then(|p| Decision::parse(p.decision))
+                    .is_some_and(|d| self.decisions.contains(&d)))
+            && self.protected_matches(r)
+            && self
+                .outcome
+                .is_none_or(|o| r.result.as_ref().map(|x| x.outcome) == Some(o.name()))
+            && self.resource_matches(r)
+    }
+
+    fn protected_matches(&self, r: &Light<'_>) -> bool {
+        let sets = r.protected.as_deref().unwrap_or_default();
+        match &self.protected {
+            None => true,
+            Some(None) => !sets.is_empty(),
+            Some(Some(name)) => sets.iter().any(|x| x == name),
         }
-        if let Some(o) = &self.outcome
-            && Some(o.as_str()) != r.result.as_ref().map(|x| x.outcome)
-        {
+    }
+
+    fn resource_matches(&self, r: &Light<'_>) -> bool {
+        let Some(resources) = &self.resources else {
+            return true;
+        };
+        let (Some(action), Some(res)) = (Action::parse(r.action), &r.resource) else {
             return false;
-        }
-        if self.paths.is_some() || !self.nets.is_empty() {
-            let Some(res) = &r.resource else { return false };
-            let path_hit = self.paths.as_ref().is_some_and(|p| {
-                [
-                    res.resolved_path.as_deref(),
-                    res.path.as_deref(),
-                    res.address.as_deref(),
-                ]
-                .into_iter()
-                .flatten()
-                .any(|s| {
-                    p.matches(&crate::escape::unescape(s).unwrap_or_else(|| s.as_bytes().to_vec()))
-                })
-            });
-            let net_hit = res
-                .address
-                .as_deref()
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .is_some_and(|ip| self.nets.iter().any(|n| n.contains(ip, res.port)));
-            if !path_hit && !net_hit {
-                return false;
-            }
-        }
-        true
+        };
+        native::target(action, res).is_ok_and(|t| resources.matches(&t))
     }
 }
 
-/// Just the fields filters need, borrowed from the line (much cheaper than a full `Record`).
+/// Just the fields filters need, borrowed from the line (much cheaper than a whole event).
 #[derive(Deserialize)]
 struct Light<'a> {
     #[serde(borrow)]
@@ -216,13 +188,15 @@ struct Light<'a> {
     #[serde(borrow, default)]
     result: Option<LightResult<'a>>,
     #[serde(borrow, default)]
-    resource: Option<LightResource<'a>>,
+    resource: Option<ResourceIn<'a>>,
 }
 
 #[derive(Deserialize)]
 struct LightAgent<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    workflow: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -237,112 +211,87 @@ struct LightResult<'a> {
     outcome: &'a str,
 }
 
-#[derive(Deserialize)]
-struct LightResource<'a> {
-    #[serde(borrow, default)]
-    path: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    resolved_path: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    address: Option<Cow<'a, str>>,
-    #[serde(default)]
-    port: Option<u16>,
-}
-
 /// A matching record: its sort key and its exact stored line.
 #[derive(Debug, Clone)]
-pub struct Hit {
-    pub time: String,
-    pub seq: u64,
-    pub line: Vec<u8>,
+pub(crate) struct Hit {
+    time: String,
+    seq: u64,
+    pub(crate) line: Vec<u8>,
 }
 
 /// How the scan went.
 #[derive(Debug, Default, Clone)]
-pub struct ScanStats {
-    pub objects_read: u64,
+pub(crate) struct ScanStats {
+    pub(crate) objects_read: u64,
     /// Objects in partitions pruned by the agent/time filters (not read).
-    pub objects_pruned: u64,
-    pub partitions_pruned: u64,
-    pub records_scanned: u64,
-    pub bytes_read: u64,
-    pub corrupt: Vec<String>,
+    pub(crate) objects_pruned: u64,
+    pub(crate) partitions_pruned: u64,
+    pub(crate) records_scanned: u64,
+    pub(crate) bytes_read: u64,
+    pub(crate) corrupt: Vec<String>,
 }
 
-pub struct QueryOptions {
-    pub skip_corrupt: bool,
-    pub concurrency: usize,
-    pub progress: bool,
+pub(crate) struct QueryOptions {
+    pub(crate) skip_corrupt: bool,
+    pub(crate) concurrency: usize,
+    pub(crate) progress: bool,
 }
 
-fn rel<'a>(store: &Store, p: &'a str) -> &'a str {
-    if store.prefix.is_empty() {
-        p
-    } else {
-        p.strip_prefix(&store.prefix)
-            .map_or(p, |r| r.trim_start_matches('/'))
-    }
-}
-
-async fn list_dirs(store: &Store, dir: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// (sub-directories, objects) directly under `dir`.
+async fn list_dir(store: &Store, dir: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let res = store
         .inner
         .list_with_delimiter(Some(&store.path(dir)))
         .await
-        .map_err(|e| unreachable_error(store, &e))?;
+        .map_err(|e| unusable(store, &e))?;
     let dirs = res
         .common_prefixes
         .iter()
-        .map(|p| rel(store, p.as_ref()).to_string())
+        .map(ToString::to_string)
         .collect();
-    let files = res
-        .objects
-        .iter()
-        .map(|o| rel(store, o.location.as_ref()).to_string())
-        .collect();
+    let files = res.objects.iter().map(|o| o.location.to_string()).collect();
     Ok((dirs, files))
 }
 
-fn last_component(p: &str) -> &str {
-    p.trim_end_matches('/').rsplit('/').next().unwrap_or(p)
+/// The agent directories a filter can match.
+async fn agent_dirs(store: &Store, f: &Filter) -> anyhow::Result<Vec<String>> {
+    let native = ObjectFormat::Native;
+    if f.agents.is_empty() {
+        let (dirs, _) = list_dir(store, native.dir()).await?;
+        return Ok(dirs
+            .into_iter()
+            .filter(|d| {
+                layout::dir_value(d, "agent_id")
+                    .and_then(layout::decode)
+                    .is_some_and(|a| !a.starts_with('_') || a == AUDIT_PARTITION)
+            })
+            .collect());
+    }
+    let mut dirs: Vec<String> = f
+        .agents
+        .iter()
+        .map(|a| layout::agent_dir(native, a))
+        .collect();
+    if !f.has_record_filters() {
+        dirs.push(layout::agent_dir(native, AUDIT_PARTITION));
+    }
+    Ok(dirs)
 }
 
-/// Lists object keys (relative to the prefix) in partitions that can match.
+/// Lists object keys in partitions that can match.
 async fn plan(store: &Store, f: &Filter, stats: &mut ScanStats) -> anyhow::Result<Vec<String>> {
-    let mut agent_dirs = Vec::new();
-    if f.agents.is_empty() {
-        let (dirs, _) = list_dirs(store, "v1").await?;
-        agent_dirs.extend(dirs.into_iter().filter(|d| {
-            !last_component(d).starts_with('_')
-                || last_component(d) == format!("agent_id={AUDIT_PARTITION}")
-        }));
-    } else {
-        for a in &f.agents {
-            agent_dirs.push(format!("v1/agent_id={}", encode(a)));
-        }
-        if !f.has_record_filters() {
-            agent_dirs.push(format!("v1/agent_id={AUDIT_PARTITION}"));
-        }
-    }
     let mut keys = Vec::new();
-    for adir in agent_dirs {
-        let (days, _) = list_dirs(store, &adir).await?;
-        for day in days {
-            let dt = last_component(&day).trim_start_matches("dt=").to_string();
-            if !f.day_in_window(&dt) {
-                let (hours, _) = list_dirs(store, &day).await?;
-                stats.partitions_pruned += hours.len() as u64;
-                for h in hours {
-                    stats.objects_pruned += list_dirs(store, &h).await?.1.len() as u64;
-                }
-                continue;
-            }
-            let (hours, _) = list_dirs(store, &day).await?;
-            for h in hours {
-                let hour = last_component(&h).trim_start_matches("hour=").to_string();
-                let (_, files) = list_dirs(store, &h).await?;
-                if f.hour_in_window(&dt, &hour) {
-                    keys.extend(files.into_iter().filter(|k| k.ends_with(".ndjson.gz")));
+    for adir in agent_dirs(store, f).await? {
+        for day in list_dir(store, &adir).await?.0 {
+            let date = layout::dir_value(&day, "dt")
+                .unwrap_or_default()
+                .to_string();
+            let day_in = f.window_overlaps(time::day_window(&date));
+            for h in list_dir(store, &day).await?.0 {
+                let hour = layout::dir_value(&h, "hour").unwrap_or_default();
+                let files = list_dir(store, &h).await?.1;
+                if day_in && f.window_overlaps(time::hour_window(&date, hour)) {
+                    keys.extend(files.into_iter().filter(|k| layout::is_records_object(k)));
                 } else {
                     stats.partitions_pruned += 1;
                     stats.objects_pruned += files.len() as u64;
@@ -354,10 +303,7 @@ async fn plan(store: &Store, f: &Filter, stats: &mut ScanStats) -> anyhow::Resul
 }
 
 fn scan_object(gz: &[u8], f: &Filter, hits: &mut Vec<Hit>) -> Result<u64, String> {
-    let mut raw = Vec::with_capacity(gz.len() * 8);
-    flate2::read::MultiGzDecoder::new(gz)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("not valid gzip: {e}"))?;
+    let raw = gunzip(gz, MAX_OBJECT_BYTES).map_err(|e| e.to_string())?;
     let mut n = 0;
     for (i, line) in raw
         .split(|&b| b == b'\n')
@@ -378,12 +324,27 @@ fn scan_object(gz: &[u8], f: &Filter, hits: &mut Vec<Hit>) -> Result<u64, String
     Ok(n)
 }
 
-/// Runs a query; returns matches sorted by (time, seq).
 /// One scanned object: its key, its compressed size, and (records scanned, hits) or the reason it
 /// could not be read.
 type ObjectScan = (String, usize, Result<(u64, Vec<Hit>), String>);
 
-pub async fn run(
+async fn scan(store: &Store, key: String, f: Arc<Filter>) -> anyhow::Result<ObjectScan> {
+    let bytes = store
+        .get(&key)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("object {key} vanished while querying"))?;
+    let len = bytes.len();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let mut hits = Vec::new();
+        scan_object(&bytes, &f, &mut hits).map(|n| (n, hits))
+    })
+    .await
+    .context("scan task")?;
+    Ok((key, len, scanned))
+}
+
+/// Runs a query; returns matches sorted by (time, seq).
+pub(crate) async fn run(
     store: &Store,
     f: &Filter,
     opts: &QueryOptions,
@@ -400,27 +361,7 @@ pub async fn run(
     });
     let f = Arc::new(f.clone());
     let results: Vec<anyhow::Result<ObjectScan>> = stream::iter(keys)
-        .map(|key| {
-            let (store, f) = (store.clone(), f.clone());
-            async move {
-                let bytes = store
-                    .inner
-                    .get(&store.path(&key))
-                    .await
-                    .map_err(|e| unreachable_error(&store, &e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| unreachable_error(&store, &e))?;
-                let len = bytes.len();
-                let scanned = tokio::task::spawn_blocking(move || {
-                    let mut hits = Vec::new();
-                    scan_object(&bytes, &f, &mut hits).map(|n| (n, hits))
-                })
-                .await
-                .context("scan task")?;
-                Ok((key, len, scanned))
-            }
-        })
+        .map(|key| scan(store, key, f.clone()))
         .buffer_unordered(opts.concurrency.max(1))
         .inspect(|_| {
             if let Some(b) = &bar {
@@ -455,196 +396,5 @@ pub async fn run(
     Ok((hits, stats))
 }
 
-/// Partition values of a key, for `--verbose`.
-pub fn describe_key(key: &str) -> String {
-    key.split('/')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| format!("{k}={}", decode(v).unwrap_or_else(|| v.to_string())))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Hour partition of a time (exposed for tests).
-pub fn partition_of(ns: i128) -> (String, String) {
-    date_hour(ns)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(
-        agent: &str,
-        action: &str,
-        path: &str,
-        decision: &str,
-        protected: &[&str],
-        outcome: &str,
-        time: &str,
-    ) -> String {
-        serde_json::json!({
-            "schema": "audit-agent/v1", "id": "x-1", "seq": 1, "time": time,
-            "host": {"name": "h", "boot_id": "b"}, "action": action,
-            "agent": {"id": agent, "name": null, "workflow": null, "matched_by": "cgroup"},
-            "resource": {"path": path},
-            "result": {"outcome": outcome, "retval": 0, "errno": null},
-            "protected": protected,
-            "policy": {"decision": decision, "rule": null, "version": "v"}
-        })
-        .to_string()
-    }
-
-    fn f(
-        agents: &[&str],
-        actions: &[&str],
-        res: &[&str],
-        dec: &[&str],
-        prot: Option<Option<&str>>,
-        out: Option<&str>,
-    ) -> Filter {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
-        Filter::new(
-            s(agents),
-            s(actions),
-            s(res),
-            s(dec),
-            prot.map(|p| p.map(str::to_string)),
-            out.map(str::to_string),
-            None,
-            None,
-        )
-        .unwrap()
-    }
-
-    fn hit(filter: &Filter, l: &str) -> bool {
-        filter.matches(&serde_json::from_str(l).unwrap())
-    }
-
-    #[test]
-    fn each_filter_and_combinations() {
-        let l = line(
-            "bot",
-            "file.open",
-            "/etc/shadow",
-            "deny",
-            &["secrets"],
-            "success",
-            "2026-11-26T10:00:00.000000000Z",
-        );
-        assert!(hit(&f(&[], &[], &[], &[], None, None), &l));
-        assert!(hit(&f(&["bot"], &[], &[], &[], None, None), &l));
-        assert!(!hit(&f(&["other"], &[], &[], &[], None, None), &l));
-        assert!(hit(
-            &f(&[], &["file.open", "process.exec"], &[], &[], None, None),
-            &l
-        ));
-        assert!(!hit(
-            &f(&[], &["network.connect"], &[], &[], None, None),
-            &l
-        ));
-        assert!(hit(&f(&[], &[], &["/etc/**"], &[], None, None), &l));
-        assert!(!hit(&f(&[], &[], &["/tmp/**"], &[], None, None), &l));
-        assert!(hit(&f(&[], &[], &[], &["deny"], None, None), &l));
-        assert!(!hit(&f(&[], &[], &[], &["allow"], None, None), &l));
-        assert!(hit(&f(&[], &[], &[], &[], Some(None), None), &l));
-        assert!(hit(&f(&[], &[], &[], &[], Some(Some("secrets")), None), &l));
-        assert!(!hit(&f(&[], &[], &[], &[], Some(Some("pii")), None), &l));
-        assert!(hit(&f(&[], &[], &[], &[], None, Some("success")), &l));
-        assert!(!hit(&f(&[], &[], &[], &[], None, Some("failure")), &l));
-        assert!(hit(
-            &f(
-                &["bot"],
-                &["file.open"],
-                &["/etc/*"],
-                &["deny"],
-                Some(Some("secrets")),
-                Some("success")
-            ),
-            &l
-        ));
-        assert!(!hit(
-            &f(
-                &["bot"],
-                &["file.open"],
-                &["/etc/*"],
-                &["review"],
-                Some(Some("secrets")),
-                Some("success")
-            ),
-            &l
-        ));
-        let unprotected = line(
-            "bot",
-            "file.open",
-            "/tmp/x",
-            "allow",
-            &[],
-            "success",
-            "2026-11-26T10:00:00.000000000Z",
-        );
-        assert!(!hit(&f(&[], &[], &[], &[], Some(None), None), &unprotected));
-    }
-
-    #[test]
-    fn time_bounds_are_inclusive_and_partitions_prune_at_hour_edges() {
-        let l = line(
-            "bot",
-            "file.open",
-            "/x",
-            "allow",
-            &[],
-            "success",
-            "2026-11-26T10:00:00.000000000Z",
-        );
-        let t = crate::timefmt::parse_rfc3339("2026-11-26T10:00:00Z").unwrap();
-        let mut q = f(&[], &[], &[], &[], None, None);
-        q.since_ns = Some(t);
-        assert!(hit(&q, &l));
-        q.since_ns = Some(t + 1);
-        assert!(!hit(&q, &l));
-        q.since_ns = None;
-        q.until_ns = Some(t);
-        assert!(hit(&q, &l));
-        q.until_ns = Some(t - 1);
-        assert!(!hit(&q, &l));
-        // Hour 09 ends exactly at 10:00: pruned for since=10:00, kept for since=09:59:59.9.
-        let mut q = f(&[], &[], &[], &[], None, None);
-        q.since_ns = Some(t);
-        assert!(!q.hour_in_window("2026-11-26", "09"));
-        assert!(q.hour_in_window("2026-11-26", "10"));
-        q.since_ns = Some(t - 1);
-        assert!(q.hour_in_window("2026-11-26", "09"));
-        q.since_ns = None;
-        q.until_ns = Some(t);
-        assert!(q.hour_in_window("2026-11-26", "10"));
-        assert!(!q.hour_in_window("2026-11-26", "11"));
-        assert!(!q.day_in_window("2026-11-27"));
-    }
-
-    #[test]
-    fn gap_records_show_unless_record_filters_exclude_them() {
-        let g = serde_json::json!({"schema":"audit-agent/v1","id":"x","seq":2,"time":"2026-11-26T10:00:00.000000000Z",
-            "host":{"name":"h","boot_id":"b"},"action":"audit.gap",
-            "gap":{"lost":3,"reason":"ringbuf_full","from":"a","to":"b"}}).to_string();
-        assert!(hit(&f(&["bot"], &[], &[], &[], None, None), &g));
-        assert!(!hit(&f(&[], &["file.open"], &[], &[], None, None), &g));
-        assert!(hit(&f(&[], &["audit.gap"], &[], &[], None, None), &g));
-        assert!(!hit(&f(&[], &[], &[], &[], Some(None), None), &g));
-    }
-
-    #[test]
-    fn bad_input_is_named() {
-        let e = |a: Vec<String>, d: Vec<String>, o: Option<String>, r: Vec<String>| {
-            Filter::new(vec![], a, r, d, None, o, None, None)
-                .unwrap_err()
-                .to_string()
-        };
-        assert!(
-            e(vec!["file.read".into()], vec![], None, vec![])
-                .contains("unknown action `file.read`")
-        );
-        assert!(e(vec![], vec!["maybe".into()], None, vec![]).contains("unknown decision `maybe`"));
-        assert!(e(vec![], vec![], Some("meh".into()), vec![]).contains("unknown outcome `meh`"));
-        assert!(e(vec![], vec![], None, vec!["/a/[b".into()]).contains("invalid glob"));
-    }
-}
+mod tests;

@@ -4,22 +4,22 @@
 use std::io::Write;
 
 use crate::{
-    format::{Format, write_record},
-    record::Record,
+    event::Event,
+    format::{Format, write_event},
 };
 
 /// Whether a sink took a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accepted {
+pub(crate) enum Accepted {
     Yes,
     /// No room (spool full): the pipeline counts it and writes a gap record.
     Dropped,
 }
 
 /// The last stage of the pipeline.
-pub trait Sink {
+pub(crate) trait Sink {
     /// Accepts one record. A record is only acknowledged once this returns `Ok`.
-    fn write(&mut self, rec: &Record) -> anyhow::Result<Accepted>;
+    fn write(&mut self, e: &Event) -> anyhow::Result<Accepted>;
     /// Makes everything written so far visible/durable (called after every batch).
     fn flush(&mut self) -> anyhow::Result<()>;
     /// Final flush at shutdown.
@@ -29,14 +29,14 @@ pub trait Sink {
 }
 
 /// Formats records onto any writer (stdout, a file).
-pub struct WriterSink<W: Write> {
+pub(crate) struct WriterSink<W: Write> {
     format: Format,
     out: W,
     buf: Vec<u8>,
 }
 
 impl<W: Write> WriterSink<W> {
-    pub fn new(format: Format, out: W) -> Self {
+    pub(crate) fn new(format: Format, out: W) -> Self {
         Self {
             format,
             out,
@@ -46,8 +46,8 @@ impl<W: Write> WriterSink<W> {
 }
 
 impl<W: Write> Sink for WriterSink<W> {
-    fn write(&mut self, rec: &Record) -> anyhow::Result<Accepted> {
-        write_record(self.format, rec, &mut self.buf)?;
+    fn write(&mut self, e: &Event) -> anyhow::Result<Accepted> {
+        write_event(self.format, e, &mut self.buf)?;
         if self.buf.len() >= 60 * 1024 {
             self.out.write_all(&self.buf)?;
             self.buf.clear();
@@ -64,14 +64,14 @@ impl<W: Write> Sink for WriterSink<W> {
 }
 
 /// Sends every record to several sinks (e.g. the terminal and a store).
-pub struct Tee(pub Vec<Box<dyn Sink + Send>>);
+pub(crate) struct Tee(pub(crate) Vec<Box<dyn Sink + Send>>);
 
 impl Sink for Tee {
     /// Accepted when the first sink (the durable one) accepted it.
-    fn write(&mut self, rec: &Record) -> anyhow::Result<Accepted> {
+    fn write(&mut self, e: &Event) -> anyhow::Result<Accepted> {
         let mut first = None;
         for s in &mut self.0 {
-            let a = s.write(rec)?;
+            let a = s.write(e)?;
             first.get_or_insert(a);
         }
         Ok(first.unwrap_or(Accepted::Yes))

@@ -9,126 +9,101 @@ use std::{
 };
 
 use crate::{
-    pipeline::Observer,
-    record::{Record, action, decision, outcome},
+    event::{Action, Decision, Event, Observer, Outcome},
+    format::{native::errno_name, resource_text, short_time},
 };
 
 /// Most individual records listed per section (the counts stay exact).
 const SHOW: usize = 50;
 
 #[derive(Debug, Default, Clone)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// action -> outcome -> count
-    pub counts: BTreeMap<String, BTreeMap<String, u64>>,
-    pub protected: Vec<String>,
-    pub verdicts: Vec<String>,
+    pub(crate) counts: BTreeMap<String, BTreeMap<String, u64>>,
+    pub(crate) protected: Vec<String>,
+    pub(crate) verdicts: Vec<String>,
     /// Distinct failures (action, resource, errno) in first-seen order, with counts.
-    pub failed: Vec<(String, u64)>,
+    pub(crate) failed: Vec<(String, u64)>,
     failed_index: BTreeMap<String, usize>,
-    pub failed_by_errno: BTreeMap<String, u64>,
-    pub executables: BTreeSet<String>,
-    pub files: BTreeSet<String>,
-    pub destinations: BTreeSet<String>,
-    pub lost: u64,
-    pub denies: u64,
-    pub reviews: u64,
-    pub protected_count: u64,
-    pub failed_count: u64,
-}
-
-fn resource_text(r: &Record) -> String {
-    let Some(res) = &r.resource else {
-        return String::new();
-    };
-    match r.action.as_str() {
-        action::CONNECT => match (&res.address, res.port) {
-            (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
-            (Some(a), Some(p)) => format!("{a}:{p}"),
-            (Some(a), None) => a.clone(),
-            _ => res.family.clone().unwrap_or_default(),
-        },
-        _ => res
-            .resolved_path
-            .clone()
-            .or_else(|| res.path.clone())
-            .unwrap_or_default(),
-    }
-}
-
-fn short_time(t: &str) -> &str {
-    t.get(11..23).unwrap_or(t)
+    pub(crate) failed_by_errno: BTreeMap<String, u64>,
+    pub(crate) executables: BTreeSet<String>,
+    pub(crate) files: BTreeSet<String>,
+    pub(crate) destinations: BTreeSet<String>,
+    pub(crate) lost: u64,
+    pub(crate) denies: u64,
+    pub(crate) reviews: u64,
+    pub(crate) protected_count: u64,
+    pub(crate) failed_count: u64,
 }
 
 impl Summary {
-    pub fn add(&mut self, r: &Record) {
-        if let Some(g) = &r.gap {
-            self.lost += g.lost;
+    pub(crate) fn add(&mut self, e: &Event) {
+        let Some(a) = e.activity() else {
+            self.lost += e.gap().map_or(0, |g| g.lost);
             return;
-        }
-        let out = r.result.as_ref().map_or("unknown", |o| &*o.outcome);
+        };
+        let out = a.outcome.kind().name();
         *self
             .counts
-            .entry(r.action.clone())
+            .entry(a.action.name().to_string())
             .or_default()
             .entry(out.to_string())
             .or_insert(0) += 1;
-        let res = resource_text(r);
-        let line =
-            |extra: String| format!("{}  {:<15} {res}{extra}", short_time(&r.time), r.action);
-        if let Some(p) = r.protected.as_ref().filter(|p| !p.is_empty()) {
+        let res = resource_text(a);
+        let line = |extra: String| format!("{}  {:<15} {res}{extra}", short_time(e), a.action);
+        if !a.protected.is_empty() {
             self.protected_count += 1;
             if self.protected.len() < SHOW {
-                self.protected.push(line(format!("  [{}]", p.join(","))));
+                self.protected
+                    .push(line(format!("  [{}]", a.protected.join(","))));
             }
         }
-        if let Some(pol) = &r.policy
-            && (pol.decision == decision::DENY || pol.decision == decision::REVIEW)
-        {
-            if pol.decision == decision::DENY {
+        if let Some(v) = a.verdict.as_ref().filter(|v| v.decision != Decision::Allow) {
+            if v.decision == Decision::Deny {
                 self.denies += 1;
             } else {
                 self.reviews += 1;
             }
             if self.verdicts.len() < SHOW {
-                let rule = pol.rule.as_deref().unwrap_or("default_decision");
-                self.verdicts
-                    .push(line(format!("  {} by {rule}", pol.decision.to_uppercase())));
+                let rule = v.rule.as_deref().unwrap_or("default_decision");
+                self.verdicts.push(line(format!(
+                    "  {} by {rule}",
+                    v.decision.name().to_uppercase()
+                )));
             }
         }
-        if out == outcome::FAILURE {
-            self.failed_count += 1;
-            let errno = r
-                .result
-                .as_ref()
-                .and_then(|o| o.errno.as_deref())
-                .unwrap_or_default()
-                .to_string();
-            *self.failed_by_errno.entry(errno.clone()).or_insert(0) += 1;
-            let key = format!("{:<15} {res}  {errno}", r.action);
-            match self.failed_index.get(&key) {
-                Some(&i) => self.failed[i].1 += 1,
-                None => {
-                    self.failed_index.insert(key.clone(), self.failed.len());
-                    self.failed.push((key, 1));
-                }
-            }
+        if let Outcome::Failure(errno) = a.outcome {
+            self.add_failure(a.action, &res, &errno_name(errno));
         }
-        let success = out == outcome::SUCCESS || out == outcome::IN_PROGRESS;
-        match r.action.as_str() {
-            action::EXEC if success => {
+        let success = matches!(a.outcome, Outcome::Success(_) | Outcome::InProgress);
+        match a.action {
+            Action::Exec if success => {
                 self.executables.insert(res);
             }
-            action::OPEN if success => {
+            Action::Open if success => {
                 self.files.insert(res);
             }
-            action::CONNECT => {
+            Action::Connect => {
                 self.destinations.insert(res);
             }
             _ => {}
         }
     }
 
-    pub fn render(&self, duration: Duration, exit: &str) -> String {
+    fn add_failure(&mut self, action: Action, res: &str, errno: &str) {
+        self.failed_count += 1;
+        *self.failed_by_errno.entry(errno.to_string()).or_insert(0) += 1;
+        let key = format!("{action:<15} {res}  {errno}");
+        match self.failed_index.get(&key) {
+            Some(&i) => self.failed[i].1 += 1,
+            None => {
+                self.failed_index.insert(key.clone(), self.failed.len());
+                self.failed.push((key, 1));
+            }
+        }
+    }
+
+    pub(crate) fn render(&self, duration: Duration, exit: &str) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "\n== audit-agent trace summary ==");
         let _ = writeln!(
@@ -136,29 +111,7 @@ impl Summary {
             "duration: {:.3}s, command {exit}",
             duration.as_secs_f64()
         );
-        let total: u64 = self.counts.values().flat_map(|m| m.values()).sum();
-        let _ = writeln!(s, "actions: {total}");
-        for (act, by) in &self.counts {
-            let n: u64 = by.values().sum();
-            let parts: Vec<String> = by.iter().map(|(o, c)| format!("{o} {c}")).collect();
-            let _ = writeln!(s, "  {act:<16} {n:>6}  ({})", parts.join(", "));
-        }
-        if self.lost > 0 {
-            let _ = writeln!(
-                s,
-                "LOST: {} record(s) could not be captured (see audit.gap records)",
-                self.lost
-            );
-        }
-        let section = |s: &mut String, title: String, items: &[String], total: u64| {
-            let _ = writeln!(s, "{title}");
-            for i in items {
-                let _ = writeln!(s, "  {i}");
-            }
-            if total as usize > items.len() {
-                let _ = writeln!(s, "  ... and {} more", total as usize - items.len());
-            }
-        };
+        self.render_counts(&mut s);
         section(
             &mut s,
             format!("protected actions: {}", self.protected_count),
@@ -174,6 +127,41 @@ impl Summary {
             &self.verdicts,
             self.denies + self.reviews,
         );
+        self.render_failures(&mut s);
+        for (title, set) in [
+            ("executables", &self.executables),
+            ("files", &self.files),
+            ("network destinations", &self.destinations),
+        ] {
+            let items: Vec<String> = set.iter().take(SHOW).cloned().collect();
+            section(
+                &mut s,
+                format!("{title}: {}", set.len()),
+                &items,
+                set.len() as u64,
+            );
+        }
+        s
+    }
+
+    fn render_counts(&self, s: &mut String) {
+        let total: u64 = self.counts.values().flat_map(|m| m.values()).sum();
+        let _ = writeln!(s, "actions: {total}");
+        for (act, by) in &self.counts {
+            let n: u64 = by.values().sum();
+            let parts: Vec<String> = by.iter().map(|(o, c)| format!("{o} {c}")).collect();
+            let _ = writeln!(s, "  {act:<16} {n:>6}  ({})", parts.join(", "));
+        }
+        if self.lost > 0 {
+            let _ = writeln!(
+                s,
+                "LOST: {} record(s) could not be captured (see audit.gap records)",
+                self.lost
+            );
+        }
+    }
+
+    fn render_failures(&self, s: &mut String) {
         let by_errno: Vec<String> = self
             .failed_by_errno
             .iter()
@@ -201,28 +189,25 @@ impl Summary {
                 self.failed.len() - 2 * SHOW
             );
         }
-        for (title, set) in [
-            ("executables", &self.executables),
-            ("files", &self.files),
-            ("network destinations", &self.destinations),
-        ] {
-            let _ = writeln!(s, "{title}: {}", set.len());
-            for x in set.iter().take(SHOW) {
-                let _ = writeln!(s, "  {x}");
-            }
-            if set.len() > SHOW {
-                let _ = writeln!(s, "  ... and {} more", set.len() - SHOW);
-            }
-        }
-        s
+    }
+}
+
+/// A titled list, with how many more there are than shown.
+fn section(s: &mut String, title: String, items: &[String], total: u64) {
+    let _ = writeln!(s, "{title}");
+    for i in items {
+        let _ = writeln!(s, "  {i}");
+    }
+    if total as usize > items.len() {
+        let _ = writeln!(s, "  ... and {} more", total as usize - items.len());
     }
 }
 
 /// The pipeline observer feeding a shared summary.
-pub struct SummaryObserver(pub Arc<Mutex<Summary>>);
+pub(crate) struct SummaryObserver(pub(crate) Arc<Mutex<Summary>>);
 
 impl Observer for SummaryObserver {
-    fn observe(&mut self, rec: &Record) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).add(rec);
+    fn observe(&mut self, e: &Event) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).add(e);
     }
 }

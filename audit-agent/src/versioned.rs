@@ -4,45 +4,47 @@
 
 use std::sync::{Arc, RwLock};
 
+use crate::event::Timestamp;
+
 /// How many versions are kept (records older than the oldest use the oldest).
 const KEEP: usize = 4;
 
 #[derive(Debug)]
-pub struct Versioned<T> {
-    /// (effective from, ns since the epoch; value), oldest first.
-    versions: RwLock<Vec<(i128, Arc<T>)>>,
+pub(crate) struct Versioned<T> {
+    /// (effective from, value), oldest first.
+    versions: RwLock<Vec<(Timestamp, Arc<T>)>>,
 }
 
 impl<T> Versioned<T> {
-    pub fn new(value: T) -> Arc<Self> {
+    pub(crate) fn new(value: T) -> Arc<Self> {
         Arc::new(Self {
-            versions: RwLock::new(vec![(i128::MIN, Arc::new(value))]),
+            versions: RwLock::new(vec![(Timestamp::MIN, Arc::new(value))]),
         })
     }
 
-    /// Makes `value` the version in force from `since_ns` on.
-    pub fn replace(&self, value: T, since_ns: i128) {
+    /// Makes `value` the version in force from `since` on.
+    pub(crate) fn replace(&self, value: T, since: Timestamp) {
         let mut v = self.versions.write().unwrap_or_else(|e| e.into_inner());
-        v.push((since_ns, Arc::new(value)));
+        v.push((since, Arc::new(value)));
         if v.len() > KEEP {
             v.remove(0);
         }
     }
 
-    /// The version in force at `ns`.
-    pub fn at(&self, ns: i128) -> Arc<T> {
+    /// The version in force at `t`.
+    pub(crate) fn at(&self, t: Timestamp) -> Arc<T> {
         let v = self.versions.read().unwrap_or_else(|e| e.into_inner());
         v.iter()
             .rev()
-            .find(|(since, _)| *since <= ns)
+            .find(|(since, _)| *since <= t)
             .or_else(|| v.first())
             .map(|(_, t)| Arc::clone(t))
             .expect("at least one version")
     }
 
     /// The newest version.
-    pub fn current(&self) -> Arc<T> {
-        self.at(i128::MAX)
+    pub(crate) fn current(&self) -> Arc<T> {
+        self.at(Timestamp::MAX)
     }
 }
 
@@ -50,19 +52,25 @@ impl<T> Versioned<T> {
 mod tests {
     use super::*;
 
+    use crate::time::from_nanos as t;
+
     #[test]
     fn records_are_judged_by_the_version_in_force_at_their_time() {
         let v = Versioned::new("a");
-        v.replace("b", 100);
-        v.replace("c", 200);
-        assert_eq!(*v.at(50), "a");
-        assert_eq!(*v.at(100), "b");
-        assert_eq!(*v.at(199), "b");
-        assert_eq!(*v.at(500), "c");
+        v.replace("b", t(100));
+        v.replace("c", t(200));
+        assert_eq!(*v.at(t(50)), "a");
+        assert_eq!(*v.at(t(100)), "b");
+        assert_eq!(*v.at(t(199)), "b");
+        assert_eq!(*v.at(t(500)), "c");
         assert_eq!(*v.current(), "c");
-        for t in 300..305 {
-            v.replace("d", t);
+        for n in 300..305 {
+            v.replace("d", t(n));
         }
-        assert_eq!(*v.at(0), "d", "older than the oldest kept: the oldest kept");
+        assert_eq!(
+            *v.at(t(0)),
+            "d",
+            "older than the oldest kept: the oldest kept"
+        );
     }
 }

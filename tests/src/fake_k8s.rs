@@ -29,9 +29,13 @@ pub fn pod(
     container: (&str, &str),
 ) -> Value {
     json!({
+        "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "uid": uid, "labels": labels, "resourceVersion": "1"},
-        "spec": {"serviceAccountName": sa, "nodeName": "node-1"},
-        "status": {"containerStatuses": [{"name": container.0, "containerID": format!("containerd://{}", container.1)}]}
+        "spec": {"serviceAccountName": sa, "nodeName": "node-1",
+                 "containers": [{"name": container.0, "image": "registry.example/agent:1"}]},
+        "status": {"containerStatuses": [{
+            "name": container.0, "containerID": format!("containerd://{}", container.1),
+            "image": "registry.example/agent:1", "imageID": "", "ready": true, "restartCount": 0}]}
     })
 }
 
@@ -110,7 +114,7 @@ impl FakeApi {
             }
             return;
         }
-        let body = json!({"kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": *self.pods.lock().expect("lock")}).to_string();
+        let body = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": *self.pods.lock().expect("lock")}).to_string();
         let _ = s.write_all(
             format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
                 .as_bytes(),

@@ -256,9 +256,15 @@ impl Agent {
 
     /// Waits until stderr contains `needle`; panics with the log on timeout or early exit.
     pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_stderr_count(needle, 1, timeout);
+    }
+
+    /// Waits until stderr contains `needle` at least `n` times (an event the agent logs, such as
+    /// a watch-set change): tests wait for what they need, never for a fixed time.
+    pub fn wait_for_stderr_count(&mut self, needle: &str, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.stderr().contains(needle) {
+            if self.stderr().matches(needle).count() >= n {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -6,7 +6,11 @@
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
 
-use audit_tests::{helm::render_chart, trail::Trail, *};
+use audit_tests::{
+    helm::{helm_template, kustomize},
+    trail::Trail,
+    *,
+};
 
 const K8S_VERSION: &str = "1.30.0";
 /// What the DaemonSet and the systemd unit grant, and nothing more.
@@ -38,34 +42,24 @@ fn manifest_files() -> Vec<PathBuf> {
     files
 }
 
-/// The objects `kubectl apply -k deploy/kubernetes` would apply (the kustomization's resources).
+/// The objects `kubectl apply -k deploy/kubernetes` applies, rendered by a real `kubectl
+/// kustomize`.
 fn manifests() -> Vec<Value> {
-    let kustomization: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(deploy_dir().join("kubernetes/kustomization.yaml")).unwrap(),
-    )
-    .expect("kustomization.yaml");
-    kustomization["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .flat_map(|r| {
-            let p = deploy_dir().join("kubernetes").join(r.as_str().unwrap());
-            documents(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{r}: {e}")))
-        })
-        .collect()
+    documents(&kustomize(&deploy_dir().join("kubernetes")))
 }
 
-/// `helm template audit-agent deploy/helm/audit-agent --namespace audit-agent`.
-fn chart_objects() -> Vec<Value> {
-    render_chart(
+/// `helm template RELEASE deploy/helm/audit-agent --namespace NS`, by a real Helm 3.
+fn chart_objects_with(release: &str, namespace: &str, sets: &[&str]) -> Vec<Value> {
+    documents(&helm_template(
         &deploy_dir().join("helm/audit-agent"),
-        "audit-agent",
-        "audit-agent",
-    )
-    .unwrap_or_else(|e| panic!("chart does not render: {e}"))
-    .iter()
-    .flat_map(|(_, text)| documents(text))
-    .collect()
+        release,
+        namespace,
+        sets,
+    ))
+}
+
+fn chart_objects() -> Vec<Value> {
+    chart_objects_with("audit-agent", "audit-agent", &[])
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
@@ -359,34 +353,17 @@ fn helm_chart_renders_the_same_objects_and_validates() {
 
 #[test]
 fn helm_values_reach_the_rendered_config() {
-    // A copy of the chart with a different store, endpoint and an extra capability.
-    let dir = Scratch::new("helm-values");
-    let chart = dir.path("chart");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    let src = deploy_dir().join("helm/audit-agent");
-    std::fs::copy(src.join("Chart.yaml"), chart.join("Chart.yaml")).unwrap();
-    for e in std::fs::read_dir(src.join("templates")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, chart.join("templates").join(p.file_name().unwrap())).unwrap();
-    }
-    let values = std::fs::read_to_string(src.join("values.yaml"))
-        .unwrap()
-        .replace(
-            "url: s3://audit-trail/clusters/prod",
-            "url: s3://other-bucket/site-b",
-        )
-        .replace("endpoint: \"\"", "endpoint: \"http://garage.storage:3900\"")
-        .replace("allowHttp: false", "allowHttp: true")
-        .replace(
-            "extraCapabilities: []",
-            "extraCapabilities: [\"SYS_ADMIN\"]",
-        );
-    std::fs::write(chart.join("values.yaml"), values).unwrap();
-    let objects: Vec<Value> = render_chart(&chart, "audit", "security")
-        .unwrap()
-        .iter()
-        .flat_map(|(_, t)| documents(t))
-        .collect();
+    // A different store, endpoint and an extra capability, given as `helm --set` does.
+    let objects = chart_objects_with(
+        "audit",
+        "security",
+        &[
+            "store.url=s3://other-bucket/site-b",
+            "store.endpoint=http://garage.storage:3900",
+            "store.allowHttp=true",
+            "extraCapabilities={SYS_ADMIN}",
+        ],
+    );
     validate_against_schemas(&objects, "helm-values-rendered");
     let cm = find(&objects, "ConfigMap");
     assert_eq!(cm["metadata"]["namespace"], "security");
@@ -437,6 +414,19 @@ fn example_configurations_pass_check_config() {
         );
     }
     let dir = Scratch::new("example-uncommented");
+    // The key the example names must exist and be private: check-config loads it.
+    let key = dir.path("signing.key");
+    let out = Command::new(agent_bin())
+        .arg("keygen")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uncommented = uncommented.replace("/etc/audit-agent/signing.key", key.to_str().unwrap());
     let p = dir.path("config.toml");
     std::fs::write(&p, uncommented).unwrap();
     check_config(&p);

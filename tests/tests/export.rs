@@ -593,7 +593,7 @@ fn run_without_an_export_section_or_with_a_bad_store_fails_clearly() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("export.store: `ftp://x`: use s3://bucket/prefix or file:///path"),
+        err.contains("c.toml:2:9: export.store: `ftp://x`: unsupported scheme (use s3://bucket/prefix or file:///path)"),
         "{err}"
     );
     let out = Command::new(agent_bin())

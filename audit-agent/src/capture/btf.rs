@@ -5,10 +5,10 @@ use std::path::Path;
 
 use thiserror::Error;
 
-pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, Error)]
-pub enum BtfError {
+pub(crate) enum BtfError {
     #[error(
         "kernel BTF is not available at {path}; audit-agent needs a kernel built with \
          CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2020 are)"
@@ -52,8 +52,7 @@ struct Type {
 }
 
 /// Parsed kernel BTF (types with members only; enough for offsets).
-pub struct Btf {
-    source: String,
+pub(crate) struct Btf {
     strings: Vec<u8>,
     /// Index = type id (id 0 is `void`).
     types: Vec<Type>,
@@ -61,11 +60,11 @@ pub struct Btf {
 
 impl Btf {
     /// Reads the running kernel's BTF.
-    pub fn from_sys_fs() -> Result<Self, BtfError> {
+    pub(crate) fn from_sys_fs() -> Result<Self, BtfError> {
         Self::from_file(Path::new(VMLINUX))
     }
 
-    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, BtfError> {
         let data = std::fs::read(path).map_err(|source| BtfError::Unavailable {
             path: path.display().to_string(),
             source,
@@ -73,7 +72,7 @@ impl Btf {
         Self::parse(&data, &path.display().to_string())
     }
 
-    pub fn parse(data: &[u8], source: &str) -> Result<Self, BtfError> {
+    pub(crate) fn parse(data: &[u8], source: &str) -> Result<Self, BtfError> {
         let bad = |why| BtfError::Malformed(source.to_string(), why);
         let u16_at = |o: usize| -> Result<u16, BtfError> {
             data.get(o..o + 2)
@@ -146,11 +145,7 @@ impl Btf {
                 members,
             });
         }
-        Ok(Self {
-            source: source.to_string(),
-            strings,
-            types,
-        })
+        Ok(Self { strings, types })
     }
 
     fn name(&self, off: u32) -> &[u8] {
@@ -159,7 +154,7 @@ impl Btf {
     }
 
     /// Byte offset of `member` in `struct name`, looking through anonymous struct/union members.
-    pub fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
+    pub(crate) fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
         let ty = self
             .types
             .iter()
@@ -186,10 +181,6 @@ impl Btf {
             }
         }
         None
-    }
-
-    pub fn source(&self) -> &str {
-        &self.source
     }
 }
 

@@ -4,14 +4,14 @@
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum CgroupError {
+pub(crate) enum CgroupError {
     #[error(
         "no cgroup v2 hierarchy is mounted (none in /proc/self/mountinfo); audit-agent attributes \
          activity by cgroup v2 and needs it mounted (e.g. `mount -t cgroup2 none /sys/fs/cgroup`)"
@@ -34,23 +34,23 @@ pub enum CgroupError {
 
 /// The cgroup v2 hierarchy.
 #[derive(Debug, Clone)]
-pub struct Cgroup2 {
+pub(crate) struct Cgroup2 {
     mount: PathBuf,
 }
 
 /// A cgroup directory resolved to its id and level.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupDir {
+pub(crate) struct CgroupDir {
     /// Path relative to the mount, starting with `/` (`/` is the root).
-    pub path: String,
-    pub id: u64,
+    pub(crate) path: String,
+    pub(crate) id: u64,
     /// Depth below the root (root = 0), as used by `bpf_get_current_ancestor_cgroup_id`.
-    pub level: u32,
+    pub(crate) level: u32,
 }
 
 impl Cgroup2 {
     /// Finds the cgroup2 mount from `/proc/self/mountinfo` (never assumed to be `/sys/fs/cgroup`).
-    pub fn find() -> Result<Self, CgroupError> {
+    pub(crate) fn find() -> Result<Self, CgroupError> {
         let text =
             std::fs::read_to_string("/proc/self/mountinfo").map_err(CgroupError::MountInfo)?;
         Self::from_mountinfo(&text).ok_or(CgroupError::NoCgroup2)
@@ -79,18 +79,13 @@ impl Cgroup2 {
         found
     }
 
-    pub fn at(mount: impl Into<PathBuf>) -> Self {
-        Self {
-            mount: mount.into(),
-        }
-    }
-
-    pub fn mount(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn mount(&self) -> &std::path::Path {
         &self.mount
     }
 
     /// Absolute filesystem path of a cgroup path relative to the mount.
-    pub fn fs_path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn fs_path(&self, rel: &str) -> PathBuf {
         let rel = rel.trim_start_matches('/');
         if rel.is_empty() {
             self.mount.clone()
@@ -100,7 +95,7 @@ impl Cgroup2 {
     }
 
     /// Resolves `rel` (e.g. `/agents/support`) to its id and level.
-    pub fn resolve(&self, rel: &str) -> Result<CgroupDir, CgroupError> {
+    pub(crate) fn resolve(&self, rel: &str) -> Result<CgroupDir, CgroupError> {
         let fs = self.fs_path(rel);
         let meta = std::fs::metadata(&fs).map_err(|source| CgroupError::NoSuchCgroup {
             path: rel.to_string(),
@@ -119,7 +114,7 @@ impl Cgroup2 {
     }
 
     /// Every cgroup in the hierarchy (depth-first), with ids.
-    pub fn walk(&self) -> Vec<CgroupDir> {
+    pub(crate) fn walk(&self) -> Vec<CgroupDir> {
         let mut out = Vec::new();
         let mut stack = vec![("/".to_string(), self.mount.clone())];
         while let Some((rel, fs)) = stack.pop() {
@@ -152,7 +147,7 @@ impl Cgroup2 {
 }
 
 /// `/a//b/` -> `/a/b`; `` -> `/`.
-pub fn normalize(rel: &str) -> String {
+pub(crate) fn normalize(rel: &str) -> String {
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     format!("/{}", parts.join("/"))
 }
@@ -184,7 +179,7 @@ fn unescape_mountinfo(s: &str) -> String {
 
 /// Resolves cgroup ids to paths, caching the answers. A miss rescans the hierarchy, at most once
 /// per `rescan_interval`, so a burst of records from a new cgroup costs one walk.
-pub struct CgroupPaths {
+pub(crate) struct CgroupPaths {
     cgroup2: Cgroup2,
     cache: HashMap<u64, std::sync::Arc<str>>,
     last_scan: Option<Instant>,
@@ -192,7 +187,7 @@ pub struct CgroupPaths {
 }
 
 impl CgroupPaths {
-    pub fn new(cgroup2: Cgroup2) -> Self {
+    pub(crate) fn new(cgroup2: Cgroup2) -> Self {
         Self {
             cgroup2,
             cache: HashMap::new(),
@@ -201,12 +196,7 @@ impl CgroupPaths {
         }
     }
 
-    /// Remembers a path already known (e.g. a cgroup the agent created).
-    pub fn insert(&mut self, id: u64, path: String) {
-        self.cache.insert(id, path.into());
-    }
-
-    pub fn path(&mut self, id: u64) -> Option<std::sync::Arc<str>> {
+    pub(crate) fn path(&mut self, id: u64) -> Option<std::sync::Arc<str>> {
         if !self.cache.contains_key(&id) {
             let due = self
                 .last_scan
@@ -224,6 +214,8 @@ impl CgroupPaths {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]

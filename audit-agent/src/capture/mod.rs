@@ -5,13 +5,13 @@
 //! preflight (privileges, BTF, tracefs, cgroup2) -> offsets -> load -> attach -> Filter -> read
 //! ```
 
-pub mod btf;
-pub mod cgroup;
-pub mod plan;
-pub mod preflight;
-pub mod tracefs;
+pub(crate) mod btf;
+pub(crate) mod cgroup;
+pub(crate) mod plan;
+pub(crate) mod preflight;
+pub(crate) mod tracefs;
 
-use std::{collections::BTreeSet, io, os::fd::AsRawFd as _};
+use std::{collections::BTreeSet, io};
 
 use anyhow::{Context as _, anyhow, bail};
 use audit_common::{
@@ -37,7 +37,7 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
 
 /// Loads and attaches the floor programs; they stay attached while the returned value lives.
-pub fn attach_floor() -> anyhow::Result<Ebpf> {
+pub(crate) fn attach_floor() -> anyhow::Result<Ebpf> {
     preflight::check_privileges()?;
     let tracefs = TraceFs::find_or_mount()?;
     let mut ebpf = EbpfLoader::new()
@@ -91,11 +91,11 @@ const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
 
 /// Settings of the kernel side.
 #[derive(Debug, Clone)]
-pub struct CaptureOptions {
+pub(crate) struct CaptureOptions {
     /// Ring buffer size in bytes (a power of two, at least one page).
-    pub ring_buffer_bytes: u32,
+    pub(crate) ring_buffer_bytes: u32,
     /// Most threads with a pending slot at once.
-    pub max_pending_threads: u32,
+    pub(crate) max_pending_threads: u32,
 }
 
 impl Default for CaptureOptions {
@@ -109,17 +109,17 @@ impl Default for CaptureOptions {
 
 /// What to watch, in kernel terms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WatchSet {
-    pub all: bool,
+pub(crate) struct WatchSet {
+    pub(crate) all: bool,
     /// cgroups watched with everything below them.
-    pub subtrees: Vec<CgroupDir>,
+    pub(crate) subtrees: Vec<CgroupDir>,
     /// cgroups watched by themselves only.
-    pub exact: Vec<CgroupDir>,
-    pub uids: BTreeSet<u32>,
+    pub(crate) exact: Vec<CgroupDir>,
+    pub(crate) uids: BTreeSet<u32>,
 }
 
 /// Loaded and attached programs, and the user-space ends of their maps.
-pub struct Capture {
+pub(crate) struct Capture {
     // Keeps programs and links alive; dropping it detaches everything.
     _ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
@@ -132,13 +132,13 @@ pub struct Capture {
     /// Bumped at every filter change (invalidates the kernel's per-CPU verdict cache).
     generation: u32,
     /// Tracepoints that this kernel lacks (optional ones only).
-    pub missing: Vec<String>,
+    pub(crate) missing: Vec<String>,
 }
 
 impl Capture {
     /// Checks requirements, loads and attaches the programs. Nothing is reported until
     /// [`Capture::set_watch`] is called.
-    pub fn start(opts: &CaptureOptions) -> anyhow::Result<Self> {
+    pub(crate) fn start(opts: &CaptureOptions) -> anyhow::Result<Self> {
         if EBPF_OBJECT.is_empty() {
             bail!(
                 "this audit-agent binary was built without its eBPF programs (AYA_BUILD_SKIP was \
@@ -162,35 +162,7 @@ impl Capture {
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel failed")?;
 
-        let mut missing = Vec::new();
-        for &(prog, category, name, required) in TRACEPOINTS {
-            if !tracefs.has(category, name) {
-                if required {
-                    bail!(
-                        "tracepoint {category}:{name} is missing from this kernel; audit-agent \
-                         needs CONFIG_FTRACE_SYSCALLS and the sched tracepoints"
-                    );
-                }
-                missing.push(format!("{category}:{name}"));
-                continue;
-            }
-            let p: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .ok_or_else(|| anyhow!("program {prog} is missing from the eBPF object"))?
-                .try_into()?;
-            p.load()
-                .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
-            p.attach(category, name)
-                .with_context(|| format!("attaching {prog} to {category}:{name} failed"))?;
-        }
-        let fork: &mut RawTracePoint = ebpf
-            .program_mut("sched_process_fork")
-            .ok_or_else(|| anyhow!("program sched_process_fork is missing from the eBPF object"))?
-            .try_into()?;
-        fork.load()
-            .context("the kernel verifier rejected program sched_process_fork")?;
-        fork.attach("sched_process_fork")
-            .context("attaching to raw tracepoint sched_process_fork failed")?;
+        let missing = attach_all(&mut ebpf, &tracefs)?;
 
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
@@ -222,7 +194,7 @@ impl Capture {
 
     /// Makes the kernel report exactly `set` (plus followed descendants). Entries are added before
     /// the mode is switched on, and stale ones removed after, so nothing watched is ever missed.
-    pub fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()> {
+    pub(crate) fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()> {
         let mut levels = 0u32;
         for dir in &set.subtrees {
             self.cgroups
@@ -273,7 +245,7 @@ impl Capture {
     }
 
     /// Stops reporting new syscalls; those in flight still complete and are emitted.
-    pub fn pause(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn pause(&mut self) -> anyhow::Result<()> {
         self.generation = self.generation.wrapping_add(1);
         let cfg = FilterConfig {
             mode: MODE_PAUSED,
@@ -286,7 +258,11 @@ impl Capture {
 
     /// Waits until records are available, then decodes up to `max` of them into `out`.
     /// Undecodable records are counted in the returned value, never silently skipped.
-    pub async fn read(&mut self, out: &mut Vec<KernelEvent>, max: usize) -> io::Result<usize> {
+    pub(crate) async fn read(
+        &mut self,
+        out: &mut Vec<KernelEvent>,
+        max: usize,
+    ) -> io::Result<usize> {
         loop {
             let mut guard = self.ring.readable_mut().await?;
             let (n, bad, drained) = drain(guard.get_inner_mut(), out, max);
@@ -299,19 +275,14 @@ impl Capture {
         }
     }
 
-    /// Decodes whatever is in the ring buffer now, without waiting.
-    pub fn read_now(&mut self, out: &mut Vec<KernelEvent>) -> usize {
-        drain(self.ring.get_mut(), out, usize::MAX).1
-    }
-
     /// Decodes up to `max` records available now. Returns (decoded, undecodable).
-    pub fn read_up_to(&mut self, out: &mut Vec<KernelEvent>, max: usize) -> (usize, usize) {
+    pub(crate) fn read_up_to(&mut self, out: &mut Vec<KernelEvent>, max: usize) -> (usize, usize) {
         let (n, bad, _) = drain(self.ring.get_mut(), out, max);
         (n, bad)
     }
 
     /// Sums the per-CPU counters.
-    pub fn counters(&self) -> anyhow::Result<Counters> {
+    pub(crate) fn counters(&self) -> anyhow::Result<Counters> {
         let per_cpu = self.counters.get(&0, 0)?;
         let mut total = Counters::default();
         for c in per_cpu.iter() {
@@ -323,7 +294,7 @@ impl Capture {
     /// Records still in flight in the kernel's pending slots (call after [`Capture::pause`] and
     /// a drain): each is returned marked incomplete, so an attempt the agent saw start is never
     /// dropped at shutdown.
-    pub fn take_in_flight(&mut self) -> Vec<KernelEvent> {
+    pub(crate) fn take_in_flight(&mut self) -> Vec<KernelEvent> {
         let mut out = Vec::new();
         let keys: Vec<u32> = self.pending.keys().filter_map(Result::ok).collect();
         for tid in keys {
@@ -342,11 +313,40 @@ impl Capture {
         }
         out
     }
+}
 
-    /// File descriptor of the ring buffer (for diagnostics).
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
+/// Loads and attaches every program; returns the optional tracepoints this kernel lacks.
+fn attach_all(ebpf: &mut Ebpf, tracefs: &TraceFs) -> anyhow::Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for &(prog, category, name, required) in TRACEPOINTS {
+        if !tracefs.has(category, name) {
+            if required {
+                bail!(
+                    "tracepoint {category}:{name} is missing from this kernel; audit-agent \
+                     needs CONFIG_FTRACE_SYSCALLS and the sched tracepoints"
+                );
+            }
+            missing.push(format!("{category}:{name}"));
+            continue;
+        }
+        let p: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| anyhow!("program {prog} is missing from the eBPF object"))?
+            .try_into()?;
+        p.load()
+            .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
+        p.attach(category, name)
+            .with_context(|| format!("attaching {prog} to {category}:{name} failed"))?;
     }
+    let fork: &mut RawTracePoint = ebpf
+        .program_mut("sched_process_fork")
+        .ok_or_else(|| anyhow!("program sched_process_fork is missing from the eBPF object"))?
+        .try_into()?;
+    fork.load()
+        .context("the kernel verifier rejected program sched_process_fork")?;
+    fork.attach("sched_process_fork")
+        .context("attaching to raw tracepoint sched_process_fork failed")?;
+    Ok(missing)
 }
 
 /// Decodes up to `max` records. Returns (decoded, undecodable, ring now empty).
@@ -373,7 +373,7 @@ fn drain(
 }
 
 /// Reads tracepoint argument offsets from tracefs and `task_struct` offsets from BTF.
-pub fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Offsets> {
+pub(crate) fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Offsets> {
     let mut o = Offsets::UNSET;
     let sc = "syscalls";
     let f = tracefs.format(sc, "sys_enter_execve")?;

@@ -13,7 +13,10 @@ use super::{
     WatchSet,
     cgroup::{Cgroup2, CgroupDir, normalize},
 };
-use crate::policy::pattern::PathSet;
+use crate::{
+    config::{Config, Problems},
+    policy::pattern::{PathSet, path_glob},
+};
 
 #[derive(Debug, Clone)]
 enum Entry {
@@ -28,7 +31,7 @@ enum Entry {
 
 /// What to watch, before resolution against the hierarchy.
 #[derive(Debug, Clone, Default)]
-pub struct WatchPlan {
+pub(crate) struct WatchPlan {
     entries: Vec<Entry>,
     uids: BTreeSet<u32>,
     all: bool,
@@ -39,20 +42,49 @@ fn has_meta(component: &str) -> bool {
 }
 
 impl WatchPlan {
-    pub fn new(all: bool) -> Self {
+    pub(crate) fn new(all: bool) -> Self {
         Self {
             all,
             ..Default::default()
         }
     }
 
+    /// What a configuration watches: its agents' cgroups and uids, and `[watch]`. Agent globs
+    /// were checked by the registry; `[watch]` globs are checked here.
+    pub(crate) fn compile(cfg: &Config, p: &mut Problems) -> Self {
+        let mut plan = Self::new(cfg.watch.all);
+        for a in &cfg.agents {
+            for g in &a.cgroup {
+                let _ = plan.add_glob(g.get_ref());
+            }
+            for u in &a.uid {
+                plan.add_uid(*u.get_ref());
+            }
+        }
+        for (i, g) in cfg.watch.cgroups.iter().enumerate() {
+            if let Err(e) = path_glob(g.get_ref()).and_then(|_| plan.add_glob(g.get_ref())) {
+                p.at(g.span(), format!("watch.cgroups[{i}]: {e}"));
+            }
+        }
+        for u in &cfg.watch.uids {
+            plan.add_uid(*u);
+        }
+        plan
+    }
+
+    /// The same plan, watching every process.
+    pub(crate) fn with_all(mut self) -> Self {
+        self.all = true;
+        self
+    }
+
     /// `--cgroup PATH`: a literal subtree.
-    pub fn add_subtree(&mut self, path: &str) {
+    pub(crate) fn add_subtree(&mut self, path: &str) {
         self.entries.push(Entry::Subtree(normalize(path)));
     }
 
-    /// A configured cgroup glob (validated already).
-    pub fn add_glob(&mut self, glob: &str) -> anyhow::Result<()> {
+    /// A cgroup glob.
+    pub(crate) fn add_glob(&mut self, glob: &str) -> Result<(), String> {
         let (base, subtree) = match glob.strip_suffix("/**") {
             Some(b) => (b, true),
             None => (glob, false),
@@ -68,7 +100,7 @@ impl WatchPlan {
             }
         } else {
             Entry::Scan {
-                glob: PathSet::new([base]).map_err(|e| anyhow::anyhow!(e))?,
+                glob: PathSet::new([base])?,
                 prefix,
                 subtree,
             }
@@ -77,22 +109,22 @@ impl WatchPlan {
         Ok(())
     }
 
-    pub fn add_uid(&mut self, uid: u32) {
+    pub(crate) fn add_uid(&mut self, uid: u32) {
         self.uids.insert(uid);
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         !self.all && self.entries.is_empty() && self.uids.is_empty()
     }
 
     /// Whether the result can change as cgroups come and go (so rescans are needed).
-    pub fn is_dynamic(&self) -> bool {
+    pub(crate) fn is_dynamic(&self) -> bool {
         !self.entries.is_empty()
     }
 
     /// Resolves the plan against the current hierarchy. Literal paths that do not exist (yet)
     /// are skipped; they are picked up by a later rescan.
-    pub fn resolve(&self, cg: &Cgroup2) -> WatchSet {
+    pub(crate) fn resolve(&self, cg: &Cgroup2) -> WatchSet {
         let mut set = WatchSet {
             all: self.all,
             uids: self.uids.clone(),

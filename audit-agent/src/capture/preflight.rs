@@ -7,7 +7,7 @@ const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// Effective capabilities of this process (`CapEff` in /proc/self/status).
-pub fn effective_caps() -> u64 {
+pub(crate) fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -19,7 +19,7 @@ pub fn effective_caps() -> u64 {
 }
 
 /// Loading tracing programs needs CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN on older kernels).
-pub fn check_privileges() -> anyhow::Result<()> {
+pub(crate) fn check_privileges() -> anyhow::Result<()> {
     check_caps(effective_caps())
 }
 
@@ -45,7 +45,7 @@ fn check_caps(caps: u64) -> anyhow::Result<()> {
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK. Raising it needs CAP_SYS_RESOURCE;
 /// without it, newer kernels work anyway, so failure is only logged.
-pub fn raise_memlock_limit() {
+pub(crate) fn raise_memlock_limit() {
     let lim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,

@@ -13,7 +13,7 @@ use thiserror::Error;
 const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 #[derive(Debug, Error)]
-pub enum TraceFsError {
+pub(crate) enum TraceFsError {
     #[error(
         "tracefs is not mounted and mounting it at /sys/kernel/tracing failed ({0}); mount it with \
          `mount -t tracefs nodev /sys/kernel/tracing` (needs CAP_SYS_ADMIN), or on Kubernetes mount \
@@ -41,13 +41,13 @@ pub enum TraceFsError {
 
 /// A mounted tracefs.
 #[derive(Debug, Clone)]
-pub struct TraceFs {
+pub(crate) struct TraceFs {
     root: PathBuf,
 }
 
 impl TraceFs {
     /// Finds a mounted tracefs, or mounts one at `/sys/kernel/tracing`.
-    pub fn find_or_mount() -> Result<Self, TraceFsError> {
+    pub(crate) fn find_or_mount() -> Result<Self, TraceFsError> {
         if let Some(fs) = Self::find() {
             return Ok(fs);
         }
@@ -58,7 +58,7 @@ impl TraceFs {
     }
 
     /// A tracefs that is already mounted, if any.
-    pub fn find() -> Option<Self> {
+    pub(crate) fn find() -> Option<Self> {
         CANDIDATES
             .iter()
             .map(PathBuf::from)
@@ -66,17 +66,13 @@ impl TraceFs {
             .map(|root| Self { root })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Whether `category:name` exists on this kernel.
-    pub fn has(&self, category: &str, name: &str) -> bool {
+    pub(crate) fn has(&self, category: &str, name: &str) -> bool {
         self.root.join("events").join(category).join(name).is_dir()
     }
 
     /// Parses the `format` file of `category:name`.
-    pub fn format(&self, category: &str, name: &str) -> Result<Format, TraceFsError> {
+    pub(crate) fn format(&self, category: &str, name: &str) -> Result<Format, TraceFsError> {
         let path = self
             .root
             .join("events")
@@ -123,14 +119,14 @@ fn mount_tracefs(target: &Path) -> std::io::Result<()> {
 
 /// A field of a tracepoint record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field {
-    pub offset: u16,
-    pub size: u16,
+pub(crate) struct Field {
+    pub(crate) offset: u16,
+    pub(crate) size: u16,
 }
 
 /// The parsed `format` file of one tracepoint.
 #[derive(Debug, Clone)]
-pub struct Format {
+pub(crate) struct Format {
     category: String,
     name: String,
     path: PathBuf,
@@ -139,7 +135,7 @@ pub struct Format {
 
 impl Format {
     /// Offset of a field that must exist.
-    pub fn offset(&self, field: &str) -> Result<u16, TraceFsError> {
+    pub(crate) fn offset(&self, field: &str) -> Result<u16, TraceFsError> {
         self.fields
             .get(field)
             .map(|f| f.offset)
@@ -152,13 +148,13 @@ impl Format {
     }
 
     /// Offset of a field that newer kernels have; `None` when absent.
-    pub fn optional(&self, field: &str) -> Option<u16> {
+    pub(crate) fn optional(&self, field: &str) -> Option<u16> {
         self.fields.get(field).map(|f| f.offset)
     }
 }
 
 /// Parses lines like `\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;`.
-pub fn parse_format(text: &str) -> HashMap<String, Field> {
+pub(crate) fn parse_format(text: &str) -> HashMap<String, Field> {
     let mut fields = HashMap::new();
     for line in text.lines() {
         let mut decl = None;

@@ -1,226 +1,251 @@
-//! Assembling a running pipeline from a configuration, shared by `watch`, `run` and `trace`:
-//! kernel filter plan -> capture -> enrich -> identity -> policy -> sink.
+//! Assembling a running pipeline from compiled settings, shared by `watch`, `run` and `trace`:
+//! kernel watch plan -> capture -> enrich -> identity -> policy -> sink, with metrics and the
+//! Kubernetes pod watch when configured.
 
-use std::{
-    path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use anyhow::bail;
 
 use crate::{
     capture::{Capture, CaptureOptions, cgroup::Cgroup2, plan::WatchPlan},
-    config::Config,
+    config::K8sConf,
     enrich::{Enricher, host::HostInfo},
     identity::{
-        IdentityStage, K8sIdentity, Registry, SharedRegistry,
+        IdentityStage, K8sIdentity, SharedRegistry,
         k8s::{self, PodCache},
     },
-    pipeline::{Pipeline, Sequencer, WatchRefresher, stream_id},
-    policy::{Policy, PolicyStage, SharedPolicy},
+    pipeline::{DynamicGlobs, Pipeline, PipelineBuilder, Sequencer, WatchRefresher, stream_id},
+    policy::{PolicyStage, SharedPolicy},
+    settings::{MetricsSettings, Settings, check_ring_size},
     sink::Sink,
-    telemetry::{Telemetry, serve},
-    timefmt::now_unix_ns,
+    telemetry::{PipelineMetrics, Telemetry, serve},
+    time,
     versioned::Versioned,
 };
 
-/// Loads `--config`, or an empty configuration when none is given.
-pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => Config::load(p),
-        None => Ok(Config::default()),
-    }
-}
-
-/// What the kernel should watch: the configured agents and `[watch]`, plus command-line extras.
-pub fn watch_plan(
-    cfg: &Config,
-    cgroups: &[String],
-    uids: &[u32],
-    all: bool,
-) -> anyhow::Result<WatchPlan> {
-    let mut plan = WatchPlan::new(all || cfg.watch.all);
-    for a in &cfg.agents {
-        for g in &a.cgroup {
-            plan.add_glob(g.get_ref())?;
-        }
-        for u in &a.uid {
-            plan.add_uid(*u.get_ref());
-        }
-    }
-    for g in &cfg.watch.cgroups {
-        plan.add_glob(g.get_ref())?;
-    }
-    for u in &cfg.watch.uids {
-        plan.add_uid(*u);
-    }
-    for c in cgroups {
-        plan.add_subtree(c);
-    }
-    for u in uids {
-        plan.add_uid(*u);
-    }
-    Ok(plan)
-}
-
-/// Handles to swap identity and policy at run time.
+/// Handles to swap identity, policy and the watch plan at run time (configuration reload).
 #[derive(Clone)]
-pub struct Live {
-    pub registry: SharedRegistry,
-    pub policy: SharedPolicy,
+pub(crate) struct Live {
+    pub(crate) registry: SharedRegistry,
+    pub(crate) policy: SharedPolicy,
+    pub(crate) plans: tokio::sync::watch::Sender<WatchPlan>,
+    pub(crate) telemetry: Option<Arc<Telemetry>>,
 }
 
-pub struct Assembly {
-    pub pipeline: Pipeline,
-    pub live: Live,
-    pub host: HostInfo,
-    /// Present when `[metrics]` is configured (the server is already listening).
-    pub telemetry: Option<Arc<Telemetry>>,
-    /// Sends a new watch plan to the pipeline (configuration reload).
-    pub plan_updates: tokio::sync::watch::Sender<WatchPlan>,
+impl Live {
+    /// Makes `s` the configuration in force from now on: actions from now are judged by it,
+    /// those still in the pipeline by the one in force when they happened.
+    pub(crate) fn replace(&self, s: Settings, plan: WatchPlan) {
+        let now = time::now();
+        if let Some(t) = &self.telemetry {
+            t.set_info(s.policy.version(), &s.source);
+        }
+        self.registry.replace(s.registry, now);
+        self.policy.replace(s.policy, now);
+        let _ = self.plans.send(plan);
+    }
+}
+
+pub(crate) struct Assembly {
+    pub(crate) pipeline: Pipeline<Capture>,
+    pub(crate) live: Live,
 }
 
 /// Optional pieces of an assembly.
 #[derive(Default)]
-pub struct Extras<'a> {
+pub(crate) struct Extras<'a> {
     /// (agent id, cgroup): an ad-hoc identity for a cgroup (trace).
-    pub trace_agent: Option<(&'a str, &'a str)>,
+    pub(crate) trace_agent: Option<(&'a str, &'a str)>,
     /// First sequence number and stream id (the daemon continues its stream across restarts).
-    pub sequence: Option<Sequencer>,
-    /// Where the configuration came from (for the info metric).
-    pub config_source: Option<&'a str>,
+    pub(crate) sequence: Option<Sequencer>,
+    /// Overrides the configured ring buffer size.
+    pub(crate) ring_buffer_bytes: Option<u32>,
+    /// Observers besides the metrics (a trace summary).
+    pub(crate) observers: Vec<Box<dyn crate::event::Observer>>,
 }
 
-/// Loads the programs, applies the watch plan, and builds the pipeline into `sink`.
-pub async fn assemble(
-    cfg: &Config,
-    plan: WatchPlan,
-    cgroup2: Cgroup2,
-    sink: Box<dyn Sink + Send>,
-    ring_buffer_bytes: Option<u32>,
-    extras: Extras<'_>,
-) -> anyhow::Result<Assembly> {
-    if plan.is_empty()
-        && !(cfg.k8s.agent_id_label.is_some()
-            || cfg.agents.iter().any(|a| {
-                !a.k8s_namespace.is_empty()
-                    || !a.k8s_service_account.is_empty()
-                    || !a.k8s_labels.is_empty()
-            }))
-    {
-        bail!(
-            "nothing to watch: give --cgroup PATH, --uid UID or --all, or a --config with \
-             [[agents]] or a [watch] section"
-        );
-    }
-    let mut registry = Registry::from_config(cfg)?;
-    if let Some((id, cg)) = extras.trace_agent {
-        registry.add_first(id, cg)?;
-    }
-    let registry: SharedRegistry = Versioned::new(registry);
-    let policy: SharedPolicy = Versioned::new(Policy::compile(cfg)?);
-
-    let ring = ring_buffer_bytes.unwrap_or(*cfg.capture.ring_buffer_bytes.get_ref());
-    if ring < 4096 || !ring.is_power_of_two() {
-        bail!("ring buffer size {ring}: must be a power of two of at least 4096");
-    }
+/// Loads and attaches the programs and makes them watch `plan` as resolved now.
+fn start_capture(
+    ring_buffer_bytes: u32,
+    plan: &WatchPlan,
+    cgroup2: &Cgroup2,
+) -> anyhow::Result<(Capture, crate::capture::WatchSet)> {
+    check_ring_size(ring_buffer_bytes).map_err(|e| anyhow::anyhow!("ring buffer size {e}"))?;
     let mut capture = Capture::start(&CaptureOptions {
-        ring_buffer_bytes: ring,
+        ring_buffer_bytes,
         ..Default::default()
     })?;
     for tp in &capture.missing {
         tracing::warn!(tracepoint = %tp, "tracepoint not available on this kernel; not captured");
     }
-    let set = plan.resolve(&cgroup2);
+    let set = plan.resolve(cgroup2);
     capture.set_watch(&set)?;
+    Ok((capture, set))
+}
 
+/// Starts the metrics server when `[metrics]` is configured.
+async fn start_metrics(
+    settings: Option<&MetricsSettings>,
+    version: &str,
+    source: &str,
+) -> anyhow::Result<Option<Arc<Telemetry>>> {
+    let Some(m) = settings else {
+        return Ok(None);
+    };
+    let t = Telemetry::new(m);
+    let addr = serve(t.clone(), m.listen).await?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    t.set_info(version, source);
+    Ok(Some(t))
+}
+
+/// Starts the pod watch when Kubernetes is in use: pods give identity to events, and selected
+/// pods' cgroups join the watch set.
+async fn start_k8s(
+    conf: &K8sConf,
+    host: &HostInfo,
+    registry: &SharedRegistry,
+    identity: IdentityStage,
+    refresher: WatchRefresher,
+) -> anyhow::Result<(IdentityStage, WatchRefresher)> {
+    let Some(target) = k8s::target(conf, &host.name)? else {
+        return Ok((identity, refresher));
+    };
+    let pods = PodCache::new(conf.max_pods);
+    tracing::info!(api = %target.base, node = %target.node, "kubernetes identity enabled");
+    k8s::spawn_watcher(target, pods.clone()).await?;
+    let identity = identity.with_k8s(K8sIdentity {
+        pods: pods.clone(),
+        agent_id_label: conf.agent_id_label.clone(),
+    });
+    let globs = pod_globs(registry.clone(), pods, conf.agent_id_label.clone());
+    Ok((identity, refresher.with_dynamic(globs)))
+}
+
+/// Loads the programs, applies the watch plan, and builds the pipeline into `sink`.
+pub(crate) async fn assemble(
+    settings: Settings,
+    plan: WatchPlan,
+    cgroup2: Cgroup2,
+    sink: Box<dyn Sink + Send>,
+    mut extras: Extras<'_>,
+) -> anyhow::Result<Assembly> {
+    let ring = extras
+        .ring_buffer_bytes
+        .unwrap_or(settings.capture.ring_buffer_bytes);
+    let Settings {
+        source,
+        policy,
+        mut registry,
+        k8s,
+        capture,
+        metrics,
+        ..
+    } = settings;
+    if let Some((id, cg)) = extras.trace_agent {
+        registry.add_first(id, cg)?;
+    }
+    let version = policy.version().to_string();
+    let (registry, policy) = (Versioned::new(registry), Versioned::new(policy));
+    let (source_capture, set) = start_capture(ring, &plan, &cgroup2)?;
     let host = HostInfo::read();
-    let enricher = Enricher::new(&host, cgroup2.clone());
-    let seq = extras.sequence.unwrap_or_else(|| {
-        let start = now_unix_ns().to_string();
+    let seq = extras.sequence.take().unwrap_or_else(|| {
+        let start = time::now().as_nanosecond().to_string();
         let pid = std::process::id().to_string();
         Sequencer::new(stream_id(&[&host.name, &host.boot_id, &start, &pid]), 1)
     });
-    let mut pipeline = Pipeline::new(capture, enricher, sink, seq)?;
-    let telemetry = match &cfg.metrics {
-        Some(m) => {
-            let t = Telemetry::new();
-            t.set_store_staleness(m.store_staleness_s);
-            let addr = serve(t.clone(), &m.listen).await?;
-            tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-            pipeline.telemetry = Some(t.clone());
-            Some(t)
-        }
-        None => None,
-    };
+    let mut b = Pipeline::builder(
+        source_capture,
+        Enricher::new(&host, cgroup2.clone()),
+        sink,
+        seq,
+    );
+    let telemetry = start_metrics(metrics.as_ref(), &version, &source).await?;
+    if let Some(t) = &telemetry {
+        b = b.observer(Box::new(PipelineMetrics::register(t)));
+    }
+    for o in extras.observers.drain(..) {
+        b = b.observer(o);
+    }
     let mut identity = IdentityStage::new(registry.clone());
     if let Some((id, _)) = extras.trace_agent {
         identity = identity.with_trace_id(id);
     }
-    let mut dynamic: Option<crate::pipeline::DynamicGlobs> = None;
-    if let Some(target) = k8s::target(&cfg.k8s, &host.name)? {
-        let pods = PodCache::new(cfg.k8s.max_pods);
-        tracing::info!(api = %target.base, node = %target.node, "kubernetes identity enabled");
-        k8s::spawn_watcher(target, pods.clone())?;
-        identity = identity.with_k8s(K8sIdentity {
-            pods: pods.clone(),
-            agent_id_label: cfg.k8s.agent_id_label.clone(),
-        });
-        let (registry, label) = (registry.clone(), cfg.k8s.agent_id_label.clone());
-        dynamic = Some(Box::new(move || {
-            let reg = registry.current();
-            let generation = pods.generation.load(std::sync::atomic::Ordering::Relaxed);
-            if !reg.uses_k8s() && label.is_none() {
-                return (generation, Vec::new());
-            }
-            let globs = pods
-                .all()
-                .iter()
-                .filter(|p| {
-                    reg.selects_pod(p) || label.as_ref().is_some_and(|l| p.labels.contains_key(l))
-                })
-                .flat_map(|p| k8s::pod_globs(&p.uid))
-                .collect();
-            (generation, globs)
-        }));
-    }
-    pipeline.stages.push(Box::new(identity));
-    pipeline
-        .stages
-        .push(Box::new(PolicyStage::new(policy.clone())));
-    let (plan_updates, plan_rx) = tokio::sync::watch::channel(plan.clone());
-    pipeline.refresher = Some(WatchRefresher {
-        plan,
-        cgroup2,
-        interval: Duration::from_millis(cfg.capture.cgroup_rescan_ms.max(50)),
-        last: Instant::now(),
-        current: set.clone(),
-        updates: Some(plan_rx),
-        dynamic,
-        dynamic_generation: u64::MAX,
-    });
-    let version = policy.current().version().to_string();
+    let (plans, plan_rx) = tokio::sync::watch::channel(plan.clone());
+    let refresher = WatchRefresher::new(plan, set.clone(), cgroup2, capture.cgroup_rescan, plan_rx);
+    let (identity, refresher) = start_k8s(&k8s, &host, &registry, identity, refresher).await?;
+    let pipeline = finish(b, identity, policy.clone(), refresher)?;
     if let Some(t) = &telemetry {
-        t.set_info(&version, extras.config_source.unwrap_or("<none>"));
-        t.health
-            .attached
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        t.health.attached.store(true, Ordering::Relaxed);
     }
     tracing::info!(
         subtrees = ?set.subtrees.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
         exact = ?set.exact.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
         uids = ?set.uids,
         all = set.all,
-        agents = cfg.agents.len(),
+        agents = registry.current().len(),
         policy = %version,
         "ready: watching"
     );
     Ok(Assembly {
         pipeline,
-        live: Live { registry, policy },
-        host,
-        telemetry,
-        plan_updates,
+        live: Live {
+            registry,
+            policy,
+            plans,
+            telemetry,
+        },
     })
+}
+
+fn finish(
+    b: PipelineBuilder<Capture>,
+    identity: IdentityStage,
+    policy: SharedPolicy,
+    refresher: WatchRefresher,
+) -> anyhow::Result<Pipeline<Capture>> {
+    b.stage(identity)
+        .stage(PolicyStage::new(policy))
+        .refresher(refresher)
+        .build()
+}
+
+/// The cgroups of the pods some agent selects (or the agent id label names), re-resolved when
+/// the pod cache changes.
+fn pod_globs(registry: SharedRegistry, pods: Arc<PodCache>, label: Option<String>) -> DynamicGlobs {
+    Box::new(move || {
+        let reg = registry.current();
+        let generation = pods.generation();
+        if !reg.uses_k8s() && label.is_none() {
+            return (generation, Vec::new());
+        }
+        let globs = pods
+            .all()
+            .iter()
+            .filter(|p| {
+                reg.selects_pod(p) || label.as_ref().is_some_and(|l| p.labels.contains_key(l))
+            })
+            .flat_map(|p| k8s::pod_globs(&p.uid))
+            .collect();
+        (generation, globs)
+    })
+}
+
+/// Refuses a configuration that selects nothing to watch, with what to give instead.
+pub(crate) fn require_watch(watches_anything: bool) -> anyhow::Result<()> {
+    if !watches_anything {
+        bail!(
+            "nothing to watch: give --cgroup PATH, --uid UID or --all, or a --config with \
+             [[agents]] or a [watch] section"
+        );
+    }
+    Ok(())
+}
+
+/// Compiles `--config`, or the empty configuration when none is given.
+pub(crate) fn load_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    match path {
+        Some(p) => Settings::load(p),
+        None => Ok(Settings::empty()),
+    }
 }

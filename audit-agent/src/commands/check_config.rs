@@ -1,20 +1,24 @@
-//! `audit-agent check-config FILE`: validate without touching the kernel.
+//! `audit-agent check-config FILE`: compile without touching the kernel — exactly what start-up
+//! and reload accept.
 
 use std::path::Path;
 
-use crate::{config::Config, policy::Policy};
+use crate::settings::{CliWatch, Settings};
 
-pub fn run(path: &Path) -> anyhow::Result<()> {
-    let cfg = Config::load(path)?;
-    let policy = Policy::compile(&cfg)?;
+pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
+    let s = Settings::load(path)?;
+    let (sets, rules) = s.policy.counts();
+    let note = if s.watches_anything(&CliWatch::default()) {
+        ""
+    } else {
+        "; watches nothing by itself (add [[agents]] or [watch], or use --cgroup/--uid/--all)"
+    };
     println!(
-        "{}: OK ({} agent(s), {} protected set(s), {} rule(s), default {}, policy version {})",
+        "{}: OK ({} agent(s), {sets} protected set(s), {rules} rule(s), default {}, policy version {}){note}",
         path.display(),
-        cfg.agents.len(),
-        cfg.protected.len(),
-        cfg.rules.len(),
-        cfg.default_decision.as_str(),
-        policy.version()
+        s.registry.len(),
+        s.policy.default_decision(),
+        s.policy.version()
     );
     Ok(())
 }

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::export::manifest::generate_key;
 
-pub fn run(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     let (seed, public) = generate_key()?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -1,23 +1,22 @@
 //! One module per subcommand.
 
-pub mod assemble;
-pub mod check_config;
-pub mod keygen;
-pub mod query;
-pub mod reload;
-pub mod run;
-pub mod store_args;
-pub mod time_args;
-pub mod trace;
-pub mod verify;
-pub mod watch;
+mod assemble;
+pub(crate) mod check_config;
+pub(crate) mod keygen;
+pub(crate) mod query;
+mod reload;
+pub(crate) mod run;
+mod store_args;
+pub(crate) mod trace;
+pub(crate) mod verify;
+pub(crate) mod watch;
 
 use std::io::IsTerminal as _;
 
 use crate::format::Format;
 
 /// Resolves a format flag: explicit, else text on a terminal and JSON otherwise.
-pub fn default_format(explicit: Option<Format>, to_terminal: bool) -> Format {
+pub(crate) fn default_format(explicit: Option<Format>, to_terminal: bool) -> Format {
     explicit.unwrap_or(if to_terminal {
         Format::Text
     } else {
@@ -26,12 +25,12 @@ pub fn default_format(explicit: Option<Format>, to_terminal: bool) -> Format {
 }
 
 /// Whether stdout is a terminal.
-pub fn stdout_is_terminal() -> bool {
+pub(crate) fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 
 /// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

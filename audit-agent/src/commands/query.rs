@@ -5,23 +5,37 @@ use std::io::{IsTerminal as _, Write as _};
 use super::store_args::open_store;
 use crate::{
     cli::{QueryArgs, QueryFormat},
-    format::{ocsf::to_ocsf, table},
-    query::{Filter, QueryOptions, run as run_query},
-    record::Record,
-    timefmt::parse_rfc3339,
+    format::{native, ocsf::to_ocsf, table},
+    query::{Filter, FilterArgs, QueryOptions, ScanStats, run as run_query},
 };
 
-pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let filter = Filter::new(
-        args.agent.clone(),
-        args.action.clone(),
-        args.resource.clone(),
-        args.decision.clone(),
-        args.protected.clone().map(|p| (p != "*").then_some(p)),
-        args.outcome.clone(),
-        args.time.since_ns()?,
-        args.time.until_ns()?,
-    )?;
+fn filter(args: &QueryArgs) -> anyhow::Result<Filter> {
+    Filter::new(FilterArgs {
+        agents: args.agent.clone(),
+        workflows: args.workflow.clone(),
+        actions: args.action.clone(),
+        resources: args.resource.clone(),
+        decisions: args.decision.clone(),
+        protected: args.protected.clone().map(|p| (p != "*").then_some(p)),
+        outcome: args.outcome.clone(),
+        since: args.time.since()?,
+        until: args.time.until()?,
+    })
+}
+
+fn report_stats(stats: &ScanStats, seconds: f64) {
+    eprintln!(
+        "scanned {} record(s) in {} object(s) ({} bytes); partition pruning skipped {} object(s) in {} partition(s); {seconds:.3}s",
+        stats.records_scanned,
+        stats.objects_read,
+        stats.bytes_read,
+        stats.objects_pruned,
+        stats.partitions_pruned,
+    );
+}
+
+pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let filter = filter(&args)?;
     let store = open_store(&args.store)?;
     store.check().await?;
     let opts = QueryOptions {
@@ -36,41 +50,28 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
         hits.truncate(n);
     }
     let mut out = std::io::stdout().lock();
-    match args.format {
-        QueryFormat::Json => {
-            for h in &hits {
-                out.write_all(&h.line)?;
-                out.write_all(b"\n")?;
-            }
+    if args.format == QueryFormat::Json {
+        for h in &hits {
+            out.write_all(&h.line)?;
+            out.write_all(b"\n")?;
         }
-        QueryFormat::Ocsf | QueryFormat::Table => {
-            let mut recs = Vec::with_capacity(hits.len());
-            for h in &hits {
-                let mut r: Record = serde_json::from_slice(&h.line)?;
-                r.unix_ns = parse_rfc3339(&r.time).unwrap_or(0);
-                recs.push(r);
-            }
-            if args.format == QueryFormat::Table {
-                out.write_all(table::render(&recs).as_bytes())?;
-            } else {
-                for r in &recs {
-                    serde_json::to_writer(&mut out, &to_ocsf(r))?;
-                    out.write_all(b"\n")?;
-                }
+    } else {
+        let events = hits
+            .iter()
+            .map(|h| native::read(&h.line))
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.format == QueryFormat::Table {
+            out.write_all(table::render(&events).as_bytes())?;
+        } else {
+            for e in &events {
+                serde_json::to_writer(&mut out, &to_ocsf(e))?;
+                out.write_all(b"\n")?;
             }
         }
     }
     out.flush()?;
     if args.verbose {
-        eprintln!(
-            "scanned {} record(s) in {} object(s) ({} bytes); partition pruning skipped {} object(s) in {} partition(s); {:.3}s",
-            stats.records_scanned,
-            stats.objects_read,
-            stats.bytes_read,
-            stats.objects_pruned,
-            stats.partitions_pruned,
-            started.elapsed().as_secs_f64()
-        );
+        report_stats(&stats, started.elapsed().as_secs_f64());
     }
     for c in &stats.corrupt {
         eprintln!("skipped corrupt object {c}");

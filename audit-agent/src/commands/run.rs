@@ -5,24 +5,25 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 
-use super::assemble::{Extras, assemble, watch_plan};
+use super::assemble::{Extras, assemble, require_watch};
 use crate::{
     capture::cgroup::Cgroup2,
     cli::RunArgs,
-    config::{Config, DEFAULT_PATH},
+    config::DEFAULT_PATH,
     enrich::host::HostInfo,
+    event::GapReason,
     export::{Exporter, layout::StreamId, store::Store},
     pipeline::{Sequencer, gap, stream_id},
-    timefmt::{now_unix_ns, parse_rfc3339},
+    settings::{CliWatch, Settings},
+    time,
 };
 
 /// The embedded default configuration (deploy/config.default.toml).
-pub const BUILTIN_CONFIG: &str = include_str!("../../../deploy/config.default.toml");
+pub(crate) const BUILTIN_CONFIG: &str = include_str!("../../../deploy/config.default.toml");
 
-pub fn load(args: &RunArgs) -> anyhow::Result<(Config, String, Option<PathBuf>)> {
+fn load(args: &RunArgs) -> anyhow::Result<(Settings, Option<PathBuf>)> {
     if args.builtin_config {
-        let c = Config::parse(BUILTIN_CONFIG, "<builtin config>")?;
-        return Ok((c, "<builtin config>".into(), None));
+        return Ok((Settings::parse(BUILTIN_CONFIG, "<builtin config>")?, None));
     }
     let path = args
         .config
@@ -34,17 +35,19 @@ pub fn load(args: &RunArgs) -> anyhow::Result<(Config, String, Option<PathBuf>)>
              deploy/config.example.toml) or --builtin-config for the embedded default"
         );
     }
-    Ok((Config::load(&path)?, path.display().to_string(), Some(path)))
+    Ok((Settings::load(&path)?, Some(path)))
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let (cfg, source, path) = load(&args)?;
-    let Some(export) = cfg.export.clone() else {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (settings, path) = load(&args)?;
+    let Some(export) = settings.export.clone() else {
         bail!(
-            "{source}: `run` needs an [export] section (store = \"s3://bucket/prefix\" or \"file:///path\")"
+            "{}: `run` needs an [export] section (store = \"s3://bucket/prefix\" or \"file:///path\")",
+            settings.source
         );
     };
-    let store = Store::open(&export.store_settings())?;
+    require_watch(settings.watches_anything(&CliWatch::default()))?;
+    let store = Store::open(&export.store)?;
     // An unreachable store is not fatal: records spool until it is back.
     if let Err(e) = store.check().await {
         tracing::warn!(error = %format!("{e:#}"), "store not reachable now; records will spool until it is");
@@ -56,49 +59,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let (exporter, writer, start) =
         Exporter::start(&export, store, stream).context("starting the export spool")?;
-    let cgroup2 = Cgroup2::find()?;
-    let plan = watch_plan(&cfg, &[], &[], false)?;
-    let seq = Sequencer::new(stream_id(&[&host.name, &host.boot_id]), start.next_seq);
-    let mut a = assemble(
-        &cfg,
-        plan,
-        cgroup2,
-        Box::new(writer),
-        args.kernel.ring_buffer_bytes,
-        Extras {
-            sequence: Some(seq),
-            config_source: Some(&source),
-            ..Default::default()
-        },
-    )
-    .await?;
-    if let Some(t) = &a.telemetry {
-        *t.export.lock().unwrap_or_else(|e| e.into_inner()) = Some(exporter.stats.clone());
-        t.health
-            .exporting
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+    let plan = settings.watch_plan(&CliWatch::default());
+    let extras = Extras {
+        sequence: Some(Sequencer::new(
+            stream_id(&[&host.name, &host.boot_id]),
+            start.next_seq,
+        )),
+        ring_buffer_bytes: args.kernel.ring_buffer_bytes,
+        ..Default::default()
+    };
+    let mut a = assemble(settings, plan, Cgroup2::find()?, Box::new(writer), extras).await?;
+    if let Some(t) = &a.live.telemetry {
+        t.set_export(exporter.stats.clone());
     }
     if let Some(path) = path {
-        super::reload::spawn(path, super::reload::CliWatch::default(), cfg.clone(), &a)?;
+        super::reload::spawn(path, CliWatch::default(), &a.live)?;
     }
     if let Some(prev) = &start.previous {
         // The time the agent was not running is a hole in the trail: say so.
-        let now = now_unix_ns();
-        let from = prev
-            .stopped_at
-            .as_deref()
-            .and_then(parse_rfc3339)
-            .unwrap_or(now);
-        let reason = if prev.clean_shutdown {
-            "agent_restart"
+        let now = time::now();
+        let (reason, from) = if prev.clean_shutdown {
+            (GapReason::AgentRestart, prev.stopped_at.unwrap_or(now))
         } else {
-            "agent_crash"
+            (GapReason::AgentCrash, now)
         };
-        let mut g = gap(0, reason, Default::default(), from, now);
-        if !prev.clean_shutdown {
-            g.from = g.to.clone();
-        }
-        a.pipeline.emit_gap(g)?;
+        a.pipeline
+            .emit_gap(gap(0, reason, Default::default(), from, now))?;
     }
     tracing::info!(store = %exporter.store.display, spool = %export.spool_dir.display(), first_seq = start.next_seq, "exporting");
     let stats = a.pipeline.run(super::shutdown_signal()).await?;

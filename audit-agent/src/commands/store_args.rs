@@ -3,22 +3,21 @@
 
 use crate::{
     cli::StoreArgs,
-    config::Config,
     export::store::{Store, StoreSettings},
+    settings::Settings,
 };
 
-pub fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
+pub(crate) fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
     let mut settings = StoreSettings {
         store: args.url.clone(),
         ..Default::default()
     };
-    if let Some(path) = &args.config {
-        let cfg = Config::load(path)?;
-        if let Some(e) = cfg.export {
-            settings.endpoint = e.endpoint;
-            settings.region = e.region;
-            settings.allow_http = e.allow_http;
-        }
+    if let Some(path) = &args.config
+        && let Some(e) = Settings::load(path)?.export
+    {
+        settings.endpoint = e.store.endpoint;
+        settings.region = e.store.region;
+        settings.allow_http = e.store.allow_http;
     }
     Store::open(&settings)
 }

@@ -14,16 +14,18 @@ use std::{
 use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::assemble::{Extras, assemble, load_config};
+use super::assemble::{Extras, assemble, load_settings};
 use crate::{
     capture::{cgroup::Cgroup2, plan::WatchPlan},
     cli::TraceArgs,
     enrich::host::HostInfo,
-    export::{ExportConf, Exporter, layout::StreamId, store::Store},
+    export::{ExportSettings, Exporter, layout::StreamId, store::Store},
+    format::Format,
     pipeline::{Sequencer, stream_id},
+    settings::Settings,
     sink::{Sink, Tee, WriterSink},
     summary::{Summary, SummaryObserver},
-    timefmt::now_unix_ns,
+    time,
 };
 
 /// A cgroup created for one trace and removed afterwards.
@@ -37,7 +39,7 @@ impl TraceCgroup {
         let rel = format!(
             "/audit-agent-trace/{}-{}",
             std::process::id(),
-            now_unix_ns() % 1_000_000_000
+            time::now().subsec_nanosecond()
         );
         let fs = cg.fs_path(&rel);
         std::fs::create_dir_all(&fs).with_context(|| {
@@ -94,47 +96,32 @@ impl Drop for TraceCgroup {
     }
 }
 
-pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
-    let Some((program, cmd_args)) = args.command.split_first() else {
-        bail!("no command: usage `audit-agent trace [OPTIONS] -- CMD [ARGS...]`");
-    };
-    let cfg = load_config(args.config.as_deref())?;
-    let cgroup2 = Cgroup2::find()?;
-    let cg = TraceCgroup::create(&cgroup2)?;
-    let cmd_name = std::path::Path::new(program)
-        .file_name()
-        .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
-    let agent_id = args
-        .agent
-        .clone()
-        .unwrap_or_else(|| format!("trace:{cmd_name}"));
-
-    // Output: records live (stderr unless --output, like strace), plus an optional store.
+/// The trace's outputs: records to stderr or `--output`, and to `--export`'s store.
+async fn outputs(
+    args: &TraceArgs,
+    settings: &Settings,
+    host: &HostInfo,
+    started: jiff::Timestamp,
+) -> anyhow::Result<(Vec<Box<dyn Sink + Send>>, Option<Exporter>)> {
     let to_terminal = args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let format = super::default_format(args.format, to_terminal);
+    let format: Format = super::default_format(args.format, to_terminal);
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
-    let host = HostInfo::read();
-    let started_ns = now_unix_ns();
     let mut exporter = None;
     if let Some(url) = &args.export {
-        let mut conf: ExportConf = cfg.export.clone().unwrap_or_else(|| {
-            toml::from_str(&format!("store = {url:?}")).expect("minimal export config")
-        });
-        conf.store = url.clone();
-        conf.spool_dir = std::env::temp_dir().join(format!(
+        let spool = std::env::temp_dir().join(format!(
             "audit-agent-trace-{}-{}",
             std::process::id(),
-            started_ns
+            started.as_nanosecond()
         ));
-        conf.segment_max_age_ms = conf.segment_max_age_ms.min(2000);
-        let store = Store::open(&conf.store_settings())?;
+        let conf = ExportSettings::for_trace(settings.export.as_ref(), url, spool)?;
+        let store = Store::open(&conf.store)?;
         store.check().await?;
         // Each trace is its own stream, so its keys and chain never collide with the daemon's.
         let stream = StreamId {
             host: format!(
                 "{}/trace-{}-{}",
                 host.name,
-                started_ns / 1_000_000_000,
+                started.as_second(),
                 std::process::id()
             ),
             boot_id: host.boot_id.clone(),
@@ -150,53 +137,38 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
         }
         None => sinks.push(Box::new(WriterSink::new(format, std::io::stderr()))),
     }
-    let mut plan = WatchPlan::new(false);
-    plan.add_subtree(&cg.rel);
-    let seq = Sequencer::new(
-        stream_id(&[&host.name, &host.boot_id, &started_ns.to_string(), "trace"]),
-        1,
-    );
-    let mut a = assemble(
-        &cfg,
-        plan,
-        cgroup2,
-        Box::new(Tee(sinks)),
-        args.kernel.ring_buffer_bytes,
-        Extras {
-            trace_agent: Some((&agent_id, &cg.rel)),
-            sequence: Some(seq),
-            config_source: args.config.as_deref().and_then(|p| p.to_str()),
-        },
-    )
-    .await?;
-    let summary = Arc::new(Mutex::new(Summary::default()));
-    a.pipeline
-        .observers
-        .push(Box::new(SummaryObserver(summary.clone())));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let pipeline = tokio::spawn(a.pipeline.run(async {
-        let _ = stop_rx.await;
-    }));
+    Ok((sinks, exporter))
+}
 
-    // The child moves itself into the watched cgroup between fork and exec: its exec is the
-    // first thing recorded.
+/// Starts the command in the trace cgroup: it moves itself in between fork and exec, so its
+/// exec is the first thing recorded.
+fn spawn_in(
+    cg: &TraceCgroup,
+    program: &str,
+    args: &[String],
+) -> anyhow::Result<tokio::process::Child> {
     let procs = cg.fs.join("cgroup.procs");
     let mut command = tokio::process::Command::new(program);
-    command.args(cmd_args);
+    command.args(args);
     // SAFETY: the closure only performs a write(2) to a file and returns.
     unsafe {
         command.pre_exec(move || std::fs::write(&procs, b"0"));
     }
-    let started = Instant::now();
-    let mut child = command
+    command
         .spawn()
-        .with_context(|| format!("cannot start `{program}`"))?;
+        .with_context(|| format!("cannot start `{program}`"))
+}
+
+/// Waits for the command, forwarding SIGINT/SIGTERM to it.
+async fn wait_forwarding_signals(
+    child: &mut tokio::process::Child,
+) -> anyhow::Result<std::process::ExitStatus> {
     let pid = child.id().map_or(0, |p| p as i32);
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
-    let status = loop {
+    loop {
         tokio::select! {
-            s = child.wait() => break s?,
+            s = child.wait() => return Ok(s?),
             _ = int.recv() => {
                 // A terminal Ctrl-C reaches the command too; forward only if it is still running.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -208,33 +180,75 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
                 unsafe { libc::kill(pid, libc::SIGTERM) };
             }
         }
+    }
+}
+
+fn exit_description(status: std::process::ExitStatus) -> (i32, String) {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => (c, format!("exited with status {c}")),
+        (None, Some(sig)) => (128 + sig, format!("killed by signal {sig}")),
+        _ => (1, "ended".to_string()),
+    }
+}
+
+pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
+    let Some((program, cmd_args)) = args.command.split_first() else {
+        bail!("no command: usage `audit-agent trace [OPTIONS] -- CMD [ARGS...]`");
     };
+    let settings = load_settings(args.config.as_deref())?;
+    let cgroup2 = Cgroup2::find()?;
+    let cg = TraceCgroup::create(&cgroup2)?;
+    let cmd_name = std::path::Path::new(program)
+        .file_name()
+        .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
+    let agent_id = args
+        .agent
+        .clone()
+        .unwrap_or_else(|| format!("trace:{cmd_name}"));
+    let host = HostInfo::read();
+    let started_at = time::now();
+    let (sinks, exporter) = outputs(&args, &settings, &host, started_at).await?;
+    let mut plan = WatchPlan::new(false);
+    plan.add_subtree(&cg.rel);
+    let started_ns = started_at.as_nanosecond().to_string();
+    let summary = Arc::new(Mutex::new(Summary::default()));
+    let extras = Extras {
+        trace_agent: Some((&agent_id, &cg.rel)),
+        sequence: Some(Sequencer::new(
+            stream_id(&[&host.name, &host.boot_id, &started_ns, "trace"]),
+            1,
+        )),
+        ring_buffer_bytes: args.kernel.ring_buffer_bytes,
+        observers: vec![Box::new(SummaryObserver(summary.clone()))],
+    };
+    let a = assemble(settings, plan, cgroup2, Box::new(Tee(sinks)), extras).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let pipeline = tokio::spawn(a.pipeline.run(async {
+        let _ = stop_rx.await;
+    }));
+    let started = Instant::now();
+    let mut child = spawn_in(&cg, program, cmd_args)?;
+    let status = wait_forwarding_signals(&mut child).await?;
     let duration = started.elapsed();
     let killed = cg.drain(Duration::from_secs(2)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _ = stop_tx.send(());
     let stats = pipeline.await.context("pipeline task")??;
-    if let Some(e) = exporter {
-        let report = e.finish().await?;
-        if !report.all_uploaded {
-            eprintln!(
-                "audit-agent: warning: the export did not finish; data remains in the trace spool"
-            );
-        }
+    if let Some(e) = exporter
+        && !e.finish().await?.all_uploaded
+    {
+        eprintln!(
+            "audit-agent: warning: the export did not finish; data remains in the trace spool"
+        );
     }
-    let (code, exit) = match (status.code(), status.signal()) {
-        (Some(c), _) => (c, format!("exited with status {c}")),
-        (None, Some(sig)) => (128 + sig, format!("killed by signal {sig}")),
-        _ => (1, "ended".to_string()),
-    };
+    let (code, exit) = exit_description(status);
     let mut text = summary
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .render(duration, &exit);
     if killed > 0 {
         text.push_str(&format!(
-            "note: {killed} process(es) of the command were still running {}s after it exited and were killed\n",
-            2
+            "note: {killed} process(es) of the command were still running 2s after it exited and were killed\n"
         ));
     }
     if stats.lost > 0 {

@@ -10,25 +10,28 @@ use crate::{
     export::verify::{VerifyOptions, render, verify},
 };
 
-pub async fn run(args: VerifyArgs) -> anyhow::Result<bool> {
+/// `--public-key`: 64 hex digits, or a file holding them.
+fn public_key(arg: Option<&str>) -> anyhow::Result<Option<String>> {
+    let key = match arg {
+        Some(k) if std::path::Path::new(k).exists() => {
+            std::fs::read_to_string(k)?.trim().to_string()
+        }
+        Some(k) => k.trim().to_string(),
+        None => return Ok(None),
+    };
+    if key.len() != 64 || hex::decode(&key).is_err() {
+        bail!("--public-key: expected 64 hex digits (or a file holding them), got `{key}`");
+    }
+    Ok(Some(key))
+}
+
+pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<bool> {
     let store = open_store(&args.store)?;
     store.check().await?;
-    let public_key = match &args.public_key {
-        Some(k) if std::path::Path::new(k).exists() => {
-            Some(std::fs::read_to_string(k)?.trim().to_string())
-        }
-        Some(k) => Some(k.trim().to_string()),
-        None => None,
-    };
-    if let Some(k) = &public_key
-        && (k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        bail!("--public-key: expected 64 hex digits (or a file holding them), got `{k}`");
-    }
     let opts = VerifyOptions {
-        since_ns: args.time.since_ns()?,
-        until_ns: args.time.until_ns()?,
-        public_key,
+        since: args.time.since()?,
+        until: args.time.until()?,
+        public_key: public_key(args.public_key.as_deref())?,
         progress: std::io::stderr().is_terminal(),
     };
     let report = verify(&store, &opts).await?;

@@ -4,21 +4,28 @@ use std::{fs::File, io::BufWriter};
 
 use anyhow::Context as _;
 
-use super::assemble::{Extras, assemble, load_config, watch_plan};
+use super::assemble::{Extras, assemble, load_settings, require_watch};
 use crate::{
     capture::cgroup::Cgroup2,
     cli::WatchArgs,
+    settings::CliWatch,
     sink::{Sink, WriterSink},
 };
 
-pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
-    let cfg = load_config(args.config.as_deref())?;
+pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<()> {
+    let settings = load_settings(args.config.as_deref())?;
     let cgroup2 = Cgroup2::find()?;
     // Command-line cgroups must exist: a typo should fail now, not watch nothing.
     for c in &args.cgroup {
         cgroup2.resolve(c)?;
     }
-    let plan = watch_plan(&cfg, &args.cgroup, &args.uid, args.all)?;
+    let cli = CliWatch {
+        cgroups: args.cgroup.clone(),
+        uids: args.uid.clone(),
+        all: args.all,
+    };
+    require_watch(settings.watches_anything(&cli))?;
+    let plan = settings.watch_plan(&cli);
     let format = super::default_format(
         args.format,
         args.output.is_none() && super::stdout_is_terminal(),
@@ -31,30 +38,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         }
         None => Box::new(WriterSink::new(format, std::io::stdout())),
     };
-    let source = args.config.as_ref().map(|p| p.display().to_string());
-    let a = assemble(
-        &cfg,
-        plan,
-        cgroup2,
-        sink,
-        args.kernel.ring_buffer_bytes,
-        Extras {
-            config_source: source.as_deref(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let extras = Extras {
+        ring_buffer_bytes: args.kernel.ring_buffer_bytes,
+        ..Default::default()
+    };
+    let a = assemble(settings, plan, cgroup2, sink, extras).await?;
     if let Some(path) = &args.config {
-        super::reload::spawn(
-            path.clone(),
-            super::reload::CliWatch {
-                cgroups: args.cgroup.clone(),
-                uids: args.uid.clone(),
-                all: args.all,
-            },
-            cfg.clone(),
-            &a,
-        )?;
+        super::reload::spawn(path.clone(), cli, &a.live)?;
     }
     let stats = a.pipeline.run(super::shutdown_signal()).await?;
     stats.log("stopped");

@@ -1,127 +1,117 @@
 //! The configuration file (TOML), documented field by field in `docs/configuration.md`.
 //!
-//! Loading is two steps: parse (syntax, types, unknown fields; from `toml` with positions) and
-//! validate (references between sections, globs, CIDRs, duplicates). Every error names the file,
-//! line and column, and the field: `config.toml:12:9: rules[0].agents[1]: unknown agent `x``.
+//! This module only reads: syntax, types and unknown fields, with positions kept for every value
+//! a later check may reject. It depends on no other stage. `settings.rs` compiles the result into
+//! what the pipeline runs on; every error names the file, line, column and field:
+//! `config.toml:12:9: rules[0].agents[1]: unknown agent `x``.
 
-use std::{collections::HashSet, ops::Range, path::Path};
+use std::{collections::BTreeMap, ops::Range, path::PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::policy::pattern::{NetPattern, path_glob};
+use crate::event::Decision;
 
 /// Where the daemon looks when `--config` is not given.
-pub const DEFAULT_PATH: &str = "/etc/audit-agent/config.toml";
-
-/// A policy decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    #[default]
-    Allow,
-    Deny,
-    Review,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-            Self::Review => "review",
-        }
-    }
-}
+pub(crate) const DEFAULT_PATH: &str = "/etc/audit-agent/config.toml";
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// Decision when no rule matches.
     #[serde(default)]
-    pub default_decision: Decision,
+    pub(crate) default_decision: Decision,
     #[serde(default)]
-    pub agents: Vec<AgentConf>,
+    pub(crate) agents: Vec<AgentConf>,
     #[serde(default)]
-    pub protected: Vec<ProtectedConf>,
+    pub(crate) protected: Vec<ProtectedConf>,
     #[serde(default)]
-    pub rules: Vec<RuleConf>,
+    pub(crate) rules: Vec<RuleConf>,
     #[serde(default)]
-    pub watch: WatchConf,
+    pub(crate) watch: WatchConf,
     #[serde(default)]
-    pub capture: CaptureConf,
+    pub(crate) capture: CaptureConf,
     /// Durable export (daemon mode).
     #[serde(default)]
-    pub export: Option<crate::export::ExportConf>,
+    pub(crate) export: Option<ExportConf>,
     /// Prometheus metrics and health endpoints.
     #[serde(default)]
-    pub metrics: Option<crate::telemetry::MetricsConf>,
+    pub(crate) metrics: Option<MetricsConf>,
     /// Kubernetes identity (pods of this node from the API server).
     #[serde(default)]
-    pub k8s: crate::identity::k8s::K8sConf,
+    pub(crate) k8s: K8sConf,
 }
 
 /// A registered agent identity.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AgentConf {
-    pub id: Spanned<String>,
-    pub name: Option<String>,
-    pub workflow: Option<String>,
-    pub owner: Option<String>,
+pub(crate) struct AgentConf {
+    pub(crate) id: Spanned<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) workflow: Option<String>,
+    pub(crate) owner: Option<String>,
     /// cgroup path globs relative to the cgroup2 mount.
     #[serde(default)]
-    pub cgroup: Vec<Spanned<String>>,
+    pub(crate) cgroup: Vec<Spanned<String>>,
     #[serde(default)]
-    pub uid: Vec<Spanned<u32>>,
+    pub(crate) uid: Vec<Spanned<u32>>,
     /// Kubernetes namespaces (pods in any of them).
     #[serde(default)]
-    pub k8s_namespace: Vec<String>,
+    pub(crate) k8s_namespace: Vec<String>,
     /// Kubernetes service accounts (pods running as any of them).
     #[serde(default)]
-    pub k8s_service_account: Vec<String>,
+    pub(crate) k8s_service_account: Vec<String>,
     /// Pod labels that must all be present with these values.
     #[serde(default)]
-    pub k8s_labels: std::collections::BTreeMap<String, String>,
+    pub(crate) k8s_labels: BTreeMap<String, String>,
+}
+
+impl AgentConf {
+    pub(crate) fn selects_pods(&self) -> bool {
+        !self.k8s_namespace.is_empty()
+            || !self.k8s_service_account.is_empty()
+            || !self.k8s_labels.is_empty()
+    }
 }
 
 /// A named set of protected resources.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProtectedConf {
-    pub name: Spanned<String>,
+pub(crate) struct ProtectedConf {
+    pub(crate) name: Spanned<String>,
     /// Path globs of files (also matches unix socket paths of connects).
     #[serde(default)]
-    pub files: Vec<Spanned<String>>,
+    pub(crate) files: Vec<Spanned<String>>,
     /// Network destinations: CIDR with optional port or port range.
     #[serde(default)]
-    pub network: Vec<Spanned<String>>,
+    pub(crate) network: Vec<Spanned<String>>,
     /// Path globs of executables.
     #[serde(default)]
-    pub exec: Vec<Spanned<String>>,
+    pub(crate) exec: Vec<Spanned<String>>,
 }
 
 /// An ordered policy rule.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConf {
-    pub id: Spanned<String>,
+pub(crate) struct RuleConf {
+    pub(crate) id: Spanned<String>,
     #[serde(default)]
-    pub description: Option<String>,
+    #[allow(dead_code)] // documentation for people reading the file
+    pub(crate) description: Option<String>,
     /// Agent ids, `unattributed`, or `*` (the default).
     #[serde(default = "star")]
-    pub agents: Vec<Spanned<String>>,
-    /// `process.exec`, `file.open`, `network.connect`; all when omitted.
+    pub(crate) agents: Vec<Spanned<String>>,
+    /// Action names; all when omitted.
     #[serde(default)]
-    pub actions: Vec<Spanned<String>>,
+    pub(crate) actions: Vec<Spanned<String>>,
     /// Names of protected sets.
     #[serde(default)]
-    pub protected: Vec<Spanned<String>>,
+    pub(crate) protected: Vec<Spanned<String>>,
     /// Path globs (`/...`) and network patterns.
     #[serde(default)]
-    pub resources: Vec<Spanned<String>>,
-    pub decision: Spanned<Decision>,
+    pub(crate) resources: Vec<Spanned<String>>,
+    pub(crate) decision: Spanned<Decision>,
 }
 
 fn star() -> Vec<Spanned<String>> {
@@ -131,26 +121,26 @@ fn star() -> Vec<Spanned<String>> {
 /// Extra things to watch besides the agents (their activity is recorded as `unattributed`).
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct WatchConf {
+pub(crate) struct WatchConf {
     /// Watch every process on the host (investigations).
     #[serde(default)]
-    pub all: bool,
+    pub(crate) all: bool,
     #[serde(default)]
-    pub cgroups: Vec<Spanned<String>>,
+    pub(crate) cgroups: Vec<Spanned<String>>,
     #[serde(default)]
-    pub uids: Vec<u32>,
+    pub(crate) uids: Vec<u32>,
 }
 
 /// Kernel-side tuning.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct CaptureConf {
+pub(crate) struct CaptureConf {
     /// Ring buffer size in bytes (power of two, >= 4096).
     #[serde(default = "default_ring")]
-    pub ring_buffer_bytes: Spanned<u32>,
+    pub(crate) ring_buffer_bytes: Spanned<u32>,
     /// How often cgroup globs are re-matched against the hierarchy, in milliseconds.
     #[serde(default = "default_rescan")]
-    pub cgroup_rescan_ms: u64,
+    pub(crate) cgroup_rescan_ms: u64,
 }
 
 fn default_ring() -> Spanned<u32> {
@@ -170,19 +160,131 @@ impl Default for CaptureConf {
     }
 }
 
+/// `[export]`: the daemon's spool and store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportConf {
+    /// `s3://bucket/prefix` or `file:///path`.
+    pub(crate) store: Spanned<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) allow_http: Option<bool>,
+    #[serde(default = "defaults::spool_dir")]
+    pub(crate) spool_dir: PathBuf,
+    /// Spool size limit (open + sealed, bytes); beyond it records are dropped and a gap record
+    /// says how many.
+    #[serde(default = "defaults::spool_max_bytes")]
+    pub(crate) spool_max_bytes: Spanned<u64>,
+    /// Seal a segment at this many uncompressed bytes ...
+    #[serde(default = "defaults::segment_max_bytes")]
+    pub(crate) segment_max_bytes: Spanned<u64>,
+    /// ... or at this age, whichever comes first.
+    #[serde(default = "defaults::segment_max_age_ms")]
+    pub(crate) segment_max_age_ms: Spanned<u64>,
+    /// On SIGTERM, how long to keep uploading before leaving the rest in the spool.
+    #[serde(default = "defaults::shutdown_grace_ms")]
+    pub(crate) shutdown_grace_ms: u64,
+    /// Also write OCSF objects under `<prefix>/ocsf/`.
+    #[serde(default)]
+    pub(crate) ocsf: bool,
+    /// Ed25519 key (32-byte seed, hex) to sign manifests with.
+    pub(crate) signing_key: Option<Spanned<PathBuf>>,
+    /// gzip level 0-9.
+    #[serde(default = "defaults::gzip_level")]
+    pub(crate) gzip_level: Spanned<u32>,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+
+    use toml::Spanned;
+
+    pub(super) fn spool_dir() -> PathBuf {
+        PathBuf::from("/var/lib/audit-agent/spool")
+    }
+    pub(super) fn spool_max_bytes() -> Spanned<u64> {
+        Spanned::new(0..0, 1 << 30)
+    }
+    pub(super) fn segment_max_bytes() -> Spanned<u64> {
+        Spanned::new(0..0, 8 << 20)
+    }
+    pub(super) fn segment_max_age_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 10_000)
+    }
+    pub(super) fn shutdown_grace_ms() -> u64 {
+        10_000
+    }
+    pub(super) fn gzip_level() -> Spanned<u32> {
+        // Measured: level 3 stores ~17.5 bytes/record and leaves the agent headroom at the
+        // generator's maximum rate; level 6 costs noticeably more CPU for little gain.
+        Spanned::new(0..0, 3)
+    }
+}
+
+/// `[metrics]`: Prometheus metrics and health endpoints.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsConf {
+    /// Address to serve /metrics, /healthz and /readyz on.
+    pub(crate) listen: Spanned<String>,
+    /// /readyz fails when the store has not answered for this long (seconds).
+    #[serde(default = "default_store_staleness")]
+    pub(crate) store_staleness_s: u64,
+}
+
+fn default_store_staleness() -> u64 {
+    120
+}
+
+/// `[k8s]`: Kubernetes identity.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct K8sConf {
+    /// `auto` (when running in a cluster: KUBERNETES_SERVICE_HOST is set), `on` or `off`.
+    #[serde(default)]
+    pub(crate) enabled: K8sMode,
+    /// API server URL [default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT].
+    pub(crate) api_server: Option<String>,
+    /// Bearer token file [default: the pod's service account token].
+    pub(crate) token_file: Option<PathBuf>,
+    /// CA bundle for the API server [default: the pod's service account ca.crt].
+    pub(crate) ca_file: Option<PathBuf>,
+    /// This node's name [default: $NODE_NAME, else the host name].
+    pub(crate) node_name: Option<String>,
+    /// A pod label whose value is the agent id (e.g. `ai.agent/id`), for pods no [[agents]]
+    /// entry selects.
+    pub(crate) agent_id_label: Option<String>,
+    /// Most pods cached.
+    #[serde(default = "default_max_pods")]
+    pub(crate) max_pods: usize,
+}
+
+fn default_max_pods() -> usize {
+    10_000
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum K8sMode {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
 /// A configuration error with its position.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{file}:{line}:{column}: {message}")]
-pub struct ConfigError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
+pub(crate) struct ConfigError {
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
 }
 
-/// All errors found in one file (validation reports every problem, not just the first).
+/// All errors found in one file (every problem is reported, not just the first).
 #[derive(Debug, Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub(crate) struct ConfigErrors(pub(crate) Vec<ConfigError>);
 
 impl std::fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,229 +298,56 @@ impl std::fmt::Display for ConfigErrors {
     }
 }
 
-/// (line, column), both 1-based, of a byte offset.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, col)
+/// Collects problems found while compiling a configuration, turning spans into positions.
+pub(crate) struct Problems<'a> {
+    text: &'a str,
+    file: &'a str,
+    list: Vec<ConfigError>,
 }
 
-impl Config {
-    /// Reads, parses and validates `path`.
-    pub fn load(path: &Path) -> Result<Self, anyhow::Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("cannot read configuration file {}: {e}", path.display())
-        })?;
-        Ok(Self::parse(&text, &path.display().to_string())?)
+impl<'a> Problems<'a> {
+    pub(crate) fn new(text: &'a str, file: &'a str) -> Self {
+        Self {
+            text,
+            file,
+            list: Vec::new(),
+        }
     }
 
-    /// Parses and validates configuration text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigErrors> {
-        let err = |span: Range<usize>, message: String| {
-            let (line, column) = position(text, span.start);
-            ConfigError {
-                file: file.to_string(),
-                line,
-                column,
-                message,
-            }
-        };
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            ConfigErrors(vec![err(
-                e.span().unwrap_or(0..0),
-                e.message().trim().replace('\n', " "),
-            )])
-        })?;
-        let errors = cfg.validate();
-        if errors.is_empty() {
-            Ok(cfg)
+    /// Records `message` (already prefixed with the field) at `span`.
+    pub(crate) fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        self.list.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    /// `Ok(value)` when nothing was recorded.
+    pub(crate) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.list.is_empty() {
+            Ok(value)
         } else {
-            Err(ConfigErrors(
-                errors.into_iter().map(|(s, m)| err(s, m)).collect(),
-            ))
+            Err(ConfigErrors(self.list))
         }
-    }
-
-    /// Semantic checks; returns (span, "field: message") for every problem.
-    fn validate(&self) -> Vec<(Range<usize>, String)> {
-        let mut errs = Vec::new();
-        let mut agent_ids = HashSet::new();
-        for (i, a) in self.agents.iter().enumerate() {
-            let id = a.id.get_ref();
-            if id.is_empty() || id.trim() != id {
-                errs.push((
-                    a.id.span(),
-                    format!(
-                        "agents[{i}].id: must be a non-empty string without surrounding spaces"
-                    ),
-                ));
-            } else if id == "*" || id == "unattributed" {
-                errs.push((a.id.span(), format!("agents[{i}].id: `{id}` is reserved")));
-            } else if !agent_ids.insert(id.clone()) {
-                errs.push((
-                    a.id.span(),
-                    format!("agents[{i}].id: duplicate agent id `{id}`"),
-                ));
-            }
-            let k8s = !a.k8s_namespace.is_empty()
-                || !a.k8s_service_account.is_empty()
-                || !a.k8s_labels.is_empty();
-            if a.cgroup.is_empty() && a.uid.is_empty() && !k8s {
-                errs.push((
-                    a.id.span(),
-                    format!(
-                        "agents[{i}]: agent `{id}` has an empty selector: give `cgroup` globs, \
-                         `uid`s and/or k8s_namespace / k8s_service_account / k8s_labels"
-                    ),
-                ));
-            }
-            for (j, g) in a.cgroup.iter().enumerate() {
-                if let Err(e) = path_glob(g.get_ref()) {
-                    errs.push((g.span(), format!("agents[{i}].cgroup[{j}]: {e}")));
-                }
-            }
-        }
-        let mut set_names = HashSet::new();
-        for (i, p) in self.protected.iter().enumerate() {
-            let name = p.name.get_ref();
-            if name.is_empty() {
-                errs.push((
-                    p.name.span(),
-                    format!("protected[{i}].name: must not be empty"),
-                ));
-            } else if !set_names.insert(name.clone()) {
-                errs.push((
-                    p.name.span(),
-                    format!("protected[{i}].name: duplicate protected set `{name}`"),
-                ));
-            }
-            if p.files.is_empty() && p.network.is_empty() && p.exec.is_empty() {
-                errs.push((p.name.span(), format!("protected[{i}]: set `{name}` is empty: give `files`, `network` and/or `exec`")));
-            }
-            for (field, globs) in [("files", &p.files), ("exec", &p.exec)] {
-                for (j, g) in globs.iter().enumerate() {
-                    if let Err(e) = path_glob(g.get_ref()) {
-                        errs.push((g.span(), format!("protected[{i}].{field}[{j}]: {e}")));
-                    }
-                }
-            }
-            for (j, n) in p.network.iter().enumerate() {
-                if let Err(e) = NetPattern::parse(n.get_ref()) {
-                    errs.push((n.span(), format!("protected[{i}].network[{j}]: {e}")));
-                }
-            }
-        }
-        let mut rule_ids = HashSet::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            let id = r.id.get_ref();
-            if id.is_empty() {
-                errs.push((r.id.span(), format!("rules[{i}].id: must not be empty")));
-            } else if !rule_ids.insert(id.clone()) {
-                errs.push((
-                    r.id.span(),
-                    format!("rules[{i}].id: duplicate rule id `{id}`"),
-                ));
-            }
-            if r.agents.is_empty() {
-                errs.push((
-                    r.id.span(),
-                    format!("rules[{i}].agents: empty; use [\"*\"] for every agent"),
-                ));
-            }
-            for (j, a) in r.agents.iter().enumerate() {
-                let a = a.get_ref();
-                if a != "*" && a != "unattributed" && !agent_ids.contains(a) {
-                    let mut known: Vec<&str> = agent_ids.iter().map(String::as_str).collect();
-                    known.sort_unstable();
-                    errs.push((
-                        r.agents[j].span(),
-                        format!(
-                            "rules[{i}].agents[{j}]: unknown agent `{a}` (known: {}, unattributed, *)",
-                            known.join(", ")
-                        ),
-                    ));
-                }
-            }
-            for (j, a) in r.actions.iter().enumerate() {
-                if !crate::record::action::ALL.contains(&a.get_ref().as_str()) {
-                    errs.push((
-                        a.span(),
-                        format!(
-                            "rules[{i}].actions[{j}]: unknown action `{}` (one of process.exec, file.open, network.connect)",
-                            a.get_ref()
-                        ),
-                    ));
-                }
-            }
-            for (j, p) in r.protected.iter().enumerate() {
-                if !set_names.contains(p.get_ref()) {
-                    errs.push((
-                        p.span(),
-                        format!(
-                            "rules[{i}].protected[{j}]: unknown protected set `{}`",
-                            p.get_ref()
-                        ),
-                    ));
-                }
-            }
-            for (j, res) in r.resources.iter().enumerate() {
-                let s = res.get_ref();
-                let check = if s.starts_with('/') {
-                    path_glob(s).map(|_| ())
-                } else {
-                    NetPattern::parse(s).map(|_| ())
-                };
-                if let Err(e) = check {
-                    errs.push((res.span(), format!("rules[{i}].resources[{j}]: {e}")));
-                }
-            }
-        }
-        for (i, g) in self.watch.cgroups.iter().enumerate() {
-            if let Err(e) = path_glob(g.get_ref()) {
-                errs.push((g.span(), format!("watch.cgroups[{i}]: {e}")));
-            }
-        }
-        if let Some(m) = &self.metrics
-            && m.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            errs.push((
-                0..0,
-                format!(
-                    "metrics.listen: `{}` is not an address like 0.0.0.0:9464",
-                    m.listen
-                ),
-            ));
-        }
-        if let Some(e) = &self.export {
-            for (field, msg) in e.problems() {
-                errs.push((0..0, format!("{field}: {msg}")));
-            }
-        }
-        let ring = *self.capture.ring_buffer_bytes.get_ref();
-        if ring < 4096 || !ring.is_power_of_two() {
-            errs.push((
-                self.capture.ring_buffer_bytes.span(),
-                format!(
-                    "capture.ring_buffer_bytes: {ring} must be a power of two of at least 4096"
-                ),
-            ));
-        }
-        errs
-    }
-
-    /// Whether anything at all is selected for watching.
-    pub fn watches_anything(&self) -> bool {
-        !self.agents.is_empty()
-            || self.k8s.agent_id_label.is_some()
-            || self.watch.all
-            || !self.watch.cgroups.is_empty()
-            || !self.watch.uids.is_empty()
     }
 }
 
-#[cfg(test)]
-mod tests;
+/// Parses configuration text (syntax, types, unknown fields); `file` names it in errors.
+pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    toml::from_str(text).map_err(|e| {
+        let mut p = Problems::new(text, file);
+        p.at(
+            e.span().unwrap_or(0..0),
+            e.message().trim().replace('\n', " "),
+        );
+        ConfigErrors(p.list)
+    })
+}

@@ -2,16 +2,16 @@
 
 /// Host name and boot id, read once at start.
 #[derive(Debug, Clone)]
-pub struct HostInfo {
-    pub name: String,
+pub(crate) struct HostInfo {
+    pub(crate) name: String,
     /// `/proc/sys/kernel/random/boot_id` (a UUID): distinguishes boots of the same host.
-    pub boot_id: String,
+    pub(crate) boot_id: String,
 }
 
 impl HostInfo {
     /// The node's name: `$AUDIT_AGENT_HOSTNAME`, else `$NODE_NAME` (a Kubernetes pod's own host
     /// name is the pod's), else the kernel's host name.
-    pub fn read() -> Self {
+    pub(crate) fn read() -> Self {
         let from_env = ["AUDIT_AGENT_HOSTNAME", "NODE_NAME"]
             .iter()
             .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
@@ -29,7 +29,7 @@ impl HostInfo {
     }
 
     /// First 8 hex digits of the boot id, for compact ids.
-    pub fn boot_short(&self) -> String {
+    pub(crate) fn boot_short(&self) -> String {
         self.boot_id.chars().filter(|c| *c != '-').take(8).collect()
     }
 }

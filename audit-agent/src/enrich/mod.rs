@@ -1,42 +1,47 @@
-//! Enrich: the transform stage that turns a decoded kernel event into an audit [`Record`]:
-//! wall-clock time, host, process image (exe, exec ids), cgroup path, symbolic flags, errno names,
-//! and the absolute path of relative opens/execs.
+//! Enrich: the transform stage that turns a decoded kernel event into a typed [`Event`]:
+//! wall-clock time, host, process image (exe, exec ids), cgroup path, and the absolute path of
+//! relative opens/execs.
 //!
-//! Lifecycle events (fork, exit) only update the process table and produce no record.
+//! Lifecycle events (fork, exit) only update the process table and produce no event.
 
-pub mod host;
-pub mod process;
+pub(crate) mod host;
+mod process;
 
-use std::{borrow::Cow, sync::Arc};
+use std::sync::Arc;
 
 use audit_common::event::flags;
 
 use self::{host::HostInfo, process::ProcessTable};
 use crate::{
     capture::cgroup::{Cgroup2, CgroupPaths},
-    decode::{Body, KernelEvent},
-    escape::escape_bytes,
-    linux::{self, SockAddr},
-    record::{self, Host, Outcome, Process, Record, Resource, Subject, action, outcome},
-    timefmt::{BootClock, rfc3339_nanos},
+    decode::{Body as KernelBody, KernelEvent},
+    event::{
+        Action, Activity, Body, Detail, Event, Field, FileRef, Host, Outcome, Process, Resource,
+        Subject, Target,
+    },
+    linux::SockAddr,
+    time::BootClock,
 };
 
 const AT_FDCWD: i32 = -100;
 
-pub struct Enricher {
+pub(crate) struct Enricher {
     host: Arc<Host>,
+    /// The stream of unsequenced events (the sequencer sets the real one).
+    unsequenced: Arc<str>,
     clock: BootClock,
     cgroups: CgroupPaths,
     procs: ProcessTable,
 }
 
 impl Enricher {
-    pub fn new(host: &HostInfo, cgroup2: Cgroup2) -> Self {
+    pub(crate) fn new(host: &HostInfo, cgroup2: Cgroup2) -> Self {
         Self {
             host: Arc::new(Host {
                 name: host.name.clone(),
                 boot_id: host.boot_id.clone(),
             }),
+            unsequenced: Arc::from(""),
             clock: BootClock::new(),
             cgroups: CgroupPaths::new(cgroup2),
             procs: ProcessTable::new(host.boot_short()),
@@ -44,194 +49,155 @@ impl Enricher {
     }
 
     /// Re-samples the boot-clock offset (call periodically; NTP slews the wall clock).
-    pub fn refresh_clock(&mut self) {
+    pub(crate) fn refresh_clock(&mut self) {
         self.clock.refresh();
     }
 
-    pub fn clock(&self) -> &BootClock {
-        &self.clock
-    }
-
-    pub fn host(&self) -> &Arc<Host> {
+    pub(crate) fn host(&self) -> &Arc<Host> {
         &self.host
     }
 
-    /// Remembers the path of a cgroup the agent knows about (e.g. one it created).
-    pub fn know_cgroup(&mut self, id: u64, path: String) {
-        self.cgroups.insert(id, path);
-    }
-
-    /// Resolves a cgroup id to its path.
-    pub fn cgroup_path(&mut self, id: u64) -> Option<Arc<str>> {
-        self.cgroups.path(id)
-    }
-
-    /// Turns an event into a record; lifecycle events update state and return `None`.
-    pub fn enrich(&mut self, ev: KernelEvent) -> Option<Record> {
+    /// Turns an event into a typed one; lifecycle events update state and return `None`.
+    pub(crate) fn enrich(&mut self, ev: KernelEvent) -> Option<Event> {
         let t = &ev.task;
-        match &ev.body {
-            Body::Fork { child_pid } => {
+        // The acting image: for an exec, the one that called it (the exec below replaces it).
+        let img = self.procs.get(t.pid).clone();
+        let (action, syscall, resource) = match &ev.body {
+            KernelBody::Fork { child_pid } => {
                 self.procs.on_fork(t.pid, *child_pid, t.ktime_ns);
                 return None;
             }
-            Body::Exit => {
+            KernelBody::Exit => {
                 self.procs.on_exit(t.pid);
                 return None;
             }
-            _ => {}
-        }
-        let img = self.procs.get(t.pid).clone();
-        let unix_ns = self.clock.to_unix_ns(t.ktime_ns);
-        let incomplete = ev.has_flag(flags::INCOMPLETE);
-        let mut truncated = Vec::new();
-        if ev.has_flag(flags::PATH_TRUNCATED) {
-            truncated.push("path".to_string());
-        }
-        if ev.has_flag(flags::ARGV_TRUNCATED) {
-            truncated.push("argv".to_string());
-        }
-
-        let (act, syscall, resource) = match &ev.body {
-            Body::Exec {
-                syscall,
-                dirfd,
-                argv,
-                path,
-                ..
-            } => {
-                let resolved = resolve(t.pid, *dirfd, path);
-                let mut r = Resource {
-                    path: Some(escape_bytes(path)),
-                    resolved_path: resolved.clone(),
-                    argv: Some(argv.iter().map(|a| escape_bytes(a)).collect()),
-                    dirfd: (*dirfd != AT_FDCWD).then_some(*dirfd),
-                    truncated,
-                    ..Default::default()
-                };
-                if ev.retval == 0 && !incomplete {
-                    let exe = resolved.or_else(|| r.path.clone()).map(Arc::from);
-                    r.exec_id = Some(self.procs.on_exec(t.pid, exe, t.ktime_ns));
-                }
-                (action::EXEC, syscall.name(), r)
-            }
-            Body::Open {
-                syscall,
-                dirfd,
-                flags: oflags,
-                mode,
-                path,
-                ..
-            } => (
-                action::OPEN,
-                syscall.name(),
-                Resource {
-                    path: Some(escape_bytes(path)),
-                    resolved_path: resolve(t.pid, *dirfd, path),
-                    flags: Some(linux::open_flag_names(*oflags)),
-                    mode: linux::open_creates(*oflags).then(|| format!("{mode:04o}")),
-                    dirfd: (*dirfd != AT_FDCWD).then_some(*dirfd),
-                    truncated,
-                    ..Default::default()
-                },
-            ),
-            Body::Connect { addr, .. } => {
-                let (address, port) = match addr {
-                    SockAddr::Inet(ip, port) => (Some(ip.to_string()), Some(*port)),
-                    SockAddr::Inet6(ip, port) => (Some(ip.to_string()), Some(*port)),
-                    SockAddr::Unix(path) => (Some(unix_address(path)), None),
-                    _ => (None, None),
-                };
-                (
-                    action::CONNECT,
-                    "connect",
-                    Resource {
-                        family: Some(addr.family()),
-                        address,
-                        port,
-                        ..Default::default()
-                    },
-                )
-            }
-            Body::Fork { .. } | Body::Exit => return None,
+            KernelBody::Exec { syscall, .. } => (Action::Exec, syscall.name(), self.exec(&ev)),
+            KernelBody::Open { syscall, .. } => (Action::Open, syscall.name(), open(&ev)),
+            KernelBody::Connect { addr, .. } => (Action::Connect, "connect", connect(addr)),
         };
-
-        let result = if incomplete {
-            Outcome {
-                outcome: Cow::Borrowed(outcome::UNKNOWN),
-                retval: None,
-                errno: None,
-            }
-        } else if ev.retval >= 0 {
-            Outcome {
-                outcome: Cow::Borrowed(outcome::SUCCESS),
-                retval: Some(ev.retval),
-                errno: None,
-            }
+        let outcome = if ev.has_flag(flags::INCOMPLETE) {
+            Outcome::Unknown
         } else {
-            let errno = i32::try_from(-ev.retval).unwrap_or(0);
-            let in_progress = act == action::CONNECT && errno == linux::EINPROGRESS;
-            Outcome {
-                outcome: Cow::Borrowed(if in_progress {
-                    outcome::IN_PROGRESS
-                } else {
-                    outcome::FAILURE
-                }),
-                retval: Some(ev.retval),
-                errno: Some(
-                    linux::errno_name(errno)
-                        .map_or_else(|| Cow::Owned(format!("E{errno}")), Cow::Borrowed),
-                ),
-            }
+            Outcome::from_retval(ev.retval, action == Action::Connect)
         };
-
-        Some(Record {
-            schema: record::SCHEMA.into(),
-            id: String::new(),
-            seq: 0,
-            time: rfc3339_nanos(unix_ns),
-            host: Arc::clone(&self.host),
-            action: act.into(),
-            syscall: Some(syscall.into()),
-            agent: None,
-            process: Some(Process {
+        let activity = Activity {
+            action,
+            syscall,
+            process: Process {
                 pid: t.pid,
                 tid: t.tid,
                 ppid: t.ppid,
-                comm: escape_bytes(&t.comm),
+                comm: t.comm.clone(),
                 exe: img.exe,
                 exec_id: Some(img.exec_id),
                 parent_exec_id: img.parent_exec_id,
-            }),
-            subject: Some(Subject {
+            },
+            subject: Subject {
                 uid: t.uid,
                 gid: t.gid,
                 cgroup_id: t.cgroup_id,
                 cgroup: self.cgroups.path(t.cgroup_id),
                 container_id: None,
                 k8s: None,
-            }),
-            resource: Some(resource),
-            result: Some(result),
-            protected: None,
-            policy: None,
-            gap: None,
-            unix_ns,
+            },
+            agent: None,
+            resource,
+            outcome,
+            protected: Vec::new(),
+            verdict: None,
+        };
+        Some(Event {
+            time: self.clock.to_wall(t.ktime_ns),
+            host: Arc::clone(&self.host),
+            seq: 0,
+            stream: Arc::clone(&self.unsequenced),
+            body: Body::Activity(Box::new(activity)),
         })
+    }
+
+    /// An exec's resource; a successful exec also starts a new image in the process table.
+    fn exec(&mut self, ev: &KernelEvent) -> Resource {
+        let KernelBody::Exec {
+            dirfd, argv, path, ..
+        } = &ev.body
+        else {
+            unreachable!("called for exec events only")
+        };
+        let file = FileRef {
+            resolved: resolve(ev.task.pid, *dirfd, path),
+            requested: path.clone(),
+        };
+        let new_exec_id = (ev.retval == 0 && !ev.has_flag(flags::INCOMPLETE)).then(|| {
+            let exe = Arc::from(file.path());
+            self.procs.on_exec(ev.task.pid, Some(exe), ev.task.ktime_ns)
+        });
+        Resource {
+            target: Target::File(file),
+            detail: Detail::Exec {
+                argv: argv.clone(),
+                dirfd: (*dirfd != AT_FDCWD).then_some(*dirfd),
+                new_exec_id,
+            },
+            truncated: truncated(ev),
+        }
     }
 }
 
-/// `@name` for abstract unix sockets (NULs inside the name escaped), the path otherwise.
-fn unix_address(path: &[u8]) -> String {
-    match path.split_first() {
-        Some((0, name)) => format!("@{}", escape_bytes(name)),
-        _ => escape_bytes(path),
+fn truncated(ev: &KernelEvent) -> Vec<Field> {
+    let mut t = Vec::new();
+    if ev.has_flag(flags::PATH_TRUNCATED) {
+        t.push(Field::Path);
+    }
+    if ev.has_flag(flags::ARGV_TRUNCATED) {
+        t.push(Field::Argv);
+    }
+    t
+}
+
+fn open(ev: &KernelEvent) -> Resource {
+    let KernelBody::Open {
+        dirfd,
+        flags,
+        mode,
+        path,
+        ..
+    } = &ev.body
+    else {
+        unreachable!("called for open events only")
+    };
+    Resource {
+        target: Target::File(FileRef {
+            resolved: resolve(ev.task.pid, *dirfd, path),
+            requested: path.clone(),
+        }),
+        detail: Detail::Open {
+            flags: *flags,
+            mode: *mode,
+            dirfd: (*dirfd != AT_FDCWD).then_some(*dirfd),
+        },
+        truncated: truncated(ev),
+    }
+}
+
+fn connect(addr: &SockAddr) -> Resource {
+    let target = match addr {
+        SockAddr::Inet(ip, port) => Target::Inet((*ip).into(), *port),
+        SockAddr::Inet6(ip, port) => Target::Inet((*ip).into(), *port),
+        SockAddr::Unix(path) => Target::Unix(path.clone()),
+        SockAddr::Unspec => Target::OtherAddress { family: 0 },
+        SockAddr::Other(f) | SockAddr::Malformed(f) => Target::OtherAddress { family: *f },
+    };
+    Resource {
+        target,
+        detail: Detail::Connect,
+        truncated: Vec::new(),
     }
 }
 
 /// Absolute form of a relative `path`, resolved against the directory it was relative to (the
 /// process's cwd for `AT_FDCWD`, else `dirfd`), read from /proc at enrichment time. `None` when
 /// the path is already absolute or the process is gone.
-fn resolve(pid: u32, dirfd: i32, path: &[u8]) -> Option<String> {
+fn resolve(pid: u32, dirfd: i32, path: &[u8]) -> Option<Vec<u8>> {
     // Absolute paths need nothing; an empty path names no file (ENOENT, or the dirfd itself with
     // AT_EMPTY_PATH, which `dirfd` already records).
     if path.is_empty() || path.first() == Some(&b'/') {
@@ -246,11 +212,11 @@ fn resolve(pid: u32, dirfd: i32, path: &[u8]) -> Option<String> {
     if base.first() != Some(&b'/') {
         return None; // e.g. "anon_inode:[...]": not a directory path
     }
-    Some(escape_bytes(&join_lexically(base, path)))
+    Some(join_lexically(base, path))
 }
 
 /// Joins and normalizes `.` and `..` without touching the filesystem.
-pub fn join_lexically(base: &[u8], rel: &[u8]) -> Vec<u8> {
+fn join_lexically(base: &[u8], rel: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for c in base.split(|&b| b == b'/').chain(rel.split(|&b| b == b'/')) {
         match c {
@@ -282,11 +248,5 @@ mod tests {
         assert_eq!(join_lexically(b"/home/a", b"../b"), b"/home/b");
         assert_eq!(join_lexically(b"/", b"../../etc"), b"/etc");
         assert_eq!(join_lexically(b"/tmp", b""), b"/tmp");
-    }
-
-    #[test]
-    fn abstract_unix_names_get_an_at_sign() {
-        assert_eq!(unix_address(b"\0my\0sock"), "@my\\x00sock");
-        assert_eq!(unix_address(b"/run/a.sock"), "/run/a.sock");
     }
 }

@@ -5,23 +5,21 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use crate::escape::escape_bytes;
-
 /// Most processes tracked at once; beyond this, entries of processes that no longer exist are
 /// pruned.
 const MAX_PROCESSES: usize = 65_536;
 
 /// One process image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    /// Escaped executable path, if known.
-    pub exe: Option<Arc<str>>,
-    pub exec_id: Arc<str>,
-    pub parent_exec_id: Option<Arc<str>>,
+pub(crate) struct Image {
+    /// Executable path bytes, if known.
+    pub(crate) exe: Option<Arc<[u8]>>,
+    pub(crate) exec_id: Arc<str>,
+    pub(crate) parent_exec_id: Option<Arc<str>>,
 }
 
 /// pid -> current image.
-pub struct ProcessTable {
+pub(crate) struct ProcessTable {
     boot: String,
     images: HashMap<u32, Image>,
     clock_ticks: u64,
@@ -29,7 +27,7 @@ pub struct ProcessTable {
 
 impl ProcessTable {
     /// `boot_short`: a short boot id that makes exec ids unique per host across boots.
-    pub fn new(boot_short: String) -> Self {
+    pub(crate) fn new(boot_short: String) -> Self {
         // SAFETY: sysconf has no memory-safety preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         Self {
@@ -40,12 +38,12 @@ impl ProcessTable {
     }
 
     /// `<boot>-<pid>-<start ns>`: unique per host, stable for the life of the image.
-    pub fn exec_id(&self, pid: u32, start_ns: u64) -> Arc<str> {
+    pub(crate) fn exec_id(&self, pid: u32, start_ns: u64) -> Arc<str> {
         format!("{}-{pid}-{start_ns}", self.boot).into()
     }
 
     /// The image `pid` is running now (bootstrapped from /proc the first time it is seen).
-    pub fn get(&mut self, pid: u32) -> &Image {
+    pub(crate) fn get(&mut self, pid: u32) -> &Image {
         if !self.images.contains_key(&pid) {
             let img = self.read_proc(pid);
             self.insert(pid, img);
@@ -54,7 +52,7 @@ impl ProcessTable {
     }
 
     /// A fork: the child runs a copy of the parent's image, as a new process.
-    pub fn on_fork(&mut self, parent: u32, child: u32, ktime_ns: u64) {
+    pub(crate) fn on_fork(&mut self, parent: u32, child: u32, ktime_ns: u64) {
         let p = self.get(parent).clone();
         let img = Image {
             exe: p.exe,
@@ -65,7 +63,7 @@ impl ProcessTable {
     }
 
     /// A successful exec: `pid` now runs `exe`. Returns the new image's exec id.
-    pub fn on_exec(&mut self, pid: u32, exe: Option<Arc<str>>, ktime_ns: u64) -> Arc<str> {
+    pub(crate) fn on_exec(&mut self, pid: u32, exe: Option<Arc<[u8]>>, ktime_ns: u64) -> Arc<str> {
         let old = self.get(pid).exec_id.clone();
         let exec_id = self.exec_id(pid, ktime_ns);
         self.insert(
@@ -79,16 +77,13 @@ impl ProcessTable {
         exec_id
     }
 
-    pub fn on_exit(&mut self, pid: u32) {
+    pub(crate) fn on_exit(&mut self, pid: u32) {
         self.images.remove(&pid);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.images.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.images.is_empty()
     }
 
     fn insert(&mut self, pid: u32, img: Image) {
@@ -102,7 +97,7 @@ impl ProcessTable {
     fn read_proc(&self, pid: u32) -> Image {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
-            .map(|p| Arc::from(escape_bytes(p.as_os_str().as_encoded_bytes())));
+            .map(|p| Arc::from(p.as_os_str().as_encoded_bytes()));
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
         let (start_ns, ppid) = stat.as_deref().map_or((0, None), |s| {
             // Fields after the parenthesised comm: state ppid ... starttime is field 22.
@@ -138,10 +133,10 @@ mod tests {
         assert_eq!(&*child.exec_id, "b00t-4000000-100");
         assert_eq!(child.parent_exec_id.as_deref(), Some(&*parent.exec_id));
         assert_eq!(child.exe, parent.exe);
-        let new = t.on_exec(4_000_000, Some("/bin/true".into()), 200);
+        let new = t.on_exec(4_000_000, Some(Arc::from(&b"/bin/true"[..])), 200);
         assert_eq!(&*new, "b00t-4000000-200");
         let img = t.get(4_000_000);
-        assert_eq!(img.exe.as_deref(), Some("/bin/true"));
+        assert_eq!(img.exe.as_deref(), Some(&b"/bin/true"[..]));
         assert_eq!(img.parent_exec_id.as_deref(), Some("b00t-4000000-100"));
         t.on_exit(4_000_000);
         assert_eq!(t.len(), 1);

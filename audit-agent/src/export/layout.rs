@@ -1,151 +1,290 @@
-//! Where records live in a store (Hive-style partitions readable by Athena, Trino and DuckDB):
+//! Where records live, in one place: object keys in a store, their partitions, manifest keys, and
+//! the names of spool files derived from them. Seal, upload, verify and query all go through it.
 //!
 //! ```text
 //! <prefix>/v1/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
 //! <prefix>/ocsf/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
 //! <prefix>/v1/_manifests/<host>-<boot id>/<sequence>.json
 //! ```
-//! Partition values are percent-encoded (every byte outside `A-Za-z0-9._-`, and a leading `.`),
-//! so any agent id or host name gives a valid, unambiguous key. `first seq` is zero-padded to
-//! 20 digits so keys sort in sequence order.
+//! Partitions are Hive-style (readable by Athena, Trino and DuckDB). Partition values and host
+//! names are percent-encoded (every byte outside `A-Za-z0-9._-`, and a leading `.`), so any agent
+//! id or host name gives a valid, unambiguous key. `first seq` is zero-padded to 20 digits so
+//! keys sort in sequence order.
 
-use crate::timefmt::civil_from_days;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    event::{Event, Timestamp},
+    time,
+};
 
 /// Partition of records that belong to no agent (gap records).
-pub const AUDIT_PARTITION: &str = "_audit";
+pub(crate) const AUDIT_PARTITION: &str = "_audit";
+/// Where manifests live, relative to the store prefix.
+const MANIFESTS: &str = "v1/_manifests/";
+const RECORDS_SUFFIX: &str = ".ndjson.gz";
+
+/// Bytes left as they are in key components: `A-Za-z0-9._-` (a leading `.` is encoded apart).
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
+
+/// Percent-encodes a partition value or key component.
+pub(crate) fn encode(s: &str) -> String {
+    match s.strip_prefix('.') {
+        Some(rest) => format!("%2E{}", utf8_percent_encode(rest, COMPONENT)),
+        None => utf8_percent_encode(s, COMPONENT).to_string(),
+    }
+}
+
+/// Reverses [`encode`]; `None` when the result is not UTF-8.
+pub(crate) fn decode(s: &str) -> Option<String> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
 
 /// Which rendering an object holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ObjectFormat {
+pub(crate) enum ObjectFormat {
     Native,
     Ocsf,
 }
 
 impl ObjectFormat {
-    pub fn dir(self) -> &'static str {
+    /// The top-level directory of the format.
+    pub(crate) fn dir(self) -> &'static str {
         match self {
             Self::Native => "v1",
             Self::Ocsf => "ocsf",
         }
     }
-}
 
-/// Percent-encodes a partition value or key component.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for (i, b) in s.bytes().enumerate() {
-        let plain = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
-        if plain {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+    fn from_dir(d: &str) -> Option<Self> {
+        match d {
+            "v1" => Some(Self::Native),
+            "ocsf" => Some(Self::Ocsf),
+            _ => None,
         }
     }
-    out
-}
 
-/// Reverses [`encode`].
-pub fn decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+    fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Ocsf => "ocsf",
         }
     }
-    String::from_utf8(out).ok()
-}
-
-/// (`YYYY-MM-DD`, `HH`) of an event time (UTC).
-pub fn date_hour(unix_ns: i128) -> (String, String) {
-    let secs = unix_ns.div_euclid(1_000_000_000) as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    (
-        format!("{y:04}-{m:02}-{d:02}"),
-        format!("{:02}", secs.rem_euclid(86_400) / 3600),
-    )
 }
 
 /// Identifies a writer's stream: host and boot.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StreamId {
-    pub host: String,
-    pub boot_id: String,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StreamId {
+    pub(crate) host: String,
+    pub(crate) boot_id: String,
 }
 
 impl StreamId {
     /// `<host>-<boot id>` as used in keys.
-    pub fn key_part(&self) -> String {
+    pub(crate) fn key_part(&self) -> String {
         format!("{}-{}", encode(&self.host), encode(&self.boot_id))
     }
 }
 
-/// Key of a records object, relative to the store prefix.
-pub fn object_key(
-    format: ObjectFormat,
-    agent_id: &str,
-    dt: &str,
-    hour: &str,
-    stream: &StreamId,
-    first_seq: u64,
-) -> String {
-    format!(
-        "{}/agent_id={}/dt={dt}/hour={hour}/{}-{first_seq:020}.ndjson.gz",
-        format.dir(),
-        encode(agent_id),
-        stream.key_part()
-    )
+/// One agent and one UTC hour of the trail.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Partition {
+    pub(crate) agent_id: String,
+    pub(crate) date: String,
+    pub(crate) hour: String,
+}
+
+impl Partition {
+    /// The partition an event is stored under (gaps: [`AUDIT_PARTITION`]).
+    pub(crate) fn of(e: &Event) -> Self {
+        let agent_id = match e.gap() {
+            Some(_) => AUDIT_PARTITION.to_string(),
+            None => e.agent_id().to_string(),
+        };
+        let (date, hour) = time::date_hour(e.time);
+        Self {
+            agent_id,
+            date,
+            hour,
+        }
+    }
+
+    /// The time window the partition covers.
+    pub(crate) fn window(&self) -> Option<(Timestamp, Timestamp)> {
+        time::hour_window(&self.date, &self.hour)
+    }
+
+    fn dirs(&self, format: ObjectFormat) -> String {
+        format!(
+            "{}/agent_id={}/dt={}/hour={}",
+            format.dir(),
+            encode(&self.agent_id),
+            self.date,
+            self.hour
+        )
+    }
+}
+
+/// A records object: what its key says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectName {
+    pub(crate) format: ObjectFormat,
+    pub(crate) partition: Partition,
+    /// The stream's key part (`<host>-<boot id>`, encoded).
+    pub(crate) stream: String,
+    pub(crate) first_seq: u64,
+}
+
+impl ObjectName {
+    pub(crate) fn new(format: ObjectFormat, segment: &SegmentName, stream: &StreamId) -> Self {
+        Self {
+            format,
+            partition: segment.partition.clone(),
+            stream: stream.key_part(),
+            first_seq: segment.first_seq,
+        }
+    }
+
+    /// The key relative to the store prefix.
+    pub(crate) fn key(&self) -> String {
+        format!(
+            "{}/{}-{:020}{RECORDS_SUFFIX}",
+            self.partition.dirs(self.format),
+            self.stream,
+            self.first_seq
+        )
+    }
+
+    /// Parses a key relative to the store prefix.
+    pub(crate) fn parse(key: &str) -> Option<Self> {
+        let mut parts = key.split('/');
+        let format = ObjectFormat::from_dir(parts.next()?)?;
+        let agent_id = decode(parts.next()?.strip_prefix("agent_id=")?)?;
+        let date = parts.next()?.strip_prefix("dt=")?.to_string();
+        let hour = parts.next()?.strip_prefix("hour=")?.to_string();
+        let file = parts.next()?.strip_suffix(RECORDS_SUFFIX)?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let (stream, seq) = file.rsplit_once('-')?;
+        Some(Self {
+            format,
+            partition: Partition {
+                agent_id,
+                date,
+                hour,
+            },
+            stream: stream.to_string(),
+            first_seq: seq.parse().ok()?,
+        })
+    }
+
+    /// The name of the sealed object's file in the spool.
+    pub(crate) fn spool_file(&self) -> String {
+        let segment = SegmentName {
+            first_seq: self.first_seq,
+            partition: self.partition.clone(),
+        };
+        format!("{}.{}.gz", segment.stem(), self.format.name())
+    }
+}
+
+/// A spool segment: the records of one partition from `first_seq` on, before sealing.
+/// File name `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson` (agent percent-encoded).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SegmentName {
+    pub(crate) first_seq: u64,
+    pub(crate) partition: Partition,
+}
+
+impl SegmentName {
+    fn stem(&self) -> String {
+        let p = &self.partition;
+        format!(
+            "{:020}+{}+{}+{}",
+            self.first_seq,
+            encode(&p.agent_id),
+            p.date,
+            p.hour
+        )
+    }
+
+    pub(crate) fn file_name(&self) -> String {
+        format!("{}.ndjson", self.stem())
+    }
+
+    pub(crate) fn parse(file: &str) -> Option<Self> {
+        let mut p = file.strip_suffix(".ndjson")?.split('+');
+        let s = Self {
+            first_seq: p.next()?.parse().ok()?,
+            partition: Partition {
+                agent_id: decode(p.next()?)?,
+                date: p.next()?.to_string(),
+                hour: p.next()?.to_string(),
+            },
+        };
+        p.next().is_none().then_some(s)
+    }
+
+    /// The segment a records object was sealed from.
+    pub(crate) fn of_object(o: &ObjectName) -> Self {
+        Self {
+            first_seq: o.first_seq,
+            partition: o.partition.clone(),
+        }
+    }
 }
 
 /// Key of a manifest, relative to the store prefix.
-pub fn manifest_key(stream: &StreamId, sequence: u64) -> String {
-    format!("v1/_manifests/{}/{sequence:010}.json", stream.key_part())
+pub(crate) fn manifest_key(stream: &StreamId, sequence: u64) -> String {
+    format!("{MANIFESTS}{}/{sequence:010}.json", stream.key_part())
 }
 
-/// The partition values of a records object key (relative to the prefix).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectKey {
-    pub format: ObjectFormat,
-    pub agent_id: String,
-    pub dt: String,
-    pub hour: String,
-    pub file: String,
+/// (stream key part, sequence) of a manifest key; `None` for any other key.
+pub(crate) fn parse_manifest_key(key: &str) -> Option<(&str, u64)> {
+    let (stream, file) = key.strip_prefix(MANIFESTS)?.split_once('/')?;
+    Some((stream, file.strip_suffix(".json")?.parse().ok()?))
 }
 
-/// Parses `v1/agent_id=../dt=../hour=../file` (or `ocsf/...`).
-pub fn parse_object_key(rel: &str) -> Option<ObjectKey> {
-    let mut parts = rel.split('/');
-    let format = match parts.next()? {
-        "v1" => ObjectFormat::Native,
-        "ocsf" => ObjectFormat::Ocsf,
-        _ => return None,
-    };
-    let agent_id = decode(parts.next()?.strip_prefix("agent_id=")?)?;
-    let dt = parts.next()?.strip_prefix("dt=")?.to_string();
-    let hour = parts.next()?.strip_prefix("hour=")?.to_string();
-    let file = parts.next()?.to_string();
-    if parts.next().is_some() || !file.ends_with(".ndjson.gz") {
-        return None;
-    }
-    Some(ObjectKey {
-        format,
-        agent_id,
-        dt,
-        hour,
-        file,
-    })
+/// Whether a key lies in the part of the store the layout owns (records or manifests).
+pub(crate) fn is_trail_key(key: &str) -> bool {
+    key.starts_with("v1/") || key.starts_with("ocsf/")
+}
+
+/// The directory of an agent's partitions (for listing).
+pub(crate) fn agent_dir(format: ObjectFormat, agent_id: &str) -> String {
+    format!("{}/agent_id={}", format.dir(), encode(agent_id))
+}
+
+/// The value of a `name=value` directory (the last component of `dir`).
+pub(crate) fn dir_value<'a>(dir: &'a str, name: &str) -> Option<&'a str> {
+    dir.trim_end_matches('/')
+        .rsplit('/')
+        .next()?
+        .strip_prefix(name)?
+        .strip_prefix('=')
+}
+
+/// Whether a key is a records object (`*.ndjson.gz`).
+pub(crate) fn is_records_object(key: &str) -> bool {
+    key.ends_with(RECORDS_SUFFIX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stream() -> StreamId {
+        StreamId {
+            host: "node-1".into(),
+            boot_id: "b473886d-3710-44df-b6ae-f1728d1537d7".into(),
+        }
+    }
 
     #[test]
     fn any_agent_id_encodes_to_a_safe_reversible_component() {
@@ -180,26 +319,55 @@ mod tests {
 
     #[test]
     fn keys_are_hive_partitioned_and_parse_back() {
-        let s = StreamId {
-            host: "node-1".into(),
-            boot_id: "b473886d-3710-44df-b6ae-f1728d1537d7".into(),
+        let seg = SegmentName {
+            first_seq: 42,
+            partition: Partition {
+                agent_id: "a/b".into(),
+                date: "2025-11-26".into(),
+                hour: "19".into(),
+            },
         };
-        let (dt, hour) = date_hour(1_764_186_121_000_000_000);
-        assert_eq!((dt.as_str(), hour.as_str()), ("2025-11-26", "19"));
-        let k = object_key(ObjectFormat::Native, "a/b", &dt, &hour, &s, 42);
+        let o = ObjectName::new(ObjectFormat::Native, &seg, &stream());
+        let k = o.key();
         assert_eq!(
             k,
             "v1/agent_id=a%2Fb/dt=2025-11-26/hour=19/node-1-b473886d-3710-44df-b6ae-f1728d1537d7-00000000000000000042.ndjson.gz"
         );
-        let p = parse_object_key(&k).unwrap();
+        assert_eq!(ObjectName::parse(&k), Some(o.clone()));
+        assert_eq!(SegmentName::of_object(&o), seg);
         assert_eq!(
-            (p.agent_id.as_str(), p.dt.as_str(), p.hour.as_str()),
-            ("a/b", "2025-11-26", "19")
+            o.spool_file(),
+            "00000000000000000042+a%2Fb+2025-11-26+19.native.gz"
         );
-        assert_eq!(parse_object_key("v1/_manifests/x/0000000001.json"), None);
+        assert_eq!(ObjectName::parse("v1/_manifests/x/0000000001.json"), None);
+        let m = manifest_key(&stream(), 7);
         assert_eq!(
-            manifest_key(&s, 7),
+            m,
             "v1/_manifests/node-1-b473886d-3710-44df-b6ae-f1728d1537d7/0000000007.json"
         );
+        assert_eq!(
+            parse_manifest_key(&m),
+            Some(("node-1-b473886d-3710-44df-b6ae-f1728d1537d7", 7))
+        );
+        assert_eq!(
+            dir_value("v1/agent_id=a%2Fb/dt=2025-11-26/", "dt"),
+            Some("2025-11-26")
+        );
+    }
+
+    #[test]
+    fn segment_names_round_trip_for_any_agent_id() {
+        for agent in ["support-bot", "a+b", "x/y", "_audit"] {
+            let n = SegmentName {
+                first_seq: 42,
+                partition: Partition {
+                    agent_id: agent.into(),
+                    date: "2026-11-26".into(),
+                    hour: "19".into(),
+                },
+            };
+            assert_eq!(SegmentName::parse(&n.file_name()), Some(n));
+        }
+        assert_eq!(SegmentName::parse("junk.ndjson"), None);
     }
 }

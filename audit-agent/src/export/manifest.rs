@@ -14,76 +14,70 @@ use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
 use super::layout::{ObjectFormat, StreamId};
+use crate::event::Timestamp;
 
-pub const SCHEMA: &str = "audit-agent/manifest/v1";
+pub(crate) const SCHEMA: &str = "audit-agent/manifest/v1";
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
 /// A pointer to another manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Link {
-    pub key: String,
+pub(crate) struct Link {
+    pub(crate) key: String,
     /// SHA-256 of the whole manifest file.
-    pub sha256: String,
+    pub(crate) sha256: String,
 }
 
 /// One object of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectEntry {
+pub(crate) struct ObjectEntry {
     /// Key relative to the store prefix.
-    pub key: String,
-    pub format: ObjectFormat,
-    pub agent_id: String,
+    pub(crate) key: String,
+    pub(crate) format: ObjectFormat,
+    pub(crate) agent_id: String,
     /// SHA-256 of the uncompressed bytes.
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Uncompressed size.
-    pub bytes: u64,
-    pub records: u64,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub time_from: String,
-    pub time_to: String,
+    pub(crate) bytes: u64,
+    pub(crate) records: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+    #[serde(with = "crate::time::wire")]
+    pub(crate) time_from: Timestamp,
+    #[serde(with = "crate::time::wire")]
+    pub(crate) time_to: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Body {
-    pub schema: String,
-    pub stream: StreamId,
+pub(crate) struct Body {
+    pub(crate) schema: String,
+    pub(crate) stream: StreamId,
     /// Position in the stream's chain (0, 1, 2, ...).
-    pub sequence: u64,
-    pub created: String,
+    pub(crate) sequence: u64,
+    #[serde(with = "crate::time::wire")]
+    pub(crate) created: Timestamp,
     /// The previous manifest of this stream; null for the first.
-    pub prev: Option<Link>,
+    pub(crate) prev: Option<Link>,
     /// For a first manifest: the last manifest of the same host's previous stream, if known.
     #[serde(default)]
-    pub previous_stream: Option<Link>,
-    pub objects: Vec<ObjectEntry>,
+    pub(crate) previous_stream: Option<Link>,
+    pub(crate) objects: Vec<ObjectEntry>,
     /// Hex Ed25519 public key when signed.
     #[serde(default)]
-    pub public_key: Option<String>,
+    pub(crate) public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Signature {
-    pub alg: String,
-    pub public_key: String,
-    pub value: String,
+pub(crate) struct Signature {
+    pub(crate) alg: String,
+    pub(crate) public_key: String,
+    pub(crate) value: String,
 }
 
 #[derive(Serialize)]
@@ -100,13 +94,13 @@ struct FileIn<'a> {
 }
 
 /// Serializes (and signs) a manifest body into file bytes.
-pub fn encode(body: &Body, key: Option<&SigningKey>) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn encode(body: &Body, key: Option<&SigningKey>) -> anyhow::Result<Vec<u8>> {
     let body_json = serde_json::to_string(body)?;
     let raw = RawValue::from_string(body_json)?;
     let signature = key.map(|k| Signature {
         alg: "ed25519".into(),
-        public_key: hex(k.verifying_key().as_bytes()),
-        value: hex(&k.sign(raw.get().as_bytes()).to_bytes()),
+        public_key: hex::encode(k.verifying_key().as_bytes()),
+        value: hex::encode(k.sign(raw.get().as_bytes()).to_bytes()),
     });
     Ok(serde_json::to_vec(&FileOut {
         manifest: &raw,
@@ -116,13 +110,13 @@ pub fn encode(body: &Body, key: Option<&SigningKey>) -> anyhow::Result<Vec<u8>> 
 
 /// A parsed manifest file and what could be checked from it alone.
 #[derive(Debug, Clone)]
-pub struct Parsed {
-    pub body: Body,
+pub(crate) struct Parsed {
+    pub(crate) body: Body,
     /// None: unsigned. Some(Ok(key)): valid signature by `key`. Some(Err(why)): bad signature.
-    pub signature: Option<Result<String, String>>,
+    pub(crate) signature: Option<Result<String, String>>,
 }
 
-pub fn decode(bytes: &[u8]) -> anyhow::Result<Parsed> {
+pub(crate) fn decode(bytes: &[u8]) -> anyhow::Result<Parsed> {
     let file: FileIn<'_> = serde_json::from_slice(bytes).context("not a manifest file")?;
     let body: Body =
         serde_json::from_str(file.manifest.get()).context("malformed manifest body")?;
@@ -157,7 +151,7 @@ pub fn decode(bytes: &[u8]) -> anyhow::Result<Parsed> {
 }
 
 /// Reads an Ed25519 signing key: a file holding the 32-byte seed as 64 hex digits.
-pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+pub(crate) fn load_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read signing key {}", path.display()))?;
     let seed: [u8; 32] = unhex(text.trim())
@@ -173,11 +167,11 @@ pub fn load_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
 }
 
 /// A new random signing key seed (hex) and its public key (hex).
-pub fn generate_key() -> anyhow::Result<(String, String)> {
+pub(crate) fn generate_key() -> anyhow::Result<(String, String)> {
     let mut seed = [0u8; 32];
     getrandom(&mut seed)?;
     let k = SigningKey::from_bytes(&seed);
-    Ok((hex(&seed), hex(k.verifying_key().as_bytes())))
+    Ok((hex::encode(seed), hex::encode(k.verifying_key().as_bytes())))
 }
 
 fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
@@ -198,7 +192,7 @@ mod tests {
                 boot_id: "b".into(),
             },
             sequence: 0,
-            created: "2026-01-01T00:00:00Z".into(),
+            created: "2026-01-01T00:00:00Z".parse().unwrap(),
             prev: None,
             previous_stream: None,
             objects: vec![],
@@ -218,10 +212,13 @@ mod tests {
     fn signatures_verify_and_detect_any_change() {
         let k = SigningKey::from_bytes(&[7; 32]);
         let mut b = body();
-        b.public_key = Some(hex(k.verifying_key().as_bytes()));
+        b.public_key = Some(hex::encode(k.verifying_key().as_bytes()));
         let bytes = encode(&b, Some(&k)).unwrap();
         let p = decode(&bytes).unwrap();
-        assert_eq!(p.signature, Some(Ok(hex(k.verifying_key().as_bytes()))));
+        assert_eq!(
+            p.signature,
+            Some(Ok(hex::encode(k.verifying_key().as_bytes())))
+        );
         let tampered = String::from_utf8(bytes)
             .unwrap()
             .replace("\"sequence\":0", "\"sequence\":1");
@@ -238,7 +235,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("audit-key-{}", std::process::id()));
         std::fs::write(&dir, &seed).unwrap();
         let k = load_signing_key(&dir).unwrap();
-        assert_eq!(hex(k.verifying_key().as_bytes()), public);
+        assert_eq!(hex::encode(k.verifying_key().as_bytes()), public);
         std::fs::write(&dir, "nope").unwrap();
         assert!(
             load_signing_key(&dir)

@@ -2,25 +2,29 @@
 //! pipeline's sink), sealed into gzip NDJSON objects with a manifest chain, and uploaded to an
 //! object store with retries. See `docs/storage.md` for the layout and guarantees.
 
-pub mod layout;
-pub mod manifest;
-pub mod seal;
-pub mod spool;
-pub mod store;
-pub mod upload;
-pub mod verify;
+pub(crate) mod layout;
+pub(crate) mod manifest;
+mod seal;
+mod spool;
+pub(crate) mod store;
+mod upload;
+pub(crate) mod verify;
 
 use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64},
     },
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use ed25519_dalek::SigningKey;
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
 use tokio::sync::{Notify, watch};
 
 use self::{
@@ -30,163 +34,205 @@ use self::{
     store::{Store, StoreSettings},
     upload::Uploader,
 };
+use crate::config::{ExportConf, Problems};
 
-/// `[export]` in the configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportConf {
-    /// `s3://bucket/prefix` or `file:///path`.
-    pub store: String,
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub allow_http: Option<bool>,
-    #[serde(default = "defaults::spool_dir")]
-    pub spool_dir: PathBuf,
-    /// Spool size limit (open + sealed, bytes); beyond it records are dropped and a gap record
-    /// says how many.
-    #[serde(default = "defaults::spool_max_bytes")]
-    pub spool_max_bytes: u64,
-    /// Seal a segment at this many uncompressed bytes ...
-    #[serde(default = "defaults::segment_max_bytes")]
-    pub segment_max_bytes: u64,
-    /// ... or at this age, whichever comes first.
-    #[serde(default = "defaults::segment_max_age_ms")]
-    pub segment_max_age_ms: u64,
-    /// On SIGTERM, how long to keep uploading before leaving the rest in the spool.
-    #[serde(default = "defaults::shutdown_grace_ms")]
-    pub shutdown_grace_ms: u64,
-    /// Also write OCSF objects under `<prefix>/ocsf/`.
-    #[serde(default)]
-    pub ocsf: bool,
-    /// Ed25519 key (32-byte seed, hex) to sign manifests with.
-    pub signing_key: Option<PathBuf>,
-    /// gzip level 0-9.
-    #[serde(default = "defaults::gzip_level")]
-    pub gzip_level: u32,
+/// `[export]`, validated: what the spool, sealer and uploader run with.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportSettings {
+    pub(crate) store: StoreSettings,
+    pub(crate) spool_dir: PathBuf,
+    spool_max_bytes: u64,
+    segment_max_bytes: u64,
+    segment_max_age: Duration,
+    shutdown_grace: Duration,
+    ocsf: bool,
+    signing_key: Option<SigningKey>,
+    gzip_level: u32,
 }
 
-mod defaults {
-    use std::path::PathBuf;
-
-    pub fn spool_dir() -> PathBuf {
-        PathBuf::from("/var/lib/audit-agent/spool")
-    }
-    pub fn spool_max_bytes() -> u64 {
-        1 << 30
-    }
-    pub fn segment_max_bytes() -> u64 {
-        8 << 20
-    }
-    pub fn segment_max_age_ms() -> u64 {
-        10_000
-    }
-    pub fn shutdown_grace_ms() -> u64 {
-        10_000
-    }
-    pub fn gzip_level() -> u32 {
-        // Measured: level 3 stores ~17.5 bytes/record and leaves the agent headroom at the
-        // generator's maximum rate; level 6 costs noticeably more CPU for little gain.
-        3
-    }
-}
-
-impl ExportConf {
-    pub fn store_settings(&self) -> StoreSettings {
-        StoreSettings {
-            store: self.store.clone(),
-            endpoint: self.endpoint.clone(),
-            region: self.region.clone(),
-            allow_http: self.allow_http,
+impl ExportSettings {
+    /// Checks `[export]`; every problem is recorded at its line. The signing key is loaded (and
+    /// its file permissions checked) here, so `check-config` catches a missing or bad key.
+    pub(crate) fn compile(c: &ExportConf, p: &mut Problems) -> Self {
+        if let Err(e) = StoreSettings::check_url(c.store.get_ref()) {
+            p.at(c.store.span(), format!("export.store: {e}"));
+        }
+        if *c.gzip_level.get_ref() > 9 {
+            p.at(
+                c.gzip_level.span(),
+                format!(
+                    "export.gzip_level: {} is not in 0-9",
+                    c.gzip_level.get_ref()
+                ),
+            );
+        }
+        if *c.segment_max_bytes.get_ref() < 1024 {
+            let v = c.segment_max_bytes.get_ref();
+            p.at(
+                c.segment_max_bytes.span(),
+                format!("export.segment_max_bytes: {v} is below 1024"),
+            );
+        }
+        if *c.segment_max_age_ms.get_ref() == 0 {
+            p.at(
+                c.segment_max_age_ms.span(),
+                "export.segment_max_age_ms: must be positive",
+            );
+        }
+        if c.spool_max_bytes.get_ref() < c.segment_max_bytes.get_ref() {
+            p.at(
+                c.spool_max_bytes.span(),
+                "export.spool_max_bytes: must be at least segment_max_bytes",
+            );
+        }
+        let signing_key = c.signing_key.as_ref().and_then(|k| {
+            manifest::load_signing_key(k.get_ref())
+                .map_err(|e| p.at(k.span(), format!("export.signing_key: {e:#}")))
+                .ok()
+        });
+        Self {
+            store: StoreSettings {
+                store: c.store.get_ref().clone(),
+                endpoint: c.endpoint.clone(),
+                region: c.region.clone(),
+                allow_http: c.allow_http,
+            },
+            spool_dir: c.spool_dir.clone(),
+            spool_max_bytes: *c.spool_max_bytes.get_ref(),
+            segment_max_bytes: *c.segment_max_bytes.get_ref(),
+            segment_max_age: Duration::from_millis(*c.segment_max_age_ms.get_ref()),
+            shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
+            ocsf: c.ocsf,
+            signing_key,
+            gzip_level: *c.gzip_level.get_ref(),
         }
     }
 
-    /// Checks values that TOML types cannot; returns (field, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut v = Vec::new();
-        let s = self.store.trim();
-        if !(s.starts_with("s3://")
-            || s.starts_with("file://")
-            || s.starts_with('/')
-            || s.starts_with('.'))
-        {
-            v.push((
-                "export.store",
-                format!("`{s}`: use s3://bucket/prefix or file:///path"),
-            ));
-        }
-        if s.strip_prefix("s3://")
-            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
-        {
-            v.push(("export.store", format!("`{s}` has no bucket")));
-        }
-        if self.gzip_level > 9 {
-            v.push((
-                "export.gzip_level",
-                format!("{} is not in 0-9", self.gzip_level),
-            ));
-        }
-        if self.segment_max_bytes < 1024 {
-            v.push((
-                "export.segment_max_bytes",
-                format!("{} is below 1024", self.segment_max_bytes),
-            ));
-        }
-        if self.segment_max_age_ms == 0 {
-            v.push(("export.segment_max_age_ms", "must be positive".into()));
-        }
-        if self.spool_max_bytes < self.segment_max_bytes {
-            v.push((
-                "export.spool_max_bytes",
-                "must be at least segment_max_bytes".into(),
-            ));
-        }
-        v
+    /// `trace --export URL`: the configured export (or the defaults) writing to `url` from a
+    /// private spool, sealing every two seconds.
+    pub(crate) fn for_trace(
+        base: Option<&Self>,
+        url: &str,
+        spool_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        StoreSettings::check_url(url).map_err(|e| anyhow::anyhow!("--export: {e}"))?;
+        let mut s = match base {
+            Some(b) => b.clone(),
+            None => {
+                let conf: ExportConf = toml::from_str(&format!("store = {url:?}"))
+                    .context("default export settings")?;
+                Self::compile(&conf, &mut Problems::new("", ""))
+            }
+        };
+        s.store.store = url.to_string();
+        s.spool_dir = spool_dir;
+        s.segment_max_age = s.segment_max_age.min(Duration::from_secs(2));
+        Ok(s)
     }
 }
 
-/// Export counters and gauges (read by metrics and health).
-#[derive(Debug, Default)]
-pub struct ExportStats {
-    pub spool_bytes: AtomicU64,
-    pub records_spooled: AtomicU64,
-    pub records_dropped: AtomicU64,
-    pub segments_sealed: AtomicU64,
-    pub batches_uploaded: AtomicU64,
-    pub uploads_ok: AtomicU64,
-    pub uploads_failed: AtomicU64,
-    pub upload_nanos: AtomicU64,
-    /// Upload latency histogram buckets (seconds): 0.01, 0.05, 0.1, 0.5, 1, 5, +Inf.
-    pub upload_buckets: [AtomicU64; 7],
-    pub last_upload_unix: AtomicI64,
-    /// Creation time of the oldest batch not yet uploaded (0 = none).
-    pub oldest_unsent_unix: AtomicI64,
-    /// Sealed batches waiting for upload.
-    pub pending_batches: AtomicU64,
+/// Export counters and gauges: the metrics of this module (registered with
+/// [`ExportStats::register`]) and the facts readiness needs.
+#[derive(Debug)]
+pub(crate) struct ExportStats {
+    /// Bytes in the spool (open, ready and sealed); the spool limit is checked against it.
+    pub(crate) spool_bytes: Gauge,
+    records_spooled: Counter,
+    segments_sealed: Counter,
+    batches_uploaded: Counter,
+    uploads_ok: Counter,
+    uploads_failed: Counter,
+    upload_latency: Histogram,
+    last_upload_unix: Gauge,
+    oldest_unsent_age: Gauge,
+    pending_batches: Gauge,
     /// Last time the store answered (an upload or an idle check), Unix seconds.
-    pub store_ok_unix: AtomicI64,
+    pub(crate) store_ok_unix: AtomicI64,
     /// Whether the last spool write probe succeeded.
-    pub spool_writable: std::sync::atomic::AtomicBool,
-    pub last_error: Mutex<Option<String>>,
+    pub(crate) spool_writable: AtomicBool,
+    pub(crate) last_error: Mutex<Option<String>>,
 }
-
-pub const UPLOAD_BUCKETS: [f64; 6] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
 impl ExportStats {
-    pub fn observe_upload(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        let i = UPLOAD_BUCKETS
-            .iter()
-            .position(|b| s <= *b)
-            .unwrap_or(UPLOAD_BUCKETS.len());
-        self.upload_buckets[i].fetch_add(1, Ordering::Relaxed);
+    fn new() -> Self {
+        Self {
+            spool_bytes: Gauge::default(),
+            records_spooled: Counter::default(),
+            segments_sealed: Counter::default(),
+            batches_uploaded: Counter::default(),
+            uploads_ok: Counter::default(),
+            uploads_failed: Counter::default(),
+            upload_latency: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            last_upload_unix: Gauge::default(),
+            oldest_unsent_age: Gauge::default(),
+            pending_batches: Gauge::default(),
+            store_ok_unix: AtomicI64::new(0),
+            spool_writable: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+        }
     }
 
-    pub fn sub_spool_bytes(&self, n: u64) {
-        let _ = self
-            .spool_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n))
-            });
+    /// Registers this module's metrics (they are kept here; the registry shares them).
+    pub(crate) fn register(&self, r: &mut Registry) {
+        r.register(
+            "spool_bytes",
+            "Bytes in the spool (open, ready and sealed)",
+            self.spool_bytes.clone(),
+        );
+        r.register(
+            "spool_records",
+            "Records appended to the spool",
+            self.records_spooled.clone(),
+        );
+        r.register(
+            "spool_segments_sealed",
+            "Objects sealed",
+            self.segments_sealed.clone(),
+        );
+        r.register(
+            "spool_pending_batches",
+            "Sealed batches waiting for upload",
+            self.pending_batches.clone(),
+        );
+        r.register(
+            "uploads",
+            "Objects and manifests the store confirmed",
+            self.uploads_ok.clone(),
+        );
+        r.register(
+            "upload_failures",
+            "Upload attempts that failed (retried)",
+            self.uploads_failed.clone(),
+        );
+        r.register(
+            "upload_batches",
+            "Batches (objects and their manifest) uploaded",
+            self.batches_uploaded.clone(),
+        );
+        r.register(
+            "upload_latency_seconds",
+            "Time for the store to confirm one upload",
+            self.upload_latency.clone(),
+        );
+        r.register(
+            "oldest_unsent_age_seconds",
+            "Age of the oldest sealed batch not yet uploaded (0 when none)",
+            self.oldest_unsent_age.clone(),
+        );
+        r.register(
+            "last_upload_timestamp_seconds",
+            "Unix time of the last confirmed upload (0 = never)",
+            self.last_upload_unix.clone(),
+        );
+    }
+
+    fn sub_spool_bytes(&self, n: u64) {
+        self.spool_bytes
+            .dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    fn error(&self, e: &anyhow::Error) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
     }
 }
 
@@ -235,45 +281,38 @@ fn spawn_sealer(
 }
 
 /// A running export: sealer thread and uploader task, and the spool writer for the pipeline.
-pub struct Exporter {
+pub(crate) struct Exporter {
     sealer: Arc<Mutex<Sealer>>,
     seal_tx: std::sync::mpsc::Sender<SealMsg>,
     sealer_thread: std::thread::JoinHandle<()>,
     upload_wake: Arc<Notify>,
     stop_upload: watch::Sender<Option<Instant>>,
     uploader_task: tokio::task::JoinHandle<bool>,
-    pub stats: Arc<ExportStats>,
-    pub store: Store,
+    pub(crate) stats: Arc<ExportStats>,
+    pub(crate) store: Store,
     grace: Duration,
 }
 
 /// What `finish` achieved.
 #[derive(Debug)]
-pub struct FinishReport {
-    pub all_uploaded: bool,
-    pub left_in_spool: usize,
+pub(crate) struct FinishReport {
+    pub(crate) all_uploaded: bool,
 }
 
 impl Exporter {
     /// Opens the spool (recovering a previous run), seals what it left, and starts uploading it
     /// first. Returns the exporter, the sink for the pipeline, and what was found.
-    pub fn start(
-        conf: &ExportConf,
+    pub(crate) fn start(
+        conf: &ExportSettings,
         store: Store,
         stream: StreamId,
     ) -> anyhow::Result<(Self, SpoolWriter, StartInfo)> {
         let dirs = SpoolDirs::create(&conf.spool_dir)?;
-        let key = conf
-            .signing_key
-            .as_deref()
-            .map(manifest::load_signing_key)
-            .transpose()?;
-        let stats = Arc::new(ExportStats::default());
-        stats.spool_writable.store(true, Ordering::Relaxed);
+        let stats = Arc::new(ExportStats::new());
         let (mut sealer, start) = Sealer::open(
             dirs.clone(),
             stream,
-            key,
+            conf.signing_key.clone(),
             conf.ocsf,
             conf.gzip_level,
             stats.clone(),
@@ -307,7 +346,7 @@ impl Exporter {
                 SpoolLimits {
                     max_bytes: conf.spool_max_bytes,
                     segment_max_bytes: conf.segment_max_bytes,
-                    segment_max_age: Duration::from_millis(conf.segment_max_age_ms),
+                    segment_max_age: conf.segment_max_age,
                 },
                 stats.clone(),
                 Box::new(move || {
@@ -325,7 +364,7 @@ impl Exporter {
                 uploader_task,
                 stats,
                 store,
-                grace: Duration::from_millis(conf.shutdown_grace_ms),
+                grace: conf.shutdown_grace,
             },
             writer,
             start,
@@ -334,7 +373,7 @@ impl Exporter {
 
     /// After the pipeline closed its segments: seal everything, upload within the grace period,
     /// record a clean stop. Whatever is not uploaded stays in the spool for the next start.
-    pub async fn finish(self) -> anyhow::Result<FinishReport> {
+    pub(crate) async fn finish(self) -> anyhow::Result<FinishReport> {
         // The sealer seals everything left, then exits.
         let _ = self.seal_tx.send(SealMsg::Stop);
         let thread = self.sealer_thread;
@@ -345,15 +384,12 @@ impl Exporter {
         self.upload_wake.notify_one();
         let all_uploaded = self.uploader_task.await.unwrap_or(false);
         let s = self.sealer.clone();
-        let left = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-            s.mark_clean_shutdown()?;
-            Ok(0)
+        tokio::task::spawn_blocking(move || {
+            s.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .mark_clean_shutdown()
         })
         .await??;
-        Ok(FinishReport {
-            all_uploaded,
-            left_in_spool: left,
-        })
+        Ok(FinishReport { all_uploaded })
     }
 }

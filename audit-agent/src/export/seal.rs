@@ -15,8 +15,8 @@ use std::{
     collections::HashSet,
     fs,
     io::Write as _,
-    path::PathBuf,
-    sync::{Arc, atomic::Ordering},
+    path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::Context as _;
@@ -26,61 +26,26 @@ use serde::Deserialize;
 
 use super::{
     ExportStats,
-    layout::{ObjectFormat, StreamId, manifest_key, object_key, parse_object_key},
-    manifest::{self, Body, Link, ObjectEntry, hex, sha256_hex},
-    spool::{
-        SegmentMeta, SegmentName, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic,
-    },
+    layout::{ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
+    manifest::{self, Body, Link, ObjectEntry, sha256_hex},
+    spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
 };
 use crate::{
-    format::ocsf::to_ocsf,
-    record::Record,
-    timefmt::{now_unix_ns, parse_rfc3339, rfc3339_nanos},
+    event::Timestamp,
+    format::{native, ocsf::to_ocsf},
+    time,
 };
-
-/// Local file name of a sealed object.
-pub fn local_object_name(e: &ObjectEntry) -> Option<String> {
-    let k = parse_object_key(&e.key)?;
-    let seg = SegmentName {
-        first_seq: e.first_seq,
-        agent_id: e.agent_id.clone(),
-        dt: k.dt,
-        hour: k.hour,
-    };
-    let fmt = match e.format {
-        ObjectFormat::Native => "native",
-        ObjectFormat::Ocsf => "ocsf",
-    };
-    Some(format!(
-        "{}.{fmt}.gz",
-        seg.file_name().trim_end_matches(".ndjson")
-    ))
-}
-
-/// Local manifests in chain order.
-pub fn local_manifests(dirs: &SpoolDirs) -> anyhow::Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = fs::read_dir(&dirs.sealed)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("manifest-") && n.ends_with(".json"))
-        })
-        .collect();
-    v.sort();
-    Ok(v)
-}
 
 /// What a start found in the spool.
 #[derive(Debug, Clone)]
-pub struct StartInfo {
+pub(crate) struct StartInfo {
     /// State left by the previous run, if any.
-    pub previous: Option<State>,
+    pub(crate) previous: Option<State>,
     /// First sequence number for this run.
-    pub next_seq: u64,
+    pub(crate) next_seq: u64,
 }
 
-pub struct Sealer {
+pub(crate) struct Sealer {
     dirs: SpoolDirs,
     state: State,
     stream: StreamId,
@@ -93,7 +58,7 @@ pub struct Sealer {
 impl Sealer {
     /// Opens the spool, recovers from an interrupted previous run, and starts (or continues)
     /// the stream of this host and boot.
-    pub fn open(
+    pub(crate) fn open(
         dirs: SpoolDirs,
         stream: StreamId,
         key: Option<SigningKey>,
@@ -139,13 +104,13 @@ impl Sealer {
         };
         s.stats
             .spool_bytes
-            .store(super::spool::spool_size(&s.dirs), Ordering::Relaxed);
+            .set(super::spool::spool_size(&s.dirs) as i64);
         Ok((s, start))
     }
 
     /// Completes seals whose state update was lost.
     fn roll_forward(&self, state: &mut State) -> anyhow::Result<()> {
-        for path in local_manifests(&self.dirs)? {
+        for path in self.dirs.manifests()? {
             let bytes = fs::read(&path)?;
             let Ok(m) = manifest::decode(&bytes) else {
                 continue;
@@ -173,23 +138,16 @@ impl Sealer {
     fn remove_orphans(&self) -> anyhow::Result<()> {
         let mut referenced = HashSet::new();
         let mut covered = HashSet::new();
-        for path in local_manifests(&self.dirs)? {
+        for path in self.dirs.manifests()? {
             if let Ok(m) = manifest::decode(&fs::read(&path)?) {
-                for o in &m.body.objects {
-                    if let Some(n) = local_object_name(o) {
-                        referenced.insert(n);
-                    }
-                    if let Some(k) = parse_object_key(&o.key) {
-                        covered.insert(
-                            SegmentName {
-                                first_seq: o.first_seq,
-                                agent_id: o.agent_id.clone(),
-                                dt: k.dt,
-                                hour: k.hour,
-                            }
-                            .file_name(),
-                        );
-                    }
+                for o in m
+                    .body
+                    .objects
+                    .iter()
+                    .filter_map(|o| ObjectName::parse(&o.key))
+                {
+                    referenced.insert(o.spool_file());
+                    covered.insert(SegmentName::of_object(&o).file_name());
                 }
             }
         }
@@ -212,14 +170,10 @@ impl Sealer {
         Ok(())
     }
 
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
     /// Records a clean stop in the state.
-    pub fn mark_clean_shutdown(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn mark_clean_shutdown(&mut self) -> anyhow::Result<()> {
         self.state.clean_shutdown = true;
-        self.state.stopped_at = Some(rfc3339_nanos(now_unix_ns()));
+        self.state.stopped_at = Some(time::now());
         self.dirs.save_state(&self.state)
     }
 
@@ -239,119 +193,127 @@ impl Sealer {
         f.write_all(gz)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)?;
-        self.stats
-            .spool_bytes
-            .fetch_add(gz.len() as u64, Ordering::Relaxed);
+        self.stats.spool_bytes.inc_by(gz.len() as i64);
         Ok(())
     }
 
-    /// Seals every ready segment into one batch. Returns the number of objects sealed.
-    pub fn seal_ready(&mut self) -> anyhow::Result<usize> {
+    /// Closed segments waiting to be sealed, in sequence order.
+    fn ready_segments(&self) -> anyhow::Result<Vec<(SegmentName, PathBuf)>> {
         let mut ready: Vec<(SegmentName, PathBuf)> = fs::read_dir(&self.dirs.ready)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
-                let n = SegmentName::parse(&e.file_name().to_string_lossy())?;
-                Some((n, e.path()))
+                Some((
+                    SegmentName::parse(&e.file_name().to_string_lossy())?,
+                    e.path(),
+                ))
             })
             .collect();
-        if ready.is_empty() {
-            return Ok(0);
-        }
         ready.sort_by_key(|(n, _)| n.first_seq);
+        Ok(ready)
+    }
+
+    /// Writes the objects of one segment (native, and OCSF when enabled) into `sealed/`; the
+    /// files read are added to `consumed` (path, bytes) for removal once the manifest is safe.
+    fn seal_segment(
+        &self,
+        name: &SegmentName,
+        path: &Path,
+        consumed: &mut Vec<(PathBuf, u64)>,
+    ) -> anyhow::Result<Vec<ObjectEntry>> {
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        consumed.push((path.to_path_buf(), bytes.len() as u64));
+        let sidecar = super::spool::meta_path(path);
+        let meta = fs::read(&sidecar)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok())
+            .filter(|m| m.records > 0)
+            .or_else(|| scan(&bytes));
+        consumed.push((sidecar, 0));
+        let Some(meta) = meta else {
+            return Ok(Vec::new()); // empty segment
+        };
+        let mut renderings = vec![(ObjectFormat::Native, bytes)];
+        if self.ocsf {
+            let ocsf = to_ocsf_lines(&renderings[0].1);
+            renderings.push((ObjectFormat::Ocsf, ocsf));
+        }
         let mut entries = Vec::new();
-        let mut consumed = Vec::new();
-        for (name, path) in &ready {
-            let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            consumed.push((path.clone(), bytes.len() as u64));
-            let sidecar = super::spool::meta_path(path);
-            let meta = fs::read(&sidecar)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok())
-                .filter(|m| m.records > 0)
-                .or_else(|| scan(&bytes));
-            consumed.push((sidecar, 0));
-            let Some(meta) = meta else {
-                continue; // empty segment
-            };
-            let stem = name.file_name();
-            let stem = stem.trim_end_matches(".ndjson");
-            let entry = |format, bytes: &[u8]| ObjectEntry {
-                key: object_key(
-                    format,
-                    &name.agent_id,
-                    &name.dt,
-                    &name.hour,
-                    &self.stream,
-                    name.first_seq,
-                ),
+        for (format, bytes) in renderings {
+            let object = ObjectName::new(format, name, &self.stream);
+            self.write_object(&object.spool_file(), &self.gzip(&bytes)?)?;
+            entries.push(ObjectEntry {
+                key: object.key(),
                 format,
-                agent_id: name.agent_id.clone(),
-                sha256: sha256_hex(bytes),
+                agent_id: name.partition.agent_id.clone(),
+                sha256: sha256_hex(&bytes),
                 bytes: bytes.len() as u64,
                 records: meta.records,
                 first_seq: meta.first_seq,
                 last_seq: meta.last_seq,
-                time_from: meta.time_from.clone(),
-                time_to: meta.time_to.clone(),
-            };
-            let gz = self.gzip(&bytes)?;
-            self.write_object(&format!("{stem}.native.gz"), &gz)?;
-            entries.push(entry(ObjectFormat::Native, &bytes));
-            if self.ocsf {
-                let ocsf = to_ocsf_lines(&bytes);
-                let gz = self.gzip(&ocsf)?;
-                self.write_object(&format!("{stem}.ocsf.gz"), &gz)?;
-                entries.push(entry(ObjectFormat::Ocsf, &ocsf));
-            }
+                time_from: meta.time_from,
+                time_to: meta.time_to,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Writes the next manifest of the chain for `objects`, then the state pointing at it.
+    fn write_manifest(&mut self, objects: Vec<ObjectEntry>) -> anyhow::Result<()> {
+        let seq = self.state.next_manifest;
+        let last = objects.iter().map(|o| o.last_seq).max().unwrap_or(0);
+        let body = Body {
+            schema: manifest::SCHEMA.into(),
+            stream: self.stream.clone(),
+            sequence: seq,
+            created: time::now(),
+            prev: self.state.head.clone(),
+            previous_stream: if seq == 0 {
+                self.state.previous_stream_head.clone()
+            } else {
+                None
+            },
+            public_key: self
+                .key
+                .as_ref()
+                .map(|k| hex::encode(k.verifying_key().as_bytes())),
+            objects,
+        };
+        let bytes = manifest::encode(&body, self.key.as_ref())?;
+        write_atomic(&self.dirs.manifest_path(seq), &bytes)?;
+        self.stats.spool_bytes.inc_by(bytes.len() as i64);
+        self.state.head = Some(Link {
+            key: manifest_key(&self.stream, seq),
+            sha256: sha256_hex(&bytes),
+        });
+        self.state.next_manifest = seq + 1;
+        self.state.next_seq = self.state.next_seq.max(last + 1);
+        self.dirs.save_state(&self.state)
+    }
+
+    /// Seals every ready segment into one batch. Returns the number of objects sealed.
+    pub(crate) fn seal_ready(&mut self) -> anyhow::Result<usize> {
+        let ready = self.ready_segments()?;
+        if ready.is_empty() {
+            return Ok(0);
+        }
+        let mut entries = Vec::new();
+        let mut consumed = Vec::new();
+        for (name, path) in &ready {
+            entries.extend(self.seal_segment(name, path, &mut consumed)?);
         }
         sync_dir(&self.dirs.sealed)?;
         let n = entries.len();
         if n > 0 {
-            let seq = self.state.next_manifest;
-            let body = Body {
-                schema: manifest::SCHEMA.into(),
-                stream: self.stream.clone(),
-                sequence: seq,
-                created: rfc3339_nanos(now_unix_ns()),
-                prev: self.state.head.clone(),
-                previous_stream: if seq == 0 {
-                    self.state.previous_stream_head.clone()
-                } else {
-                    None
-                },
-                public_key: self.key.as_ref().map(|k| hex(k.verifying_key().as_bytes())),
-                objects: entries,
-            };
-            let last = body.objects.iter().map(|o| o.last_seq).max().unwrap_or(0);
-            let bytes = manifest::encode(&body, self.key.as_ref())?;
-            write_atomic(
-                &self.dirs.sealed.join(format!("manifest-{seq:010}.json")),
-                &bytes,
-            )?;
-            self.stats
-                .spool_bytes
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            self.state.head = Some(Link {
-                key: manifest_key(&self.stream, seq),
-                sha256: sha256_hex(&bytes),
-            });
-            self.state.next_manifest = seq + 1;
-            self.state.next_seq = self.state.next_seq.max(last + 1);
-            self.dirs.save_state(&self.state)?;
+            self.write_manifest(entries)?;
         }
         for (path, len) in consumed {
             if len == 0 && !path.exists() {
                 continue;
             }
             fs::remove_file(&path)?;
-            self.stats.spool_bytes.fetch_sub(
-                len.min(self.stats.spool_bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+            self.stats.sub_spool_bytes(len);
         }
-        self.stats
-            .segments_sealed
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.stats.segments_sealed.inc_by(n as u64);
         Ok(n)
     }
 }
@@ -362,35 +324,28 @@ fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
     #[derive(Deserialize)]
     struct Line {
         seq: u64,
-        time: String,
+        time: Timestamp,
     }
     let mut m: Option<SegmentMeta> = None;
     for l in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let Ok(line) = serde_json::from_slice::<Line>(l) else {
             continue;
         };
-        let t = parse_rfc3339(&line.time).unwrap_or(0);
-        m.get_or_insert_with(|| SegmentMeta::new(line.seq, t, &line.time))
-            .add(line.seq, t, &line.time);
+        m.get_or_insert_with(|| SegmentMeta::new(line.seq, line.time))
+            .add(line.seq, line.time);
     }
     m
 }
 
 /// Renders native NDJSON as OCSF NDJSON.
-fn to_ocsf_lines(native: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(native.len() * 2);
-    for l in native.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if let Ok(mut rec) = serde_json::from_slice::<Record>(l) {
-            rec.unix_ns = parse_rfc3339(&rec.time).unwrap_or(0);
-            if serde_json::to_writer(&mut out, &to_ocsf(&rec)).is_ok() {
-                out.push(b'\n');
-            }
+fn to_ocsf_lines(records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.len() * 2);
+    for l in records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if let Ok(e) = native::read(l)
+            && serde_json::to_writer(&mut out, &to_ocsf(&e)).is_ok()
+        {
+            out.push(b'\n');
         }
     }
     out
-}
-
-/// Path of a spool's sealed object for an entry.
-pub fn local_object_path(dirs: &SpoolDirs, e: &ObjectEntry) -> Option<PathBuf> {
-    local_object_name(e).map(|n| dirs.sealed.join(n))
 }

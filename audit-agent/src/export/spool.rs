@@ -15,7 +15,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -24,45 +24,47 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ExportStats,
-    layout::{AUDIT_PARTITION, date_hour, decode, encode},
+    layout::{Partition, SegmentName},
     manifest::Link,
 };
 use crate::{
-    record::Record,
+    event::{Event, Timestamp},
+    format::native,
     sink::{Accepted, Sink},
 };
 
 /// Persistent state of a spool.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct State {
-    pub host: String,
+pub(crate) struct State {
+    pub(crate) host: String,
     /// Boot of the current stream.
-    pub boot_id: String,
+    pub(crate) boot_id: String,
     /// Next sequence number to assign (records continue it across restarts and reboots).
-    pub next_seq: u64,
+    pub(crate) next_seq: u64,
     /// Next manifest sequence in the current stream.
-    pub next_manifest: u64,
+    pub(crate) next_manifest: u64,
     /// Last manifest of the current stream.
-    pub head: Option<Link>,
+    pub(crate) head: Option<Link>,
     /// Last manifest of the previous stream (linked from the first manifest of this one).
-    pub previous_stream_head: Option<Link>,
+    pub(crate) previous_stream_head: Option<Link>,
     /// Whether the last run stopped cleanly.
-    pub clean_shutdown: bool,
-    /// When the last run stopped (RFC 3339), if cleanly.
-    pub stopped_at: Option<String>,
+    pub(crate) clean_shutdown: bool,
+    /// When the last run stopped, if cleanly.
+    #[serde(default, with = "crate::time::wire_opt")]
+    pub(crate) stopped_at: Option<Timestamp>,
 }
 
 /// The directories of a spool.
 #[derive(Debug, Clone)]
-pub struct SpoolDirs {
-    pub root: PathBuf,
-    pub open: PathBuf,
-    pub ready: PathBuf,
-    pub sealed: PathBuf,
+pub(crate) struct SpoolDirs {
+    pub(crate) root: PathBuf,
+    pub(crate) open: PathBuf,
+    pub(crate) ready: PathBuf,
+    pub(crate) sealed: PathBuf,
 }
 
 impl SpoolDirs {
-    pub fn create(root: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn create(root: &Path) -> anyhow::Result<Self> {
         let d = Self {
             root: root.to_path_buf(),
             open: root.join("open"),
@@ -86,11 +88,35 @@ impl SpoolDirs {
         Ok(d)
     }
 
-    pub fn state_path(&self) -> PathBuf {
+    /// A sealed manifest waiting for upload.
+    pub(crate) fn manifest_path(&self, sequence: u64) -> PathBuf {
+        self.sealed.join(format!("manifest-{sequence:010}.json"))
+    }
+
+    /// Sealed manifests waiting for upload, in chain order.
+    pub(crate) fn manifests(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = fs::read_dir(&self.sealed)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("manifest-") && n.ends_with(".json"))
+            })
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// The sealed file of a manifest's object entry, while it waits for upload.
+    pub(crate) fn sealed_object(&self, e: &super::manifest::ObjectEntry) -> Option<PathBuf> {
+        super::layout::ObjectName::parse(&e.key).map(|o| self.sealed.join(o.spool_file()))
+    }
+
+    pub(crate) fn state_path(&self) -> PathBuf {
         self.root.join("state.json")
     }
 
-    pub fn load_state(&self) -> anyhow::Result<Option<State>> {
+    pub(crate) fn load_state(&self) -> anyhow::Result<Option<State>> {
         match fs::read(self.state_path()) {
             Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
                 format!("spool state {} is corrupt", self.state_path().display())
@@ -100,13 +126,13 @@ impl SpoolDirs {
         }
     }
 
-    pub fn save_state(&self, s: &State) -> anyhow::Result<()> {
+    pub(crate) fn save_state(&self, s: &State) -> anyhow::Result<()> {
         write_atomic(&self.state_path(), &serde_json::to_vec_pretty(s)?)
     }
 }
 
 /// Writes `path` atomically and durably: temp file, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f =
@@ -118,53 +144,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
-pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir)?.sync_all()?;
     Ok(())
-}
-
-/// Identity of a segment: what goes into its object key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SegmentName {
-    pub first_seq: u64,
-    pub agent_id: String,
-    pub dt: String,
-    pub hour: String,
-}
-
-impl SegmentName {
-    pub fn file_name(&self) -> String {
-        format!(
-            "{:020}+{}+{}+{}.ndjson",
-            self.first_seq,
-            encode(&self.agent_id),
-            self.dt,
-            self.hour
-        )
-    }
-
-    pub fn parse(file: &str) -> Option<Self> {
-        let stem = file.strip_suffix(".ndjson")?;
-        let mut p = stem.split('+');
-        let s = Self {
-            first_seq: p.next()?.parse().ok()?,
-            agent_id: decode(p.next()?)?,
-            dt: p.next()?.to_string(),
-            hour: p.next()?.to_string(),
-        };
-        p.next().is_none().then_some(s)
-    }
-}
-
-/// Partition of a record: (agent id, date, hour).
-fn partition(rec: &Record) -> (String, String, String) {
-    let agent = if rec.is_gap() {
-        AUDIT_PARTITION.to_string()
-    } else {
-        rec.agent_id().to_string()
-    };
-    let (dt, hour) = date_hour(rec.unix_ns);
-    (agent, dt, hour)
 }
 
 struct OpenSegment {
@@ -181,72 +163,62 @@ struct OpenSegment {
 /// Seq and time range of a segment, written next to it when it is closed (`<name>.meta`) so
 /// sealing need not re-read every record; recomputed from the records after a crash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SegmentMeta {
-    pub records: u64,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub time_from: String,
-    pub time_to: String,
-    #[serde(skip)]
-    pub t_min: i128,
-    #[serde(skip)]
-    pub t_max: i128,
+pub(crate) struct SegmentMeta {
+    pub(crate) records: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+    #[serde(with = "crate::time::wire")]
+    pub(crate) time_from: Timestamp,
+    #[serde(with = "crate::time::wire")]
+    pub(crate) time_to: Timestamp,
 }
 
 impl SegmentMeta {
-    pub fn new(seq: u64, unix_ns: i128, time: &str) -> Self {
+    pub(crate) fn new(seq: u64, t: Timestamp) -> Self {
         Self {
             records: 0,
             first_seq: seq,
             last_seq: seq,
-            time_from: time.to_string(),
-            time_to: time.to_string(),
-            t_min: unix_ns,
-            t_max: unix_ns,
+            time_from: t,
+            time_to: t,
         }
     }
 
-    pub fn add(&mut self, seq: u64, unix_ns: i128, time: &str) {
+    pub(crate) fn add(&mut self, seq: u64, t: Timestamp) {
         self.records += 1;
         self.first_seq = self.first_seq.min(seq);
         self.last_seq = self.last_seq.max(seq);
-        if unix_ns < self.t_min {
-            self.t_min = unix_ns;
-            self.time_from = time.to_string();
-        }
-        if unix_ns > self.t_max {
-            self.t_max = unix_ns;
-            self.time_to = time.to_string();
-        }
+        self.time_from = self.time_from.min(t);
+        self.time_to = self.time_to.max(t);
     }
 }
 
 /// The sidecar file of a ready segment.
-pub fn meta_path(segment: &Path) -> PathBuf {
+pub(crate) fn meta_path(segment: &Path) -> PathBuf {
     segment.with_extension("meta")
 }
 
 /// Limits of the spool.
 #[derive(Debug, Clone)]
-pub struct SpoolLimits {
+pub(crate) struct SpoolLimits {
     /// Everything in the spool (open + ready + sealed) may not exceed this.
-    pub max_bytes: u64,
-    pub segment_max_bytes: u64,
-    pub segment_max_age: Duration,
+    pub(crate) max_bytes: u64,
+    pub(crate) segment_max_bytes: u64,
+    pub(crate) segment_max_age: Duration,
 }
 
 /// The sink that appends records to the spool.
-pub struct SpoolWriter {
+pub(crate) struct SpoolWriter {
     dirs: SpoolDirs,
     limits: SpoolLimits,
-    open: HashMap<(String, String, String), OpenSegment>,
+    open: HashMap<Partition, OpenSegment>,
     stats: Arc<ExportStats>,
     /// Called when a segment is closed (wakes the sealer).
     on_ready: Box<dyn Fn() + Send>,
 }
 
 impl SpoolWriter {
-    pub fn new(
+    pub(crate) fn new(
         dirs: SpoolDirs,
         limits: SpoolLimits,
         stats: Arc<ExportStats>,
@@ -261,7 +233,7 @@ impl SpoolWriter {
         }
     }
 
-    fn close_segment(&mut self, key: &(String, String, String)) -> anyhow::Result<()> {
+    fn close_segment(&mut self, key: &Partition) -> anyhow::Result<()> {
         if let Some(mut seg) = self.open.remove(key) {
             seg.file.write_all(&seg.buf)?;
             seg.buf.clear();
@@ -291,23 +263,22 @@ impl SpoolWriter {
 }
 
 impl Sink for SpoolWriter {
-    fn write(&mut self, rec: &Record) -> anyhow::Result<Accepted> {
-        let mut line = serde_json::to_vec(rec)?;
+    fn write(&mut self, e: &Event) -> anyhow::Result<Accepted> {
+        let mut line = Vec::with_capacity(1024);
+        native::write(e, &mut line)?;
         line.push(b'\n');
         let len = line.len() as u64;
         // Gap records always fit: they are what makes a loss visible.
-        if !rec.is_gap()
-            && self.stats.spool_bytes.load(Ordering::Relaxed) + len > self.limits.max_bytes
+        if e.gap().is_none()
+            && self.stats.spool_bytes.get().max(0) as u64 + len > self.limits.max_bytes
         {
             return Ok(Accepted::Dropped);
         }
-        let key = partition(rec);
+        let key = Partition::of(e);
         if !self.open.contains_key(&key) {
             let name = SegmentName {
-                first_seq: rec.seq,
-                agent_id: key.0.clone(),
-                dt: key.1.clone(),
-                hour: key.2.clone(),
+                first_seq: e.seq,
+                partition: key.clone(),
             };
             let path = self.dirs.open.join(name.file_name());
             let file = OpenOptions::new()
@@ -324,13 +295,13 @@ impl Sink for SpoolWriter {
                     buf: Vec::with_capacity(64 * 1024),
                     bytes: 0,
                     opened: Instant::now(),
-                    meta: SegmentMeta::new(rec.seq, rec.unix_ns, &rec.time),
+                    meta: SegmentMeta::new(e.seq, e.time),
                 },
             );
         }
         let full = {
             let seg = self.open.get_mut(&key).expect("inserted above");
-            seg.meta.add(rec.seq, rec.unix_ns, &rec.time);
+            seg.meta.add(e.seq, e.time);
             seg.buf.extend_from_slice(&line);
             seg.bytes += len;
             if seg.buf.len() >= 256 * 1024 {
@@ -339,8 +310,8 @@ impl Sink for SpoolWriter {
             }
             seg.bytes >= self.limits.segment_max_bytes
         };
-        self.stats.spool_bytes.fetch_add(len, Ordering::Relaxed);
-        self.stats.records_spooled.fetch_add(1, Ordering::Relaxed);
+        self.stats.spool_bytes.inc_by(len as i64);
+        self.stats.records_spooled.inc();
         if full {
             self.close_segment(&key)?;
         }
@@ -371,7 +342,7 @@ impl Sink for SpoolWriter {
 
 /// Recovery at start: segments left open by a previous run become ready (a torn last line from
 /// a crash mid-write is cut off). Returns the highest seq found in ready segments.
-pub fn recover_open_segments(dirs: &SpoolDirs) -> anyhow::Result<Option<u64>> {
+pub(crate) fn recover_open_segments(dirs: &SpoolDirs) -> anyhow::Result<Option<u64>> {
     for e in fs::read_dir(&dirs.open)? {
         let e = e?;
         let path = e.path();
@@ -436,7 +407,7 @@ fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
 }
 
 /// Bytes currently in the spool (for the size limit at start).
-pub fn spool_size(dirs: &SpoolDirs) -> u64 {
+pub(crate) fn spool_size(dirs: &SpoolDirs) -> u64 {
     [&dirs.open, &dirs.ready, &dirs.sealed]
         .iter()
         .filter_map(|d| fs::read_dir(d).ok())
@@ -449,20 +420,6 @@ pub fn spool_size(dirs: &SpoolDirs) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn segment_names_round_trip_for_any_agent_id() {
-        for agent in ["support-bot", "a+b", "x/y", "_audit"] {
-            let n = SegmentName {
-                first_seq: 42,
-                agent_id: agent.into(),
-                dt: "2026-11-26".into(),
-                hour: "19".into(),
-            };
-            assert_eq!(SegmentName::parse(&n.file_name()), Some(n));
-        }
-        assert_eq!(SegmentName::parse("junk.ndjson"), None);
-    }
 
     #[test]
     fn torn_tails_are_cut_to_the_last_complete_line() {

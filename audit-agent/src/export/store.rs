@@ -1,5 +1,6 @@
 //! Object stores by URL: `file:///dir` (or a plain path) and `s3://bucket/prefix` (AWS S3 or any
-//! S3-compatible endpoint), all through `object_store`.
+//! S3-compatible endpoint), all through `object_store`; a key prefix is applied by its
+//! `PrefixStore`, so every other module works with keys relative to the trail's root.
 //!
 //! S3 settings come from `[export]` (endpoint, region, allow_http) on top of the standard
 //! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
@@ -7,36 +8,55 @@
 
 use std::{sync::Arc, time::Duration};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use object_store::{
     ClientOptions, ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
+    prefix::PrefixStore,
 };
-use serde::Deserialize;
 
 /// How to reach a store.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct StoreSettings {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StoreSettings {
     /// `s3://bucket/prefix` or `file:///path`.
-    pub store: String,
+    pub(crate) store: String,
     /// Any S3-compatible endpoint (`http://127.0.0.1:3900`); path-style requests are used.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub region: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) region: Option<String>,
     /// Allow plain-HTTP endpoints.
-    #[serde(default)]
-    pub allow_http: Option<bool>,
+    pub(crate) allow_http: Option<bool>,
 }
 
-/// An opened store and the key prefix inside it.
+impl StoreSettings {
+    /// Checks the form of a store URL.
+    pub(crate) fn check_url(url: &str) -> Result<(), String> {
+        let s = url.trim();
+        if let Some(rest) = s.strip_prefix("s3://") {
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(format!("`{s}` has no bucket (expected s3://bucket/prefix)"));
+            }
+            return Ok(());
+        }
+        if s.contains("://") && !s.starts_with("file://") {
+            return Err(format!(
+                "`{s}`: unsupported scheme (use s3://bucket/prefix or file:///path)"
+            ));
+        }
+        if s.trim_start_matches("file://").is_empty() {
+            return Err(format!("`{s}` has no path"));
+        }
+        if !(s.starts_with("file://") || s.starts_with('/') || s.starts_with('.')) {
+            return Err(format!("`{s}`: use s3://bucket/prefix or file:///path"));
+        }
+        Ok(())
+    }
+}
+
+/// An opened store, rooted at the trail's prefix.
 #[derive(Clone)]
-pub struct Store {
-    pub inner: Arc<dyn ObjectStore>,
-    /// Key prefix (may be empty).
-    pub prefix: String,
+pub(crate) struct Store {
+    pub(crate) inner: Arc<dyn ObjectStore>,
     /// For messages: the URL and endpoint.
-    pub display: String,
+    pub(crate) display: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -45,114 +65,135 @@ impl std::fmt::Debug for Store {
     }
 }
 
+fn s3(url: &str, rest: &str, s: &StoreSettings) -> anyhow::Result<Store> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let env_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT").is_some();
+    if let Some(e) = &s.endpoint {
+        b = b.with_endpoint(e);
+    }
+    if s.endpoint.is_some() || env_endpoint {
+        b = b.with_virtual_hosted_style_request(false);
+    }
+    if let Some(r) = &s.region {
+        b = b.with_region(r);
+    }
+    let mut opts = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(60));
+    if let Some(h) = s.allow_http {
+        opts = opts.with_allow_http(h);
+    } else if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1") {
+        opts = opts.with_allow_http(true);
+    }
+    let endpoint = s
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .unwrap_or_else(|| "AWS".into());
+    // Few, quick retries inside object_store: the uploader has its own unbounded backoff, and
+    // interactive commands should fail fast with a clear message.
+    let retry = object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let store = b
+        .with_client_options(opts)
+        .with_retry(retry)
+        .build()
+        .with_context(|| format!("cannot configure S3 store {url} ({endpoint})"))?;
+    let prefix = prefix.trim_matches('/');
+    let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    };
+    Ok(Store {
+        inner,
+        display: format!("{url} at {endpoint}"),
+    })
+}
+
+fn directory(url: &str) -> anyhow::Result<Store> {
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    let dir = std::path::absolute(path).with_context(|| format!("store URL `{url}`: bad path"))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create store directory {}", dir.display()))?;
+    let fs = LocalFileSystem::new_with_prefix(&dir)
+        .with_context(|| format!("cannot open store directory {}", dir.display()))?;
+    Ok(Store {
+        inner: Arc::new(fs),
+        display: format!("file://{}", dir.display()),
+    })
+}
+
 impl Store {
-    pub fn open(s: &StoreSettings) -> anyhow::Result<Self> {
+    pub(crate) fn open(s: &StoreSettings) -> anyhow::Result<Self> {
         let url = s.store.trim();
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                bail!("store URL `{url}` has no bucket (expected s3://bucket/prefix)");
-            }
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(e) = &s.endpoint {
-                b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
-            } else if std::env::var_os("AWS_ENDPOINT_URL").is_some()
-                || std::env::var_os("AWS_ENDPOINT").is_some()
-            {
-                b = b.with_virtual_hosted_style_request(false);
-            }
-            if let Some(r) = &s.region {
-                b = b.with_region(r);
-            }
-            let mut opts = ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(60));
-            if let Some(h) = s.allow_http {
-                opts = opts.with_allow_http(h);
-            } else if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1") {
-                opts = opts.with_allow_http(true);
-            }
-            let endpoint = s
-                .endpoint
-                .clone()
-                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-                .unwrap_or_else(|| "AWS".into());
-            // Few, quick retries inside object_store: the uploader has its own unbounded backoff,
-            // and interactive commands should fail fast with a clear message.
-            let retry = object_store::RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(20),
-                ..Default::default()
-            };
-            let store = b
-                .with_client_options(opts)
-                .with_retry(retry)
-                .build()
-                .with_context(|| format!("cannot configure S3 store {url} ({endpoint})"))?;
-            Ok(Self {
-                inner: Arc::new(store),
-                prefix: prefix.trim_matches('/').to_string(),
-                display: format!("{url} at {endpoint}"),
-            })
-        } else {
-            let path = url.strip_prefix("file://").unwrap_or(url);
-            if path.is_empty() {
-                bail!("store URL `{url}` has no path");
-            }
-            if url.contains("://") && !url.starts_with("file://") {
-                bail!(
-                    "store URL `{url}`: unsupported scheme (use s3://bucket/prefix or file:///path)"
-                );
-            }
-            let dir = std::path::absolute(path)
-                .with_context(|| format!("store URL `{url}`: bad path"))?;
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create store directory {}", dir.display()))?;
-            let fs = LocalFileSystem::new_with_prefix(&dir)
-                .with_context(|| format!("cannot open store directory {}", dir.display()))?;
-            Ok(Self {
-                inner: Arc::new(fs),
-                prefix: String::new(),
-                display: format!("file://{}", dir.display()),
-            })
+        StoreSettings::check_url(url).map_err(|e| anyhow::anyhow!("store URL {e}"))?;
+        match url.strip_prefix("s3://") {
+            Some(rest) => s3(url, rest, s),
+            None => directory(url),
         }
     }
 
-    /// `prefix/rest` as a store path. Keys are used verbatim (`Path::parse`, not `Path::from`,
-    /// which would percent-encode the `%` of our partition encoding a second time), so a key
-    /// read back from a listing names the same object.
-    pub fn path(&self, rest: &str) -> Path {
-        let full = if self.prefix.is_empty() {
-            rest.trim_end_matches('/').to_string()
-        } else {
-            format!("{}/{}", self.prefix, rest.trim_end_matches('/'))
-        };
-        Path::parse(&full).unwrap_or_else(|_| Path::from(full))
+    /// A key as a store path. Keys are used verbatim (`Path::parse`, not `Path::from`, which
+    /// would percent-encode the `%` of the partition encoding a second time), so a key read
+    /// back from a listing names the same object.
+    pub(crate) fn path(&self, key: &str) -> Path {
+        let key = key.trim_end_matches('/');
+        Path::parse(key).unwrap_or_else(|_| Path::from(key))
     }
 
     /// Checks that the store answers (a cheap list); the error says where and why.
-    pub async fn check(&self) -> anyhow::Result<()> {
+    pub(crate) async fn check(&self) -> anyhow::Result<()> {
         use futures::TryStreamExt as _;
         let prefix = self.path("v1");
         let mut list = self.inner.list(Some(&prefix));
         list.try_next()
             .await
             .map(|_| ())
-            .map_err(|e| unreachable_error(self, &e))
+            .map_err(|e| unusable(self, &e))
+    }
+
+    /// The object at `key`; `None` when there is none.
+    pub(crate) async fn get(&self, key: &str) -> anyhow::Result<Option<bytes::Bytes>> {
+        match self.inner.get(&self.path(key)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| unusable(self, &e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unusable(self, &e)),
+        }
     }
 }
 
 /// One actionable message for a store that cannot be used.
-pub fn unreachable_error(store: &Store, e: &object_store::Error) -> anyhow::Error {
-    let hint = match e {
-        object_store::Error::NotFound { .. } => "the bucket does not exist",
+pub(crate) fn unusable(store: &Store, e: &object_store::Error) -> anyhow::Error {
+    anyhow::anyhow!("store {} is not usable: {e}; {}", store.display, hint(e))
+}
+
+/// What to check for an object_store error.
+fn hint(e: &object_store::Error) -> &'static str {
+    let text = e.to_string();
+    match e {
+        object_store::Error::NotFound { .. } => "the bucket or object does not exist",
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => {
+            "check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and bucket permissions"
+        }
+        _ if text.contains("NoSuchBucket") => {
+            "the bucket does not exist: create it or fix the store URL"
+        }
+        _ if text.contains("403")
+            || text.contains("AccessDenied")
+            || text.contains("InvalidAccessKeyId")
+            || text.contains("SignatureDoesNotMatch") =>
+        {
             "check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and bucket permissions"
         }
         _ => {
             "check the endpoint, that the server is running, and allow_http for plain-HTTP endpoints"
         }
-    };
-    anyhow::anyhow!("store {} is not usable: {e}; {hint}", store.display)
+    }
 }

@@ -13,15 +13,8 @@ use futures::{StreamExt as _, stream};
 use object_store::PutPayload;
 use tokio::sync::{Notify, watch};
 
-use super::{
-    ExportStats,
-    layout::manifest_key,
-    manifest,
-    seal::{local_manifests, local_object_path},
-    spool::SpoolDirs,
-    store::Store,
-};
-use crate::timefmt::{now_unix_ns, parse_rfc3339};
+use super::{ExportStats, layout::manifest_key, manifest, spool::SpoolDirs, store::Store};
+use crate::time;
 
 /// Concurrent object uploads within one batch.
 const CONCURRENCY: usize = 4;
@@ -29,37 +22,40 @@ const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// `base * 2^attempt`, capped, times a random factor in [0.5, 1.5).
-pub fn backoff(attempt: u32, rand01: f64) -> Duration {
+pub(crate) fn backoff(attempt: u32, rand01: f64) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
     exp.min(BACKOFF_MAX).mul_f64(0.5 + rand01)
 }
 
 fn rand01() -> f64 {
     // Jitter only needs to decorrelate agents: the clock's low bits are enough.
-    f64::from((now_unix_ns() as u64 ^ (now_unix_ns() as u64 >> 17)) as u32 % 10_000) / 10_000.0
+    let ns = time::now().subsec_nanosecond() as u32;
+    f64::from((ns ^ (ns >> 7)) % 10_000) / 10_000.0
+}
+
+fn now_s() -> i64 {
+    time::now().as_second()
 }
 
 /// When to stop uploading: `None` = keep going; `Some(deadline)` = finish what is there, give
 /// up at the deadline (leftovers stay in the spool for the next start).
-pub type StopSignal = watch::Receiver<Option<Instant>>;
+pub(crate) type StopSignal = watch::Receiver<Option<Instant>>;
 
-pub struct Uploader {
-    pub store: Store,
-    pub dirs: SpoolDirs,
-    pub stats: Arc<ExportStats>,
-    pub wake: Arc<Notify>,
+pub(crate) struct Uploader {
+    pub(crate) store: Store,
+    pub(crate) dirs: SpoolDirs,
+    pub(crate) stats: Arc<ExportStats>,
+    pub(crate) wake: Arc<Notify>,
 }
 
 impl Uploader {
     /// Runs until stopped; returns whether everything was uploaded.
-    pub async fn run(self, mut stop: StopSignal) -> bool {
+    pub(crate) async fn run(self, mut stop: StopSignal) -> bool {
         let mut attempt = 0u32;
         loop {
-            let manifests = local_manifests(&self.dirs).unwrap_or_default();
+            let manifests = self.dirs.manifests().unwrap_or_default();
             self.update_oldest(&manifests);
-            self.stats
-                .pending_batches
-                .store(manifests.len() as u64, Ordering::Relaxed);
+            self.stats.pending_batches.set(manifests.len() as i64);
             let deadline = *stop.borrow();
             if manifests.is_empty() {
                 if deadline.is_some() {
@@ -78,12 +74,8 @@ impl Uploader {
                 match self.upload_batch(m).await {
                     Ok(()) => attempt = 0,
                     Err(e) => {
-                        self.stats.uploads_failed.fetch_add(1, Ordering::Relaxed);
-                        *self
-                            .stats
-                            .last_error
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
+                        self.stats.uploads_failed.inc();
+                        self.stats.error(&e);
                         tracing::warn!(error = %format!("{e:#}"), attempt, "upload failed; will retry");
                         failed = true;
                         break;
@@ -113,19 +105,13 @@ impl Uploader {
     /// While idle, at most every 15 s: is the store answering, is the spool writable? (For
     /// readiness: an idle agent must not look healthy with a dead store.)
     async fn idle_checks(&self) {
-        let now = (now_unix_ns() / 1_000_000_000) as i64;
+        let now = now_s();
         if now - self.stats.store_ok_unix.load(Ordering::Relaxed) < 15 {
             return;
         }
         match self.store.check().await {
             Ok(()) => self.stats.store_ok_unix.store(now, Ordering::Relaxed),
-            Err(e) => {
-                *self
-                    .stats
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
-            }
+            Err(e) => self.stats.error(&e),
         }
         let probe = self.dirs.root.join(".write-test");
         let ok = fs::write(&probe, b"ok").is_ok() && fs::remove_file(&probe).is_ok();
@@ -133,15 +119,12 @@ impl Uploader {
     }
 
     fn update_oldest(&self, manifests: &[std::path::PathBuf]) {
-        let oldest = manifests
+        let age = manifests
             .first()
             .and_then(|p| fs::read(p).ok())
             .and_then(|b| manifest::decode(&b).ok())
-            .and_then(|m| parse_rfc3339(&m.body.created))
-            .map_or(0, |ns| (ns / 1_000_000_000) as i64);
-        self.stats
-            .oldest_unsent_unix
-            .store(oldest, Ordering::Relaxed);
+            .map_or(0, |m| (now_s() - m.body.created.as_second()).max(0));
+        self.stats.oldest_unsent_age.set(age);
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
@@ -151,19 +134,18 @@ impl Uploader {
             .inner
             .put(&path, PutPayload::from(bytes))
             .await
-            .map_err(|e| super::store::unreachable_error(&self.store, &e))?;
+            .map_err(|e| super::store::unusable(&self.store, &e))?;
         let st = &self.stats;
-        st.uploads_ok.fetch_add(1, Ordering::Relaxed);
-        st.upload_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        st.last_upload_unix
-            .store((now_unix_ns() / 1_000_000_000) as i64, Ordering::Relaxed);
-        st.observe_upload(started.elapsed());
+        st.uploads_ok.inc();
+        st.upload_latency.observe(started.elapsed().as_secs_f64());
+        st.last_upload_unix.set(now_s());
+        // A confirmed upload is contact with the store (readiness).
+        st.store_ok_unix.store(now_s(), Ordering::Relaxed);
         Ok(())
     }
 
     async fn upload_object(&self, o: manifest::ObjectEntry) -> anyhow::Result<()> {
-        let Some(local) = local_object_path(&self.dirs, &o) else {
+        let Some(local) = self.dirs.sealed_object(&o) else {
             return Ok(());
         };
         let Ok(gz) = fs::read(&local) else {
@@ -193,7 +175,7 @@ impl Uploader {
             .await?;
         fs::remove_file(manifest_path)?;
         self.stats.sub_spool_bytes(len);
-        self.stats.batches_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.stats.batches_uploaded.inc();
         Ok(())
     }
 }

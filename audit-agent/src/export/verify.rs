@@ -1,57 +1,70 @@
-//! `verify`: walks every manifest chain of a store, re-hashes every object, and reports per
-//! stream: objects missing, objects modified, objects not in any manifest, broken chain links,
-//! sequence gaps (and whether a gap record explains them), bad signatures.
+//! `verify`: walks every manifest chain of a store, re-hashes every object (fetched
+//! concurrently), and reports per stream: objects missing, objects modified, objects not in any
+//! manifest, broken chain links, sequence gaps (and whether a gap record explains them), bad
+//! signatures.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::Read as _,
 };
 
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _, stream};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    layout::{decode as decode_component, parse_object_key},
-    manifest::{self, sha256_hex},
-    store::{Store, unreachable_error},
+    layout::{self, ObjectFormat, ObjectName},
+    manifest::{self, ObjectEntry, sha256_hex},
+    store::{Store, unusable},
 };
-use crate::{record::Record, timefmt::parse_rfc3339};
+use crate::event::Timestamp;
+
+/// Objects fetched and checked at once.
+const CONCURRENCY: usize = 8;
+/// No object is decompressed beyond this, whatever its manifest says (gzip bombs).
+pub(crate) const MAX_OBJECT_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Default, Clone)]
-pub struct VerifyOptions {
-    pub since_ns: Option<i128>,
-    pub until_ns: Option<i128>,
+pub(crate) struct VerifyOptions {
+    pub(crate) since: Option<Timestamp>,
+    pub(crate) until: Option<Timestamp>,
     /// Require every manifest to be signed by this key (hex).
-    pub public_key: Option<String>,
-    pub progress: bool,
+    pub(crate) public_key: Option<String>,
+    pub(crate) progress: bool,
+}
+
+impl VerifyOptions {
+    /// Whether `[from, to]` overlaps the window.
+    fn overlaps(&self, from: Timestamp, to: Timestamp) -> bool {
+        !(self.until.is_some_and(|u| from > u) || self.since.is_some_and(|s| to < s))
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SeqGap {
-    pub from: u64,
-    pub to: u64,
+pub(crate) struct SeqGap {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
     /// A gap record (e.g. spool_full) accounts for these sequence numbers.
-    pub explained: bool,
+    pub(crate) explained: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct StreamReport {
-    pub stream: String,
-    pub manifests: u64,
-    pub objects_checked: u64,
-    pub objects_skipped: u64,
-    pub records: u64,
-    pub missing: Vec<String>,
-    pub modified: Vec<String>,
-    pub broken_links: Vec<String>,
-    pub seq_gaps: Vec<SeqGap>,
-    pub bad_signatures: Vec<String>,
-    pub signed_by: BTreeSet<String>,
-    pub unsigned: u64,
+pub(crate) struct StreamReport {
+    pub(crate) stream: String,
+    pub(crate) manifests: u64,
+    pub(crate) objects_checked: u64,
+    pub(crate) objects_skipped: u64,
+    pub(crate) records: u64,
+    pub(crate) missing: Vec<String>,
+    pub(crate) modified: Vec<String>,
+    pub(crate) broken_links: Vec<String>,
+    pub(crate) seq_gaps: Vec<SeqGap>,
+    pub(crate) bad_signatures: Vec<String>,
+    pub(crate) signed_by: BTreeSet<String>,
+    pub(crate) unsigned: u64,
 }
 
 impl StreamReport {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.missing.is_empty()
             && self.modified.is_empty()
             && self.broken_links.is_empty()
@@ -61,293 +74,404 @@ impl StreamReport {
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub store: String,
-    pub streams: Vec<StreamReport>,
+pub(crate) struct Report {
+    pub(crate) store: String,
+    pub(crate) streams: Vec<StreamReport>,
     /// Objects under the layout that no manifest lists.
-    pub unreferenced: Vec<String>,
+    pub(crate) unreferenced: Vec<String>,
 }
 
 impl Report {
     /// Everything verifies, and there was something to verify.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         !self.streams.is_empty()
             && self.unreferenced.is_empty()
             && self.streams.iter().all(StreamReport::ok)
     }
 }
 
-fn strip_prefix<'a>(store: &Store, key: &'a str) -> &'a str {
-    if store.prefix.is_empty() {
-        key
-    } else {
-        key.strip_prefix(&store.prefix)
-            .map_or(key, |k| k.trim_start_matches('/'))
-    }
+/// Why an object could not be decompressed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GunzipError {
+    #[error("not valid gzip ({0})")]
+    Corrupt(std::io::Error),
+    #[error("decompresses to more than {0} bytes")]
+    TooLarge(u64),
 }
 
-async fn get(store: &Store, rel: &str) -> Result<Option<Vec<u8>>, anyhow::Error> {
-    match store.inner.get(&store.path(rel)).await {
-        Ok(r) => Ok(Some(
-            r.bytes()
-                .await
-                .map_err(|e| unreachable_error(store, &e))?
-                .to_vec(),
-        )),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(unreachable_error(store, &e)),
+/// Decompresses (concatenated) gzip, refusing to produce more than `limit` bytes.
+pub(crate) fn gunzip(gz: &[u8], limit: u64) -> Result<Vec<u8>, GunzipError> {
+    let mut out = Vec::with_capacity(gz.len().saturating_mul(6).min(limit as usize));
+    flate2::read::MultiGzDecoder::new(gz)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(GunzipError::Corrupt)?;
+    if out.len() as u64 > limit {
+        return Err(GunzipError::TooLarge(limit));
     }
-}
-
-pub fn gunzip(gz: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(gz.len() * 6);
-    flate2::read::MultiGzDecoder::new(gz).read_to_end(&mut out)?;
     Ok(out)
 }
 
-fn overlaps(opts: &VerifyOptions, from: &str, to: &str) -> bool {
-    let (f, t) = (parse_rfc3339(from), parse_rfc3339(to));
-    !(opts.until_ns.is_some_and(|u| f.is_some_and(|f| f > u))
-        || opts.since_ns.is_some_and(|s| t.is_some_and(|t| t < s)))
+/// Manifest keys per stream, and every other key of the layout.
+struct Listing {
+    manifests: BTreeMap<String, Vec<(u64, String)>>,
+    objects: BTreeSet<String>,
 }
 
-pub async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Result<Report> {
-    // Everything in the layout.
-    let root = store.path("");
-    let listing: Vec<String> = store
+async fn list(store: &Store) -> anyhow::Result<Listing> {
+    let keys: Vec<String> = store
         .inner
-        .list(if store.prefix.is_empty() {
-            None
-        } else {
-            Some(&root)
-        })
-        .map_ok(|m| strip_prefix(store, m.location.as_ref()).to_string())
+        .list(None)
+        .map_ok(|m| m.location.to_string())
         .try_collect()
         .await
-        .map_err(|e| unreachable_error(store, &e))?;
-    let mut manifests: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-    let mut objects: BTreeSet<String> = BTreeSet::new();
-    for key in listing {
-        if let Some(rest) = key.strip_prefix("v1/_manifests/") {
-            if let Some((stream, file)) = rest.split_once('/')
-                && let Some(n) = file
-                    .strip_suffix(".json")
-                    .and_then(|n| n.parse::<u64>().ok())
-            {
-                manifests
-                    .entry(stream.to_string())
-                    .or_default()
-                    .push((n, key.clone()));
-                continue;
+        .map_err(|e| unusable(store, &e))?;
+    let mut l = Listing {
+        manifests: BTreeMap::new(),
+        objects: BTreeSet::new(),
+    };
+    for key in keys {
+        match layout::parse_manifest_key(&key) {
+            Some((stream, n)) => l
+                .manifests
+                .entry(stream.to_string())
+                .or_default()
+                .push((n, key)),
+            // Junk under _manifests and anything else in the layout is reported if unlisted.
+            None if layout::is_trail_key(&key) => {
+                l.objects.insert(key);
             }
-            objects.insert(key); // junk under _manifests: reported as unreferenced
-        } else if parse_object_key(&key).is_some()
-            || key.starts_with("v1/")
-            || key.starts_with("ocsf/")
-        {
-            objects.insert(key);
+            None => {}
         }
     }
-    let total_objects = objects.len() as u64;
-    let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(total_objects);
+    for list in l.manifests.values_mut() {
+        list.sort();
+    }
+    Ok(l)
+}
+
+/// What checking one object found.
+enum ObjectCheck {
+    Skipped,
+    Missing,
+    Modified(String),
+    /// Records, their seqs, and the seq ranges gap records explain.
+    Ok {
+        records: u64,
+        seqs: Vec<u64>,
+        explained: Vec<(u64, u64)>,
+    },
+}
+
+/// Seqs and gap ranges of a native object's records.
+fn scan_records(raw: &[u8]) -> (u64, Vec<u64>, Vec<(u64, u64)>) {
+    #[derive(Deserialize)]
+    struct Line {
+        seq: u64,
+        #[serde(default)]
+        gap: Option<GapSeqs>,
+    }
+    #[derive(Deserialize)]
+    struct GapSeqs {
+        seq_from: Option<u64>,
+        seq_to: Option<u64>,
+    }
+    let (mut n, mut seqs, mut explained) = (0, Vec::new(), Vec::new());
+    for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        n += 1;
+        if let Ok(l) = serde_json::from_slice::<Line>(line) {
+            seqs.push(l.seq);
+            if let Some(GapSeqs {
+                seq_from: Some(f),
+                seq_to: Some(t),
+            }) = l.gap
+            {
+                explained.push((f, t));
+            }
+        }
+    }
+    (n, seqs, explained)
+}
+
+async fn check_object(
+    store: &Store,
+    o: &ObjectEntry,
+    opts: &VerifyOptions,
+) -> anyhow::Result<ObjectCheck> {
+    if !opts.overlaps(o.time_from, o.time_to) {
+        return Ok(ObjectCheck::Skipped);
+    }
+    let Some(gz) = store.get(&o.key).await? else {
+        return Ok(ObjectCheck::Missing);
+    };
+    let (expected, sha, format) = (o.bytes.min(MAX_OBJECT_BYTES), o.sha256.clone(), o.format);
+    let key = o.key.clone();
+    tokio::task::spawn_blocking(move || {
+        let raw = match gunzip(&gz, expected) {
+            Ok(r) => r,
+            Err(e) => return ObjectCheck::Modified(format!("{key}: {e}")),
+        };
+        let got = sha256_hex(&raw);
+        if got != sha {
+            return ObjectCheck::Modified(format!("{key}: sha256 {got}, manifest says {sha}"));
+        }
+        if format != ObjectFormat::Native {
+            return ObjectCheck::Ok {
+                records: 0,
+                seqs: Vec::new(),
+                explained: Vec::new(),
+            };
+        }
+        let (records, seqs, explained) = scan_records(&raw);
+        ObjectCheck::Ok {
+            records,
+            seqs,
+            explained,
+        }
+    })
+    .await
+    .map_err(anyhow::Error::from)
+}
+
+/// Checks one manifest against its predecessor; the problems go to `sr`.
+fn check_link(
+    sr: &mut StreamReport,
+    stream: &str,
+    n: u64,
+    key: &str,
+    body: &manifest::Body,
+    prev: &Option<(u64, String, String)>,
+) {
+    if body.sequence != n {
+        sr.broken_links.push(format!(
+            "{key}: holds manifest {} of the chain (manifests were moved or reordered)",
+            body.sequence
+        ));
+    }
+    if body.stream.key_part() != stream {
+        sr.broken_links.push(format!(
+            "{key}: belongs to stream {}",
+            body.stream.key_part()
+        ));
+    }
+    match (prev, &body.prev) {
+        (None, None) if n == 0 => {}
+        (None, _) if n != 0 => sr.broken_links.push(format!(
+            "{key}: chain starts at manifest {n}; manifests 0..{} are missing",
+            n - 1
+        )),
+        (None, Some(_)) => sr
+            .broken_links
+            .push(format!("{key}: first manifest links to a predecessor")),
+        (Some((pn, pkey, psha)), link) => {
+            if pn + 1 != n {
+                sr.broken_links.push(format!(
+                    "{key}: manifest(s) {}..{} between {pkey} and it are missing",
+                    pn + 1,
+                    n - 1
+                ));
+            }
+            match link {
+                Some(l) if l.sha256 == *psha && l.key == *pkey => {}
+                Some(l) if l.key == *pkey => sr.broken_links.push(format!(
+                    "{key}: previous manifest {pkey} was modified (hash {psha} expected {})",
+                    l.sha256
+                )),
+                Some(l) => sr.broken_links.push(format!(
+                    "{key}: links to {} but the previous manifest present is {pkey}",
+                    l.key
+                )),
+                None => sr
+                    .broken_links
+                    .push(format!("{key}: has no link to {pkey}")),
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_signature(
+    sr: &mut StreamReport,
+    key: &str,
+    parsed: &manifest::Parsed,
+    want: Option<&str>,
+) {
+    match (&parsed.signature, want) {
+        (Some(Ok(k)), Some(want)) if k != want => sr.bad_signatures.push(format!(
+            "{key}: signed by {k}, not by the required key {want}"
+        )),
+        (Some(Ok(k)), _) => {
+            sr.signed_by.insert(k.clone());
+        }
+        (Some(Err(why)), _) => sr.bad_signatures.push(format!("{key}: {why}")),
+        (None, Some(_)) => sr
+            .bad_signatures
+            .push(format!("{key}: unsigned, but a signing key is required")),
+        (None, None) => sr.unsigned += 1,
+    }
+}
+
+/// Seqs seen, ranges gap records explain, ranges in objects not checked.
+#[derive(Default)]
+struct SeqAccount {
+    seqs: Vec<u64>,
+    explained: Vec<(u64, u64)>,
+    unverified: Vec<(u64, u64)>,
+}
+
+async fn check_objects(
+    store: &Store,
+    opts: &VerifyOptions,
+    objects: Vec<ObjectEntry>,
+    sr: &mut StreamReport,
+    acc: &mut SeqAccount,
+    bar: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<()> {
+    let results: Vec<(ObjectEntry, anyhow::Result<ObjectCheck>)> = stream::iter(objects)
+        .map(|o| async move {
+            let r = check_object(store, &o, opts).await;
+            (o, r)
+        })
+        .buffered(CONCURRENCY)
+        .inspect(|_| {
+            if let Some(b) = bar {
+                b.inc(1);
+            }
+        })
+        .collect()
+        .await;
+    for (o, r) in results {
+        let native = o.format == ObjectFormat::Native;
+        match r? {
+            ObjectCheck::Skipped => {
+                sr.objects_skipped += 1;
+                acc.unverified.push((o.first_seq, o.last_seq));
+            }
+            ObjectCheck::Missing => {
+                sr.objects_checked += 1;
+                sr.missing.push(o.key.clone());
+                if native {
+                    acc.unverified.push((o.first_seq, o.last_seq));
+                }
+            }
+            ObjectCheck::Modified(why) => {
+                sr.objects_checked += 1;
+                sr.modified.push(why);
+            }
+            ObjectCheck::Ok {
+                records,
+                seqs,
+                explained,
+            } => {
+                sr.objects_checked += 1;
+                sr.records += records;
+                acc.seqs.extend(seqs);
+                acc.explained.extend(explained);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn verify_stream(
+    store: &Store,
+    opts: &VerifyOptions,
+    stream: &str,
+    list: &[(u64, String)],
+    referenced: &mut BTreeSet<String>,
+    bar: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<StreamReport> {
+    let mut sr = StreamReport {
+        stream: layout::decode(stream).unwrap_or_else(|| stream.to_string()),
+        manifests: list.len() as u64,
+        ..Default::default()
+    };
+    let fetched: Vec<anyhow::Result<Option<bytes::Bytes>>> = stream::iter(list)
+        .map(|(_, key)| store.get(key))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut prev: Option<(u64, String, String)> = None; // (sequence, key, sha of bytes)
+    let mut objects = Vec::new();
+    for ((n, key), bytes) in list.iter().zip(fetched) {
+        let Some(bytes) = bytes? else {
+            sr.broken_links
+                .push(format!("{key}: listed but cannot be read"));
+            continue;
+        };
+        let parsed = match manifest::decode(&bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                sr.broken_links.push(format!("{key}: {e:#}"));
+                prev = None;
+                continue;
+            }
+        };
+        check_link(&mut sr, stream, *n, key, &parsed.body, &prev);
+        check_signature(&mut sr, key, &parsed, opts.public_key.as_deref());
+        referenced.extend(parsed.body.objects.iter().map(|o| o.key.clone()));
+        objects.extend(parsed.body.objects);
+        prev = Some((*n, key.clone(), sha256_hex(&bytes)));
+    }
+    let mut acc = SeqAccount::default();
+    check_objects(store, opts, objects, &mut sr, &mut acc, bar).await?;
+    sr.seq_gaps = seq_gaps(&mut acc);
+    Ok(sr)
+}
+
+pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Result<Report> {
+    let listing = list(store).await?;
+    let bar = opts.progress.then(|| {
+        let b = indicatif::ProgressBar::new(listing.objects.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template("verify {bar:40} {pos}/{len} objects {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        Some(b)
-    } else {
-        None
-    };
-
+        b
+    });
     let mut report = Report {
         store: store.display.clone(),
         ..Default::default()
     };
-    let mut referenced: BTreeSet<String> = BTreeSet::new();
-    for (stream, mut list) in manifests {
-        list.sort();
-        let mut sr = StreamReport {
-            stream: decode_stream(&stream),
-            manifests: list.len() as u64,
-            ..Default::default()
-        };
-        let mut prev: Option<(u64, String, String)> = None; // (sequence, key, sha of bytes)
-        let mut seqs: Vec<u64> = Vec::new();
-        let mut explained: Vec<(u64, u64)> = Vec::new();
-        let mut unverified_ranges: Vec<(u64, u64)> = Vec::new();
-        for (n, key) in &list {
-            let Some(bytes) = get(store, key).await? else {
-                sr.broken_links
-                    .push(format!("{key}: listed but cannot be read"));
-                continue;
-            };
-            let parsed = match manifest::decode(&bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    sr.broken_links.push(format!("{key}: {e:#}"));
-                    prev = None;
-                    continue;
-                }
-            };
-            let body = &parsed.body;
-            if body.sequence != *n {
-                sr.broken_links.push(format!(
-                    "{key}: holds manifest {} of the chain (manifests were moved or reordered)",
-                    body.sequence
-                ));
-            }
-            if body.stream.key_part() != stream {
-                sr.broken_links.push(format!(
-                    "{key}: belongs to stream {}",
-                    body.stream.key_part()
-                ));
-            }
-            match (&prev, &body.prev) {
-                (None, None) if *n == 0 => {}
-                (None, _) if *n != 0 => sr.broken_links.push(format!(
-                    "{key}: chain starts at manifest {n}; manifests 0..{} are missing",
-                    n - 1
-                )),
-                (None, Some(_)) => sr
-                    .broken_links
-                    .push(format!("{key}: first manifest links to a predecessor")),
-                (Some((pn, pkey, psha)), link) => {
-                    if *pn + 1 != *n {
-                        sr.broken_links.push(format!(
-                            "{key}: manifest(s) {}..{} between {pkey} and it are missing",
-                            pn + 1,
-                            n - 1
-                        ));
-                    }
-                    match link {
-                        Some(l) if l.sha256 == *psha && l.key == *pkey => {}
-                        Some(l) if l.key == *pkey => sr.broken_links.push(format!(
-                            "{key}: previous manifest {pkey} was modified (hash {} expected {})",
-                            psha, l.sha256
-                        )),
-                        Some(l) => sr.broken_links.push(format!(
-                            "{key}: links to {} but the previous manifest present is {pkey}",
-                            l.key
-                        )),
-                        None => sr
-                            .broken_links
-                            .push(format!("{key}: has no link to {pkey}")),
-                    }
-                }
-                _ => {}
-            }
-            match (&parsed.signature, &opts.public_key) {
-                (Some(Ok(k)), Some(want)) if k != want => sr.bad_signatures.push(format!(
-                    "{key}: signed by {k}, not by the required key {want}"
-                )),
-                (Some(Ok(k)), _) => {
-                    sr.signed_by.insert(k.clone());
-                }
-                (Some(Err(why)), _) => sr.bad_signatures.push(format!("{key}: {why}")),
-                (None, Some(_)) => sr
-                    .bad_signatures
-                    .push(format!("{key}: unsigned, but a signing key is required")),
-                (None, None) => sr.unsigned += 1,
-            }
-            for o in &body.objects {
-                referenced.insert(o.key.clone());
-                if !overlaps(opts, &o.time_from, &o.time_to) {
-                    sr.objects_skipped += 1;
-                    unverified_ranges.push((o.first_seq, o.last_seq));
-                    continue;
-                }
-                sr.objects_checked += 1;
-                if let Some(b) = &bar {
-                    b.inc(1);
-                }
-                let Some(gz) = get(store, &o.key).await? else {
-                    sr.missing.push(o.key.clone());
-                    if o.format == super::layout::ObjectFormat::Native {
-                        unverified_ranges.push((o.first_seq, o.last_seq));
-                    }
-                    continue;
-                };
-                let raw = match gunzip(&gz) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        sr.modified.push(format!("{}: not valid gzip ({e})", o.key));
-                        continue;
-                    }
-                };
-                let sha = sha256_hex(&raw);
-                if sha != o.sha256 {
-                    sr.modified.push(format!(
-                        "{}: sha256 {sha}, manifest says {}",
-                        o.key, o.sha256
-                    ));
-                    continue;
-                }
-                if o.format == super::layout::ObjectFormat::Native {
-                    for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        sr.records += 1;
-                        if let Ok(rec) = serde_json::from_slice::<Record>(line) {
-                            seqs.push(rec.seq);
-                            if let Some(g) = rec.gap
-                                && let (Some(f), Some(t)) = (g.seq_from, g.seq_to)
-                            {
-                                explained.push((f, t));
-                            }
-                        }
-                    }
-                }
-            }
-            prev = Some((*n, key.clone(), sha256_hex(&bytes)));
-        }
-        sr.seq_gaps = seq_gaps(&mut seqs, &explained, &unverified_ranges);
+    let mut referenced = BTreeSet::new();
+    for (stream, list) in &listing.manifests {
+        let sr = verify_stream(store, opts, stream, list, &mut referenced, bar.as_ref()).await?;
         report.streams.push(sr);
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    for key in objects {
-        if referenced.contains(&key) {
-            continue;
-        }
-        if let Some(k) = parse_object_key(&key) {
-            let t = format!("{}T{}:00:00Z", k.dt, k.hour);
-            let t_end = format!("{}T{}:59:59.999999999Z", k.dt, k.hour);
-            if !overlaps(opts, &t, &t_end) {
-                continue;
-            }
-        }
-        report.unreferenced.push(key);
-    }
+    report.unreferenced = listing
+        .objects
+        .into_iter()
+        .filter(|k| !referenced.contains(k))
+        .filter(|k| {
+            ObjectName::parse(k)
+                .and_then(|o| o.partition.window())
+                .is_none_or(|(from, to)| opts.overlaps(from, to))
+        })
+        .collect();
     Ok(report)
-}
-
-fn decode_stream(s: &str) -> String {
-    // host and boot id are each percent-encoded; `-` is plain in both, so show as stored.
-    decode_component(s).unwrap_or_else(|| s.to_string())
 }
 
 /// Missing sequence numbers between the smallest and largest seen, minus those that are in
 /// objects outside the checked window; each gap marked explained when a gap record covers it.
-fn seq_gaps(
-    seqs: &mut Vec<u64>,
-    explained: &[(u64, u64)],
-    unverified: &[(u64, u64)],
-) -> Vec<SeqGap> {
-    seqs.sort_unstable();
-    seqs.dedup();
+fn seq_gaps(acc: &mut SeqAccount) -> Vec<SeqGap> {
+    acc.seqs.sort_unstable();
+    acc.seqs.dedup();
     let mut gaps = Vec::new();
-    for w in seqs.windows(2) {
+    for w in acc.seqs.windows(2) {
         if w[1] > w[0] + 1 {
             let (from, to) = (w[0] + 1, w[1] - 1);
             // Interleaved objects outside the window may hold these.
-            if unverified.iter().any(|(f, t)| *f <= to && *t >= from) {
+            if acc.unverified.iter().any(|(f, t)| *f <= to && *t >= from) {
                 continue;
             }
-            let covered = explained.iter().any(|(f, t)| *f <= from && *t >= to);
+            let explained = acc.explained.iter().any(|(f, t)| *f <= from && *t >= to);
             gaps.push(SeqGap {
                 from,
                 to,
-                explained: covered,
+                explained,
             });
         }
     }
@@ -355,7 +479,7 @@ fn seq_gaps(
 }
 
 /// A human-readable report.
-pub fn render(r: &Report) -> String {
+pub(crate) fn render(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "store {}", r.store);
@@ -371,11 +495,8 @@ pub fn render(r: &Report) -> String {
             if st.ok() { "OK" } else { "FAILED" }
         );
         if !st.signed_by.is_empty() {
-            let _ = writeln!(
-                s,
-                "  signed by {}",
-                st.signed_by.iter().cloned().collect::<Vec<_>>().join(", ")
-            );
+            let keys: Vec<&str> = st.signed_by.iter().map(String::as_str).collect();
+            let _ = writeln!(s, "  signed by {}", keys.join(", "));
         }
         if st.unsigned > 0 {
             let _ = writeln!(s, "  {} unsigned manifest(s)", st.unsigned);
@@ -391,17 +512,12 @@ pub fn render(r: &Report) -> String {
             }
         }
         for g in &st.seq_gaps {
-            let _ = writeln!(
-                s,
-                "  seq gap {}..{}: {}",
-                g.from,
-                g.to,
-                if g.explained {
-                    "explained by a gap record"
-                } else {
-                    "UNEXPLAINED"
-                }
-            );
+            let how = if g.explained {
+                "explained by a gap record"
+            } else {
+                "UNEXPLAINED"
+            };
+            let _ = writeln!(s, "  seq gap {}..{}: {how}", g.from, g.to);
         }
     }
     for k in &r.unreferenced {
@@ -413,15 +529,7 @@ pub fn render(r: &Report) -> String {
             "no manifests found: nothing to verify (check the store URL and prefix)"
         );
     }
-    let _ = writeln!(
-        s,
-        "{}",
-        if r.ok() {
-            "verify: OK"
-        } else {
-            "verify: FAILED"
-        }
-    );
+    let _ = writeln!(s, "verify: {}", if r.ok() { "OK" } else { "FAILED" });
     s
 }
 
@@ -429,35 +537,45 @@ pub fn render(r: &Report) -> String {
 mod tests {
     use super::*;
 
+    fn gaps(seqs: &[u64], explained: &[(u64, u64)], unverified: &[(u64, u64)]) -> Vec<SeqGap> {
+        seq_gaps(&mut SeqAccount {
+            seqs: seqs.to_vec(),
+            explained: explained.to_vec(),
+            unverified: unverified.to_vec(),
+        })
+    }
+
     #[test]
     fn gaps_are_found_and_explained_by_gap_records() {
-        let mut s = vec![5, 1, 2, 3, 7, 8, 12];
-        let g = seq_gaps(&mut s, &[(9, 11)], &[]);
+        let g = gaps(&[5, 1, 2, 3, 7, 8, 12], &[(9, 11)], &[]);
+        let gap = |from, to, explained| SeqGap {
+            from,
+            to,
+            explained,
+        };
         assert_eq!(
             g,
-            vec![
-                SeqGap {
-                    from: 4,
-                    to: 4,
-                    explained: false
-                },
-                SeqGap {
-                    from: 6,
-                    to: 6,
-                    explained: false
-                },
-                SeqGap {
-                    from: 9,
-                    to: 11,
-                    explained: true
-                },
-            ]
+            vec![gap(4, 4, false), gap(6, 6, false), gap(9, 11, true)]
         );
     }
 
     #[test]
     fn seqs_in_unchecked_objects_are_not_gaps() {
-        let mut s = vec![1, 2, 6];
-        assert!(seq_gaps(&mut s, &[], &[(3, 5)]).is_empty());
+        assert!(gaps(&[1, 2, 6], &[], &[(3, 5)]).is_empty());
+    }
+
+    #[test]
+    fn decompression_stops_at_the_limit() {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 8 * 1024);
+        assert!(matches!(
+            gunzip(&bomb, 1000),
+            Err(GunzipError::TooLarge(1000))
+        ));
+        assert_eq!(gunzip(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+        assert!(matches!(gunzip(b"nope", 10), Err(GunzipError::Corrupt(_))));
     }
 }

@@ -1,15 +1,21 @@
-//! Output formats: native JSON lines, aligned text for terminals, OCSF for SIEMs. Every output
-//! path (watch, trace, export, query) goes through [`write_record`], so all accept all formats.
+//! Output formats, the only place events become text: the native JSON record, OCSF for SIEMs,
+//! aligned lines for terminals and tables for `query`. Every output path (watch, trace, export,
+//! query) goes through [`write_event`], so all accept all formats.
 
-pub mod ocsf;
-pub mod table;
-pub mod text;
+pub(crate) mod native;
+pub(crate) mod ocsf;
+pub(crate) mod table;
+mod text;
 
-use crate::record::Record;
+use std::fmt::Write as _;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
+use crate::{
+    escape::Escaped,
+    event::{Activity, Event, Target},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
     /// One JSON object per line, native schema (docs/schema.md).
     Json,
     /// One aligned, human-readable line per record.
@@ -18,21 +24,46 @@ pub enum Format {
     Ocsf,
 }
 
-/// Appends `rec` in `format` to `out`, newline-terminated.
-pub fn write_record(format: Format, rec: &Record, out: &mut Vec<u8>) -> anyhow::Result<()> {
+/// Appends `e` in `format` to `out`, newline-terminated.
+pub(crate) fn write_event(format: Format, e: &Event, out: &mut Vec<u8>) -> anyhow::Result<()> {
     match format {
-        Format::Json => {
-            serde_json::to_writer(&mut *out, rec)?;
-            out.push(b'\n');
-        }
-        Format::Ocsf => {
-            serde_json::to_writer(&mut *out, &ocsf::to_ocsf(rec))?;
-            out.push(b'\n');
-        }
-        Format::Text => {
-            text::write(rec, out);
-            out.push(b'\n');
-        }
+        Format::Json => native::write(e, out)?,
+        Format::Ocsf => serde_json::to_writer(&mut *out, &ocsf::to_ocsf(e))?,
+        Format::Text => text::write(e, out),
     }
+    out.push(b'\n');
     Ok(())
+}
+
+/// The resource as people read it: the path (absolute when known), `ip:port`, `[ip6]:port`,
+/// a unix socket path (`@name` when abstract), or the address family.
+pub(crate) fn resource_text(a: &Activity) -> String {
+    let mut s = String::new();
+    match &a.resource.target {
+        Target::File(f) => {
+            let _ = write!(s, "{}", Escaped(f.path()));
+        }
+        Target::Inet(ip, port) if ip.is_ipv6() => {
+            let _ = write!(s, "[{ip}]:{port}");
+        }
+        Target::Inet(ip, port) => {
+            let _ = write!(s, "{ip}:{port}");
+        }
+        Target::Unix(p) => match p.split_first() {
+            Some((0, name)) => {
+                let _ = write!(s, "@{}", Escaped(name));
+            }
+            _ => {
+                let _ = write!(s, "{}", Escaped(p));
+            }
+        },
+        Target::OtherAddress { family } => s.push_str(&native::family_name(*family)),
+    }
+    s
+}
+
+/// `HH:MM:SS.mmm` of an event's time (UTC).
+pub(crate) fn short_time(e: &Event) -> String {
+    let t = crate::time::rfc3339(e.time);
+    t.get(11..23).unwrap_or(&t).to_string()
 }

@@ -1,64 +1,47 @@
 //! Aligned table output for `query --format table`.
 
-use crate::record::{Record, outcome};
+use super::{native::errno_name, resource_text};
+use crate::{
+    event::{Body, Event, Outcome},
+    time,
+};
 
-fn cell(r: &Record) -> [String; 7] {
-    let time = r
-        .time
-        .get(..23)
-        .map_or(r.time.clone(), |t| t.replace('T', " "));
-    if let Some(g) = &r.gap {
-        return [
-            time,
+fn cells(e: &Event) -> [String; 7] {
+    let t = time::rfc3339(e.time);
+    let when = t.get(..23).map_or(t.clone(), |t| t.replace('T', " "));
+    match &e.body {
+        Body::Gap(g) => [
+            when,
             "-".into(),
-            r.action.clone(),
+            e.action_name().into(),
             format!("LOST {}", g.lost),
-            g.reason.clone(),
+            g.reason.to_string(),
             String::new(),
-            format!("{} .. {}", g.from, g.to),
-        ];
+            format!("{} .. {}", time::rfc3339(g.from), time::rfc3339(g.to)),
+        ],
+        Body::Activity(a) => [
+            when,
+            e.agent_id().to_string(),
+            a.action.to_string(),
+            match a.outcome {
+                Outcome::Success(_) => "ok".into(),
+                Outcome::Failure(errno) => errno_name(errno).into_owned(),
+                other => other.kind().to_string(),
+            },
+            a.verdict
+                .as_ref()
+                .map_or_else(String::new, |v| match &v.rule {
+                    Some(rule) => format!("{} ({rule})", v.decision),
+                    None => v.decision.to_string(),
+                }),
+            a.protected.join(","),
+            resource_text(a),
+        ],
     }
-    let res = r
-        .resource
-        .as_ref()
-        .map_or(String::new(), |res| match (&res.address, res.port) {
-            (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
-            (Some(a), Some(p)) => format!("{a}:{p}"),
-            (Some(a), None) => a.clone(),
-            _ => res
-                .resolved_path
-                .clone()
-                .or_else(|| res.path.clone())
-                .unwrap_or_default(),
-        });
-    let result = r
-        .result
-        .as_ref()
-        .map_or(String::new(), |o| match &*o.outcome {
-            outcome::SUCCESS => "ok".into(),
-            outcome::FAILURE => o.errno.as_deref().unwrap_or("failure").to_string(),
-            other => other.into(),
-        });
-    let verdict = r.policy.as_ref().map_or(String::new(), |p| match &p.rule {
-        Some(rule) => format!("{} ({rule})", p.decision),
-        None => p.decision.to_string(),
-    });
-    [
-        time,
-        r.agent_id().to_string(),
-        r.action.clone(),
-        result,
-        verdict,
-        r.protected
-            .as_ref()
-            .map(|p| p.join(","))
-            .unwrap_or_default(),
-        res,
-    ]
 }
 
 /// Renders rows with aligned columns (the last column is not padded).
-pub fn render(records: &[Record]) -> String {
+pub(crate) fn render(events: &[Event]) -> String {
     const HEAD: [&str; 7] = [
         "TIME",
         "AGENT",
@@ -68,7 +51,7 @@ pub fn render(records: &[Record]) -> String {
         "PROTECTED",
         "RESOURCE",
     ];
-    let rows: Vec<[String; 7]> = records.iter().map(cell).collect();
+    let rows: Vec<[String; 7]> = events.iter().map(cells).collect();
     let mut widths = HEAD.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {

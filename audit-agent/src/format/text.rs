@@ -1,86 +1,88 @@
-//! One aligned line per record, for terminals:
+//! One aligned line per event, for terminals:
 //!
 //! ```text
-//! 19:42:01.123456  file.open        1234 cat              ok 3          /etc/passwd [O_RDONLY]
+//! 19:42:01.123456  file.open       unattributed      1234 cat             ok 3          allow                /etc/passwd [O_RDONLY]
 //! ```
-//! Strings in records are already escaped (no control characters), so output is terminal-safe.
+//! Kernel bytes are escaped (no control characters reach the terminal).
 
 use std::fmt::Write as _;
 
-use crate::record::{Record, outcome};
+use super::{native::errno_name, resource_text};
+use crate::{
+    escape::Escaped,
+    event::{Activity, Body, Detail, Event, Gap, Outcome},
+    linux, time,
+};
 
-pub fn write(rec: &Record, out: &mut Vec<u8>) {
+pub(super) fn write(e: &Event, out: &mut Vec<u8>) {
     let mut line = String::with_capacity(160);
-    // `time` is RFC 3339; keep HH:MM:SS.micro.
-    let clock = rec.time.get(11..26).unwrap_or(&rec.time);
-    let _ = write!(line, "{clock}  {:<15} ", rec.action);
-    if let Some(gap) = &rec.gap {
-        let _ = write!(
-            line,
-            "LOST {} record(s) ({}) between {} and {}",
-            gap.lost, gap.reason, gap.from, gap.to
-        );
-        for (action, n) in &gap.by_action {
-            let _ = write!(line, " {action}={n}");
-        }
-        out.extend_from_slice(line.as_bytes());
-        return;
-    }
-    if let Some(agent) = &rec.agent {
-        let _ = write!(line, "{:<16} ", truncate(&agent.id, 16));
-    }
-    if let Some(p) = &rec.process {
-        let _ = write!(line, "{:>7} {:<15} ", p.pid, truncate(&p.comm, 15));
-    }
-    if let Some(r) = &rec.result {
-        let res = match (&*r.outcome, &r.errno, r.retval) {
-            (outcome::SUCCESS, _, Some(v)) => format!("ok {v}"),
-            (outcome::UNKNOWN, _, _) => "unknown".to_string(),
-            (_, Some(e), _) => e.to_string(),
-            (o, None, _) => o.to_string(),
-        };
-        let _ = write!(line, "{res:<13} ");
-    }
-    if let Some(p) = &rec.policy {
-        let verdict = match &p.rule {
-            Some(rule) => format!("{}({rule})", p.decision),
-            None => p.decision.to_string(),
-        };
-        let _ = write!(line, "{verdict:<20} ");
-    }
-    if let Some(r) = &rec.resource {
-        if let Some(path) = r.resolved_path.as_ref().or(r.path.as_ref()) {
-            line.push_str(path);
-        }
-        if let Some(argv) = &r.argv {
-            let _ = write!(line, " argv=[{}]", argv.join(" "));
-        }
-        if let Some(flags) = &r.flags {
-            let _ = write!(line, " [{}]", flags.join("|"));
-        }
-        match (&r.address, r.port) {
-            (Some(a), Some(p)) if a.contains(':') => {
-                let _ = write!(line, "[{a}]:{p}");
-            }
-            (Some(a), Some(p)) => {
-                let _ = write!(line, "{a}:{p}");
-            }
-            (Some(a), None) => line.push_str(a),
-            _ => {}
-        }
-        if !r.truncated.is_empty() {
-            let _ = write!(line, " (truncated: {})", r.truncated.join(","));
-        }
-    }
-    if let Some(protected) = rec.protected.as_ref().filter(|p| !p.is_empty()) {
-        let _ = write!(line, " protected={}", protected.join(","));
+    let t = time::rfc3339(e.time);
+    let clock = t.get(11..26).unwrap_or(&t);
+    let _ = write!(line, "{clock}  {:<15} ", e.action_name());
+    match &e.body {
+        Body::Gap(g) => gap(&mut line, g),
+        Body::Activity(a) => activity(&mut line, a),
     }
     out.extend_from_slice(line.trim_end().as_bytes());
+}
+
+fn gap(line: &mut String, g: &Gap) {
+    let _ = write!(
+        line,
+        "LOST {} record(s) ({}) between {} and {}",
+        g.lost,
+        g.reason,
+        time::rfc3339(g.from),
+        time::rfc3339(g.to)
+    );
+    for (action, n) in &g.by_action {
+        let _ = write!(line, " {action}={n}");
+    }
 }
 
 fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+fn activity(line: &mut String, a: &Activity) {
+    if let Some(agent) = &a.agent {
+        let _ = write!(line, "{:<16} ", truncate(&agent.id, 16));
+    }
+    let comm = Escaped(&a.process.comm).to_string();
+    let _ = write!(line, "{:>7} {:<15} ", a.process.pid, truncate(&comm, 15));
+    let result = match a.outcome {
+        Outcome::Success(v) => format!("ok {v}"),
+        Outcome::Unknown => "unknown".into(),
+        Outcome::InProgress => "in_progress".into(),
+        Outcome::Failure(e) => errno_name(e).into_owned(),
+    };
+    let _ = write!(line, "{result:<13} ");
+    if let Some(v) = &a.verdict {
+        let verdict = match &v.rule {
+            Some(rule) => format!("{}({rule})", v.decision),
+            None => v.decision.to_string(),
+        };
+        let _ = write!(line, "{verdict:<20} ");
+    }
+    line.push_str(&resource_text(a));
+    match &a.resource.detail {
+        Detail::Exec { argv, .. } => {
+            let args: Vec<String> = argv.iter().map(|x| Escaped(x).to_string()).collect();
+            let _ = write!(line, " argv=[{}]", args.join(" "));
+        }
+        Detail::Open { flags, .. } => {
+            let _ = write!(line, " [{}]", linux::open_flag_names(*flags).join("|"));
+        }
+        Detail::Connect => {}
+    }
+    if !a.resource.truncated.is_empty() {
+        let names: Vec<&str> = a.resource.truncated.iter().map(|f| f.name()).collect();
+        let _ = write!(line, " (truncated: {})", names.join(","));
+    }
+    if !a.protected.is_empty() {
+        let _ = write!(line, " protected={}", a.protected.join(","));
     }
 }

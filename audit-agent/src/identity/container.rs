@@ -3,15 +3,15 @@
 
 /// What a cgroup path says about containers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CgroupIdentity {
+pub(crate) struct CgroupIdentity {
     /// Full 64-hex container id.
-    pub container_id: Option<String>,
+    pub(crate) container_id: Option<String>,
     /// `docker`, `containerd`, `crio`, `podman`, or `None` when the layout does not say.
-    pub runtime: Option<&'static str>,
+    pub(crate) runtime: Option<&'static str>,
     /// Kubernetes pod UID (dashed form), for kubepods layouts.
-    pub pod_uid: Option<String>,
+    pub(crate) pod_uid: Option<String>,
     /// Kubernetes QoS class: `guaranteed`, `burstable` or `besteffort`.
-    pub qos: Option<&'static str>,
+    pub(crate) qos: Option<&'static str>,
 }
 
 fn is_id(s: &str) -> bool {
@@ -19,7 +19,7 @@ fn is_id(s: &str) -> bool {
 }
 
 /// Parses a cgroup path (relative to the cgroup2 mount).
-pub fn parse(path: &str) -> CgroupIdentity {
+pub(crate) fn parse(path: &str) -> CgroupIdentity {
     let mut out = CgroupIdentity::default();
     for comp in path.split('/').filter(|c| !c.is_empty()) {
         // kubepods QoS and pod UID (both drivers).

@@ -1,163 +1,85 @@
-//! Kubernetes identity: the pods of this node, from the API server (list, then watch; cached and
-//! bounded), so records can say which namespace, pod, container and service account acted, and
-//! agents can be selected by them or named by a pod label.
+//! Kubernetes identity: the pods of this node, from the API server (the `kube` crate's watcher:
+//! list, watch, bookmarks, relist with backoff), cached by pod uid and bounded, so records can say
+//! which namespace, pod, container and service account acted, and agents can be selected by them
+//! or named by a pod label.
 //!
 //! Works without Kubernetes: when no API is configured or reachable, records simply carry no
 //! `subject.k8s` (logged once, never an error).
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
-use serde::Deserialize;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::{WatchStreamExt as _, watcher};
 
-/// `[k8s]` in the configuration.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct K8sConf {
-    /// `auto` (when running in a cluster: KUBERNETES_SERVICE_HOST is set), `on` or `off`.
-    #[serde(default)]
-    pub enabled: K8sMode,
-    /// API server URL [default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT].
-    pub api_server: Option<String>,
-    /// Bearer token file [default: the pod's service account token].
-    pub token_file: Option<PathBuf>,
-    /// CA bundle for the API server [default: the pod's service account ca.crt].
-    pub ca_file: Option<PathBuf>,
-    /// This node's name [default: $NODE_NAME, else the host name].
-    pub node_name: Option<String>,
-    /// A pod label whose value is the agent id (e.g. `ai.agent/id`), for pods no [[agents]]
-    /// entry selects.
-    pub agent_id_label: Option<String>,
-    /// Most pods cached.
-    #[serde(default = "default_max_pods")]
-    pub max_pods: usize,
-}
-
-fn default_max_pods() -> usize {
-    10_000
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum K8sMode {
-    #[default]
-    Auto,
-    On,
-    Off,
-}
+use crate::config::{K8sConf, K8sMode};
 
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// What the agent knows about one pod.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PodInfo {
-    pub uid: String,
-    pub namespace: String,
-    pub name: String,
-    pub service_account: String,
-    pub labels: BTreeMap<String, String>,
+pub(crate) struct PodInfo {
+    pub(crate) uid: String,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) service_account: String,
+    pub(crate) labels: BTreeMap<String, String>,
     /// container id (64 hex) -> container name.
-    pub containers: HashMap<String, String>,
+    pub(crate) containers: HashMap<String, String>,
 }
 
-#[derive(Deserialize)]
-struct Pod {
-    metadata: Meta,
-    #[serde(default)]
-    spec: Spec,
-    #[serde(default)]
-    status: Status,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Meta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    uid: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    resource_version: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Spec {
-    #[serde(default)]
-    service_account_name: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Status {
-    #[serde(default)]
-    container_statuses: Vec<ContainerStatus>,
-    #[serde(default)]
-    init_container_statuses: Vec<ContainerStatus>,
-    #[serde(default)]
-    ephemeral_container_statuses: Vec<ContainerStatus>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ContainerStatus {
-    name: String,
-    #[serde(default, rename = "containerID")]
-    container_id: Option<String>,
-}
-
-impl From<Pod> for PodInfo {
-    fn from(p: Pod) -> Self {
-        let containers = p
-            .status
-            .container_statuses
-            .into_iter()
-            .chain(p.status.init_container_statuses)
-            .chain(p.status.ephemeral_container_statuses)
+impl From<&Pod> for PodInfo {
+    fn from(p: &Pod) -> Self {
+        let status = p.status.as_ref();
+        let statuses = status.into_iter().flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .chain(&s.init_container_statuses)
+                .chain(&s.ephemeral_container_statuses)
+                .flatten()
+        });
+        let containers = statuses
             .filter_map(|c| {
                 // "containerd://<id>", "cri-o://<id>", "docker://<id>"
-                let id = c.container_id?.rsplit("://").next()?.to_string();
-                Some((id, c.name))
+                let id = c.container_id.as_deref()?.rsplit("://").next()?.to_string();
+                Some((id, c.name.clone()))
             })
             .collect();
+        let meta = &p.metadata;
         Self {
-            uid: p.metadata.uid,
-            namespace: p.metadata.namespace,
-            name: p.metadata.name,
+            uid: meta.uid.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
             service_account: p
                 .spec
-                .service_account_name
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
                 .unwrap_or_else(|| "default".into()),
-            labels: p.metadata.labels,
+            labels: meta.labels.clone().unwrap_or_default(),
             containers,
         }
     }
 }
 
 /// Pods of this node by uid. Bounded: beyond `max`, new pods are not cached (counted).
-pub struct PodCache {
+pub(crate) struct PodCache {
     pods: RwLock<HashMap<String, Arc<PodInfo>>>,
     max: usize,
     /// Changes whenever the set of pods changes (watch planners re-resolve then).
-    pub generation: AtomicU64,
-    pub overflow: AtomicU64,
+    generation: AtomicU64,
+    overflow: AtomicU64,
 }
 
 impl PodCache {
-    pub fn new(max: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             pods: RwLock::new(HashMap::new()),
             max,
@@ -166,18 +88,22 @@ impl PodCache {
         })
     }
 
-    pub fn get(&self, uid: &str) -> Option<Arc<PodInfo>> {
+    pub(crate) fn get(&self, uid: &str) -> Option<Arc<PodInfo>> {
         self.pods.read().ok()?.get(uid).cloned()
     }
 
-    pub fn all(&self) -> Vec<Arc<PodInfo>> {
+    pub(crate) fn all(&self) -> Vec<Arc<PodInfo>> {
         self.pods
             .read()
             .map(|p| p.values().cloned().collect())
             .unwrap_or_default()
     }
 
-    pub fn upsert(&self, p: PodInfo) {
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    fn upsert(&self, p: PodInfo) {
         let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
         if !pods.contains_key(&p.uid) && pods.len() >= self.max {
             self.overflow.fetch_add(1, Ordering::Relaxed);
@@ -189,18 +115,14 @@ impl PodCache {
         }
     }
 
-    pub fn remove(&self, uid: &str) {
-        if self
-            .pods
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(uid)
-            .is_some()
-        {
+    fn remove(&self, uid: &str) {
+        let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
+        if pods.remove(uid).is_some() {
             self.generation.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// Replaces everything after a (re)list.
     fn replace(&self, all: Vec<PodInfo>) {
         let mut pods = self.pods.write().unwrap_or_else(|e| e.into_inner());
         pods.clear();
@@ -210,28 +132,24 @@ impl PodCache {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.pods.read().map(|p| p.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 /// How to reach the API server.
 #[derive(Debug, Clone)]
-pub struct ApiTarget {
-    pub base: String,
-    pub token_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub node: String,
+pub(crate) struct ApiTarget {
+    pub(crate) base: String,
+    token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    pub(crate) node: String,
 }
 
-/// Resolves `[k8s]` against the environment; `None` when Kubernetes is not in use.
-pub fn target(conf: &K8sConf, host_name: &str) -> anyhow::Result<Option<ApiTarget>> {
+/// The API server URL `[k8s]` and the environment give; `None` when Kubernetes is not in use.
+fn api_base(conf: &K8sConf) -> anyhow::Result<Option<String>> {
     let in_cluster = std::env::var("KUBERNETES_SERVICE_HOST").ok();
-    let base = match (conf.enabled, &conf.api_server, &in_cluster) {
+    Ok(Some(match (conf.enabled, &conf.api_server, &in_cluster) {
         (K8sMode::Off, _, _) => return Ok(None),
         (_, Some(url), _) => url.trim_end_matches('/').to_string(),
         (_, None, Some(host)) => {
@@ -247,184 +165,102 @@ pub fn target(conf: &K8sConf, host_name: &str) -> anyhow::Result<Option<ApiTarge
              in the environment (not running in a cluster)"
         ),
         (K8sMode::Auto, None, None) => return Ok(None),
-    };
-    let token_file = conf.token_file.clone().or_else(|| {
-        let p = PathBuf::from(SA_DIR).join("token");
-        p.exists().then_some(p)
-    });
-    let ca_file = conf.ca_file.clone().or_else(|| {
-        let p = PathBuf::from(SA_DIR).join("ca.crt");
-        p.exists().then_some(p)
-    });
-    let node = conf
-        .node_name
-        .clone()
-        .or_else(|| std::env::var("NODE_NAME").ok())
-        .unwrap_or_else(|| host_name.to_string());
-    Ok(Some(ApiTarget {
-        base,
-        token_file,
-        ca_file,
-        node,
     }))
 }
 
-fn client(t: &ApiTarget) -> anyhow::Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
-    if let Some(ca) = &t.ca_file {
-        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    Ok(b.build()?)
+/// Resolves `[k8s]` against the environment; `None` when Kubernetes is not in use.
+pub(crate) fn target(conf: &K8sConf, host_name: &str) -> anyhow::Result<Option<ApiTarget>> {
+    let Some(base) = api_base(conf)? else {
+        return Ok(None);
+    };
+    let default_file = |name: &str| {
+        let p = Path::new(SA_DIR).join(name);
+        p.exists().then_some(p)
+    };
+    Ok(Some(ApiTarget {
+        base,
+        token_file: conf.token_file.clone().or_else(|| default_file("token")),
+        ca_file: conf.ca_file.clone().or_else(|| default_file("ca.crt")),
+        node: conf
+            .node_name
+            .clone()
+            .or_else(|| std::env::var("NODE_NAME").ok())
+            .unwrap_or_else(|| host_name.to_string()),
+    }))
 }
 
-fn auth(t: &ApiTarget, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    // Projected tokens rotate: read the file for every request.
-    match t
-        .token_file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok())
-    {
-        Some(tok) => r.bearer_auth(tok.trim()),
-        None => r,
-    }
-}
-
-#[derive(Deserialize)]
-struct PodList {
-    metadata: ListMeta,
-    items: Vec<Pod>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListMeta {
-    #[serde(default)]
-    resource_version: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WatchEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    object: serde_json::Value,
-}
-
-async fn list(c: &reqwest::Client, t: &ApiTarget, cache: &PodCache) -> anyhow::Result<String> {
-    let url = format!("{}/api/v1/pods", t.base);
-    let r = auth(t, c.get(&url))
-        .query(&[("fieldSelector", format!("spec.nodeName={}", t.node))])
-        .send()
-        .await
-        .with_context(|| format!("listing pods at {url}"))?;
-    if !r.status().is_success() {
+/// A token file with surrounding whitespace is sent verbatim (an invalid header): say so.
+fn check_token_file(path: &Path) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("[k8s] token_file {}: cannot read it", path.display()))?;
+    if token.trim() != token {
         bail!(
-            "listing pods at {url}: HTTP {} (RBAC needs get/list/watch on pods)",
-            r.status()
+            "[k8s] token_file {}: the token has surrounding whitespace (a trailing newline?); \
+             write the token alone, e.g. `printf %s \"$TOKEN\" > {}`",
+            path.display(),
+            path.display()
         );
     }
-    let l: PodList = r.json().await.context("malformed pod list")?;
-    cache.replace(l.items.into_iter().map(PodInfo::from).collect());
-    Ok(l.metadata.resource_version.unwrap_or_default())
+    Ok(())
 }
 
-/// One watch: applies events until the server closes it. Returns the last resource version.
-async fn watch(
-    c: &reqwest::Client,
-    t: &ApiTarget,
-    cache: &PodCache,
-    rv: String,
-) -> anyhow::Result<String> {
-    let url = format!("{}/api/v1/pods", t.base);
-    let r = auth(t, c.get(&url))
-        .query(&[
-            ("fieldSelector", format!("spec.nodeName={}", t.node)),
-            ("watch", "true".into()),
-            ("allowWatchBookmarks", "true".into()),
-            ("resourceVersion", rv.clone()),
-            ("timeoutSeconds", "300".into()),
-        ])
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("watching pods: HTTP {}", r.status());
+/// A client for `t`, configured the way a kubeconfig would (kube reads the CA bundle and
+/// re-reads rotating projected tokens itself).
+async fn client(t: &ApiTarget) -> anyhow::Result<kube::Client> {
+    if let Some(f) = &t.token_file {
+        check_token_file(f)?;
     }
-    let mut rv = rv;
-    let mut buf = Vec::new();
-    let mut stream = r.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk?);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let ev: WatchEvent = serde_json::from_slice(&line).context("malformed watch event")?;
-            match ev.kind.as_str() {
-                "ERROR" => bail!("watch expired: {}", ev.object),
-                "BOOKMARK" => {}
-                kind => {
-                    let pod: Pod = serde_json::from_value(ev.object)?;
-                    if let Some(v) = &pod.metadata.resource_version {
-                        rv.clone_from(v);
-                    }
-                    if kind == "DELETED" {
-                        cache.remove(&pod.metadata.uid);
-                    } else {
-                        cache.upsert(pod.into());
-                    }
-                    continue;
-                }
-            }
-        }
-    }
-    Ok(rv)
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(serde_json::json!({
+        "clusters": [{"name": "api", "cluster": {
+            "server": t.base, "certificate-authority": path(&t.ca_file)}}],
+        "users": [{"name": "agent", "user": {"tokenFile": path(&t.token_file)}}],
+        "contexts": [{"name": "node", "context": {"cluster": "api", "user": "agent"}}],
+        "current-context": "node",
+    }))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("configuring the Kubernetes client for {}", t.base))?;
+    Ok(kube::Client::try_from(config)?)
 }
 
-/// Keeps `cache` in sync with this node's pods: list, then watch; relist after errors with
-/// backoff. Runs until the process ends.
-pub fn spawn_watcher(t: ApiTarget, cache: Arc<PodCache>) -> anyhow::Result<()> {
-    let c = client(&t)?;
+/// Keeps `cache` in sync with this node's pods until the process ends.
+pub(crate) async fn spawn_watcher(t: ApiTarget, cache: Arc<PodCache>) -> anyhow::Result<()> {
+    let api: kube::Api<Pod> = kube::Api::all(client(&t).await?);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", t.node));
+    let mut events = watcher(api, config).default_backoff().boxed();
     tokio::spawn(async move {
-        let mut failures = 0u32;
-        loop {
-            let rv = match list(&c, &t, &cache).await {
-                Ok(rv) => {
-                    if failures > 0 || !cache.is_empty() {
-                        tracing::info!(pods = cache.len(), node = %t.node, "kubernetes pods listed");
-                    }
-                    failures = 0;
-                    rv
+        let mut listing: Vec<PodInfo> = Vec::new();
+        let mut warned = false;
+        while let Some(ev) = events.next().await {
+            match ev {
+                Ok(watcher::Event::Init) => listing.clear(),
+                Ok(watcher::Event::InitApply(p)) => listing.push(PodInfo::from(&p)),
+                Ok(watcher::Event::InitDone) => {
+                    cache.replace(std::mem::take(&mut listing));
+                    tracing::info!(pods = cache.len(), node = %t.node, "kubernetes pods listed");
+                    warned = false;
                 }
-                Err(e) => {
-                    if failures == 0 {
-                        tracing::warn!(error = %format!("{e:#}"), "kubernetes API not usable; records carry no k8s fields until it is");
-                    }
-                    failures += 1;
-                    tokio::time::sleep(Duration::from_secs(u64::from(failures.min(6)) * 5)).await;
-                    continue;
+                Ok(watcher::Event::Apply(p)) => cache.upsert(PodInfo::from(&p)),
+                Ok(watcher::Event::Delete(p)) => {
+                    cache.remove(p.metadata.uid.as_deref().unwrap_or_default())
                 }
-            };
-            let mut rv = rv;
-            loop {
-                match watch(&c, &t, &cache, rv.clone()).await {
-                    Ok(next) => rv = next,
-                    Err(e) => {
-                        tracing::debug!(error = %format!("{e:#}"), "pod watch ended; relisting");
-                        break;
-                    }
+                Err(e) if !warned => {
+                    tracing::warn!(error = %e, "kubernetes API not usable; records carry no k8s fields until it is");
+                    warned = true;
                 }
+                Err(e) => tracing::debug!(error = %e, "kubernetes watch error; retrying"),
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
     Ok(())
 }
 
 /// cgroup globs that cover a pod (systemd driver: `pod<uid with _>`, cgroupfs: `pod<uid>`).
-pub fn pod_globs(uid: &str) -> [String; 2] {
+pub(crate) fn pod_globs(uid: &str) -> [String; 2] {
     [
         format!("/**/*pod{uid}*/**"),
         format!("/**/*pod{}*/**", uid.replace('-', "_")),
@@ -435,15 +271,19 @@ pub fn pod_globs(uid: &str) -> [String; 2] {
 mod tests {
     use super::*;
 
-    const POD: &str = r#"{"metadata":{"name":"support-7f9c","namespace":"support","uid":"3f2a9c1e-1b2c-4d5e-8f90-0a1b2c3d4e5f",
+    const POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"support-7f9c","namespace":"support","uid":"3f2a9c1e-1b2c-4d5e-8f90-0a1b2c3d4e5f",
       "labels":{"app":"support","ai.agent/id":"support-bot"},"resourceVersion":"42"},
-      "spec":{"serviceAccountName":"bot","nodeName":"node-1"},
-      "status":{"containerStatuses":[{"name":"main","containerID":"containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}],
-                "initContainerStatuses":[{"name":"init","containerID":"containerd://aaaa"}]}}"#;
+      "spec":{"serviceAccountName":"bot","nodeName":"node-1","containers":[]},
+      "status":{"containerStatuses":[{"name":"main","image":"x","imageID":"","ready":true,"restartCount":0,"containerID":"containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}],
+                "initContainerStatuses":[{"name":"init","image":"x","imageID":"","ready":true,"restartCount":0,"containerID":"containerd://aaaa"}]}}"#;
+
+    fn pod() -> PodInfo {
+        PodInfo::from(&serde_json::from_str::<Pod>(POD).unwrap())
+    }
 
     #[test]
     fn pods_parse_into_identity() {
-        let p: PodInfo = serde_json::from_str::<Pod>(POD).unwrap().into();
+        let p = pod();
         assert_eq!(p.namespace, "support");
         assert_eq!(p.name, "support-7f9c");
         assert_eq!(p.service_account, "bot");
@@ -458,21 +298,17 @@ mod tests {
     #[test]
     fn cache_is_bounded_and_tracks_changes() {
         let c = PodCache::new(1);
-        let mut p: PodInfo = serde_json::from_str::<Pod>(POD).unwrap().into();
+        let mut p = pod();
         c.upsert(p.clone());
-        let g = c.generation.load(Ordering::Relaxed);
+        let g = c.generation();
         c.upsert(p.clone());
-        assert_eq!(
-            c.generation.load(Ordering::Relaxed),
-            g,
-            "unchanged pod: no new generation"
-        );
+        assert_eq!(c.generation(), g, "unchanged pod: no new generation");
         p.uid = "other".into();
         c.upsert(p);
         assert_eq!(c.len(), 1);
         assert_eq!(c.overflow.load(Ordering::Relaxed), 1);
         c.remove("3f2a9c1e-1b2c-4d5e-8f90-0a1b2c3d4e5f");
-        assert!(c.is_empty());
+        assert_eq!(c.len(), 0);
     }
 
     #[test]
@@ -489,12 +325,8 @@ mod tests {
                 enabled: K8sMode::On,
                 ..Default::default()
             };
-            assert!(
-                target(&on, "h")
-                    .unwrap_err()
-                    .to_string()
-                    .contains("not running in a cluster")
-            );
+            let e = target(&on, "h").unwrap_err().to_string();
+            assert!(e.contains("not running in a cluster"), "{e}");
         }
         let explicit = K8sConf {
             api_server: Some("http://127.0.0.1:1/".into()),

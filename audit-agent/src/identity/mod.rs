@@ -1,38 +1,62 @@
 //! Attribute: the stage that says which agent acted. An agent identity is matched by cgroup path
-//! glob or uid (config `[[agents]]`); a process that matches neither but descends from an
-//! attributed process image keeps its ancestor's identity (`matched_by = "ancestor"`), so an
-//! agent cannot shed its identity by moving cgroups or changing uid. Activity matching nothing is
-//! `unattributed`. Also fills `subject.container_id` from the cgroup path.
+//! glob, uid or Kubernetes pod selectors (config `[[agents]]`); a process that matches none but
+//! descends from an attributed process image keeps its ancestor's identity (`ancestor`), so an
+//! agent cannot shed its identity by moving cgroups or changing uid. Activity matching nothing
+//! is `unattributed`. Also fills `subject.container_id` and `subject.k8s` from the cgroup path.
 
-pub mod container;
-pub mod k8s;
+mod container;
+pub(crate) mod k8s;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
 };
 
 use self::k8s::{PodCache, PodInfo};
 use crate::{
-    config::Config,
-    pipeline::Stage,
-    policy::pattern::PathSet,
-    record::{self, Record},
+    config::{Config, Problems},
+    event::{AgentIdentity, Event, K8sPod, MatchedBy, Stage, Subject},
+    policy::pattern::{PathSet, path_glob},
+    versioned::Versioned,
 };
-
-pub const UNATTRIBUTED: &str = "unattributed";
 
 /// Most exec ids remembered for lineage; beyond it the map is reset (attribution of very old,
 /// silent ancestors is then lost, never wrong).
 const MAX_LINEAGE: usize = 262_144;
 
 struct Agent {
-    info: record::Agent,
-    /// `info` with `matched_by` set, one per way of matching, shared by every record.
-    by: [Arc<record::Agent>; 6],
+    /// The identity once per way of matching, shared by every event.
+    by: HashMap<MatchedBy, Arc<AgentIdentity>>,
     cgroups: PathSet,
     uids: HashSet<u32>,
     k8s: K8sSelector,
+}
+
+impl Agent {
+    fn new(info: AgentIdentity, cgroups: PathSet, uids: HashSet<u32>, k8s: K8sSelector) -> Self {
+        let by = MatchedBy::ALL
+            .iter()
+            .map(|m| {
+                let mut a = info.clone();
+                a.matched_by = Some(*m);
+                (*m, Arc::new(a))
+            })
+            .collect();
+        Self {
+            by,
+            cgroups,
+            uids,
+            k8s,
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.by[&MatchedBy::Cgroup].id
+    }
+
+    fn matched(&self, by: MatchedBy) -> Arc<AgentIdentity> {
+        Arc::clone(&self.by[&by])
+    }
 }
 
 /// Pods an agent covers: every non-empty part must match.
@@ -40,7 +64,7 @@ struct Agent {
 struct K8sSelector {
     namespaces: Vec<String>,
     service_accounts: Vec<String>,
-    labels: std::collections::BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
 }
 
 impl K8sSelector {
@@ -57,286 +81,281 @@ impl K8sSelector {
     }
 }
 
-const MATCHED_BY: [&str; 6] = ["cgroup", "uid", "ancestor", "trace", "k8s", "k8s_label"];
-
-fn with_matches(info: &record::Agent) -> [Arc<record::Agent>; 6] {
-    MATCHED_BY.map(|by| {
-        let mut a = info.clone();
-        a.matched_by = Some(by.to_string());
-        Arc::new(a)
-    })
-}
-
-impl Agent {
-    fn matched(&self, by: &str) -> Arc<record::Agent> {
-        let i = MATCHED_BY.iter().position(|m| *m == by).unwrap_or(0);
-        Arc::clone(&self.by[i])
-    }
-}
-
 /// The registered agent identities.
-pub struct Registry {
+pub(crate) struct Registry {
     agents: Vec<Agent>,
 }
 
 impl Registry {
-    pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
+    /// Compiles `[[agents]]`; problems are recorded in `p`.
+    pub(crate) fn compile(cfg: &Config, p: &mut Problems) -> Self {
+        let mut ids = HashSet::new();
         let mut agents = Vec::new();
-        for a in &cfg.agents {
-            let info = record::Agent {
-                id: a.id.get_ref().clone(),
+        for (i, a) in cfg.agents.iter().enumerate() {
+            let id = a.id.get_ref();
+            if id.is_empty() || id.trim() != id {
+                p.at(
+                    a.id.span(),
+                    format!(
+                        "agents[{i}].id: must be a non-empty string without surrounding spaces"
+                    ),
+                );
+            } else if id == "*" || id == crate::event::UNATTRIBUTED {
+                p.at(a.id.span(), format!("agents[{i}].id: `{id}` is reserved"));
+            } else if !ids.insert(id.clone()) {
+                p.at(
+                    a.id.span(),
+                    format!("agents[{i}].id: duplicate agent id `{id}`"),
+                );
+            }
+            if a.cgroup.is_empty() && a.uid.is_empty() && !a.selects_pods() {
+                p.at(
+                    a.id.span(),
+                    format!(
+                        "agents[{i}]: agent `{id}` has an empty selector: give `cgroup` globs, \
+                         `uid`s and/or k8s_namespace / k8s_service_account / k8s_labels"
+                    ),
+                );
+            }
+            let info = AgentIdentity {
+                id: id.clone(),
                 name: a.name.clone(),
                 workflow: a.workflow.clone(),
                 owner: a.owner.clone(),
                 matched_by: None,
             };
-            agents.push(Agent {
-                by: with_matches(&info),
-                info,
-                cgroups: PathSet::new(a.cgroup.iter().map(|g| g.get_ref().as_str()))
-                    .map_err(|e| anyhow::anyhow!(e))?,
-                uids: a.uid.iter().map(|u| *u.get_ref()).collect(),
-                k8s: K8sSelector {
-                    namespaces: a.k8s_namespace.clone(),
-                    service_accounts: a.k8s_service_account.clone(),
-                    labels: a.k8s_labels.clone(),
-                },
-            });
+            let k8s = K8sSelector {
+                namespaces: a.k8s_namespace.clone(),
+                service_accounts: a.k8s_service_account.clone(),
+                labels: a.k8s_labels.clone(),
+            };
+            let cgroups = PathSet::compile(&a.cgroup, &format!("agents[{i}].cgroup"), p);
+            let uids = a.uid.iter().map(|u| *u.get_ref()).collect();
+            agents.push(Agent::new(info, cgroups, uids, k8s));
         }
-        Ok(Self { agents })
+        Self { agents }
     }
 
-    pub fn empty() -> Self {
-        Self { agents: Vec::new() }
+    pub(crate) fn len(&self) -> usize {
+        self.agents.len()
     }
 
     /// Registers an ad-hoc identity for everything in `cgroup` and below (used by `trace`); it
     /// takes precedence over configured agents.
-    pub fn add_first(&mut self, id: &str, cgroup: &str) -> anyhow::Result<()> {
-        let info = record::Agent {
+    pub(crate) fn add_first(&mut self, id: &str, cgroup: &str) -> anyhow::Result<()> {
+        let glob = format!("{cgroup}/**");
+        path_glob(&glob).map_err(anyhow::Error::msg)?;
+        let info = AgentIdentity {
             id: id.to_string(),
-            name: None,
-            workflow: None,
-            owner: None,
-            matched_by: None,
+            ..AgentIdentity::unattributed()
         };
+        let cgroups = PathSet::new([glob.as_str()]).map_err(anyhow::Error::msg)?;
         self.agents.insert(
             0,
-            Agent {
-                by: with_matches(&info),
-                info,
-                cgroups: PathSet::new([format!("{cgroup}/**").as_str()])
-                    .map_err(|e| anyhow::anyhow!(e))?,
-                uids: HashSet::new(),
-                k8s: K8sSelector::default(),
-            },
+            Agent::new(info, cgroups, HashSet::new(), K8sSelector::default()),
         );
         Ok(())
     }
 
-    /// Direct match: cgroup globs first (in config order), then uids, then Kubernetes
-    /// selectors of the pod.
-    fn direct(
-        &self,
-        cgroup: Option<&str>,
-        uid: u32,
-        pod: Option<&PodInfo>,
-    ) -> Option<(&Agent, &'static str)> {
-        if let Some(cg) = cgroup
+    /// Direct match: cgroup globs first (in config order), then uids, then pod selectors.
+    fn direct(&self, s: &Subject, pod: Option<&PodInfo>) -> Option<(&Agent, MatchedBy)> {
+        if let Some(cg) = s.cgroup.as_deref()
             && let Some(a) = self
                 .agents
                 .iter()
                 .find(|a| a.cgroups.matches(cg.as_bytes()))
         {
-            return Some((a, "cgroup"));
+            return Some((a, MatchedBy::Cgroup));
         }
-        if let Some(a) = self.agents.iter().find(|a| a.uids.contains(&uid)) {
-            return Some((a, "uid"));
+        if let Some(a) = self.agents.iter().find(|a| a.uids.contains(&s.uid)) {
+            return Some((a, MatchedBy::Uid));
         }
         let pod = pod?;
         self.agents
             .iter()
             .find(|a| a.k8s.matches(pod))
-            .map(|a| (a, "k8s"))
+            .map(|a| (a, MatchedBy::K8s))
     }
 
     /// Whether any agent selects this pod (so its cgroups must be watched).
-    pub fn selects_pod(&self, pod: &PodInfo) -> bool {
+    pub(crate) fn selects_pod(&self, pod: &PodInfo) -> bool {
         self.agents.iter().any(|a| a.k8s.matches(pod))
     }
 
     /// Whether any agent uses Kubernetes selectors.
-    pub fn uses_k8s(&self) -> bool {
+    pub(crate) fn uses_k8s(&self) -> bool {
         self.agents.iter().any(|a| !a.k8s.is_empty())
     }
 
     fn by_id(&self, id: &str) -> Option<&Agent> {
-        self.agents.iter().find(|a| a.info.id == id)
+        self.agents.iter().find(|a| a.id() == id)
     }
 }
 
 /// The agent registry, swappable at run time (configuration reload); judged by event time.
-pub type SharedRegistry = Arc<crate::versioned::Versioned<Registry>>;
+pub(crate) type SharedRegistry = Arc<Versioned<Registry>>;
 
 /// Kubernetes context of the identity stage.
-pub struct K8sIdentity {
-    pub pods: Arc<PodCache>,
+pub(crate) struct K8sIdentity {
+    pub(crate) pods: Arc<PodCache>,
     /// A pod label whose value names the agent.
-    pub agent_id_label: Option<String>,
+    pub(crate) agent_id_label: Option<String>,
 }
 
-pub struct IdentityStage {
+pub(crate) struct IdentityStage {
     registry: SharedRegistry,
     k8s: Option<K8sIdentity>,
     /// Agents named by a pod label and not in the configuration (bounded).
-    labelled: HashMap<String, Arc<record::Agent>>,
+    labelled: HashMap<String, Arc<AgentIdentity>>,
+    /// (pod uid, container id, pod cache generation) -> the pod as events carry it.
+    pods: HashMap<(String, Option<String>), (u64, Arc<K8sPod>)>,
     /// exec id -> agent id of attributed process images.
     lineage: HashMap<Arc<str>, Arc<str>>,
-    /// How `trace` labels matches of its ad-hoc identity.
+    /// Matches of this agent id are reported as `trace`.
     trace_id: Option<String>,
-    unattributed: Arc<record::Agent>,
+    unattributed: Arc<AgentIdentity>,
 }
 
 impl IdentityStage {
-    pub fn new(registry: SharedRegistry) -> Self {
+    pub(crate) fn new(registry: SharedRegistry) -> Self {
         Self {
             registry,
             k8s: None,
             labelled: HashMap::new(),
+            pods: HashMap::new(),
             lineage: HashMap::new(),
             trace_id: None,
-            unattributed: Arc::new(record::Agent {
-                id: UNATTRIBUTED.to_string(),
-                name: None,
-                workflow: None,
-                owner: None,
-                matched_by: None,
-            }),
+            unattributed: Arc::new(AgentIdentity::unattributed()),
         }
     }
 
-    pub fn with_k8s(mut self, k8s: K8sIdentity) -> Self {
+    pub(crate) fn with_k8s(mut self, k8s: K8sIdentity) -> Self {
         self.k8s = Some(k8s);
+        self
+    }
+
+    /// Matches of agent `id` are reported as `matched_by = "trace"`.
+    pub(crate) fn with_trace_id(mut self, id: &str) -> Self {
+        self.trace_id = Some(id.to_string());
         self
     }
 
     /// The agent a pod label names: the configured agent with that id, else an identity made
     /// from the label value alone.
-    fn labelled_agent(&mut self, registry: &Registry, pod: &PodInfo) -> Option<Arc<record::Agent>> {
+    fn labelled_agent(&mut self, registry: &Registry, pod: &PodInfo) -> Option<Arc<AgentIdentity>> {
         let key = self.k8s.as_ref()?.agent_id_label.as_ref()?;
         let id = pod.labels.get(key)?;
         if let Some(a) = registry.by_id(id) {
-            return Some(a.matched("k8s_label"));
+            return Some(a.matched(MatchedBy::K8sLabel));
         }
         if self.labelled.len() > 10_000 {
             self.labelled.clear();
         }
-        Some(
-            self.labelled
-                .entry(id.clone())
-                .or_insert_with(|| {
-                    Arc::new(record::Agent {
-                        id: id.clone(),
-                        name: None,
-                        workflow: None,
-                        owner: None,
-                        matched_by: Some("k8s_label".into()),
-                    })
-                })
-                .clone(),
-        )
+        let agent = self.labelled.entry(id.clone()).or_insert_with(|| {
+            Arc::new(AgentIdentity {
+                id: id.clone(),
+                matched_by: Some(MatchedBy::K8sLabel),
+                ..AgentIdentity::unattributed()
+            })
+        });
+        Some(Arc::clone(agent))
     }
 
-    /// Matches of agent `id` are reported as `matched_by = "trace"`.
-    pub fn with_trace_id(mut self, id: &str) -> Self {
-        self.trace_id = Some(id.to_string());
-        self
-    }
-
-    fn remember(&mut self, exec_id: Option<&Arc<str>>, agent: &Arc<str>) {
-        if let Some(e) = exec_id {
-            if self.lineage.get(e).is_some_and(|a| a == agent) {
-                return;
-            }
-            if self.lineage.len() >= MAX_LINEAGE {
-                self.lineage.clear();
-            }
-            self.lineage.insert(Arc::clone(e), Arc::clone(agent));
+    fn remember(&mut self, exec_id: Option<&Arc<str>>, agent: &str) {
+        let Some(e) = exec_id else { return };
+        if self.lineage.get(e).is_some_and(|a| &**a == agent) {
+            return;
         }
+        if self.lineage.len() >= MAX_LINEAGE {
+            self.lineage.clear();
+        }
+        self.lineage.insert(Arc::clone(e), Arc::from(agent));
+    }
+
+    /// Fills the container id and pod of `s` from its cgroup path; returns the pod.
+    fn place(&mut self, s: &mut Subject) -> Option<Arc<PodInfo>> {
+        let c = container::parse(s.cgroup.as_deref()?);
+        let pod = match (&self.k8s, &c.pod_uid) {
+            (Some(k), Some(uid)) => k.pods.get(uid),
+            _ => None,
+        };
+        if let (Some(p), Some(k)) = (&pod, &self.k8s) {
+            s.k8s = Some(self.pod_of(p, c.container_id.as_deref(), k.pods.generation()));
+        }
+        s.container_id = c.container_id;
+        pod
+    }
+
+    /// The pod as events carry it, built once per pod, container and cache generation.
+    fn pod_of(&mut self, p: &PodInfo, container: Option<&str>, generation: u64) -> Arc<K8sPod> {
+        if self.pods.len() > 10_000 {
+            self.pods.clear();
+        }
+        let key = (p.uid.clone(), container.map(str::to_string));
+        let entry = self
+            .pods
+            .entry(key)
+            .or_insert_with(|| (u64::MAX, Arc::default()));
+        if entry.0 != generation {
+            *entry = (
+                generation,
+                Arc::new(K8sPod {
+                    namespace: p.namespace.clone(),
+                    pod: p.name.clone(),
+                    pod_uid: p.uid.clone(),
+                    container: container.and_then(|id| p.containers.get(id).cloned()),
+                    service_account: p.service_account.clone(),
+                    labels: p.labels.clone(),
+                }),
+            );
+        }
+        Arc::clone(&entry.1)
     }
 }
 
 impl Stage for IdentityStage {
-    fn apply(&mut self, rec: &mut Record) {
-        if rec.is_gap() {
+    fn apply(&mut self, event: &mut Event) {
+        let registry = self.registry.at(event.time);
+        let Some(a) = event.activity_mut() else {
             return;
-        }
-        let registry = self.registry.at(rec.unix_ns);
-        let (cgroup, uid) = rec
-            .subject
-            .as_ref()
-            .map_or((None, 0), |s| (s.cgroup.clone(), s.uid));
-        let mut pod = None;
-        if let (Some(s), Some(cg)) = (rec.subject.as_mut(), cgroup.as_deref()) {
-            let c = container::parse(cg);
-            if let (Some(k), Some(uid)) = (&self.k8s, &c.pod_uid) {
-                pod = k.pods.get(uid);
-            }
-            if let Some(p) = &pod {
-                s.k8s = Some(record::K8s {
-                    namespace: Some(p.namespace.clone()),
-                    pod: Some(p.name.clone()),
-                    pod_uid: Some(p.uid.clone()),
-                    container: c
-                        .container_id
-                        .as_ref()
-                        .and_then(|id| p.containers.get(id).cloned()),
-                    service_account: Some(p.service_account.clone()),
-                    labels: p.labels.clone(),
-                });
-            }
-            s.container_id = c.container_id;
-        }
-        let (exec_id, parent_exec_id) = rec.process.as_ref().map_or((None, None), |p| {
-            (p.exec_id.clone(), p.parent_exec_id.clone())
-        });
-        let new_image = rec.resource.as_ref().and_then(|r| r.exec_id.clone());
-
-        let found = match registry.direct(cgroup.as_deref(), uid, pod.as_deref()) {
-            Some((a, by)) => Some((a, by)),
-            None => [exec_id.as_ref(), parent_exec_id.as_ref()]
+        };
+        let pod = self.place(&mut a.subject);
+        let (exec_id, parent_exec_id) =
+            (a.process.exec_id.clone(), a.process.parent_exec_id.clone());
+        let new_image = match &a.resource.detail {
+            crate::event::Detail::Exec { new_exec_id, .. } => new_exec_id.clone(),
+            _ => None,
+        };
+        let found = registry.direct(&a.subject, pod.as_deref()).or_else(|| {
+            [exec_id.as_ref(), parent_exec_id.as_ref()]
                 .into_iter()
                 .flatten()
                 .find_map(|e| self.lineage.get(e))
                 .and_then(|id| registry.by_id(id))
-                .map(|a| (a, "ancestor")),
-        };
-        match found {
-            Some((a, by)) => {
-                let by = if self.trace_id.as_deref() == Some(a.info.id.as_str()) {
-                    "trace"
+                .map(|agent| (agent, MatchedBy::Ancestor))
+        });
+        let agent = match found {
+            Some((agent, by)) => {
+                let by = if self.trace_id.as_deref() == Some(agent.id()) {
+                    MatchedBy::Trace
                 } else {
                     by
                 };
-                let id: Arc<str> = Arc::from(a.info.id.as_str());
-                rec.agent = Some(a.matched(by));
-                self.remember(exec_id.as_ref(), &id);
-                self.remember(new_image.as_ref(), &id);
+                agent.matched(by)
             }
-            None => {
-                let labelled = pod
-                    .as_deref()
-                    .and_then(|p| self.labelled_agent(&registry, p));
-                match labelled {
-                    Some(a) => {
-                        let id: Arc<str> = Arc::from(a.id.as_str());
-                        rec.agent = Some(a);
-                        self.remember(exec_id.as_ref(), &id);
-                        self.remember(new_image.as_ref(), &id);
-                    }
-                    None => rec.agent = Some(Arc::clone(&self.unattributed)),
+            None => match pod
+                .as_deref()
+                .and_then(|p| self.labelled_agent(&registry, p))
+            {
+                Some(agent) => agent,
+                None => {
+                    a.agent = Some(Arc::clone(&self.unattributed));
+                    return;
                 }
-            }
-        }
+            },
+        };
+        self.remember(exec_id.as_ref(), &agent.id);
+        self.remember(new_image.as_ref(), &agent.id);
+        a.agent = Some(agent);
     }
 }

@@ -1,68 +1,23 @@
-//! Evaluate policy: the stage that decides, for every record, which protected sets its resource
+//! Evaluate policy: the stage that decides, for every event, which protected sets its resource
 //! belongs to and what the ordered rules say about it (first match wins, else the default).
 //!
-//! Policy is evaluated on what the kernel acted on: the executable path for exec, the path of an
-//! open (resolved against cwd/dirfd when relative), the address and port of a connect.
+//! Policy is evaluated on the typed target: the executable for exec, the file of an open, the
+//! address and port of a connect. `query` reuses the same matchers on stored records.
 
-pub mod pattern;
+pub(crate) mod pattern;
 
-use std::{collections::HashSet, net::IpAddr, sync::Arc};
+use std::{collections::HashSet, sync::Arc};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use toml::Spanned;
 
-use self::pattern::{NetPattern, PathSet};
+use self::pattern::{NetPattern, PathSet, Resources};
 use crate::{
-    config::{Config, Decision},
-    escape::unescape,
-    pipeline::Stage,
-    record::{self, Record, action},
+    config::{Config, Problems, RuleConf},
+    event::{Action, Decision, Event, Stage, Target, UNATTRIBUTED, Verdict},
+    versioned::Versioned,
 };
-
-/// What a resource is, for matching.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A file (open) or executable (exec) path.
-    Path(Vec<u8>),
-    /// An IP destination.
-    Inet(IpAddr, Option<u16>),
-    /// A unix socket path (abstract names start with a NUL byte).
-    Unix(Vec<u8>),
-    /// Nothing matchable (e.g. `AF_UNSPEC`).
-    None,
-}
-
-impl Target {
-    /// The resource a record's action was performed on.
-    pub fn of(rec: &Record) -> Self {
-        let Some(r) = &rec.resource else {
-            return Self::None;
-        };
-        let bytes = |s: &str| unescape(s).unwrap_or_else(|| s.as_bytes().to_vec());
-        match rec.action.as_str() {
-            action::OPEN | action::EXEC => r
-                .resolved_path
-                .as_deref()
-                .or(r.path.as_deref())
-                .map_or(Self::None, |p| Self::Path(bytes(p))),
-            action::CONNECT => match (r.family.as_deref(), r.address.as_deref()) {
-                (Some("inet" | "inet6"), Some(a)) => {
-                    a.parse().map_or(Self::None, |ip| Self::Inet(ip, r.port))
-                }
-                (Some("unix"), Some(a)) => match a.strip_prefix('@') {
-                    Some(name) => {
-                        let mut b = vec![0];
-                        b.extend(bytes(name));
-                        Self::Unix(b)
-                    }
-                    None => Self::Unix(bytes(a)),
-                },
-                _ => Self::None,
-            },
-            _ => Self::None,
-        }
-    }
-}
 
 #[derive(Debug)]
 struct ProtectedSet {
@@ -73,14 +28,14 @@ struct ProtectedSet {
 }
 
 impl ProtectedSet {
-    fn contains(&self, act: &str, t: &Target) -> bool {
-        match (act, t) {
-            (action::OPEN, Target::Path(p)) => self.files.matches(p),
-            (action::EXEC, Target::Path(p)) => self.exec.matches(p),
-            (action::CONNECT, Target::Inet(ip, port)) => {
-                self.network.iter().any(|n| n.contains(*ip, *port))
+    fn contains(&self, action: Action, t: &Target) -> bool {
+        match (action, t) {
+            (Action::Open, Target::File(f)) => self.files.matches(f.path()),
+            (Action::Exec, Target::File(f)) => self.exec.matches(f.path()),
+            (Action::Connect, Target::Inet(ip, port)) => {
+                self.network.iter().any(|n| n.contains(*ip, Some(*port)))
             }
-            (action::CONNECT, Target::Unix(p)) => self.files.matches(p),
+            (Action::Connect, Target::Unix(p)) => self.files.matches(p),
             _ => false,
         }
     }
@@ -92,58 +47,47 @@ struct Rule {
     /// `None`: every agent.
     agents: Option<HashSet<String>>,
     /// `None`: every action.
-    actions: Option<HashSet<String>>,
+    actions: Option<HashSet<Action>>,
+    /// Indexes into the protected sets.
     sets: Vec<usize>,
-    paths: PathSet,
-    nets: Vec<NetPattern>,
+    resources: Resources,
     decision: Decision,
 }
 
 impl Rule {
-    fn matches(&self, agent: &str, act: &str, t: &Target, in_sets: &[bool]) -> bool {
-        if self.agents.as_ref().is_some_and(|a| !a.contains(agent)) {
+    fn matches(&self, agent: &str, action: Action, t: &Target, in_sets: &[bool]) -> bool {
+        if self.agents.as_ref().is_some_and(|a| !a.contains(agent))
+            || self.actions.as_ref().is_some_and(|a| !a.contains(&action))
+        {
             return false;
         }
-        if self.actions.as_ref().is_some_and(|a| !a.contains(act)) {
-            return false;
-        }
-        if self.sets.is_empty() && self.paths.is_empty() && self.nets.is_empty() {
+        if self.sets.is_empty() && self.resources.is_empty() {
             return true;
         }
-        self.sets.iter().any(|&i| in_sets[i])
-            || match t {
-                Target::Path(p) | Target::Unix(p) => self.paths.matches(p),
-                Target::Inet(ip, port) => self.nets.iter().any(|n| n.contains(*ip, *port)),
-                Target::None => false,
-            }
+        self.sets.iter().any(|&i| in_sets[i]) || self.resources.matches(t)
     }
-}
-
-/// The outcome of evaluating one action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub protected: Vec<Arc<str>>,
-    pub decision: Decision,
-    /// `None` when the default decision applied.
-    pub rule: Option<Arc<str>>,
 }
 
 /// A compiled policy.
 #[derive(Debug)]
-pub struct Policy {
+pub(crate) struct Policy {
     version: Arc<str>,
     default: Decision,
     sets: Vec<ProtectedSet>,
     rules: Vec<Rule>,
 }
 
-/// The canonical form hashed into the policy version: comments, formatting and agent metadata do
-/// not change it; any change to a rule, a protected set or the default does.
+/// Everything that decides a verdict, hashed into the policy version: the default, the protected
+/// sets, the rules, and which processes each agent covers (a rule naming an agent judges exactly
+/// the processes the agent's selectors match). Comments, formatting and agent metadata (name,
+/// owner, workflow) do not change it.
 #[derive(Serialize)]
 struct Canonical<'a> {
     default_decision: Decision,
     protected: Vec<CanonicalProtected<'a>>,
     rules: Vec<CanonicalRule<'a>>,
+    agents: Vec<CanonicalAgent<'a>>,
+    agent_id_label: Option<&'a str>,
 }
 
 /// A protected set: name, file globs, network destinations, executable globs.
@@ -159,102 +103,221 @@ struct CanonicalRule<'a> {
     decision: Decision,
 }
 
+#[derive(Serialize)]
+struct CanonicalAgent<'a> {
+    id: &'a str,
+    cgroup: Vec<&'a str>,
+    uid: Vec<u32>,
+    k8s_namespace: &'a [String],
+    k8s_service_account: &'a [String],
+    k8s_labels: &'a std::collections::BTreeMap<String, String>,
+}
+
+fn strs(v: &[Spanned<String>]) -> Vec<&str> {
+    v.iter().map(|s| s.get_ref().as_str()).collect()
+}
+
+/// The `sha256:` + 16 hex digits of everything that decides a verdict.
+fn version_of(cfg: &Config) -> Arc<str> {
+    let canonical = Canonical {
+        default_decision: cfg.default_decision,
+        protected: cfg
+            .protected
+            .iter()
+            .map(|p| {
+                (
+                    p.name.get_ref().as_str(),
+                    strs(&p.files),
+                    strs(&p.network),
+                    strs(&p.exec),
+                )
+            })
+            .collect(),
+        rules: cfg.rules.iter().map(canonical_rule).collect(),
+        agents: cfg
+            .agents
+            .iter()
+            .map(|a| CanonicalAgent {
+                id: a.id.get_ref(),
+                cgroup: strs(&a.cgroup),
+                uid: a.uid.iter().map(|u| *u.get_ref()).collect(),
+                k8s_namespace: &a.k8s_namespace,
+                k8s_service_account: &a.k8s_service_account,
+                k8s_labels: &a.k8s_labels,
+            })
+            .collect(),
+        agent_id_label: cfg.k8s.agent_id_label.as_deref(),
+    };
+    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+    let digest = Sha256::digest(bytes);
+    format!("sha256:{}", hex::encode(&digest[..8])).into()
+}
+
+fn canonical_rule(r: &RuleConf) -> CanonicalRule<'_> {
+    CanonicalRule {
+        id: r.id.get_ref(),
+        agents: strs(&r.agents),
+        actions: strs(&r.actions),
+        protected: strs(&r.protected),
+        resources: strs(&r.resources),
+        decision: *r.decision.get_ref(),
+    }
+}
+
+/// Compiles the protected sets; every bad pattern is recorded with its position.
+fn compile_sets(cfg: &Config, p: &mut Problems) -> Vec<ProtectedSet> {
+    let mut names = HashSet::new();
+    let mut sets = Vec::new();
+    for (i, s) in cfg.protected.iter().enumerate() {
+        let name = s.name.get_ref();
+        if name.is_empty() {
+            p.at(
+                s.name.span(),
+                format!("protected[{i}].name: must not be empty"),
+            );
+        } else if !names.insert(name.clone()) {
+            p.at(
+                s.name.span(),
+                format!("protected[{i}].name: duplicate protected set `{name}`"),
+            );
+        }
+        if s.files.is_empty() && s.network.is_empty() && s.exec.is_empty() {
+            p.at(
+                s.name.span(),
+                format!(
+                    "protected[{i}]: set `{name}` is empty: give `files`, `network` and/or `exec`"
+                ),
+            );
+        }
+        sets.push(ProtectedSet {
+            name: Arc::from(name.as_str()),
+            files: PathSet::compile(&s.files, &format!("protected[{i}].files"), p),
+            network: NetPattern::compile_all(&s.network, &format!("protected[{i}].network"), p),
+            exec: PathSet::compile(&s.exec, &format!("protected[{i}].exec"), p),
+        });
+    }
+    sets
+}
+
+/// Compiles one rule, checking its references against the agents and sets.
+fn compile_rule(
+    i: usize,
+    r: &RuleConf,
+    agent_ids: &[&str],
+    sets: &[ProtectedSet],
+    p: &mut Problems,
+) -> Rule {
+    if r.agents.is_empty() {
+        p.at(
+            r.id.span(),
+            format!("rules[{i}].agents: empty; use [\"*\"] for every agent"),
+        );
+    }
+    for (j, a) in r.agents.iter().enumerate() {
+        let name = a.get_ref().as_str();
+        if name != "*" && name != UNATTRIBUTED && !agent_ids.contains(&name) {
+            let mut known = agent_ids.to_vec();
+            known.sort_unstable();
+            p.at(
+                a.span(),
+                format!(
+                    "rules[{i}].agents[{j}]: unknown agent `{name}` (known: {}, unattributed, *)",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    let mut actions = HashSet::new();
+    for (j, a) in r.actions.iter().enumerate() {
+        match Action::parse(a.get_ref()) {
+            Some(act) => {
+                actions.insert(act);
+            }
+            None => p.at(
+                a.span(),
+                format!(
+                    "rules[{i}].actions[{j}]: unknown action `{}` (one of {})",
+                    a.get_ref(),
+                    Action::names()
+                ),
+            ),
+        }
+    }
+    let mut set_ix = Vec::new();
+    for (j, s) in r.protected.iter().enumerate() {
+        match sets.iter().position(|x| *x.name == **s.get_ref()) {
+            Some(ix) => set_ix.push(ix),
+            None => p.at(
+                s.span(),
+                format!(
+                    "rules[{i}].protected[{j}]: unknown protected set `{}`",
+                    s.get_ref()
+                ),
+            ),
+        }
+    }
+    let agents = strs(&r.agents);
+    Rule {
+        id: Arc::from(r.id.get_ref().as_str()),
+        agents: (!agents.contains(&"*")).then(|| agents.iter().map(|s| s.to_string()).collect()),
+        actions: (!r.actions.is_empty()).then_some(actions),
+        sets: set_ix,
+        resources: Resources::compile(&r.resources, &format!("rules[{i}].resources"), p),
+        decision: *r.decision.get_ref(),
+    }
+}
+
 impl Policy {
-    /// Compiles a validated configuration (patterns were checked by `Config::parse`).
-    pub fn compile(cfg: &Config) -> anyhow::Result<Self> {
-        let map_err = |e: String| anyhow::anyhow!(e);
-        let mut sets = Vec::new();
-        for p in &cfg.protected {
-            sets.push(ProtectedSet {
-                name: Arc::from(p.name.get_ref().as_str()),
-                files: PathSet::new(strs(&p.files)).map_err(map_err)?,
-                network: p
-                    .network
-                    .iter()
-                    .map(|n| NetPattern::parse(n.get_ref()))
-                    .collect::<Result<_, _>>()
-                    .map_err(map_err)?,
-                exec: PathSet::new(strs(&p.exec)).map_err(map_err)?,
-            });
-        }
+    /// Compiles the policy parts of a configuration; problems are recorded in `p`.
+    pub(crate) fn compile(cfg: &Config, p: &mut Problems) -> Self {
+        let sets = compile_sets(cfg, p);
+        let agent_ids: Vec<&str> = cfg.agents.iter().map(|a| a.id.get_ref().as_str()).collect();
+        let mut ids = HashSet::new();
         let mut rules = Vec::new();
-        for r in &cfg.rules {
-            let agents = strs(&r.agents);
-            let resources = strs(&r.resources);
-            rules.push(Rule {
-                id: Arc::from(r.id.get_ref().as_str()),
-                agents: (!agents.contains(&"*"))
-                    .then(|| agents.iter().map(|s| s.to_string()).collect()),
-                actions: (!r.actions.is_empty())
-                    .then(|| r.actions.iter().map(|a| a.get_ref().clone()).collect()),
-                sets: r
-                    .protected
-                    .iter()
-                    .filter_map(|n| sets.iter().position(|s| *s.name == **n.get_ref()))
-                    .collect(),
-                paths: PathSet::new(resources.iter().copied().filter(|s| s.starts_with('/')))
-                    .map_err(map_err)?,
-                nets: resources
-                    .iter()
-                    .filter(|s| !s.starts_with('/'))
-                    .map(|s| NetPattern::parse(s))
-                    .collect::<Result<_, _>>()
-                    .map_err(map_err)?,
-                decision: *r.decision.get_ref(),
-            });
+        for (i, r) in cfg.rules.iter().enumerate() {
+            let id = r.id.get_ref();
+            if id.is_empty() {
+                p.at(r.id.span(), format!("rules[{i}].id: must not be empty"));
+            } else if !ids.insert(id.clone()) {
+                p.at(
+                    r.id.span(),
+                    format!("rules[{i}].id: duplicate rule id `{id}`"),
+                );
+            }
+            rules.push(compile_rule(i, r, &agent_ids, &sets, p));
         }
-        let canonical = Canonical {
-            default_decision: cfg.default_decision,
-            protected: cfg
-                .protected
-                .iter()
-                .map(|p| {
-                    (
-                        p.name.get_ref().as_str(),
-                        strs(&p.files),
-                        strs(&p.network),
-                        strs(&p.exec),
-                    )
-                })
-                .collect(),
-            rules: cfg
-                .rules
-                .iter()
-                .map(|r| CanonicalRule {
-                    id: r.id.get_ref(),
-                    agents: strs(&r.agents),
-                    actions: strs(&r.actions),
-                    protected: strs(&r.protected),
-                    resources: strs(&r.resources),
-                    decision: *r.decision.get_ref(),
-                })
-                .collect(),
-        };
-        let digest = Sha256::digest(serde_json::to_vec(&canonical)?);
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Self {
-            version: Arc::from(format!("sha256:{hex}")),
+        Self {
+            version: version_of(cfg),
             default: cfg.default_decision,
             sets,
             rules,
-        })
+        }
     }
 
-    /// The policy of an empty configuration: everything allowed, nothing protected.
-    pub fn empty() -> Self {
-        Self::compile(&Config::default()).expect("the empty policy compiles")
-    }
-
-    pub fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &Arc<str> {
         &self.version
     }
 
-    pub fn version_arc(&self) -> &Arc<str> {
-        &self.version
+    pub(crate) fn default_decision(&self) -> Decision {
+        self.default
     }
 
-    pub fn evaluate(&self, agent: &str, act: &str, target: &Target) -> Verdict {
-        let in_sets: Vec<bool> = self.sets.iter().map(|s| s.contains(act, target)).collect();
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.sets.len(), self.rules.len())
+    }
+
+    /// The protected sets `target` belongs to and the verdict on `agent` doing `action` to it.
+    pub(crate) fn evaluate(
+        &self,
+        agent: &str,
+        action: Action,
+        target: &Target,
+    ) -> (Vec<Arc<str>>, Verdict) {
+        let in_sets: Vec<bool> = self
+            .sets
+            .iter()
+            .map(|s| s.contains(action, target))
+            .collect();
         let protected = self
             .sets
             .iter()
@@ -262,54 +325,43 @@ impl Policy {
             .filter(|(_, m)| **m)
             .map(|(s, _)| Arc::clone(&s.name))
             .collect();
-        for r in &self.rules {
-            if r.matches(agent, act, target, &in_sets) {
-                return Verdict {
-                    protected,
-                    decision: r.decision,
-                    rule: Some(Arc::clone(&r.id)),
-                };
-            }
-        }
-        Verdict {
-            protected,
-            decision: self.default,
-            rule: None,
-        }
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| r.matches(agent, action, target, &in_sets));
+        let verdict = Verdict {
+            decision: rule.map_or(self.default, |r| r.decision),
+            rule: rule.map(|r| Arc::clone(&r.id)),
+            version: Arc::clone(&self.version),
+        };
+        (protected, verdict)
     }
 }
 
-fn strs(v: &[toml::Spanned<String>]) -> Vec<&str> {
-    v.iter().map(|s| s.get_ref().as_str()).collect()
-}
-
 /// The policy, swappable at run time (configuration reload); judged by event time.
-pub type SharedPolicy = Arc<crate::versioned::Versioned<Policy>>;
+pub(crate) type SharedPolicy = Arc<Versioned<Policy>>;
 
-/// The pipeline stage: fills `protected` and `policy` on every action record.
-pub struct PolicyStage {
+/// The pipeline stage: fills `protected` and `verdict` on every activity.
+pub(crate) struct PolicyStage {
     policy: SharedPolicy,
 }
 
 impl PolicyStage {
-    pub fn new(policy: SharedPolicy) -> Self {
+    pub(crate) fn new(policy: SharedPolicy) -> Self {
         Self { policy }
     }
 }
 
 impl Stage for PolicyStage {
-    fn apply(&mut self, rec: &mut Record) {
-        if rec.is_gap() {
-            return;
+    fn apply(&mut self, event: &mut Event) {
+        let policy = self.policy.at(event.time);
+        if let Some(a) = event.activity_mut() {
+            let agent = a.agent.clone();
+            let id = agent.as_deref().map_or(UNATTRIBUTED, |x| x.id.as_str());
+            let (protected, verdict) = policy.evaluate(id, a.action, &a.resource.target);
+            a.protected = protected;
+            a.verdict = Some(verdict);
         }
-        let policy = self.policy.at(rec.unix_ns);
-        let v = policy.evaluate(rec.agent_id(), &rec.action, &Target::of(rec));
-        rec.protected = Some(v.protected);
-        rec.policy = Some(record::Policy {
-            decision: std::borrow::Cow::Borrowed(v.decision.as_str()),
-            rule: v.rule,
-            version: Arc::clone(policy.version_arc()),
-        });
     }
 }
 

@@ -1,4 +1,6 @@
-//! Resource patterns: path globs and network destinations (CIDR with optional ports).
+//! Resource patterns: path globs and network destinations (CIDR with optional ports), and
+//! [`Resources`], a mix of both as rules and `query --resource` take them. A pattern starting
+//! with `/` is a path glob; anything else is a network pattern — decided here only.
 
 use std::{
     fmt,
@@ -6,10 +8,13 @@ use std::{
 };
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use toml::Spanned;
+
+use crate::{config::Problems, event::Target};
 
 /// Compiles a path glob: `*` and `?` stay within one path component, `**` spans components,
 /// `[abc]` classes, `\` escapes. `dir/**` also matches `dir` itself.
-pub fn path_glob(pattern: &str) -> Result<Vec<Glob>, String> {
+pub(crate) fn path_glob(pattern: &str) -> Result<Vec<Glob>, String> {
     if !pattern.starts_with('/') {
         return Err(format!(
             "`{pattern}` is not an absolute path pattern (must start with `/`)"
@@ -34,7 +39,7 @@ pub fn path_glob(pattern: &str) -> Result<Vec<Glob>, String> {
 
 /// A set of path globs matched at once.
 #[derive(Clone, Default)]
-pub struct PathSet {
+pub(crate) struct PathSet {
     set: Option<GlobSet>,
     patterns: Vec<String>,
 }
@@ -46,7 +51,7 @@ impl fmt::Debug for PathSet {
 }
 
 impl PathSet {
-    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    pub(crate) fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut b = GlobSetBuilder::new();
         let mut all = Vec::new();
         for p in patterns {
@@ -65,20 +70,28 @@ impl PathSet {
         })
     }
 
-    pub fn is_empty(&self) -> bool {
+    /// Compiles configured globs; each bad one is recorded at its position as `field[j]`.
+    pub(crate) fn compile(globs: &[Spanned<String>], field: &str, p: &mut Problems) -> Self {
+        let mut good = Vec::new();
+        for (j, g) in globs.iter().enumerate() {
+            match path_glob(g.get_ref()) {
+                Ok(_) => good.push(g.get_ref().as_str()),
+                Err(e) => p.at(g.span(), format!("{field}[{j}]: {e}")),
+            }
+        }
+        Self::new(good).unwrap_or_default()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
     /// Matches raw path bytes (non-UTF-8 allowed).
-    pub fn matches(&self, path: &[u8]) -> bool {
+    pub(crate) fn matches(&self, path: &[u8]) -> bool {
         use std::os::unix::ffi::OsStrExt as _;
         self.set
             .as_ref()
             .is_some_and(|s| s.is_match(std::ffi::OsStr::from_bytes(path)))
-    }
-
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
     }
 }
 
@@ -86,7 +99,7 @@ impl PathSet {
 /// address with ports and no prefix is written `[ADDR]:PORTS`. Examples: `10.0.0.0/8:5432`,
 /// `192.0.2.0/24:1000-2000`, `::1/128`, `[2001:db8::1]:443`, `0.0.0.0/0:22`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetPattern {
+pub(crate) struct NetPattern {
     v6: bool,
     /// Address bits (IPv4 in the low 32 bits).
     addr: u128,
@@ -96,7 +109,7 @@ pub struct NetPattern {
 }
 
 impl NetPattern {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("invalid network pattern `{s}`: {why}");
         let (addr_part, prefix_part, ports_part) = if let Some(rest) = s.strip_prefix('[') {
             let (addr, after) = rest.split_once(']').ok_or_else(|| bad("missing `]`"))?;
@@ -176,7 +189,7 @@ impl NetPattern {
     }
 
     /// Whether `ip:port` falls inside. IPv4-mapped IPv6 addresses match IPv4 patterns.
-    pub fn contains(&self, ip: IpAddr, port: Option<u16>) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr, port: Option<u16>) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
@@ -195,9 +208,79 @@ impl NetPattern {
         }
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.text
+    /// Compiles configured patterns; each bad one is recorded at its position as `field[j]`.
+    pub(crate) fn compile_all(
+        pats: &[Spanned<String>],
+        field: &str,
+        p: &mut Problems,
+    ) -> Vec<Self> {
+        pats.iter()
+            .enumerate()
+            .filter_map(|(j, n)| {
+                Self::parse(n.get_ref())
+                    .map_err(|e| p.at(n.span(), format!("{field}[{j}]: {e}")))
+                    .ok()
+            })
+            .collect()
     }
+}
+
+/// Path globs and network patterns together, as a rule's `resources` or `query --resource`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Resources {
+    paths: PathSet,
+    nets: Vec<NetPattern>,
+}
+
+impl Resources {
+    /// Parses patterns: `/...` is a path glob, anything else a network pattern.
+    pub(crate) fn parse<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut globs = Vec::new();
+        let mut nets = Vec::new();
+        for s in patterns {
+            if is_path_pattern(s) {
+                path_glob(s)?;
+                globs.push(s);
+            } else {
+                nets.push(NetPattern::parse(s)?);
+            }
+        }
+        Ok(Self {
+            paths: PathSet::new(globs)?,
+            nets,
+        })
+    }
+
+    /// Compiles configured patterns; each bad one is recorded at its position as `field[j]`.
+    pub(crate) fn compile(pats: &[Spanned<String>], field: &str, p: &mut Problems) -> Self {
+        let mut good = Vec::new();
+        for (j, s) in pats.iter().enumerate() {
+            match Self::parse([s.get_ref().as_str()]) {
+                Ok(_) => good.push(s.get_ref().as_str()),
+                Err(e) => p.at(s.span(), format!("{field}[{j}]: {e}")),
+            }
+        }
+        Self::parse(good).unwrap_or_default()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.nets.is_empty()
+    }
+
+    /// Whether a target falls inside: files and unix sockets by path, IPs by network pattern.
+    pub(crate) fn matches(&self, t: &Target) -> bool {
+        match t {
+            Target::File(f) => self.paths.matches(f.path()),
+            Target::Unix(p) => self.paths.matches(p),
+            Target::Inet(ip, port) => self.nets.iter().any(|n| n.contains(*ip, Some(*port))),
+            Target::OtherAddress { .. } => false,
+        }
+    }
+}
+
+/// Whether a resource pattern names paths (as opposed to network destinations).
+fn is_path_pattern(s: &str) -> bool {
+    s.starts_with('/')
 }
 
 fn mask(prefix: u8, max: u8) -> u128 {

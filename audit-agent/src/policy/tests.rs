@@ -1,6 +1,7 @@
 //! Table-driven rule evaluation: order, wildcards, globs, CIDRs, port ranges, default decision.
 
 use super::*;
+use crate::event::FileRef;
 
 const POLICY: &str = r#"
 default_decision = "review"
@@ -55,16 +56,25 @@ agents = ["unattributed"]
 decision = "allow"
 "#;
 
+fn compile(text: &str) -> Policy {
+    crate::settings::Settings::parse(text, "p.toml")
+        .unwrap()
+        .policy
+}
+
 fn policy() -> Policy {
-    Policy::compile(&Config::parse(POLICY, "p.toml").unwrap()).unwrap()
+    compile(POLICY)
 }
 
 fn path(p: &str) -> Target {
-    Target::Path(p.as_bytes().to_vec())
+    Target::File(FileRef {
+        requested: p.as_bytes().to_vec(),
+        resolved: None,
+    })
 }
 
 fn inet(ip: &str, port: u16) -> Target {
-    Target::Inet(ip.parse().unwrap(), Some(port))
+    Target::Inet(ip.parse().unwrap(), port)
 }
 
 #[test]
@@ -257,19 +267,20 @@ fn rules_are_evaluated_in_order_first_match_wins() {
         (
             "coder",
             "network.connect",
-            Target::None,
+            Target::OtherAddress { family: 0 },
             Decision::Review,
             None,
             vec![],
         ),
     ];
     for (agent, act, target, decision, rule, protected) in cases {
-        let v = p.evaluate(agent, act, &target);
+        let action = Action::parse(act).unwrap();
+        let (sets, v) = p.evaluate(agent, action, &target);
         assert_eq!(
             (
                 v.decision,
                 v.rule.as_deref(),
-                v.protected.iter().map(|p| &**p).collect::<Vec<_>>()
+                sets.iter().map(|p| &**p).collect::<Vec<_>>()
             ),
             (decision, rule, protected),
             "{agent} {act} {target:?}"
@@ -279,55 +290,39 @@ fn rules_are_evaluated_in_order_first_match_wins() {
 
 #[test]
 fn empty_policy_allows_everything_and_protects_nothing() {
-    let p = Policy::empty();
-    let v = p.evaluate("x", "file.open", &path("/etc/shadow"));
-    assert_eq!(
-        v,
-        Verdict {
-            protected: vec![],
-            decision: Decision::Allow,
-            rule: None
-        }
-    );
+    let p = compile("");
+    let (sets, v) = p.evaluate("x", Action::Open, &path("/etc/shadow"));
+    assert!(sets.is_empty());
+    assert_eq!((v.decision, v.rule), (Decision::Allow, None));
 }
 
 #[test]
 fn version_changes_with_rules_but_not_with_formatting_or_agent_metadata() {
-    let base = Policy::compile(&Config::parse(POLICY, "p").unwrap()).unwrap();
+    let base = policy();
     let reformatted = POLICY
         .replace("decision = \"deny\"", "decision   =   \"deny\"  # comment")
         .replace(
             "id = \"coder\"\n",
             "id = \"coder\"\nname = \"Coding agent\"\n",
         );
-    let same = Policy::compile(&Config::parse(&reformatted, "p").unwrap()).unwrap();
-    assert_eq!(base.version(), same.version());
+    assert_eq!(base.version(), compile(&reformatted).version());
     assert!(base.version().starts_with("sha256:") && base.version().len() == 23);
     let changed = POLICY.replace("\"10.0.0.0/8:5432\"", "\"10.0.0.0/8:5433\"");
-    let other = Policy::compile(&Config::parse(&changed, "p").unwrap()).unwrap();
-    assert_ne!(base.version(), other.version());
-    let reordered = POLICY.replace(
+    assert_ne!(base.version(), compile(&changed).version());
+    let default = POLICY.replace(
         "default_decision = \"review\"",
         "default_decision = \"allow\"",
     );
-    let other = Policy::compile(&Config::parse(&reordered, "p").unwrap()).unwrap();
-    assert_ne!(base.version(), other.version());
+    assert_ne!(base.version(), compile(&default).version());
 }
 
 #[test]
-fn targets_are_taken_from_the_resolved_path_and_unescaped() {
-    let rec: Record = serde_json::from_value(serde_json::json!({
-        "schema": "audit-agent/v1", "id": "x", "seq": 1, "time": "t",
-        "host": {"name": "h", "boot_id": "b"}, "action": "file.open",
-        "resource": {"path": "rel\\xff", "resolved_path": "/tmp/rel\\xff"}
-    }))
-    .unwrap();
-    assert_eq!(Target::of(&rec), Target::Path(b"/tmp/rel\xff".to_vec()));
-    let c: Record = serde_json::from_value(serde_json::json!({
-        "schema": "audit-agent/v1", "id": "x", "seq": 1, "time": "t",
-        "host": {"name": "h", "boot_id": "b"}, "action": "network.connect",
-        "resource": {"family": "unix", "address": "@abs"}
-    }))
-    .unwrap();
-    assert_eq!(Target::of(&c), Target::Unix(b"\0abs".to_vec()));
+fn version_changes_when_an_agent_covers_other_processes() {
+    // `coder-may-read-ssh` names agent `coder`: which uid it covers decides which processes the
+    // rule judges, so it is part of the version.
+    let base = policy();
+    let other_uid = POLICY.replace("uid = [1001]", "uid = [1002]");
+    assert_ne!(base.version(), compile(&other_uid).version());
+    let other_cgroup = POLICY.replace("/agents/support/**", "/agents/help/**");
+    assert_ne!(base.version(), compile(&other_cgroup).version());
 }

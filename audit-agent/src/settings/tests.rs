@@ -29,7 +29,7 @@ decision = "deny"
 "#;
 
 fn errors(text: &str) -> Vec<String> {
-    match Config::parse(text, "c.toml") {
+    match Settings::parse(text, "c.toml") {
         Ok(_) => vec![],
         Err(e) => e.0.iter().map(ToString::to_string).collect(),
     }
@@ -37,16 +37,82 @@ fn errors(text: &str) -> Vec<String> {
 
 #[test]
 fn the_documented_example_is_valid() {
-    let c = Config::parse(GOOD, "c.toml").unwrap();
-    assert_eq!(c.agents[0].id.get_ref(), "support-bot");
-    assert_eq!(c.rules[0].decision.get_ref(), &Decision::Deny);
-    assert_eq!(*c.capture.ring_buffer_bytes.get_ref(), 8 * 1024 * 1024);
+    let s = Settings::parse(GOOD, "c.toml").unwrap();
+    assert_eq!(s.registry.len(), 1);
+    assert_eq!(s.policy.counts(), (1, 1));
+    assert_eq!(s.capture.ring_buffer_bytes, 8 * 1024 * 1024);
+    assert!(s.watches_anything(&CliWatch::default()));
 }
 
 #[test]
-fn shipped_example_config_is_valid() {
-    let text = include_str!("../../../deploy/config.example.toml");
-    Config::parse(text, "deploy/config.example.toml").unwrap();
+fn shipped_configs_are_valid() {
+    for (name, text) in [
+        (
+            "deploy/config.example.toml",
+            include_str!("../../../deploy/config.example.toml"),
+        ),
+        (
+            "deploy/config.default.toml",
+            include_str!("../../../deploy/config.default.toml"),
+        ),
+    ] {
+        Settings::parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn a_configuration_selecting_only_pods_watches_something() {
+    // Start-up and reload ask the same question; a k8s-only configuration must pass both.
+    let s = Settings::parse(
+        "[[agents]]\nid = \"triage\"\nk8s_namespace = [\"support\"]\n",
+        "c.toml",
+    )
+    .unwrap();
+    assert!(s.watch.is_empty(), "no cgroup or uid to watch up front");
+    assert!(s.watches_anything(&CliWatch::default()));
+    let s = Settings::parse("[k8s]\nagent_id_label = \"ai.agent/id\"\n", "c.toml").unwrap();
+    assert!(s.watches_anything(&CliWatch::default()));
+    assert!(
+        !Settings::parse("", "c.toml")
+            .unwrap()
+            .watches_anything(&CliWatch::default())
+    );
+}
+
+#[test]
+fn export_and_metrics_errors_point_at_their_line() {
+    let e =
+        errors("[metrics]\nlisten = \"nope\"\n\n[export]\nstore = \"ftp://x\"\ngzip_level = 12\n");
+    assert_eq!(
+        e,
+        [
+            "c.toml:5:9: export.store: `ftp://x`: unsupported scheme (use s3://bucket/prefix or file:///path)",
+            "c.toml:6:14: export.gzip_level: 12 is not in 0-9",
+            "c.toml:2:10: metrics.listen: `nope` is not an address like 0.0.0.0:9464",
+        ]
+    );
+}
+
+#[test]
+fn a_missing_or_garbage_signing_key_is_an_error_at_its_line() {
+    let dir = std::env::temp_dir().join(format!("audit-settings-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("garbage.key");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let cfg = |key: &std::path::Path| {
+        format!(
+            "[export]\nstore = \"file:///tmp/x\"\nsigning_key = \"{}\"\n",
+            key.display()
+        )
+    };
+    let e = errors(&cfg(&dir.join("missing.key")));
+    assert!(
+        e[0].starts_with("c.toml:3:15: export.signing_key: cannot read signing key"),
+        "{e:?}"
+    );
+    let e = errors(&cfg(&garbage));
+    assert!(e[0].contains("64 hex digits"), "{e:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

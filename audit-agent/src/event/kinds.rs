@@ -1,0 +1,212 @@
+//! The closed vocabularies of an event: actions, outcomes, decisions, how an agent was matched,
+//! why records were lost. Each has one name on the wire (`name`) and parses back from it.
+
+use serde::{Deserialize, Serialize};
+
+/// Defines a fieldless enum with a wire name per variant, `name()`, `parse()` and `ALL`.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $ty:ident { $($(#[$vmeta:meta])* $var:ident = $name:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis enum $ty { $($(#[$vmeta])* $var,)* }
+
+        impl $ty {
+            pub(crate) const ALL: &'static [Self] = &[$(Self::$var),*];
+
+            pub(crate) fn name(self) -> &'static str {
+                match self { $(Self::$var => $name,)* }
+            }
+
+            pub(crate) fn parse(s: &str) -> Option<Self> {
+                match s { $($name => Some(Self::$var),)* _ => None }
+            }
+
+            /// Every wire name, for error messages.
+            #[allow(dead_code)] // generated for every vocabulary; not every one needs it
+            pub(crate) fn names() -> String {
+                Self::ALL.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.name())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// What a watched process did.
+    pub(crate) enum Action {
+        Exec = "process.exec",
+        Open = "file.open",
+        Connect = "network.connect",
+    }
+}
+
+impl Action {
+    /// The action name of gap records (not an [`Action`]: a gap is not something a process did).
+    pub(crate) const GAP: &'static str = "audit.gap";
+}
+
+named_enum! {
+    /// A policy decision. audit-agent records verdicts; it does not block.
+    #[derive(Default, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub(crate) enum Decision {
+        #[default]
+        Allow = "allow",
+        Deny = "deny",
+        Review = "review",
+    }
+}
+
+named_enum! {
+    /// How an event was attributed to its agent.
+    pub(crate) enum MatchedBy {
+        Cgroup = "cgroup",
+        Uid = "uid",
+        Ancestor = "ancestor",
+        Trace = "trace",
+        K8s = "k8s",
+        K8sLabel = "k8s_label",
+    }
+}
+
+named_enum! {
+    /// Why records are missing from the trail.
+    pub(crate) enum GapReason {
+        /// The kernel ring buffer was full.
+        RingbufFull = "ringbuf_full",
+        /// Too many threads had a watched syscall in flight.
+        PendingFull = "pending_full",
+        /// A kernel record could not be decoded.
+        DecodeError = "decode_error",
+        /// The spool size limit was hit.
+        SpoolFull = "spool_full",
+        /// The daemon was stopped between `from` and `to`.
+        AgentRestart = "agent_restart",
+        /// The daemon did not stop cleanly.
+        AgentCrash = "agent_crash",
+    }
+}
+
+named_enum! {
+    /// The kind of a result, without its value.
+    pub(crate) enum OutcomeKind {
+        Success = "success",
+        Failure = "failure",
+        /// A non-blocking connect still connecting (`EINPROGRESS`).
+        InProgress = "in_progress",
+        /// The thread ended inside the syscall, or the agent stopped first.
+        Unknown = "unknown",
+    }
+}
+
+/// What the system call returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Return value (fd, 0, ...).
+    Success(i64),
+    /// errno (positive).
+    Failure(i32),
+    /// `EINPROGRESS` from a non-blocking connect.
+    InProgress,
+    Unknown,
+}
+
+/// `EINPROGRESS` on Linux.
+const EINPROGRESS: i32 = 115;
+
+impl Outcome {
+    /// The outcome of a syscall return value; a connect's `EINPROGRESS` is its own outcome.
+    pub(crate) fn from_retval(retval: i64, connect: bool) -> Self {
+        if retval >= 0 {
+            return Self::Success(retval);
+        }
+        let errno = i32::try_from(-retval).unwrap_or(i32::MAX);
+        if connect && errno == EINPROGRESS {
+            Self::InProgress
+        } else {
+            Self::Failure(errno)
+        }
+    }
+
+    pub(crate) fn kind(self) -> OutcomeKind {
+        match self {
+            Self::Success(_) => OutcomeKind::Success,
+            Self::Failure(_) => OutcomeKind::Failure,
+            Self::InProgress => OutcomeKind::InProgress,
+            Self::Unknown => OutcomeKind::Unknown,
+        }
+    }
+
+    /// The raw return value (negative errno on failure); `None` when unknown.
+    pub(crate) fn retval(self) -> Option<i64> {
+        match self {
+            Self::Success(v) => Some(v),
+            Self::Failure(e) => Some(-i64::from(e)),
+            Self::InProgress => Some(-i64::from(EINPROGRESS)),
+            Self::Unknown => None,
+        }
+    }
+
+    /// The errno for failures and in-progress connects.
+    pub(crate) fn errno(self) -> Option<i32> {
+        match self {
+            Self::Failure(e) => Some(e),
+            Self::InProgress => Some(EINPROGRESS),
+            _ => None,
+        }
+    }
+
+    /// Rebuilds an outcome from its wire parts.
+    pub(crate) fn from_parts(kind: OutcomeKind, retval: Option<i64>) -> Self {
+        match (kind, retval) {
+            (OutcomeKind::Success, v) => Self::Success(v.unwrap_or(0)),
+            (OutcomeKind::Failure, Some(v)) => Self::Failure(i32::try_from(-v).unwrap_or(i32::MAX)),
+            (OutcomeKind::Failure, None) => Self::Failure(0),
+            (OutcomeKind::InProgress, _) => Self::InProgress,
+            (OutcomeKind::Unknown, _) => Self::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_back() {
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.name()), Some(*a));
+        }
+        for r in GapReason::ALL {
+            assert_eq!(GapReason::parse(r.name()), Some(*r));
+        }
+        assert_eq!(Decision::parse("deny"), Some(Decision::Deny));
+        assert_eq!(MatchedBy::parse("k8s_label"), Some(MatchedBy::K8sLabel));
+        assert_eq!(Action::parse("file.read"), None);
+        assert_eq!(
+            Decision::names(),
+            "allow, deny, review",
+            "names list every variant for messages"
+        );
+    }
+
+    #[test]
+    fn outcomes_round_trip_through_their_wire_parts() {
+        for o in [
+            Outcome::Success(3),
+            Outcome::Failure(2),
+            Outcome::InProgress,
+            Outcome::Unknown,
+        ] {
+            assert_eq!(Outcome::from_parts(o.kind(), o.retval()), o);
+        }
+        assert_eq!(Outcome::from_retval(-115, true), Outcome::InProgress);
+        assert_eq!(Outcome::from_retval(-115, false), Outcome::Failure(115));
+        assert_eq!(Outcome::from_retval(4, false), Outcome::Success(4));
+    }
+}

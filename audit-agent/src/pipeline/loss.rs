@@ -1,0 +1,154 @@
+//! Loss accounting: increases of the kernel's loss counters, and records the sink refused, become
+//! explicit gap records (how many, why, when, which sequence numbers).
+
+use std::collections::BTreeMap;
+
+use audit_common::counters::Counters;
+
+use crate::{
+    decode::kind_name,
+    event::{Gap, GapReason, Timestamp},
+};
+
+/// A gap record's body.
+pub(crate) fn gap(
+    lost: u64,
+    reason: GapReason,
+    by_action: BTreeMap<String, u64>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Gap {
+    Gap {
+        lost,
+        reason,
+        by_action,
+        from,
+        to,
+        seqs: None,
+    }
+}
+
+/// Turns increases of the kernel's loss counters into gaps.
+pub(crate) struct LossTracker {
+    last: Counters,
+    since: Timestamp,
+}
+
+impl LossTracker {
+    pub(crate) fn new(initial: Counters, now: Timestamp) -> Self {
+        Self {
+            last: initial,
+            since: now,
+        }
+    }
+
+    /// Gaps for the losses since the previous check (at most one per reason).
+    pub(crate) fn check(&mut self, now: Counters, at: Timestamp) -> Vec<Gap> {
+        let mut gaps = Vec::new();
+        let reasons: [(GapReason, &[u64], &[u64]); 2] = [
+            (
+                GapReason::RingbufFull,
+                &now.ringbuf_full,
+                &self.last.ringbuf_full,
+            ),
+            (
+                GapReason::PendingFull,
+                &now.pending_full,
+                &self.last.pending_full,
+            ),
+        ];
+        for (reason, cur, prev) in reasons {
+            let mut by_action = BTreeMap::new();
+            let mut lost = 0;
+            for (k, (c, p)) in cur.iter().zip(prev).enumerate() {
+                let d = c.saturating_sub(*p);
+                if d > 0 {
+                    *by_action.entry(kind_name(k).to_string()).or_insert(0) += d;
+                    lost += d;
+                }
+            }
+            if lost > 0 {
+                gaps.push(gap(lost, reason, by_action, self.since, at));
+            }
+        }
+        self.last = now;
+        self.since = at;
+        gaps
+    }
+}
+
+/// Records the sink refused (spool full), waiting to be reported as one gap.
+#[derive(Debug, Default)]
+pub(crate) struct Dropped {
+    count: u64,
+    seqs: Option<(u64, u64)>,
+    window: Option<(Timestamp, Timestamp)>,
+    by_action: BTreeMap<String, u64>,
+}
+
+impl Dropped {
+    /// Counts one refused record.
+    pub(crate) fn add(&mut self, seq: u64, time: Timestamp, action: &str) {
+        self.count += 1;
+        self.seqs = Some(self.seqs.map_or((seq, seq), |(f, _)| (f, seq)));
+        self.window = Some(
+            self.window
+                .map_or((time, time), |(f, t)| (f.min(time), t.max(time))),
+        );
+        *self.by_action.entry(action.to_string()).or_insert(0) += 1;
+    }
+
+    /// The gap for everything counted since the last call, if anything.
+    pub(crate) fn take(&mut self) -> Option<Gap> {
+        let d = std::mem::take(self);
+        let (from, to) = d.window?;
+        let mut g = gap(d.count, GapReason::SpoolFull, d.by_action, from, to);
+        g.seqs = d.seqs;
+        Some(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use audit_common::event::EventKind;
+
+    use super::*;
+    use crate::time::from_nanos;
+
+    #[test]
+    fn losses_become_one_gap_per_reason_with_per_action_counts() {
+        let mut t = LossTracker::new(Counters::default(), from_nanos(0));
+        assert!(t.check(Counters::default(), from_nanos(1)).is_empty());
+        let mut c = Counters::default();
+        c.ringbuf_full[EventKind::Open as usize] = 5;
+        c.ringbuf_full[EventKind::Exec as usize] = 2;
+        c.pending_full[EventKind::Connect as usize] = 1;
+        let gaps = t.check(c, from_nanos(2_000_000_000));
+        assert_eq!(gaps.len(), 2);
+        assert_eq!(gaps[0].reason, GapReason::RingbufFull);
+        assert_eq!(gaps[0].lost, 7);
+        assert_eq!(gaps[0].by_action["file.open"], 5);
+        assert_eq!(gaps[0].by_action["process.exec"], 2);
+        assert_eq!(gaps[0].from, from_nanos(1));
+        assert_eq!(gaps[1].reason, GapReason::PendingFull);
+        assert_eq!(gaps[1].by_action["network.connect"], 1);
+        // Only the increase is reported next time.
+        c.ringbuf_full[EventKind::Open as usize] = 6;
+        let gaps = t.check(c, from_nanos(3_000_000_000));
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].lost, 1);
+    }
+
+    #[test]
+    fn refused_records_become_one_gap_with_their_seq_range() {
+        let mut d = Dropped::default();
+        assert!(d.take().is_none());
+        d.add(7, from_nanos(20), "file.open");
+        d.add(9, from_nanos(10), "process.exec");
+        let g = d.take().unwrap();
+        assert_eq!((g.lost, g.seqs), (2, Some((7, 9))));
+        assert_eq!((g.from, g.to), (from_nanos(10), from_nanos(20)));
+        assert_eq!(g.reason, GapReason::SpoolFull);
+        assert!(d.take().is_none(), "taken once");
+    }
+}

@@ -1,0 +1,152 @@
+//! A configuration compiled into what the pipeline runs on: the policy, the agent registry, the
+//! kernel watch plan and the validated settings of capture, export and metrics. Start-up,
+//! `check-config` and reload all go through [`Settings::load`] / [`Settings::parse`], so they
+//! accept and reject exactly the same files.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use crate::{
+    capture::plan::WatchPlan,
+    config::{self, Config, ConfigErrors, K8sConf, Problems},
+    export::ExportSettings,
+    identity::Registry,
+    policy::Policy,
+};
+
+/// Kernel-side settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CaptureSettings {
+    pub(crate) ring_buffer_bytes: u32,
+    pub(crate) cgroup_rescan: Duration,
+}
+
+/// `[metrics]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MetricsSettings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) store_staleness: Duration,
+}
+
+/// What the command line adds to the configuration's watch plan (`watch --cgroup/--uid/--all`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CliWatch {
+    pub(crate) cgroups: Vec<String>,
+    pub(crate) uids: Vec<u32>,
+    pub(crate) all: bool,
+}
+
+/// A compiled configuration.
+pub(crate) struct Settings {
+    /// Where it came from (for messages and the info metric).
+    pub(crate) source: String,
+    pub(crate) policy: Policy,
+    pub(crate) registry: Registry,
+    pub(crate) watch: WatchPlan,
+    pub(crate) k8s: K8sConf,
+    pub(crate) capture: CaptureSettings,
+    pub(crate) export: Option<ExportSettings>,
+    pub(crate) metrics: Option<MetricsSettings>,
+}
+
+impl Settings {
+    /// Reads and compiles a configuration file.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read configuration file {}: {e}", path.display())
+        })?;
+        Ok(Self::parse(&text, &path.display().to_string())?)
+    }
+
+    /// Compiles configuration text; `file` names it in errors. Every problem is reported.
+    pub(crate) fn parse(text: &str, file: &str) -> Result<Self, ConfigErrors> {
+        let cfg = config::parse(text, file)?;
+        let mut p = Problems::new(text, file);
+        let settings = Self::compile(&cfg, file, &mut p);
+        p.finish(settings)
+    }
+
+    /// The settings of an empty configuration (`watch`/`trace` without `--config`).
+    pub(crate) fn empty() -> Self {
+        Self::compile(&Config::default(), "<none>", &mut Problems::new("", ""))
+    }
+
+    fn compile(cfg: &Config, source: &str, p: &mut Problems) -> Self {
+        let registry = Registry::compile(cfg, p);
+        let policy = Policy::compile(cfg, p);
+        let watch = WatchPlan::compile(cfg, p);
+        Self {
+            source: source.to_string(),
+            policy,
+            registry,
+            watch,
+            k8s: cfg.k8s.clone(),
+            capture: compile_capture(cfg, p),
+            export: cfg.export.as_ref().map(|e| ExportSettings::compile(e, p)),
+            metrics: cfg.metrics.as_ref().and_then(|m| compile_metrics(m, p)),
+        }
+    }
+
+    /// The watch plan with the command line's additions.
+    pub(crate) fn watch_plan(&self, cli: &CliWatch) -> WatchPlan {
+        let mut plan = self.watch.clone();
+        if cli.all {
+            plan = plan.with_all();
+        }
+        for c in &cli.cgroups {
+            plan.add_subtree(c);
+        }
+        for u in &cli.uids {
+            plan.add_uid(*u);
+        }
+        plan
+    }
+
+    /// Whether anything at all is selected for watching: cgroups, uids or everything, or pods
+    /// (by an agent's pod selectors or the agent id label). Start-up and reload both ask this.
+    pub(crate) fn watches_anything(&self, cli: &CliWatch) -> bool {
+        !self.watch_plan(cli).is_empty()
+            || self.registry.uses_k8s()
+            || self.k8s.agent_id_label.is_some()
+    }
+}
+
+fn compile_capture(cfg: &Config, p: &mut Problems) -> CaptureSettings {
+    let ring = &cfg.capture.ring_buffer_bytes;
+    if let Err(e) = check_ring_size(*ring.get_ref()) {
+        p.at(ring.span(), format!("capture.ring_buffer_bytes: {e}"));
+    }
+    CaptureSettings {
+        ring_buffer_bytes: *ring.get_ref(),
+        cgroup_rescan: Duration::from_millis(cfg.capture.cgroup_rescan_ms.max(50)),
+    }
+}
+
+/// The ring buffer size rule, shared by the configuration and `--ring-buffer-bytes`.
+pub(crate) fn check_ring_size(bytes: u32) -> Result<(), String> {
+    if bytes < 4096 || !bytes.is_power_of_two() {
+        return Err(format!("{bytes} must be a power of two of at least 4096"));
+    }
+    Ok(())
+}
+
+fn compile_metrics(m: &config::MetricsConf, p: &mut Problems) -> Option<MetricsSettings> {
+    match m.listen.get_ref().parse::<SocketAddr>() {
+        Ok(listen) => Some(MetricsSettings {
+            listen,
+            store_staleness: Duration::from_secs(m.store_staleness_s),
+        }),
+        Err(_) => {
+            p.at(
+                m.listen.span(),
+                format!(
+                    "metrics.listen: `{}` is not an address like 0.0.0.0:9464",
+                    m.listen.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

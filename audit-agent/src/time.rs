@@ -1,0 +1,250 @@
+//! Time, in one place: the wire form of timestamps (RFC 3339, UTC, nanoseconds), the conversion
+//! from the kernel's `CLOCK_BOOTTIME` to wall-clock time, and the hour partitions of the trail.
+//! Calendar arithmetic and parsing come from `jiff`.
+
+use jiff::{Timestamp, civil::DateTime, tz::TimeZone};
+
+/// Wall-clock now.
+pub(crate) fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// The wire form: `2026-11-26T19:42:01.123456789Z` (always nine fractional digits, so strings
+/// sort like the times they name).
+pub(crate) fn rfc3339(t: Timestamp) -> String {
+    format!("{t:.9}")
+}
+
+/// Parses RFC 3339 (any offset, any fraction); `None` for anything else, including impossible
+/// dates such as February 31.
+pub(crate) fn parse(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
+}
+
+/// A timestamp from nanoseconds since the epoch, saturating at jiff's range.
+pub(crate) fn from_nanos(ns: i128) -> Timestamp {
+    Timestamp::from_nanosecond(ns).unwrap_or(if ns < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+/// The UTC date and hour of a time: the partition it is stored under (`YYYY-MM-DD`, `HH`).
+pub(crate) fn date_hour(t: Timestamp) -> (String, String) {
+    let dt = TimeZone::UTC.to_datetime(t);
+    (dt.date().to_string(), format!("{:02}", dt.hour()))
+}
+
+/// The window `[start, end)` an hour partition covers; `None` for a malformed date or hour.
+pub(crate) fn hour_window(date: &str, hour: &str) -> Option<(Timestamp, Timestamp)> {
+    let h: i8 = hour.parse().ok()?;
+    let start = date
+        .parse::<jiff::civil::Date>()
+        .ok()?
+        .to_datetime(jiff::civil::Time::new(h, 0, 0, 0).ok()?);
+    let start = utc(start)?;
+    Some((
+        start,
+        start
+            .checked_add(jiff::SignedDuration::from_hours(1))
+            .ok()?,
+    ))
+}
+
+/// The window `[start, end)` a day partition covers.
+pub(crate) fn day_window(date: &str) -> Option<(Timestamp, Timestamp)> {
+    let start = utc(date
+        .parse::<jiff::civil::Date>()
+        .ok()?
+        .to_datetime(jiff::civil::Time::midnight()))?;
+    Some((
+        start,
+        start
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .ok()?,
+    ))
+}
+
+fn utc(dt: DateTime) -> Option<Timestamp> {
+    TimeZone::UTC.to_timestamp(dt).ok()
+}
+
+/// A time bound as people give it: RFC 3339, or a duration back from `now` (`30s`, `15m`, `2h`,
+/// `7d`, `1w`).
+pub(crate) fn parse_bound(s: &str, now: Timestamp) -> anyhow::Result<Timestamp> {
+    use anyhow::bail;
+    if let Some(t) = parse(s) {
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = match num.parse() {
+        Ok(n) if !unit.is_empty() => n,
+        _ => bail!(
+            "malformed time `{s}`: use RFC 3339 (2026-11-26T19:00:00Z) or a duration back from \
+             now (30s, 15m, 2h, 7d, 1w)"
+        ),
+    };
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => bail!("malformed time `{s}`: unknown unit `{unit}` (s, m, h, d, w)"),
+    };
+    let back = jiff::SignedDuration::from_secs(n.saturating_mul(secs));
+    now.checked_sub(back)
+        .map_err(|_| anyhow::anyhow!("time `{s}` is too far back"))
+}
+
+/// An optional bound given on the command line, relative to now.
+pub(crate) fn bound(s: Option<&str>) -> anyhow::Result<Option<Timestamp>> {
+    s.map(|s| parse_bound(s, now())).transpose()
+}
+
+/// `#[serde(with = "crate::time::wire")]`: a timestamp in the wire form.
+pub(crate) mod wire {
+    use jiff::Timestamp;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{t:.9}"))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        Timestamp::deserialize(d)
+    }
+}
+
+/// `#[serde(with = "crate::time::wire_opt")]`: an optional timestamp in the wire form.
+pub(crate) mod wire_opt {
+    use jiff::Timestamp;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::wire::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Timestamp>, D::Error> {
+        Option::<Timestamp>::deserialize(d)
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; these clocks always exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// `CLOCK_BOOTTIME` now (what `bpf_ktime_get_boot_ns` returns).
+#[cfg(test)]
+pub(crate) fn now_boot_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME) as u64
+}
+
+/// Converts kernel `CLOCK_BOOTTIME` stamps to wall-clock time. The offset is sampled between two
+/// boot-clock reads to bound the error, and refreshed by [`BootClock::refresh`] (NTP slews).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BootClock {
+    offset_ns: i128,
+}
+
+impl BootClock {
+    pub(crate) fn new() -> Self {
+        let mut c = Self { offset_ns: 0 };
+        c.refresh();
+        c
+    }
+
+    pub(crate) fn refresh(&mut self) {
+        let b0 = clock_ns(libc::CLOCK_BOOTTIME);
+        let r = clock_ns(libc::CLOCK_REALTIME);
+        let b1 = clock_ns(libc::CLOCK_BOOTTIME);
+        self.offset_ns = r - (b0 + b1) / 2;
+    }
+
+    pub(crate) fn to_wall(self, boot_ns: u64) -> Timestamp {
+        from_nanos(i128::from(boot_ns) + self.offset_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_has_nine_digits_and_parses_back() {
+        assert_eq!(rfc3339(from_nanos(0)), "1970-01-01T00:00:00.000000000Z");
+        let t = from_nanos(1_764_186_121_500_000_000);
+        assert_eq!(rfc3339(t), "2025-11-26T19:42:01.500000000Z");
+        assert_eq!(parse(&rfc3339(t)), Some(t));
+        assert_eq!(rfc3339(from_nanos(-1)), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn offsets_are_accepted_and_impossible_dates_are_not() {
+        assert_eq!(parse("1970-01-01T01:00:00+01:00"), Some(from_nanos(0)));
+        assert_eq!(
+            parse("1970-01-01T00:00:00.5Z"),
+            Some(from_nanos(500_000_000))
+        );
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-02-31T00:00:00Z",
+            "2026-01-01T00:00:00",
+            "x026-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn partitions_are_utc_hours() {
+        let t = parse("2026-11-26T19:42:01Z").unwrap();
+        assert_eq!(date_hour(t), ("2026-11-26".into(), "19".into()));
+        let (start, end) = hour_window("2026-11-26", "19").unwrap();
+        assert_eq!(start, parse("2026-11-26T19:00:00Z").unwrap());
+        assert_eq!(end, parse("2026-11-26T20:00:00Z").unwrap());
+        assert_eq!(
+            day_window("2024-02-29").unwrap().1,
+            parse("2024-03-01T00:00:00Z").unwrap()
+        );
+        assert_eq!(hour_window("2026-02-31", "01"), None);
+        assert_eq!(hour_window("2026-01-01", "24"), None);
+    }
+
+    #[test]
+    fn bounds_are_absolute_or_back_from_now() {
+        let now = from_nanos(10_000 * 1_000_000_000);
+        let back = |s: &str| now.duration_since(parse_bound(s, now).unwrap()).as_secs();
+        assert_eq!(back("2h"), 7200);
+        assert_eq!(back("7d"), 7 * 86_400);
+        assert_eq!(
+            parse_bound("1970-01-01T00:00:01Z", now).unwrap(),
+            from_nanos(1_000_000_000)
+        );
+        let err = |s: &str| parse_bound(s, now).unwrap_err().to_string();
+        assert!(err("yesterday").contains("malformed time `yesterday`"));
+        assert!(err("5y").contains("unknown unit `y`"));
+        assert!(err("2026-02-31T00:00:00Z").contains("malformed time"));
+        assert!(parse_bound("", now).is_err());
+    }
+
+    #[test]
+    fn boot_clock_maps_now_to_now() {
+        let c = BootClock::new();
+        let diff = c.to_wall(now_boot_ns()).as_nanosecond() - now().as_nanosecond();
+        assert!(diff.abs() < 1_000_000_000, "offset off by {diff} ns");
+    }
+}
