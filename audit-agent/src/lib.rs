@@ -81,7 +81,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
         Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
         Command::BenchFloor => {
-            let _programs = capture::attach_floor()?;
+            let _programs = capture::attach_floor(capture::cgroup::Cgroup2::find()?.mount())?;
             tracing::info!("ready: floor programs attached");
             commands::shutdown_signal().await;
             Ok(true)

@@ -230,6 +230,43 @@ pub(crate) fn open_flags_from_names<S: AsRef<str>>(names: &[S]) -> Option<u64> {
     Some(flags)
 }
 
+/// openat2(2) `RESOLVE_*` flags and their names.
+const RESOLVE_FLAGS: [(u64, &str); 6] = [
+    (0x01, "RESOLVE_NO_XDEV"),
+    (0x02, "RESOLVE_NO_MAGICLINKS"),
+    (0x04, "RESOLVE_NO_SYMLINKS"),
+    (0x08, "RESOLVE_BENEATH"),
+    (0x10, "RESOLVE_IN_ROOT"),
+    (0x20, "RESOLVE_CACHED"),
+];
+
+/// Symbolic names of `RESOLVE_*` flags; bits without a name as one hex value.
+pub(crate) fn resolve_flag_names(flags: u64) -> Vec<Cow<'static, str>> {
+    let mut out: Vec<Cow<'static, str>> = RESOLVE_FLAGS
+        .iter()
+        .filter(|(b, _)| flags & b != 0)
+        .map(|(_, n)| Cow::Borrowed(*n))
+        .collect();
+    let rest = flags & !RESOLVE_FLAGS.iter().fold(0, |a, (b, _)| a | b);
+    if rest != 0 {
+        out.push(Cow::Owned(format!("{rest:#x}")));
+    }
+    out
+}
+
+/// Reverses [`resolve_flag_names`].
+pub(crate) fn resolve_flags_from_names<S: AsRef<str>>(names: &[S]) -> Option<u64> {
+    let mut flags = 0;
+    for n in names {
+        let n = n.as_ref();
+        flags |= match RESOLVE_FLAGS.iter().find(|(_, name)| *name == n) {
+            Some((b, _)) => *b,
+            None => u64::from_str_radix(n.strip_prefix("0x")?, 16).ok()?,
+        };
+    }
+    Some(flags)
+}
+
 /// Whether open(2) flags can create a file (so `mode` matters).
 pub(crate) fn open_creates(flags: u64) -> bool {
     flags & 0o100 != 0 || flags & 0o20000000 != 0

@@ -167,7 +167,7 @@ impl Filter {
         let (Some(action), Some(res)) = (Action::parse(r.action), &r.resource) else {
             return false;
         };
-        native::target(action, res).is_ok_and(|t| resources.matches(&t))
+        native::resource_in(action, res).is_ok_and(|r| resources.matches(&r))
     }
 }
 

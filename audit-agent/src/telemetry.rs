@@ -183,6 +183,9 @@ pub(crate) struct PipelineMetrics {
     kernel_emitted: Counter,
     kernel_drops: Family<KindLabels, Counter>,
     truncations: Family<TruncLabels, Counter>,
+    faults: Family<TruncLabels, Counter>,
+    walks_cut: Counter,
+    connects_untracked: Counter,
     ring_reads: Counter,
     queue_depth: Gauge,
     delivery_latency: Histogram,
@@ -201,6 +204,9 @@ impl PipelineMetrics {
             kernel_emitted: Counter::default(),
             kernel_drops: Family::default(),
             truncations: Family::default(),
+            faults: Family::default(),
+            walks_cut: Counter::default(),
+            connects_untracked: Counter::default(),
             ring_reads: Counter::default(),
             queue_depth: Gauge::default(),
             delivery_latency: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -238,6 +244,21 @@ impl PipelineMetrics {
                 m.truncations.clone(),
             );
             r.register(
+                "kernel_unreadable",
+                "Values the kernel could not read (flagged `unreadable` on the record), by what",
+                m.faults.clone(),
+            );
+            r.register(
+                "kernel_path_walks_cut",
+                "Kernel path walks cut before the root (deeper or longer than the walk allows)",
+                m.walks_cut.clone(),
+            );
+            r.register(
+                "connect_outcomes_untracked",
+                "Non-blocking connects whose final state could not be followed (table full)",
+                m.connects_untracked.clone(),
+            );
+            r.register(
                 "ring_buffer_reads",
                 "Records read from the kernel ring buffer",
                 m.ring_reads.clone(),
@@ -270,9 +291,15 @@ impl PipelineMetrics {
                 .truncations
                 .get_or_create(&TruncLabels { what: what.into() });
         }
+        for what in FAULTS {
+            let _ = m.faults.get_or_create(&TruncLabels { what: what.into() });
+        }
         m
     }
 }
+
+/// The `what` labels of `kernel_unreadable`.
+const FAULTS: [&str; 4] = ["requested_path", "argv", "address", "kernel_path"];
 
 fn kind_labels(reason: &str, kind: usize) -> KindLabels {
     KindLabels {
@@ -334,6 +361,21 @@ impl Observer for PipelineMetrics {
                 .get_or_create(&TruncLabels { what: what.into() })
                 .inc_by(cur.saturating_sub(prev));
         }
+        let faults = [
+            (now.path_fault, seen.path_fault),
+            (now.argv_fault, seen.argv_fault),
+            (now.addr_fault, seen.addr_fault),
+            (now.walk_fault, seen.walk_fault),
+        ];
+        for (what, (cur, prev)) in FAULTS.into_iter().zip(faults) {
+            self.faults
+                .get_or_create(&TruncLabels { what: what.into() })
+                .inc_by(cur.saturating_sub(prev));
+        }
+        self.walks_cut
+            .inc_by(now.walk_cut.saturating_sub(seen.walk_cut));
+        self.connects_untracked
+            .inc_by(now.connecting_full.saturating_sub(seen.connecting_full));
         self.kernel_seen = *now;
     }
 }

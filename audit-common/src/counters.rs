@@ -21,7 +21,18 @@ pub struct Counters {
     pub argv_truncated: u64,
     /// Children not added to the follow set because it was full.
     pub follow_full: u64,
-    pub _reserved: u64,
+    /// Requested paths that could not be read from the process's memory (at entry and exit).
+    pub path_fault: u64,
+    /// Argument vectors that could not be read.
+    pub argv_fault: u64,
+    /// Socket addresses that could not be read from the process's memory.
+    pub addr_fault: u64,
+    /// Kernel path walks that failed (a kernel pointer could not be read).
+    pub walk_fault: u64,
+    /// Kernel path walks cut (deeper than `WALK_DEPTH` or longer than `PATH_MAX`).
+    pub walk_cut: u64,
+    /// Non-blocking connects whose outcome cannot be followed (the table was full).
+    pub connecting_full: u64,
 }
 
 impl Counters {
@@ -46,5 +57,11 @@ impl Counters {
         self.path_truncated += other.path_truncated;
         self.argv_truncated += other.argv_truncated;
         self.follow_full += other.follow_full;
+        self.path_fault += other.path_fault;
+        self.argv_fault += other.argv_fault;
+        self.addr_fault += other.addr_fault;
+        self.walk_fault += other.walk_fault;
+        self.walk_cut += other.walk_cut;
+        self.connecting_full += other.connecting_full;
     }
 }

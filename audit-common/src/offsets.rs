@@ -1,87 +1,116 @@
 //! Offsets the programs need that differ between kernels: tracepoint argument offsets (read from
-//! tracefs `format` files) and `task_struct` member offsets (read from kernel BTF). User space fills
-//! one [`Offsets`] at load time and sets it as the `OFFSETS` global.
+//! tracefs `format` files) and kernel struct member offsets (read from kernel BTF). User space
+//! fills one [`Offsets`] at load time and sets it as the `OFFSETS` global.
 
 /// Marks a field the running kernel does not have.
 pub const ABSENT: u16 = u16::MAX;
 
-/// Argument offsets inside tracepoint records, and `task_struct` member offsets.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct Offsets {
-    pub execve_filename: u16,
-    pub execve_argv: u16,
-    pub execveat_fd: u16,
-    pub execveat_filename: u16,
-    pub execveat_argv: u16,
-    pub execveat_flags: u16,
-    pub openat_dfd: u16,
-    pub openat_filename: u16,
-    pub openat_flags: u16,
-    pub openat_mode: u16,
-    pub openat2_dfd: u16,
-    pub openat2_filename: u16,
-    pub openat2_how: u16,
-    pub open_filename: u16,
-    pub open_flags: u16,
-    pub open_mode: u16,
-    pub creat_pathname: u16,
-    pub creat_mode: u16,
-    pub connect_fd: u16,
-    pub connect_uservaddr: u16,
-    pub connect_addrlen: u16,
-    /// `ret` in every `sys_exit_*` record (the same layout for all of them).
-    pub sys_exit_ret: u16,
-    /// `__data_loc char[] filename` in `sched_process_exec`.
-    pub sched_exec_filename: u16,
-    pub sched_exec_pid: u16,
-    pub sched_exec_old_pid: u16,
-    pub sched_fork_parent_pid: u16,
-    pub sched_fork_child_pid: u16,
-    pub sched_exit_pid: u16,
-    /// `group_dead` in `sched_process_exit` ([`ABSENT`] before Linux 6.x added it).
-    pub sched_exit_group_dead: u16,
-    /// `task_struct.real_parent`.
-    pub task_real_parent: u16,
-    /// `task_struct.tgid`.
-    pub task_tgid: u16,
-    /// `task_struct.pid`.
-    pub task_pid: u16,
+/// Declares [`Offsets`] and its all-`ABSENT` value from one list of fields.
+macro_rules! offsets {
+    ($($(#[$doc:meta])* $field:ident,)*) => {
+        /// Argument offsets inside tracepoint records, and kernel struct member offsets.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug)]
+        pub struct Offsets {
+            $($(#[$doc])* pub $field: u16,)*
+        }
+
+        impl Offsets {
+            pub const UNSET: Self = Self { $($field: ABSENT,)* };
+        }
+    };
 }
 
-impl Offsets {
-    pub const UNSET: Self = Self {
-        execve_filename: ABSENT,
-        execve_argv: ABSENT,
-        execveat_fd: ABSENT,
-        execveat_filename: ABSENT,
-        execveat_argv: ABSENT,
-        execveat_flags: ABSENT,
-        openat_dfd: ABSENT,
-        openat_filename: ABSENT,
-        openat_flags: ABSENT,
-        openat_mode: ABSENT,
-        openat2_dfd: ABSENT,
-        openat2_filename: ABSENT,
-        openat2_how: ABSENT,
-        open_filename: ABSENT,
-        open_flags: ABSENT,
-        open_mode: ABSENT,
-        creat_pathname: ABSENT,
-        creat_mode: ABSENT,
-        connect_fd: ABSENT,
-        connect_uservaddr: ABSENT,
-        connect_addrlen: ABSENT,
-        sys_exit_ret: ABSENT,
-        sched_exec_filename: ABSENT,
-        sched_exec_pid: ABSENT,
-        sched_exec_old_pid: ABSENT,
-        sched_fork_parent_pid: ABSENT,
-        sched_fork_child_pid: ABSENT,
-        sched_exit_pid: ABSENT,
-        sched_exit_group_dead: ABSENT,
-        task_real_parent: ABSENT,
-        task_tgid: ABSENT,
-        task_pid: ABSENT,
-    };
+offsets! {
+    execve_filename,
+    execve_argv,
+    execveat_fd,
+    execveat_filename,
+    execveat_argv,
+    execveat_flags,
+    openat_dfd,
+    openat_filename,
+    openat_flags,
+    openat_mode,
+    openat2_dfd,
+    openat2_filename,
+    openat2_how,
+    open_filename,
+    open_flags,
+    open_mode,
+    creat_pathname,
+    creat_mode,
+    connect_fd,
+    connect_uservaddr,
+    connect_addrlen,
+    /// `ret` in every `sys_exit_*` record (the same layout for all of them).
+    sys_exit_ret,
+    sched_exit_pid,
+    /// `group_dead` in `sched_process_exit` ([`ABSENT`] before Linux 6.x added it).
+    sched_exit_group_dead,
+    /// `sock:inet_sock_set_state`: the socket, and the state it leaves and enters.
+    sock_state_skaddr,
+    sock_state_oldstate,
+    sock_state_newstate,
+    sock_state_protocol,
+    task_real_parent,
+    task_tgid,
+    task_pid,
+    /// `task_struct.files`, `.fs`, `.mm`.
+    task_files,
+    task_fs,
+    task_mm,
+    /// `files_struct.fdt`, `fdtable.fd`, `fdtable.max_fds`.
+    files_fdt,
+    fdt_fd,
+    fdt_max_fds,
+    /// `fs_struct.root`, `fs_struct.pwd` (each a `struct path`).
+    fs_root,
+    fs_pwd,
+    /// `struct path`: `.mnt`, `.dentry`.
+    path_mnt,
+    path_dentry,
+    /// `file.f_path`, `.f_inode`, `.f_flags`, `.private_data`.
+    file_path,
+    file_inode,
+    file_flags,
+    file_private_data,
+    /// `dentry.d_parent`, `.d_name` (a `qstr`), `.d_inode`; `qstr.name`.
+    dentry_parent,
+    dentry_name,
+    dentry_inode,
+    qstr_name,
+    /// `inode.i_ino`, `.i_sb`, `.i_mode`, `.__i_nlink`; `super_block.s_dev`.
+    inode_ino,
+    inode_sb,
+    inode_mode,
+    inode_nlink,
+    sb_dev,
+    /// `vfsmount.mnt_root`; `mount.mnt` (the embedded vfsmount), `.mnt_parent`,
+    /// `.mnt_mountpoint`, `.mnt_id`, `.mnt_ns`; `mnt_namespace.ns` + `ns_common.inum`.
+    vfsmount_root,
+    mount_mnt,
+    mount_parent,
+    mount_mountpoint,
+    mount_id,
+    mount_ns,
+    mnt_ns_inum,
+    /// `mm_struct.exe_file`, `.arg_start`, `.arg_end`.
+    mm_exe_file,
+    mm_arg_start,
+    mm_arg_end,
+    /// `linux_binprm.file`, `.filename`, `.interp`.
+    bprm_file,
+    bprm_filename,
+    bprm_interp,
+    /// `socket.sk`; `sock.__sk_common.skc_family`, `sock.sk_err`; `unix_sock.path`, `.peer`, `.addr`; `unix_address.len`,
+    /// `.name`.
+    socket_sk,
+    sock_family,
+    sock_err,
+    unix_path,
+    unix_peer,
+    unix_addr,
+    unix_address_len,
+    unix_address_name,
 }

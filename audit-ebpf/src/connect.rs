@@ -1,18 +1,41 @@
-//! connect: the socket address as passed (family, address, port or unix path) at entry, the
-//! result at exit (`EINPROGRESS` for a non-blocking socket still connecting).
+//! connect: what the process passed at entry (the socket address, read from its memory); what
+//! the kernel acted on — the kernel's own copy of an IP destination (cgroup `connect4/6`
+//! programs, which run on the copy the kernel connects to), a unix socket's peer (its bound
+//! path, from the peer `unix_sock`); the result at exit; and for a non-blocking TCP connect, its
+//! final state (`sock.rs`).
+//!
+//! The cgroup programs are attached to the root of the cgroup v2 hierarchy and always allow;
+//! their one decision point ([`decide`]) is where a later enforce mode can refuse a connect.
 
-use audit_common::event::{ConnectBody, EventKind, SOCKADDR_MAX, Syscall, flags};
+use audit_common::event::{
+    ConnectBody, EventHeader, EventKind, FileFacts, KernelAddr, PATH_MAX, SOCKADDR_MAX, Syscall,
+    file_flags, flags,
+};
 use aya_ebpf::{
+    bindings::bpf_sock_addr,
     helpers::{bpf_get_current_pid_tgid, generated},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{cgroup_sock_addr, tracepoint},
+    programs::{SockAddrContext, TracePointContext},
 };
 
 use crate::{
     filter::is_watched,
-    offsets::{off, tp_read},
-    pending::{begin, finish},
+    maps::{CONNECTING, CONNECTING_COUNT},
+    offsets::{kptr, kread, off, tp_read},
+    pending::{
+        Section, atomic_add, base_section, begin, common, count, current_tid, emit_with_exe, fixed,
+        in_flight, read_user_str, set_result, walk_section,
+    },
+    vfs,
 };
+
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const O_NONBLOCK: u32 = 0o4000;
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+const EINPROGRESS: i64 = 115;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
@@ -26,6 +49,88 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    let _ = kernel_address(&ctx, AF_INET);
+    decide(&ctx)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    let _ = kernel_address(&ctx, AF_INET6);
+    decide(&ctx)
+}
+
+/// The verdict of a cgroup `sock_addr` program: 1 lets the connect proceed. audit-agent only
+/// observes; an enforce mode would look up the destination's verdict here and return 0.
+#[inline(always)]
+fn decide(_ctx: &SockAddrContext) -> i32 {
+    1
+}
+
+/// The socket behind `fd`: (`struct sock *`, the file's flags), if `fd` is a socket.
+#[inline(always)]
+fn socket_of(fd: i64) -> Result<(*const u8, u32), i64> {
+    let file = vfs::fd_file(fd)?;
+    let inode = kptr(file, off!(file_inode))?;
+    if kread::<u16>(inode, off!(inode_mode))? & S_IFMT != S_IFSOCK {
+        return Err(-1);
+    }
+    let socket = kptr(file, off!(file_private_data))?;
+    Ok((
+        kptr(socket, off!(socket_sk))?,
+        kread(file, off!(file_flags))?,
+    ))
+}
+
+/// Registers a non-blocking socket so its final state is reported (`sock.rs`).
+#[inline(always)]
+fn follow_async(sk: *const u8, h: &EventHeader) {
+    if CONNECTING.insert(&(sk as u64), h, 0).is_ok() {
+        if let Some(n) = CONNECTING_COUNT.get_ptr_mut(0) {
+            atomic_add(n, 1);
+        }
+    } else {
+        count(|c| c.connecting_full += 1);
+    }
+}
+
+/// Stops following a socket whose connect finished within the syscall.
+#[inline(always)]
+pub fn unfollow_async(sk: u64) {
+    if CONNECTING.remove(&sk).is_ok()
+        && let Some(n) = CONNECTING_COUNT.get_ptr_mut(0)
+    {
+        atomic_add(n, 1u64.wrapping_neg());
+    }
+}
+
+/// Copies the address as passed; for a unix path, also its path as the requested section.
+#[inline(always)]
+fn address_as_passed(ev: &mut audit_common::event::PendingEvent, addr: u64, addrlen: u32) {
+    let body = fixed::<ConnectBody>(ev);
+    // Verifier: the read size must be provably bounded by the destination.
+    let mut n = addrlen & 0xff;
+    if n as usize > SOCKADDR_MAX {
+        n = SOCKADDR_MAX as u32;
+    }
+    body.addr = [0; SOCKADDR_MAX];
+    let r =
+        unsafe { generated::bpf_probe_read_user((&raw mut body.addr).cast(), n, addr as *const _) };
+    if r != 0 {
+        ev.header.flags |= flags::ADDR_FAULT;
+        return;
+    }
+    let family = u16::from_ne_bytes([body.addr[0], body.addr[1]]);
+    if family == AF_UNIX && n > 2 && body.addr[2] != 0 {
+        if let Some((sec, dst)) = Section::start(ev, PATH_MAX) {
+            if let Ok(len) = read_user_str(dst, (n - 2).min(109), (addr + 2) as *const u8) {
+                sec.commit(ev, |c| &mut c.sections.requested, len);
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -36,27 +141,116 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let addr: u64 = tp_read(ctx, off!(connect_uservaddr))?;
     let addrlen: u64 = tp_read(ctx, off!(connect_addrlen))?;
     let ev = unsafe { &mut *begin(pid_tgid, EventKind::Connect, Syscall::Connect)? };
-    let body = ev.body.as_mut_ptr().cast::<ConnectBody>();
-    let addrlen = addrlen as u32;
-    // Verifier: the read size must be provably bounded by the destination.
-    let mut n = addrlen & 0xff;
-    if n as usize > SOCKADDR_MAX {
-        n = SOCKADDR_MAX as u32;
+    let body = fixed::<ConnectBody>(ev);
+    body.fd = fd as i32;
+    body.addrlen = addrlen as u32;
+    body.user_addr = addr;
+    body.kaddr = KernelAddr::default();
+    body.sk = 0;
+    address_as_passed(ev, addr, addrlen as u32);
+    if let Ok((sk, f_flags)) = socket_of(fd as i64) {
+        fixed::<ConnectBody>(ev).sk = sk as u64;
+        if f_flags & O_NONBLOCK != 0
+            && kread::<u16>(sk, off!(sock_family)).is_ok_and(|f| f != AF_UNIX)
+        {
+            ev.header.flags |= flags::CONNECT_ASYNC;
+            follow_async(sk, &ev.header);
+        }
     }
-    unsafe {
-        (*body).fd = fd as i32;
-        (*body).addrlen = addrlen;
-        (*body).addr = [0; SOCKADDR_MAX];
-    }
-    let r = unsafe {
-        generated::bpf_probe_read_user((&raw mut (*body).addr).cast(), n, addr as *const _)
+    Ok(())
+}
+
+/// cgroup `connect4/6`: the kernel's copy of the destination, written into the in-flight
+/// connect of the current thread.
+#[inline(always)]
+fn kernel_address(ctx: &SockAddrContext, family: u16) -> Result<(), i64> {
+    let Some(ev) = in_flight(current_tid(), EventKind::Connect) else {
+        return Ok(());
     };
-    ev.header.flags = if r != 0 { flags::ADDR_FAULT } else { 0 };
-    ev.header.body_len = core::mem::size_of::<ConnectBody>() as u16;
+    let a: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
+    let mut k = KernelAddr {
+        family,
+        port: u16::from_be(a.user_port as u16),
+        _pad: 0,
+        ip: [0; 16],
+    };
+    if family == AF_INET {
+        k.ip[..4].copy_from_slice(&a.user_ip4.to_ne_bytes());
+    } else {
+        let words = [a.user_ip6[0], a.user_ip6[1], a.user_ip6[2], a.user_ip6[3]];
+        for (i, w) in words.iter().enumerate() {
+            k.ip[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+    }
+    fixed::<ConnectBody>(ev).kaddr = k;
+    ev.header.flags |= flags::ADDR_FROM_KERNEL;
+    Ok(())
+}
+
+/// A connected unix socket's peer: the path it is bound to (walked), or its abstract name.
+#[inline(always)]
+fn unix_peer(ev: &mut audit_common::event::PendingEvent, sk: *const u8) -> Result<(), i64> {
+    let peer = kptr(sk, off!(unix_peer))?;
+    let dentry: u64 = kread(peer, off!(unix_path).wrapping_add(off!(path_dentry)))?;
+    if dentry != 0 {
+        let path = vfs::path_at(peer, off!(unix_path))?;
+        let mut facts = FileFacts::default();
+        vfs::dentry_facts(path.1, &mut facts)?;
+        common(ev).file = facts;
+        walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
+        return Ok(());
+    }
+    // Abstract (or unnamed): the bound name, `sun_path` bytes after the family.
+    let ua = kptr(peer, off!(unix_addr))?;
+    let len: i32 = kread(ua, off!(unix_address_len))?;
+    let Some((sec, dst)) = Section::start(ev, SOCKADDR_MAX) else {
+        return Ok(());
+    };
+    let mut n = (len as u32).saturating_sub(2) & 0x7f;
+    if n > 108 {
+        n = 108;
+    }
+    let name = ua.wrapping_add(usize::from(off!(unix_address_name)) + 2);
+    if unsafe { generated::bpf_probe_read_kernel(dst.cast(), n, name.cast()) } == 0 {
+        sec.commit(ev, |c| &mut c.sections.extra, n);
+        common(ev).file.flags |= file_flags::VALID;
+    }
     Ok(())
 }
 
 #[inline(always)]
 fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
-    finish(ctx, EventKind::Connect)
+    let Some(ev) = in_flight(current_tid(), EventKind::Connect) else {
+        return Ok(());
+    };
+    set_result(ctx, ev)?;
+    let (user, addrlen, sk) = {
+        let b = fixed::<ConnectBody>(ev);
+        (b.user_addr, b.addrlen, b.sk)
+    };
+    if ev.header.flags & flags::ADDR_FAULT != 0 {
+        ev.header.flags &= !flags::ADDR_FAULT;
+        address_as_passed(ev, user, addrlen);
+        if ev.header.flags & flags::ADDR_FAULT != 0 {
+            count(|c| c.addr_fault += 1);
+        }
+    }
+    let retval = ev.header.retval;
+    if ev.header.flags & flags::CONNECT_ASYNC != 0 && retval != -EINPROGRESS {
+        // Finished (or failed) within the syscall: the result is final, nothing follows.
+        ev.header.flags &= !flags::CONNECT_ASYNC;
+        unfollow_async(sk);
+    }
+    let family = kread::<u16>(sk as *const u8, off!(sock_family)).unwrap_or(0);
+    if sk != 0 && family == AF_UNIX {
+        if retval == 0 {
+            if unix_peer(ev, sk as *const u8).is_err() {
+                ev.header.flags |= flags::KPATH_FAULT;
+            }
+        } else if common(ev).sections.requested.len != 0 {
+            base_section(ev, -100, false);
+        }
+    }
+    emit_with_exe(ev);
+    Ok(())
 }

@@ -5,8 +5,8 @@
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 use aya_ebpf::{
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{cgroup_sock_addr, raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, SockAddrContext, TracePointContext},
 };
 
 macro_rules! empty {
@@ -33,13 +33,28 @@ empty!(
     sys_exit_creat,
     sys_enter_connect,
     sys_exit_connect,
-    sched_process_exec,
     sched_process_exit,
+    inet_sock_set_state,
 );
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(_ctx: RawTracePointContext) -> i32 {
     0
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(_ctx: SockAddrContext) -> i32 {
+    1
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(_ctx: SockAddrContext) -> i32 {
+    1
 }
 
 #[cfg(not(target_arch = "bpf"))]

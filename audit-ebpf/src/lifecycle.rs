@@ -1,6 +1,6 @@
 //! Process lifecycle: fork (the follow set, and lineage for user space) and exit (slot cleanup).
 
-use audit_common::event::{EventKind, ExitBody, ForkBody, HEADER_LEN, LifecycleEvent, flags};
+use audit_common::event::{EventKind, ExitBody, FixedEvent, ForkBody, HEADER_LEN, flags};
 use audit_common::{filter::MODE_ALL, offsets::ABSENT};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
@@ -52,13 +52,13 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
             count(|c| c.follow_full += 1);
         }
     }
-    let Some(mut entry) = EVENTS.reserve::<LifecycleEvent<ForkBody>>(0) else {
+    let Some(mut entry) = EVENTS.reserve::<FixedEvent<ForkBody>>(0) else {
         count(|c| c.ringbuf_full[EventKind::Fork as usize] += 1);
         return Ok(());
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, EventKind::Fork, 0, pid_tgid);
-    ev.header.body_len = (core::mem::size_of::<LifecycleEvent<ForkBody>>() - HEADER_LEN) as u16;
+    ev.header.body_len = (core::mem::size_of::<FixedEvent<ForkBody>>() - HEADER_LEN) as u16;
     ev.body = ForkBody {
         child_pid: child_tgid,
         _pad: 0,
@@ -95,11 +95,10 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     if is_watched(pid_tgid) {
-        if let Some(mut entry) = EVENTS.reserve::<LifecycleEvent<ExitBody>>(0) {
+        if let Some(mut entry) = EVENTS.reserve::<FixedEvent<ExitBody>>(0) {
             let ev = unsafe { &mut *entry.as_mut_ptr() };
             fill_header(&mut ev.header, EventKind::Exit, 0, pid_tgid);
-            ev.header.body_len =
-                (core::mem::size_of::<LifecycleEvent<ExitBody>>() - HEADER_LEN) as u16;
+            ev.header.body_len = (core::mem::size_of::<FixedEvent<ExitBody>>() - HEADER_LEN) as u16;
             ev.body = ExitBody {
                 group_dead: 1,
                 _pad: 0,

@@ -1,12 +1,15 @@
 //! Kernel programs of audit-agent.
 //!
 //! One file per hook family: `exec.rs` (execve, execveat, sched_process_exec), `open.rs` (openat,
-//! openat2, open, creat), `connect.rs` (connect) and `lifecycle.rs` (fork, exit). Each entry point
-//! is a thin `#[tracepoint]` that calls a `try_*` function returning `Result`.
+//! openat2, open, creat), `connect.rs` (connect, and the cgroup `connect4/6` programs that see
+//! the kernel's copy of the address), `sock.rs` (the final state of non-blocking connects) and
+//! `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
+//! cgroup program) that calls a `try_*` function returning `Result`.
 //!
 //! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
-//! per-thread slot where a record is assembled between syscall entry and exit, and its emission),
-//! `offsets.rs` (tracepoint and `task_struct` offsets set by user space at load time).
+//! per-thread slot where a record is assembled between syscall entry and exit, its sections and
+//! its emission), `vfs.rs` (files, inodes and the kernel path walk), `offsets.rs` (tracepoint
+//! and kernel struct offsets set by user space at load time).
 // The programs only exist for the bpf target; on the host (e.g. `cargo test --workspace`) this
 // crate is an empty binary.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -23,6 +26,8 @@ mod maps;
 mod offsets;
 mod open;
 mod pending;
+mod sock;
+mod vfs;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

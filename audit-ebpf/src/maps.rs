@@ -1,6 +1,7 @@
 //! Every map the programs share. Sizes are defaults; user space may override `max_entries` at load
 //! time (`EbpfLoader::map_max_entries`), e.g. the ring buffer size from the configuration.
 
+use audit_common::event::EventHeader;
 use audit_common::{
     counters::Counters,
     event::PendingEvent,
@@ -8,7 +9,7 @@ use audit_common::{
 };
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 
 /// `BPF_F_NO_PREALLOC`: hash entries are allocated on insert, so the big pending slots only use
@@ -61,6 +62,22 @@ pub static HAS_SLOT: Array<u64> = Array::with_max_entries(1 << 16, 0);
 /// map update must come from memory the verifier knows; the stack is far too small).
 #[map]
 pub static PENDING_INIT: PerCpuArray<PendingEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// tgid -> the `struct file *` of its executable when its path was last announced (in a record's
+/// exe section). A process whose image changed, or that was never announced, gets its exe path
+/// walked once; every record carries the executable's device and inode.
+#[map]
+pub static EXE_SEEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// Non-blocking connects still connecting: `struct sock *` -> the connect record they belong to
+/// (its tid and entry time). `sock:inet_sock_set_state` reports their final state.
+#[map]
+pub static CONNECTING: HashMap<u64, EventHeader> = HashMap::with_max_entries(16384, 0);
+
+/// Number of entries in `CONNECTING` (atomic adds): while it is zero, TCP state changes of the
+/// whole host leave after one array read.
+#[map]
+pub static CONNECTING_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Loss and volume counters (one entry per CPU).
 #[map]

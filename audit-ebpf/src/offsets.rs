@@ -1,10 +1,11 @@
-//! Kernel-dependent offsets, set by user space at load time (`EbpfLoader::override_global`).
+//! Kernel-dependent offsets, set by user space at load time (`EbpfLoader::override_global`), and
+//! the reads that use them.
 //!
 //! The globals live in `.rodata`, which the kernel freezes: the verifier then knows each value as a
 //! constant, so reading them costs nothing at run time and branches for absent fields are pruned.
 
 use audit_common::offsets::Offsets;
-use aya_ebpf::programs::TracePointContext;
+use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext};
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: Offsets = Offsets::UNSET;
@@ -43,4 +44,18 @@ pub fn self_tgid() -> u32 {
 #[inline(always)]
 pub fn tp_read<T>(ctx: &TracePointContext, off: u16) -> Result<T, i64> {
     unsafe { ctx.read_at::<T>(usize::from(off)) }.map_err(i64::from)
+}
+
+/// Reads a kernel `T` at `base + off`.
+#[inline(always)]
+pub fn kread<T>(base: *const u8, off: u16) -> Result<T, i64> {
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(usize::from(off)).cast::<T>()) }
+        .map_err(i64::from)
+}
+
+/// Reads a kernel pointer at `base + off`; a null one is an error.
+#[inline(always)]
+pub fn kptr(base: *const u8, off: u16) -> Result<*const u8, i64> {
+    let p: *const u8 = kread(base, off)?;
+    if p.is_null() { Err(-1) } else { Ok(p) }
 }

@@ -1,7 +1,9 @@
-//! openat, openat2, open and creat: the path as passed (up to PATH_MAX), dirfd, flags and mode at
-//! entry; the result (fd or errno) at exit.
+//! openat, openat2, open and creat. Entry: what the process passed (path, dirfd, flags, mode).
+//! Exit: the result and what the kernel acted on — for a returned fd, the file behind it (its
+//! kernel path, device, inode, mount); for a failure, the directory the path was to be resolved
+//! from. A requested path the process's memory did not yield at entry is read again at exit.
 
-use audit_common::event::{EventKind, OPEN_PATH_OFFSET, OpenBody, PATH_MAX, Syscall, flags};
+use audit_common::event::{EventKind, OpenBody, Syscall};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::tracepoint,
@@ -11,13 +13,18 @@ use aya_ebpf::{
 use crate::{
     filter::is_watched,
     offsets::{off, tp_read},
-    pending::{begin, count, finish, read_user_str, user_str_continues},
+    pending::{
+        base_section, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight,
+        requested_path, retry_requested, set_result,
+    },
 };
 
 const AT_FDCWD: i32 = -100;
 const O_WRONLY: u64 = 0o1;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
+/// `RESOLVE_IN_ROOT`: an absolute path is resolved from the dirfd.
+const RESOLVE_IN_ROOT: u64 = 0x10;
 
 macro_rules! open_hooks {
     ($($enter:ident, $exit:ident, $enter_tp:literal, $exit_tp:literal, $syscall:expr;)*) => {$(
@@ -51,13 +58,10 @@ struct OpenHow {
     resolve: u64,
 }
 
+/// (dirfd, filename pointer, flags, mode, resolve) as passed.
 #[inline(always)]
-fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_watched(pid_tgid) {
-        return Ok(());
-    }
-    let (dirfd, filename, open_flags, mode, resolve): (i32, u64, u64, u64, u64) = match syscall {
+fn arguments(ctx: &TracePointContext, syscall: Syscall) -> Result<(i32, u64, u64, u64, u64), i64> {
+    Ok(match syscall {
         Syscall::Openat => (
             tp_read::<u64>(ctx, off!(openat_dfd))? as i32,
             tp_read(ctx, off!(openat_filename))?,
@@ -67,6 +71,8 @@ fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
         ),
         Syscall::Openat2 => {
             let how: u64 = tp_read(ctx, off!(openat2_how))?;
+            // The kernel copies `how` before using it; a value it could not read fails the
+            // syscall with EFAULT, so an unreadable one here is recorded as zeros.
             let how = unsafe { bpf_probe_read_user(how as *const OpenHow) }.unwrap_or(OpenHow {
                 flags: 0,
                 mode: 0,
@@ -87,50 +93,51 @@ fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
             tp_read(ctx, off!(open_mode))?,
             0,
         ),
+        // creat(path, mode) is open(path, O_CREAT|O_WRONLY|O_TRUNC, mode).
         _ => (
-            // creat(path, mode) is open(path, O_CREAT|O_WRONLY|O_TRUNC, mode).
             AT_FDCWD,
             tp_read(ctx, off!(creat_pathname))?,
             O_CREAT | O_WRONLY | O_TRUNC,
             tp_read(ctx, off!(creat_mode))?,
             0,
         ),
-    };
-    let ev = unsafe { &mut *begin(pid_tgid, EventKind::Open, syscall)? };
-    let body = ev.body.as_mut_ptr();
-    let filename = filename as *const u8;
-    let mut ev_flags = 0u16;
-    let path_len = match read_user_str(
-        unsafe { body.add(OPEN_PATH_OFFSET) },
-        PATH_MAX as u32,
-        filename,
-    ) {
-        Ok(n) => {
-            if n as usize == PATH_MAX && user_str_continues(filename, PATH_MAX as u32) {
-                ev_flags |= flags::PATH_TRUNCATED;
-                count(|c| c.path_truncated += 1);
-            }
-            n
-        }
-        Err(_) => {
-            ev_flags |= flags::PATH_FAULT;
-            0
-        }
-    };
-    let fixed = body.cast::<OpenBody>();
-    unsafe {
-        (*fixed).dirfd = dirfd;
-        (*fixed).mode = mode as u32;
-        (*fixed).flags = open_flags;
-        (*fixed).resolve = resolve;
-        (*fixed).path_len = path_len;
+    })
+}
+
+#[inline(always)]
+fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_watched(pid_tgid) {
+        return Ok(());
     }
-    ev.header.flags = ev_flags;
-    ev.header.body_len = (OPEN_PATH_OFFSET + path_len as usize) as u16;
+    let (dirfd, filename, open_flags, mode, resolve) = arguments(ctx, syscall)?;
+    let ev = unsafe { &mut *begin(pid_tgid, EventKind::Open, syscall)? };
+    let body = fixed::<OpenBody>(ev);
+    body.dirfd = dirfd;
+    body.mode = mode as u32;
+    body.flags = open_flags;
+    body.resolve = resolve;
+    body.user_path = filename;
+    requested_path(ev, filename);
     Ok(())
 }
 
 #[inline(always)]
 fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
-    finish(ctx, EventKind::Open)
+    let Some(ev) = in_flight(current_tid(), EventKind::Open) else {
+        return Ok(());
+    };
+    set_result(ctx, ev)?;
+    let (user, dirfd, resolve) = {
+        let b = fixed::<OpenBody>(ev);
+        (b.user_path, b.dirfd, b.resolve)
+    };
+    retry_requested(ev, user);
+    if ev.header.retval >= 0 {
+        fd_section(ev, ev.header.retval);
+    } else {
+        base_section(ev, dirfd, resolve & RESOLVE_IN_ROOT != 0);
+    }
+    emit_with_exe(ev);
+    Ok(())
 }

@@ -1,30 +1,35 @@
 //! The per-thread pending slot: an action record is assembled here at syscall entry (identity,
-//! time, arguments copied from user memory) and emitted at syscall exit with the result.
+//! time, what the process passed) and completed at syscall exit (the result, what the kernel
+//! acted on), then emitted.
 //!
 //! Slots are keyed by tid and live as long as the thread (`lifecycle.rs` removes them at exit), so
 //! entry/exit of a watched thread costs one hash lookup each and no allocation after its first
-//! watched syscall.
-//! `header.kind != 0` marks a syscall in flight. A bitmap (`HAS_SLOT`) says which threads have a
-//! slot at all, so exits of unwatched threads skip the hash lookup.
+//! watched syscall. `header.kind != 0` marks a syscall in flight. A bitmap (`HAS_SLOT`) says
+//! which threads have a slot at all, so exits of unwatched threads skip the hash lookup.
+//!
+//! Variable sections (argv, paths) are appended to the body's variable area at its running end
+//! ([`Section`]); every append is bounded so the verifier can prove it stays inside the slot.
 
 use audit_common::{
     counters::Counters,
-    event::{EventHeader, EventKind, HEADER_LEN, PENDING_BODY_LEN, PendingEvent, Syscall},
+    event::{
+        ActionCommon, EventHeader, EventKind, FileFacts, HEADER_LEN, PENDING_BODY_LEN,
+        PendingEvent, Span, Syscall, VAR_OFFSET, VAR_SIZE, WALK_MAX, flags,
+    },
 };
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_current_uid_gid, generated,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, generated,
     },
+    programs::TracePointContext,
 };
 
-use aya_ebpf::programs::TracePointContext;
-
 use crate::{
-    maps::{COUNTERS, EVENTS, HAS_SLOT, PENDING, PENDING_INIT},
-    offsets::{off, tp_read, wakeup_bytes},
+    maps::{COUNTERS, EVENTS, EXE_SEEN, HAS_SLOT, PENDING, PENDING_INIT},
+    offsets::{kptr, kread, off, tp_read, wakeup_bytes},
+    vfs::{self, current_task},
 };
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -55,17 +60,8 @@ pub fn count(f: impl FnOnce(&mut Counters)) {
 /// `real_parent->tgid` of the current task, 0 if unreadable.
 #[inline(always)]
 fn current_ppid() -> u32 {
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let parent: *const u8 = match unsafe {
-        bpf_probe_read_kernel(
-            task.add(usize::from(off!(task_real_parent)))
-                .cast::<*const u8>(),
-        )
-    } {
-        Ok(p) => p,
-        Err(_) => return 0,
-    };
-    unsafe { bpf_probe_read_kernel(parent.add(usize::from(off!(task_tgid))).cast::<u32>()) }
+    kptr(current_task(), off!(task_real_parent))
+        .and_then(|parent| kread::<u32>(parent, off!(task_tgid)))
         .unwrap_or(0)
 }
 
@@ -99,6 +95,25 @@ pub fn atomic_add(p: *mut u64, delta: u64) {
     }
     #[cfg(not(target_arch = "bpf"))]
     let _ = (p, delta);
+}
+
+/// `x & mask`, kept as an instruction the verifier sees. LLVM drops a mask it can prove
+/// redundant from the loop's own bounds, which the verifier cannot follow (it loses precision
+/// across loop iterations); a bounded offset into a map value must then come from this.
+#[inline(always)]
+pub fn verifier_mask(x: usize, mask: usize) -> usize {
+    #[cfg(target_arch = "bpf")]
+    {
+        let mut v = x as u64;
+        unsafe {
+            core::arch::asm!("{v} &= {m}", v = inout(reg) v, m = in(reg) mask as u64);
+        }
+        v as usize
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    {
+        x & mask
+    }
 }
 
 /// The word and bit of `tid` in `HAS_SLOT`.
@@ -138,58 +153,164 @@ pub fn remove_slot(tid: u32) {
     }
 }
 
-/// Opens the current thread's pending slot for a new action and fills its header.
-///
-/// Fails (and counts the loss) only when the pending map is full.
+/// The current thread's slot, created on first use. Fails (and counts the loss) only when the
+/// pending map is full.
+#[inline(always)]
+fn slot(tid: u32, kind: EventKind) -> Result<*mut PendingEvent, i64> {
+    if let Some(ev) = PENDING.get_ptr_mut(tid) {
+        return Ok(ev);
+    }
+    let init = PENDING_INIT.get(0).ok_or(-1i64)?;
+    if PENDING.insert(tid, init, NOEXIST).is_err() {
+        count(|c| c.pending_full[kind as usize] += 1);
+        return Err(-1);
+    }
+    mark_slot(tid, true);
+    PENDING.get_ptr_mut(tid).ok_or(-1i64)
+}
+
+/// Opens the current thread's pending slot for a new action: fills its header and clears the
+/// common part of the body (sections, facts).
 #[inline(always)]
 pub fn begin(pid_tgid: u64, kind: EventKind, syscall: Syscall) -> Result<*mut PendingEvent, i64> {
-    let tid = pid_tgid as u32;
-    let ev = match PENDING.get_ptr_mut(tid) {
-        Some(ev) => ev,
-        None => {
-            let init = PENDING_INIT.get(0).ok_or(-1i64)?;
-            if PENDING.insert(tid, init, NOEXIST).is_err() {
-                count(|c| c.pending_full[kind as usize] += 1);
-                return Err(-1);
-            }
-            mark_slot(tid, true);
-            PENDING.get_ptr_mut(tid).ok_or(-1i64)?
-        }
-    };
-    fill_header(unsafe { &mut (*ev).header }, kind, syscall as u16, pid_tgid);
+    let ev = slot(pid_tgid as u32, kind)?;
+    let e = unsafe { &mut *ev };
+    fill_header(&mut e.header, kind, syscall as u16, pid_tgid);
+    *common(e) = ActionCommon::default();
     Ok(ev)
 }
 
-/// Emits the current thread's in-flight record of `kind` with the syscall's return value (read
-/// from the `sys_exit` record at `ret_off`), then marks the slot idle. An unwatched thread has no
-/// slot and leaves after the bitmap check, before anything else is read.
+/// The common start of a slot's body.
 #[inline(always)]
-pub fn finish(ctx: &TracePointContext, kind: EventKind) -> Result<(), i64> {
-    let tid = bpf_get_current_pid_tgid() as u32;
+pub fn common(ev: &mut PendingEvent) -> &mut ActionCommon {
+    unsafe { &mut *ev.body.as_mut_ptr().cast::<ActionCommon>() }
+}
+
+/// The fixed part of a slot's body as `T` (an `OpenBody`, `ExecBody`, ...).
+#[inline(always)]
+pub fn fixed<T>(ev: &mut PendingEvent) -> &mut T {
+    unsafe { &mut *ev.body.as_mut_ptr().cast::<T>() }
+}
+
+/// The in-flight slot of the current thread for `kind`, if any (unwatched threads leave after
+/// the bitmap check, before anything else is read).
+#[inline(always)]
+pub fn in_flight(tid: u32, kind: EventKind) -> Option<&'static mut PendingEvent> {
     if !may_have_slot(tid) {
-        return Ok(());
+        return None;
     }
-    let Some(ev) = PENDING.get_ptr_mut(tid) else {
-        return Ok(());
-    };
-    let ev = unsafe { &mut *ev };
-    if ev.header.kind != kind as u16 {
-        return Ok(());
-    }
+    let ev = unsafe { &mut *PENDING.get_ptr_mut(tid)? };
+    (ev.header.kind == kind as u16).then_some(ev)
+}
+
+/// Stores the syscall's return value (from the `sys_exit` record) in the in-flight slot.
+#[inline(always)]
+pub fn set_result(ctx: &TracePointContext, ev: &mut PendingEvent) -> Result<(), i64> {
     ev.header.retval = tp_read(ctx, off!(sys_exit_ret))?;
-    emit(ev);
     Ok(())
 }
 
-/// Writes the slot's header and `header.body_len` bytes of body to the ring buffer, counts it (or
-/// its loss), and marks the slot idle.
+/// A section being written: where it starts in the variable area.
+pub struct Section {
+    off: usize,
+}
+
+impl Section {
+    /// Starts a section of at most `max` bytes at the end of the variable area. `None` (the
+    /// slot cannot hold it) never happens with the sizes in `audit-common`, but the verifier
+    /// needs the bound.
+    #[inline(always)]
+    pub fn start(ev: &mut PendingEvent, max: usize) -> Option<(Section, *mut u8)> {
+        let end = usize::from(common(ev).sections.end);
+        if end > VAR_SIZE - max {
+            return None;
+        }
+        let p = unsafe { ev.body.as_mut_ptr().add(VAR_OFFSET + end) };
+        Some((Section { off: end }, p))
+    }
+
+    /// Records `len` bytes written: the section is `span`, the area's end moves past it.
+    #[inline(always)]
+    pub fn commit(self, ev: &mut PendingEvent, span: fn(&mut ActionCommon) -> &mut Span, len: u32) {
+        let c = common(ev);
+        let len = (len as usize).min(VAR_SIZE - self.off);
+        *span(c) = Span {
+            off: self.off as u16,
+            len: len as u16,
+        };
+        c.sections.end = (self.off + len) as u16;
+    }
+}
+
+/// Walks `(vfsmnt, dentry)` into a new section; flags a failed walk.
+#[inline(always)]
+pub fn walk_section(
+    ev: &mut PendingEvent,
+    (vfsmnt, dentry): (*const u8, *const u8),
+    facts_of: fn(&mut ActionCommon) -> &mut FileFacts,
+    span: fn(&mut ActionCommon) -> &mut Span,
+) {
+    let Some((sec, dst)) = Section::start(ev, WALK_MAX) else {
+        return;
+    };
+    let mut facts = *facts_of(common(ev));
+    match vfs::walk(dentry, vfsmnt, dst, &mut facts) {
+        Ok(len) => {
+            if facts.flags & audit_common::event::file_flags::CUT != 0 {
+                count(|c| c.walk_cut += 1);
+            }
+            *facts_of(common(ev)) = facts;
+            sec.commit(ev, span, len);
+        }
+        Err(_) => {
+            ev.header.flags |= flags::KPATH_FAULT;
+            count(|c| c.walk_fault += 1);
+        }
+    }
+}
+
+/// The acting image's executable: its facts always; its path when this process has not had it
+/// announced since its last exec (`EXE_SEEN`).
+#[inline(always)]
+pub fn exe_facts(ev: &mut PendingEvent) {
+    let Ok(file) = vfs::exe_file() else {
+        ev.header.flags |= flags::EXE_FAULT;
+        return;
+    };
+    let mut facts = FileFacts::default();
+    let Ok(path) = vfs::file_facts(file, &mut facts) else {
+        ev.header.flags |= flags::EXE_FAULT;
+        return;
+    };
+    common(ev).exe = facts;
+    let tgid = ev.header.pid;
+    let seen = unsafe { EXE_SEEN.get(&tgid) }.copied();
+    if seen == Some(file as u64) {
+        return;
+    }
+    let _ = EXE_SEEN.insert(&tgid, &(file as u64), 0);
+    walk_section(ev, path, |c| &mut c.exe, |c| &mut c.sections.exe);
+    ev.header.flags |= flags::EXE_PATH;
+}
+
+/// Completes the acting image's facts, then emits (open, connect: the image cannot change during
+/// the syscall; exec reads its caller's image at entry).
+#[inline(always)]
+pub fn emit_with_exe(ev: &mut PendingEvent) {
+    exe_facts(ev);
+    emit(ev);
+}
+
+/// Writes the slot's header and body to the ring buffer, counts it (or its loss), and marks the
+/// slot idle.
 #[inline(always)]
 pub fn emit(ev: &mut PendingEvent) {
     let kind = usize::from(ev.header.kind) & (EventKind::SLOTS - 1);
-    let mut body_len = usize::from(ev.header.body_len);
+    let mut body_len = VAR_OFFSET + usize::from(common(ev).sections.end);
     if body_len > PENDING_BODY_LEN {
         body_len = PENDING_BODY_LEN;
     }
+    ev.header.body_len = body_len as u16;
     let len = HEADER_LEN + body_len;
     let ret = unsafe {
         generated::bpf_ringbuf_output(
@@ -236,4 +357,119 @@ pub fn user_str_continues(src: *const u8, max: u32) -> bool {
         generated::bpf_probe_read_user((&raw mut b).cast(), 1, src.add(max as usize - 1).cast())
     };
     r == 0 && b != 0
+}
+
+/// Reads the requested path at `user` into a new `requested` section. On a fault the flag is
+/// set and nothing is written (an unread path is never an empty one).
+#[inline(always)]
+pub fn requested_path(ev: &mut PendingEvent, user: u64) {
+    use audit_common::event::PATH_MAX;
+    let Some((sec, dst)) = Section::start(ev, PATH_MAX) else {
+        return;
+    };
+    let src = user as *const u8;
+    match read_user_str(dst, PATH_MAX as u32, src) {
+        Ok(n) => {
+            if n as usize == PATH_MAX && user_str_continues(src, PATH_MAX as u32) {
+                ev.header.flags |= flags::PATH_TRUNCATED;
+                count(|c| c.path_truncated += 1);
+            }
+            ev.header.flags &= !flags::PATH_FAULT;
+            sec.commit(ev, |c| &mut c.sections.requested, n);
+        }
+        Err(_) => ev.header.flags |= flags::PATH_FAULT,
+    }
+}
+
+/// At exit: when the requested path could not be read at entry, reads it now (the kernel has
+/// faulted the page in by then); a second failure is counted.
+#[inline(always)]
+pub fn retry_requested(ev: &mut PendingEvent, user: u64) {
+    if ev.header.flags & flags::PATH_FAULT == 0 {
+        return;
+    }
+    requested_path(ev, user);
+    if ev.header.flags & flags::PATH_FAULT == 0 {
+        ev.header.flags |= flags::PATH_AT_EXIT;
+    } else {
+        count(|c| c.path_fault += 1);
+    }
+}
+
+/// The first byte of the requested section (`b'/'` for an absolute path), or 0.
+#[inline(always)]
+pub fn requested_first_byte(ev: &mut PendingEvent) -> u8 {
+    let span = common(ev).sections.requested;
+    if span.len == 0 {
+        return 0;
+    }
+    ev.body
+        .get(VAR_OFFSET + usize::from(span.off))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// For a failed path-based action: the directory the path was to be resolved from, as the
+/// kernel sees it now (cwd or dirfd for a relative path, the task's root for an absolute one,
+/// the dirfd for any path when `in_root` — `openat2`'s `RESOLVE_IN_ROOT`).
+#[inline(always)]
+pub fn base_section(ev: &mut PendingEvent, dirfd: i32, in_root: bool) {
+    const AT_FDCWD: i32 = -100;
+    let first = requested_first_byte(ev);
+    if ev.header.flags & flags::PATH_FAULT != 0 {
+        return;
+    }
+    let dir = if first == b'/' && !in_root {
+        vfs::task_dir(true)
+    } else if dirfd == AT_FDCWD {
+        vfs::task_dir(false)
+    } else {
+        vfs::fd_file(i64::from(dirfd)).and_then(|f| {
+            let mut facts = FileFacts::default();
+            vfs::file_facts(f, &mut facts)
+        })
+    };
+    let Ok(dir) = dir else {
+        ev.header.flags |= flags::KPATH_FAULT;
+        return;
+    };
+    base_walk(ev, dir);
+}
+
+/// Walks a base directory into the `base` section (its facts are not kept).
+#[inline(always)]
+fn base_walk(ev: &mut PendingEvent, dir: (*const u8, *const u8)) {
+    let Some((sec, dst)) = Section::start(ev, WALK_MAX) else {
+        return;
+    };
+    let mut facts = FileFacts::default();
+    match vfs::walk(dir.1, dir.0, dst, &mut facts) {
+        Ok(len) => {
+            sec.commit(ev, |c| &mut c.sections.base, len);
+            ev.header.flags |= flags::BASE_WALKED;
+        }
+        Err(_) => {
+            ev.header.flags |= flags::KPATH_FAULT;
+            count(|c| c.walk_fault += 1);
+        }
+    }
+}
+
+/// For a returned fd: the facts and kernel path of the file behind it.
+#[inline(always)]
+pub fn fd_section(ev: &mut PendingEvent, fd: i64) {
+    let mut facts = FileFacts::default();
+    let Ok(path) = vfs::fd_file(fd).and_then(|f| vfs::file_facts(f, &mut facts)) else {
+        ev.header.flags |= flags::KPATH_FAULT;
+        count(|c| c.walk_fault += 1);
+        return;
+    };
+    common(ev).file = facts;
+    walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
+}
+
+/// The current thread's id.
+#[inline(always)]
+pub fn current_tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
 }

@@ -385,6 +385,16 @@ pub fn pid_of(report: &[Value]) -> i64 {
         .expect("workload report with a pid")
 }
 
+/// The path the kernel names a file by: every symlink resolved (`/bin/true` is
+/// `/usr/bin/true` on merged-/usr systems). Records name what the kernel opened or loaded.
+pub fn real_path(p: &str) -> String {
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
+        .to_str()
+        .expect("utf-8 path")
+        .to_string()
+}
+
 /// A unique scratch directory under /tmp, removed on drop.
 pub struct Scratch(pub PathBuf);
 

@@ -4,7 +4,7 @@
 //! and, on the real kernel, that the daemon runs with exactly the capabilities the DaemonSet and
 //! the unit grant it.
 
-use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use audit_tests::{
     helm::{helm_template, kustomize},
@@ -14,7 +14,7 @@ use audit_tests::{
 
 const K8S_VERSION: &str = "1.30.0";
 /// What the DaemonSet and the systemd unit grant, and nothing more.
-const DAEMON_CAPS: [&str; 3] = ["BPF", "PERFMON", "SYS_PTRACE"];
+const DAEMON_CAPS: [&str; 4] = ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE"];
 
 fn deploy_dir() -> PathBuf {
     workspace_root().join("deploy")
@@ -136,7 +136,7 @@ fn assert_daemonset_is_least_privilege(ds: &Value) {
     let allowed: BTreeSet<String> = DAEMON_CAPS.iter().map(|s| s.to_string()).collect();
     assert_eq!(
         added, allowed,
-        "exactly CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE by default"
+        "exactly CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_PTRACE by default"
     );
 
     let mounts: Vec<(String, bool)> = c["volumeMounts"]
@@ -527,8 +527,8 @@ fn dockerfile_pins_the_toolchain_and_runs_non_root() {
 }
 
 /// The daemon, as the DaemonSet and the unit run it: root, but with the capability bounding set
-/// reduced to CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE and no_new_privs. It must load, attach,
-/// attribute and store as with full root.
+/// reduced to CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_PTRACE and no_new_privs. It must
+/// load, attach, attribute, judge by inode and store as with full root.
 #[test]
 fn daemon_runs_with_only_the_granted_capabilities() {
     require_root();
@@ -536,12 +536,17 @@ fn daemon_runs_with_only_the_granted_capabilities() {
     let dir = Scratch::new("caps");
     let store = dir.path("store");
     let cfg = dir.path("config.toml");
+    let secret = dir.path("secret");
+    std::fs::write(&secret, "s").unwrap();
+    std::fs::hard_link(&secret, dir.path("alias")).unwrap();
     std::fs::write(
         &cfg,
         format!(
-            "[[agents]]\nid = \"caps-agent\"\ncgroup = [\"{}\"]\n\n[export]\nstore = \"file://{}\"\n\
+            "[[agents]]\nid = \"caps-agent\"\ncgroup = [\"{}\"]\n\n\
+             [[protected]]\nname = \"secrets\"\nfiles = [\"{}\"]\n\n[export]\nstore = \"file://{}\"\n\
              spool_dir = \"{}\"\nsegment_max_age_ms = 200\n",
             cg.rel,
+            secret.display(),
             store.display(),
             dir.path("spool").display()
         ),
@@ -573,25 +578,33 @@ fn daemon_runs_with_only_the_granted_capabilities() {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
         .unwrap();
-    // CAP_SYS_PTRACE = 19, CAP_PERFMON = 38, CAP_BPF = 39.
-    assert_eq!(eff, (1 << 19) | (1 << 38) | (1 << 39), "{status}");
+    // CAP_NET_ADMIN = 12, CAP_SYS_PTRACE = 19, CAP_PERFMON = 38, CAP_BPF = 39.
+    assert_eq!(
+        eff,
+        (1 << 12) | (1 << 19) | (1 << 38) | (1 << 39),
+        "{status}"
+    );
 
-    // A relative open, resolved through /proc/<pid>/fd of a process with more capabilities than
-    // the agent: that needs CAP_SYS_PTRACE.
-    let rel_dir = Scratch::new("caps-rel");
-    std::fs::write(rel_dir.path("rel.txt"), "x").unwrap();
-    let rel_dir_str = rel_dir.0.to_str().unwrap().to_string();
-    let report = cg.workload(["openat", &rel_dir_str, "rel.txt", "sleep", "300"]);
+    // A hardlink of a protected file: recognised by its inode, looked up through /proc/1/root
+    // (CAP_SYS_PTRACE); a connect: seen by the cgroup hook (CAP_NET_ADMIN).
+    let alias = dir.path("alias");
+    let report = cg.workload([
+        "open",
+        alias.to_str().unwrap(),
+        "connect4",
+        "127.0.0.1",
+        "9",
+    ]);
     let pid = pid_of(&report);
-    std::thread::sleep(Duration::from_millis(800));
     let _ = agent.stop();
     let records = Trail::dir(&store).records();
-    let open = one(&records, pid, "file.open", "rel.txt");
+    let open = one(&records, pid, "file.open", alias.to_str().unwrap());
     assert_eq!(open["agent"]["id"], "caps-agent");
     assert_eq!(open["result"]["retval"], report[0]["ret"]);
+    assert_eq!(open["protected_by_inode"], json!(["secrets"]), "{open}");
+    let connect = by_pid(&records, pid, "network.connect");
     assert_eq!(
-        open["resource"]["resolved_path"],
-        format!("{rel_dir_str}/rel.txt").as_str(),
-        "resolved through /proc with CAP_SYS_PTRACE: {open}"
+        connect[0]["resource"]["address_source"], "kernel",
+        "{connect:?}"
     );
 }

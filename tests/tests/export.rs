@@ -168,7 +168,7 @@ fn delivers_every_record(t: Target, tag: &str) {
     assert_eq!(m["protected"], json!(["markers"]));
     assert_eq!(m["policy"]["decision"], "review");
     assert!(records.iter().any(|r| r["action"] == "process.exec"
-        && r["resource"]["path"] == "/bin/true"
+        && r["resource"]["path"] == real_path("/bin/true").as_str()
         && r["process"]["pid"] == pid));
     // Hive layout, one agent and one hour per object, objects sorted by first seq.
     let objects = t.trail.objects("v1");

@@ -147,7 +147,9 @@ fn trace_of_a_script_records_exactly_its_tree_and_summarizes_it() {
     assert_eq!(c[0]["result"]["outcome"], "success");
     assert_eq!(c[0]["policy"]["decision"], "review");
     assert_eq!(c[1]["result"]["errno"], "ECONNREFUSED");
-    let t = find("process.exec", &|r| r["resource"]["path"] == "/bin/true");
+    let t = find("process.exec", &|r| {
+        r["resource"]["path"] == real_path("/bin/true").as_str()
+    });
     assert_eq!(t.len(), 1, "the backgrounded child");
     assert_eq!(t[0]["resource"]["argv"], json!(["/bin/true", "child-arg"]));
 
@@ -205,7 +207,8 @@ fn trace_of_a_script_records_exactly_its_tree_and_summarizes_it() {
     assert!(summary.contains("ECONNREFUSED 1"), "{summary}");
     assert!(summary.contains("network destinations: 2"), "{summary}");
     assert!(
-        summary.contains("  /bin/true") && summary.contains(&format!("  {}", script.display())),
+        summary.contains(&format!("  {}", real_path("/bin/true")))
+            && summary.contains(&format!("  {}", script.display())),
         "{summary}"
     );
     // The cgroup is gone afterwards.
@@ -228,7 +231,10 @@ fn trace_of_a_command_that_exits_immediately_still_captures_its_exec_and_opens()
     assert!(o.status.success(), "{}", stderr(&o));
     let records = read_records(&out_file);
     assert_eq!(records[0]["action"], "process.exec");
-    assert_eq!(records[0]["resource"]["path"], "/bin/true");
+    assert_eq!(
+        records[0]["resource"]["path"],
+        real_path("/bin/true").as_str()
+    );
     assert_eq!(records[0]["agent"]["id"], "trace:true");
     let opens = records
         .iter()

@@ -48,8 +48,16 @@ struct Member {
 struct Type {
     name_off: u32,
     kind: u32,
+    /// The referenced type of typedefs, qualifiers and pointers (the `size_or_type` field).
+    ref_type: u32,
     members: Vec<Member>,
 }
+
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_TYPE_TAG: u32 = 18;
 
 /// Parsed kernel BTF (types with members only; enough for offsets).
 pub(crate) struct Btf {
@@ -104,6 +112,7 @@ impl Btf {
         let mut types = vec![Type {
             name_off: 0,
             kind: 0,
+            ref_type: 0,
             members: Vec::new(),
         }];
         let mut p = start;
@@ -113,6 +122,7 @@ impl Btf {
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
             let kind_flag = info >> 31 == 1;
+            let ref_type = u32_at(p + 8)?;
             p += 12;
             let mut members = Vec::new();
             match kind {
@@ -142,6 +152,7 @@ impl Btf {
             types.push(Type {
                 name_off,
                 kind,
+                ref_type,
                 members,
             });
         }
@@ -154,29 +165,56 @@ impl Btf {
     }
 
     /// Byte offset of `member` in `struct name`, looking through anonymous struct/union members.
+    /// `member` may be a dotted path through named members (`__sk_common.skc_family`).
     pub(crate) fn member_offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
-        let ty = self
+        let no_member = || BtfError::NoMember(name.into(), member.into());
+        let mut ty = self
             .types
             .iter()
             .find(|t| t.kind == KIND_STRUCT && self.name(t.name_off) == name.as_bytes())
             .ok_or_else(|| BtfError::NoStruct(name.into()))?;
-        self.find_member(ty, member.as_bytes(), 0)
-            .map(|bits| bits / 8)
-            .ok_or_else(|| BtfError::NoMember(name.into(), member.into()))
+        let mut bits = 0;
+        let mut parts = member.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let (off, type_id) = self
+                .find_member(ty, part.as_bytes(), 0)
+                .ok_or_else(no_member)?;
+            bits += off;
+            if parts.peek().is_some() {
+                ty = self.resolve(type_id).ok_or_else(no_member)?;
+            }
+        }
+        Ok(bits / 8)
     }
 
-    fn find_member(&self, ty: &Type, member: &[u8], base_bits: u32) -> Option<u32> {
+    /// The struct or union a type id names, through typedefs and qualifiers.
+    fn resolve(&self, mut id: u32) -> Option<&Type> {
+        for _ in 0..16 {
+            let t = self.types.get(id as usize)?;
+            match t.kind {
+                KIND_STRUCT | KIND_UNION => return Some(t),
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = t.ref_type
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// (bit offset, type id) of a member, looking through anonymous members.
+    fn find_member(&self, ty: &Type, member: &[u8], base_bits: u32) -> Option<(u32, u32)> {
         for m in &ty.members {
             let name = self.name(m.name_off);
             if name == member {
-                return Some(base_bits + m.bit_offset);
+                return Some((base_bits + m.bit_offset, m.type_id));
             }
             if name.is_empty() {
                 let inner = self.types.get(m.type_id as usize)?;
                 if matches!(inner.kind, KIND_STRUCT | KIND_UNION)
-                    && let Some(off) = self.find_member(inner, member, base_bits + m.bit_offset)
+                    && let Some(found) = self.find_member(inner, member, base_bits + m.bit_offset)
                 {
-                    return Some(off);
+                    return Some(found);
                 }
             }
         }
@@ -272,9 +310,18 @@ mod tests {
     }
 
     #[test]
-    fn running_kernel_has_task_struct_offsets() {
+    fn running_kernel_has_the_offsets_the_programs_use() {
         let btf = Btf::from_sys_fs().unwrap();
         assert!(btf.member_offset("task_struct", "tgid").unwrap() > 0);
         assert!(btf.member_offset("task_struct", "real_parent").unwrap() > 0);
+        // Through a named member, and through anonymous unions.
+        let family = btf.member_offset("sock", "__sk_common.skc_family").unwrap();
+        assert_eq!(
+            family,
+            btf.member_offset("sock_common", "skc_family").unwrap()
+        );
+        assert!(btf.member_offset("dentry", "d_name").unwrap() > 0);
+        assert_eq!(btf.member_offset("qstr", "name").unwrap(), 8);
+        assert!(btf.member_offset("inode", "__i_nlink").unwrap() > 0);
     }
 }

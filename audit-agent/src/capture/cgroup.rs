@@ -79,7 +79,6 @@ impl Cgroup2 {
         found
     }
 
-    #[cfg(test)]
     pub(crate) fn mount(&self) -> &std::path::Path {
         &self.mount
     }

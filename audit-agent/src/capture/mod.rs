@@ -23,7 +23,7 @@ use audit_common::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
 };
 use tokio::io::unix::AsyncFd;
 
@@ -36,30 +36,15 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Empty programs on the same hooks: the benchmark floor (`audit-agent bench-floor`).
 static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floor"));
 
-/// Loads and attaches the floor programs; they stay attached while the returned value lives.
-pub(crate) fn attach_floor() -> anyhow::Result<Ebpf> {
+/// Loads and attaches the floor programs (empty programs on every hook the real ones use); they
+/// stay attached while the returned value lives.
+pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<Ebpf> {
     preflight::check_privileges()?;
     let tracefs = TraceFs::find_or_mount()?;
     let mut ebpf = EbpfLoader::new()
         .load(FLOOR_OBJECT)
         .context("loading the floor programs")?;
-    for &(prog, category, name, _) in TRACEPOINTS {
-        if !tracefs.has(category, name) {
-            continue;
-        }
-        let p: &mut TracePoint = ebpf
-            .program_mut(prog)
-            .ok_or_else(|| anyhow!("floor program {prog} missing"))?
-            .try_into()?;
-        p.load()?;
-        p.attach(category, name)?;
-    }
-    let fork: &mut RawTracePoint = ebpf
-        .program_mut("sched_process_fork")
-        .ok_or_else(|| anyhow!("floor program sched_process_fork missing"))?
-        .try_into()?;
-    fork.load()?;
-    fork.attach("sched_process_fork")?;
+    attach_all(&mut ebpf, &tracefs, cgroup_root)?;
     Ok(ebpf)
 }
 
@@ -85,9 +70,18 @@ const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sys_exit_creat", "syscalls", "sys_exit_creat", false),
     ("sys_enter_connect", "syscalls", "sys_enter_connect", true),
     ("sys_exit_connect", "syscalls", "sys_exit_connect", true),
-    ("sched_process_exec", "sched", "sched_process_exec", true),
     ("sched_process_exit", "sched", "sched_process_exit", true),
+    // Without it a non-blocking connect's outcome stays unknown (said in the record).
+    ("inet_sock_set_state", "sock", "inet_sock_set_state", false),
 ];
+
+/// Raw tracepoints: they hand the programs the kernel objects (the child task, the
+/// `linux_binprm`).
+const RAW_TRACEPOINTS: &[&str] = &["sched_process_fork", "sched_process_exec"];
+
+/// cgroup `sock_addr` programs, attached to the root of the cgroup v2 hierarchy: they see the
+/// kernel's copy of every IP destination.
+const SOCK_ADDR: &[&str] = &["connect4", "connect6"];
 
 /// Settings of the kernel side.
 #[derive(Debug, Clone)]
@@ -96,15 +90,8 @@ pub(crate) struct CaptureOptions {
     pub(crate) ring_buffer_bytes: u32,
     /// Most threads with a pending slot at once.
     pub(crate) max_pending_threads: u32,
-}
-
-impl Default for CaptureOptions {
-    fn default() -> Self {
-        Self {
-            ring_buffer_bytes: 8 * 1024 * 1024,
-            max_pending_threads: 16384,
-        }
-    }
+    /// The root of the cgroup v2 hierarchy (where the `sock_addr` programs attach).
+    pub(crate) cgroup_root: std::path::PathBuf,
 }
 
 /// What to watch, in kernel terms.
@@ -139,6 +126,7 @@ impl Capture {
     /// Checks requirements, loads and attaches the programs. Nothing is reported until
     /// [`Capture::set_watch`] is called.
     pub(crate) fn start(opts: &CaptureOptions) -> anyhow::Result<Self> {
+        let cgroup_root = opts.cgroup_root.as_path();
         if EBPF_OBJECT.is_empty() {
             bail!(
                 "this audit-agent binary was built without its eBPF programs (AYA_BUILD_SKIP was \
@@ -162,7 +150,7 @@ impl Capture {
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel failed")?;
 
-        let missing = attach_all(&mut ebpf, &tracefs)?;
+        let missing = attach_all(&mut ebpf, &tracefs, cgroup_root)?;
 
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
@@ -306,8 +294,7 @@ impl Capture {
             };
             let mut h = slot.header;
             h.flags |= audit_common::event::flags::INCOMPLETE;
-            let len = usize::from(h.body_len).min(slot.body.len());
-            if let Ok(ev) = decode::decode_parts(&h, kind, &slot.body[..len]) {
+            if let Ok(ev) = decode::decode_parts(&h, kind, &slot.body) {
                 out.push(ev);
             }
         }
@@ -316,7 +303,11 @@ impl Capture {
 }
 
 /// Loads and attaches every program; returns the optional tracepoints this kernel lacks.
-fn attach_all(ebpf: &mut Ebpf, tracefs: &TraceFs) -> anyhow::Result<Vec<String>> {
+fn attach_all(
+    ebpf: &mut Ebpf,
+    tracefs: &TraceFs,
+    cgroup_root: &std::path::Path,
+) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
     for &(prog, category, name, required) in TRACEPOINTS {
         if !tracefs.has(category, name) {
@@ -329,24 +320,40 @@ fn attach_all(ebpf: &mut Ebpf, tracefs: &TraceFs) -> anyhow::Result<Vec<String>>
             missing.push(format!("{category}:{name}"));
             continue;
         }
-        let p: &mut TracePoint = ebpf
-            .program_mut(prog)
-            .ok_or_else(|| anyhow!("program {prog} is missing from the eBPF object"))?
-            .try_into()?;
+        let p: &mut TracePoint = program(ebpf, prog)?.try_into()?;
         p.load()
             .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
         p.attach(category, name)
             .with_context(|| format!("attaching {prog} to {category}:{name} failed"))?;
     }
-    let fork: &mut RawTracePoint = ebpf
-        .program_mut("sched_process_fork")
-        .ok_or_else(|| anyhow!("program sched_process_fork is missing from the eBPF object"))?
-        .try_into()?;
-    fork.load()
-        .context("the kernel verifier rejected program sched_process_fork")?;
-    fork.attach("sched_process_fork")
-        .context("attaching to raw tracepoint sched_process_fork failed")?;
+    for &name in RAW_TRACEPOINTS {
+        let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
+        p.load()
+            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+        p.attach(name)
+            .with_context(|| format!("attaching to raw tracepoint {name} failed"))?;
+    }
+    let root = std::fs::File::open(cgroup_root)
+        .with_context(|| format!("cannot open the cgroup v2 root {}", cgroup_root.display()))?;
+    for &name in SOCK_ADDR {
+        let p: &mut CgroupSockAddr = program(ebpf, name)?.try_into()?;
+        p.load()
+            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+        // A BPF link (every kernel with ring buffers) coexists with other programs on the cgroup
+        // whatever the mode, and the kernel rejects mode flags on link creation: `Single`.
+        p.attach(&root, CgroupAttachMode::Single).with_context(|| {
+            format!(
+                "attaching {name} to the cgroup v2 root {} failed (needs CONFIG_CGROUP_BPF)",
+                cgroup_root.display()
+            )
+        })?;
+    }
     Ok(missing)
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} is missing from the eBPF object"))
 }
 
 /// Decodes up to `max` records. Returns (decoded, undecodable, ring now empty).
@@ -372,9 +379,15 @@ fn drain(
     (n, bad, false)
 }
 
-/// Reads tracepoint argument offsets from tracefs and `task_struct` offsets from BTF.
+/// Reads tracepoint argument offsets from tracefs and kernel struct offsets from BTF.
 pub(crate) fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Offsets> {
     let mut o = Offsets::UNSET;
+    tracepoint_offsets(tracefs, &mut o)?;
+    struct_offsets(btf, &mut o)?;
+    Ok(o)
+}
+
+fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> {
     let sc = "syscalls";
     let f = tracefs.format(sc, "sys_enter_execve")?;
     o.execve_filename = f.offset("filename")?;
@@ -421,23 +434,71 @@ pub(crate) fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Off
         }
     }
     o.sys_exit_ret = ret;
-    let f = tracefs.format("sched", "sched_process_exec")?;
-    o.sched_exec_filename = f.offset("filename")?;
-    o.sched_exec_pid = f.offset("pid")?;
-    o.sched_exec_old_pid = f.offset("old_pid")?;
-    let f = tracefs.format("sched", "sched_process_fork")?;
-    o.sched_fork_parent_pid = f.offset("parent_pid")?;
-    o.sched_fork_child_pid = f.offset("child_pid")?;
     let f = tracefs.format("sched", "sched_process_exit")?;
     o.sched_exit_pid = f.offset("pid")?;
     o.sched_exit_group_dead = f.optional("group_dead").unwrap_or(ABSENT);
+    if tracefs.has("sock", "inet_sock_set_state") {
+        let f = tracefs.format("sock", "inet_sock_set_state")?;
+        o.sock_state_skaddr = f.offset("skaddr")?;
+        o.sock_state_oldstate = f.offset("oldstate")?;
+        o.sock_state_newstate = f.offset("newstate")?;
+        o.sock_state_protocol = f.offset("protocol")?;
+    }
+    Ok(())
+}
 
-    let member = |m: &str| -> anyhow::Result<u16> {
-        let off = btf.member_offset("task_struct", m)?;
-        u16::try_from(off).map_err(|_| anyhow!("task_struct.{m} at offset {off} is beyond 64 KiB"))
+/// Kernel struct member offsets (from BTF), each checked to fit the programs' u16 fields.
+fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
+    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
+        let off = btf.member_offset(st, member)?;
+        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
     };
-    o.task_real_parent = member("real_parent")?;
-    o.task_tgid = member("tgid")?;
-    o.task_pid = member("pid")?;
-    Ok(o)
+    o.task_real_parent = m("task_struct", "real_parent")?;
+    o.task_tgid = m("task_struct", "tgid")?;
+    o.task_pid = m("task_struct", "pid")?;
+    o.task_files = m("task_struct", "files")?;
+    o.task_fs = m("task_struct", "fs")?;
+    o.task_mm = m("task_struct", "mm")?;
+    o.files_fdt = m("files_struct", "fdt")?;
+    o.fdt_fd = m("fdtable", "fd")?;
+    o.fdt_max_fds = m("fdtable", "max_fds")?;
+    o.fs_root = m("fs_struct", "root")?;
+    o.fs_pwd = m("fs_struct", "pwd")?;
+    o.path_mnt = m("path", "mnt")?;
+    o.path_dentry = m("path", "dentry")?;
+    o.file_path = m("file", "f_path")?;
+    o.file_inode = m("file", "f_inode")?;
+    o.file_flags = m("file", "f_flags")?;
+    o.file_private_data = m("file", "private_data")?;
+    o.dentry_parent = m("dentry", "d_parent")?;
+    o.dentry_name = m("dentry", "d_name")?;
+    o.dentry_inode = m("dentry", "d_inode")?;
+    o.qstr_name = m("qstr", "name")?;
+    o.inode_ino = m("inode", "i_ino")?;
+    o.inode_sb = m("inode", "i_sb")?;
+    o.inode_mode = m("inode", "i_mode")?;
+    o.inode_nlink = m("inode", "__i_nlink")?;
+    o.sb_dev = m("super_block", "s_dev")?;
+    o.vfsmount_root = m("vfsmount", "mnt_root")?;
+    o.mount_mnt = m("mount", "mnt")?;
+    o.mount_parent = m("mount", "mnt_parent")?;
+    o.mount_mountpoint = m("mount", "mnt_mountpoint")?;
+    o.mount_id = m("mount", "mnt_id")?;
+    o.mount_ns = m("mount", "mnt_ns")?;
+    o.mnt_ns_inum = m("mnt_namespace", "ns.inum")?;
+    o.mm_exe_file = m("mm_struct", "exe_file")?;
+    o.mm_arg_start = m("mm_struct", "arg_start")?;
+    o.mm_arg_end = m("mm_struct", "arg_end")?;
+    o.bprm_file = m("linux_binprm", "file")?;
+    o.bprm_filename = m("linux_binprm", "filename")?;
+    o.bprm_interp = m("linux_binprm", "interp")?;
+    o.socket_sk = m("socket", "sk")?;
+    o.sock_family = m("sock", "__sk_common.skc_family")?;
+    o.sock_err = m("sock", "sk_err")?;
+    o.unix_path = m("unix_sock", "path")?;
+    o.unix_peer = m("unix_sock", "peer")?;
+    o.unix_addr = m("unix_sock", "addr")?;
+    o.unix_address_len = m("unix_address", "len")?;
+    o.unix_address_name = m("unix_address", "name")?;
+    Ok(())
 }

@@ -15,7 +15,7 @@ use crate::{
         k8s::{self, PodCache},
     },
     pipeline::{DynamicGlobs, Pipeline, PipelineBuilder, Sequencer, WatchRefresher, stream_id},
-    policy::{PolicyStage, SharedPolicy},
+    policy::{PolicyStage, SharedPolicy, inode},
     settings::{MetricsSettings, Settings, check_ring_size},
     sink::Sink,
     telemetry::{PipelineMetrics, Telemetry, serve},
@@ -73,7 +73,8 @@ fn start_capture(
     check_ring_size(ring_buffer_bytes).map_err(|e| anyhow::anyhow!("ring buffer size {e}"))?;
     let mut capture = Capture::start(&CaptureOptions {
         ring_buffer_bytes,
-        ..Default::default()
+        max_pending_threads: 16384,
+        cgroup_root: cgroup2.mount().to_path_buf(),
     })?;
     for tp in &capture.missing {
         tracing::warn!(tracepoint = %tp, "tracepoint not available on this kernel; not captured");
@@ -154,12 +155,8 @@ pub(crate) async fn assemble(
         let pid = std::process::id().to_string();
         Sequencer::new(stream_id(&[&host.name, &host.boot_id, &start, &pid]), 1)
     });
-    let mut b = Pipeline::builder(
-        source_capture,
-        Enricher::new(&host, cgroup2.clone()),
-        sink,
-        seq,
-    );
+    let enricher = Enricher::new(&host, cgroup2.clone(), capture.connect_outcome_wait);
+    let mut b = Pipeline::builder(source_capture, enricher, sink, seq);
     let telemetry = start_metrics(metrics.as_ref(), &version, &source).await?;
     if let Some(t) = &telemetry {
         b = b.observer(Box::new(PipelineMetrics::register(t)));
@@ -205,7 +202,7 @@ fn finish(
     refresher: WatchRefresher,
 ) -> anyhow::Result<Pipeline<Capture>> {
     b.stage(identity)
-        .stage(PolicyStage::new(policy))
+        .stage(PolicyStage::new(policy, inode::Refreshing::host_root()))
         .refresher(refresher)
         .build()
 }

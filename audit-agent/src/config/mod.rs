@@ -141,6 +141,13 @@ pub(crate) struct CaptureConf {
     /// How often cgroup globs are re-matched against the hierarchy, in milliseconds.
     #[serde(default = "default_rescan")]
     pub(crate) cgroup_rescan_ms: u64,
+    /// How long the record of a non-blocking connect waits for its outcome, in milliseconds.
+    #[serde(default = "default_connect_wait")]
+    pub(crate) connect_outcome_wait_ms: u64,
+}
+
+fn default_connect_wait() -> u64 {
+    10_000
 }
 
 fn default_ring() -> Spanned<u32> {
@@ -156,6 +163,7 @@ impl Default for CaptureConf {
         Self {
             ring_buffer_bytes: default_ring(),
             cgroup_rescan_ms: default_rescan(),
+            connect_outcome_wait_ms: default_connect_wait(),
         }
     }
 }

@@ -1,29 +1,33 @@
 //! Enrich: the transform stage that turns a decoded kernel event into a typed [`Event`]:
-//! wall-clock time, host, process image (exe, exec ids), cgroup path, and the absolute path of
-//! relative opens/execs.
+//! wall-clock time, host, process image (exe, exec ids), cgroup path, and the resource with its
+//! provenance (`resource.rs`). Non-blocking connects are held until the kernel reports their
+//! outcome (`connect.rs`).
 //!
 //! Lifecycle events (fork, exit) only update the process table and produce no event.
 
+mod connect;
 pub(crate) mod host;
 mod process;
+mod resource;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use audit_common::event::flags;
 
-use self::{host::HostInfo, process::ProcessTable};
+use self::{
+    connect::ConnectTracker,
+    host::HostInfo,
+    process::{ProcessTable, exe_key},
+    resource::kernel_file,
+};
 use crate::{
     capture::cgroup::{Cgroup2, CgroupPaths},
-    decode::{Body as KernelBody, KernelEvent},
+    decode::{Body as KernelBody, Exe, KernelEvent},
     event::{
-        Action, Activity, Body, Detail, Event, Field, FileRef, Host, Outcome, Process, Resource,
-        Subject, Target,
+        Action, Activity, Body, Detail, Event, Field, Host, Outcome, Process, Subject, Target,
     },
-    linux::SockAddr,
     time::BootClock,
 };
-
-const AT_FDCWD: i32 = -100;
 
 pub(crate) struct Enricher {
     host: Arc<Host>,
@@ -32,10 +36,12 @@ pub(crate) struct Enricher {
     clock: BootClock,
     cgroups: CgroupPaths,
     procs: ProcessTable,
+    connects: ConnectTracker,
 }
 
 impl Enricher {
-    pub(crate) fn new(host: &HostInfo, cgroup2: Cgroup2) -> Self {
+    /// `connect_wait`: how long an in-progress connect is held for its outcome.
+    pub(crate) fn new(host: &HostInfo, cgroup2: Cgroup2, connect_wait: Duration) -> Self {
         Self {
             host: Arc::new(Host {
                 name: host.name.clone(),
@@ -45,6 +51,7 @@ impl Enricher {
             clock: BootClock::new(),
             cgroups: CgroupPaths::new(cgroup2),
             procs: ProcessTable::new(host.boot_short()),
+            connects: ConnectTracker::new(connect_wait),
         }
     }
 
@@ -57,12 +64,16 @@ impl Enricher {
         &self.host
     }
 
-    /// Turns an event into a typed one; lifecycle events update state and return `None`.
+    /// Held connects that completed or waited long enough (all of them when `flush`).
+    pub(crate) fn ready(&mut self, flush: bool) -> Vec<Event> {
+        self.connects.ready(flush)
+    }
+
+    /// Turns an event into a typed one; lifecycle events and connect outcomes update state and
+    /// return `None`, as does an in-progress connect (held until its outcome).
     pub(crate) fn enrich(&mut self, ev: KernelEvent) -> Option<Event> {
         let t = &ev.task;
-        // The acting image: for an exec, the one that called it (the exec below replaces it).
-        let img = self.procs.get(t.pid).clone();
-        let (action, syscall, resource) = match &ev.body {
+        let action = match &ev.body {
             KernelBody::Fork { child_pid } => {
                 self.procs.on_fork(t.pid, *child_pid, t.ktime_ns);
                 return None;
@@ -71,10 +82,35 @@ impl Enricher {
                 self.procs.on_exit(t.pid);
                 return None;
             }
-            KernelBody::Exec { syscall, .. } => (Action::Exec, syscall.name(), self.exec(&ev)),
-            KernelBody::Open { syscall, .. } => (Action::Open, syscall.name(), open(&ev)),
-            KernelBody::Connect { addr, .. } => (Action::Connect, "connect", connect(addr)),
+            KernelBody::ConnectOutcome(o) => {
+                self.connects.outcome((t.tid, t.ktime_ns), *o);
+                return None;
+            }
+            KernelBody::Exec { .. } => Action::Exec,
+            KernelBody::Open { .. } => Action::Open,
+            KernelBody::Connect { .. } => Action::Connect,
         };
+        let event = self.activity(&ev, action)?;
+        if action == Action::Connect && ev.has_flag(flags::CONNECT_ASYNC) && ev.retval == -115 {
+            self.connects.hold((t.tid, t.ktime_ns), event, t.ktime_ns);
+            return None;
+        }
+        Some(event)
+    }
+
+    fn activity(&mut self, ev: &KernelEvent, action: Action) -> Option<Event> {
+        let t = &ev.task;
+        let mut resource = resource::resource(ev)?;
+        let (process, exe_unknown) = self.process(ev);
+        if exe_unknown {
+            resource.unreadable.push(Field::Exe);
+        }
+        if matches!(resource.detail, Detail::Exec { .. }) {
+            let id = self.on_exec(ev, &resource.target, &resource.detail);
+            if let Detail::Exec { new_exec_id, .. } = &mut resource.detail {
+                *new_exec_id = id;
+            }
+        }
         let outcome = if ev.has_flag(flags::INCOMPLETE) {
             Outcome::Unknown
         } else {
@@ -82,16 +118,8 @@ impl Enricher {
         };
         let activity = Activity {
             action,
-            syscall,
-            process: Process {
-                pid: t.pid,
-                tid: t.tid,
-                ppid: t.ppid,
-                comm: t.comm.clone(),
-                exe: img.exe,
-                exec_id: Some(img.exec_id),
-                parent_exec_id: img.parent_exec_id,
-            },
+            syscall: syscall_name(&ev.body),
+            process,
             subject: Subject {
                 uid: t.uid,
                 gid: t.gid,
@@ -104,6 +132,7 @@ impl Enricher {
             resource,
             outcome,
             protected: Vec::new(),
+            protected_by_inode: Vec::new(),
             verdict: None,
         };
         Some(Event {
@@ -115,138 +144,81 @@ impl Enricher {
         })
     }
 
-    /// An exec's resource; a successful exec also starts a new image in the process table.
-    fn exec(&mut self, ev: &KernelEvent) -> Resource {
-        let KernelBody::Exec {
-            dirfd, argv, path, ..
-        } = &ev.body
-        else {
-            unreachable!("called for exec events only")
-        };
-        let file = FileRef {
-            resolved: resolve(ev.task.pid, *dirfd, path),
-            requested: path.clone(),
-        };
-        let new_exec_id = (ev.retval == 0 && !ev.has_flag(flags::INCOMPLETE)).then(|| {
-            let exe = Arc::from(file.path());
-            self.procs.on_exec(ev.task.pid, Some(exe), ev.task.ktime_ns)
-        });
-        Resource {
-            target: Target::File(file),
-            detail: Detail::Exec {
-                argv: argv.clone(),
-                dirfd: (*dirfd != AT_FDCWD).then_some(*dirfd),
-                new_exec_id,
-            },
-            truncated: truncated(ev),
+    /// The acting process, with its executable as the kernel named it; `true` when the kernel
+    /// read an executable this agent cannot name.
+    fn process(&mut self, ev: &KernelEvent) -> (Process, bool) {
+        let t = &ev.task;
+        let exe = exe_of(&ev.body);
+        if let (Some(p), Some(id)) = (&exe.path, exe.facts.as_ref()) {
+            let f = kernel_file(p);
+            let key =
+                f.id.as_ref()
+                    .map_or((id.dev >> 20, id.dev & 0xf_ffff, id.ino), exe_key);
+            self.procs.announce(t.pid, key, Arc::from(f.path));
         }
+        let img = self.procs.get(t.pid).clone();
+        let by_id = exe
+            .facts
+            .map(|f| (f.dev >> 20, f.dev & 0xf_ffff, f.ino))
+            .and_then(|k| self.procs.exe(k));
+        // The record's own executable identity decides; the image's path is the fallback for
+        // records that carry none (a thread dying inside a syscall).
+        let exe_path = by_id.or_else(|| exe.facts.is_none().then(|| img.exe.clone()).flatten());
+        let unknown = exe.facts.is_some() && exe_path.is_none();
+        let process = Process {
+            pid: t.pid,
+            tid: t.tid,
+            ppid: t.ppid,
+            comm: t.comm.clone(),
+            exe: exe_path,
+            exec_id: Some(img.exec_id),
+            parent_exec_id: img.parent_exec_id,
+        };
+        (process, unknown)
     }
-}
 
-fn truncated(ev: &KernelEvent) -> Vec<Field> {
-    let mut t = Vec::new();
-    if ev.has_flag(flags::PATH_TRUNCATED) {
-        t.push(Field::Path);
-    }
-    if ev.has_flag(flags::ARGV_TRUNCATED) {
-        t.push(Field::Argv);
-    }
-    t
-}
-
-fn open(ev: &KernelEvent) -> Resource {
-    let KernelBody::Open {
-        dirfd,
-        flags,
-        mode,
-        path,
-        ..
-    } = &ev.body
-    else {
-        unreachable!("called for open events only")
-    };
-    Resource {
-        target: Target::File(FileRef {
-            resolved: resolve(ev.task.pid, *dirfd, path),
-            requested: path.clone(),
-        }),
-        detail: Detail::Open {
-            flags: *flags,
-            mode: *mode,
-            dirfd: (*dirfd != AT_FDCWD).then_some(*dirfd),
-        },
-        truncated: truncated(ev),
-    }
-}
-
-fn connect(addr: &SockAddr) -> Resource {
-    let target = match addr {
-        SockAddr::Inet(ip, port) => Target::Inet((*ip).into(), *port),
-        SockAddr::Inet6(ip, port) => Target::Inet((*ip).into(), *port),
-        SockAddr::Unix(path) => Target::Unix(path.clone()),
-        SockAddr::Unspec => Target::OtherAddress { family: 0 },
-        SockAddr::Other(f) | SockAddr::Malformed(f) => Target::OtherAddress { family: *f },
-    };
-    Resource {
-        target,
-        detail: Detail::Connect,
-        truncated: Vec::new(),
-    }
-}
-
-/// Absolute form of a relative `path`, resolved against the directory it was relative to (the
-/// process's cwd for `AT_FDCWD`, else `dirfd`), read from /proc at enrichment time. `None` when
-/// the path is already absolute or the process is gone.
-fn resolve(pid: u32, dirfd: i32, path: &[u8]) -> Option<Vec<u8>> {
-    // Absolute paths need nothing; an empty path names no file (ENOENT, or the dirfd itself with
-    // AT_EMPTY_PATH, which `dirfd` already records).
-    if path.is_empty() || path.first() == Some(&b'/') {
-        return None;
-    }
-    let base = if dirfd == AT_FDCWD {
-        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?
-    } else {
-        std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok()?
-    };
-    let base = base.as_os_str().as_encoded_bytes();
-    if base.first() != Some(&b'/') {
-        return None; // e.g. "anon_inode:[...]": not a directory path
-    }
-    Some(join_lexically(base, path))
-}
-
-/// Joins and normalizes `.` and `..` without touching the filesystem.
-fn join_lexically(base: &[u8], rel: &[u8]) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for c in base.split(|&b| b == b'/').chain(rel.split(|&b| b == b'/')) {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
+    /// A successful exec starts a new image: its executable is the file the kernel loaded.
+    fn on_exec(&mut self, ev: &KernelEvent, target: &Target, detail: &Detail) -> Option<Arc<str>> {
+        if ev.retval != 0 || ev.has_flag(flags::INCOMPLETE) {
+            return None;
         }
+        let loaded = match (target, detail) {
+            (
+                _,
+                Detail::Exec {
+                    interpreter: Some(i),
+                    ..
+                },
+            ) => i.loaded.clone(),
+            (Target::File(f), _) => f.object.clone(),
+            _ => None,
+        };
+        let exe = loaded
+            .as_ref()
+            .map(|k| Arc::<[u8]>::from(k.path.as_slice()));
+        if let (Some(k), Some(id)) = (&loaded, loaded.as_ref().and_then(|k| k.id)) {
+            self.procs
+                .announce(ev.task.pid, exe_key(&id), Arc::from(k.path.as_slice()));
+        }
+        Some(self.procs.on_exec(ev.task.pid, exe, ev.task.ktime_ns))
     }
-    let mut out = Vec::new();
-    for p in parts {
-        out.push(b'/');
-        out.extend_from_slice(p);
+}
+
+fn exe_of(b: &KernelBody) -> Exe {
+    match b {
+        KernelBody::Exec { sections, .. }
+        | KernelBody::Open { sections, .. }
+        | KernelBody::Connect { sections, .. } => sections.exe.clone(),
+        _ => Exe::default(),
     }
-    if out.is_empty() {
-        out.push(b'/');
+}
+
+fn syscall_name(b: &KernelBody) -> &'static str {
+    match b {
+        KernelBody::Exec { syscall, .. } | KernelBody::Open { syscall, .. } => syscall.name(),
+        _ => "connect",
     }
-    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths_join_lexically() {
-        assert_eq!(join_lexically(b"/home/a", b"x/./y"), b"/home/a/x/y");
-        assert_eq!(join_lexically(b"/home/a", b"../b"), b"/home/b");
-        assert_eq!(join_lexically(b"/", b"../../etc"), b"/etc");
-        assert_eq!(join_lexically(b"/tmp", b""), b"/tmp");
-    }
-}
+mod tests;

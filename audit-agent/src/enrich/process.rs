@@ -1,9 +1,24 @@
 //! The process table: what each watched process is running and where it came from, maintained
 //! from the kernel's own fork/exec/exit records (not by re-reading /proc, which races with
-//! short-lived processes). /proc is only consulted once for processes that existed before the
-//! agent started watching them.
+//! short-lived processes). Executables come from the kernel too: an exec record names the file
+//! it loaded, and the first record of an image the agent has not seen announces `mm->exe_file`
+//! (`EXE_SEEN` in audit-ebpf); every record carries its executable's device and inode, checked
+//! against what was announced. /proc is only read for the start time of processes that existed
+//! before the agent saw them (their exec id).
 
 use std::{collections::HashMap, sync::Arc};
+
+use crate::event::FileId;
+
+/// An executable's identity: (device major, device minor, inode).
+pub(crate) type ExeKey = (u32, u32, u64);
+
+pub(crate) fn exe_key(id: &FileId) -> ExeKey {
+    (id.dev_major, id.dev_minor, id.ino)
+}
+
+/// Most executable paths remembered by identity.
+const MAX_EXES: usize = 16_384;
 
 /// Most processes tracked at once; beyond this, entries of processes that no longer exist are
 /// pruned.
@@ -12,7 +27,7 @@ const MAX_PROCESSES: usize = 65_536;
 /// One process image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Image {
-    /// Executable path bytes, if known.
+    /// Executable path (the kernel's), if known.
     pub(crate) exe: Option<Arc<[u8]>>,
     pub(crate) exec_id: Arc<str>,
     pub(crate) parent_exec_id: Option<Arc<str>>,
@@ -22,6 +37,8 @@ pub(crate) struct Image {
 pub(crate) struct ProcessTable {
     boot: String,
     images: HashMap<u32, Image>,
+    /// Executable paths by identity, from exec records and announcements.
+    exes: HashMap<ExeKey, Arc<[u8]>>,
     clock_ticks: u64,
 }
 
@@ -33,6 +50,7 @@ impl ProcessTable {
         Self {
             boot: boot_short,
             images: HashMap::new(),
+            exes: HashMap::new(),
             clock_ticks: u64::try_from(ticks).unwrap_or(100).max(1),
         }
     }
@@ -77,6 +95,23 @@ impl ProcessTable {
         exec_id
     }
 
+    /// The kernel named the executable with identity `key`: remember it, and for `pid`.
+    pub(crate) fn announce(&mut self, pid: u32, key: ExeKey, path: Arc<[u8]>) {
+        if self.exes.len() >= MAX_EXES {
+            self.exes.clear();
+        }
+        self.exes.insert(key, Arc::clone(&path));
+        let _ = self.get(pid);
+        if let Some(img) = self.images.get_mut(&pid) {
+            img.exe = Some(path);
+        }
+    }
+
+    /// The path of the executable with identity `key`, as the kernel last named it.
+    pub(crate) fn exe(&self, key: ExeKey) -> Option<Arc<[u8]>> {
+        self.exes.get(&key).cloned()
+    }
+
     pub(crate) fn on_exit(&mut self, pid: u32) {
         self.images.remove(&pid);
     }
@@ -95,9 +130,6 @@ impl ProcessTable {
     }
 
     fn read_proc(&self, pid: u32) -> Image {
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .ok()
-            .map(|p| Arc::from(p.as_os_str().as_encoded_bytes()));
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
         let (start_ns, ppid) = stat.as_deref().map_or((0, None), |s| {
             // Fields after the parenthesised comm: state ppid ... starttime is field 22.
@@ -111,7 +143,7 @@ impl ProcessTable {
             .and_then(|pp| self.images.get(&pp))
             .map(|p| p.exec_id.clone());
         Image {
-            exe,
+            exe: None,
             exec_id: self.exec_id(pid, start_ns),
             parent_exec_id,
         }
@@ -126,8 +158,10 @@ mod tests {
     fn fork_then_exec_chains_exec_ids() {
         let mut t = ProcessTable::new("b00t".into());
         let me = std::process::id();
+        t.announce(me, (8, 1, 42), Arc::from(&b"/usr/bin/test"[..]));
         let parent = t.get(me).clone();
-        assert!(parent.exe.is_some(), "own exe read from /proc");
+        assert_eq!(parent.exe.as_deref(), Some(&b"/usr/bin/test"[..]));
+        assert_eq!(t.exe((8, 1, 42)).as_deref(), Some(&b"/usr/bin/test"[..]));
         t.on_fork(me, 4_000_000, 100);
         let child = t.get(4_000_000).clone();
         assert_eq!(&*child.exec_id, "b00t-4000000-100");

@@ -57,6 +57,9 @@ pub(crate) struct Activity {
     pub(crate) outcome: Outcome,
     /// Protected sets the resource belongs to (policy stage).
     pub(crate) protected: Vec<Arc<str>>,
+    /// Of those, the sets it belongs to only by its identity (device and inode of a protected
+    /// file), not by path: a hardlink, bind mount or chroot view of a protected file.
+    pub(crate) protected_by_inode: Vec<Arc<str>>,
     /// Filled by the policy stage.
     pub(crate) verdict: Option<Verdict>,
 }
@@ -69,7 +72,7 @@ pub(crate) struct Process {
     pub(crate) ppid: u32,
     /// `comm` bytes.
     pub(crate) comm: Vec<u8>,
-    /// Executable of the process image (raw path bytes), when known.
+    /// Executable of the process image (its kernel path, from `mm->exe_file`), when known.
     pub(crate) exe: Option<Arc<[u8]>>,
     pub(crate) exec_id: Option<Arc<str>>,
     pub(crate) parent_exec_id: Option<Arc<str>>,
@@ -131,6 +134,8 @@ pub(crate) struct Resource {
     pub(crate) detail: Detail,
     /// Values cut to fit.
     pub(crate) truncated: Vec<Field>,
+    /// Values that could not be read (never written as empty).
+    pub(crate) unreadable: Vec<Field>,
 }
 
 /// What policy matches and outputs name.
@@ -140,52 +145,221 @@ pub(crate) enum Target {
     File(FileRef),
     /// An IP destination.
     Inet(IpAddr, u16),
-    /// A unix socket path (an abstract name starts with a NUL byte).
-    Unix(Vec<u8>),
+    /// A unix socket: its path (an abstract name starts with a NUL byte).
+    Unix(FileRef),
     /// A socket address of another family (`AF_UNSPEC` = 0), or one too short for its family.
     OtherAddress { family: u16 },
 }
 
-/// A file named by an action.
+/// A file the kernel acted on, named by the kernel: the path built from its dentry and mount
+/// chain, and its identity.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct KernelFile {
+    /// Absolute; relative-looking when `cut` or `detached` (see [`KernelFile::cut`]).
+    pub(crate) path: Vec<u8>,
+    /// Device, inode and mount; `None` for an object without an inode (an abstract socket).
+    pub(crate) id: Option<FileId>,
+    /// The inode had no links left (deleted, or never linked: memfd, `O_TMPFILE`).
+    pub(crate) deleted: bool,
+    /// The walk ended on an internal mount (memfd, pipe, socket, anonymous inode) or a detached
+    /// tree: the path is not reachable from any root.
+    pub(crate) detached: bool,
+    /// The walk stopped before the root (too deep or too long): the leading components are
+    /// missing.
+    pub(crate) cut: bool,
+}
+
+/// Which file: device, inode, and the mount it was reached through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub(crate) struct FileId {
+    pub(crate) dev_major: u32,
+    pub(crate) dev_minor: u32,
+    pub(crate) ino: u64,
+    pub(crate) mount_id: u32,
+    /// The mount namespace the path's `/` belongs to; `None` for internal mounts.
+    pub(crate) mount_ns: Option<u32>,
+    /// `i_mode`: file type and permission bits.
+    pub(crate) mode: u16,
+}
+
+/// Where a requested path was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Requested {
+    /// The process's memory at syscall entry.
+    #[default]
+    AtEntry,
+    /// The process's memory at syscall exit (unreadable at entry: not yet faulted in).
+    AtExit,
+    /// The kernel's own copy (an exec's `bprm->filename`).
+    KernelCopy,
+}
+
+/// A file named by an action: what the process asked for and what the kernel acted on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct FileRef {
-    /// The path as the process passed it.
-    pub(crate) requested: Vec<u8>,
-    /// `requested` made absolute against the directory it was relative to, when it was relative
-    /// and that directory is known.
+    /// The path as the process passed it; `None` when it could not be read.
+    pub(crate) requested: Option<Vec<u8>>,
+    pub(crate) requested_from: Requested,
+    /// `requested` made absolute against the directory the kernel resolved it from (cwd, dirfd,
+    /// root), lexically, when no object is known (a failure, a script).
     pub(crate) resolved: Option<Vec<u8>>,
+    /// The file the kernel acted on, when it did.
+    pub(crate) object: Option<KernelFile>,
+}
+
+/// How the path a record names was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathSource {
+    /// The kernel's path of the object it acted on.
+    Kernel,
+    /// The requested path, resolved against the kernel's directory.
+    Resolved,
+    /// The requested path as passed (relative, or no directory known).
+    Requested,
 }
 
 impl FileRef {
-    /// The path policy matches: the absolute form when known, else as passed.
-    pub(crate) fn path(&self) -> &[u8] {
-        self.resolved.as_deref().unwrap_or(&self.requested)
+    /// The path policy matches and outputs name: the kernel's, else the requested one resolved,
+    /// else as passed; `None` when nothing could be read.
+    pub(crate) fn path(&self) -> Option<&[u8]> {
+        self.object
+            .as_ref()
+            .map(|o| o.path.as_slice())
+            .or(self.resolved.as_deref())
+            .or(self.requested.as_deref())
     }
+
+    pub(crate) fn path_source(&self) -> Option<PathSource> {
+        if self.object.is_some() {
+            Some(PathSource::Kernel)
+        } else if self.resolved.is_some() {
+            Some(PathSource::Resolved)
+        } else {
+            self.requested.as_ref().map(|_| PathSource::Requested)
+        }
+    }
+}
+
+impl FileRef {
+    /// The paths policy matches: the kernel's path when the kernel acted on a file; otherwise
+    /// the request, resolved when it could be. The request is not matched beside a kernel path:
+    /// what was read from the process's memory is not necessarily what the kernel resolved (a
+    /// racing thread can change it in between), and an alias the kernel followed (a symlink) is
+    /// caught through the file's identity instead (`policy::inode`).
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &[u8]> {
+        self.path().into_iter()
+    }
+}
+
+impl Resource {
+    /// The file or unix socket the action named, if any.
+    pub(crate) fn file(&self) -> Option<&FileRef> {
+        match &self.target {
+            Target::File(f) | Target::Unix(f) => Some(f),
+            Target::Inet(..) | Target::OtherAddress { .. } => None,
+        }
+    }
+
+    /// A script's interpreter, for an exec.
+    pub(crate) fn interpreter(&self) -> Option<&Interpreter> {
+        match &self.detail {
+            Detail::Exec { interpreter, .. } => interpreter.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Every path the resource is known by ([`FileRef::paths`]), and for a script the
+    /// interpreter as named and as loaded: running a script runs its interpreter.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &[u8]> {
+        let interp = self.interpreter().into_iter().flat_map(|i| {
+            std::iter::once(i.shebang.as_slice())
+                .chain(i.loaded.as_ref().map(|k| k.path.as_slice()))
+        });
+        self.file()
+            .into_iter()
+            .flat_map(FileRef::paths)
+            .chain(interp)
+    }
+
+    /// The identities of the files the kernel acted on (the file, a script's interpreter).
+    pub(crate) fn file_ids(&self) -> impl Iterator<Item = &FileId> {
+        let object = self.file().and_then(|f| f.object.as_ref());
+        let loaded = self.interpreter().and_then(|i| i.loaded.as_ref());
+        object
+            .into_iter()
+            .chain(loaded)
+            .filter_map(|k| k.id.as_ref())
+    }
+}
+
+/// A socket address as the process passed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PassedAddr {
+    Inet(IpAddr, u16),
+    Unix(Vec<u8>),
+    Other { family: u16 },
+}
+
+/// How a non-blocking connect finished, after its syscall returned `EINPROGRESS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Completion {
+    /// What the syscall itself returned (`-EINPROGRESS`).
+    pub(crate) syscall_retval: i64,
+    /// From the attempt to the final state; `None` when it was not known within the wait.
+    pub(crate) after: Option<std::time::Duration>,
+    /// How long the agent waited for it.
+    pub(crate) waited: std::time::Duration,
+}
+
+/// An exec's interpreter, for a `#!` script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Interpreter {
+    /// The interpreter as the `#!` line names it (`bprm->interp`).
+    pub(crate) shebang: Vec<u8>,
+    /// The executable the kernel loaded for it (`bprm->file`).
+    pub(crate) loaded: Option<KernelFile>,
 }
 
 /// Per-action details of a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Detail {
     Exec {
-        argv: Vec<Vec<u8>>,
+        /// `None` when the arguments could not be read.
+        argv: Option<Vec<Vec<u8>>>,
+        /// Read from the new image's argument area (else as passed at entry).
+        argv_from_image: bool,
         /// `execveat` dirfd when not the cwd.
         dirfd: Option<i32>,
         /// `exec_id` of the image a successful exec started.
         new_exec_id: Option<Arc<str>>,
+        interpreter: Option<Interpreter>,
     },
     Open {
         flags: u64,
         mode: u32,
         dirfd: Option<i32>,
+        /// `openat2` `RESOLVE_*` flags.
+        resolve: u64,
     },
-    Connect,
+    Connect {
+        /// The address as passed, when it differs from the one the kernel connected to (or no
+        /// kernel copy exists); `None` when it could not be read or matches.
+        passed: Option<PassedAddr>,
+        /// The destination is the kernel's own copy.
+        from_kernel: bool,
+        completion: Option<Completion>,
+    },
 }
 
-/// A value of a record that could be cut.
+/// A value of a record that could be cut or unreadable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Field {
     Path,
     Argv,
+    RequestedPath,
+    Address,
+    KernelPath,
+    Exe,
 }
 
 impl Field {
@@ -193,6 +367,10 @@ impl Field {
         match self {
             Self::Path => "path",
             Self::Argv => "argv",
+            Self::RequestedPath => "requested_path",
+            Self::Address => "address",
+            Self::KernelPath => "kernel_path",
+            Self::Exe => "exe",
         }
     }
 
@@ -200,6 +378,10 @@ impl Field {
         Some(match s {
             "path" => Self::Path,
             "argv" => Self::Argv,
+            "requested_path" => Self::RequestedPath,
+            "address" => Self::Address,
+            "kernel_path" => Self::KernelPath,
+            "exe" => Self::Exe,
             _ => return None,
         })
     }
@@ -211,6 +393,8 @@ pub(crate) struct Verdict {
     pub(crate) decision: Decision,
     /// The matching rule; `None` when the default decision applied.
     pub(crate) rule: Option<Arc<str>>,
+    /// The rule matched through a protected set the resource belongs to only by inode.
+    pub(crate) by_inode: bool,
     /// Digest of everything that decided it.
     pub(crate) version: Arc<str>,
 }

@@ -35,27 +35,32 @@ pub(crate) fn write_event(format: Format, e: &Event, out: &mut Vec<u8>) -> anyho
     Ok(())
 }
 
-/// The resource as people read it: the path (absolute when known), `ip:port`, `[ip6]:port`,
-/// a unix socket path (`@name` when abstract), or the address family.
+/// The resource as people read it: the path (the kernel's when known), `ip:port`,
+/// `[ip6]:port`, a unix socket path (`@name` when abstract), or the address family;
+/// `<unreadable>` when nothing could be read.
 pub(crate) fn resource_text(a: &Activity) -> String {
     let mut s = String::new();
     match &a.resource.target {
-        Target::File(f) => {
-            let _ = write!(s, "{}", Escaped(f.path()));
-        }
+        Target::File(f) => match f.path() {
+            Some(p) => {
+                let _ = write!(s, "{}", Escaped(p));
+            }
+            None => s.push_str("<unreadable>"),
+        },
         Target::Inet(ip, port) if ip.is_ipv6() => {
             let _ = write!(s, "[{ip}]:{port}");
         }
         Target::Inet(ip, port) => {
             let _ = write!(s, "{ip}:{port}");
         }
-        Target::Unix(p) => match p.split_first() {
-            Some((0, name)) => {
+        Target::Unix(f) => match f.path().map(|p| p.split_first()) {
+            Some(Some((0, name))) => {
                 let _ = write!(s, "@{}", Escaped(name));
             }
-            _ => {
-                let _ = write!(s, "{}", Escaped(p));
+            Some(_) => {
+                let _ = write!(s, "{}", Escaped(f.path().unwrap_or_default()));
             }
+            None => s.push_str("<unreadable>"),
         },
         Target::OtherAddress { family } => s.push_str(&native::family_name(*family)),
     }

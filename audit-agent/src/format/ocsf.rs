@@ -196,7 +196,11 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 argv, new_exec_id, ..
             },
         ) => {
-            let args: Vec<String> = argv.iter().map(|x| Escaped(x).to_string()).collect();
+            let args: Vec<String> = argv
+                .iter()
+                .flatten()
+                .map(|x| Escaped(x).to_string())
+                .collect();
             let mut launched = json!({
                 "pid": a.process.pid,
                 "name": basename(&target),
@@ -215,7 +219,7 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
             );
         }
-        (t, Detail::Connect) => {
+        (t, Detail::Connect { .. }) => {
             let dst = match t {
                 Target::Inet(ip, port) => json!({ "ip": ip.to_string(), "port": port }),
                 _ => json!({ "name": target }),

@@ -69,18 +69,33 @@ fn activity(line: &mut String, a: &Activity) {
     }
     line.push_str(&resource_text(a));
     match &a.resource.detail {
-        Detail::Exec { argv, .. } => {
-            let args: Vec<String> = argv.iter().map(|x| Escaped(x).to_string()).collect();
-            let _ = write!(line, " argv=[{}]", args.join(" "));
+        Detail::Exec {
+            argv, interpreter, ..
+        } => {
+            match argv {
+                Some(argv) => {
+                    let args: Vec<String> = argv.iter().map(|x| Escaped(x).to_string()).collect();
+                    let _ = write!(line, " argv=[{}]", args.join(" "));
+                }
+                None => line.push_str(" argv=<unreadable>"),
+            }
+            if let Some(i) = interpreter {
+                let _ = write!(line, " interpreter={}", Escaped(&i.shebang));
+            }
         }
         Detail::Open { flags, .. } => {
             let _ = write!(line, " [{}]", linux::open_flag_names(*flags).join("|"));
         }
-        Detail::Connect => {}
+        Detail::Connect { .. } => {}
     }
-    if !a.resource.truncated.is_empty() {
-        let names: Vec<&str> = a.resource.truncated.iter().map(|f| f.name()).collect();
-        let _ = write!(line, " (truncated: {})", names.join(","));
+    for (what, fields) in [
+        ("truncated", &a.resource.truncated),
+        ("unreadable", &a.resource.unreadable),
+    ] {
+        if !fields.is_empty() {
+            let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+            let _ = write!(line, " ({what}: {})", names.join(","));
+        }
     }
     if !a.protected.is_empty() {
         let _ = write!(line, " protected={}", a.protected.join(","));

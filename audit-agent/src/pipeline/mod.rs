@@ -172,6 +172,8 @@ impl<S: Source> Pipeline<S> {
                     self.check_loss()?;
                     self.enricher.refresh_clock();
                     self.refresh_watch()?;
+                    self.release_held(false)?;
+                    self.sink.flush()?;
                 }
             }
         }
@@ -209,6 +211,7 @@ impl<S: Source> Pipeline<S> {
         });
         self.batch.extend(in_flight);
         self.process_batch()?;
+        self.release_held(true)?;
         self.check_loss()?;
         self.sink.close()
     }
@@ -232,18 +235,32 @@ impl<S: Source> Pipeline<S> {
         let mut batch = std::mem::take(&mut self.batch);
         let n = batch.len();
         for ev in batch.drain(..) {
-            if let Some(mut event) = self.enricher.enrich(ev) {
-                for stage in &mut self.stages {
-                    stage.apply(&mut event);
-                }
-                self.emit(event)?;
+            if let Some(event) = self.enricher.enrich(ev) {
+                self.stage_and_emit(event)?;
             }
         }
         self.batch = batch;
+        self.release_held(false)?;
         for o in &mut self.observers {
             o.batch(n);
         }
         self.sink.flush()
+    }
+
+    fn stage_and_emit(&mut self, mut event: Event) -> anyhow::Result<()> {
+        for stage in &mut self.stages {
+            stage.apply(&mut event);
+        }
+        self.emit(event)
+    }
+
+    /// Events the enricher held (in-progress connects) that are complete or waited long enough;
+    /// all of them when `flush` (shutdown).
+    fn release_held(&mut self, flush: bool) -> anyhow::Result<()> {
+        for event in self.enricher.ready(flush) {
+            self.stage_and_emit(event)?;
+        }
+        Ok(())
     }
 
     fn emit(&mut self, mut event: Event) -> anyhow::Result<()> {

@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use audit_common::event::{EventKind, Syscall, flags};
+use audit_common::event::{EventKind, flags};
 
 use super::{source::recorded::Recorded, *};
 use crate::{
     capture::cgroup::Cgroup2,
-    decode::{Body as KernelBody, Task},
+    decode::sample::open,
     enrich::host::HostInfo,
     event::{Action, Outcome},
 };
@@ -34,37 +34,16 @@ impl Sink for Collect {
     }
 }
 
-fn open(tid: u32, path: &str, retval: i64) -> KernelEvent {
-    KernelEvent {
-        task: Task {
-            pid: 100,
-            tid,
-            ppid: 1,
-            uid: 0,
-            gid: 0,
-            cgroup_id: 1,
-            comm: b"cat".to_vec(),
-            ktime_ns: u64::from(tid),
-        },
-        flags: 0,
-        retval,
-        body: KernelBody::Open {
-            syscall: Syscall::Openat,
-            dirfd: -100,
-            flags: 0,
-            mode: 0,
-            resolve: 0,
-            path: path.as_bytes().to_vec(),
-        },
-    }
-}
-
 fn pipeline(src: &Recorded, sink: &Collect) -> Pipeline<Recorded> {
     let host = HostInfo {
         name: "h".into(),
         boot_id: "b".into(),
     };
-    let enricher = Enricher::new(&host, Cgroup2::find().expect("cgroup2 mounted"));
+    let enricher = Enricher::new(
+        &host,
+        Cgroup2::find().expect("cgroup2 mounted"),
+        Duration::from_secs(1),
+    );
     Pipeline::builder(
         src.clone(),
         enricher,

@@ -4,6 +4,7 @@
 //! Policy is evaluated on the typed target: the executable for exec, the file of an open, the
 //! address and port of a connect. `query` reuses the same matchers on stored records.
 
+pub(crate) mod inode;
 pub(crate) mod pattern;
 
 use std::{collections::HashSet, sync::Arc};
@@ -12,10 +13,13 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
-use self::pattern::{NetPattern, PathSet, Resources};
+use self::{
+    inode::InodeIndex,
+    pattern::{NetPattern, PathSet, Resources},
+};
 use crate::{
     config::{Config, Problems, RuleConf},
-    event::{Action, Decision, Event, Stage, Target, UNATTRIBUTED, Verdict},
+    event::{Action, Decision, Event, Resource, Stage, Target, UNATTRIBUTED, Verdict},
     versioned::Versioned,
 };
 
@@ -28,17 +32,42 @@ struct ProtectedSet {
 }
 
 impl ProtectedSet {
-    fn contains(&self, action: Action, t: &Target) -> bool {
-        match (action, t) {
-            (Action::Open, Target::File(f)) => self.files.matches(f.path()),
-            (Action::Exec, Target::File(f)) => self.exec.matches(f.path()),
+    /// Whether the set names the resource by one of its paths.
+    fn names(&self, action: Action, r: &Resource) -> bool {
+        match (action, &r.target) {
+            (Action::Open, Target::File(_)) => self.files.matches_any(r.paths()),
+            (Action::Exec, Target::File(_)) => self.exec.matches_any(r.paths()),
             (Action::Connect, Target::Inet(ip, port)) => {
                 self.network.iter().any(|n| n.contains(*ip, Some(*port)))
             }
-            (Action::Connect, Target::Unix(p)) => self.files.matches(p),
+            (Action::Connect, Target::Unix(_)) => self.files.matches_any(r.paths()),
             _ => false,
         }
     }
+}
+
+/// How a resource belongs to a protected set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    No,
+    /// One of its paths matches the set.
+    ByPath,
+    /// Only its device and inode do: a hardlink, bind mount or chroot view of a protected file.
+    ByInode,
+}
+
+/// The sets whose files (or executables, for exec) have the resource's identity.
+fn inode_sets<'a>(
+    index: &'a InodeIndex,
+    action: Action,
+    r: &'a Resource,
+) -> impl Iterator<Item = usize> + 'a {
+    r.file_ids()
+        .flat_map(move |id| match action {
+            Action::Exec => index.exec_sets(id),
+            Action::Open | Action::Connect => index.file_sets(id),
+        })
+        .copied()
 }
 
 #[derive(Debug)]
@@ -55,16 +84,30 @@ struct Rule {
 }
 
 impl Rule {
-    fn matches(&self, agent: &str, action: Action, t: &Target, in_sets: &[bool]) -> bool {
+    /// Whether the rule applies, and how: `ByInode` when only a set the resource belongs to by
+    /// inode made it apply.
+    fn matches(
+        &self,
+        agent: &str,
+        action: Action,
+        r: &Resource,
+        sets: &[Membership],
+    ) -> Membership {
         if self.agents.as_ref().is_some_and(|a| !a.contains(agent))
             || self.actions.as_ref().is_some_and(|a| !a.contains(&action))
         {
-            return false;
+            return Membership::No;
         }
-        if self.sets.is_empty() && self.resources.is_empty() {
-            return true;
+        if (self.sets.is_empty() && self.resources.is_empty())
+            || self.sets.iter().any(|&i| sets[i] == Membership::ByPath)
+            || self.resources.matches(r)
+        {
+            return Membership::ByPath;
         }
-        self.sets.iter().any(|&i| in_sets[i]) || self.resources.matches(t)
+        if self.sets.iter().any(|&i| sets[i] == Membership::ByInode) {
+            return Membership::ByInode;
+        }
+        Membership::No
     }
 }
 
@@ -306,36 +349,72 @@ impl Policy {
         (self.sets.len(), self.rules.len())
     }
 
-    /// The protected sets `target` belongs to and the verdict on `agent` doing `action` to it.
+    /// How `r` belongs to each protected set, `index` giving the sets by identity.
+    fn memberships(&self, action: Action, r: &Resource, index: &InodeIndex) -> Vec<Membership> {
+        let mut m: Vec<Membership> = self
+            .sets
+            .iter()
+            .map(|s| {
+                if s.names(action, r) {
+                    Membership::ByPath
+                } else {
+                    Membership::No
+                }
+            })
+            .collect();
+        for i in inode_sets(index, action, r) {
+            if let Some(x) = m.get_mut(i)
+                && *x == Membership::No
+            {
+                *x = Membership::ByInode;
+            }
+        }
+        m
+    }
+
+    /// Judges `agent` doing `action` to `r`: the protected sets it belongs to (by path or
+    /// inode), those it belongs to by inode only, and the verdict.
     pub(crate) fn evaluate(
         &self,
         agent: &str,
         action: Action,
-        target: &Target,
-    ) -> (Vec<Arc<str>>, Verdict) {
-        let in_sets: Vec<bool> = self
-            .sets
-            .iter()
-            .map(|s| s.contains(action, target))
-            .collect();
-        let protected = self
-            .sets
-            .iter()
-            .zip(&in_sets)
-            .filter(|(_, m)| **m)
-            .map(|(s, _)| Arc::clone(&s.name))
-            .collect();
-        let rule = self
+        r: &Resource,
+        index: &InodeIndex,
+    ) -> Evaluation {
+        let sets = self.memberships(action, r, index);
+        let names = |want: &[Membership]| {
+            self.sets
+                .iter()
+                .zip(&sets)
+                .filter(|(_, m)| want.contains(m))
+                .map(|(s, _)| Arc::clone(&s.name))
+                .collect()
+        };
+        let (rule, how) = self
             .rules
             .iter()
-            .find(|r| r.matches(agent, action, target, &in_sets));
-        let verdict = Verdict {
-            decision: rule.map_or(self.default, |r| r.decision),
-            rule: rule.map(|r| Arc::clone(&r.id)),
-            version: Arc::clone(&self.version),
-        };
-        (protected, verdict)
+            .map(|rule| (rule, rule.matches(agent, action, r, &sets)))
+            .find(|(_, how)| *how != Membership::No)
+            .map_or((None, Membership::No), |(rule, how)| (Some(rule), how));
+        Evaluation {
+            protected: names(&[Membership::ByPath, Membership::ByInode]),
+            protected_by_inode: names(&[Membership::ByInode]),
+            verdict: Verdict {
+                decision: rule.map_or(self.default, |r| r.decision),
+                rule: rule.map(|r| Arc::clone(&r.id)),
+                by_inode: how == Membership::ByInode,
+                version: Arc::clone(&self.version),
+            },
+        }
     }
+}
+
+/// What policy says about one action.
+#[derive(Debug)]
+pub(crate) struct Evaluation {
+    pub(crate) protected: Vec<Arc<str>>,
+    pub(crate) protected_by_inode: Vec<Arc<str>>,
+    pub(crate) verdict: Verdict,
 }
 
 /// The policy, swappable at run time (configuration reload); judged by event time.
@@ -344,23 +423,29 @@ pub(crate) type SharedPolicy = Arc<Versioned<Policy>>;
 /// The pipeline stage: fills `protected` and `verdict` on every activity.
 pub(crate) struct PolicyStage {
     policy: SharedPolicy,
+    inodes: inode::Refreshing,
 }
 
 impl PolicyStage {
-    pub(crate) fn new(policy: SharedPolicy) -> Self {
-        Self { policy }
+    /// `root`: where protected files are looked up by identity ([`inode::Refreshing::host_root`]).
+    pub(crate) fn new(policy: SharedPolicy, root: std::path::PathBuf) -> Self {
+        let mut inodes = inode::Refreshing::new(root);
+        inodes.get(&policy.current());
+        Self { policy, inodes }
     }
 }
 
 impl Stage for PolicyStage {
     fn apply(&mut self, event: &mut Event) {
         let policy = self.policy.at(event.time);
+        let index = self.inodes.get(&policy);
         if let Some(a) = event.activity_mut() {
             let agent = a.agent.clone();
             let id = agent.as_deref().map_or(UNATTRIBUTED, |x| x.id.as_str());
-            let (protected, verdict) = policy.evaluate(id, a.action, &a.resource.target);
-            a.protected = protected;
-            a.verdict = Some(verdict);
+            let e = policy.evaluate(id, a.action, &a.resource, &index);
+            a.protected = e.protected;
+            a.protected_by_inode = e.protected_by_inode;
+            a.verdict = Some(e.verdict);
         }
     }
 }

@@ -10,7 +10,10 @@ use std::{
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use toml::Spanned;
 
-use crate::{config::Problems, event::Target};
+use crate::{
+    config::Problems,
+    event::{Resource, Target},
+};
 
 /// Compiles a path glob: `*` and `?` stay within one path component, `**` spans components,
 /// `[abc]` classes, `\` escapes. `dir/**` also matches `dir` itself.
@@ -84,6 +87,16 @@ impl PathSet {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
+    }
+
+    /// Whether any of `paths` matches.
+    pub(crate) fn matches_any<'a>(&self, mut paths: impl Iterator<Item = &'a [u8]>) -> bool {
+        paths.any(|p| self.matches(p))
+    }
+
+    /// Every pattern.
+    pub(crate) fn patterns(&self) -> &[String] {
+        &self.patterns
     }
 
     /// Matches raw path bytes (non-UTF-8 allowed).
@@ -188,17 +201,15 @@ impl NetPattern {
         })
     }
 
-    /// Whether `ip:port` falls inside. IPv4-mapped IPv6 addresses match IPv4 patterns.
+    /// Whether `ip:port` falls inside. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a
+    /// dual-stack socket connects to) is the IPv4 address too: it matches IPv4 patterns and the
+    /// IPv6 patterns that cover it.
     pub(crate) fn contains(&self, ip: IpAddr, port: Option<u16>) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
+        let mapped = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
         };
-        let (v6, bits, max) = match ip {
-            IpAddr::V4(a) => (false, u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => (true, u128::from(a), 128),
-        };
-        if v6 != self.v6 || bits & mask(self.prefix, max) != self.addr {
+        if !(self.covers(ip) || mapped.is_some_and(|m| self.covers(m))) {
             return false;
         }
         match (self.ports, port) {
@@ -206,6 +217,14 @@ impl NetPattern {
             (Some((lo, hi)), Some(p)) => (lo..=hi).contains(&p),
             (Some(_), None) => false,
         }
+    }
+
+    fn covers(&self, ip: IpAddr) -> bool {
+        let (v6, bits, max) = match ip {
+            IpAddr::V4(a) => (false, u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (true, u128::from(a), 128),
+        };
+        v6 == self.v6 && bits & mask(self.prefix, max) == self.addr
     }
 
     /// Compiles configured patterns; each bad one is recorded at its position as `field[j]`.
@@ -267,15 +286,20 @@ impl Resources {
         self.paths.is_empty() && self.nets.is_empty()
     }
 
-    /// Whether a target falls inside: files and unix sockets by path, IPs by network pattern.
-    pub(crate) fn matches(&self, t: &Target) -> bool {
-        match t {
-            Target::File(f) => self.paths.matches(f.path()),
-            Target::Unix(p) => self.paths.matches(p),
+    /// Whether a resource falls inside: files and unix sockets by any of their paths
+    /// ([`Resource::paths`]), IPs by network pattern.
+    pub(crate) fn matches(&self, r: &Resource) -> bool {
+        match &r.target {
+            Target::File(_) | Target::Unix(_) => self.paths.matches_any(r.paths()),
             Target::Inet(ip, port) => self.nets.iter().any(|n| n.contains(*ip, Some(*port))),
             Target::OtherAddress { .. } => false,
         }
     }
+}
+
+/// Whether a pattern uses glob syntax.
+pub(crate) fn has_glob_meta(p: &str) -> bool {
+    p.contains(['*', '?', '[', '{', '\\'])
 }
 
 /// Whether a resource pattern names paths (as opposed to network destinations).
@@ -335,6 +359,10 @@ mod tests {
         let v4 = NetPattern::parse("127.0.0.0/8").unwrap();
         assert!(v4.contains(ip("::ffff:127.0.0.1"), Some(1)));
         assert!(!v4.contains(ip("::1"), Some(1)));
+        // An IPv6 pattern covering the mapped range matches a mapped address too.
+        let mapped = NetPattern::parse("::ffff:0:0/96").unwrap();
+        assert!(mapped.contains(ip("::ffff:10.1.2.3"), Some(1)));
+        assert!(!mapped.contains(ip("10.1.2.3"), Some(1)));
         let any = NetPattern::parse("0.0.0.0/0:22").unwrap();
         assert!(any.contains(ip("8.8.8.8"), Some(22)));
     }

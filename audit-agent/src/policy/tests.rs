@@ -1,7 +1,9 @@
 //! Table-driven rule evaluation: order, wildcards, globs, CIDRs, port ranges, default decision.
 
+use std::{os::unix::fs::MetadataExt as _, path::Path};
+
 use super::*;
-use crate::event::FileRef;
+use crate::event::{Detail, FileId, FileRef, Interpreter, KernelFile, Requested};
 
 const POLICY: &str = r#"
 default_decision = "review"
@@ -66,11 +68,56 @@ fn policy() -> Policy {
     compile(POLICY)
 }
 
+/// A file named `p` that the kernel did not open (no object).
 fn path(p: &str) -> Target {
     Target::File(FileRef {
-        requested: p.as_bytes().to_vec(),
+        requested: Some(p.as_bytes().to_vec()),
+        requested_from: Requested::AtEntry,
         resolved: None,
+        object: None,
     })
+}
+
+/// The kernel's view of a file at `p` with identity `id`.
+fn kernel(p: &str, id: Option<FileId>) -> KernelFile {
+    KernelFile {
+        path: p.as_bytes().to_vec(),
+        id,
+        ..KernelFile::default()
+    }
+}
+
+/// A file requested as `requested` that the kernel opened at `object`.
+fn opened(requested: &str, object: KernelFile) -> Target {
+    Target::File(FileRef {
+        requested: Some(requested.as_bytes().to_vec()),
+        requested_from: Requested::AtEntry,
+        resolved: None,
+        object: Some(object),
+    })
+}
+
+fn resource(target: Target) -> Resource {
+    Resource {
+        target,
+        detail: Detail::Open {
+            flags: 0,
+            mode: 0,
+            dirfd: None,
+            resolve: 0,
+        },
+        truncated: vec![],
+        unreadable: vec![],
+    }
+}
+
+/// Evaluates with no file known by identity.
+fn judge(p: &Policy, agent: &str, action: Action, target: Target) -> Evaluation {
+    p.evaluate(agent, action, &resource(target), &InodeIndex::default())
+}
+
+fn names(sets: &[Arc<str>]) -> Vec<&str> {
+    sets.iter().map(|s| &**s).collect()
 }
 
 fn inet(ip: &str, port: u16) -> Target {
@@ -259,7 +306,12 @@ fn rules_are_evaluated_in_order_first_match_wins() {
         (
             "coder",
             "network.connect",
-            Target::Unix(b"/var/run/secrets/agent.sock".to_vec()),
+            Target::Unix(FileRef {
+                requested: Some(b"secrets/agent.sock".to_vec()),
+                requested_from: Requested::AtEntry,
+                resolved: None,
+                object: Some(kernel("/var/run/secrets/agent.sock", None)),
+            }),
             Decision::Deny,
             Some("no-secrets"),
             vec!["secrets"],
@@ -275,12 +327,12 @@ fn rules_are_evaluated_in_order_first_match_wins() {
     ];
     for (agent, act, target, decision, rule, protected) in cases {
         let action = Action::parse(act).unwrap();
-        let (sets, v) = p.evaluate(agent, action, &target);
+        let e = judge(&p, agent, action, target.clone());
         assert_eq!(
             (
-                v.decision,
-                v.rule.as_deref(),
-                sets.iter().map(|p| &**p).collect::<Vec<_>>()
+                e.verdict.decision,
+                e.verdict.rule.as_deref(),
+                names(&e.protected)
             ),
             (decision, rule, protected),
             "{agent} {act} {target:?}"
@@ -291,9 +343,136 @@ fn rules_are_evaluated_in_order_first_match_wins() {
 #[test]
 fn empty_policy_allows_everything_and_protects_nothing() {
     let p = compile("");
-    let (sets, v) = p.evaluate("x", Action::Open, &path("/etc/shadow"));
-    assert!(sets.is_empty());
-    assert_eq!((v.decision, v.rule), (Decision::Allow, None));
+    let e = judge(&p, "x", Action::Open, path("/etc/shadow"));
+    assert!(e.protected.is_empty());
+    assert_eq!(
+        (e.verdict.decision, e.verdict.rule),
+        (Decision::Allow, None)
+    );
+}
+
+#[test]
+fn the_kernels_path_decides_whatever_name_was_passed() {
+    let p = policy();
+    // A symlink, `..` or doubled slashes: the kernel opened /etc/shadow.
+    for requested in ["/tmp/innocent", "/tmp/../etc/shadow", "/etc//shadow"] {
+        let e = judge(
+            &p,
+            "coder",
+            Action::Open,
+            opened(requested, kernel("/etc/shadow", None)),
+        );
+        assert_eq!(e.verdict.decision, Decision::Deny, "{requested}");
+        assert_eq!(names(&e.protected), ["secrets"]);
+    }
+}
+
+#[test]
+fn a_request_does_not_decide_when_the_kernel_opened_another_file() {
+    // A racing thread rewrote the path after it was read: the kernel opened /srv/decoy.
+    let e = judge(
+        &policy(),
+        "coder",
+        Action::Open,
+        opened("/etc/shadow", kernel("/srv/decoy", None)),
+    );
+    assert!(e.protected.is_empty());
+    assert_eq!(e.verdict.decision, Decision::Review);
+}
+
+#[test]
+fn a_failed_request_is_judged_by_its_name() {
+    let e = judge(&policy(), "coder", Action::Open, path("/etc/shadow"));
+    assert_eq!(e.verdict.decision, Decision::Deny);
+}
+
+#[test]
+fn a_scripts_interpreter_is_judged_as_executed() {
+    let mut r = resource(path("/work/fetch.sh"));
+    r.detail = Detail::Exec {
+        argv: None,
+        argv_from_image: false,
+        dirfd: None,
+        new_exec_id: None,
+        interpreter: Some(Interpreter {
+            shebang: b"/usr/bin/env".to_vec(),
+            loaded: Some(kernel("/usr/bin/curl", None)),
+        }),
+    };
+    let e = policy().evaluate("coder", Action::Exec, &r, &InodeIndex::default());
+    assert_eq!(names(&e.protected), ["secrets"]);
+}
+
+fn id_of(p: &Path) -> FileId {
+    let m = std::fs::metadata(p).unwrap();
+    FileId {
+        dev_major: libc::major(m.dev()),
+        dev_minor: libc::minor(m.dev()),
+        ino: m.ino(),
+        mount_id: 1,
+        mount_ns: None,
+        mode: 0o100_600,
+    }
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("audit-policy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn a_hardlink_to_a_protected_file_is_protected_by_inode() {
+    let dir = scratch("hardlink");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    let link = dir.join("innocent");
+    std::fs::hard_link(&secret, &link).unwrap();
+    let p = compile(&format!(
+        "[[protected]]\nname = \"keys\"\nfiles = [\"{}\"]\n\
+         [[rules]]\nid = \"no-keys\"\nagents = [\"*\"]\nprotected = [\"keys\"]\ndecision = \"deny\"\n",
+        secret.display()
+    ));
+    let index = InodeIndex::build(&p, Path::new("/"));
+    let target = opened(
+        link.to_str().unwrap(),
+        kernel(link.to_str().unwrap(), Some(id_of(&link))),
+    );
+    let e = p.evaluate("x", Action::Open, &resource(target), &index);
+    assert_eq!(names(&e.protected), ["keys"]);
+    assert_eq!(names(&e.protected_by_inode), ["keys"]);
+    assert_eq!(e.verdict.decision, Decision::Deny);
+    assert!(
+        e.verdict.by_inode,
+        "the record says the match was by identity"
+    );
+
+    // The protected path itself matches by path, not by inode.
+    let direct = opened(
+        secret.to_str().unwrap(),
+        kernel(secret.to_str().unwrap(), Some(id_of(&secret))),
+    );
+    let e = p.evaluate("x", Action::Open, &resource(direct), &index);
+    assert!(e.protected_by_inode.is_empty() && !e.verdict.by_inode);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn globbed_protected_files_are_indexed_by_inode() {
+    let dir = scratch("glob");
+    std::fs::create_dir_all(dir.join("a/b")).unwrap();
+    std::fs::write(dir.join("a/b/key.pem"), "k").unwrap();
+    std::fs::write(dir.join("a/other.txt"), "o").unwrap();
+    let p = compile(&format!(
+        "[[protected]]\nname = \"pems\"\nfiles = [\"{}/**/*.pem\"]\n",
+        dir.display()
+    ));
+    let index = InodeIndex::build(&p, Path::new("/"));
+    assert!(!index.partial);
+    assert_eq!(index.file_sets(&id_of(&dir.join("a/b/key.pem"))), [0]);
+    assert!(index.file_sets(&id_of(&dir.join("a/other.txt"))).is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

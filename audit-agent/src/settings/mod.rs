@@ -18,6 +18,8 @@ use crate::{
 pub(crate) struct CaptureSettings {
     pub(crate) ring_buffer_bytes: u32,
     pub(crate) cgroup_rescan: Duration,
+    /// How long an in-progress connect's record waits for its outcome.
+    pub(crate) connect_outcome_wait: Duration,
 }
 
 /// `[metrics]`, validated.
@@ -118,6 +120,7 @@ fn compile_capture(cfg: &Config, p: &mut Problems) -> CaptureSettings {
     CaptureSettings {
         ring_buffer_bytes: *ring.get_ref(),
         cgroup_rescan: Duration::from_millis(cfg.capture.cgroup_rescan_ms.max(50)),
+        connect_outcome_wait: Duration::from_millis(cfg.capture.connect_outcome_wait_ms),
     }
 }
 

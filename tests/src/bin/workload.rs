@@ -19,6 +19,26 @@
 //! workload sleep MS
 //! workload block-open FIFO                        open a FIFO for reading (blocks)
 //! workload exec PATH [ARGS...]                    execve(PATH, [PATH, ARGS...]) (last action)
+//!
+//! Actions that try to make the record lie; each reports its own ground truth (`truth`: what
+//! `/proc/self/fd/N` names, `ino`/`dev` from `fstat`, `so_error` from `getsockopt`):
+//! workload open-mapped PATH                       openat with PATH in a file-backed page never
+//!                                                 touched before (not resident at entry)
+//! workload race-open A B N                        N opens of a buffer a second thread keeps
+//!                                                 flipping between A and B
+//! workload openat2-in-root DIR PATH               openat2(open(DIR), PATH, RESOLVE_IN_ROOT)
+//! workload chdir DIR | chroot DIR                 chdir; chroot + chdir("/")
+//! workload dup2-over PATH FD                      open PATH, dup2 it over FD
+//! workload unshare-mount                          private mount namespace
+//! workload bind SRC DST                           bind-mount SRC on DST
+//! workload fexecve PATH [ARGS...]                 execveat(open(PATH), "", AT_EMPTY_PATH)
+//! workload memfd-exec PATH [ARGS...]              copy PATH into a memfd, execute the memfd
+//! workload netns-blackhole                        own network namespace: lo up, 10.0.0.0/8
+//!                                                 routed into lo (SYNs vanish)
+//! workload connect4-mapped IP PORT               connect with the address in a page never
+//!                                                 touched before
+//! workload connect4-nb-wait IP PORT SYNCNT        non-blocking connect, wait for the final
+//!                                                 state; report SO_ERROR (SYNCNT 0: default)
 //! ```
 //! Every argument is taken as raw bytes, so non-UTF-8 paths work.
 
@@ -40,6 +60,123 @@ fn report(action: &str, ret: i64, extra: &str) {
     // SAFETY: getpid/gettid cannot fail.
     let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
     println!("{{\"action\":\"{action}\",\"ret\":{ret},\"pid\":{pid},\"tid\":{tid}{extra}}}");
+}
+
+/// The ground truth of an open fd: what `/proc/self/fd/N` names, and `fstat`'s device and inode.
+fn fd_truth(fd: i64) -> String {
+    if fd < 0 {
+        return String::new();
+    }
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+    // SAFETY: fstat on an fd this process owns, into a zeroed stat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    unsafe { libc::fstat(fd as i32, &mut st) };
+    let truth = serde_json::to_string(&link.to_string_lossy()).expect("json");
+    format!(
+        ",\"truth\":{truth},\"ino\":{},\"dev\":\"{}:{}\"",
+        st.st_ino,
+        libc::major(st.st_dev),
+        libc::minor(st.st_dev)
+    )
+}
+
+/// `bytes` in a private file-backed page that nothing has touched: no page table entry exists
+/// until the kernel's own copy faults it in.
+unsafe fn untouched_page(bytes: &[u8]) -> *const u8 {
+    // SAFETY: plain file and mapping calls; the mapping is leaked on purpose.
+    unsafe {
+        let backing = format!("/tmp/workload-mapped-{}-{}", libc::getpid(), libc::gettid());
+        std::fs::write(&backing, bytes).expect("backing file");
+        let path = CString::new(backing.clone()).expect("path");
+        let f = libc::open(path.as_ptr(), libc::O_RDONLY);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            f,
+            0,
+        );
+        libc::close(f);
+        let _ = std::fs::remove_file(&backing);
+        // No mapping of the page exists yet; make sure of it.
+        libc::madvise(p, 4096, libc::MADV_DONTNEED);
+        p.cast()
+    }
+}
+
+/// `struct rtentry` of `<net/route.h>` (not in the libc crate for glibc).
+#[repr(C)]
+struct RtEntry {
+    rt_pad1: libc::c_ulong,
+    rt_dst: libc::sockaddr,
+    rt_gateway: libc::sockaddr,
+    rt_genmask: libc::sockaddr,
+    rt_flags: libc::c_ushort,
+    rt_pad2: libc::c_short,
+    rt_pad3: libc::c_ulong,
+    rt_pad4: *mut libc::c_void,
+    rt_metric: libc::c_short,
+    rt_dev: *mut libc::c_char,
+    rt_mtu: libc::c_ulong,
+    rt_window: libc::c_ulong,
+    rt_irtt: libc::c_ushort,
+}
+
+fn sockaddr_v4(ip: [u8; 4]) -> libc::sockaddr {
+    let sin = sockaddr_in(&std::net::Ipv4Addr::from(ip).to_string(), 0);
+    // SAFETY: sockaddr_in and sockaddr have the same size.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+/// A network namespace of our own whose 10.0.0.0/8 goes into `lo`, where nothing answers.
+unsafe fn netns_blackhole() -> i64 {
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNET) != 0 {
+            return -1;
+        }
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, b) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *b as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as i16;
+        if libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr) != 0 {
+            return -1;
+        }
+        let mut dev = *b"lo\0";
+        let mut rt: RtEntry = std::mem::zeroed();
+        rt.rt_dst = sockaddr_v4([10, 0, 0, 0]);
+        rt.rt_genmask = sockaddr_v4([255, 0, 0, 0]);
+        rt.rt_flags = libc::RTF_UP;
+        rt.rt_dev = dev.as_mut_ptr().cast();
+        let r = libc::ioctl(s, libc::SIOCADDRT, &rt);
+        libc::close(s);
+        r.into()
+    }
+}
+
+/// execveat(fd, "", argv, environ, AT_EMPTY_PATH).
+unsafe fn exec_fd(fd: i32, argv: &[CString]) -> i64 {
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    report("exec-start", 0, "");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: valid NUL-terminated argv and the process's environment.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            ptrs.as_ptr(),
+            environ,
+            libc::AT_EMPTY_PATH,
+        )
+    }
 }
 
 fn parse_octal(s: Option<&OsString>, default: u32) -> u32 {
@@ -72,7 +209,7 @@ fn main() {
             match cmd.as_str() {
                 "open" => {
                     let fd = libc::openat(libc::AT_FDCWD, c(arg(1)).as_ptr(), libc::O_RDONLY);
-                    report("open", fd.into(), "");
+                    report("open", fd.into(), &fd_truth(fd.into()));
                     i += 1;
                 }
                 "open-flags" => {
@@ -85,7 +222,11 @@ fn main() {
                 "openat" => {
                     let dir = libc::open(c(arg(1)).as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
                     let fd = libc::openat(dir, c(arg(2)).as_ptr(), libc::O_RDONLY);
-                    report("openat", fd.into(), &format!(",\"dirfd\":{dir}"));
+                    report(
+                        "openat",
+                        fd.into(),
+                        &format!(",\"dirfd\":{dir}{}", fd_truth(fd.into())),
+                    );
                     i += 2;
                 }
                 "openat2" => {
@@ -98,7 +239,7 @@ fn main() {
                         &how as *const libc::open_how,
                         std::mem::size_of::<libc::open_how>(),
                     );
-                    report("openat2", fd, "");
+                    report("openat2", fd, &fd_truth(fd));
                     i += 1;
                 }
                 "sys-open" => {
@@ -238,6 +379,194 @@ fn main() {
                         &format!(",\"tids\":[{}]", tids.join(",")),
                     );
                     i += 4;
+                }
+                "open-mapped" => {
+                    // The path lives in a file-backed page nothing has touched: no page table
+                    // entry exists until the kernel's own copy faults it in.
+                    let mut bytes = arg(1).as_bytes().to_vec();
+                    bytes.push(0);
+                    let p = untouched_page(&bytes);
+                    let fd = libc::openat(libc::AT_FDCWD, p.cast(), libc::O_RDONLY);
+                    report("open-mapped", fd.into(), &fd_truth(fd.into()));
+                    i += 1;
+                }
+                "race-open" => {
+                    let (a, b) = (c(arg(1)), c(arg(2)));
+                    let n: usize = text(3).parse().expect("count");
+                    let len = a.as_bytes_with_nul().len().max(b.as_bytes_with_nul().len());
+                    let buf: &'static mut [u8] = Box::leak(vec![0u8; len].into_boxed_slice());
+                    buf[..a.as_bytes_with_nul().len()].copy_from_slice(a.as_bytes_with_nul());
+                    let addr = buf.as_mut_ptr() as usize;
+                    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let flipper = {
+                        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+                        std::thread::spawn(move || {
+                            let mut k = 0u64;
+                            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                let src = if k.is_multiple_of(2) { &b } else { &a };
+                                let bytes = src.as_bytes_with_nul();
+                                // SAFETY: the buffer is leaked and large enough; the race on
+                                // its contents is the point of the test.
+                                std::ptr::copy_nonoverlapping(
+                                    bytes.as_ptr(),
+                                    addr as *mut u8,
+                                    bytes.len(),
+                                );
+                                k += 1;
+                            }
+                        })
+                    };
+                    let mut opens = Vec::new();
+                    for _ in 0..n {
+                        let fd = libc::openat(
+                            libc::AT_FDCWD,
+                            addr as *const libc::c_char,
+                            libc::O_RDONLY,
+                        );
+                        let truth = fd_truth(fd.into());
+                        opens.push(format!("{{\"fd\":{fd}{truth}}}"));
+                        if fd >= 0 {
+                            libc::close(fd);
+                        }
+                    }
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    flipper.join().expect("flipper");
+                    report(
+                        "race-open",
+                        n as i64,
+                        &format!(",\"opens\":[{}]", opens.join(",")),
+                    );
+                    i += 3;
+                }
+                "openat2-in-root" => {
+                    let dir = libc::open(c(arg(1)).as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                    let mut how: libc::open_how = std::mem::zeroed();
+                    how.flags = libc::O_RDONLY as u64;
+                    how.resolve = libc::RESOLVE_IN_ROOT;
+                    let fd = libc::syscall(
+                        libc::SYS_openat2,
+                        dir,
+                        c(arg(2)).as_ptr(),
+                        &how as *const libc::open_how,
+                        std::mem::size_of::<libc::open_how>(),
+                    );
+                    report(
+                        "openat2-in-root",
+                        fd,
+                        &format!(",\"dirfd\":{dir}{}", fd_truth(fd)),
+                    );
+                    i += 2;
+                }
+                "chdir" => {
+                    report("chdir", libc::chdir(c(arg(1)).as_ptr()).into(), "");
+                    i += 1;
+                }
+                "chroot" => {
+                    let r = libc::chroot(c(arg(1)).as_ptr());
+                    let r2 = libc::chdir(c"/".as_ptr());
+                    report("chroot", r.min(r2).into(), "");
+                    i += 1;
+                }
+                "dup2-over" => {
+                    let fd = libc::open(c(arg(1)).as_ptr(), libc::O_RDONLY);
+                    let to: i32 = text(2).parse().expect("fd");
+                    let r = libc::dup2(fd, to);
+                    report("dup2-over", r.into(), &fd_truth(r.into()));
+                    i += 2;
+                }
+                "unshare-mount" => {
+                    let r = libc::unshare(libc::CLONE_NEWNS);
+                    let r2 = libc::mount(
+                        c"none".as_ptr(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    );
+                    report("unshare-mount", r.min(r2).into(), "");
+                }
+                "bind" => {
+                    let r = libc::mount(
+                        c(arg(1)).as_ptr(),
+                        c(arg(2)).as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    );
+                    report("bind", r.into(), "");
+                    i += 2;
+                }
+                "fexecve" | "memfd-exec" => {
+                    let src = c(arg(1));
+                    let argv: Vec<CString> = args[i + 1..].iter().map(c).collect();
+                    let fd = if cmd == "fexecve" {
+                        libc::open(src.as_ptr(), libc::O_RDONLY)
+                    } else {
+                        let m = libc::memfd_create(c"payload".as_ptr(), 0);
+                        let bytes = std::fs::read(arg(1)).expect("read executable");
+                        libc::write(m, bytes.as_ptr().cast(), bytes.len());
+                        m
+                    };
+                    report(&format!("{cmd}-fd"), fd.into(), &fd_truth(fd.into()));
+                    let r = exec_fd(fd, &argv);
+                    report(&cmd, r, "");
+                    return;
+                }
+                "connect4-mapped" => {
+                    let sa = sockaddr_in(&text(1), text(2).parse().expect("port"));
+                    let bytes = std::slice::from_raw_parts(
+                        (&raw const sa).cast::<u8>(),
+                        std::mem::size_of::<libc::sockaddr_in>(),
+                    );
+                    let p = untouched_page(bytes);
+                    let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                    let r = libc::connect(s, p.cast(), bytes.len() as u32);
+                    report("connect4-mapped", r.into(), &format!(",\"fd\":{s}"));
+                    i += 2;
+                }
+                "netns-blackhole" => {
+                    report("netns-blackhole", netns_blackhole(), "");
+                }
+                "connect4-nb-wait" => {
+                    let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+                    let syncnt: i32 = text(3).parse().expect("syncnt");
+                    if syncnt > 0 {
+                        libc::setsockopt(
+                            s,
+                            libc::IPPROTO_TCP,
+                            libc::TCP_SYNCNT,
+                            (&raw const syncnt).cast(),
+                            4,
+                        );
+                    }
+                    let sa = sockaddr_in(&text(1), text(2).parse().expect("port"));
+                    let r = libc::connect(
+                        s,
+                        (&sa as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as u32,
+                    );
+                    let ret = if r < 0 { -errno() } else { 0 };
+                    let mut pfd = libc::pollfd {
+                        fd: s,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
+                    libc::poll(&mut pfd, 1, 120_000);
+                    let mut err = 0i32;
+                    let mut len = 4u32;
+                    libc::getsockopt(
+                        s,
+                        libc::SOL_SOCKET,
+                        libc::SO_ERROR,
+                        (&raw mut err).cast(),
+                        &mut len,
+                    );
+                    println!(
+                        "{{\"action\":\"connect4-nb-wait\",\"ret\":{ret},\"pid\":{},\"tid\":{},\"fd\":{s},\"so_error\":{err}}}",
+                        libc::getpid(),
+                        libc::gettid()
+                    );
+                    i += 3;
                 }
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_millis(

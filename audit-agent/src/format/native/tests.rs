@@ -1,10 +1,16 @@
 //! The native record: what is written reads back as the same event, and the wire form is the
 //! documented one.
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
 use super::*;
-use crate::{event::UNATTRIBUTED, time::from_nanos};
+use crate::{
+    event::{
+        Completion, Field, FileId, FileRef, Interpreter, KernelFile, PassedAddr, Requested,
+        Resource, Target, UNATTRIBUTED,
+    },
+    time::from_nanos,
+};
 
 fn activity(action: Action, syscall: &'static str, target: Target, detail: Detail) -> Event {
     Event {
@@ -46,23 +52,82 @@ fn activity(action: Action, syscall: &'static str, target: Target, detail: Detai
                 target,
                 detail,
                 truncated: vec![],
+                unreadable: vec![],
             },
             outcome: Outcome::Failure(13),
             protected: vec![Arc::from("secrets")],
+            protected_by_inode: vec![],
             verdict: Some(Verdict {
                 decision: Decision::Deny,
                 rule: Some(Arc::from("no-secrets")),
+                by_inode: false,
                 version: Arc::from("sha256:39cdf0784a1d9dd7"),
             }),
         })),
     }
 }
 
+/// A file the process named by `requested`, resolved lexically (no object: a failure).
 fn file(requested: &[u8], resolved: Option<&[u8]>) -> Target {
     Target::File(FileRef {
-        requested: requested.to_vec(),
+        requested: Some(requested.to_vec()),
+        requested_from: Requested::AtEntry,
         resolved: resolved.map(<[u8]>::to_vec),
+        object: None,
     })
+}
+
+fn kernel_file(path: &[u8]) -> KernelFile {
+    KernelFile {
+        path: path.to_vec(),
+        id: Some(FileId {
+            dev_major: 259,
+            dev_minor: 3,
+            ino: 1_234_567,
+            mount_id: 29,
+            mount_ns: Some(4_026_531_841),
+            mode: 0o100_640,
+        }),
+        deleted: false,
+        detached: false,
+        cut: false,
+    }
+}
+
+/// A file the kernel opened at `path`, requested as `requested`.
+fn opened(requested: Option<&[u8]>, path: &[u8], from: Requested) -> Target {
+    Target::File(FileRef {
+        requested: requested.map(<[u8]>::to_vec),
+        requested_from: from,
+        resolved: None,
+        object: Some(kernel_file(path)),
+    })
+}
+
+fn unix(requested: &[u8], peer: Option<KernelFile>) -> Target {
+    Target::Unix(FileRef {
+        requested: Some(requested.to_vec()),
+        requested_from: Requested::AtEntry,
+        resolved: None,
+        object: peer,
+    })
+}
+
+fn connect(passed: Option<PassedAddr>, from_kernel: bool) -> Detail {
+    Detail::Connect {
+        passed,
+        from_kernel,
+        completion: None,
+    }
+}
+
+fn open_detail() -> Detail {
+    Detail::Open {
+        flags: 0o2000000,
+        mode: 0,
+        dirfd: None,
+        resolve: 0,
+    }
 }
 
 fn line(e: &Event) -> String {
@@ -77,51 +142,156 @@ fn round_trip(e: &Event) {
 }
 
 #[test]
-fn every_kind_of_event_reads_back_as_written() {
+fn every_kind_of_open_reads_back_as_written() {
     let open = Detail::Open {
         flags: 0o1 | 0o100 | 0o2000000,
         mode: 0o640,
         dirfd: Some(3),
+        resolve: 0x08 | 0x10,
     };
-    round_trip(&activity(
-        Action::Open,
-        "openat",
+    for target in [
         file(b"rel/\xff", Some(b"/tmp/rel/\xff")),
-        open,
-    ));
-    let exec = Detail::Exec {
-        argv: vec![b"cat".to_vec(), b"a\\b".to_vec(), b"\x1b[31m".to_vec()],
+        file(b"rel", None),
+        opened(Some(b"/tmp/link"), b"/etc/shadow", Requested::AtEntry),
+        opened(Some(b"/etc/shadow"), b"/etc/shadow", Requested::AtExit),
+        opened(None, b"/etc/shadow", Requested::AtEntry),
+        Target::File(FileRef {
+            requested: Some(b"/proc/self/fd/3".to_vec()),
+            requested_from: Requested::AtEntry,
+            resolved: None,
+            object: Some(KernelFile {
+                path: b"memfd:x".to_vec(),
+                deleted: true,
+                detached: true,
+                cut: false,
+                ..kernel_file(b"")
+            }),
+        }),
+    ] {
+        let mut e = activity(Action::Open, "openat", target, open.clone());
+        if let Some(a) = e.activity_mut()
+            && a.resource.file().unwrap().requested.is_none()
+        {
+            a.resource.unreadable.push(Field::RequestedPath);
+        }
+        round_trip(&e);
+    }
+}
+
+#[test]
+fn every_kind_of_exec_reads_back_as_written() {
+    let exec = |argv: Option<Vec<Vec<u8>>>, interpreter: Option<Interpreter>| Detail::Exec {
+        argv_from_image: argv.is_some(),
+        argv,
         dirfd: None,
         new_exec_id: Some(Arc::from("b4-4242-9")),
+        interpreter,
     };
+    let argv = vec![
+        b"cat".to_vec(),
+        b"a\\b".to_vec(),
+        b"\x1b[31m".to_vec(),
+        vec![],
+    ];
     round_trip(&activity(
         Action::Exec,
         "execve",
-        file(b"/usr/bin/cat", None),
-        exec,
+        opened(Some(b"/bin/cat"), b"/usr/bin/cat", Requested::KernelCopy),
+        exec(Some(argv), None),
     ));
-    for target in [
-        Target::Inet("10.0.0.1".parse::<IpAddr>().unwrap(), 5432),
-        Target::Inet("::ffff:10.0.0.1".parse::<IpAddr>().unwrap(), 443),
-        Target::Unix(b"/run/a.sock".to_vec()),
-        Target::Unix(b"\0abs\0tract".to_vec()),
-        Target::OtherAddress { family: 0 },
-        Target::OtherAddress { family: 17 },
+    let mut unreadable = activity(
+        Action::Exec,
+        "execve",
+        opened(Some(b"/bin/cat"), b"/usr/bin/cat", Requested::AtEntry),
+        exec(None, None),
+    );
+    unreadable.activity_mut().unwrap().resource.unreadable = vec![Field::Argv];
+    round_trip(&unreadable);
+    round_trip(&activity(
+        Action::Exec,
+        "execve",
+        file(b"./run.sh", Some(b"/work/run.sh")),
+        exec(
+            Some(vec![b"/bin/sh".to_vec(), b"./run.sh".to_vec()]),
+            Some(Interpreter {
+                shebang: b"/bin/sh".to_vec(),
+                loaded: Some(kernel_file(b"/usr/bin/dash")),
+            }),
+        ),
+    ));
+}
+
+#[test]
+fn every_kind_of_connect_reads_back_as_written() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    for (target, detail) in [
+        (Target::Inet(ip("10.0.0.1"), 5432), connect(None, true)),
+        (
+            Target::Inet(ip("10.0.0.1"), 5432),
+            connect(Some(PassedAddr::Inet(ip("127.0.0.1"), 80)), true),
+        ),
+        (
+            Target::Inet(ip("::ffff:10.0.0.1"), 443),
+            connect(None, false),
+        ),
+        (
+            Target::Inet(ip("2001:db8::1"), 443),
+            connect(Some(PassedAddr::Inet(ip("2001:db8::2"), 443)), true),
+        ),
+        (unix(b"/run/a.sock", None), connect(None, false)),
+        (
+            unix(b"run/a.sock", Some(kernel_file(b"/srv/run/a.sock"))),
+            connect(None, false),
+        ),
+        (
+            unix(
+                b"\0abs\0tract",
+                Some(KernelFile {
+                    path: b"\0abs\0tract".to_vec(),
+                    ..KernelFile::default()
+                }),
+            ),
+            connect(None, false),
+        ),
+        (Target::OtherAddress { family: 0 }, connect(None, false)),
+        (Target::OtherAddress { family: 17 }, connect(None, false)),
     ] {
-        round_trip(&activity(
-            Action::Connect,
-            "connect",
-            target,
-            Detail::Connect,
-        ));
+        round_trip(&activity(Action::Connect, "connect", target, detail));
     }
-    let mut with_pod = activity(
+}
+
+#[test]
+fn a_non_blocking_connect_reads_back_with_its_completion() {
+    let mut e = activity(
         Action::Connect,
         "connect",
-        Target::Unix(b"/x".to_vec()),
-        Detail::Connect,
+        Target::Inet("10.0.0.1".parse().unwrap(), 22),
+        Detail::Connect {
+            passed: None,
+            from_kernel: true,
+            completion: Some(Completion {
+                syscall_retval: -115,
+                after: Some(Duration::from_micros(2_500)),
+                waited: Duration::from_micros(3_001),
+            }),
+        },
     );
-    if let Some(a) = with_pod.activity_mut() {
+    e.activity_mut().unwrap().outcome = Outcome::Failure(111);
+    round_trip(&e);
+    let v: serde_json::Value = serde_json::from_str(&line(&e)).unwrap();
+    assert_eq!(v["result"]["completion"]["after_ms"], 2.5);
+    assert_eq!(v["result"]["completion"]["syscall_retval"], -115);
+}
+
+#[test]
+fn pods_and_inode_matches_read_back() {
+    let mut e = activity(
+        Action::Open,
+        "openat",
+        opened(Some(b"/tmp/h"), b"/tmp/h", Requested::AtEntry),
+        open_detail(),
+    );
+    if let Some(a) = e.activity_mut() {
         a.subject.container_id = Some("ab".repeat(32));
         a.subject.k8s = Some(Arc::new(K8sPod {
             namespace: "support".into(),
@@ -131,14 +301,15 @@ fn every_kind_of_event_reads_back_as_written() {
             service_account: "bot".into(),
             labels: BTreeMap::from([("app".into(), "bot".into())]),
         }));
-        a.outcome = Outcome::InProgress;
+        a.protected_by_inode = vec![Arc::from("secrets")];
+        a.verdict.as_mut().unwrap().by_inode = true;
     }
-    round_trip(&with_pod);
+    round_trip(&e);
 }
 
 #[test]
 fn gaps_read_back_with_their_window_and_seqs() {
-    let mut g = activity(Action::Open, "openat", file(b"/x", None), Detail::Connect);
+    let mut g = activity(Action::Open, "openat", file(b"/x", None), open_detail());
     g.body = Body::Gap(Gap {
         lost: 3,
         reason: GapReason::SpoolFull,
@@ -155,12 +326,8 @@ fn the_wire_form_is_the_documented_one() {
     let e = activity(
         Action::Open,
         "openat",
-        file(b"/etc/shadow", None),
-        Detail::Open {
-            flags: 0o2000000,
-            mode: 0,
-            dirfd: None,
-        },
+        opened(Some(b"/etc/shadow"), b"/etc/shadow", Requested::AtEntry),
+        open_detail(),
     );
     assert_eq!(
         line(&e),
@@ -170,7 +337,9 @@ fn the_wire_form_is_the_documented_one() {
             r#""agent":{"id":"support-bot","name":"Support bot","workflow":null,"owner":null,"matched_by":"cgroup"},"#,
             r#""process":{"pid":4242,"tid":4243,"ppid":1,"comm":"py\\xffthon","exe":"/usr/bin/python3","exec_id":"b4-4242-1","parent_exec_id":null},"#,
             r#""subject":{"uid":1001,"gid":1001,"cgroup_id":8812,"cgroup":"/agents/support"},"#,
-            r#""resource":{"path":"/etc/shadow","flags":["O_RDONLY","O_CLOEXEC"]},"#,
+            r#""resource":{"path":"/etc/shadow","path_source":"kernel","#,
+            r#""file":{"dev":"259:3","ino":1234567,"mount_id":29,"mount_ns":4026531841,"type":"file","mode":"0640"},"#,
+            r#""flags":["O_RDONLY","O_CLOEXEC"]},"#,
             r#""result":{"outcome":"failure","retval":-13,"errno":"EACCES"},"#,
             r#""protected":["secrets"],"policy":{"decision":"deny","rule":"no-secrets","version":"sha256:39cdf0784a1d9dd7"}}"#
         )
@@ -179,16 +348,7 @@ fn the_wire_form_is_the_documented_one() {
 
 #[test]
 fn unattributed_activity_has_an_agent_with_null_fields() {
-    let mut e = activity(
-        Action::Open,
-        "open",
-        file(b"/x", None),
-        Detail::Open {
-            flags: 0,
-            mode: 0,
-            dirfd: None,
-        },
-    );
+    let mut e = activity(Action::Open, "open", file(b"/x", None), open_detail());
     if let Some(a) = e.activity_mut() {
         a.agent = Some(Arc::new(AgentIdentity::unattributed()));
     }
@@ -210,7 +370,7 @@ fn malformed_records_name_the_field() {
         Action::Open,
         "openat",
         file(b"/x", None),
-        Detail::Connect,
+        open_detail(),
     ))
     .replace("\"failure\"", "\"maybe\"");
     assert_eq!(

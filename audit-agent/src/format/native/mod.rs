@@ -5,24 +5,30 @@
 //! Kernel bytes (paths, arguments, comm) are written escaped (`escape.rs`) and unescaped when
 //! read, so a record read back is the event that was written.
 
-use std::{borrow::Cow, collections::BTreeMap, net::IpAddr, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::{
     escape::{Escaped, unescape},
     event::{
-        Action, Activity, AgentIdentity, Body, Decision, Detail, Event, Field, FileRef, Gap,
-        GapReason, Host, K8sPod, MatchedBy, Outcome, OutcomeKind, Process, Resource, Subject,
-        Target, Verdict,
+        Action, Activity, AgentIdentity, Body, Decision, Detail, Event, Gap, GapReason, Host,
+        K8sPod, MatchedBy, Outcome, OutcomeKind, Process, Subject, Verdict,
     },
     linux, time,
 };
 
+mod resource;
+
+use self::resource::{
+    CompletionIn, CompletionOut, ResourceOut, completion_in, completion_out, resource_out,
+};
+pub(crate) use self::resource::{ResourceIn, resource_in};
+
 pub(crate) const SCHEMA: &str = "audit-agent/v1";
 
 /// Serializes raw bytes as an escaped JSON string without building a `String`.
-struct Bytes<'a>(&'a [u8]);
+pub(super) struct Bytes<'a>(pub(super) &'a [u8]);
 
 impl Serialize for Bytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -61,6 +67,8 @@ struct Out<'a> {
     result: Option<ResultOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     protected: Option<&'a [Arc<str>]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protected_by_inode: Option<&'a [Arc<str>]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     policy: Option<PolicyOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,37 +125,14 @@ struct K8sOut<'a> {
     labels: &'a BTreeMap<String, String>,
 }
 
-#[derive(Serialize, Default)]
-struct ResourceOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path: Option<Bytes<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resolved_path: Option<Bytes<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    argv: Option<Vec<Bytes<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    flags: Option<Vec<Cow<'static, str>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mode: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dirfd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    family: Option<Cow<'static, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    address: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exec_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    truncated: Vec<&'static str>,
-}
-
 #[derive(Serialize)]
 struct ResultOut {
     outcome: &'static str,
     retval: Option<i64>,
     errno: Option<Cow<'static, str>>,
+    /// A non-blocking connect: what its syscall returned, and when its final state came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion: Option<CompletionOut>,
 }
 
 #[derive(Serialize)]
@@ -155,6 +140,9 @@ struct PolicyOut<'a> {
     decision: &'static str,
     rule: Option<&'a str>,
     version: &'a str,
+    /// The rule matched through a protected set the resource belongs to only by inode.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    via_inode: bool,
 }
 
 #[derive(Serialize)]
@@ -182,7 +170,7 @@ pub(crate) fn family_name(family: u16) -> Cow<'static, str> {
     }
 }
 
-fn family_number(name: &str) -> Option<u16> {
+pub(super) fn family_number(name: &str) -> Option<u16> {
     Some(match name {
         "unspec" => 0,
         "unix" => 1,
@@ -190,55 +178,6 @@ fn family_number(name: &str) -> Option<u16> {
         "inet6" => 10,
         other => other.strip_prefix("af_")?.parse().ok()?,
     })
-}
-
-/// `@name` for abstract unix sockets, the path otherwise (escaped).
-fn unix_address(path: &[u8]) -> String {
-    match path.split_first() {
-        Some((0, name)) => format!("@{}", Escaped(name)),
-        _ => Escaped(path).to_string(),
-    }
-}
-
-fn resource_out(r: &Resource) -> ResourceOut<'_> {
-    let mut out = ResourceOut {
-        truncated: r.truncated.iter().map(|f| f.name()).collect(),
-        ..Default::default()
-    };
-    match &r.target {
-        Target::File(f) => {
-            out.path = Some(Bytes(&f.requested));
-            out.resolved_path = f.resolved.as_deref().map(Bytes);
-        }
-        Target::Inet(ip, port) => {
-            out.family = Some(family_name(if ip.is_ipv4() { 2 } else { 10 }));
-            out.address = Some(ip.to_string());
-            out.port = Some(*port);
-        }
-        Target::Unix(p) => {
-            out.family = Some(family_name(1));
-            out.address = Some(unix_address(p));
-        }
-        Target::OtherAddress { family } => out.family = Some(family_name(*family)),
-    }
-    match &r.detail {
-        Detail::Exec {
-            argv,
-            dirfd,
-            new_exec_id,
-        } => {
-            out.argv = Some(argv.iter().map(|a| Bytes(a)).collect());
-            out.dirfd = *dirfd;
-            out.exec_id = new_exec_id.as_deref();
-        }
-        Detail::Open { flags, mode, dirfd } => {
-            out.flags = Some(linux::open_flag_names(*flags));
-            out.mode = linux::open_creates(*flags).then(|| format!("{mode:04o}"));
-            out.dirfd = *dirfd;
-        }
-        Detail::Connect => {}
-    }
-    out
 }
 
 /// Fills the activity fields of a record.
@@ -282,12 +221,16 @@ fn activity_out<'a>(a: &'a Activity, out: &mut Out<'a>) {
         outcome: a.outcome.kind().name(),
         retval: a.outcome.retval(),
         errno: a.outcome.errno().map(errno_name),
+        completion: completion_out(&a.resource.detail),
     });
     out.protected = Some(&a.protected);
+    out.protected_by_inode =
+        (!a.protected_by_inode.is_empty()).then_some(&a.protected_by_inode[..]);
     out.policy = a.verdict.as_ref().map(|v| PolicyOut {
         decision: v.decision.name(),
         rule: v.rule.as_deref(),
         version: &v.version,
+        via_inode: v.by_inode,
     });
 }
 
@@ -320,6 +263,7 @@ pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
         resource: None,
         result: None,
         protected: None,
+        protected_by_inode: None,
         policy: None,
         gap: None,
     };
@@ -367,6 +311,8 @@ struct In<'a> {
     result: Option<ResultIn>,
     #[serde(default)]
     protected: Option<Vec<String>>,
+    #[serde(default)]
+    protected_by_inode: Vec<String>,
     #[serde(default)]
     policy: Option<PolicyIn>,
     #[serde(default)]
@@ -431,38 +377,13 @@ struct K8sIn {
     labels: BTreeMap<String, String>,
 }
 
-/// `resource` of a stored record (borrowed where the JSON allows).
-#[derive(Deserialize, Default)]
-pub(crate) struct ResourceIn<'a> {
-    #[serde(borrow, default)]
-    path: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    resolved_path: Option<Cow<'a, str>>,
-    #[serde(default)]
-    argv: Option<Vec<String>>,
-    #[serde(default)]
-    flags: Option<Vec<String>>,
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    dirfd: Option<i32>,
-    #[serde(borrow, default)]
-    family: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    address: Option<Cow<'a, str>>,
-    #[serde(default)]
-    port: Option<u16>,
-    #[serde(default)]
-    exec_id: Option<String>,
-    #[serde(default)]
-    truncated: Vec<String>,
-}
-
 #[derive(Deserialize)]
 struct ResultIn {
     outcome: String,
     #[serde(default)]
     retval: Option<i64>,
+    #[serde(default)]
+    completion: Option<CompletionIn>,
 }
 
 #[derive(Deserialize)]
@@ -471,6 +392,8 @@ struct PolicyIn {
     #[serde(default)]
     rule: Option<String>,
     version: String,
+    #[serde(default)]
+    via_inode: bool,
 }
 
 #[derive(Deserialize)]
@@ -496,128 +419,85 @@ pub(crate) enum ReadError {
     Field(&'static str),
 }
 
-fn bytes(s: &str) -> Vec<u8> {
+pub(super) fn bytes(s: &str) -> Vec<u8> {
     unescape(s).unwrap_or_else(|| s.as_bytes().to_vec())
 }
 
-/// The target of a stored record's resource, as the policy matches it.
-pub(crate) fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
-    if action != Action::Connect {
-        return Ok(Target::File(FileRef {
-            requested: bytes(r.path.as_deref().unwrap_or_default()),
-            resolved: r.resolved_path.as_deref().map(bytes),
-        }));
+fn process_in(p: ProcessIn) -> Process {
+    Process {
+        pid: p.pid,
+        tid: p.tid,
+        ppid: p.ppid,
+        comm: bytes(&p.comm),
+        exe: p.exe.as_deref().map(|e| Arc::from(bytes(e))),
+        exec_id: p.exec_id.map(Arc::from),
+        parent_exec_id: p.parent_exec_id.map(Arc::from),
     }
-    let family = r
-        .family
-        .as_deref()
-        .and_then(family_number)
-        .ok_or(ReadError::Field("resource.family"))?;
-    Ok(match (family, r.address.as_deref()) {
-        (2 | 10, Some(a)) => Target::Inet(
-            a.parse::<IpAddr>()
-                .map_err(|_| ReadError::Field("resource.address"))?,
-            r.port.unwrap_or(0),
-        ),
-        (1, Some(a)) => Target::Unix(match a.strip_prefix('@') {
-            Some(name) => [&[0u8][..], &bytes(name)].concat(),
-            None => bytes(a),
+}
+
+fn subject_in(s: SubjectIn) -> Subject {
+    Subject {
+        uid: s.uid,
+        gid: s.gid,
+        cgroup_id: s.cgroup_id,
+        cgroup: s.cgroup.map(Arc::from),
+        container_id: s.container_id,
+        k8s: s.k8s.map(|k| {
+            Arc::new(K8sPod {
+                namespace: k.namespace,
+                pod: k.pod,
+                pod_uid: k.pod_uid,
+                container: k.container,
+                service_account: k.service_account,
+                labels: k.labels,
+            })
         }),
-        (family, _) => Target::OtherAddress { family },
+    }
+}
+
+fn agent_in(a: AgentIn) -> Arc<AgentIdentity> {
+    Arc::new(AgentIdentity {
+        matched_by: a.matched_by.as_deref().and_then(MatchedBy::parse),
+        id: a.id,
+        name: a.name,
+        workflow: a.workflow,
+        owner: a.owner,
     })
 }
 
-fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
-    Ok(match action {
-        Action::Exec => Detail::Exec {
-            argv: r.argv.iter().flatten().map(|a| bytes(a)).collect(),
-            dirfd: r.dirfd,
-            new_exec_id: r.exec_id.as_deref().map(Arc::from),
-        },
-        Action::Open => Detail::Open {
-            flags: linux::open_flags_from_names(r.flags.as_deref().unwrap_or_default())
-                .ok_or(ReadError::Field("resource.flags"))?,
-            mode: match &r.mode {
-                Some(m) => {
-                    u32::from_str_radix(m, 8).map_err(|_| ReadError::Field("resource.mode"))?
-                }
-                None => 0,
-            },
-            dirfd: r.dirfd,
-        },
-        Action::Connect => Detail::Connect,
+fn verdict_in(v: PolicyIn) -> Result<Verdict, ReadError> {
+    Ok(Verdict {
+        decision: Decision::parse(&v.decision).ok_or(ReadError::Field("policy.decision"))?,
+        rule: v.rule.map(Arc::from),
+        version: Arc::from(v.version),
+        by_inode: v.via_inode,
     })
 }
 
 fn activity_in(i: In<'_>, action: Action) -> Result<Activity, ReadError> {
     let r = i.resource.unwrap_or_default();
     let result = i.result.ok_or(ReadError::Field("result"))?;
-    let p = i.process.ok_or(ReadError::Field("process"))?;
-    let s = i.subject.ok_or(ReadError::Field("subject"))?;
+    let mut resource = resource_in(action, &r)?;
+    if let (Detail::Connect { completion, .. }, Some(c)) =
+        (&mut resource.detail, &result.completion)
+    {
+        *completion = Some(completion_in(c));
+    }
+    let names = |v: Vec<String>| v.into_iter().map(Arc::from).collect();
     Ok(Activity {
         action,
         syscall: linux::syscall_name(i.syscall.as_deref().unwrap_or_default()),
-        process: Process {
-            pid: p.pid,
-            tid: p.tid,
-            ppid: p.ppid,
-            comm: bytes(&p.comm),
-            exe: p.exe.as_deref().map(|e| Arc::from(bytes(e))),
-            exec_id: p.exec_id.map(Arc::from),
-            parent_exec_id: p.parent_exec_id.map(Arc::from),
-        },
-        subject: Subject {
-            uid: s.uid,
-            gid: s.gid,
-            cgroup_id: s.cgroup_id,
-            cgroup: s.cgroup.map(Arc::from),
-            container_id: s.container_id,
-            k8s: s.k8s.map(|k| {
-                Arc::new(K8sPod {
-                    namespace: k.namespace,
-                    pod: k.pod,
-                    pod_uid: k.pod_uid,
-                    container: k.container,
-                    service_account: k.service_account,
-                    labels: k.labels,
-                })
-            }),
-        },
-        agent: i.agent.map(|a| {
-            Arc::new(AgentIdentity {
-                matched_by: a.matched_by.as_deref().and_then(MatchedBy::parse),
-                id: a.id,
-                name: a.name,
-                workflow: a.workflow,
-                owner: a.owner,
-            })
-        }),
-        resource: Resource {
-            target: target(action, &r)?,
-            detail: detail_in(action, &r)?,
-            truncated: r.truncated.iter().filter_map(|t| Field::parse(t)).collect(),
-        },
+        process: process_in(i.process.ok_or(ReadError::Field("process"))?),
+        subject: subject_in(i.subject.ok_or(ReadError::Field("subject"))?),
+        agent: i.agent.map(agent_in),
+        resource,
         outcome: Outcome::from_parts(
             OutcomeKind::parse(&result.outcome).ok_or(ReadError::Field("result.outcome"))?,
             result.retval,
         ),
-        protected: i
-            .protected
-            .unwrap_or_default()
-            .into_iter()
-            .map(Arc::from)
-            .collect(),
-        verdict: i
-            .policy
-            .map(|v| {
-                Ok::<_, ReadError>(Verdict {
-                    decision: Decision::parse(&v.decision)
-                        .ok_or(ReadError::Field("policy.decision"))?,
-                    rule: v.rule.map(Arc::from),
-                    version: Arc::from(v.version),
-                })
-            })
-            .transpose()?,
+        protected: names(i.protected.unwrap_or_default()),
+        protected_by_inode: names(i.protected_by_inode),
+        verdict: i.policy.map(verdict_in).transpose()?,
     })
 }
 

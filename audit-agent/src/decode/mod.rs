@@ -1,0 +1,330 @@
+//! Decode: raw ring-buffer records (bytes laid out by `audit_common::event`) -> [`KernelEvent`].
+//!
+//! Nothing here trusts lengths blindly: every section is checked against the record size, so a
+//! malformed record is a [`DecodeError`], never a panic. Kernel path walks (components leaf
+//! first) become absolute paths here.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use audit_common::event::{
+    ActionCommon, COMM_LEN, ConnectBody, ConnectOutcome, EventHeader, EventKind, ExecBody,
+    FileFacts, ForkBody, HEADER_LEN, OpenBody, Span, Syscall, VAR_OFFSET, file_flags, flags,
+};
+use thiserror::Error;
+
+use crate::{escape::until_nul, linux::SockAddr};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("record kind {0} is unknown")]
+    UnknownKind(u16),
+    #[error("{kind:?} record body of {len} bytes is shorter than its fixed part ({need})")]
+    ShortBody {
+        kind: EventKind,
+        len: usize,
+        need: usize,
+    },
+}
+
+/// Who did it, as the kernel saw it at syscall entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Task {
+    pub(crate) pid: u32,
+    pub(crate) tid: u32,
+    pub(crate) ppid: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) cgroup_id: u64,
+    pub(crate) comm: Vec<u8>,
+    /// `CLOCK_BOOTTIME` ns at syscall entry.
+    pub(crate) ktime_ns: u64,
+}
+
+/// A path the kernel walked, and the facts of the inode at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KernelPath {
+    /// Absolute (`/etc/shadow`); relative-looking when the walk was cut (the leading components
+    /// are missing) or ended on an internal mount (`memfd:x`).
+    pub(crate) path: Vec<u8>,
+    pub(crate) facts: FileFacts,
+}
+
+/// The acting image's executable, when the kernel could read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Exe {
+    pub(crate) facts: Option<FileFacts>,
+    /// Announced once per image (see `EXE_SEEN` in audit-ebpf).
+    pub(crate) path: Option<KernelPath>,
+}
+
+/// What an action's record carries besides its kind-specific arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Sections {
+    /// The path as the process passed it; `None` when it could not be read.
+    pub(crate) requested: Option<Vec<u8>>,
+    /// The object the kernel acted on: the file opened, the executable loaded, a unix peer's
+    /// socket file.
+    pub(crate) kpath: Option<KernelPath>,
+    /// The directory the requested path was resolved from, as the kernel saw it, when there is
+    /// no object (a failure; a script).
+    pub(crate) base: Option<Vec<u8>>,
+    /// exec: the interpreter string of a script; connect: a unix peer's abstract name.
+    pub(crate) extra: Option<Vec<u8>>,
+    /// exec: the arguments; `None` when they could not be read.
+    pub(crate) argv: Option<Vec<Vec<u8>>>,
+    pub(crate) exe: Exe,
+}
+
+/// A decoded kernel record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KernelEvent {
+    pub(crate) task: Task,
+    /// [`flags`] bits.
+    pub(crate) flags: u32,
+    /// Syscall return value (negative errno); meaningless with `flags::INCOMPLETE`.
+    pub(crate) retval: i64,
+    pub(crate) body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Body {
+    Exec {
+        syscall: Syscall,
+        dirfd: i32,
+        at_flags: u32,
+        sections: Sections,
+    },
+    Open {
+        syscall: Syscall,
+        dirfd: i32,
+        flags: u64,
+        mode: u32,
+        resolve: u64,
+        sections: Sections,
+    },
+    Connect {
+        fd: i32,
+        /// The `struct sock *`, to match the outcome of a non-blocking connect.
+        sk: u64,
+        /// The address as passed; `None` when it could not be read.
+        passed: Option<SockAddr>,
+        /// The kernel's copy of an IP destination.
+        kernel: Option<(IpAddr, u16)>,
+        sections: Sections,
+    },
+    ConnectOutcome(ConnectOutcome),
+    Fork {
+        child_pid: u32,
+    },
+    Exit,
+}
+
+impl KernelEvent {
+    pub(crate) fn has_flag(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+fn read<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
+    let end = at.checked_add(std::mem::size_of::<T>())?;
+    let b = bytes.get(at..end)?;
+    // SAFETY: the slice has exactly size_of::<T>() bytes and T is a plain-data repr(C) type.
+    Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one ring-buffer record.
+pub(crate) fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let h: EventHeader = read(bytes, 0).ok_or(DecodeError::Short(bytes.len()))?;
+    let kind = EventKind::from_u16(h.kind).ok_or(DecodeError::UnknownKind(h.kind))?;
+    let body_bytes = &bytes[HEADER_LEN..];
+    let body_bytes = &body_bytes[..usize::from(h.body_len).min(body_bytes.len())];
+    decode_parts(&h, kind, body_bytes)
+}
+
+/// A section's bytes, if it lies inside the body.
+fn span(body: &[u8], s: Span) -> Option<&[u8]> {
+    if s.len == 0 {
+        return None;
+    }
+    let start = VAR_OFFSET.checked_add(usize::from(s.off))?;
+    body.get(start..start.checked_add(usize::from(s.len))?)
+}
+
+/// Turns a walk (components leaf first, each NUL-terminated) into a path.
+pub(crate) fn walk_to_path(walk: &[u8], facts: &FileFacts) -> Vec<u8> {
+    let comps: Vec<&[u8]> = walk
+        .split(|&b| b == 0)
+        .filter(|c| !c.is_empty() && *c != b"/")
+        .collect();
+    let cut = facts.flags & file_flags::CUT != 0;
+    let detached = facts.flags & file_flags::DETACHED != 0;
+    let mut out = Vec::with_capacity(walk.len() + 1);
+    for (i, c) in comps.iter().rev().enumerate() {
+        if i > 0 || !(cut || detached) {
+            out.push(b'/');
+        }
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+fn kernel_path(body: &[u8], s: Span, facts: FileFacts) -> Option<KernelPath> {
+    let walk = span(body, s).unwrap_or_default();
+    (facts.flags & file_flags::VALID != 0 || !walk.is_empty()).then(|| KernelPath {
+        path: walk_to_path(walk, &facts),
+        facts,
+    })
+}
+
+/// The sections of an action body.
+fn sections(h: &EventHeader, body: &[u8], c: &ActionCommon) -> Sections {
+    let s = c.sections;
+    let text = |sp: Span| span(body, sp).map(|b| until_nul(b).to_vec());
+    let argv = span(body, s.argv).map(|b| {
+        let args = b.strip_suffix(&[0]).unwrap_or(b).split(|&x| x == 0);
+        match s.argc {
+            0 => args.map(<[u8]>::to_vec).collect(),
+            n => args.take(usize::from(n)).map(<[u8]>::to_vec).collect(),
+        }
+    });
+    let has_exe = h.flags & flags::EXE_FAULT == 0 && c.exe.flags & file_flags::VALID != 0;
+    Sections {
+        requested: text(s.requested),
+        kpath: kernel_path(body, s.kpath, c.file),
+        base: (h.flags & flags::BASE_WALKED != 0).then(|| {
+            walk_to_path(
+                span(body, s.base).unwrap_or_default(),
+                &FileFacts::default(),
+            )
+        }),
+        extra: span(body, s.extra).map(<[u8]>::to_vec),
+        argv: argv.or_else(|| (h.flags & flags::ARGV_FAULT == 0).then(Vec::new)),
+        exe: Exe {
+            facts: has_exe.then_some(c.exe),
+            path: (h.flags & flags::EXE_PATH != 0)
+                .then(|| kernel_path(body, s.exe, c.exe))
+                .flatten(),
+        },
+    }
+}
+
+/// The kernel's copy of an IP destination.
+fn kernel_addr(c: &ConnectBody) -> Option<(IpAddr, u16)> {
+    let k = c.kaddr;
+    match k.family {
+        2 => Some((
+            IpAddr::V4(Ipv4Addr::new(k.ip[0], k.ip[1], k.ip[2], k.ip[3])),
+            k.port,
+        )),
+        10 => Some((IpAddr::V6(Ipv6Addr::from(k.ip)), k.port)),
+        _ => None,
+    }
+}
+
+fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, DecodeError> {
+    let short = |need: usize| DecodeError::ShortBody {
+        kind,
+        len: body.len(),
+        need,
+    };
+    let syscall = Syscall::from_u16(h.syscall).unwrap_or(Syscall::Unknown);
+    Ok(match kind {
+        EventKind::Exec => {
+            let f: ExecBody = read(body, 0).ok_or_else(|| short(size_of::<ExecBody>()))?;
+            Body::Exec {
+                syscall,
+                dirfd: f.dirfd,
+                at_flags: f.at_flags,
+                sections: sections(h, body, &f.common),
+            }
+        }
+        EventKind::Open => {
+            let f: OpenBody = read(body, 0).ok_or_else(|| short(size_of::<OpenBody>()))?;
+            Body::Open {
+                syscall,
+                dirfd: f.dirfd,
+                flags: f.flags,
+                mode: f.mode,
+                resolve: f.resolve,
+                sections: sections(h, body, &f.common),
+            }
+        }
+        _ => {
+            let f: ConnectBody = read(body, 0).ok_or_else(|| short(size_of::<ConnectBody>()))?;
+            Body::Connect {
+                fd: f.fd,
+                sk: f.sk,
+                passed: (h.flags & flags::ADDR_FAULT == 0)
+                    .then(|| SockAddr::decode(&f.addr, f.addrlen as usize)),
+                kernel: kernel_addr(&f),
+                sections: sections(h, body, &f.common),
+            }
+        }
+    })
+}
+
+/// Decodes a record from its header and body bytes (also used for pending slots read from the
+/// kernel map at shutdown).
+pub(crate) fn decode_parts(
+    h: &EventHeader,
+    kind: EventKind,
+    body: &[u8],
+) -> Result<KernelEvent, DecodeError> {
+    let short = |need: usize| DecodeError::ShortBody {
+        kind,
+        len: body.len(),
+        need,
+    };
+    let body = match kind {
+        EventKind::Exec | EventKind::Open | EventKind::Connect => decode_action(h, kind, body)?,
+        EventKind::ConnectOutcome => {
+            Body::ConnectOutcome(read(body, 0).ok_or_else(|| short(size_of::<ConnectOutcome>()))?)
+        }
+        EventKind::Fork => {
+            let f: ForkBody = read(body, 0).ok_or_else(|| short(size_of::<ForkBody>()))?;
+            Body::Fork {
+                child_pid: f.child_pid,
+            }
+        }
+        EventKind::Exit => Body::Exit,
+    };
+    Ok(KernelEvent {
+        task: Task {
+            pid: h.pid,
+            tid: h.tid,
+            ppid: h.ppid,
+            uid: h.uid,
+            gid: h.gid,
+            cgroup_id: h.cgroup_id,
+            comm: until_nul(&h.comm[..COMM_LEN]).to_vec(),
+            ktime_ns: h.ktime_ns,
+        },
+        flags: h.flags,
+        retval: h.retval,
+        body,
+    })
+}
+
+/// The action name of a kernel event kind, as gap records and metrics count losses
+/// (`process.lifecycle` for fork and exit records).
+pub(crate) fn kind_name(kind: usize) -> &'static str {
+    use crate::event::Action;
+    match kind {
+        k if k == EventKind::Exec as usize => Action::Exec.name(),
+        k if k == EventKind::Open as usize => Action::Open.name(),
+        k if k == EventKind::Connect as usize || k == EventKind::ConnectOutcome as usize => {
+            Action::Connect.name()
+        }
+        _ => "process.lifecycle",
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod sample;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,244 @@
+//! What an action was performed on, from a kernel record: the file or address the kernel acted
+//! on, what the process asked for, and which values could not be read.
+
+use audit_common::event::{file_flags, flags};
+
+use crate::{
+    decode::{Body, KernelEvent, KernelPath, Sections},
+    event::{
+        Detail, Field, FileId, FileRef, Interpreter, KernelFile, PassedAddr, Requested, Resource,
+        Target,
+    },
+    linux::SockAddr,
+};
+
+const AT_FDCWD: i32 = -100;
+
+/// A kernel path walk's result as the event carries it.
+pub(super) fn kernel_file(k: &KernelPath) -> KernelFile {
+    let f = &k.facts;
+    let valid = f.flags & file_flags::VALID != 0;
+    let detached = f.flags & file_flags::DETACHED != 0;
+    KernelFile {
+        path: k.path.clone(),
+        id: valid.then_some(FileId {
+            dev_major: f.dev >> 20,
+            dev_minor: f.dev & 0xf_ffff,
+            ino: f.ino,
+            mount_id: f.mnt_id,
+            mount_ns: (!detached && f.mnt_ns != 0).then_some(f.mnt_ns),
+            mode: f.mode,
+        }),
+        deleted: f.flags & file_flags::DELETED != 0,
+        detached,
+        cut: f.flags & file_flags::CUT != 0,
+    }
+}
+
+/// Joins and normalizes `.` and `..` without touching the filesystem.
+pub(super) fn join_lexically(base: &[u8], rel: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in base.split(|&b| b == b'/').chain(rel.split(|&b| b == b'/')) {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::new();
+    for p in parts {
+        out.push(b'/');
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// The file an action named: the object the kernel acted on, the request, and the request
+/// resolved against the kernel's base directory when there is no object.
+fn file_ref(ev: &KernelEvent, s: &Sections) -> FileRef {
+    let requested_from = if ev.has_flag(flags::PATH_FROM_KERNEL) {
+        Requested::KernelCopy
+    } else if ev.has_flag(flags::PATH_AT_EXIT) {
+        Requested::AtExit
+    } else {
+        Requested::AtEntry
+    };
+    let object = s.kpath.as_ref().map(kernel_file);
+    let resolved = match (&object, &s.base, &s.requested) {
+        (None, Some(base), Some(req)) if !req.is_empty() => Some(join_lexically(base, req)),
+        _ => None,
+    };
+    FileRef {
+        requested: s.requested.clone(),
+        requested_from,
+        resolved,
+        object,
+    }
+}
+
+fn truncated_and_unreadable(ev: &KernelEvent, r: &mut Resource) {
+    if ev.has_flag(flags::PATH_TRUNCATED) {
+        r.truncated.push(Field::Path);
+    }
+    if ev.has_flag(flags::ARGV_TRUNCATED) {
+        r.truncated.push(Field::Argv);
+    }
+    if ev.has_flag(flags::PATH_FAULT) {
+        r.unreadable.push(Field::RequestedPath);
+    }
+    if ev.has_flag(flags::KPATH_FAULT) {
+        r.unreadable.push(Field::KernelPath);
+    }
+    if let Target::File(f) | Target::Unix(f) = &r.target
+        && f.path().is_none()
+    {
+        r.unreadable.push(Field::Path);
+    }
+}
+
+/// The resource of an action record (exec, open, connect); `None` for other records.
+pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
+    let (target, detail) = match &ev.body {
+        Body::Exec {
+            dirfd, sections, ..
+        } => exec(ev, *dirfd, sections),
+        Body::Open {
+            dirfd,
+            flags,
+            mode,
+            resolve,
+            sections,
+            ..
+        } => (
+            Target::File(file_ref(ev, sections)),
+            Detail::Open {
+                flags: *flags,
+                mode: *mode,
+                dirfd: (*dirfd != AT_FDCWD).then_some(*dirfd),
+                resolve: *resolve,
+            },
+        ),
+        Body::Connect {
+            passed,
+            kernel,
+            sections,
+            ..
+        } => connect(ev, passed.as_ref(), *kernel, sections),
+        _ => return None,
+    };
+    let mut r = Resource {
+        target,
+        detail,
+        truncated: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    truncated_and_unreadable(ev, &mut r);
+    if let Detail::Exec { argv: None, .. } = r.detail {
+        r.unreadable.push(Field::Argv);
+    }
+    if let (Target::OtherAddress { .. }, Detail::Connect { passed: None, .. }) =
+        (&r.target, &r.detail)
+        && ev.has_flag(flags::ADDR_FAULT)
+    {
+        r.unreadable.push(Field::Address);
+    }
+    Some(r)
+}
+
+fn exec(ev: &KernelEvent, dirfd: i32, s: &Sections) -> (Target, Detail) {
+    let mut file = file_ref(ev, s);
+    let mut interpreter = None;
+    if ev.has_flag(flags::SCRIPT) {
+        // The loaded file is the interpreter; the script is what was asked for.
+        interpreter = Some(Interpreter {
+            shebang: s
+                .extra
+                .clone()
+                .map(|b| crate::escape::until_nul(&b).to_vec())
+                .unwrap_or_default(),
+            loaded: file.object.take(),
+        });
+        if let (Some(base), Some(req)) = (&s.base, &file.requested) {
+            file.resolved = Some(join_lexically(base, req));
+        }
+    }
+    (
+        Target::File(file),
+        Detail::Exec {
+            argv: s.argv.clone(),
+            argv_from_image: ev.has_flag(flags::ARGV_FROM_IMAGE),
+            dirfd: (dirfd != AT_FDCWD).then_some(dirfd),
+            new_exec_id: None,
+            interpreter,
+        },
+    )
+}
+
+fn passed_addr(a: &SockAddr) -> PassedAddr {
+    match a {
+        SockAddr::Inet(ip, port) => PassedAddr::Inet((*ip).into(), *port),
+        SockAddr::Inet6(ip, port) => PassedAddr::Inet((*ip).into(), *port),
+        SockAddr::Unix(p) => PassedAddr::Unix(p.clone()),
+        SockAddr::Unspec => PassedAddr::Other { family: 0 },
+        SockAddr::Other(f) | SockAddr::Malformed(f) => PassedAddr::Other { family: *f },
+    }
+}
+
+fn connect(
+    ev: &KernelEvent,
+    passed: Option<&SockAddr>,
+    kernel: Option<(std::net::IpAddr, u16)>,
+    s: &Sections,
+) -> (Target, Detail) {
+    let passed = passed.map(passed_addr);
+    let target = match (kernel, &passed) {
+        (Some((ip, port)), _) => Target::Inet(ip, port),
+        (None, Some(PassedAddr::Inet(ip, port))) => Target::Inet(*ip, *port),
+        (None, Some(PassedAddr::Unix(path))) => Target::Unix(unix_ref(ev, path, s)),
+        (None, Some(PassedAddr::Other { family })) => Target::OtherAddress { family: *family },
+        (None, None) => Target::OtherAddress { family: 0 },
+    };
+    // The address as passed is kept only when it says something the target does not: it
+    // differs from what the kernel connected to, or there is no kernel copy to trust.
+    let same = match (&target, &passed) {
+        (Target::Inet(a, p), Some(PassedAddr::Inet(b, q))) => a == b && p == q,
+        (Target::Unix(_), Some(PassedAddr::Unix(_))) => true,
+        (Target::OtherAddress { family }, Some(PassedAddr::Other { family: f })) => family == f,
+        _ => false,
+    };
+    (
+        target,
+        Detail::Connect {
+            passed: (!same).then_some(passed).flatten(),
+            from_kernel: kernel.is_some(),
+            completion: None,
+        },
+    )
+}
+
+/// A unix destination: the peer's bound path (or abstract name) the kernel connected to, else
+/// the path as passed, resolved against the cwd for a failure.
+fn unix_ref(ev: &KernelEvent, passed: &[u8], s: &Sections) -> FileRef {
+    let mut f = file_ref(ev, s);
+    f.requested = Some(passed.to_vec());
+    if f.object.is_none()
+        && let Some(name) = &s.extra
+    {
+        // An abstract peer: its name, as the kernel bound it.
+        let mut path = vec![0];
+        path.extend_from_slice(name.strip_prefix(&[0]).unwrap_or(name));
+        f.object = Some(KernelFile {
+            path,
+            ..Default::default()
+        });
+    }
+    if passed.first() == Some(&0) {
+        f.resolved = None;
+    }
+    f
+}

@@ -1,0 +1,563 @@
+//! `resource` of the native record, both ways: what was acted on, with where each fact came
+//! from (`path_source`, `address_source`), the kernel's identity of the file (`file`), what the
+//! process passed when it differs (`requested_path`, `requested_address`), and which values were
+//! cut or could not be read.
+
+use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Bytes, ReadError, bytes, family_name, family_number};
+use crate::{
+    escape::Escaped,
+    event::{
+        Action, Detail, Field, FileId, FileRef, Interpreter, KernelFile, PassedAddr, PathSource,
+        Requested, Resource, Target,
+    },
+    linux,
+};
+
+/// `resource.file`: the kernel's identity of the file acted on.
+#[derive(Serialize, Deserialize, Default)]
+pub(super) struct FileOut {
+    /// `major:minor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ino: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mount_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mount_ns: Option<u32>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<Cow<'static, str>>,
+    /// Permission bits, octal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    flags: Vec<Cow<'static, str>>,
+}
+
+const FILE_TYPES: [(u16, &str); 7] = [
+    (0o100000, "file"),
+    (0o040000, "directory"),
+    (0o120000, "symlink"),
+    (0o140000, "socket"),
+    (0o010000, "fifo"),
+    (0o020000, "char_device"),
+    (0o060000, "block_device"),
+];
+
+fn file_out(k: &KernelFile) -> FileOut {
+    let mut flags = Vec::new();
+    for (set, name) in [
+        (k.deleted, "deleted"),
+        (k.detached, "detached"),
+        (k.cut, "path_cut"),
+    ] {
+        if set {
+            flags.push(Cow::Borrowed(name));
+        }
+    }
+    let Some(id) = k.id else {
+        return FileOut {
+            flags,
+            ..Default::default()
+        };
+    };
+    FileOut {
+        dev: Some(format!("{}:{}", id.dev_major, id.dev_minor)),
+        ino: Some(id.ino),
+        mount_id: Some(id.mount_id),
+        mount_ns: id.mount_ns,
+        kind: FILE_TYPES
+            .iter()
+            .find(|(t, _)| id.mode & 0o170000 == *t)
+            .map(|(_, n)| Cow::Borrowed(*n)),
+        mode: Some(format!("{:04o}", id.mode & 0o7777)),
+        flags,
+    }
+}
+
+fn file_in(path: Vec<u8>, f: &FileOut) -> KernelFile {
+    let has = |n: &str| f.flags.iter().any(|x| x == n);
+    let id = f.ino.map(|ino| {
+        let (major, minor) = f
+            .dev
+            .as_deref()
+            .and_then(|d| d.split_once(':'))
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .unwrap_or((0, 0));
+        let kind = f
+            .kind
+            .as_deref()
+            .and_then(|k| FILE_TYPES.iter().find(|(_, n)| *n == k))
+            .map_or(0, |(t, _)| *t);
+        let perms = f
+            .mode
+            .as_deref()
+            .and_then(|m| u16::from_str_radix(m, 8).ok())
+            .unwrap_or(0);
+        FileId {
+            dev_major: major,
+            dev_minor: minor,
+            ino,
+            mount_id: f.mount_id.unwrap_or(0),
+            mount_ns: f.mount_ns,
+            mode: kind | perms,
+        }
+    });
+    KernelFile {
+        path,
+        id,
+        deleted: has("deleted"),
+        detached: has("detached"),
+        cut: has("path_cut"),
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct InterpreterOut<'a> {
+    shebang: Bytes<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<Bytes<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<FileOut>,
+}
+
+#[derive(Serialize)]
+pub(super) struct CompletionOut {
+    syscall_retval: i64,
+    /// Attempt to final state, when it was known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after_ms: Option<f64>,
+    waited_ms: f64,
+}
+
+#[derive(Serialize, Default)]
+pub(super) struct ResourceOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<Option<Bytes<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_path: Option<Bytes<'a>>,
+    /// Where the requested path was read, when not the process's memory at entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_path_read: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<FileOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interpreter: Option<InterpreterOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    argv: Option<Option<Vec<Bytes<'a>>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    argv_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<Vec<Cow<'static, str>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolve: Option<Vec<Cow<'static, str>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dirfd: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exec_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    truncated: Vec<&'static str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    unreadable: Vec<&'static str>,
+}
+
+fn source_name(s: PathSource) -> &'static str {
+    match s {
+        PathSource::Kernel => "kernel",
+        PathSource::Resolved => "resolved",
+        PathSource::Requested => "requested",
+    }
+}
+
+/// `@name` for abstract unix sockets, the path otherwise (escaped).
+pub(super) fn unix_address(path: &[u8]) -> String {
+    match path.split_first() {
+        Some((0, name)) => format!("@{}", Escaped(name)),
+        _ => Escaped(path).to_string(),
+    }
+}
+
+fn passed_text(p: &PassedAddr) -> String {
+    match p {
+        PassedAddr::Inet(ip, port) if ip.is_ipv6() => format!("[{ip}]:{port}"),
+        PassedAddr::Inet(ip, port) => format!("{ip}:{port}"),
+        PassedAddr::Unix(path) => unix_address(path),
+        PassedAddr::Other { family } => family_name(*family).into_owned(),
+    }
+}
+
+/// The path fields of a file the action named.
+fn file_fields<'a>(out: &mut ResourceOut<'a>, f: &'a FileRef) {
+    let path = f.path();
+    out.path = Some(path.map(Bytes));
+    out.path_source = f.path_source().map(source_name);
+    if f.requested.as_deref() != path {
+        out.requested_path = f.requested.as_deref().map(Bytes);
+    }
+    out.requested_path_read = match f.requested_from {
+        Requested::AtEntry => None,
+        Requested::AtExit => Some("exit"),
+        Requested::KernelCopy => Some("kernel_copy"),
+    };
+    out.file = f.object.as_ref().map(file_out);
+}
+
+fn target_fields<'a>(out: &mut ResourceOut<'a>, t: &'a Target) {
+    match t {
+        Target::File(f) => file_fields(out, f),
+        Target::Inet(ip, port) => {
+            out.family = Some(family_name(if ip.is_ipv4() { 2 } else { 10 }));
+            out.address = Some(Some(ip.to_string()));
+            out.port = Some(*port);
+        }
+        Target::Unix(f) => {
+            out.family = Some(family_name(1));
+            out.address = Some(f.path().map(unix_address));
+            out.address_source = f.path_source().map(source_name);
+            if f.requested.as_deref() != f.path() {
+                out.requested_address = f.requested.as_deref().map(unix_address);
+            }
+            out.file = f.object.as_ref().filter(|o| o.id.is_some()).map(file_out);
+        }
+        Target::OtherAddress { family } => out.family = Some(family_name(*family)),
+    }
+}
+
+fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
+    match d {
+        Detail::Exec {
+            argv,
+            argv_from_image,
+            dirfd,
+            new_exec_id,
+            interpreter,
+        } => {
+            out.argv = Some(argv.as_ref().map(|a| a.iter().map(|x| Bytes(x)).collect()));
+            out.argv_source = argv
+                .as_ref()
+                .map(|_| if *argv_from_image { "image" } else { "entry" });
+            out.dirfd = *dirfd;
+            out.exec_id = new_exec_id.as_deref();
+            out.interpreter = interpreter.as_ref().map(|i| InterpreterOut {
+                shebang: Bytes(&i.shebang),
+                path: i.loaded.as_ref().map(|k| Bytes(&k.path)),
+                file: i.loaded.as_ref().map(file_out),
+            });
+        }
+        Detail::Open {
+            flags,
+            mode,
+            dirfd,
+            resolve,
+        } => {
+            out.flags = Some(linux::open_flag_names(*flags));
+            out.mode = linux::open_creates(*flags).then(|| format!("{mode:04o}"));
+            out.dirfd = *dirfd;
+            out.resolve = (*resolve != 0).then(|| linux::resolve_flag_names(*resolve));
+        }
+        Detail::Connect {
+            passed,
+            from_kernel,
+            ..
+        } => {
+            if out.address_source.is_none() && out.address.is_some() {
+                out.address_source = Some(if *from_kernel { "kernel" } else { "requested" });
+            }
+            if let Some(p) = passed {
+                out.requested_address = Some(passed_text(p));
+            }
+        }
+    }
+}
+
+pub(super) fn resource_out(r: &Resource) -> ResourceOut<'_> {
+    let mut out = ResourceOut {
+        truncated: r.truncated.iter().map(|f| f.name()).collect(),
+        unreadable: r.unreadable.iter().map(|f| f.name()).collect(),
+        ..Default::default()
+    };
+    target_fields(&mut out, &r.target);
+    detail_fields(&mut out, &r.detail);
+    out
+}
+
+pub(super) fn completion_out(d: &Detail) -> Option<CompletionOut> {
+    let Detail::Connect {
+        completion: Some(c),
+        ..
+    } = d
+    else {
+        return None;
+    };
+    Some(CompletionOut {
+        syscall_retval: c.syscall_retval,
+        after_ms: c.after.map(millis),
+        waited_ms: millis(c.waited),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// `resource` of a stored record (borrowed where the JSON allows).
+#[derive(Deserialize, Default)]
+pub(crate) struct ResourceIn<'a> {
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    path_source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    requested_path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    requested_path_read: Option<Cow<'a, str>>,
+    #[serde(default)]
+    file: Option<FileOut>,
+    #[serde(default)]
+    interpreter: Option<InterpreterIn>,
+    #[serde(default)]
+    argv: Option<Vec<String>>,
+    #[serde(borrow, default)]
+    argv_source: Option<Cow<'a, str>>,
+    #[serde(default)]
+    flags: Option<Vec<String>>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    resolve: Option<Vec<String>>,
+    #[serde(default)]
+    dirfd: Option<i32>,
+    #[serde(borrow, default)]
+    family: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    address: Option<Cow<'a, str>>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(borrow, default)]
+    address_source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    requested_address: Option<Cow<'a, str>>,
+    #[serde(default)]
+    exec_id: Option<String>,
+    #[serde(default)]
+    truncated: Vec<String>,
+    #[serde(default)]
+    unreadable: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct InterpreterIn {
+    shebang: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    file: Option<FileOut>,
+}
+
+/// The `completion` of a stored connect result.
+#[derive(Deserialize)]
+pub(super) struct CompletionIn {
+    syscall_retval: i64,
+    #[serde(default)]
+    after_ms: Option<f64>,
+    waited_ms: f64,
+}
+
+fn unreadable(r: &ResourceIn<'_>, f: Field) -> bool {
+    r.unreadable.iter().any(|u| u == f.name())
+}
+
+fn file_ref_in(
+    r: &ResourceIn<'_>,
+    path: Option<&str>,
+    source: Option<&str>,
+    requested: Option<&str>,
+) -> FileRef {
+    let path = path.map(bytes);
+    let requested = match requested {
+        Some(p) => Some(bytes(p)),
+        None if unreadable(r, Field::RequestedPath) => None,
+        None => path.clone(),
+    };
+    let requested_from = match r.requested_path_read.as_deref() {
+        Some("exit") => Requested::AtExit,
+        Some("kernel_copy") => Requested::KernelCopy,
+        _ => Requested::AtEntry,
+    };
+    let (resolved, object) = match (source, path) {
+        (Some("kernel"), Some(p)) => {
+            let facts = r.file.as_ref().map_or_else(FileOut::default, |f| FileOut {
+                dev: f.dev.clone(),
+                ino: f.ino,
+                mount_id: f.mount_id,
+                mount_ns: f.mount_ns,
+                kind: f.kind.clone(),
+                mode: f.mode.clone(),
+                flags: f.flags.clone(),
+            });
+            (None, Some(file_in(p, &facts)))
+        }
+        (Some("resolved"), Some(p)) => (Some(p), None),
+        _ => (None, None),
+    };
+    FileRef {
+        requested,
+        requested_from,
+        resolved,
+        object,
+    }
+}
+
+/// A unix address as stored (`@name` for an abstract socket).
+fn unix_bytes(a: &str) -> Vec<u8> {
+    match a.strip_prefix('@') {
+        Some(name) => [&[0u8][..], &bytes(name)].concat(),
+        None => bytes(a),
+    }
+}
+
+fn passed_in(s: &str) -> PassedAddr {
+    if let Some((ip, port)) = s.rsplit_once(':')
+        && let (Ok(ip), Ok(port)) = (ip.trim_matches(['[', ']']).parse::<IpAddr>(), port.parse())
+    {
+        return PassedAddr::Inet(ip, port);
+    }
+    match family_number(s) {
+        Some(family) => PassedAddr::Other { family },
+        None => PassedAddr::Unix(unix_bytes(s)),
+    }
+}
+
+/// The target of a stored record's resource, as the policy matches it.
+fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
+    if action != Action::Connect {
+        return Ok(Target::File(file_ref_in(
+            r,
+            r.path.as_deref(),
+            r.path_source.as_deref(),
+            r.requested_path.as_deref(),
+        )));
+    }
+    let family = r
+        .family
+        .as_deref()
+        .and_then(family_number)
+        .ok_or(ReadError::Field("resource.family"))?;
+    Ok(match (family, r.address.as_deref()) {
+        (2 | 10, Some(a)) => Target::Inet(
+            a.parse::<IpAddr>()
+                .map_err(|_| ReadError::Field("resource.address"))?,
+            r.port.unwrap_or(0),
+        ),
+        (1, address) => {
+            let mut f = file_ref_in(r, None, None, None);
+            let path = address.map(unix_bytes);
+            f.requested = match r.requested_address.as_deref() {
+                Some(p) => Some(unix_bytes(p)),
+                None if unreadable(r, Field::RequestedPath) => None,
+                None => path.clone(),
+            };
+            match (r.address_source.as_deref(), path) {
+                (Some("kernel"), Some(p)) => {
+                    f.object = Some(file_in(p, r.file.as_ref().unwrap_or(&FileOut::default())))
+                }
+                (Some("resolved"), Some(p)) => f.resolved = Some(p),
+                _ => {}
+            }
+            Target::Unix(f)
+        }
+        (family, _) => Target::OtherAddress { family },
+    })
+}
+
+pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(match action {
+        Action::Exec => Detail::Exec {
+            argv: r
+                .argv
+                .as_ref()
+                .map(|a| a.iter().map(|x| bytes(x)).collect()),
+            argv_from_image: r.argv_source.as_deref() == Some("image"),
+            dirfd: r.dirfd,
+            new_exec_id: r.exec_id.as_deref().map(Arc::from),
+            interpreter: r.interpreter.as_ref().map(|i| Interpreter {
+                shebang: bytes(&i.shebang),
+                loaded: i
+                    .path
+                    .as_deref()
+                    .map(|p| file_in(bytes(p), i.file.as_ref().unwrap_or(&FileOut::default()))),
+            }),
+        },
+        Action::Open => Detail::Open {
+            flags: linux::open_flags_from_names(r.flags.as_deref().unwrap_or_default())
+                .ok_or(ReadError::Field("resource.flags"))?,
+            mode: match &r.mode {
+                Some(m) => {
+                    u32::from_str_radix(m, 8).map_err(|_| ReadError::Field("resource.mode"))?
+                }
+                None => 0,
+            },
+            dirfd: r.dirfd,
+            resolve: linux::resolve_flags_from_names(r.resolve.as_deref().unwrap_or_default())
+                .ok_or(ReadError::Field("resource.resolve"))?,
+        },
+        Action::Connect => Detail::Connect {
+            passed: r
+                .requested_address
+                .as_deref()
+                .filter(|_| r.family.as_deref() != Some("unix"))
+                .map(passed_in),
+            from_kernel: r.address_source.as_deref() == Some("kernel")
+                && r.family.as_deref() != Some("unix"),
+            completion: None,
+        },
+    })
+}
+
+/// Milliseconds with microsecond precision (what the record keeps).
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
+}
+
+fn from_millis(ms: f64) -> Duration {
+    Duration::from_micros((ms * 1e3).round().max(0.0) as u64)
+}
+
+/// A stored connect's completion.
+pub(super) fn completion_in(c: &CompletionIn) -> crate::event::Completion {
+    crate::event::Completion {
+        syscall_retval: c.syscall_retval,
+        after: c.after_ms.map(from_millis),
+        waited: from_millis(c.waited_ms),
+    }
+}
+
+pub(crate) fn resource_in(action: Action, r: &ResourceIn<'_>) -> Result<Resource, ReadError> {
+    Ok(Resource {
+        target: target(action, r)?,
+        detail: detail_in(action, r)?,
+        truncated: r.truncated.iter().filter_map(|t| Field::parse(t)).collect(),
+        unreadable: r
+            .unreadable
+            .iter()
+            .filter_map(|t| Field::parse(t))
+            .collect(),
+    })
+}

@@ -1,0 +1,230 @@
+//! Protected files by identity: the device and inode of every file a protected set names, so a
+//! hardlink, a bind mount, a chroot or a container view of a protected file is recognised although
+//! its path is another one.
+//!
+//! The index is built from the daemon's view of the files at `root` (`/proc/1/root`: the host's
+//! root when the daemon runs with the host PID namespace, as the DaemonSet does) and rebuilt every
+//! [`REFRESH`] and whenever the policy changes, so a file replaced by rename is found again. Literal
+//! paths are looked up directly; globs are expanded by walking from their literal prefix, at most
+//! [`WALK_BUDGET`] directory entries per build (a warning says when the budget cut a build short).
+//! Files inside other mount namespaces (a container's own `/etc`) are matched by path only.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{Policy, pattern::PathSet};
+use crate::event::FileId;
+
+/// How often the index is rebuilt.
+pub(crate) const REFRESH: Duration = Duration::from_secs(5);
+/// Directory entries a build may visit expanding globs.
+pub(crate) const WALK_BUDGET: usize = 20_000;
+
+/// Device and inode: what makes a file the same file under any path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Identity {
+    dev_major: u32,
+    dev_minor: u32,
+    ino: u64,
+}
+
+impl From<&FileId> for Identity {
+    fn from(f: &FileId) -> Self {
+        Self {
+            dev_major: f.dev_major,
+            dev_minor: f.dev_minor,
+            ino: f.ino,
+        }
+    }
+}
+
+impl Identity {
+    fn of(m: &std::fs::Metadata) -> Self {
+        let dev = m.dev();
+        Self {
+            dev_major: libc::major(dev),
+            dev_minor: libc::minor(dev),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// Which protected sets name a file, by its identity.
+#[derive(Debug, Default)]
+pub(crate) struct InodeIndex {
+    /// Files named by a set's `files`: set indexes.
+    files: HashMap<Identity, Vec<usize>>,
+    /// Executables named by a set's `exec`.
+    exec: HashMap<Identity, Vec<usize>>,
+    /// The walk budget ran out: some globbed files are missing.
+    pub(crate) partial: bool,
+}
+
+impl InodeIndex {
+    /// Looks up every file the policy's protected sets name, as seen under `root`.
+    pub(crate) fn build(policy: &Policy, root: &Path) -> Self {
+        let mut index = Self::default();
+        let mut budget = WALK_BUDGET;
+        for (i, set) in policy.sets.iter().enumerate() {
+            for id in identities(&set.files, root, &mut budget) {
+                index.files.entry(id).or_default().push(i);
+            }
+            for id in identities(&set.exec, root, &mut budget) {
+                index.exec.entry(id).or_default().push(i);
+            }
+        }
+        index.partial = budget == 0;
+        index
+    }
+
+    /// The sets whose `files` name this file.
+    pub(crate) fn file_sets(&self, id: &FileId) -> &[usize] {
+        self.files.get(&id.into()).map_or(&[], Vec::as_slice)
+    }
+
+    /// The sets whose `exec` name this executable.
+    pub(crate) fn exec_sets(&self, id: &FileId) -> &[usize] {
+        self.exec.get(&id.into()).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The identities of the files a path set names under `root`.
+fn identities(set: &PathSet, root: &Path, budget: &mut usize) -> Vec<Identity> {
+    let mut out = Vec::new();
+    for pattern in set.patterns() {
+        if super::pattern::has_glob_meta(pattern) {
+            let base = literal_prefix(pattern);
+            walk(set, root, &base, &mut out, budget);
+        } else if let Ok(m) = std::fs::metadata(under(root, pattern)) {
+            out.push(Identity::of(&m));
+        }
+    }
+    out
+}
+
+/// The directory before a pattern's first component with glob syntax.
+fn literal_prefix(pattern: &str) -> String {
+    let mut base = String::from("/");
+    for c in pattern.split('/').filter(|c| !c.is_empty()) {
+        if super::pattern::has_glob_meta(c) {
+            break;
+        }
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        base.push_str(c);
+    }
+    base
+}
+
+/// `path` (absolute) as seen under `root`.
+fn under(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+/// Walks `dir` (a path as policy names it), adding every entry the set matches. Symlinked
+/// directories are not followed (a loop, or a way out of the tree); a matching symlink counts as
+/// the file it points to.
+fn walk(set: &PathSet, root: &Path, dir: &str, out: &mut Vec<Identity>, budget: &mut usize) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut stack = vec![dir.to_string()];
+    if set.matches(dir.as_bytes())
+        && let Ok(m) = std::fs::metadata(under(root, dir))
+    {
+        out.push(Identity::of(&m));
+    }
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(under(root, &d)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            let Ok(name) = std::str::from_utf8(e.file_name().as_bytes()).map(str::to_owned) else {
+                continue;
+            };
+            let path = format!("{}/{name}", d.trim_end_matches('/'));
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if set.matches(path.as_bytes())
+                && let Ok(m) = std::fs::metadata(e.path())
+            {
+                out.push(Identity::of(&m));
+            }
+            if is_dir {
+                stack.push(path);
+            }
+        }
+    }
+}
+
+/// The index, rebuilt when stale or when the policy changed.
+pub(crate) struct Refreshing {
+    root: PathBuf,
+    index: Arc<InodeIndex>,
+    built_for: Option<Arc<str>>,
+    built_at: Instant,
+    warned: bool,
+}
+
+impl Refreshing {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            index: Arc::default(),
+            built_for: None,
+            built_at: Instant::now(),
+            warned: false,
+        }
+    }
+
+    /// The daemon's view of the host root: `/proc/1/root` when readable, else `/`.
+    pub(crate) fn host_root() -> PathBuf {
+        let proc1 = PathBuf::from("/proc/1/root");
+        if std::fs::read_dir(&proc1).is_ok() {
+            proc1
+        } else {
+            PathBuf::from("/")
+        }
+    }
+
+    /// The index for `policy` (the newest), rebuilt if it is older than [`REFRESH`] or was built
+    /// for another version.
+    pub(crate) fn get(&mut self, policy: &Policy) -> Arc<InodeIndex> {
+        let fresh = self.built_for.as_deref() == Some(policy.version().as_ref())
+            && self.built_at.elapsed() < REFRESH;
+        if !fresh {
+            self.index = Arc::new(InodeIndex::build(policy, &self.root));
+            self.built_for = Some(Arc::clone(policy.version()));
+            self.built_at = Instant::now();
+            if self.index.partial && !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    budget = WALK_BUDGET,
+                    "protected-set globs name more files than the inode index visits: files \
+                     beyond the budget are matched by path only; narrow the globs"
+                );
+            }
+        }
+        Arc::clone(&self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_literal_prefix_stops_at_the_first_glob_component() {
+        assert_eq!(literal_prefix("/etc/ssh/*_key"), "/etc/ssh");
+        assert_eq!(literal_prefix("/home/*/.ssh/**"), "/home");
+        assert_eq!(literal_prefix("/**"), "/");
+        assert_eq!(literal_prefix("/srv/data/**"), "/srv/data");
+    }
+}

@@ -1,0 +1,595 @@
+//! Kernel truth, tested as attacks: a watched program tries to make its record lie — with memory
+//! the probe cannot read, a racing thread, aliases of a protected file, namespaces, fileless
+//! executables, non-blocking connects — and records its own ground truth (`/proc/self/fd/N`,
+//! `fstat`, `SO_ERROR`). Every test fails if a record names another file, executable, address or
+//! outcome than the kernel acted on, or presents a value it could not read as a fact.
+
+use std::{
+    net::TcpListener,
+    os::unix::fs::{MetadataExt as _, symlink},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use audit_tests::*;
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("utf-8 test path").to_string()
+}
+
+/// A policy that denies every action on the protected set `secrets`: `files` and `exec` globs.
+fn policy(files: &[String], exec: &[String], extra: &str) -> String {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = format!("default_decision = \"allow\"\n{extra}\n");
+    if !(files.is_empty() && exec.is_empty()) {
+        text += &format!(
+            "[[protected]]\nname = \"secrets\"\nfiles = [{}]\nexec = [{}]\n\
+             [[rules]]\nid = \"no-secrets\"\nagents = [\"*\"]\nprotected = [\"secrets\"]\n\
+             decision = \"deny\"\n",
+            list(files),
+            list(exec),
+        );
+    }
+    text
+}
+
+/// Watches `cg` with the configuration `config`.
+fn watch(cg: &TestCgroup, dir: &Scratch, config: &str) -> Agent {
+    let file = dir.path("config.toml");
+    std::fs::write(&file, config).unwrap();
+    Agent::start([
+        "watch",
+        "--format",
+        "json",
+        "--cgroup",
+        &cg.rel,
+        "--config",
+        &s(&file),
+    ])
+}
+
+/// The records of `action` by thread `tid`, in sequence order.
+fn by_tid<'a>(records: &'a [Value], tid: &Value, action: &str) -> Vec<&'a Value> {
+    let mut v: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == action && r["process"]["tid"] == *tid)
+        .collect();
+    v.sort_by_key(|r| r["seq"].as_u64());
+    v
+}
+
+/// The open record of the report line `rep`: same thread, returned fd and inode (ld.so's opens
+/// at exec return the same fd numbers).
+fn open_of<'a>(records: &'a [Value], rep: &Value) -> &'a Value {
+    let all = by_tid(records, &rep["tid"], "file.open");
+    let found: Vec<&&Value> = all
+        .iter()
+        .filter(|r| {
+            r["result"]["retval"] == rep["ret"] && r["resource"]["file"]["ino"] == rep["ino"]
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one open for {rep} among {all:#?}");
+    found[0]
+}
+
+/// The last exec by the thread of `rep` (the first is the workload's own start).
+fn last_exec<'a>(records: &'a [Value], rep: &Value) -> &'a Value {
+    by_tid(records, &rep["tid"], "process.exec")
+        .pop()
+        .unwrap_or_else(|| panic!("no exec by {rep}"))
+}
+
+/// The record names exactly the file the process got: the path `/proc/self/fd/N` shows, and the
+/// same device and inode.
+fn assert_names_the_opened_file(r: &Value, truth: &Value) {
+    assert_eq!(r["resource"]["path"], truth["truth"], "path: {r:#}");
+    assert_eq!(r["resource"]["path_source"], "kernel", "{r:#}");
+    assert_eq!(r["resource"]["file"]["ino"], truth["ino"], "inode: {r:#}");
+    assert_eq!(r["resource"]["file"]["dev"], truth["dev"], "device: {r:#}");
+    assert!(r["resource"].get("unreadable").is_none(), "{r:#}");
+}
+
+fn assert_denied_as_secret(r: &Value, by_inode: bool) {
+    assert_eq!(r["protected"], json!(["secrets"]), "{r:#}");
+    assert_eq!(r["policy"]["decision"], "deny", "{r:#}");
+    assert_eq!(r["policy"]["rule"], "no-secrets", "{r:#}");
+    if by_inode {
+        assert_eq!(r["protected_by_inode"], json!(["secrets"]), "{r:#}");
+        assert_eq!(r["policy"]["via_inode"], true, "{r:#}");
+    } else {
+        assert!(r.get("protected_by_inode").is_none(), "{r:#}");
+    }
+}
+
+/// A protected file `secret` in a scratch directory.
+fn secret_file(dir: &Scratch) -> PathBuf {
+    let d = dir.path("vault");
+    std::fs::create_dir_all(&d).unwrap();
+    let f = d.join("secret");
+    std::fs::write(&f, "s3cr3t").unwrap();
+    f
+}
+
+#[test]
+fn a_path_in_memory_the_probe_cannot_read_is_never_recorded_empty() {
+    let cg = TestCgroup::new("truth-mapped");
+    let dir = Scratch::new("truth-mapped");
+    let file = dir.path("target.txt");
+    std::fs::write(&file, "x").unwrap();
+    let agent = watch(&cg, &dir, &policy(&[], &[], ""));
+    let report = cg.workload([
+        "open-mapped",
+        &s(&file),
+        "connect4-mapped",
+        "127.0.0.1",
+        "9",
+    ]);
+    let records = agent.stop();
+
+    let r = open_of(&records, &report[0]);
+    assert_names_the_opened_file(r, &report[0]);
+    // The requested path is the same, read at entry or (page not resident) at exit.
+    let read = &r["resource"]["requested_path_read"];
+    assert!(read.is_null() || *read == "exit", "{r:#}");
+    assert!(r["resource"].get("requested_path").is_none(), "{r:#}");
+
+    // The address came from the kernel's own copy, whatever the process's page held.
+    let c = by_tid(&records, &report[1]["tid"], "network.connect");
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!(c[0]["resource"]["address"], "127.0.0.1");
+    assert_eq!(c[0]["resource"]["port"], 9);
+    assert_eq!(c[0]["resource"]["address_source"], "kernel");
+    assert_eq!(c[0]["result"]["retval"], report[1]["ret"]);
+}
+
+#[test]
+fn a_racing_thread_cannot_make_a_record_name_another_file() {
+    let cg = TestCgroup::new("truth-race");
+    let dir = Scratch::new("truth-race");
+    let (a, b) = (dir.path("a.txt"), dir.path("b.txt"));
+    std::fs::write(&a, "a").unwrap();
+    std::fs::write(&b, "b").unwrap();
+    let agent = watch(&cg, &dir, &policy(&[s(&b)], &[], ""));
+    let report = cg.workload(["race-open", &s(&a), &s(&b), "2000"]);
+    let records = agent.stop();
+
+    let opens = report[0]["opens"].as_array().unwrap();
+    let recs = by_tid(&records, &report[0]["tid"], "file.open");
+    // The workload's own opens (ld.so and libraries come before, at exec) are the last 2000.
+    let recs = &recs[recs.len() - opens.len()..];
+    let mut swapped = 0;
+    for (truth, r) in opens.iter().zip(recs) {
+        assert_eq!(r["result"]["retval"], truth["fd"]);
+        assert_names_the_opened_file(r, truth);
+        let is_b = truth["truth"] == s(&b).as_str();
+        assert_eq!(r["policy"]["decision"], if is_b { "deny" } else { "allow" });
+        // What the process passed is kept beside it, and may be the other name.
+        if let Some(req) = r["resource"].get("requested_path") {
+            assert!(*req == s(&a).as_str() || *req == s(&b).as_str(), "{r:#}");
+            swapped += 1;
+        }
+    }
+    eprintln!(
+        "{swapped} of {} opens passed a name other than the file opened",
+        opens.len()
+    );
+}
+
+#[test]
+fn aliases_of_a_protected_file_are_named_by_the_file_the_kernel_opened() {
+    let cg = TestCgroup::new("truth-alias");
+    let dir = Scratch::new("truth-alias");
+    let secret = secret_file(&dir);
+    let link = dir.path("innocent-link");
+    symlink(&secret, &link).unwrap();
+    let vault = secret.parent().unwrap();
+    let agent = watch(&cg, &dir, &policy(&[s(&secret)], &[], ""));
+    let aliases = [
+        s(&link),
+        format!("{}/../vault/secret", s(vault)),
+        format!("{}//secret", s(vault)),
+        format!("{}/./secret", s(vault)),
+        format!("/proc/self/root{}", s(&secret)),
+    ];
+    let mut args = Vec::new();
+    for p in &aliases {
+        args.extend(["open".to_string(), p.clone()]);
+    }
+    let report = cg.workload(&args);
+    let records = agent.stop();
+
+    assert_eq!(report.len(), aliases.len());
+    for (rep, alias) in report.iter().zip(&aliases) {
+        let r = open_of(&records, rep);
+        assert_eq!(rep["truth"], s(&secret).as_str());
+        assert_names_the_opened_file(r, rep);
+        assert_eq!(r["resource"]["requested_path"], alias.as_str());
+        assert_denied_as_secret(r, false);
+    }
+}
+
+#[test]
+fn a_hardlink_to_a_protected_file_is_protected_by_inode() {
+    let cg = TestCgroup::new("truth-hardlink");
+    let dir = Scratch::new("truth-hardlink");
+    let secret = secret_file(&dir);
+    let link = dir.path("hardlink");
+    std::fs::hard_link(&secret, &link).unwrap();
+    let agent = watch(&cg, &dir, &policy(&[s(&secret)], &[], ""));
+    let report = cg.workload(["open", &s(&link)]);
+    let records = agent.stop();
+
+    let r = open_of(&records, &report[0]);
+    assert_names_the_opened_file(r, &report[0]);
+    assert_eq!(
+        r["resource"]["path"],
+        s(&link).as_str(),
+        "the name the kernel used"
+    );
+    assert_denied_as_secret(r, true);
+}
+
+#[test]
+fn a_bind_mount_of_a_protected_directory_is_protected_by_inode() {
+    let cg = TestCgroup::new("truth-bind");
+    let dir = Scratch::new("truth-bind");
+    let secret = secret_file(&dir);
+    let view = dir.path("view");
+    std::fs::create_dir_all(&view).unwrap();
+    let agent = watch(&cg, &dir, &policy(&[s(&secret)], &[], ""));
+    let via = view.join("secret");
+    let report = cg.workload([
+        "unshare-mount",
+        "bind",
+        &s(secret.parent().unwrap()),
+        &s(&view),
+        "open",
+        &s(&via),
+    ]);
+    let records = agent.stop();
+
+    assert_eq!(report[1]["ret"], 0, "bind mount: {report:?}");
+    let r = open_of(&records, &report[2]);
+    assert_names_the_opened_file(r, &report[2]);
+    assert_eq!(
+        r["resource"]["path"],
+        s(&via).as_str(),
+        "the mount it was reached through"
+    );
+    assert_ne!(
+        r["resource"]["file"]["mount_id"],
+        Value::Null,
+        "the mount is identified"
+    );
+    assert_denied_as_secret(r, true);
+}
+
+#[test]
+fn chroot_and_resolve_in_root_are_named_by_the_real_path() {
+    let cg = TestCgroup::new("truth-chroot");
+    let dir = Scratch::new("truth-chroot");
+    let secret = secret_file(&dir);
+    let jail = secret.parent().unwrap();
+    let agent = watch(&cg, &dir, &policy(&[s(&secret)], &[], ""));
+    let report = cg.workload([
+        "openat2-in-root",
+        &s(jail),
+        "/secret",
+        "chroot",
+        &s(jail),
+        "open",
+        "/secret",
+    ]);
+    let records = agent.stop();
+
+    let in_root = open_of(&records, &report[0]);
+    assert_eq!(in_root["syscall"], "openat2");
+    assert_eq!(in_root["resource"]["resolve"], json!(["RESOLVE_IN_ROOT"]));
+    let chrooted = open_of(&records, &report[2]);
+    for (r, rep) in [(in_root, &report[0]), (chrooted, &report[2])] {
+        // /proc/self/fd shows the path relative to the process's root after chroot: compare
+        // with the real file instead.
+        assert_eq!(r["resource"]["path"], s(&secret).as_str(), "{r:#}");
+        assert_eq!(r["resource"]["file"]["ino"], rep["ino"]);
+        assert_eq!(r["resource"]["requested_path"], "/secret");
+        assert_denied_as_secret(r, false);
+    }
+}
+
+#[test]
+fn a_failed_relative_open_is_resolved_against_the_directory_at_the_time() {
+    let cg = TestCgroup::new("truth-cwd");
+    let dir = Scratch::new("truth-cwd");
+    let (first, second) = (dir.path("first"), dir.path("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(first.join("present"), "x").unwrap();
+    std::fs::write(dir.path("other"), "o").unwrap();
+    let agent = watch(&cg, &dir, &policy(&[], &[], ""));
+    let report = cg.workload([
+        "chdir",
+        &s(&first),
+        "open",
+        "missing",
+        "open",
+        "present",
+        "dup2-over",
+        &s(&dir.path("other")),
+        "3",
+        "chdir",
+        &s(&second),
+    ]);
+    let records = agent.stop();
+
+    let missing = &by_tid(&records, &report[1]["tid"], "file.open")
+        .into_iter()
+        .find(|r| r["resource"]["requested_path"] == "missing")
+        .expect("the failed open");
+    assert_eq!(
+        missing["resource"]["path"],
+        s(&first.join("missing")).as_str()
+    );
+    assert_eq!(missing["resource"]["path_source"], "resolved");
+    assert_eq!(missing["result"]["errno"], "ENOENT");
+    // The fd of `present` is later replaced by dup2 and the cwd changes: the record keeps what
+    // the kernel opened then.
+    assert_eq!(report[2]["ret"], 3, "{report:?}");
+    let present = open_of(&records, &report[2]);
+    assert_names_the_opened_file(present, &report[2]);
+    assert_eq!(present["resource"]["requested_path"], "present");
+}
+
+#[test]
+fn forked_children_and_quick_exits_keep_their_executable() {
+    let cg = TestCgroup::new("truth-exe");
+    let dir = Scratch::new("truth-exe");
+    let file = dir.path("f");
+    std::fs::write(&file, "x").unwrap();
+    let agent = watch(&cg, &dir, &policy(&[], &[], ""));
+    let report = cg.workload(["fork", "open", &s(&file)]);
+    let records = agent.stop();
+
+    let child = &report[0];
+    let r = open_of(&records, child);
+    let exe = std::fs::canonicalize(workload_bin()).unwrap();
+    assert_eq!(r["process"]["exe"], s(&exe).as_str());
+    assert_eq!(r["process"]["pid"], child["pid"]);
+    assert_ne!(child["pid"], report[1]["pid"], "the open was the child's");
+}
+
+#[test]
+fn fexecve_and_memfd_execs_name_the_file_the_kernel_loaded() {
+    let cg = TestCgroup::new("truth-fexec");
+    let dir = Scratch::new("truth-fexec");
+    let truth = std::fs::canonicalize("/bin/true").unwrap();
+    let agent = watch(&cg, &dir, &policy(&[], &[s(&truth)], ""));
+    let fexec = cg.workload(["fexecve", "/bin/true", "true", "x"]);
+    let memfd = cg.workload(["memfd-exec", "/bin/true", "true", "y"]);
+    let records = agent.stop();
+
+    let exec_of = |rep: &[Value]| -> Value { last_exec(&records, &rep[0]).clone() };
+    let f = exec_of(&fexec);
+    assert_eq!(f["syscall"], "execveat");
+    assert_eq!(f["resource"]["path"], s(&truth).as_str());
+    assert_eq!(f["resource"]["path_source"], "kernel");
+    assert_eq!(
+        f["resource"]["file"]["ino"],
+        std::fs::metadata(&truth).unwrap().ino()
+    );
+    assert_eq!(f["resource"]["argv"], json!(["/bin/true", "true", "x"]));
+    assert_eq!(f["result"]["outcome"], "success");
+    assert_denied_as_secret(&f, false);
+
+    let m = exec_of(&memfd);
+    assert_eq!(m["resource"]["path"], "memfd:payload", "{m:#}");
+    assert_eq!(m["resource"]["path_source"], "kernel");
+    let flags = m["resource"]["file"]["flags"].as_array().unwrap();
+    assert!(flags.contains(&json!("detached")), "fileless: {m:#}");
+    assert_eq!(m["resource"]["argv"], json!(["/bin/true", "true", "y"]));
+    // Same bytes, another inode: not the protected executable.
+    assert_eq!(m["policy"]["decision"], "allow");
+    // What the new image then does names the memfd as its executable.
+    let after = by_pid(&records, memfd[0]["pid"].as_i64().unwrap(), "file.open");
+    assert!(
+        after.iter().any(|o| o["process"]["exe"] == "memfd:payload"),
+        "{after:#?}"
+    );
+}
+
+#[test]
+fn a_script_exec_records_the_script_and_its_interpreter() {
+    let cg = TestCgroup::new("truth-script");
+    let dir = Scratch::new("truth-script");
+    let script = dir.path("run.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
+    let agent = watch(&cg, &dir, &policy(&[], &[s(&sh)], ""));
+    let report = cg.workload(["chdir", &s(&dir.0), "exec", "./run.sh", "arg"]);
+    let records = agent.stop();
+
+    let r = last_exec(&records, &report[0]);
+    assert_eq!(r["resource"]["path"], s(&script).as_str());
+    assert_eq!(r["resource"]["path_source"], "resolved");
+    assert_eq!(r["resource"]["requested_path"], "./run.sh");
+    assert_eq!(r["resource"]["interpreter"]["shebang"], "/bin/sh");
+    assert_eq!(r["resource"]["interpreter"]["path"], s(&sh).as_str());
+    assert_eq!(
+        r["resource"]["interpreter"]["file"]["ino"],
+        std::fs::metadata(&sh).unwrap().ino()
+    );
+    // The kernel ran the interpreter with the script as an argument.
+    assert_eq!(r["resource"]["argv"], json!(["/bin/sh", "./run.sh", "arg"]));
+    assert_eq!(r["resource"]["argv_source"], "image");
+    assert_denied_as_secret(r, false);
+}
+
+#[test]
+fn an_exec_through_a_symlink_is_named_by_the_loaded_file() {
+    let cg = TestCgroup::new("truth-exec-link");
+    let dir = Scratch::new("truth-exec-link");
+    let truth = std::fs::canonicalize("/bin/true").unwrap();
+    let link = dir.path("harmless");
+    symlink(&truth, &link).unwrap();
+    // The protected set names the executable by a path the agent never uses.
+    let agent = watch(&cg, &dir, &policy(&[], &["/bin/true".into()], ""));
+    let report = cg.workload(["exec", &s(&link)]);
+    let records = agent.stop();
+
+    let e = last_exec(&records, &report[0]);
+    assert_eq!(e["resource"]["path"], s(&truth).as_str());
+    assert_eq!(e["resource"]["requested_path"], s(&link).as_str());
+    // /bin/true is a symlink to the same file on merged-/usr systems: matched by inode.
+    assert_eq!(e["protected"], json!(["secrets"]));
+    assert_eq!(e["policy"]["decision"], "deny");
+}
+
+#[test]
+fn a_relative_unix_socket_is_named_by_the_socket_the_kernel_connected_to() {
+    let cg = TestCgroup::new("truth-unix");
+    let dir = Scratch::new("truth-unix");
+    let sock = dir.path("app.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let agent = watch(&cg, &dir, &policy(&[s(&sock)], &[], ""));
+    let report = cg.workload([
+        "chdir",
+        &s(&dir.0),
+        "connect-unix",
+        "app.sock",
+        "connect-unix",
+        "nope.sock",
+    ]);
+    let records = agent.stop();
+
+    let c = by_tid(&records, &report[1]["tid"], "network.connect");
+    assert_eq!(c.len(), 2, "{c:#?}");
+    assert_eq!(c[0]["resource"]["address"], s(&sock).as_str());
+    assert_eq!(c[0]["resource"]["address_source"], "kernel");
+    assert_eq!(c[0]["resource"]["requested_address"], "app.sock");
+    assert_eq!(
+        c[0]["resource"]["file"]["ino"],
+        std::fs::metadata(&sock).unwrap().ino()
+    );
+    assert_eq!(c[0]["result"]["outcome"], "success");
+    assert_denied_as_secret(c[0], false);
+    assert_eq!(
+        c[1]["resource"]["address"],
+        s(&dir.path("nope.sock")).as_str()
+    );
+    assert_eq!(c[1]["resource"]["address_source"], "resolved");
+    assert_eq!(c[1]["result"]["errno"], "ENOENT");
+}
+
+/// The connect records of a thread in the order of the attempts (a held record is written when
+/// its outcome is known, so sequence order may differ).
+fn connects_in_time_order<'a>(records: &'a [Value], rep: &Value) -> Vec<&'a Value> {
+    let mut c = by_tid(records, &rep["tid"], "network.connect");
+    c.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+    c
+}
+
+/// The outcome the process itself saw (`SO_ERROR` after waiting) and the record's agree.
+fn assert_outcome_matches_so_error(r: &Value, rep: &Value) {
+    assert_eq!(rep["ret"], -115, "non-blocking: EINPROGRESS first ({rep})");
+    match rep["so_error"].as_i64().unwrap() {
+        0 => assert_eq!(r["result"]["outcome"], "success", "{r:#}"),
+        e => {
+            assert_eq!(r["result"]["outcome"], "failure", "{r:#}");
+            assert_eq!(r["result"]["retval"], -e, "{r:#}");
+        }
+    }
+    assert_eq!(r["result"]["completion"]["syscall_retval"], -115, "{r:#}");
+    assert!(r["result"]["completion"]["after_ms"].is_number(), "{r:#}");
+}
+
+#[test]
+fn non_blocking_connects_record_how_they_ended() {
+    let cg = TestCgroup::new("truth-nb");
+    let dir = Scratch::new("truth-nb");
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port().to_string();
+    let closed_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let agent = watch(&cg, &dir, &policy(&[], &[], ""));
+    let report = cg.workload([
+        "connect4-nb-wait",
+        "127.0.0.1",
+        &open_port,
+        "0",
+        "connect4-nb-wait",
+        "127.0.0.1",
+        &closed_port,
+        "0",
+        "netns-blackhole",
+        "connect4-nb-wait",
+        "10.9.9.9",
+        "80",
+        "1",
+    ]);
+    let records = agent.stop();
+
+    assert_eq!(report[2]["ret"], 0, "network namespace set up: {report:?}");
+    let (ok, refused, blackholed) = (&report[0], &report[1], &report[3]);
+    assert_eq!(ok["so_error"], 0);
+    assert_eq!(refused["so_error"], 111);
+    assert_eq!(blackholed["so_error"], 110, "ETIMEDOUT after one SYN retry");
+    let recs = connects_in_time_order(&records, ok);
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    for (rep, r) in [ok, refused, blackholed].into_iter().zip(&recs) {
+        assert_outcome_matches_so_error(r, rep);
+    }
+    assert_eq!(
+        recs[1]["resource"]["port"],
+        closed_port.parse::<u16>().unwrap()
+    );
+    assert_eq!(recs[2]["resource"]["address"], "10.9.9.9");
+    assert_eq!(recs[2]["result"]["errno"], "ETIMEDOUT");
+}
+
+#[test]
+fn a_connect_that_outlasts_the_wait_is_released_in_progress_and_says_so() {
+    let cg = TestCgroup::new("truth-nb-wait");
+    let dir = Scratch::new("truth-nb-wait");
+    let config = policy(&[], &[], "[capture]\nconnect_outcome_wait_ms = 300\n");
+    let agent = watch(&cg, &dir, &config);
+    // A SYN into the void keeps retrying for about two minutes: the record is released first.
+    let mut child = cg
+        .command(workload_bin())
+        .args(["netns-blackhole", "connect4-nb-wait", "10.9.9.9", "80", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let recs = agent.records_so_far();
+        if let Some(r) = recs
+            .iter()
+            .find(|r| r["action"] == "network.connect" && r["process"]["pid"] == child.id())
+        {
+            break r.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no connect record");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    agent.stop();
+
+    assert_eq!(record["result"]["outcome"], "in_progress", "{record:#}");
+    assert_eq!(record["result"]["retval"], -115);
+    let c = &record["result"]["completion"];
+    assert!(
+        c.get("after_ms").is_none(),
+        "no final state known: {record:#}"
+    );
+    assert!(c["waited_ms"].as_f64().unwrap() >= 300.0, "{record:#}");
+}
