@@ -23,7 +23,7 @@ use aya_ebpf::{
 
 use crate::{
     filter::is_watched,
-    maps::EXE_SEEN,
+    maps::{EXE_SEEN, SeenExe},
     offsets::{kptr, kread, off, tp_read},
     pending::{
         Section, base_section, begin, common, count, current_tid, emit, exe_facts, fixed,
@@ -210,7 +210,11 @@ fn loaded(ev: &mut audit_common::event::PendingEvent, bprm: *const u8) -> Result
     common(ev).file = facts;
     walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
     // The new image's executable is this file: records from now on need no announcement.
-    let _ = EXE_SEEN.insert(&ev.header.pid, &(file as u64), 0);
+    let seen = SeenExe {
+        file: file as u64,
+        facts: common(ev).file,
+    };
+    let _ = EXE_SEEN.insert(&ev.header.pid, &seen, 0);
     let filename = kptr(bprm, off!(bprm_filename))?;
     if common(ev).sections.requested.len == 0 {
         if let Some((sec, dst)) = Section::start(ev, PATH_MAX) {

@@ -1,7 +1,7 @@
 //! Every map the programs share. Sizes are defaults; user space may override `max_entries` at load
 //! time (`EbpfLoader::map_max_entries`), e.g. the ring buffer size from the configuration.
 
-use audit_common::event::EventHeader;
+use audit_common::event::{EventHeader, FileFacts};
 use audit_common::{
     counters::Counters,
     event::PendingEvent,
@@ -63,11 +63,20 @@ pub static HAS_SLOT: Array<u64> = Array::with_max_entries(1 << 16, 0);
 #[map]
 pub static PENDING_INIT: PerCpuArray<PendingEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// tgid -> the `struct file *` of its executable when its path was last announced (in a record's
-/// exe section). A process whose image changed, or that was never announced, gets its exe path
-/// walked once; every record carries the executable's device and inode.
+/// The executable of a process as last announced: its `struct file *` and facts.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SeenExe {
+    pub file: u64,
+    pub facts: FileFacts,
+}
+
+/// tgid -> its executable when its path was last announced (in a record's exe section). A
+/// process whose image changed, or that was never announced, gets its exe path walked once;
+/// every record carries the executable's device and inode, copied from here while
+/// `mm->exe_file` is the same file (one pointer read instead of the inode's).
 #[map]
-pub static EXE_SEEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(65536, 0);
+pub static EXE_SEEN: LruHashMap<u32, SeenExe> = LruHashMap::with_max_entries(65536, 0);
 
 /// Non-blocking connects still connecting: `struct sock *` -> the connect record they belong to
 /// (its tid and entry time). `sock:inet_sock_set_state` reports their final state.

@@ -59,3 +59,76 @@ pub fn kptr(base: *const u8, off: u16) -> Result<*const u8, i64> {
     let p: *const u8 = kread(base, off)?;
     if p.is_null() { Err(-1) } else { Ok(p) }
 }
+
+/// `8 * W` bytes of a kernel object read in one helper call, from which nearby fields are
+/// picked: each `bpf_probe_read_kernel` costs tens of nanoseconds, and the fields a walk needs
+/// (an inode's superblock, number and links; a dentry's parent and name) sit close together. A
+/// field outside the block (another kernel's layout) is read on its own, so no layout is assumed.
+/// The offsets are verifier-known constants (`.rodata`), so the range checks cost nothing. Words,
+/// read in place: a byte array moved by value is copied byte by byte, which the verifier then
+/// walks at every step of a loop.
+pub struct Block<const W: usize> {
+    base: *const u8,
+    start: u16,
+    words: [u64; W],
+}
+
+impl<const W: usize> Block<W> {
+    /// Reads the block at `base + start` (into uninitialised words: zeroing them first would be
+    /// a byte loop).
+    #[inline(always)]
+    pub fn read(base: *const u8, start: u16) -> Result<Self, i64> {
+        let mut words = core::mem::MaybeUninit::<[u64; W]>::uninit();
+        let r = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                words.as_mut_ptr().cast(),
+                (W * 8) as u32,
+                base.wrapping_add(usize::from(start)).cast(),
+            )
+        };
+        if r != 0 {
+            return Err(r);
+        }
+        Ok(Self {
+            base,
+            start,
+            words: unsafe { words.assume_init() },
+        })
+    }
+
+    /// The 8-byte-aligned word at `base + off`, if it lies inside.
+    #[inline(always)]
+    fn word(&self, off: u16) -> Option<u64> {
+        let rel = usize::from(off.wrapping_sub(self.start));
+        if off < self.start || rel % 8 != 0 || rel / 8 >= W {
+            return None;
+        }
+        Some(self.words[rel / 8])
+    }
+
+    /// The u64 (or pointer-sized value) at `base + off`.
+    #[inline(always)]
+    pub fn u64(&self, off: u16) -> Result<u64, i64> {
+        match self.word(off) {
+            Some(w) => Ok(w),
+            None => kread(self.base, off),
+        }
+    }
+
+    /// The u32 at `base + off` (little-endian halves of a word).
+    #[inline(always)]
+    pub fn u32(&self, off: u16) -> Result<u32, i64> {
+        let shift = u32::from(off % 8) * 8;
+        match self.word(off - off % 8) {
+            Some(w) if off % 4 == 0 => Ok((w >> shift) as u32),
+            _ => kread(self.base, off),
+        }
+    }
+
+    /// The non-null pointer at `base + off`.
+    #[inline(always)]
+    pub fn ptr(&self, off: u16) -> Result<*const u8, i64> {
+        let p = self.u64(off)? as *const u8;
+        if p.is_null() { Err(-1) } else { Ok(p) }
+    }
+}

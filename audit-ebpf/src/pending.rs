@@ -27,7 +27,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{COUNTERS, EVENTS, EXE_SEEN, HAS_SLOT, PENDING, PENDING_INIT},
+    maps::{COUNTERS, EVENTS, EXE_SEEN, HAS_SLOT, PENDING, PENDING_INIT, SeenExe},
     offsets::{kptr, kread, off, tp_read, wakeup_bytes},
     vfs::{self, current_task},
 };
@@ -277,20 +277,26 @@ pub fn exe_facts(ev: &mut PendingEvent) {
         ev.header.flags |= flags::EXE_FAULT;
         return;
     };
+    let tgid = ev.header.pid;
+    if let Some(seen) = unsafe { EXE_SEEN.get(&tgid) }
+        && seen.file == file as u64
+    {
+        common(ev).exe = seen.facts;
+        return;
+    }
     let mut facts = FileFacts::default();
     let Ok(path) = vfs::file_facts(file, &mut facts) else {
         ev.header.flags |= flags::EXE_FAULT;
         return;
     };
     common(ev).exe = facts;
-    let tgid = ev.header.pid;
-    let seen = unsafe { EXE_SEEN.get(&tgid) }.copied();
-    if seen == Some(file as u64) {
-        return;
-    }
-    let _ = EXE_SEEN.insert(&tgid, &(file as u64), 0);
     walk_section(ev, path, |c| &mut c.exe, |c| &mut c.sections.exe);
     ev.header.flags |= flags::EXE_PATH;
+    let seen = SeenExe {
+        file: file as u64,
+        facts: common(ev).exe,
+    };
+    let _ = EXE_SEEN.insert(&tgid, &seen, 0);
 }
 
 /// Completes the acting image's facts, then emits (open, connect: the image cannot change during

@@ -12,7 +12,7 @@ use audit_common::event::{FileFacts, NAME_READ, PATH_MAX, WALK_DEPTH, file_flags
 use aya_ebpf::helpers::bpf_get_current_task;
 
 use crate::{
-    offsets::{kptr, kread, off},
+    offsets::{Block, kptr, kread, off},
     pending::{read_kernel_str, verifier_mask},
 };
 
@@ -33,22 +33,27 @@ pub fn fd_file(fd: i64) -> Result<*const u8, i64> {
     }
     let files = kptr(current_task(), off!(task_files))?;
     let fdt = kptr(files, off!(files_fdt))?;
-    let max: u32 = kread(fdt, off!(fdt_max_fds))?;
+    // `max_fds` and `fd` are the first two fields of `struct fdtable`.
+    let b = Block::<2>::read(fdt, off!(fdt_max_fds))?;
+    let max = b.u32(off!(fdt_max_fds))?;
     if fd >= i64::from(max) {
         return Err(-1);
     }
-    let fds = kptr(fdt, off!(fdt_fd))?;
+    let fds = b.ptr(off!(fdt_fd))?;
     kptr(fds.wrapping_add((fd as usize) * 8), 0)
 }
 
 /// Device, inode number, mode and link state of an inode.
 #[inline(always)]
 pub fn inode_facts(inode: *const u8, facts: &mut FileFacts) -> Result<(), i64> {
-    facts.ino = kread::<u64>(inode, off!(inode_ino))?;
+    // Superblock, number and link count lie within 40 bytes of each other (a bigger block would
+    // not fit the stack of the exec program, which walks three files).
+    let b = Block::<5>::read(inode, off!(inode_sb))?;
+    facts.ino = b.u64(off!(inode_ino))?;
     facts.mode = kread::<u16>(inode, off!(inode_mode))?;
-    let sb = kptr(inode, off!(inode_sb))?;
+    let sb = b.ptr(off!(inode_sb))?;
     facts.dev = kread::<u32>(sb, off!(sb_dev))?;
-    if kread::<u32>(inode, off!(inode_nlink))? == 0 {
+    if b.u32(off!(inode_nlink))? == 0 {
         facts.flags |= file_flags::DELETED;
     }
     facts.flags |= file_flags::VALID;
@@ -119,8 +124,10 @@ pub fn walk(
             facts.flags |= file_flags::CUT;
             return Ok(len);
         }
-        let parent = kptr(d, off!(dentry_parent))?;
-        let name = kptr(d, off!(dentry_name).wrapping_add(off!(qstr_name)))?;
+        // The parent and the name pointer are 16 bytes apart (`d_parent`, `d_name`).
+        let b = Block::<3>::read(d, off!(dentry_parent))?;
+        let parent = b.ptr(off!(dentry_parent))?;
+        let name = b.ptr(off!(dentry_name).wrapping_add(off!(qstr_name)))?;
         let n = read_kernel_str(unsafe { dst.add(at) }, NAME_READ as u32, name)?;
         // Masked (a no-op: len stays below 2 * PATH_MAX) so every iteration's `len` has the same
         // range for the verifier; otherwise each mount crossing (which keeps `len`) and each
