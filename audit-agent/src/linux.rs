@@ -20,17 +20,11 @@ pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
     }
 }
 
-/// The system calls records name, as `&'static str` (for events read back from storage).
-const SYSCALLS: &[&str] = &[
-    "execve", "execveat", "openat", "openat2", "open", "creat", "connect",
-];
-
 /// The static name of a system call; `unknown` for one audit-agent does not record.
 pub(crate) fn syscall_name(s: &str) -> &'static str {
-    SYSCALLS
-        .iter()
-        .find(|n| **n == s)
-        .copied()
+    (0..=u16::MAX)
+        .map_while(|n| audit_common::event::Syscall::from_u16(n).map(|c| c.name()))
+        .find(|n| *n == s)
         .unwrap_or("unknown")
 }
 
@@ -230,8 +224,11 @@ pub(crate) fn open_flags_from_names<S: AsRef<str>>(names: &[S]) -> Option<u64> {
     Some(flags)
 }
 
-/// openat2(2) `RESOLVE_*` flags and their names.
-const RESOLVE_FLAGS: [(u64, &str); 6] = [
+/// Flag bits and their names.
+pub(crate) type BitNames = [(u64, &'static str)];
+
+/// openat2(2) `RESOLVE_*` flags.
+pub(crate) const RESOLVE_FLAGS: &BitNames = &[
     (0x01, "RESOLVE_NO_XDEV"),
     (0x02, "RESOLVE_NO_MAGICLINKS"),
     (0x04, "RESOLVE_NO_SYMLINKS"),
@@ -240,26 +237,41 @@ const RESOLVE_FLAGS: [(u64, &str); 6] = [
     (0x20, "RESOLVE_CACHED"),
 ];
 
-/// Symbolic names of `RESOLVE_*` flags; bits without a name as one hex value.
-pub(crate) fn resolve_flag_names(flags: u64) -> Vec<Cow<'static, str>> {
-    let mut out: Vec<Cow<'static, str>> = RESOLVE_FLAGS
+/// `AT_*` flags of the `*at` file-change calls.
+pub(crate) const AT_FLAGS: &BitNames = &[
+    (0x100, "AT_SYMLINK_NOFOLLOW"),
+    (0x200, "AT_REMOVEDIR"),
+    (0x400, "AT_SYMLINK_FOLLOW"),
+    (0x1000, "AT_EMPTY_PATH"),
+];
+
+/// renameat2(2) `RENAME_*` flags.
+pub(crate) const RENAME_FLAGS: &BitNames = &[
+    (0x1, "RENAME_NOREPLACE"),
+    (0x2, "RENAME_EXCHANGE"),
+    (0x4, "RENAME_WHITEOUT"),
+];
+
+/// Symbolic names of the bits of `flags` in `table`; bits without a name as one hex value.
+pub(crate) fn bit_names(flags: u64, table: &BitNames) -> Vec<Cow<'static, str>> {
+    let mut out: Vec<Cow<'static, str>> = table
         .iter()
         .filter(|(b, _)| flags & b != 0)
         .map(|(_, n)| Cow::Borrowed(*n))
         .collect();
-    let rest = flags & !RESOLVE_FLAGS.iter().fold(0, |a, (b, _)| a | b);
+    let rest = flags & !table.iter().fold(0, |a, (b, _)| a | b);
     if rest != 0 {
         out.push(Cow::Owned(format!("{rest:#x}")));
     }
     out
 }
 
-/// Reverses [`resolve_flag_names`].
-pub(crate) fn resolve_flags_from_names<S: AsRef<str>>(names: &[S]) -> Option<u64> {
+/// Reverses [`bit_names`]; `None` for a name it does not produce.
+pub(crate) fn bits_from_names<S: AsRef<str>>(names: &[S], table: &BitNames) -> Option<u64> {
     let mut flags = 0;
     for n in names {
         let n = n.as_ref();
-        flags |= match RESOLVE_FLAGS.iter().find(|(_, name)| *name == n) {
+        flags |= match table.iter().find(|(_, name)| *name == n) {
             Some((b, _)) => *b,
             None => u64::from_str_radix(n.strip_prefix("0x")?, 16).ok()?,
         };

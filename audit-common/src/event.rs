@@ -48,6 +48,9 @@ pub enum EventKind {
     Exit = 5,
     /// The final state of a non-blocking connect ([`ConnectOutcome`]).
     ConnectOutcome = 6,
+    /// A change to the file system without an open: delete, rename, truncate, mode, owner,
+    /// links, directories ([`FileBody`]).
+    File = 7,
 }
 
 impl EventKind {
@@ -63,6 +66,7 @@ impl EventKind {
             4 => Self::Fork,
             5 => Self::Exit,
             6 => Self::ConnectOutcome,
+            7 => Self::File,
             _ => return None,
         })
     }
@@ -82,6 +86,28 @@ pub enum Syscall {
     Open = 5,
     Creat = 6,
     Connect = 7,
+    Unlink = 8,
+    Unlinkat = 9,
+    Rmdir = 10,
+    Rename = 11,
+    Renameat = 12,
+    Renameat2 = 13,
+    Truncate = 14,
+    Ftruncate = 15,
+    Chmod = 16,
+    Fchmod = 17,
+    Fchmodat = 18,
+    Fchmodat2 = 19,
+    Chown = 20,
+    Lchown = 21,
+    Fchown = 22,
+    Fchownat = 23,
+    Link = 24,
+    Linkat = 25,
+    Symlink = 26,
+    Symlinkat = 27,
+    Mkdir = 28,
+    Mkdirat = 29,
 }
 
 impl Syscall {
@@ -95,6 +121,28 @@ impl Syscall {
             5 => Self::Open,
             6 => Self::Creat,
             7 => Self::Connect,
+            8 => Self::Unlink,
+            9 => Self::Unlinkat,
+            10 => Self::Rmdir,
+            11 => Self::Rename,
+            12 => Self::Renameat,
+            13 => Self::Renameat2,
+            14 => Self::Truncate,
+            15 => Self::Ftruncate,
+            16 => Self::Chmod,
+            17 => Self::Fchmod,
+            18 => Self::Fchmodat,
+            19 => Self::Fchmodat2,
+            20 => Self::Chown,
+            21 => Self::Lchown,
+            22 => Self::Fchown,
+            23 => Self::Fchownat,
+            24 => Self::Link,
+            25 => Self::Linkat,
+            26 => Self::Symlink,
+            27 => Self::Symlinkat,
+            28 => Self::Mkdir,
+            29 => Self::Mkdirat,
             _ => return None,
         })
     }
@@ -109,6 +157,28 @@ impl Syscall {
             Self::Open => "open",
             Self::Creat => "creat",
             Self::Connect => "connect",
+            Self::Unlink => "unlink",
+            Self::Unlinkat => "unlinkat",
+            Self::Rmdir => "rmdir",
+            Self::Rename => "rename",
+            Self::Renameat => "renameat",
+            Self::Renameat2 => "renameat2",
+            Self::Truncate => "truncate",
+            Self::Ftruncate => "ftruncate",
+            Self::Chmod => "chmod",
+            Self::Fchmod => "fchmod",
+            Self::Fchmodat => "fchmodat",
+            Self::Fchmodat2 => "fchmodat2",
+            Self::Chown => "chown",
+            Self::Lchown => "lchown",
+            Self::Fchown => "fchown",
+            Self::Fchownat => "fchownat",
+            Self::Link => "link",
+            Self::Linkat => "linkat",
+            Self::Symlink => "symlink",
+            Self::Symlinkat => "symlinkat",
+            Self::Mkdir => "mkdir",
+            Self::Mkdirat => "mkdirat",
         }
     }
 }
@@ -138,6 +208,8 @@ pub mod flags {
     pub const ARGV_FROM_IMAGE: u32 = 1 << 9;
     /// The base section was walked (an empty one is the root).
     pub const BASE_WALKED: u32 = 1 << 10;
+    /// The second base section (of a file change's second path) was walked.
+    pub const BASE2_WALKED: u32 = 1 << 11;
     /// A kernel path walk failed (a pointer could not be read): its section is missing.
     pub const KPATH_FAULT: u32 = 1 << 12;
     /// The address was taken from the kernel's copy (cgroup `sock_addr` hook).
@@ -150,6 +222,10 @@ pub mod flags {
     pub const EXE_FAULT: u32 = 1 << 16;
     /// A connect on a non-blocking socket: its final state follows as a [`ConnectOutcome`].
     pub const CONNECT_ASYNC: u32 = 1 << 17;
+    /// A file change's second path (rename/link destination, symlink content) could not be read.
+    pub const PATH2_FAULT: u32 = 1 << 18;
+    /// A file change's second path was cut.
+    pub const PATH2_TRUNCATED: u32 = 1 << 19;
 }
 
 /// Bits of [`FileFacts::flags`].
@@ -207,7 +283,8 @@ pub struct Sections {
     /// the kernel acted on (a failure; a script, whose file the kernel does not keep): the cwd,
     /// the dirfd's file, or the task's root for an absolute path.
     pub base: Span,
-    /// exec: the interpreter string of a script; connect: the unix peer's bound name.
+    /// exec: the interpreter string of a script; connect: the unix peer's bound name; file
+    /// change: the second path as passed (rename/link destination, symlink content).
     pub extra: Span,
     /// The acting image's executable as a kernel path walk (leaf first), when announced.
     pub exe: Span,
@@ -215,7 +292,8 @@ pub struct Sections {
     pub argc: u16,
     /// First free byte of the variable area.
     pub end: u16,
-    pub _pad: u32,
+    /// File change: a kernel path walk of the directory the second path was resolved from.
+    pub base2: Span,
 }
 
 /// Common prefix of every record (72 bytes).
@@ -294,6 +372,33 @@ pub struct OpenBody {
     pub resolve: u64,
     /// The filename pointer as passed (kernel side only: re-read at exit).
     pub user_path: u64,
+}
+
+/// Fixed part of a file-change record. Which fields a system call has is implied by
+/// [`EventHeader::syscall`]; absent ones are 0 (`dirfd`s: `AT_FDCWD`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileBody {
+    pub common: ActionCommon,
+    /// Directory of the first path (`AT_FDCWD` = -100 for the cwd).
+    pub dirfd: i32,
+    /// Directory of the second path.
+    pub dirfd2: i32,
+    /// The fd changed (`ftruncate`, `fchmod`, `fchown`); its file is `common.file`.
+    pub fd: i32,
+    /// New mode (`chmod`, `mkdir`).
+    pub mode: u32,
+    /// New owner and group (`chown`; `u32::MAX` = unchanged).
+    pub uid: u32,
+    pub gid: u32,
+    /// `AT_*` / `RENAME_*` flags.
+    pub flags: u32,
+    pub _pad: u32,
+    /// New length (`truncate`).
+    pub length: u64,
+    /// The path pointers as passed (kernel side only: re-read at exit).
+    pub user_path: u64,
+    pub user_path2: u64,
 }
 
 /// Fixed part of an exec record.
@@ -384,7 +489,10 @@ pub const FIXED_MAX: usize = max(
     core::mem::size_of::<OpenBody>(),
     max(
         core::mem::size_of::<ExecBody>(),
-        core::mem::size_of::<ConnectBody>(),
+        max(
+            core::mem::size_of::<ConnectBody>(),
+            core::mem::size_of::<FileBody>(),
+        ),
     ),
 );
 
@@ -392,11 +500,13 @@ const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
 }
 
-/// Size of the variable area of a pending slot: the worst case is an exec that writes argv at
-/// entry, the requested path, the kernel path, the interpreter, the new image's argv, and an exe
-/// announcement. Each section is written at the running end, bounded by the verifier checks in
-/// `audit-ebpf/src/pending.rs`.
-pub const VAR_SIZE: usize = 2 * ARGV_MAX_BYTES + PATH_MAX + 2 * WALK_MAX + INTERP_MAX + 512;
+/// Size of the variable area of a pending slot: room for every section of the largest record at
+/// its maximum size, so a section never lacks room. The worst cases: a script exec (argv at
+/// entry and from the image, the requested path, the exe announcement, the interpreter's walk,
+/// the interpreter string, the script's base directory) and a rename (two requested paths, two
+/// base directories, the exe announcement). Each section is written at the running end, bounded
+/// by the verifier checks in `audit-ebpf/src/pending.rs`.
+pub const VAR_SIZE: usize = 2 * ARGV_MAX_BYTES + 2 * PATH_MAX + 3 * WALK_MAX + INTERP_MAX + 512;
 
 /// The variable area starts here in every action body (after the largest fixed part, rounded),
 /// so sections are located the same way whatever the kind.

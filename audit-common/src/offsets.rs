@@ -45,6 +45,9 @@ offsets! {
     connect_addrlen,
     /// `ret` in every `sys_exit_*` record (the same layout for all of them).
     sys_exit_ret,
+    /// The first argument of a `sys_enter_*` record; argument `i` is at `sys_enter_args + 8 i`
+    /// (the layout of every syscall tracepoint; user space checks each one it attaches).
+    sys_enter_args,
     sched_exit_pid,
     /// `group_dead` in `sched_process_exit` ([`ABSENT`] before Linux 6.x added it).
     sched_exit_group_dead,

@@ -47,14 +47,10 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_execve")]
-pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    let _ = try_exit_exec(&ctx);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_execveat")]
-pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+/// `sys_exit_execve` and `sys_exit_execveat`: one program attached to both (exits read
+/// everything from the slot, so one program serves a family and is verified once).
+#[tracepoint]
+pub fn sys_exit_execs(ctx: TracePointContext) -> u32 {
     let _ = try_exit_exec(&ctx);
     0
 }

@@ -2,8 +2,9 @@
 //!
 //! One file per hook family: `exec.rs` (execve, execveat, sched_process_exec), `open.rs` (openat,
 //! openat2, open, creat), `connect.rs` (connect, and the cgroup `connect4/6` programs that see
-//! the kernel's copy of the address), `sock.rs` (the final state of non-blocking connects) and
-//! `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
+//! the kernel's copy of the address), `sock.rs` (the final state of non-blocking connects),
+//! `files.rs` (file changes without an open: unlink, rename, truncate, chmod, chown, link,
+//! symlink, mkdir, rmdir) and `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
 //! cgroup program) that calls a `try_*` function returning `Result`.
 //!
 //! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
@@ -20,6 +21,7 @@
 
 mod connect;
 mod exec;
+mod files;
 mod filter;
 mod lifecycle;
 mod maps;

@@ -27,26 +27,28 @@ const O_TRUNC: u64 = 0o1000;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
 macro_rules! open_hooks {
-    ($($enter:ident, $exit:ident, $enter_tp:literal, $exit_tp:literal, $syscall:expr;)*) => {$(
+    ($($enter:ident, $enter_tp:literal, $syscall:expr;)*) => {$(
         #[tracepoint(category = "syscalls", name = $enter_tp)]
         pub fn $enter(ctx: TracePointContext) -> u32 {
             let _ = try_enter_open(&ctx, $syscall);
-            0
-        }
-
-        #[tracepoint(category = "syscalls", name = $exit_tp)]
-        pub fn $exit(ctx: TracePointContext) -> u32 {
-            let _ = try_exit_open(&ctx);
             0
         }
     )*};
 }
 
 open_hooks! {
-    sys_enter_openat, sys_exit_openat, "sys_enter_openat", "sys_exit_openat", Syscall::Openat;
-    sys_enter_openat2, sys_exit_openat2, "sys_enter_openat2", "sys_exit_openat2", Syscall::Openat2;
-    sys_enter_open, sys_exit_open, "sys_enter_open", "sys_exit_open", Syscall::Open;
-    sys_enter_creat, sys_exit_creat, "sys_enter_creat", "sys_exit_creat", Syscall::Creat;
+    sys_enter_openat, "sys_enter_openat", Syscall::Openat;
+    sys_enter_openat2, "sys_enter_openat2", Syscall::Openat2;
+    sys_enter_open, "sys_enter_open", Syscall::Open;
+    sys_enter_creat, "sys_enter_creat", Syscall::Creat;
+}
+
+/// The exit of every open variant: one program attached to each `sys_exit_*` (everything it
+/// needs is in the slot; one program is verified once).
+#[tracepoint]
+pub fn sys_exit_opens(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_open(&ctx);
+    0
 }
 
 /// `struct open_how` of openat2.

@@ -365,11 +365,56 @@ pub fn user_str_continues(src: *const u8, max: u32) -> bool {
     r == 0 && b != 0
 }
 
+/// Which path of a record: the requested one, or a file change's second one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    First,
+    Second,
+}
+
+impl Which {
+    /// (section of the path as passed, its base section, fault flag, truncation flag, walked flag)
+    #[inline(always)]
+    fn parts(
+        self,
+    ) -> (
+        fn(&mut ActionCommon) -> &mut Span,
+        fn(&mut ActionCommon) -> &mut Span,
+        u32,
+        u32,
+        u32,
+    ) {
+        match self {
+            Which::First => (
+                |c| &mut c.sections.requested,
+                |c| &mut c.sections.base,
+                flags::PATH_FAULT,
+                flags::PATH_TRUNCATED,
+                flags::BASE_WALKED,
+            ),
+            Which::Second => (
+                |c| &mut c.sections.extra,
+                |c| &mut c.sections.base2,
+                flags::PATH2_FAULT,
+                flags::PATH2_TRUNCATED,
+                flags::BASE2_WALKED,
+            ),
+        }
+    }
+}
+
 /// Reads the requested path at `user` into a new `requested` section. On a fault the flag is
 /// set and nothing is written (an unread path is never an empty one).
 #[inline(always)]
 pub fn requested_path(ev: &mut PendingEvent, user: u64) {
+    user_path(ev, user, Which::First);
+}
+
+/// Reads a path from the process's memory into its section (see [`Which`]).
+#[inline(always)]
+pub fn user_path(ev: &mut PendingEvent, user: u64, which: Which) {
     use audit_common::event::PATH_MAX;
+    let (span, _, fault, truncated, _) = which.parts();
     let Some((sec, dst)) = Section::start(ev, PATH_MAX) else {
         return;
     };
@@ -377,13 +422,13 @@ pub fn requested_path(ev: &mut PendingEvent, user: u64) {
     match read_user_str(dst, PATH_MAX as u32, src) {
         Ok(n) => {
             if n as usize == PATH_MAX && user_str_continues(src, PATH_MAX as u32) {
-                ev.header.flags |= flags::PATH_TRUNCATED;
+                ev.header.flags |= truncated;
                 count(|c| c.path_truncated += 1);
             }
-            ev.header.flags &= !flags::PATH_FAULT;
-            sec.commit(ev, |c| &mut c.sections.requested, n);
+            ev.header.flags &= !fault;
+            sec.commit(ev, span, n);
         }
-        Err(_) => ev.header.flags |= flags::PATH_FAULT,
+        Err(_) => ev.header.flags |= fault,
     }
 }
 
@@ -402,10 +447,23 @@ pub fn retry_requested(ev: &mut PendingEvent, user: u64) {
     }
 }
 
-/// The first byte of the requested section (`b'/'` for an absolute path), or 0.
+/// At exit: a file change's second path, when it could not be read at entry.
 #[inline(always)]
-pub fn requested_first_byte(ev: &mut PendingEvent) -> u8 {
-    let span = common(ev).sections.requested;
+pub fn retry_second(ev: &mut PendingEvent, user: u64) {
+    if ev.header.flags & flags::PATH2_FAULT == 0 {
+        return;
+    }
+    user_path(ev, user, Which::Second);
+    if ev.header.flags & flags::PATH2_FAULT != 0 {
+        count(|c| c.path_fault += 1);
+    }
+}
+
+/// The first byte of a path's section (`b'/'` for an absolute path), or 0.
+#[inline(always)]
+fn first_byte(ev: &mut PendingEvent, which: Which) -> u8 {
+    let (span, ..) = which.parts();
+    let span = *span(common(ev));
     if span.len == 0 {
         return 0;
     }
@@ -420,11 +478,18 @@ pub fn requested_first_byte(ev: &mut PendingEvent) -> u8 {
 /// the dirfd for any path when `in_root` — `openat2`'s `RESOLVE_IN_ROOT`).
 #[inline(always)]
 pub fn base_section(ev: &mut PendingEvent, dirfd: i32, in_root: bool) {
+    base_of(ev, dirfd, in_root, Which::First);
+}
+
+/// The directory a path (see [`Which`]) was resolved from, walked into its base section.
+#[inline(always)]
+pub fn base_of(ev: &mut PendingEvent, dirfd: i32, in_root: bool, which: Which) {
     const AT_FDCWD: i32 = -100;
-    let first = requested_first_byte(ev);
-    if ev.header.flags & flags::PATH_FAULT != 0 {
+    let (_, base, fault, _, walked) = which.parts();
+    if ev.header.flags & fault != 0 {
         return;
     }
+    let first = first_byte(ev, which);
     let dir = if first == b'/' && !in_root {
         vfs::task_dir(true)
     } else if dirfd == AT_FDCWD {
@@ -439,20 +504,14 @@ pub fn base_section(ev: &mut PendingEvent, dirfd: i32, in_root: bool) {
         ev.header.flags |= flags::KPATH_FAULT;
         return;
     };
-    base_walk(ev, dir);
-}
-
-/// Walks a base directory into the `base` section (its facts are not kept).
-#[inline(always)]
-fn base_walk(ev: &mut PendingEvent, dir: (*const u8, *const u8)) {
     let Some((sec, dst)) = Section::start(ev, WALK_MAX) else {
         return;
     };
     let mut facts = FileFacts::default();
     match vfs::walk(dir.1, dir.0, dst, &mut facts) {
         Ok(len) => {
-            sec.commit(ev, |c| &mut c.sections.base, len);
-            ev.header.flags |= flags::BASE_WALKED;
+            sec.commit(ev, base, len);
+            ev.header.flags |= walked;
         }
         Err(_) => {
             ev.header.flags |= flags::KPATH_FAULT;

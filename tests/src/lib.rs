@@ -254,6 +254,21 @@ impl Agent {
         Self::start(["watch", "--format", "json", "--cgroup", &cg.rel])
     }
 
+    /// `watch` of `cg` with the configuration `config` (written to `dir/config.toml`).
+    pub fn watch_config(cg: &TestCgroup, dir: &Scratch, config: &str) -> Self {
+        let file = dir.path("config.toml");
+        std::fs::write(&file, config).expect("write config");
+        Self::start([
+            "watch",
+            "--format",
+            "json",
+            "--cgroup",
+            &cg.rel,
+            "--config",
+            file.to_str().expect("utf-8 path"),
+        ])
+    }
+
     /// Waits until stderr contains `needle`; panics with the log on timeout or early exit.
     pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
         self.wait_for_stderr_count(needle, 1, timeout);
@@ -375,6 +390,38 @@ pub fn one<'a>(records: &'a [Value], pid: i64, action: &str, path: &str) -> &'a 
         by_pid(records, pid, action)
     );
     found[0]
+}
+
+/// Records of `action` by thread `tid`, in sequence order.
+pub fn by_tid<'a>(records: &'a [Value], tid: &Value, action: &str) -> Vec<&'a Value> {
+    let mut v: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == action && r["process"]["tid"] == *tid)
+        .collect();
+    v.sort_by_key(|r| r["seq"].as_u64());
+    v
+}
+
+/// A configuration whose protected set `secrets` (`files` and `exec` globs) every agent is denied
+/// (rule `no-secrets`), everything else allowed; `extra` is prepended (e.g. a `[capture]` table).
+pub fn deny_policy(files: &[String], exec: &[String], extra: &str) -> String {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|x| format!("{x:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = format!("default_decision = \"allow\"\n{extra}\n");
+    if !(files.is_empty() && exec.is_empty()) {
+        text += &format!(
+            "[[protected]]\nname = \"secrets\"\nfiles = [{}]\nexec = [{}]\n\
+             [[rules]]\nid = \"no-secrets\"\nagents = [\"*\"]\nprotected = [\"secrets\"]\n\
+             decision = \"deny\"\n",
+            list(files),
+            list(exec),
+        );
+    }
+    text
 }
 
 /// The pid a workload reported for its first action.

@@ -17,52 +17,6 @@ fn s(p: &Path) -> String {
     p.to_str().expect("utf-8 test path").to_string()
 }
 
-/// A policy that denies every action on the protected set `secrets`: `files` and `exec` globs.
-fn policy(files: &[String], exec: &[String], extra: &str) -> String {
-    let list = |v: &[String]| {
-        v.iter()
-            .map(|x| format!("{x:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut text = format!("default_decision = \"allow\"\n{extra}\n");
-    if !(files.is_empty() && exec.is_empty()) {
-        text += &format!(
-            "[[protected]]\nname = \"secrets\"\nfiles = [{}]\nexec = [{}]\n\
-             [[rules]]\nid = \"no-secrets\"\nagents = [\"*\"]\nprotected = [\"secrets\"]\n\
-             decision = \"deny\"\n",
-            list(files),
-            list(exec),
-        );
-    }
-    text
-}
-
-/// Watches `cg` with the configuration `config`.
-fn watch(cg: &TestCgroup, dir: &Scratch, config: &str) -> Agent {
-    let file = dir.path("config.toml");
-    std::fs::write(&file, config).unwrap();
-    Agent::start([
-        "watch",
-        "--format",
-        "json",
-        "--cgroup",
-        &cg.rel,
-        "--config",
-        &s(&file),
-    ])
-}
-
-/// The records of `action` by thread `tid`, in sequence order.
-fn by_tid<'a>(records: &'a [Value], tid: &Value, action: &str) -> Vec<&'a Value> {
-    let mut v: Vec<&Value> = records
-        .iter()
-        .filter(|r| r["action"] == action && r["process"]["tid"] == *tid)
-        .collect();
-    v.sort_by_key(|r| r["seq"].as_u64());
-    v
-}
-
 /// The open record of the report line `rep`: same thread, returned fd and inode (ld.so's opens
 /// at exec return the same fd numbers).
 fn open_of<'a>(records: &'a [Value], rep: &Value) -> &'a Value {
@@ -121,7 +75,7 @@ fn a_path_in_memory_the_probe_cannot_read_is_never_recorded_empty() {
     let dir = Scratch::new("truth-mapped");
     let file = dir.path("target.txt");
     std::fs::write(&file, "x").unwrap();
-    let agent = watch(&cg, &dir, &policy(&[], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
     let report = cg.workload([
         "open-mapped",
         &s(&file),
@@ -154,7 +108,7 @@ fn a_racing_thread_cannot_make_a_record_name_another_file() {
     let (a, b) = (dir.path("a.txt"), dir.path("b.txt"));
     std::fs::write(&a, "a").unwrap();
     std::fs::write(&b, "b").unwrap();
-    let agent = watch(&cg, &dir, &policy(&[s(&b)], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&b)], &[], ""));
     let report = cg.workload(["race-open", &s(&a), &s(&b), "2000"]);
     let records = agent.stop();
 
@@ -188,7 +142,7 @@ fn aliases_of_a_protected_file_are_named_by_the_file_the_kernel_opened() {
     let link = dir.path("innocent-link");
     symlink(&secret, &link).unwrap();
     let vault = secret.parent().unwrap();
-    let agent = watch(&cg, &dir, &policy(&[s(&secret)], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
     let aliases = [
         s(&link),
         format!("{}/../vault/secret", s(vault)),
@@ -220,7 +174,7 @@ fn a_hardlink_to_a_protected_file_is_protected_by_inode() {
     let secret = secret_file(&dir);
     let link = dir.path("hardlink");
     std::fs::hard_link(&secret, &link).unwrap();
-    let agent = watch(&cg, &dir, &policy(&[s(&secret)], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
     let report = cg.workload(["open", &s(&link)]);
     let records = agent.stop();
 
@@ -241,7 +195,7 @@ fn a_bind_mount_of_a_protected_directory_is_protected_by_inode() {
     let secret = secret_file(&dir);
     let view = dir.path("view");
     std::fs::create_dir_all(&view).unwrap();
-    let agent = watch(&cg, &dir, &policy(&[s(&secret)], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
     let via = view.join("secret");
     let report = cg.workload([
         "unshare-mount",
@@ -275,7 +229,7 @@ fn chroot_and_resolve_in_root_are_named_by_the_real_path() {
     let dir = Scratch::new("truth-chroot");
     let secret = secret_file(&dir);
     let jail = secret.parent().unwrap();
-    let agent = watch(&cg, &dir, &policy(&[s(&secret)], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
     let report = cg.workload([
         "openat2-in-root",
         &s(jail),
@@ -310,7 +264,7 @@ fn a_failed_relative_open_is_resolved_against_the_directory_at_the_time() {
     std::fs::create_dir_all(&second).unwrap();
     std::fs::write(first.join("present"), "x").unwrap();
     std::fs::write(dir.path("other"), "o").unwrap();
-    let agent = watch(&cg, &dir, &policy(&[], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
     let report = cg.workload([
         "chdir",
         &s(&first),
@@ -350,7 +304,7 @@ fn forked_children_and_quick_exits_keep_their_executable() {
     let dir = Scratch::new("truth-exe");
     let file = dir.path("f");
     std::fs::write(&file, "x").unwrap();
-    let agent = watch(&cg, &dir, &policy(&[], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
     let report = cg.workload(["fork", "open", &s(&file)]);
     let records = agent.stop();
 
@@ -367,7 +321,7 @@ fn fexecve_and_memfd_execs_name_the_file_the_kernel_loaded() {
     let cg = TestCgroup::new("truth-fexec");
     let dir = Scratch::new("truth-fexec");
     let truth = std::fs::canonicalize("/bin/true").unwrap();
-    let agent = watch(&cg, &dir, &policy(&[], &[s(&truth)], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[s(&truth)], ""));
     let fexec = cg.workload(["fexecve", "/bin/true", "true", "x"]);
     let memfd = cg.workload(["memfd-exec", "/bin/true", "true", "y"]);
     let records = agent.stop();
@@ -409,7 +363,7 @@ fn a_script_exec_records_the_script_and_its_interpreter() {
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let sh = std::fs::canonicalize("/bin/sh").unwrap();
-    let agent = watch(&cg, &dir, &policy(&[], &[s(&sh)], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[s(&sh)], ""));
     let report = cg.workload(["chdir", &s(&dir.0), "exec", "./run.sh", "arg"]);
     let records = agent.stop();
 
@@ -437,7 +391,7 @@ fn an_exec_through_a_symlink_is_named_by_the_loaded_file() {
     let link = dir.path("harmless");
     symlink(&truth, &link).unwrap();
     // The protected set names the executable by a path the agent never uses.
-    let agent = watch(&cg, &dir, &policy(&[], &["/bin/true".into()], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &["/bin/true".into()], ""));
     let report = cg.workload(["exec", &s(&link)]);
     let records = agent.stop();
 
@@ -455,7 +409,7 @@ fn a_relative_unix_socket_is_named_by_the_socket_the_kernel_connected_to() {
     let dir = Scratch::new("truth-unix");
     let sock = dir.path("app.sock");
     let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let agent = watch(&cg, &dir, &policy(&[s(&sock)], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&sock)], &[], ""));
     let report = cg.workload([
         "chdir",
         &s(&dir.0),
@@ -519,7 +473,7 @@ fn non_blocking_connects_record_how_they_ended() {
         .unwrap()
         .port()
         .to_string();
-    let agent = watch(&cg, &dir, &policy(&[], &[], ""));
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
     let report = cg.workload([
         "connect4-nb-wait",
         "127.0.0.1",
@@ -559,8 +513,8 @@ fn non_blocking_connects_record_how_they_ended() {
 fn a_connect_that_outlasts_the_wait_is_released_in_progress_and_says_so() {
     let cg = TestCgroup::new("truth-nb-wait");
     let dir = Scratch::new("truth-nb-wait");
-    let config = policy(&[], &[], "[capture]\nconnect_outcome_wait_ms = 300\n");
-    let agent = watch(&cg, &dir, &config);
+    let config = deny_policy(&[], &[], "[capture]\nconnect_outcome_wait_ms = 300\n");
+    let agent = Agent::watch_config(&cg, &dir, &config);
     // A SYN into the void keeps retrying for about two minutes: the record is released first.
     let mut child = cg
         .command(workload_bin())

@@ -48,31 +48,64 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<Ebpf
     Ok(ebpf)
 }
 
-/// Tracepoint programs: (program name, category, tracepoint, required).
+/// Tracepoint programs: (program name, category, tracepoint, required). A program named twice
+/// is loaded once and attached to each: the exit of a family reads everything from the slot, so
+/// one program serves all its system calls and the verifier checks it once (loading a copy per
+/// system call took seconds).
 const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sys_enter_execve", "syscalls", "sys_enter_execve", true),
-    ("sys_exit_execve", "syscalls", "sys_exit_execve", true),
+    ("sys_exit_execs", "syscalls", "sys_exit_execve", true),
     (
         "sys_enter_execveat",
         "syscalls",
         "sys_enter_execveat",
         false,
     ),
-    ("sys_exit_execveat", "syscalls", "sys_exit_execveat", false),
+    ("sys_exit_execs", "syscalls", "sys_exit_execveat", false),
     ("sys_enter_openat", "syscalls", "sys_enter_openat", true),
-    ("sys_exit_openat", "syscalls", "sys_exit_openat", true),
+    ("sys_exit_opens", "syscalls", "sys_exit_openat", true),
     ("sys_enter_openat2", "syscalls", "sys_enter_openat2", false),
-    ("sys_exit_openat2", "syscalls", "sys_exit_openat2", false),
+    ("sys_exit_opens", "syscalls", "sys_exit_openat2", false),
     // Legacy open/creat exist on x86_64 but not on arm64 (which only has openat).
     ("sys_enter_open", "syscalls", "sys_enter_open", false),
-    ("sys_exit_open", "syscalls", "sys_exit_open", false),
+    ("sys_exit_opens", "syscalls", "sys_exit_open", false),
     ("sys_enter_creat", "syscalls", "sys_enter_creat", false),
-    ("sys_exit_creat", "syscalls", "sys_exit_creat", false),
+    ("sys_exit_opens", "syscalls", "sys_exit_creat", false),
     ("sys_enter_connect", "syscalls", "sys_enter_connect", true),
     ("sys_exit_connect", "syscalls", "sys_exit_connect", true),
     ("sched_process_exit", "sched", "sched_process_exit", true),
     // Without it a non-blocking connect's outcome stays unknown (said in the record).
     ("inet_sock_set_state", "sock", "inet_sock_set_state", false),
+];
+
+/// File changes without an open (`audit-ebpf/src/files.rs`): each has a `sys_enter_<name>`
+/// program, and `sys_exit_files` serves every exit; arguments are read by position (checked at
+/// load time).
+/// Optional: some are missing on other architectures (arm64 has only the `*at` forms) or older
+/// kernels (`fchmodat2` is Linux 6.6).
+const FILE_SYSCALLS: &[&str] = &[
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "truncate",
+    "ftruncate",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "lchown",
+    "fchown",
+    "fchownat",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "mkdir",
+    "mkdirat",
 ];
 
 /// Raw tracepoints: they hand the programs the kernel objects (the child task, the
@@ -309,6 +342,17 @@ fn attach_all(
     cgroup_root: &std::path::Path,
 ) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
+    let mut loaded = BTreeSet::new();
+    let mut attach = |ebpf: &mut Ebpf, prog: &str, category: &str, name: &str| {
+        let p: &mut TracePoint = program(ebpf, prog)?.try_into()?;
+        if loaded.insert(prog.to_string()) {
+            p.load()
+                .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
+        }
+        p.attach(category, name)
+            .with_context(|| format!("attaching {prog} to {category}:{name} failed"))?;
+        anyhow::Ok(())
+    };
     for &(prog, category, name, required) in TRACEPOINTS {
         if !tracefs.has(category, name) {
             if required {
@@ -320,11 +364,16 @@ fn attach_all(
             missing.push(format!("{category}:{name}"));
             continue;
         }
-        let p: &mut TracePoint = program(ebpf, prog)?.try_into()?;
-        p.load()
-            .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
-        p.attach(category, name)
-            .with_context(|| format!("attaching {prog} to {category}:{name} failed"))?;
+        attach(ebpf, prog, category, name)?;
+    }
+    for &call in FILE_SYSCALLS {
+        let (enter, exit) = (format!("sys_enter_{call}"), format!("sys_exit_{call}"));
+        if !tracefs.has("syscalls", &enter) || !tracefs.has("syscalls", &exit) {
+            missing.push(format!("syscalls:{enter}"));
+            continue;
+        }
+        attach(ebpf, &enter, "syscalls", &enter)?;
+        attach(ebpf, "sys_exit_files", "syscalls", &exit)?;
     }
     for &name in RAW_TRACEPOINTS {
         let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
@@ -434,6 +483,7 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
         }
     }
     o.sys_exit_ret = ret;
+    o.sys_enter_args = syscall_args_offset(tracefs)?;
     let f = tracefs.format("sched", "sched_process_exit")?;
     o.sched_exit_pid = f.offset("pid")?;
     o.sched_exit_group_dead = f.optional("group_dead").unwrap_or(ABSENT);
@@ -445,6 +495,33 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
         o.sock_state_protocol = f.offset("protocol")?;
     }
     Ok(())
+}
+
+/// Where argument 0 of every file-change syscall record is (`args[]` of `struct
+/// syscall_trace_enter`: 8 bytes each, in order). Checked against each `format` file the programs
+/// read by position, so a kernel with another layout is refused with the tracepoint named.
+fn syscall_args_offset(tracefs: &TraceFs) -> anyhow::Result<u16> {
+    let first = tracefs
+        .format("syscalls", "sys_enter_openat")?
+        .offset("dfd")?;
+    for &call in FILE_SYSCALLS {
+        let name = format!("sys_enter_{call}");
+        if !tracefs.has("syscalls", &name) {
+            continue;
+        }
+        let f = tracefs.format("syscalls", &name)?;
+        for (i, (field, at)) in f.arguments().into_iter().enumerate() {
+            let want = first + 8 * i as u16;
+            if at.offset != want || at.size != 8 {
+                bail!(
+                    "tracepoint syscalls:{name} has argument `{field}` at offset {} (size {});                      audit-agent reads it at offset {want} (size 8): this kernel's syscall                      tracepoint layout is not supported",
+                    at.offset,
+                    at.size
+                );
+            }
+        }
+    }
+    Ok(first)
 }
 
 /// Kernel struct member offsets (from BTF), each checked to fit the programs' u16 fields.

@@ -147,6 +147,20 @@ impl Format {
             })
     }
 
+    /// The system call arguments of a `sys_enter_*` record, in order (every field after
+    /// `__syscall_nr`).
+    pub(crate) fn arguments(&self) -> Vec<(&str, Field)> {
+        let nr = self.fields.get("__syscall_nr").map_or(0, |f| f.offset);
+        let mut args: Vec<(&str, Field)> = self
+            .fields
+            .iter()
+            .filter(|(name, f)| f.offset > nr && !name.starts_with("common_"))
+            .map(|(name, f)| (name.as_str(), *f))
+            .collect();
+        args.sort_by_key(|(_, f)| f.offset);
+        args
+    }
+
     /// Offset of a field that newer kernels have; `None` when absent.
     pub(crate) fn optional(&self, field: &str) -> Option<u16> {
         self.fields.get(field).map(|f| f.offset)

@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use audit_common::event::{
     ActionCommon, COMM_LEN, ConnectBody, ConnectOutcome, EventHeader, EventKind, ExecBody,
-    FileFacts, ForkBody, HEADER_LEN, OpenBody, Span, Syscall, VAR_OFFSET, file_flags, flags,
+    FileBody, FileFacts, ForkBody, HEADER_LEN, OpenBody, Span, Syscall, VAR_OFFSET, file_flags,
+    flags,
 };
 use thiserror::Error;
 
@@ -70,8 +71,11 @@ pub(crate) struct Sections {
     /// The directory the requested path was resolved from, as the kernel saw it, when there is
     /// no object (a failure; a script).
     pub(crate) base: Option<Vec<u8>>,
-    /// exec: the interpreter string of a script; connect: a unix peer's abstract name.
+    /// exec: the interpreter string of a script; connect: a unix peer's abstract name; file
+    /// change: the second path as passed.
     pub(crate) extra: Option<Vec<u8>>,
+    /// File change: the directory the second path was resolved from.
+    pub(crate) base2: Option<Vec<u8>>,
     /// exec: the arguments; `None` when they could not be read.
     pub(crate) argv: Option<Vec<Vec<u8>>>,
     pub(crate) exe: Exe,
@@ -112,6 +116,19 @@ pub(crate) enum Body {
         passed: Option<SockAddr>,
         /// The kernel's copy of an IP destination.
         kernel: Option<(IpAddr, u16)>,
+        sections: Sections,
+    },
+    /// A file change without an open; which fields apply depends on `syscall`.
+    File {
+        syscall: Syscall,
+        dirfd: i32,
+        dirfd2: i32,
+        fd: i32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        flags: u32,
+        length: u64,
         sections: Sections,
     },
     ConnectOutcome(ConnectOutcome),
@@ -203,6 +220,12 @@ fn sections(h: &EventHeader, body: &[u8], c: &ActionCommon) -> Sections {
             )
         }),
         extra: span(body, s.extra).map(<[u8]>::to_vec),
+        base2: (h.flags & flags::BASE2_WALKED != 0).then(|| {
+            walk_to_path(
+                span(body, s.base2).unwrap_or_default(),
+                &FileFacts::default(),
+            )
+        }),
         argv: argv.or_else(|| (h.flags & flags::ARGV_FAULT == 0).then(Vec::new)),
         exe: Exe {
             facts: has_exe.then_some(c.exe),
@@ -254,6 +277,21 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 sections: sections(h, body, &f.common),
             }
         }
+        EventKind::File => {
+            let f: FileBody = read(body, 0).ok_or_else(|| short(size_of::<FileBody>()))?;
+            Body::File {
+                syscall,
+                dirfd: f.dirfd,
+                dirfd2: f.dirfd2,
+                fd: f.fd,
+                mode: f.mode,
+                uid: f.uid,
+                gid: f.gid,
+                flags: f.flags,
+                length: f.length,
+                sections: sections(h, body, &f.common),
+            }
+        }
         _ => {
             let f: ConnectBody = read(body, 0).ok_or_else(|| short(size_of::<ConnectBody>()))?;
             Body::Connect {
@@ -281,7 +319,9 @@ pub(crate) fn decode_parts(
         need,
     };
     let body = match kind {
-        EventKind::Exec | EventKind::Open | EventKind::Connect => decode_action(h, kind, body)?,
+        EventKind::Exec | EventKind::Open | EventKind::Connect | EventKind::File => {
+            decode_action(h, kind, body)?
+        }
         EventKind::ConnectOutcome => {
             Body::ConnectOutcome(read(body, 0).ok_or_else(|| short(size_of::<ConnectOutcome>()))?)
         }
@@ -311,7 +351,8 @@ pub(crate) fn decode_parts(
 }
 
 /// The action name of a kernel event kind, as gap records and metrics count losses
-/// (`process.lifecycle` for fork and exit records).
+/// (`process.lifecycle` for fork and exit records, `file.change` for any file change: the kernel
+/// counts losses per kind).
 pub(crate) fn kind_name(kind: usize) -> &'static str {
     use crate::event::Action;
     match kind {
@@ -320,6 +361,7 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         k if k == EventKind::Connect as usize || k == EventKind::ConnectOutcome as usize => {
             Action::Connect.name()
         }
+        k if k == EventKind::File as usize => "file.change",
         _ => "process.lifecycle",
     }
 }

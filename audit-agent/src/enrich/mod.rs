@@ -89,6 +89,7 @@ impl Enricher {
             KernelBody::Exec { .. } => Action::Exec,
             KernelBody::Open { .. } => Action::Open,
             KernelBody::Connect { .. } => Action::Connect,
+            KernelBody::File { syscall, flags, .. } => resource::change_action(*syscall, *flags)?,
         };
         let event = self.activity(&ev, action)?;
         if action == Action::Connect && ev.has_flag(flags::CONNECT_ASYNC) && ev.retval == -115 {
@@ -208,14 +209,17 @@ fn exe_of(b: &KernelBody) -> Exe {
     match b {
         KernelBody::Exec { sections, .. }
         | KernelBody::Open { sections, .. }
-        | KernelBody::Connect { sections, .. } => sections.exe.clone(),
+        | KernelBody::Connect { sections, .. }
+        | KernelBody::File { sections, .. } => sections.exe.clone(),
         _ => Exe::default(),
     }
 }
 
 fn syscall_name(b: &KernelBody) -> &'static str {
     match b {
-        KernelBody::Exec { syscall, .. } | KernelBody::Open { syscall, .. } => syscall.name(),
+        KernelBody::Exec { syscall, .. }
+        | KernelBody::Open { syscall, .. }
+        | KernelBody::File { syscall, .. } => syscall.name(),
         _ => "connect",
     }
 }

@@ -3,11 +3,14 @@
 
 use audit_common::event::{file_flags, flags};
 
+use audit_common::event::Syscall;
+
 use crate::{
     decode::{Body, KernelEvent, KernelPath, Sections},
+    escape::until_nul,
     event::{
-        Detail, Field, FileId, FileRef, Interpreter, KernelFile, PassedAddr, Requested, Resource,
-        Target,
+        Action, Change, ChangeFlags, Detail, Field, FileId, FileRef, Interpreter, KernelFile,
+        PassedAddr, Requested, Resource, Target,
     },
     linux::SockAddr,
 };
@@ -94,6 +97,12 @@ fn truncated_and_unreadable(ev: &KernelEvent, r: &mut Resource) {
     if ev.has_flag(flags::KPATH_FAULT) {
         r.unreadable.push(Field::KernelPath);
     }
+    if ev.has_flag(flags::PATH2_TRUNCATED) {
+        r.truncated.push(Field::NewPath);
+    }
+    if ev.has_flag(flags::PATH2_FAULT) {
+        r.unreadable.push(Field::NewPath);
+    }
     if let Target::File(f) | Target::Unix(f) = &r.target
         && f.path().is_none()
     {
@@ -129,6 +138,7 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             sections,
             ..
         } => connect(ev, passed.as_ref(), *kernel, sections),
+        Body::File { .. } => change(ev)?,
         _ => return None,
     };
     let mut r = Resource {
@@ -241,4 +251,91 @@ fn unix_ref(ev: &KernelEvent, passed: &[u8], s: &Sections) -> FileRef {
         f.resolved = None;
     }
     f
+}
+
+/// `unlinkat`: remove a directory.
+const AT_REMOVEDIR: u32 = 0x200;
+
+/// The action a file-change system call performs.
+pub(super) fn change_action(syscall: Syscall, flags: u32) -> Option<Action> {
+    use Syscall as S;
+    Some(match syscall {
+        S::Unlink => Action::Delete,
+        S::Unlinkat if flags & AT_REMOVEDIR != 0 => Action::Rmdir,
+        S::Unlinkat => Action::Delete,
+        S::Rmdir => Action::Rmdir,
+        S::Rename | S::Renameat | S::Renameat2 => Action::Rename,
+        S::Truncate | S::Ftruncate => Action::Truncate,
+        S::Chmod | S::Fchmod | S::Fchmodat | S::Fchmodat2 => Action::Chmod,
+        S::Chown | S::Lchown | S::Fchown | S::Fchownat => Action::Chown,
+        S::Link | S::Linkat => Action::Link,
+        S::Symlink | S::Symlinkat => Action::Symlink,
+        S::Mkdir | S::Mkdirat => Action::Mkdir,
+        _ => return None,
+    })
+}
+
+/// A file change's second path (rename and link destinations), resolved against the directory
+/// the kernel resolved it from.
+fn second_ref(s: &Sections) -> Option<FileRef> {
+    let requested = s.extra.as_deref().map(|b| until_nul(b).to_vec())?;
+    let resolved = s
+        .base2
+        .as_ref()
+        .map(|base| join_lexically(base, &requested));
+    Some(FileRef {
+        requested: Some(requested),
+        requested_from: Requested::AtEntry,
+        resolved,
+        object: None,
+    })
+}
+
+fn change(ev: &KernelEvent) -> Option<(Target, Detail)> {
+    let Body::File {
+        syscall,
+        dirfd,
+        fd,
+        mode,
+        uid,
+        gid,
+        flags,
+        length,
+        sections,
+        ..
+    } = &ev.body
+    else {
+        return None;
+    };
+    let action = change_action(*syscall, *flags)?;
+    let mut file = file_ref(ev, sections);
+    if file.object.is_none()
+        && file.resolved.is_none()
+        && let (Some(base), Some(req)) = (&sections.base, &file.requested)
+    {
+        // An empty path with AT_EMPTY_PATH: the dirfd itself is the file.
+        file.resolved = Some(join_lexically(base, req));
+    }
+    let unchanged = |id: u32| (id != u32::MAX).then_some(id);
+    let second = matches!(action, Action::Rename | Action::Link)
+        .then(|| second_ref(sections))
+        .flatten();
+    let content = (action == Action::Symlink)
+        .then(|| sections.extra.as_deref().map(|b| until_nul(b).to_vec()))
+        .flatten();
+    let detail = Change {
+        to: second,
+        content,
+        mode: matches!(action, Action::Chmod | Action::Mkdir).then_some(*mode),
+        owner: (action == Action::Chown).then_some((unchanged(*uid), unchanged(*gid))),
+        length: (action == Action::Truncate).then_some(*length),
+        flags: if action == Action::Rename {
+            ChangeFlags::Rename(*flags)
+        } else {
+            ChangeFlags::At(*flags)
+        },
+        dirfd: (*dirfd != AT_FDCWD && *fd < 0).then_some(*dirfd),
+        fd: (*fd >= 0).then_some(*fd),
+    };
+    Some((Target::File(file), Detail::Change(detail)))
 }

@@ -370,3 +370,109 @@ fn kernel_paths_keep_their_flags() {
     let f = kernel_file(&k);
     assert!(f.cut && !f.deleted && !f.detached);
 }
+
+fn change(syscall: Syscall, flags: u32, sections: Sections) -> KernelEvent {
+    KernelEvent {
+        task: sample::task(400, 400, 9000),
+        flags: 0,
+        retval: 0,
+        body: KernelBody::File {
+            syscall,
+            dirfd: -100,
+            dirfd2: -100,
+            fd: -1,
+            mode: 0o640,
+            uid: 0,
+            gid: u32::MAX,
+            flags,
+            length: 0,
+            sections,
+        },
+    }
+}
+
+#[test]
+fn file_changes_become_their_actions() {
+    use audit_common::event::Syscall as S;
+    for (syscall, flags, action) in [
+        (S::Unlinkat, 0, Action::Delete),
+        (S::Unlinkat, 0x200, Action::Rmdir),
+        (S::Renameat2, 2, Action::Rename),
+        (S::Ftruncate, 0, Action::Truncate),
+        (S::Fchmodat2, 0, Action::Chmod),
+        (S::Lchown, 0, Action::Chown),
+        (S::Symlinkat, 0, Action::Symlink),
+    ] {
+        assert_eq!(resource::change_action(syscall, flags), Some(action));
+    }
+    assert_eq!(resource::change_action(S::Openat, 0), None);
+}
+
+#[test]
+fn a_rename_names_both_paths_resolved_against_the_kernels_directories() {
+    let sections = Sections {
+        requested: Some(b"old".to_vec()),
+        base: Some(b"/work".to_vec()),
+        extra: Some(b"../archive/new\0".to_vec()),
+        base2: Some(b"/work/sub".to_vec()),
+        ..Sections::default()
+    };
+    let e = enricher(Duration::ZERO)
+        .enrich(change(Syscall::Renameat2, 2, sections))
+        .unwrap();
+    let a = activity(&e);
+    assert_eq!(a.action, Action::Rename);
+    assert_eq!(file(&e).path(), Some(&b"/work/old"[..]));
+    let Detail::Change(c) = &a.resource.detail else {
+        panic!("not a change")
+    };
+    let to = c.to.as_ref().unwrap();
+    assert_eq!(to.path(), Some(&b"/work/archive/new"[..]));
+    assert_eq!(to.requested.as_deref(), Some(&b"../archive/new"[..]));
+    assert_eq!(c.flags, crate::event::ChangeFlags::Rename(2));
+    let paths: Vec<&[u8]> = a.resource.paths().collect();
+    assert_eq!(
+        paths,
+        [&b"/work/old"[..], b"/work/archive/new"],
+        "policy sees both names"
+    );
+}
+
+#[test]
+fn a_chown_keeps_unchanged_ids_as_none_and_a_symlink_its_content() {
+    let e = enricher(Duration::ZERO)
+        .enrich(change(
+            Syscall::Chown,
+            0,
+            Sections {
+                requested: Some(b"/etc/passwd".to_vec()),
+                base: Some(b"/".to_vec()),
+                ..Sections::default()
+            },
+        ))
+        .unwrap();
+    let Detail::Change(c) = &activity(&e).resource.detail else {
+        panic!("not a change")
+    };
+    assert_eq!(c.owner, Some((Some(0), None)));
+    assert_eq!(c.mode, None, "chown sets no mode");
+
+    let e = enricher(Duration::ZERO)
+        .enrich(change(
+            Syscall::Symlink,
+            0,
+            Sections {
+                requested: Some(b"link".to_vec()),
+                base: Some(b"/tmp".to_vec()),
+                extra: Some(b"../etc/shadow\0".to_vec()),
+                ..Sections::default()
+            },
+        ))
+        .unwrap();
+    let Detail::Change(c) = &activity(&e).resource.detail else {
+        panic!("not a change")
+    };
+    assert_eq!(file(&e).path(), Some(&b"/tmp/link"[..]));
+    assert_eq!(c.content.as_deref(), Some(&b"../etc/shadow"[..]));
+    assert_eq!(c.to, None, "a symlink's content is not resolved");
+}

@@ -42,12 +42,35 @@ named_enum! {
         Exec = "process.exec",
         Open = "file.open",
         Connect = "network.connect",
+        /// unlink, unlinkat.
+        Delete = "file.delete",
+        /// rename, renameat, renameat2.
+        Rename = "file.rename",
+        /// truncate, ftruncate.
+        Truncate = "file.truncate",
+        /// chmod, fchmod, fchmodat, fchmodat2.
+        Chmod = "file.chmod",
+        /// chown, lchown, fchown, fchownat.
+        Chown = "file.chown",
+        /// link, linkat (a hard link).
+        Link = "file.link",
+        /// symlink, symlinkat.
+        Symlink = "file.symlink",
+        /// mkdir, mkdirat.
+        Mkdir = "file.mkdir",
+        /// rmdir, unlinkat(AT_REMOVEDIR).
+        Rmdir = "file.rmdir",
     }
 }
 
 impl Action {
     /// The action name of gap records (not an [`Action`]: a gap is not something a process did).
     pub(crate) const GAP: &'static str = "audit.gap";
+
+    /// Whether the action changes the file system without opening a file.
+    pub(crate) fn is_file_change(self) -> bool {
+        !matches!(self, Self::Exec | Self::Open | Self::Connect)
+    }
 }
 
 named_enum! {

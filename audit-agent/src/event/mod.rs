@@ -268,15 +268,21 @@ impl Resource {
         }
     }
 
-    /// Every path the resource is known by ([`FileRef::paths`]), and for a script the
-    /// interpreter as named and as loaded: running a script runs its interpreter.
+    /// Every path the resource is known by ([`FileRef::paths`]): the file, a rename's or link's
+    /// new name, and for a script the interpreter as named and as loaded (running a script runs
+    /// its interpreter).
     pub(crate) fn paths(&self) -> impl Iterator<Item = &[u8]> {
+        let to = match &self.detail {
+            Detail::Change(c) => c.to.as_ref(),
+            _ => None,
+        };
         let interp = self.interpreter().into_iter().flat_map(|i| {
             std::iter::once(i.shebang.as_slice())
                 .chain(i.loaded.as_ref().map(|k| k.path.as_slice()))
         });
         self.file()
             .into_iter()
+            .chain(to)
             .flat_map(FileRef::paths)
             .chain(interp)
     }
@@ -349,6 +355,42 @@ pub(crate) enum Detail {
         from_kernel: bool,
         completion: Option<Completion>,
     },
+    /// A file change without an open (delete, rename, truncate, chmod, chown, link, symlink,
+    /// mkdir, rmdir).
+    Change(Change),
+}
+
+/// The flags of a file change: `RENAME_*` of renameat2, or the `AT_*` of the other `*at` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeFlags {
+    At(u32),
+    Rename(u32),
+}
+
+impl Default for ChangeFlags {
+    fn default() -> Self {
+        Self::At(0)
+    }
+}
+
+/// What a file change did besides naming its file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Change {
+    /// rename, link: the new name.
+    pub(crate) to: Option<FileRef>,
+    /// symlink: what the link contains (a string, not resolved).
+    pub(crate) content: Option<Vec<u8>>,
+    /// chmod, mkdir: the mode asked for.
+    pub(crate) mode: Option<u32>,
+    /// chown: the owner and group asked for (`None` each: unchanged).
+    pub(crate) owner: Option<(Option<u32>, Option<u32>)>,
+    /// truncate: the length asked for.
+    pub(crate) length: Option<u64>,
+    pub(crate) flags: ChangeFlags,
+    /// The directory fd of the (first) path, when not the cwd.
+    pub(crate) dirfd: Option<i32>,
+    /// The fd changed (`ftruncate`, `fchmod`, `fchown`).
+    pub(crate) fd: Option<i32>,
 }
 
 /// A value of a record that could be cut or unreadable.
@@ -360,6 +402,8 @@ pub(crate) enum Field {
     Address,
     KernelPath,
     Exe,
+    /// A file change's second path (new name, symlink content).
+    NewPath,
 }
 
 impl Field {
@@ -371,6 +415,7 @@ impl Field {
             Self::Address => "address",
             Self::KernelPath => "kernel_path",
             Self::Exe => "exe",
+            Self::NewPath => "new_path",
         }
     }
 
@@ -382,6 +427,7 @@ impl Field {
             "address" => Self::Address,
             "kernel_path" => Self::KernelPath,
             "exe" => Self::Exe,
+            "new_path" => Self::NewPath,
             _ => return None,
         })
     }

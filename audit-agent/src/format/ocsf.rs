@@ -174,6 +174,34 @@ fn class_of(
             "Open",
             "connected to",
         ),
+        change => {
+            let (id, name, verb) = file_activity(change);
+            (
+                1001,
+                "File System Activity",
+                1,
+                "System Activity",
+                id,
+                name,
+                verb,
+            )
+        }
+    }
+}
+
+/// File System Activity `activity_id`, its name, and a verb for the message, of a file change.
+fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
+    match a {
+        Action::Delete => (4, "Delete", "deleted"),
+        Action::Rmdir => (4, "Delete", "removed the directory"),
+        Action::Rename => (5, "Rename", "renamed"),
+        Action::Truncate => (3, "Update", "truncated"),
+        Action::Chmod => (7, "Set Security", "changed the mode of"),
+        Action::Chown => (7, "Set Security", "changed the owner of"),
+        Action::Link => (1, "Create", "hard-linked"),
+        Action::Symlink => (1, "Create", "created the symlink"),
+        Action::Mkdir => (1, "Create", "created the directory"),
+        Action::Exec | Action::Open | Action::Connect => (99, "Other", "changed"),
     }
 }
 
@@ -218,6 +246,19 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 "file".into(),
                 json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
             );
+        }
+        (_, Detail::Change(c)) => {
+            ev.insert(
+                "file".into(),
+                json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
+            );
+            if let Some(p) = c.to.as_ref().and_then(|t| t.path()) {
+                let new = Escaped(p).to_string();
+                ev.insert(
+                    "file_result".into(),
+                    json!({ "path": new, "name": basename(&new), "type_id": 0, "type": "Unknown" }),
+                );
+            }
         }
         (t, Detail::Connect { .. }) => {
             let dst = match t {

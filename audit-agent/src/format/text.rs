@@ -87,6 +87,7 @@ fn activity(line: &mut String, a: &Activity) {
             let _ = write!(line, " [{}]", linux::open_flag_names(*flags).join("|"));
         }
         Detail::Connect { .. } => {}
+        Detail::Change(c) => change_text(line, c),
     }
     for (what, fields) in [
         ("truncated", &a.resource.truncated),
@@ -99,5 +100,30 @@ fn activity(line: &mut String, a: &Activity) {
     }
     if !a.protected.is_empty() {
         let _ = write!(line, " protected={}", a.protected.join(","));
+    }
+}
+
+/// What a file change did besides naming its file.
+fn change_text(line: &mut String, c: &crate::event::Change) {
+    if let Some(to) = &c.to {
+        match to.path() {
+            Some(p) => {
+                let _ = write!(line, " -> {}", Escaped(p));
+            }
+            None => line.push_str(" -> <unreadable>"),
+        }
+    }
+    if let Some(content) = &c.content {
+        let _ = write!(line, " -> {:?}", Escaped(content).to_string());
+    }
+    if let Some(m) = c.mode {
+        let _ = write!(line, " mode={m:04o}");
+    }
+    if let Some((uid, gid)) = c.owner {
+        let id = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+        let _ = write!(line, " owner={}:{}", id(uid), id(gid));
+    }
+    if let Some(l) = c.length {
+        let _ = write!(line, " length={l}");
     }
 }

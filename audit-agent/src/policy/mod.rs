@@ -41,6 +41,7 @@ impl ProtectedSet {
                 self.network.iter().any(|n| n.contains(*ip, Some(*port)))
             }
             (Action::Connect, Target::Unix(_)) => self.files.matches_any(r.paths()),
+            (a, Target::File(_)) if a.is_file_change() => self.files.matches_any(r.paths()),
             _ => false,
         }
     }
@@ -65,7 +66,7 @@ fn inode_sets<'a>(
     r.file_ids()
         .flat_map(move |id| match action {
             Action::Exec => index.exec_sets(id),
-            Action::Open | Action::Connect => index.file_sets(id),
+            _ => index.file_sets(id),
         })
         .copied()
 }

@@ -35,6 +35,11 @@
 //! workload memfd-exec PATH [ARGS...]              copy PATH into a memfd, execute the memfd
 //! workload netns-blackhole                        own network namespace: lo up, 10.0.0.0/8
 //!                                                 routed into lo (SYNs vanish)
+//! workload unlink P | rmdir P | mkdir P         the file changes, by path (AT_FDCWD)
+//! workload chmod P MODE | chown P UID GID | truncate P LEN | link A B | symlink CONTENT L
+//! workload rename-exchange A B                    renameat2(A, B, RENAME_EXCHANGE)
+//! workload renameat DIR A B                       renameat(open(DIR), A, same dirfd, B)
+//! workload fchmod P MODE | ftruncate P LEN        by fd (opened first; reports its truth)
 //! workload connect4-mapped IP PORT               connect with the address in a page never
 //!                                                 touched before
 //! workload connect4-nb-wait IP PORT SYNCNT        non-blocking connect, wait for the final
@@ -511,6 +516,76 @@ fn main() {
                     let r = exec_fd(fd, &argv);
                     report(&cmd, r, "");
                     return;
+                }
+                "unlink" | "rmdir" | "mkdir" => {
+                    let p = c(arg(1));
+                    let r = match cmd.as_str() {
+                        "unlink" => libc::unlink(p.as_ptr()),
+                        "rmdir" => libc::rmdir(p.as_ptr()),
+                        _ => libc::mkdir(p.as_ptr(), 0o750),
+                    };
+                    report(&cmd, r.into(), "");
+                    i += 1;
+                }
+                "chmod" => {
+                    let r = libc::chmod(c(arg(1)).as_ptr(), parse_octal(Some(arg(2)), 0));
+                    report("chmod", r.into(), "");
+                    i += 2;
+                }
+                "chown" => {
+                    // -1 leaves an id unchanged.
+                    let id = |v: String| v.parse::<i64>().expect("id") as u32;
+                    let (u, g) = (id(text(2)), id(text(3)));
+                    let r = libc::chown(c(arg(1)).as_ptr(), u, g);
+                    report("chown", r.into(), "");
+                    i += 3;
+                }
+                "truncate" => {
+                    let r = libc::truncate(c(arg(1)).as_ptr(), text(2).parse().expect("length"));
+                    report("truncate", r.into(), "");
+                    i += 2;
+                }
+                "link" | "symlink" => {
+                    let (a, b) = (c(arg(1)), c(arg(2)));
+                    let r = if cmd == "link" {
+                        libc::link(a.as_ptr(), b.as_ptr())
+                    } else {
+                        libc::symlink(a.as_ptr(), b.as_ptr())
+                    };
+                    report(&cmd, r.into(), "");
+                    i += 2;
+                }
+                "rename-exchange" => {
+                    let r = libc::syscall(
+                        libc::SYS_renameat2,
+                        libc::AT_FDCWD,
+                        c(arg(1)).as_ptr(),
+                        libc::AT_FDCWD,
+                        c(arg(2)).as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    );
+                    report("rename-exchange", r, "");
+                    i += 2;
+                }
+                "renameat" => {
+                    let dir = libc::open(c(arg(1)).as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                    let r = libc::renameat(dir, c(arg(2)).as_ptr(), dir, c(arg(3)).as_ptr());
+                    report("renameat", r.into(), &format!(",\"dirfd\":{dir}"));
+                    i += 3;
+                }
+                "fchmod" | "ftruncate" => {
+                    let fd = libc::open(c(arg(1)).as_ptr(), libc::O_RDWR);
+                    let r = if cmd == "fchmod" {
+                        libc::fchmod(fd, parse_octal(Some(arg(2)), 0))
+                    } else {
+                        libc::ftruncate(fd, text(2).parse().expect("length"))
+                    };
+                    report(
+                        &cmd,
+                        r.into(),
+                        &format!(",\"fd\":{fd}{}", fd_truth(fd.into())),
+                    );
+                    i += 2;
                 }
                 "connect4-mapped" => {
                     let sa = sockaddr_in(&text(1), text(2).parse().expect("port"));

@@ -11,8 +11,8 @@ use super::{Bytes, ReadError, bytes, family_name, family_number};
 use crate::{
     escape::Escaped,
     event::{
-        Action, Detail, Field, FileId, FileRef, Interpreter, KernelFile, PassedAddr, PathSource,
-        Requested, Resource, Target,
+        Action, Change, ChangeFlags, Detail, Field, FileId, FileRef, Interpreter, KernelFile,
+        PassedAddr, PathSource, Requested, Resource, Target,
     },
     linux,
 };
@@ -173,10 +173,31 @@ pub(super) struct ResourceOut<'a> {
     requested_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exec_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_path: Option<Option<Bytes<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_path_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_new_path: Option<Bytes<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symlink_content: Option<Bytes<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<OwnerOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    length: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd: Option<i32>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     truncated: Vec<&'static str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     unreadable: Vec<&'static str>,
+}
+
+/// `resource.owner` of a chown: `null` for an id left unchanged (-1).
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub(super) struct OwnerOut {
+    uid: Option<u32>,
+    gid: Option<u32>,
 }
 
 fn source_name(s: PathSource) -> &'static str {
@@ -271,8 +292,9 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
             out.flags = Some(linux::open_flag_names(*flags));
             out.mode = linux::open_creates(*flags).then(|| format!("{mode:04o}"));
             out.dirfd = *dirfd;
-            out.resolve = (*resolve != 0).then(|| linux::resolve_flag_names(*resolve));
+            out.resolve = (*resolve != 0).then(|| linux::bit_names(*resolve, linux::RESOLVE_FLAGS));
         }
+        Detail::Change(c) => change_fields(out, c),
         Detail::Connect {
             passed,
             from_kernel,
@@ -286,6 +308,28 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
             }
         }
     }
+}
+
+fn change_fields<'a>(out: &mut ResourceOut<'a>, c: &'a Change) {
+    if let Some(to) = &c.to {
+        let p = to.path();
+        out.new_path = Some(p.map(Bytes));
+        out.new_path_source = to.path_source().map(source_name);
+        if to.requested.as_deref() != p {
+            out.requested_new_path = to.requested.as_deref().map(Bytes);
+        }
+    }
+    out.symlink_content = c.content.as_deref().map(Bytes);
+    out.mode = c.mode.map(|m| format!("{m:04o}"));
+    out.owner = c.owner.map(|(uid, gid)| OwnerOut { uid, gid });
+    out.length = c.length;
+    let (bits, names) = match c.flags {
+        ChangeFlags::At(b) => (b, linux::AT_FLAGS),
+        ChangeFlags::Rename(b) => (b, linux::RENAME_FLAGS),
+    };
+    out.flags = (bits != 0).then(|| linux::bit_names(u64::from(bits), names));
+    out.dirfd = c.dirfd;
+    out.fd = c.fd;
 }
 
 pub(super) fn resource_out(r: &Resource) -> ResourceOut<'_> {
@@ -356,6 +400,20 @@ pub(crate) struct ResourceIn<'a> {
     requested_address: Option<Cow<'a, str>>,
     #[serde(default)]
     exec_id: Option<String>,
+    #[serde(borrow, default)]
+    new_path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    new_path_source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    requested_new_path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    symlink_content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    owner: Option<OwnerOut>,
+    #[serde(default)]
+    length: Option<u64>,
+    #[serde(default)]
+    fd: Option<i32>,
     #[serde(default)]
     truncated: Vec<String>,
     #[serde(default)]
@@ -515,9 +573,21 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 None => 0,
             },
             dirfd: r.dirfd,
-            resolve: linux::resolve_flags_from_names(r.resolve.as_deref().unwrap_or_default())
-                .ok_or(ReadError::Field("resource.resolve"))?,
+            resolve: linux::bits_from_names(
+                r.resolve.as_deref().unwrap_or_default(),
+                linux::RESOLVE_FLAGS,
+            )
+            .ok_or(ReadError::Field("resource.resolve"))?,
         },
+        Action::Delete
+        | Action::Rename
+        | Action::Truncate
+        | Action::Chmod
+        | Action::Chown
+        | Action::Link
+        | Action::Symlink
+        | Action::Mkdir
+        | Action::Rmdir => Detail::Change(change_in(action, r)?),
         Action::Connect => Detail::Connect {
             passed: r
                 .requested_address
@@ -528,6 +598,50 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 && r.family.as_deref() != Some("unix"),
             completion: None,
         },
+    })
+}
+
+/// A stored file change's details.
+fn change_in(action: Action, r: &ResourceIn<'_>) -> Result<Change, ReadError> {
+    let to = match action {
+        Action::Rename | Action::Link => Some(file_ref_in(
+            r,
+            r.new_path.as_deref(),
+            r.new_path_source.as_deref(),
+            r.requested_new_path.as_deref(),
+        ))
+        .map(|mut f| {
+            f.requested_from = Requested::AtEntry;
+            if f.requested.is_none() && !unreadable(r, Field::NewPath) {
+                f.requested = f.path().map(<[u8]>::to_vec);
+            }
+            f
+        }),
+        _ => None,
+    };
+    let names = r.flags.as_deref().unwrap_or_default();
+    let bad = || ReadError::Field("resource.flags");
+    let flags = if action == Action::Rename {
+        ChangeFlags::Rename(
+            linux::bits_from_names(names, linux::RENAME_FLAGS).ok_or_else(bad)? as u32,
+        )
+    } else {
+        ChangeFlags::At(linux::bits_from_names(names, linux::AT_FLAGS).ok_or_else(bad)? as u32)
+    };
+    Ok(Change {
+        to,
+        content: r.symlink_content.as_deref().map(bytes),
+        mode: match &r.mode {
+            Some(m) => {
+                Some(u32::from_str_radix(m, 8).map_err(|_| ReadError::Field("resource.mode"))?)
+            }
+            None => None,
+        },
+        owner: r.owner.map(|o| (o.uid, o.gid)),
+        length: r.length,
+        flags,
+        dirfd: r.dirfd,
+        fd: r.fd,
     })
 }
 

@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 use super::*;
 use crate::{
     event::{
-        Completion, Field, FileId, FileRef, Interpreter, KernelFile, PassedAddr, Requested,
-        Resource, Target, UNATTRIBUTED,
+        Change, ChangeFlags, Completion, Field, FileId, FileRef, Interpreter, KernelFile,
+        PassedAddr, Requested, Resource, Target, UNATTRIBUTED,
     },
     time::from_nanos,
 };
@@ -257,6 +257,79 @@ fn every_kind_of_connect_reads_back_as_written() {
         (Target::OtherAddress { family: 17 }, connect(None, false)),
     ] {
         round_trip(&activity(Action::Connect, "connect", target, detail));
+    }
+}
+
+#[test]
+fn file_changes_read_back_as_written() {
+    let to = FileRef {
+        requested: Some(b"b".to_vec()),
+        requested_from: Requested::AtEntry,
+        resolved: Some(b"/w/b".to_vec()),
+        object: None,
+    };
+    for (action, syscall, change) in [
+        (
+            Action::Rename,
+            "renameat2",
+            Change {
+                to: Some(to.clone()),
+                flags: ChangeFlags::Rename(2),
+                ..Change::default()
+            },
+        ),
+        (
+            Action::Link,
+            "linkat",
+            Change {
+                to: Some(to),
+                flags: ChangeFlags::At(0x400),
+                dirfd: Some(5),
+                ..Change::default()
+            },
+        ),
+        (
+            Action::Chown,
+            "fchownat",
+            Change {
+                owner: Some((Some(0), None)),
+                flags: ChangeFlags::At(0x100),
+                ..Change::default()
+            },
+        ),
+        (
+            Action::Symlink,
+            "symlink",
+            Change {
+                content: Some(b"../x".to_vec()),
+                ..Change::default()
+            },
+        ),
+        (
+            Action::Truncate,
+            "truncate",
+            Change {
+                length: Some(7),
+                ..Change::default()
+            },
+        ),
+        (
+            Action::Mkdir,
+            "mkdir",
+            Change {
+                mode: Some(0o750),
+                ..Change::default()
+            },
+        ),
+        (Action::Delete, "unlink", Change::default()),
+        (Action::Rmdir, "rmdir", Change::default()),
+    ] {
+        round_trip(&activity(
+            action,
+            syscall,
+            file(b"a", Some(b"/w/a")),
+            Detail::Change(change),
+        ));
     }
 }
 
