@@ -333,6 +333,86 @@ impl SockAddr {
     }
 }
 
+/// Signal names by number (x86_64 and arm64 share them).
+const SIGNALS: [&str; 32] = [
+    "",
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// `SIGKILL`, ...; real-time signals as `SIGRTMIN+n`; others as `SIG<n>`.
+pub(crate) fn signal_name(sig: u32) -> Cow<'static, str> {
+    match SIGNALS.get(sig as usize) {
+        Some(n) if !n.is_empty() => Cow::Borrowed(*n),
+        _ if (34..=64).contains(&sig) => Cow::Owned(format!("SIGRTMIN+{}", sig - 34)),
+        _ => Cow::Owned(format!("SIG{sig}")),
+    }
+}
+
+/// Reverses [`signal_name`].
+pub(crate) fn signal_number(name: &str) -> Option<u32> {
+    if let Some(i) = SIGNALS.iter().position(|n| !n.is_empty() && *n == name) {
+        return Some(i as u32);
+    }
+    if let Some(n) = name.strip_prefix("SIGRTMIN+") {
+        return n.parse::<u32>().ok().map(|n| n + 34);
+    }
+    name.strip_prefix("SIG")?.parse().ok()
+}
+
+/// What the kernel did with a generated signal (`TRACE_SIGNAL_*`).
+const DELIVERY: [&str; 5] = [
+    "delivered",
+    "ignored",
+    "already_pending",
+    "overflow",
+    "lose_info",
+];
+
+pub(crate) fn signal_delivery_name(result: i32) -> Cow<'static, str> {
+    match DELIVERY.get(usize::try_from(result).unwrap_or(usize::MAX)) {
+        Some(n) => Cow::Borrowed(*n),
+        None => Cow::Owned(result.to_string()),
+    }
+}
+
+pub(crate) fn signal_delivery_number(name: &str) -> Option<i32> {
+    DELIVERY
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as i32)
+        .or_else(|| name.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

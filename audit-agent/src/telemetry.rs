@@ -282,7 +282,7 @@ impl PipelineMetrics {
             let _ = m.lost.get_or_create(&l);
         }
         for reason in ["ringbuf_full", "pending_full"] {
-            for k in 1..=EventKind::Exit as usize {
+            for k in (1..EventKind::SLOTS).filter(|k| EventKind::from_u16(*k as u16).is_some()) {
                 let _ = m.kernel_drops.get_or_create(&kind_labels(reason, k));
             }
         }

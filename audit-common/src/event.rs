@@ -51,12 +51,16 @@ pub enum EventKind {
     /// A change to the file system without an open: delete, rename, truncate, mode, owner,
     /// links, directories ([`FileBody`]).
     File = 7,
+    /// A watched process moved to another cgroup ([`CgroupMoveBody`]).
+    CgroupMove = 8,
+    /// A watched process sent a signal to the agent ([`SignalBody`]).
+    Signal = 9,
 }
 
 impl EventKind {
     /// Number of slots in per-kind counter arrays (index = kind value). A power of two, so the
     /// kernel can bound an index with a mask (the verifier cannot follow a modulo).
-    pub const SLOTS: usize = 8;
+    pub const SLOTS: usize = 16;
 
     pub const fn from_u16(v: u16) -> Option<Self> {
         Some(match v {
@@ -67,6 +71,8 @@ impl EventKind {
             5 => Self::Exit,
             6 => Self::ConnectOutcome,
             7 => Self::File,
+            8 => Self::CgroupMove,
+            9 => Self::Signal,
             _ => return None,
         })
     }
@@ -457,6 +463,37 @@ pub struct ConnectOutcome {
     pub new_state: u32,
     /// `sk->sk_err` when it closed (ECONNREFUSED, ETIMEDOUT, ...), else 0.
     pub error: u32,
+}
+
+/// Most bytes of a cgroup path kept in a move record.
+pub const CGROUP_PATH_MAX: usize = 512;
+
+/// Body of a cgroup move record: `header` is the task that wrote `cgroup.procs` (or the moved
+/// process itself).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CgroupMoveBody {
+    /// The process moved.
+    pub moved_pid: u32,
+    /// Bytes of `path` used (cut at [`CGROUP_PATH_MAX`]).
+    pub path_len: u32,
+    /// The destination cgroup's id.
+    pub dst_id: u64,
+    /// The destination cgroup's path below the cgroup2 root.
+    pub path: [u8; CGROUP_PATH_MAX],
+}
+
+/// Body of a signal record: `header` is the sender.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SignalBody {
+    pub sig: u32,
+    /// The process signalled (the agent) and the thread the kernel chose.
+    pub target_pid: u32,
+    pub target_tid: u32,
+    /// The kernel's delivery result (`TRACE_SIGNAL_*`: 0 delivered, 1 ignored, 2 already pending,
+    /// 3 overflow, 4 lose info).
+    pub result: i32,
 }
 
 /// Body of a fork record: `header.pid`/`tid` are the parent.

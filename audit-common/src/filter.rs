@@ -35,6 +35,16 @@ pub struct FilterConfig {
     pub generation: u32,
 }
 
+/// Per-CPU cache of the last follow-set verdict (`FOLLOW_CACHE` map): valid while the follow
+/// set's generation is unchanged.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FollowVerdict {
+    pub generation: u64,
+    pub tgid: u32,
+    pub followed: u32,
+}
+
 /// Per-CPU cache of the last cgroup verdict (`CGROUP_CACHE` map).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

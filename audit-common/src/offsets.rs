@@ -51,6 +51,11 @@ offsets! {
     sched_exit_pid,
     /// `group_dead` in `sched_process_exit` ([`ABSENT`] before Linux 6.x added it).
     sched_exit_group_dead,
+    /// `cgroup:cgroup_attach_task`: the hierarchy, the destination, the task, its path.
+    cgroup_attach_root,
+    cgroup_attach_id,
+    cgroup_attach_pid,
+    cgroup_attach_path,
     /// `sock:inet_sock_set_state`: the socket, and the state it leaves and enters.
     sock_state_skaddr,
     sock_state_oldstate,

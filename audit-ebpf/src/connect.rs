@@ -20,8 +20,8 @@ use aya_ebpf::{
 
 use crate::{
     filter::is_watched,
-    maps::{CONNECTING, CONNECTING_COUNT},
-    offsets::{kptr, kread, off, tp_read},
+    maps::{AGENT, CONNECTING, CONNECTING_COUNT},
+    offsets::{kptr, kread, off, tp_read, whoami},
     pending::{
         Section, atomic_add, base_section, begin, common, count, current_tid, emit_with_exe, fixed,
         in_flight, read_user_str, set_result, walk_section,
@@ -51,8 +51,29 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
+    if is_whoami(&ctx) {
+        return 0;
+    }
     let _ = kernel_address(&ctx, AF_INET);
     decide(&ctx)
+}
+
+/// The agent's "who am I" connect (see `AGENT`): records its tgid once and refuses the connect
+/// (it goes nowhere). The address is random per start and only the first caller counts, so no
+/// other process can pass itself off as the agent.
+#[inline(always)]
+fn is_whoami(ctx: &SockAddrContext) -> bool {
+    let (ip, port) = whoami();
+    let sa = unsafe { &*ctx.sock_addr };
+    if ip == 0 || sa.user_ip4 != ip || sa.user_port != port {
+        return false;
+    }
+    if let Some(slot) = AGENT.get_ptr_mut(0)
+        && unsafe { *slot } == 0
+    {
+        unsafe { *slot = (bpf_get_current_pid_tgid() >> 32) as u32 };
+    }
+    true
 }
 
 #[cgroup_sock_addr(connect6)]

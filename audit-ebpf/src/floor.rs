@@ -32,6 +32,7 @@ empty!(
     sys_exit_connect,
     sched_process_exit,
     inet_sock_set_state,
+    cgroup_attach_task,
     sys_enter_unlink,
     sys_enter_unlinkat,
     sys_enter_rmdir,
@@ -63,6 +64,11 @@ pub fn sched_process_fork(_ctx: RawTracePointContext) -> i32 {
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn signal_generate(_ctx: RawTracePointContext) -> i32 {
     0
 }
 

@@ -1,7 +1,11 @@
-//! Process lifecycle: fork (the follow set, and lineage for user space) and exit (slot cleanup).
+//! Process lifecycle: fork (the follow set, and lineage for user space), exit (slot cleanup),
+//! moves to another cgroup, and signals sent to the agent.
 
-use audit_common::event::{EventKind, ExitBody, FixedEvent, ForkBody, HEADER_LEN, flags};
-use audit_common::{filter::MODE_ALL, offsets::ABSENT};
+use audit_common::event::{
+    CGROUP_PATH_MAX, CgroupMoveBody, EventKind, ExitBody, FixedEvent, ForkBody, HEADER_LEN,
+    SignalBody, flags,
+};
+use audit_common::offsets::ABSENT;
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{raw_tracepoint, tracepoint},
@@ -9,10 +13,10 @@ use aya_ebpf::{
 };
 
 use crate::{
-    filter::is_watched,
-    maps::{EVENTS, FILTER, FOLLOWED, FOLLOWED_COUNT, PENDING},
-    offsets::{off, tp_read},
-    pending::{atomic_add, count, emit, fill_header, may_have_slot, remove_slot, submit_flags},
+    filter::{agent_tgid, follow, is_followed, is_watched, unfollow},
+    maps::{EVENTS, PENDING},
+    offsets::{kread, off, tp_read},
+    pending::{count, emit, fill_header, may_have_slot, remove_slot, submit_flags},
 };
 
 /// Raw tracepoint: unlike the formatted `sched:sched_process_fork` record it hands us the child's
@@ -43,15 +47,8 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         // A new thread: it shares the process's watch state; nothing to record.
         return Ok(());
     }
-    let all = FILTER.get(0).map(|c| c.mode == MODE_ALL).unwrap_or(false);
-    if !all {
-        // BPF_NOEXIST: count each new entry once.
-        if FOLLOWED.insert(child_tgid, 1, 1).is_ok() {
-            followed_count_add(1);
-        } else if unsafe { FOLLOWED.get(child_tgid) }.is_none() {
-            count(|c| c.follow_full += 1);
-        }
-    }
+    follow(parent_tgid);
+    follow(child_tgid);
     let Some(mut entry) = EVENTS.reserve::<FixedEvent<ForkBody>>(0) else {
         count(|c| c.ringbuf_full[EventKind::Fork as usize] += 1);
         return Ok(());
@@ -109,16 +106,95 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             count(|c| c.ringbuf_full[EventKind::Exit as usize] += 1);
         }
     }
-    if FOLLOWED.remove(tgid).is_ok() {
-        followed_count_add(-1);
-    }
+    unfollow(tgid);
     Ok(())
 }
 
-/// Atomically adjusts `FOLLOWED_COUNT`.
-#[inline(always)]
-fn followed_count_add(delta: i64) {
-    if let Some(n) = FOLLOWED_COUNT.get_ptr_mut(0) {
-        atomic_add(n, delta as u64);
+/// `cgroup:cgroup_attach_task`: a task was moved to another cgroup. A watched process that moves
+/// (or is moved) stays watched (it is followed); the move itself is a record. Only the cgroup v2
+/// hierarchy (id 0) counts; per-thread calls are reduced to the process (only its leader's pid
+/// is in the follow set).
+#[tracepoint(category = "cgroup", name = "cgroup_attach_task")]
+pub fn cgroup_attach_task(ctx: TracePointContext) -> u32 {
+    let _ = try_cgroup_move(&ctx);
+    0
+}
+
+fn try_cgroup_move(ctx: &TracePointContext) -> Result<(), i64> {
+    if tp_read::<i32>(ctx, off!(cgroup_attach_root))? != 0 {
+        return Ok(());
     }
+    let moved = tp_read::<i32>(ctx, off!(cgroup_attach_pid))? as u32;
+    // Only a process already watched: one moved into a watched cgroup (a runtime placing a
+    // container's init, `trace` starting its command) is merely starting to be watched.
+    if !is_followed(moved) {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(mut entry) = EVENTS.reserve::<FixedEvent<CgroupMoveBody>>(0) else {
+        count(|c| c.ringbuf_full[EventKind::CgroupMove as usize] += 1);
+        return Ok(());
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, EventKind::CgroupMove, 0, pid_tgid);
+    ev.header.body_len = (core::mem::size_of::<FixedEvent<CgroupMoveBody>>() - HEADER_LEN) as u16;
+    ev.body.moved_pid = moved;
+    ev.body.dst_id = tp_read::<u64>(ctx, off!(cgroup_attach_id)).unwrap_or(0);
+    // __data_loc: the string's offset in the record (low 16 bits) and length (high 16 bits).
+    let loc = tp_read::<u32>(ctx, off!(cgroup_attach_path)).unwrap_or(0);
+    let at = (loc & 0xffff) as usize;
+    let n = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel_str(
+            ev.body.path.as_mut_ptr().cast(),
+            CGROUP_PATH_MAX as u32,
+            (aya_ebpf::EbpfContext::as_ptr(ctx) as *const u8)
+                .wrapping_add(at)
+                .cast(),
+        )
+    };
+    ev.body.path_len = if n > 0 { (n - 1) as u32 } else { 0 };
+    entry.submit(submit_flags());
+    count(|c| c.emitted[EventKind::CgroupMove as usize] += 1);
+    Ok(())
+}
+
+/// Raw tracepoint `signal_generate(sig, info, task, group, result)`: a watched process signals
+/// the agent. Recorded before delivery, so even a SIGKILL leaves the record of who sent it (read
+/// by the next start when the ring buffer is pinned).
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
+    let _ = try_signal(&ctx);
+    0
+}
+
+fn try_signal(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let agent = agent_tgid();
+    if agent == 0 {
+        return Ok(());
+    }
+    let task: *const u8 = ctx.arg(2);
+    let target: u32 = kread(task, off!(task_tgid))?;
+    if target != agent {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_watched(pid_tgid) {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<FixedEvent<SignalBody>>(0) else {
+        count(|c| c.ringbuf_full[EventKind::Signal as usize] += 1);
+        return Ok(());
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.header, EventKind::Signal, 0, pid_tgid);
+    ev.header.body_len = (core::mem::size_of::<FixedEvent<SignalBody>>() - HEADER_LEN) as u16;
+    ev.body = SignalBody {
+        sig: ctx.arg::<u64>(0) as u32,
+        target_pid: target,
+        target_tid: kread::<u32>(task, off!(task_pid)).unwrap_or(0),
+        result: ctx.arg::<u64>(4) as i32,
+    };
+    entry.submit(submit_flags());
+    count(|c| c.emitted[EventKind::Signal as usize] += 1);
+    Ok(())
 }

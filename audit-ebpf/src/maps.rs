@@ -5,7 +5,7 @@ use audit_common::event::{EventHeader, FileFacts};
 use audit_common::{
     counters::Counters,
     event::PendingEvent,
-    filter::{CgroupVerdict, FilterConfig},
+    filter::{CgroupVerdict, FilterConfig, FollowVerdict},
 };
 use aya_ebpf::{
     macros::map,
@@ -15,6 +15,13 @@ use aya_ebpf::{
 /// `BPF_F_NO_PREALLOC`: hash entries are allocated on insert, so the big pending slots only use
 /// memory for threads that are actually watched.
 const NO_PREALLOC: u32 = 1;
+
+/// `[0]`: the agent's own tgid as the kernel sees it (the initial pid namespace), recorded by
+/// the `connect4` program when the agent connects to the "who am I" address (`WHOAMI_*`) right
+/// after loading — `getpid()` is namespace-local when the agent runs in a container. Written
+/// once; the agent's activity is never reported.
+#[map]
+pub static AGENT: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Records for user space.
 #[map]
@@ -32,15 +39,22 @@ pub static WATCHED_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(4096, 
 #[map]
 pub static WATCHED_UIDS: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
 
-/// Processes (tgid) that descend from a watched process: they stay watched whatever their cgroup
-/// or uid becomes. Filled at fork, emptied at exit.
+/// Processes (tgid) once watched: every process the moment it performs a watched action or execs
+/// while watched, and every child of one at fork. They stay watched whatever their cgroup or uid
+/// becomes (moving to another cgroup does not shed the watch). Emptied at exit.
 #[map]
 pub static FOLLOWED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
-/// Number of entries in `FOLLOWED`, kept by the kernel with atomic adds: while it is zero the
-/// follow-set lookup is skipped.
+/// `[0]`: the number of entries in `FOLLOWED` (while it is zero the follow-set lookup is
+/// skipped); `[1]`: its generation, bumped at every insert and removal (invalidates
+/// `FOLLOW_CACHE`). Both kept with atomic adds.
 #[map]
-pub static FOLLOWED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
+pub static FOLLOWED_COUNT: Array<u64> = Array::with_max_entries(2, 0);
+
+/// Per-CPU cache of the last follow-set verdict: an unwatched process in a tight loop pays one
+/// array read per syscall, not a hash lookup.
+#[map]
+pub static FOLLOW_CACHE: PerCpuArray<FollowVerdict> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU cache of the last cgroup verdict: consecutive syscalls from the same cgroup (the
 /// common case) skip the ancestor walk and the hash lookup.

@@ -10,9 +10,12 @@ use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext};
 #[unsafe(no_mangle)]
 pub static OFFSETS: Offsets = Offsets::UNSET;
 
-/// The agent's own process id (tgid in the initial pid namespace): never reported.
+/// The address the agent connects to once, right after loading, to make itself known: a random
+/// `127.x.y.z` and port (network byte order, as `bpf_sock_addr` has them). See `AGENT`.
 #[unsafe(no_mangle)]
-static SELF_TGID: u32 = 0;
+static WHOAMI_IP4: u32 = 0;
+#[unsafe(no_mangle)]
+static WHOAMI_PORT: u32 = 0;
 
 /// Pending ring-buffer bytes above which a record wakes the reader (set from the ring size).
 /// Below it records are submitted without a wakeup and the reader polls on a short timer: a
@@ -35,9 +38,15 @@ macro_rules! off {
 }
 pub(crate) use off;
 
+/// The "who am I" address (ip, port), network byte order.
 #[inline(always)]
-pub fn self_tgid() -> u32 {
-    unsafe { core::ptr::read_volatile(&raw const SELF_TGID) }
+pub fn whoami() -> (u32, u32) {
+    unsafe {
+        (
+            core::ptr::read_volatile(&raw const WHOAMI_IP4),
+            core::ptr::read_volatile(&raw const WHOAMI_PORT),
+        )
+    }
 }
 
 /// Reads a `T` at byte offset `off` of the tracepoint record.

@@ -173,6 +173,8 @@ fn slot(tid: u32, kind: EventKind) -> Result<*mut PendingEvent, i64> {
 /// common part of the body (sections, facts).
 #[inline(always)]
 pub fn begin(pid_tgid: u64, kind: EventKind, syscall: Syscall) -> Result<*mut PendingEvent, i64> {
+    // Watched once, watched for good: moving to another cgroup does not shed it.
+    crate::filter::follow((pid_tgid >> 32) as u32);
     let ev = slot(pid_tgid as u32, kind)?;
     let e = unsafe { &mut *ev };
     fill_header(&mut e.header, kind, syscall as u16, pid_tgid);

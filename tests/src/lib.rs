@@ -320,8 +320,13 @@ impl Agent {
     }
 
     /// Stops the agent with SIGINT and returns everything it wrote (stdout JSON lines).
-    pub fn stop(mut self) -> Vec<Value> {
+    pub fn stop(self) -> Vec<Value> {
         self.signal(libc::SIGINT);
+        self.finish()
+    }
+
+    /// Waits for the agent to exit on its own and returns everything it wrote.
+    pub fn finish(mut self) -> Vec<Value> {
         let status = self.wait(Duration::from_secs(60));
         assert!(
             status.success(),

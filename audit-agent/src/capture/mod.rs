@@ -76,6 +76,8 @@ const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sched_process_exit", "sched", "sched_process_exit", true),
     // Without it a non-blocking connect's outcome stays unknown (said in the record).
     ("inet_sock_set_state", "sock", "inet_sock_set_state", false),
+    // Moves of watched processes to other cgroups (they stay watched either way).
+    ("cgroup_attach_task", "cgroup", "cgroup_attach_task", false),
 ];
 
 /// File changes without an open (`audit-ebpf/src/files.rs`): each has a `sys_enter_<name>`
@@ -110,7 +112,11 @@ const FILE_SYSCALLS: &[&str] = &[
 
 /// Raw tracepoints: they hand the programs the kernel objects (the child task, the
 /// `linux_binprm`).
-const RAW_TRACEPOINTS: &[&str] = &["sched_process_fork", "sched_process_exec"];
+const RAW_TRACEPOINTS: &[&str] = &[
+    "sched_process_fork",
+    "sched_process_exec",
+    "signal_generate",
+];
 
 /// cgroup `sock_addr` programs, attached to the root of the cgroup v2 hierarchy: they see the
 /// kernel's copy of every IP destination.
@@ -172,11 +178,12 @@ impl Capture {
         let offsets = kernel_offsets(&tracefs, &btf)?;
         preflight::raise_memlock_limit();
 
-        let self_tgid = std::process::id();
+        let whoami = Whoami::random();
         let wakeup_bytes = u64::from(opts.ring_buffer_bytes / 8);
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
-            .override_global("SELF_TGID", &self_tgid, true)
+            .override_global("WHOAMI_IP4", &whoami.ip_be(), true)
+            .override_global("WHOAMI_PORT", &whoami.port_be(), true)
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
             .map_max_entries("PENDING", opts.max_pending_threads)
@@ -184,6 +191,18 @@ impl Capture {
             .context("loading the eBPF programs into the kernel failed")?;
 
         let missing = attach_all(&mut ebpf, &tracefs, cgroup_root)?;
+        let agent_map: Array<&MapData, u32> = Array::try_from(
+            ebpf.map("AGENT")
+                .ok_or_else(|| anyhow!("map AGENT is missing from the eBPF object"))?,
+        )?;
+        let host_tgid = whoami.introduce(&agent_map)?;
+        if host_tgid != std::process::id() {
+            tracing::info!(
+                host_tgid,
+                local_pid = std::process::id(),
+                "running in a pid namespace: excluding the agent by its host process id"
+            );
+        }
 
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
@@ -332,6 +351,56 @@ impl Capture {
             }
         }
         out
+    }
+}
+
+/// The "who am I" address: the agent connects to it once after loading, and the `connect4`
+/// program records the agent's tgid as the kernel sees it (the initial pid namespace, which
+/// `getpid()` is not when the agent runs in a container). Random per start, so no other process
+/// can claim to be the agent.
+struct Whoami {
+    ip: std::net::Ipv4Addr,
+    port: u16,
+}
+
+impl Whoami {
+    fn random() -> Self {
+        let mut b = [0u8; 5];
+        // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        if n != b.len() as isize {
+            // Not secret, only unguessable in practice: fall back to the clock.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            b.copy_from_slice(&t.to_le_bytes()[..5]);
+        }
+        Self {
+            ip: std::net::Ipv4Addr::new(127, b[0] | 1, b[1], b[2] | 1),
+            port: u16::from_le_bytes([b[3], b[4]]) | 1024,
+        }
+    }
+
+    fn ip_be(&self) -> u32 {
+        u32::from_ne_bytes(self.ip.octets())
+    }
+
+    fn port_be(&self) -> u32 {
+        u32::from(self.port.to_be())
+    }
+
+    /// Connects to the address (refused by the program) and reads back the tgid it recorded.
+    fn introduce(&self, agent: &Array<&MapData, u32>) -> anyhow::Result<u32> {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let _ = sock.connect((self.ip, self.port));
+        match agent.get(&0, 0)? {
+            0 => bail!(
+                "the connect4 program did not see the agent's own connect: is the agent inside \
+                 the cgroup v2 hierarchy the programs are attached to?"
+            ),
+            tgid => Ok(tgid),
+        }
     }
 }
 
@@ -487,6 +556,13 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
     let f = tracefs.format("sched", "sched_process_exit")?;
     o.sched_exit_pid = f.offset("pid")?;
     o.sched_exit_group_dead = f.optional("group_dead").unwrap_or(ABSENT);
+    if tracefs.has("cgroup", "cgroup_attach_task") {
+        let f = tracefs.format("cgroup", "cgroup_attach_task")?;
+        o.cgroup_attach_root = f.offset("dst_root")?;
+        o.cgroup_attach_id = f.offset("dst_id")?;
+        o.cgroup_attach_pid = f.offset("pid")?;
+        o.cgroup_attach_path = f.offset("dst_path")?;
+    }
     if tracefs.has("sock", "inet_sock_set_state") {
         let f = tracefs.format("sock", "inet_sock_set_state")?;
         o.sock_state_skaddr = f.offset("skaddr")?;

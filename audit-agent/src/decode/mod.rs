@@ -7,9 +7,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use audit_common::event::{
-    ActionCommon, COMM_LEN, ConnectBody, ConnectOutcome, EventHeader, EventKind, ExecBody,
-    FileBody, FileFacts, ForkBody, HEADER_LEN, OpenBody, Span, Syscall, VAR_OFFSET, file_flags,
-    flags,
+    ActionCommon, COMM_LEN, CgroupMoveBody, ConnectBody, ConnectOutcome, EventHeader, EventKind,
+    ExecBody, FileBody, FileFacts, ForkBody, HEADER_LEN, OpenBody, SignalBody, Span, Syscall,
+    VAR_OFFSET, file_flags, flags,
 };
 use thiserror::Error;
 
@@ -132,6 +132,18 @@ pub(crate) enum Body {
         sections: Sections,
     },
     ConnectOutcome(ConnectOutcome),
+    /// A watched process moved to cgroup `dst_id` (`path` below the cgroup2 root).
+    CgroupMove {
+        moved_pid: u32,
+        dst_id: u64,
+        path: Vec<u8>,
+    },
+    /// A watched process signalled the agent.
+    Signal {
+        sig: u32,
+        target_pid: u32,
+        result: i32,
+    },
     Fork {
         child_pid: u32,
     },
@@ -332,6 +344,24 @@ pub(crate) fn decode_parts(
             }
         }
         EventKind::Exit => Body::Exit,
+        EventKind::Signal => {
+            let f: SignalBody = read(body, 0).ok_or_else(|| short(size_of::<SignalBody>()))?;
+            Body::Signal {
+                sig: f.sig,
+                target_pid: f.target_pid,
+                result: f.result,
+            }
+        }
+        EventKind::CgroupMove => {
+            let f: CgroupMoveBody =
+                read(body, 0).ok_or_else(|| short(size_of::<CgroupMoveBody>()))?;
+            let len = (f.path_len as usize).min(f.path.len());
+            Body::CgroupMove {
+                moved_pid: f.moved_pid,
+                dst_id: f.dst_id,
+                path: f.path[..len].to_vec(),
+            }
+        }
     };
     Ok(KernelEvent {
         task: Task {
@@ -362,6 +392,8 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
             Action::Connect.name()
         }
         k if k == EventKind::File as usize => "file.change",
+        k if k == EventKind::CgroupMove as usize => Action::CgroupMove.name(),
+        k if k == EventKind::Signal as usize => Action::Signal.name(),
         _ => "process.lifecycle",
     }
 }

@@ -90,6 +90,8 @@ impl Enricher {
             KernelBody::Open { .. } => Action::Open,
             KernelBody::Connect { .. } => Action::Connect,
             KernelBody::File { syscall, flags, .. } => resource::change_action(*syscall, *flags)?,
+            KernelBody::CgroupMove { .. } => Action::CgroupMove,
+            KernelBody::Signal { .. } => Action::Signal,
         };
         let event = self.activity(&ev, action)?;
         if action == Action::Connect && ev.has_flag(flags::CONNECT_ASYNC) && ev.retval == -115 {
@@ -174,6 +176,7 @@ impl Enricher {
             exe: exe_path,
             exec_id: Some(img.exec_id),
             parent_exec_id: img.parent_exec_id,
+            ancestors: img.ancestors,
         };
         (process, unknown)
     }

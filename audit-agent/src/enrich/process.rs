@@ -31,6 +31,19 @@ pub(crate) struct Image {
     pub(crate) exe: Option<Arc<[u8]>>,
     pub(crate) exec_id: Arc<str>,
     pub(crate) parent_exec_id: Option<Arc<str>>,
+    /// Earlier images, nearest first (see `Process::ancestors`).
+    pub(crate) ancestors: Arc<[Arc<str>]>,
+}
+
+/// Most ancestors an image remembers.
+const MAX_ANCESTRY: usize = 16;
+
+/// The ancestry of an image whose parent image is `parent`.
+fn ancestry_of(parent: &Image) -> Arc<[Arc<str>]> {
+    std::iter::once(Arc::clone(&parent.exec_id))
+        .chain(parent.ancestors.iter().cloned())
+        .take(MAX_ANCESTRY)
+        .collect()
 }
 
 /// pid -> current image.
@@ -73,23 +86,25 @@ impl ProcessTable {
     pub(crate) fn on_fork(&mut self, parent: u32, child: u32, ktime_ns: u64) {
         let p = self.get(parent).clone();
         let img = Image {
-            exe: p.exe,
+            exe: p.exe.clone(),
             exec_id: self.exec_id(child, ktime_ns),
-            parent_exec_id: Some(p.exec_id),
+            parent_exec_id: Some(Arc::clone(&p.exec_id)),
+            ancestors: ancestry_of(&p),
         };
         self.insert(child, img);
     }
 
     /// A successful exec: `pid` now runs `exe`. Returns the new image's exec id.
     pub(crate) fn on_exec(&mut self, pid: u32, exe: Option<Arc<[u8]>>, ktime_ns: u64) -> Arc<str> {
-        let old = self.get(pid).exec_id.clone();
+        let old = self.get(pid).clone();
         let exec_id = self.exec_id(pid, ktime_ns);
         self.insert(
             pid,
             Image {
                 exe,
                 exec_id: exec_id.clone(),
-                parent_exec_id: Some(old),
+                parent_exec_id: Some(Arc::clone(&old.exec_id)),
+                ancestors: ancestry_of(&old),
             },
         );
         exec_id
@@ -139,13 +154,12 @@ impl ProcessTable {
             let ticks = f.get(19).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             (ticks * (1_000_000_000 / self.clock_ticks), ppid)
         });
-        let parent_exec_id = ppid
-            .and_then(|pp| self.images.get(&pp))
-            .map(|p| p.exec_id.clone());
+        let parent = ppid.and_then(|pp| self.images.get(&pp));
         Image {
             exe: None,
             exec_id: self.exec_id(pid, start_ns),
-            parent_exec_id,
+            parent_exec_id: parent.map(|p| p.exec_id.clone()),
+            ancestors: parent.map(ancestry_of).unwrap_or_default(),
         }
     }
 }

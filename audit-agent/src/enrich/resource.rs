@@ -139,6 +139,28 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             ..
         } => connect(ev, passed.as_ref(), *kernel, sections),
         Body::File { .. } => change(ev)?,
+        Body::Signal {
+            sig,
+            target_pid,
+            result,
+        } => (
+            Target::Process { pid: *target_pid },
+            Detail::Signal {
+                sig: *sig,
+                delivery: *result,
+            },
+        ),
+        Body::CgroupMove {
+            moved_pid,
+            dst_id,
+            path,
+        } => (
+            Target::Cgroup {
+                id: *dst_id,
+                path: path.clone(),
+            },
+            Detail::Move { pid: *moved_pid },
+        ),
         _ => return None,
     };
     let mut r = Resource {

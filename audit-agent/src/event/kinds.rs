@@ -60,6 +60,10 @@ named_enum! {
         Mkdir = "file.mkdir",
         /// rmdir, unlinkat(AT_REMOVEDIR).
         Rmdir = "file.rmdir",
+        /// A watched process moved (or was moved) to another cgroup.
+        CgroupMove = "process.cgroup_move",
+        /// A watched process sent a signal to the audit agent.
+        Signal = "process.signal",
     }
 }
 
@@ -69,7 +73,10 @@ impl Action {
 
     /// Whether the action changes the file system without opening a file.
     pub(crate) fn is_file_change(self) -> bool {
-        !matches!(self, Self::Exec | Self::Open | Self::Connect)
+        !matches!(
+            self,
+            Self::Exec | Self::Open | Self::Connect | Self::CgroupMove | Self::Signal
+        )
     }
 }
 

@@ -76,6 +76,10 @@ pub(crate) struct Process {
     pub(crate) exe: Option<Arc<[u8]>>,
     pub(crate) exec_id: Option<Arc<str>>,
     pub(crate) parent_exec_id: Option<Arc<str>>,
+    /// Exec ids of the images this one descends from, nearest first (the parent's first), as
+    /// far as the process table knows them (bounded). Identity follows them: a descendant of an
+    /// attributed image keeps its agent even behind ancestors that did nothing.
+    pub(crate) ancestors: Arc<[Arc<str>]>,
 }
 
 /// Credentials and placement of the acting process.
@@ -149,6 +153,10 @@ pub(crate) enum Target {
     Unix(FileRef),
     /// A socket address of another family (`AF_UNSPEC` = 0), or one too short for its family.
     OtherAddress { family: u16 },
+    /// A cgroup: its id and path below the cgroup2 root.
+    Cgroup { id: u64, path: Vec<u8> },
+    /// A process (the audit agent, for a signal).
+    Process { pid: u32 },
 }
 
 /// A file the kernel acted on, named by the kernel: the path built from its dentry and mount
@@ -256,7 +264,10 @@ impl Resource {
     pub(crate) fn file(&self) -> Option<&FileRef> {
         match &self.target {
             Target::File(f) | Target::Unix(f) => Some(f),
-            Target::Inet(..) | Target::OtherAddress { .. } => None,
+            Target::Inet(..)
+            | Target::OtherAddress { .. }
+            | Target::Cgroup { .. }
+            | Target::Process { .. } => None,
         }
     }
 
@@ -358,6 +369,10 @@ pub(crate) enum Detail {
     /// A file change without an open (delete, rename, truncate, chmod, chown, link, symlink,
     /// mkdir, rmdir).
     Change(Change),
+    /// A cgroup move: the process moved (the actor may have moved another one).
+    Move { pid: u32 },
+    /// A signal: its number and what the kernel did with it (`TRACE_SIGNAL_*`).
+    Signal { sig: u32, delivery: i32 },
 }
 
 /// The flags of a file change: `RENAME_*` of renameat2, or the `AT_*` of the other `*at` calls.

@@ -63,6 +63,12 @@ pub(crate) fn resource_text(a: &Activity) -> String {
             None => s.push_str("<unreadable>"),
         },
         Target::OtherAddress { family } => s.push_str(&native::family_name(*family)),
+        Target::Cgroup { path, .. } => {
+            let _ = write!(s, "{}", Escaped(path));
+        }
+        Target::Process { pid } => {
+            let _ = write!(s, "pid {pid}");
+        }
     }
     s
 }

@@ -174,6 +174,24 @@ fn class_of(
             "Open",
             "connected to",
         ),
+        Action::Signal => (
+            1007,
+            "Process Activity",
+            1,
+            "System Activity",
+            99,
+            "Other",
+            "signalled the audit agent,",
+        ),
+        Action::CgroupMove => (
+            1007,
+            "Process Activity",
+            1,
+            "System Activity",
+            99,
+            "Other",
+            "moved a process to cgroup",
+        ),
         change => {
             let (id, name, verb) = file_activity(change);
             (
@@ -201,7 +219,9 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         Action::Link => (1, "Create", "hard-linked"),
         Action::Symlink => (1, "Create", "created the symlink"),
         Action::Mkdir => (1, "Create", "created the directory"),
-        Action::Exec | Action::Open | Action::Connect => (99, "Other", "changed"),
+        Action::Exec | Action::Open | Action::Connect | Action::CgroupMove | Action::Signal => {
+            (99, "Other", "changed")
+        }
     }
 }
 
@@ -246,6 +266,17 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 "file".into(),
                 json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
             );
+        }
+        (_, Detail::Move { pid }) => {
+            ev.insert("process".into(), json!({ "pid": pid }));
+        }
+        (t, Detail::Signal { .. }) => {
+            if let Target::Process { pid } = t {
+                ev.insert(
+                    "process".into(),
+                    json!({ "pid": pid, "name": "audit-agent" }),
+                );
+            }
         }
         (_, Detail::Change(c)) => {
             ev.insert(

@@ -88,6 +88,12 @@ fn activity(line: &mut String, a: &Activity) {
         }
         Detail::Connect { .. } => {}
         Detail::Change(c) => change_text(line, c),
+        Detail::Move { pid } => {
+            let _ = write!(line, " pid={pid}");
+        }
+        Detail::Signal { sig, .. } => {
+            let _ = write!(line, " {}", linux::signal_name(*sig));
+        }
     }
     for (what, fields) in [
         ("truncated", &a.resource.truncated),

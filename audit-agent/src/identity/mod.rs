@@ -1,8 +1,10 @@
 //! Attribute: the stage that says which agent acted. An agent identity is matched by cgroup path
-//! glob, uid or Kubernetes pod selectors (config `[[agents]]`); a process that matches none but
-//! descends from an attributed process image keeps its ancestor's identity (`ancestor`), so an
-//! agent cannot shed its identity by moving cgroups or changing uid. Activity matching nothing
-//! is `unattributed`. Also fills `subject.container_id` and `subject.k8s` from the cgroup path.
+//! glob, uid or Kubernetes pod selectors (config `[[agents]]`). The first identity sticks: an
+//! attributed process image keeps its agent wherever it moves, and every image that descends
+//! from it — however many silent ancestors lie between — keeps it too (`ancestor`), so an agent
+//! can neither shed its identity nor take another's by moving cgroups or changing uid. Activity
+//! matching nothing is `unattributed`. Also fills `subject.container_id` and `subject.k8s` from
+//! the cgroup path.
 
 mod container;
 pub(crate) mod k8s;
@@ -15,7 +17,7 @@ use std::{
 use self::k8s::{PodCache, PodInfo};
 use crate::{
     config::{Config, Problems},
-    event::{AgentIdentity, Event, K8sPod, MatchedBy, Stage, Subject},
+    event::{AgentIdentity, Event, K8sPod, MatchedBy, Process, Stage, Subject},
     policy::pattern::{PathSet, path_glob},
     versioned::Versioned,
 };
@@ -261,15 +263,29 @@ impl IdentityStage {
         Some(Arc::clone(agent))
     }
 
+    /// Remembers the first agent of an image.
     fn remember(&mut self, exec_id: Option<&Arc<str>>, agent: &str) {
         let Some(e) = exec_id else { return };
-        if self.lineage.get(e).is_some_and(|a| &**a == agent) {
+        if self.lineage.contains_key(e) {
             return;
         }
         if self.lineage.len() >= MAX_LINEAGE {
             self.lineage.clear();
         }
         self.lineage.insert(Arc::clone(e), Arc::from(agent));
+    }
+
+    /// The identity an image already has: its own first one, else the nearest attributed
+    /// ancestor's (`ancestor`: carried over, not matched where the process is now). Agents
+    /// removed from the configuration since are skipped.
+    fn sticky<'r>(&self, registry: &'r Registry, p: &Process) -> Option<(&'r Agent, MatchedBy)> {
+        p.exec_id
+            .iter()
+            .chain(p.ancestors.iter())
+            .chain(p.parent_exec_id.as_ref())
+            .filter_map(|e| self.lineage.get(e))
+            .find_map(|id| registry.by_id(id))
+            .map(|agent| (agent, MatchedBy::Ancestor))
     }
 
     /// Fills the container id and pod of `s` from its cgroup path; returns the pod.
@@ -320,20 +336,18 @@ impl Stage for IdentityStage {
             return;
         };
         let pod = self.place(&mut a.subject);
-        let (exec_id, parent_exec_id) =
-            (a.process.exec_id.clone(), a.process.parent_exec_id.clone());
+        let exec_id = a.process.exec_id.clone();
         let new_image = match &a.resource.detail {
             crate::event::Detail::Exec { new_exec_id, .. } => new_exec_id.clone(),
             _ => None,
         };
-        let found = registry.direct(&a.subject, pod.as_deref()).or_else(|| {
-            [exec_id.as_ref(), parent_exec_id.as_ref()]
-                .into_iter()
-                .flatten()
-                .find_map(|e| self.lineage.get(e))
-                .and_then(|id| registry.by_id(id))
-                .map(|agent| (agent, MatchedBy::Ancestor))
-        });
+        // Where the process is now decides how it is matched, unless that names another agent
+        // than the one it already had: then the first identity stays.
+        let direct = registry.direct(&a.subject, pod.as_deref());
+        let found = match (self.sticky(&registry, &a.process), direct) {
+            (Some(first), Some(now)) if first.0.id() != now.0.id() => Some(first),
+            (first, now) => now.or(first),
+        };
         let agent = match found {
             Some((agent, by)) => {
                 let by = if self.trace_id.as_deref() == Some(agent.id()) {

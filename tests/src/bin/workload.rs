@@ -40,6 +40,7 @@
 //! workload rename-exchange A B                    renameat2(A, B, RENAME_EXCHANGE)
 //! workload renameat DIR A B                       renameat(open(DIR), A, same dirfd, B)
 //! workload fchmod P MODE | ftruncate P LEN        by fd (opened first; reports its truth)
+//! workload kill PID SIG                          kill(PID, SIG)
 //! workload connect4-mapped IP PORT               connect with the address in a page never
 //!                                                 touched before
 //! workload connect4-nb-wait IP PORT SYNCNT        non-blocking connect, wait for the final
@@ -585,6 +586,12 @@ fn main() {
                         r.into(),
                         &format!(",\"fd\":{fd}{}", fd_truth(fd.into())),
                     );
+                    i += 2;
+                }
+                "kill" => {
+                    let pid: i32 = text(1).parse().expect("pid");
+                    let sig: i32 = text(2).parse().expect("signal");
+                    report("kill", libc::kill(pid, sig).into(), "");
                     i += 2;
                 }
                 "connect4-mapped" => {

@@ -431,6 +431,11 @@ fn process_in(p: ProcessIn) -> Process {
         comm: bytes(&p.comm),
         exe: p.exe.as_deref().map(|e| Arc::from(bytes(e))),
         exec_id: p.exec_id.map(Arc::from),
+        ancestors: p
+            .parent_exec_id
+            .iter()
+            .map(|e| Arc::from(e.as_str()))
+            .collect(),
         parent_exec_id: p.parent_exec_id.map(Arc::from),
     }
 }

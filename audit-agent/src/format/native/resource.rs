@@ -187,6 +187,16 @@ pub(super) struct ResourceOut<'a> {
     length: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fd: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<Bytes<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     truncated: Vec<&'static str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -259,6 +269,11 @@ fn target_fields<'a>(out: &mut ResourceOut<'a>, t: &'a Target) {
             out.file = f.object.as_ref().filter(|o| o.id.is_some()).map(file_out);
         }
         Target::OtherAddress { family } => out.family = Some(family_name(*family)),
+        Target::Cgroup { id, path } => {
+            out.cgroup = Some(Bytes(path));
+            out.cgroup_id = Some(*id);
+        }
+        Target::Process { pid } => out.pid = Some(*pid),
     }
 }
 
@@ -295,6 +310,11 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
             out.resolve = (*resolve != 0).then(|| linux::bit_names(*resolve, linux::RESOLVE_FLAGS));
         }
         Detail::Change(c) => change_fields(out, c),
+        Detail::Move { pid } => out.pid = Some(*pid),
+        Detail::Signal { sig, delivery } => {
+            out.signal = Some(linux::signal_name(*sig));
+            out.delivery = Some(linux::signal_delivery_name(*delivery));
+        }
         Detail::Connect {
             passed,
             from_kernel,
@@ -414,6 +434,16 @@ pub(crate) struct ResourceIn<'a> {
     length: Option<u64>,
     #[serde(default)]
     fd: Option<i32>,
+    #[serde(borrow, default)]
+    cgroup: Option<Cow<'a, str>>,
+    #[serde(default)]
+    cgroup_id: Option<u64>,
+    #[serde(default)]
+    pid: Option<u32>,
+    #[serde(borrow, default)]
+    signal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delivery: Option<Cow<'a, str>>,
     #[serde(default)]
     truncated: Vec<String>,
     #[serde(default)]
@@ -505,6 +535,17 @@ fn passed_in(s: &str) -> PassedAddr {
 
 /// The target of a stored record's resource, as the policy matches it.
 fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
+    if action == Action::Signal {
+        return Ok(Target::Process {
+            pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
+        });
+    }
+    if action == Action::CgroupMove {
+        return Ok(Target::Cgroup {
+            id: r.cgroup_id.ok_or(ReadError::Field("resource.cgroup_id"))?,
+            path: r.cgroup.as_deref().map(bytes).unwrap_or_default(),
+        });
+    }
     if action != Action::Connect {
         return Ok(Target::File(file_ref_in(
             r,
@@ -588,6 +629,21 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         | Action::Symlink
         | Action::Mkdir
         | Action::Rmdir => Detail::Change(change_in(action, r)?),
+        Action::Signal => Detail::Signal {
+            sig: r
+                .signal
+                .as_deref()
+                .and_then(linux::signal_number)
+                .ok_or(ReadError::Field("resource.signal"))?,
+            delivery: r
+                .delivery
+                .as_deref()
+                .and_then(linux::signal_delivery_number)
+                .ok_or(ReadError::Field("resource.delivery"))?,
+        },
+        Action::CgroupMove => Detail::Move {
+            pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
+        },
         Action::Connect => Detail::Connect {
             passed: r
                 .requested_address

@@ -32,6 +32,7 @@ fn activity(action: Action, syscall: &'static str, target: Target, detail: Detai
                 exe: Some(Arc::from(&b"/usr/bin/python3"[..])),
                 exec_id: Some(Arc::from("b4-4242-1")),
                 parent_exec_id: None,
+                ancestors: Arc::from([]),
             },
             subject: Subject {
                 uid: 1001,

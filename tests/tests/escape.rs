@@ -1,0 +1,246 @@
+//! Identity escape, as attacks: a watched process moves itself or its children to other cgroups
+//! to leave the watch or take another agent's identity. Once watched, a process stays watched
+//! and keeps its first agent, however it moves and however many silent ancestors stand between.
+
+use audit_tests::*;
+
+/// Two agents on two cgroups below `root`, and a third cgroup nobody watches.
+struct Agents {
+    root: TestCgroup,
+    a: TestCgroup,
+    b: TestCgroup,
+    outside: TestCgroup,
+    dir: Scratch,
+}
+
+impl Agents {
+    fn new(tag: &str) -> Self {
+        let root = TestCgroup::new(tag);
+        let a = root.child("a");
+        let b = root.child("b");
+        let outside = TestCgroup::new(&format!("{tag}-outside"));
+        Self {
+            root,
+            a,
+            b,
+            outside,
+            dir: Scratch::new(tag),
+        }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[[agents]]\nid = \"agent-a\"\ncgroup = [\"{}\"]\n\n[[agents]]\nid = \"agent-b\"\ncgroup = [\"{}\"]\n",
+            self.a.rel, self.b.rel
+        )
+    }
+
+    /// `watch` on the configuration alone (it watches both agents' cgroups).
+    fn watch(&self) -> Agent {
+        let file = self.dir.path("config.toml");
+        std::fs::write(&file, self.config()).unwrap();
+        Agent::start([
+            "watch",
+            "--format",
+            "json",
+            "--config",
+            file.to_str().unwrap(),
+        ])
+    }
+
+    fn marker(&self, name: &str) -> String {
+        format!("/nonexistent-escape/{name}-{}", self.root.id())
+    }
+}
+
+/// The one open of `path`; panics with every open otherwise.
+fn open_of<'a>(records: &'a [Value], path: &str) -> &'a Value {
+    let found: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "file.open" && r["resource"]["path"] == path)
+        .collect();
+    assert_eq!(found.len(), 1, "one open of {path}: {found:#?}");
+    found[0]
+}
+
+#[test]
+fn a_watched_process_that_moves_itself_out_stays_watched_and_the_move_is_recorded() {
+    let g = Agents::new("escape-self");
+    let agent = g.watch();
+    let marker = g.marker("after-move");
+    let report = g.a.workload([
+        "move-cgroup",
+        g.outside.fs.to_str().unwrap(),
+        "open",
+        &marker,
+    ]);
+    let records = agent.stop();
+
+    assert_eq!(report[0]["ret"], 0, "moved: {report:?}");
+    // (The harness moving the workload into a's cgroup before its exec is a move too.)
+    let moves: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["action"] == "process.cgroup_move"
+                && r["resource"]["cgroup"] == g.outside.rel.as_str()
+        })
+        .collect();
+    assert_eq!(moves.len(), 1, "{moves:#?}");
+    assert_eq!(moves[0]["resource"]["cgroup_id"], g.outside.id());
+    assert_eq!(moves[0]["resource"]["pid"], report[0]["pid"]);
+    assert_eq!(moves[0]["agent"]["id"], "agent-a");
+    let after = open_of(&records, &marker);
+    assert_eq!(after["subject"]["cgroup"], g.outside.rel.as_str());
+    assert_eq!(after["agent"]["id"], "agent-a", "{after:#}");
+    assert_eq!(after["agent"]["matched_by"], "ancestor");
+}
+
+#[test]
+fn a_child_that_moves_into_another_agents_cgroup_keeps_its_first_agent() {
+    let g = Agents::new("escape-child");
+    let agent = g.watch();
+    let marker = g.marker("impersonation");
+    let report = g.a.workload([
+        "fork",
+        "move-cgroup",
+        g.b.fs.to_str().unwrap(),
+        "open",
+        &marker,
+    ]);
+    let records = agent.stop();
+
+    assert_eq!(report[0]["ret"], 0, "moved: {report:?}");
+    let r = open_of(&records, &marker);
+    assert_eq!(
+        r["subject"]["cgroup"],
+        g.b.rel.as_str(),
+        "it is in b's cgroup"
+    );
+    assert_eq!(r["agent"]["id"], "agent-a", "but it is a's: {r:#}");
+    assert_eq!(r["agent"]["matched_by"], "ancestor");
+}
+
+#[test]
+fn a_grandchild_behind_a_silent_parent_keeps_its_identity() {
+    let g = Agents::new("escape-grandchild");
+    let agent = g.watch();
+    let marker = g.marker("grandchild");
+    // The child only forks: it has no record of its own.
+    let report = g.a.workload([
+        "fork",
+        "fork",
+        "move-cgroup",
+        g.outside.fs.to_str().unwrap(),
+        "open",
+        &marker,
+    ]);
+    let records = agent.stop();
+
+    assert_eq!(report[0]["ret"], 0, "moved: {report:?}");
+    let r = open_of(&records, &marker);
+    assert_eq!(r["process"]["pid"], report[0]["pid"]);
+    assert_eq!(r["agent"]["id"], "agent-a", "{r:#}");
+    assert_eq!(r["agent"]["matched_by"], "ancestor");
+}
+
+#[test]
+fn a_traced_command_stays_traced_wherever_it_moves() {
+    let g = Agents::new("escape-trace");
+    let marker = g.marker("traced");
+    let out = g.dir.path("records.json");
+    let o = std::process::Command::new(agent_bin())
+        .args([
+            "trace",
+            "--format",
+            "json",
+            "--output",
+            out.to_str().unwrap(),
+            "--",
+        ])
+        .arg(workload_bin())
+        .args([
+            "move-cgroup",
+            g.outside.fs.to_str().unwrap(),
+            "open",
+            &marker,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let records = parse_lines(&std::fs::read(&out).unwrap());
+    let r = open_of(&records, &marker);
+    assert_eq!(r["subject"]["cgroup"], g.outside.rel.as_str());
+    assert!(
+        r["agent"]["id"].as_str().unwrap().starts_with("trace:"),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn a_watched_process_that_signals_the_agent_is_recorded() {
+    let g = Agents::new("escape-signal");
+    let agent = g.watch();
+    let report = g.a.workload(["kill", &agent.pid().to_string(), "15"]);
+    assert_eq!(report[0]["ret"], 0, "{report:?}");
+    // SIGTERM: the agent stops on its own, draining what the kernel recorded.
+    let records = agent.finish();
+    let sig: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "process.signal")
+        .collect();
+    assert_eq!(sig.len(), 1, "{sig:#?}");
+    assert_eq!(sig[0]["resource"]["signal"], "SIGTERM");
+    assert_eq!(sig[0]["resource"]["delivery"], "delivered");
+    assert_eq!(sig[0]["process"]["pid"], report[0]["pid"]);
+    assert_eq!(sig[0]["agent"]["id"], "agent-a");
+}
+
+/// The host pid of the only child of `pid` (what `unshare --fork` runs).
+fn only_child(pid: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let kids: Vec<u32> = children
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 1, "children of {pid}: {kids:?}");
+    kids[0]
+}
+
+#[test]
+fn an_agent_in_its_own_pid_namespace_excludes_itself_by_its_host_pid() {
+    let cg = TestCgroup::new("escape-pidns");
+    let dir = Scratch::new("escape-pidns");
+    let marker = format!("/nonexistent-escape/pidns-{}", cg.id());
+    let agent = Agent::start_with(
+        std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--"])
+            .arg(agent_bin())
+            .args(["watch", "--format", "json", "--cgroup", &cg.rel]),
+    );
+    let host_pid = only_child(agent.pid());
+    // Inside its namespace the agent is pid 1; the kernel knows it by its host pid.
+    assert!(
+        agent
+            .stderr()
+            .contains(&format!("\"host_tgid\":{host_pid},\"local_pid\":1")),
+        "{}",
+        agent.stderr()
+    );
+    let report = cg.workload(["open", &marker]);
+    // `unshare` does not forward signals: stop the agent itself.
+    // SAFETY: plain kill(2) of our grandchild, which is alive (it has not been waited for).
+    unsafe { libc::kill(host_pid as i32, libc::SIGINT) };
+    let records = agent.finish();
+    let _ = dir;
+    assert!(
+        records
+            .iter()
+            .any(|r| r["resource"]["path"] == marker.as_str()
+                && r["process"]["pid"] == report[0]["pid"]),
+        "the watched workload is recorded"
+    );
+    assert!(
+        records.iter().all(|r| r["process"]["pid"] != host_pid),
+        "nothing of the agent itself"
+    );
+}
