@@ -35,6 +35,26 @@ pub struct FilterConfig {
     pub generation: u32,
 }
 
+/// A file's identity as the kernel records it (`PROTECTED_FILES` key): `sb->s_dev` (kernel
+/// encoding) and inode number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+/// Records lost by one process (`DROPS_BY_TGID` value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessDrops {
+    /// The ring buffer was full (or only its reserve was left).
+    pub ringbuf_full: u64,
+    /// The pending map was full.
+    pub pending_full: u64,
+}
+
 /// Per-CPU cache of the last follow-set verdict (`FOLLOW_CACHE` map): valid while the follow
 /// set's generation is unchanged.
 #[repr(C)]

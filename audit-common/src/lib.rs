@@ -17,6 +17,8 @@ mod pod {
     // have explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for crate::filter::FilterConfig {}
     unsafe impl aya::Pod for crate::filter::CgroupVerdict {}
+    unsafe impl aya::Pod for crate::filter::FileKey {}
+    unsafe impl aya::Pod for crate::filter::ProcessDrops {}
     unsafe impl aya::Pod for crate::offsets::Offsets {}
     unsafe impl aya::Pod for crate::counters::Counters {}
     unsafe impl aya::Pod for crate::event::PendingEvent {}

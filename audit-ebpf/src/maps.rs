@@ -5,7 +5,7 @@ use audit_common::event::{EventHeader, FileFacts};
 use audit_common::{
     counters::Counters,
     event::PendingEvent,
-    filter::{CgroupVerdict, FilterConfig, FollowVerdict},
+    filter::{CgroupVerdict, FileKey, FilterConfig, FollowVerdict, ProcessDrops},
 };
 use aya_ebpf::{
     macros::map,
@@ -22,6 +22,16 @@ const NO_PREALLOC: u32 = 1;
 /// once; the agent's activity is never reported.
 #[map]
 pub static AGENT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Files of protected sets, by identity (filled by user space from its inode index). A record
+/// naming one may use the ring buffer's reserve (`RING_RESERVE`): a flood of other records
+/// cannot push it out.
+#[map]
+pub static PROTECTED_FILES: HashMap<FileKey, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Records lost per process (tgid): a gap record names the processes that flooded.
+#[map]
+pub static DROPS_BY_TGID: LruHashMap<u32, ProcessDrops> = LruHashMap::with_max_entries(4096, 0);
 
 /// Records for user space.
 #[map]

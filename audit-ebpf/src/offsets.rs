@@ -23,6 +23,26 @@ static WHOAMI_PORT: u32 = 0;
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 0;
 
+/// Bytes at the end of the ring buffer kept for records of protected files: an ordinary record
+/// is dropped (and counted) once less than this is free.
+#[unsafe(no_mangle)]
+static RING_RESERVE: u64 = 0;
+
+/// The ring buffer's size in bytes.
+#[unsafe(no_mangle)]
+static RING_BYTES: u64 = 0;
+
+/// (ring size, reserve) in bytes.
+#[inline(always)]
+pub fn ring_limits() -> (u64, u64) {
+    unsafe {
+        (
+            core::ptr::read_volatile(&raw const RING_BYTES),
+            core::ptr::read_volatile(&raw const RING_RESERVE),
+        )
+    }
+}
+
 #[inline(always)]
 pub fn wakeup_bytes() -> u64 {
     unsafe { core::ptr::read_volatile(&raw const WAKEUP_BYTES) }

@@ -14,8 +14,9 @@ use audit_common::{
     counters::Counters,
     event::{
         ActionCommon, EventHeader, EventKind, FileFacts, HEADER_LEN, PENDING_BODY_LEN,
-        PendingEvent, Span, Syscall, VAR_OFFSET, VAR_SIZE, WALK_MAX, flags,
+        PendingEvent, Span, Syscall, VAR_OFFSET, VAR_SIZE, WALK_MAX, file_flags, flags,
     },
+    filter::{FileKey, ProcessDrops},
 };
 use aya_ebpf::{
     cty::c_void,
@@ -27,8 +28,11 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{COUNTERS, EVENTS, EXE_SEEN, HAS_SLOT, PENDING, PENDING_INIT, SeenExe},
-    offsets::{kptr, kread, off, tp_read, wakeup_bytes},
+    maps::{
+        COUNTERS, DROPS_BY_TGID, EVENTS, EXE_SEEN, HAS_SLOT, PENDING, PENDING_INIT,
+        PROTECTED_FILES, SeenExe,
+    },
+    offsets::{kptr, kread, off, ring_limits, tp_read, wakeup_bytes},
     vfs::{self, current_task},
 };
 
@@ -163,6 +167,7 @@ fn slot(tid: u32, kind: EventKind) -> Result<*mut PendingEvent, i64> {
     let init = PENDING_INIT.get(0).ok_or(-1i64)?;
     if PENDING.insert(tid, init, NOEXIST).is_err() {
         count(|c| c.pending_full[kind as usize] += 1);
+        count_drop((bpf_get_current_pid_tgid() >> 32) as u32, true);
         return Err(-1);
     }
     mark_slot(tid, true);
@@ -320,6 +325,13 @@ pub fn emit(ev: &mut PendingEvent) {
     }
     ev.header.body_len = body_len as u16;
     let len = HEADER_LEN + body_len;
+    let tgid = ev.header.pid;
+    if !fits(len as u64, &common(ev).file) {
+        count(|c| c.ringbuf_full[kind] += 1);
+        count_drop(tgid, false);
+        ev.header.kind = 0;
+        return;
+    }
     let ret = unsafe {
         generated::bpf_ringbuf_output(
             (&raw const EVENTS).cast_mut().cast::<c_void>(),
@@ -332,8 +344,46 @@ pub fn emit(ev: &mut PendingEvent) {
         count(|c| c.emitted[kind] += 1);
     } else {
         count(|c| c.ringbuf_full[kind] += 1);
+        count_drop(tgid, false);
     }
     ev.header.kind = 0;
+}
+
+/// Whether a record of `len` bytes may go into the ring buffer: always while more than the
+/// reserve is free; into the reserve only when it names a protected file (`PROTECTED_FILES`),
+/// so a flood of ordinary records cannot push those out.
+#[inline(always)]
+fn fits(len: u64, file: &FileFacts) -> bool {
+    let (size, reserve) = ring_limits();
+    let used = EVENTS.query(BPF_RB_AVAIL_DATA);
+    if used.saturating_add(len).saturating_add(reserve) <= size || reserve == 0 {
+        return true;
+    }
+    let key = FileKey {
+        dev: file.dev,
+        _pad: 0,
+        ino: file.ino,
+    };
+    file.flags & file_flags::VALID != 0 && unsafe { PROTECTED_FILES.get(&key) }.is_some()
+}
+
+/// Counts a lost record against its process (the gap record names the processes that flooded).
+#[inline(always)]
+pub fn count_drop(tgid: u32, pending: bool) {
+    if let Some(d) = DROPS_BY_TGID.get_ptr_mut(&tgid) {
+        let d = unsafe { &mut *d };
+        if pending {
+            atomic_add(&raw mut d.pending_full, 1);
+        } else {
+            atomic_add(&raw mut d.ringbuf_full, 1);
+        }
+        return;
+    }
+    let d = ProcessDrops {
+        ringbuf_full: u64::from(!pending),
+        pending_full: u64::from(pending),
+    };
+    let _ = DROPS_BY_TGID.insert(&tgid, &d, 0);
 }
 
 /// Copies a NUL-terminated string from user memory to `dst` (at most `max` bytes, NUL included).

@@ -244,3 +244,53 @@ fn an_agent_in_its_own_pid_namespace_excludes_itself_by_its_host_pid() {
         "nothing of the agent itself"
     );
 }
+
+#[test]
+fn a_flood_cannot_hide_a_protected_open_and_the_gap_names_the_flooder() {
+    let cg = TestCgroup::new("escape-flood");
+    let dir = Scratch::new("escape-flood");
+    let secret = dir.path("secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let config = dir.path("config.toml");
+    std::fs::write(
+        &config,
+        deny_policy(&[secret.to_str().unwrap().to_string()], &[], ""),
+    )
+    .unwrap();
+    // A small ring, and the agent stopped while the flood runs: the ring fills for certain.
+    let agent = Agent::start([
+        "watch",
+        "--format",
+        "json",
+        "--cgroup",
+        &cg.rel,
+        "--config",
+        config.to_str().unwrap(),
+        "--ring-buffer-bytes",
+        "65536",
+    ]);
+    agent.signal(libc::SIGSTOP);
+    let flood = cg.workload(["open-many", "/nonexistent-flood/f", "3000", "0"]);
+    let protected = cg.workload(["open", secret.to_str().unwrap()]);
+    agent.signal(libc::SIGCONT);
+    let records = agent.stop();
+
+    let opened = records
+        .iter()
+        .find(|r| r["action"] == "file.open" && r["resource"]["path"] == secret.to_str().unwrap());
+    let opened = opened.expect("the protected open survives the flood");
+    assert_eq!(opened["process"]["pid"], protected[0]["pid"]);
+    assert_eq!(opened["policy"]["decision"], "deny");
+    let gaps: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "audit.gap" && r["gap"]["reason"] == "ringbuf_full")
+        .collect();
+    assert!(!gaps.is_empty(), "the flood lost records: a gap says so");
+    let flooder = &gaps[0]["gap"]["by_process"][0];
+    assert_eq!(flooder["pid"], flood[0]["pid"], "{:#}", gaps[0]);
+    let lost: u64 = gaps
+        .iter()
+        .map(|g| g["gap"]["lost"].as_u64().unwrap())
+        .sum();
+    assert!(lost > 1000, "{lost}");
+}

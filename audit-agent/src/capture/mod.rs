@@ -17,7 +17,10 @@ use anyhow::{Context as _, anyhow, bail};
 use audit_common::{
     counters::Counters,
     event::{EventKind, HEADER_LEN, PendingEvent},
-    filter::{CGROUP_EXACT, CGROUP_SUBTREE, FilterConfig, MODE_ALL, MODE_FILTERED, MODE_PAUSED},
+    filter::{
+        CGROUP_EXACT, CGROUP_SUBTREE, FileKey, FilterConfig, MODE_ALL, MODE_FILTERED, MODE_PAUSED,
+        ProcessDrops,
+    },
     offsets::{ABSENT, Offsets},
 };
 use aya::{
@@ -28,7 +31,10 @@ use aya::{
 use tokio::io::unix::AsyncFd;
 
 use self::{btf::Btf, cgroup::CgroupDir, tracefs::TraceFs};
-use crate::decode::{self, KernelEvent};
+use crate::{
+    decode::{self, KernelEvent},
+    policy::inode::Published,
+};
 
 /// The eBPF object built by `build.rs` from `audit-ebpf`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/audit"));
@@ -154,6 +160,12 @@ pub(crate) struct Capture {
     uids: HashMap<MapData, u32, u32>,
     pending: HashMap<MapData, u32, PendingEvent>,
     counters: PerCpuArray<MapData, Counters>,
+    /// Identities of protected files in the kernel (`PROTECTED_FILES`): where updates come
+    /// from, and what the map holds.
+    protected_files: HashMap<MapData, FileKey, u32>,
+    protected: (Option<Published>, BTreeSet<(u32, u64)>),
+    /// Records lost per process (`DROPS_BY_TGID`).
+    drops: HashMap<MapData, u32, ProcessDrops>,
     current: WatchSet,
     /// Bumped at every filter change (invalidates the kernel's per-CPU verdict cache).
     generation: u32,
@@ -180,11 +192,17 @@ impl Capture {
 
         let whoami = Whoami::random();
         let wakeup_bytes = u64::from(opts.ring_buffer_bytes / 8);
+        // An eighth of the ring is kept for records of protected files (see `fits` in
+        // audit-ebpf/src/pending.rs).
+        let ring_bytes = u64::from(opts.ring_buffer_bytes);
+        let ring_reserve = ring_bytes / 8;
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
             .override_global("WHOAMI_IP4", &whoami.ip_be(), true)
             .override_global("WHOAMI_PORT", &whoami.port_be(), true)
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+            .override_global("RING_BYTES", &ring_bytes, true)
+            .override_global("RING_RESERVE", &ring_reserve, true)
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
             .map_max_entries("PENDING", opts.max_pending_threads)
             .load(EBPF_OBJECT)
@@ -214,6 +232,8 @@ impl Capture {
         let uids = HashMap::try_from(take(&mut ebpf, "WATCHED_UIDS")?)?;
         let pending = HashMap::try_from(take(&mut ebpf, "PENDING")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
+        let protected_files = HashMap::try_from(take(&mut ebpf, "PROTECTED_FILES")?)?;
+        let drops = HashMap::try_from(take(&mut ebpf, "DROPS_BY_TGID")?)?;
         // SAFETY: the RingBuf owns its map fd and keeps it open for as long as the AsyncFd owns
         // the RingBuf; nothing else closes or replaces it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -226,6 +246,9 @@ impl Capture {
             uids,
             pending,
             counters,
+            protected_files,
+            protected: (None, BTreeSet::new()),
+            drops,
             current: WatchSet::default(),
             generation: 0,
             missing,
@@ -303,6 +326,7 @@ impl Capture {
         out: &mut Vec<KernelEvent>,
         max: usize,
     ) -> io::Result<usize> {
+        self.sync_protected();
         loop {
             let mut guard = self.ring.readable_mut().await?;
             let (n, bad, drained) = drain(guard.get_inner_mut(), out, max);
@@ -313,6 +337,35 @@ impl Capture {
                 return Ok(bad);
             }
         }
+    }
+
+    /// Takes protected-file identities from `from` (the policy stage publishes them).
+    pub(crate) fn protect_from(&mut self, from: Published) {
+        self.protected.0 = Some(from);
+    }
+
+    /// Brings `PROTECTED_FILES` up to the newest published identities.
+    fn sync_protected(&mut self) {
+        let Some(keys) = self.protected.0.as_ref().and_then(Published::take) else {
+            return;
+        };
+        let want: BTreeSet<(u32, u64)> = keys.iter().map(|k| (k.dev, k.ino)).collect();
+        for &(dev, ino) in want.difference(&self.protected.1) {
+            let key = FileKey { dev, _pad: 0, ino };
+            if let Err(e) = self.protected_files.insert(key, 1, 0) {
+                tracing::warn!(error = %e, "protected files beyond the kernel map's size get no reserve");
+                break;
+            }
+        }
+        for &(dev, ino) in self.protected.1.difference(&want) {
+            let _ = self.protected_files.remove(&FileKey { dev, _pad: 0, ino });
+        }
+        self.protected.1 = want;
+    }
+
+    /// Records lost so far per process (cumulative).
+    pub(crate) fn drops_by_process(&self) -> Vec<(u32, ProcessDrops)> {
+        self.drops.iter().filter_map(Result::ok).collect()
     }
 
     /// Decodes up to `max` records available now. Returns (decoded, undecodable).

@@ -148,7 +148,10 @@ pub(crate) async fn assemble(
     }
     let version = policy.version().to_string();
     let (registry, policy) = (Versioned::new(registry), Versioned::new(policy));
-    let (source_capture, set) = start_capture(ring, &plan, &cgroup2)?;
+    let (mut source_capture, set) = start_capture(ring, &plan, &cgroup2)?;
+    // Protected files found by the policy's inode index get the ring buffer's reserve.
+    let protected = inode::Published::default();
+    source_capture.protect_from(protected.clone());
     let host = HostInfo::read();
     let seq = extras.sequence.take().unwrap_or_else(|| {
         let start = time::now().as_nanosecond().to_string();
@@ -171,7 +174,7 @@ pub(crate) async fn assemble(
     let (plans, plan_rx) = tokio::sync::watch::channel(plan.clone());
     let refresher = WatchRefresher::new(plan, set.clone(), cgroup2, capture.cgroup_rescan, plan_rx);
     let (identity, refresher) = start_k8s(&k8s, &host, &registry, identity, refresher).await?;
-    let pipeline = finish(b, identity, policy.clone(), refresher)?;
+    let pipeline = finish(b, identity, policy.clone(), refresher, protected)?;
     if let Some(t) = &telemetry {
         t.health.attached.store(true, Ordering::Relaxed);
     }
@@ -200,9 +203,14 @@ fn finish(
     identity: IdentityStage,
     policy: SharedPolicy,
     refresher: WatchRefresher,
+    protected: inode::Published,
 ) -> anyhow::Result<Pipeline<Capture>> {
     b.stage(identity)
-        .stage(PolicyStage::new(policy, inode::Refreshing::host_root()))
+        .stage(PolicyStage::new(
+            policy,
+            inode::Refreshing::host_root(),
+            Some(protected),
+        ))
         .refresher(refresher)
         .build()
 }

@@ -472,6 +472,9 @@ pub(crate) struct Gap {
     pub(crate) to: Timestamp,
     /// Sequence numbers that were dropped after sequencing (`spool_full`).
     pub(crate) seqs: Option<(u64, u64)>,
+    /// The processes that lost the most records in the window (pid, records), most first: the
+    /// kernel counts losses per process, so a flood names its source.
+    pub(crate) by_process: Vec<(u32, u64)>,
 }
 
 impl Event {

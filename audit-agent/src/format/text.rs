@@ -38,6 +38,9 @@ fn gap(line: &mut String, g: &Gap) {
     for (action, n) in &g.by_action {
         let _ = write!(line, " {action}={n}");
     }
+    for (pid, n) in &g.by_process {
+        let _ = write!(line, " pid:{pid}={n}");
+    }
 }
 
 fn truncate(s: &str, n: usize) -> &str {

@@ -1,9 +1,9 @@
 //! Loss accounting: increases of the kernel's loss counters, and records the sink refused, become
 //! explicit gap records (how many, why, when, which sequence numbers).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use audit_common::counters::Counters;
+use audit_common::{counters::Counters, filter::ProcessDrops};
 
 use crate::{
     decode::kind_name,
@@ -25,13 +25,19 @@ pub(crate) fn gap(
         from,
         to,
         seqs: None,
+        by_process: Vec::new(),
     }
 }
+
+/// Most processes a gap record names.
+const TOP_PROCESSES: usize = 5;
 
 /// Turns increases of the kernel's loss counters into gaps.
 pub(crate) struct LossTracker {
     last: Counters,
     since: Timestamp,
+    /// Per-process losses at the previous check.
+    last_drops: HashMap<u32, ProcessDrops>,
 }
 
 impl LossTracker {
@@ -39,11 +45,37 @@ impl LossTracker {
         Self {
             last: initial,
             since: now,
+            last_drops: HashMap::new(),
         }
     }
 
-    /// Gaps for the losses since the previous check (at most one per reason).
-    pub(crate) fn check(&mut self, now: Counters, at: Timestamp) -> Vec<Gap> {
+    /// The processes that lost the most records since the previous check, for one reason.
+    fn top(&self, drops: &[(u32, ProcessDrops)], reason: GapReason) -> Vec<(u32, u64)> {
+        let pick = |d: &ProcessDrops| match reason {
+            GapReason::PendingFull => d.pending_full,
+            _ => d.ringbuf_full,
+        };
+        let mut v: Vec<(u32, u64)> = drops
+            .iter()
+            .map(|(pid, d)| {
+                let before = self.last_drops.get(pid).map_or(0, pick);
+                (*pid, pick(d).saturating_sub(before))
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(TOP_PROCESSES);
+        v
+    }
+
+    /// Gaps for the losses since the previous check (at most one per reason), naming the
+    /// processes that lost the most (`drops`: cumulative losses per process).
+    pub(crate) fn check(
+        &mut self,
+        now: Counters,
+        drops: &[(u32, ProcessDrops)],
+        at: Timestamp,
+    ) -> Vec<Gap> {
         let mut gaps = Vec::new();
         let reasons: [(GapReason, &[u64], &[u64]); 2] = [
             (
@@ -68,11 +100,14 @@ impl LossTracker {
                 }
             }
             if lost > 0 {
-                gaps.push(gap(lost, reason, by_action, self.since, at));
+                let mut g = gap(lost, reason, by_action, self.since, at);
+                g.by_process = self.top(drops, reason);
+                gaps.push(g);
             }
         }
         self.last = now;
         self.since = at;
+        self.last_drops = drops.iter().copied().collect();
         gaps
     }
 }
@@ -118,12 +153,12 @@ mod tests {
     #[test]
     fn losses_become_one_gap_per_reason_with_per_action_counts() {
         let mut t = LossTracker::new(Counters::default(), from_nanos(0));
-        assert!(t.check(Counters::default(), from_nanos(1)).is_empty());
+        assert!(t.check(Counters::default(), &[], from_nanos(1)).is_empty());
         let mut c = Counters::default();
         c.ringbuf_full[EventKind::Open as usize] = 5;
         c.ringbuf_full[EventKind::Exec as usize] = 2;
         c.pending_full[EventKind::Connect as usize] = 1;
-        let gaps = t.check(c, from_nanos(2_000_000_000));
+        let gaps = t.check(c, &[], from_nanos(2_000_000_000));
         assert_eq!(gaps.len(), 2);
         assert_eq!(gaps[0].reason, GapReason::RingbufFull);
         assert_eq!(gaps[0].lost, 7);
@@ -134,7 +169,7 @@ mod tests {
         assert_eq!(gaps[1].by_action["network.connect"], 1);
         // Only the increase is reported next time.
         c.ringbuf_full[EventKind::Open as usize] = 6;
-        let gaps = t.check(c, from_nanos(3_000_000_000));
+        let gaps = t.check(c, &[], from_nanos(3_000_000_000));
         assert_eq!(gaps.len(), 1);
         assert_eq!(gaps[0].lost, 1);
     }
@@ -150,5 +185,39 @@ mod tests {
         assert_eq!((g.from, g.to), (from_nanos(10), from_nanos(20)));
         assert_eq!(g.reason, GapReason::SpoolFull);
         assert!(d.take().is_none(), "taken once");
+    }
+
+    #[test]
+    fn a_gap_names_the_processes_that_lost_the_most_since_the_last_check() {
+        let drops = |flooder: u64, other: u64| {
+            vec![
+                (
+                    7,
+                    ProcessDrops {
+                        ringbuf_full: flooder,
+                        pending_full: 0,
+                    },
+                ),
+                (
+                    9,
+                    ProcessDrops {
+                        ringbuf_full: other,
+                        pending_full: 0,
+                    },
+                ),
+            ]
+        };
+        let mut t = LossTracker::new(Counters::default(), from_nanos(0));
+        let mut c = Counters::default();
+        c.ringbuf_full[EventKind::Open as usize] = 100;
+        let gaps = t.check(c, &drops(90, 10), from_nanos(1));
+        assert_eq!(gaps[0].by_process, [(7, 90), (9, 10)]);
+        c.ringbuf_full[EventKind::Open as usize] = 105;
+        let gaps = t.check(c, &drops(90, 15), from_nanos(2));
+        assert_eq!(
+            gaps[0].by_process,
+            [(9, 5)],
+            "only what was lost since the last gap"
+        );
     }
 }

@@ -314,7 +314,8 @@ impl<S: Source> Pipeline<S> {
         for o in &mut self.observers {
             o.kernel(&counters);
         }
-        for g in self.loss.check(counters, time::now()) {
+        let drops = self.source.drops_by_process();
+        for g in self.loss.check(counters, &drops, time::now()) {
             tracing::warn!(lost = g.lost, reason = %g.reason, "records lost; gap record written");
             self.emit_gap_now(g)?;
         }

@@ -3,7 +3,7 @@
 
 use std::{future::Future, io};
 
-use audit_common::counters::Counters;
+use audit_common::{counters::Counters, filter::ProcessDrops};
 
 use crate::{
     capture::{Capture, WatchSet},
@@ -26,6 +26,12 @@ pub(crate) trait Source: Send {
     /// The kernel's cumulative counters.
     fn counters(&self) -> anyhow::Result<Counters>;
 
+    /// Records lost so far per process (tgid), cumulative: gap records name the processes that
+    /// flooded.
+    fn drops_by_process(&self) -> Vec<(u32, ProcessDrops)> {
+        Vec::new()
+    }
+
     /// Stops reporting new syscalls; those in flight still complete and are emitted.
     fn pause(&mut self) -> anyhow::Result<()>;
 
@@ -47,6 +53,10 @@ impl Source for Capture {
 
     fn counters(&self) -> anyhow::Result<Counters> {
         Capture::counters(self)
+    }
+
+    fn drops_by_process(&self) -> Vec<(u32, ProcessDrops)> {
+        Capture::drops_by_process(self)
     }
 
     fn pause(&mut self) -> anyhow::Result<()> {
@@ -79,6 +89,8 @@ pub(crate) mod recorded {
         pub(crate) batches: VecDeque<Result<Vec<KernelEvent>, usize>>,
         /// Counters returned from now on.
         pub(crate) counters: Counters,
+        /// Returned by `drops_by_process`.
+        pub(crate) drops: Vec<(u32, ProcessDrops)>,
         /// Returned by `take_in_flight`.
         pub(crate) in_flight: Vec<KernelEvent>,
         /// Reach the ring right after `take_in_flight` (syscalls that completed meanwhile).
@@ -122,6 +134,10 @@ pub(crate) mod recorded {
 
         fn counters(&self) -> anyhow::Result<Counters> {
             Ok(self.script().counters)
+        }
+
+        fn drops_by_process(&self) -> Vec<(u32, ProcessDrops)> {
+            self.script().drops.clone()
         }
 
         fn pause(&mut self) -> anyhow::Result<()> {

@@ -13,9 +13,11 @@ use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use audit_common::filter::FileKey;
 
 use super::{Policy, pattern::PathSet};
 use crate::event::FileId;
@@ -54,6 +56,34 @@ impl Identity {
     }
 }
 
+/// The identities of protected files as the kernel keys them, handed from the policy stage to the
+/// capture: records naming one of them may use the ring buffer's reserve, so a flood of other
+/// records cannot push them out.
+#[derive(Clone, Default)]
+pub(crate) struct Published(Arc<Mutex<Option<Vec<FileKey>>>>);
+
+impl Published {
+    fn publish(&self, keys: Vec<FileKey>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(keys);
+    }
+
+    /// The newest identities, once per publication.
+    pub(crate) fn take(&self) -> Option<Vec<FileKey>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl Identity {
+    /// The kernel's key: `sb->s_dev` encoding (major << 20 | minor).
+    fn kernel_key(self) -> FileKey {
+        FileKey {
+            dev: (self.dev_major << 20) | self.dev_minor,
+            _pad: 0,
+            ino: self.ino,
+        }
+    }
+}
+
 /// Which protected sets name a file, by its identity.
 #[derive(Debug, Default)]
 pub(crate) struct InodeIndex {
@@ -80,6 +110,19 @@ impl InodeIndex {
         }
         index.partial = budget == 0;
         index
+    }
+
+    /// Every protected identity, as the kernel keys files (sorted, no duplicates).
+    fn kernel_keys(&self) -> Vec<FileKey> {
+        let mut keys: Vec<FileKey> = self
+            .files
+            .keys()
+            .chain(self.exec.keys())
+            .map(|id| id.kernel_key())
+            .collect();
+        keys.sort_by_key(|k| (k.dev, k.ino));
+        keys.dedup();
+        keys
     }
 
     /// The sets whose `files` name this file.
@@ -171,6 +214,8 @@ pub(crate) struct Refreshing {
     built_for: Option<Arc<str>>,
     built_at: Instant,
     warned: bool,
+    /// Where the identities go for the kernel, and what was published last.
+    published: Option<(Published, Vec<FileKey>)>,
 }
 
 impl Refreshing {
@@ -181,7 +226,14 @@ impl Refreshing {
             built_for: None,
             built_at: Instant::now(),
             warned: false,
+            published: None,
         }
+    }
+
+    /// Publishes every rebuilt index's identities to `to` (when they changed).
+    pub(crate) fn publishing(mut self, to: Published) -> Self {
+        self.published = Some((to, Vec::new()));
+        self
     }
 
     /// The daemon's view of the host root: `/proc/1/root` when readable, else `/`.
@@ -203,6 +255,13 @@ impl Refreshing {
             self.index = Arc::new(InodeIndex::build(policy, &self.root));
             self.built_for = Some(Arc::clone(policy.version()));
             self.built_at = Instant::now();
+            if let Some((to, last)) = &mut self.published {
+                let keys = self.index.kernel_keys();
+                if keys != *last {
+                    to.publish(keys.clone());
+                    *last = keys;
+                }
+            }
             if self.index.partial && !self.warned {
                 self.warned = true;
                 tracing::warn!(

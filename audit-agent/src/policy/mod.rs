@@ -428,9 +428,17 @@ pub(crate) struct PolicyStage {
 }
 
 impl PolicyStage {
-    /// `root`: where protected files are looked up by identity ([`inode::Refreshing::host_root`]).
-    pub(crate) fn new(policy: SharedPolicy, root: std::path::PathBuf) -> Self {
+    /// `root`: where protected files are looked up by identity ([`inode::Refreshing::host_root`]);
+    /// their identities are published to `kernel` (the capture gives their records priority).
+    pub(crate) fn new(
+        policy: SharedPolicy,
+        root: std::path::PathBuf,
+        kernel: Option<inode::Published>,
+    ) -> Self {
         let mut inodes = inode::Refreshing::new(root);
+        if let Some(k) = kernel {
+            inodes = inodes.publishing(k);
+        }
         inodes.get(&policy.current());
         Self { policy, inodes }
     }

@@ -157,6 +157,15 @@ struct GapOut<'a> {
     seq_from: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq_to: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    by_process: Vec<ProcessLoss>,
+}
+
+/// `gap.by_process[]`: a process and the records it lost in the window.
+#[derive(Serialize, Deserialize)]
+struct ProcessLoss {
+    pid: u32,
+    lost: u64,
 }
 
 /// `resource.family` of an address family number.
@@ -281,6 +290,11 @@ pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
                 to: Time(g.to),
                 seq_from: g.seqs.map(|s| s.0),
                 seq_to: g.seqs.map(|s| s.1),
+                by_process: g
+                    .by_process
+                    .iter()
+                    .map(|&(pid, lost)| ProcessLoss { pid, lost })
+                    .collect(),
             })
         }
     }
@@ -408,6 +422,8 @@ struct GapIn {
     seq_from: Option<u64>,
     #[serde(default)]
     seq_to: Option<u64>,
+    #[serde(default)]
+    by_process: Vec<ProcessLoss>,
 }
 
 /// Why a stored line is not a record.
@@ -514,6 +530,7 @@ fn gap_in(g: GapIn) -> Result<Gap, ReadError> {
         from: time::parse(&g.from).ok_or(ReadError::Field("gap.from"))?,
         to: time::parse(&g.to).ok_or(ReadError::Field("gap.to"))?,
         seqs: g.seq_from.zip(g.seq_to),
+        by_process: g.by_process.iter().map(|p| (p.pid, p.lost)).collect(),
     })
 }
 

@@ -391,6 +391,7 @@ fn gaps_read_back_with_their_window_and_seqs() {
         from: from_nanos(1),
         to: from_nanos(2),
         seqs: Some((7, 9)),
+        by_process: vec![(4242, 3)],
     });
     round_trip(&g);
 }
