@@ -413,6 +413,66 @@ pub(crate) fn signal_delivery_number(name: &str) -> Option<i32> {
         .or_else(|| name.parse().ok())
 }
 
+/// ptrace(2) requests and their names.
+const PTRACE_REQUESTS: &[(u64, &str)] = &[
+    (0, "PTRACE_TRACEME"),
+    (1, "PTRACE_PEEKTEXT"),
+    (2, "PTRACE_PEEKDATA"),
+    (3, "PTRACE_PEEKUSER"),
+    (4, "PTRACE_POKETEXT"),
+    (5, "PTRACE_POKEDATA"),
+    (6, "PTRACE_POKEUSER"),
+    (7, "PTRACE_CONT"),
+    (8, "PTRACE_KILL"),
+    (9, "PTRACE_SINGLESTEP"),
+    (12, "PTRACE_GETREGS"),
+    (13, "PTRACE_SETREGS"),
+    (14, "PTRACE_GETFPREGS"),
+    (15, "PTRACE_SETFPREGS"),
+    (16, "PTRACE_ATTACH"),
+    (17, "PTRACE_DETACH"),
+    (24, "PTRACE_SYSCALL"),
+    (0x4200, "PTRACE_SETOPTIONS"),
+    (0x4201, "PTRACE_GETEVENTMSG"),
+    (0x4202, "PTRACE_GETSIGINFO"),
+    (0x4203, "PTRACE_SETSIGINFO"),
+    (0x4204, "PTRACE_GETREGSET"),
+    (0x4205, "PTRACE_SETREGSET"),
+    (0x4206, "PTRACE_SEIZE"),
+    (0x4207, "PTRACE_INTERRUPT"),
+    (0x4208, "PTRACE_LISTEN"),
+    (0x4209, "PTRACE_PEEKSIGINFO"),
+];
+
+pub(crate) fn ptrace_request_name(request: u64) -> Cow<'static, str> {
+    PTRACE_REQUESTS
+        .iter()
+        .find(|(r, _)| *r == request)
+        .map_or_else(
+            || Cow::Owned(format!("{request:#x}")),
+            |(_, n)| Cow::Borrowed(*n),
+        )
+}
+
+pub(crate) fn ptrace_request_number(name: &str) -> Option<u64> {
+    PTRACE_REQUESTS
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(r, _)| *r)
+        .or_else(|| u64::from_str_radix(name.strip_prefix("0x")?, 16).ok())
+}
+
+/// `ptrace(PTRACE_ATTACH)`, `process_vm_readv`, ... for a line of text.
+pub(crate) fn access_name(kind: &crate::event::AccessKind) -> String {
+    use crate::event::AccessKind as K;
+    match kind {
+        K::Ptrace { request, .. } => format!("ptrace({})", ptrace_request_name(*request)),
+        K::VmRead => "process_vm_readv".into(),
+        K::VmWrite => "process_vm_writev".into(),
+        K::GetFd { fd } => format!("pidfd_getfd(fd {fd})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

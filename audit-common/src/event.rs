@@ -55,6 +55,9 @@ pub enum EventKind {
     CgroupMove = 8,
     /// A watched process sent a signal to the agent ([`SignalBody`]).
     Signal = 9,
+    /// A watched process reached into another one: ptrace, process_vm_readv/writev,
+    /// pidfd_getfd ([`AccessBody`]).
+    Access = 10,
 }
 
 impl EventKind {
@@ -73,6 +76,7 @@ impl EventKind {
             7 => Self::File,
             8 => Self::CgroupMove,
             9 => Self::Signal,
+            10 => Self::Access,
             _ => return None,
         })
     }
@@ -114,6 +118,11 @@ pub enum Syscall {
     Symlinkat = 27,
     Mkdir = 28,
     Mkdirat = 29,
+    OpenByHandleAt = 30,
+    PidfdGetfd = 31,
+    ProcessVmReadv = 32,
+    ProcessVmWritev = 33,
+    Ptrace = 34,
 }
 
 impl Syscall {
@@ -149,6 +158,11 @@ impl Syscall {
             27 => Self::Symlinkat,
             28 => Self::Mkdir,
             29 => Self::Mkdirat,
+            30 => Self::OpenByHandleAt,
+            31 => Self::PidfdGetfd,
+            32 => Self::ProcessVmReadv,
+            33 => Self::ProcessVmWritev,
+            34 => Self::Ptrace,
             _ => return None,
         })
     }
@@ -185,6 +199,11 @@ impl Syscall {
             Self::Symlinkat => "symlinkat",
             Self::Mkdir => "mkdir",
             Self::Mkdirat => "mkdirat",
+            Self::OpenByHandleAt => "open_by_handle_at",
+            Self::PidfdGetfd => "pidfd_getfd",
+            Self::ProcessVmReadv => "process_vm_readv",
+            Self::ProcessVmWritev => "process_vm_writev",
+            Self::Ptrace => "ptrace",
         }
     }
 }
@@ -407,6 +426,27 @@ pub struct FileBody {
     pub user_path2: u64,
 }
 
+/// Fixed part of an access record (ptrace, process_vm_readv/writev, pidfd_getfd). For
+/// `pidfd_getfd` the file obtained is `common.file` (walked in `kpath`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct AccessBody {
+    pub common: ActionCommon,
+    /// The target process: as passed (ptrace, process_vm_*), or the pidfd's own `struct pid`
+    /// read by the kernel (pidfd_getfd, see [`AccessBody::pid_from_kernel`]).
+    pub target_pid: u32,
+    /// 1 when `target_pid` is the kernel's (the initial pid namespace's number).
+    pub pid_from_kernel: u32,
+    /// The caller's pid namespace level: above 0, a pid it passed is its namespace's number.
+    pub caller_ns_level: u32,
+    /// pidfd_getfd: the fd taken from the target.
+    pub target_fd: i32,
+    /// ptrace: the request; process_vm_*: the number of remote iovecs.
+    pub request: u64,
+    /// ptrace: the address argument.
+    pub addr: u64,
+}
+
 /// Fixed part of an exec record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -528,7 +568,10 @@ pub const FIXED_MAX: usize = max(
         core::mem::size_of::<ExecBody>(),
         max(
             core::mem::size_of::<ConnectBody>(),
-            core::mem::size_of::<FileBody>(),
+            max(
+                core::mem::size_of::<FileBody>(),
+                core::mem::size_of::<AccessBody>(),
+            ),
         ),
     ),
 );

@@ -62,6 +62,12 @@ offsets! {
     sock_state_newstate,
     sock_state_protocol,
     task_real_parent,
+    /// `task_struct.thread_pid`; `pid.level`, `pid.numbers` (`upid.nr` at 0).
+    task_thread_pid,
+    /// `inode.i_private` (a pidfd's `struct pid` on pidfs, Linux >= 6.9).
+    inode_private,
+    pid_level,
+    pid_numbers,
     task_tgid,
     task_pid,
     /// `task_struct.files`, `.fs`, `.mm`.

@@ -15,7 +15,7 @@ use aya_ebpf::{
 
 use crate::{
     filter::is_watched,
-    offsets::{off, tp_read},
+    offsets::arg_or,
     pending::{
         Which, base_of, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight,
         retry_requested, retry_second, set_result, user_path,
@@ -53,18 +53,6 @@ const NONE: Args = Args {
     length: -1,
     flags: -1,
 };
-
-/// Argument `i` of a `sys_enter_*` record.
-#[inline(always)]
-fn arg(ctx: &TracePointContext, i: i8) -> Result<u64, i64> {
-    tp_read(ctx, off!(sys_enter_args).wrapping_add(8 * i as u16))
-}
-
-/// Argument `i`, or `default` when the call has none.
-#[inline(always)]
-fn arg_or(ctx: &TracePointContext, i: i8, default: u64) -> Result<u64, i64> {
-    if i < 0 { Ok(default) } else { arg(ctx, i) }
-}
 
 macro_rules! file_hooks {
     ($($enter:ident, $syscall:expr, $args:expr;)*) => {$(

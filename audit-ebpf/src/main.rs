@@ -19,6 +19,7 @@
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
+mod access;
 mod connect;
 mod exec;
 mod files;

@@ -75,6 +75,18 @@ pub fn tp_read<T>(ctx: &TracePointContext, off: u16) -> Result<T, i64> {
     unsafe { ctx.read_at::<T>(usize::from(off)) }.map_err(i64::from)
 }
 
+/// Argument `i` of a `sys_enter_*` record (`args[i]` of `struct syscall_trace_enter`).
+#[inline(always)]
+pub fn sys_arg(ctx: &TracePointContext, i: i8) -> Result<u64, i64> {
+    tp_read(ctx, off!(sys_enter_args).wrapping_add(8 * i as u16))
+}
+
+/// Argument `i`, or `default` when the call has none (`i < 0`).
+#[inline(always)]
+pub fn arg_or(ctx: &TracePointContext, i: i8, default: u64) -> Result<u64, i64> {
+    if i < 0 { Ok(default) } else { sys_arg(ctx, i) }
+}
+
 /// Reads a kernel `T` at `base + off`.
 #[inline(always)]
 pub fn kread<T>(base: *const u8, off: u16) -> Result<T, i64> {

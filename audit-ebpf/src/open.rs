@@ -12,7 +12,7 @@ use aya_ebpf::{
 
 use crate::{
     filter::is_watched,
-    offsets::{off, tp_read},
+    offsets::{off, sys_arg, tp_read},
     pending::{
         base_section, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight,
         requested_path, retry_requested, set_result,
@@ -41,6 +41,7 @@ open_hooks! {
     sys_enter_openat2, "sys_enter_openat2", Syscall::Openat2;
     sys_enter_open, "sys_enter_open", Syscall::Open;
     sys_enter_creat, "sys_enter_creat", Syscall::Creat;
+    sys_enter_open_by_handle_at, "sys_enter_open_by_handle_at", Syscall::OpenByHandleAt;
 }
 
 /// The exit of every open variant: one program attached to each `sys_exit_*` (everything it
@@ -95,6 +96,9 @@ fn arguments(ctx: &TracePointContext, syscall: Syscall) -> Result<(i32, u64, u64
             tp_read(ctx, off!(open_mode))?,
             0,
         ),
+        // open_by_handle_at(mount_fd, handle, flags): no path, only a handle; the file is known
+        // at exit from the returned fd.
+        Syscall::OpenByHandleAt => (sys_arg(ctx, 0)? as i32, 0, sys_arg(ctx, 2)?, 0, 0),
         // creat(path, mode) is open(path, O_CREAT|O_WRONLY|O_TRUNC, mode).
         _ => (
             AT_FDCWD,
@@ -120,7 +124,9 @@ fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
     body.flags = open_flags;
     body.resolve = resolve;
     body.user_path = filename;
-    requested_path(ev, filename);
+    if filename != 0 {
+        requested_path(ev, filename);
+    }
     Ok(())
 }
 
@@ -137,7 +143,7 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
     retry_requested(ev, user);
     if ev.header.retval >= 0 {
         fd_section(ev, ev.header.retval);
-    } else {
+    } else if user != 0 {
         base_section(ev, dirfd, resolve & RESOLVE_IN_ROOT != 0);
     }
     emit_with_exe(ev);

@@ -294,3 +294,103 @@ fn a_flood_cannot_hide_a_protected_open_and_the_gap_names_the_flooder() {
         .sum();
     assert!(lost > 1000, "{lost}");
 }
+
+/// A process of agent b that opened `secret` and waits: (child, pid, fd).
+fn victim(g: &Agents, secret: &str) -> (std::process::Child, i64, i64) {
+    use std::io::BufRead as _;
+    let mut child =
+        g.b.command(workload_bin())
+            .args(["open", secret, "sleep", "60000"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    (
+        child,
+        v["pid"].as_i64().unwrap(),
+        v["ret"].as_i64().unwrap(),
+    )
+}
+
+#[test]
+fn reaching_into_another_agents_process_is_recorded_with_the_target_and_its_agent() {
+    let g = Agents::new("escape-access");
+    let secret = g.dir.path("secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let secret_s = secret.to_str().unwrap().to_string();
+    let file = g.dir.path("config.toml");
+    std::fs::write(
+        &file,
+        // Top-level keys first: the agents' tables end the top level.
+        format!(
+            "{}\n{}",
+            deny_policy(std::slice::from_ref(&secret_s), &[], ""),
+            g.config()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start([
+        "watch",
+        "--format",
+        "json",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    let (mut child, pid, fd) = victim(&g, &secret_s);
+    let report = g.a.workload([
+        "ptrace-peek",
+        &pid.to_string(),
+        "vm-read",
+        &pid.to_string(),
+        "getfd",
+        &pid.to_string(),
+        &fd.to_string(),
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let records = agent.stop();
+
+    let access: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "process.access" && r["process"]["pid"] == report[0]["pid"])
+        .collect();
+    let kinds: Vec<String> = access
+        .iter()
+        .map(|r| {
+            let a = r["resource"]["access"].as_str().unwrap().to_string();
+            match r["resource"]["ptrace_request"].as_str() {
+                Some(req) => format!("{a}:{req}"),
+                None => a,
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ptrace:PTRACE_ATTACH",
+            "ptrace:PTRACE_PEEKDATA",
+            "ptrace:PTRACE_DETACH",
+            "vm_read",
+            "getfd"
+        ],
+        "{access:#?}"
+    );
+    for r in &access {
+        assert_eq!(r["resource"]["pid"], pid, "{r:#}");
+        assert_eq!(r["resource"]["target_agent"], "agent-b", "{r:#}");
+        assert_eq!(r["agent"]["id"], "agent-a");
+    }
+    assert_eq!(access[0]["result"]["outcome"], "success");
+    assert_eq!(access[3]["result"]["retval"], report[3]["ret"]);
+    // The file taken out of the victim, named by the kernel: a protected one.
+    let getfd = access[4];
+    assert_eq!(getfd["resource"]["pid_source"], "kernel");
+    assert_eq!(getfd["resource"]["path"], report[4]["truth"]);
+    assert_eq!(getfd["resource"]["file"]["ino"], report[4]["ino"]);
+    assert_eq!(getfd["protected"], json!(["secrets"]));
+    assert_eq!(getfd["policy"]["decision"], "deny");
+}

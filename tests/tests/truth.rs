@@ -547,3 +547,22 @@ fn a_connect_that_outlasts_the_wait_is_released_in_progress_and_says_so() {
     );
     assert!(c["waited_ms"].as_f64().unwrap() >= 300.0, "{record:#}");
 }
+
+#[test]
+fn an_open_by_handle_names_the_file_the_kernel_opened() {
+    let cg = TestCgroup::new("truth-handle");
+    let dir = Scratch::new("truth-handle");
+    let secret = secret_file(&dir);
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
+    let report = cg.workload(["open-by-handle", &s(&secret)]);
+    let records = agent.stop();
+
+    let r = open_of(&records, &report[0]);
+    assert_eq!(r["syscall"], "open_by_handle_at");
+    assert_names_the_opened_file(r, &report[0]);
+    assert!(
+        r["resource"].get("requested_path").is_none(),
+        "a handle, no path: {r:#}"
+    );
+    assert_denied_as_secret(r, false);
+}

@@ -77,6 +77,52 @@ const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sys_exit_opens", "syscalls", "sys_exit_open", false),
     ("sys_enter_creat", "syscalls", "sys_enter_creat", false),
     ("sys_exit_opens", "syscalls", "sys_exit_creat", false),
+    (
+        "sys_enter_open_by_handle_at",
+        "syscalls",
+        "sys_enter_open_by_handle_at",
+        false,
+    ),
+    (
+        "sys_exit_opens",
+        "syscalls",
+        "sys_exit_open_by_handle_at",
+        false,
+    ),
+    // Reaching into other processes (audit-ebpf/src/access.rs).
+    ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace", false),
+    ("sys_exit_access", "syscalls", "sys_exit_ptrace", false),
+    (
+        "sys_enter_process_vm_readv",
+        "syscalls",
+        "sys_enter_process_vm_readv",
+        false,
+    ),
+    (
+        "sys_exit_access",
+        "syscalls",
+        "sys_exit_process_vm_readv",
+        false,
+    ),
+    (
+        "sys_enter_process_vm_writev",
+        "syscalls",
+        "sys_enter_process_vm_writev",
+        false,
+    ),
+    (
+        "sys_exit_access",
+        "syscalls",
+        "sys_exit_process_vm_writev",
+        false,
+    ),
+    (
+        "sys_enter_pidfd_getfd",
+        "syscalls",
+        "sys_enter_pidfd_getfd",
+        false,
+    ),
+    ("sys_exit_access", "syscalls", "sys_exit_pidfd_getfd", false),
     ("sys_enter_connect", "syscalls", "sys_enter_connect", true),
     ("sys_exit_connect", "syscalls", "sys_exit_connect", true),
     ("sched_process_exit", "sched", "sched_process_exit", true),
@@ -633,7 +679,14 @@ fn syscall_args_offset(tracefs: &TraceFs) -> anyhow::Result<u16> {
     let first = tracefs
         .format("syscalls", "sys_enter_openat")?
         .offset("dfd")?;
-    for &call in FILE_SYSCALLS {
+    let others = [
+        "open_by_handle_at",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "pidfd_getfd",
+    ];
+    for &call in FILE_SYSCALLS.iter().chain(&others) {
         let name = format!("sys_enter_{call}");
         if !tracefs.has("syscalls", &name) {
             continue;
@@ -676,6 +729,10 @@ fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
     o.file_inode = m("file", "f_inode")?;
     o.file_flags = m("file", "f_flags")?;
     o.file_private_data = m("file", "private_data")?;
+    o.task_thread_pid = m("task_struct", "thread_pid")?;
+    o.inode_private = m("inode", "i_private")?;
+    o.pid_level = m("pid", "level")?;
+    o.pid_numbers = m("pid", "numbers")?;
     o.dentry_parent = m("dentry", "d_parent")?;
     o.dentry_name = m("dentry", "d_name")?;
     o.dentry_inode = m("dentry", "d_inode")?;

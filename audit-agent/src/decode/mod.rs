@@ -7,9 +7,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use audit_common::event::{
-    ActionCommon, COMM_LEN, CgroupMoveBody, ConnectBody, ConnectOutcome, EventHeader, EventKind,
-    ExecBody, FileBody, FileFacts, ForkBody, HEADER_LEN, OpenBody, SignalBody, Span, Syscall,
-    VAR_OFFSET, file_flags, flags,
+    AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, ConnectBody, ConnectOutcome, EventHeader,
+    EventKind, ExecBody, FileBody, FileFacts, ForkBody, HEADER_LEN, OpenBody, SignalBody, Span,
+    Syscall, VAR_OFFSET, file_flags, flags,
 };
 use thiserror::Error;
 
@@ -137,6 +137,17 @@ pub(crate) enum Body {
         moved_pid: u32,
         dst_id: u64,
         path: Vec<u8>,
+    },
+    /// ptrace, process_vm_readv/writev, pidfd_getfd.
+    Access {
+        syscall: Syscall,
+        target_pid: u32,
+        pid_from_kernel: bool,
+        caller_ns_level: u32,
+        target_fd: i32,
+        request: u64,
+        addr: u64,
+        sections: Sections,
     },
     /// A watched process signalled the agent.
     Signal {
@@ -289,6 +300,19 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 sections: sections(h, body, &f.common),
             }
         }
+        EventKind::Access => {
+            let f: AccessBody = read(body, 0).ok_or_else(|| short(size_of::<AccessBody>()))?;
+            Body::Access {
+                syscall,
+                target_pid: f.target_pid,
+                pid_from_kernel: f.pid_from_kernel != 0,
+                caller_ns_level: f.caller_ns_level,
+                target_fd: f.target_fd,
+                request: f.request,
+                addr: f.addr,
+                sections: sections(h, body, &f.common),
+            }
+        }
         EventKind::File => {
             let f: FileBody = read(body, 0).ok_or_else(|| short(size_of::<FileBody>()))?;
             Body::File {
@@ -331,9 +355,11 @@ pub(crate) fn decode_parts(
         need,
     };
     let body = match kind {
-        EventKind::Exec | EventKind::Open | EventKind::Connect | EventKind::File => {
-            decode_action(h, kind, body)?
-        }
+        EventKind::Exec
+        | EventKind::Open
+        | EventKind::Connect
+        | EventKind::File
+        | EventKind::Access => decode_action(h, kind, body)?,
         EventKind::ConnectOutcome => {
             Body::ConnectOutcome(read(body, 0).ok_or_else(|| short(size_of::<ConnectOutcome>()))?)
         }
@@ -394,6 +420,7 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         k if k == EventKind::File as usize => "file.change",
         k if k == EventKind::CgroupMove as usize => Action::CgroupMove.name(),
         k if k == EventKind::Signal as usize => Action::Signal.name(),
+        k if k == EventKind::Access as usize => Action::Access.name(),
         _ => "process.lifecycle",
     }
 }

@@ -92,6 +92,7 @@ impl Enricher {
             KernelBody::File { syscall, flags, .. } => resource::change_action(*syscall, *flags)?,
             KernelBody::CgroupMove { .. } => Action::CgroupMove,
             KernelBody::Signal { .. } => Action::Signal,
+            KernelBody::Access { .. } => Action::Access,
         };
         let event = self.activity(&ev, action)?;
         if action == Action::Connect && ev.has_flag(flags::CONNECT_ASYNC) && ev.retval == -115 {
@@ -107,6 +108,13 @@ impl Enricher {
         let (process, exe_unknown) = self.process(ev);
         if exe_unknown {
             resource.unreadable.push(Field::Exe);
+        }
+        if let (Detail::Access(a), crate::event::Target::Process { pid }) =
+            (&mut resource.detail, &resource.target)
+            && (a.pid_from_kernel || !a.caller_namespaced)
+        {
+            // The host's number: the process table knows (or bootstraps) its image.
+            a.target_exec_id = Some(self.procs.get(*pid).exec_id.clone());
         }
         if matches!(resource.detail, Detail::Exec { .. }) {
             let id = self.on_exec(ev, &resource.target, &resource.detail);
@@ -213,7 +221,8 @@ fn exe_of(b: &KernelBody) -> Exe {
         KernelBody::Exec { sections, .. }
         | KernelBody::Open { sections, .. }
         | KernelBody::Connect { sections, .. }
-        | KernelBody::File { sections, .. } => sections.exe.clone(),
+        | KernelBody::File { sections, .. }
+        | KernelBody::Access { sections, .. } => sections.exe.clone(),
         _ => Exe::default(),
     }
 }
@@ -222,7 +231,8 @@ fn syscall_name(b: &KernelBody) -> &'static str {
     match b {
         KernelBody::Exec { syscall, .. }
         | KernelBody::Open { syscall, .. }
-        | KernelBody::File { syscall, .. } => syscall.name(),
+        | KernelBody::File { syscall, .. }
+        | KernelBody::Access { syscall, .. } => syscall.name(),
         _ => "connect",
     }
 }

@@ -9,8 +9,8 @@ use crate::{
     decode::{Body, KernelEvent, KernelPath, Sections},
     escape::until_nul,
     event::{
-        Action, Change, ChangeFlags, Detail, Field, FileId, FileRef, Interpreter, KernelFile,
-        PassedAddr, Requested, Resource, Target,
+        Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef,
+        Interpreter, KernelFile, PassedAddr, Requested, Resource, Target,
     },
     linux::SockAddr,
 };
@@ -139,6 +139,34 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             ..
         } => connect(ev, passed.as_ref(), *kernel, sections),
         Body::File { .. } => change(ev)?,
+        Body::Access {
+            syscall,
+            target_pid,
+            pid_from_kernel,
+            caller_ns_level,
+            target_fd,
+            request,
+            addr,
+            sections,
+        } => (
+            Target::Process { pid: *target_pid },
+            Detail::Access(Access {
+                kind: match syscall {
+                    Syscall::Ptrace => AccessKind::Ptrace {
+                        request: *request,
+                        addr: *addr,
+                    },
+                    Syscall::ProcessVmWritev => AccessKind::VmWrite,
+                    Syscall::PidfdGetfd => AccessKind::GetFd { fd: *target_fd },
+                    _ => AccessKind::VmRead,
+                },
+                pid_from_kernel: *pid_from_kernel,
+                caller_namespaced: *caller_ns_level > 0,
+                file: sections.kpath.as_ref().map(kernel_file),
+                target_exec_id: None,
+                target_agent: None,
+            }),
+        ),
         Body::Signal {
             sig,
             target_pid,

@@ -64,6 +64,8 @@ named_enum! {
         CgroupMove = "process.cgroup_move",
         /// A watched process sent a signal to the audit agent.
         Signal = "process.signal",
+        /// ptrace, process_vm_readv/writev, pidfd_getfd: reaching into another process.
+        Access = "process.access",
     }
 }
 
@@ -75,7 +77,12 @@ impl Action {
     pub(crate) fn is_file_change(self) -> bool {
         !matches!(
             self,
-            Self::Exec | Self::Open | Self::Connect | Self::CgroupMove | Self::Signal
+            Self::Exec
+                | Self::Open
+                | Self::Connect
+                | Self::CgroupMove
+                | Self::Signal
+                | Self::Access
         )
     }
 }

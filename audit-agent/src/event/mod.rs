@@ -287,6 +287,10 @@ impl Resource {
             Detail::Change(c) => c.to.as_ref(),
             _ => None,
         };
+        let taken = match &self.detail {
+            Detail::Access(a) => a.file.as_ref().map(|k| k.path.as_slice()),
+            _ => None,
+        };
         let interp = self.interpreter().into_iter().flat_map(|i| {
             std::iter::once(i.shebang.as_slice())
                 .chain(i.loaded.as_ref().map(|k| k.path.as_slice()))
@@ -296,15 +300,21 @@ impl Resource {
             .chain(to)
             .flat_map(FileRef::paths)
             .chain(interp)
+            .chain(taken)
     }
 
     /// The identities of the files the kernel acted on (the file, a script's interpreter).
     pub(crate) fn file_ids(&self) -> impl Iterator<Item = &FileId> {
         let object = self.file().and_then(|f| f.object.as_ref());
         let loaded = self.interpreter().and_then(|i| i.loaded.as_ref());
+        let taken = match &self.detail {
+            Detail::Access(a) => a.file.as_ref(),
+            _ => None,
+        };
         object
             .into_iter()
             .chain(loaded)
+            .chain(taken)
             .filter_map(|k| k.id.as_ref())
     }
 }
@@ -373,6 +383,41 @@ pub(crate) enum Detail {
     Move { pid: u32 },
     /// A signal: its number and what the kernel did with it (`TRACE_SIGNAL_*`).
     Signal { sig: u32, delivery: i32 },
+    /// Reaching into another process (the target is `Target::Process`).
+    Access(Access),
+}
+
+/// How a process reached into another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AccessKind {
+    /// ptrace with its request.
+    Ptrace {
+        request: u64,
+        addr: u64,
+    },
+    /// process_vm_readv / process_vm_writev.
+    VmRead,
+    VmWrite,
+    /// pidfd_getfd: the target's fd taken.
+    GetFd {
+        fd: i32,
+    },
+}
+
+/// What an access record says besides the target's pid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Access {
+    pub(crate) kind: AccessKind,
+    /// The pid is the kernel's (from the pidfd); else as passed.
+    pub(crate) pid_from_kernel: bool,
+    /// The caller is in a pid namespace below the initial one: a pid it passed is its
+    /// namespace's number, not the host's.
+    pub(crate) caller_namespaced: bool,
+    /// pidfd_getfd: the file obtained.
+    pub(crate) file: Option<KernelFile>,
+    /// The target's process image and agent, when known.
+    pub(crate) target_exec_id: Option<Arc<str>>,
+    pub(crate) target_agent: Option<Arc<str>>,
 }
 
 /// The flags of a file change: `RENAME_*` of renameat2, or the `AT_*` of the other `*at` calls.

@@ -174,6 +174,15 @@ fn class_of(
             "Open",
             "connected to",
         ),
+        Action::Access => (
+            1007,
+            "Process Activity",
+            1,
+            "System Activity",
+            3,
+            "Open",
+            "reached into",
+        ),
         Action::Signal => (
             1007,
             "Process Activity",
@@ -219,9 +228,12 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         Action::Link => (1, "Create", "hard-linked"),
         Action::Symlink => (1, "Create", "created the symlink"),
         Action::Mkdir => (1, "Create", "created the directory"),
-        Action::Exec | Action::Open | Action::Connect | Action::CgroupMove | Action::Signal => {
-            (99, "Other", "changed")
-        }
+        Action::Exec
+        | Action::Open
+        | Action::Connect
+        | Action::CgroupMove
+        | Action::Signal
+        | Action::Access => (99, "Other", "changed"),
     }
 }
 
@@ -269,6 +281,11 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
         }
         (_, Detail::Move { pid }) => {
             ev.insert("process".into(), json!({ "pid": pid }));
+        }
+        (t, Detail::Access(_)) => {
+            if let Target::Process { pid } = t {
+                ev.insert("process".into(), json!({ "pid": pid }));
+            }
         }
         (t, Detail::Signal { .. }) => {
             if let Target::Process { pid } = t {

@@ -97,6 +97,12 @@ fn activity(line: &mut String, a: &Activity) {
         Detail::Signal { sig, .. } => {
             let _ = write!(line, " {}", linux::signal_name(*sig));
         }
+        Detail::Access(acc) => {
+            let _ = write!(line, " {}", linux::access_name(&acc.kind));
+            if let Some(f) = &acc.file {
+                let _ = write!(line, " -> {}", Escaped(&f.path));
+            }
+        }
     }
     for (what, fields) in [
         ("truncated", &a.resource.truncated),

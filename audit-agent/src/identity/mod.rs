@@ -263,6 +263,17 @@ impl IdentityStage {
         Some(Arc::clone(agent))
     }
 
+    /// The agent of the process an access record reaches into, when its image is attributed.
+    fn target_agent(&self, a: &mut crate::event::Activity) {
+        if let crate::event::Detail::Access(acc) = &mut a.resource.detail {
+            acc.target_agent = acc
+                .target_exec_id
+                .as_ref()
+                .and_then(|e| self.lineage.get(e))
+                .cloned();
+        }
+    }
+
     /// Remembers the first agent of an image.
     fn remember(&mut self, exec_id: Option<&Arc<str>>, agent: &str) {
         let Some(e) = exec_id else { return };
@@ -364,6 +375,7 @@ impl Stage for IdentityStage {
                 Some(agent) => agent,
                 None => {
                     a.agent = Some(Arc::clone(&self.unattributed));
+                    self.target_agent(a);
                     return;
                 }
             },
@@ -371,5 +383,6 @@ impl Stage for IdentityStage {
         self.remember(exec_id.as_ref(), &agent.id);
         self.remember(new_image.as_ref(), &agent.id);
         a.agent = Some(agent);
+        self.target_agent(a);
     }
 }

@@ -41,6 +41,10 @@
 //! workload renameat DIR A B                       renameat(open(DIR), A, same dirfd, B)
 //! workload fchmod P MODE | ftruncate P LEN        by fd (opened first; reports its truth)
 //! workload kill PID SIG                          kill(PID, SIG)
+//! workload ptrace-peek PID                        PTRACE_ATTACH, PTRACE_PEEKDATA, PTRACE_DETACH
+//! workload vm-read PID                            process_vm_readv of PID's first mapping
+//! workload open-by-handle PATH                   name_to_handle_at then open_by_handle_at
+//! workload getfd PID FD                           pidfd_getfd(pidfd_open(PID), FD); reports the truth
 //! workload connect4-mapped IP PORT               connect with the address in a page never
 //!                                                 touched before
 //! workload connect4-nb-wait IP PORT SYNCNT        non-blocking connect, wait for the final
@@ -586,6 +590,72 @@ fn main() {
                         r.into(),
                         &format!(",\"fd\":{fd}{}", fd_truth(fd.into())),
                     );
+                    i += 2;
+                }
+                "ptrace-peek" => {
+                    let pid: i32 = text(1).parse().expect("pid");
+                    let r = libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0);
+                    report("ptrace-attach", r, "");
+                    let mut status = 0;
+                    libc::waitpid(pid, &mut status, libc::__WALL);
+                    let r = libc::ptrace(libc::PTRACE_PEEKDATA, pid, 0, 0);
+                    report("ptrace-peek", if r == -1 { -1 } else { 0 }, "");
+                    let r = libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                    report("ptrace-detach", r, "");
+                    i += 1;
+                }
+                "vm-read" => {
+                    let pid: i32 = text(1).parse().expect("pid");
+                    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+                    let start = maps
+                        .split('-')
+                        .next()
+                        .and_then(|a| usize::from_str_radix(a, 16).ok())
+                        .expect("a mapping");
+                    let mut buf = [0u8; 8];
+                    let local = libc::iovec {
+                        iov_base: buf.as_mut_ptr().cast(),
+                        iov_len: 8,
+                    };
+                    let remote = libc::iovec {
+                        iov_base: start as *mut libc::c_void,
+                        iov_len: 8,
+                    };
+                    let r = libc::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+                    report("vm-read", r as i64, "");
+                    i += 1;
+                }
+                "open-by-handle" => {
+                    let path = c(arg(1));
+                    // struct file_handle { u32 handle_bytes; int handle_type; u8 f_handle[]; }
+                    let mut h = [0u8; 8 + 128];
+                    h[..4].copy_from_slice(&128u32.to_ne_bytes());
+                    let mut mount_id = 0i32;
+                    let r = libc::syscall(
+                        libc::SYS_name_to_handle_at,
+                        libc::AT_FDCWD,
+                        path.as_ptr(),
+                        h.as_mut_ptr(),
+                        &mut mount_id as *mut i32,
+                        0,
+                    );
+                    assert_eq!(r, 0, "name_to_handle_at");
+                    let mount_fd = libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                    let fd = libc::syscall(
+                        libc::SYS_open_by_handle_at,
+                        mount_fd,
+                        h.as_ptr(),
+                        libc::O_RDONLY,
+                    );
+                    report("open-by-handle", fd, &fd_truth(fd));
+                    i += 1;
+                }
+                "getfd" => {
+                    let pid: i64 = text(1).parse().expect("pid");
+                    let fd: i64 = text(2).parse().expect("fd");
+                    let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+                    let got = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0);
+                    report("getfd", got, &fd_truth(got));
                     i += 2;
                 }
                 "kill" => {

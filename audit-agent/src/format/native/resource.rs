@@ -11,8 +11,8 @@ use super::{Bytes, ReadError, bytes, family_name, family_number};
 use crate::{
     escape::Escaped,
     event::{
-        Action, Change, ChangeFlags, Detail, Field, FileId, FileRef, Interpreter, KernelFile,
-        PassedAddr, PathSource, Requested, Resource, Target,
+        Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef,
+        Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource, Target,
     },
     linux,
 };
@@ -196,6 +196,20 @@ pub(super) struct ResourceOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     signal: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    access: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ptrace_request: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid_source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid_namespace: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_exec_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     delivery: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     truncated: Vec<&'static str>,
@@ -311,6 +325,7 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
         }
         Detail::Change(c) => change_fields(out, c),
         Detail::Move { pid } => out.pid = Some(*pid),
+        Detail::Access(a) => access_fields(out, a),
         Detail::Signal { sig, delivery } => {
             out.signal = Some(linux::signal_name(*sig));
             out.delivery = Some(linux::signal_delivery_name(*delivery));
@@ -350,6 +365,35 @@ fn change_fields<'a>(out: &mut ResourceOut<'a>, c: &'a Change) {
     out.flags = (bits != 0).then(|| linux::bit_names(u64::from(bits), names));
     out.dirfd = c.dirfd;
     out.fd = c.fd;
+}
+
+fn access_fields<'a>(out: &mut ResourceOut<'a>, a: &'a Access) {
+    out.access = Some(match a.kind {
+        AccessKind::Ptrace { request, addr } => {
+            out.ptrace_request = Some(linux::ptrace_request_name(request));
+            out.addr = Some(format!("{addr:#x}"));
+            "ptrace"
+        }
+        AccessKind::VmRead => "vm_read",
+        AccessKind::VmWrite => "vm_write",
+        AccessKind::GetFd { fd } => {
+            out.fd = Some(fd);
+            "getfd"
+        }
+    });
+    out.pid_source = Some(if a.pid_from_kernel {
+        "kernel"
+    } else {
+        "requested"
+    });
+    out.pid_namespace = a.caller_namespaced.then_some("caller");
+    if let Some(f) = &a.file {
+        out.path = Some(Some(Bytes(&f.path)));
+        out.path_source = Some("kernel");
+        out.file = Some(file_out(f));
+    }
+    out.target_exec_id = a.target_exec_id.as_deref();
+    out.target_agent = a.target_agent.as_deref();
 }
 
 pub(super) fn resource_out(r: &Resource) -> ResourceOut<'_> {
@@ -443,6 +487,20 @@ pub(crate) struct ResourceIn<'a> {
     #[serde(borrow, default)]
     signal: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    access: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ptrace_request: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    addr: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pid_source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pid_namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    target_exec_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    target_agent: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     delivery: Option<Cow<'a, str>>,
     #[serde(default)]
     truncated: Vec<String>,
@@ -535,7 +593,7 @@ fn passed_in(s: &str) -> PassedAddr {
 
 /// The target of a stored record's resource, as the policy matches it.
 fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
-    if action == Action::Signal {
+    if action == Action::Signal || action == Action::Access {
         return Ok(Target::Process {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         });
@@ -629,6 +687,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         | Action::Symlink
         | Action::Mkdir
         | Action::Rmdir => Detail::Change(change_in(action, r)?),
+        Action::Access => Detail::Access(access_in(r)?),
         Action::Signal => Detail::Signal {
             sig: r
                 .signal
@@ -654,6 +713,42 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 && r.family.as_deref() != Some("unix"),
             completion: None,
         },
+    })
+}
+
+/// A stored access record's details.
+fn access_in(r: &ResourceIn<'_>) -> Result<Access, ReadError> {
+    let kind = match r.access.as_deref() {
+        Some("ptrace") => AccessKind::Ptrace {
+            request: r
+                .ptrace_request
+                .as_deref()
+                .and_then(linux::ptrace_request_number)
+                .ok_or(ReadError::Field("resource.ptrace_request"))?,
+            addr: r
+                .addr
+                .as_deref()
+                .and_then(|a| u64::from_str_radix(a.strip_prefix("0x")?, 16).ok())
+                .ok_or(ReadError::Field("resource.addr"))?,
+        },
+        Some("vm_read") => AccessKind::VmRead,
+        Some("vm_write") => AccessKind::VmWrite,
+        Some("getfd") => AccessKind::GetFd {
+            fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+        },
+        _ => return Err(ReadError::Field("resource.access")),
+    };
+    let file = match (r.path.as_deref(), r.file.as_ref()) {
+        (Some(p), Some(f)) => Some(file_in(bytes(p), f)),
+        _ => None,
+    };
+    Ok(Access {
+        kind,
+        pid_from_kernel: r.pid_source.as_deref() == Some("kernel"),
+        caller_namespaced: r.pid_namespace.as_deref() == Some("caller"),
+        file,
+        target_exec_id: r.target_exec_id.as_deref().map(Arc::from),
+        target_agent: r.target_agent.as_deref().map(Arc::from),
     })
 }
 
