@@ -83,7 +83,7 @@ impl Summary {
             Action::Open if success => {
                 self.files.insert(res);
             }
-            Action::Connect => {
+            Action::Connect | Action::Send => {
                 self.destinations.insert(res);
             }
             _ => {}

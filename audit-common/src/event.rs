@@ -58,6 +58,9 @@ pub enum EventKind {
     /// A watched process reached into another one: ptrace, process_vm_readv/writev,
     /// pidfd_getfd ([`AccessBody`]).
     Access = 10,
+    /// A datagram (or TCP Fast Open) sent to an address: sendto, sendmsg, sendmmsg with a
+    /// destination ([`ConnectBody`]).
+    Send = 11,
 }
 
 impl EventKind {
@@ -77,6 +80,7 @@ impl EventKind {
             8 => Self::CgroupMove,
             9 => Self::Signal,
             10 => Self::Access,
+            11 => Self::Send,
             _ => return None,
         })
     }
@@ -123,6 +127,9 @@ pub enum Syscall {
     ProcessVmReadv = 32,
     ProcessVmWritev = 33,
     Ptrace = 34,
+    Sendto = 35,
+    Sendmsg = 36,
+    Sendmmsg = 37,
 }
 
 impl Syscall {
@@ -163,6 +170,9 @@ impl Syscall {
             32 => Self::ProcessVmReadv,
             33 => Self::ProcessVmWritev,
             34 => Self::Ptrace,
+            35 => Self::Sendto,
+            36 => Self::Sendmsg,
+            37 => Self::Sendmmsg,
             _ => return None,
         })
     }
@@ -204,6 +214,9 @@ impl Syscall {
             Self::ProcessVmReadv => "process_vm_readv",
             Self::ProcessVmWritev => "process_vm_writev",
             Self::Ptrace => "ptrace",
+            Self::Sendto => "sendto",
+            Self::Sendmsg => "sendmsg",
+            Self::Sendmmsg => "sendmmsg",
         }
     }
 }

@@ -91,7 +91,7 @@ fn decide(_ctx: &SockAddrContext) -> i32 {
 
 /// The socket behind `fd`: (`struct sock *`, the file's flags), if `fd` is a socket.
 #[inline(always)]
-fn socket_of(fd: i64) -> Result<(*const u8, u32), i64> {
+pub fn socket_of(fd: i64) -> Result<(*const u8, u32), i64> {
     let file = vfs::fd_file(fd)?;
     let inode = kptr(file, off!(file_inode))?;
     if kread::<u16>(inode, off!(inode_mode))? & S_IFMT != S_IFSOCK {
@@ -128,7 +128,7 @@ pub fn unfollow_async(sk: u64) {
 
 /// Copies the address as passed; for a unix path, also its path as the requested section.
 #[inline(always)]
-fn address_as_passed(ev: &mut audit_common::event::PendingEvent, addr: u64, addrlen: u32) {
+pub fn address_as_passed(ev: &mut audit_common::event::PendingEvent, addr: u64, addrlen: u32) {
     let body = fixed::<ConnectBody>(ev);
     // Verifier: the read size must be provably bounded by the destination.
     let mut n = addrlen & 0xff;
@@ -181,11 +181,13 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// cgroup `connect4/6`: the kernel's copy of the destination, written into the in-flight
-/// connect of the current thread.
+/// cgroup `connect4/6`, `sendmsg4/6`: the kernel's copy of the destination, written into the
+/// in-flight connect or send of the current thread (a TCP Fast Open `sendto` connects too).
 #[inline(always)]
-fn kernel_address(ctx: &SockAddrContext, family: u16) -> Result<(), i64> {
-    let Some(ev) = in_flight(current_tid(), EventKind::Connect) else {
+pub fn kernel_address(ctx: &SockAddrContext, family: u16) -> Result<(), i64> {
+    let tid = current_tid();
+    let Some(ev) = in_flight(tid, EventKind::Connect).or_else(|| in_flight(tid, EventKind::Send))
+    else {
         return Ok(());
     };
     let a: &bpf_sock_addr = unsafe { &*ctx.sock_addr };

@@ -34,6 +34,10 @@ empty!(
     sys_enter_process_vm_writev,
     sys_enter_pidfd_getfd,
     sys_exit_access,
+    sys_enter_sendto,
+    sys_enter_sendmsg,
+    sys_enter_sendmmsg,
+    sys_exit_sends,
     sys_enter_connect,
     sys_exit_connect,
     sched_process_exit,
@@ -85,6 +89,16 @@ pub fn connect4(_ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(_ctx: SockAddrContext) -> i32 {
+    1
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(_ctx: SockAddrContext) -> i32 {
+    1
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(_ctx: SockAddrContext) -> i32 {
     1
 }
 

@@ -29,6 +29,7 @@ mod maps;
 mod offsets;
 mod open;
 mod pending;
+mod send;
 mod sock;
 mod vfs;
 

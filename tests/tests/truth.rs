@@ -566,3 +566,50 @@ fn an_open_by_handle_names_the_file_the_kernel_opened() {
     );
     assert_denied_as_secret(r, false);
 }
+
+#[test]
+fn sends_to_an_address_name_the_destination_the_kernel_used() {
+    let cg = TestCgroup::new("truth-send");
+    let dir = Scratch::new("truth-send");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port().to_string();
+    let tfo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tfo_port = tfo.local_addr().unwrap().port().to_string();
+    let sock = dir.path("dgram.sock");
+    let _unix = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
+    let report = cg.workload([
+        "udp-sendto",
+        "127.0.0.1",
+        &port,
+        "udp-sendmsg",
+        "127.0.0.1",
+        &port,
+        "tfo",
+        "127.0.0.1",
+        &tfo_port,
+        "chdir",
+        &s(&dir.0),
+        "unix-sendto",
+        "dgram.sock",
+    ]);
+    let records = agent.stop();
+
+    let sends = by_tid(&records, &report[0]["tid"], "network.send");
+    assert_eq!(sends.len(), 4, "{sends:#?}");
+    for (r, (syscall, port)) in
+        sends
+            .iter()
+            .zip([("sendto", &port), ("sendmsg", &port), ("sendto", &tfo_port)])
+    {
+        assert_eq!(r["syscall"], syscall);
+        assert_eq!(r["resource"]["address"], "127.0.0.1");
+        assert_eq!(r["resource"]["port"], port.parse::<u16>().unwrap());
+        assert_eq!(r["resource"]["address_source"], "kernel", "{r:#}");
+    }
+    assert_eq!(sends[0]["result"]["retval"], 1);
+    assert_eq!(sends[1]["result"]["retval"], report[1]["ret"]);
+    assert_eq!(sends[3]["resource"]["address"], s(&sock).as_str());
+    assert_eq!(sends[3]["resource"]["requested_address"], "dgram.sock");
+    assert_eq!(sends[3]["result"]["retval"], 1);
+}

@@ -54,112 +54,76 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<Ebpf
     Ok(ebpf)
 }
 
-/// Tracepoint programs: (program name, category, tracepoint, required). A program named twice
-/// is loaded once and attached to each: the exit of a family reads everything from the slot, so
-/// one program serves all its system calls and the verifier checks it once (loading a copy per
-/// system call took seconds).
-const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
-    ("sys_enter_execve", "syscalls", "sys_enter_execve", true),
-    ("sys_exit_execs", "syscalls", "sys_exit_execve", true),
-    (
-        "sys_enter_execveat",
-        "syscalls",
-        "sys_enter_execveat",
-        false,
-    ),
-    ("sys_exit_execs", "syscalls", "sys_exit_execveat", false),
-    ("sys_enter_openat", "syscalls", "sys_enter_openat", true),
-    ("sys_exit_opens", "syscalls", "sys_exit_openat", true),
-    ("sys_enter_openat2", "syscalls", "sys_enter_openat2", false),
-    ("sys_exit_opens", "syscalls", "sys_exit_openat2", false),
-    // Legacy open/creat exist on x86_64 but not on arm64 (which only has openat).
-    ("sys_enter_open", "syscalls", "sys_enter_open", false),
-    ("sys_exit_opens", "syscalls", "sys_exit_open", false),
-    ("sys_enter_creat", "syscalls", "sys_enter_creat", false),
-    ("sys_exit_opens", "syscalls", "sys_exit_creat", false),
-    (
-        "sys_enter_open_by_handle_at",
-        "syscalls",
-        "sys_enter_open_by_handle_at",
-        false,
-    ),
+/// System calls, by family: (the family's exit program, [(system call, required)]). Each call
+/// has its own `sys_enter_<call>` program (what it passed differs); one exit program serves the
+/// whole family — it reads everything from the slot — so the verifier checks it once instead of
+/// once per call (that took seconds). Optional calls are missing on other architectures (arm64
+/// has only the `*at` forms) or older kernels (`fchmodat2` is Linux 6.6).
+const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
+    ("sys_exit_execs", &[("execve", true), ("execveat", false)]),
     (
         "sys_exit_opens",
-        "syscalls",
-        "sys_exit_open_by_handle_at",
-        false,
+        &[
+            ("openat", true),
+            ("openat2", false),
+            ("open", false),
+            ("creat", false),
+            ("open_by_handle_at", false),
+        ],
+    ),
+    ("sys_exit_connect", &[("connect", true)]),
+    // Sends to an address (audit-ebpf/src/send.rs).
+    (
+        "sys_exit_sends",
+        &[("sendto", false), ("sendmsg", false), ("sendmmsg", false)],
     ),
     // Reaching into other processes (audit-ebpf/src/access.rs).
-    ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace", false),
-    ("sys_exit_access", "syscalls", "sys_exit_ptrace", false),
-    (
-        "sys_enter_process_vm_readv",
-        "syscalls",
-        "sys_enter_process_vm_readv",
-        false,
-    ),
     (
         "sys_exit_access",
-        "syscalls",
-        "sys_exit_process_vm_readv",
-        false,
+        &[
+            ("ptrace", false),
+            ("process_vm_readv", false),
+            ("process_vm_writev", false),
+            ("pidfd_getfd", false),
+        ],
     ),
+    // File changes without an open (audit-ebpf/src/files.rs).
     (
-        "sys_enter_process_vm_writev",
-        "syscalls",
-        "sys_enter_process_vm_writev",
-        false,
+        "sys_exit_files",
+        &[
+            ("unlink", false),
+            ("unlinkat", false),
+            ("rmdir", false),
+            ("rename", false),
+            ("renameat", false),
+            ("renameat2", false),
+            ("truncate", false),
+            ("ftruncate", false),
+            ("chmod", false),
+            ("fchmod", false),
+            ("fchmodat", false),
+            ("fchmodat2", false),
+            ("chown", false),
+            ("lchown", false),
+            ("fchown", false),
+            ("fchownat", false),
+            ("link", false),
+            ("linkat", false),
+            ("symlink", false),
+            ("symlinkat", false),
+            ("mkdir", false),
+            ("mkdirat", false),
+        ],
     ),
-    (
-        "sys_exit_access",
-        "syscalls",
-        "sys_exit_process_vm_writev",
-        false,
-    ),
-    (
-        "sys_enter_pidfd_getfd",
-        "syscalls",
-        "sys_enter_pidfd_getfd",
-        false,
-    ),
-    ("sys_exit_access", "syscalls", "sys_exit_pidfd_getfd", false),
-    ("sys_enter_connect", "syscalls", "sys_enter_connect", true),
-    ("sys_exit_connect", "syscalls", "sys_exit_connect", true),
+];
+
+/// Other tracepoint programs: (program name, category, tracepoint, required).
+const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sched_process_exit", "sched", "sched_process_exit", true),
     // Without it a non-blocking connect's outcome stays unknown (said in the record).
     ("inet_sock_set_state", "sock", "inet_sock_set_state", false),
     // Moves of watched processes to other cgroups (they stay watched either way).
     ("cgroup_attach_task", "cgroup", "cgroup_attach_task", false),
-];
-
-/// File changes without an open (`audit-ebpf/src/files.rs`): each has a `sys_enter_<name>`
-/// program, and `sys_exit_files` serves every exit; arguments are read by position (checked at
-/// load time).
-/// Optional: some are missing on other architectures (arm64 has only the `*at` forms) or older
-/// kernels (`fchmodat2` is Linux 6.6).
-const FILE_SYSCALLS: &[&str] = &[
-    "unlink",
-    "unlinkat",
-    "rmdir",
-    "rename",
-    "renameat",
-    "renameat2",
-    "truncate",
-    "ftruncate",
-    "chmod",
-    "fchmod",
-    "fchmodat",
-    "fchmodat2",
-    "chown",
-    "lchown",
-    "fchown",
-    "fchownat",
-    "link",
-    "linkat",
-    "symlink",
-    "symlinkat",
-    "mkdir",
-    "mkdirat",
 ];
 
 /// Raw tracepoints: they hand the programs the kernel objects (the child task, the
@@ -172,7 +136,7 @@ const RAW_TRACEPOINTS: &[&str] = &[
 
 /// cgroup `sock_addr` programs, attached to the root of the cgroup v2 hierarchy: they see the
 /// kernel's copy of every IP destination.
-const SOCK_ADDR: &[&str] = &["connect4", "connect6"];
+const SOCK_ADDR: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
 /// Settings of the kernel side.
 #[derive(Debug, Clone)]
@@ -534,14 +498,22 @@ fn attach_all(
         }
         attach(ebpf, prog, category, name)?;
     }
-    for &call in FILE_SYSCALLS {
-        let (enter, exit) = (format!("sys_enter_{call}"), format!("sys_exit_{call}"));
-        if !tracefs.has("syscalls", &enter) || !tracefs.has("syscalls", &exit) {
-            missing.push(format!("syscalls:{enter}"));
-            continue;
+    for &(exit, calls) in SYSCALLS {
+        for &(call, required) in calls {
+            let (enter, exit_tp) = (format!("sys_enter_{call}"), format!("sys_exit_{call}"));
+            if !tracefs.has("syscalls", &enter) || !tracefs.has("syscalls", &exit_tp) {
+                if required {
+                    bail!(
+                        "tracepoint syscalls:{enter} is missing from this kernel; audit-agent \
+                         needs CONFIG_FTRACE_SYSCALLS"
+                    );
+                }
+                missing.push(format!("syscalls:{enter}"));
+                continue;
+            }
+            attach(ebpf, &enter, "syscalls", &enter)?;
+            attach(ebpf, exit, "syscalls", &exit_tp)?;
         }
-        attach(ebpf, &enter, "syscalls", &enter)?;
-        attach(ebpf, "sys_exit_files", "syscalls", &exit)?;
     }
     for &name in RAW_TRACEPOINTS {
         let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
@@ -672,21 +644,18 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Where argument 0 of every file-change syscall record is (`args[]` of `struct
-/// syscall_trace_enter`: 8 bytes each, in order). Checked against each `format` file the programs
-/// read by position, so a kernel with another layout is refused with the tracepoint named.
+/// Where argument 0 of every syscall record is (`args[]` of `struct syscall_trace_enter`: 8
+/// bytes each, in order). Checked against the `format` file of every system call attached (most
+/// programs read arguments by position), so a kernel with another layout is refused with the
+/// tracepoint named.
 fn syscall_args_offset(tracefs: &TraceFs) -> anyhow::Result<u16> {
     let first = tracefs
         .format("syscalls", "sys_enter_openat")?
         .offset("dfd")?;
-    let others = [
-        "open_by_handle_at",
-        "ptrace",
-        "process_vm_readv",
-        "process_vm_writev",
-        "pidfd_getfd",
-    ];
-    for &call in FILE_SYSCALLS.iter().chain(&others) {
+    for &call in SYSCALLS
+        .iter()
+        .flat_map(|(_, calls)| calls.iter().map(|(c, _)| c))
+    {
         let name = format!("sys_enter_{call}");
         if !tracefs.has("syscalls", &name) {
             continue;
@@ -696,7 +665,9 @@ fn syscall_args_offset(tracefs: &TraceFs) -> anyhow::Result<u16> {
             let want = first + 8 * i as u16;
             if at.offset != want || at.size != 8 {
                 bail!(
-                    "tracepoint syscalls:{name} has argument `{field}` at offset {} (size {});                      audit-agent reads it at offset {want} (size 8): this kernel's syscall                      tracepoint layout is not supported",
+                    "tracepoint syscalls:{name} has argument `{field}` at offset {} (size {}); \
+                     audit-agent reads it at offset {want} (size 8): this kernel's syscall \
+                     tracepoint layout is not supported",
                     at.offset,
                     at.size
                 );

@@ -108,7 +108,9 @@ pub(crate) enum Body {
         resolve: u64,
         sections: Sections,
     },
+    /// A connect, or a send to an address (`syscall` says which).
     Connect {
+        syscall: Syscall,
         fd: i32,
         /// The `struct sock *`, to match the outcome of a non-blocking connect.
         sk: u64,
@@ -331,6 +333,7 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
         _ => {
             let f: ConnectBody = read(body, 0).ok_or_else(|| short(size_of::<ConnectBody>()))?;
             Body::Connect {
+                syscall,
                 fd: f.fd,
                 sk: f.sk,
                 passed: (h.flags & flags::ADDR_FAULT == 0)
@@ -359,7 +362,8 @@ pub(crate) fn decode_parts(
         | EventKind::Open
         | EventKind::Connect
         | EventKind::File
-        | EventKind::Access => decode_action(h, kind, body)?,
+        | EventKind::Access
+        | EventKind::Send => decode_action(h, kind, body)?,
         EventKind::ConnectOutcome => {
             Body::ConnectOutcome(read(body, 0).ok_or_else(|| short(size_of::<ConnectOutcome>()))?)
         }
@@ -421,6 +425,7 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         k if k == EventKind::CgroupMove as usize => Action::CgroupMove.name(),
         k if k == EventKind::Signal as usize => Action::Signal.name(),
         k if k == EventKind::Access as usize => Action::Access.name(),
+        k if k == EventKind::Send as usize => Action::Send.name(),
         _ => "process.lifecycle",
     }
 }

@@ -12,7 +12,7 @@ mod resource;
 
 use std::{sync::Arc, time::Duration};
 
-use audit_common::event::flags;
+use audit_common::event::{Syscall, flags};
 
 use self::{
     connect::ConnectTracker,
@@ -88,6 +88,7 @@ impl Enricher {
             }
             KernelBody::Exec { .. } => Action::Exec,
             KernelBody::Open { .. } => Action::Open,
+            KernelBody::Connect { syscall, .. } if *syscall != Syscall::Connect => Action::Send,
             KernelBody::Connect { .. } => Action::Connect,
             KernelBody::File { syscall, flags, .. } => resource::change_action(*syscall, *flags)?,
             KernelBody::CgroupMove { .. } => Action::CgroupMove,
@@ -231,9 +232,10 @@ fn syscall_name(b: &KernelBody) -> &'static str {
     match b {
         KernelBody::Exec { syscall, .. }
         | KernelBody::Open { syscall, .. }
+        | KernelBody::Connect { syscall, .. }
         | KernelBody::File { syscall, .. }
         | KernelBody::Access { syscall, .. } => syscall.name(),
-        _ => "connect",
+        _ => "unknown",
     }
 }
 

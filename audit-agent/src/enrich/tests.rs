@@ -218,6 +218,7 @@ fn connect(
         flags,
         retval,
         body: KernelBody::Connect {
+            syscall: Syscall::Connect,
             fd: 3,
             sk: 0xabc,
             passed: Some(passed),

@@ -66,6 +66,8 @@ named_enum! {
         Signal = "process.signal",
         /// ptrace, process_vm_readv/writev, pidfd_getfd: reaching into another process.
         Access = "process.access",
+        /// sendto, sendmsg, sendmmsg to an address (datagrams, TCP Fast Open).
+        Send = "network.send",
     }
 }
 
@@ -83,6 +85,7 @@ impl Action {
                 | Self::CgroupMove
                 | Self::Signal
                 | Self::Access
+                | Self::Send
         )
     }
 }

@@ -174,6 +174,15 @@ fn class_of(
             "Open",
             "connected to",
         ),
+        Action::Send => (
+            4001,
+            "Network Activity",
+            4,
+            "Network Activity",
+            6,
+            "Traffic",
+            "sent to",
+        ),
         Action::Access => (
             1007,
             "Process Activity",
@@ -231,6 +240,7 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         Action::Exec
         | Action::Open
         | Action::Connect
+        | Action::Send
         | Action::CgroupMove
         | Action::Signal
         | Action::Access => (99, "Other", "changed"),

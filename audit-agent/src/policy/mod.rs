@@ -37,10 +37,10 @@ impl ProtectedSet {
         match (action, &r.target) {
             (Action::Open, Target::File(_)) => self.files.matches_any(r.paths()),
             (Action::Exec, Target::File(_)) => self.exec.matches_any(r.paths()),
-            (Action::Connect, Target::Inet(ip, port)) => {
+            (Action::Connect | Action::Send, Target::Inet(ip, port)) => {
                 self.network.iter().any(|n| n.contains(*ip, Some(*port)))
             }
-            (Action::Connect, Target::Unix(_)) => self.files.matches_any(r.paths()),
+            (Action::Connect | Action::Send, Target::Unix(_)) => self.files.matches_any(r.paths()),
             (a, Target::File(_)) if a.is_file_change() => self.files.matches_any(r.paths()),
             _ => false,
         }

@@ -41,6 +41,9 @@
 //! workload renameat DIR A B                       renameat(open(DIR), A, same dirfd, B)
 //! workload fchmod P MODE | ftruncate P LEN        by fd (opened first; reports its truth)
 //! workload kill PID SIG                          kill(PID, SIG)
+//! workload udp-sendto IP PORT | udp-sendmsg IP PORT   one datagram, address in a fresh page
+//! workload tfo IP PORT                            sendto(MSG_FASTOPEN) on a TCP socket
+//! workload unix-sendto PATH                       a unix datagram to PATH
 //! workload ptrace-peek PID                        PTRACE_ATTACH, PTRACE_PEEKDATA, PTRACE_DETACH
 //! workload vm-read PID                            process_vm_readv of PID's first mapping
 //! workload open-by-handle PATH                   name_to_handle_at then open_by_handle_at
@@ -657,6 +660,59 @@ fn main() {
                     let got = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0);
                     report("getfd", got, &fd_truth(got));
                     i += 2;
+                }
+                "udp-sendto" | "udp-sendmsg" | "tfo" => {
+                    let sa = sockaddr_in(&text(1), text(2).parse().expect("port"));
+                    let bytes = std::slice::from_raw_parts(
+                        (&raw const sa).cast::<u8>(),
+                        std::mem::size_of::<libc::sockaddr_in>(),
+                    );
+                    let p = untouched_page(bytes);
+                    let ty = if cmd == "tfo" {
+                        libc::SOCK_STREAM
+                    } else {
+                        libc::SOCK_DGRAM
+                    };
+                    let s = libc::socket(libc::AF_INET, ty, 0);
+                    let data = b"x";
+                    let r = if cmd == "udp-sendmsg" {
+                        let mut iov = libc::iovec {
+                            iov_base: data.as_ptr() as *mut _,
+                            iov_len: 1,
+                        };
+                        let mut msg: libc::msghdr = std::mem::zeroed();
+                        msg.msg_name = p as *mut libc::c_void;
+                        msg.msg_namelen = bytes.len() as u32;
+                        msg.msg_iov = &mut iov;
+                        msg.msg_iovlen = 1;
+                        libc::sendmsg(s, &msg, 0)
+                    } else {
+                        let flags = if cmd == "tfo" { libc::MSG_FASTOPEN } else { 0 };
+                        libc::sendto(
+                            s,
+                            data.as_ptr().cast(),
+                            1,
+                            flags,
+                            p.cast(),
+                            bytes.len() as u32,
+                        )
+                    };
+                    report(&cmd, r as i64, "");
+                    i += 2;
+                }
+                "unix-sendto" => {
+                    let s = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+                    let mut sa: libc::sockaddr_un = std::mem::zeroed();
+                    sa.sun_family = libc::AF_UNIX as u16;
+                    let p = arg(1).as_bytes();
+                    for (d, s) in sa.sun_path.iter_mut().zip(p) {
+                        *d = *s as libc::c_char;
+                    }
+                    let len = (std::mem::size_of::<libc::sa_family_t>() + p.len() + 1) as u32;
+                    let r =
+                        libc::sendto(s, b"x".as_ptr().cast(), 1, 0, (&raw const sa).cast(), len);
+                    report("unix-sendto", r as i64, "");
+                    i += 1;
                 }
                 "kill" => {
                     let pid: i32 = text(1).parse().expect("pid");

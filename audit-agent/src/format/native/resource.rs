@@ -604,7 +604,7 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
             path: r.cgroup.as_deref().map(bytes).unwrap_or_default(),
         });
     }
-    if action != Action::Connect {
+    if action != Action::Connect && action != Action::Send {
         return Ok(Target::File(file_ref_in(
             r,
             r.path.as_deref(),
@@ -703,7 +703,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         },
-        Action::Connect => Detail::Connect {
+        Action::Connect | Action::Send => Detail::Connect {
             passed: r
                 .requested_address
                 .as_deref()
