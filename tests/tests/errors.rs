@@ -48,7 +48,9 @@ fn unmounted_tracefs_is_mounted_by_the_agent() {
     let (ok, err) = in_mount_ns(
         "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; \
          test -d /sys/kernel/tracing/events && exit 3; \
-         timeout -s INT 3 \"$AGENT\" watch --all --format json >/dev/null; \
+         \"$AGENT\" watch --all --format json >/dev/null 2>/tmp/agent-tracefs.$$ & \
+         for _ in $(seq 600); do grep -q ready /tmp/agent-tracefs.$$ && break; sleep 0.2; done; \
+         kill -INT $!; wait $!; cat /tmp/agent-tracefs.$$ >&2; rm -f /tmp/agent-tracefs.$$; \
          test -d /sys/kernel/tracing/events",
     );
     assert!(ok, "agent should mount tracefs and run; stderr:\n{err}");
