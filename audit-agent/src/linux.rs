@@ -252,6 +252,27 @@ pub(crate) const RENAME_FLAGS: &BitNames = &[
     (0x4, "RENAME_WHITEOUT"),
 ];
 
+/// `IORING_SETUP_*` flags.
+pub(crate) const URING_SETUP_FLAGS: &BitNames = &[
+    (1 << 0, "IORING_SETUP_IOPOLL"),
+    (1 << 1, "IORING_SETUP_SQPOLL"),
+    (1 << 2, "IORING_SETUP_SQ_AFF"),
+    (1 << 3, "IORING_SETUP_CQSIZE"),
+    (1 << 4, "IORING_SETUP_CLAMP"),
+    (1 << 5, "IORING_SETUP_ATTACH_WQ"),
+    (1 << 6, "IORING_SETUP_R_DISABLED"),
+    (1 << 7, "IORING_SETUP_SUBMIT_ALL"),
+    (1 << 8, "IORING_SETUP_COOP_TASKRUN"),
+    (1 << 9, "IORING_SETUP_TASKRUN_FLAG"),
+    (1 << 10, "IORING_SETUP_SQE128"),
+    (1 << 11, "IORING_SETUP_CQE32"),
+    (1 << 12, "IORING_SETUP_SINGLE_ISSUER"),
+    (1 << 13, "IORING_SETUP_DEFER_TASKRUN"),
+    (1 << 14, "IORING_SETUP_NO_MMAP"),
+    (1 << 15, "IORING_SETUP_REGISTERED_FD_ONLY"),
+    (1 << 16, "IORING_SETUP_NO_SQARRAY"),
+];
+
 /// Symbolic names of the bits of `flags` in `table`; bits without a name as one hex value.
 pub(crate) fn bit_names(flags: u64, table: &BitNames) -> Vec<Cow<'static, str>> {
     let mut out: Vec<Cow<'static, str>> = table

@@ -61,6 +61,12 @@ pub enum EventKind {
     /// A datagram (or TCP Fast Open) sent to an address: sendto, sendmsg, sendmmsg with a
     /// destination ([`ConnectBody`]).
     Send = 11,
+    /// An io_uring request submitted by a watched process ([`UringBody`]).
+    Uring = 12,
+    /// The completion of a recorded io_uring request ([`UringDoneBody`]).
+    UringDone = 13,
+    /// A watched process created an io_uring instance ([`UringSetupBody`]).
+    UringSetup = 14,
 }
 
 impl EventKind {
@@ -81,6 +87,9 @@ impl EventKind {
             9 => Self::Signal,
             10 => Self::Access,
             11 => Self::Send,
+            12 => Self::Uring,
+            13 => Self::UringDone,
+            14 => Self::UringSetup,
             _ => return None,
         })
     }
@@ -130,6 +139,8 @@ pub enum Syscall {
     Sendto = 35,
     Sendmsg = 36,
     Sendmmsg = 37,
+    /// An io_uring request (the opcode is in the record).
+    IoUring = 38,
 }
 
 impl Syscall {
@@ -173,6 +184,7 @@ impl Syscall {
             35 => Self::Sendto,
             36 => Self::Sendmsg,
             37 => Self::Sendmmsg,
+            38 => Self::IoUring,
             _ => return None,
         })
     }
@@ -217,6 +229,7 @@ impl Syscall {
             Self::Sendto => "sendto",
             Self::Sendmsg => "sendmsg",
             Self::Sendmmsg => "sendmmsg",
+            Self::IoUring => "io_uring",
         }
     }
 }
@@ -460,6 +473,59 @@ pub struct AccessBody {
     pub addr: u64,
 }
 
+/// Fixed part of an io_uring submission record: the prepared request as the kernel holds it. Paths
+/// are the kernel's own copies (`struct filename`: `requested`, `extra`), addresses the kernel's
+/// copy of the destination (`addr`); the result follows in a [`UringDoneBody`] record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UringBody {
+    pub common: ActionCommon,
+    /// The `struct io_kiocb *`: joins the completion.
+    pub req: u64,
+    pub user_data: u64,
+    /// `IORING_OP_*`.
+    pub opcode: u32,
+    /// The request's fd (`sqe->fd`): the dirfd of a path, the socket, the file truncated.
+    pub fd: i32,
+    /// The second path's dirfd (rename, link).
+    pub dfd2: i32,
+    /// `RENAME_*`, `AT_*` flags.
+    pub flags: u32,
+    /// openat/openat2: `open_how`.
+    pub open_flags: u64,
+    pub mode: u64,
+    pub resolve: u64,
+    /// ftruncate: the length.
+    pub length: u64,
+    /// Bytes of `addr` used; 0: no destination.
+    pub addrlen: u32,
+    /// The request's fd is a registered (fixed) file, or openat installs into a fixed slot.
+    pub fixed: u32,
+    pub addr: [u8; SOCKADDR_MAX],
+}
+
+/// Fixed part of an io_uring completion record; for an open that returned an fd, the file is
+/// `common.file` (walked in `kpath`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UringDoneBody {
+    pub common: ActionCommon,
+    pub req: u64,
+    pub user_data: u64,
+    pub res: i64,
+}
+
+/// Body of an io_uring creation record: `header` is the creating task, `retval` the ring fd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UringSetupBody {
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    /// `IORING_SETUP_*` (SQPOLL: a kernel thread submits for the process).
+    pub flags: u32,
+    pub fd: i32,
+}
+
 /// Fixed part of an exec record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -583,7 +649,13 @@ pub const FIXED_MAX: usize = max(
             core::mem::size_of::<ConnectBody>(),
             max(
                 core::mem::size_of::<FileBody>(),
-                core::mem::size_of::<AccessBody>(),
+                max(
+                    core::mem::size_of::<AccessBody>(),
+                    max(
+                        core::mem::size_of::<UringBody>(),
+                        core::mem::size_of::<UringDoneBody>(),
+                    ),
+                ),
             ),
         ),
     ),

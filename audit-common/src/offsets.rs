@@ -51,6 +51,48 @@ offsets! {
     sched_exit_pid,
     /// `group_dead` in `sched_process_exit` ([`ABSENT`] before Linux 6.x added it).
     sched_exit_group_dead,
+    /// `io_uring:io_uring_submit_req` (`req`, `user_data`, `opcode`), `io_uring_complete`
+    /// (`req`, `user_data`, `res`), `io_uring_create` (`fd`, `sq_entries`, `cq_entries`,
+    /// `flags`).
+    uring_submit_req,
+    uring_submit_user_data,
+    uring_submit_opcode,
+    uring_complete_req,
+    uring_complete_user_data,
+    uring_complete_res,
+    uring_create_fd,
+    uring_create_sq,
+    uring_create_cq,
+    uring_create_flags,
+    /// `io_kiocb`: `flags`, `cqe` (`io_cqe.fd` at 12), `async_data`.
+    kiocb_flags,
+    kiocb_cqe,
+    kiocb_async_data,
+    /// The prepared request, at the start of `io_kiocb` (`cmd`): `io_open.{dfd, file_slot,
+    /// filename, how}`, `io_rename.{old_dfd, new_dfd, oldpath, newpath, flags}` (`io_link` has
+    /// the same layout), `io_unlink.{dfd, flags, filename}`, `io_mkdir.{dfd, mode, filename}`,
+    /// `io_ftrunc.len`.
+    io_open_dfd,
+    io_open_file_slot,
+    io_open_filename,
+    io_open_how,
+    io_rename_old_dfd,
+    io_rename_new_dfd,
+    io_rename_oldpath,
+    io_rename_newpath,
+    io_rename_flags,
+    io_unlink_dfd,
+    io_unlink_flags,
+    io_unlink_filename,
+    io_mkdir_dfd,
+    io_mkdir_mode,
+    io_mkdir_filename,
+    io_ftrunc_len,
+    /// `io_async_msghdr`: `msg.msg_name` (non-null: a destination was given), `addr`.
+    msghdr_async_name,
+    msghdr_async_addr,
+    /// `io_connect.addr_len`.
+    io_connect_addr_len,
     /// `cgroup:cgroup_attach_task`: the hierarchy, the destination, the task, its path.
     cgroup_attach_root,
     cgroup_attach_id,

@@ -29,9 +29,9 @@ use crate::{
     vfs,
 };
 
-const AF_UNIX: u16 = 1;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+pub(crate) const AF_UNIX: u16 = 1;
+pub(crate) const AF_INET: u16 = 2;
+pub(crate) const AF_INET6: u16 = 10;
 const O_NONBLOCK: u32 = 0o4000;
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;

@@ -31,6 +31,7 @@ mod open;
 mod pending;
 mod send;
 mod sock;
+mod uring;
 mod vfs;
 
 #[cfg(not(target_arch = "bpf"))]

@@ -33,6 +33,11 @@ pub static PROTECTED_FILES: HashMap<FileKey, u32> = HashMap::with_max_entries(65
 #[map]
 pub static DROPS_BY_TGID: LruHashMap<u32, ProcessDrops> = LruHashMap::with_max_entries(4096, 0);
 
+/// io_uring requests recorded at submission, until their completion: `struct io_kiocb *` ->
+/// opcode | fixed-slot bit << 8 | submitting tgid << 32.
+#[map]
+pub static URING_REQS: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
+
 /// Records for user space.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);

@@ -187,6 +187,26 @@ pub fn begin(pid_tgid: u64, kind: EventKind, syscall: Syscall) -> Result<*mut Pe
     Ok(ev)
 }
 
+/// Like [`begin`], for a record that is not a syscall of the current thread (an io_uring request
+/// or completion): fails rather than overwrite a record the thread has in flight, and does not
+/// add the task to the follow set (a completion can run in another context).
+#[inline(always)]
+pub fn begin_idle(
+    pid_tgid: u64,
+    kind: EventKind,
+    syscall: Syscall,
+) -> Result<*mut PendingEvent, i64> {
+    let ev = slot(pid_tgid as u32, kind)?;
+    let e = unsafe { &mut *ev };
+    if e.header.kind != 0 {
+        count(|c| c.pending_full[kind as usize] += 1);
+        return Err(-1);
+    }
+    fill_header(&mut e.header, kind, syscall as u16, pid_tgid);
+    *common(e) = ActionCommon::default();
+    Ok(ev)
+}
+
 /// The common start of a slot's body.
 #[inline(always)]
 pub fn common(ev: &mut PendingEvent) -> &mut ActionCommon {
@@ -480,6 +500,21 @@ pub fn user_path(ev: &mut PendingEvent, user: u64, which: Which) {
             ev.header.flags &= !fault;
             sec.commit(ev, span, n);
         }
+        Err(_) => ev.header.flags |= fault,
+    }
+}
+
+/// Copies a path the kernel already copied (a `struct filename`'s name) into its section; flags
+/// it as the kernel's copy.
+#[inline(always)]
+pub fn kernel_path(ev: &mut PendingEvent, src: *const u8, which: Which) {
+    use audit_common::event::PATH_MAX;
+    let (span, _, fault, _, _) = which.parts();
+    let Some((sec, dst)) = Section::start(ev, PATH_MAX) else {
+        return;
+    };
+    match read_kernel_str(dst, PATH_MAX as u32, src) {
+        Ok(n) => sec.commit(ev, span, n),
         Err(_) => ev.header.flags |= fault,
     }
 }

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    connect::{address_as_passed, kernel_address, socket_of},
+    connect::{AF_INET, AF_INET6, AF_UNIX, address_as_passed, kernel_address, socket_of},
     filter::is_watched,
     offsets::sys_arg,
     pending::{
@@ -20,9 +20,6 @@ use crate::{
     },
 };
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-const AF_UNIX: u16 = 1;
 const AT_FDCWD: i32 = -100;
 
 #[tracepoint]

@@ -613,3 +613,112 @@ fn sends_to_an_address_name_the_destination_the_kernel_used() {
     assert_eq!(sends[3]["resource"]["requested_address"], "dgram.sock");
     assert_eq!(sends[3]["result"]["retval"], 1);
 }
+
+/// The record of an io_uring request by the thread of `rep`, with its action and result.
+fn uring_record<'a>(records: &'a [Value], rep: &Value, action: &str) -> &'a Value {
+    let found: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["action"] == action
+                && r["process"]["pid"] == rep["pid"]
+                && r["syscall"] == "io_uring"
+                && r["result"]["retval"] == rep["ret"]
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {action} for {rep}: {found:#?}");
+    assert_eq!(found[0]["resource"]["io_uring"]["user_data"], 42);
+    found[0]
+}
+
+#[test]
+fn io_uring_requests_are_recorded_from_the_kernels_copy_like_their_syscalls() {
+    let cg = TestCgroup::new("truth-uring");
+    let dir = Scratch::new("truth-uring");
+    let secret = secret_file(&dir);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let (made, moved, gone) = (dir.path("made"), dir.path("moved"), dir.path("gone"));
+    std::fs::write(&gone, "x").unwrap();
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
+    let report = cg.workload([
+        "uring-open",
+        &s(&secret),
+        "uring-mkdir",
+        &s(&made),
+        "uring-rename",
+        &s(&made),
+        &s(&moved),
+        "uring-unlink",
+        &s(&gone),
+        "uring-connect",
+        "127.0.0.1",
+        &port.to_string(),
+        "uring-sendto",
+        "127.0.0.1",
+        &udp_port.to_string(),
+    ]);
+    let records = agent.stop();
+
+    let open = uring_record(&records, &report[0], "file.open");
+    assert_names_the_opened_file(open, &report[0]);
+    assert_eq!(open["resource"]["requested_path_read"], "kernel_copy");
+    assert_eq!(open["resource"]["io_uring"]["op"], "openat");
+    assert_denied_as_secret(open, false);
+
+    let mkdir = uring_record(&records, &report[1], "file.mkdir");
+    assert_eq!(mkdir["resource"]["path"], s(&made).as_str(), "{mkdir:#}");
+    assert_eq!(mkdir["resource"]["mode"], "0750");
+    let rename = uring_record(&records, &report[2], "file.rename");
+    assert_eq!(rename["resource"]["path"], s(&made).as_str());
+    assert_eq!(rename["resource"]["new_path"], s(&moved).as_str());
+    let unlink = uring_record(&records, &report[3], "file.delete");
+    assert_eq!(unlink["resource"]["path"], s(&gone).as_str());
+    assert!(!gone.exists() && moved.is_dir());
+
+    for (rep, action, port) in [
+        (&report[4], "network.connect", port),
+        (&report[5], "network.send", udp_port),
+    ] {
+        let r = uring_record(&records, rep, action);
+        assert_eq!(r["resource"]["address"], "127.0.0.1", "{r:#}");
+        assert_eq!(r["resource"]["port"], port, "{r:#}");
+        assert_eq!(r["resource"]["address_source"], "kernel", "{r:#}");
+    }
+    let setups = by_pid(&records, pid_of(&report), "process.io_uring_setup");
+    assert_eq!(
+        setups.len(),
+        report.len(),
+        "one ring per request: {setups:#?}"
+    );
+}
+
+#[test]
+fn an_sqpoll_kernel_thread_is_attributed_to_the_process_that_owns_the_ring() {
+    let cg = TestCgroup::new("truth-sqpoll");
+    let dir = Scratch::new("truth-sqpoll");
+    let secret = secret_file(&dir);
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
+    let report = cg.workload(["uring-sqpoll-open", &s(&secret)]);
+    let records = agent.stop();
+
+    // Submitted by the ring's kernel thread, not by the syscall of any watched thread.
+    let open = uring_record(&records, &report[0], "file.open");
+    assert_ne!(open["process"]["tid"], report[0]["tid"], "{open:#}");
+    assert!(
+        open["process"]["comm"]
+            .as_str()
+            .unwrap()
+            .starts_with("iou-sqp-"),
+        "{open:#}"
+    );
+    assert_eq!(open["agent"]["id"], records[0]["agent"]["id"]);
+    assert_names_the_opened_file(open, &report[0]);
+    assert_denied_as_secret(open, false);
+    let setup = &by_pid(&records, pid_of(&report), "process.io_uring_setup")[0];
+    assert_eq!(
+        setup["resource"]["setup_flags"],
+        json!(["IORING_SETUP_SQPOLL"])
+    );
+}

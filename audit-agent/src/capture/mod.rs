@@ -51,6 +51,7 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<Ebpf
         .load(FLOOR_OBJECT)
         .context("loading the floor programs")?;
     attach_all(&mut ebpf, &tracefs, cgroup_root)?;
+    let _ = attach_uring(&mut ebpf, &tracefs)?;
     Ok(ebpf)
 }
 
@@ -124,6 +125,14 @@ const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("inet_sock_set_state", "sock", "inet_sock_set_state", false),
     // Moves of watched processes to other cgroups (they stay watched either way).
     ("cgroup_attach_task", "cgroup", "cgroup_attach_task", false),
+];
+
+/// io_uring's tracepoints (audit-ebpf/src/uring.rs), attached when the request structures could
+/// be read from BTF.
+const URING_TRACEPOINTS: &[&str] = &[
+    "io_uring_submit_req",
+    "io_uring_complete",
+    "io_uring_create",
 ];
 
 /// Raw tracepoints: they hand the programs the kernel objects (the child task, the
@@ -218,7 +227,12 @@ impl Capture {
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel failed")?;
 
-        let missing = attach_all(&mut ebpf, &tracefs, cgroup_root)?;
+        let mut missing = attach_all(&mut ebpf, &tracefs, cgroup_root)?;
+        if offsets.uring_submit_req == ABSENT {
+            missing.extend(URING_TRACEPOINTS.iter().map(|t| format!("io_uring:{t}")));
+        } else {
+            missing.extend(attach_uring(&mut ebpf, &tracefs)?);
+        }
         let agent_map: Array<&MapData, u32> = Array::try_from(
             ebpf.map("AGENT")
                 .ok_or_else(|| anyhow!("map AGENT is missing from the eBPF object"))?,
@@ -540,6 +554,24 @@ fn attach_all(
     Ok(missing)
 }
 
+/// Attaches the io_uring programs (after their offsets were found); returns the tracepoints this
+/// kernel lacks.
+fn attach_uring(ebpf: &mut Ebpf, tracefs: &TraceFs) -> anyhow::Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for &name in URING_TRACEPOINTS {
+        if !tracefs.has("io_uring", name) {
+            missing.push(format!("io_uring:{name}"));
+            continue;
+        }
+        let p: &mut TracePoint = program(ebpf, name)?.try_into()?;
+        p.load()
+            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+        p.attach("io_uring", name)
+            .with_context(|| format!("attaching {name} to io_uring:{name} failed"))?;
+    }
+    Ok(missing)
+}
+
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name)
         .ok_or_else(|| anyhow!("program {name} is missing from the eBPF object"))
@@ -573,7 +605,64 @@ pub(crate) fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Off
     let mut o = Offsets::UNSET;
     tracepoint_offsets(tracefs, &mut o)?;
     struct_offsets(btf, &mut o)?;
+    if let Err(e) = uring_offsets(tracefs, btf, &mut o) {
+        // Without them io_uring requests are not recorded (the tracepoints stay detached).
+        tracing::warn!(error = %e, "io_uring requests cannot be decoded on this kernel; not recorded");
+        o.uring_submit_req = ABSENT;
+    }
     Ok(o)
+}
+
+/// Offsets of io_uring's tracepoints and of the prepared request (`io_kiocb` and the per-opcode
+/// structures at its start). Optional: a kernel without io_uring, or with other structures,
+/// records no io_uring requests and says so.
+fn uring_offsets(tracefs: &TraceFs, btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
+    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
+        let off = btf.member_offset(st, member)?;
+        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
+    };
+    let f = tracefs.format("io_uring", "io_uring_submit_req")?;
+    o.uring_submit_req = f.offset("req")?;
+    o.uring_submit_user_data = f.offset("user_data")?;
+    o.uring_submit_opcode = f.offset("opcode")?;
+    let f = tracefs.format("io_uring", "io_uring_complete")?;
+    o.uring_complete_req = f.offset("req")?;
+    o.uring_complete_user_data = f.offset("user_data")?;
+    o.uring_complete_res = f.offset("res")?;
+    let f = tracefs.format("io_uring", "io_uring_create")?;
+    o.uring_create_fd = f.offset("fd")?;
+    o.uring_create_sq = f.offset("sq_entries")?;
+    o.uring_create_cq = f.offset("cq_entries")?;
+    o.uring_create_flags = f.offset("flags")?;
+    o.kiocb_flags = m("io_kiocb", "flags")?;
+    o.kiocb_cqe = m("io_kiocb", "cqe")?;
+    o.kiocb_async_data = m("io_kiocb", "async_data")?;
+    o.io_open_dfd = m("io_open", "dfd")?;
+    o.io_open_file_slot = m("io_open", "file_slot")?;
+    o.io_open_filename = m("io_open", "filename")?;
+    o.io_open_how = m("io_open", "how")?;
+    o.io_rename_old_dfd = m("io_rename", "old_dfd")?;
+    o.io_rename_new_dfd = m("io_rename", "new_dfd")?;
+    o.io_rename_oldpath = m("io_rename", "oldpath")?;
+    o.io_rename_newpath = m("io_rename", "newpath")?;
+    o.io_rename_flags = m("io_rename", "flags")?;
+    // link and symlink requests are `io_link`, read with io_rename's offsets: check they agree.
+    for f in ["old_dfd", "new_dfd", "oldpath", "newpath", "flags"] {
+        if m("io_link", f)? != m("io_rename", f)? {
+            bail!("io_link.{f} and io_rename.{f} differ on this kernel");
+        }
+    }
+    o.io_unlink_dfd = m("io_unlink", "dfd")?;
+    o.io_unlink_flags = m("io_unlink", "flags")?;
+    o.io_unlink_filename = m("io_unlink", "filename")?;
+    o.io_mkdir_dfd = m("io_mkdir", "dfd")?;
+    o.io_mkdir_mode = m("io_mkdir", "mode")?;
+    o.io_mkdir_filename = m("io_mkdir", "filename")?;
+    o.io_ftrunc_len = m("io_ftrunc", "len")?;
+    o.msghdr_async_name = m("io_async_msghdr", "msg.msg_name")?;
+    o.msghdr_async_addr = m("io_async_msghdr", "addr")?;
+    o.io_connect_addr_len = m("io_connect", "addr_len")?;
+    Ok(())
 }
 
 fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> {

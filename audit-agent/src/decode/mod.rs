@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use audit_common::event::{
     AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, ConnectBody, ConnectOutcome, EventHeader,
     EventKind, ExecBody, FileBody, FileFacts, ForkBody, HEADER_LEN, OpenBody, SignalBody, Span,
-    Syscall, VAR_OFFSET, file_flags, flags,
+    Syscall, UringBody, UringDoneBody, UringSetupBody, VAR_OFFSET, file_flags, flags,
 };
 use thiserror::Error;
 
@@ -150,6 +150,36 @@ pub(crate) enum Body {
         request: u64,
         addr: u64,
         sections: Sections,
+    },
+    /// An io_uring request as submitted (paths and destination are the kernel's copies).
+    Uring {
+        req: u64,
+        user_data: u64,
+        opcode: u8,
+        fd: i32,
+        dfd2: i32,
+        flags: u32,
+        open_flags: u64,
+        mode: u64,
+        resolve: u64,
+        length: u64,
+        /// The destination (connect, send), when the request has one.
+        addr: Option<SockAddr>,
+        fixed: bool,
+        sections: Sections,
+    },
+    /// The completion of a recorded io_uring request.
+    UringDone {
+        req: u64,
+        res: i64,
+        sections: Sections,
+    },
+    /// A watched process created an io_uring instance.
+    UringSetup {
+        fd: i32,
+        sq_entries: u32,
+        cq_entries: u32,
+        flags: u32,
     },
     /// A watched process signalled the agent.
     Signal {
@@ -302,6 +332,33 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 sections: sections(h, body, &f.common),
             }
         }
+        EventKind::Uring => {
+            let f: UringBody = read(body, 0).ok_or_else(|| short(size_of::<UringBody>()))?;
+            Body::Uring {
+                req: f.req,
+                user_data: f.user_data,
+                opcode: f.opcode as u8,
+                fd: f.fd,
+                dfd2: f.dfd2,
+                flags: f.flags,
+                open_flags: f.open_flags,
+                mode: f.mode,
+                resolve: f.resolve,
+                length: f.length,
+                addr: (f.addrlen > 0).then(|| SockAddr::decode(&f.addr, f.addrlen as usize)),
+                fixed: f.fixed != 0,
+                sections: sections(h, body, &f.common),
+            }
+        }
+        EventKind::UringDone => {
+            let f: UringDoneBody =
+                read(body, 0).ok_or_else(|| short(size_of::<UringDoneBody>()))?;
+            Body::UringDone {
+                req: f.req,
+                res: f.res,
+                sections: sections(h, body, &f.common),
+            }
+        }
         EventKind::Access => {
             let f: AccessBody = read(body, 0).ok_or_else(|| short(size_of::<AccessBody>()))?;
             Body::Access {
@@ -363,7 +420,19 @@ pub(crate) fn decode_parts(
         | EventKind::Connect
         | EventKind::File
         | EventKind::Access
-        | EventKind::Send => decode_action(h, kind, body)?,
+        | EventKind::Send
+        | EventKind::Uring
+        | EventKind::UringDone => decode_action(h, kind, body)?,
+        EventKind::UringSetup => {
+            let f: UringSetupBody =
+                read(body, 0).ok_or_else(|| short(size_of::<UringSetupBody>()))?;
+            Body::UringSetup {
+                fd: f.fd,
+                sq_entries: f.sq_entries,
+                cq_entries: f.cq_entries,
+                flags: f.flags,
+            }
+        }
         EventKind::ConnectOutcome => {
             Body::ConnectOutcome(read(body, 0).ok_or_else(|| short(size_of::<ConnectOutcome>()))?)
         }
@@ -426,6 +495,8 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         k if k == EventKind::Signal as usize => Action::Signal.name(),
         k if k == EventKind::Access as usize => Action::Access.name(),
         k if k == EventKind::Send as usize => Action::Send.name(),
+        k if k == EventKind::Uring as usize || k == EventKind::UringDone as usize => "io_uring",
+        k if k == EventKind::UringSetup as usize => Action::UringSetup.name(),
         _ => "process.lifecycle",
     }
 }

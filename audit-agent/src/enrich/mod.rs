@@ -9,6 +9,7 @@ mod connect;
 pub(crate) mod host;
 mod process;
 mod resource;
+mod uring;
 
 use std::{sync::Arc, time::Duration};
 
@@ -37,6 +38,7 @@ pub(crate) struct Enricher {
     cgroups: CgroupPaths,
     procs: ProcessTable,
     connects: ConnectTracker,
+    urings: uring::UringTracker,
 }
 
 impl Enricher {
@@ -52,6 +54,7 @@ impl Enricher {
             cgroups: CgroupPaths::new(cgroup2),
             procs: ProcessTable::new(host.boot_short()),
             connects: ConnectTracker::new(connect_wait),
+            urings: uring::UringTracker::new(connect_wait),
         }
     }
 
@@ -66,7 +69,10 @@ impl Enricher {
 
     /// Held connects that completed or waited long enough (all of them when `flush`).
     pub(crate) fn ready(&mut self, flush: bool) -> Vec<Event> {
-        self.connects.ready(flush)
+        let mut out = self.connects.ready(flush);
+        out.extend(self.urings.ready(flush));
+        out.sort_by_key(|e| e.time);
+        out
     }
 
     /// Turns an event into a typed one; lifecycle events and connect outcomes update state and
@@ -94,6 +100,27 @@ impl Enricher {
             KernelBody::CgroupMove { .. } => Action::CgroupMove,
             KernelBody::Signal { .. } => Action::Signal,
             KernelBody::Access { .. } => Action::Access,
+            KernelBody::UringSetup { .. } => Action::UringSetup,
+            KernelBody::UringDone { req, res, sections } => {
+                let opened = sections.kpath.as_ref().map(kernel_file);
+                self.urings.done(*req, *res, opened);
+                return None;
+            }
+            KernelBody::Uring {
+                req,
+                opcode,
+                flags,
+                addr,
+                ..
+            } => {
+                let action = resource::uring_action(*opcode, *flags, addr.as_ref())?;
+                let mut event = self.activity(&ev, action)?;
+                if let Some(a) = event.activity_mut() {
+                    a.outcome = Outcome::Unknown;
+                }
+                self.urings.hold(*req, event);
+                return None;
+            }
         };
         let event = self.activity(&ev, action)?;
         if action == Action::Connect && ev.has_flag(flags::CONNECT_ASYNC) && ev.retval == -115 {
@@ -223,7 +250,8 @@ fn exe_of(b: &KernelBody) -> Exe {
         | KernelBody::Open { sections, .. }
         | KernelBody::Connect { sections, .. }
         | KernelBody::File { sections, .. }
-        | KernelBody::Access { sections, .. } => sections.exe.clone(),
+        | KernelBody::Access { sections, .. }
+        | KernelBody::Uring { sections, .. } => sections.exe.clone(),
         _ => Exe::default(),
     }
 }
@@ -235,6 +263,7 @@ fn syscall_name(b: &KernelBody) -> &'static str {
         | KernelBody::Connect { syscall, .. }
         | KernelBody::File { syscall, .. }
         | KernelBody::Access { syscall, .. } => syscall.name(),
+        KernelBody::Uring { .. } | KernelBody::UringSetup { .. } => "io_uring",
         _ => "unknown",
     }
 }

@@ -10,7 +10,7 @@ use crate::{
     escape::until_nul,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef,
-        Interpreter, KernelFile, PassedAddr, Requested, Resource, Target,
+        Interpreter, KernelFile, PassedAddr, Requested, Resource, Target, UringRef,
     },
     linux::SockAddr,
 };
@@ -139,6 +139,20 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             ..
         } => connect(ev, passed.as_ref(), *kernel, sections),
         Body::File { .. } => change(ev)?,
+        Body::Uring { .. } => uring(ev)?,
+        Body::UringSetup {
+            fd,
+            sq_entries,
+            cq_entries,
+            flags,
+        } => (
+            Target::Ring { fd: *fd },
+            Detail::Ring {
+                sq_entries: *sq_entries,
+                cq_entries: *cq_entries,
+                flags: *flags,
+            },
+        ),
         Body::Access {
             syscall,
             target_pid,
@@ -196,6 +210,15 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
         detail,
         truncated: Vec::new(),
         unreadable: Vec::new(),
+        uring: match &ev.body {
+            Body::Uring {
+                opcode, user_data, ..
+            } => Some(UringRef {
+                op: uring_op_name(*opcode),
+                user_data: *user_data,
+            }),
+            _ => None,
+        },
     };
     truncated_and_unreadable(ev, &mut r);
     if let Detail::Exec { argv: None, .. } = r.detail {
@@ -388,4 +411,111 @@ fn change(ev: &KernelEvent) -> Option<(Target, Detail)> {
         fd: (*fd >= 0).then_some(*fd),
     };
     Some((Target::File(file), Detail::Change(detail)))
+}
+
+/// io_uring opcodes audit-agent records, and their names.
+const URING_OPS: &[(u8, &str)] = &[
+    (9, "sendmsg"),
+    (16, "connect"),
+    (18, "openat"),
+    (26, "send"),
+    (28, "openat2"),
+    (35, "renameat"),
+    (36, "unlinkat"),
+    (37, "mkdirat"),
+    (38, "symlinkat"),
+    (39, "linkat"),
+    (47, "send_zc"),
+    (48, "sendmsg_zc"),
+    (55, "ftruncate"),
+];
+
+pub(super) fn uring_op_name(op: u8) -> &'static str {
+    URING_OPS
+        .iter()
+        .find(|(o, _)| *o == op)
+        .map_or("unknown", |(_, n)| n)
+}
+
+/// The action an io_uring request performs.
+pub(super) fn uring_action(op: u8, flags: u32, addr: Option<&SockAddr>) -> Option<Action> {
+    Some(match op {
+        18 | 28 => Action::Open,
+        16 => Action::Connect,
+        9 | 26 | 47 | 48 if addr.is_some() => Action::Send,
+        35 => Action::Rename,
+        36 if flags & AT_REMOVEDIR != 0 => Action::Rmdir,
+        36 => Action::Delete,
+        37 => Action::Mkdir,
+        38 => Action::Symlink,
+        39 => Action::Link,
+        55 => Action::Truncate,
+        _ => return None,
+    })
+}
+
+/// An io_uring request's resource: the same fields as the system call it stands for.
+fn uring(ev: &KernelEvent) -> Option<(Target, Detail)> {
+    let Body::Uring {
+        opcode,
+        fd,
+        flags,
+        open_flags,
+        mode,
+        resolve,
+        length,
+        addr,
+        fixed,
+        sections,
+        ..
+    } = &ev.body
+    else {
+        return None;
+    };
+    let action = uring_action(*opcode, *flags, addr.as_ref())?;
+    if matches!(action, Action::Connect | Action::Send) {
+        let (target, mut detail) = connect(ev, addr.as_ref(), None, sections);
+        if let Detail::Connect { from_kernel, .. } = &mut detail {
+            *from_kernel = true;
+        }
+        return Some((target, detail));
+    }
+    let file = file_ref(ev, sections);
+    let dirfd = (*fd != AT_FDCWD && !*fixed).then_some(*fd);
+    if action == Action::Open {
+        return Some((
+            Target::File(file),
+            Detail::Open {
+                flags: *open_flags,
+                mode: *mode as u32,
+                dirfd,
+                resolve: *resolve,
+            },
+        ));
+    }
+    let second = matches!(action, Action::Rename | Action::Link)
+        .then(|| second_ref(sections))
+        .flatten();
+    let content = (action == Action::Symlink)
+        .then(|| sections.extra.as_deref().map(|b| until_nul(b).to_vec()))
+        .flatten();
+    let change = Change {
+        to: second,
+        content,
+        mode: (action == Action::Mkdir).then_some(*mode as u32),
+        owner: None,
+        length: (action == Action::Truncate).then_some(*length),
+        flags: if action == Action::Rename {
+            ChangeFlags::Rename(*flags)
+        } else {
+            ChangeFlags::At(*flags)
+        },
+        dirfd: if action == Action::Truncate {
+            None
+        } else {
+            dirfd
+        },
+        fd: (action == Action::Truncate).then_some(*fd),
+    };
+    Some((Target::File(file), Detail::Change(change)))
 }

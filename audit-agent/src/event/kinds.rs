@@ -68,6 +68,8 @@ named_enum! {
         Access = "process.access",
         /// sendto, sendmsg, sendmmsg to an address (datagrams, TCP Fast Open).
         Send = "network.send",
+        /// A watched process created an io_uring instance.
+        UringSetup = "process.io_uring_setup",
     }
 }
 
@@ -86,6 +88,7 @@ impl Action {
                 | Self::Signal
                 | Self::Access
                 | Self::Send
+                | Self::UringSetup
         )
     }
 }

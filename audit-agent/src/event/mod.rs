@@ -140,6 +140,8 @@ pub(crate) struct Resource {
     pub(crate) truncated: Vec<Field>,
     /// Values that could not be read (never written as empty).
     pub(crate) unreadable: Vec<Field>,
+    /// Submitted through io_uring (`syscall` is then `io_uring`).
+    pub(crate) uring: Option<UringRef>,
 }
 
 /// What policy matches and outputs name.
@@ -157,6 +159,8 @@ pub(crate) enum Target {
     Cgroup { id: u64, path: Vec<u8> },
     /// A process (the audit agent, for a signal).
     Process { pid: u32 },
+    /// An io_uring instance, by its fd.
+    Ring { fd: i32 },
 }
 
 /// A file the kernel acted on, named by the kernel: the path built from its dentry and mount
@@ -267,7 +271,8 @@ impl Resource {
             Target::Inet(..)
             | Target::OtherAddress { .. }
             | Target::Cgroup { .. }
-            | Target::Process { .. } => None,
+            | Target::Process { .. }
+            | Target::Ring { .. } => None,
         }
     }
 
@@ -385,6 +390,21 @@ pub(crate) enum Detail {
     Signal { sig: u32, delivery: i32 },
     /// Reaching into another process (the target is `Target::Process`).
     Access(Access),
+    /// An io_uring instance created: its queue sizes and `IORING_SETUP_*` flags.
+    Ring {
+        sq_entries: u32,
+        cq_entries: u32,
+        flags: u32,
+    },
+}
+
+/// The io_uring request an action was submitted as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UringRef {
+    /// The opcode's name (`openat`, `connect`, ...).
+    pub(crate) op: &'static str,
+    /// The submitter's tag for the request.
+    pub(crate) user_data: u64,
 }
 
 /// How a process reached into another one.

@@ -69,6 +69,9 @@ pub(crate) fn resource_text(a: &Activity) -> String {
         Target::Process { pid } => {
             let _ = write!(s, "pid {pid}");
         }
+        Target::Ring { fd } => {
+            let _ = write!(s, "io_uring fd {fd}");
+        }
     }
     s
 }

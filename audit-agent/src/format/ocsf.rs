@@ -183,6 +183,15 @@ fn class_of(
             "Traffic",
             "sent to",
         ),
+        Action::UringSetup => (
+            1007,
+            "Process Activity",
+            1,
+            "System Activity",
+            99,
+            "Other",
+            "created an io_uring instance,",
+        ),
         Action::Access => (
             1007,
             "Process Activity",
@@ -243,7 +252,8 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         | Action::Send
         | Action::CgroupMove
         | Action::Signal
-        | Action::Access => (99, "Other", "changed"),
+        | Action::Access
+        | Action::UringSetup => (99, "Other", "changed"),
     }
 }
 
@@ -292,6 +302,7 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
         (_, Detail::Move { pid }) => {
             ev.insert("process".into(), json!({ "pid": pid }));
         }
+        (_, Detail::Ring { .. }) => {}
         (t, Detail::Access(_)) => {
             if let Target::Process { pid } = t {
                 ev.insert("process".into(), json!({ "pid": pid }));

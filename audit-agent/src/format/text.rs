@@ -97,6 +97,10 @@ fn activity(line: &mut String, a: &Activity) {
         Detail::Signal { sig, .. } => {
             let _ = write!(line, " {}", linux::signal_name(*sig));
         }
+        Detail::Ring { flags, .. } => {
+            let names = linux::bit_names(u64::from(*flags), linux::URING_SETUP_FLAGS);
+            let _ = write!(line, " [{}]", names.join("|"));
+        }
         Detail::Access(acc) => {
             let _ = write!(line, " {}", linux::access_name(&acc.kind));
             if let Some(f) = &acc.file {

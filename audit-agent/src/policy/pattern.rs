@@ -292,7 +292,10 @@ impl Resources {
         match &r.target {
             Target::File(_) | Target::Unix(_) => self.paths.matches_any(r.paths()),
             Target::Inet(ip, port) => self.nets.iter().any(|n| n.contains(*ip, Some(*port))),
-            Target::OtherAddress { .. } | Target::Cgroup { .. } | Target::Process { .. } => false,
+            Target::OtherAddress { .. }
+            | Target::Cgroup { .. }
+            | Target::Process { .. }
+            | Target::Ring { .. } => false,
         }
     }
 }

@@ -108,6 +108,7 @@ fn resource(target: Target) -> Resource {
         },
         truncated: vec![],
         unreadable: vec![],
+        uring: None,
     }
 }
 

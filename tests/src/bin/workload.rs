@@ -41,6 +41,9 @@
 //! workload renameat DIR A B                       renameat(open(DIR), A, same dirfd, B)
 //! workload fchmod P MODE | ftruncate P LEN        by fd (opened first; reports its truth)
 //! workload kill PID SIG                          kill(PID, SIG)
+//! workload uring-open PATH | uring-unlink PATH | uring-mkdir PATH | uring-rename A B
+//! workload uring-connect IP PORT | uring-sendto IP PORT     each through a new io_uring
+//! workload uring-sqpoll-open PATH                 the open submitted by an SQPOLL kernel thread
 //! workload udp-sendto IP PORT | udp-sendmsg IP PORT   one datagram, address in a fresh page
 //! workload tfo IP PORT                            sendto(MSG_FASTOPEN) on a TCP socket
 //! workload unix-sendto PATH                       a unix datagram to PATH
@@ -714,6 +717,11 @@ fn main() {
                     report("unix-sendto", r as i64, "");
                     i += 1;
                 }
+                c if c.starts_with("uring-") => {
+                    let (ret, extra, used) = uring_action(c, &args[i + 1..]);
+                    report(c, ret, &extra);
+                    i += used;
+                }
                 "kill" => {
                     let pid: i32 = text(1).parse().expect("pid");
                     let sig: i32 = text(2).parse().expect("signal");
@@ -806,4 +814,89 @@ fn main() {
         }
         i += 1;
     }
+}
+
+/// Runs one request through a new io_uring (SQPOLL for `uring-sqpoll-*`); returns (result, report
+/// extra, arguments used).
+fn uring_action(cmd: &str, rest: &[OsString]) -> (i64, String, usize) {
+    use io_uring::{IoUring, opcode, types};
+    let text = |k: usize| rest[k].to_string_lossy().into_owned();
+    let mut ring = if cmd.starts_with("uring-sqpoll") {
+        IoUring::builder().setup_sqpoll(1000).build(8)
+    } else {
+        IoUring::new(8)
+    }
+    .expect("io_uring");
+    let cwd = types::Fd(libc::AT_FDCWD);
+    // Keep whatever a request points to alive until it completes.
+    let (path, path2) = (c(&rest[0]), rest.get(1).map(c));
+    let (entry, used, sock) = match cmd {
+        "uring-open" | "uring-sqpoll-open" => (
+            opcode::OpenAt::new(cwd, path.as_ptr())
+                .flags(libc::O_RDONLY)
+                .build(),
+            1,
+            -1,
+        ),
+        "uring-unlink" => (opcode::UnlinkAt::new(cwd, path.as_ptr()).build(), 1, -1),
+        "uring-mkdir" => (
+            opcode::MkDirAt::new(cwd, path.as_ptr()).mode(0o750).build(),
+            1,
+            -1,
+        ),
+        "uring-rename" => (
+            opcode::RenameAt::new(cwd, path.as_ptr(), cwd, path2.as_ref().expect("B").as_ptr())
+                .build(),
+            2,
+            -1,
+        ),
+        "uring-connect" | "uring-sendto" => {
+            let sa = Box::leak(Box::new(sockaddr_in(
+                &text(0),
+                text(1).parse().expect("port"),
+            )));
+            let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            if cmd == "uring-connect" {
+                // SAFETY: a plain socket.
+                let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+                let e = opcode::Connect::new(
+                    types::Fd(s),
+                    (sa as *const libc::sockaddr_in).cast(),
+                    len,
+                )
+                .build();
+                (e, 2, s)
+            } else {
+                // SAFETY: a plain socket.
+                let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+                let iov = Box::leak(Box::new(libc::iovec {
+                    iov_base: b"x".as_ptr() as *mut libc::c_void,
+                    iov_len: 1,
+                }));
+                // SAFETY: an all-zero msghdr is valid.
+                let msg: &mut libc::msghdr = Box::leak(Box::new(unsafe { std::mem::zeroed() }));
+                msg.msg_name = (sa as *mut libc::sockaddr_in).cast();
+                msg.msg_namelen = len;
+                msg.msg_iov = iov;
+                msg.msg_iovlen = 1;
+                (opcode::SendMsg::new(types::Fd(s), msg).build(), 2, s)
+            }
+        }
+        other => panic!("unknown io_uring action {other}"),
+    };
+    // SAFETY: everything the request points to outlives its completion (waited for below).
+    unsafe {
+        ring.submission()
+            .push(&entry.user_data(42))
+            .expect("submission queue")
+    };
+    ring.submit_and_wait(1).expect("io_uring_enter");
+    let cqe = ring.completion().next().expect("a completion");
+    let res = i64::from(cqe.result());
+    let extra = if cmd.ends_with("open") {
+        fd_truth(res)
+    } else {
+        format!(",\"fd\":{sock}")
+    };
+    (res, extra, used)
 }

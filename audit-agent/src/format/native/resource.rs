@@ -12,7 +12,7 @@ use crate::{
     escape::Escaped,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef,
-        Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource, Target,
+        Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource, Target, UringRef,
     },
     linux,
 };
@@ -198,6 +198,14 @@ pub(super) struct ResourceOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     access: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    io_uring: Option<UringOut<'static>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sq_entries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cq_entries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    setup_flags: Option<Vec<Cow<'static, str>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ptrace_request: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     addr: Option<String>,
@@ -215,6 +223,14 @@ pub(super) struct ResourceOut<'a> {
     truncated: Vec<&'static str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     unreadable: Vec<&'static str>,
+}
+
+/// `resource.io_uring`: the request an action was submitted as.
+#[derive(Serialize, Deserialize)]
+pub(super) struct UringOut<'a> {
+    #[serde(borrow)]
+    op: Cow<'a, str>,
+    user_data: u64,
 }
 
 /// `resource.owner` of a chown: `null` for an id left unchanged (-1).
@@ -288,6 +304,7 @@ fn target_fields<'a>(out: &mut ResourceOut<'a>, t: &'a Target) {
             out.cgroup_id = Some(*id);
         }
         Target::Process { pid } => out.pid = Some(*pid),
+        Target::Ring { fd } => out.fd = Some(*fd),
     }
 }
 
@@ -326,6 +343,18 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
         Detail::Change(c) => change_fields(out, c),
         Detail::Move { pid } => out.pid = Some(*pid),
         Detail::Access(a) => access_fields(out, a),
+        Detail::Ring {
+            sq_entries,
+            cq_entries,
+            flags,
+        } => {
+            out.sq_entries = Some(*sq_entries);
+            out.cq_entries = Some(*cq_entries);
+            out.setup_flags = Some(linux::bit_names(
+                u64::from(*flags),
+                linux::URING_SETUP_FLAGS,
+            ));
+        }
         Detail::Signal { sig, delivery } => {
             out.signal = Some(linux::signal_name(*sig));
             out.delivery = Some(linux::signal_delivery_name(*delivery));
@@ -398,6 +427,10 @@ fn access_fields<'a>(out: &mut ResourceOut<'a>, a: &'a Access) {
 
 pub(super) fn resource_out(r: &Resource) -> ResourceOut<'_> {
     let mut out = ResourceOut {
+        io_uring: r.uring.map(|u| UringOut {
+            op: Cow::Borrowed(u.op),
+            user_data: u.user_data,
+        }),
         truncated: r.truncated.iter().map(|f| f.name()).collect(),
         unreadable: r.unreadable.iter().map(|f| f.name()).collect(),
         ..Default::default()
@@ -488,6 +521,14 @@ pub(crate) struct ResourceIn<'a> {
     signal: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     access: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    io_uring: Option<UringOut<'a>>,
+    #[serde(default)]
+    sq_entries: Option<u32>,
+    #[serde(default)]
+    cq_entries: Option<u32>,
+    #[serde(default)]
+    setup_flags: Option<Vec<String>>,
     #[serde(borrow, default)]
     ptrace_request: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -593,6 +634,11 @@ fn passed_in(s: &str) -> PassedAddr {
 
 /// The target of a stored record's resource, as the policy matches it.
 fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
+    if action == Action::UringSetup {
+        return Ok(Target::Ring {
+            fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+        });
+    }
     if action == Action::Signal || action == Action::Access {
         return Ok(Target::Process {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
@@ -688,6 +734,15 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         | Action::Mkdir
         | Action::Rmdir => Detail::Change(change_in(action, r)?),
         Action::Access => Detail::Access(access_in(r)?),
+        Action::UringSetup => Detail::Ring {
+            sq_entries: r.sq_entries.unwrap_or(0),
+            cq_entries: r.cq_entries.unwrap_or(0),
+            flags: linux::bits_from_names(
+                r.setup_flags.as_deref().unwrap_or_default(),
+                linux::URING_SETUP_FLAGS,
+            )
+            .ok_or(ReadError::Field("resource.setup_flags"))? as u32,
+        },
         Action::Signal => Detail::Signal {
             sig: r
                 .signal
@@ -824,5 +879,29 @@ pub(crate) fn resource_in(action: Action, r: &ResourceIn<'_>) -> Result<Resource
             .iter()
             .filter_map(|t| Field::parse(t))
             .collect(),
+        uring: r.io_uring.as_ref().map(|u| UringRef {
+            op: uring_op(&u.op),
+            user_data: u.user_data,
+        }),
     })
+}
+
+/// The static name of a stored io_uring opcode.
+fn uring_op(s: &str) -> &'static str {
+    const OPS: [&str; 13] = [
+        "sendmsg",
+        "connect",
+        "openat",
+        "send",
+        "openat2",
+        "renameat",
+        "unlinkat",
+        "mkdirat",
+        "symlinkat",
+        "linkat",
+        "send_zc",
+        "sendmsg_zc",
+        "ftruncate",
+    ];
+    OPS.iter().find(|o| **o == s).copied().unwrap_or("unknown")
 }

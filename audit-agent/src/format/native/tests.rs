@@ -54,6 +54,7 @@ fn activity(action: Action, syscall: &'static str, target: Target, detail: Detai
                 detail,
                 truncated: vec![],
                 unreadable: vec![],
+                uring: None,
             },
             outcome: Outcome::Failure(13),
             protected: vec![Arc::from("secrets")],
