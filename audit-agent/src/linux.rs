@@ -6,6 +6,8 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
+mod ia32;
+
 /// Name of an errno value (`2` -> `ENOENT`).
 pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
     match errno {
@@ -20,12 +22,30 @@ pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
     }
 }
 
-/// The static name of a system call; `unknown` for one audit-agent does not record.
+/// The static name of a system call (`ia32:<name>` for a 32-bit one); `unknown` for one
+/// audit-agent does not record.
 pub(crate) fn syscall_name(s: &str) -> &'static str {
     (0..=u16::MAX)
         .map_while(|n| audit_common::event::Syscall::from_u16(n).map(|c| c.name()))
+        .chain(
+            ia32::IA32_SYSCALLS
+                .iter()
+                .copied()
+                .filter(|n| !n.is_empty()),
+        )
+        .chain(["ia32"])
         .find(|n| *n == s)
         .unwrap_or("unknown")
+}
+
+/// The record name of ia32 system call `nr`: `ia32:open`, or `ia32` for a number this table
+/// does not know (the number is in the record).
+pub(crate) fn ia32_syscall_name(nr: u32) -> &'static str {
+    ia32::IA32_SYSCALLS
+        .get(nr as usize)
+        .copied()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("ia32")
 }
 
 /// errno names by value (Linux, generic; gaps are values without a name).

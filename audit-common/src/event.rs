@@ -67,6 +67,8 @@ pub enum EventKind {
     UringDone = 13,
     /// A watched process created an io_uring instance ([`UringSetupBody`]).
     UringSetup = 14,
+    /// A 32-bit (compat) system call of a watched task ([`CompatBody`]).
+    Compat = 15,
 }
 
 impl EventKind {
@@ -90,6 +92,7 @@ impl EventKind {
             12 => Self::Uring,
             13 => Self::UringDone,
             14 => Self::UringSetup,
+            15 => Self::Compat,
             _ => return None,
         })
     }
@@ -141,6 +144,8 @@ pub enum Syscall {
     Sendmmsg = 37,
     /// An io_uring request (the opcode is in the record).
     IoUring = 38,
+    /// A 32-bit system call (`int 0x80`, ia32 `sysenter`/`syscall`); its number is in the record.
+    Compat = 39,
 }
 
 impl Syscall {
@@ -185,6 +190,7 @@ impl Syscall {
             36 => Self::Sendmsg,
             37 => Self::Sendmmsg,
             38 => Self::IoUring,
+            39 => Self::Compat,
             _ => return None,
         })
     }
@@ -230,6 +236,7 @@ impl Syscall {
             Self::Sendmsg => "sendmsg",
             Self::Sendmmsg => "sendmmsg",
             Self::IoUring => "io_uring",
+            Self::Compat => "ia32",
         }
     }
 }
@@ -513,6 +520,21 @@ pub struct UringDoneBody {
     pub req: u64,
     pub user_data: u64,
     pub res: i64,
+}
+
+/// Body of a 32-bit system call record: its ia32 number and arguments as passed (registers); the
+/// first path argument (`sections.requested`), a second one (`sections.extra`), the file behind a
+/// returned fd (opens), and for a connect or send the kernel's copy of the address (cgroup
+/// `connect4/6`, `sendmsg4/6`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CompatBody {
+    pub common: ActionCommon,
+    /// The ia32 system call number (`arch/x86/entry/syscalls/syscall_32.tbl`).
+    pub nr: u32,
+    pub _pad: u32,
+    pub args: [u64; 6],
+    pub kaddr: KernelAddr,
 }
 
 /// Body of an io_uring creation record: `header` is the creating task, `retval` the ring fd.

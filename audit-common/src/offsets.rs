@@ -93,6 +93,16 @@ offsets! {
     msghdr_async_addr,
     /// `io_connect.addr_len`.
     io_connect_addr_len,
+    /// `task_struct.thread_info.status` (x86: `TS_COMPAT` while a 32-bit system call runs) and
+    /// the `pt_regs` of the six ia32 argument registers (`bx`, `cx`, `dx`, `si`, `di`, `bp`).
+    /// [`ABSENT`] where compat calls are not watched (no such fields: other architectures).
+    task_ts_status,
+    regs_bx,
+    regs_cx,
+    regs_dx,
+    regs_si,
+    regs_di,
+    regs_bp,
     /// `cgroup:cgroup_attach_task`: the hierarchy, the destination, the task, its path.
     cgroup_attach_root,
     cgroup_attach_id,

@@ -8,8 +8,8 @@
 //! their one decision point ([`decide`]) is where a later enforce mode can refuse a connect.
 
 use audit_common::event::{
-    ConnectBody, EventHeader, EventKind, FileFacts, KernelAddr, PATH_MAX, SOCKADDR_MAX, Syscall,
-    file_flags, flags,
+    CompatBody, ConnectBody, EventHeader, EventKind, FileFacts, KernelAddr, PATH_MAX, SOCKADDR_MAX,
+    Syscall, file_flags, flags,
 };
 use aya_ebpf::{
     bindings::bpf_sock_addr,
@@ -186,7 +186,11 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
 #[inline(always)]
 pub fn kernel_address(ctx: &SockAddrContext, family: u16) -> Result<(), i64> {
     let tid = current_tid();
-    let Some(ev) = in_flight(tid, EventKind::Connect).or_else(|| in_flight(tid, EventKind::Send))
+    let compat = in_flight(tid, EventKind::Compat);
+    let is_compat = compat.is_some();
+    let Some(ev) = compat
+        .or_else(|| in_flight(tid, EventKind::Connect))
+        .or_else(|| in_flight(tid, EventKind::Send))
     else {
         return Ok(());
     };
@@ -205,7 +209,11 @@ pub fn kernel_address(ctx: &SockAddrContext, family: u16) -> Result<(), i64> {
             k.ip[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
         }
     }
-    fixed::<ConnectBody>(ev).kaddr = k;
+    if is_compat {
+        fixed::<CompatBody>(ev).kaddr = k;
+    } else {
+        fixed::<ConnectBody>(ev).kaddr = k;
+    }
     ev.header.flags |= flags::ADDR_FROM_KERNEL;
     Ok(())
 }

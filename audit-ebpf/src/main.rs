@@ -20,6 +20,7 @@
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 mod access;
+mod compat;
 mod connect;
 mod exec;
 mod files;

@@ -722,3 +722,74 @@ fn an_sqpoll_kernel_thread_is_attributed_to_the_process_that_owns_the_ring() {
         json!(["IORING_SETUP_SQPOLL"])
     );
 }
+
+#[test]
+fn a_32_bit_system_call_is_recorded_as_the_action_it_performs() {
+    let cg = TestCgroup::new("truth-ia32");
+    let dir = Scratch::new("truth-ia32");
+    let secret = secret_file(&dir);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (made, gone) = (dir.path("made"), dir.path("gone"));
+    std::fs::write(&gone, "x").unwrap();
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
+    // `int 0x80` from a 64-bit process: the syscalls:* tracepoints never see these.
+    let report = cg.workload([
+        "ia32-open",
+        &s(&secret),
+        "ia32-mkdir",
+        &s(&made),
+        "ia32-unlink",
+        &s(&gone),
+        "ia32-connect",
+        "127.0.0.1",
+        &port.to_string(),
+        "ia32-socketcall-connect",
+        "127.0.0.1",
+        &port.to_string(),
+        "ia32-call",
+        "20",
+    ]);
+    let records = agent.stop();
+    let of = |rep: &Value, syscall: &str| -> Value {
+        let found: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["process"]["tid"] == rep["tid"] && r["syscall"] == syscall)
+            .collect();
+        assert_eq!(found.len(), 1, "one {syscall} record for {rep}: {found:#?}");
+        found[0].clone()
+    };
+
+    let open = of(&report[0], "ia32:open");
+    assert_eq!(open["action"], "file.open");
+    assert_names_the_opened_file(&open, &report[0]);
+    assert_denied_as_secret(&open, false);
+    assert_eq!(open["resource"]["ia32"]["nr"], 5);
+
+    let mkdir = of(&report[1], "ia32:mkdir");
+    assert_eq!(mkdir["action"], "file.mkdir");
+    assert_eq!(mkdir["resource"]["path"], s(&made).as_str());
+    assert_eq!(mkdir["resource"]["mode"], "0750");
+    assert!(made.is_dir());
+    let unlink = of(&report[2], "ia32:unlink");
+    assert_eq!(unlink["action"], "file.delete");
+    assert_eq!(unlink["resource"]["path"], s(&gone).as_str());
+
+    for (rep, syscall) in [
+        (&report[3], "ia32:connect"),
+        (&report[4], "ia32:socketcall"),
+    ] {
+        let c = of(rep, syscall);
+        assert_eq!(c["action"], "network.connect", "{c:#}");
+        assert_eq!(c["resource"]["address"], "127.0.0.1", "{c:#}");
+        assert_eq!(c["resource"]["port"], port, "{c:#}");
+        assert_eq!(c["resource"]["address_source"], "kernel", "{c:#}");
+        assert_eq!(c["result"]["retval"], rep["ret"]);
+    }
+
+    // A call with no action of its own is still recorded, by number and name.
+    let other = of(&report[5], "ia32:getpid");
+    assert_eq!(other["action"], "process.compat_syscall");
+    assert_eq!(other["resource"]["ia32"]["nr"], 20);
+    assert_eq!(other["result"]["retval"], report[5]["ret"]);
+}

@@ -52,6 +52,7 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<Ebpf
         .context("loading the floor programs")?;
     attach_all(&mut ebpf, &tracefs, cgroup_root)?;
     let _ = attach_uring(&mut ebpf, &tracefs)?;
+    attach_compat(&mut ebpf)?;
     Ok(ebpf)
 }
 
@@ -133,6 +134,13 @@ const URING_TRACEPOINTS: &[&str] = &[
     "io_uring_submit_req",
     "io_uring_complete",
     "io_uring_create",
+];
+
+/// 32-bit system calls (audit-ebpf/src/compat.rs): (program, raw tracepoint). Every system call
+/// of every task passes them; they leave after one read unless the task is in a compat call.
+const COMPAT_HOOKS: &[(&str, &str)] = &[
+    ("compat_sys_enter", "sys_enter"),
+    ("compat_sys_exit", "sys_exit"),
 ];
 
 /// Raw tracepoints: they hand the programs the kernel objects (the child task, the
@@ -228,6 +236,15 @@ impl Capture {
             .context("loading the eBPF programs into the kernel failed")?;
 
         let mut missing = attach_all(&mut ebpf, &tracefs, cgroup_root)?;
+        if offsets.task_ts_status == ABSENT {
+            missing.extend(
+                COMPAT_HOOKS
+                    .iter()
+                    .map(|(_, t)| format!("raw_syscalls:{t}")),
+            );
+        } else {
+            attach_compat(&mut ebpf)?;
+        }
         if offsets.uring_submit_req == ABSENT {
             missing.extend(URING_TRACEPOINTS.iter().map(|t| format!("io_uring:{t}")));
         } else {
@@ -554,6 +571,18 @@ fn attach_all(
     Ok(missing)
 }
 
+/// Attaches the 32-bit system call programs (after their offsets were found).
+fn attach_compat(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    for &(name, tp) in COMPAT_HOOKS {
+        let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
+        p.load()
+            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+        p.attach(tp)
+            .with_context(|| format!("attaching {name} to raw tracepoint {tp} failed"))?;
+    }
+    Ok(())
+}
+
 /// Attaches the io_uring programs (after their offsets were found); returns the tracepoints this
 /// kernel lacks.
 fn attach_uring(ebpf: &mut Ebpf, tracefs: &TraceFs) -> anyhow::Result<Vec<String>> {
@@ -610,7 +639,28 @@ pub(crate) fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Off
         tracing::warn!(error = %e, "io_uring requests cannot be decoded on this kernel; not recorded");
         o.uring_submit_req = ABSENT;
     }
+    if let Err(e) = compat_offsets(btf, &mut o) {
+        tracing::warn!(error = %e, "32-bit system calls cannot be read on this kernel; not recorded");
+        o.task_ts_status = ABSENT;
+    }
     Ok(o)
+}
+
+/// Offsets for 32-bit system calls: `TS_COMPAT`'s word and the ia32 argument registers. Only
+/// x86 has them (elsewhere compat calls are not recorded, and startup says so).
+fn compat_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
+    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
+        let off = btf.member_offset(st, member)?;
+        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
+    };
+    o.task_ts_status = m("task_struct", "thread_info.status")?;
+    o.regs_bx = m("pt_regs", "bx")?;
+    o.regs_cx = m("pt_regs", "cx")?;
+    o.regs_dx = m("pt_regs", "dx")?;
+    o.regs_si = m("pt_regs", "si")?;
+    o.regs_di = m("pt_regs", "di")?;
+    o.regs_bp = m("pt_regs", "bp")?;
+    Ok(())
 }
 
 /// Offsets of io_uring's tracepoints and of the prepared request (`io_kiocb` and the per-opcode

@@ -7,9 +7,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use audit_common::event::{
-    AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, ConnectBody, ConnectOutcome, EventHeader,
-    EventKind, ExecBody, FileBody, FileFacts, ForkBody, HEADER_LEN, OpenBody, SignalBody, Span,
-    Syscall, UringBody, UringDoneBody, UringSetupBody, VAR_OFFSET, file_flags, flags,
+    AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, CompatBody, ConnectBody, ConnectOutcome,
+    EventHeader, EventKind, ExecBody, FileBody, FileFacts, ForkBody, HEADER_LEN, KernelAddr,
+    OpenBody, SignalBody, Span, Syscall, UringBody, UringDoneBody, UringSetupBody, VAR_OFFSET,
+    file_flags, flags,
 };
 use thiserror::Error;
 
@@ -181,6 +182,15 @@ pub(crate) enum Body {
         cq_entries: u32,
         flags: u32,
     },
+    /// A 32-bit system call: its ia32 number and argument registers as passed; a connect's or
+    /// send's destination from the kernel. Enrichment names it and records it as the action it
+    /// is (`enrich/compat.rs`).
+    Compat {
+        nr: u32,
+        args: [u64; 6],
+        kernel: Option<(IpAddr, u16)>,
+        sections: Sections,
+    },
     /// A watched process signalled the agent.
     Signal {
         sig: u32,
@@ -292,8 +302,7 @@ fn sections(h: &EventHeader, body: &[u8], c: &ActionCommon) -> Sections {
 }
 
 /// The kernel's copy of an IP destination.
-fn kernel_addr(c: &ConnectBody) -> Option<(IpAddr, u16)> {
-    let k = c.kaddr;
+fn kernel_addr(k: KernelAddr) -> Option<(IpAddr, u16)> {
     match k.family {
         2 => Some((
             IpAddr::V4(Ipv4Addr::new(k.ip[0], k.ip[1], k.ip[2], k.ip[3])),
@@ -359,6 +368,15 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 sections: sections(h, body, &f.common),
             }
         }
+        EventKind::Compat => {
+            let f: CompatBody = read(body, 0).ok_or_else(|| short(size_of::<CompatBody>()))?;
+            Body::Compat {
+                nr: f.nr,
+                args: f.args,
+                kernel: kernel_addr(f.kaddr),
+                sections: sections(h, body, &f.common),
+            }
+        }
         EventKind::Access => {
             let f: AccessBody = read(body, 0).ok_or_else(|| short(size_of::<AccessBody>()))?;
             Body::Access {
@@ -395,7 +413,7 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 sk: f.sk,
                 passed: (h.flags & flags::ADDR_FAULT == 0)
                     .then(|| SockAddr::decode(&f.addr, f.addrlen as usize)),
-                kernel: kernel_addr(&f),
+                kernel: kernel_addr(f.kaddr),
                 sections: sections(h, body, &f.common),
             }
         }
@@ -422,7 +440,8 @@ pub(crate) fn decode_parts(
         | EventKind::Access
         | EventKind::Send
         | EventKind::Uring
-        | EventKind::UringDone => decode_action(h, kind, body)?,
+        | EventKind::UringDone
+        | EventKind::Compat => decode_action(h, kind, body)?,
         EventKind::UringSetup => {
             let f: UringSetupBody =
                 read(body, 0).ok_or_else(|| short(size_of::<UringSetupBody>()))?;

@@ -5,6 +5,7 @@
 //!
 //! Lifecycle events (fork, exit) only update the process table and produce no event.
 
+mod compat;
 mod connect;
 pub(crate) mod host;
 mod process;
@@ -25,7 +26,8 @@ use crate::{
     capture::cgroup::{Cgroup2, CgroupPaths},
     decode::{Body as KernelBody, Exe, KernelEvent},
     event::{
-        Action, Activity, Body, Detail, Event, Field, Host, Outcome, Process, Subject, Target,
+        Action, Activity, Body, Detail, Event, Field, Host, Ia32Call, Outcome, Process, Subject,
+        Target,
     },
     time::BootClock,
 };
@@ -78,6 +80,14 @@ impl Enricher {
     /// Turns an event into a typed one; lifecycle events and connect outcomes update state and
     /// return `None`, as does an in-progress connect (held until its outcome).
     pub(crate) fn enrich(&mut self, ev: KernelEvent) -> Option<Event> {
+        let ia32 = match &ev.body {
+            KernelBody::Compat { nr, args, .. } => Some(Ia32Call {
+                nr: *nr,
+                args: *args,
+            }),
+            _ => None,
+        };
+        let ev = compat::equivalent(ev);
         let t = &ev.task;
         let action = match &ev.body {
             KernelBody::Fork { child_pid } => {
@@ -101,6 +111,7 @@ impl Enricher {
             KernelBody::Signal { .. } => Action::Signal,
             KernelBody::Access { .. } => Action::Access,
             KernelBody::UringSetup { .. } => Action::UringSetup,
+            KernelBody::Compat { .. } => Action::CompatSyscall,
             KernelBody::UringDone { req, res, sections } => {
                 let opened = sections.kpath.as_ref().map(kernel_file);
                 self.urings.done(*req, *res, opened);
@@ -122,7 +133,11 @@ impl Enricher {
                 return None;
             }
         };
-        let event = self.activity(&ev, action)?;
+        let mut event = self.activity(&ev, action)?;
+        if let (Some(call), Some(a)) = (ia32, event.activity_mut()) {
+            a.syscall = crate::linux::ia32_syscall_name(call.nr);
+            a.resource.ia32 = Some(call);
+        }
         if action == Action::Connect && ev.has_flag(flags::CONNECT_ASYNC) && ev.retval == -115 {
             self.connects.hold((t.tid, t.ktime_ns), event, t.ktime_ns);
             return None;
@@ -251,7 +266,8 @@ fn exe_of(b: &KernelBody) -> Exe {
         | KernelBody::Connect { sections, .. }
         | KernelBody::File { sections, .. }
         | KernelBody::Access { sections, .. }
-        | KernelBody::Uring { sections, .. } => sections.exe.clone(),
+        | KernelBody::Uring { sections, .. }
+        | KernelBody::Compat { sections, .. } => sections.exe.clone(),
         _ => Exe::default(),
     }
 }

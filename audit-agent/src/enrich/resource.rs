@@ -140,6 +140,14 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
         } => connect(ev, passed.as_ref(), *kernel, sections),
         Body::File { .. } => change(ev)?,
         Body::Uring { .. } => uring(ev)?,
+        Body::Compat { sections, .. } => (
+            if sections.requested.is_some() || sections.kpath.is_some() {
+                Target::File(file_ref(ev, sections))
+            } else {
+                Target::Call
+            },
+            Detail::Compat,
+        ),
         Body::UringSetup {
             fd,
             sq_entries,
@@ -219,6 +227,7 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             }),
             _ => None,
         },
+        ia32: None,
     };
     truncated_and_unreadable(ev, &mut r);
     if let Detail::Exec { argv: None, .. } = r.detail {

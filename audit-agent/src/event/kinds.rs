@@ -70,6 +70,9 @@ named_enum! {
         Send = "network.send",
         /// A watched process created an io_uring instance.
         UringSetup = "process.io_uring_setup",
+        /// A 32-bit system call audit-agent does not record as another action (its number,
+        /// arguments and any path it names).
+        CompatSyscall = "process.compat_syscall",
     }
 }
 
@@ -89,6 +92,7 @@ impl Action {
                 | Self::Access
                 | Self::Send
                 | Self::UringSetup
+                | Self::CompatSyscall
         )
     }
 }

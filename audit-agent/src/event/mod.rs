@@ -142,6 +142,8 @@ pub(crate) struct Resource {
     pub(crate) unreadable: Vec<Field>,
     /// Submitted through io_uring (`syscall` is then `io_uring`).
     pub(crate) uring: Option<UringRef>,
+    /// A 32-bit system call (`syscall` is then `ia32:<name>`): its number and arguments.
+    pub(crate) ia32: Option<Ia32Call>,
 }
 
 /// What policy matches and outputs name.
@@ -161,6 +163,8 @@ pub(crate) enum Target {
     Process { pid: u32 },
     /// An io_uring instance, by its fd.
     Ring { fd: i32 },
+    /// No resource beyond the call itself (a 32-bit call that names no path).
+    Call,
 }
 
 /// A file the kernel acted on, named by the kernel: the path built from its dentry and mount
@@ -272,7 +276,8 @@ impl Resource {
             | Target::OtherAddress { .. }
             | Target::Cgroup { .. }
             | Target::Process { .. }
-            | Target::Ring { .. } => None,
+            | Target::Ring { .. }
+            | Target::Call => None,
         }
     }
 
@@ -396,6 +401,15 @@ pub(crate) enum Detail {
         cq_entries: u32,
         flags: u32,
     },
+    /// A 32-bit system call recorded as itself (`Resource::ia32` has its number and arguments).
+    Compat,
+}
+
+/// A 32-bit system call as passed: its ia32 number and the six argument registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ia32Call {
+    pub(crate) nr: u32,
+    pub(crate) args: [u64; 6],
 }
 
 /// The io_uring request an action was submitted as.

@@ -72,6 +72,7 @@ pub(crate) fn resource_text(a: &Activity) -> String {
         Target::Ring { fd } => {
             let _ = write!(s, "io_uring fd {fd}");
         }
+        Target::Call => s.push('-'),
     }
     s
 }

@@ -253,7 +253,8 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         | Action::CgroupMove
         | Action::Signal
         | Action::Access
-        | Action::UringSetup => (99, "Other", "changed"),
+        | Action::UringSetup
+        | Action::CompatSyscall => (99, "Other", "changed"),
     }
 }
 
@@ -302,7 +303,7 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
         (_, Detail::Move { pid }) => {
             ev.insert("process".into(), json!({ "pid": pid }));
         }
-        (_, Detail::Ring { .. }) => {}
+        (_, Detail::Ring { .. } | Detail::Compat) => {}
         (t, Detail::Access(_)) => {
             if let Target::Process { pid } = t {
                 ev.insert("process".into(), json!({ "pid": pid }));

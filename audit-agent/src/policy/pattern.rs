@@ -295,7 +295,8 @@ impl Resources {
             Target::OtherAddress { .. }
             | Target::Cgroup { .. }
             | Target::Process { .. }
-            | Target::Ring { .. } => false,
+            | Target::Ring { .. }
+            | Target::Call => false,
         }
     }
 }

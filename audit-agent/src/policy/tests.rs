@@ -109,6 +109,7 @@ fn resource(target: Target) -> Resource {
         truncated: vec![],
         unreadable: vec![],
         uring: None,
+        ia32: None,
     }
 }
 

@@ -42,6 +42,11 @@
 //! workload fchmod P MODE | ftruncate P LEN        by fd (opened first; reports its truth)
 //! workload kill PID SIG                          kill(PID, SIG)
 //! workload uring-open PATH | uring-unlink PATH | uring-mkdir PATH | uring-rename A B
+//! workload ia32-open PATH | ia32-unlink PATH | ia32-mkdir PATH   through `int 0x80`, the path
+//!                                                 in memory below 4 GiB
+//! workload ia32-connect IP PORT | ia32-socketcall-connect IP PORT   the same, connect(362) and
+//!                                                 socketcall(SYS_CONNECT)
+//! workload ia32-call NR                           ia32 system call NR without arguments
 //! workload uring-connect IP PORT | uring-sendto IP PORT     each through a new io_uring
 //! workload uring-sqpoll-open PATH                 the open submitted by an SQPOLL kernel thread
 //! workload udp-sendto IP PORT | udp-sendmsg IP PORT   one datagram, address in a fresh page
@@ -210,6 +215,45 @@ fn sockaddr_in(ip: &str, port: u16) -> libc::sockaddr_in {
         },
         sin_zero: [0; 8],
     }
+}
+
+/// `bytes` copied into fresh memory below 4 GiB, where a 32-bit system call can point.
+fn low_copy(bytes: &[u8]) -> u32 {
+    // SAFETY: an anonymous private mapping, leaked on purpose; the copy fits in it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap(MAP_32BIT)");
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.cast::<u8>(), bytes.len().min(4096));
+        p as usize as u32
+    }
+}
+
+/// A 32-bit system call through `int 0x80` from this 64-bit process: `nr` with three arguments.
+fn int80(nr: u32, a: u32, b: u32, c: u32) -> i64 {
+    let ret: i32;
+    // SAFETY: the kernel reads only what the arguments point to (low memory this process owns);
+    // rbx is saved around the call (LLVM reserves it), r8-r11 are clobbered by the 32-bit entry.
+    unsafe {
+        std::arch::asm!(
+            "push rbx",
+            "mov ebx, {a:e}",
+            "int 0x80",
+            "pop rbx",
+            a = in(reg) a,
+            inlateout("eax") nr as i32 => ret,
+            in("ecx") b,
+            in("edx") c,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        );
+    }
+    i64::from(ret)
 }
 
 fn main() {
@@ -701,6 +745,56 @@ fn main() {
                         )
                     };
                     report(&cmd, r as i64, "");
+                    i += 2;
+                }
+                "ia32-open" | "ia32-unlink" | "ia32-mkdir" => {
+                    let mut path = arg(1).as_bytes().to_vec();
+                    path.push(0);
+                    let p = low_copy(&path);
+                    // open(path, O_RDONLY), unlink(path), mkdir(path, 0750): ia32 5, 10, 39.
+                    let r = match cmd.as_str() {
+                        "ia32-open" => int80(5, p, 0, 0),
+                        "ia32-unlink" => int80(10, p, 0, 0),
+                        _ => int80(39, p, 0o750, 0),
+                    };
+                    let extra = if cmd == "ia32-open" {
+                        fd_truth(r)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{{\"action\":\"{cmd}\",\"ret\":{r},\"pid\":{},\"tid\":{}{extra}}}",
+                        libc::getpid(),
+                        libc::gettid()
+                    );
+                    i += 1;
+                }
+                "ia32-call" => {
+                    let r = int80(text(1).parse().expect("ia32 number"), 0, 0, 0);
+                    report("ia32-call", r, "");
+                    i += 1;
+                }
+                "ia32-connect" | "ia32-socketcall-connect" => {
+                    let sa = sockaddr_in(&text(1), text(2).parse().expect("port"));
+                    let len = std::mem::size_of::<libc::sockaddr_in>();
+                    let bytes = std::slice::from_raw_parts((&raw const sa).cast::<u8>(), len);
+                    let addr = low_copy(bytes);
+                    let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                    let r = if cmd == "ia32-connect" {
+                        int80(362, s as u32, addr, len as u32)
+                    } else {
+                        // socketcall(SYS_CONNECT, [fd, addr, len])
+                        let args: Vec<u8> = [s as u32, addr, len as u32]
+                            .iter()
+                            .flat_map(|w| w.to_ne_bytes())
+                            .collect();
+                        int80(102, 3, low_copy(&args), 0)
+                    };
+                    println!(
+                        "{{\"action\":\"{cmd}\",\"ret\":{r},\"pid\":{},\"tid\":{},\"fd\":{s}}}",
+                        libc::getpid(),
+                        libc::gettid()
+                    );
                     i += 2;
                 }
                 "unix-sendto" => {

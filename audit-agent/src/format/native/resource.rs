@@ -11,7 +11,7 @@ use super::{Bytes, ReadError, bytes, family_name, family_number};
 use crate::{
     escape::Escaped,
     event::{
-        Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef,
+        Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef, Ia32Call,
         Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource, Target, UringRef,
     },
     linux,
@@ -200,6 +200,8 @@ pub(super) struct ResourceOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     io_uring: Option<UringOut<'static>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    ia32: Option<Ia32Out>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sq_entries: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cq_entries: Option<u32>,
@@ -231,6 +233,13 @@ pub(super) struct UringOut<'a> {
     #[serde(borrow)]
     op: Cow<'a, str>,
     user_data: u64,
+}
+
+/// `resource.ia32`: a 32-bit system call's number and arguments (registers, as passed).
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub(super) struct Ia32Out {
+    nr: u32,
+    args: [u64; 6],
 }
 
 /// `resource.owner` of a chown: `null` for an id left unchanged (-1).
@@ -305,6 +314,7 @@ fn target_fields<'a>(out: &mut ResourceOut<'a>, t: &'a Target) {
         }
         Target::Process { pid } => out.pid = Some(*pid),
         Target::Ring { fd } => out.fd = Some(*fd),
+        Target::Call => {}
     }
 }
 
@@ -359,6 +369,7 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
             out.signal = Some(linux::signal_name(*sig));
             out.delivery = Some(linux::signal_delivery_name(*delivery));
         }
+        Detail::Compat => {}
         Detail::Connect {
             passed,
             from_kernel,
@@ -430,6 +441,10 @@ pub(super) fn resource_out(r: &Resource) -> ResourceOut<'_> {
         io_uring: r.uring.map(|u| UringOut {
             op: Cow::Borrowed(u.op),
             user_data: u.user_data,
+        }),
+        ia32: r.ia32.map(|c| Ia32Out {
+            nr: c.nr,
+            args: c.args,
         }),
         truncated: r.truncated.iter().map(|f| f.name()).collect(),
         unreadable: r.unreadable.iter().map(|f| f.name()).collect(),
@@ -523,6 +538,8 @@ pub(crate) struct ResourceIn<'a> {
     access: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     io_uring: Option<UringOut<'a>>,
+    #[serde(default)]
+    ia32: Option<Ia32Out>,
     #[serde(default)]
     sq_entries: Option<u32>,
     #[serde(default)]
@@ -650,6 +667,9 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
             path: r.cgroup.as_deref().map(bytes).unwrap_or_default(),
         });
     }
+    if action == Action::CompatSyscall && r.path.is_none() && r.requested_path.is_none() {
+        return Ok(Target::Call);
+    }
     if action != Action::Connect && action != Action::Send {
         return Ok(Target::File(file_ref_in(
             r,
@@ -743,6 +763,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
             )
             .ok_or(ReadError::Field("resource.setup_flags"))? as u32,
         },
+        Action::CompatSyscall => Detail::Compat,
         Action::Signal => Detail::Signal {
             sig: r
                 .signal
@@ -882,6 +903,10 @@ pub(crate) fn resource_in(action: Action, r: &ResourceIn<'_>) -> Result<Resource
         uring: r.io_uring.as_ref().map(|u| UringRef {
             op: uring_op(&u.op),
             user_data: u.user_data,
+        }),
+        ia32: r.ia32.map(|c| Ia32Call {
+            nr: c.nr,
+            args: c.args,
         }),
     })
 }

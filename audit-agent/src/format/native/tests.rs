@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 use super::*;
 use crate::{
     event::{
-        Change, ChangeFlags, Completion, Field, FileId, FileRef, Interpreter, KernelFile,
+        Change, ChangeFlags, Completion, Field, FileId, FileRef, Ia32Call, Interpreter, KernelFile,
         PassedAddr, Requested, Resource, Target, UNATTRIBUTED,
     },
     time::from_nanos,
@@ -55,6 +55,7 @@ fn activity(action: Action, syscall: &'static str, target: Target, detail: Detai
                 truncated: vec![],
                 unreadable: vec![],
                 uring: None,
+                ia32: None,
             },
             outcome: Outcome::Failure(13),
             protected: vec![Arc::from("secrets")],
@@ -454,4 +455,37 @@ fn malformed_records_name_the_field() {
         "field `result.outcome` has an invalid value"
     );
     assert!(read(b"{}").is_err());
+}
+
+#[test]
+fn thirty_two_bit_calls_read_back_as_written() {
+    let call = Ia32Call {
+        nr: 5,
+        args: [0x4000_0000, 0, 0, 7, 5, 0xffff_fff0],
+    };
+    let mut open = activity(
+        Action::Open,
+        "ia32:open",
+        opened(Some(b"/etc/hostname"), b"/etc/hostname", Requested::AtEntry),
+        open_detail(),
+    );
+    let mut other = activity(
+        Action::CompatSyscall,
+        "ia32:getpid",
+        Target::Call,
+        Detail::Compat,
+    );
+    let mut with_path = activity(
+        Action::CompatSyscall,
+        "ia32:chdir",
+        file(b"d", Some(b"/w/d")),
+        Detail::Compat,
+    );
+    for (e, nr) in [(&mut open, 5), (&mut other, 20), (&mut with_path, 12)] {
+        if let Some(a) = e.activity_mut() {
+            a.resource.ia32 = Some(Ia32Call { nr, ..call });
+        }
+        round_trip(e);
+    }
+    assert!(line(&other).contains(r#""syscall":"ia32:getpid""#));
 }
