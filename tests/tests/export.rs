@@ -322,6 +322,7 @@ fn sigkill_with_sealed_and_unsealed_spool_then_restart_delivers_everything() {
     std::thread::sleep(Duration::from_millis(1200)); // sealed, upload failing
     cg.workload(["open-many", &format!("{prefix}-c"), "100", "0"]);
     std::thread::sleep(Duration::from_millis(50)); // written to open segments
+    let killed_at = jiff::Timestamp::now();
     agent.signal(libc::SIGKILL);
     agent.wait(Duration::from_secs(10));
     let in_spool = spooled_ids(&spool);
@@ -335,6 +336,7 @@ fn sigkill_with_sealed_and_unsealed_spool_then_restart_delivers_everything() {
     );
 
     g.restart();
+    let restarted_at = jiff::Timestamp::now();
     let agent = daemon(&cfg, &dir, &t.env);
     std::thread::sleep(Duration::from_millis(1500));
     let _ = agent.stop();
@@ -360,10 +362,16 @@ fn sigkill_with_sealed_and_unsealed_spool_then_restart_delivers_everything() {
             .insert(r["id"].as_str().unwrap());
     }
     assert!(by_seq.values().all(|ids| ids.len() == 1));
-    assert!(
-        records.iter().any(|r| r["gap"]["reason"] == "agent_crash"),
-        "the crash is on record"
-    );
+    // The crash gap covers the whole outage: from the last time the dead run was known alive
+    // (before the kill) to the restart.
+    let crash: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["gap"]["reason"] == "agent_crash")
+        .collect();
+    assert_eq!(crash.len(), 1, "the crash is on record once: {crash:#?}");
+    let at = |k: &str| -> jiff::Timestamp { crash[0]["gap"][k].as_str().unwrap().parse().unwrap() };
+    assert!(at("from") <= killed_at, "gap starts before the kill: {:#}", crash[0]);
+    assert!(at("to") >= restarted_at, "gap ends at the restart: {:#}", crash[0]);
     let (ok, out) = verify(&t, &[]);
     assert!(ok, "{out}");
 }

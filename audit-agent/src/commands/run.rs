@@ -81,7 +81,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         let (reason, from) = if prev.clean_shutdown {
             (GapReason::AgentRestart, prev.stopped_at.unwrap_or(now))
         } else {
-            (GapReason::AgentCrash, now)
+            // From the last second the crashed run was known alive.
+            (GapReason::AgentCrash, start.last_alive.unwrap_or(now))
         };
         a.pipeline
             .emit_gap(gap(0, reason, Default::default(), from, now))?;

@@ -262,11 +262,10 @@ fn spawn_sealer(
                         true
                     }
                 };
-                match sealer
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .seal_ready()
-                {
+                let mut sealer = sealer.lock().unwrap_or_else(|e| e.into_inner());
+                // At least once a second: a crash's gap starts at the last of these.
+                sealer.mark_alive();
+                match sealer.seal_ready() {
                     Ok(n) if n > 0 => uploads.notify_one(),
                     Ok(_) => {}
                     Err(e) => {

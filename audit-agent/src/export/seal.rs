@@ -43,6 +43,8 @@ pub(crate) struct StartInfo {
     pub(crate) previous: Option<State>,
     /// First sequence number for this run.
     pub(crate) next_seq: u64,
+    /// When the previous run was last known alive (see `SpoolDirs::mark_alive`).
+    pub(crate) last_alive: Option<Timestamp>,
 }
 
 pub(crate) struct Sealer {
@@ -101,7 +103,11 @@ impl Sealer {
         let start = StartInfo {
             previous,
             next_seq: s.state.next_seq,
+            last_alive: s.dirs.last_alive(),
         };
+        if let Err(e) = s.dirs.mark_alive() {
+            tracing::warn!(error = %e, "cannot record liveness in the spool");
+        }
         s.stats
             .spool_bytes
             .set(super::spool::spool_size(&s.dirs) as i64);
@@ -168,6 +174,11 @@ impl Sealer {
             }
         }
         Ok(())
+    }
+
+    /// Records that the daemon is alive now.
+    pub(crate) fn mark_alive(&self) {
+        let _ = self.dirs.mark_alive();
     }
 
     /// Records a clean stop in the state.

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! <spool>/state.json              stream, next seq, manifest chain head (written atomically)
+//! <spool>/alive                   touched every second while the daemon runs: its time is
+//!                                 when a crashed run was last known alive
 //! <spool>/open/<segment>.ndjson   segments being appended to (one per agent and UTC hour)
 //! <spool>/ready/<segment>.ndjson  closed segments waiting to be sealed
 //! <spool>/sealed/<...>.gz         compressed objects waiting for upload
@@ -114,6 +116,26 @@ impl SpoolDirs {
 
     pub(crate) fn state_path(&self) -> PathBuf {
         self.root.join("state.json")
+    }
+
+    fn alive_path(&self) -> PathBuf {
+        self.root.join("alive")
+    }
+
+    /// Records that the daemon is alive now (the `alive` file's modification time).
+    pub(crate) fn mark_alive(&self) -> std::io::Result<()> {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.alive_path())?
+            .set_modified(std::time::SystemTime::now())
+    }
+
+    /// When a previous run was last known alive.
+    pub(crate) fn last_alive(&self) -> Option<Timestamp> {
+        let t = fs::metadata(self.alive_path()).ok()?.modified().ok()?;
+        Timestamp::try_from(t).ok()
     }
 
     pub(crate) fn load_state(&self) -> anyhow::Result<Option<State>> {
