@@ -22,4 +22,5 @@ mod pod {
     unsafe impl aya::Pod for crate::offsets::Offsets {}
     unsafe impl aya::Pod for crate::counters::Counters {}
     unsafe impl aya::Pod for crate::event::PendingEvent {}
+    unsafe impl aya::Pod for crate::event::FixedEvent<crate::event::SignalBody> {}
 }

@@ -14,7 +14,7 @@ use aya_ebpf::{
 
 use crate::{
     filter::{agent_tgid, follow, is_followed, is_watched, unfollow},
-    maps::{EVENTS, PENDING},
+    maps::{EVENTS, PENDING, SIGNALS_TO_AGENT},
     offsets::{kread, off, tp_read},
     pending::{count, emit, fill_header, may_have_slot, remove_slot, submit_flags},
 };
@@ -194,6 +194,9 @@ fn try_signal(ctx: &RawTracePointContext) -> Result<(), i64> {
         target_tid: kread::<u32>(task, off!(task_pid)).unwrap_or(0),
         result: ctx.arg::<u64>(4) as i32,
     };
+    // Kept until user space reads the ring's copy: it outlives a SIGKILL (see the map).
+    let key = ev.header.ktime_ns;
+    let _ = SIGNALS_TO_AGENT.insert(&key, &*ev, 0);
     entry.submit(submit_flags());
     count(|c| c.emitted[EventKind::Signal as usize] += 1);
     Ok(())

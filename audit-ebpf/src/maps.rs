@@ -1,7 +1,7 @@
 //! Every map the programs share. Sizes are defaults; user space may override `max_entries` at load
 //! time (`EbpfLoader::map_max_entries`), e.g. the ring buffer size from the configuration.
 
-use audit_common::event::{EventHeader, FileFacts};
+use audit_common::event::{EventHeader, FileFacts, FixedEvent, SignalBody};
 use audit_common::{
     counters::Counters,
     event::PendingEvent,
@@ -28,6 +28,14 @@ pub static AGENT: Array<u32> = Array::with_max_entries(1, 0);
 /// cannot push it out.
 #[map]
 pub static PROTECTED_FILES: HashMap<FileKey, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Signals watched processes sent to the agent, by `ktime_ns`: a copy of each record also sent
+/// through the ring, kept until user space has read that one. The daemon pins this map in bpffs,
+/// so a record the agent could not read before a SIGKILL landed survives it and the next start
+/// delivers it. LRU: a flood of signals evicts the oldest, never the last.
+#[map]
+pub static SIGNALS_TO_AGENT: LruHashMap<u64, FixedEvent<SignalBody>> =
+    LruHashMap::with_max_entries(256, 0);
 
 /// Records lost per process (tgid): a gap record names the processes that flooded.
 #[map]

@@ -165,6 +165,10 @@ fn assert_daemonset_is_least_privilege(ds: &Value) {
         mounts.contains(&("/var/lib/audit-agent".to_string(), false)),
         "writable spool"
     );
+    assert!(
+        mounts.contains(&("/sys/fs/bpf".to_string(), false)),
+        "the host's bpffs, writable: the signal map's pin outlives the container"
+    );
     let volumes = pod["volumes"].as_array().unwrap();
     let spool = volumes.iter().find(|v| v["name"] == "spool").unwrap();
     assert_eq!(
@@ -178,6 +182,7 @@ fn assert_daemonset_is_least_privilege(ds: &Value) {
                 "/sys/fs/cgroup",
                 "/sys/kernel/tracing",
                 "/sys/kernel/btf",
+                "/sys/fs/bpf",
                 "/var/lib/audit-agent"
             ]
             .contains(&p),

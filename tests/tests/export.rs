@@ -370,10 +370,61 @@ fn sigkill_with_sealed_and_unsealed_spool_then_restart_delivers_everything() {
         .collect();
     assert_eq!(crash.len(), 1, "the crash is on record once: {crash:#?}");
     let at = |k: &str| -> jiff::Timestamp { crash[0]["gap"][k].as_str().unwrap().parse().unwrap() };
-    assert!(at("from") <= killed_at, "gap starts before the kill: {:#}", crash[0]);
-    assert!(at("to") >= restarted_at, "gap ends at the restart: {:#}", crash[0]);
+    assert!(
+        at("from") <= killed_at,
+        "gap starts before the kill: {:#}",
+        crash[0]
+    );
+    assert!(
+        at("to") >= restarted_at,
+        "gap ends at the restart: {:#}",
+        crash[0]
+    );
     let (ok, out) = verify(&t, &[]);
     assert!(ok, "{out}");
+}
+
+#[test]
+fn a_sigkill_of_the_daemon_by_a_watched_process_is_on_record_after_restart() {
+    let cg = TestCgroup::new("sigkill-agent");
+    let dir = Scratch::new("sigkill-agent");
+    let t = file_target(&dir.path("store"));
+    let cfg = config(&t, &cg, &dir.path("spool"), "");
+    let mut agent = daemon(&cfg, &dir, &t.env);
+    let report = cg.workload(["kill", &agent.pid().to_string(), "9"]);
+    assert_eq!(report[0]["ret"], 0, "{report:?}");
+    agent.wait(Duration::from_secs(30));
+    // The dead daemon never read the record of its own SIGKILL; the kernel kept it.
+    let agent = daemon(&cfg, &dir, &t.env);
+    let _ = agent.stop();
+
+    let records = t.trail.records();
+    let sig: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "process.signal")
+        .collect();
+    assert_eq!(sig.len(), 1, "{sig:#?}");
+    assert_eq!(sig[0]["resource"]["signal"], "SIGKILL");
+    assert_eq!(sig[0]["process"]["pid"], report[0]["pid"]);
+    assert_eq!(sig[0]["agent"]["id"], "exporter-test");
+    let crash = records
+        .iter()
+        .find(|r| r["gap"]["reason"] == "agent_crash")
+        .expect("the crash is on record");
+    assert!(
+        crash["gap"]["from"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            <= sig[0]["time"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap(),
+        "the signal falls in the crash window: {crash:#} {:#}",
+        sig[0]
+    );
 }
 
 /// A trail with several manifests, to tamper with.

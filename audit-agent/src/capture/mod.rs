@@ -7,6 +7,7 @@
 
 pub(crate) mod btf;
 pub(crate) mod cgroup;
+mod pin;
 pub(crate) mod plan;
 pub(crate) mod preflight;
 pub(crate) mod tracefs;
@@ -30,7 +31,8 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 
-use self::{btf::Btf, cgroup::CgroupDir, tracefs::TraceFs};
+pub(crate) use self::pin::signal_pin_path;
+use self::{btf::Btf, cgroup::CgroupDir, pin::SignalPin, tracefs::TraceFs};
 use crate::{
     decode::{self, KernelEvent},
     policy::inode::Published,
@@ -164,6 +166,8 @@ pub(crate) struct CaptureOptions {
     pub(crate) max_pending_threads: u32,
     /// The root of the cgroup v2 hierarchy (where the `sock_addr` programs attach).
     pub(crate) cgroup_root: std::path::PathBuf,
+    /// Where to pin the map of signals sent to the agent (the daemon: see `pin.rs`).
+    pub(crate) signal_pin: Option<std::path::PathBuf>,
 }
 
 /// What to watch, in kernel terms.
@@ -193,6 +197,10 @@ pub(crate) struct Capture {
     protected: (Option<Published>, BTreeSet<(u32, u64)>),
     /// Records lost per process (`DROPS_BY_TGID`).
     drops: HashMap<MapData, u32, ProcessDrops>,
+    /// Signals sent to the agent, kept in the kernel until their records reached the trail.
+    signals: SignalPin,
+    /// Records a previous run left unread (its last signals), delivered first.
+    left_by_previous_run: Vec<KernelEvent>,
     current: WatchSet,
     /// Bumped at every filter change (invalidates the kernel's per-CPU verdict cache).
     generation: u32,
@@ -275,6 +283,10 @@ impl Capture {
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
         let protected_files = HashMap::try_from(take(&mut ebpf, "PROTECTED_FILES")?)?;
         let drops = HashMap::try_from(take(&mut ebpf, "DROPS_BY_TGID")?)?;
+        let (signals, left_by_previous_run) = SignalPin::take_over(
+            take(&mut ebpf, "SIGNALS_TO_AGENT")?,
+            opts.signal_pin.as_deref(),
+        )?;
         // SAFETY: the RingBuf owns its map fd and keeps it open for as long as the AsyncFd owns
         // the RingBuf; nothing else closes or replaces it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -290,6 +302,8 @@ impl Capture {
             protected_files,
             protected: (None, BTreeSet::new()),
             drops,
+            signals,
+            left_by_previous_run,
             current: WatchSet::default(),
             generation: 0,
             missing,
@@ -368,6 +382,10 @@ impl Capture {
         max: usize,
     ) -> io::Result<usize> {
         self.sync_protected();
+        if !self.left_by_previous_run.is_empty() {
+            out.append(&mut self.left_by_previous_run);
+            return Ok(0);
+        }
         loop {
             let mut guard = self.ring.readable_mut().await?;
             let (n, bad, drained) = drain(guard.get_inner_mut(), out, max);
@@ -402,6 +420,16 @@ impl Capture {
             let _ = self.protected_files.remove(&FileKey { dev, _pad: 0, ino });
         }
         self.protected.1 = want;
+    }
+
+    /// The records of these signals to the agent (by `ktime_ns`) reached the trail.
+    pub(crate) fn signals_delivered(&mut self, ktimes: &[u64]) {
+        self.signals.delivered(ktimes);
+    }
+
+    /// After a clean stop: nothing needs to outlive the agent in the kernel.
+    pub(crate) fn release(&mut self) {
+        self.signals.release();
     }
 
     /// Records lost so far per process (cumulative).

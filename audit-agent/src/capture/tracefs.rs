@@ -96,10 +96,15 @@ impl TraceFs {
 }
 
 fn mount_tracefs(target: &Path) -> std::io::Result<()> {
+    mount_pseudo_fs("tracefs", target)
+}
+
+/// Mounts a kernel pseudo file system (`tracefs`, `bpf`) at `target`.
+pub(super) fn mount_pseudo_fs(fstype: &str, target: &Path) -> std::io::Result<()> {
     let c = |s: &str| CString::new(s).map_err(std::io::Error::other);
     let target_c =
         CString::new(target.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
-    let (src, fstype) = (c("nodev")?, c("tracefs")?);
+    let (src, fstype) = (c("nodev")?, c(fstype)?);
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let r = unsafe {
         libc::mount(

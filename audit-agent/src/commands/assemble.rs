@@ -60,6 +60,8 @@ pub(crate) struct Extras<'a> {
     pub(crate) sequence: Option<Sequencer>,
     /// Overrides the configured ring buffer size.
     pub(crate) ring_buffer_bytes: Option<u32>,
+    /// Pin the map of signals sent to the agent here, so they outlive a SIGKILL (the daemon).
+    pub(crate) signal_pin: Option<std::path::PathBuf>,
     /// Observers besides the metrics (a trace summary).
     pub(crate) observers: Vec<Box<dyn crate::event::Observer>>,
 }
@@ -67,6 +69,7 @@ pub(crate) struct Extras<'a> {
 /// Loads and attaches the programs and makes them watch `plan` as resolved now.
 fn start_capture(
     ring_buffer_bytes: u32,
+    signal_pin: Option<std::path::PathBuf>,
     plan: &WatchPlan,
     cgroup2: &Cgroup2,
 ) -> anyhow::Result<(Capture, crate::capture::WatchSet)> {
@@ -75,6 +78,7 @@ fn start_capture(
         ring_buffer_bytes,
         max_pending_threads: 16384,
         cgroup_root: cgroup2.mount().to_path_buf(),
+        signal_pin,
     })?;
     for tp in &capture.missing {
         tracing::warn!(tracepoint = %tp, "tracepoint not available on this kernel; not captured");
@@ -148,7 +152,7 @@ pub(crate) async fn assemble(
     }
     let version = policy.version().to_string();
     let (registry, policy) = (Versioned::new(registry), Versioned::new(policy));
-    let (mut source_capture, set) = start_capture(ring, &plan, &cgroup2)?;
+    let (mut source_capture, set) = start_capture(ring, extras.signal_pin.take(), &plan, &cgroup2)?;
     // Protected files found by the policy's inode index get the ring buffer's reserve.
     let protected = inode::Published::default();
     source_capture.protect_from(protected.clone());

@@ -66,6 +66,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             start.next_seq,
         )),
         ring_buffer_bytes: args.kernel.ring_buffer_bytes,
+        signal_pin: Some(crate::capture::signal_pin_path(&export.spool_dir)),
         ..Default::default()
     };
     let mut a = assemble(settings, plan, Cgroup2::find()?, Box::new(writer), extras).await?;

@@ -220,6 +220,7 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
         )),
         ring_buffer_bytes: args.kernel.ring_buffer_bytes,
         observers: vec![Box::new(SummaryObserver(summary.clone()))],
+        signal_pin: None,
     };
     let a = assemble(settings, plan, cgroup2, Box::new(Tee(sinks)), extras).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -219,6 +219,15 @@ fn class_of(
             "Other",
             "moved a process to cgroup",
         ),
+        Action::CompatSyscall => (
+            1007,
+            "Process Activity",
+            1,
+            "System Activity",
+            99,
+            "Other",
+            "made a 32-bit system call on",
+        ),
         change => {
             let (id, name, verb) = file_activity(change);
             (

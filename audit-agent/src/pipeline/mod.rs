@@ -213,7 +213,9 @@ impl<S: Source> Pipeline<S> {
         self.process_batch()?;
         self.release_held(true)?;
         self.check_loss()?;
-        self.sink.close()
+        self.sink.close()?;
+        self.source.release();
+        Ok(())
     }
 
     fn refresh_watch(&mut self) -> anyhow::Result<()> {
@@ -234,6 +236,11 @@ impl<S: Source> Pipeline<S> {
         }
         let mut batch = std::mem::take(&mut self.batch);
         let n = batch.len();
+        let signals: Vec<u64> = batch
+            .iter()
+            .filter(|e| matches!(e.body, crate::decode::Body::Signal { .. }))
+            .map(|e| e.task.ktime_ns)
+            .collect();
         for ev in batch.drain(..) {
             if let Some(event) = self.enricher.enrich(ev) {
                 self.stage_and_emit(event)?;
@@ -244,7 +251,11 @@ impl<S: Source> Pipeline<S> {
         for o in &mut self.observers {
             o.batch(n);
         }
-        self.sink.flush()
+        self.sink.flush()?;
+        if !signals.is_empty() {
+            self.source.signals_delivered(&signals);
+        }
+        Ok(())
     }
 
     fn stage_and_emit(&mut self, mut event: Event) -> anyhow::Result<()> {

@@ -40,6 +40,12 @@ pub(crate) trait Source: Send {
 
     /// Makes the kernel report exactly `set`.
     fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()>;
+
+    /// The records of these signals to the agent (by `ktime_ns`) reached the sink.
+    fn signals_delivered(&mut self, _ktimes: &[u64]) {}
+
+    /// After a clean stop and a full drain: release what was kept to outlive a crash.
+    fn release(&mut self) {}
 }
 
 impl Source for Capture {
@@ -69,6 +75,14 @@ impl Source for Capture {
 
     fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()> {
         Capture::set_watch(self, set)
+    }
+
+    fn signals_delivered(&mut self, ktimes: &[u64]) {
+        Capture::signals_delivered(self, ktimes);
+    }
+
+    fn release(&mut self) {
+        Capture::release(self);
     }
 }
 
