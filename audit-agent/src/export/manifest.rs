@@ -152,8 +152,19 @@ pub(crate) fn decode(bytes: &[u8]) -> anyhow::Result<Parsed> {
 
 /// Reads an Ed25519 signing key: a file holding the 32-byte seed as 64 hex digits.
 pub(crate) fn load_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    use std::os::unix::fs::PermissionsExt as _;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read signing key {}", path.display()))?;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "signing key {} is accessible by other users (mode {:04o}): anyone who reads it can \
+             forge manifests; `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
     let seed: [u8; 32] = unhex(text.trim())
         .and_then(|v| v.try_into().ok())
         .with_context(|| {
@@ -232,8 +243,16 @@ mod tests {
     #[test]
     fn generated_keys_load() {
         let (seed, public) = generate_key().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = std::env::temp_dir().join(format!("audit-key-{}", std::process::id()));
         std::fs::write(&dir, &seed).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_signing_key(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("accessible by other users (mode 0644)"),
+            "{err}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o600)).unwrap();
         let k = load_signing_key(&dir).unwrap();
         assert_eq!(hex::encode(k.verifying_key().as_bytes()), public);
         std::fs::write(&dir, "nope").unwrap();

@@ -200,7 +200,7 @@ impl Sealer {
     fn write_object(&self, name: &str, gz: &[u8]) -> anyhow::Result<()> {
         let path = self.dirs.sealed.join(name);
         let tmp = path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = super::spool::create_private(&tmp)?;
         f.write_all(gz)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)?;

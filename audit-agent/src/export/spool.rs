@@ -73,18 +73,21 @@ impl SpoolDirs {
             ready: root.join("ready"),
             sealed: root.join("sealed"),
         };
-        for p in [&d.root, &d.open, &d.ready, &d.sealed] {
-            fs::create_dir_all(p).with_context(|| {
+        if let Some(parent) = d.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).with_context(|| {
                 format!(
-                    "cannot create spool directory {} (set [export] spool_dir to a writable \
-                     directory; on Kubernetes a hostPath)",
-                    p.display()
+                    "cannot create {} (set [export] spool_dir to a writable directory; on \
+                     Kubernetes a hostPath)",
+                    parent.display()
                 )
             })?;
         }
+        for p in [&d.root, &d.open, &d.ready, &d.sealed] {
+            private_dir(p)?;
+        }
         // Probe writability now rather than on the first record.
         let probe = d.root.join(".write-test");
-        fs::write(&probe, b"ok")
+        write_private(&probe, b"ok")
             .with_context(|| format!("spool directory {} is not writable", d.root.display()))?;
         let _ = fs::remove_file(probe);
         Ok(d)
@@ -124,7 +127,7 @@ impl SpoolDirs {
 
     /// Records that the daemon is alive now (the `alive` file's modification time).
     pub(crate) fn mark_alive(&self) -> std::io::Result<()> {
-        OpenOptions::new()
+        private_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -153,12 +156,83 @@ impl SpoolDirs {
     }
 }
 
+/// The spool is private: directories 0700 and files 0600 whatever the umask, and no symlink is
+/// ever followed in it. Its directories are checked (real directories, owned by the daemon's
+/// user) when the spool opens; after that only that user can add entries, and every file is
+/// opened with `O_NOFOLLOW` — new ones with `O_EXCL` after removing whatever had the name, so a
+/// planted symlink is replaced, never written through.
+fn private_dir(p: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    match fs::DirBuilder::new().mode(0o700).create(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot create spool directory {} (set [export] spool_dir to a writable \
+                     directory; on Kubernetes a hostPath)",
+                    p.display()
+                )
+            });
+        }
+    }
+    let m = fs::symlink_metadata(p)
+        .with_context(|| format!("cannot inspect spool directory {}", p.display()))?;
+    if !m.file_type().is_dir() {
+        anyhow::bail!(
+            "spool directory {} is not a directory (a symlink or file); refusing to use it: \
+             remove it or set [export] spool_dir elsewhere",
+            p.display()
+        );
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me {
+        anyhow::bail!(
+            "spool directory {} is owned by uid {}, not by this daemon's uid {me}; refusing to \
+             use it (another user could read or replace records): chown it or choose another \
+             [export] spool_dir",
+            p.display(),
+            m.uid()
+        );
+    }
+    if m.mode() & 0o777 != 0o700 {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make spool directory {} private", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Options for every file in the spool: mode 0600, symlinks not followed.
+pub(crate) fn private_options() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut o = OpenOptions::new();
+    o.mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    o
+}
+
+/// Creates `path` afresh (whatever had the name, a planted symlink included, is removed first).
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    private_options().write(true).create_new(true).open(path)
+}
+
+/// Writes `bytes` to a new private file at `path`.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    create_private(path)?.write_all(bytes)
+}
+
 /// Writes `path` atomically and durably: temp file, fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f =
-            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+            create_private(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -261,7 +335,7 @@ impl SpoolWriter {
             seg.buf.clear();
             let to = self.dirs.ready.join(seg.name.file_name());
             // The sidecar first: a ready segment without one is simply rescanned.
-            fs::write(meta_path(&to), serde_json::to_vec(&seg.meta)?)?;
+            write_private(&meta_path(&to), &serde_json::to_vec(&seg.meta)?)?;
             fs::rename(&seg.path, &to)
                 .with_context(|| format!("cannot move {} to ready/", seg.path.display()))?;
             (self.on_ready)();
@@ -303,7 +377,7 @@ impl Sink for SpoolWriter {
                 partition: key.clone(),
             };
             let path = self.dirs.open.join(name.file_name());
-            let file = OpenOptions::new()
+            let file = private_options()
                 .create(true)
                 .append(true)
                 .open(&path)
@@ -387,7 +461,7 @@ pub(crate) fn recover_open_segments(dirs: &SpoolDirs) -> anyhow::Result<Option<u
 }
 
 fn truncate_torn_tail(path: &Path) -> anyhow::Result<()> {
-    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut f = private_options().read(true).write(true).open(path)?;
     let len = f.metadata()?.len();
     if len == 0 {
         return Ok(());
@@ -441,7 +515,92 @@ pub(crate) fn spool_size(dirs: &SpoolDirs) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _, symlink};
+
     use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("audit-spool-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_spool_is_private_whatever_the_umask() {
+        let d = scratch("private");
+        let root = d.join("spool");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: umask has no preconditions; restored below.
+        let old = unsafe { libc::umask(0) };
+        let made = SpoolDirs::create(&root).and_then(|s| {
+            s.save_state(&State::default())?;
+            Ok(s)
+        });
+        unsafe { libc::umask(old) };
+        let dirs = made.unwrap();
+        for p in [&dirs.root, &dirs.open, &dirs.ready, &dirs.sealed] {
+            assert_eq!(
+                fs::metadata(p).unwrap().mode() & 0o777,
+                0o700,
+                "{}",
+                p.display()
+            );
+        }
+        let state = fs::metadata(dirs.state_path()).unwrap();
+        assert_eq!(state.mode() & 0o777, 0o600);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn planted_symlinks_are_replaced_never_written_through() {
+        let d = scratch("symlinks");
+        let victim = d.join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let root = d.join("spool");
+        let dirs = SpoolDirs::create(&root).unwrap();
+        for planted in [
+            root.join(".write-test"),
+            root.join("state.tmp"),
+            root.join("alive"),
+        ] {
+            let _ = fs::remove_file(&planted);
+            symlink(&victim, &planted).unwrap();
+        }
+        SpoolDirs::create(&root).unwrap();
+        dirs.save_state(&State::default()).unwrap();
+        let alive = dirs.mark_alive();
+        assert!(
+            alive.is_err(),
+            "the alive file is opened without following a symlink"
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_spool_that_is_a_symlink_or_someone_elses_is_refused() {
+        let d = scratch("refused");
+        let real = d.join("elsewhere");
+        fs::create_dir(&real).unwrap();
+        let link = d.join("spool");
+        symlink(&real, &link).unwrap();
+        let err = format!("{:#}", SpoolDirs::create(&link).unwrap_err());
+        assert!(
+            err.contains("is not a directory (a symlink or file)"),
+            "{err}"
+        );
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let theirs = d.join("theirs");
+            fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let err = format!("{:#}", SpoolDirs::create(&theirs).unwrap_err());
+            assert!(err.contains("is owned by uid 65534"), "{err}");
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn torn_tails_are_cut_to_the_last_complete_line() {

@@ -114,7 +114,8 @@ impl Uploader {
             Err(e) => self.stats.error(&e),
         }
         let probe = self.dirs.root.join(".write-test");
-        let ok = fs::write(&probe, b"ok").is_ok() && fs::remove_file(&probe).is_ok();
+        let ok =
+            super::spool::write_private(&probe, b"ok").is_ok() && fs::remove_file(&probe).is_ok();
         self.stats.spool_writable.store(ok, Ordering::Relaxed);
     }
 
