@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::{
-    event::Event,
+    event::{Event, GapReason},
     format::{Format, write_event},
 };
 
@@ -12,8 +12,9 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Accepted {
     Yes,
-    /// No room (spool full): the pipeline counts it and writes a gap record.
-    Dropped,
+    /// No room (spool limit, full or failing disk): the pipeline counts it and writes a gap
+    /// record with this reason.
+    Dropped(GapReason),
 }
 
 /// The last stage of the pipeline.

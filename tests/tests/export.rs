@@ -427,6 +427,112 @@ fn a_sigkill_of_the_daemon_by_a_watched_process_is_on_record_after_restart() {
     );
 }
 
+/// A small tmpfs, unmounted when dropped.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(at: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs at {}", at.display());
+        Self(at)
+    }
+
+    /// Fills the file system with `filler` until `leave` bytes are free.
+    fn fill(&self, leave: u64) -> PathBuf {
+        let filler = self.0.join("filler");
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.0)
+            .output();
+        let avail: u64 = String::from_utf8_lossy(&out.unwrap().stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let f = std::fs::File::create(&filler).unwrap();
+        f.set_len(0).unwrap();
+        use std::io::Write as _;
+        let mut w = std::io::BufWriter::new(f);
+        let chunk = vec![0u8; 64 * 1024];
+        let mut left = avail.saturating_sub(leave);
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            w.write_all(&chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+        w.flush().unwrap();
+        filler
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_degrades_to_counted_loss_and_recovers_when_space_returns() {
+    let cg = TestCgroup::new("diskfull");
+    let dir = Scratch::new("diskfull");
+    let t = file_target(&dir.path("store"));
+    let small = SmallFs::mount(dir.path("small"), "8m");
+    let spool = small.0.join("spool");
+    let cfg = config(&t, &cg, &spool, "segment_max_bytes = 65536");
+    // Full before the daemon starts: it starts anyway.
+    std::fs::create_dir_all(&spool).unwrap();
+    let filler = small.fill(64 * 1024);
+    let mut agent = daemon(&cfg, &dir, &t.env);
+    let prefix = marker_prefix("diskfull");
+    let flooded = pid_of(&cg.workload(["open-many", &format!("{prefix}-a"), "300", "0"]));
+    agent.wait_for_stderr(
+        "records dropped; gap record written",
+        Duration::from_secs(60),
+    );
+    // Space returns: writing resumes without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    agent.wait_for_stderr("can be written again", Duration::from_secs(60));
+    let after = pid_of(&cg.workload(["open-many", &format!("{prefix}-b"), "300", "0"]));
+    let _ = agent.stop();
+
+    let records = t.trail.records();
+    let of = |pid: i64| {
+        records
+            .iter()
+            .filter(|r| r["process"]["pid"] == pid)
+            .count() as u64
+    };
+    let gaps: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["gap"]["reason"] == "disk_full")
+        .collect();
+    let lost: u64 = gaps
+        .iter()
+        .map(|g| g["gap"]["lost"].as_u64().unwrap())
+        .sum();
+    assert!(lost > 0, "the loss is on record: {gaps:#?}");
+    // The same workload after recovery is delivered whole: it says how many records the flooded
+    // one made (exec, loader opens, markers); each of those is delivered or counted as lost.
+    assert_all_markers_once(&records, &format!("{prefix}-b"), 0..300);
+    assert_eq!(
+        of(flooded) + lost,
+        of(after),
+        "delivered {} + lost {lost} = performed {}",
+        of(flooded),
+        of(after)
+    );
+    let (ok, out) = verify(&t, &[]);
+    assert!(ok, "{out}");
+}
+
 /// A trail with several manifests, to tamper with.
 fn trail_with_manifests(t: &Target, tag: &str, extra: &str) {
     let cg = TestCgroup::new(tag);

@@ -132,6 +132,10 @@ named_enum! {
         DecodeError = "decode_error",
         /// The spool size limit was hit.
         SpoolFull = "spool_full",
+        /// The spool's file system is full (or below the room sealing needs).
+        DiskFull = "disk_full",
+        /// Writing to the spool failed for another reason (an I/O error).
+        SpoolWriteFailed = "spool_write_failed",
         /// The daemon was stopped between `from` and `to`.
         AgentRestart = "agent_restart",
         /// The daemon did not stop cleanly.

@@ -316,14 +316,17 @@ impl Exporter {
             conf.gzip_level,
             stats.clone(),
         )?;
-        let recovered = sealer
-            .seal_ready()
-            .context("sealing segments left by the previous run")?;
-        if recovered > 0 {
-            tracing::info!(
+        match sealer.seal_ready() {
+            Ok(0) => {}
+            Ok(recovered) => tracing::info!(
                 objects = recovered,
                 "sealed segments left by the previous run"
-            );
+            ),
+            // A full disk: upload what is sealed first (that frees room); the sealer retries.
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "cannot seal what the previous run left yet; will retry"
+            ),
         }
         let sealer = Arc::new(Mutex::new(sealer));
         let upload_wake = Arc::new(Notify::new());

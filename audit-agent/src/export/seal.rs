@@ -98,7 +98,11 @@ impl Sealer {
         }
         state.clean_shutdown = false;
         state.stopped_at = None;
-        s.dirs.save_state(&state)?;
+        if let Err(e) = s.dirs.save_state(&state) {
+            // A full disk: starting (and uploading, which frees it) matters more; the next
+            // successful seal writes the state.
+            tracing::error!(error = %format!("{e:#}"), "cannot write the spool state now");
+        }
         s.state = state;
         let start = StartInfo {
             previous,
@@ -200,9 +204,15 @@ impl Sealer {
     fn write_object(&self, name: &str, gz: &[u8]) -> anyhow::Result<()> {
         let path = self.dirs.sealed.join(name);
         let tmp = path.with_extension("tmp");
-        let mut f = super::spool::create_private(&tmp)?;
-        f.write_all(gz)?;
-        f.sync_all()?;
+        let written = super::spool::create_private(&tmp).and_then(|mut f| {
+            f.write_all(gz)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            // A partial object would only take the room the next attempt needs.
+            let _ = fs::remove_file(&tmp);
+            return Err(e.into());
+        }
         fs::rename(&tmp, &path)?;
         self.stats.spool_bytes.inc_by(gz.len() as i64);
         Ok(())

@@ -30,7 +30,7 @@ use super::{
     manifest::Link,
 };
 use crate::{
-    event::{Event, Timestamp},
+    event::{Event, GapReason, Timestamp},
     format::native,
     sink::{Accepted, Sink},
 };
@@ -87,8 +87,19 @@ impl SpoolDirs {
         }
         // Probe writability now rather than on the first record.
         let probe = d.root.join(".write-test");
-        write_private(&probe, b"ok")
-            .with_context(|| format!("spool directory {} is not writable", d.root.display()))?;
+        match write_private(&probe, b"ok") {
+            Ok(()) => {}
+            // A full disk is not a configuration error: the daemon starts, uploads what the
+            // spool holds (freeing it) and counts what it cannot write.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                tracing::error!(spool = %d.root.display(), "the spool's file system is full");
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("spool directory {} is not writable", d.root.display())
+                });
+            }
+        }
         let _ = fs::remove_file(probe);
         Ok(d)
     }
@@ -251,6 +262,8 @@ struct OpenSegment {
     file: File,
     /// Bytes appended but not yet written to the file.
     buf: Vec<u8>,
+    /// Length of the file: what was written whole.
+    written: u64,
     bytes: u64,
     opened: Instant,
     meta: SegmentMeta,
@@ -304,11 +317,20 @@ pub(crate) struct SpoolLimits {
 }
 
 /// The sink that appends records to the spool.
+///
+/// A full or failing disk degrades to counted loss, never a dead daemon: while the spool cannot
+/// be written (or its file system has less free space than sealing needs, [`SpoolWriter::reserve`])
+/// new records are refused with the reason (`disk_full`, `spool_write_failed`) and counted into
+/// gap records, records already accepted wait in memory, and writing resumes when space returns.
 pub(crate) struct SpoolWriter {
     dirs: SpoolDirs,
     limits: SpoolLimits,
     open: HashMap<Partition, OpenSegment>,
     stats: Arc<ExportStats>,
+    /// Why the spool cannot be written now, if it cannot.
+    unwritable: Option<GapReason>,
+    /// When free space was last checked.
+    space_checked: Option<Instant>,
     /// Called when a segment is closed (wakes the sealer).
     on_ready: Box<dyn Fn() + Send>,
 }
@@ -325,21 +347,102 @@ impl SpoolWriter {
             limits,
             open: HashMap::new(),
             stats,
+            unwritable: None,
+            space_checked: None,
             on_ready,
         }
     }
 
-    fn close_segment(&mut self, key: &Partition) -> anyhow::Result<()> {
-        if let Some(mut seg) = self.open.remove(key) {
-            seg.file.write_all(&seg.buf)?;
-            seg.buf.clear();
-            let to = self.dirs.ready.join(seg.name.file_name());
-            // The sidecar first: a ready segment without one is simply rescanned.
-            write_private(&meta_path(&to), &serde_json::to_vec(&seg.meta)?)?;
-            fs::rename(&seg.path, &to)
-                .with_context(|| format!("cannot move {} to ready/", seg.path.display()))?;
-            (self.on_ready)();
+    /// Free space the spool's file system must keep: sealing writes a compressed copy of a
+    /// segment before removing it, and state and manifests need room too.
+    fn reserve(&self) -> u64 {
+        (1 << 20).max(self.limits.segment_max_bytes / 4)
+    }
+
+    /// Notes a failed write: records are refused until the spool can be written again.
+    fn failed(&mut self, e: &std::io::Error) {
+        let reason = match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => GapReason::DiskFull,
+            _ => GapReason::SpoolWriteFailed,
+        };
+        if self.unwritable.is_none() {
+            tracing::error!(
+                spool = %self.dirs.root.display(),
+                error = %e,
+                "cannot write the spool: refusing new records and counting them in gap records \
+                 until it can be written again (records already accepted wait in memory)"
+            );
         }
+        self.unwritable = Some(reason);
+    }
+
+    /// At most every 200 ms: whether the spool's file system still has the reserve; when the
+    /// spool was unwritable and has room again, writes what waited and resumes.
+    fn check_space(&mut self) {
+        if self
+            .space_checked
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.space_checked = Some(Instant::now());
+        let Some(free) = free_bytes(&self.dirs.root) else {
+            return;
+        };
+        if free < self.reserve() {
+            if self.unwritable.is_none() {
+                tracing::error!(
+                    spool = %self.dirs.root.display(),
+                    free,
+                    reserve = self.reserve(),
+                    "the spool's file system is full: refusing new records and counting them in \
+                     gap records until space returns"
+                );
+                self.unwritable = Some(GapReason::DiskFull);
+            }
+            return;
+        }
+        if self.unwritable.is_some() && self.write_buffers().is_ok() {
+            tracing::info!(spool = %self.dirs.root.display(), "the spool can be written again");
+            self.unwritable = None;
+        }
+    }
+
+    /// Writes every segment's buffer to its file.
+    fn write_buffers(&mut self) -> std::io::Result<()> {
+        let mut result = Ok(());
+        for seg in self.open.values_mut() {
+            if let Err(e) = seg.write_out() {
+                result = Err(e);
+            }
+        }
+        if let Err(e) = &result {
+            self.failed(e);
+        }
+        result
+    }
+
+    fn close_segment(&mut self, key: &Partition) -> anyhow::Result<()> {
+        let Some(mut seg) = self.open.remove(key) else {
+            return Ok(());
+        };
+        let to = self.dirs.ready.join(seg.name.file_name());
+        if let Err(e) = seg.write_out() {
+            // Kept open, its records in memory, until the spool can be written.
+            self.failed(&e);
+            self.open.insert(key.clone(), seg);
+            return Ok(());
+        }
+        // The sidecar first: a ready segment without one is simply rescanned.
+        if let Err(e) = write_private(&meta_path(&to), &serde_json::to_vec(&seg.meta)?) {
+            tracing::warn!(error = %e, "cannot write a segment's sidecar; sealing rescans it");
+        }
+        if let Err(e) = fs::rename(&seg.path, &to) {
+            self.failed(&e);
+            self.open.insert(key.clone(), seg);
+            return Ok(());
+        }
+        (self.on_ready)();
         Ok(())
     }
 
@@ -364,11 +467,18 @@ impl Sink for SpoolWriter {
         native::write(e, &mut line)?;
         line.push(b'\n');
         let len = line.len() as u64;
-        // Gap records always fit: they are what makes a loss visible.
-        if e.gap().is_none()
-            && self.stats.spool_bytes.get().max(0) as u64 + len > self.limits.max_bytes
-        {
-            return Ok(Accepted::Dropped);
+        // Gap records always fit: they are what makes a loss visible (while the disk is full
+        // they wait in memory with the records accepted before it filled).
+        if e.gap().is_none() {
+            if self.unwritable.is_some() {
+                self.check_space();
+            }
+            if let Some(reason) = self.unwritable {
+                return Ok(Accepted::Dropped(reason));
+            }
+            if self.stats.spool_bytes.get().max(0) as u64 + len > self.limits.max_bytes {
+                return Ok(Accepted::Dropped(GapReason::SpoolFull));
+            }
         }
         let key = Partition::of(e);
         if !self.open.contains_key(&key) {
@@ -377,11 +487,15 @@ impl Sink for SpoolWriter {
                 partition: key.clone(),
             };
             let path = self.dirs.open.join(name.file_name());
-            let file = private_options()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .with_context(|| format!("cannot create spool segment {}", path.display()))?;
+            let file = match private_options().create(true).append(true).open(&path) {
+                Ok(f) => f,
+                Err(err) => {
+                    self.failed(&err);
+                    return Ok(Accepted::Dropped(
+                        self.unwritable.unwrap_or(GapReason::DiskFull),
+                    ));
+                }
+            };
             self.open.insert(
                 key.clone(),
                 OpenSegment {
@@ -389,26 +503,32 @@ impl Sink for SpoolWriter {
                     path,
                     file,
                     buf: Vec::with_capacity(64 * 1024),
+                    written: 0,
                     bytes: 0,
                     opened: Instant::now(),
                     meta: SegmentMeta::new(e.seq, e.time),
                 },
             );
         }
-        let full = {
+        let (full, written) = {
             let seg = self.open.get_mut(&key).expect("inserted above");
             seg.meta.add(e.seq, e.time);
             seg.buf.extend_from_slice(&line);
             seg.bytes += len;
-            if seg.buf.len() >= 256 * 1024 {
-                seg.file.write_all(&seg.buf)?;
-                seg.buf.clear();
-            }
-            seg.bytes >= self.limits.segment_max_bytes
+            // While the spool is unwritable, buffers (of gap records) wait for `check_space`.
+            let written = if seg.buf.len() >= 256 * 1024 && self.unwritable.is_none() {
+                seg.write_out()
+            } else {
+                Ok(())
+            };
+            (seg.bytes >= self.limits.segment_max_bytes, written)
         };
+        if let Err(err) = written {
+            self.failed(&err);
+        }
         self.stats.spool_bytes.inc_by(len as i64);
         self.stats.records_spooled.inc();
-        if full {
+        if full && self.unwritable.is_none() {
             self.close_segment(&key)?;
         }
         Ok(Accepted::Yes)
@@ -417,11 +537,12 @@ impl Sink for SpoolWriter {
     /// Writes every buffered record to its segment file (the acknowledgement point: from here a
     /// crash of the agent loses nothing) and rotates segments by age.
     fn flush(&mut self) -> anyhow::Result<()> {
-        for seg in self.open.values_mut() {
-            if !seg.buf.is_empty() {
-                seg.file.write_all(&seg.buf)?;
-                seg.buf.clear();
-            }
+        self.check_space();
+        if self.unwritable.is_some() {
+            return Ok(());
+        }
+        if self.write_buffers().is_err() {
+            return Ok(());
         }
         self.rotate_by_age()
     }
@@ -432,8 +553,45 @@ impl Sink for SpoolWriter {
         for k in keys {
             self.close_segment(&k)?;
         }
+        let unwritten: usize = self.open.values().map(|s| s.buf.len()).sum();
+        if unwritten > 0 {
+            tracing::error!(
+                bytes = unwritten,
+                "records accepted while the spool could not be written are lost at this stop"
+            );
+        }
         Ok(())
     }
+}
+
+impl OpenSegment {
+    /// Writes the buffer to the file. A partial write is cut off again (the buffer stays, to be
+    /// written whole later), so the file never holds a torn record.
+    fn write_out(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        match self.file.write_all(&self.buf) {
+            Ok(()) => {
+                self.written += self.buf.len() as u64;
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.written);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs into a zeroed struct, with a valid NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Recovery at start: segments left open by a previous run become ready (a torn last line from

@@ -112,34 +112,44 @@ impl LossTracker {
     }
 }
 
-/// Records the sink refused (spool full), waiting to be reported as one gap.
+/// Records the sink refused (spool full, disk full), waiting to be reported as one gap per
+/// reason.
 #[derive(Debug, Default)]
-pub(crate) struct Dropped {
+pub(crate) struct Dropped(BTreeMap<GapReason, Refused>);
+
+#[derive(Debug)]
+struct Refused {
     count: u64,
-    seqs: Option<(u64, u64)>,
-    window: Option<(Timestamp, Timestamp)>,
+    seqs: (u64, u64),
+    window: (Timestamp, Timestamp),
     by_action: BTreeMap<String, u64>,
 }
 
 impl Dropped {
     /// Counts one refused record.
-    pub(crate) fn add(&mut self, seq: u64, time: Timestamp, action: &str) {
-        self.count += 1;
-        self.seqs = Some(self.seqs.map_or((seq, seq), |(f, _)| (f, seq)));
-        self.window = Some(
-            self.window
-                .map_or((time, time), |(f, t)| (f.min(time), t.max(time))),
-        );
-        *self.by_action.entry(action.to_string()).or_insert(0) += 1;
+    pub(crate) fn add(&mut self, reason: GapReason, seq: u64, time: Timestamp, action: &str) {
+        let r = self.0.entry(reason).or_insert_with(|| Refused {
+            count: 0,
+            seqs: (seq, seq),
+            window: (time, time),
+            by_action: BTreeMap::new(),
+        });
+        r.count += 1;
+        r.seqs.1 = seq;
+        r.window = (r.window.0.min(time), r.window.1.max(time));
+        *r.by_action.entry(action.to_string()).or_insert(0) += 1;
     }
 
-    /// The gap for everything counted since the last call, if anything.
-    pub(crate) fn take(&mut self) -> Option<Gap> {
-        let d = std::mem::take(self);
-        let (from, to) = d.window?;
-        let mut g = gap(d.count, GapReason::SpoolFull, d.by_action, from, to);
-        g.seqs = d.seqs;
-        Some(g)
+    /// The gaps for everything counted since the last call.
+    pub(crate) fn take(&mut self) -> Vec<Gap> {
+        std::mem::take(&mut self.0)
+            .into_iter()
+            .map(|(reason, r)| {
+                let mut g = gap(r.count, reason, r.by_action, r.window.0, r.window.1);
+                g.seqs = Some(r.seqs);
+                g
+            })
+            .collect()
     }
 }
 
@@ -175,16 +185,20 @@ mod tests {
     }
 
     #[test]
-    fn refused_records_become_one_gap_with_their_seq_range() {
+    fn refused_records_become_one_gap_per_reason_with_their_seq_range() {
         let mut d = Dropped::default();
-        assert!(d.take().is_none());
-        d.add(7, from_nanos(20), "file.open");
-        d.add(9, from_nanos(10), "process.exec");
-        let g = d.take().unwrap();
+        assert!(d.take().is_empty());
+        d.add(GapReason::SpoolFull, 7, from_nanos(20), "file.open");
+        d.add(GapReason::SpoolFull, 9, from_nanos(10), "process.exec");
+        d.add(GapReason::DiskFull, 10, from_nanos(30), "file.open");
+        let gaps = d.take();
+        assert_eq!(gaps.len(), 2);
+        let g = &gaps[0];
         assert_eq!((g.lost, g.seqs), (2, Some((7, 9))));
         assert_eq!((g.from, g.to), (from_nanos(10), from_nanos(20)));
         assert_eq!(g.reason, GapReason::SpoolFull);
-        assert!(d.take().is_none(), "taken once");
+        assert_eq!((gaps[1].reason, gaps[1].lost), (GapReason::DiskFull, 1));
+        assert!(d.take().is_empty(), "taken once");
     }
 
     #[test]

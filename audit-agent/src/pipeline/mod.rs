@@ -276,8 +276,9 @@ impl<S: Source> Pipeline<S> {
 
     fn emit(&mut self, mut event: Event) -> anyhow::Result<()> {
         self.seq.stamp(&mut event);
-        if self.sink.write(&event)? == Accepted::Dropped {
-            self.dropped.add(event.seq, event.time, event.action_name());
+        if let Accepted::Dropped(reason) = self.sink.write(&event)? {
+            self.dropped
+                .add(reason, event.seq, event.time, event.action_name());
             return Ok(());
         }
         match &event.body {
@@ -296,14 +297,15 @@ impl<S: Source> Pipeline<S> {
 
     /// Writes a gap record for records the sink refused since the last check.
     fn report_dropped(&mut self) -> anyhow::Result<()> {
-        let Some(g) = self.dropped.take() else {
-            return Ok(());
-        };
-        tracing::error!(
-            lost = g.lost,
-            "spool full: records dropped; gap record written"
-        );
-        self.emit_gap_now(g)
+        for g in self.dropped.take() {
+            tracing::error!(
+                lost = g.lost,
+                reason = %g.reason,
+                "spool full: records dropped; gap record written"
+            );
+            self.emit_gap_now(g)?;
+        }
+        Ok(())
     }
 
     /// Writes a gap record now (e.g. for the time the agent was not running).

@@ -23,7 +23,7 @@ struct Collect {
 impl Sink for Collect {
     fn write(&mut self, e: &Event) -> anyhow::Result<Accepted> {
         if *self.refuse.lock().unwrap() && e.gap().is_none() {
-            return Ok(Accepted::Dropped);
+            return Ok(Accepted::Dropped(GapReason::SpoolFull));
         }
         self.events.lock().unwrap().push(e.clone());
         Ok(Accepted::Yes)

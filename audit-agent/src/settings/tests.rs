@@ -99,6 +99,11 @@ fn a_missing_or_garbage_signing_key_is_an_error_at_its_line() {
     std::fs::create_dir_all(&dir).unwrap();
     let garbage = dir.join("garbage.key");
     std::fs::write(&garbage, "not a key").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let readable = dir.join("readable.key");
+    std::fs::write(&readable, "00".repeat(32)).unwrap();
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
     let cfg = |key: &std::path::Path| {
         format!(
             "[export]\nstore = \"file:///tmp/x\"\nsigning_key = \"{}\"\n",
@@ -112,6 +117,11 @@ fn a_missing_or_garbage_signing_key_is_an_error_at_its_line() {
     );
     let e = errors(&cfg(&garbage));
     assert!(e[0].contains("64 hex digits"), "{e:?}");
+    let e = errors(&cfg(&readable));
+    assert!(
+        e[0].contains("is accessible by other users (mode 0644)") && e[0].contains("chmod 600"),
+        "{e:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
