@@ -14,8 +14,8 @@ use crate::{
     event::{Action, Decision, OutcomeKind, Timestamp},
     export::{
         layout::{self, AUDIT_PARTITION, ObjectFormat},
+        object::{MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
         store::{Store, unusable},
-        verify::{MAX_OBJECT_BYTES, gunzip},
     },
     format::native::{self, ResourceIn},
     policy::pattern::Resources,
@@ -303,16 +303,12 @@ async fn plan(store: &Store, f: &Filter, stats: &mut ScanStats) -> anyhow::Resul
 }
 
 fn scan_object(gz: &[u8], f: &Filter, hits: &mut Vec<Hit>) -> Result<u64, String> {
-    let raw = gunzip(gz, MAX_OBJECT_BYTES).map_err(|e| e.to_string())?;
+    let mut lines = ObjectLines::new(gz, MAX_OBJECT_BYTES);
     let mut n = 0;
-    for (i, line) in raw
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .filter(|(_, l)| !l.is_empty())
-    {
+    while let Some(line) = lines.next_line().map_err(|e| e.to_string())? {
         n += 1;
-        let light: Light<'_> = serde_json::from_slice(line)
-            .map_err(|e| format!("line {}: not a record: {e}", i + 1))?;
+        let light: Light<'_> =
+            serde_json::from_slice(line).map_err(|e| format!("record {n}: not a record: {e}"))?;
         if f.matches(&light) {
             hits.push(Hit {
                 time: light.time.to_string(),
@@ -329,10 +325,15 @@ fn scan_object(gz: &[u8], f: &Filter, hits: &mut Vec<Hit>) -> Result<u64, String
 type ObjectScan = (String, usize, Result<(u64, Vec<Hit>), String>);
 
 async fn scan(store: &Store, key: String, f: Arc<Filter>) -> anyhow::Result<ObjectScan> {
-    let bytes = store
-        .get(&key)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("object {key} vanished while querying"))?;
+    let bytes = match store.get_bounded(&key, MAX_STORED_BYTES).await {
+        Ok(Some(b)) => b,
+        Ok(None) => anyhow::bail!("object {key} vanished while querying"),
+        Err(crate::export::store::GetError::TooLarge(n)) => {
+            let why = format!("{n} bytes, more than any object audit-agent writes");
+            return Ok((key, 0, Err(why)));
+        }
+        Err(crate::export::store::GetError::Store(e)) => return Err(e),
+    };
     let len = bytes.len();
     let scanned = tokio::task::spawn_blocking(move || {
         let mut hits = Vec::new();

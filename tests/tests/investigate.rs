@@ -562,6 +562,73 @@ fn query_bad_input_and_corrupt_objects_get_clear_errors() {
     );
 }
 
+/// The largest resident set of any child this test process has waited for, in bytes.
+fn children_max_rss() -> u64 {
+    // SAFETY: getrusage into a zeroed struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    ru.ru_maxrss as u64 * 1024
+}
+
+#[test]
+fn gzip_bombs_and_huge_lines_cost_a_clear_error_not_memory() {
+    use std::io::Write as _;
+    let d = Scratch::new("q-bomb");
+    let store = d.path("store");
+    let url = format!("file://{}", store.display());
+    let w = write_trail(url.clone(), vec![], None, "qbomb");
+    let gz = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    // 128 MiB of newlines in about 130 KB (concatenated gzip members of 1 MiB each): more than
+    // any object audit-agent writes (segments are at most 64 MiB).
+    let member = gz(&vec![b'\n'; 1 << 20]);
+    let bomb: Vec<u8> = member.repeat(128);
+    // One 8 MiB line (no record is longer than 4 MiB).
+    let line = gz(&vec![b'x'; 8 << 20]);
+    let trail = Trail::dir(&store);
+    let keys: Vec<String> = trail.objects("v1").into_keys().take(2).collect();
+    trail.put(&keys[0], bomb);
+    trail.put(&keys[1], line);
+    for (cmd, args) in [("query", vec!["--skip-corrupt"]), ("verify", vec![])] {
+        let o = Command::new(agent_bin())
+            .arg(cmd)
+            .arg(&w.url)
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = format!("{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+        let (bomb, line) = if cmd == "query" {
+            // Bounded by what audit-agent ever writes.
+            (
+                "decompresses to more than 71303168 bytes",
+                "line 1 is longer than 4194304 bytes",
+            )
+        } else {
+            // Bounded by what the manifest says the object holds.
+            ("decompresses to more than", "decompresses to more than")
+        };
+        for (key, why) in [(&keys[0], bomb), (&keys[1], line)] {
+            let at = err
+                .find(key.as_str())
+                .unwrap_or_else(|| panic!("{cmd}: {err}"));
+            assert!(
+                err[at..].lines().next().unwrap().contains(why),
+                "{cmd}: {err}"
+            );
+        }
+        // query skips them as asked; verify fails.
+        assert_eq!(o.status.success(), cmd == "query", "{cmd}: {err}");
+        assert!(
+            children_max_rss() < 300 << 20,
+            "{cmd} stayed small: max RSS {} MiB",
+            children_max_rss() >> 20
+        );
+    }
+}
+
 #[test]
 fn query_table_output_is_aligned() {
     let d = Scratch::new("q-table");

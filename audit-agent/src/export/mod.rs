@@ -4,6 +4,7 @@
 
 pub(crate) mod layout;
 pub(crate) mod manifest;
+pub(crate) mod object;
 mod seal;
 mod spool;
 pub(crate) mod store;
@@ -66,11 +67,15 @@ impl ExportSettings {
                 ),
             );
         }
-        if *c.segment_max_bytes.get_ref() < 1024 {
-            let v = c.segment_max_bytes.get_ref();
+        let v = *c.segment_max_bytes.get_ref();
+        if !(1024..=object::MAX_SEGMENT_BYTES).contains(&v) {
             p.at(
                 c.segment_max_bytes.span(),
-                format!("export.segment_max_bytes: {v} is below 1024"),
+                format!(
+                    "export.segment_max_bytes: {v} is outside 1024..={} (objects are read back \
+                     with bounded memory)",
+                    object::MAX_SEGMENT_BYTES
+                ),
             );
         }
         if *c.segment_max_age_ms.get_ref() == 0 {

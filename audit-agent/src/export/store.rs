@@ -159,6 +159,24 @@ impl Store {
     }
 
     /// The object at `key`; `None` when there is none.
+    /// Fetches `key` unless it is larger than `max` bytes (checked before its body is read).
+    pub(crate) async fn get_bounded(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> Result<Option<bytes::Bytes>, GetError> {
+        match self.inner.get(&self.path(key)).await {
+            Ok(r) if r.meta.size > max => Err(GetError::TooLarge(r.meta.size)),
+            Ok(r) => Ok(Some(
+                r.bytes()
+                    .await
+                    .map_err(|e| GetError::Store(unusable(self, &e)))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(GetError::Store(unusable(self, &e))),
+        }
+    }
+
     pub(crate) async fn get(&self, key: &str) -> anyhow::Result<Option<bytes::Bytes>> {
         match self.inner.get(&self.path(key)).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(|e| unusable(self, &e))?)),
@@ -166,6 +184,14 @@ impl Store {
             Err(e) => Err(unusable(self, &e)),
         }
     }
+}
+
+/// Why a bounded fetch failed.
+#[derive(Debug)]
+pub(crate) enum GetError {
+    /// The object is this many bytes, beyond the bound.
+    TooLarge(u64),
+    Store(anyhow::Error),
 }
 
 /// One actionable message for a store that cannot be used.
