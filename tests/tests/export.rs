@@ -724,6 +724,9 @@ fn signed_manifests_verify_only_with_the_signing_key() {
     );
     let (ok, out) = verify(&t, &["--public-key", &public]);
     assert!(ok && out.contains(&format!("signed by {public}")), "{out}");
+    // A signed trail verifies only against a pinned key.
+    let (ok, out) = verify(&t, &[]);
+    assert!(!ok && out.contains("but no key is pinned"), "{out}");
     let other = "ab".repeat(32);
     let (ok, out) = verify(&t, &["--public-key", &other]);
     assert!(!ok && out.contains("not by the required key"), "{out}");
@@ -735,8 +738,21 @@ fn signed_manifests_verify_only_with_the_signing_key() {
             .unwrap()
             .replacen("\"records\":", "\"records\":1", 1);
     t.trail.put(&m, forged.into_bytes());
-    let (ok, out) = verify(&t, &[]);
+    let (ok, out) = verify(&t, &["--public-key", &public]);
     assert!(!ok && out.contains("bad signature"), "{out}");
+    // A stripped signature fails against the pinned key.
+    let m = t.trail.manifests()[1].clone();
+    let text = String::from_utf8(t.trail.get(&m)).unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let stripped = serde_json::json!({ "manifest": body["manifest"] }).to_string();
+    t.trail.put(&m, stripped.into_bytes());
+    for pinned in [&["--public-key", public.as_str()][..], &[]] {
+        let (ok, out) = verify(&t, pinned);
+        assert!(
+            !ok && out.contains("carries no signature (stripped)"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

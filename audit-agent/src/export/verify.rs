@@ -75,6 +75,10 @@ pub(crate) struct Report {
     pub(crate) streams: Vec<StreamReport>,
     /// Objects under the layout that no manifest lists.
     pub(crate) unreferenced: Vec<String>,
+    /// Keys that signed manifests when no key was pinned (`--public-key`): a signature proves
+    /// nothing until the key is one the verifier trusts — an attacker re-signs with their own.
+    #[serde(default)]
+    pub(crate) unpinned_keys: BTreeSet<String>,
 }
 
 impl Report {
@@ -82,6 +86,7 @@ impl Report {
     pub(crate) fn ok(&self) -> bool {
         !self.streams.is_empty()
             && self.unreferenced.is_empty()
+            && self.unpinned_keys.is_empty()
             && self.streams.iter().all(StreamReport::ok)
     }
 }
@@ -302,6 +307,10 @@ fn check_signature(
             sr.signed_by.insert(k.clone());
         }
         (Some(Err(why)), _) => sr.bad_signatures.push(format!("{key}: {why}")),
+        (None, _) if parsed.body.public_key.is_some() => sr.bad_signatures.push(format!(
+            "{key}: names signing key {} but carries no signature (stripped)",
+            parsed.body.public_key.as_deref().unwrap_or_default()
+        )),
         (None, Some(_)) => sr
             .bad_signatures
             .push(format!("{key}: unsigned, but a signing key is required")),
@@ -439,6 +448,13 @@ pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Resul
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    if opts.public_key.is_none() {
+        report.unpinned_keys = report
+            .streams
+            .iter()
+            .flat_map(|s| s.signed_by.iter().cloned())
+            .collect();
+    }
     report.unreferenced = listing
         .objects
         .into_iter()
@@ -520,6 +536,13 @@ pub(crate) fn render(r: &Report) -> String {
     }
     for k in &r.unreferenced {
         let _ = writeln!(s, "object not in any manifest: {k}");
+    }
+    for k in &r.unpinned_keys {
+        let _ = writeln!(
+            s,
+            "signed by {k}, but no key is pinned: a trail re-signed by another key would verify \
+             too; pass --public-key with the key you trust"
+        );
     }
     if r.streams.is_empty() {
         let _ = writeln!(
