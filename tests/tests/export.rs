@@ -533,6 +533,70 @@ fn a_full_disk_degrades_to_counted_loss_and_recovers_when_space_returns() {
     assert!(ok, "{out}");
 }
 
+/// The body of manifest `key`.
+fn manifest_body(t: &Target, key: &str) -> Value {
+    let v: Value = serde_json::from_slice(&t.trail.get(key)).unwrap();
+    v["manifest"].clone()
+}
+
+#[test]
+fn the_chain_tail_cannot_be_cut_unseen() {
+    let d = Scratch::new("tail");
+    let t = file_target(&d.path("store"));
+    let cg = TestCgroup::new("tail");
+    let cfg = config(&t, &cg, &d.path("spool"), "heartbeat_ms = 500");
+    let agent = daemon(&cfg, &d, &t.env);
+    cg.workload(["open-many", &marker_prefix("tail"), "20", "0"]);
+    // Idle, the daemon writes heartbeat manifests: a live stream's tail stays recent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while t
+        .trail
+        .manifests()
+        .iter()
+        .filter(|k| manifest_body(&t, k)["kind"] == "heartbeat")
+        .count()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "no heartbeats");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, out) = verify(&t, &[]);
+    assert!(ok, "a live, idle stream verifies: {out}");
+    let _ = agent.stop();
+    let manifests = t.trail.manifests();
+    let last = manifest_body(&t, manifests.last().unwrap());
+    assert_eq!(
+        last["kind"], "closing",
+        "a clean stop closes the stream: {last:#}"
+    );
+    let (ok, out) = verify(&t, &[]);
+    assert!(ok, "a closed stream verifies: {out}");
+
+    // Cut the tail: the closing manifest, the newest batch and its objects.
+    let batch = manifests
+        .iter()
+        .rposition(|k| manifest_body(&t, k)["kind"] == "batch")
+        .unwrap();
+    for k in &manifests[batch..] {
+        for o in manifest_body(&t, k)["objects"].as_array().unwrap() {
+            t.trail.delete(o["key"].as_str().unwrap());
+        }
+        t.trail.delete(k);
+    }
+    // Once the remaining last manifest is older than two heartbeat intervals, nothing explains
+    // the silence.
+    let remaining = manifest_body(&t, &manifests[batch - 1]);
+    let created: jiff::Timestamp = remaining["created"].as_str().unwrap().parse().unwrap();
+    while jiff::Timestamp::now() < created + jiff::SignedDuration::from_millis(1100) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, out) = verify(&t, &[]);
+    assert!(
+        !ok && out.contains("the tail was cut, or the agent has been down since"),
+        "{out}"
+    );
+}
+
 /// A trail with several manifests, to tamper with.
 fn trail_with_manifests(t: &Target, tag: &str, extra: &str) {
     let cg = TestCgroup::new(tag);

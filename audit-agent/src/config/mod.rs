@@ -192,6 +192,9 @@ pub(crate) struct ExportConf {
     /// On SIGTERM, how long to keep uploading before leaving the rest in the spool.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub(crate) shutdown_grace_ms: u64,
+    /// With nothing to seal for this long, write a heartbeat manifest (anchors the chain's tail).
+    #[serde(default = "defaults::heartbeat_ms")]
+    pub(crate) heartbeat_ms: Spanned<u64>,
     /// Also write OCSF objects under `<prefix>/ocsf/`.
     #[serde(default)]
     pub(crate) ocsf: bool,
@@ -221,6 +224,9 @@ mod defaults {
     }
     pub(super) fn shutdown_grace_ms() -> u64 {
         10_000
+    }
+    pub(super) fn heartbeat_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 60_000)
     }
     pub(super) fn gzip_level() -> Spanned<u32> {
         // Measured: level 3 stores ~17.5 bytes/record and leaves the agent headroom at the

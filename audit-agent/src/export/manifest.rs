@@ -71,6 +71,27 @@ pub(crate) struct Body {
     /// Hex Ed25519 public key when signed.
     #[serde(default)]
     pub(crate) public_key: Option<String>,
+    /// What the manifest marks (absent in manifests before heartbeats: `batch`).
+    #[serde(default)]
+    pub(crate) kind: ManifestKind,
+    /// The writer's heartbeat interval: a newer manifest follows within it, unless the stream
+    /// closed. `verify` reports a stream whose last manifest is older than twice this and not a
+    /// closing one (absent before heartbeats: no expectation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) heartbeat_ms: Option<u64>,
+}
+
+/// What a manifest marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ManifestKind {
+    /// Sealed objects.
+    #[default]
+    Batch,
+    /// No objects: the writer was alive with nothing to seal.
+    Heartbeat,
+    /// A clean stop: the stream ends here (until the writer starts again).
+    Closing,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,6 +229,8 @@ mod tests {
             previous_stream: None,
             objects: vec![],
             public_key: None,
+            kind: ManifestKind::Batch,
+            heartbeat_ms: Some(60_000),
         }
     }
 

@@ -46,6 +46,7 @@ pub(crate) struct ExportSettings {
     segment_max_bytes: u64,
     segment_max_age: Duration,
     shutdown_grace: Duration,
+    heartbeat: Duration,
     ocsf: bool,
     signing_key: Option<SigningKey>,
     gzip_level: u32,
@@ -78,6 +79,12 @@ impl ExportSettings {
                 ),
             );
         }
+        if *c.heartbeat_ms.get_ref() < 100 {
+            p.at(
+                c.heartbeat_ms.span(),
+                "export.heartbeat_ms: must be at least 100",
+            );
+        }
         if *c.segment_max_age_ms.get_ref() == 0 {
             p.at(
                 c.segment_max_age_ms.span(),
@@ -107,6 +114,7 @@ impl ExportSettings {
             segment_max_bytes: *c.segment_max_bytes.get_ref(),
             segment_max_age: Duration::from_millis(*c.segment_max_age_ms.get_ref()),
             shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
+            heartbeat: Duration::from_millis(*c.heartbeat_ms.get_ref()),
             ocsf: c.ocsf,
             signing_key,
             gzip_level: *c.gzip_level.get_ref(),
@@ -272,7 +280,15 @@ fn spawn_sealer(
                 sealer.mark_alive();
                 match sealer.seal_ready() {
                     Ok(n) if n > 0 => uploads.notify_one(),
-                    Ok(_) => {}
+                    Ok(_) if stop => {}
+                    Ok(_) => match sealer.heartbeat_if_due() {
+                        Ok(true) => uploads.notify_one(),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(
+                            error = %format!("{e:#}"),
+                            "writing a heartbeat manifest failed; will retry"
+                        ),
+                    },
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "sealing failed; will retry")
                     }
@@ -317,8 +333,7 @@ impl Exporter {
             dirs.clone(),
             stream,
             conf.signing_key.clone(),
-            conf.ocsf,
-            conf.gzip_level,
+            (conf.ocsf, conf.gzip_level, conf.heartbeat),
             stats.clone(),
         )?;
         match sealer.seal_ready() {
@@ -387,6 +402,15 @@ impl Exporter {
         tokio::task::spawn_blocking(move || thread.join())
             .await?
             .map_err(|_| anyhow::anyhow!("the sealer thread panicked"))?;
+        let s = self.sealer.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            s.lock().unwrap_or_else(|e| e.into_inner()).close_stream()
+        })
+        .await?;
+        if let Err(e) = closed {
+            // The stream then ends like a crash's: `verify` reports its tail as unanchored.
+            tracing::error!(error = %format!("{e:#}"), "cannot write the closing manifest");
+        }
         let _ = self.stop_upload.send(Some(Instant::now() + self.grace));
         self.upload_wake.notify_one();
         let all_uploaded = self.uploader_task.await.unwrap_or(false);

@@ -17,6 +17,7 @@ use std::{
     io::Write as _,
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -27,7 +28,7 @@ use serde::Deserialize;
 use super::{
     ExportStats,
     layout::{ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
-    manifest::{self, Body, Link, ObjectEntry, sha256_hex},
+    manifest::{self, Body, Link, ManifestKind, ObjectEntry, sha256_hex},
     spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
 };
 use crate::{
@@ -54,6 +55,10 @@ pub(crate) struct Sealer {
     key: Option<SigningKey>,
     ocsf: bool,
     gzip_level: u32,
+    /// With nothing sealed for this long, a heartbeat manifest is written.
+    heartbeat: Duration,
+    /// When this run last wrote a manifest (or started).
+    last_manifest: Instant,
     stats: Arc<ExportStats>,
 }
 
@@ -64,8 +69,7 @@ impl Sealer {
         dirs: SpoolDirs,
         stream: StreamId,
         key: Option<SigningKey>,
-        ocsf: bool,
-        gzip_level: u32,
+        (ocsf, gzip_level, heartbeat): (bool, u32, Duration),
         stats: Arc<ExportStats>,
     ) -> anyhow::Result<(Self, StartInfo)> {
         let previous = dirs.load_state()?;
@@ -82,6 +86,8 @@ impl Sealer {
             key,
             ocsf,
             gzip_level,
+            heartbeat,
+            last_manifest: Instant::now(),
             stats,
         };
         s.roll_forward(&mut state)?;
@@ -279,7 +285,11 @@ impl Sealer {
     }
 
     /// Writes the next manifest of the chain for `objects`, then the state pointing at it.
-    fn write_manifest(&mut self, objects: Vec<ObjectEntry>) -> anyhow::Result<()> {
+    fn write_manifest(
+        &mut self,
+        kind: ManifestKind,
+        objects: Vec<ObjectEntry>,
+    ) -> anyhow::Result<()> {
         let seq = self.state.next_manifest;
         let last = objects.iter().map(|o| o.last_seq).max().unwrap_or(0);
         let body = Body {
@@ -298,6 +308,8 @@ impl Sealer {
                 .as_ref()
                 .map(|k| hex::encode(k.verifying_key().as_bytes())),
             objects,
+            kind,
+            heartbeat_ms: Some(self.heartbeat.as_millis() as u64),
         };
         let bytes = manifest::encode(&body, self.key.as_ref())?;
         write_atomic(&self.dirs.manifest_path(seq), &bytes)?;
@@ -308,7 +320,24 @@ impl Sealer {
         });
         self.state.next_manifest = seq + 1;
         self.state.next_seq = self.state.next_seq.max(last + 1);
+        self.last_manifest = Instant::now();
         self.dirs.save_state(&self.state)
+    }
+
+    /// Writes a heartbeat manifest when nothing was sealed for the heartbeat interval: even an
+    /// idle stream's tail stays recent, so a cut tail shows (`verify`). Returns whether it wrote.
+    pub(crate) fn heartbeat_if_due(&mut self) -> anyhow::Result<bool> {
+        if self.last_manifest.elapsed() < self.heartbeat {
+            return Ok(false);
+        }
+        self.write_manifest(ManifestKind::Heartbeat, Vec::new())?;
+        Ok(true)
+    }
+
+    /// A clean stop: seals what is left and writes the closing manifest that ends the stream.
+    pub(crate) fn close_stream(&mut self) -> anyhow::Result<()> {
+        self.seal_ready()?;
+        self.write_manifest(ManifestKind::Closing, Vec::new())
     }
 
     /// Seals every ready segment into one batch. Returns the number of objects sealed.
@@ -325,7 +354,7 @@ impl Sealer {
         sync_dir(&self.dirs.sealed)?;
         let n = entries.len();
         if n > 0 {
-            self.write_manifest(entries)?;
+            self.write_manifest(ManifestKind::Batch, entries)?;
         }
         for (path, len) in consumed {
             if len == 0 && !path.exists() {

@@ -14,7 +14,7 @@ use super::{
     object::{MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
     store::{Store, unusable},
 };
-use crate::event::Timestamp;
+use crate::{event::Timestamp, time};
 
 /// Objects fetched and checked at once.
 const CONCURRENCY: usize = 8;
@@ -57,6 +57,14 @@ pub(crate) struct StreamReport {
     pub(crate) bad_signatures: Vec<String>,
     pub(crate) signed_by: BTreeSet<String>,
     pub(crate) unsigned: u64,
+    /// The stream's last manifest is neither closing, nor linked by a later stream, nor recent.
+    #[serde(default)]
+    pub(crate) tail: Option<String>,
+    /// The last manifest read, and the previous stream's tail the first one links to.
+    #[serde(skip)]
+    last: Option<(String, manifest::Body)>,
+    #[serde(skip)]
+    previous_stream: Option<manifest::Link>,
 }
 
 impl StreamReport {
@@ -65,6 +73,7 @@ impl StreamReport {
             && self.modified.is_empty()
             && self.broken_links.is_empty()
             && self.bad_signatures.is_empty()
+            && self.tail.is_none()
             && self.seq_gaps.iter().all(|g| g.explained)
     }
 }
@@ -385,7 +394,7 @@ async fn verify_stream(
     opts: &VerifyOptions,
     stream: &str,
     list: &[(u64, String)],
-    referenced: &mut BTreeSet<String>,
+    seen: &mut Seen,
     bar: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<StreamReport> {
     let mut sr = StreamReport {
@@ -416,9 +425,17 @@ async fn verify_stream(
         };
         check_link(&mut sr, stream, *n, key, &parsed.body, &prev);
         check_signature(&mut sr, key, &parsed, opts.public_key.as_deref());
-        referenced.extend(parsed.body.objects.iter().map(|o| o.key.clone()));
-        objects.extend(parsed.body.objects);
-        prev = Some((*n, key.clone(), sha256_hex(&bytes)));
+        seen.referenced
+            .extend(parsed.body.objects.iter().map(|o| o.key.clone()));
+        let sha = sha256_hex(&bytes);
+        seen.manifests.insert(key.clone(), sha.clone());
+        if parsed.body.sequence == 0 {
+            sr.previous_stream = parsed.body.previous_stream.clone();
+        }
+        let mut body = parsed.body;
+        objects.append(&mut body.objects);
+        sr.last = Some((key.clone(), body));
+        prev = Some((*n, key.clone(), sha));
     }
     let mut acc = SeqAccount::default();
     check_objects(store, opts, objects, &mut sr, &mut acc, bar).await?;
@@ -440,11 +457,13 @@ pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Resul
         store: store.display.clone(),
         ..Default::default()
     };
-    let mut referenced = BTreeSet::new();
+    let mut seen = Seen::default();
     for (stream, list) in &listing.manifests {
-        let sr = verify_stream(store, opts, stream, list, &mut referenced, bar.as_ref()).await?;
+        let sr = verify_stream(store, opts, stream, list, &mut seen, bar.as_ref()).await?;
         report.streams.push(sr);
     }
+    check_tails(&mut report.streams, &seen.manifests, time::now());
+    let referenced = seen.referenced;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -466,6 +485,57 @@ pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Resul
         })
         .collect();
     Ok(report)
+}
+
+/// What reading every stream's manifests found: the objects they list, every manifest's hash.
+#[derive(Default)]
+struct Seen {
+    referenced: BTreeSet<String>,
+    manifests: BTreeMap<String, String>,
+}
+
+/// Nothing may cut a chain's tail unseen. A stream's last manifest must be a closing one (a clean
+/// stop), or the one a later stream of the host links to (`previous_stream`, which must exist
+/// unmodified), or recent: newer than twice the writer's heartbeat interval. Otherwise the newest
+/// manifests were deleted, or the agent has been down since that manifest.
+fn check_tails(streams: &mut [StreamReport], manifests: &BTreeMap<String, String>, now: Timestamp) {
+    let mut anchored = BTreeSet::new();
+    for sr in streams.iter_mut() {
+        let Some(link) = sr.previous_stream.clone() else {
+            continue;
+        };
+        match manifests.get(&link.key) {
+            Some(sha) if *sha == link.sha256 => {
+                anchored.insert(link.key);
+            }
+            Some(_) => sr.broken_links.push(format!(
+                "the previous stream's last manifest {} was modified",
+                link.key
+            )),
+            None => sr.broken_links.push(format!(
+                "the previous stream's last manifest {} is missing (its tail was cut)",
+                link.key
+            )),
+        }
+    }
+    for sr in streams.iter_mut() {
+        let Some((key, last)) = &sr.last else {
+            continue;
+        };
+        let Some(beat) = last.heartbeat_ms else {
+            continue; // written before heartbeats: no expectation
+        };
+        let age = now.duration_since(last.created);
+        let recent = age.as_millis() <= i128::from(beat) * 2;
+        if last.kind == manifest::ManifestKind::Closing || anchored.contains(key) || recent {
+            continue;
+        }
+        let at = time::rfc3339(last.created);
+        sr.tail = Some(format!(
+            "the last manifest, {key} of {at}, is not a closing one and is older than twice the \
+             heartbeat interval ({beat} ms): the tail was cut, or the agent has been down since {at}"
+        ));
+    }
 }
 
 /// Missing sequence numbers between the smallest and largest seen, minus those that are in
@@ -520,6 +590,10 @@ pub(crate) fn render(r: &Report) -> String {
             ("modified object", &st.modified),
             ("broken chain", &st.broken_links),
             ("bad signature", &st.bad_signatures),
+            (
+                "tail missing or agent down",
+                &st.tail.iter().cloned().collect(),
+            ),
         ] {
             for item in list {
                 let _ = writeln!(s, "  {label}: {item}");
@@ -583,5 +657,62 @@ mod tests {
     #[test]
     fn seqs_in_unchecked_objects_are_not_gaps() {
         assert!(gaps(&[1, 2, 6], &[], &[(3, 5)]).is_empty());
+    }
+
+    fn stream(last_key: &str, kind: manifest::ManifestKind, created: &str) -> StreamReport {
+        let body: manifest::Body = serde_json::from_value(serde_json::json!({
+            "schema": manifest::SCHEMA, "stream": {"host": "h", "boot_id": "b"},
+            "sequence": 3, "created": created, "prev": null, "objects": [],
+            "kind": kind, "heartbeat_ms": 1000,
+        }))
+        .unwrap();
+        StreamReport {
+            last: Some((last_key.into(), body)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_tail_is_closed_linked_by_the_next_boot_or_recent() {
+        use manifest::ManifestKind::{Batch, Closing};
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let old = "2026-01-01T00:00:00Z";
+        let shas = BTreeMap::from([("a/3".to_string(), "sha-a".to_string())]);
+        let next_boot = |sha: &str| StreamReport {
+            previous_stream: Some(manifest::Link {
+                key: "a/3".into(),
+                sha256: sha.into(),
+            }),
+            ..stream("b/0", Batch, "2026-01-01T00:00:59.5Z")
+        };
+        // Closed, or recent: fine.
+        let mut s = vec![
+            stream("a/3", Closing, old),
+            stream("c/0", Batch, "2026-01-01T00:00:59Z"),
+        ];
+        check_tails(&mut s, &shas, now);
+        assert!(s.iter().all(|s| s.tail.is_none()));
+        // Old and not closed: the tail was cut or the agent is down...
+        let mut s = vec![stream("a/3", Batch, old)];
+        check_tails(&mut s, &shas, now);
+        assert!(
+            s[0].tail
+                .as_ref()
+                .unwrap()
+                .contains("down since 2026-01-01T00:00:00")
+        );
+        // ... unless the next boot's first manifest links to it, unmodified.
+        let mut s = vec![stream("a/3", Batch, old), next_boot("sha-a")];
+        check_tails(&mut s, &shas, now);
+        assert!(
+            s.iter()
+                .all(|s| s.tail.is_none() && s.broken_links.is_empty())
+        );
+        let mut s = vec![stream("a/3", Batch, old), next_boot("other")];
+        check_tails(&mut s, &shas, now);
+        assert!(s[0].tail.is_some() && s[1].broken_links[0].contains("was modified"));
+        let mut s = vec![next_boot("sha-a")];
+        check_tails(&mut s, &BTreeMap::new(), now);
+        assert!(s[0].broken_links[0].contains("is missing (its tail was cut)"));
     }
 }
