@@ -116,6 +116,10 @@ pub(crate) struct QueryArgs {
     /// Skip (and report) corrupt objects instead of failing.
     #[arg(long)]
     pub(crate) skip_corrupt: bool,
+    /// Also read objects that no manifest lists (by default they are skipped and counted:
+    /// planted, or sealed by a seal whose manifest never arrived).
+    #[arg(long)]
+    pub(crate) include_unlisted: bool,
 }
 
 #[derive(Debug, Args)]

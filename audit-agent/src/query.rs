@@ -4,17 +4,18 @@
 //! action, decision and outcome enums, the resource as a policy [`Target`] matched by the
 //! policy's own patterns.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, collections::HashSet, sync::Arc};
 
 use anyhow::{Context as _, bail};
-use futures::{StreamExt as _, stream};
+use futures::{StreamExt as _, TryStreamExt as _, stream};
 use serde::Deserialize;
 
 use crate::{
     event::{Action, Decision, OutcomeKind, Timestamp},
     export::{
         layout::{self, AUDIT_PARTITION, ObjectFormat},
-        object::{MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
+        manifest,
+        object::{MAX_MANIFEST_BYTES, MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
         store::{Store, unusable},
     },
     format::native::{self, ResourceIn},
@@ -229,10 +230,14 @@ pub(crate) struct ScanStats {
     pub(crate) records_scanned: u64,
     pub(crate) bytes_read: u64,
     pub(crate) corrupt: Vec<String>,
+    /// Objects that could match but no manifest lists (not read unless asked).
+    pub(crate) unlisted: Vec<String>,
 }
 
 pub(crate) struct QueryOptions {
     pub(crate) skip_corrupt: bool,
+    /// Also read objects no manifest lists.
+    pub(crate) include_unlisted: bool,
     pub(crate) concurrency: usize,
     pub(crate) progress: bool,
 }
@@ -276,6 +281,36 @@ async fn agent_dirs(store: &Store, f: &Filter) -> anyhow::Result<Vec<String>> {
         dirs.push(layout::agent_dir(native, AUDIT_PARTITION));
     }
     Ok(dirs)
+}
+
+/// The objects the store's manifests list: records sealed and committed to a chain. An object
+/// outside every manifest was planted, or uploaded by a seal whose manifest never followed;
+/// `query` leaves it out unless asked (and `verify` reports it).
+async fn listed_objects(store: &Store) -> anyhow::Result<HashSet<String>> {
+    let keys: Vec<String> = store
+        .inner
+        .list(Some(&store.path(layout::MANIFESTS)))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .map_err(|e| unusable(store, &e))?;
+    let bodies: Vec<_> = stream::iter(
+        keys.iter()
+            .filter(|k| layout::parse_manifest_key(k).is_some()),
+    )
+    .map(|k| store.get_bounded(k, MAX_MANIFEST_BYTES))
+    .buffer_unordered(16)
+    .collect()
+    .await;
+    let mut listed = HashSet::new();
+    for b in bodies {
+        if let Ok(Some(bytes)) = b
+            && let Ok(m) = manifest::decode(&bytes)
+        {
+            listed.extend(m.body.objects.into_iter().map(|o| o.key));
+        }
+    }
+    Ok(listed)
 }
 
 /// Lists object keys in partitions that can match.
@@ -351,7 +386,13 @@ pub(crate) async fn run(
     opts: &QueryOptions,
 ) -> anyhow::Result<(Vec<Hit>, ScanStats)> {
     let mut stats = ScanStats::default();
-    let keys = plan(store, f, &mut stats).await?;
+    let mut keys = plan(store, f, &mut stats).await?;
+    if !opts.include_unlisted {
+        let listed = listed_objects(store).await?;
+        let (read, unlisted) = keys.into_iter().partition(|k| listed.contains(k));
+        keys = read;
+        stats.unlisted = unlisted;
+    }
     let bar = (opts.progress && keys.len() > 20).then(|| {
         let b = indicatif::ProgressBar::new(keys.len() as u64);
         b.set_style(

@@ -562,6 +562,44 @@ fn query_bad_input_and_corrupt_objects_get_clear_errors() {
     );
 }
 
+#[test]
+fn query_reads_only_objects_a_manifest_lists_unless_asked() {
+    let d = Scratch::new("q-planted");
+    let store = d.path("store");
+    let w = write_trail(
+        format!("file://{}", store.display()),
+        vec![],
+        None,
+        "qplant",
+    );
+    let trail = Trail::dir(&store);
+    let (key, records) = trail.objects("v1").into_iter().next().unwrap();
+    // A planted object: another copy of real records, under a name no manifest lists.
+    let planted = key.replace(".ndjson.gz", "9.ndjson.gz");
+    trail.put(&planted, trail.get(&key));
+    let count = |args: &[&str]| {
+        let o = Command::new(agent_bin())
+            .args(["query", &w.url, "--format", "json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let n = String::from_utf8_lossy(&o.stdout).lines().count();
+        (n, stderr(&o))
+    };
+    let (listed, err) = count(&[]);
+    assert!(
+        err.contains("skipped 1 object(s) that no manifest lists") && err.contains(&planted),
+        "{err}"
+    );
+    let (all, _) = count(&["--include-unlisted"]);
+    assert_eq!(
+        all,
+        listed + records.len(),
+        "the planted records are read only when asked"
+    );
+}
+
 /// The largest resident set of any child this test process has waited for, in bytes.
 fn children_max_rss() -> u64 {
     // SAFETY: getrusage into a zeroed struct.

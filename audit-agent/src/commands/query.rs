@@ -40,6 +40,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
     store.check().await?;
     let opts = QueryOptions {
         skip_corrupt: args.skip_corrupt,
+        include_unlisted: args.include_unlisted,
         concurrency: 8,
         progress: std::io::stderr().is_terminal(),
     };
@@ -75,6 +76,14 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
     }
     for c in &stats.corrupt {
         eprintln!("skipped corrupt object {c}");
+    }
+    if !stats.unlisted.is_empty() {
+        eprintln!(
+            "skipped {} object(s) that no manifest lists (`verify` reports them; \
+             --include-unlisted reads them): {}",
+            stats.unlisted.len(),
+            stats.unlisted.join(", ")
+        );
     }
     let shown = if hits.len() < matched {
         format!(" (showing the first {})", hits.len())

@@ -22,7 +22,7 @@ use crate::{
 /// Partition of records that belong to no agent (gap records).
 pub(crate) const AUDIT_PARTITION: &str = "_audit";
 /// Where manifests live, relative to the store prefix.
-const MANIFESTS: &str = "v1/_manifests/";
+pub(crate) const MANIFESTS: &str = "v1/_manifests/";
 const RECORDS_SUFFIX: &str = ".ndjson.gz";
 
 /// Bytes left as they are in key components: `A-Za-z0-9._-` (a leading `.` is encoded apart).

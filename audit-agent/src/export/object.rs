@@ -15,6 +15,8 @@ pub(crate) const MAX_OBJECT_BYTES: u64 = MAX_SEGMENT_BYTES + MAX_LINE_BYTES as u
 pub(crate) const MAX_STORED_BYTES: u64 = 2 * MAX_SEGMENT_BYTES;
 /// The largest `segment_max_bytes` a configuration may set.
 pub(crate) const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+/// No manifest is fetched beyond this (a batch lists a few objects per agent).
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 /// No record is longer than this (paths and arguments are bounded by the kernel side).
 pub(crate) const MAX_LINE_BYTES: usize = 4 << 20;
 

@@ -58,6 +58,34 @@ fn record(seq: u64, agent: usize, hour: u32, i: u64, per: u64) -> String {
     )
 }
 
+/// The manifest listing one object (`query` reads only objects a manifest lists). The chain
+/// links and hashes are placeholders: `verify` is not run on this trail.
+fn write_manifest(
+    dir: &std::path::Path,
+    k: usize,
+    rel: &str,
+    ag: usize,
+    h: u32,
+    first: u64,
+    per: u64,
+) {
+    let stream = "bench-host-b473886d-3710-44df-b6ae-f1728d1537d7";
+    let m = dir.join(format!("v1/_manifests/{stream}"));
+    std::fs::create_dir_all(&m).expect("mkdir");
+    let zero = "0".repeat(64);
+    let body = format!(
+        "{{\"manifest\":{{\"schema\":\"audit-agent/manifest/v1\",\
+         \"stream\":{{\"host\":\"bench-host\",\"boot_id\":\"b473886d-3710-44df-b6ae-f1728d1537d7\"}},\
+         \"sequence\":{k},\"created\":\"2026-11-01T{h:02}:59:59Z\",\"prev\":null,\
+         \"objects\":[{{\"key\":\"v1/{rel}\",\"format\":\"native\",\"agent_id\":\"agent-{ag:02}\",\
+         \"sha256\":\"{zero}\",\"bytes\":0,\"records\":{per},\"first_seq\":{first},\
+         \"last_seq\":{},\"time_from\":\"2026-11-01T{h:02}:00:00Z\",\
+         \"time_to\":\"2026-11-01T{h:02}:59:59Z\"}}]}},\"signature\":null}}",
+        first + per - 1
+    );
+    std::fs::write(m.join(format!("{k:010}.json")), body).expect("write");
+}
+
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: gen-store DIR RECORDS AGENTS HOURS";
@@ -90,7 +118,16 @@ fn main() {
                     let name = format!(
                         "bench-host-b473886d-3710-44df-b6ae-f1728d1537d7-{first:020}.ndjson.gz"
                     );
-                    std::fs::write(part.join(name), gz.finish().expect("gz")).expect("write");
+                    std::fs::write(part.join(&name), gz.finish().expect("gz")).expect("write");
+                    write_manifest(
+                        dir,
+                        k,
+                        &format!("agent_id=agent-{ag:02}/dt=2026-11-01/hour={h:02}/{name}"),
+                        ag,
+                        h,
+                        first,
+                        per,
+                    );
                 }
             });
         }
