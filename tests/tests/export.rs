@@ -560,8 +560,6 @@ fn the_chain_tail_cannot_be_cut_unseen() {
         assert!(std::time::Instant::now() < deadline, "no heartbeats");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (ok, out) = verify(&t, &[]);
-    assert!(ok, "a live, idle stream verifies: {out}");
     let _ = agent.stop();
     let manifests = t.trail.manifests();
     let last = manifest_body(&t, manifests.last().unwrap());
@@ -583,11 +581,11 @@ fn the_chain_tail_cannot_be_cut_unseen() {
         }
         t.trail.delete(k);
     }
-    // Once the remaining last manifest is older than two heartbeat intervals, nothing explains
-    // the silence.
+    // Once the remaining last manifest is older than two heartbeat intervals (plus verify's 5 s
+    // allowance for writing and uploading one), nothing explains the silence.
     let remaining = manifest_body(&t, &manifests[batch - 1]);
     let created: jiff::Timestamp = remaining["created"].as_str().unwrap().parse().unwrap();
-    while jiff::Timestamp::now() < created + jiff::SignedDuration::from_millis(1100) {
+    while jiff::Timestamp::now() < created + jiff::SignedDuration::from_millis(6100) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (ok, out) = verify(&t, &[]);

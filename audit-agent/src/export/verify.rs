@@ -487,6 +487,10 @@ pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Resul
     Ok(report)
 }
 
+/// Beyond twice the heartbeat interval, how old a live stream's newest manifest may be: the
+/// sealer's one-second tick and the upload.
+const TAIL_SLACK_MS: i128 = 5_000;
+
 /// What reading every stream's manifests found: the objects they list, every manifest's hash.
 #[derive(Default)]
 struct Seen {
@@ -526,7 +530,8 @@ fn check_tails(streams: &mut [StreamReport], manifests: &BTreeMap<String, String
             continue; // written before heartbeats: no expectation
         };
         let age = now.duration_since(last.created);
-        let recent = age.as_millis() <= i128::from(beat) * 2;
+        // Twice the interval, plus the time a manifest takes to be written and uploaded.
+        let recent = age.as_millis() <= i128::from(beat) * 2 + TAIL_SLACK_MS;
         if last.kind == manifest::ManifestKind::Closing || anchored.contains(key) || recent {
             continue;
         }
