@@ -29,6 +29,16 @@ use std::{
 pub use serde_json::{Value, json};
 
 /// Panics unless running as root.
+/// Waits until `cond` holds (polling; tests wait for what they need, never for a fixed time),
+/// failing after two minutes with `what`.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn require_root() {
     // SAFETY: geteuid cannot fail.
     assert_eq!(

@@ -515,7 +515,6 @@ fn the_agents_own_activity_never_appears() {
         "-c",
         "cat /etc/hostname; ls /proc/self/ >/dev/null",
     ]);
-    std::thread::sleep(Duration::from_millis(300));
     let records = agent.stop();
 
     assert!(!records.is_empty());
@@ -545,7 +544,13 @@ fn blocked_open(cg: &TestCgroup, fifo: &std::path::Path) -> (std::process::Child
     let pid = serde_json::from_str::<Value>(&line).unwrap()["pid"]
         .as_i64()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100)); // let it enter open()
+    // Wait until it is inside open() (its current system call is openat, 257 on x86-64).
+    while !std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .unwrap_or_default()
+        .starts_with("257 ")
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     (child, pid)
 }
 
@@ -558,7 +563,6 @@ fn a_process_killed_inside_a_syscall_is_reported_as_interrupted() {
     let (mut child, pid) = blocked_open(&cg, &fifo);
     child.kill().unwrap();
     child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
     let records = agent.stop();
 
     // The kernel unwinds the blocked open with -ERESTARTSYS on its way to deliver SIGKILL: the

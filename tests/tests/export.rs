@@ -152,7 +152,6 @@ fn delivers_every_record(t: Target, tag: &str) {
         "/bin/true",
         "x",
     ]);
-    std::thread::sleep(Duration::from_millis(500));
     let _ = agent.stop();
 
     let records = t.trail.records();
@@ -255,19 +254,17 @@ fn store_outage_under_load_loses_nothing() {
         c.args(["open-many", &prefix, "400", "10"]);
         c.stdout(std::process::Stdio::null()).spawn().unwrap()
     };
-    std::thread::sleep(Duration::from_millis(800));
+    // Some batches reach the store, then it goes away until the daemon has noticed.
+    wait_until("a first manifest uploaded", || {
+        !t.trail.manifests().is_empty()
+    });
     g.stop();
-    std::thread::sleep(Duration::from_millis(2500));
+    let mut agent = agent;
+    agent.wait_for_stderr("upload failed; will retry", Duration::from_secs(120));
     g.restart();
     let mut load = load;
     load.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let log = agent.stderr();
     let _ = agent.stop();
-    assert!(
-        log.contains("upload failed; will retry"),
-        "the outage was noticed:\n{log}"
-    );
     assert_all_markers_once(&t.trail.records(), &prefix, 0..400);
     let (ok, out) = verify(&t, &[]);
     assert!(ok, "{out}");
@@ -316,12 +313,30 @@ fn sigkill_with_sealed_and_unsealed_spool_then_restart_delivers_everything() {
     let mut agent = daemon(&cfg, &dir, &t.env);
     let prefix = marker_prefix("crash");
     cg.workload(["open-many", &format!("{prefix}-a"), "100", "0"]);
-    std::thread::sleep(Duration::from_millis(1500)); // sealed and uploaded
+    wait_until("the a markers sealed and uploaded", || {
+        markers(&t.trail.records(), &format!("{prefix}-a")).len() == 100
+    });
     g.stop();
     cg.workload(["open-many", &format!("{prefix}-b"), "100", "0"]);
-    std::thread::sleep(Duration::from_millis(1200)); // sealed, upload failing
+    let sealed = |dir: &str| {
+        std::fs::read_dir(spool.join(dir))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+            })
+            .unwrap_or(false)
+    };
+    wait_until("the b markers sealed (upload failing)", || sealed("sealed"));
+    agent.wait_for_stderr("upload failed; will retry", Duration::from_secs(120));
     cg.workload(["open-many", &format!("{prefix}-c"), "100", "0"]);
-    std::thread::sleep(Duration::from_millis(50)); // written to open segments
+    wait_until("the c markers written to an open segment", || {
+        std::fs::read_dir(spool.join("open")).is_ok_and(|d| {
+            d.filter_map(Result::ok).any(|e| {
+                std::fs::read(e.path())
+                    .is_ok_and(|b| String::from_utf8_lossy(&b).contains(&format!("{prefix}-c")))
+            })
+        })
+    });
     let killed_at = jiff::Timestamp::now();
     agent.signal(libc::SIGKILL);
     agent.wait(Duration::from_secs(10));
@@ -338,7 +353,6 @@ fn sigkill_with_sealed_and_unsealed_spool_then_restart_delivers_everything() {
     g.restart();
     let restarted_at = jiff::Timestamp::now();
     let agent = daemon(&cfg, &dir, &t.env);
-    std::thread::sleep(Duration::from_millis(1500));
     let _ = agent.stop();
 
     let records = t.trail.records();
@@ -603,7 +617,8 @@ fn trail_with_manifests(t: &Target, tag: &str, extra: &str) {
     let prefix = marker_prefix(tag);
     for phase in 0..3 {
         cg.workload(["open-many", &format!("{prefix}-{phase}"), "20", "0"]);
-        std::thread::sleep(Duration::from_millis(900));
+        // One manifest per phase: the next starts after this one's batch is on the store.
+        wait_until("a manifest per phase", || t.trail.manifests().len() > phase);
     }
     let _ = agent.stop();
     assert!(t.trail.manifests().len() >= 3, "{:?}", t.trail.manifests());

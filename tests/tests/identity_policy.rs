@@ -210,13 +210,18 @@ fn cgroups_created_after_start_are_attributed() {
     let s = setup("late");
     // The agent's cgroup exists (as in a deployment); containers appear below it later.
     let _support = s.root.child("support");
-    let agent = start(&s, "json");
+    let mut agent = start(&s, "json");
     // Below a `/**` glob: covered by the kernel subtree check immediately.
     let sub = s.root.child("support/new-container");
     let r1 = sub.workload(["open", "/etc/hostname"]);
-    // A wildcard glob in the middle: picked up by the periodic rescan.
+    // A wildcard glob in the middle: picked up by the periodic rescan (which says so).
+    let changes = agent.stderr().matches("cgroup watch set changed").count();
     let late = s.root.child("late-7/worker");
-    std::thread::sleep(Duration::from_millis(1500));
+    agent.wait_for_stderr_count(
+        "cgroup watch set changed",
+        changes + 1,
+        Duration::from_secs(120),
+    );
     let r2 = late.workload(["open", "/etc/hostname"]);
     let records = agent.stop();
 

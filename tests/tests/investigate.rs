@@ -349,7 +349,6 @@ fn write_trail(
         "exec",
         "/bin/true",
     ]);
-    std::thread::sleep(Duration::from_millis(700));
     let _ = agent.stop();
     Written {
         _dir: dir,

@@ -81,7 +81,13 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
     );
     let agent = daemon(&cfg, &dir, &g.env());
     cg.workload(["open", "/nonexistent-metrics/a", "open", "/etc/hostname"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let denied = "audit_records_total{action=\"file.open\",agent=\"m-agent\",decision=\"deny\"}";
+    wait_until("the records counted and the store contacted", || {
+        let m = http_get(port, "/metrics").1;
+        m.lines()
+            .any(|l| l.starts_with(denied) && !l.ends_with(" 0"))
+            && http_get(port, "/readyz").0 == 200
+    });
     let (code, body) = http_get(port, "/healthz");
     assert_eq!(code, 200, "{body}");
     let (code, body) = http_get(port, "/readyz");
@@ -142,7 +148,9 @@ fn readiness_fails_while_the_store_is_unreachable_but_liveness_holds() {
         ("AWS_SECRET_ACCESS_KEY", "y".to_string()),
     ];
     let agent = daemon(&cfg, &dir, &env);
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_until("/readyz to report the unreachable store", || {
+        http_get(port, "/readyz").0 == 503
+    });
     let (code, body) = http_get(port, "/readyz");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("store not reachable"), "{body}");

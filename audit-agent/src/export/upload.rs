@@ -20,6 +20,9 @@ use crate::time;
 const CONCURRENCY: usize = 4;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// While backing off, the store is probed this often: uploads resume within about this long
+/// after it answers again, not at the next (up to 30 s) backoff step.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// `base * 2^attempt`, capped, times a random factor in [0.5, 1.5).
 pub(crate) fn backoff(attempt: u32, rand01: f64) -> Duration {
@@ -91,13 +94,33 @@ impl Uploader {
                 let until = deadline.map_or(wait, |d| {
                     wait.min(d.saturating_duration_since(Instant::now()))
                 });
-                tokio::select! {
-                    () = tokio::time::sleep(until) => {}
-                    _ = stop.changed() => {}
-                }
+                self.back_off(until, &mut stop).await;
                 if stop.borrow().is_some_and(|d| Instant::now() >= d) {
                     return false;
                 }
+            }
+        }
+    }
+
+    /// Waits up to `until` before the next attempt, probing the store every [`PROBE_EVERY`]:
+    /// returns early when it answers again (or on a stop signal).
+    async fn back_off(&self, until: Duration, stop: &mut StopSignal) {
+        let end = Instant::now() + until;
+        loop {
+            let step = end
+                .saturating_duration_since(Instant::now())
+                .min(PROBE_EVERY);
+            if step.is_zero() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(step) => {}
+                _ = stop.changed() => return,
+            }
+            if Instant::now() < end && self.store.check().await.is_ok() {
+                self.stats.store_ok_unix.store(now_s(), Ordering::Relaxed);
+                tracing::info!("the store answers again; uploading now");
+                return;
             }
         }
     }
