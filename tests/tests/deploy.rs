@@ -7,7 +7,7 @@
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use audit_tests::{
-    helm::{helm_template, kustomize},
+    helm::{helm_template, kustomize, tool},
     trail::Trail,
     *,
 };
@@ -294,10 +294,18 @@ fn kubernetes_manifests_validate_against_the_schemas() {
             "ClusterRole",
             "ClusterRoleBinding",
             "ConfigMap",
-            "DaemonSet"
+            "DaemonSet",
+            "NetworkPolicy"
         ])
     );
     validate_against_schemas(&objects, "k8s-manifests");
+    // Only the metrics port is open on the agent's pods.
+    let np = find(&objects, "NetworkPolicy");
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        np["spec"]["ingress"][0]["ports"],
+        json!([{"port": 9464, "protocol": "TCP"}])
+    );
     // The example Secret is not applied, but it must be a valid Secret too.
     let secret = documents(
         &std::fs::read_to_string(deploy_dir().join("kubernetes/secret.example.yaml")).unwrap(),
@@ -495,6 +503,84 @@ fn systemd_unit_is_valid_and_hardened() {
         !report.contains("audit-agent.service:"),
         "warnings about the unit:\n{report}"
     );
+}
+
+/// Runs a linter from the test tools: (passed, what it printed).
+fn lint(name: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(tool(name)).args(args).output().expect(name);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn deployment_files_pass_checkov_and_hadolint_or_say_why_not() {
+    let dir = deploy_dir();
+    let dockerfile = dir.join("Dockerfile");
+    let (ok, out) = lint("hadolint", &[dockerfile.as_os_str()]);
+    assert!(ok, "hadolint deploy/Dockerfile:\n{out}");
+    let scratch = Scratch::new("checkov");
+    let rendered = scratch.path("chart.yaml");
+    std::fs::write(
+        &rendered,
+        helm_template(
+            &dir.join("helm/audit-agent"),
+            "audit-agent",
+            "audit-agent",
+            &[],
+        ),
+    )
+    .unwrap();
+    let kubernetes = dir.join("kubernetes");
+    for (what, target, framework) in [
+        ("-d", kubernetes.as_path(), "kubernetes"),
+        ("-f", rendered.as_path(), "kubernetes"),
+        ("-f", dockerfile.as_path(), "dockerfile"),
+    ] {
+        let (ok, out) = lint(
+            "checkov",
+            &[
+                what.as_ref(),
+                target.as_os_str(),
+                "--framework".as_ref(),
+                framework.as_ref(),
+                "--compact".as_ref(),
+                "--quiet".as_ref(),
+                "--skip-download".as_ref(),
+            ],
+        );
+        assert!(
+            ok && out.contains("Failed checks: 0"),
+            "checkov {}:\n{out}",
+            target.display()
+        );
+    }
+    // Every check skipped says why, in the file itself.
+    for ds in [
+        find(&manifests(), "DaemonSet"),
+        find(&chart_objects(), "DaemonSet"),
+    ] {
+        let skips: Vec<&str> = ds["metadata"]["annotations"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("checkov.io/skip"))
+            .map(|(_, v)| v.as_str().unwrap())
+            .collect();
+        assert!(!skips.is_empty());
+        for s in skips {
+            let (check, why) = s.split_once('=').unwrap_or((s, ""));
+            assert!(
+                check.starts_with("CKV") && why.len() > 30,
+                "a reason for {s}"
+            );
+        }
+    }
 }
 
 #[test]

