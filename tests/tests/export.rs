@@ -441,6 +441,35 @@ fn a_sigkill_of_the_daemon_by_a_watched_process_is_on_record_after_restart() {
     );
 }
 
+#[test]
+fn store_errors_name_what_to_fix() {
+    let g = Garage::shared();
+    let t = s3_target(g, "hints");
+    let run = |url: &str, env: &[(&'static str, String)]| {
+        let mut cmd = Command::new(agent_bin());
+        cmd.args(["verify", url]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Wrong secret key: the server answers 403.
+    let forged: Vec<(&'static str, String)> = t
+        .env
+        .iter()
+        .map(|(k, v)| match *k {
+            "AWS_SECRET_ACCESS_KEY" => (*k, "0".repeat(64)),
+            _ => (*k, v.clone()),
+        })
+        .collect();
+    let err = run(&t.url, &forged);
+    assert!(err.contains("check the credentials"), "{err}");
+    let err = run("s3://no-such-bucket-here/trail", &t.env);
+    assert!(err.contains("the bucket does not exist"), "{err}");
+}
+
 /// A small tmpfs, unmounted when dropped.
 struct SmallFs(PathBuf);
 

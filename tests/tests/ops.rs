@@ -81,11 +81,28 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
     );
     let agent = daemon(&cfg, &dir, &g.env());
     cg.workload(["open", "/nonexistent-metrics/a", "open", "/etc/hostname"]);
-    let denied = "audit_records_total{action=\"file.open\",agent=\"m-agent\",decision=\"deny\"}";
-    wait_until("the records counted and the store contacted", || {
+    // Until everything asserted below has happened (the kernel counters are sampled and the
+    // batch uploaded on the pipeline's and the uploader's own schedules).
+    let records = |decision: &str| {
+        format!(
+            "audit_records_total{{action=\"file.open\",agent=\"m-agent\",decision=\"{decision}\"}}"
+        )
+    };
+    wait_until("the records counted, sampled and uploaded", || {
         let m = http_get(port, "/metrics").1;
-        m.lines()
-            .any(|l| l.starts_with(denied) && !l.ends_with(" 0"))
+        let at_least = |name: &str, n: f64| {
+            m.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v >= n)
+        };
+        at_least(&records("deny"), 1.0)
+            && at_least(&records("allow"), 1.0)
+            && at_least("audit_kernel_records_emitted_total", 2.0)
+            && at_least("audit_ring_buffer_reads_total", 2.0)
+            && at_least("audit_uploads_total", 2.0)
+            && at_least("audit_delivery_latency_seconds_count", 2.0)
             && http_get(port, "/readyz").0 == 200
     });
     let (code, body) = http_get(port, "/healthz");
@@ -114,6 +131,20 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
         "objects and a manifest uploaded"
     );
     assert_eq!(metric(&m, "audit_upload_failures_total"), 0.0);
+    // Loss counters exist at 0 before any loss, so an alert on their increase fires on the first.
+    for reason in ["ringbuf_full", "spool_full", "disk_full", "agent_crash"] {
+        let l = format!("{{reason=\"{reason}\"}}");
+        assert_eq!(
+            metric(&m, &format!("audit_lost_records_total{l}")),
+            0.0,
+            "{reason}"
+        );
+        assert_eq!(
+            metric(&m, &format!("audit_gap_records_total{l}")),
+            0.0,
+            "{reason}"
+        );
+    }
     assert!(metric(&m, "audit_last_upload_timestamp_seconds") > 1.7e9);
     assert!(metric(&m, "audit_delivery_latency_seconds_count") >= 2.0);
     for name in [
@@ -315,6 +346,14 @@ fn kubernetes_pods_attribute_records_and_only_selected_pods_are_watched() {
     let b = cg(uid_b, 'b');
     agent.wait_for_stderr_count("cgroup watch set changed", 2, Duration::from_secs(60));
     let rb = b.workload(["open", "/etc/hostname"]);
+    // A configuration that selects agents only by Kubernetes fields reloads like any other.
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_stderr("configuration reloaded", Duration::from_secs(60));
+    assert!(
+        !agent.stderr().contains("reload rejected"),
+        "{}",
+        agent.stderr()
+    );
     let records = {
         let _ = agent.stop();
         parse_lines(&std::fs::read(&out).unwrap())
