@@ -7,8 +7,8 @@
 //! returned. Ring creation itself is recorded too.
 
 use audit_common::event::{
-    EventKind, FixedEvent, HEADER_LEN, SOCKADDR_MAX, Syscall, UringBody, UringDoneBody,
-    UringSetupBody, flags,
+    EventKind, FixedEvent, HEADER_LEN, PendingEvent, SOCKADDR_MAX, Syscall, UringBody,
+    UringDoneBody, UringSetupBody, flags,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, generated},
@@ -191,6 +191,28 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), i64> {
     b.length = 0;
     b.addrlen = 0;
     b.fixed = u32::from(req_flags & REQ_F_FIXED_FILE != 0);
+    op_fields(b, req, op, dest)?;
+    request_paths(ev, req, op, fd)?;
+    ev.header.flags |= flags::PATH_FROM_KERNEL | flags::ADDR_FROM_KERNEL;
+    // The completion is recorded only for requests recorded here: (opcode, fixed, tgid).
+    let fixed_slot = fixed::<UringBody>(ev).fixed;
+    let tag = u64::from(op) | (u64::from(fixed_slot) << 8) | ((pid_tgid >> 32) << 32);
+    if URING_REQS.insert(&(req as u64), &tag, 0).is_err() {
+        count(|c| c.connecting_full += 1);
+    }
+    emit_with_exe(ev);
+    Ok(())
+}
+
+/// The fields of the prepared request an opcode has: open flags, rename/unlink flags, a mode, a
+/// length, a destination (the kernel's copies).
+#[inline(always)]
+fn op_fields(
+    b: &mut UringBody,
+    req: *const u8,
+    op: u8,
+    dest: Option<*const u8>,
+) -> Result<(), i64> {
     match op {
         OP_OPENAT | OP_OPENAT2 => {
             let how = off!(io_open_how);
@@ -216,6 +238,13 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     }
+    Ok(())
+}
+
+/// The request's paths (the kernel's copies) with the directories they resolve from; for an
+/// ftruncate of a plain fd, the file behind it.
+#[inline(always)]
+fn request_paths(ev: &mut PendingEvent, req: *const u8, op: u8, fd: i32) -> Result<(), i64> {
     let (p1, dfd1, p2, dfd2) = paths(req, op)?;
     let in_root = fixed::<UringBody>(ev).resolve & RESOLVE_IN_ROOT != 0;
     if p1 != 0 {
@@ -237,14 +266,6 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), i64> {
     if op == OP_FTRUNCATE && fixed::<UringBody>(ev).fixed == 0 {
         fd_section(ev, i64::from(fd));
     }
-    ev.header.flags |= flags::PATH_FROM_KERNEL | flags::ADDR_FROM_KERNEL;
-    // The completion is recorded only for requests recorded here: (opcode, fixed, tgid).
-    let fixed_slot = fixed::<UringBody>(ev).fixed;
-    let tag = u64::from(op) | (u64::from(fixed_slot) << 8) | ((pid_tgid >> 32) << 32);
-    if URING_REQS.insert(&(req as u64), &tag, 0).is_err() {
-        count(|c| c.connecting_full += 1);
-    }
-    emit_with_exe(ev);
     Ok(())
 }
 

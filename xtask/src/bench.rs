@@ -558,7 +558,7 @@ fn program_ns(load: impl FnOnce() -> anyhow::Result<f64>) -> anyhow::Result<(f64
     let with_compat = |own: f64, compat: f64| if compat.is_nan() { own } else { own + compat };
     Ok((
         with_compat(per("sys_enter_openat"), per("compat_sys_enter")),
-        with_compat(per("sys_exit_openat"), per("compat_sys_exit")),
+        with_compat(per("sys_exit_opens"), per("compat_sys_exit")),
     ))
 }
 
@@ -669,7 +669,7 @@ fn query(env: &Env) -> anyhow::Result<Value> {
     let records: u64 = 1_000_000;
     let store = env.out.join("query-store");
     let stamp = store.join(".params");
-    let params = format!("{records} 10 24 v1");
+    let params = format!("{records} 10 24 v2-manifests");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(params.as_str()) {
         eprintln!("bench: generating a {records}-record store");
         let _ = std::fs::remove_dir_all(&store);

@@ -168,6 +168,8 @@ pub(crate) struct CaptureOptions {
     pub(crate) cgroup_root: std::path::PathBuf,
     /// Where to pin the map of signals sent to the agent (the daemon: see `pin.rs`).
     pub(crate) signal_pin: Option<std::path::PathBuf>,
+    /// Record 32-bit system calls (`[capture] compat_syscalls`).
+    pub(crate) compat_syscalls: bool,
 }
 
 /// What to watch, in kernel terms.
@@ -243,33 +245,9 @@ impl Capture {
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel failed")?;
 
-        let mut missing = attach_all(&mut ebpf, &tracefs, cgroup_root)?;
-        if offsets.task_ts_status == ABSENT {
-            missing.extend(
-                COMPAT_HOOKS
-                    .iter()
-                    .map(|(_, t)| format!("raw_syscalls:{t}")),
-            );
-        } else {
-            attach_compat(&mut ebpf)?;
-        }
-        if offsets.uring_submit_req == ABSENT {
-            missing.extend(URING_TRACEPOINTS.iter().map(|t| format!("io_uring:{t}")));
-        } else {
-            missing.extend(attach_uring(&mut ebpf, &tracefs)?);
-        }
-        let agent_map: Array<&MapData, u32> = Array::try_from(
-            ebpf.map("AGENT")
-                .ok_or_else(|| anyhow!("map AGENT is missing from the eBPF object"))?,
-        )?;
-        let host_tgid = whoami.introduce(&agent_map)?;
-        if host_tgid != std::process::id() {
-            tracing::info!(
-                host_tgid,
-                local_pid = std::process::id(),
-                "running in a pid namespace: excluding the agent by its host process id"
-            );
-        }
+        let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
+        let missing = attach_programs(&mut ebpf, &tracefs, cgroup_root, &offsets, compat)?;
+        introduce_self(&ebpf, &whoami)?;
 
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
@@ -597,6 +575,51 @@ fn attach_all(
         })?;
     }
     Ok(missing)
+}
+
+/// Attaches every program; returns the optional hooks left out (32-bit calls when disabled or
+/// without their offsets, io_uring without its offsets, tracepoints some kernels lack).
+fn attach_programs(
+    ebpf: &mut Ebpf,
+    tracefs: &TraceFs,
+    cgroup_root: &std::path::Path,
+    offsets: &Offsets,
+    compat: bool,
+) -> anyhow::Result<Vec<String>> {
+    let mut missing = attach_all(ebpf, tracefs, cgroup_root)?;
+    if !compat {
+        missing.extend(
+            COMPAT_HOOKS
+                .iter()
+                .map(|(_, t)| format!("raw_syscalls:{t}")),
+        );
+    } else {
+        attach_compat(ebpf)?;
+    }
+    if offsets.uring_submit_req == ABSENT {
+        missing.extend(URING_TRACEPOINTS.iter().map(|t| format!("io_uring:{t}")));
+    } else {
+        missing.extend(attach_uring(ebpf, tracefs)?);
+    }
+    Ok(missing)
+}
+
+/// Makes the agent known to its own programs by the id the kernel gives it (see `Whoami`), so
+/// they exclude exactly it, in a pid namespace too.
+fn introduce_self(ebpf: &Ebpf, whoami: &Whoami) -> anyhow::Result<()> {
+    let agent_map: Array<&MapData, u32> = Array::try_from(
+        ebpf.map("AGENT")
+            .ok_or_else(|| anyhow!("map AGENT is missing from the eBPF object"))?,
+    )?;
+    let host_tgid = whoami.introduce(&agent_map)?;
+    if host_tgid != std::process::id() {
+        tracing::info!(
+            host_tgid,
+            local_pid = std::process::id(),
+            "running in a pid namespace: excluding the agent by its host process id"
+        );
+    }
+    Ok(())
 }
 
 /// Attaches the 32-bit system call programs (after their offsets were found).

@@ -68,18 +68,12 @@ pub(crate) struct Extras<'a> {
 
 /// Loads and attaches the programs and makes them watch `plan` as resolved now.
 fn start_capture(
-    ring_buffer_bytes: u32,
-    signal_pin: Option<std::path::PathBuf>,
+    opts: &CaptureOptions,
     plan: &WatchPlan,
     cgroup2: &Cgroup2,
 ) -> anyhow::Result<(Capture, crate::capture::WatchSet)> {
-    check_ring_size(ring_buffer_bytes).map_err(|e| anyhow::anyhow!("ring buffer size {e}"))?;
-    let mut capture = Capture::start(&CaptureOptions {
-        ring_buffer_bytes,
-        max_pending_threads: 16384,
-        cgroup_root: cgroup2.mount().to_path_buf(),
-        signal_pin,
-    })?;
+    check_ring_size(opts.ring_buffer_bytes).map_err(|e| anyhow::anyhow!("ring buffer size {e}"))?;
+    let mut capture = Capture::start(opts)?;
     for tp in &capture.missing {
         tracing::warn!(tracepoint = %tp, "tracepoint not available on this kernel; not captured");
     }
@@ -152,7 +146,14 @@ pub(crate) async fn assemble(
     }
     let version = policy.version().to_string();
     let (registry, policy) = (Versioned::new(registry), Versioned::new(policy));
-    let (mut source_capture, set) = start_capture(ring, extras.signal_pin.take(), &plan, &cgroup2)?;
+    let opts = CaptureOptions {
+        ring_buffer_bytes: ring,
+        max_pending_threads: 16384,
+        cgroup_root: cgroup2.mount().to_path_buf(),
+        signal_pin: extras.signal_pin.take(),
+        compat_syscalls: capture.compat_syscalls,
+    };
+    let (mut source_capture, set) = start_capture(&opts, &plan, &cgroup2)?;
     // Protected files found by the policy's inode index get the ring buffer's reserve.
     let protected = inode::Published::default();
     source_capture.protect_from(protected.clone());

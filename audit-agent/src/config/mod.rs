@@ -144,6 +144,14 @@ pub(crate) struct CaptureConf {
     /// How long the record of a non-blocking connect waits for its outcome, in milliseconds.
     #[serde(default = "default_connect_wait")]
     pub(crate) connect_outcome_wait_ms: u64,
+    /// Record 32-bit system calls (a check on every system call of the machine; see
+    /// docs/benchmarks.md).
+    #[serde(default = "default_true")]
+    pub(crate) compat_syscalls: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_connect_wait() -> u64 {
@@ -164,6 +172,7 @@ impl Default for CaptureConf {
             ring_buffer_bytes: default_ring(),
             cgroup_rescan_ms: default_rescan(),
             connect_outcome_wait_ms: default_connect_wait(),
+            compat_syscalls: true,
         }
     }
 }

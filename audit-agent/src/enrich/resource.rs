@@ -161,34 +161,7 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
                 flags: *flags,
             },
         ),
-        Body::Access {
-            syscall,
-            target_pid,
-            pid_from_kernel,
-            caller_ns_level,
-            target_fd,
-            request,
-            addr,
-            sections,
-        } => (
-            Target::Process { pid: *target_pid },
-            Detail::Access(Access {
-                kind: match syscall {
-                    Syscall::Ptrace => AccessKind::Ptrace {
-                        request: *request,
-                        addr: *addr,
-                    },
-                    Syscall::ProcessVmWritev => AccessKind::VmWrite,
-                    Syscall::PidfdGetfd => AccessKind::GetFd { fd: *target_fd },
-                    _ => AccessKind::VmRead,
-                },
-                pid_from_kernel: *pid_from_kernel,
-                caller_namespaced: *caller_ns_level > 0,
-                file: sections.kpath.as_ref().map(kernel_file),
-                target_exec_id: None,
-                target_agent: None,
-            }),
-        ),
+        Body::Access { .. } => access(ev)?,
         Body::Signal {
             sig,
             target_pid,
@@ -218,15 +191,7 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
         detail,
         truncated: Vec::new(),
         unreadable: Vec::new(),
-        uring: match &ev.body {
-            Body::Uring {
-                opcode, user_data, ..
-            } => Some(UringRef {
-                op: uring_op_name(*opcode),
-                user_data: *user_data,
-            }),
-            _ => None,
-        },
+        uring: uring_ref(ev),
         ia32: None,
     };
     truncated_and_unreadable(ev, &mut r);
@@ -240,6 +205,56 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
         r.unreadable.push(Field::Address);
     }
     Some(r)
+}
+
+/// The io_uring request a record was submitted as.
+fn uring_ref(ev: &KernelEvent) -> Option<UringRef> {
+    match &ev.body {
+        Body::Uring {
+            opcode, user_data, ..
+        } => Some(UringRef {
+            op: uring_op_name(*opcode),
+            user_data: *user_data,
+        }),
+        _ => None,
+    }
+}
+
+/// ptrace, process_vm_readv/writev, pidfd_getfd: the target process and how it was reached.
+fn access(ev: &KernelEvent) -> Option<(Target, Detail)> {
+    let Body::Access {
+        syscall,
+        target_pid,
+        pid_from_kernel,
+        caller_ns_level,
+        target_fd,
+        request,
+        addr,
+        sections,
+    } = &ev.body
+    else {
+        return None;
+    };
+    let kind = match syscall {
+        Syscall::Ptrace => AccessKind::Ptrace {
+            request: *request,
+            addr: *addr,
+        },
+        Syscall::ProcessVmWritev => AccessKind::VmWrite,
+        Syscall::PidfdGetfd => AccessKind::GetFd { fd: *target_fd },
+        _ => AccessKind::VmRead,
+    };
+    Some((
+        Target::Process { pid: *target_pid },
+        Detail::Access(Access {
+            kind,
+            pid_from_kernel: *pid_from_kernel,
+            caller_namespaced: *caller_ns_level > 0,
+            file: sections.kpath.as_ref().map(kernel_file),
+            target_exec_id: None,
+            target_agent: None,
+        }),
+    ))
 }
 
 fn exec(ev: &KernelEvent, dirfd: i32, s: &Sections) -> (Target, Detail) {

@@ -20,6 +20,8 @@ pub(crate) struct CaptureSettings {
     pub(crate) cgroup_rescan: Duration,
     /// How long an in-progress connect's record waits for its outcome.
     pub(crate) connect_outcome_wait: Duration,
+    /// Whether 32-bit system calls are recorded.
+    pub(crate) compat_syscalls: bool,
 }
 
 /// `[metrics]`, validated.
@@ -121,6 +123,7 @@ fn compile_capture(cfg: &Config, p: &mut Problems) -> CaptureSettings {
         ring_buffer_bytes: *ring.get_ref(),
         cgroup_rescan: Duration::from_millis(cfg.capture.cgroup_rescan_ms.max(50)),
         connect_outcome_wait: Duration::from_millis(cfg.capture.connect_outcome_wait_ms),
+        compat_syscalls: cfg.capture.compat_syscalls,
     }
 }
 
