@@ -195,7 +195,7 @@ pub(crate) struct PipelineMetrics {
 
 impl PipelineMetrics {
     /// Creates the metrics, registers them, and makes every loss series exist at 0 (so an alert
-    /// on the first loss can fire).
+    /// on the first loss can fire). Long on purpose: one registration (name, help) per metric.
     pub(crate) fn register(t: &Telemetry) -> Self {
         let m = Self {
             records: Family::default(),

@@ -3,7 +3,6 @@
 //! Writes docs/benchmarks.md and target/bench/results.json.
 
 use std::{
-    fmt::Write as _,
     io::{BufRead as _, BufReader},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
@@ -12,7 +11,14 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+mod results;
+
+use results::{
+    Machine, OpStat, Overhead, OverheadRow, ProgramCost, ProgramRow, Query, QueryRun, RateRow,
+    Results, Throughput, ToolRun,
+};
 
 /// Unprivileged uid the auditd "watched" load runs as: `nobody`, an existing user. (With a uid
 /// that has no passwd entry, auditd's ENRICHED name lookups miss on every record and it gets
@@ -332,14 +338,127 @@ fn start_auditd() -> anyhow::Result<Option<Child>> {
 }
 
 /// Section 1: syscall overhead.
-fn overhead(env: &Env) -> anyhow::Result<Value> {
+/// A table row: its label, the cgroup the load runs in, the uid it runs as.
+type Row = (&'static str, String, Option<u32>);
+
+/// Starts the tracer of one configuration; returns it and the rows measured under it, or `None`
+/// when the configuration cannot run here (a note says why).
+fn start_config(
+    env: &Env,
+    config: &str,
+    dir: &Path,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Option<(Tracer, Vec<Row>)>> {
+    let (u, w) = (env.unwatched.clone(), env.watched.clone());
+    Ok(Some(match config {
+        "baseline" => (Tracer::None, vec![("no tracing (baseline)", u, None)]),
+        "floor" => {
+            let c = start_until(Command::new(&env.agent).arg("bench-floor"), "ready", None)?;
+            (Tracer::Proc(c), vec![("empty programs (floor)", u, None)])
+        }
+        "audit-agent" => {
+            let cfg = agent_config(env, dir)?;
+            let c = start_until(
+                Command::new(&env.agent).args([
+                    "run",
+                    "--config",
+                    cfg.to_str().unwrap_or_default(),
+                ]),
+                "ready: watching",
+                Some(&dir.join("agent.log")),
+            )?;
+            (
+                Tracer::Proc(c),
+                vec![
+                    ("audit-agent, load not watched", u, None),
+                    (
+                        "audit-agent, load watched (full pipeline to a local store)",
+                        w,
+                        None,
+                    ),
+                ],
+            )
+        }
+        "bpftrace" => {
+            let script = dir.join("peer.bt");
+            std::fs::write(&script, bpftrace_script(env))?;
+            let c = start_until(Command::new("bpftrace").arg(&script), "Attaching", None)?;
+            (
+                Tracer::Proc(c),
+                vec![
+                    ("bpftrace, load not watched", u, None),
+                    ("bpftrace, load watched (cgroup filter, printing)", w, None),
+                ],
+            )
+        }
+        _ => match start_auditd()? {
+            Some(c) => (
+                Tracer::Auditd(c),
+                vec![
+                    ("auditd, load not watched (other uid)", u.clone(), None),
+                    ("auditd, load watched (uid rule)", u, Some(AUDIT_UID)),
+                ],
+            ),
+            None => {
+                let note = "auditd skipped: the audit subsystem or auditctl is unavailable";
+                if !notes.iter().any(|n| n == note) {
+                    notes.push(note.into());
+                }
+                return Ok(None);
+            }
+        },
+    }))
+}
+
+/// Samples (ns per operation) by (row, operation).
+type Samples = std::collections::BTreeMap<(String, String), Vec<f64>>;
+
+/// Median, range and ratio to the baseline of every row and operation.
+fn summarize(order: &[String], samples: &Samples, ops: &[&str]) -> Vec<OverheadRow> {
+    let of = |row: &str, op: &str| {
+        samples
+            .get(&(row.to_string(), op.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    order
+        .iter()
+        .map(|row| {
+            let ops = ops
+                .iter()
+                .map(|op| {
+                    let mut v = of(row, op);
+                    let (min, max) = (
+                        v.iter().copied().fold(f64::INFINITY, f64::min),
+                        v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    );
+                    let m = median(&mut v);
+                    let base = median(&mut of("no tracing (baseline)", op));
+                    let stat = OpStat {
+                        median_ns: m,
+                        min_ns: min,
+                        max_ns: max,
+                        samples: v.len(),
+                        ratio_to_baseline: m / base,
+                    };
+                    (op.to_string(), stat)
+                })
+                .collect();
+            OverheadRow {
+                config: row.clone(),
+                ops,
+            }
+        })
+        .collect()
+}
+
+/// Section 1: syscall overhead, every configuration interleaved over several passes.
+fn overhead(env: &Env) -> anyhow::Result<Overhead> {
     let ops = ["open", "connect", "forkexec"];
     let ms = if env.quick { 250 } else { 400 };
     let passes = if env.quick { 1 } else { 3 };
     let rounds = if env.quick { 3 } else { 5 };
-    /// A table row: its label, the cgroup the load runs in, the uid it runs as.
-    type Row<'a> = (&'a str, String, Option<u32>);
-    let mut samples: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
+    let mut samples = Samples::default();
     let mut notes = Vec::new();
     let mut order: Vec<String> = Vec::new();
     for pass in 0..passes {
@@ -348,87 +467,12 @@ fn overhead(env: &Env) -> anyhow::Result<Value> {
             let dir = env.out.join(format!("overhead-{config}"));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
-            let (tracer, rows): (Tracer, Vec<Row>) = match config {
-                "baseline" => (
-                    Tracer::None,
-                    vec![("no tracing (baseline)", env.unwatched.clone(), None)],
-                ),
-                "floor" => {
-                    let c =
-                        start_until(Command::new(&env.agent).arg("bench-floor"), "ready", None)?;
-                    (
-                        Tracer::Proc(c),
-                        vec![("empty programs (floor)", env.unwatched.clone(), None)],
-                    )
-                }
-                "audit-agent" => {
-                    let cfg = agent_config(env, &dir)?;
-                    let c = start_until(
-                        Command::new(&env.agent).args([
-                            "run",
-                            "--config",
-                            cfg.to_str().unwrap_or_default(),
-                        ]),
-                        "ready: watching",
-                        Some(&dir.join("agent.log")),
-                    )?;
-                    (
-                        Tracer::Proc(c),
-                        vec![
-                            ("audit-agent, load not watched", env.unwatched.clone(), None),
-                            (
-                                "audit-agent, load watched (full pipeline to a local store)",
-                                env.watched.clone(),
-                                None,
-                            ),
-                        ],
-                    )
-                }
-                "bpftrace" => {
-                    let script = dir.join("peer.bt");
-                    std::fs::write(&script, bpftrace_script(env))?;
-                    let c = start_until(Command::new("bpftrace").arg(&script), "Attaching", None)?;
-                    (
-                        Tracer::Proc(c),
-                        vec![
-                            ("bpftrace, load not watched", env.unwatched.clone(), None),
-                            (
-                                "bpftrace, load watched (cgroup filter, printing)",
-                                env.watched.clone(),
-                                None,
-                            ),
-                        ],
-                    )
-                }
-                _ => {
-                    match start_auditd()? {
-                        Some(c) => (
-                            Tracer::Auditd(c),
-                            vec![
-                                (
-                                    "auditd, load not watched (other uid)",
-                                    env.unwatched.clone(),
-                                    None,
-                                ),
-                                (
-                                    "auditd, load watched (uid rule)",
-                                    env.unwatched.clone(),
-                                    Some(AUDIT_UID),
-                                ),
-                            ],
-                        ),
-                        None => {
-                            if pass == 0 {
-                                notes.push("auditd skipped: the audit subsystem or auditctl is unavailable".to_string());
-                            }
-                            continue;
-                        }
-                    }
-                }
+            let Some((tracer, rows)) = start_config(env, config, &dir, &mut notes)? else {
+                continue;
             };
             std::thread::sleep(Duration::from_millis(500));
             for (row, cg, uid) in &rows {
-                if !order.contains(&row.to_string()) {
+                if !order.iter().any(|o| o == row) {
                     order.push(row.to_string());
                 }
                 for op in ops {
@@ -445,41 +489,14 @@ fn overhead(env: &Env) -> anyhow::Result<Value> {
             tracer.stop()?;
         }
     }
-    let base = |op: &str, s: &std::collections::BTreeMap<(String, String), Vec<f64>>| {
-        median(
-            &mut s
-                .get(&("no tracing (baseline)".into(), op.into()))
-                .cloned()
-                .unwrap_or_default(),
-        )
-    };
-    let mut rows = Vec::new();
-    for row in &order {
-        let mut per_op = serde_json::Map::new();
-        for op in ops {
-            let mut v = samples
-                .get(&(row.clone(), op.to_string()))
-                .cloned()
-                .unwrap_or_default();
-            let (min, max) = (
-                v.iter().copied().fold(f64::INFINITY, f64::min),
-                v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            );
-            let m = median(&mut v);
-            per_op.insert(
-                op.into(),
-                json!({
-                    "median_ns": m, "min_ns": min, "max_ns": max, "samples": v.len(),
-                    "ratio_to_baseline": m / base(op, &samples),
-                }),
-            );
-        }
-        rows.push(json!({ "config": row, "ops": per_op }));
-    }
-    Ok(
-        json!({ "rows": rows, "notes": notes, "ms_per_sample": ms, "passes": passes, "rounds": rounds,
-                "program_cost": program_cost(env)? }),
-    )
+    Ok(Overhead {
+        rows: summarize(&order, &samples, &ops),
+        notes,
+        ms_per_sample: ms,
+        passes,
+        rounds,
+        program_cost: program_cost(env)?,
+    })
 }
 
 fn proc_ticks(pid: u32) -> u64 {
@@ -565,14 +582,12 @@ fn program_ns(load: impl FnOnce() -> anyhow::Result<f64>) -> anyhow::Result<(f64
 /// In-kernel cost per openat, measured with BPF statistics: precise where wall-clock ratios on
 /// a shared VM are noisy. The statistics themselves add a fixed cost to every program run, the
 /// same for all configurations; the floor row shows it.
-fn program_cost(env: &Env) -> anyhow::Result<Value> {
+fn program_cost(env: &Env) -> anyhow::Result<ProgramCost> {
     let ms = 400;
-    let mut rows = Vec::new();
     let floor = start_until(Command::new(&env.agent).arg("bench-floor"), "ready", None)?;
     std::thread::sleep(Duration::from_millis(300));
     let (fe, fx) = program_ns(|| env.measure("open", &env.unwatched, None, ms))?;
     Tracer::Proc(floor).stop()?;
-    rows.push(json!({"config": "empty programs (floor)", "enter_ns": fe, "exit_ns": fx}));
     let dir = env.out.join("program-cost");
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = agent_config(env, &dir)?;
@@ -585,15 +600,24 @@ fn program_cost(env: &Env) -> anyhow::Result<Value> {
     let (ue, ux) = program_ns(|| env.measure("open", &env.unwatched, None, ms))?;
     let (we, wx) = program_ns(|| env.measure("open", &env.watched, None, ms))?;
     Tracer::Proc(agent).stop()?;
-    rows.push(json!({"config": "audit-agent, load not watched", "enter_ns": ue, "exit_ns": ux}));
-    rows.push(json!({"config": "audit-agent, load watched", "enter_ns": we, "exit_ns": wx}));
-    Ok(
-        json!({ "rows": rows, "added_unwatched_ns": (ue + ux) - (fe + fx), "added_watched_ns": (we + wx) - (fe + fx) }),
-    )
+    let row = |config: &str, enter_ns, exit_ns| ProgramRow {
+        config: config.into(),
+        enter_ns,
+        exit_ns,
+    };
+    Ok(ProgramCost {
+        rows: vec![
+            row("empty programs (floor)", fe, fx),
+            row("audit-agent, load not watched", ue, ux),
+            row("audit-agent, load watched", we, wx),
+        ],
+        added_unwatched_ns: (ue + ux) - (fe + fx),
+        added_watched_ns: (we + wx) - (fe + fx),
+    })
 }
 
 /// Section 2: throughput and loss.
-fn throughput(env: &Env) -> anyhow::Result<Value> {
+fn throughput(env: &Env) -> anyhow::Result<Throughput> {
     let secs = if env.quick { 3.0 } else { 5.0 };
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
@@ -643,29 +667,33 @@ fn throughput(env: &Env) -> anyhow::Result<Value> {
         let records = stopped["records"].as_u64().unwrap_or(0);
         let lost = stopped["lost"].as_u64().unwrap_or(0);
         let window = load["secs"].as_f64().unwrap_or(secs);
-        rows.push(json!({
-            "target_rate": if rate == 0 { Value::Null } else { json!(rate) },
-            "achieved_rate": load["events_per_s"],
-            "events": events,
-            "records_delivered": records,
-            "kernel_drops": lost,
-            "agent_cpu_percent_of_one_core": (t1 - t0) as f64 / hz / window * 100.0,
-            "agent_peak_rss_mib": hwm as f64 / 1024.0,
-            "latency_p50_ms": stopped["latency_p50_us"].as_f64().unwrap_or(0.0) / 1000.0,
-            "latency_p99_ms": stopped["latency_p99_us"].as_f64().unwrap_or(0.0) / 1000.0,
-            "zero_loss": lost == 0 && records >= events,
-        }));
+        rows.push(RateRow {
+            target_rate: (rate != 0).then_some(rate),
+            achieved_rate: load["events_per_s"].as_f64().unwrap_or(f64::NAN),
+            events,
+            records_delivered: records,
+            kernel_drops: lost,
+            agent_cpu_percent_of_one_core: (t1 - t0) as f64 / hz / window * 100.0,
+            agent_peak_rss_mib: hwm as f64 / 1024.0,
+            latency_p50_ms: stopped["latency_p50_us"].as_f64().unwrap_or(0.0) / 1000.0,
+            latency_p99_ms: stopped["latency_p99_us"].as_f64().unwrap_or(0.0) / 1000.0,
+            zero_loss: lost == 0 && records >= events,
+        });
     }
     let best = rows
         .iter()
-        .filter(|r| r["zero_loss"] == true)
-        .filter_map(|r| r["achieved_rate"].as_f64())
+        .filter(|r| r.zero_loss)
+        .map(|r| r.achieved_rate)
         .fold(0.0, f64::max);
-    Ok(json!({ "rows": rows, "highest_zero_loss_rate": best, "seconds_per_rate": secs }))
+    Ok(Throughput {
+        rows,
+        highest_zero_loss_rate: best,
+        seconds_per_rate: secs,
+    })
 }
 
 /// Section 3: query.
-fn query(env: &Env) -> anyhow::Result<Value> {
+fn query(env: &Env) -> anyhow::Result<Query> {
     let records: u64 = 1_000_000;
     let store = env.out.join("query-store");
     let stamp = store.join(".params");
@@ -693,7 +721,7 @@ fn query(env: &Env) -> anyhow::Result<Value> {
     .map(String::from)
     .to_vec();
     let duck = env.root.join("xtask/src/bench_duckdb.py");
-    let mut out = serde_json::Map::new();
+    let mut out = std::collections::BTreeMap::new();
     for (name, args, duck_q) in [
         ("full scan", &full, "full"),
         ("pruned (1 agent, 2 hours)", &pruned, "pruned"),
@@ -728,19 +756,30 @@ fn query(env: &Env) -> anyhow::Result<Value> {
             median(&mut d_wall),
             median(&mut d_cpu),
         );
-        out.insert(name.into(), json!({
-            "audit_agent": { "wall_s": ow, "cpu_s": oc, "matched": matched_ours,
-                             "records_per_s_per_core": if scanned > 0 { json!(scanned as f64 / oc) } else { Value::Null } },
-            "duckdb": { "wall_s": dw, "cpu_s": dc, "matched": matched_duck,
-                        "records_per_s_per_core": if scanned > 0 { json!(scanned as f64 / dc) } else { Value::Null } },
-            "same_result": matched_ours == matched_duck,
-            "args": args,
-        }));
+        let run = |wall_s, cpu_s: f64, matched| ToolRun {
+            wall_s,
+            cpu_s,
+            matched,
+            records_per_s_per_core: (scanned > 0).then(|| scanned as f64 / cpu_s),
+        };
+        out.insert(
+            name.to_string(),
+            QueryRun {
+                audit_agent: run(ow, oc, matched_ours),
+                duckdb: run(dw, dc, matched_duck),
+                same_result: matched_ours == matched_duck,
+                args: args.clone(),
+            },
+        );
     }
-    Ok(json!({ "records": records, "objects": 240, "queries": out }))
+    Ok(Query {
+        records,
+        objects: 240,
+        queries: out,
+    })
 }
 
-fn machine() -> Value {
+fn machine() -> Machine {
     let sh = |c: &str| {
         Command::new("sh")
             .args(["-c", c])
@@ -748,18 +787,17 @@ fn machine() -> Value {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     };
-    json!({
-        "kernel": sh("uname -r"),
-        "cpu": sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
-        "cores": sh("nproc"),
-        "memory": sh("grep MemTotal /proc/meminfo | awk '{print $2 \" kB\"}'"),
-        "date": sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
-        // `git describe --dirty` marks a run made with uncommitted changes.
-        "commit": sh("git describe --always --dirty --abbrev=7 --exclude '*'"),
-        "bpftrace": sh("bpftrace --version"),
-        "auditd": sh("auditctl -v"),
-        "duckdb": sh("python3 -c 'import duckdb; print(duckdb.__version__)'"),
-    })
+    Machine {
+        kernel: sh("uname -r"),
+        cpu: sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+        cores: sh("nproc"),
+        memory: sh("grep MemTotal /proc/meminfo | awk '{print $2 \" kB\"}'"),
+        date: sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
+        commit: sh("git describe --always --dirty --abbrev=7 --exclude '*'"),
+        bpftrace: sh("bpftrace --version"),
+        auditd: sh("auditctl -v"),
+        duckdb: sh("python3 -c 'import duckdb; print(duckdb.__version__)'"),
+    }
 }
 
 pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
@@ -788,219 +826,22 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let overhead = overhead(&env)?;
     let throughput = throughput(&env)?;
     let query = query(&env)?;
-    let results = json!({
-        "machine": machine(),
-        "overhead": overhead,
-        "throughput": throughput,
-        "query": query,
-        "duration_s": started.elapsed().as_secs_f64(),
-        "quick": quick,
-    });
+    let results = Results {
+        machine: machine(),
+        overhead,
+        throughput,
+        query,
+        duration_s: started.elapsed().as_secs_f64(),
+        quick,
+    };
     std::fs::write(
         out.join("results.json"),
         serde_json::to_vec_pretty(&results)?,
     )?;
-    std::fs::write(root.join("docs/benchmarks.md"), render(&results))?;
+    std::fs::write(root.join("docs/benchmarks.md"), results::render(&results))?;
     eprintln!(
         "bench: done in {:.0} s; wrote docs/benchmarks.md and target/bench/results.json",
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn f(v: &Value, digits: usize) -> String {
-    v.as_f64().map_or("–".into(), |x| format!("{x:.digits$}"))
-}
-
-fn render(r: &Value) -> String {
-    let mut s = String::new();
-    let m = &r["machine"];
-    let _ = writeln!(s, "# Benchmarks\n");
-    let _ = writeln!(
-        s,
-        "Generated by `cargo xtask bench` (as root) on {} — kernel {}, {} cores ({}), {} RAM, commit {}. \
-         Whole run: {:.0} s. Raw numbers: `target/bench/results.json`. Peers: {}, auditd {}, DuckDB {}.\n",
-        m["date"].as_str().unwrap_or(""),
-        m["kernel"].as_str().unwrap_or(""),
-        m["cores"].as_str().unwrap_or(""),
-        m["cpu"].as_str().unwrap_or("").trim(),
-        m["memory"].as_str().unwrap_or(""),
-        m["commit"].as_str().unwrap_or(""),
-        r["duration_s"].as_f64().unwrap_or(0.0),
-        m["bpftrace"].as_str().unwrap_or(""),
-        m["auditd"].as_str().unwrap_or(""),
-        m["duckdb"].as_str().unwrap_or(""),
-    );
-    let o = &r["overhead"];
-    let _ = writeln!(s, "## 1. Syscall overhead\n");
-    let _ = writeln!(
-        s,
-        "A load generator (`tests/src/bin/loadgen.rs`) runs tight loops for {} ms per sample — `openat`+`close` of an existing \
-         file, `connect` to a closed loopback port, `fork`+`execve(/bin/true)`+`waitpid` — inside a cgroup. \
-         The generator is pinned to the last CPU, tracers (and their user-space consumers) to the others. Each \
-         configuration is started once per pass ({} pass(es), {} samples per operation per pass, configurations \
-         interleaved). Median (min–max) in ns per operation, and the median's ratio to the baseline.\n",
-        o["ms_per_sample"], o["passes"], o["rounds"]
-    );
-    let _ = writeln!(
-        s,
-        "| Configuration | openat+close | ratio | connect | ratio | fork+exec | ratio |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
-    for row in o["rows"].as_array().into_iter().flatten() {
-        let cell = |op: &str| {
-            let c = &row["ops"][op];
-            format!(
-                "{} ({}–{}) | {}×",
-                f(&c["median_ns"], 0),
-                f(&c["min_ns"], 0),
-                f(&c["max_ns"], 0),
-                f(&c["ratio_to_baseline"], 2)
-            )
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            row["config"].as_str().unwrap_or(""),
-            cell("open"),
-            cell("connect"),
-            cell("forkexec")
-        );
-    }
-    for n in o["notes"].as_array().into_iter().flatten() {
-        let _ = writeln!(s, "\nNote: {}", n.as_str().unwrap_or(""));
-    }
-    let rows = o["rows"].as_array().cloned().unwrap_or_default();
-    let get = |name: &str| {
-        rows.iter()
-            .find(|x| x["config"].as_str().is_some_and(|c| c.starts_with(name)))
-            .map(|x| x["ops"]["open"]["median_ns"].as_f64().unwrap_or(f64::NAN))
-    };
-    if let (Some(floor), Some(unw), Some(w), Some(base)) = (
-        get("empty programs"),
-        get("audit-agent, load not"),
-        get("audit-agent, load watched"),
-        get("no tracing"),
-    ) {
-        let _ = writeln!(
-            s,
-            "\n**Targets (openat+close):** unwatched vs floor: {:+.1}% (target ≤ +5%); watched full pipeline vs baseline: {:.2}× (target ≤ 2.0×).",
-            (unw / floor - 1.0) * 100.0,
-            w / base
-        );
-    }
-    let pc = &o["program_cost"];
-    let _ = writeln!(
-        s,
-        "\n### Program time per openat (kernel BPF statistics)\n\n\
-         Wall-clock ratios on a shared VM move by ±10% between runs. The kernel's own accounting \
-         (`kernel.bpf_stats_enabled`, read with bpftool) isolates what the programs cost per \
-         `openat`, enter and exit, while the same load runs — the openat programs plus the 32-bit \
-         call check on raw `sys_enter`/`sys_exit`, which every system call of the machine passes. \
-         Statistics add a fixed cost to every program run, included in every row alike.\n\n\
-         | Configuration | enter (ns) | exit (ns) | total (ns) |\n|---|---|---|---|"
-    );
-    for row in pc["rows"].as_array().into_iter().flatten() {
-        let (e, x) = (
-            row["enter_ns"].as_f64().unwrap_or(f64::NAN),
-            row["exit_ns"].as_f64().unwrap_or(f64::NAN),
-        );
-        let _ = writeln!(
-            s,
-            "| {} | {e:.0} | {x:.0} | {:.0} |",
-            row["config"].as_str().unwrap_or(""),
-            e + x
-        );
-    }
-    let added = pc["added_unwatched_ns"].as_f64().unwrap_or(f64::NAN);
-    if let Some(floor) = get("empty programs") {
-        let _ = writeln!(
-            s,
-            "\nAn unwatched process pays **{added:.0} ns** of program time per openat+close beyond \
-             the empty programs: {:.1}% of the floor's {floor:.0} ns operation. A watched one pays \
-             {:.0} ns more in the kernel; the rest of its cost is the user-space pipeline on the \
-             other core.",
-            added / floor * 100.0,
-            pc["added_watched_ns"].as_f64().unwrap_or(f64::NAN)
-        );
-    }
-    let t = &r["throughput"];
-    let _ = writeln!(s, "\n## 2. Throughput and loss\n");
-    let _ = writeln!(
-        s,
-        "The daemon (`audit-agent run`, full pipeline: enrich, identity, policy, spool, seal, local store) watches one \
-         cgroup; the generator opens+closes a file in it at a paced rate for {} s (the last row: as fast as one core \
-         can). Records delivered and kernel drops come from the agent's final statistics; CPU is the agent's user+system \
-         time over the load window; latency is syscall entry → record accepted by the spool.\n",
-        t["seconds_per_rate"]
-    );
-    let _ = writeln!(
-        s,
-        "| Target rate | Achieved events/s | Events | Records delivered | Kernel drops | Agent CPU (% of one core) | Peak RSS (MiB) | Latency p50 / p99 (ms) |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for row in t["rows"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} / {} |",
-            row["target_rate"]
-                .as_u64()
-                .map_or("max (one core)".into(), |v| v.to_string()),
-            f(&row["achieved_rate"], 0),
-            row["events"],
-            row["records_delivered"],
-            row["kernel_drops"],
-            f(&row["agent_cpu_percent_of_one_core"], 0),
-            f(&row["agent_peak_rss_mib"], 1),
-            f(&row["latency_p50_ms"], 1),
-            f(&row["latency_p99_ms"], 1),
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nHighest rate with zero loss: **{} events/s**. (Records delivered exceed the generator's events by the \
-        generator's own startup opens and exec.)",
-        f(&t["highest_zero_loss_rate"], 0)
-    );
-    let q = &r["query"];
-    let _ = writeln!(s, "\n## 3. Query\n");
-    let _ = writeln!(
-        s,
-        "A synthetic trail of {} records in {} objects (10 agents × 24 hours, gzip NDJSON in the documented layout, \
-         `tests/src/bin/gen_store.rs`), on local disk. `audit-agent query` side by side with DuckDB (`read_ndjson_auto`, \
-         `hive_partitioning`) answering the same question; medians of 3. Records/s/core = records scanned / CPU seconds.\n",
-        q["records"], q["objects"]
-    );
-    let _ = writeln!(
-        s,
-        "| Query | Tool | Wall (s) | CPU (s) | Records/s/core | Matches |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
-    for (name, v) in q["queries"].as_object().into_iter().flatten() {
-        for (tool, key) in [("audit-agent query", "audit_agent"), ("DuckDB", "duckdb")] {
-            let x = &v[key];
-            let _ = writeln!(
-                s,
-                "| {name} | {tool} | {} | {} | {} | {} |",
-                f(&x["wall_s"], 3),
-                f(&x["cpu_s"], 3),
-                f(&x["records_per_s_per_core"], 0),
-                x["matched"]
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        "\n## Commands\n\n```\ncargo xtask bench            # everything above (root)\ncargo xtask bench --quick    # shorter samples, one pass\n```\n"
-    );
-    let _ = writeln!(
-        s,
-        "Configurations: baseline = nothing attached; floor = `audit-agent bench-floor` (programs that return \
-        immediately, attached to the same 17 hooks); audit-agent = `audit-agent run` with one agent on the watched \
-        cgroup and a `file://` store; bpftrace = a script on the same tracepoints filtering `cgroup == cgroupid(...)` and \
-        printing pid, tid, uid, comm, path/address and result (`target/bench/overhead-bpftrace/peer.bt`); auditd = \
-        `auditctl -a always,exit -F arch=b64 -S openat,open,creat,openat2,execve,execveat,connect -F uid=65534` with the distribution's backlog limit (`-b 8192`), watched load \
-        run as uid 65534 (nobody); with a uid that has no passwd entry auditd's ENRICHED name lookups make it another ~14× slower. DuckDB query: `xtask/src/bench_duckdb.py`."
-    );
-    s
 }

@@ -313,6 +313,8 @@ fn kernel_addr(k: KernelAddr) -> Option<(IpAddr, u16)> {
     }
 }
 
+/// The typed body of an action record. Long on purpose: one arm per kind, each reading that
+/// kind's fixed part (`audit_common::event`) field by field.
 fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, DecodeError> {
     let short = |need: usize| DecodeError::ShortBody {
         kind,

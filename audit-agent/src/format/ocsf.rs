@@ -135,6 +135,7 @@ fn container(a: &Activity) -> Option<Value> {
 }
 
 /// (class_uid, class_name, category_uid, category_name, activity_id, activity_name, verb).
+/// Long on purpose: one table row per action, the mapping docs/schema.md documents.
 fn class_of(
     action: Action,
 ) -> (
