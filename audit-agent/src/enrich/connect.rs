@@ -81,16 +81,13 @@ impl ConnectTracker {
     pub(crate) fn ready(&mut self, flush: bool) -> Vec<Event> {
         let now = Instant::now();
         let wait = self.wait;
-        let expired: Vec<Key> = self
+        let expired: Vec<Held> = self
             .held
-            .iter()
-            .filter(|(_, h)| flush || now.duration_since(h.since) >= wait)
-            .map(|(k, _)| *k)
+            .extract_if(|_, h| flush || now.duration_since(h.since) >= wait)
+            .map(|(_, h)| h)
             .collect();
-        for k in expired {
-            if let Some(h) = self.held.remove(&k) {
-                self.ready.push(timed_out(h, now));
-            }
+        for h in expired {
+            self.ready.push(timed_out(h, now));
         }
         self.early
             .retain(|_, (_, at)| now.duration_since(*at) < wait);

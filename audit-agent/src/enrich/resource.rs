@@ -388,6 +388,27 @@ fn second_ref(s: &Sections) -> Option<FileRef> {
     })
 }
 
+/// What a file change's second path means, the same for a system call and an io_uring
+/// request: (a rename's or link's destination, a symlink's content, the flags as named).
+fn change_names(
+    action: Action,
+    flags: u32,
+    sections: &Sections,
+) -> (Option<FileRef>, Option<Vec<u8>>, ChangeFlags) {
+    let to = matches!(action, Action::Rename | Action::Link)
+        .then(|| second_ref(sections))
+        .flatten();
+    let content = (action == Action::Symlink)
+        .then(|| sections.extra.as_deref().map(|b| until_nul(b).to_vec()))
+        .flatten();
+    let flags = if action == Action::Rename {
+        ChangeFlags::Rename(flags)
+    } else {
+        ChangeFlags::At(flags)
+    };
+    (to, content, flags)
+}
+
 fn change(ev: &KernelEvent) -> Option<(Target, Detail)> {
     let Body::File {
         syscall,
@@ -414,23 +435,14 @@ fn change(ev: &KernelEvent) -> Option<(Target, Detail)> {
         file.resolved = Some(join_lexically(base, req));
     }
     let unchanged = |id: u32| (id != u32::MAX).then_some(id);
-    let second = matches!(action, Action::Rename | Action::Link)
-        .then(|| second_ref(sections))
-        .flatten();
-    let content = (action == Action::Symlink)
-        .then(|| sections.extra.as_deref().map(|b| until_nul(b).to_vec()))
-        .flatten();
+    let (to, content, flags) = change_names(action, *flags, sections);
     let detail = Change {
-        to: second,
+        to,
         content,
         mode: matches!(action, Action::Chmod | Action::Mkdir).then_some(*mode),
         owner: (action == Action::Chown).then_some((unchanged(*uid), unchanged(*gid))),
         length: (action == Action::Truncate).then_some(*length),
-        flags: if action == Action::Rename {
-            ChangeFlags::Rename(*flags)
-        } else {
-            ChangeFlags::At(*flags)
-        },
+        flags,
         dirfd: (*dirfd != AT_FDCWD && *fd < 0).then_some(*dirfd),
         fd: (*fd >= 0).then_some(*fd),
     };
@@ -517,23 +529,14 @@ fn uring(ev: &KernelEvent) -> Option<(Target, Detail)> {
             },
         ));
     }
-    let second = matches!(action, Action::Rename | Action::Link)
-        .then(|| second_ref(sections))
-        .flatten();
-    let content = (action == Action::Symlink)
-        .then(|| sections.extra.as_deref().map(|b| until_nul(b).to_vec()))
-        .flatten();
+    let (to, content, flags) = change_names(action, *flags, sections);
     let change = Change {
-        to: second,
+        to,
         content,
         mode: (action == Action::Mkdir).then_some(*mode as u32),
         owner: None,
         length: (action == Action::Truncate).then_some(*length),
-        flags: if action == Action::Rename {
-            ChangeFlags::Rename(*flags)
-        } else {
-            ChangeFlags::At(*flags)
-        },
+        flags,
         dirfd: if action == Action::Truncate {
             None
         } else {

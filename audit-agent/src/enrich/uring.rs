@@ -78,17 +78,10 @@ impl UringTracker {
     pub(crate) fn ready(&mut self, flush: bool) -> Vec<Event> {
         let now = Instant::now();
         let wait = self.wait;
-        let expired: Vec<u64> = self
+        let expired = self
             .held
-            .iter()
-            .filter(|(_, h)| flush || now.duration_since(h.since) >= wait)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            if let Some(h) = self.held.remove(&k) {
-                self.ready.push(h.event);
-            }
-        }
+            .extract_if(|_, h| flush || now.duration_since(h.since) >= wait);
+        self.ready.extend(expired.map(|(_, h)| h.event));
         std::mem::take(&mut self.ready)
     }
 }
