@@ -332,6 +332,15 @@ fn kubernetes_pods_attribute_records_and_only_selected_pods_are_watched() {
     // The pods are listed, and the selected pod's cgroup joins the kernel's watch set.
     agent.wait_for_stderr("kubernetes pods listed", Duration::from_secs(60));
     agent.wait_for_stderr("cgroup watch set changed", Duration::from_secs(60));
+    // A configuration that selects agents only by Kubernetes fields reloads like any other, and
+    // pods keep their identity after it.
+    agent.signal(libc::SIGHUP);
+    agent.wait_for_stderr("configuration reloaded", Duration::from_secs(60));
+    assert!(
+        !agent.stderr().contains("reload rejected"),
+        "{}",
+        agent.stderr()
+    );
     let ra = a.workload(["open", "/etc/hostname"]);
     let rc = c.workload(["open", "/etc/hostname"]);
     // A pod that appears later (watch), naming its agent with a label.
@@ -346,14 +355,6 @@ fn kubernetes_pods_attribute_records_and_only_selected_pods_are_watched() {
     let b = cg(uid_b, 'b');
     agent.wait_for_stderr_count("cgroup watch set changed", 2, Duration::from_secs(60));
     let rb = b.workload(["open", "/etc/hostname"]);
-    // A configuration that selects agents only by Kubernetes fields reloads like any other.
-    agent.signal(libc::SIGHUP);
-    agent.wait_for_stderr("configuration reloaded", Duration::from_secs(60));
-    assert!(
-        !agent.stderr().contains("reload rejected"),
-        "{}",
-        agent.stderr()
-    );
     let records = {
         let _ = agent.stop();
         parse_lines(&std::fs::read(&out).unwrap())
