@@ -32,6 +32,10 @@ pub(crate) enum Command {
     /// Check a store: every manifest chain, every object's hash, sequence gaps, signatures.
     /// Exit status 0 only when everything verifies.
     Verify(VerifyArgs),
+    /// An evidence report for one workflow or agent over a time window: a self-contained HTML
+    /// page (or JSON) with the trail's integrity verdict, every protected action with its policy
+    /// context, summaries and the records behind every row.
+    Report(ReportArgs),
     /// Validate a configuration file without loading anything into the kernel.
     CheckConfig {
         /// The configuration file.
@@ -120,6 +124,42 @@ pub(crate) struct QueryArgs {
     /// planted, or sealed by a seal whose manifest never arrived).
     #[arg(long)]
     pub(crate) include_unlisted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// One self-contained page: opens offline, prints to PDF.
+    Html,
+    /// The same content for tools (schema `audit-agent/report/v1`).
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).multiple(true).args(["workflow", "agent"])))]
+pub(crate) struct ReportArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The workflow to report on (`agent.workflow`; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) workflow: Vec<String>,
+    /// The agent to report on (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub(crate) agent: Vec<String>,
+    /// Start of the window: RFC 3339 or a duration back from now (2h, 7d).
+    #[arg(long, value_name = "T")]
+    pub(crate) since: String,
+    /// End of the window [default: now].
+    #[arg(long, value_name = "T")]
+    pub(crate) until: Option<String>,
+    /// Where to write the report.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    #[arg(long, value_enum, default_value = "html")]
+    pub(crate) format: ReportFormat,
+    /// The Ed25519 public key the trail must be signed with (hex, or a file holding it); without
+    /// it, signatures are reported as not checked against a trusted key.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) public_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,7 @@ mod logging;
 mod pipeline;
 mod policy;
 mod query;
+mod report;
 mod settings;
 mod sink;
 mod summary;
@@ -78,6 +79,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Trace(args) => std::process::exit(commands::trace::run(args).await?),
         Command::Query(args) => commands::query::run(args).await.map(|()| true),
         Command::Verify(args) => commands::verify::run(args).await,
+        Command::Report(args) => commands::report::run(args).await,
         Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
         Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
         Command::BenchFloor => {

@@ -212,12 +212,25 @@ struct LightResult<'a> {
     outcome: &'a str,
 }
 
-/// A matching record: its sort key and its exact stored line.
+/// A matching record: its sort key, its exact stored line, and the object it was read from.
 #[derive(Debug, Clone)]
 pub(crate) struct Hit {
     time: String,
     seq: u64,
     pub(crate) line: Vec<u8>,
+    pub(crate) object: Arc<str>,
+}
+
+#[cfg(test)]
+impl Hit {
+    pub(crate) fn for_test(line: Vec<u8>, object: &str) -> Self {
+        Self {
+            time: String::new(),
+            seq: 0,
+            line,
+            object: Arc::from(object),
+        }
+    }
 }
 
 /// How the scan went.
@@ -337,7 +350,8 @@ async fn plan(store: &Store, f: &Filter, stats: &mut ScanStats) -> anyhow::Resul
     Ok(keys)
 }
 
-fn scan_object(gz: &[u8], f: &Filter, hits: &mut Vec<Hit>) -> Result<u64, String> {
+fn scan_object(key: &str, gz: &[u8], f: &Filter, hits: &mut Vec<Hit>) -> Result<u64, String> {
+    let object: Arc<str> = Arc::from(key);
     let mut lines = ObjectLines::new(gz, MAX_OBJECT_BYTES);
     let mut n = 0;
     while let Some(line) = lines.next_line().map_err(|e| e.to_string())? {
@@ -349,6 +363,7 @@ fn scan_object(gz: &[u8], f: &Filter, hits: &mut Vec<Hit>) -> Result<u64, String
                 time: light.time.to_string(),
                 seq: light.seq,
                 line: line.to_vec(),
+                object: object.clone(),
             });
         }
     }
@@ -370,9 +385,10 @@ async fn scan(store: &Store, key: String, f: Arc<Filter>) -> anyhow::Result<Obje
         Err(crate::export::store::GetError::Store(e)) => return Err(e),
     };
     let len = bytes.len();
+    let object = key.clone();
     let scanned = tokio::task::spawn_blocking(move || {
         let mut hits = Vec::new();
-        scan_object(&bytes, &f, &mut hits).map(|n| (n, hits))
+        scan_object(&object, &bytes, &f, &mut hits).map(|n| (n, hits))
     })
     .await
     .context("scan task")?;

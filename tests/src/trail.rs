@@ -82,6 +82,23 @@ impl Trail {
         });
     }
 
+    /// A records object, decompressed.
+    pub fn get_gunzipped(&self, rel: &str) -> Vec<u8> {
+        let mut raw = Vec::new();
+        flate2::read::MultiGzDecoder::new(&self.get(rel)[..])
+            .read_to_end(&mut raw)
+            .expect("gunzip");
+        raw
+    }
+
+    /// Replaces a records object with `raw`, compressed.
+    pub fn put_gzipped(&self, rel: &str, raw: &[u8]) {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(raw).expect("gzip");
+        self.put(rel, gz.finish().expect("gzip"));
+    }
+
     pub fn delete(&self, rel: &str) {
         rt().block_on(async { self.store.delete(&self.full(rel)).await.expect("delete") });
     }

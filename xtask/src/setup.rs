@@ -50,11 +50,12 @@ pub fn build_tools() -> anyhow::Result<()> {
 }
 
 /// Garage (the S3-compatible server the export tests talk to), kubernetes-validate (offline
-/// Kubernetes schema validation of deploy/), systemd-analyze (the systemd unit), and real `helm`
-/// and `kubectl` binaries (the chart and the kustomization).
+/// Kubernetes schema validation of deploy/), systemd-analyze (the systemd unit), Chromium (the
+/// report tests open reports in a real headless browser), and real `helm` and `kubectl` binaries
+/// (the chart and the kustomization).
 pub fn test_tools() -> anyhow::Result<()> {
     cargo_install("garage", GARAGE_VERSION, &["--version"])?;
-    apt_install(&[("systemd-analyze", "systemd")])?;
+    apt_install(&[("systemd-analyze", "systemd"), ("chromium", "chromium")])?;
     pip_install(
         "kubernetes-validate",
         KUBERNETES_VALIDATE_VERSION,

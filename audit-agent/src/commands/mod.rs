@@ -5,6 +5,7 @@ pub(crate) mod check_config;
 pub(crate) mod keygen;
 pub(crate) mod query;
 mod reload;
+pub(crate) mod report;
 pub(crate) mod run;
 mod store_args;
 pub(crate) mod trace;

@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// `--public-key`: 64 hex digits, or a file holding them.
-fn public_key(arg: Option<&str>) -> anyhow::Result<Option<String>> {
+pub(super) fn public_key(arg: Option<&str>) -> anyhow::Result<Option<String>> {
     let key = match arg {
         Some(k) if std::path::Path::new(k).exists() => {
             std::fs::read_to_string(k)?.trim().to_string()

@@ -2,6 +2,7 @@
 //! aligned lines for terminals and tables for `query`. Every output path (watch, trace, export,
 //! query) goes through [`write_event`], so all accept all formats.
 
+pub(crate) mod html;
 pub(crate) mod native;
 pub(crate) mod ocsf;
 pub(crate) mod table;
