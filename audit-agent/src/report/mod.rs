@@ -113,6 +113,9 @@ pub(crate) struct Totals {
     pub(crate) records: u64,
     pub(crate) protected_actions: u64,
     pub(crate) deny: u64,
+    /// Denied by policy, and the kernel reports the action succeeded (audit-agent records
+    /// verdicts; it does not block).
+    pub(crate) deny_succeeded: u64,
     pub(crate) review: u64,
     pub(crate) failed: u64,
     /// Distinct process images (exec ids).

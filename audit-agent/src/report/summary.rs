@@ -228,6 +228,11 @@ impl Summaries {
         t.records += 1;
         t.protected_actions += u64::from(is_protected_action(e));
         t.deny += u64::from(decision == Some(Decision::Deny));
+        t.deny_succeeded += u64::from(
+            decision == Some(Decision::Deny)
+                && e.activity()
+                    .is_some_and(|a| matches!(a.outcome, Outcome::Success(_))),
+        );
         t.review += u64::from(decision == Some(Decision::Review));
         if let Some(a) = e.activity() {
             t.failed += u64::from(matches!(a.outcome, Outcome::Failure(_)));

@@ -18,12 +18,14 @@ const HEIGHT: f64 = 220.0;
 /// Room for the axis labels.
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 36.0;
+/// Room for the last column's label.
+const RIGHT: f64 = 28.0;
 
 /// Stacked columns: one per bucket, deny at the bottom, then review, allow, and no verdict.
 pub(super) fn activity(buckets: &[Bucket], bucket_seconds: i64) -> String {
     let max = buckets.iter().map(Bucket::total).max().unwrap_or(0).max(1);
     let plot_h = HEIGHT - BOTTOM - 8.0;
-    let slot = (WIDTH - LEFT) / buckets.len().max(1) as f64;
+    let slot = (WIDTH - LEFT - RIGHT) / buckets.len().max(1) as f64;
     let bar = (slot * 0.8).max(1.0);
     let mut s = String::new();
     let _ = write!(

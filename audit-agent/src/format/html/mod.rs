@@ -42,7 +42,8 @@ td.mono, .mono { font-family: "DejaVu Sans Mono", Menlo, monospace; font-size: 1
 svg.chart { width: 100%; height: auto; }
 .note { color: #555; font-size: 12px; }
 @page { size: A4; margin: 14mm; }
-@media print { body { margin: 0; max-width: none; font-size: 11px; } tr, .card, svg { break-inside: avoid; } h2 { break-after: avoid; } }
+td.res { width: 26%; }
+@media print { body { margin: 0; max-width: none; font-size: 10px; } table { font-size: 9px; } td.mono, .mono { font-size: 8.5px; } .note { font-size: 8px; } th, td { padding: 2px 3px; } tr, .card, svg { break-inside: avoid; } h2 { break-after: avoid; } }
 "#;
 
 /// A time as a reader wants it: `2026-11-27 11:31:22.418` (every time in the report is UTC;
@@ -188,7 +189,8 @@ fn glance(s: &mut String, r: &Report) {
     for (n, label, class) in [
         (t.records, "actions recorded", ""),
         (t.protected_actions, "protected actions", ""),
-        (t.deny, "denied", "deny"),
+        (t.deny, "denied by policy", "deny"),
+        (t.deny_succeeded, "denied, yet succeeded", "deny"),
         (t.review, "for review", "review"),
         (t.failed, "failed attempts", ""),
         (t.processes, "processes", ""),
@@ -228,7 +230,9 @@ fn protected(s: &mut String, rows: &[Row]) {
         s,
         "<section id=\"protected\"><h2>Protected actions ({})</h2><p class=\"note\">Every action \
          on a protected resource or with a deny or review verdict; denied first, then for review, \
-         then by time. The record id names the stored record (Appendix).</p>",
+         then by time. audit-agent observes and does not block: a deny verdict says the policy \
+         forbids the action, and Result says what the kernel did. The record id names the stored \
+         record (Appendix).</p>",
         rows.len()
     );
     if rows.is_empty() {
@@ -251,7 +255,7 @@ fn protected(s: &mut String, rows: &[Row]) {
         };
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}{}</td><td>{} <span class=\"note\">pid {}</span></td><td>{}<br><span class=\"note\">{}</span></td><td class=\"mono\">{}{sets}</td><td>{}</td><td>{}</td><td>{}<br><span class=\"note mono\">{}</span></td><td class=\"mono\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}{}</td><td>{} <span class=\"note\">pid {}</span></td><td>{}<br><span class=\"note\">{}</span></td><td class=\"mono res\">{}{sets}</td><td>{}</td><td>{}</td><td>{}<br><span class=\"note mono\">{}</span></td><td class=\"mono\">{}</td></tr>",
             when(r.time),
             esc(&r.agent),
             r.owner
