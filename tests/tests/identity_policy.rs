@@ -260,80 +260,6 @@ fn a_child_that_leaves_its_agents_cgroup_keeps_the_agents_identity() {
     assert_eq!(r["policy"]["decision"], "deny");
 }
 
-/// OCSF 1.3.0 required attributes (base event, System/Network category, class, objects).
-fn assert_ocsf_valid(ev: &Value) {
-    let class = ev["class_uid"].as_i64().expect("class_uid");
-    for k in [
-        "activity_id",
-        "category_uid",
-        "class_uid",
-        "metadata",
-        "severity_id",
-        "time",
-        "type_uid",
-    ] {
-        assert!(!ev[k].is_null(), "base attribute {k} missing: {ev:#}");
-    }
-    assert_eq!(
-        ev["type_uid"].as_i64().unwrap(),
-        class * 100 + ev["activity_id"].as_i64().unwrap()
-    );
-    assert_eq!(ev["metadata"]["version"], "1.3.0");
-    assert!(ev["metadata"]["product"]["name"].is_string());
-    assert!(ev["metadata"]["product"]["vendor_name"].is_string());
-    // container profile: only for containerised processes; its object needs a uid or a name.
-    let mut profiles = json!(["host", "security_control"]);
-    if ev["container"].is_object() {
-        profiles.as_array_mut().unwrap().push(json!("container"));
-        assert!(ev["container"]["uid"].is_string() || ev["container"]["name"].is_string());
-    }
-    assert_eq!(ev["metadata"]["profiles"], profiles);
-    assert!(ev["time"].is_i64());
-    assert!([0, 1, 2, 3, 4, 5, 6, 99].contains(&ev["severity_id"].as_i64().unwrap()));
-    assert!([0, 1, 2, 99].contains(&ev["status_id"].as_i64().unwrap()));
-    // host profile + System Activity category: device and actor.
-    assert!(!ev["device"]["type_id"].is_null(), "device.type_id");
-    assert!(ev["device"]["hostname"].is_string());
-    let actor = &ev["actor"];
-    assert!(actor["process"].is_object() || actor["user"].is_object());
-    assert_eq!(actor["user"]["type_id"], 99);
-    assert!(actor["user"]["uid"].is_string());
-    assert!(actor["process"]["pid"].is_i64());
-    // security_control profile.
-    assert!([0, 1, 2].contains(&ev["action_id"].as_i64().unwrap()));
-    assert!(!ev["disposition_id"].is_null());
-    let auth = &actor["authorizations"][0];
-    assert!(auth["decision"].is_string());
-    assert!(auth["policy"]["uid"].is_string());
-    assert!(
-        auth["policy"]["version"]
-            .as_str()
-            .unwrap()
-            .starts_with("sha256:")
-    );
-    match class {
-        1007 => {
-            assert_eq!(ev["category_uid"], 1);
-            assert_eq!(ev["activity_id"], 1, "Launch");
-            assert!(ev["process"].is_object(), "process is required");
-            assert!(ev["process"]["file"]["path"].is_string());
-        }
-        1001 => {
-            assert_eq!(ev["category_uid"], 1);
-            assert_eq!(ev["activity_id"], 14, "Open");
-            assert!(ev["file"]["name"].is_string(), "file.name is required");
-            assert!(!ev["file"]["type_id"].is_null(), "file.type_id is required");
-        }
-        4001 => {
-            assert_eq!(ev["category_uid"], 4);
-            assert_eq!(ev["activity_id"], 1, "Open");
-            assert!(ev["dst_endpoint"].is_object() && ev["src_endpoint"].is_object());
-            assert!(!ev["connection_info"]["direction_id"].is_null());
-        }
-        other => panic!("unexpected class {other}"),
-    }
-}
-
 #[test]
 fn ocsf_output_of_all_three_classes_is_valid_and_maps_verdicts() {
     let s = setup("ocsf");
@@ -356,9 +282,7 @@ fn ocsf_output_of_all_three_classes_is_valid_and_maps_verdicts() {
         .iter()
         .filter(|e| e["actor"]["process"]["pid"] == pid)
         .collect();
-    for e in &mine {
-        assert_ocsf_valid(e);
-    }
+    audit_tests::ocsf::assert_valid(&mine);
     let find = |class: i64| -> &Value {
         mine.iter()
             .find(|e| e["class_uid"] == class)

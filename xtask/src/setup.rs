@@ -17,6 +17,9 @@ pub const HELM_VERSION: &str = "v3.17.3";
 /// Security linters of the deployment files (tests/tests/deploy.rs).
 const CHECKOV_VERSION: &str = "3.3.30";
 const HADOLINT_VERSION: &str = "2.15.1";
+/// The official OCSF schema exports, as JSON Schema (PyPI), and the validator.
+const OCSF_JSON_SCHEMA_VERSION: &str = "1.2.0";
+const JSONSCHEMA_VERSION: &str = "4.26.0";
 /// The preinstalled nightly that matches the aya pins (never `rustup update` it).
 pub const NIGHTLY: &str = "nightly";
 
@@ -62,7 +65,34 @@ pub fn test_tools() -> anyhow::Result<()> {
         "kubernetes-validate",
     )?;
     helm_and_kubectl()?;
-    linters()
+    linters()?;
+    ocsf_validator()
+}
+
+/// The official OCSF schema as a validator, in its own virtualenv `<tools>/ocsf-venv`:
+/// `ocsf-json-schema` (the schema.ocsf.io exports of every OCSF version, turned into strict JSON
+/// Schema per class and profiles) and `jsonschema` (the validator); `tests/ocsf/validate.py`
+/// drives them.
+fn ocsf_validator() -> anyhow::Result<()> {
+    let venv = tools_dir().join("ocsf-venv");
+    let python = venv.join("bin/python");
+    let check = format!(
+        "import jsonschema, ocsf_json_schema.__about__ as a; assert a.__version__ == '{OCSF_JSON_SCHEMA_VERSION}'"
+    );
+    if output(&python.to_string_lossy(), &["-c", &check]).is_some() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: pip install ocsf-json-schema=={OCSF_JSON_SCHEMA_VERSION} jsonschema=={JSONSCHEMA_VERSION} (own virtualenv)"
+    );
+    std::fs::create_dir_all(tools_dir())?;
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "-q",
+        &format!("ocsf-json-schema=={OCSF_JSON_SCHEMA_VERSION}"),
+        &format!("jsonschema=={JSONSCHEMA_VERSION}"),
+    ]))
 }
 
 /// checkov and hadolint, the deployment files' security linters, in their own virtualenv under

@@ -1,6 +1,9 @@
 //! OCSF 1.3.0 output for SIEMs: Process Activity (1007, Launch), File System Activity (1001,
 //! Open), Network Activity (4001, Open), with the `host` and `security_control` profiles (and
-//! `container` for containerised processes). The mapping table is in `docs/schema.md`.
+//! `container` for containerised processes: the profile puts `container` on the process,
+//! `actor.process.container`). Gaps are Base Events (0), which take no profile. The mapping
+//! table is in `docs/schema.md`; `tests/ocsf/validate.py` checks every event against the
+//! official schema.
 //!
 //! Note on `security_control`: audit-agent observes, it does not block. `action_id` and
 //! `disposition_id` carry the policy verdict; what the kernel did is in `status_id`.
@@ -48,12 +51,16 @@ fn epoch_ms(e: &Event) -> i64 {
     e.time.as_millisecond()
 }
 
-/// Lost records fit no activity class: a Base Event (class 0) carrying the gap.
+/// Lost records fit no activity class: a Base Event (class 0) carrying the gap. A Base Event has
+/// no `device` and takes neither the `host` nor the `security_control` profile: the host is in
+/// `unmapped`.
 fn gap_event(e: &Event, g: &Gap) -> Value {
     let (from, to) = (time::rfc3339(g.from), time::rfc3339(g.to));
     let mut native_gap = Vec::new();
     let _ = native::write(e, &mut native_gap);
     let native_gap: Value = serde_json::from_slice(&native_gap).unwrap_or_default();
+    let mut metadata = metadata(e);
+    metadata["profiles"] = json!([]);
     json!({
         "class_uid": 0, "class_name": "Base Event",
         "category_uid": 0, "category_name": "Uncategorized",
@@ -62,9 +69,8 @@ fn gap_event(e: &Event, g: &Gap) -> Value {
         "status_id": 2, "status": "Failure", "status_detail": g.reason.name(),
         "time": epoch_ms(e),
         "message": format!("audit-agent lost {} record(s) ({}) between {from} and {to}", g.lost, g.reason),
-        "metadata": metadata(e),
-        "device": device(e),
-        "unmapped": { "gap": native_gap["gap"], "seq": e.seq },
+        "metadata": metadata,
+        "unmapped": { "gap": native_gap["gap"], "seq": e.seq, "host": native_gap["host"] },
     })
 }
 
@@ -302,6 +308,9 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
             if let Some(id) = new_exec_id {
                 launched["uid"] = json!(id);
             }
+            if let Some(c) = ev["actor"]["process"].get("container") {
+                launched["container"] = c.clone();
+            }
             ev.insert("process".into(), launched);
         }
         (_, Detail::Open { .. }) => {
@@ -345,12 +354,17 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 Target::Inet(ip, port) => json!({ "ip": ip.to_string(), "port": port }),
                 _ => json!({ "name": target }),
             };
-            let v6 = matches!(t, Target::Inet(ip, _) if ip.is_ipv6());
+            // The IP version only for IP destinations: a unix or other socket has none.
+            let version = match t {
+                Target::Inet(ip, _) if ip.is_ipv6() => json!(6),
+                Target::Inet(..) => json!(4),
+                _ => Value::Null,
+            };
             ev.insert("dst_endpoint".into(), dst);
             ev.insert("src_endpoint".into(), json!({ "hostname": e.host.name }));
             ev.insert(
                 "connection_info".into(),
-                json!({ "direction_id": 2, "direction": "Outbound", "protocol_ver_id": if v6 { 6 } else { 4 } }),
+                json!({ "direction_id": 2, "direction": "Outbound", "protocol_ver_id": version }),
             );
         }
     }
@@ -433,12 +447,19 @@ fn activity_event(e: &Event, a: &Activity) -> Value {
     ] {
         ev.insert(k.into(), v);
     }
-    class_object(e, a, &mut ev);
     if let Some(c) = container(a) {
-        ev.insert("container".into(), c);
+        ev["actor"]["process"]["container"] = c;
         if let Some(profiles) = ev["metadata"]["profiles"].as_array_mut() {
             profiles.push(json!("container"));
         }
+    }
+    // After the actor's container: a launched process is in its parent's container.
+    class_object(e, a, &mut ev);
+    // Process Activity requires the process acted on; an io_uring setup or a 32-bit call acts
+    // on the caller itself.
+    if class_uid == 1007 && !ev.contains_key("process") {
+        let own = ev["actor"]["process"].clone();
+        ev.insert("process".into(), own);
     }
     ev.insert("unmapped".into(), unmapped(e));
     strip_nulls(Value::Object(ev))
