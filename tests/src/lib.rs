@@ -10,8 +10,8 @@
 pub mod fake_k8s;
 pub mod garage;
 pub mod helm;
-pub mod ocsf;
 pub mod trail;
+pub mod validators;
 
 use std::{
     ffi::OsStr,

@@ -73,6 +73,16 @@ impl Trail {
         })
     }
 
+    /// The Content-Type the store answers with for `rel` (S3: as uploaded).
+    pub fn content_type(&self, rel: &str) -> Option<String> {
+        rt().block_on(async {
+            let r = self.store.get(&self.full(rel)).await.expect("get");
+            r.attributes
+                .get(&object_store::Attribute::ContentType)
+                .map(|v| v.to_string())
+        })
+    }
+
     pub fn put(&self, rel: &str, bytes: Vec<u8>) {
         rt().block_on(async {
             self.store

@@ -225,6 +225,19 @@ fn delivers_every_record(t: Target, tag: &str) {
                 .all(|e| e["metadata"]["version"] == "1.3.0")
         );
     }
+    // S3 objects say what they are.
+    if t.url.starts_with("s3://") {
+        let key = objects.keys().next().unwrap();
+        assert_eq!(
+            t.trail.content_type(key).as_deref(),
+            Some("application/gzip")
+        );
+        let manifest = &t.trail.manifests()[0];
+        assert_eq!(
+            t.trail.content_type(manifest).as_deref(),
+            Some("application/json")
+        );
+    }
     let (ok, out) = verify(&t, &[]);
     assert!(ok, "{out}");
     assert!(out.contains("verify: OK"));

@@ -282,7 +282,7 @@ fn ocsf_output_of_all_three_classes_is_valid_and_maps_verdicts() {
         .iter()
         .filter(|e| e["actor"]["process"]["pid"] == pid)
         .collect();
-    audit_tests::ocsf::assert_valid(&mine);
+    audit_tests::validators::assert_ocsf_valid(&mine);
     let find = |class: i64| -> &Value {
         mine.iter()
             .find(|e| e["class_uid"] == class)

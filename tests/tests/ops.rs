@@ -25,10 +25,19 @@ fn free_port() -> u16 {
 
 /// (status, body) of GET path.
 fn http_get(port: u16, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_accepting(port, path, None);
+    (status, body)
+}
+
+/// (status, content type, body) of GET path with an `Accept` header.
+fn http_get_accepting(port: u16, path: &str, accept: Option<&str>) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -38,11 +47,56 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
         .unwrap_or_default();
-    (status, body)
+    (status, ctype, body.to_string())
+}
+
+/// Scrapers get the format they ask for: Prometheus's classic parser and linter (promtool) finds
+/// nothing to report in the classic answer, and the Prometheus client's parsers read every
+/// counter as a counter in both (promtool reads an OpenMetrics counter as untyped).
+fn assert_both_expositions_parse(port: u16) {
+    use audit_tests::validators::{prometheus_families, promtool_check};
+    let (_, ctype, classic) =
+        http_get_accepting(port, "/metrics", Some("text/plain;version=0.0.4"));
+    assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
+    promtool_check(&classic).unwrap_or_else(|e| panic!("promtool on the classic answer: {e}"));
+    let families = prometheus_families("classic", &classic).unwrap();
+    let prometheus = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let (_, ctype, om) = http_get_accepting(port, "/metrics", Some(prometheus));
+    assert_eq!(
+        ctype,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let om_families = prometheus_families("openmetrics", &om).unwrap();
+    let kind = |f: &std::collections::BTreeMap<String, String>, name: &str| {
+        f.get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no family {name} in {f:?}"))
+    };
+    for counter in ["audit_records", "audit_uploads", "audit_lost_records"] {
+        assert_eq!(kind(&families, counter), "counter", "classic {counter}");
+        assert_eq!(
+            kind(&om_families, counter),
+            "counter",
+            "OpenMetrics {counter}"
+        );
+    }
+    assert_eq!(
+        kind(&families, "audit_delivery_latency_seconds"),
+        "histogram"
+    );
+    assert_eq!(kind(&om_families, "audit_build_info"), "gauge");
+    assert_eq!(kind(&families, "audit_build_info"), "gauge");
+    // What classic clients made of the OpenMetrics answer, before negotiation.
+    assert!(promtool_check(&om).is_err());
 }
 
 fn daemon(cfg: &str, dir: &Scratch, env: &[(&'static str, String)]) -> Agent {
@@ -160,6 +214,7 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
         m.contains("audit_build_info{version=\"0.1.0\",policy_version=\"sha256:"),
         "{m}"
     );
+    assert_both_expositions_parse(port);
     let _ = agent.stop();
 }
 

@@ -1,5 +1,5 @@
 //! SIEM outputs, checked by tools their users run and none written here: OCSF against the
-//! official 1.3.0 schema (`tests/ocsf/validate.py`), for every action the product records, in
+//! official 1.3.0 schema (`tests/validators/ocsf.py`), for every action the product records, in
 //! and out of containers, and for gap records.
 
 use std::{
@@ -134,7 +134,7 @@ ocsf = true
 
     let objects = Trail::dir(&store).objects("ocsf");
     let events: Vec<&Value> = objects.values().flatten().collect();
-    audit_tests::ocsf::assert_valid(&events);
+    audit_tests::validators::assert_ocsf_valid(&events);
 
     // Every class and activity the product maps to is in what was validated.
     let seen: BTreeSet<(i64, i64)> = events

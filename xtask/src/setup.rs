@@ -17,9 +17,13 @@ pub const HELM_VERSION: &str = "v3.17.3";
 /// Security linters of the deployment files (tests/tests/deploy.rs).
 const CHECKOV_VERSION: &str = "3.3.30";
 const HADOLINT_VERSION: &str = "2.15.1";
-/// The official OCSF schema exports, as JSON Schema (PyPI), and the validator.
-const OCSF_JSON_SCHEMA_VERSION: &str = "1.2.0";
-const JSONSCHEMA_VERSION: &str = "4.26.0";
+/// What `tests/validators/*.py` check our outputs with (PyPI): the official OCSF schema exports
+/// as JSON Schema and a validator; the Prometheus client's parsers.
+const VALIDATORS: [(&str, &str); 3] = [
+    ("ocsf-json-schema", "1.2.0"),
+    ("jsonschema", "4.26.0"),
+    ("prometheus-client", "0.26.0"),
+];
 /// The preinstalled nightly that matches the aya pins (never `rustup update` it).
 pub const NIGHTLY: &str = "nightly";
 
@@ -54,11 +58,16 @@ pub fn build_tools() -> anyhow::Result<()> {
 
 /// Garage (the S3-compatible server the export tests talk to), kubernetes-validate (offline
 /// Kubernetes schema validation of deploy/), systemd-analyze (the systemd unit), Chromium (the
-/// report tests open reports in a real headless browser), and real `helm` and `kubectl` binaries
-/// (the chart and the kustomization).
+/// report tests open reports in a real headless browser), promtool (Prometheus's own parser and
+/// linter of the classic metrics format), and real `helm` and `kubectl` binaries (the chart and
+/// the kustomization).
 pub fn test_tools() -> anyhow::Result<()> {
     cargo_install("garage", GARAGE_VERSION, &["--version"])?;
-    apt_install(&[("systemd-analyze", "systemd"), ("chromium", "chromium")])?;
+    apt_install(&[
+        ("systemd-analyze", "systemd"),
+        ("chromium", "chromium"),
+        ("promtool", "prometheus"),
+    ])?;
     pip_install(
         "kubernetes-validate",
         KUBERNETES_VALIDATE_VERSION,
@@ -66,33 +75,29 @@ pub fn test_tools() -> anyhow::Result<()> {
     )?;
     helm_and_kubectl()?;
     linters()?;
-    ocsf_validator()
+    validators()
 }
 
-/// The official OCSF schema as a validator, in its own virtualenv `<tools>/ocsf-venv`:
-/// `ocsf-json-schema` (the schema.ocsf.io exports of every OCSF version, turned into strict JSON
-/// Schema per class and profiles) and `jsonschema` (the validator); `tests/ocsf/validate.py`
-/// drives them.
-fn ocsf_validator() -> anyhow::Result<()> {
-    let venv = tools_dir().join("ocsf-venv");
-    let python = venv.join("bin/python");
-    let check = format!(
-        "import jsonschema, ocsf_json_schema.__about__ as a; assert a.__version__ == '{OCSF_JSON_SCHEMA_VERSION}'"
-    );
-    if output(&python.to_string_lossy(), &["-c", &check]).is_some() {
+/// The tools SIEM users check our outputs with, in their own virtualenv
+/// `<tools>/validators-venv` (driven by `tests/validators/*.py`): `ocsf-json-schema` (the
+/// schema.ocsf.io exports of every OCSF version, turned into strict JSON Schema per class and
+/// profiles) with `jsonschema` (the validator), and `prometheus-client` (the classic and
+/// OpenMetrics parsers).
+fn validators() -> anyhow::Result<()> {
+    let venv = tools_dir().join("validators-venv");
+    let pins = VALIDATORS.map(|(p, v)| format!("{p}=={v}"));
+    let stamp = venv.join("audit-agent-pins");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == pins.join("\n")) {
         return Ok(());
     }
-    eprintln!(
-        "xtask: pip install ocsf-json-schema=={OCSF_JSON_SCHEMA_VERSION} jsonschema=={JSONSCHEMA_VERSION} (own virtualenv)"
-    );
+    eprintln!("xtask: pip install {} (own virtualenv)", pins.join(" "));
     std::fs::create_dir_all(tools_dir())?;
     run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "-q",
-        &format!("ocsf-json-schema=={OCSF_JSON_SCHEMA_VERSION}"),
-        &format!("jsonschema=={JSONSCHEMA_VERSION}"),
-    ]))
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "-q"])
+        .args(&pins))?;
+    std::fs::write(stamp, pins.join("\n"))?;
+    Ok(())
 }
 
 /// checkov and hadolint, the deployment files' security linters, in their own virtualenv under

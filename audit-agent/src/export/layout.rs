@@ -25,6 +25,11 @@ pub(crate) const AUDIT_PARTITION: &str = "_audit";
 pub(crate) const MANIFESTS: &str = "v1/_manifests/";
 const RECORDS_SUFFIX: &str = ".ndjson.gz";
 
+/// The Content-Type of every object the layout has, by file extension: records objects are gzip
+/// files (of JSON lines), manifests JSON. Set on upload to S3 (a directory store has none).
+pub(crate) const CONTENT_TYPES: [(&str, &str); 2] =
+    [("gz", "application/gzip"), ("json", "application/json")];
+
 /// Bytes left as they are in key components: `A-Za-z0-9._-` (a leading `.` is encoded apart).
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
 

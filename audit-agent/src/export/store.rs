@@ -82,6 +82,9 @@ fn s3(url: &str, rest: &str, s: &StoreSettings) -> anyhow::Result<Store> {
     let mut opts = ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(60));
+    for (extension, mime) in super::layout::CONTENT_TYPES {
+        opts = opts.with_content_type_for_suffix(extension, mime);
+    }
     if let Some(h) = s.allow_http {
         opts = opts.with_allow_http(h);
     } else if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1") {

@@ -2,7 +2,7 @@
 //! Open), Network Activity (4001, Open), with the `host` and `security_control` profiles (and
 //! `container` for containerised processes: the profile puts `container` on the process,
 //! `actor.process.container`). Gaps are Base Events (0), which take no profile. The mapping
-//! table is in `docs/schema.md`; `tests/ocsf/validate.py` checks every event against the
+//! table is in `docs/schema.md`; `tests/validators/ocsf.py` checks every event against the
 //! official schema.
 //!
 //! Note on `security_control`: audit-agent observes, it does not block. `action_id` and

@@ -15,6 +15,8 @@ use std::{
     time::Duration,
 };
 
+mod exposition;
+
 use anyhow::Context as _;
 use audit_common::{counters::Counters, event::EventKind};
 use http_body_util::Full;
@@ -396,7 +398,12 @@ pub(crate) async fn serve(t: Arc<Telemetry>, listen: SocketAddr) -> anyhow::Resu
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let t = t.clone();
-                    async move { Ok::<_, Infallible>(route(&t, req.uri().path())) }
+                    let accept = req
+                        .headers()
+                        .get(hyper::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    async move { Ok::<_, Infallible>(route(&t, req.uri().path(), accept.as_deref())) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -417,12 +424,16 @@ fn probe((ok, msg): (bool, String)) -> (StatusCode, &'static str, String) {
     (status, "text/plain", msg)
 }
 
-fn route(t: &Telemetry, path: &str) -> Response<Full<Bytes>> {
+/// A response to `path`; `/metrics` in the format `accept` asks for (exposition.rs).
+fn route(t: &Telemetry, path: &str, accept: Option<&str>) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match path {
+        "/metrics" if exposition::wants_openmetrics(accept) => {
+            (StatusCode::OK, exposition::OPENMETRICS, t.render())
+        }
         "/metrics" => (
             StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            t.render(),
+            exposition::CLASSIC,
+            exposition::to_classic(&t.render()),
         ),
         "/healthz" => probe(t.healthz()),
         "/readyz" => probe(t.readyz()),
