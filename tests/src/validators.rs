@@ -77,6 +77,17 @@ pub fn promtool_check(text: &str) -> Result<(), String> {
     }
 }
 
+/// Runs `sql` in DuckDB (`duckdb_sql.py`); its JSON answer, or a panic with DuckDB's error.
+pub fn duckdb_sql(sql: &str) -> String {
+    let out = run("duckdb_sql.py", &[], sql.as_bytes());
+    assert!(
+        out.status.success(),
+        "DuckDB: {}\n{sql}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The metric families (name -> type) the Prometheus client parses from `text` as `format`
 /// (`classic` or `openmetrics`), or its parser's error.
 pub fn prometheus_families(format: &str, text: &str) -> Result<BTreeMap<String, String>, String> {

@@ -7,7 +7,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use audit_tests::{trail::Trail, *};
+use audit_tests::{garage::Garage, trail::Trail, *};
 use serde_json::Value;
 
 /// Everything a watched process can do that audit-agent records, in one workload run.
@@ -65,10 +65,20 @@ fn every_action(dir: &Scratch, other: &TestCgroup, agent_pid: u32, target: u32) 
     args
 }
 
-#[test]
-fn ocsf_of_every_action_and_gap_validates_against_the_official_schema() {
-    let dir = Scratch::new("siem-ocsf");
-    let root = TestCgroup::new("siem-ocsf");
+/// A trail the daemon wrote with every action, in and out of containers and pods, a restart's
+/// gap, and OCSF copies.
+struct Written {
+    _dir: Scratch,
+    url: String,
+    env: Vec<(&'static str, String)>,
+    trail: Trail,
+}
+
+/// The trail of `every_action` in a plain cgroup, a docker container and a Kubernetes pod, by
+/// agent `support-bot`, written to `url`.
+fn write_trail(tag: &str, url: String, garage: Option<&Garage>, trail: Trail) -> Written {
+    let dir = Scratch::new(tag);
+    let root = TestCgroup::new(tag);
     let plain = root.child("plain");
     let docker = root.child(&format!("docker-{}.scope", "ab".repeat(32)));
     let pod = root.child(&format!(
@@ -76,16 +86,24 @@ fn ocsf_of_every_action_and_gap_validates_against_the_official_schema() {
         "cd".repeat(32)
     ));
     let elsewhere = root.child("elsewhere");
-    let store = dir.path("store");
+    let endpoint = garage
+        .map(|g| {
+            format!(
+                "endpoint = \"{}\"\nregion = \"garage\"\nallow_http = true\n",
+                g.endpoint()
+            )
+        })
+        .unwrap_or_default();
+    let env = garage.map(Garage::env).unwrap_or_default();
     let cfg = dir.path("config.toml");
     std::fs::write(
         &cfg,
         format!(
             r#"
 [[agents]]
-id = "coder"
-name = "Coding agent"
-workflow = "code-changes"
+id = "support-bot"
+name = "Support bot"
+workflow = "customer-support"
 cgroup = ["{root}/**"]
 
 [[protected]]
@@ -103,18 +121,24 @@ actions = ["network.connect"]
 decision = "review"
 
 [export]
-store = "file://{store}"
-spool_dir = "{spool}"
+store = "{url}"
+{endpoint}spool_dir = "{spool}"
 segment_max_age_ms = 300
 ocsf = true
 "#,
             root = root.rel,
-            store = store.display(),
             spool = dir.path("spool").display()
         ),
     )
     .unwrap();
-    let start = || Agent::start(["run", "--config", cfg.to_str().unwrap()]);
+    let start = || {
+        let mut cmd = Command::new(agent_bin());
+        cmd.args(["run", "--config", cfg.to_str().unwrap()]);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        Agent::start_with(&mut cmd)
+    };
     let agent = start();
     let mut target = Command::new("sleep")
         .arg("60")
@@ -131,8 +155,25 @@ ocsf = true
     let _ = agent.stop();
     // A restart: the time the agent was down is a gap record.
     let _ = start().stop();
+    Written {
+        _dir: dir,
+        url,
+        env,
+        trail,
+    }
+}
 
-    let objects = Trail::dir(&store).objects("ocsf");
+#[test]
+fn ocsf_of_every_action_and_gap_validates_against_the_official_schema() {
+    let d = Scratch::new("siem-ocsf-store");
+    let store = d.path("store");
+    let w = write_trail(
+        "siem-ocsf",
+        format!("file://{}", store.display()),
+        None,
+        Trail::dir(&store),
+    );
+    let objects = w.trail.objects("ocsf");
     let events: Vec<&Value> = objects.values().flatten().collect();
     audit_tests::validators::assert_ocsf_valid(&events);
 
@@ -187,5 +228,431 @@ ocsf = true
     assert!(
         unix["connection_info"].get("protocol_ver_id").is_none(),
         "{unix:#}"
+    );
+}
+
+/// `audit-agent query` of `w` with `args`, as JSON records.
+fn query(w: &Written, args: &[&str]) -> Vec<Value> {
+    let mut cmd = Command::new(agent_bin());
+    cmd.args(["query", &w.url]).args(args);
+    if !args.contains(&"--format") {
+        cmd.args(["--format", "json"]);
+    }
+    for (k, v) in &w.env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    parse_lines(&o.stdout)
+}
+
+/// A query the docs show: its tree (`native`, `ocsf`), where it runs (`file`, `s3`), its SQL.
+struct DocQuery {
+    tree: String,
+    place: String,
+    sql: String,
+}
+
+/// Every SQL block of `doc` that follows a `<!-- tested: duckdb TREE PLACE -->` line.
+fn doc_queries(doc: &str) -> Vec<DocQuery> {
+    let text = std::fs::read_to_string(workspace_root().join(doc)).unwrap();
+    let mut out = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("<!-- tested: duckdb ") {
+        let after = &rest[at + "<!-- tested: duckdb ".len()..];
+        let (tags, body) = after.split_once("-->").unwrap();
+        let mut tags = tags.split_whitespace().map(String::from);
+        let sql_start = body.find("```sql\n").unwrap() + "```sql\n".len();
+        let sql_end = sql_start + body[sql_start..].find("```").unwrap();
+        out.push(DocQuery {
+            tree: tags.next().unwrap(),
+            place: tags.next().unwrap(),
+            sql: body[sql_start..sql_end].to_string(),
+        });
+        rest = &body[sql_end..];
+    }
+    out
+}
+
+/// Runs SQL in real DuckDB (`tests/validators/duckdb_sql.py`): (columns, rows).
+fn duckdb(sql: &str) -> (Vec<String>, Vec<Vec<Value>>) {
+    let out = audit_tests::validators::duckdb_sql(sql);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let columns = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let rows = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().clone())
+        .collect();
+    (columns, rows)
+}
+
+/// Counts of `records` by the values `key` gives, as sorted (key..., count) rows.
+fn grouped(records: &[Value], key: impl Fn(&Value) -> Vec<Value>) -> Vec<Vec<Value>> {
+    let mut counts = std::collections::BTreeMap::<String, (Vec<Value>, u64)>::new();
+    for r in records {
+        let k = key(r);
+        counts
+            .entry(serde_json::to_string(&k).unwrap())
+            .or_insert((k, 0))
+            .1 += 1;
+    }
+    let mut rows: Vec<Vec<Value>> = counts
+        .into_values()
+        .map(|(mut k, n)| {
+            k.push(n.into());
+            k
+        })
+        .collect();
+    rows.sort_by_key(|r| serde_json::to_string(r).unwrap());
+    rows
+}
+
+fn sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    rows.sort_by_key(|r| serde_json::to_string(r).unwrap());
+    rows
+}
+
+#[test]
+fn every_duckdb_query_the_docs_show_answers_like_audit_agent_query() {
+    let g = Garage::shared();
+    g.bucket("siem-duckdb");
+    let w = write_trail(
+        "siem-duckdb",
+        "s3://siem-duckdb/trail".into(),
+        Some(g),
+        Trail {
+            store: g.client("siem-duckdb"),
+            prefix: "trail".into(),
+        },
+    );
+    // The same trail in a directory, for the queries of a local store.
+    let local = Scratch::new("siem-duckdb-local");
+    let local_store = local.path("audit-trail");
+    w.trail.copy_to(&Trail::dir(&local_store));
+
+    let queries = doc_queries("docs/storage.md");
+    assert_eq!(queries.len(), 4, "the docs' DuckDB queries");
+    let env = |k: &str| w.env.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+    for q in &queries {
+        let sql = match q.place.as_str() {
+            "file" => q
+                .sql
+                .replace("'audit-trail/", &format!("'{}/", local_store.display())),
+            "s3" => q
+                .sql
+                .replace("s3://audit/trail", "s3://siem-duckdb/trail")
+                .replace("'GK...'", &format!("'{}'", env("AWS_ACCESS_KEY_ID")))
+                .replace(
+                    "SECRET '...'",
+                    &format!("SECRET '{}'", env("AWS_SECRET_ACCESS_KEY")),
+                )
+                .replace("127.0.0.1:3900", g.endpoint().trim_start_matches("http://")),
+            other => panic!("unknown place {other}"),
+        };
+        let (columns, rows) = duckdb(&sql);
+        let expected = expected_answer(&w, &columns);
+        assert_eq!(sorted(rows), expected, "{} {}: {sql}", q.tree, q.place);
+    }
+}
+
+/// What `audit-agent query` says each documented query must answer, told apart by its columns.
+fn expected_answer(w: &Written, columns: &[String]) -> Vec<Vec<Value>> {
+    let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
+    match cols[..] {
+        ["time", "action", "path", "address", "decision", "rule"] => {
+            let recs = query(
+                w,
+                &["--agent", "support-bot", "--protected", "--since", "1d"],
+            );
+            assert!(!recs.is_empty());
+            sorted(
+                recs.iter()
+                    .map(|r| {
+                        vec![
+                            r["time"].clone(),
+                            r["action"].clone(),
+                            r["resource"]["path"].clone(),
+                            r["resource"]["address"].clone(),
+                            r["policy"]["decision"].clone(),
+                            r["policy"]["rule"].clone(),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+        ["agent_id", "rule", "denied"] => grouped(&query(w, &["--decision", "deny"]), |r| {
+            vec![r["agent"]["id"].clone(), r["policy"]["rule"].clone()]
+        }),
+        ["reason", "lost", "since", "until"] => {
+            let gaps = query(w, &["--action", "audit.gap"]);
+            assert_eq!(gaps.len(), 1, "the restart");
+            let g = &gaps[0]["gap"];
+            vec![vec![
+                g["reason"].clone(),
+                g["lost"].clone(),
+                g["from"].clone(),
+                g["to"].clone(),
+            ]]
+        }
+        ["class_name", "agent", "denied"] => {
+            let denied = query(
+                w,
+                &["--decision", "deny", "--format", "ocsf", "--since", "1d"],
+            );
+            grouped(&denied, |e| {
+                vec![e["class_name"].clone(), e["actor"]["user"]["uid"].clone()]
+            })
+        }
+        _ => panic!("a documented query this test does not know: {columns:?}"),
+    }
+}
+
+/// A Hive type, as Athena's DDL writes it.
+#[derive(Debug)]
+enum Hive {
+    Scalar(String),
+    Struct(Vec<(String, Hive)>),
+    Array(Box<Hive>),
+    Map(Box<Hive>),
+}
+
+/// Parses one Hive type from the start of `s`; returns it and the rest.
+fn hive_type(s: &str) -> (Hive, &str) {
+    let s = s.trim_start();
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("struct<") {
+        let mut rest = &s["struct<".len()..];
+        let mut fields = Vec::new();
+        loop {
+            rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix('>') {
+                return (Hive::Struct(fields), r);
+            }
+            let (name, r) = rest.split_once(':').expect("field:type");
+            let (t, r) = hive_type(r);
+            fields.push((name.trim().trim_matches('`').to_string(), t));
+            rest = r.trim_start().strip_prefix(',').unwrap_or(r);
+        }
+    }
+    if lower.starts_with("array<") {
+        let (t, r) = hive_type(&s["array<".len()..]);
+        return (
+            Hive::Array(Box::new(t)),
+            r.trim_start().strip_prefix('>').unwrap(),
+        );
+    }
+    if lower.starts_with("map<") {
+        let (_, r) = hive_type(&s["map<".len()..]);
+        let (v, r) = hive_type(r.trim_start().strip_prefix(',').unwrap());
+        return (
+            Hive::Map(Box::new(v)),
+            r.trim_start().strip_prefix('>').unwrap(),
+        );
+    }
+    // A scalar ends at the next separator, after its parameters: `decimal(20,0)`.
+    let params = s
+        .find('(')
+        .filter(|p| s[..*p].chars().all(char::is_alphanumeric));
+    let from = params.map_or(0, |p| p + s[p..].find(')').unwrap());
+    let end = from
+        + s[from..]
+            .find([',', '>', ')', '\n'])
+            .unwrap_or(s.len() - from);
+    let end = if params.is_some() {
+        end.max(from + 1)
+    } else {
+        end
+    };
+    (
+        Hive::Scalar(s[..end].trim().to_ascii_lowercase()),
+        &s[end..],
+    )
+}
+
+/// The columns of the first `CREATE EXTERNAL TABLE` after a `<!-- tested: athena TREE -->` line.
+fn athena_columns(doc: &str, tree: &str) -> Vec<(String, Hive)> {
+    let text = std::fs::read_to_string(workspace_root().join(doc)).unwrap();
+    let at = text
+        .find(&format!("<!-- tested: athena {tree} -->"))
+        .unwrap_or_else(|| panic!("no Athena DDL for {tree} in {doc}"));
+    let ddl = &text[at..];
+    let mut rest = &ddl[ddl.find('(').unwrap() + 1..];
+    let mut cols = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |x| x.1); // a comment line
+            continue;
+        }
+        if rest.starts_with(')') {
+            return cols;
+        }
+        let (name, r) = rest.split_once(char::is_whitespace).unwrap();
+        let (t, r) = hive_type(r);
+        cols.push((name.trim_matches('`').to_string(), t));
+        rest = r.trim_start().strip_prefix(',').unwrap_or(r);
+    }
+}
+
+/// Where a JSON value at `path` does not fit the declared type (or is not declared).
+fn undeclared(path: &str, v: &Value, t: Option<&Hive>, out: &mut BTreeSet<String>) {
+    let Some(t) = t else {
+        out.insert(format!("{path}: not declared"));
+        return;
+    };
+    match (v, t) {
+        (Value::Null, _) => {}
+        (Value::Object(m), Hive::Struct(fields)) => {
+            for (k, x) in m {
+                let ft = fields
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                    .map(|f| &f.1);
+                undeclared(&format!("{path}.{k}"), x, ft, out);
+            }
+        }
+        (Value::Object(m), Hive::Map(vt)) => {
+            for (k, x) in m {
+                undeclared(&format!("{path}[{k}]"), x, Some(vt), out);
+            }
+        }
+        (Value::Array(a), Hive::Array(et)) => {
+            for x in a {
+                undeclared(&format!("{path}[]"), x, Some(et), out);
+            }
+        }
+        (Value::String(_), Hive::Scalar(s)) if s == "string" => {}
+        // The OpenX JSON SerDe keeps an object or array as its JSON text in a string column.
+        (Value::Object(_) | Value::Array(_), Hive::Scalar(s)) if s == "string" => {}
+        (Value::Bool(_), Hive::Scalar(s)) if s == "boolean" => {}
+        (Value::Number(n), Hive::Scalar(s)) => {
+            let fits = match s.as_str() {
+                "int" => n.as_i64().is_some_and(|x| i32::try_from(x).is_ok()),
+                "bigint" => n.as_i64().is_some(),
+                "double" | "decimal(20,0)" => true,
+                _ => false,
+            };
+            if !fits {
+                out.insert(format!("{path}: {n} is not {s}"));
+            }
+        }
+        (v, t) => {
+            out.insert(format!("{path}: {v} does not fit {t:?}"));
+        }
+    }
+}
+
+fn assert_ddl_declares(doc: &str, tree: &str, records: &[&Value]) {
+    let cols = athena_columns(doc, tree);
+    let table = Hive::Struct(cols);
+    let mut missing = BTreeSet::new();
+    for r in records {
+        undeclared("", r, Some(&table), &mut missing);
+    }
+    assert!(
+        missing.is_empty(),
+        "the {tree} Athena DDL in {doc} misses what records hold:\n{}",
+        missing.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn the_athena_ddl_declares_every_field_the_records_hold() {
+    let d = Scratch::new("siem-athena-store");
+    let store = d.path("store");
+    let w = write_trail(
+        "siem-athena",
+        format!("file://{}", store.display()),
+        None,
+        Trail::dir(&store),
+    );
+    let native = w.trail.objects("v1");
+    assert_ddl_declares(
+        "docs/storage.md",
+        "native",
+        &native.values().flatten().collect::<Vec<_>>(),
+    );
+    let ocsf = w.trail.objects("ocsf");
+    assert_ddl_declares(
+        "docs/storage.md",
+        "ocsf",
+        &ocsf.values().flatten().collect::<Vec<_>>(),
+    );
+}
+
+/// Field paths the record tables of `docs/schema.md` document (first cells, e.g.
+/// `` `subject.k8s.namespace`, `.pod` ``; a bare or dotted suffix continues the previous path).
+fn documented_fields() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(workspace_root().join("docs/schema.md")).unwrap();
+    let end = text.find("## OCSF").unwrap();
+    let mut out = BTreeSet::new();
+    for line in text[..end].lines().filter(|l| l.starts_with("| `")) {
+        let cell = line.split('|').nth(1).unwrap();
+        let mut parent = String::new();
+        for token in cell.split('`').skip(1).step_by(2) {
+            let path = if let Some(rel) = token.strip_prefix('.') {
+                format!("{parent}.{rel}")
+            } else if token.contains('.') || parent.is_empty() {
+                token.to_string()
+            } else {
+                format!("{parent}.{token}")
+            };
+            parent = path
+                .rsplit_once('.')
+                .map_or(String::new(), |x| x.0.to_string());
+            out.insert(path);
+        }
+    }
+    out
+}
+
+/// Whether `path` (`a.b.c`) is a column or a struct field of the DDL.
+fn declared(cols: &[(String, Hive)], path: &str) -> bool {
+    let mut fields = cols;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let Some((_, t)) = fields.iter().find(|(n, _)| n == p) else {
+            return false;
+        };
+        let t = match t {
+            Hive::Array(e) => e.as_ref(),
+            t => t,
+        };
+        match t {
+            Hive::Struct(f) => fields = f,
+            _ => return parts.peek().is_none() || matches!(t, Hive::Map(_)),
+        }
+    }
+    true
+}
+
+#[test]
+fn the_athena_ddl_declares_every_documented_field() {
+    let cols = athena_columns("docs/storage.md", "native");
+    let fields = documented_fields();
+    for f in [
+        "subject.k8s.pod",
+        "subject.k8s.labels",
+        "gap.by_action",
+        "resource.new_path_source",
+        "resource.file",
+        "policy.via_inode",
+    ] {
+        assert!(
+            fields.contains(f),
+            "{f} not found in the docs' tables: {fields:?}"
+        );
+    }
+    let missing: Vec<&String> = fields.iter().filter(|f| !declared(&cols, f)).collect();
+    assert!(
+        missing.is_empty(),
+        "documented but not in the Athena DDL: {missing:?}"
     );
 }

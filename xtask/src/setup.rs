@@ -19,10 +19,14 @@ const CHECKOV_VERSION: &str = "3.3.30";
 const HADOLINT_VERSION: &str = "2.15.1";
 /// What `tests/validators/*.py` check our outputs with (PyPI): the official OCSF schema exports
 /// as JSON Schema and a validator; the Prometheus client's parsers.
-const VALIDATORS: [(&str, &str); 3] = [
+const VALIDATORS: [(&str, &str); 5] = [
     ("ocsf-json-schema", "1.2.0"),
     ("jsonschema", "4.26.0"),
     ("prometheus-client", "0.26.0"),
+    // DuckDB runs the queries the docs show; its httpfs extension (S3) comes from PyPI too, as
+    // extensions.duckdb.org is not reachable from CI machines.
+    ("duckdb", "1.5.5"),
+    ("duckdb-extension-httpfs", "1.5.5"),
 ];
 /// The preinstalled nightly that matches the aya pins (never `rustup update` it).
 pub const NIGHTLY: &str = "nightly";
@@ -82,7 +86,7 @@ pub fn test_tools() -> anyhow::Result<()> {
 /// `<tools>/validators-venv` (driven by `tests/validators/*.py`): `ocsf-json-schema` (the
 /// schema.ocsf.io exports of every OCSF version, turned into strict JSON Schema per class and
 /// profiles) with `jsonschema` (the validator), and `prometheus-client` (the classic and
-/// OpenMetrics parsers).
+/// OpenMetrics parsers), and DuckDB with its httpfs extension.
 fn validators() -> anyhow::Result<()> {
     let venv = tools_dir().join("validators-venv");
     let pins = VALIDATORS.map(|(p, v)| format!("{p}=={v}"));
