@@ -80,6 +80,7 @@ pub(crate) enum QueryFormat {
     Table,
     Json,
     Ocsf,
+    Ecs,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,34 @@ pub fn assert_ocsf_valid(events: &[&Value]) {
     );
 }
 
+/// Validates `docs` against the official ECS field definitions (`ecs.js`, `@elastic/ecs`); panics
+/// with every error.
+pub fn assert_ecs_valid(docs: &[&Value]) {
+    assert!(!docs.is_empty(), "no ECS documents to validate");
+    let mut input = Vec::new();
+    for d in docs {
+        serde_json::to_writer(&mut input, d).unwrap();
+        input.push(b'\n');
+    }
+    let mut child = Command::new("node")
+        .arg(workspace_root().join("tests/validators/ecs.js"))
+        .arg("audit_agent")
+        .env("NODE_PATH", tool("ecs/node_modules"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node");
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains(&format!("{} document(s), 0 invalid", docs.len())),
+        "documents fail the official ECS definitions ({stderr}):\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// What `promtool check metrics` (Prometheus's own parser of the classic text format, and its
 /// linter) says of `text`: `Ok` when it parses with nothing to report, else its findings.
 pub fn promtool_check(text: &str) -> Result<(), String> {

@@ -443,6 +443,60 @@ fn kubernetes_pods_attribute_records_and_only_selected_pods_are_watched() {
         seen.iter().any(|(line, _)| line.contains("watch=true")),
         "{seen:?}"
     );
+    // Pod records in the SIEM formats: OCSF's container profile and ECS's container and
+    // orchestrator fields validate against the official definitions.
+    let pods: Vec<Value> = records
+        .iter()
+        .filter(|r| r["subject"]["k8s"].is_object())
+        .cloned()
+        .collect();
+    let ocsf = rendered_as(&dir, &pods, "ocsf");
+    audit_tests::validators::assert_ocsf_valid(&ocsf.iter().collect::<Vec<_>>());
+    let e = ocsf
+        .iter()
+        .find(|e| e["actor"]["process"]["pid"] == pid_of(&ra))
+        .unwrap();
+    assert_eq!(
+        e["actor"]["process"]["container"],
+        json!({"uid": cid('a'), "name": "main", "orchestrator": "Kubernetes", "pod_uuid": uid_a})
+    );
+    let ecs = rendered_as(&dir, &pods, "ecs");
+    audit_tests::validators::assert_ecs_valid(&ecs.iter().collect::<Vec<_>>());
+    let d = ecs
+        .iter()
+        .find(|d| d["process"]["pid"] == pid_of(&ra))
+        .unwrap();
+    assert_eq!(d["container"], json!({"id": cid('a'), "name": "main"}));
+    assert_eq!(
+        d["orchestrator"],
+        json!({"type": "kubernetes", "namespace": "support",
+               "resource": {"type": "pod", "name": "support-7f9c", "id": uid_a}})
+    );
+}
+
+/// `records` as `audit-agent query --format FORMAT` renders them: stored in a directory as one
+/// (unlisted) object, read back with `--include-unlisted`.
+fn rendered_as(dir: &Scratch, records: &[Value], format: &str) -> Vec<Value> {
+    use std::io::Write as _;
+    let store = dir.path(&format!("render-{format}"));
+    let key = store.join("v1/agent_id=x/dt=2026-01-01/hour=00/h-b-00000000000000000001.ndjson.gz");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for r in records {
+        writeln!(gz, "{r}").unwrap();
+    }
+    std::fs::write(&key, gz.finish().unwrap()).unwrap();
+    let o = Command::new(agent_bin())
+        .args([
+            "query",
+            &format!("file://{}", store.display()),
+            "--include-unlisted",
+        ])
+        .args(["--format", format])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    parse_lines(&o.stdout)
 }
 
 #[test]

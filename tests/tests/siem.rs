@@ -125,6 +125,7 @@ store = "{url}"
 {endpoint}spool_dir = "{spool}"
 segment_max_age_ms = 300
 ocsf = true
+ecs = true
 "#,
             root = root.rel,
             spool = dir.path("spool").display()
@@ -220,6 +221,42 @@ fn ocsf_of_every_action_and_gap_validates_against_the_official_schema() {
             .iter()
             .any(|p| p == "container")
     }));
+    // The same records as ECS documents: every field an ECS field of its type (or under
+    // `audit_agent.*`), categorization as ECS allows it, the AI agent in `gen_ai.agent`.
+    let ecs = w.trail.objects("ecs");
+    let docs: Vec<&Value> = ecs.values().flatten().collect();
+    assert_eq!(docs.len(), events.len());
+    audit_tests::validators::assert_ecs_valid(&docs);
+    let kinds: BTreeSet<(String, String)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["event"]["kind"].as_str().unwrap().to_string(),
+                d["event"]["category"][0]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("event", "process"),
+        ("event", "file"),
+        ("event", "network"),
+        ("pipeline_error", "-"),
+    ] {
+        assert!(
+            kinds.contains(&(want.0.into(), want.1.into())),
+            "{want:?} in {kinds:?}"
+        );
+    }
+    assert!(docs.iter().all(|d| d.get("agent").is_none()));
+    let in_pod = docs
+        .iter()
+        .find(|d| d["container"]["id"] == "cd".repeat(32))
+        .expect("a document of the pod's container");
+    assert_eq!(in_pod["gen_ai"]["agent"]["id"], "support-bot");
+    // (`orchestrator.*` needs the pod from the API server: tests/tests/ops.rs has pods.)
     // A unix connect claims no IP version.
     let unix = events
         .iter()

@@ -28,6 +28,8 @@ const VALIDATORS: [(&str, &str); 5] = [
     ("duckdb", "1.5.5"),
     ("duckdb-extension-httpfs", "1.5.5"),
 ];
+/// The official ECS field definitions (npm).
+const ECS_PACKAGE_VERSION: &str = "9.4.0";
 /// The preinstalled nightly that matches the aya pins (never `rustup update` it).
 pub const NIGHTLY: &str = "nightly";
 
@@ -79,7 +81,26 @@ pub fn test_tools() -> anyhow::Result<()> {
     )?;
     helm_and_kubectl()?;
     linters()?;
-    validators()
+    validators()?;
+    ecs_definitions()
+}
+
+/// The official ECS field definitions (`@elastic/ecs` from npm, generated from elastic/ecs) that
+/// `tests/validators/ecs.js` checks ECS output against, under `<tools>/ecs/node_modules`.
+fn ecs_definitions() -> anyhow::Result<()> {
+    let dir = tools_dir().join("ecs");
+    let package = dir.join("node_modules/@elastic/ecs/package.json");
+    if std::fs::read_to_string(&package)
+        .is_ok_and(|p| p.contains(&format!("\"version\": \"{ECS_PACKAGE_VERSION}\"")))
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: npm install @elastic/ecs@{ECS_PACKAGE_VERSION}");
+    std::fs::create_dir_all(&dir)?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(format!("@elastic/ecs@{ECS_PACKAGE_VERSION}")))
 }
 
 /// The tools SIEM users check our outputs with, in their own virtualenv

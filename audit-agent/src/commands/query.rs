@@ -5,7 +5,7 @@ use std::io::{IsTerminal as _, Write as _};
 use super::store_args::open_store;
 use crate::{
     cli::{QueryArgs, QueryFormat},
-    format::{native, ocsf::to_ocsf, table},
+    format::{ecs::to_ecs, native, ocsf::to_ocsf, table},
     query::{Filter, FilterArgs, QueryOptions, ScanStats, run as run_query},
 };
 
@@ -61,12 +61,18 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
             .iter()
             .map(|h| native::read(&h.line))
             .collect::<Result<Vec<_>, _>>()?;
-        if args.format == QueryFormat::Table {
-            out.write_all(table::render(&events).as_bytes())?;
-        } else {
-            for e in &events {
-                serde_json::to_writer(&mut out, &to_ocsf(e))?;
-                out.write_all(b"\n")?;
+        match args.format {
+            QueryFormat::Table => out.write_all(table::render(&events).as_bytes())?,
+            siem => {
+                let map = if siem == QueryFormat::Ecs {
+                    to_ecs
+                } else {
+                    to_ocsf
+                };
+                for e in &events {
+                    serde_json::to_writer(&mut out, &map(e))?;
+                    out.write_all(b"\n")?;
+                }
             }
         }
     }

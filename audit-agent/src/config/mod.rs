@@ -207,6 +207,9 @@ pub(crate) struct ExportConf {
     /// Also write OCSF objects under `<prefix>/ocsf/`.
     #[serde(default)]
     pub(crate) ocsf: bool,
+    /// Also write ECS documents under `<prefix>/ecs/`.
+    #[serde(default)]
+    pub(crate) ecs: bool,
     /// Ed25519 key (32-byte seed, hex) to sign manifests with.
     pub(crate) signing_key: Option<Spanned<PathBuf>>,
     /// gzip level 0-9.

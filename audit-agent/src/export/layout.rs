@@ -4,6 +4,7 @@
 //! ```text
 //! <prefix>/v1/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
 //! <prefix>/ocsf/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
+//! <prefix>/ecs/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
 //! <prefix>/v1/_manifests/<host>-<boot id>/<sequence>.json
 //! ```
 //! Partitions are Hive-style (readable by Athena, Trino and DuckDB). Partition values and host
@@ -55,6 +56,7 @@ pub(crate) fn decode(s: &str) -> Option<String> {
 pub(crate) enum ObjectFormat {
     Native,
     Ocsf,
+    Ecs,
 }
 
 impl ObjectFormat {
@@ -63,6 +65,7 @@ impl ObjectFormat {
         match self {
             Self::Native => "v1",
             Self::Ocsf => "ocsf",
+            Self::Ecs => "ecs",
         }
     }
 
@@ -70,6 +73,7 @@ impl ObjectFormat {
         match d {
             "v1" => Some(Self::Native),
             "ocsf" => Some(Self::Ocsf),
+            "ecs" => Some(Self::Ecs),
             _ => None,
         }
     }
@@ -78,6 +82,7 @@ impl ObjectFormat {
         match self {
             Self::Native => "native",
             Self::Ocsf => "ocsf",
+            Self::Ecs => "ecs",
         }
     }
 }
@@ -258,7 +263,7 @@ pub(crate) fn parse_manifest_key(key: &str) -> Option<(&str, u64)> {
 
 /// Whether a key lies in the part of the store the layout owns (records or manifests).
 pub(crate) fn is_trail_key(key: &str) -> bool {
-    key.starts_with("v1/") || key.starts_with("ocsf/")
+    ["v1/", "ocsf/", "ecs/"].iter().any(|p| key.starts_with(p))
 }
 
 /// The directory of an agent's partitions (for listing).

@@ -29,7 +29,7 @@ use prometheus_client::{
 use tokio::sync::{Notify, watch};
 
 use self::{
-    layout::StreamId,
+    layout::{ObjectFormat, StreamId},
     seal::{Sealer, StartInfo},
     spool::{SpoolDirs, SpoolLimits, SpoolWriter},
     store::{Store, StoreSettings},
@@ -47,7 +47,8 @@ pub(crate) struct ExportSettings {
     segment_max_age: Duration,
     shutdown_grace: Duration,
     heartbeat: Duration,
-    ocsf: bool,
+    /// Renderings written beside the native objects (`ocsf`, `ecs`).
+    extra: Vec<ObjectFormat>,
     signing_key: Option<SigningKey>,
     gzip_level: u32,
 }
@@ -115,7 +116,10 @@ impl ExportSettings {
             segment_max_age: Duration::from_millis(*c.segment_max_age_ms.get_ref()),
             shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
             heartbeat: Duration::from_millis(*c.heartbeat_ms.get_ref()),
-            ocsf: c.ocsf,
+            extra: [(c.ocsf, ObjectFormat::Ocsf), (c.ecs, ObjectFormat::Ecs)]
+                .into_iter()
+                .filter_map(|(on, f)| on.then_some(f))
+                .collect(),
             signing_key,
             gzip_level: *c.gzip_level.get_ref(),
         }
@@ -333,7 +337,7 @@ impl Exporter {
             dirs.clone(),
             stream,
             conf.signing_key.clone(),
-            (conf.ocsf, conf.gzip_level, conf.heartbeat),
+            (conf.extra.clone(), conf.gzip_level, conf.heartbeat),
             stats.clone(),
         )?;
         match sealer.seal_ready() {

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     event::Timestamp,
-    format::{native, ocsf::to_ocsf},
+    format::{ecs::to_ecs, native, ocsf::to_ocsf},
     time,
 };
 
@@ -53,7 +53,8 @@ pub(crate) struct Sealer {
     state: State,
     stream: StreamId,
     key: Option<SigningKey>,
-    ocsf: bool,
+    /// Renderings written beside the native object (OCSF, ECS).
+    extra: Vec<ObjectFormat>,
     gzip_level: u32,
     /// With nothing sealed for this long, a heartbeat manifest is written.
     heartbeat: Duration,
@@ -69,7 +70,7 @@ impl Sealer {
         dirs: SpoolDirs,
         stream: StreamId,
         key: Option<SigningKey>,
-        (ocsf, gzip_level, heartbeat): (bool, u32, Duration),
+        (extra, gzip_level, heartbeat): (Vec<ObjectFormat>, u32, Duration),
         stats: Arc<ExportStats>,
     ) -> anyhow::Result<(Self, StartInfo)> {
         let previous = dirs.load_state()?;
@@ -84,7 +85,7 @@ impl Sealer {
             state: State::default(),
             stream: stream.clone(),
             key,
-            ocsf,
+            extra,
             gzip_level,
             heartbeat,
             last_manifest: Instant::now(),
@@ -239,7 +240,7 @@ impl Sealer {
         Ok(ready)
     }
 
-    /// Writes the objects of one segment (native, and OCSF when enabled) into `sealed/`; the
+    /// Writes the objects of one segment (native, and OCSF and ECS when enabled) into `sealed/`; the
     /// files read are added to `consumed` (path, bytes) for removal once the manifest is safe.
     fn seal_segment(
         &self,
@@ -259,11 +260,12 @@ impl Sealer {
         let Some(meta) = meta else {
             return Ok(Vec::new()); // empty segment
         };
-        let mut renderings = vec![(ObjectFormat::Native, bytes)];
-        if self.ocsf {
-            let ocsf = to_ocsf_lines(&renderings[0].1);
-            renderings.push((ObjectFormat::Ocsf, ocsf));
-        }
+        let mut renderings: Vec<(ObjectFormat, Vec<u8>)> = self
+            .extra
+            .iter()
+            .map(|f| (*f, rendered_lines(*f, &bytes)))
+            .collect();
+        renderings.insert(0, (ObjectFormat::Native, bytes));
         let mut entries = Vec::new();
         for (format, bytes) in renderings {
             let object = ObjectName::new(format, name, &self.stream);
@@ -388,11 +390,17 @@ fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
 }
 
 /// Renders native NDJSON as OCSF NDJSON.
-fn to_ocsf_lines(records: &[u8]) -> Vec<u8> {
+/// Native records (JSON lines) rendered as `format`, one line each.
+fn rendered_lines(format: ObjectFormat, records: &[u8]) -> Vec<u8> {
+    let render = match format {
+        ObjectFormat::Ocsf => to_ocsf,
+        ObjectFormat::Ecs => to_ecs,
+        ObjectFormat::Native => return records.to_vec(),
+    };
     let mut out = Vec::with_capacity(records.len() * 2);
     for l in records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         if let Ok(e) = native::read(l)
-            && serde_json::to_writer(&mut out, &to_ocsf(&e)).is_ok()
+            && serde_json::to_writer(&mut out, &render(&e)).is_ok()
         {
             out.push(b'\n');
         }

@@ -2,6 +2,7 @@
 //! aligned lines for terminals and tables for `query`. Every output path (watch, trace, export,
 //! query) goes through [`write_event`], so all accept all formats.
 
+pub(crate) mod ecs;
 pub(crate) mod html;
 pub(crate) mod native;
 pub(crate) mod ocsf;
@@ -23,6 +24,8 @@ pub(crate) enum Format {
     Text,
     /// OCSF 1.3.0 events, one JSON object per line (docs/schema.md has the mapping).
     Ocsf,
+    /// Elastic Common Schema documents, one per line (docs/siem.md has the mapping).
+    Ecs,
 }
 
 /// Appends `e` in `format` to `out`, newline-terminated.
@@ -30,10 +33,27 @@ pub(crate) fn write_event(format: Format, e: &Event, out: &mut Vec<u8>) -> anyho
     match format {
         Format::Json => native::write(e, out)?,
         Format::Ocsf => serde_json::to_writer(&mut *out, &ocsf::to_ocsf(e))?,
+        Format::Ecs => serde_json::to_writer(&mut *out, &ecs::to_ecs(e))?,
         Format::Text => text::write(e, out),
     }
     out.push(b'\n');
     Ok(())
+}
+
+/// OCSF and ECS consumers treat absent and null alike; absent keeps documents small and
+/// validators quiet.
+pub(crate) fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
+        other => other,
+    }
 }
 
 /// The resource as people read it: the path (the kernel's when known), `ip:port`,

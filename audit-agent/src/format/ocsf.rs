@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{native, resource_text};
+use super::{native, resource_text, strip_nulls};
 use crate::{
     escape::Escaped,
     event::{Action, Activity, Decision, Detail, Event, Gap, Outcome, Target},
@@ -470,19 +470,5 @@ pub(crate) fn to_ocsf(e: &Event) -> Value {
     match e.activity() {
         Some(a) => activity_event(e, a),
         None => gap_event(e, e.gap().expect("an event is an activity or a gap")),
-    }
-}
-
-/// OCSF consumers treat absent and null alike; absent keeps events small and validators quiet.
-fn strip_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
-        other => other,
     }
 }
