@@ -76,6 +76,19 @@ pub fn assert_ecs_valid(docs: &[&Value]) {
     );
 }
 
+/// Parquet files as pyarrow reads them (`parquet.py`): per file, `schema` (column -> Arrow
+/// type), `compression` (codecs used) and `rows`.
+pub fn read_parquet(paths: &[std::path::PathBuf]) -> Vec<Value> {
+    let args: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+    let out = run("parquet.py", &args, b"");
+    assert!(
+        out.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::parse_lines(&out.stdout)
+}
+
 /// What `promtool check metrics` (Prometheus's own parser of the classic text format, and its
 /// linter) says of `text`: `Ok` when it parses with nothing to report, else its findings.
 pub fn promtool_check(text: &str) -> Result<(), String> {

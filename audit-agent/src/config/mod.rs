@@ -177,6 +177,19 @@ impl Default for CaptureConf {
     }
 }
 
+/// `[export.security_lake]`: where Security Lake finds the Parquet objects.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecurityLakeConf {
+    /// Custom source names are `<source>-<class>` (`audit-agent-file-activity`, ...).
+    #[serde(default = "defaults::lake_source")]
+    pub(crate) source: String,
+    /// The AWS region in the layout (`region=`).
+    pub(crate) region: String,
+    /// The AWS account id in the layout (`accountId=`).
+    pub(crate) account_id: String,
+}
+
 /// `[export]`: the daemon's spool and store.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +223,8 @@ pub(crate) struct ExportConf {
     /// Also write ECS documents under `<prefix>/ecs/`.
     #[serde(default)]
     pub(crate) ecs: bool,
+    /// Also write OCSF as Parquet for Amazon Security Lake under `<prefix>/ext/`.
+    pub(crate) security_lake: Option<Spanned<SecurityLakeConf>>,
     /// Ed25519 key (32-byte seed, hex) to sign manifests with.
     pub(crate) signing_key: Option<Spanned<PathBuf>>,
     /// gzip level 0-9.
@@ -221,6 +236,10 @@ mod defaults {
     use std::path::PathBuf;
 
     use toml::Spanned;
+
+    pub(super) fn lake_source() -> String {
+        "audit-agent".into()
+    }
 
     pub(super) fn spool_dir() -> PathBuf {
         PathBuf::from("/var/lib/audit-agent/spool")

@@ -6,7 +6,9 @@
 //! <prefix>/ocsf/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
 //! <prefix>/ecs/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
 //! <prefix>/v1/_manifests/<host>-<boot id>/<sequence>.json
+//! <prefix>/ext/<source>-<class>/region=<region>/accountId=<account>/eventDay=YYYYMMDD/<host>-<boot id>-<first seq>.parquet
 //! ```
+//! (`ext/`: the Amazon Security Lake sink, lake.rs; its keys are made there, under [`LAKE_DIR`].)
 //! Partitions are Hive-style (readable by Athena, Trino and DuckDB). Partition values and host
 //! names are percent-encoded (every byte outside `A-Za-z0-9._-`, and a leading `.`), so any agent
 //! id or host name gives a valid, unambiguous key. `first seq` is zero-padded to 20 digits so
@@ -27,9 +29,16 @@ pub(crate) const MANIFESTS: &str = "v1/_manifests/";
 const RECORDS_SUFFIX: &str = ".ndjson.gz";
 
 /// The Content-Type of every object the layout has, by file extension: records objects are gzip
-/// files (of JSON lines), manifests JSON. Set on upload to S3 (a directory store has none).
-pub(crate) const CONTENT_TYPES: [(&str, &str); 2] =
-    [("gz", "application/gzip"), ("json", "application/json")];
+/// files (of JSON lines), manifests JSON, Security Lake objects Parquet. Set on upload to S3 (a
+/// directory store has none).
+pub(crate) const CONTENT_TYPES: [(&str, &str); 3] = [
+    ("gz", "application/gzip"),
+    ("json", "application/json"),
+    ("parquet", "application/vnd.apache.parquet"),
+];
+
+/// Where Security Lake objects live (custom sources are under `ext/` in a Security Lake bucket).
+pub(crate) const LAKE_DIR: &str = "ext";
 
 /// Bytes left as they are in key components: `A-Za-z0-9._-` (a leading `.` is encoded apart).
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'_').remove(b'-');
@@ -57,6 +66,9 @@ pub(crate) enum ObjectFormat {
     Native,
     Ocsf,
     Ecs,
+    /// OCSF as Parquet, for Amazon Security Lake (keys from lake.rs).
+    #[serde(rename = "ocsf_parquet")]
+    OcsfParquet,
 }
 
 impl ObjectFormat {
@@ -66,6 +78,7 @@ impl ObjectFormat {
             Self::Native => "v1",
             Self::Ocsf => "ocsf",
             Self::Ecs => "ecs",
+            Self::OcsfParquet => LAKE_DIR,
         }
     }
 
@@ -83,6 +96,7 @@ impl ObjectFormat {
             Self::Native => "native",
             Self::Ocsf => "ocsf",
             Self::Ecs => "ecs",
+            Self::OcsfParquet => "ocsf_parquet",
         }
     }
 }
@@ -263,7 +277,19 @@ pub(crate) fn parse_manifest_key(key: &str) -> Option<(&str, u64)> {
 
 /// Whether a key lies in the part of the store the layout owns (records or manifests).
 pub(crate) fn is_trail_key(key: &str) -> bool {
-    ["v1/", "ocsf/", "ecs/"].iter().any(|p| key.starts_with(p))
+    ["v1/", "ocsf/", "ecs/", "ext/"]
+        .iter()
+        .any(|p| key.starts_with(p))
+}
+
+/// The name of an object's sealed file in the spool, from its key (`None`: not an object key).
+pub(crate) fn spool_file_of(key: &str) -> Option<String> {
+    if let Some(o) = ObjectName::parse(key) {
+        return Some(o.spool_file());
+    }
+    let lake = key.strip_prefix(LAKE_DIR)?.strip_prefix('/')?;
+    lake.ends_with(".parquet")
+        .then(|| format!("lake.{}", encode(lake)))
 }
 
 /// The directory of an agent's partitions (for listing).

@@ -2,6 +2,7 @@
 //! pipeline's sink), sealed into gzip NDJSON objects with a manifest chain, and uploaded to an
 //! object store with retries. See `docs/storage.md` for the layout and guarantees.
 
+mod lake;
 pub(crate) mod layout;
 pub(crate) mod manifest;
 pub(crate) mod object;
@@ -37,6 +38,20 @@ use self::{
 };
 use crate::config::{ExportConf, Problems};
 
+/// `[export.security_lake]`, checked; a problem is recorded at the table's line.
+fn lake_settings(c: &ExportConf, p: &mut Problems) -> Option<lake::LakeSettings> {
+    let conf = c.security_lake.as_ref()?;
+    let s = lake::LakeSettings {
+        source: conf.get_ref().source.clone(),
+        region: conf.get_ref().region.clone(),
+        account_id: conf.get_ref().account_id.clone(),
+    };
+    if let Err(e) = s.check() {
+        p.at(conf.span(), format!("export.security_lake.{e}"));
+    }
+    Some(s)
+}
+
 /// `[export]`, validated: what the spool, sealer and uploader run with.
 #[derive(Debug, Clone)]
 pub(crate) struct ExportSettings {
@@ -47,8 +62,8 @@ pub(crate) struct ExportSettings {
     segment_max_age: Duration,
     shutdown_grace: Duration,
     heartbeat: Duration,
-    /// Renderings written beside the native objects (`ocsf`, `ecs`).
-    extra: Vec<ObjectFormat>,
+    /// What is written beside the native objects (`ocsf`, `ecs`, `security_lake`).
+    renderings: seal::Renderings,
     signing_key: Option<SigningKey>,
     gzip_level: u32,
 }
@@ -116,10 +131,13 @@ impl ExportSettings {
             segment_max_age: Duration::from_millis(*c.segment_max_age_ms.get_ref()),
             shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
             heartbeat: Duration::from_millis(*c.heartbeat_ms.get_ref()),
-            extra: [(c.ocsf, ObjectFormat::Ocsf), (c.ecs, ObjectFormat::Ecs)]
-                .into_iter()
-                .filter_map(|(on, f)| on.then_some(f))
-                .collect(),
+            renderings: seal::Renderings {
+                extra: [(c.ocsf, ObjectFormat::Ocsf), (c.ecs, ObjectFormat::Ecs)]
+                    .into_iter()
+                    .filter_map(|(on, f)| on.then_some(f))
+                    .collect(),
+                lake: lake_settings(c, p),
+            },
             signing_key,
             gzip_level: *c.gzip_level.get_ref(),
         }
@@ -337,7 +355,7 @@ impl Exporter {
             dirs.clone(),
             stream,
             conf.signing_key.clone(),
-            (conf.extra.clone(), conf.gzip_level, conf.heartbeat),
+            (conf.renderings.clone(), conf.gzip_level, conf.heartbeat),
             stats.clone(),
         )?;
         match sealer.seal_ready() {

@@ -27,7 +27,8 @@ use serde::Deserialize;
 
 use super::{
     ExportStats,
-    layout::{ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
+    lake::LakeSettings,
+    layout::{self, ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
     manifest::{self, Body, Link, ManifestKind, ObjectEntry, sha256_hex},
     spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
 };
@@ -48,13 +49,21 @@ pub(crate) struct StartInfo {
     pub(crate) last_alive: Option<Timestamp>,
 }
 
+/// What is written beside each native object.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Renderings {
+    /// JSON-lines renderings (OCSF, ECS), in their own trees.
+    pub(crate) extra: Vec<ObjectFormat>,
+    /// OCSF as Parquet for Amazon Security Lake.
+    pub(crate) lake: Option<LakeSettings>,
+}
+
 pub(crate) struct Sealer {
     dirs: SpoolDirs,
     state: State,
     stream: StreamId,
     key: Option<SigningKey>,
-    /// Renderings written beside the native object (OCSF, ECS).
-    extra: Vec<ObjectFormat>,
+    renderings: Renderings,
     gzip_level: u32,
     /// With nothing sealed for this long, a heartbeat manifest is written.
     heartbeat: Duration,
@@ -70,7 +79,7 @@ impl Sealer {
         dirs: SpoolDirs,
         stream: StreamId,
         key: Option<SigningKey>,
-        (extra, gzip_level, heartbeat): (Vec<ObjectFormat>, u32, Duration),
+        (renderings, gzip_level, heartbeat): (Renderings, u32, Duration),
         stats: Arc<ExportStats>,
     ) -> anyhow::Result<(Self, StartInfo)> {
         let previous = dirs.load_state()?;
@@ -85,7 +94,7 @@ impl Sealer {
             state: State::default(),
             stream: stream.clone(),
             key,
-            extra,
+            renderings,
             gzip_level,
             heartbeat,
             last_manifest: Instant::now(),
@@ -157,21 +166,19 @@ impl Sealer {
         let mut covered = HashSet::new();
         for path in self.dirs.manifests()? {
             if let Ok(m) = manifest::decode(&fs::read(&path)?) {
-                for o in m
-                    .body
-                    .objects
-                    .iter()
-                    .filter_map(|o| ObjectName::parse(&o.key))
-                {
-                    referenced.insert(o.spool_file());
-                    covered.insert(SegmentName::of_object(&o).file_name());
+                for o in &m.body.objects {
+                    referenced.extend(layout::spool_file_of(&o.key));
+                    if let Some(o) = ObjectName::parse(&o.key) {
+                        covered.insert(SegmentName::of_object(&o).file_name());
+                    }
                 }
             }
         }
         for e in fs::read_dir(&self.dirs.sealed)? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if (name.ends_with(".gz") && !referenced.contains(&name)) || name.ends_with(".tmp") {
+            let object = name.ends_with(".gz") || name.ends_with(".parquet");
+            if (object && !referenced.contains(&name)) || name.ends_with(".tmp") {
                 tracing::info!(file = %name, "removing an object of an interrupted seal");
                 fs::remove_file(e.path())?;
             }
@@ -261,27 +268,44 @@ impl Sealer {
             return Ok(Vec::new()); // empty segment
         };
         let mut renderings: Vec<(ObjectFormat, Vec<u8>)> = self
+            .renderings
             .extra
             .iter()
             .map(|f| (*f, rendered_lines(*f, &bytes)))
             .collect();
         renderings.insert(0, (ObjectFormat::Native, bytes));
+        let entry = |key: String, format, sha256, bytes: u64, records| ObjectEntry {
+            key,
+            format,
+            agent_id: name.partition.agent_id.clone(),
+            sha256,
+            bytes,
+            records,
+            first_seq: meta.first_seq,
+            last_seq: meta.last_seq,
+            time_from: meta.time_from,
+            time_to: meta.time_to,
+        };
         let mut entries = Vec::new();
+        if let Some(lake) = &self.renderings.lake {
+            let ocsf = renderings
+                .iter()
+                .find(|r| r.0 == ObjectFormat::Ocsf)
+                .map(|r| r.1.clone())
+                .unwrap_or_else(|| rendered_lines(ObjectFormat::Ocsf, &renderings[0].1));
+            for o in super::lake::objects(&ocsf)? {
+                let key = lake.key(o.class_uid, &o.day, &self.stream.key_part(), name.first_seq);
+                let file = layout::spool_file_of(&key).context("a Security Lake key")?;
+                self.write_object(&file, &o.parquet)?;
+                let (sha, len) = (sha256_hex(&o.parquet), o.parquet.len() as u64);
+                entries.push(entry(key, ObjectFormat::OcsfParquet, sha, len, o.records));
+            }
+        }
         for (format, bytes) in renderings {
             let object = ObjectName::new(format, name, &self.stream);
             self.write_object(&object.spool_file(), &self.gzip(&bytes)?)?;
-            entries.push(ObjectEntry {
-                key: object.key(),
-                format,
-                agent_id: name.partition.agent_id.clone(),
-                sha256: sha256_hex(&bytes),
-                bytes: bytes.len() as u64,
-                records: meta.records,
-                first_seq: meta.first_seq,
-                last_seq: meta.last_seq,
-                time_from: meta.time_from,
-                time_to: meta.time_to,
-            });
+            let (sha, len) = (sha256_hex(&bytes), bytes.len() as u64);
+            entries.push(entry(object.key(), format, sha, len, meta.records));
         }
         Ok(entries)
     }
@@ -395,7 +419,7 @@ fn rendered_lines(format: ObjectFormat, records: &[u8]) -> Vec<u8> {
     let render = match format {
         ObjectFormat::Ocsf => to_ocsf,
         ObjectFormat::Ecs => to_ecs,
-        ObjectFormat::Native => return records.to_vec(),
+        ObjectFormat::Native | ObjectFormat::OcsfParquet => return records.to_vec(),
     };
     let mut out = Vec::with_capacity(records.len() * 2);
     for l in records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {

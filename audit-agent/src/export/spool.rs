@@ -125,7 +125,7 @@ impl SpoolDirs {
 
     /// The sealed file of a manifest's object entry, while it waits for upload.
     pub(crate) fn sealed_object(&self, e: &super::manifest::ObjectEntry) -> Option<PathBuf> {
-        super::layout::ObjectName::parse(&e.key).map(|o| self.sealed.join(o.spool_file()))
+        super::layout::spool_file_of(&e.key).map(|f| self.sealed.join(f))
     }
 
     pub(crate) fn state_path(&self) -> PathBuf {
