@@ -380,6 +380,7 @@ fn every_duckdb_query_the_docs_show_answers_like_audit_agent_query() {
     let local_store = local.path("audit-trail");
     w.trail.copy_to(&Trail::dir(&local_store));
 
+    run_documented_commands(&w);
     let queries = doc_queries("docs/storage.md");
     assert_eq!(queries.len(), 4, "the docs' DuckDB queries");
     let env = |k: &str| w.env.iter().find(|(n, _)| *n == k).unwrap().1.clone();
@@ -833,4 +834,71 @@ fn ocsf_of_row(row: Value) -> Value {
         e["unmapped"] = Value::Object(obj);
     }
     e
+}
+
+/// The blocks of `doc` after a `<!-- tested: TAG -->` line, with the fence's language.
+fn tested_blocks(doc: &str, tag: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(workspace_root().join(doc)).unwrap();
+    let marker = format!("<!-- tested: {tag} -->");
+    text.split(&marker)
+        .skip(1)
+        .map(|after| {
+            let start = after.find("```").unwrap();
+            let body = &after[start + 3..];
+            let body = &body[body.find('\n').unwrap() + 1..];
+            body[..body.find("```").unwrap()].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_siem_docs_configurations_pass_check_config() {
+    let blocks = tested_blocks("docs/siem.md", "check-config");
+    assert!(!blocks.is_empty());
+    let d = Scratch::new("siem-docs-config");
+    for (i, b) in blocks.iter().enumerate() {
+        let p = d.path(&format!("{i}.toml"));
+        std::fs::write(&p, b).unwrap();
+        let o = Command::new(agent_bin())
+            .args(["check-config", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{b}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+/// Every `$ audit-agent ...` line the SIEM docs show runs against `w` (its URL for the docs').
+fn run_documented_commands(w: &Written) {
+    let blocks = tested_blocks("docs/siem.md", "audit-agent");
+    let lines: Vec<&str> = blocks
+        .iter()
+        .flat_map(|b| b.lines())
+        .filter_map(|l| l.strip_prefix("$ audit-agent "))
+        .collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let args: Vec<String> = l
+            .replace("s3://audit/trail", &w.url)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let mut cmd = Command::new(agent_bin());
+        cmd.args(&args);
+        for (k, v) in &w.env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{l}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let docs = parse_lines(&o.stdout);
+        assert!(!docs.is_empty(), "{l}: no output");
+        audit_tests::validators::assert_ecs_valid(&docs.iter().collect::<Vec<_>>());
+    }
 }
