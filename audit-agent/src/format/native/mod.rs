@@ -32,7 +32,12 @@ pub(super) struct Bytes<'a>(pub(super) &'a [u8]);
 
 impl Serialize for Bytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&Escaped(self.0))
+        // Most kernel bytes need no escaping of ours: then one pass of serde_json's own.
+        let clean = !self.0.iter().any(|&b| b < 0x20 || b == b'\\' || b == 0x7f);
+        match std::str::from_utf8(self.0) {
+            Ok(text) if clean => s.serialize_str(text),
+            _ => s.collect_str(&Escaped(self.0)),
+        }
     }
 }
 
@@ -41,7 +46,7 @@ struct Time(jiff::Timestamp);
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:.9}", self.0))
+        s.serialize_str(time::wire_form(self.0).as_str())
     }
 }
 
