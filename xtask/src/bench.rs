@@ -13,6 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+mod profile;
 mod results;
 
 use results::{
@@ -826,11 +827,20 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let overhead = overhead(&env)?;
     let throughput = throughput(&env)?;
     let query = query(&env)?;
+    let at_rate = throughput
+        .rows
+        .iter()
+        .find(|r| r.target_rate == Some(profile::RATE))
+        .map_or(f64::NAN, |r| {
+            r.agent_cpu_percent_of_one_core / 100.0 / r.achieved_rate * 1e6
+        });
+    let profile = profile::profile(&env, at_rate)?;
     let results = Results {
         machine: machine(),
         overhead,
         throughput,
         query,
+        profile,
         duration_s: started.elapsed().as_secs_f64(),
         quick,
     };

@@ -208,12 +208,14 @@ with tempfile.TemporaryDirectory() as tmp:
     Ok(dir)
 }
 
-/// bpftrace and auditd (peers), bpftool (program statistics), and DuckDB (query peer).
+/// bpftrace and auditd (peers), bpftool (program statistics), perf (the profile), and DuckDB
+/// (query peer).
 pub fn bench_tools() -> anyhow::Result<()> {
     apt_install(&[
         ("bpftrace", "bpftrace"),
         ("auditctl", "auditd"),
         ("bpftool", "bpftool"),
+        ("perf", "linux-perf"),
     ])?;
     if output("python3", &["-c", "import duckdb"]).is_none() {
         eprintln!("xtask: pip install duckdb");

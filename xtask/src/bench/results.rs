@@ -11,6 +11,7 @@ pub(super) struct Results {
     pub(super) overhead: Overhead,
     pub(super) throughput: Throughput,
     pub(super) query: Query,
+    pub(super) profile: Profile,
     pub(super) duration_s: f64,
     pub(super) quick: bool,
 }
@@ -95,6 +96,23 @@ pub(super) struct RateRow {
     pub(super) zero_loss: bool,
 }
 
+/// Section 4: where the daemon's CPU goes, per stage.
+#[derive(Debug, Serialize)]
+pub(super) struct Profile {
+    pub(super) rate: u64,
+    /// Daemon CPU per record at that rate (throughput section, without perf).
+    pub(super) us_per_record: f64,
+    pub(super) stages: Vec<StageCost>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct StageCost {
+    pub(super) stage: String,
+    pub(super) covers: String,
+    pub(super) percent_of_samples: f64,
+    pub(super) us_per_record: f64,
+}
+
 /// Section 3: query, audit-agent beside DuckDB.
 #[derive(Debug, Serialize)]
 pub(super) struct Query {
@@ -163,6 +181,7 @@ pub(super) fn render(r: &Results) -> String {
     render_program_cost(&mut s, &r.overhead);
     render_throughput(&mut s, &r.throughput);
     render_query(&mut s, &r.query);
+    render_profile(&mut s, &r.profile);
     render_commands(&mut s);
     s
 }
@@ -287,6 +306,45 @@ fn render_throughput(s: &mut String, t: &Throughput) {
         "\nHighest rate with zero loss: **{} events/s**. (Records delivered exceed the generator's events by the \
         generator's own startup opens and exec.)",
         f(t.highest_zero_loss_rate, 0)
+    );
+}
+
+fn render_profile(s: &mut String, p: &Profile) {
+    let _ = writeln!(s, "\n## 4. Where the daemon's CPU goes\n");
+    let _ = writeln!(
+        s,
+        "The throughput load at {} opens/s under `perf record` (DWARF call graphs, release build with line tables). \
+         Each stage's share of the daemon's samples, inclusive of what it calls, times the CPU per record measured \
+         without perf in section 2 ({} µs): the cost per record. Stages of the pipeline thread come first, then the \
+         sealer thread's; the rest is the runtime, uploads, metrics and the kernel's side of reads and writes. Goal \
+         (issue 15): 3 µs per record.\n",
+        p.rate,
+        f(p.us_per_record, 2)
+    );
+    let _ = writeln!(
+        s,
+        "| Stage | Covers | Share of samples (%) | µs per record |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|");
+    for st in &p.stages {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            st.stage,
+            st.covers,
+            f(st.percent_of_samples, 1),
+            f(st.us_per_record, 2)
+        );
+    }
+    let listed: f64 = p.stages.iter().map(|s| s.us_per_record).sum();
+    let _ = writeln!(
+        s,
+        "| everything else | | {} | {} |",
+        f(
+            100.0 - p.stages.iter().map(|s| s.percent_of_samples).sum::<f64>(),
+            1
+        ),
+        f(p.us_per_record - listed, 2)
     );
 }
 
@@ -420,6 +478,16 @@ mod tests {
                     },
                 )]),
             },
+            profile: Profile {
+                rate: 100_000,
+                us_per_record: 8.0,
+                stages: vec![StageCost {
+                    stage: "serialize + spool".into(),
+                    covers: "native JSON, segment files".into(),
+                    percent_of_samples: 40.0,
+                    us_per_record: 3.2,
+                }],
+            },
             duration_s: 360.0,
             quick: false,
         }
@@ -436,6 +504,8 @@ mod tests {
             "| max (one core) | 150000 | 750000 | 750050 | 0 | 98 | 53.2 | 10.2 / 36.9 |",
             "| full scan | DuckDB | 1.500 | 2.000 | 500000 | 5000 |",
             "Note: auditd skipped",
+            "| serialize + spool | native JSON, segment files | 40.0 | 3.20 |",
+            "| everything else | | 60.0 | 4.80 |",
         ] {
             assert!(md.contains(line), "missing `{line}` in:\n{md}");
         }
