@@ -83,9 +83,10 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
         Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
         Command::BenchFloor => {
+            let stop = commands::shutdown_signal();
             let _programs = capture::attach_floor(capture::cgroup::Cgroup2::find()?.mount())?;
             tracing::info!("ready: floor programs attached");
-            commands::shutdown_signal().await;
+            stop.await;
             Ok(true)
         }
     }

@@ -256,7 +256,8 @@ impl Agent {
             stderr,
             readers: vec![r1, r2],
         };
-        agent.wait_for_stderr("ready", Duration::from_secs(60));
+        // `ready:` exactly (not any word containing "ready", such as "already").
+        agent.wait_for_stderr("ready:", Duration::from_secs(60));
         agent
     }
 

@@ -69,6 +69,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         signal_pin: Some(crate::capture::signal_pin_path(&export.spool_dir)),
         ..Default::default()
     };
+    // Before `ready`: a SIGTERM from then on is a clean stop.
+    let stop = super::shutdown_signal();
     let mut a = assemble(settings, plan, Cgroup2::find()?, Box::new(writer), extras).await?;
     if let Some(t) = &a.live.telemetry {
         t.set_export(exporter.stats.clone());
@@ -89,7 +91,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             .emit_gap(gap(0, reason, Default::default(), from, now))?;
     }
     tracing::info!(store = %exporter.store.display, spool = %export.spool_dir.display(), first_seq = start.next_seq, "exporting");
-    let stats = a.pipeline.run(super::shutdown_signal()).await?;
+    let stats = a.pipeline.run(stop).await?;
     stats.log("capture stopped; sealing and uploading");
     let report = exporter.finish().await?;
     if report.all_uploaded {

@@ -42,11 +42,13 @@ pub(crate) async fn run(args: WatchArgs) -> anyhow::Result<()> {
         ring_buffer_bytes: args.kernel.ring_buffer_bytes,
         ..Default::default()
     };
+    // Before `ready`: a SIGTERM from then on is a clean stop.
+    let stop = super::shutdown_signal();
     let a = assemble(settings, plan, cgroup2, sink, extras).await?;
     if let Some(path) = &args.config {
         super::reload::spawn(path.clone(), cli, &a.live)?;
     }
-    let stats = a.pipeline.run(super::shutdown_signal()).await?;
+    let stats = a.pipeline.run(stop).await?;
     stats.log("stopped");
     Ok(())
 }
