@@ -176,36 +176,50 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Resolves cgroup ids to paths, caching the answers. A miss rescans the hierarchy, at most once
-/// per `rescan_interval`, so a burst of records from a new cgroup costs one walk.
+/// Resolves cgroup ids to paths, caching the answers. The first sighting of an unknown id always
+/// rescans the hierarchy (a new cgroup's first record must name it: its path is what container
+/// and pod identity are read from); an id that was looked up and not found is tried again at most
+/// once per `rescan_interval`, so a burst of records from a vanished cgroup costs one walk.
 pub(crate) struct CgroupPaths {
     cgroup2: Cgroup2,
     cache: HashMap<u64, std::sync::Arc<str>>,
-    last_scan: Option<Instant>,
+    /// Ids a walk did not find, and when.
+    misses: HashMap<u64, Instant>,
     rescan_interval: Duration,
 }
+
+/// Misses remembered (beyond: forgotten, so each costs one more walk).
+const MAX_MISSES: usize = 4096;
 
 impl CgroupPaths {
     pub(crate) fn new(cgroup2: Cgroup2) -> Self {
         Self {
             cgroup2,
             cache: HashMap::new(),
-            last_scan: None,
+            misses: HashMap::new(),
             rescan_interval: Duration::from_millis(100),
         }
     }
 
     pub(crate) fn path(&mut self, id: u64) -> Option<std::sync::Arc<str>> {
-        if !self.cache.contains_key(&id) {
-            let due = self
-                .last_scan
-                .is_none_or(|t| t.elapsed() >= self.rescan_interval);
-            if due {
-                for dir in self.cgroup2.walk() {
-                    self.cache.insert(dir.id, dir.path.into());
-                }
-                self.last_scan = Some(Instant::now());
+        if let Some(p) = self.cache.get(&id) {
+            return Some(p.clone());
+        }
+        let due = self
+            .misses
+            .get(&id)
+            .is_none_or(|t| t.elapsed() >= self.rescan_interval);
+        if due {
+            for dir in self.cgroup2.walk() {
+                self.cache.insert(dir.id, dir.path.into());
             }
+            if self.misses.len() >= MAX_MISSES {
+                self.misses.clear();
+            }
+            match self.cache.get(&id) {
+                Some(_) => self.misses.remove(&id),
+                None => self.misses.insert(id, Instant::now()),
+            };
         }
         self.cache.get(&id).cloned()
     }
