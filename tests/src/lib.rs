@@ -459,6 +459,23 @@ pub fn real_path(p: &str) -> String {
         .to_string()
 }
 
+/// `audit-agent keygen DIR/signing.key`: the private key's path and the public key (hex).
+pub fn keygen(dir: &Scratch) -> (PathBuf, String) {
+    let key = dir.path("signing.key");
+    let out = Command::new(agent_bin())
+        .arg("keygen")
+        .arg(&key)
+        .output()
+        .expect("run audit-agent keygen");
+    assert!(
+        out.status.success(),
+        "keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (key, public)
+}
+
 /// A unique scratch directory under /tmp, removed on drop.
 pub struct Scratch(pub PathBuf);
 

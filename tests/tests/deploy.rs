@@ -428,17 +428,7 @@ fn example_configurations_pass_check_config() {
     }
     let dir = Scratch::new("example-uncommented");
     // The key the example names must exist and be private: check-config loads it.
-    let key = dir.path("signing.key");
-    let out = Command::new(agent_bin())
-        .arg("keygen")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (key, _) = keygen(&dir);
     let uncommented = uncommented.replace("/etc/audit-agent/signing.key", key.to_str().unwrap());
     let p = dir.path("config.toml");
     std::fs::write(&p, uncommented).unwrap();

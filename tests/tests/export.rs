@@ -827,13 +827,7 @@ fn a_full_spool_drops_records_and_says_so_with_a_gap_record() {
 #[test]
 fn signed_manifests_verify_only_with_the_signing_key() {
     let d = Scratch::new("signed");
-    let key = d.path("signing.key");
-    let out = Command::new(agent_bin())
-        .args(["keygen", key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (key, public) = keygen(&d);
     assert_eq!(public.len(), 64);
     let t = file_target(&d.path("store"));
     trail_with_manifests(

@@ -87,20 +87,6 @@ signing_key = "{key}"
     )
 }
 
-fn keygen(dir: &Scratch) -> (PathBuf, String) {
-    let key = dir.path("signing.key");
-    let out = Command::new(agent_bin())
-        .args(["keygen", key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (key, String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn start_daemon(w: &Written) -> Agent {
     let mut cmd = Command::new(agent_bin());
     cmd.args(["run", "--config", w.config.to_str().unwrap()]);

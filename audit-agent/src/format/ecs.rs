@@ -42,13 +42,6 @@ fn outcome(o: Outcome) -> &'static str {
     }
 }
 
-/// The native record as a JSON value (what `audit_agent.*` copies from).
-fn native_value(e: &Event) -> Value {
-    let mut buf = Vec::new();
-    let _ = native::write(e, &mut buf);
-    serde_json::from_slice(&buf).unwrap_or_default()
-}
-
 fn base(e: &Event, kind: &str) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("@timestamp".into(), json!(time::rfc3339(e.time)));
@@ -72,7 +65,7 @@ fn base(e: &Event, kind: &str) -> Map<String, Value> {
 
 fn gap_doc(e: &Event, g: &Gap) -> Value {
     let mut m = base(e, "pipeline_error");
-    let native = native_value(e);
+    let native = native::to_value(e);
     m["event"]["action"] = json!(Action::GAP);
     m["event"]["start"] = json!(time::rfc3339(g.from));
     m["event"]["end"] = json!(time::rfc3339(g.to));
@@ -219,7 +212,7 @@ fn activity_doc(e: &Event, a: &Activity) -> Value {
     }
     resource(a, &mut m);
     placement(a, &mut m);
-    let native = native_value(e);
+    let native = native::to_value(e);
     let mut own = Map::new();
     for k in [
         "syscall",

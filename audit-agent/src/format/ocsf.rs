@@ -56,9 +56,7 @@ fn epoch_ms(e: &Event) -> i64 {
 /// `unmapped`.
 fn gap_event(e: &Event, g: &Gap) -> Value {
     let (from, to) = (time::rfc3339(g.from), time::rfc3339(g.to));
-    let mut native_gap = Vec::new();
-    let _ = native::write(e, &mut native_gap);
-    let native_gap: Value = serde_json::from_slice(&native_gap).unwrap_or_default();
+    let native_gap = native::to_value(e);
     let mut metadata = metadata(e);
     metadata["profiles"] = json!([]);
     json!({
@@ -372,9 +370,7 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
 
 /// Everything OCSF has no attribute for, as the native record has it.
 fn unmapped(e: &Event) -> Value {
-    let mut native_rec = Vec::new();
-    let _ = native::write(e, &mut native_rec);
-    let rec: Value = serde_json::from_slice(&native_rec).unwrap_or_default();
+    let rec = native::to_value(e);
     let mut u = Map::new();
     for k in [
         "schema",

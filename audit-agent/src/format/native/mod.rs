@@ -260,6 +260,16 @@ pub(crate) fn record_id(e: &Event) -> String {
 
 /// Appends the record of `e` to `buf`, without a newline.
 pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    serde_json::to_writer(buf, &record(e))
+}
+
+/// The record of `e` as a JSON value (what OCSF `unmapped` and ECS `audit_agent.*` copy from).
+pub(crate) fn to_value(e: &Event) -> serde_json::Value {
+    serde_json::to_value(record(e)).unwrap_or_default()
+}
+
+/// The record of `e`, ready to serialize.
+fn record(e: &Event) -> Out<'_> {
     let mut out = Out {
         schema: SCHEMA,
         id: record_id(e),
@@ -303,7 +313,7 @@ pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
             })
         }
     }
-    serde_json::to_writer(buf, &out)
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
