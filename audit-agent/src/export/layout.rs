@@ -126,15 +126,19 @@ pub(crate) struct Partition {
 impl Partition {
     /// The partition an event is stored under (gaps: [`AUDIT_PARTITION`]).
     pub(crate) fn of(e: &Event) -> Self {
-        let agent_id = match e.gap() {
-            Some(_) => AUDIT_PARTITION.to_string(),
-            None => e.agent_id().to_string(),
-        };
         let (date, hour) = time::date_hour(e.time);
         Self {
-            agent_id,
+            agent_id: Self::agent_of(e).to_string(),
             date,
             hour,
+        }
+    }
+
+    /// The agent part of an event's partition.
+    pub(crate) fn agent_of(e: &Event) -> &str {
+        match e.gap() {
+            Some(_) => AUDIT_PARTITION,
+            None => e.agent_id(),
         }
     }
 

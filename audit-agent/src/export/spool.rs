@@ -333,6 +333,31 @@ pub(crate) struct SpoolWriter {
     space_checked: Option<Instant>,
     /// Called when a segment is closed (wakes the sealer).
     on_ready: Box<dyn Fn() + Send>,
+    /// The record being written (reused: no allocation per record).
+    line: Vec<u8>,
+    /// The partition of the last record, by agent and hour: consecutive records of one agent
+    /// skip building (three strings) and hashing a [`Partition`].
+    last: Option<(PartitionHint, Partition)>,
+}
+
+/// What decides a record's partition, cheap to compare: agent id and UTC hour.
+#[derive(PartialEq, Eq)]
+struct PartitionHint {
+    agent_id: String,
+    hour: i64,
+}
+
+impl PartitionHint {
+    fn matches(&self, e: &Event) -> bool {
+        self.hour == e.time.as_second().div_euclid(3600) && self.agent_id == Partition::agent_of(e)
+    }
+
+    fn of(e: &Event) -> Self {
+        Self {
+            agent_id: Partition::agent_of(e).to_string(),
+            hour: e.time.as_second().div_euclid(3600),
+        }
+    }
 }
 
 impl SpoolWriter {
@@ -350,6 +375,8 @@ impl SpoolWriter {
             unwritable: None,
             space_checked: None,
             on_ready,
+            line: Vec::with_capacity(4096),
+            last: None,
         }
     }
 
@@ -463,75 +490,13 @@ impl SpoolWriter {
 
 impl Sink for SpoolWriter {
     fn write(&mut self, e: &Event) -> anyhow::Result<Accepted> {
-        let mut line = Vec::with_capacity(1024);
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
         native::write(e, &mut line)?;
         line.push(b'\n');
-        let len = line.len() as u64;
-        // Gap records always fit: they are what makes a loss visible (while the disk is full
-        // they wait in memory with the records accepted before it filled).
-        if e.gap().is_none() {
-            if self.unwritable.is_some() {
-                self.check_space();
-            }
-            if let Some(reason) = self.unwritable {
-                return Ok(Accepted::Dropped(reason));
-            }
-            if self.stats.spool_bytes.get().max(0) as u64 + len > self.limits.max_bytes {
-                return Ok(Accepted::Dropped(GapReason::SpoolFull));
-            }
-        }
-        let key = Partition::of(e);
-        if !self.open.contains_key(&key) {
-            let name = SegmentName {
-                first_seq: e.seq,
-                partition: key.clone(),
-            };
-            let path = self.dirs.open.join(name.file_name());
-            let file = match private_options().create(true).append(true).open(&path) {
-                Ok(f) => f,
-                Err(err) => {
-                    self.failed(&err);
-                    return Ok(Accepted::Dropped(
-                        self.unwritable.unwrap_or(GapReason::DiskFull),
-                    ));
-                }
-            };
-            self.open.insert(
-                key.clone(),
-                OpenSegment {
-                    name,
-                    path,
-                    file,
-                    buf: Vec::with_capacity(64 * 1024),
-                    written: 0,
-                    bytes: 0,
-                    opened: Instant::now(),
-                    meta: SegmentMeta::new(e.seq, e.time),
-                },
-            );
-        }
-        let (full, written) = {
-            let seg = self.open.get_mut(&key).expect("inserted above");
-            seg.meta.add(e.seq, e.time);
-            seg.buf.extend_from_slice(&line);
-            seg.bytes += len;
-            // While the spool is unwritable, buffers (of gap records) wait for `check_space`.
-            let written = if seg.buf.len() >= 256 * 1024 && self.unwritable.is_none() {
-                seg.write_out()
-            } else {
-                Ok(())
-            };
-            (seg.bytes >= self.limits.segment_max_bytes, written)
-        };
-        if let Err(err) = written {
-            self.failed(&err);
-        }
-        self.stats.spool_bytes.inc_by(len as i64);
-        self.stats.records_spooled.inc();
-        if full && self.unwritable.is_none() {
-            self.close_segment(&key)?;
-        }
-        Ok(Accepted::Yes)
+        let accepted = self.append(e, &line);
+        self.line = line;
+        accepted
     }
 
     /// Writes every buffered record to its segment file (the acknowledgement point: from here a
@@ -561,6 +526,97 @@ impl Sink for SpoolWriter {
             );
         }
         Ok(())
+    }
+}
+
+impl SpoolWriter {
+    /// Notes the partition of `e` in `last` (unchanged when agent and hour are the last ones).
+    fn note_partition(&mut self, e: &Event) {
+        if !self.last.as_ref().is_some_and(|(hint, _)| hint.matches(e)) {
+            self.last = Some((PartitionHint::of(e), Partition::of(e)));
+        }
+    }
+
+    /// The partition noted last.
+    fn noted(&self) -> &Partition {
+        &self
+            .last
+            .as_ref()
+            .expect("a partition is noted before use")
+            .1
+    }
+
+    /// Appends one serialized record (`line`, with its newline) to its segment.
+    fn append(&mut self, e: &Event, line: &[u8]) -> anyhow::Result<Accepted> {
+        let len = line.len() as u64;
+        // Gap records always fit: they are what makes a loss visible (while the disk is full
+        // they wait in memory with the records accepted before it filled).
+        if e.gap().is_none() {
+            if self.unwritable.is_some() {
+                self.check_space();
+            }
+            if let Some(reason) = self.unwritable {
+                return Ok(Accepted::Dropped(reason));
+            }
+            if self.stats.spool_bytes.get().max(0) as u64 + len > self.limits.max_bytes {
+                return Ok(Accepted::Dropped(GapReason::SpoolFull));
+            }
+        }
+        self.note_partition(e);
+        if !self.open.contains_key(self.noted()) {
+            let key = self.noted().clone();
+            let name = SegmentName {
+                first_seq: e.seq,
+                partition: key.clone(),
+            };
+            let path = self.dirs.open.join(name.file_name());
+            let file = match private_options().create(true).append(true).open(&path) {
+                Ok(f) => f,
+                Err(err) => {
+                    self.failed(&err);
+                    return Ok(Accepted::Dropped(
+                        self.unwritable.unwrap_or(GapReason::DiskFull),
+                    ));
+                }
+            };
+            self.open.insert(
+                key.clone(),
+                OpenSegment {
+                    name,
+                    path,
+                    file,
+                    buf: Vec::with_capacity(64 * 1024),
+                    written: 0,
+                    bytes: 0,
+                    opened: Instant::now(),
+                    meta: SegmentMeta::new(e.seq, e.time),
+                },
+            );
+        }
+        let (full, written) = {
+            let key = &self.last.as_ref().expect("noted above").1;
+            let seg = self.open.get_mut(key).expect("inserted above");
+            seg.meta.add(e.seq, e.time);
+            seg.buf.extend_from_slice(line);
+            seg.bytes += len;
+            // While the spool is unwritable, buffers (of gap records) wait for `check_space`.
+            let written = if seg.buf.len() >= 256 * 1024 && self.unwritable.is_none() {
+                seg.write_out()
+            } else {
+                Ok(())
+            };
+            (seg.bytes >= self.limits.segment_max_bytes, written)
+        };
+        if let Err(err) = written {
+            self.failed(&err);
+        }
+        self.stats.spool_bytes.inc_by(len as i64);
+        self.stats.records_spooled.inc();
+        if full && self.unwritable.is_none() {
+            let key = self.noted().clone();
+            self.close_segment(&key)?;
+        }
+        Ok(Accepted::Yes)
     }
 }
 

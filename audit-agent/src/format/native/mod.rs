@@ -18,11 +18,12 @@ use crate::{
     linux, time,
 };
 
+mod json;
 mod resource;
 
-use self::resource::{
-    CompletionIn, CompletionOut, ResourceOut, completion_in, completion_out, resource_out,
-};
+use self::json::Object;
+
+use self::resource::{CompletionIn, completion_in, completion_out, resource_out};
 pub(crate) use self::resource::{ResourceIn, resource_in};
 
 pub(crate) const SCHEMA: &str = "audit-agent/v1";
@@ -51,74 +52,6 @@ impl Serialize for Time {
 }
 
 #[derive(Serialize)]
-struct Out<'a> {
-    schema: &'static str,
-    id: String,
-    seq: u64,
-    time: Time,
-    host: HostOut<'a>,
-    action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    syscall: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    agent: Option<AgentOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process: Option<ProcessOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<SubjectOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource: Option<ResourceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<ResultOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    protected: Option<&'a [Arc<str>]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    protected_by_inode: Option<&'a [Arc<str>]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    policy: Option<PolicyOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gap: Option<GapOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct HostOut<'a> {
-    name: &'a str,
-    boot_id: &'a str,
-}
-
-#[derive(Serialize)]
-struct AgentOut<'a> {
-    id: &'a str,
-    name: Option<&'a str>,
-    workflow: Option<&'a str>,
-    owner: Option<&'a str>,
-    matched_by: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct ProcessOut<'a> {
-    pid: u32,
-    tid: u32,
-    ppid: u32,
-    comm: Bytes<'a>,
-    exe: Option<Bytes<'a>>,
-    exec_id: Option<&'a str>,
-    parent_exec_id: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct SubjectOut<'a> {
-    uid: u32,
-    gid: u32,
-    cgroup_id: u64,
-    cgroup: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    k8s: Option<K8sOut<'a>>,
-}
-
-#[derive(Serialize)]
 struct K8sOut<'a> {
     namespace: &'a str,
     pod: &'a str,
@@ -128,26 +61,6 @@ struct K8sOut<'a> {
     service_account: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     labels: &'a BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct ResultOut {
-    outcome: &'static str,
-    retval: Option<i64>,
-    errno: Option<Cow<'static, str>>,
-    /// A non-blocking connect: what its syscall returned, and when its final state came.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    completion: Option<CompletionOut>,
-}
-
-#[derive(Serialize)]
-struct PolicyOut<'a> {
-    decision: &'static str,
-    rule: Option<&'a str>,
-    version: &'a str,
-    /// The rule matched through a protected set the resource belongs to only by inode.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    via_inode: bool,
 }
 
 #[derive(Serialize)]
@@ -194,58 +107,81 @@ pub(super) fn family_number(name: &str) -> Option<u16> {
     })
 }
 
-/// Fills the activity fields of a record.
-fn activity_out<'a>(a: &'a Activity, out: &mut Out<'a>) {
+/// Writes the activity members of a record.
+fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     let agent = a.agent.as_deref();
+    let mut o = out.object("agent");
+    o.str(
+        "id",
+        agent.map_or(crate::event::UNATTRIBUTED, |x| x.id.as_str()),
+    );
+    o.opt_str("name", agent.and_then(|x| x.name.as_deref()));
+    o.opt_str("workflow", agent.and_then(|x| x.workflow.as_deref()));
+    o.opt_str("owner", agent.and_then(|x| x.owner.as_deref()));
+    let matched_by = agent.and_then(|x| x.matched_by).map(MatchedBy::name);
+    o.opt_str("matched_by", matched_by);
+    o.close();
+
     let p = &a.process;
+    let mut o = out.object("process");
+    o.u64("pid", p.pid.into());
+    o.u64("tid", p.tid.into());
+    o.u64("ppid", p.ppid.into());
+    o.bytes("comm", &p.comm);
+    o.opt_bytes("exe", p.exe.as_deref());
+    o.opt_str("exec_id", p.exec_id.as_deref());
+    o.opt_str("parent_exec_id", p.parent_exec_id.as_deref());
+    o.close();
+
     let s = &a.subject;
-    out.agent = Some(AgentOut {
-        id: agent.map_or(crate::event::UNATTRIBUTED, |x| x.id.as_str()),
-        name: agent.and_then(|x| x.name.as_deref()),
-        workflow: agent.and_then(|x| x.workflow.as_deref()),
-        owner: agent.and_then(|x| x.owner.as_deref()),
-        matched_by: agent.and_then(|x| x.matched_by).map(MatchedBy::name),
-    });
-    out.process = Some(ProcessOut {
-        pid: p.pid,
-        tid: p.tid,
-        ppid: p.ppid,
-        comm: Bytes(&p.comm),
-        exe: p.exe.as_deref().map(Bytes),
-        exec_id: p.exec_id.as_deref(),
-        parent_exec_id: p.parent_exec_id.as_deref(),
-    });
-    out.subject = Some(SubjectOut {
-        uid: s.uid,
-        gid: s.gid,
-        cgroup_id: s.cgroup_id,
-        cgroup: s.cgroup.as_deref(),
-        container_id: s.container_id.as_deref(),
-        k8s: s.k8s.as_deref().map(|k| K8sOut {
-            namespace: &k.namespace,
-            pod: &k.pod,
-            pod_uid: &k.pod_uid,
-            container: k.container.as_deref(),
-            service_account: &k.service_account,
-            labels: &k.labels,
-        }),
-    });
-    out.resource = Some(resource_out(&a.resource));
-    out.result = Some(ResultOut {
-        outcome: a.outcome.kind().name(),
-        retval: a.outcome.retval(),
-        errno: a.outcome.errno().map(errno_name),
-        completion: completion_out(&a.resource.detail),
-    });
-    out.protected = Some(&a.protected);
-    out.protected_by_inode =
-        (!a.protected_by_inode.is_empty()).then_some(&a.protected_by_inode[..]);
-    out.policy = a.verdict.as_ref().map(|v| PolicyOut {
-        decision: v.decision.name(),
-        rule: v.rule.as_deref(),
-        version: &v.version,
-        via_inode: v.by_inode,
-    });
+    let mut o = out.object("subject");
+    o.u64("uid", s.uid.into());
+    o.u64("gid", s.gid.into());
+    o.u64("cgroup_id", s.cgroup_id);
+    o.opt_str("cgroup", s.cgroup.as_deref());
+    if let Some(id) = &s.container_id {
+        o.str("container_id", id);
+    }
+    if let Some(k) = s.k8s.as_deref() {
+        o.serde(
+            "k8s",
+            &K8sOut {
+                namespace: &k.namespace,
+                pod: &k.pod,
+                pod_uid: &k.pod_uid,
+                container: k.container.as_deref(),
+                service_account: &k.service_account,
+                labels: &k.labels,
+            },
+        )?;
+    }
+    o.close();
+
+    out.serde("resource", &resource_out(&a.resource))?;
+    let mut o = out.object("result");
+    o.str("outcome", a.outcome.kind().name());
+    o.opt_i64("retval", a.outcome.retval());
+    o.opt_str("errno", a.outcome.errno().map(errno_name).as_deref());
+    if let Some(c) = completion_out(&a.resource.detail) {
+        o.serde("completion", &c)?;
+    }
+    o.close();
+
+    out.strings("protected", &a.protected);
+    if !a.protected_by_inode.is_empty() {
+        out.strings("protected_by_inode", &a.protected_by_inode);
+    }
+    if let Some(v) = &a.verdict {
+        let mut o = out.object("policy");
+        o.str("decision", v.decision.name());
+        o.opt_str("rule", v.rule.as_deref());
+        o.str("version", &v.version);
+        if v.by_inode {
+            o.bool("via_inode", true);
+        }
+        o.close();
+    }
+    Ok(())
 }
 
 /// An errno's name (`ENOENT`), or `E<n>` for a number without one.
@@ -260,60 +196,50 @@ pub(crate) fn record_id(e: &Event) -> String {
 
 /// Appends the record of `e` to `buf`, without a newline.
 pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
-    serde_json::to_writer(buf, &record(e))
+    let mut out = Object::open(buf);
+    out.str("schema", SCHEMA);
+    out.joined("id", &[&e.stream, "-", itoa::Buffer::new().format(e.seq)]);
+    out.u64("seq", e.seq);
+    out.str("time", time::wire_form(e.time).as_str());
+    let mut host = out.object("host");
+    host.str("name", &e.host.name);
+    host.str("boot_id", &e.host.boot_id);
+    host.close();
+    out.str("action", e.action_name());
+    match &e.body {
+        Body::Activity(a) => {
+            out.str("syscall", a.syscall);
+            activity_out(a, &mut out)?;
+        }
+        Body::Gap(g) => out.serde("gap", &gap_out(g))?,
+    }
+    out.close();
+    Ok(())
 }
 
 /// The record of `e` as a JSON value (what OCSF `unmapped` and ECS `audit_agent.*` copy from).
 pub(crate) fn to_value(e: &Event) -> serde_json::Value {
-    serde_json::to_value(record(e)).unwrap_or_default()
+    let mut buf = Vec::with_capacity(1024);
+    write(e, &mut buf)
+        .and_then(|()| serde_json::from_slice(&buf))
+        .unwrap_or_default()
 }
 
-/// The record of `e`, ready to serialize.
-fn record(e: &Event) -> Out<'_> {
-    let mut out = Out {
-        schema: SCHEMA,
-        id: record_id(e),
-        seq: e.seq,
-        time: Time(e.time),
-        host: HostOut {
-            name: &e.host.name,
-            boot_id: &e.host.boot_id,
-        },
-        action: e.action_name(),
-        syscall: None,
-        agent: None,
-        process: None,
-        subject: None,
-        resource: None,
-        result: None,
-        protected: None,
-        protected_by_inode: None,
-        policy: None,
-        gap: None,
-    };
-    match &e.body {
-        Body::Activity(a) => {
-            out.syscall = Some(a.syscall);
-            activity_out(a, &mut out);
-        }
-        Body::Gap(g) => {
-            out.gap = Some(GapOut {
-                lost: g.lost,
-                reason: g.reason.name(),
-                by_action: &g.by_action,
-                from: Time(g.from),
-                to: Time(g.to),
-                seq_from: g.seqs.map(|s| s.0),
-                seq_to: g.seqs.map(|s| s.1),
-                by_process: g
-                    .by_process
-                    .iter()
-                    .map(|&(pid, lost)| ProcessLoss { pid, lost })
-                    .collect(),
-            })
-        }
+fn gap_out(g: &Gap) -> GapOut<'_> {
+    GapOut {
+        lost: g.lost,
+        reason: g.reason.name(),
+        by_action: &g.by_action,
+        from: Time(g.from),
+        to: Time(g.to),
+        seq_from: g.seqs.map(|s| s.0),
+        seq_to: g.seqs.map(|s| s.1),
+        by_process: g
+            .by_process
+            .iter()
+            .map(|&(pid, lost)| ProcessLoss { pid, lost })
+            .collect(),
     }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

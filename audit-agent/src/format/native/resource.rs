@@ -17,25 +17,80 @@ use crate::{
     linux,
 };
 
-/// `resource.file`: the kernel's identity of the file acted on.
-#[derive(Serialize, Deserialize, Default)]
+/// `resource.file`: the kernel's identity of the file acted on, as written (no allocation).
+#[derive(Serialize)]
 pub(super) struct FileOut {
     /// `major:minor`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    dev: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dev: Option<Short>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ino: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     mount_id: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     mount_ns: Option<u32>,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<Cow<'static, str>>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
     /// Permission bits, octal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<Short>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    flags: Vec<&'static str>,
+}
+
+/// `resource.file` as read back.
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct FileIn {
+    #[serde(default)]
+    dev: Option<String>,
+    #[serde(default)]
+    ino: Option<u64>,
+    #[serde(default)]
+    mount_id: Option<u32>,
+    #[serde(default)]
+    mount_ns: Option<u32>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
     mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    flags: Vec<Cow<'static, str>>,
+    #[serde(default)]
+    flags: Vec<String>,
+}
+
+/// Short text formatted on the stack (a device number, a mode), serialized as a string.
+pub(super) struct Short {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Short {
+    fn new(args: std::fmt::Arguments<'_>) -> Self {
+        let mut s = Self {
+            buf: [0; 24],
+            len: 0,
+        };
+        // What this module formats fits: two u32 and a colon, or four octal digits.
+        let _ = std::fmt::Write::write_fmt(&mut s, args);
+        s
+    }
+}
+
+impl std::fmt::Write for Short {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl Serialize for Short {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default())
+    }
 }
 
 const FILE_TYPES: [(u16, &str); 7] = [
@@ -56,30 +111,38 @@ fn file_out(k: &KernelFile) -> FileOut {
         (k.cut, "path_cut"),
     ] {
         if set {
-            flags.push(Cow::Borrowed(name));
+            flags.push(name);
         }
     }
     let Some(id) = k.id else {
         return FileOut {
+            dev: None,
+            ino: None,
+            mount_id: None,
+            mount_ns: None,
+            kind: None,
+            mode: None,
             flags,
-            ..Default::default()
         };
     };
     FileOut {
-        dev: Some(format!("{}:{}", id.dev_major, id.dev_minor)),
+        dev: Some(Short::new(format_args!(
+            "{}:{}",
+            id.dev_major, id.dev_minor
+        ))),
         ino: Some(id.ino),
         mount_id: Some(id.mount_id),
         mount_ns: id.mount_ns,
         kind: FILE_TYPES
             .iter()
             .find(|(t, _)| id.mode & 0o170000 == *t)
-            .map(|(_, n)| Cow::Borrowed(*n)),
-        mode: Some(format!("{:04o}", id.mode & 0o7777)),
+            .map(|(_, n)| *n),
+        mode: Some(Short::new(format_args!("{:04o}", id.mode & 0o7777))),
         flags,
     }
 }
 
-fn file_in(path: Vec<u8>, f: &FileOut) -> KernelFile {
+fn file_in(path: Vec<u8>, f: &FileIn) -> KernelFile {
     let has = |n: &str| f.flags.iter().any(|x| x == n);
     let id = f.ino.map(|ino| {
         let (major, minor) = f
@@ -485,7 +548,7 @@ pub(crate) struct ResourceIn<'a> {
     #[serde(borrow, default)]
     requested_path_read: Option<Cow<'a, str>>,
     #[serde(default)]
-    file: Option<FileOut>,
+    file: Option<FileIn>,
     #[serde(default)]
     interpreter: Option<InterpreterIn>,
     #[serde(default)]
@@ -572,7 +635,7 @@ pub(super) struct InterpreterIn {
     #[serde(default)]
     path: Option<String>,
     #[serde(default)]
-    file: Option<FileOut>,
+    file: Option<FileIn>,
 }
 
 /// The `completion` of a stored connect result.
@@ -607,15 +670,7 @@ fn file_ref_in(
     };
     let (resolved, object) = match (source, path) {
         (Some("kernel"), Some(p)) => {
-            let facts = r.file.as_ref().map_or_else(FileOut::default, |f| FileOut {
-                dev: f.dev.clone(),
-                ino: f.ino,
-                mount_id: f.mount_id,
-                mount_ns: f.mount_ns,
-                kind: f.kind.clone(),
-                mode: f.mode.clone(),
-                flags: f.flags.clone(),
-            });
+            let facts = r.file.clone().unwrap_or_default();
             (None, Some(file_in(p, &facts)))
         }
         (Some("resolved"), Some(p)) => (Some(p), None),
@@ -699,7 +754,7 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
             };
             match (r.address_source.as_deref(), path) {
                 (Some("kernel"), Some(p)) => {
-                    f.object = Some(file_in(p, r.file.as_ref().unwrap_or(&FileOut::default())))
+                    f.object = Some(file_in(p, r.file.as_ref().unwrap_or(&FileIn::default())))
                 }
                 (Some("resolved"), Some(p)) => f.resolved = Some(p),
                 _ => {}
@@ -725,7 +780,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 loaded: i
                     .path
                     .as_deref()
-                    .map(|p| file_in(bytes(p), i.file.as_ref().unwrap_or(&FileOut::default()))),
+                    .map(|p| file_in(bytes(p), i.file.as_ref().unwrap_or(&FileIn::default()))),
             }),
         },
         Action::Open => Detail::Open {
