@@ -1,5 +1,6 @@
 //! Manifests: the tamper-evidence layer. One manifest per sealed batch lists every object's
-//! SHA-256 (of the uncompressed bytes), its seq range, record count and time range, and the hash
+//! SHA-256 (of the bytes stored; manifests v1: of the uncompressed bytes), its seq range, record
+//! count and time range, and the hash
 //! of the previous manifest of the same stream (host + boot), forming a chain like CloudTrail
 //! digest files. A manifest may be signed with Ed25519; the public key is recorded in it.
 //!
@@ -16,7 +17,13 @@ use sha2::{Digest as _, Sha256};
 use super::layout::{ObjectFormat, StreamId};
 use crate::event::Timestamp;
 
-pub(crate) const SCHEMA: &str = "audit-agent/manifest/v1";
+/// What the sealer writes. Objects' `sha256` and `bytes` are of the object as stored (for gzip,
+/// the compressed bytes: hashing them costs a tenth of hashing the records, and anyone can check
+/// an object with `sha256sum`), and `content_bytes` is its uncompressed size.
+pub(crate) const SCHEMA: &str = "audit-agent/manifest/v2";
+/// Earlier manifests, still verified: objects' `sha256` and `bytes` are of the uncompressed
+/// records (Parquet objects: of the stored bytes).
+const SCHEMA_V1: &str = "audit-agent/manifest/v1";
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -41,10 +48,14 @@ pub(crate) struct ObjectEntry {
     pub(crate) key: String,
     pub(crate) format: ObjectFormat,
     pub(crate) agent_id: String,
-    /// SHA-256 of the uncompressed bytes.
+    /// SHA-256 of the stored bytes (see [`ObjectEntry::hashes_stored`]).
     pub(crate) sha256: String,
-    /// Uncompressed size.
+    /// Size of what `sha256` covers.
     pub(crate) bytes: u64,
+    /// Uncompressed size of a compressed object (manifests v2); absent in v1, where `sha256` and
+    /// `bytes` are of the uncompressed records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) content_bytes: Option<u64>,
     pub(crate) records: u64,
     pub(crate) first_seq: u64,
     pub(crate) last_seq: u64,
@@ -52,6 +63,19 @@ pub(crate) struct ObjectEntry {
     pub(crate) time_from: Timestamp,
     #[serde(with = "crate::time::wire")]
     pub(crate) time_to: Timestamp,
+}
+
+impl ObjectEntry {
+    /// Whether `sha256` is of the object as stored (manifests v2, and Parquet objects always),
+    /// rather than of its decompressed records (gzip objects in manifests v1).
+    pub(crate) fn hashes_stored(&self) -> bool {
+        self.content_bytes.is_some() || self.format == ObjectFormat::OcsfParquet
+    }
+
+    /// At most how many bytes the object decompresses to.
+    pub(crate) fn content_limit(&self) -> u64 {
+        self.content_bytes.unwrap_or(self.bytes)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,7 +165,7 @@ pub(crate) fn decode(bytes: &[u8]) -> anyhow::Result<Parsed> {
     let file: FileIn<'_> = serde_json::from_slice(bytes).context("not a manifest file")?;
     let body: Body =
         serde_json::from_str(file.manifest.get()).context("malformed manifest body")?;
-    if body.schema != SCHEMA {
+    if body.schema != SCHEMA && body.schema != SCHEMA_V1 {
         bail!("unknown manifest schema `{}`", body.schema);
     }
     let signature = file.signature.map(|s| {

@@ -274,12 +274,13 @@ impl Sealer {
             .map(|f| (*f, rendered_lines(*f, &bytes)))
             .collect();
         renderings.insert(0, (ObjectFormat::Native, bytes));
-        let entry = |key: String, format, sha256, bytes: u64, records| ObjectEntry {
+        let entry = |key: String, format, stored: &[u8], content_bytes, records| ObjectEntry {
             key,
             format,
             agent_id: name.partition.agent_id.clone(),
-            sha256,
-            bytes,
+            sha256: sha256_hex(stored),
+            bytes: stored.len() as u64,
+            content_bytes,
             records,
             first_seq: meta.first_seq,
             last_seq: meta.last_seq,
@@ -297,15 +298,21 @@ impl Sealer {
                 let key = lake.key(o.class_uid, &o.day, &self.stream.key_part(), name.first_seq);
                 let file = layout::spool_file_of(&key).context("a Security Lake key")?;
                 self.write_object(&file, &o.parquet)?;
-                let (sha, len) = (sha256_hex(&o.parquet), o.parquet.len() as u64);
-                entries.push(entry(key, ObjectFormat::OcsfParquet, sha, len, o.records));
+                entries.push(entry(
+                    key,
+                    ObjectFormat::OcsfParquet,
+                    &o.parquet,
+                    None,
+                    o.records,
+                ));
             }
         }
         for (format, bytes) in renderings {
             let object = ObjectName::new(format, name, &self.stream);
-            self.write_object(&object.spool_file(), &self.gzip(&bytes)?)?;
-            let (sha, len) = (sha256_hex(&bytes), bytes.len() as u64);
-            entries.push(entry(object.key(), format, sha, len, meta.records));
+            let gz = self.gzip(&bytes)?;
+            self.write_object(&object.spool_file(), &gz)?;
+            let content = Some(bytes.len() as u64);
+            entries.push(entry(object.key(), format, &gz, content, meta.records));
         }
         Ok(entries)
     }

@@ -139,6 +139,7 @@ async fn list(store: &Store) -> anyhow::Result<Listing> {
 }
 
 /// What checking one object found.
+#[derive(Debug)]
 enum ObjectCheck {
     Skipped,
     Missing,
@@ -224,29 +225,37 @@ async fn check_object(
         }
         Err(super::store::GetError::Store(e)) => return Err(e),
     };
-    let (expected, sha, format) = (o.bytes.min(MAX_OBJECT_BYTES), o.sha256.clone(), o.format);
-    let key = o.key.clone();
-    if format == ObjectFormat::OcsfParquet {
-        // Stored as written (Parquet compresses inside): the hash is of the stored bytes.
+    let (limit, sha, format) = (
+        o.content_limit().min(MAX_OBJECT_BYTES),
+        o.sha256.clone(),
+        o.format,
+    );
+    let (key, stored, native) = (
+        o.key.clone(),
+        o.hashes_stored(),
+        format == ObjectFormat::Native,
+    );
+    if stored {
         let got = sha256_hex(&gz);
-        return Ok(if got == sha {
-            ObjectCheck::Ok {
+        if got != sha {
+            return Ok(hash_differs(&key, &got, &sha));
+        }
+        if !native {
+            // Renderings of native records: the hash is all there is to check.
+            return Ok(ObjectCheck::Ok {
                 records: o.records,
                 seqs: Vec::new(),
                 explained: Vec::new(),
-            }
-        } else {
-            ObjectCheck::Modified(format!("{key}: sha256 {got}, manifest says {sha}"))
-        });
+            });
+        }
     }
     tokio::task::spawn_blocking(move || {
-        let s = match scan_records(&gz, expected, format == ObjectFormat::Native) {
+        let s = match scan_records(&gz, limit, native) {
             Ok(s) => s,
             Err(e) => return ObjectCheck::Modified(format!("{key}: {e}")),
         };
-        if s.sha256 != sha {
-            let got = s.sha256;
-            return ObjectCheck::Modified(format!("{key}: sha256 {got}, manifest says {sha}"));
+        if !stored && s.sha256 != sha {
+            return hash_differs(&key, &s.sha256, &sha);
         }
         ObjectCheck::Ok {
             records: s.records,
@@ -256,6 +265,10 @@ async fn check_object(
     })
     .await
     .map_err(anyhow::Error::from)
+}
+
+fn hash_differs(key: &str, got: &str, manifest: &str) -> ObjectCheck {
+    ObjectCheck::Modified(format!("{key}: sha256 {got}, manifest says {manifest}"))
 }
 
 /// Checks one manifest against its predecessor; the problems go to `sr`.
@@ -735,5 +748,68 @@ mod tests {
         let mut s = vec![next_boot("sha-a")];
         check_tails(&mut s, &BTreeMap::new(), now);
         assert!(s[0].broken_links[0].contains("is missing (its tail was cut)"));
+    }
+
+    /// An object of two records, gzip-compressed, and the entry a manifest of `schema` lists.
+    fn object(schema_v2: bool) -> (Vec<u8>, ObjectEntry) {
+        use std::io::Write as _;
+        let records = b"{\"seq\":1}\n{\"seq\":2}\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(records).unwrap();
+        let gz = gz.finish().unwrap();
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let (sha256, bytes, content_bytes) = if schema_v2 {
+            (sha256_hex(&gz), gz.len() as u64, Some(records.len() as u64))
+        } else {
+            (sha256_hex(records), records.len() as u64, None)
+        };
+        let entry = ObjectEntry {
+            key: "v1/o.ndjson.gz".into(),
+            format: ObjectFormat::Native,
+            agent_id: "a".into(),
+            sha256,
+            bytes,
+            content_bytes,
+            records: 2,
+            first_seq: 1,
+            last_seq: 2,
+            time_from: t,
+            time_to: t,
+        };
+        (gz, entry)
+    }
+
+    #[tokio::test]
+    async fn objects_are_checked_by_stored_bytes_now_and_by_records_in_v1_manifests() {
+        let dir = std::env::temp_dir().join(format!("audit-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&super::super::store::StoreSettings {
+            store: format!("file://{}", dir.display()),
+            endpoint: None,
+            region: None,
+            allow_http: None,
+        })
+        .unwrap();
+        let opts = VerifyOptions::default();
+        for v2 in [true, false] {
+            let (gz, entry) = object(v2);
+            let path = dir.join("v1");
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("o.ndjson.gz"), &gz).unwrap();
+            let check = check_object(&store, &entry, &opts).await.unwrap();
+            assert!(
+                matches!(&check, ObjectCheck::Ok { records: 2, seqs, .. } if seqs == &[1, 2]),
+                "v2 {v2}: {check:?}"
+            );
+            // The same records compressed differently: other stored bytes. A v2 manifest
+            // names the stored object, so that is a modification; a v1 one names the records.
+            let mut other = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            std::io::Write::write_all(&mut other, b"{\"seq\":1}\n{\"seq\":2}\n").unwrap();
+            std::fs::write(path.join("o.ndjson.gz"), other.finish().unwrap()).unwrap();
+            let check = check_object(&store, &entry, &opts).await.unwrap();
+            assert_eq!(matches!(check, ObjectCheck::Modified(_)), v2, "{check:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
