@@ -2,7 +2,6 @@
 //! what `bpf_get_current_cgroup_id` returns) and ids back into paths.
 
 use std::{
-    collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::PathBuf,
     time::{Duration, Instant},
@@ -182,9 +181,9 @@ fn unescape_mountinfo(s: &str) -> String {
 /// once per `rescan_interval`, so a burst of records from a vanished cgroup costs one walk.
 pub(crate) struct CgroupPaths {
     cgroup2: Cgroup2,
-    cache: HashMap<u64, std::sync::Arc<str>>,
+    cache: crate::FastMap<u64, std::sync::Arc<str>>,
     /// Ids a walk did not find, and when.
-    misses: HashMap<u64, Instant>,
+    misses: crate::FastMap<u64, Instant>,
     rescan_interval: Duration,
 }
 
@@ -195,8 +194,8 @@ impl CgroupPaths {
     pub(crate) fn new(cgroup2: Cgroup2) -> Self {
         Self {
             cgroup2,
-            cache: HashMap::new(),
-            misses: HashMap::new(),
+            cache: crate::FastMap::default(),
+            misses: crate::FastMap::default(),
             rescan_interval: Duration::from_millis(100),
         }
     }

@@ -6,10 +6,7 @@
 //! Outcomes can reach user space before their record (a loopback refusal happens inside the
 //! syscall), so early outcomes are kept briefly too.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use audit_common::event::ConnectOutcome;
 
@@ -31,8 +28,8 @@ struct Held {
 /// Holds in-progress connects until their outcome or the wait runs out.
 pub(crate) struct ConnectTracker {
     wait: Duration,
-    held: HashMap<Key, Held>,
-    early: HashMap<Key, (ConnectOutcome, Instant)>,
+    held: crate::FastMap<Key, Held>,
+    early: crate::FastMap<Key, (ConnectOutcome, Instant)>,
     ready: Vec<Event>,
 }
 
@@ -40,8 +37,8 @@ impl ConnectTracker {
     pub(crate) fn new(wait: Duration) -> Self {
         Self {
             wait,
-            held: HashMap::new(),
-            early: HashMap::new(),
+            held: crate::FastMap::default(),
+            early: crate::FastMap::default(),
             ready: Vec::new(),
         }
     }

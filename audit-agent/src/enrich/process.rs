@@ -6,7 +6,7 @@
 //! against what was announced. /proc is only read for the start time of processes that existed
 //! before the agent saw them (their exec id).
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use crate::event::FileId;
 
@@ -49,9 +49,9 @@ fn ancestry_of(parent: &Image) -> Arc<[Arc<str>]> {
 /// pid -> current image.
 pub(crate) struct ProcessTable {
     boot: String,
-    images: HashMap<u32, Image>,
+    images: crate::FastMap<u32, Image>,
     /// Executable paths by identity, from exec records and announcements.
-    exes: HashMap<ExeKey, Arc<[u8]>>,
+    exes: crate::FastMap<ExeKey, Arc<[u8]>>,
     clock_ticks: u64,
 }
 
@@ -62,8 +62,8 @@ impl ProcessTable {
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         Self {
             boot: boot_short,
-            images: HashMap::new(),
-            exes: HashMap::new(),
+            images: crate::FastMap::default(),
+            exes: crate::FastMap::default(),
             clock_ticks: u64::try_from(ticks).unwrap_or(100).max(1),
         }
     }

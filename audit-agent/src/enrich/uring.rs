@@ -4,10 +4,7 @@
 //! says what happened; after the same bounded wait as a non-blocking connect it is released with
 //! an unknown outcome.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use crate::event::{Event, KernelFile, Outcome, Target};
 
@@ -22,7 +19,7 @@ struct Held {
 /// Holds io_uring submissions until their completion (keyed by the request's address).
 pub(crate) struct UringTracker {
     wait: Duration,
-    held: HashMap<u64, Held>,
+    held: crate::FastMap<u64, Held>,
     ready: Vec<Event>,
 }
 
@@ -30,7 +27,7 @@ impl UringTracker {
     pub(crate) fn new(wait: Duration) -> Self {
         Self {
             wait,
-            held: HashMap::new(),
+            held: crate::FastMap::default(),
             ready: Vec::new(),
         }
     }

@@ -13,7 +13,6 @@
 //! Segment names are `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson` (agent percent-encoded).
 
 use std::{
-    collections::HashMap,
     fs::{self, File, OpenOptions},
     io::{Read as _, Seek as _, SeekFrom, Write as _},
     path::{Path, PathBuf},
@@ -325,7 +324,7 @@ pub(crate) struct SpoolLimits {
 pub(crate) struct SpoolWriter {
     dirs: SpoolDirs,
     limits: SpoolLimits,
-    open: HashMap<Partition, OpenSegment>,
+    open: crate::FastMap<Partition, OpenSegment>,
     stats: Arc<ExportStats>,
     /// Why the spool cannot be written now, if it cannot.
     unwritable: Option<GapReason>,
@@ -370,7 +369,7 @@ impl SpoolWriter {
         Self {
             dirs,
             limits,
-            open: HashMap::new(),
+            open: crate::FastMap::default(),
             stats,
             unwritable: None,
             space_checked: None,

@@ -212,7 +212,7 @@ pub(crate) struct IdentityStage {
     /// (pod uid, container id, pod cache generation) -> the pod as events carry it.
     pods: HashMap<(String, Option<String>), (u64, Arc<K8sPod>)>,
     /// exec id -> agent id of attributed process images.
-    lineage: HashMap<Arc<str>, Arc<str>>,
+    lineage: crate::FastMap<Arc<str>, Arc<str>>,
     /// Matches of this agent id are reported as `trace`.
     trace_id: Option<String>,
     unattributed: Arc<AgentIdentity>,
@@ -225,7 +225,7 @@ impl IdentityStage {
             k8s: None,
             labelled: HashMap::new(),
             pods: HashMap::new(),
-            lineage: HashMap::new(),
+            lineage: crate::FastMap::default(),
             trace_id: None,
             unattributed: Arc::new(AgentIdentity::unattributed()),
         }

@@ -10,7 +10,6 @@
 //! Files inside other mount namespaces (a container's own `/etc`) are matched by path only.
 
 use std::{
-    collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -88,9 +87,9 @@ impl Identity {
 #[derive(Debug, Default)]
 pub(crate) struct InodeIndex {
     /// Files named by a set's `files`: set indexes.
-    files: HashMap<Identity, Vec<usize>>,
+    files: crate::FastMap<Identity, Vec<usize>>,
     /// Executables named by a set's `exec`.
-    exec: HashMap<Identity, Vec<usize>>,
+    exec: crate::FastMap<Identity, Vec<usize>>,
     /// The walk budget ran out: some globbed files are missing.
     pub(crate) partial: bool,
 }

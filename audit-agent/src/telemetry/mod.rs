@@ -193,6 +193,10 @@ pub(crate) struct PipelineMetrics {
     delivery_latency: Histogram,
     /// Kernel counters already added (the kernel's are cumulative).
     kernel_seen: Counters,
+    /// Records not yet added to `records`, all with the same labels: a run of records of one
+    /// agent, action and decision (the usual burst) costs one counter update, at the end of the
+    /// batch or when the labels change (labels are three strings to build and hash).
+    run: Option<(RecordLabels, u64)>,
 }
 
 impl PipelineMetrics {
@@ -213,6 +217,7 @@ impl PipelineMetrics {
             queue_depth: Gauge::default(),
             delivery_latency: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             kernel_seen: Counters::default(),
+            run: None,
         };
         t.register(|r| {
             r.register(
@@ -300,6 +305,15 @@ impl PipelineMetrics {
     }
 }
 
+impl PipelineMetrics {
+    /// Adds the records of the current run to `records`.
+    fn add_run(&mut self) {
+        if let Some((labels, n)) = self.run.take() {
+            self.records.get_or_create(&labels).inc_by(n);
+        }
+    }
+}
+
 /// The `what` labels of `kernel_unreadable`.
 const FAULTS: [&str; 4] = ["requested_path", "argv", "address", "kernel_path"];
 
@@ -323,22 +337,37 @@ impl Observer for PipelineMetrics {
             Body::Activity(a) => {
                 let lag = time::now().duration_since(e.time).as_secs_f64();
                 self.delivery_latency.observe(lag.max(0.0));
-                let labels = RecordLabels {
-                    action: a.action.name().into(),
-                    agent: e.agent_id().into(),
-                    decision: a.verdict.as_ref().map_or("", |v| v.decision.name()).into(),
-                };
-                self.records.get_or_create(&labels).inc();
+                let decision = a.verdict.as_ref().map_or("", |v| v.decision.name());
+                match &mut self.run {
+                    Some((l, n))
+                        if l.action == a.action.name()
+                            && l.agent == e.agent_id()
+                            && l.decision == decision =>
+                    {
+                        *n += 1;
+                    }
+                    _ => {
+                        self.add_run();
+                        let labels = RecordLabels {
+                            action: a.action.name().into(),
+                            agent: e.agent_id().into(),
+                            decision: decision.into(),
+                        };
+                        self.run = Some((labels, 1));
+                    }
+                }
             }
         }
     }
 
     fn batch(&mut self, n: usize) {
+        self.add_run();
         self.ring_reads.inc_by(n as u64);
         self.queue_depth.set(n as i64);
     }
 
     fn kernel(&mut self, now: &Counters) {
+        self.add_run();
         let seen = &self.kernel_seen;
         let emitted: u64 = now.emitted.iter().sum::<u64>();
         self.kernel_emitted

@@ -12,60 +12,86 @@ use super::{Env, Tracer, agent_config, results::Profile, results::StageCost, sta
 /// The rate profiled (a throughput row's rate, so its CPU per record applies).
 pub(super) const RATE: u64 = 100_000;
 
-/// Symbols of the sealer's own stages, inside `seal_ready`: "seal: rest" is `seal_ready` less them.
-const SEAL_PARTS: [&str; 2] = [
-    "zlib_rs::deflate::deflate",
-    "audit_agent::export::manifest::sha256_hex",
-];
+const SPOOL_WRITE: &str =
+    "<audit_agent::export::spool::SpoolWriter as audit_agent::sink::Sink>::write";
+const SPOOL_FLUSH: &str =
+    "<audit_agent::export::spool::SpoolWriter as audit_agent::sink::Sink>::flush";
+const SERIALIZE: &str = "audit_agent::format::native::write";
+const DEFLATE: &str = "zlib_rs::deflate::deflate";
+const GZIP_CRC: &str = "flate2::crc::Crc::update";
+const SHA256: &str = "audit_agent::export::manifest::sha256_hex";
 
-/// (stage, what it covers, symbols whose inclusive shares add up to it). Stages do not nest,
-/// except "seal: rest", which is computed net of [`SEAL_PARTS`].
-const STAGES: [(&str, &str, &[&str]); 9] = [
-    (
-        "ring buffer",
-        "reading kernel records",
-        &["audit_agent::capture::drain"],
-    ),
-    (
-        "decode",
-        "kernel bytes to records",
-        &["audit_agent::decode::decode_parts"],
-    ),
-    (
-        "enrich",
-        "process table, paths, cgroups",
-        &["audit_agent::enrich::Enricher::enrich"],
-    ),
-    (
-        "identity",
-        "agent attribution",
-        &["<audit_agent::identity::IdentityStage as audit_agent::event::Stage>::apply"],
-    ),
-    (
-        "policy",
-        "protected sets and rules",
-        &["<audit_agent::policy::PolicyStage as audit_agent::event::Stage>::apply"],
-    ),
-    (
-        "serialize + spool",
-        "native JSON, segment files",
-        &["<audit_agent::export::spool::SpoolWriter as audit_agent::sink::Sink>::write"],
-    ),
-    (
-        "seal: gzip",
-        "compressing objects (sealer thread)",
-        &["zlib_rs::deflate::deflate"],
-    ),
-    (
-        "seal: sha256",
-        "object hashes (sealer thread)",
-        &["audit_agent::export::manifest::sha256_hex"],
-    ),
-    (
-        "seal: rest",
-        "reading segments, writing objects and manifests",
-        &["audit_agent::export::seal::Sealer::seal_ready"],
-    ),
+/// A stage: its name, what it covers, the symbols whose inclusive shares add up to it, and the
+/// symbols (called from those) whose shares are taken out again because another stage counts
+/// them.
+struct Stage {
+    name: &'static str,
+    covers: &'static str,
+    symbols: &'static [&'static str],
+    net_of: &'static [&'static str],
+}
+
+const STAGES: [Stage; 10] = [
+    Stage {
+        name: "ring buffer",
+        covers: "reading kernel records",
+        symbols: &["audit_agent::capture::drain"],
+        net_of: &[],
+    },
+    Stage {
+        name: "decode",
+        covers: "kernel bytes to records",
+        symbols: &["audit_agent::decode::decode_parts"],
+        net_of: &[],
+    },
+    Stage {
+        name: "enrich",
+        covers: "process table, paths, cgroups",
+        symbols: &["audit_agent::enrich::Enricher::enrich"],
+        net_of: &[],
+    },
+    Stage {
+        name: "identity",
+        covers: "agent attribution",
+        symbols: &["<audit_agent::identity::IdentityStage as audit_agent::event::Stage>::apply"],
+        net_of: &[],
+    },
+    Stage {
+        name: "policy",
+        covers: "protected sets and rules",
+        symbols: &["<audit_agent::policy::PolicyStage as audit_agent::event::Stage>::apply"],
+        net_of: &[],
+    },
+    Stage {
+        name: "serialize",
+        covers: "native JSON",
+        symbols: &[SERIALIZE],
+        net_of: &[],
+    },
+    Stage {
+        name: "spool",
+        covers: "appending records to segment files (the kernel's copy into the page cache)",
+        symbols: &[SPOOL_WRITE, SPOOL_FLUSH],
+        net_of: &[SERIALIZE],
+    },
+    Stage {
+        name: "seal: gzip",
+        covers: "compressing objects (sealer thread)",
+        symbols: &[DEFLATE, GZIP_CRC],
+        net_of: &[],
+    },
+    Stage {
+        name: "seal: sha256",
+        covers: "object hashes (sealer thread)",
+        symbols: &[SHA256],
+        net_of: &[],
+    },
+    Stage {
+        name: "seal: rest",
+        covers: "reading segments, writing objects and manifests",
+        symbols: &["audit_agent::export::seal::Sealer::seal_ready"],
+        net_of: &[DEFLATE, GZIP_CRC, SHA256],
+    },
 ];
 
 /// Inclusive shares (percent of samples) by symbol, from `perf report --children`.
@@ -139,17 +165,15 @@ pub(super) fn profile(env: &Env, us_per_record: f64) -> anyhow::Result<Profile> 
     perf.wait()?;
     Tracer::Proc(child).stop()?;
     let shares = shares(&data)?;
+    let share = |s: &str| shares.iter().find(|(n, _)| n == s).map_or(0.0, |x| x.1);
     let stages = STAGES
         .iter()
-        .map(|(stage, covers, symbols)| {
-            let share = |s: &str| shares.iter().find(|(n, _)| n == s).map_or(0.0, |x| x.1);
-            let mut percent: f64 = symbols.iter().map(|s| share(s)).sum();
-            if *stage == "seal: rest" {
-                percent -= SEAL_PARTS.iter().map(|s| share(s)).sum::<f64>();
-            }
+        .map(|st| {
+            let percent = st.symbols.iter().map(|s| share(s)).sum::<f64>()
+                - st.net_of.iter().map(|s| share(s)).sum::<f64>();
             StageCost {
-                stage: (*stage).into(),
-                covers: (*covers).into(),
+                stage: st.name.into(),
+                covers: st.covers.into(),
                 percent_of_samples: percent,
                 us_per_record: percent / 100.0 * us_per_record,
             }

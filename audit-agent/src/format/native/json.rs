@@ -89,6 +89,27 @@ impl<'b> Object<'b> {
         }
     }
 
+    pub(super) fn null(&mut self, name: &'static str) {
+        self.key(name).extend_from_slice(b"null");
+    }
+
+    /// An array of kernel byte strings.
+    pub(super) fn bytes_list<'v>(
+        &mut self,
+        name: &'static str,
+        values: impl Iterator<Item = &'v [u8]>,
+    ) {
+        let buf = self.key(name);
+        buf.push(b'[');
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            kernel_bytes(buf, v);
+        }
+        buf.push(b']');
+    }
+
     pub(super) fn bool(&mut self, name: &'static str, value: bool) {
         let text: &[u8] = if value { b"true" } else { b"false" };
         self.key(name).extend_from_slice(text);

@@ -157,7 +157,9 @@ fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     }
     o.close();
 
-    out.serde("resource", &resource_out(&a.resource))?;
+    let mut o = out.object("resource");
+    resource_out(&a.resource).write(&mut o)?;
+    o.close();
     let mut o = out.object("result");
     o.str("outcome", a.outcome.kind().name());
     o.opt_i64("retval", a.outcome.retval());

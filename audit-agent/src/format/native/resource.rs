@@ -7,7 +7,7 @@ use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Bytes, ReadError, bytes, family_name, family_number};
+use super::{Bytes, ReadError, bytes, family_name, family_number, json::Object};
 use crate::{
     escape::Escaped,
     event::{
@@ -18,24 +18,42 @@ use crate::{
 };
 
 /// `resource.file`: the kernel's identity of the file acted on, as written (no allocation).
-#[derive(Serialize)]
 pub(super) struct FileOut {
     /// `major:minor`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     dev: Option<Short>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     ino: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     mount_id: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     mount_ns: Option<u32>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     /// Permission bits, octal.
-    #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<Short>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     flags: Vec<&'static str>,
+}
+
+impl FileOut {
+    fn write(&self, o: &mut Object<'_>) {
+        if let Some(d) = &self.dev {
+            o.str("dev", d.as_str());
+        }
+        if let Some(n) = self.ino {
+            o.u64("ino", n);
+        }
+        if let Some(n) = self.mount_id {
+            o.u64("mount_id", n.into());
+        }
+        if let Some(n) = self.mount_ns {
+            o.u64("mount_ns", n.into());
+        }
+        if let Some(k) = self.kind {
+            o.str("type", k);
+        }
+        if let Some(m) = &self.mode {
+            o.str("mode", m.as_str());
+        }
+        if !self.flags.is_empty() {
+            o.strings("flags", &self.flags);
+        }
+    }
 }
 
 /// `resource.file` as read back.
@@ -87,9 +105,9 @@ impl std::fmt::Write for Short {
     }
 }
 
-impl Serialize for Short {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default())
+impl Short {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 }
 
@@ -179,12 +197,9 @@ fn file_in(path: Vec<u8>, f: &FileIn) -> KernelFile {
     }
 }
 
-#[derive(Serialize)]
 pub(super) struct InterpreterOut<'a> {
     shebang: Bytes<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<Bytes<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<FileOut>,
 }
 
@@ -197,97 +212,167 @@ pub(super) struct CompletionOut {
     waited_ms: f64,
 }
 
-#[derive(Serialize, Default)]
+/// `resource`, as written by [`ResourceOut::write`] (field order is the wire order).
+#[derive(Default)]
 pub(super) struct ResourceOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<Option<Bytes<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     path_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     requested_path: Option<Bytes<'a>>,
     /// Where the requested path was read, when not the process's memory at entry.
-    #[serde(skip_serializing_if = "Option::is_none")]
     requested_path_read: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<FileOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     interpreter: Option<InterpreterOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     argv: Option<Option<Vec<Bytes<'a>>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     argv_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     flags: Option<Vec<Cow<'static, str>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     resolve: Option<Vec<Cow<'static, str>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     dirfd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     family: Option<Cow<'static, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     address: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     address_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     requested_address: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     exec_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     new_path: Option<Option<Bytes<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     new_path_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     requested_new_path: Option<Bytes<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     symlink_content: Option<Bytes<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<OwnerOut>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     length: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     fd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     cgroup: Option<Bytes<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     cgroup_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     signal: Option<Cow<'static, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     access: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     io_uring: Option<UringOut<'static>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     ia32: Option<Ia32Out>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     sq_entries: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     cq_entries: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     setup_flags: Option<Vec<Cow<'static, str>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     ptrace_request: Option<Cow<'static, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     addr: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pid_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pid_namespace: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     target_exec_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     target_agent: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     delivery: Option<Cow<'static, str>>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     truncated: Vec<&'static str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     unreadable: Vec<&'static str>,
+}
+
+impl ResourceOut<'_> {
+    /// Writes the members that are present, in field order (`None`: absent; `Some(None)`: null).
+    pub(super) fn write(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        let nullable_bytes = |o: &mut Object<'_>, name, v: &Option<Option<Bytes<'_>>>| {
+            if let Some(v) = v {
+                o.opt_bytes(name, v.as_ref().map(|b| b.0));
+            }
+        };
+        let bytes = |o: &mut Object<'_>, name, v: &Option<Bytes<'_>>| {
+            if let Some(b) = v {
+                o.bytes(name, b.0);
+            }
+        };
+        let text = |o: &mut Object<'_>, name, v: Option<&str>| {
+            if let Some(t) = v {
+                o.str(name, t);
+            }
+        };
+        let strings = |o: &mut Object<'_>, name, v: &Option<Vec<Cow<'static, str>>>| {
+            if let Some(list) = v {
+                o.strings(name, list);
+            }
+        };
+        let int = |o: &mut Object<'_>, name, v: Option<i64>| {
+            if let Some(n) = v {
+                o.opt_i64(name, Some(n));
+            }
+        };
+        nullable_bytes(o, "path", &self.path);
+        text(o, "path_source", self.path_source);
+        bytes(o, "requested_path", &self.requested_path);
+        text(o, "requested_path_read", self.requested_path_read);
+        if let Some(f) = &self.file {
+            let mut file = o.object("file");
+            f.write(&mut file);
+            file.close();
+        }
+        if let Some(i) = &self.interpreter {
+            let mut int = o.object("interpreter");
+            int.bytes("shebang", i.shebang.0);
+            if let Some(p) = &i.path {
+                int.bytes("path", p.0);
+            }
+            if let Some(f) = &i.file {
+                let mut file = int.object("file");
+                f.write(&mut file);
+                file.close();
+            }
+            int.close();
+        }
+        if let Some(argv) = &self.argv {
+            match argv {
+                Some(args) => o.bytes_list("argv", args.iter().map(|a| a.0)),
+                None => o.null("argv"),
+            }
+        }
+        text(o, "argv_source", self.argv_source);
+        strings(o, "flags", &self.flags);
+        text(o, "mode", self.mode.as_deref());
+        strings(o, "resolve", &self.resolve);
+        int(o, "dirfd", self.dirfd.map(i64::from));
+        text(o, "family", self.family.as_deref());
+        if let Some(a) = &self.address {
+            o.opt_str("address", a.as_deref());
+        }
+        int(o, "port", self.port.map(i64::from));
+        text(o, "address_source", self.address_source);
+        text(o, "requested_address", self.requested_address.as_deref());
+        text(o, "exec_id", self.exec_id);
+        nullable_bytes(o, "new_path", &self.new_path);
+        text(o, "new_path_source", self.new_path_source);
+        bytes(o, "requested_new_path", &self.requested_new_path);
+        bytes(o, "symlink_content", &self.symlink_content);
+        if let Some(owner) = &self.owner {
+            o.serde("owner", owner)?;
+        }
+        if let Some(n) = self.length {
+            o.u64("length", n);
+        }
+        int(o, "fd", self.fd.map(i64::from));
+        bytes(o, "cgroup", &self.cgroup);
+        if let Some(n) = self.cgroup_id {
+            o.u64("cgroup_id", n);
+        }
+        int(o, "pid", self.pid.map(i64::from));
+        text(o, "signal", self.signal.as_deref());
+        text(o, "access", self.access);
+        if let Some(u) = &self.io_uring {
+            o.serde("io_uring", u)?;
+        }
+        if let Some(c) = &self.ia32 {
+            o.serde("ia32", c)?;
+        }
+        int(o, "sq_entries", self.sq_entries.map(i64::from));
+        int(o, "cq_entries", self.cq_entries.map(i64::from));
+        strings(o, "setup_flags", &self.setup_flags);
+        text(o, "ptrace_request", self.ptrace_request.as_deref());
+        text(o, "addr", self.addr.as_deref());
+        text(o, "pid_source", self.pid_source);
+        text(o, "pid_namespace", self.pid_namespace);
+        text(o, "target_exec_id", self.target_exec_id);
+        text(o, "target_agent", self.target_agent);
+        text(o, "delivery", self.delivery.as_deref());
+        if !self.truncated.is_empty() {
+            o.strings("truncated", &self.truncated);
+        }
+        if !self.unreadable.is_empty() {
+            o.strings("unreadable", &self.unreadable);
+        }
+        Ok(())
+    }
 }
 
 /// `resource.io_uring`: the request an action was submitted as.
@@ -984,4 +1069,112 @@ fn uring_op(s: &str) -> &'static str {
         "ftruncate",
     ];
     OPS.iter().find(|o| **o == s).copied().unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every member present, each with a value of its kind.
+    fn every_member() -> ResourceOut<'static> {
+        let file = || FileOut {
+            dev: Some(Short::new(format_args!("254:{}", 1))),
+            ino: Some(7),
+            mount_id: Some(27),
+            mount_ns: Some(4026531832),
+            kind: Some("file"),
+            mode: Some(Short::new(format_args!("{:04o}", 0o644))),
+            flags: vec!["deleted"],
+        };
+        ResourceOut {
+            path: Some(None),
+            path_source: Some("kernel"),
+            requested_path: Some(Bytes(b"a\"b")),
+            requested_path_read: Some("exit"),
+            file: Some(file()),
+            interpreter: Some(InterpreterOut {
+                shebang: Bytes(b"#!/bin/sh"),
+                path: Some(Bytes(b"/bin/sh")),
+                file: Some(file()),
+            }),
+            argv: Some(Some(vec![Bytes(b"sh"), Bytes(b"-\xff")])),
+            argv_source: Some("kernel"),
+            flags: Some(vec!["O_RDONLY".into()]),
+            mode: Some("0644".into()),
+            resolve: Some(vec!["RESOLVE_NO_SYMLINKS".into()]),
+            dirfd: Some(-100),
+            family: Some("inet".into()),
+            address: Some(None),
+            port: Some(443),
+            address_source: Some("kernel"),
+            requested_address: Some("10.0.0.1".into()),
+            exec_id: Some("b4-1-2"),
+            new_path: Some(Some(Bytes(b"/new"))),
+            new_path_source: Some("resolved"),
+            requested_new_path: Some(Bytes(b"new")),
+            symlink_content: Some(Bytes(b"target")),
+            owner: Some(OwnerOut {
+                uid: Some(0),
+                gid: None,
+            }),
+            length: Some(u64::MAX),
+            fd: Some(3),
+            cgroup: Some(Bytes(b"/a")),
+            cgroup_id: Some(9),
+            pid: Some(42),
+            signal: Some("SIGKILL".into()),
+            access: Some("ptrace"),
+            io_uring: Some(UringOut {
+                op: "openat".into(),
+                user_data: 5,
+            }),
+            ia32: Some(Ia32Out {
+                nr: 5,
+                args: [1, 2, 3, 4, 5, 6],
+            }),
+            sq_entries: Some(8),
+            cq_entries: Some(16),
+            setup_flags: Some(vec!["IORING_SETUP_SQPOLL".into()]),
+            ptrace_request: Some("PTRACE_ATTACH".into()),
+            addr: Some("0x10".into()),
+            pid_source: Some("kernel"),
+            pid_namespace: Some("host"),
+            target_exec_id: Some("b4-9-9"),
+            target_agent: Some("bot"),
+            delivery: Some("delivered".into()),
+            truncated: vec!["argv"],
+            unreadable: vec!["exe"],
+        }
+    }
+
+    #[test]
+    fn every_resource_member_is_written_in_the_documented_order() {
+        let mut buf = Vec::new();
+        let mut o = Object::open(&mut buf);
+        every_member().write(&mut o).unwrap();
+        o.close();
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"path":null,"path_source":"kernel","requested_path":"a\"b","requested_path_read":"exit","#,
+                r#""file":{"dev":"254:1","ino":7,"mount_id":27,"mount_ns":4026531832,"type":"file","mode":"0644","flags":["deleted"]},"#,
+                r##""interpreter":{"shebang":"#!/bin/sh","path":"/bin/sh","file":{"dev":"254:1","ino":7,"mount_id":27,"mount_ns":4026531832,"type":"file","mode":"0644","flags":["deleted"]}},"##,
+                r#""argv":["sh","-\\xff"],"argv_source":"kernel","flags":["O_RDONLY"],"mode":"0644","#,
+                r#""resolve":["RESOLVE_NO_SYMLINKS"],"dirfd":-100,"family":"inet","address":null,"port":443,"#,
+                r#""address_source":"kernel","requested_address":"10.0.0.1","exec_id":"b4-1-2","#,
+                r#""new_path":"/new","new_path_source":"resolved","requested_new_path":"new","#,
+                r#""symlink_content":"target","owner":{"uid":0,"gid":null},"length":18446744073709551615,"#,
+                r#""fd":3,"cgroup":"/a","cgroup_id":9,"pid":42,"signal":"SIGKILL","access":"ptrace","#,
+                r#""io_uring":{"op":"openat","user_data":5},"ia32":{"nr":5,"args":[1,2,3,4,5,6]},"#,
+                r#""sq_entries":8,"cq_entries":16,"setup_flags":["IORING_SETUP_SQPOLL"],"#,
+                r#""ptrace_request":"PTRACE_ATTACH","addr":"0x10","pid_source":"kernel","#,
+                r#""pid_namespace":"host","target_exec_id":"b4-9-9","target_agent":"bot","#,
+                r#""delivery":"delivered","truncated":["argv"],"unreadable":["exe"]}"#
+            )
+        );
+        // And what is written reads back as the resource it came from.
+        let r: ResourceIn<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!(r.file.unwrap().dev.as_deref(), Some("254:1"));
+    }
 }
