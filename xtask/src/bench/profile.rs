@@ -111,20 +111,26 @@ fn shares(data: &std::path::Path) -> anyhow::Result<Vec<(String, f64)>> {
         .output()
         .context("perf report (Debian's linux-perf)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            let children: f64 = words.next()?.strip_suffix('%')?.parse().ok()?;
-            let _self = words.next()?;
-            let _kind = words.next()?;
-            let rest: Vec<&str> = words.collect();
-            // The symbol, then perf's trailing columns.
-            let symbol = rest.join(" ");
-            let symbol = symbol.trim_end_matches(" - -").trim().to_string();
-            Some((symbol, children))
-        })
-        .collect())
+    // A symbol can be listed more than once (copies of one function at different addresses):
+    // its share is their sum.
+    let mut by_symbol: Vec<(String, f64)> = Vec::new();
+    for (symbol, share) in text.lines().filter_map(|l| {
+        let mut words = l.split_whitespace();
+        let children: f64 = words.next()?.strip_suffix('%')?.parse().ok()?;
+        let _self = words.next()?;
+        let _kind = words.next()?;
+        let rest: Vec<&str> = words.collect();
+        // The symbol, then perf's trailing columns.
+        let symbol = rest.join(" ");
+        let symbol = symbol.trim_end_matches(" - -").trim().to_string();
+        Some((symbol, children))
+    }) {
+        match by_symbol.iter_mut().find(|(s, _)| *s == symbol) {
+            Some((_, total)) => *total += share,
+            None => by_symbol.push((symbol, share)),
+        }
+    }
+    Ok(by_symbol)
 }
 
 pub(super) fn profile(env: &Env, us_per_record: f64) -> anyhow::Result<Profile> {

@@ -26,6 +26,7 @@ impl<'b> Object<'b> {
     }
 
     /// A string member made of `parts`, joined.
+    #[inline(always)]
     pub(super) fn joined(&mut self, name: &'static str, parts: &[&str]) {
         let buf = self.key(name);
         buf.push(b'"');
@@ -53,10 +54,12 @@ impl<'b> Object<'b> {
         self.buf
     }
 
+    #[inline(always)]
     pub(super) fn str(&mut self, name: &'static str, value: &str) {
         string(self.key(name), value.as_bytes());
     }
 
+    #[inline(always)]
     pub(super) fn opt_str(&mut self, name: &'static str, value: Option<&str>) {
         match value {
             Some(v) => self.str(name, v),
@@ -65,10 +68,12 @@ impl<'b> Object<'b> {
     }
 
     /// Kernel bytes: escaped as `escape.rs` says, then as JSON.
+    #[inline(always)]
     pub(super) fn bytes(&mut self, name: &'static str, value: &[u8]) {
         kernel_bytes(self.key(name), value);
     }
 
+    #[inline(always)]
     pub(super) fn opt_bytes(&mut self, name: &'static str, value: Option<&[u8]>) {
         match value {
             Some(v) => self.bytes(name, v),
@@ -76,11 +81,13 @@ impl<'b> Object<'b> {
         }
     }
 
+    #[inline(always)]
     pub(super) fn u64(&mut self, name: &'static str, value: u64) {
         let mut n = itoa::Buffer::new();
         self.key(name).extend_from_slice(n.format(value).as_bytes());
     }
 
+    #[inline(always)]
     pub(super) fn opt_i64(&mut self, name: &'static str, value: Option<i64>) {
         let buf = self.key(name);
         match value {
@@ -89,6 +96,7 @@ impl<'b> Object<'b> {
         }
     }
 
+    #[inline(always)]
     pub(super) fn null(&mut self, name: &'static str) {
         self.key(name).extend_from_slice(b"null");
     }
@@ -110,11 +118,13 @@ impl<'b> Object<'b> {
         buf.push(b']');
     }
 
+    #[inline(always)]
     pub(super) fn bool(&mut self, name: &'static str, value: bool) {
         let text: &[u8] = if value { b"true" } else { b"false" };
         self.key(name).extend_from_slice(text);
     }
 
+    #[inline(always)]
     pub(super) fn strings<S: AsRef<str>>(&mut self, name: &'static str, values: &[S]) {
         let buf = self.key(name);
         buf.push(b'[');
@@ -128,6 +138,7 @@ impl<'b> Object<'b> {
     }
 
     /// A member whose value is a nested object.
+    #[inline(always)]
     pub(super) fn object(&mut self, name: &'static str) -> Object<'_> {
         Object::open(self.key(name))
     }
@@ -142,28 +153,50 @@ impl<'b> Object<'b> {
     }
 }
 
-/// Whether JSON needs an escape anywhere in `b`: a control character, `"` or `\`. Eight bytes
-/// at a time (SWAR): a byte is flagged when it is below 0x20 or equal to either character.
-fn needs_escape(b: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of `x` that is below `n` (n <= 0x80).
+fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH
+}
+
+/// The high bit of every byte of `x` that equals `c` (exact as a whole: any set means one does).
+fn equal(x: u64, c: u8) -> u64 {
+    let y = x ^ (ONES * u64::from(c));
+    y.wrapping_sub(ONES) & !y & HIGH
+}
+
+/// Whether any byte of `b` is flagged: eight bytes at a time (SWAR) by `word`, which returns
+/// nonzero for a word holding one, the rest by `byte`.
+#[inline(always)]
+fn any_byte(b: &[u8], word: impl Fn(u64) -> u64, byte: impl Fn(u8) -> bool) -> bool {
     let mut chunks = b.chunks_exact(8);
     for c in &mut chunks {
-        let x = u64::from_le_bytes(c.try_into().expect("chunks of eight"));
-        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-        if below_space
-            | has_zero(x ^ (ONES * u64::from(b'"')))
-            | has_zero(x ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
+        if word(u64::from_le_bytes(c.try_into().expect("chunks of eight"))) != 0 {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+    chunks.remainder().iter().any(|&c| byte(c))
+}
+
+/// Whether JSON needs an escape anywhere in `b`: a control character, `"` or `\`.
+fn needs_escape(b: &[u8]) -> bool {
+    any_byte(
+        b,
+        |x| below(x, 0x20) | equal(x, b'"') | equal(x, b'\\'),
+        |c| c < 0x20 || c == b'"' || c == b'\\',
+    )
+}
+
+/// Whether `b` is printable ASCII without `"` or `\`: kernel bytes that are written as they
+/// are, in one pass (the usual path, comm, address).
+fn plain_ascii(b: &[u8]) -> bool {
+    !any_byte(
+        b,
+        |x| below(x, 0x20) | (x & HIGH) | equal(x, 0x7f) | equal(x, b'"') | equal(x, b'\\'),
+        |c| !(0x20..0x7f).contains(&c) || c == b'"' || c == b'\\',
+    )
 }
 
 /// Writes `s` (valid UTF-8) as a JSON string, escaped as serde_json escapes.
@@ -207,6 +240,12 @@ fn escape_into(buf: &mut Vec<u8>, s: &[u8]) {
 /// Kernel bytes as a JSON string: clean UTF-8 (the usual case) as it is, anything else through
 /// [`Escaped`] first (the same rule as `Bytes`, which serde parts use).
 fn kernel_bytes(buf: &mut Vec<u8>, b: &[u8]) {
+    if plain_ascii(b) {
+        buf.push(b'"');
+        buf.extend_from_slice(b);
+        buf.push(b'"');
+        return;
+    }
     let clean = !b.iter().any(|&c| c < 0x20 || c == b'\\' || c == 0x7f);
     match std::str::from_utf8(b) {
         Ok(_) if clean => string(buf, b),
@@ -234,6 +273,23 @@ mod tests {
                 for &c in &specials {
                     let s: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
                     assert_eq!(written(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_bytes_take_the_plain_path_only_when_nothing_needs_escaping() {
+        // Every byte value at every position around the eight-byte stride: the one-pass path
+        // must write what escaping then JSON-escaping writes.
+        for len in 1..20 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let b: Vec<u8> = (0..len).map(|i| if i == at { c } else { b'a' }).collect();
+                    let mut fast = Vec::new();
+                    kernel_bytes(&mut fast, &b);
+                    let slow = serde_json::to_vec(&Escaped(&b).to_string()).unwrap();
+                    assert_eq!(fast, slow, "{b:?}");
                 }
             }
         }
