@@ -334,29 +334,9 @@ pub(crate) struct SpoolWriter {
     on_ready: Box<dyn Fn() + Send>,
     /// The record being written (reused: no allocation per record).
     line: Vec<u8>,
-    /// The partition of the last record, by agent and hour: consecutive records of one agent
-    /// skip building (three strings) and hashing a [`Partition`].
-    last: Option<(PartitionHint, Partition)>,
-}
-
-/// What decides a record's partition, cheap to compare: agent id and UTC hour.
-#[derive(PartialEq, Eq)]
-struct PartitionHint {
-    agent_id: String,
-    hour: i64,
-}
-
-impl PartitionHint {
-    fn matches(&self, e: &Event) -> bool {
-        self.hour == e.time.as_second().div_euclid(3600) && self.agent_id == Partition::agent_of(e)
-    }
-
-    fn of(e: &Event) -> Self {
-        Self {
-            agent_id: Partition::agent_of(e).to_string(),
-            hour: e.time.as_second().div_euclid(3600),
-        }
-    }
+    /// The partition of the last record and its UTC hour (seconds / 3600): consecutive records
+    /// of one agent in one hour skip building (three strings) and hashing a [`Partition`].
+    last: Option<(i64, Partition)>,
 }
 
 impl SpoolWriter {
@@ -531,8 +511,10 @@ impl Sink for SpoolWriter {
 impl SpoolWriter {
     /// Notes the partition of `e` in `last` (unchanged when agent and hour are the last ones).
     fn note_partition(&mut self, e: &Event) {
-        if !self.last.as_ref().is_some_and(|(hint, _)| hint.matches(e)) {
-            self.last = Some((PartitionHint::of(e), Partition::of(e)));
+        let hour = e.time.as_second().div_euclid(3600);
+        let same = |(h, p): &(i64, Partition)| *h == hour && p.agent_id == Partition::agent_of(e);
+        if !self.last.as_ref().is_some_and(same) {
+            self.last = Some((hour, Partition::of(e)));
         }
     }
 
@@ -593,7 +575,7 @@ impl SpoolWriter {
             );
         }
         let (full, written) = {
-            let key = &self.last.as_ref().expect("noted above").1;
+            let key = self.last.as_ref().map(|(_, p)| p).expect("noted above");
             let seg = self.open.get_mut(key).expect("inserted above");
             seg.meta.add(e.seq, e.time);
             seg.buf.extend_from_slice(line);

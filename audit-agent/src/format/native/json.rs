@@ -2,8 +2,8 @@
 //! straight into the caller's buffer — field names as the constant bytes they are, numbers with
 //! `itoa`, strings escaped eight bytes at a time — where serde would scan each field name and
 //! value byte by byte. The output is exactly serde_json's compact form (same escapes, same
-//! lowercase `\u00xx`), and parts with many optional fields (resource, gap) still go through
-//! serde into the same buffer.
+//! lowercase `\u00xx`); rare parts (gap, pod, connect completion, owner, io_uring, ia32) still go
+//! through serde into the same buffer.
 
 use serde::Serialize;
 
@@ -31,11 +31,7 @@ impl<'b> Object<'b> {
         let buf = self.key(name);
         buf.push(b'"');
         for p in parts {
-            if needs_escape(p.as_bytes()) {
-                escape_into(buf, p.as_bytes());
-            } else {
-                buf.extend_from_slice(p.as_bytes());
-            }
+            string_contents(buf, p.as_bytes());
         }
         buf.push(b'"');
     }
@@ -85,6 +81,11 @@ impl<'b> Object<'b> {
     pub(super) fn u64(&mut self, name: &'static str, value: u64) {
         let mut n = itoa::Buffer::new();
         self.key(name).extend_from_slice(n.format(value).as_bytes());
+    }
+
+    #[inline(always)]
+    pub(super) fn i64(&mut self, name: &'static str, value: i64) {
+        self.opt_i64(name, Some(value));
     }
 
     #[inline(always)]
@@ -202,12 +203,17 @@ fn plain_ascii(b: &[u8]) -> bool {
 /// Writes `s` (valid UTF-8) as a JSON string, escaped as serde_json escapes.
 fn string(buf: &mut Vec<u8>, s: &[u8]) {
     buf.push(b'"');
+    string_contents(buf, s);
+    buf.push(b'"');
+}
+
+/// `s` escaped, without the quotes.
+fn string_contents(buf: &mut Vec<u8>, s: &[u8]) {
     if needs_escape(s) {
         escape_into(buf, s);
     } else {
         buf.extend_from_slice(s);
     }
-    buf.push(b'"');
 }
 
 fn escape_into(buf: &mut Vec<u8>, s: &[u8]) {

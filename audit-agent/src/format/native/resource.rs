@@ -287,7 +287,7 @@ impl ResourceOut<'_> {
         };
         let int = |o: &mut Object<'_>, name, v: Option<i64>| {
             if let Some(n) = v {
-                o.opt_i64(name, Some(n));
+                o.i64(name, n);
             }
         };
         nullable_bytes(o, "path", &self.path);
