@@ -12,7 +12,7 @@ use crate::{
     filter::is_watched,
     offsets::{kptr, kread, off, sys_arg},
     pending::{begin, current_tid, emit_with_exe, fd_section, fixed, in_flight, set_result},
-    vfs::{self, current_task},
+    vfs,
 };
 
 #[tracepoint]
@@ -60,7 +60,7 @@ fn try_enter(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
     if !is_watched(pid_tgid) {
         return Ok(());
     }
-    let caller_level = kptr(current_task(), off!(task_thread_pid))
+    let caller_level = vfs::btf_ptr(vfs::task_btf(), off!(task_thread_pid))
         .and_then(pid_level_and_nr)
         .map_or(0, |(level, _)| level);
     let ev = unsafe { &mut *begin(pid_tgid, EventKind::Access, syscall)? };

@@ -30,7 +30,7 @@ use crate::{
         in_flight, read_kernel_str, read_user_str, remove_slot, requested_path, retry_requested,
         set_result, user_str_continues, walk_section,
     },
-    vfs::{self, current_task},
+    vfs,
 };
 
 const AT_FDCWD: i32 = -100;
@@ -171,7 +171,7 @@ fn try_exit_exec(ctx: &TracePointContext) -> Result<(), i64> {
 /// The new image's argument area (`mm->arg_start..arg_end`) into a new argv section.
 #[inline(always)]
 fn argv_of_image(ev: &mut audit_common::event::PendingEvent) -> Result<(), i64> {
-    let mm = kptr(current_task(), off!(task_mm))?;
+    let mm = vfs::btf_ptr(vfs::task_btf(), off!(task_mm))?;
     let start: u64 = kread(mm, off!(mm_arg_start))?;
     let end: u64 = kread(mm, off!(mm_arg_end))?;
     let Some((sec, dst)) = Section::start(ev, ARGV_MAX_BYTES) else {

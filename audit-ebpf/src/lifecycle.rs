@@ -16,7 +16,7 @@ use crate::{
     filter::{agent_tgid, follow, is_followed, is_watched, unfollow},
     maps::{EVENTS, PENDING, SIGNALS_TO_AGENT},
     offsets::{kread, off, tp_read},
-    pending::{count, emit, fill_header, may_have_slot, remove_slot, submit_flags},
+    pending::{count, emit, fill_header, may_have_slot, remove_slot, ring_used, submit_flags},
 };
 
 /// Raw tracepoint: unlike the formatted `sched:sched_process_fork` record it hands us the child's
@@ -60,7 +60,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         child_pid: child_tgid,
         _pad: 0,
     };
-    entry.submit(submit_flags());
+    entry.submit(submit_flags(ring_used()));
     count(|c| c.emitted[EventKind::Fork as usize] += 1);
     Ok(())
 }
@@ -100,7 +100,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
                 group_dead: 1,
                 _pad: 0,
             };
-            entry.submit(submit_flags());
+            entry.submit(submit_flags(ring_used()));
             count(|c| c.emitted[EventKind::Exit as usize] += 1);
         } else {
             count(|c| c.ringbuf_full[EventKind::Exit as usize] += 1);
@@ -153,7 +153,7 @@ fn try_cgroup_move(ctx: &TracePointContext) -> Result<(), i64> {
         )
     };
     ev.body.path_len = if n > 0 { (n - 1) as u32 } else { 0 };
-    entry.submit(submit_flags());
+    entry.submit(submit_flags(ring_used()));
     count(|c| c.emitted[EventKind::CgroupMove as usize] += 1);
     Ok(())
 }
@@ -197,7 +197,7 @@ fn try_signal(ctx: &RawTracePointContext) -> Result<(), i64> {
     // Kept until user space reads the ring's copy: it outlives a SIGKILL (see the map).
     let key = ev.header.ktime_ns;
     let _ = SIGNALS_TO_AGENT.insert(&key, &*ev, 0);
-    entry.submit(submit_flags());
+    entry.submit(submit_flags(ring_used()));
     count(|c| c.emitted[EventKind::Signal as usize] += 1);
     Ok(())
 }

@@ -75,6 +75,16 @@ pub fn tp_read<T>(ctx: &TracePointContext, off: u16) -> Result<T, i64> {
     unsafe { ctx.read_at::<T>(usize::from(off)) }.map_err(i64::from)
 }
 
+/// The six arguments of a `sys_enter_*` record in one helper call; fields are picked with
+/// [`Block::u64`] at their `format` offsets (a field outside the block is read on its own).
+#[inline(always)]
+pub fn sys_args(ctx: &TracePointContext) -> Result<Block<6>, i64> {
+    Block::read(
+        aya_ebpf::EbpfContext::as_ptr(ctx) as *const u8,
+        off!(sys_enter_args),
+    )
+}
+
 /// Argument `i` of a `sys_enter_*` record (`args[i]` of `struct syscall_trace_enter`).
 #[inline(always)]
 pub fn sys_arg(ctx: &TracePointContext, i: i8) -> Result<u64, i64> {

@@ -12,7 +12,7 @@ use aya_ebpf::{
 
 use crate::{
     filter::is_watched,
-    offsets::{off, sys_arg, tp_read},
+    offsets::{off, sys_arg, sys_args, tp_read},
     pending::{
         base_section, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight,
         requested_path, retry_requested, set_result,
@@ -65,13 +65,16 @@ struct OpenHow {
 #[inline(always)]
 fn arguments(ctx: &TracePointContext, syscall: Syscall) -> Result<(i32, u64, u64, u64, u64), i64> {
     Ok(match syscall {
-        Syscall::Openat => (
-            tp_read::<u64>(ctx, off!(openat_dfd))? as i32,
-            tp_read(ctx, off!(openat_filename))?,
-            tp_read(ctx, off!(openat_flags))?,
-            tp_read(ctx, off!(openat_mode))?,
-            0,
-        ),
+        Syscall::Openat => {
+            let a = sys_args(ctx)?;
+            (
+                a.u64(off!(openat_dfd))? as i32,
+                a.u64(off!(openat_filename))?,
+                a.u64(off!(openat_flags))?,
+                a.u64(off!(openat_mode))?,
+                0,
+            )
+        }
         Syscall::Openat2 => {
             let how: u64 = tp_read(ctx, off!(openat2_how))?;
             // The kernel copies `how` before using it; a value it could not read fails the

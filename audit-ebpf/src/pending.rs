@@ -21,8 +21,8 @@ use audit_common::{
 use aya_ebpf::{
     cty::c_void,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, generated,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_boot_ns, generated,
     },
     programs::TracePointContext,
 };
@@ -32,18 +32,24 @@ use crate::{
         COUNTERS, DROPS_BY_TGID, EVENTS, EXE_SEEN, HAS_SLOT, PENDING, PENDING_INIT,
         PROTECTED_FILES, SeenExe,
     },
-    offsets::{kptr, kread, off, ring_limits, tp_read, wakeup_bytes},
-    vfs::{self, current_task},
+    offsets::{off, ring_limits, tp_read, wakeup_bytes},
+    vfs,
 };
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 
-/// Submission flags: wake the reader only when enough data is pending.
+/// Bytes in the ring buffer not yet consumed.
 #[inline(always)]
-pub fn submit_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA) >= wakeup_bytes() {
+pub fn ring_used() -> u64 {
+    EVENTS.query(BPF_RB_AVAIL_DATA)
+}
+
+/// Submission flags: wake the reader only when enough data (`used` bytes) is pending.
+#[inline(always)]
+pub fn submit_flags(used: u64) -> u64 {
+    if used >= wakeup_bytes() {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
@@ -64,8 +70,8 @@ pub fn count(f: impl FnOnce(&mut Counters)) {
 /// `real_parent->tgid` of the current task, 0 if unreadable.
 #[inline(always)]
 fn current_ppid() -> u32 {
-    kptr(current_task(), off!(task_real_parent))
-        .and_then(|parent| kread::<u32>(parent, off!(task_tgid)))
+    vfs::btf_ptr(vfs::task_btf(), off!(task_real_parent))
+        .map(|parent| vfs::btf_read::<u32>(parent, off!(task_tgid)))
         .unwrap_or(0)
 }
 
@@ -85,7 +91,9 @@ pub fn fill_header(h: &mut EventHeader, kind: EventKind, syscall: u16, pid_tgid:
     h.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     h.retval = 0;
-    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    // Straight into the header: the helper writes all 16 bytes (NUL-padded, or zeros when it
+    // fails), so nothing is zeroed first and nothing is copied after.
+    unsafe { generated::bpf_get_current_comm(h.comm.as_mut_ptr().cast(), h.comm.len() as u32) };
 }
 
 /// Atomically adds `delta` (two's complement for a subtraction) to `*p`. The bpf target has no
@@ -118,6 +126,41 @@ pub fn verifier_mask(x: usize, mask: usize) -> usize {
     {
         x & mask
     }
+}
+
+/// Sets `*x` to all zero bits, a word at a time. Assigning a zeroed value or copying a struct
+/// compiles to a call of the BPF `memset`/`memmove`, which are byte loops (five to eight
+/// instructions a byte); volatile word accesses are never merged back into one of those.
+#[inline(always)]
+pub fn zero<T: Copy>(x: &mut T) {
+    let p = (x as *mut T).cast::<u64>();
+    let (n, mut i) = (const { words::<T>() }, 0);
+    while i < n {
+        unsafe { p.add(i).write_volatile(0) };
+        i += 1;
+    }
+}
+
+/// A copy of `*x`, a word at a time (see [`zero`]).
+#[inline(always)]
+pub fn copy_of<T: Copy>(x: &T) -> T {
+    let mut out = core::mem::MaybeUninit::<T>::uninit();
+    let (src, dst) = (
+        (x as *const T).cast::<u64>(),
+        out.as_mut_ptr().cast::<u64>(),
+    );
+    let (n, mut i) = (const { words::<T>() }, 0);
+    while i < n {
+        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+        i += 1;
+    }
+    unsafe { out.assume_init() }
+}
+
+/// `size_of::<T>()` in words, for a `T` of whole, aligned words (checked at compile time).
+const fn words<T>() -> usize {
+    assert!(size_of::<T>() % 8 == 0 && align_of::<T>() >= 8);
+    size_of::<T>() / 8
 }
 
 /// The word and bit of `tid` in `HAS_SLOT`.
@@ -183,7 +226,7 @@ pub fn begin(pid_tgid: u64, kind: EventKind, syscall: Syscall) -> Result<*mut Pe
     let ev = slot(pid_tgid as u32, kind)?;
     let e = unsafe { &mut *ev };
     fill_header(&mut e.header, kind, syscall as u16, pid_tgid);
-    *common(e) = ActionCommon::default();
+    zero(common(e));
     Ok(ev)
 }
 
@@ -203,7 +246,7 @@ pub fn begin_idle(
         return Err(-1);
     }
     fill_header(&mut e.header, kind, syscall as u16, pid_tgid);
-    *common(e) = ActionCommon::default();
+    zero(common(e));
     Ok(ev)
 }
 
@@ -280,7 +323,7 @@ pub fn walk_section(
     let Some((sec, dst)) = Section::start(ev, WALK_MAX) else {
         return;
     };
-    let mut facts = *facts_of(common(ev));
+    let mut facts = copy_of(facts_of(common(ev)));
     match vfs::walk(dentry, vfsmnt, dst, &mut facts) {
         Ok(len) => {
             if facts.flags & audit_common::event::file_flags::CUT != 0 {
@@ -308,7 +351,7 @@ pub fn exe_facts(ev: &mut PendingEvent) {
     if let Some(seen) = unsafe { EXE_SEEN.get(&tgid) }
         && seen.file == file as u64
     {
-        common(ev).exe = seen.facts;
+        common(ev).exe = copy_of(&seen.facts);
         return;
     }
     let mut facts = FileFacts::default();
@@ -346,7 +389,8 @@ pub fn emit(ev: &mut PendingEvent) {
     ev.header.body_len = body_len as u16;
     let len = HEADER_LEN + body_len;
     let tgid = ev.header.pid;
-    if !fits(len as u64, &common(ev).file) {
+    let used = ring_used();
+    if !fits(used, len as u64, &common(ev).file) {
         count(|c| c.ringbuf_full[kind] += 1);
         count_drop(tgid, false);
         ev.header.kind = 0;
@@ -357,7 +401,7 @@ pub fn emit(ev: &mut PendingEvent) {
             (&raw const EVENTS).cast_mut().cast::<c_void>(),
             (ev as *mut PendingEvent).cast::<c_void>(),
             len as u64,
-            submit_flags(),
+            submit_flags(used + len as u64),
         )
     };
     if ret == 0 {
@@ -373,9 +417,8 @@ pub fn emit(ev: &mut PendingEvent) {
 /// reserve is free; into the reserve only when it names a protected file (`PROTECTED_FILES`),
 /// so a flood of ordinary records cannot push those out.
 #[inline(always)]
-fn fits(len: u64, file: &FileFacts) -> bool {
+fn fits(used: u64, len: u64, file: &FileFacts) -> bool {
     let (size, reserve) = ring_limits();
-    let used = EVENTS.query(BPF_RB_AVAIL_DATA);
     if used.saturating_add(len).saturating_add(reserve) <= size || reserve == 0 {
         return true;
     }

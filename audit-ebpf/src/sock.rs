@@ -14,7 +14,7 @@ use crate::{
     connect::unfollow_async,
     maps::{CONNECTING, CONNECTING_COUNT, EVENTS},
     offsets::{kread, off, tp_read},
-    pending::{count, submit_flags},
+    pending::{count, ring_used, submit_flags},
 };
 
 const TCP_ESTABLISHED: i32 = 1;
@@ -64,7 +64,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         new_state: new as u32,
         error,
     };
-    entry.submit(submit_flags());
+    entry.submit(submit_flags(ring_used()));
     count(|c| c.emitted[EventKind::ConnectOutcome as usize] += 1);
     Ok(())
 }

@@ -23,7 +23,7 @@ use crate::{
     offsets::{kptr, kread, off, tp_read},
     pending::{
         Which, base_of, begin_idle, count, emit, emit_with_exe, fd_section, fill_header, fixed,
-        kernel_path, submit_flags,
+        kernel_path, ring_used, submit_flags,
     },
 };
 
@@ -321,7 +321,7 @@ fn try_create(ctx: &TracePointContext) -> Result<(), i64> {
         flags: tp_read(ctx, off!(uring_create_flags)).unwrap_or(0),
         fd,
     };
-    entry.submit(submit_flags());
+    entry.submit(submit_flags(ring_used()));
     count(|c| c.emitted[EventKind::UringSetup as usize] += 1);
     Ok(())
 }

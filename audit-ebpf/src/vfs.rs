@@ -9,7 +9,6 @@
 //! [`WALK_DEPTH`] steps and [`PATH_MAX`] bytes, with explicit flags when it is cut.
 
 use audit_common::event::{FileFacts, NAME_READ, PATH_MAX, WALK_DEPTH, file_flags};
-use aya_ebpf::helpers::bpf_get_current_task;
 
 use crate::{
     offsets::{Block, kptr, kread, off},
@@ -19,10 +18,28 @@ use crate::{
 /// `MNT_NS_INTERNAL` and other error pointers: internal mounts have no namespace.
 const MAX_ERRNO: u64 = 4095;
 
-/// The current task.
+/// The current task as the kernel's BTF types it (`bpf_get_current_task_btf`). A field read
+/// through it with [`btf_read`] is a plain load, not a helper call (each `bpf_probe_read_kernel`
+/// costs tens of nanoseconds): the verifier checks the load against the kernel's BTF — the
+/// offsets are constants to it (`.rodata`) — and the JIT turns a faulting load into a 0. A field
+/// that points to a struct comes out typed in turn (`task->mm`, `mm->exe_file`), so chains of
+/// such fields stay plain loads; any other field comes out as a number.
 #[inline(always)]
-pub fn current_task() -> *const u8 {
-    unsafe { bpf_get_current_task() as *const u8 }
+pub fn task_btf() -> *const u8 {
+    unsafe { aya_ebpf::helpers::generated::bpf_get_current_task_btf() as *const u8 }
+}
+
+/// The `T` at `base + off` of a BTF-typed object (see [`task_btf`]).
+#[inline(always)]
+pub fn btf_read<T>(base: *const u8, off: u16) -> T {
+    unsafe { core::ptr::read_volatile(base.wrapping_add(usize::from(off)).cast::<T>()) }
+}
+
+/// The non-null pointer at `base + off` of a BTF-typed object.
+#[inline(always)]
+pub fn btf_ptr(base: *const u8, off: u16) -> Result<*const u8, i64> {
+    let p: *const u8 = btf_read(base, off);
+    if p.is_null() { Err(-1) } else { Ok(p) }
 }
 
 /// The `struct file *` of `fd` in the current task's file table.
@@ -31,23 +48,22 @@ pub fn fd_file(fd: i64) -> Result<*const u8, i64> {
     if fd < 0 {
         return Err(-1);
     }
-    let files = kptr(current_task(), off!(task_files))?;
-    let fdt = kptr(files, off!(files_fdt))?;
-    // `max_fds` and `fd` are the first two fields of `struct fdtable`.
-    let b = Block::<2>::read(fdt, off!(fdt_max_fds))?;
-    let max = b.u32(off!(fdt_max_fds))?;
-    if fd >= i64::from(max) {
+    let files = btf_ptr(task_btf(), off!(task_files))?;
+    let fdt = btf_ptr(files, off!(files_fdt))?;
+    if fd >= i64::from(btf_read::<u32>(fdt, off!(fdt_max_fds))) {
         return Err(-1);
     }
-    let fds = b.ptr(off!(fdt_fd))?;
-    kptr(fds.wrapping_add((fd as usize) * 8), 0)
+    // `fd` is a `struct file **`: BTF types what it points to only for a pointer to a struct,
+    // so the array is read with the helper.
+    let fds: u64 = btf_read(fdt, off!(fdt_fd));
+    kptr((fds as *const u8).wrapping_add((fd as usize) * 8), 0)
 }
 
 /// Device, inode number, mode and link state of an inode.
 #[inline(always)]
 pub fn inode_facts(inode: *const u8, facts: &mut FileFacts) -> Result<(), i64> {
-    // Superblock, number and link count lie within 40 bytes of each other (a bigger block would
-    // not fit the stack of the exec program, which walks three files).
+    // Superblock, number and link count lie within 40 bytes of each other (a block reaching the
+    // mode too, at 0, makes the exec and compat programs too complex for the verifier).
     let b = Block::<5>::read(inode, off!(inode_sb))?;
     facts.ino = b.u64(off!(inode_ino))?;
     facts.mode = kread::<u16>(inode, off!(inode_mode))?;
@@ -71,9 +87,14 @@ pub fn path_at(base: *const u8, at: u16) -> Result<(*const u8, *const u8), i64> 
 /// The facts and the (vfsmount, dentry) of an open file.
 #[inline(always)]
 pub fn file_facts(file: *const u8, facts: &mut FileFacts) -> Result<(*const u8, *const u8), i64> {
-    let inode = kptr(file, off!(file_inode))?;
-    inode_facts(inode, facts)?;
-    path_at(file, off!(file_path))
+    // `f_inode` and `f_path` lie within 48 bytes: one read.
+    let b = Block::<6>::read(file, off!(file_inode))?;
+    inode_facts(b.ptr(off!(file_inode))?, facts)?;
+    let at = off!(file_path);
+    Ok((
+        b.ptr(at.wrapping_add(off!(path_mnt)))?,
+        b.ptr(at.wrapping_add(off!(path_dentry)))?,
+    ))
 }
 
 /// The facts of the inode behind a dentry (for paths that are not open files: a cwd, a
@@ -160,13 +181,13 @@ fn end_of_walk(mnt: *const u8, facts: &mut FileFacts) -> Result<(), i64> {
 /// The current task's cwd (`fs->pwd`) or root (`fs->root`) as (vfsmount, dentry).
 #[inline(always)]
 pub fn task_dir(root: bool) -> Result<(*const u8, *const u8), i64> {
-    let fs = kptr(current_task(), off!(task_fs))?;
+    let fs = btf_ptr(task_btf(), off!(task_fs))?;
     path_at(fs, if root { off!(fs_root) } else { off!(fs_pwd) })
 }
 
 /// The current task's executable (`mm->exe_file`); `None` for kernel threads.
 #[inline(always)]
 pub fn exe_file() -> Result<*const u8, i64> {
-    let mm = kptr(current_task(), off!(task_mm))?;
-    kptr(mm, off!(mm_exe_file))
+    let mm = btf_ptr(task_btf(), off!(task_mm))?;
+    btf_ptr(mm, off!(mm_exe_file))
 }
