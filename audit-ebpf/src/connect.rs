@@ -24,7 +24,7 @@ use crate::{
     offsets::{kptr, kread, off, tp_read, whoami},
     pending::{
         Section, atomic_add, base_section, begin, common, count, current_tid, emit_with_exe, fixed,
-        in_flight, read_user_str, set_result, walk_section,
+        in_flight, read_user_str, set_result, walk_section, zero,
     },
     vfs,
 };
@@ -135,7 +135,7 @@ pub fn address_as_passed(ev: &mut audit_common::event::PendingEvent, addr: u64, 
     if n as usize > SOCKADDR_MAX {
         n = SOCKADDR_MAX as u32;
     }
-    body.addr = [0; SOCKADDR_MAX];
+    zero(&mut body.addr);
     let r =
         unsafe { generated::bpf_probe_read_user((&raw mut body.addr).cast(), n, addr as *const _) };
     if r != 0 {
@@ -166,7 +166,7 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     body.fd = fd as i32;
     body.addrlen = addrlen as u32;
     body.user_addr = addr;
-    body.kaddr = KernelAddr::default();
+    zero(&mut body.kaddr);
     body.sk = 0;
     address_as_passed(ev, addr, addrlen as u32);
     if let Ok((sk, f_flags)) = socket_of(fd as i64) {

@@ -130,7 +130,9 @@ pub fn verifier_mask(x: usize, mask: usize) -> usize {
 
 /// Sets `*x` to all zero bits, a word at a time. Assigning a zeroed value or copying a struct
 /// compiles to a call of the BPF `memset`/`memmove`, which are byte loops (five to eight
-/// instructions a byte); volatile word accesses are never merged back into one of those.
+/// instructions a byte); volatile word accesses are never merged back into one of those. `x`
+/// must lie at an 8-byte aligned address (every slot field it is used on does; a misaligned
+/// stack store would be refused by the verifier, not executed).
 #[inline(always)]
 pub fn zero<T: Copy>(x: &mut T) {
     let p = (x as *mut T).cast::<u64>();
@@ -157,9 +159,9 @@ pub fn copy_of<T: Copy>(x: &T) -> T {
     unsafe { out.assume_init() }
 }
 
-/// `size_of::<T>()` in words, for a `T` of whole, aligned words (checked at compile time).
+/// `size_of::<T>()` in words, for a `T` of whole words (checked at compile time).
 const fn words<T>() -> usize {
-    assert!(size_of::<T>() % 8 == 0 && align_of::<T>() >= 8);
+    assert!(size_of::<T>() % 8 == 0);
     size_of::<T>() / 8
 }
 

@@ -4,7 +4,7 @@
 //! result (bytes sent). Sends without an address go to a connected peer, already recorded by its
 //! connect.
 
-use audit_common::event::{ConnectBody, EventKind, KernelAddr, Syscall};
+use audit_common::event::{ConnectBody, EventKind, Syscall};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{cgroup_sock_addr, tracepoint},
@@ -16,7 +16,7 @@ use crate::{
     filter::is_watched,
     offsets::sys_arg,
     pending::{
-        base_section, begin, count, current_tid, emit_with_exe, fixed, in_flight, set_result,
+        base_section, begin, count, current_tid, emit_with_exe, fixed, in_flight, set_result, zero,
     },
 };
 
@@ -98,7 +98,7 @@ fn try_enter(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
     body.fd = fd;
     body.addrlen = addrlen;
     body.user_addr = addr;
-    body.kaddr = KernelAddr::default();
+    zero(&mut body.kaddr);
     body.sk = socket_of(i64::from(fd)).map_or(0, |(sk, _)| sk as u64);
     address_as_passed(ev, addr, addrlen);
     Ok(())

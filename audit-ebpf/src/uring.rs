@@ -23,7 +23,7 @@ use crate::{
     offsets::{kptr, kread, off, tp_read},
     pending::{
         Which, base_of, begin_idle, count, emit, emit_with_exe, fd_section, fill_header, fixed,
-        kernel_path, ring_used, submit_flags,
+        kernel_path, ring_used, submit_flags, zero,
     },
 };
 
@@ -85,7 +85,7 @@ fn copy_addr(b: &mut UringBody, addr: *const u8, len: u32) {
     if n as usize > SOCKADDR_MAX {
         n = SOCKADDR_MAX as u32;
     }
-    b.addr = [0; SOCKADDR_MAX];
+    zero(&mut b.addr);
     let r = unsafe { generated::bpf_probe_read_kernel((&raw mut b.addr).cast(), n, addr.cast()) };
     b.addrlen = if r == 0 { n } else { 0 };
 }
