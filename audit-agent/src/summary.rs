@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::{
-    event::{Action, Decision, Event, Observer, Outcome},
+    event::{Action, Decision, Event, Observer, Outcome, Timestamp},
     format::{native::errno_name, resource_text, short_time},
 };
 
@@ -207,7 +207,7 @@ fn section(s: &mut String, title: String, items: &[String], total: u64) {
 pub(crate) struct SummaryObserver(pub(crate) Arc<Mutex<Summary>>);
 
 impl Observer for SummaryObserver {
-    fn observe(&mut self, e: &Event) {
+    fn observe(&mut self, e: &Event, _accepted: Timestamp) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).add(e);
     }
 }

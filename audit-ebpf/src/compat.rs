@@ -12,9 +12,7 @@
 
 use audit_common::event::{CompatBody, EventKind, KernelAddr, Syscall};
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 
 use crate::{
@@ -23,6 +21,7 @@ use crate::{
     pending::{
         Which, base_of, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight, user_path,
     },
+    vfs,
 };
 
 /// `TS_COMPAT` (arch/x86/include/asm/thread_info.h).
@@ -70,16 +69,11 @@ pub fn compat_sys_exit(ctx: RawTracePointContext) -> i32 {
 }
 
 /// The current task is in a 32-bit system call. This runs on every system call of the machine,
-/// so it reads `thread_info.status` straight through the BTF-typed task pointer (a plain load
-/// the verifier checks against BTF, at an offset it knows from the read-only offsets) instead
-/// of a `bpf_probe_read_kernel` helper call.
+/// so it reads `thread_info.status` through the BTF-typed task pointer (a plain load, see
+/// [`vfs::task_btf`]) instead of a `bpf_probe_read_kernel` helper call.
 #[inline(always)]
 fn in_compat_call() -> bool {
-    let task = unsafe { generated::bpf_get_current_task_btf() } as *const u8;
-    let status = unsafe {
-        core::ptr::read_volatile(task.add(usize::from(off!(task_ts_status))).cast::<u32>())
-    };
-    status & TS_COMPAT != 0
+    vfs::btf_read::<u32>(vfs::task_btf(), off!(task_ts_status)) & TS_COMPAT != 0
 }
 
 #[inline(always)]

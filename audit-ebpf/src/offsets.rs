@@ -4,7 +4,7 @@
 //! The globals live in `.rodata`, which the kernel freezes: the verifier then knows each value as a
 //! constant, so reading them costs nothing at run time and branches for absent fields are pruned.
 
-use audit_common::offsets::Offsets;
+use audit_common::offsets::{Offsets, SYS_ENTER_ARG0, SYS_EXIT_RET};
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext};
 
 #[unsafe(no_mangle)]
@@ -75,14 +75,24 @@ pub fn tp_read<T>(ctx: &TracePointContext, off: u16) -> Result<T, i64> {
     unsafe { ctx.read_at::<T>(usize::from(off)) }.map_err(i64::from)
 }
 
-/// The six arguments of a `sys_enter_*` record in one helper call; fields are picked with
-/// [`Block::u64`] at their `format` offsets (a field outside the block is read on its own).
+/// Argument `I` of a `sys_enter_*` record as a plain context load (no helper call; see
+/// [`SYS_ENTER_ARG0`]).
 #[inline(always)]
-pub fn sys_args(ctx: &TracePointContext) -> Result<Block<6>, i64> {
-    Block::read(
-        aya_ebpf::EbpfContext::as_ptr(ctx) as *const u8,
-        off!(sys_enter_args),
-    )
+pub fn enter_arg<const I: usize>(ctx: &TracePointContext) -> u64 {
+    ctx_u64(ctx, usize::from(SYS_ENTER_ARG0) + 8 * I)
+}
+
+/// The return value of a `sys_exit_*` record as a plain context load (see [`SYS_EXIT_RET`]).
+#[inline(always)]
+pub fn exit_ret(ctx: &TracePointContext) -> i64 {
+    ctx_u64(ctx, usize::from(SYS_EXIT_RET)) as i64
+}
+
+/// The u64 at a constant offset of the tracepoint record. Volatile: one load at that offset.
+#[inline(always)]
+fn ctx_u64(ctx: &TracePointContext, at: usize) -> u64 {
+    let p = aya_ebpf::EbpfContext::as_ptr(ctx) as *const u8;
+    unsafe { core::ptr::read_volatile(p.add(at).cast::<u64>()) }
 }
 
 /// Argument `i` of a `sys_enter_*` record (`args[i]` of `struct syscall_trace_enter`).

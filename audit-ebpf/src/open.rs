@@ -12,7 +12,7 @@ use aya_ebpf::{
 
 use crate::{
     filter::is_watched,
-    offsets::{off, sys_arg, sys_args, tp_read},
+    offsets::{enter_arg, off, sys_arg, tp_read},
     pending::{
         base_section, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight,
         requested_path, retry_requested, set_result,
@@ -65,16 +65,14 @@ struct OpenHow {
 #[inline(always)]
 fn arguments(ctx: &TracePointContext, syscall: Syscall) -> Result<(i32, u64, u64, u64, u64), i64> {
     Ok(match syscall {
-        Syscall::Openat => {
-            let a = sys_args(ctx)?;
-            (
-                a.u64(off!(openat_dfd))? as i32,
-                a.u64(off!(openat_filename))?,
-                a.u64(off!(openat_flags))?,
-                a.u64(off!(openat_mode))?,
-                0,
-            )
-        }
+        // openat(dfd, filename, flags, mode): the hottest hook, so plain context loads.
+        Syscall::Openat => (
+            enter_arg::<0>(ctx) as i32,
+            enter_arg::<1>(ctx),
+            enter_arg::<2>(ctx),
+            enter_arg::<3>(ctx),
+            0,
+        ),
         Syscall::Openat2 => {
             let how: u64 = tp_read(ctx, off!(openat2_how))?;
             // The kernel copies `how` before using it; a value it could not read fails the

@@ -32,7 +32,7 @@ use crate::{
         COUNTERS, DROPS_BY_TGID, EVENTS, EXE_SEEN, HAS_SLOT, PENDING, PENDING_INIT,
         PROTECTED_FILES, SeenExe,
     },
-    offsets::{off, ring_limits, tp_read, wakeup_bytes},
+    offsets::{exit_ret, off, ring_limits, wakeup_bytes},
     vfs,
 };
 
@@ -278,7 +278,7 @@ pub fn in_flight(tid: u32, kind: EventKind) -> Option<&'static mut PendingEvent>
 /// Stores the syscall's return value (from the `sys_exit` record) in the in-flight slot.
 #[inline(always)]
 pub fn set_result(ctx: &TracePointContext, ev: &mut PendingEvent) -> Result<(), i64> {
-    ev.header.retval = tp_read(ctx, off!(sys_exit_ret))?;
+    ev.header.retval = exit_ret(ctx);
     Ok(())
 }
 

@@ -814,6 +814,7 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
     }
     o.sys_exit_ret = ret;
     o.sys_enter_args = syscall_args_offset(tracefs)?;
+    fixed_record_layout(o.sys_enter_args, ret)?;
     let f = tracefs.format("sched", "sched_process_exit")?;
     o.sched_exit_pid = f.offset("pid")?;
     o.sched_exit_group_dead = f.optional("group_dead").unwrap_or(ABSENT);
@@ -830,6 +831,20 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
         o.sock_state_oldstate = f.offset("oldstate")?;
         o.sock_state_newstate = f.offset("newstate")?;
         o.sock_state_protocol = f.offset("protocol")?;
+    }
+    Ok(())
+}
+
+/// The programs read `openat`'s arguments and every return value at fixed offsets (plain context
+/// loads, see [`audit_common::offsets::SYS_ENTER_ARG0`]): refuses a kernel that puts them elsewhere.
+fn fixed_record_layout(arg0: u16, ret: u16) -> anyhow::Result<()> {
+    use audit_common::offsets::{SYS_ENTER_ARG0, SYS_EXIT_RET};
+    if arg0 != SYS_ENTER_ARG0 || ret != SYS_EXIT_RET {
+        bail!(
+            "this kernel's syscall tracepoints put argument 0 at offset {arg0} and the return \
+             value at {ret}; audit-agent reads them at {SYS_ENTER_ARG0} and {SYS_EXIT_RET} \
+             (the layout of every kernel since 2.6.33): this kernel is not supported"
+        );
     }
     Ok(())
 }

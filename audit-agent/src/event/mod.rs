@@ -602,7 +602,8 @@ pub(crate) trait Stage: Send {
 
 /// Sees every event the sink accepted (summaries, metrics); cannot change it.
 pub(crate) trait Observer: Send {
-    fn observe(&mut self, event: &Event);
+    /// `accepted` is when the sink took it (one clock read per record, shared by every observer).
+    fn observe(&mut self, event: &Event, accepted: Timestamp);
 
     /// After every batch: how many kernel records it held.
     fn batch(&mut self, _kernel_records: usize) {}

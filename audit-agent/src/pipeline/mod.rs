@@ -281,16 +281,17 @@ impl<S: Source> Pipeline<S> {
                 .add(reason, event.seq, event.time, event.action_name());
             return Ok(());
         }
+        let accepted = time::now();
         match &event.body {
             Body::Gap(_) => self.stats.gaps += 1,
             Body::Activity(_) => {
                 self.stats.records += 1;
-                let lag = time::now().duration_since(event.time).as_nanos();
+                let lag = accepted.duration_since(event.time).as_nanos();
                 self.stats.latency.record(u64::try_from(lag).unwrap_or(0));
             }
         }
         for o in &mut self.observers {
-            o.observe(&event);
+            o.observe(&event, accepted);
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ use prometheus_client::{
 
 use crate::{
     decode::kind_name,
-    event::{Body, Event, GapReason, Observer},
+    event::{Body, Event, GapReason, Observer, Timestamp},
     export::ExportStats,
     settings::MetricsSettings,
     time,
@@ -325,7 +325,7 @@ fn kind_labels(reason: &str, kind: usize) -> KindLabels {
 }
 
 impl Observer for PipelineMetrics {
-    fn observe(&mut self, e: &Event) {
+    fn observe(&mut self, e: &Event, accepted: Timestamp) {
         match &e.body {
             Body::Gap(g) => {
                 let l = GapLabels {
@@ -335,7 +335,7 @@ impl Observer for PipelineMetrics {
                 self.lost.get_or_create(&l).inc_by(g.lost);
             }
             Body::Activity(a) => {
-                let lag = time::now().duration_since(e.time).as_secs_f64();
+                let lag = accepted.duration_since(e.time).as_secs_f64();
                 self.delivery_latency.observe(lag.max(0.0));
                 let decision = a.verdict.as_ref().map_or("", |v| v.decision.name());
                 match &mut self.run {
