@@ -298,6 +298,23 @@ fn a_failed_relative_open_is_resolved_against_the_directory_at_the_time() {
     assert_eq!(present["resource"]["requested_path"], "present");
 }
 
+/// Past the first 64 descriptors the kernel moves the fd table to a new allocation: the file
+/// behind a high fd is still the one the kernel opened (the fd table is read through the task's
+/// BTF pointer).
+#[test]
+fn a_file_opened_past_the_first_fd_table_is_named_by_the_kernel() {
+    let cg = TestCgroup::new("truth-fdt");
+    let dir = Scratch::new("truth-fdt");
+    let target = dir.path("target");
+    std::fs::write(&target, "t").unwrap();
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
+    let report = cg.workload(["hold-fds", "100", "open", &s(&target)]);
+    let records = agent.stop();
+    assert_eq!(report[0]["ret"], 100, "{report:?}");
+    assert!(report[1]["ret"].as_i64() >= Some(100), "{report:?}");
+    assert_names_the_opened_file(open_of(&records, &report[1]), &report[1]);
+}
+
 #[test]
 fn forked_children_and_quick_exits_keep_their_executable() {
     let cg = TestCgroup::new("truth-exe");

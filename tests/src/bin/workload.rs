@@ -16,6 +16,7 @@
 //! workload fork ...                               the child runs the remaining actions; the
 //!                                                 parent waits for it
 //! workload open-many PREFIX N MS                  open PREFIX-0..PREFIX-(N-1), MS apart
+//! workload hold-fds N                             open /dev/null N times and keep them open
 //! workload sleep MS
 //! workload block-open FIFO                        open a FIFO for reading (blocks)
 //! workload exec PATH [ARGS...]                    execve(PATH, [PATH, ARGS...]) (last action)
@@ -397,6 +398,16 @@ fn main() {
                     }
                     report("open-many", i64::from(n), "");
                     i += 3;
+                }
+                "hold-fds" => {
+                    // Past the first 64 descriptors the kernel moves the fd table to a new
+                    // allocation (`files->fdt` no longer points at the embedded one).
+                    let n: u32 = text(1).parse().expect("count");
+                    let held = (0..n)
+                        .filter(|_| libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) >= 0)
+                        .count();
+                    report("hold-fds", held as i64, "");
+                    i += 1;
                 }
                 "threads-open" => {
                     // T threads at once, each opening PREFIX-<thread>-0 .. -(N-1), in R rounds of
