@@ -334,6 +334,8 @@ pub(crate) struct SpoolWriter {
     on_ready: Box<dyn Fn() + Send>,
     /// The record being written (reused: no allocation per record).
     line: Vec<u8>,
+    /// The actor members of the last record, copied into the next while they are the same.
+    actors: native::ActorCache,
     /// The partition of the last record and its UTC hour (seconds / 3600): consecutive records
     /// of one agent in one hour skip building (three strings) and hashing a [`Partition`].
     last: Option<(i64, Partition)>,
@@ -355,6 +357,7 @@ impl SpoolWriter {
             space_checked: None,
             on_ready,
             line: Vec::with_capacity(4096),
+            actors: native::ActorCache::default(),
             last: None,
         }
     }
@@ -471,7 +474,7 @@ impl Sink for SpoolWriter {
     fn write(&mut self, e: &Event) -> anyhow::Result<Accepted> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        native::write(e, &mut line)?;
+        native::write_with(e, &mut line, &mut self.actors)?;
         line.push(b'\n');
         let accepted = self.append(e, &line);
         self.line = line;

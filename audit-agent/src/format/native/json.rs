@@ -144,6 +144,23 @@ impl<'b> Object<'b> {
         Object::open(self.key(name))
     }
 
+    /// How many bytes the output holds (to copy what a run of members wrote, see [`Self::copied`]).
+    pub(super) fn written(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The bytes written since `from` (a [`Self::written`] value).
+    pub(super) fn since(&self, from: usize) -> &[u8] {
+        &self.buf[from..]
+    }
+
+    /// Members written before by an object that had members already (so `members` starts with
+    /// the separating comma), copied as they are.
+    pub(super) fn copied(&mut self, members: &[u8]) {
+        debug_assert!(!self.first && members.first() == Some(&b','));
+        self.buf.extend_from_slice(members);
+    }
+
     /// A member written by serde (parts with many optional fields).
     pub(super) fn serde(
         &mut self,

@@ -108,8 +108,23 @@ pub(super) fn family_number(name: &str) -> Option<u16> {
 }
 
 /// Writes the activity members of a record.
-fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
-    let agent = a.agent.as_deref();
+/// The `agent`, `process` and `subject` members, copied from `cache` when it holds them.
+fn actor_out(a: &Activity, out: &mut Object<'_>, cache: &mut ActorCache) -> serde_json::Result<()> {
+    if cache.holds(a) {
+        out.copied(&cache.members);
+        return Ok(());
+    }
+    let from = out.written();
+    agent_out(a.agent.as_deref(), out);
+    process_out(&a.process, out);
+    subject_out(&a.subject, out)?;
+    cache.members.clear();
+    cache.members.extend_from_slice(out.since(from));
+    cache.of = Some((a.agent.clone(), a.process.clone(), a.subject.clone()));
+    Ok(())
+}
+
+fn agent_out(agent: Option<&AgentIdentity>, out: &mut Object<'_>) {
     let mut o = out.object("agent");
     o.str(
         "id",
@@ -121,8 +136,9 @@ fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     let matched_by = agent.and_then(|x| x.matched_by).map(MatchedBy::name);
     o.opt_str("matched_by", matched_by);
     o.close();
+}
 
-    let p = &a.process;
+fn process_out(p: &Process, out: &mut Object<'_>) {
     let mut o = out.object("process");
     o.u64("pid", p.pid.into());
     o.u64("tid", p.tid.into());
@@ -132,8 +148,9 @@ fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     o.opt_str("exec_id", p.exec_id.as_deref());
     o.opt_str("parent_exec_id", p.parent_exec_id.as_deref());
     o.close();
+}
 
-    let s = &a.subject;
+fn subject_out(s: &Subject, out: &mut Object<'_>) -> serde_json::Result<()> {
     let mut o = out.object("subject");
     o.u64("uid", s.uid.into());
     o.u64("gid", s.gid.into());
@@ -156,7 +173,11 @@ fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
         )?;
     }
     o.close();
+    Ok(())
+}
 
+/// The members after the actor's: resource, result, protected sets, verdict.
+fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     let mut o = out.object("resource");
     resource_out(&a.resource).write(&mut o)?;
     o.close();
@@ -198,6 +219,32 @@ pub(crate) fn record_id(e: &Event) -> String {
 
 /// Appends the record of `e` to `buf`, without a newline.
 pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    write_with(e, buf, &mut ActorCache::default())
+}
+
+/// The `agent`, `process` and `subject` members of the last activity written, and what they were
+/// written from. Consecutive records of one thread share them (about a third of a record's
+/// bytes), so they are written once and copied while their sources compare equal.
+#[derive(Default)]
+pub(crate) struct ActorCache {
+    of: Option<(Option<Arc<AgentIdentity>>, Process, Subject)>,
+    members: Vec<u8>,
+}
+
+impl ActorCache {
+    fn holds(&self, a: &Activity) -> bool {
+        self.of
+            .as_ref()
+            .is_some_and(|(agent, p, s)| *agent == a.agent && *p == a.process && *s == a.subject)
+    }
+}
+
+/// [`write`], with the actor members copied from `cache` when they are the last ones written.
+pub(crate) fn write_with(
+    e: &Event,
+    buf: &mut Vec<u8>,
+    cache: &mut ActorCache,
+) -> serde_json::Result<()> {
     let mut out = Object::open(buf);
     out.str("schema", SCHEMA);
     out.joined("id", &[&e.stream, "-", itoa::Buffer::new().format(e.seq)]);
@@ -211,6 +258,7 @@ pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
     match &e.body {
         Body::Activity(a) => {
             out.str("syscall", a.syscall);
+            actor_out(a, &mut out, cache)?;
             activity_out(a, &mut out)?;
         }
         Body::Gap(g) => out.serde("gap", &gap_out(g))?,

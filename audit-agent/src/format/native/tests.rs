@@ -489,3 +489,49 @@ fn thirty_two_bit_calls_read_back_as_written() {
     }
     assert!(line(&other).contains(r#""syscall":"ia32:getpid""#));
 }
+
+/// The actor members copied from the last record are exactly what writing them anew gives, and
+/// any change to the agent, the process or the subject is written anew.
+#[test]
+fn copied_actor_members_are_the_ones_written_anew() {
+    let base = activity(
+        Action::Open,
+        "openat",
+        opened(Some(b"a"), b"/srv/a", Requested::AtEntry),
+        open_detail(),
+    );
+    let changed = |f: &dyn Fn(&mut Activity)| {
+        let mut e = base.clone();
+        if let Body::Activity(a) = &mut e.body {
+            f(a);
+        }
+        e
+    };
+    let sequence = [
+        base.clone(),
+        base.clone(),
+        changed(&|a| a.process.tid = 4244),
+        changed(&|a| a.process.tid = 4244),
+        changed(&|a| a.process.comm = b"other".to_vec()),
+        changed(&|a| a.process.exe = None),
+        changed(&|a| a.subject.cgroup = Some(Arc::from("/agents/other"))),
+        changed(&|a| a.subject.uid = 0),
+        changed(&|a| a.agent = None),
+        changed(&|a| {
+            a.agent = Some(Arc::new(AgentIdentity {
+                id: "coder".into(),
+                name: None,
+                workflow: None,
+                owner: None,
+                matched_by: Some(MatchedBy::Uid),
+            }))
+        }),
+        base.clone(),
+    ];
+    let mut cache = ActorCache::default();
+    for e in &sequence {
+        let mut copied = Vec::new();
+        write_with(e, &mut copied, &mut cache).unwrap();
+        assert_eq!(String::from_utf8(copied).unwrap(), line(e));
+    }
+}
