@@ -223,7 +223,7 @@ impl ObjectName {
 }
 
 /// A spool segment: the records of one partition from `first_seq` on, before sealing.
-/// File name `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson` (agent percent-encoded).
+/// File name `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson.gz` (agent percent-encoded).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct SegmentName {
     pub(crate) first_seq: u64,
@@ -242,12 +242,20 @@ impl SegmentName {
         )
     }
 
+    /// The segment's file: gzip-compressed NDJSON (see `segment`).
     pub(crate) fn file_name(&self) -> String {
+        format!("{}.ndjson.gz", self.stem())
+    }
+
+    /// The file name of the segment in versions that spooled plain NDJSON.
+    pub(crate) fn plain_file_name(&self) -> String {
         format!("{}.ndjson", self.stem())
     }
 
+    /// A segment's file name, of this version or an earlier one.
     pub(crate) fn parse(file: &str) -> Option<Self> {
-        let mut p = file.strip_suffix(".ndjson")?.split('+');
+        let stem = (file.strip_suffix(".ndjson.gz")).or_else(|| file.strip_suffix(".ndjson"))?;
+        let mut p = stem.split('+');
         let s = Self {
             first_seq: p.next()?.parse().ok()?,
             partition: Partition {

@@ -7,6 +7,7 @@ pub(crate) mod layout;
 pub(crate) mod manifest;
 pub(crate) mod object;
 mod seal;
+mod segment;
 mod spool;
 pub(crate) mod store;
 mod upload;
@@ -391,6 +392,7 @@ impl Exporter {
                     max_bytes: conf.spool_max_bytes,
                     segment_max_bytes: conf.segment_max_bytes,
                     segment_max_age: conf.segment_max_age,
+                    gzip_level: conf.gzip_level,
                 },
                 stats.clone(),
                 Box::new(move || {

@@ -12,6 +12,7 @@
 //! already covered by a manifest are deleted (4 was lost).
 
 use std::{
+    borrow::Cow,
     collections::HashSet,
     fs,
     io::Write as _,
@@ -30,6 +31,7 @@ use super::{
     lake::LakeSettings,
     layout::{self, ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
     manifest::{self, Body, Link, ManifestKind, ObjectEntry, sha256_hex},
+    segment::Stored,
     spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
 };
 use crate::{
@@ -109,7 +111,7 @@ impl Sealer {
             state.host = stream.host.clone();
         }
         s.remove_orphans()?;
-        if let Some(max) = recover_open_segments(&s.dirs)? {
+        if let Some(max) = recover_open_segments(&s.dirs, s.gzip_level)? {
             state.next_seq = state.next_seq.max(max + 1);
         }
         state.clean_shutdown = false;
@@ -169,7 +171,9 @@ impl Sealer {
                 for o in &m.body.objects {
                     referenced.extend(layout::spool_file_of(&o.key));
                     if let Some(o) = ObjectName::parse(&o.key) {
-                        covered.insert(SegmentName::of_object(&o).file_name());
+                        let segment = SegmentName::of_object(&o);
+                        covered.insert(segment.file_name());
+                        covered.insert(segment.plain_file_name());
                     }
                 }
             }
@@ -255,25 +259,25 @@ impl Sealer {
         path: &Path,
         consumed: &mut Vec<(PathBuf, u64)>,
     ) -> anyhow::Result<Vec<ObjectEntry>> {
-        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        consumed.push((path.to_path_buf(), bytes.len() as u64));
+        let stored = Stored::read(path)?;
+        consumed.push((path.to_path_buf(), stored.len()));
         let sidecar = super::spool::meta_path(path);
         let meta = fs::read(&sidecar)
             .ok()
             .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok())
-            .filter(|m| m.records > 0)
-            .or_else(|| scan(&bytes));
+            .filter(|m| m.records > 0);
         consumed.push((sidecar, 0));
-        let Some(meta) = meta else {
-            return Ok(Vec::new()); // empty segment
+        // The records are decompressed only when something needs them: the native object is
+        // the segment's own gzip stream.
+        let renders = !self.renderings.extra.is_empty() || self.renderings.lake.is_some();
+        let records = match (&stored, &meta) {
+            (Stored::Gzip(_), Some(_)) if !renders => None,
+            _ => Some(stored.records()?),
         };
-        let mut renderings: Vec<(ObjectFormat, Vec<u8>)> = self
-            .renderings
-            .extra
-            .iter()
-            .map(|f| (*f, rendered_lines(*f, &bytes)))
-            .collect();
-        renderings.insert(0, (ObjectFormat::Native, bytes));
+        let meta = match meta.or_else(|| scan(records.as_deref().unwrap_or_default())) {
+            Some(m) => m,
+            None => return Ok(Vec::new()), // empty segment
+        };
         let entry = |key: String, format, stored: &[u8], content_bytes, records| ObjectEntry {
             key,
             format,
@@ -288,12 +292,35 @@ impl Sealer {
             time_to: meta.time_to,
         };
         let mut entries = Vec::new();
+        let native = ObjectName::new(ObjectFormat::Native, name, &self.stream);
+        let gz = match &stored {
+            Stored::Gzip(gz) => Cow::Borrowed(gz),
+            Stored::Plain(b) => Cow::Owned(self.gzip(b)?),
+        };
+        self.write_object(&native.spool_file(), &gz)?;
+        let content = Some(stored.records_len());
+        entries.push(entry(
+            native.key(),
+            ObjectFormat::Native,
+            &gz,
+            content,
+            meta.records,
+        ));
+        let Some(records) = records.filter(|_| renders) else {
+            return Ok(entries);
+        };
+        let rendered: Vec<(ObjectFormat, Vec<u8>)> = self
+            .renderings
+            .extra
+            .iter()
+            .map(|f| (*f, rendered_lines(*f, &records)))
+            .collect();
         if let Some(lake) = &self.renderings.lake {
-            let ocsf = renderings
+            let ocsf = rendered
                 .iter()
                 .find(|r| r.0 == ObjectFormat::Ocsf)
-                .map(|r| r.1.clone())
-                .unwrap_or_else(|| rendered_lines(ObjectFormat::Ocsf, &renderings[0].1));
+                .map(|r| Cow::Borrowed(&r.1))
+                .unwrap_or_else(|| Cow::Owned(rendered_lines(ObjectFormat::Ocsf, &records)));
             for o in super::lake::objects(&ocsf)? {
                 let key = lake.key(o.class_uid, &o.day, &self.stream.key_part(), name.first_seq);
                 let file = layout::spool_file_of(&key).context("a Security Lake key")?;
@@ -307,7 +334,7 @@ impl Sealer {
                 ));
             }
         }
-        for (format, bytes) in renderings {
+        for (format, bytes) in rendered {
             let object = ObjectName::new(format, name, &self.stream);
             let gz = self.gzip(&bytes)?;
             self.write_object(&object.spool_file(), &gz)?;
@@ -420,7 +447,6 @@ fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
     m
 }
 
-/// Renders native NDJSON as OCSF NDJSON.
 /// Native records (JSON lines) rendered as `format`, one line each.
 fn rendered_lines(format: ObjectFormat, records: &[u8]) -> Vec<u8> {
     let render = match format {

@@ -5,16 +5,18 @@
 //! <spool>/state.json              stream, next seq, manifest chain head (written atomically)
 //! <spool>/alive                   touched every second while the daemon runs: its time is
 //!                                 when a crashed run was last known alive
-//! <spool>/open/<segment>.ndjson   segments being appended to (one per agent and UTC hour)
-//! <spool>/ready/<segment>.ndjson  closed segments waiting to be sealed
+//! <spool>/open/<segment>.ndjson.gz   segments being appended to (one per agent and UTC hour)
+//! <spool>/ready/<segment>.ndjson.gz  closed segments waiting to be sealed
+//! <spool>/ready/<segment>.ndjson.meta  their seq and time range (see `SegmentMeta`)
 //! <spool>/sealed/<...>.gz         compressed objects waiting for upload
 //! <spool>/sealed/manifest-<n>.json  their manifests, uploaded after the objects
 //! ```
-//! Segment names are `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson` (agent percent-encoded).
+//! Segment names are `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson.gz` (agent percent-encoded);
+//! a segment is compressed as it is written (the format and its write order: `segment`).
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{Read as _, Seek as _, SeekFrom, Write as _},
+    io::Write as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -27,6 +29,7 @@ use super::{
     ExportStats,
     layout::{Partition, SegmentName},
     manifest::Link,
+    segment::{End, SegmentFile, Stored, salvage},
 };
 use crate::{
     event::{Event, GapReason, Timestamp},
@@ -258,11 +261,8 @@ pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
 struct OpenSegment {
     name: SegmentName,
     path: PathBuf,
-    file: File,
-    /// Bytes appended but not yet written to the file.
-    buf: Vec<u8>,
-    /// Length of the file: what was written whole.
-    written: u64,
+    out: SegmentFile,
+    /// Bytes of records appended (uncompressed).
     bytes: u64,
     opened: Instant,
     meta: SegmentMeta,
@@ -313,6 +313,8 @@ pub(crate) struct SpoolLimits {
     pub(crate) max_bytes: u64,
     pub(crate) segment_max_bytes: u64,
     pub(crate) segment_max_age: Duration,
+    /// gzip level of segments (they are compressed as they are written).
+    pub(crate) gzip_level: u32,
 }
 
 /// The sink that appends records to the spool.
@@ -325,6 +327,8 @@ pub(crate) struct SpoolWriter {
     dirs: SpoolDirs,
     limits: SpoolLimits,
     open: crate::FastMap<Partition, OpenSegment>,
+    /// Segments whose closing could not be written (full disk): retried with every flush.
+    closing: Vec<OpenSegment>,
     stats: Arc<ExportStats>,
     /// Why the spool cannot be written now, if it cannot.
     unwritable: Option<GapReason>,
@@ -352,6 +356,7 @@ impl SpoolWriter {
             dirs,
             limits,
             open: crate::FastMap::default(),
+            closing: Vec::new(),
             stats,
             unwritable: None,
             space_checked: None,
@@ -417,11 +422,20 @@ impl SpoolWriter {
         }
     }
 
-    /// Writes every segment's buffer to its file.
+    /// Writes every open segment up to a sync point (the acknowledgement), and finishes the
+    /// closing of segments a full disk held back.
     fn write_buffers(&mut self) -> std::io::Result<()> {
         let mut result = Ok(());
         for seg in self.open.values_mut() {
-            if let Err(e) = seg.write_out() {
+            match seg.out.write_out(End::Sync) {
+                Ok(n) => {
+                    self.stats.spool_bytes.inc_by(n as i64);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        for seg in std::mem::take(&mut self.closing) {
+            if let Err(e) = self.finish_segment(seg) {
                 result = Err(e);
             }
         }
@@ -432,27 +446,37 @@ impl SpoolWriter {
     }
 
     fn close_segment(&mut self, key: &Partition) -> anyhow::Result<()> {
-        let Some(mut seg) = self.open.remove(key) else {
-            return Ok(());
-        };
-        let to = self.dirs.ready.join(seg.name.file_name());
-        if let Err(e) = seg.write_out() {
-            // Kept open, its records in memory, until the spool can be written.
+        if let Some(seg) = self.open.remove(key)
+            && let Err(e) = self.finish_segment(seg)
+        {
             self.failed(&e);
-            self.open.insert(key.clone(), seg);
-            return Ok(());
         }
-        // The sidecar first: a ready segment without one is simply rescanned.
-        if let Err(e) = write_private(&meta_path(&to), &serde_json::to_vec(&seg.meta)?) {
-            tracing::warn!(error = %e, "cannot write a segment's sidecar; sealing rescans it");
-        }
-        if let Err(e) = fs::rename(&seg.path, &to) {
-            self.failed(&e);
-            self.open.insert(key.clone(), seg);
-            return Ok(());
-        }
-        (self.on_ready)();
         Ok(())
+    }
+
+    /// Writes the end of a segment's stream and moves it to `ready/`; when the disk does not
+    /// let it, keeps it (its records in memory) in `closing` for the next flush.
+    fn finish_segment(&mut self, mut seg: OpenSegment) -> std::io::Result<()> {
+        let to = self.dirs.ready.join(seg.name.file_name());
+        let finished = seg.out.write_out(End::Finish).and_then(|n| {
+            self.stats.spool_bytes.inc_by(n as i64);
+            // The sidecar first: a ready segment without one is simply rescanned.
+            let meta = serde_json::to_vec(&seg.meta).map_err(std::io::Error::other)?;
+            if let Err(e) = write_private(&meta_path(&to), &meta) {
+                tracing::warn!(error = %e, "cannot write a segment's sidecar; sealing rescans it");
+            }
+            fs::rename(&seg.path, &to)
+        });
+        match finished {
+            Ok(()) => {
+                (self.on_ready)();
+                Ok(())
+            }
+            Err(e) => {
+                self.closing.push(seg);
+                Err(e)
+            }
+        }
     }
 
     /// Closes segments that are too old (called on every flush).
@@ -500,7 +524,9 @@ impl Sink for SpoolWriter {
         for k in keys {
             self.close_segment(&k)?;
         }
-        let unwritten: usize = self.open.values().map(|s| s.buf.len()).sum();
+        let unwritten: usize = (self.open.values().chain(&self.closing))
+            .map(|s| s.out.unwritten())
+            .sum();
         if unwritten > 0 {
             tracing::error!(
                 bytes = unwritten,
@@ -568,9 +594,7 @@ impl SpoolWriter {
                 OpenSegment {
                     name,
                     path,
-                    file,
-                    buf: Vec::with_capacity(64 * 1024),
-                    written: 0,
+                    out: SegmentFile::new(file, self.limits.gzip_level),
                     bytes: 0,
                     opened: Instant::now(),
                     meta: SegmentMeta::new(e.seq, e.time),
@@ -581,47 +605,28 @@ impl SpoolWriter {
             let key = self.last.as_ref().map(|(_, p)| p).expect("noted above");
             let seg = self.open.get_mut(key).expect("inserted above");
             seg.meta.add(e.seq, e.time);
-            seg.buf.extend_from_slice(line);
+            seg.out.push(line);
             seg.bytes += len;
             // While the spool is unwritable, buffers (of gap records) wait for `check_space`.
-            let written = if seg.buf.len() >= 256 * 1024 && self.unwritable.is_none() {
-                seg.write_out()
+            let written = if seg.out.wants_write() && self.unwritable.is_none() {
+                seg.out.write_out(End::Continue)
             } else {
-                Ok(())
+                Ok(0)
             };
             (seg.bytes >= self.limits.segment_max_bytes, written)
         };
-        if let Err(err) = written {
-            self.failed(&err);
+        match written {
+            Ok(n) => {
+                self.stats.spool_bytes.inc_by(n as i64);
+            }
+            Err(err) => self.failed(&err),
         }
-        self.stats.spool_bytes.inc_by(len as i64);
         self.stats.records_spooled.inc();
         if full && self.unwritable.is_none() {
             let key = self.noted().clone();
             self.close_segment(&key)?;
         }
         Ok(Accepted::Yes)
-    }
-}
-
-impl OpenSegment {
-    /// Writes the buffer to the file. A partial write is cut off again (the buffer stays, to be
-    /// written whole later), so the file never holds a torn record.
-    fn write_out(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        match self.file.write_all(&self.buf) {
-            Ok(()) => {
-                self.written += self.buf.len() as u64;
-                self.buf.clear();
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.file.set_len(self.written);
-                Err(e)
-            }
-        }
     }
 }
 
@@ -634,14 +639,28 @@ fn free_bytes(path: &Path) -> Option<u64> {
         .then(|| st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// Recovery at start: segments left open by a previous run become ready (a torn last line from
-/// a crash mid-write is cut off). Returns the highest seq found in ready segments.
-pub(crate) fn recover_open_segments(dirs: &SpoolDirs) -> anyhow::Result<Option<u64>> {
+/// Recovery at start: segments left open by a previous run become ready (whole records kept,
+/// a torn last one cut off: `segment::salvage`). Returns the highest seq found in ready segments.
+pub(crate) fn recover_open_segments(
+    dirs: &SpoolDirs,
+    gzip_level: u32,
+) -> anyhow::Result<Option<u64>> {
     for e in fs::read_dir(&dirs.open)? {
-        let e = e?;
-        let path = e.path();
-        truncate_torn_tail(&path)?;
-        let to = dirs.ready.join(e.file_name());
+        let path = e?.path();
+        if path.extension().is_some_and(|x| x == "tmp") {
+            // A salvage interrupted before its rename: the segment itself is still there.
+            fs::remove_file(&path)?;
+            continue;
+        }
+        let cut = salvage(&path, gzip_level)?;
+        if cut > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                cut,
+                "spool segment ends with a torn record (crash mid-write); cutting it off"
+            );
+        }
+        let to = dirs.ready.join(path.file_name().unwrap_or_default());
         let _ = fs::remove_file(meta_path(&to));
         fs::rename(&path, to)?;
     }
@@ -658,41 +677,15 @@ pub(crate) fn recover_open_segments(dirs: &SpoolDirs) -> anyhow::Result<Option<u
     Ok(max)
 }
 
-fn truncate_torn_tail(path: &Path) -> anyhow::Result<()> {
-    let mut f = private_options().read(true).write(true).open(path)?;
-    let len = f.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    let back = len.min(1 << 20);
-    f.seek(SeekFrom::Start(len - back))?;
-    let mut tail = vec![0; back as usize];
-    f.read_exact(&mut tail)?;
-    if tail.last() == Some(&b'\n') {
-        return Ok(());
-    }
-    let keep = tail
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(len - back, |i| len - back + i as u64 + 1);
-    tracing::warn!(
-        file = %path.display(),
-        cut = len - keep,
-        "spool segment ends with a torn record (crash mid-write); cutting it off"
-    );
-    f.set_len(keep)?;
-    f.sync_all()?;
-    Ok(())
-}
-
 /// The seq of the last complete line of a segment file.
 fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
     #[derive(Deserialize)]
     struct Seq {
         seq: u64,
     }
-    let bytes = fs::read(path)?;
-    Ok(bytes
+    let stored = Stored::read(path)?;
+    Ok(stored
+        .records()?
         .split(|&b| b == b'\n')
         .rev()
         .find(|l| !l.is_empty())
@@ -798,15 +791,5 @@ mod tests {
             assert!(err.contains("is owned by uid 65534"), "{err}");
         }
         let _ = fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn torn_tails_are_cut_to_the_last_complete_line() {
-        let dir = std::env::temp_dir().join(format!("audit-torn-{}", std::process::id()));
-        fs::write(&dir, b"{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3,\"ti").unwrap();
-        truncate_torn_tail(&dir).unwrap();
-        assert_eq!(fs::read(&dir).unwrap(), b"{\"seq\":1}\n{\"seq\":2}\n");
-        assert_eq!(last_seq_in(&dir).unwrap(), Some(2));
-        let _ = fs::remove_file(&dir);
     }
 }
