@@ -411,6 +411,50 @@ fn sigkill_with_sealed_and_unsealed_spool_then_restart_delivers_everything() {
     assert!(ok, "{out}");
 }
 
+/// Spools of versions before segments were compressed hold plain NDJSON (`<name>.ndjson`): an
+/// upgraded daemon recovers them (a torn last line cut), seals them and delivers every record.
+#[test]
+fn a_spool_of_plain_segments_left_by_an_earlier_version_is_delivered_after_the_upgrade() {
+    let cg = TestCgroup::new("upgrade");
+    let dir = Scratch::new("upgrade");
+    let t = file_target(&dir.path("store"));
+    let spool = dir.path("spool");
+    let cfg = config(&t, &cg, &spool, "");
+    let mut agent = daemon(&cfg, &dir, &t.env);
+    let prefix = marker_prefix("upgrade");
+    cg.workload(["open-many", &prefix, "100", "0"]);
+    let open_text = || {
+        std::fs::read_dir(spool.join("open"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| spooled_text(&e.path()))
+                    .collect::<String>()
+            })
+            .unwrap_or_default()
+    };
+    wait_until("every marker written to an open segment", || {
+        let text = open_text();
+        (0..100).all(|i| text.contains(&format!("{prefix}-{i}\"")))
+    });
+    agent.signal(libc::SIGKILL);
+    agent.wait(Duration::from_secs(10));
+    // What the earlier version would have left: the same records, plain, with a torn tail.
+    for e in std::fs::read_dir(spool.join("open")).unwrap().flatten() {
+        let gz = e.path();
+        let name = gz.file_name().unwrap().to_string_lossy().into_owned();
+        let plain = gz.with_file_name(name.strip_suffix(".gz").unwrap());
+        let mut text = spooled_text(&gz);
+        text.push_str("{\"schema\":\"audit-agent/v1\",\"id\":\"torn");
+        std::fs::write(&plain, text).unwrap();
+        std::fs::remove_file(&gz).unwrap();
+    }
+    let agent = daemon(&cfg, &dir, &t.env);
+    let _ = agent.stop();
+    assert_all_markers_once(&t.trail.records(), &prefix, 0..100);
+    let (ok, out) = verify(&t, &[]);
+    assert!(ok, "{out}");
+}
+
 #[test]
 fn a_sigkill_of_the_daemon_by_a_watched_process_is_on_record_after_restart() {
     let cg = TestCgroup::new("sigkill-agent");
