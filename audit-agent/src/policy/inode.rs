@@ -13,13 +13,13 @@ use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use audit_common::filter::FileKey;
 
 use super::{Policy, pattern::PathSet};
-use crate::event::FileId;
+use crate::event::{FileId, Timestamp};
 
 /// How often the index is rebuilt.
 pub(crate) const REFRESH: Duration = Duration::from_secs(5);
@@ -211,7 +211,9 @@ pub(crate) struct Refreshing {
     root: PathBuf,
     index: Arc<InodeIndex>,
     built_for: Option<Arc<str>>,
-    built_at: Instant,
+    /// Event time the index was built at (event time, not a clock read per record: this is
+    /// asked for every record).
+    built_at: Option<Timestamp>,
     warned: bool,
     /// Where the identities go for the kernel, and what was published last.
     published: Option<(Published, Vec<FileKey>)>,
@@ -223,7 +225,7 @@ impl Refreshing {
             root,
             index: Arc::default(),
             built_for: None,
-            built_at: Instant::now(),
+            built_at: None,
             warned: false,
             published: None,
         }
@@ -245,15 +247,17 @@ impl Refreshing {
         }
     }
 
-    /// The index for `policy` (the newest), rebuilt if it is older than [`REFRESH`] or was built
-    /// for another version.
-    pub(crate) fn get(&mut self, policy: &Policy) -> Arc<InodeIndex> {
+    /// The index for `policy` (the newest) at event time `now`, rebuilt if it is [`REFRESH`]
+    /// older or newer (the clock was set back), or was built for another version.
+    pub(crate) fn get(&mut self, policy: &Policy, now: Timestamp) -> Arc<InodeIndex> {
         let fresh = self.built_for.as_deref() == Some(policy.version().as_ref())
-            && self.built_at.elapsed() < REFRESH;
+            && self
+                .built_at
+                .is_some_and(|t| now.duration_since(t).unsigned_abs() < REFRESH);
         if !fresh {
             self.index = Arc::new(InodeIndex::build(policy, &self.root));
             self.built_for = Some(Arc::clone(policy.version()));
-            self.built_at = Instant::now();
+            self.built_at = Some(now);
             if let Some((to, last)) = &mut self.published {
                 let keys = self.index.kernel_keys();
                 if keys != *last {

@@ -439,7 +439,7 @@ impl PolicyStage {
         if let Some(k) = kernel {
             inodes = inodes.publishing(k);
         }
-        inodes.get(&policy.current());
+        inodes.get(&policy.current(), crate::time::now());
         Self { policy, inodes }
     }
 }
@@ -447,7 +447,7 @@ impl PolicyStage {
 impl Stage for PolicyStage {
     fn apply(&mut self, event: &mut Event) {
         let policy = self.policy.at(event.time);
-        let index = self.inodes.get(&policy);
+        let index = self.inodes.get(&policy, event.time);
         if let Some(a) = event.activity_mut() {
             let agent = a.agent.clone();
             let id = agent.as_deref().map_or(UNATTRIBUTED, |x| x.id.as_str());
