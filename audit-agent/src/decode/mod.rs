@@ -236,14 +236,14 @@ fn span(body: &[u8], s: Span) -> Option<&[u8]> {
 
 /// Turns a walk (components leaf first, each NUL-terminated) into a path.
 pub(crate) fn walk_to_path(walk: &[u8], facts: &FileFacts) -> Vec<u8> {
-    let comps: Vec<&[u8]> = walk
-        .split(|&b| b == 0)
-        .filter(|c| !c.is_empty() && *c != b"/")
-        .collect();
+    // Root first: the walk read backwards (no list of components: this runs for every record).
+    let comps = walk
+        .rsplit(|&b| b == 0)
+        .filter(|c| !c.is_empty() && *c != b"/");
     let cut = facts.flags & file_flags::CUT != 0;
     let detached = facts.flags & file_flags::DETACHED != 0;
     let mut out = Vec::with_capacity(walk.len() + 1);
-    for (i, c) in comps.iter().rev().enumerate() {
+    for (i, c) in comps.enumerate() {
         if i > 0 || !(cut || detached) {
             out.push(b'/');
         }

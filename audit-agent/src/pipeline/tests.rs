@@ -167,3 +167,18 @@ async fn syscalls_in_flight_at_shutdown_are_flushed_as_unknown_unless_they_compl
     assert_eq!(outcome("/fifo"), Outcome::Unknown);
     assert_eq!(stats.records, 3);
 }
+
+#[test]
+fn the_accept_clock_is_read_for_a_batch_s_first_record_and_every_sixteenth() {
+    let mut clock = super::AcceptClock::default();
+    let first = clock.now();
+    for _ in 1..super::AcceptClock::EVERY {
+        assert_eq!(clock.now(), first, "the same reading for the next fifteen");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let seventeenth = clock.now();
+    assert!(seventeenth > first, "read again");
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    clock.expire();
+    assert!(clock.now() > seventeenth, "a new batch reads the clock");
+}
