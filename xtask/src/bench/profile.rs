@@ -69,16 +69,16 @@ const STAGES: [Stage; 10] = [
         net_of: &[],
     },
     Stage {
-        name: "spool",
-        covers: "appending records to segment files (the kernel's copy into the page cache)",
-        symbols: &[SPOOL_WRITE, SPOOL_FLUSH],
-        net_of: &[SERIALIZE],
-    },
-    Stage {
-        name: "seal: gzip",
-        covers: "compressing objects (sealer thread)",
+        name: "compress",
+        covers: "gzip of segments as they are written (deflate and CRC)",
         symbols: &[DEFLATE, GZIP_CRC],
         net_of: &[],
+    },
+    Stage {
+        name: "spool",
+        covers: "appending compressed records to segment files (the kernel's copy into the page cache), rotating segments",
+        symbols: &[SPOOL_WRITE, SPOOL_FLUSH],
+        net_of: &[SERIALIZE, DEFLATE, GZIP_CRC],
     },
     Stage {
         name: "seal: sha256",
@@ -88,9 +88,9 @@ const STAGES: [Stage; 10] = [
     },
     Stage {
         name: "seal: rest",
-        covers: "reading segments, writing objects and manifests",
+        covers: "reading closed segments, writing objects (fsync) and manifests",
         symbols: &["audit_agent::export::seal::Sealer::seal_ready"],
-        net_of: &[DEFLATE, GZIP_CRC, SHA256],
+        net_of: &[SHA256],
     },
 ];
 
