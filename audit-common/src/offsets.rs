@@ -36,10 +36,6 @@ offsets! {
     execveat_filename,
     execveat_argv,
     execveat_flags,
-    openat_dfd,
-    openat_filename,
-    openat_flags,
-    openat_mode,
     openat2_dfd,
     openat2_filename,
     openat2_how,
@@ -51,8 +47,6 @@ offsets! {
     connect_fd,
     connect_uservaddr,
     connect_addrlen,
-    /// `ret` in every `sys_exit_*` record (the same layout for all of them).
-    sys_exit_ret,
     /// The first argument of a `sys_enter_*` record; argument `i` is at `sys_enter_args + 8 i`
     /// (the layout of every syscall tracepoint; user space checks each one it attaches).
     sys_enter_args,

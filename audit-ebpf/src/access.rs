@@ -106,7 +106,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Access) else {
         return Ok(());
     };
-    set_result(ctx, ev)?;
+    set_result(ctx, ev);
     if ev.header.syscall == Syscall::PidfdGetfd as u16 && ev.header.retval >= 0 {
         fd_section(ev, ev.header.retval);
     }

@@ -254,7 +254,7 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Connect) else {
         return Ok(());
     };
-    set_result(ctx, ev)?;
+    set_result(ctx, ev);
     let (user, addrlen, sk) = {
         let b = fixed::<ConnectBody>(ev);
         (b.user_addr, b.addrlen, b.sk)

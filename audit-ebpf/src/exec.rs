@@ -154,7 +154,7 @@ fn try_exit_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Exec) else {
         return Ok(());
     };
-    set_result(ctx, ev)?;
+    set_result(ctx, ev);
     let (user, dirfd) = {
         let b = fixed::<ExecBody>(ev);
         (b.user_path, b.dirfd)

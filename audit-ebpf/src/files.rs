@@ -150,7 +150,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::File) else {
         return Ok(());
     };
-    set_result(ctx, ev)?;
+    set_result(ctx, ev);
     let (user, user2, dirfd, dirfd2) = {
         let b = fixed::<FileBody>(ev);
         (b.user_path, b.user_path2, b.dirfd, b.dirfd2)

@@ -136,7 +136,7 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Open) else {
         return Ok(());
     };
-    set_result(ctx, ev)?;
+    set_result(ctx, ev);
     let (user, dirfd, resolve) = {
         let b = fixed::<OpenBody>(ev);
         (b.user_path, b.dirfd, b.resolve)

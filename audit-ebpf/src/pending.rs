@@ -277,9 +277,8 @@ pub fn in_flight(tid: u32, kind: EventKind) -> Option<&'static mut PendingEvent>
 
 /// Stores the syscall's return value (from the `sys_exit` record) in the in-flight slot.
 #[inline(always)]
-pub fn set_result(ctx: &TracePointContext, ev: &mut PendingEvent) -> Result<(), i64> {
+pub fn set_result(ctx: &TracePointContext, ev: &mut PendingEvent) {
     ev.header.retval = exit_ret(ctx);
-    Ok(())
 }
 
 /// A section being written: where it starts in the variable area.

@@ -109,7 +109,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Send) else {
         return Ok(());
     };
-    set_result(ctx, ev)?;
+    set_result(ctx, ev);
     let (user, addrlen) = {
         let b = fixed::<ConnectBody>(ev);
         (b.user_addr, b.addrlen)

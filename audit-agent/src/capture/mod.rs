@@ -778,11 +778,6 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
         o.execveat_argv = f.offset("argv")?;
         o.execveat_flags = f.offset("flags")?;
     }
-    let f = tracefs.format(sc, "sys_enter_openat")?;
-    o.openat_dfd = f.offset("dfd")?;
-    o.openat_filename = f.offset("filename")?;
-    o.openat_flags = f.offset("flags")?;
-    o.openat_mode = f.offset("mode")?;
     if tracefs.has(sc, "sys_enter_openat2") {
         let f = tracefs.format(sc, "sys_enter_openat2")?;
         o.openat2_dfd = f.offset("dfd")?;
@@ -812,7 +807,6 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
             bail!("tracepoint {sc}:{name} has `ret` at offset {other}, sys_exit_openat at {ret}");
         }
     }
-    o.sys_exit_ret = ret;
     o.sys_enter_args = syscall_args_offset(tracefs)?;
     fixed_record_layout(o.sys_enter_args, ret)?;
     let f = tracefs.format("sched", "sched_process_exit")?;
