@@ -262,10 +262,21 @@ fn render_goals(s: &mut String, r: &Results) {
                 s,
                 "\nWatched: the programs of a watched openat+close take {:.0} ns more than the empty ones (kernel \
                  statistics, section 1), {:.0}% of the {:.0} ns it costs beyond the baseline; that is the path walk \
-                 from the opened file, the copy of the record into the ring buffer, and the in-flight syscall state.",
+                 from the opened file, the copy of the record into the ring buffer, and the in-flight syscall state. \
+                 The budget: 1.5× the baseline is {:.0} ns, and attaching empty programs to the same hooks already \
+                 costs {:.2}× ({:.0} ns), which leaves {:.0} ns for everything the programs do. A watched openat \
+                 makes about twenty kernel reads (the walk reads each path component's dentry and name; the \
+                 file, inode, mount and namespace), each a helper call of tens of nanoseconds on this CPU, \
+                 plus the copy of the requested path from the process's memory. Plain loads instead of helper \
+                 calls need the `bpf_rdonly_cast` kfunc, which aya-ebpf cannot call, or fentry/LSM programs \
+                 with `bpf_d_path`, which do not load on the machines measured here.",
                 o.program_cost.added_watched_ns,
                 o.program_cost.added_watched_ns / (w - base) * 100.0,
-                w - base
+                w - base,
+                1.5 * base,
+                floor / base,
+                floor - base,
+                1.5 * base - floor
             );
         }
     }
