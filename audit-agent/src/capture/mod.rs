@@ -360,8 +360,7 @@ impl Capture {
         max: usize,
     ) -> io::Result<usize> {
         self.sync_protected();
-        if !self.left_by_previous_run.is_empty() {
-            out.append(&mut self.left_by_previous_run);
+        if self.take_left_by_previous_run(out) {
             return Ok(0);
         }
         loop {
@@ -415,10 +414,22 @@ impl Capture {
         self.drops.iter().filter_map(Result::ok).collect()
     }
 
-    /// Decodes up to `max` records available now. Returns (decoded, undecodable).
+    /// Decodes up to `max` records available now (after any a previous run left). Returns
+    /// (records added, undecodable).
     pub(crate) fn read_up_to(&mut self, out: &mut Vec<KernelEvent>, max: usize) -> (usize, usize) {
-        let (n, bad, _) = drain(self.ring.get_mut(), out, max);
-        (n, bad)
+        let before = out.len();
+        self.take_left_by_previous_run(out);
+        let (_, bad, _) = drain(self.ring.get_mut(), out, max);
+        (out.len() - before, bad)
+    }
+
+    /// Moves the records a previous run left in the kernel (see `pin`) into `out`, whichever
+    /// read comes first: a stop right after the start drains with `read_up_to` and never awaits
+    /// `read`, and those records must not be lost with it. Returns whether there were any.
+    fn take_left_by_previous_run(&mut self, out: &mut Vec<KernelEvent>) -> bool {
+        let any = !self.left_by_previous_run.is_empty();
+        out.append(&mut self.left_by_previous_run);
+        any
     }
 
     /// Sums the per-CPU counters.
