@@ -261,12 +261,8 @@ impl Sealer {
     ) -> anyhow::Result<Vec<ObjectEntry>> {
         let stored = Stored::read(path)?;
         consumed.push((path.to_path_buf(), stored.len()));
-        let sidecar = super::spool::meta_path(path);
-        let meta = fs::read(&sidecar)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok())
-            .filter(|m| m.records > 0);
-        consumed.push((sidecar, 0));
+        let meta = SegmentMeta::of(path);
+        consumed.push((super::spool::meta_path(path), 0));
         // The records are decompressed only when something needs them: the native object is
         // the segment's own gzip stream.
         let renders = !self.renderings.extra.is_empty() || self.renderings.lake.is_some();

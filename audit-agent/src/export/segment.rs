@@ -136,10 +136,8 @@ impl Stored {
         match self {
             Self::Plain(b) => Ok(Cow::Borrowed(b)),
             Self::Gzip(gz) => {
-                let mut out = Vec::with_capacity(gz.len() * 16);
-                MultiGzDecoder::new(&gz[..])
-                    .read_to_end(&mut out)
-                    .context("a spool segment is not valid gzip")?;
+                let (out, end) = gunzip(gz);
+                end.context("a spool segment is not valid gzip")?;
                 Ok(Cow::Owned(out))
             }
         }
@@ -162,14 +160,10 @@ impl Stored {
 /// last newline). Returns the bytes cut off.
 pub(crate) fn salvage(path: &Path, level: u32) -> anyhow::Result<u64> {
     let stored = Stored::read(path)?;
-    let records = match &stored {
-        Stored::Plain(b) => b.clone(),
-        Stored::Gzip(gz) => {
-            let mut out = Vec::with_capacity(gz.len() * 16);
-            // A stream without its end reads up to an error: what came before it is whole.
-            let _ = MultiGzDecoder::new(&gz[..]).read_to_end(&mut out);
-            out
-        }
+    let records: Cow<'_, [u8]> = match &stored {
+        Stored::Plain(b) => Cow::Borrowed(b),
+        // A stream without its end decodes up to an error: what came before it is whole.
+        Stored::Gzip(gz) => Cow::Owned(gunzip(gz).0),
     };
     let keep = records
         .iter()
@@ -187,6 +181,13 @@ pub(crate) fn salvage(path: &Path, level: u32) -> anyhow::Result<u64> {
     };
     super::spool::write_atomic(path, &bytes)?;
     Ok(cut as u64)
+}
+
+/// Decodes `gz` as far as it goes: what it held, and how the decoding ended.
+fn gunzip(gz: &[u8]) -> (Vec<u8>, std::io::Result<usize>) {
+    let mut out = Vec::with_capacity(gz.len() * 16);
+    let end = MultiGzDecoder::new(gz).read_to_end(&mut out);
+    (out, end)
 }
 
 #[cfg(test)]

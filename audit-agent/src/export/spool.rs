@@ -292,6 +292,14 @@ impl SegmentMeta {
         }
     }
 
+    /// The sidecar of the ready segment at `segment`, if it has a usable one.
+    pub(crate) fn of(segment: &Path) -> Option<Self> {
+        let bytes = fs::read(meta_path(segment)).ok()?;
+        serde_json::from_slice::<Self>(&bytes)
+            .ok()
+            .filter(|m| m.records > 0)
+    }
+
     pub(crate) fn add(&mut self, seq: u64, t: Timestamp) {
         self.records += 1;
         self.first_seq = self.first_seq.min(seq);
@@ -677,11 +685,15 @@ pub(crate) fn recover_open_segments(
     Ok(max)
 }
 
-/// The seq of the last complete line of a segment file.
+/// The seq of the last complete line of a segment file: from its sidecar when it has one (no
+/// need to decompress it at every start), else from the records.
 fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
     #[derive(Deserialize)]
     struct Seq {
         seq: u64,
+    }
+    if let Some(meta) = SegmentMeta::of(path) {
+        return Ok(Some(meta.last_seq));
     }
     let stored = Stored::read(path)?;
     Ok(stored
