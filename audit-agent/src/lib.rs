@@ -25,6 +25,7 @@ mod identity;
 mod latency;
 mod linux;
 mod logging;
+mod names;
 mod pipeline;
 mod policy;
 mod query;
@@ -35,6 +36,7 @@ mod summary;
 mod telemetry;
 mod time;
 mod versioned;
+mod wire;
 
 use clap::Parser as _;
 

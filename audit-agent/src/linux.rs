@@ -22,6 +22,11 @@ pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
     }
 }
 
+/// The `syscall` of records made from packets (`network.dns`, `network.tls`, `network.http`): no
+/// system call of the process carried them (a connection's bytes leave in softirq context, from
+/// an io_uring worker, ...).
+pub(crate) const PACKET_SYSCALL: &str = "packet";
+
 /// The static name of a system call (`ia32:<name>` for a 32-bit one); `unknown` for one
 /// audit-agent does not record.
 pub(crate) fn syscall_name(s: &str) -> &'static str {
@@ -33,7 +38,7 @@ pub(crate) fn syscall_name(s: &str) -> &'static str {
                 .copied()
                 .filter(|n| !n.is_empty()),
         )
-        .chain(["ia32"])
+        .chain(["ia32", PACKET_SYSCALL])
         .find(|n| *n == s)
         .unwrap_or("unknown")
 }

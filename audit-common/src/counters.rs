@@ -33,6 +33,9 @@ pub struct Counters {
     pub walk_cut: u64,
     /// Non-blocking connects whose outcome cannot be followed (the table was full).
     pub connecting_full: u64,
+    /// Sockets of watched processes whose packets cannot be inspected (socket storage could not
+    /// be allocated).
+    pub socket_storage_full: u64,
 }
 
 impl Counters {
@@ -63,5 +66,6 @@ impl Counters {
         self.walk_fault += other.walk_fault;
         self.walk_cut += other.walk_cut;
         self.connecting_full += other.connecting_full;
+        self.socket_storage_full += other.socket_storage_full;
     }
 }

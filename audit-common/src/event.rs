@@ -69,12 +69,15 @@ pub enum EventKind {
     UringSetup = 14,
     /// A 32-bit (compat) system call of a watched task ([`CompatBody`]).
     Compat = 15,
+    /// Payload a watched socket sent or received: DNS, the first bytes of a TCP connection
+    /// (`crate::net::PacketBody`).
+    Packet = 16,
 }
 
 impl EventKind {
     /// Number of slots in per-kind counter arrays (index = kind value). A power of two, so the
     /// kernel can bound an index with a mask (the verifier cannot follow a modulo).
-    pub const SLOTS: usize = 16;
+    pub const SLOTS: usize = 32;
 
     pub const fn from_u16(v: u16) -> Option<Self> {
         Some(match v {
@@ -93,6 +96,7 @@ impl EventKind {
             13 => Self::UringDone,
             14 => Self::UringSetup,
             15 => Self::Compat,
+            16 => Self::Packet,
             _ => return None,
         })
     }
@@ -535,6 +539,8 @@ pub struct CompatBody {
     pub _pad: u32,
     pub args: [u64; 6],
     pub kaddr: KernelAddr,
+    /// The socket's cookie, for a connect or send (0: unknown).
+    pub cookie: u64,
 }
 
 /// Body of an io_uring creation record: `header` is the creating task, `retval` the ring fd.
@@ -588,6 +594,9 @@ pub struct ConnectBody {
     pub sk: u64,
     /// The address as the kernel copied it.
     pub kaddr: KernelAddr,
+    /// The socket's cookie (`bpf_get_socket_cookie`, from the cgroup `sock_addr` hook): the
+    /// connection id its packet records carry too. 0 when the hook did not run.
+    pub cookie: u64,
     /// The first `min(addrlen, SOCKADDR_MAX)` bytes of the `struct sockaddr` as passed.
     pub addr: [u8; SOCKADDR_MAX],
 }

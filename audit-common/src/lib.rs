@@ -9,6 +9,7 @@
 pub mod counters;
 pub mod event;
 pub mod filter;
+pub mod net;
 pub mod offsets;
 
 #[cfg(feature = "user")]

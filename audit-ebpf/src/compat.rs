@@ -105,6 +105,7 @@ fn try_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
         _pad: 0,
         ip: [0; 16],
     };
+    b.cookie = 0;
     for (i, at) in regs_at.iter().enumerate() {
         // ia32 arguments are the low 32 bits of each register.
         b.args[i] = u64::from(kread::<u32>(regs, *at).unwrap_or(0));

@@ -22,6 +22,7 @@ use crate::{
     filter::is_watched,
     maps::{AGENT, CONNECTING, CONNECTING_COUNT},
     offsets::{kptr, kread, off, tp_read, whoami},
+    packet::mark_socket,
     pending::{
         Section, atomic_add, base_section, begin, common, count, current_tid, emit_with_exe, fixed,
         in_flight, read_user_str, set_result, walk_section, zero,
@@ -54,7 +55,8 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     if is_whoami(&ctx) {
         return 0;
     }
-    let _ = kernel_address(&ctx, AF_INET);
+    let cookie = mark_socket(&ctx);
+    let _ = kernel_address(&ctx, AF_INET, cookie);
     decide(&ctx)
 }
 
@@ -78,7 +80,8 @@ fn is_whoami(ctx: &SockAddrContext) -> bool {
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    let _ = kernel_address(&ctx, AF_INET6);
+    let cookie = mark_socket(&ctx);
+    let _ = kernel_address(&ctx, AF_INET6, cookie);
     decide(&ctx)
 }
 
@@ -168,6 +171,7 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     body.user_addr = addr;
     zero(&mut body.kaddr);
     body.sk = 0;
+    body.cookie = 0;
     address_as_passed(ev, addr, addrlen as u32);
     if let Ok((sk, f_flags)) = socket_of(fd as i64) {
         fixed::<ConnectBody>(ev).sk = sk as u64;
@@ -181,10 +185,11 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// cgroup `connect4/6`, `sendmsg4/6`: the kernel's copy of the destination, written into the
-/// in-flight connect or send of the current thread (a TCP Fast Open `sendto` connects too).
+/// cgroup `connect4/6`, `sendmsg4/6`: the kernel's copy of the destination and the socket's
+/// cookie (0 when not watched, see [`mark_socket`]), written into the in-flight connect or send
+/// of the current thread (a TCP Fast Open `sendto` connects too).
 #[inline(always)]
-pub fn kernel_address(ctx: &SockAddrContext, family: u16) -> Result<(), i64> {
+pub fn kernel_address(ctx: &SockAddrContext, family: u16, cookie: u64) -> Result<(), i64> {
     let tid = current_tid();
     let compat = in_flight(tid, EventKind::Compat);
     let is_compat = compat.is_some();
@@ -210,9 +215,13 @@ pub fn kernel_address(ctx: &SockAddrContext, family: u16) -> Result<(), i64> {
         }
     }
     if is_compat {
-        fixed::<CompatBody>(ev).kaddr = k;
+        let body = fixed::<CompatBody>(ev);
+        body.kaddr = k;
+        body.cookie = cookie;
     } else {
-        fixed::<ConnectBody>(ev).kaddr = k;
+        let body = fixed::<ConnectBody>(ev);
+        body.kaddr = k;
+        body.cookie = cookie;
     }
     ev.header.flags |= flags::ADDR_FROM_KERNEL;
     Ok(())

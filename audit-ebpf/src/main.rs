@@ -29,6 +29,7 @@ mod lifecycle;
 mod maps;
 mod offsets;
 mod open;
+mod packet;
 mod pending;
 mod send;
 mod sock;

@@ -2,13 +2,15 @@
 //! time (`EbpfLoader::map_max_entries`), e.g. the ring buffer size from the configuration.
 
 use audit_common::event::{EventHeader, FileFacts, FixedEvent, SignalBody};
+use audit_common::net::{DNS_PORTS_MAX, PacketEvent, SockState};
 use audit_common::{
     counters::Counters,
     event::PendingEvent,
     filter::{CgroupVerdict, FileKey, FilterConfig, FollowVerdict, ProcessDrops},
 };
 use aya_ebpf::{
-    macros::map,
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 
@@ -128,3 +130,20 @@ pub static CONNECTING_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 /// Loss and volume counters (one entry per CPU).
 #[map]
 pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sockets of watched processes (socket storage: an entry lives as long as its socket). Created
+/// by the cgroup `connect4/6` and `sendmsg4/6` programs when a watched task uses the socket;
+/// the cgroup `skb` programs inspect exactly the packets of sockets that have one (`packet.rs`).
+/// A BTF map: socket storage needs the value's BTF.
+#[btf_map]
+pub static SOCKETS: SkStorage<SockState> = SkStorage::new();
+
+/// Where a packet record is built before it is copied to the ring buffer (4 KiB of payload is
+/// far beyond the 512-byte stack).
+#[map]
+pub static PACKET_SCRATCH: PerCpuArray<PacketEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// DNS ports (value unused), written by user space from `[network] dns_ports`: UDP datagrams
+/// to or from them, and the replies a TCP connection to one receives, are captured.
+#[map]
+pub static DNS_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(DNS_PORTS_MAX, 0);

@@ -32,6 +32,17 @@ static RING_RESERVE: u64 = 0;
 #[unsafe(no_mangle)]
 static RING_BYTES: u64 = 0;
 
+/// 1 when watched sockets' packets are read (`[capture] packets`): the cgroup `sock_addr`
+/// programs then mark the sockets watched tasks use (`packet.rs`).
+#[unsafe(no_mangle)]
+static PACKETS: u32 = 0;
+
+/// Whether watched sockets' packets are read.
+#[inline(always)]
+pub fn packets_enabled() -> bool {
+    unsafe { core::ptr::read_volatile(&raw const PACKETS) != 0 }
+}
+
 /// (ring size, reserve) in bytes.
 #[inline(always)]
 pub fn ring_limits() -> (u64, u64) {

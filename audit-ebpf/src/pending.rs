@@ -414,13 +414,20 @@ pub fn emit(ev: &mut PendingEvent) {
     ev.header.kind = 0;
 }
 
+/// Whether an ordinary record of `len` bytes may go into the ring buffer: only while more than
+/// the reserve is free.
+#[inline(always)]
+pub fn ring_has_room(used: u64, len: u64) -> bool {
+    let (size, reserve) = ring_limits();
+    used.saturating_add(len).saturating_add(reserve) <= size || reserve == 0
+}
+
 /// Whether a record of `len` bytes may go into the ring buffer: always while more than the
 /// reserve is free; into the reserve only when it names a protected file (`PROTECTED_FILES`),
 /// so a flood of ordinary records cannot push those out.
 #[inline(always)]
 fn fits(used: u64, len: u64, file: &FileFacts) -> bool {
-    let (size, reserve) = ring_limits();
-    if used.saturating_add(len).saturating_add(reserve) <= size || reserve == 0 {
+    if ring_has_room(used, len) {
         return true;
     }
     let key = FileKey {

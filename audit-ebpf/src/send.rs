@@ -15,6 +15,7 @@ use crate::{
     connect::{AF_INET, AF_INET6, AF_UNIX, address_as_passed, kernel_address, socket_of},
     filter::is_watched,
     offsets::sys_arg,
+    packet::mark_socket,
     pending::{
         base_section, begin, count, current_tid, emit_with_exe, fixed, in_flight, set_result, zero,
     },
@@ -49,13 +50,15 @@ pub fn sys_exit_sends(ctx: TracePointContext) -> u32 {
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
-    let _ = kernel_address(&ctx, AF_INET);
+    let cookie = mark_socket(&ctx);
+    let _ = kernel_address(&ctx, AF_INET, cookie);
     1
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
-    let _ = kernel_address(&ctx, AF_INET6);
+    let cookie = mark_socket(&ctx);
+    let _ = kernel_address(&ctx, AF_INET6, cookie);
     1
 }
 
@@ -99,6 +102,7 @@ fn try_enter(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
     body.addrlen = addrlen;
     body.user_addr = addr;
     zero(&mut body.kaddr);
+    body.cookie = 0;
     body.sk = socket_of(i64::from(fd)).map_or(0, |(sk, _)| sk as u64);
     address_as_passed(ev, addr, addrlen);
     Ok(())

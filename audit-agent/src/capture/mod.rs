@@ -27,7 +27,9 @@ use audit_common::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
+    },
 };
 use tokio::io::unix::AsyncFd;
 
@@ -170,6 +172,9 @@ pub(crate) struct CaptureOptions {
     pub(crate) signal_pin: Option<std::path::PathBuf>,
     /// Record 32-bit system calls (`[capture] compat_syscalls`).
     pub(crate) compat_syscalls: bool,
+    /// Read watched sockets' packets (`[capture] packets`), and which ports are DNS.
+    pub(crate) packets: bool,
+    pub(crate) dns_ports: Vec<u16>,
 }
 
 /// What to watch, in kernel terms.
@@ -240,13 +245,24 @@ impl Capture {
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .override_global("RING_BYTES", &ring_bytes, true)
             .override_global("RING_RESERVE", &ring_reserve, true)
+            .override_global("PACKETS", &u32::from(opts.packets), true)
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
             .map_max_entries("PENDING", opts.max_pending_threads)
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel failed")?;
 
         let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
-        let missing = attach_programs(&mut ebpf, &tracefs, cgroup_root, &offsets, compat)?;
+        let mut missing = attach_programs(&mut ebpf, &tracefs, cgroup_root, &offsets, compat)?;
+        if opts.packets {
+            set_dns_ports(&mut ebpf, &opts.dns_ports)?;
+            attach_packets(&mut ebpf, cgroup_root)?;
+        } else {
+            missing.extend(
+                PACKET_PROGRAMS
+                    .iter()
+                    .map(|(p, _)| format!("cgroup_skb:{p}")),
+            );
+        }
         introduce_self(&ebpf, &whoami)?;
 
         let take = |ebpf: &mut Ebpf, name: &str| {
@@ -613,6 +629,46 @@ fn attach_programs(
         missing.extend(attach_uring(ebpf, tracefs)?);
     }
     Ok(missing)
+}
+
+/// cgroup `skb` programs, attached to the root of the cgroup v2 hierarchy: they read the packets
+/// of watched sockets (DNS, the first bytes of TCP connections).
+const PACKET_PROGRAMS: &[(&str, CgroupSkbAttachType)] = &[
+    ("packet_egress", CgroupSkbAttachType::Egress),
+    ("packet_ingress", CgroupSkbAttachType::Ingress),
+];
+
+/// Attaches the packet programs to the cgroup v2 root.
+fn attach_packets(ebpf: &mut Ebpf, cgroup_root: &std::path::Path) -> anyhow::Result<()> {
+    let root = std::fs::File::open(cgroup_root)
+        .with_context(|| format!("cannot open the cgroup v2 root {}", cgroup_root.display()))?;
+    for &(name, direction) in PACKET_PROGRAMS {
+        let p: &mut CgroupSkb = program(ebpf, name)?.try_into()?;
+        p.load()
+            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+        // A BPF link, as for the sock_addr programs: it coexists with other programs.
+        p.attach(&root, direction, CgroupAttachMode::Single)
+            .with_context(|| {
+                format!(
+                    "attaching {name} to the cgroup v2 root {} failed (needs CONFIG_CGROUP_BPF); \
+                     set [capture] packets = false to run without naming destinations",
+                    cgroup_root.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Fills `DNS_PORTS` (`[capture] dns_ports`).
+fn set_dns_ports(ebpf: &mut Ebpf, ports: &[u16]) -> anyhow::Result<()> {
+    let map = ebpf
+        .map_mut("DNS_PORTS")
+        .ok_or_else(|| anyhow!("map DNS_PORTS is missing from the eBPF object"))?;
+    let mut map: HashMap<&mut MapData, u16, u32> = HashMap::try_from(map)?;
+    for port in ports {
+        map.insert(port, 1, 0)?;
+    }
+    Ok(())
 }
 
 /// Makes the agent known to its own programs by the id the kernel gives it (see `Whoami`), so

@@ -1,5 +1,5 @@
 //! Assembling a running pipeline from compiled settings, shared by `watch`, `run` and `trace`:
-//! kernel watch plan -> capture -> enrich -> identity -> policy -> sink, with metrics and the
+//! kernel watch plan -> capture -> enrich -> identity -> names -> policy -> sink, with metrics and the
 //! Kubernetes pod watch when configured.
 
 use std::sync::{Arc, atomic::Ordering};
@@ -14,6 +14,7 @@ use crate::{
         IdentityStage, K8sIdentity, SharedRegistry,
         k8s::{self, PodCache},
     },
+    names::NamingStage,
     pipeline::{DynamicGlobs, Pipeline, PipelineBuilder, Sequencer, WatchRefresher, stream_id},
     policy::{PolicyStage, SharedPolicy, inode},
     settings::{MetricsSettings, Settings, check_ring_size},
@@ -152,6 +153,8 @@ pub(crate) async fn assemble(
         cgroup_root: cgroup2.mount().to_path_buf(),
         signal_pin: extras.signal_pin.take(),
         compat_syscalls: capture.compat_syscalls,
+        packets: capture.packets,
+        dns_ports: capture.dns_ports.clone(),
     };
     let (mut source_capture, set) = start_capture(&opts, &plan, &cgroup2)?;
     // Protected files found by the policy's inode index get the ring buffer's reserve.
@@ -211,6 +214,7 @@ fn finish(
     protected: inode::Published,
 ) -> anyhow::Result<Pipeline<Capture>> {
     b.stage(identity)
+        .stage(NamingStage::new())
         .stage(PolicyStage::new(
             policy,
             inode::Refreshing::host_root(),

@@ -148,6 +148,17 @@ pub(crate) struct CaptureConf {
     /// docs/benchmarks.md).
     #[serde(default = "default_true")]
     pub(crate) compat_syscalls: bool,
+    /// Read DNS messages, TLS ClientHellos and HTTP requests from the packets of watched
+    /// processes' sockets, to name their destinations (cgroup `skb` programs).
+    #[serde(default = "default_true")]
+    pub(crate) packets: bool,
+    /// Ports whose UDP datagrams (and TCP replies) are read as DNS.
+    #[serde(default = "default_dns_ports")]
+    pub(crate) dns_ports: Spanned<Vec<u16>>,
+}
+
+fn default_dns_ports() -> Spanned<Vec<u16>> {
+    Spanned::new(0..0, vec![53])
 }
 
 fn default_true() -> bool {
@@ -173,6 +184,8 @@ impl Default for CaptureConf {
             cgroup_rescan_ms: default_rescan(),
             connect_outcome_wait_ms: default_connect_wait(),
             compat_syscalls: true,
+            packets: true,
+            dns_ports: default_dns_ports(),
         }
     }
 }

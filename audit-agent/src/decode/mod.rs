@@ -4,7 +4,7 @@
 //! malformed record is a [`DecodeError`], never a panic. Kernel path walks (components leaf
 //! first) become absolute paths here.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use audit_common::event::{
     AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, CompatBody, ConnectBody, ConnectOutcome,
@@ -12,6 +12,7 @@ use audit_common::event::{
     OpenBody, SignalBody, Span, Syscall, UringBody, UringDoneBody, UringSetupBody, VAR_OFFSET,
     file_flags, flags,
 };
+use audit_common::net::{self, PacketBody};
 use thiserror::Error;
 
 use crate::{escape::until_nul, linux::SockAddr};
@@ -119,6 +120,8 @@ pub(crate) enum Body {
         passed: Option<SockAddr>,
         /// The kernel's copy of an IP destination.
         kernel: Option<(IpAddr, u16)>,
+        /// The socket's cookie when the socket is watched (its packets carry it too).
+        cookie: Option<u64>,
         sections: Sections,
     },
     /// A file change without an open; which fields apply depends on `syscall`.
@@ -189,6 +192,7 @@ pub(crate) enum Body {
         nr: u32,
         args: [u64; 6],
         kernel: Option<(IpAddr, u16)>,
+        cookie: Option<u64>,
         sections: Sections,
     },
     /// A watched process signalled the agent.
@@ -201,6 +205,51 @@ pub(crate) enum Body {
         child_pid: u32,
     },
     Exit,
+    /// Payload a watched socket sent or received (the task is the socket's owner).
+    Packet(Box<Packet>),
+}
+
+/// Which way a packet went, seen from the watched socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Direction {
+    Egress,
+    Ingress,
+}
+
+/// The transport a packet used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// A packet of a watched socket, as its headers say and as far as its payload was captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Packet {
+    /// The socket's cookie: the connection id.
+    pub(crate) cookie: u64,
+    pub(crate) direction: Direction,
+    pub(crate) transport: Transport,
+    /// This socket's end and the peer's, from the packet's IP and transport headers.
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    /// TCP: where `data` starts in the stream (0: the first byte after the SYN).
+    pub(crate) offset: u32,
+    /// Payload bytes the packet carried.
+    pub(crate) payload_len: u32,
+    pub(crate) tcp_flags: u8,
+    /// The local / remote port is a DNS port.
+    pub(crate) local_dns_port: bool,
+    pub(crate) remote_dns_port: bool,
+    /// The captured payload: all of it, unless the record's or the stream's limit cut it.
+    pub(crate) data: Vec<u8>,
+}
+
+impl Packet {
+    /// Whether less was captured than the packet carried.
+    pub(crate) fn cut(&self) -> bool {
+        (self.data.len() as u64) < u64::from(self.payload_len)
+    }
 }
 
 impl KernelEvent {
@@ -301,6 +350,45 @@ fn sections(h: &EventHeader, body: &[u8], c: &ActionCommon) -> Sections {
     }
 }
 
+/// An address of a packet header (`ip`: IPv4 in the first four bytes, or IPv6).
+fn packet_addr(family: u16, ip: [u8; 16], port: u16) -> Option<SocketAddr> {
+    kernel_addr(KernelAddr {
+        family,
+        port,
+        _pad: 0,
+        ip,
+    })
+    .map(SocketAddr::from)
+}
+
+/// A packet record: its fixed part and the captured payload after it.
+fn packet(body: &[u8]) -> Option<Packet> {
+    let f: PacketBody = read(body, 0)?;
+    let data = body.get(size_of::<PacketBody>()..)?;
+    let data = &data[..usize::from(f.captured).min(data.len())];
+    Some(Packet {
+        cookie: f.cookie,
+        direction: if f.direction == net::INGRESS {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        },
+        transport: if f.protocol == net::IPPROTO_TCP {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        },
+        local: packet_addr(f.family, f.local_ip, f.local_port)?,
+        remote: packet_addr(f.family, f.remote_ip, f.remote_port)?,
+        offset: f.offset,
+        payload_len: f.payload_len,
+        tcp_flags: f.tcp_flags,
+        local_dns_port: f.flags & net::packet_flags::LOCAL_DNS_PORT != 0,
+        remote_dns_port: f.flags & net::packet_flags::REMOTE_DNS_PORT != 0,
+        data: data.to_vec(),
+    })
+}
+
 /// The kernel's copy of an IP destination.
 fn kernel_addr(k: KernelAddr) -> Option<(IpAddr, u16)> {
     match k.family {
@@ -376,6 +464,7 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 nr: f.nr,
                 args: f.args,
                 kernel: kernel_addr(f.kaddr),
+                cookie: (f.cookie != 0).then_some(f.cookie),
                 sections: sections(h, body, &f.common),
             }
         }
@@ -416,6 +505,7 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 passed: (h.flags & flags::ADDR_FAULT == 0)
                     .then(|| SockAddr::decode(&f.addr, f.addrlen as usize)),
                 kernel: kernel_addr(f.kaddr),
+                cookie: (f.cookie != 0).then_some(f.cookie),
                 sections: sections(h, body, &f.common),
             }
         }
@@ -464,6 +554,9 @@ pub(crate) fn decode_parts(
             }
         }
         EventKind::Exit => Body::Exit,
+        EventKind::Packet => Body::Packet(Box::new(
+            packet(body).ok_or_else(|| short(size_of::<PacketBody>()))?,
+        )),
         EventKind::Signal => {
             let f: SignalBody = read(body, 0).ok_or_else(|| short(size_of::<SignalBody>()))?;
             Body::Signal {
@@ -518,6 +611,7 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         k if k == EventKind::Send as usize => Action::Send.name(),
         k if k == EventKind::Uring as usize || k == EventKind::UringDone as usize => "io_uring",
         k if k == EventKind::UringSetup as usize => Action::UringSetup.name(),
+        k if k == EventKind::Packet as usize => "network.payload",
         _ => "process.lifecycle",
     }
 }

@@ -261,6 +261,7 @@ fn connect_record(flags: u32, kaddr: KernelAddr, addr: &[u8]) -> KernelEvent {
         user_addr: 0,
         sk: 0xffff_8880_0000_1000,
         kaddr,
+        cookie: 0,
         addr: a,
     }))
     .unwrap()

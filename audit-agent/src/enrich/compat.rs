@@ -20,6 +20,7 @@ pub(super) fn equivalent(mut ev: KernelEvent) -> KernelEvent {
         nr,
         args,
         kernel,
+        cookie,
         sections,
     } = &ev.body
     else {
@@ -41,6 +42,7 @@ pub(super) fn equivalent(mut ev: KernelEvent) -> KernelEvent {
         sk: 0,
         passed: None,
         kernel: *kernel,
+        cookie: *cookie,
         sections: sections.clone(),
     };
     let access = |syscall, target_pid: u64, request, addr| Body::Access {

@@ -8,6 +8,7 @@
 mod compat;
 mod connect;
 pub(crate) mod host;
+mod packets;
 mod process;
 mod resource;
 mod uring;
@@ -19,6 +20,7 @@ use audit_common::event::{Syscall, flags};
 use self::{
     connect::ConnectTracker,
     host::HostInfo,
+    packets::{Made, PacketTracker},
     process::{ProcessTable, exe_key},
     resource::kernel_file,
 };
@@ -32,6 +34,9 @@ use crate::{
     time::BootClock,
 };
 
+/// Least time a DNS query waits for its answer (resolvers retry after 5 s).
+const DNS_WAIT: Duration = Duration::from_secs(5);
+
 pub(crate) struct Enricher {
     host: Arc<Host>,
     /// The stream of unsequenced events (the sequencer sets the real one).
@@ -41,6 +46,9 @@ pub(crate) struct Enricher {
     procs: ProcessTable,
     connects: ConnectTracker,
     urings: uring::UringTracker,
+    packets: PacketTracker,
+    /// Events one kernel event completed besides the one `enrich` returned.
+    more: Vec<Event>,
 }
 
 impl Enricher {
@@ -57,6 +65,8 @@ impl Enricher {
             procs: ProcessTable::new(host.boot_short()),
             connects: ConnectTracker::new(connect_wait),
             urings: uring::UringTracker::new(connect_wait),
+            packets: PacketTracker::new(connect_wait.max(DNS_WAIT)),
+            more: Vec::new(),
         }
     }
 
@@ -73,8 +83,72 @@ impl Enricher {
     pub(crate) fn ready(&mut self, flush: bool) -> Vec<Event> {
         let mut out = self.connects.ready(flush);
         out.extend(self.urings.ready(flush));
+        for m in self.packets.ready(flush) {
+            let e = self.made_event(m);
+            out.push(e);
+        }
         out.sort_by_key(|e| e.time);
         out
+    }
+
+    /// Events the last [`Enricher::enrich`] completed beyond the one it returned, in order.
+    pub(crate) fn take_more(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.more)
+    }
+
+    /// A packet of a watched socket: the DNS, TLS or HTTP records it completes.
+    fn packet(&mut self, ev: &KernelEvent, p: &crate::decode::Packet) -> Option<Event> {
+        let mut made = Vec::new();
+        self.packets.packet(&ev.task, p, &mut made);
+        let mut events: Vec<Event> = made.into_iter().map(|m| self.made_event(m)).collect();
+        if events.is_empty() {
+            return None;
+        }
+        let first = events.remove(0);
+        self.more.extend(events);
+        Some(first)
+    }
+
+    /// The event of a record made from packets: its process is the socket's owner.
+    fn made_event(&mut self, m: Made) -> Event {
+        let t = &m.task;
+        let img = self.procs.get(t.pid).clone();
+        let process = Process {
+            pid: t.pid,
+            tid: t.tid,
+            ppid: t.ppid,
+            comm: t.comm.clone(),
+            exe: img.exe,
+            exec_id: Some(img.exec_id),
+            parent_exec_id: img.parent_exec_id,
+            ancestors: img.ancestors,
+        };
+        let activity = Activity {
+            action: m.action,
+            syscall: crate::linux::PACKET_SYSCALL,
+            process,
+            subject: Subject {
+                uid: t.uid,
+                gid: t.gid,
+                cgroup_id: t.cgroup_id,
+                cgroup: self.cgroups.path(t.cgroup_id),
+                container_id: None,
+                k8s: None,
+            },
+            agent: None,
+            resource: m.resource,
+            outcome: m.outcome,
+            protected: Vec::new(),
+            protected_by_inode: Vec::new(),
+            verdict: None,
+        };
+        Event {
+            time: self.clock.to_wall(t.ktime_ns),
+            host: Arc::clone(&self.host),
+            seq: 0,
+            stream: Arc::clone(&self.unsequenced),
+            body: Body::Activity(Box::new(activity)),
+        }
     }
 
     /// Turns an event into a typed one; lifecycle events and connect outcomes update state and
@@ -98,6 +172,7 @@ impl Enricher {
                 self.procs.on_exit(t.pid);
                 return None;
             }
+            KernelBody::Packet(p) => return self.packet(&ev, p),
             KernelBody::ConnectOutcome(o) => {
                 self.connects.outcome((t.tid, t.ktime_ns), *o);
                 return None;

@@ -9,8 +9,8 @@ use crate::{
     decode::{Body, KernelEvent, KernelPath, Sections},
     escape::until_nul,
     event::{
-        Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef,
-        Interpreter, KernelFile, PassedAddr, Requested, Resource, Target, UringRef,
+        Access, AccessKind, Action, Change, ChangeFlags, Destination, Detail, Field, FileId,
+        FileRef, Interpreter, KernelFile, PassedAddr, Requested, Resource, Target, UringRef,
     },
     linux::SockAddr,
 };
@@ -186,6 +186,16 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
         ),
         _ => return None,
     };
+    let destination = match (&ev.body, &target) {
+        (Body::Connect { cookie, .. } | Body::Compat { cookie, .. }, Target::Inet(..)) => {
+            Some(Box::new(Destination {
+                connection: *cookie,
+                ..Destination::default()
+            }))
+        }
+        (Body::Uring { .. }, Target::Inet(..)) => Some(Box::default()),
+        _ => None,
+    };
     let mut r = Resource {
         target,
         detail,
@@ -193,6 +203,7 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
         unreadable: Vec::new(),
         uring: uring_ref(ev),
         ia32: None,
+        destination,
     };
     truncated_and_unreadable(ev, &mut r);
     if let Detail::Exec { argv: None, .. } = r.detail {

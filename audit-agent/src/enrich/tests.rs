@@ -223,6 +223,7 @@ fn connect(
             sk: 0xabc,
             passed: Some(passed),
             kernel,
+            cookie: None,
             sections: Sections::default(),
         },
     }

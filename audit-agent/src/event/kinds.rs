@@ -73,6 +73,12 @@ named_enum! {
         /// A 32-bit system call audit-agent does not record as another action (its number,
         /// arguments and any path it names).
         CompatSyscall = "process.compat_syscall",
+        /// A DNS query a watched socket sent, with the answer it received.
+        Dns = "network.dns",
+        /// A TLS ClientHello a watched connection sent (the server name it asked for).
+        Tls = "network.tls",
+        /// An HTTP/1.x request a watched connection sent.
+        Http = "network.http",
     }
 }
 
@@ -93,7 +99,77 @@ impl Action {
                 | Self::Send
                 | Self::UringSetup
                 | Self::CompatSyscall
+                | Self::Dns
+                | Self::Tls
+                | Self::Http
         )
+    }
+
+    /// Whether the action goes to a network destination (an address, and names for it).
+    pub(crate) fn is_network(self) -> bool {
+        matches!(
+            self,
+            Self::Connect | Self::Send | Self::Dns | Self::Tls | Self::Http
+        )
+    }
+}
+
+named_enum! {
+    /// What was wrong with a message a watched socket sent or received (DNS, TLS, HTTP): it is
+    /// recorded as far as it was valid, and these say why it stops there.
+    pub(crate) enum WireIssue {
+        /// The capture ended before the message did (the packet or the stream's captured bytes
+        /// were cut), or the connection closed or went quiet before it was complete.
+        Truncated = "truncated",
+        /// The bytes break the protocol's rules (a length beyond the message, a bad label).
+        Malformed = "malformed",
+        /// A DNS compression pointer that does not point backwards (a loop, or a forward jump).
+        CompressionLoop = "compression_loop",
+        /// A DNS name longer than 255 bytes.
+        NameTooLong = "name_too_long",
+        /// More DNS answer records than are read (64), or fewer than the header announced.
+        TooManyRecords = "too_many_records",
+        /// A connection to a TLS port (443, 853, 8443) whose first bytes are not a TLS handshake.
+        NotTls = "not_tls",
+        /// An HTTP request line or header longer than what was captured.
+        TooLong = "too_long",
+    }
+}
+
+named_enum! {
+    /// Where a destination's host name comes from.
+    pub(crate) enum HostSource {
+        /// A DNS answer the agent's processes received for the address (within its TTL, or
+        /// flagged as past it), or the name a DNS query asked for.
+        Dns = "dns",
+        /// The server name of the connection's TLS ClientHello.
+        TlsSni = "tls_sni",
+        /// The `Host` header (or absolute target) of the connection's HTTP request.
+        HttpHost = "http_host",
+        /// The target of an HTTP `CONNECT` sent on the connection: a proxy was asked to tunnel
+        /// to this host.
+        HttpConnect = "http_connect",
+    }
+}
+
+named_enum! {
+    /// What a connection hides from the trail, as its first bytes show.
+    pub(crate) enum Opaque {
+        /// The TLS hello encrypts the real one: the server name on record is the public name
+        /// of whoever terminates ECH, not the destination.
+        EncryptedClientHello = "encrypted_client_hello",
+        /// A DNS-over-HTTPS service: the names looked up through it are not visible.
+        DnsOverHttps = "dns_over_https",
+        /// DNS over TLS (port 853): the names looked up through it are not visible.
+        DnsOverTls = "dns_over_tls",
+    }
+}
+
+named_enum! {
+    /// The transport a DNS message used.
+    pub(crate) enum Transport {
+        Udp = "udp",
+        Tcp = "tcp",
     }
 }
 

@@ -11,11 +11,18 @@
 
 mod kinds;
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 pub(crate) use jiff::Timestamp;
 
-pub(crate) use self::kinds::{Action, Decision, GapReason, MatchedBy, Outcome, OutcomeKind};
+pub(crate) use self::kinds::{
+    Action, Decision, GapReason, HostSource, MatchedBy, Opaque, Outcome, OutcomeKind, Transport,
+    WireIssue,
+};
 
 /// One record of the trail: an action the kernel observed, or a gap.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +151,84 @@ pub(crate) struct Resource {
     pub(crate) uring: Option<UringRef>,
     /// A 32-bit system call (`syscall` is then `ia32:<name>`): its number and arguments.
     pub(crate) ia32: Option<Ia32Call>,
+    /// A network action's destination by name, and its connection (`None` for other actions).
+    pub(crate) destination: Option<Box<Destination>>,
+}
+
+/// A network destination by name: every host name known for it, where each came from, and the
+/// connection the action belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Destination {
+    /// The socket's cookie: every record of one connection (connect, send, DNS, TLS, HTTP)
+    /// carries the same one.
+    pub(crate) connection: Option<u64>,
+    /// Names for the destination: what the connection itself asked for (TLS server name, HTTP
+    /// Host or CONNECT target) first, then every name DNS gave the agent for the address.
+    pub(crate) hosts: Vec<HostName>,
+    /// The names disagree: the connection asked for a name DNS never gave for its address.
+    pub(crate) conflict: bool,
+    /// What the connection hides from the trail (its real destination, or lookups made
+    /// through it).
+    pub(crate) opaque: Option<Opaque>,
+}
+
+/// One name of a destination and its provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostName {
+    /// Presentation form: lowercase, no trailing dot, odd bytes as `\DDD` (`wire::name_text`).
+    pub(crate) name: Arc<str>,
+    pub(crate) source: HostSource,
+    /// For a DNS name: the answer that gave it.
+    pub(crate) dns: Option<Arc<DnsOrigin>>,
+    /// For a DNS name: the action came after the answer's TTL ran out (programs cache names
+    /// longer than told to; the name is still what the agent was told).
+    pub(crate) expired: bool,
+}
+
+/// The DNS answer a destination's name comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DnsOrigin {
+    /// The name the process asked for (the head of the CNAME chain that led to the address).
+    pub(crate) query: Arc<str>,
+    /// The resolver that answered (the answer's source address).
+    pub(crate) resolver: SocketAddr,
+    /// The answer was sent by a socket of a watched process (an agent answering itself): its
+    /// pid.
+    pub(crate) resolver_pid: Option<u32>,
+    /// When the answer arrived and the TTL it gave the address.
+    pub(crate) answered: Timestamp,
+    pub(crate) ttl: u32,
+}
+
+/// A DNS query and the answer it got (`network.dns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DnsLookup {
+    pub(crate) transport: Transport,
+    pub(crate) id: u16,
+    /// The first question: the name and type asked for.
+    pub(crate) question: Option<crate::wire::dns::Question>,
+    /// `None`: no answer was seen within the wait.
+    pub(crate) response: Option<DnsResponse>,
+    /// An answer for which this socket sent no query (same resolver, port and id): recorded,
+    /// but its names name nothing.
+    pub(crate) unsolicited: bool,
+    /// What was wrong with the query or the answer.
+    pub(crate) issues: Vec<WireIssue>,
+}
+
+/// The answer to a DNS query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DnsResponse {
+    pub(crate) rcode: u8,
+    /// TC: the resolver cut the answer (the client is expected to retry over TCP).
+    pub(crate) truncated_flag: bool,
+    /// The answer section as far as it was read (A, AAAA, CNAME with data; others by type).
+    pub(crate) answers: Vec<crate::wire::dns::Record>,
+    /// From the query to the answer.
+    pub(crate) after: std::time::Duration,
+    /// The answer was sent by a socket of a watched process (an agent answering itself): its
+    /// pid.
+    pub(crate) resolver_pid: Option<u32>,
 }
 
 /// What policy matches and outputs name.
@@ -403,6 +488,12 @@ pub(crate) enum Detail {
     },
     /// A 32-bit system call recorded as itself (`Resource::ia32` has its number and arguments).
     Compat,
+    /// A DNS query and its answer (the target is the resolver).
+    Dns(Box<DnsLookup>),
+    /// A TLS ClientHello (the target is the server's address).
+    Tls(Box<crate::wire::tls::Hello>),
+    /// An HTTP/1.x request (the target is the server's address).
+    Http(Box<crate::wire::http::Request>),
 }
 
 /// A 32-bit system call as passed: its ia32 number and the six argument registers.

@@ -31,6 +31,7 @@ fn categorization(a: Action) -> (&'static str, &'static [&'static str]) {
         Action::Rename | Action::Truncate | Action::Chmod | Action::Chown => ("file", &["change"]),
         Action::Connect => ("network", &["connection", "start"]),
         Action::Send => ("network", &["connection"]),
+        Action::Dns | Action::Tls | Action::Http => ("network", &["protocol"]),
     }
 }
 
@@ -135,18 +136,111 @@ fn resource(a: &Activity, m: &mut Map<String, Value>) {
             m.insert("file".into(), f);
         }
         Target::Inet(ip, port) => {
-            m.insert(
-                "destination".into(),
-                json!({ "ip": ip.to_string(), "port": port, "address": ip.to_string() }),
-            );
-            m.insert(
-                "network".into(),
-                json!({ "direction": "egress", "type": if ip.is_ipv6() { "ipv6" } else { "ipv4" } }),
-            );
+            let mut dst = json!({ "ip": ip.to_string(), "port": port, "address": ip.to_string() });
+            if let (Some(h), false) = (first_host(a), a.action == Action::Dns) {
+                dst["domain"] = json!(h);
+            }
+            m.insert("destination".into(), dst);
+            let mut net = json!({ "direction": "egress", "type": if ip.is_ipv6() { "ipv6" } else { "ipv4" } });
+            protocol_fields(a, &mut net, m);
+            m.insert("network".into(), net);
         }
         Target::Unix(_) => {
             m.insert("destination".into(), json!({ "address": text }));
             m.insert("network".into(), json!({ "direction": "internal" }));
+        }
+        _ => {}
+    }
+}
+
+/// The destination's first name (`resource.host`).
+fn first_host(a: &Activity) -> Option<&str> {
+    a.resource
+        .destination
+        .as_deref()
+        .and_then(|d| d.hosts.first())
+        .map(|h| &*h.name)
+}
+
+/// `dns.*`, `tls.*`, `http.*` and `url.*` of DNS, TLS and HTTP records, and the protocol on
+/// `network`.
+fn protocol_fields(a: &Activity, net: &mut Value, m: &mut Map<String, Value>) {
+    use crate::wire::{dns, tls};
+    match &a.resource.detail {
+        Detail::Dns(d) => {
+            net["protocol"] = json!("dns");
+            net["transport"] = json!(d.transport.name());
+            let mut v = json!({ "id": d.id.to_string(), "type": if d.response.is_some() { "answer" } else { "query" } });
+            if let Some(q) = &d.question {
+                v["question"] = json!({ "name": q.name, "type": dns::type_name(q.qtype) });
+            }
+            if let Some(r) = &d.response {
+                v["response_code"] = json!(dns::rcode_name(r.rcode));
+                let mut ips = Vec::new();
+                let answers: Vec<Value> = r
+                    .answers
+                    .iter()
+                    .map(|rec| {
+                        let data = match &rec.data {
+                            dns::RData::A(ip) => {
+                                ips.push(ip.to_string());
+                                ip.to_string()
+                            }
+                            dns::RData::Aaaa(ip) => {
+                                ips.push(ip.to_string());
+                                ip.to_string()
+                            }
+                            dns::RData::Cname(n) => n.to_string(),
+                            dns::RData::Other { len } => format!("({len} bytes)"),
+                        };
+                        json!({ "name": rec.name, "type": dns::type_name(rec.rtype), "ttl": rec.ttl, "data": data })
+                    })
+                    .collect();
+                v["answers"] = json!(answers);
+                if !ips.is_empty() {
+                    v["resolved_ip"] = json!(ips);
+                }
+            }
+            m.insert("dns".into(), v);
+        }
+        Detail::Tls(h) => {
+            net["protocol"] = json!("tls");
+            net["transport"] = json!("tcp");
+            let mut v = json!({});
+            if let Some(sni) = &h.sni {
+                v["client"] = json!({ "server_name": sni });
+            }
+            if let Some(max) = h.versions.iter().max() {
+                let name = tls::version_name(*max);
+                if let Some(n) = name.strip_prefix("TLS") {
+                    v["version"] = json!(n);
+                    v["version_protocol"] = json!("tls");
+                }
+            }
+            m.insert("tls".into(), v);
+        }
+        Detail::Http(r) => {
+            net["protocol"] = json!("http");
+            net["transport"] = json!("tcp");
+            let mut h = json!({ "request": { "method": &*r.method } });
+            if let Some(v) = r.version {
+                h["version"] = json!(format!("1.{v}"));
+            }
+            m.insert("http".into(), h);
+            let target = Escaped(&r.target).to_string();
+            let mut url = json!({ "original": target });
+            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            url["path"] = json!(path);
+            if !query.is_empty() {
+                url["query"] = json!(query);
+            }
+            if let Some(host) = &r.host {
+                url["domain"] = json!(host);
+            }
+            if let Some(p) = r.port {
+                url["port"] = json!(p);
+            }
+            m.insert("url".into(), url);
         }
         _ => {}
     }

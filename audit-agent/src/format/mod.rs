@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::{
     escape::Escaped,
-    event::{Activity, Event, Target},
+    event::{Action, Activity, Detail, Event, Target},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,8 +59,23 @@ pub(crate) fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
 /// The resource as people read it: the path (the kernel's when known), `ip:port`,
 /// `[ip6]:port`, a unix socket path (`@name` when abstract), or the address family;
 /// `<unreadable>` when nothing could be read.
+/// A failure's name: the DNS response code of a lookup (`NXDOMAIN`), else the errno (`ENOENT`).
+pub(crate) fn failure_text(a: &Activity, code: i32) -> String {
+    if a.action == Action::Dns {
+        return crate::wire::dns::rcode_name(u8::try_from(code).unwrap_or(u8::MAX)).into_owned();
+    }
+    native::errno_name(code).into_owned()
+}
+
 pub(crate) fn resource_text(a: &Activity) -> String {
     let mut s = String::new();
+    if let Detail::Dns(d) = &a.resource.detail {
+        // A lookup names what was asked, and of whom.
+        let (name, qtype) = d.question.as_ref().map_or(("?".into(), "?".into()), |q| {
+            (q.name.to_string(), crate::wire::dns::type_name(q.qtype))
+        });
+        let _ = write!(s, "{name} {qtype} @");
+    }
     match &a.resource.target {
         Target::File(f) => match f.path() {
             Some(p) => {
@@ -94,6 +109,15 @@ pub(crate) fn resource_text(a: &Activity) -> String {
             let _ = write!(s, "io_uring fd {fd}");
         }
         Target::Call => s.push('-'),
+    }
+    if a.action != Action::Dns
+        && let Some(h) = a
+            .resource
+            .destination
+            .as_deref()
+            .and_then(|d| d.hosts.first())
+    {
+        let _ = write!(s, " ({})", h.name);
     }
     s
 }

@@ -233,6 +233,34 @@ fn class_of(
             "Other",
             "made a 32-bit system call on",
         ),
+        // The activity of DNS and HTTP records depends on the record (`network_activity`).
+        Action::Dns => (
+            4003,
+            "DNS Activity",
+            4,
+            "Network Activity",
+            6,
+            "Traffic",
+            "looked up",
+        ),
+        Action::Http => (
+            4002,
+            "HTTP Activity",
+            4,
+            "Network Activity",
+            99,
+            "Other",
+            "sent an HTTP request to",
+        ),
+        Action::Tls => (
+            4001,
+            "Network Activity",
+            4,
+            "Network Activity",
+            6,
+            "Traffic",
+            "sent a TLS hello to",
+        ),
         change => {
             let (id, name, verb) = file_activity(change);
             (
@@ -268,7 +296,10 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         | Action::Signal
         | Action::Access
         | Action::UringSetup
-        | Action::CompatSyscall => (99, "Other", "changed"),
+        | Action::CompatSyscall
+        | Action::Dns
+        | Action::Tls
+        | Action::Http => (99, "Other", "changed"),
     }
 }
 
@@ -347,11 +378,30 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 );
             }
         }
+        (_, Detail::Dns(d)) => {
+            network_endpoints(e, a, ev);
+            dns_object(d, ev);
+        }
+        (_, Detail::Tls(h)) => {
+            network_endpoints(e, a, ev);
+            let mut tls = json!({ "version": h.versions.iter().max().map(|v| crate::wire::tls::version_name(*v)) });
+            if let Some(sni) = &h.sni {
+                tls["sni"] = json!(sni);
+            }
+            ev.insert("tls".into(), tls);
+        }
+        (t, Detail::Http(r)) => {
+            network_endpoints(e, a, ev);
+            http_object(t, r, ev);
+        }
         (t, Detail::Connect { .. }) => {
-            let dst = match t {
+            let mut dst = match t {
                 Target::Inet(ip, port) => json!({ "ip": ip.to_string(), "port": port }),
                 _ => json!({ "name": target }),
             };
+            if let Some(h) = first_host(a) {
+                dst["hostname"] = json!(h);
+            }
             // The IP version only for IP destinations: a unix or other socket has none.
             let version = match t {
                 Target::Inet(ip, _) if ip.is_ipv6() => json!(6),
@@ -366,6 +416,124 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
             );
         }
     }
+}
+
+/// The destination's first name (`resource.host`).
+fn first_host(a: &Activity) -> Option<&str> {
+    a.resource
+        .destination
+        .as_deref()
+        .and_then(|d| d.hosts.first())
+        .map(|h| &*h.name)
+}
+
+/// `dst_endpoint` (the peer of a DNS, TLS or HTTP record, with its name), `src_endpoint`,
+/// `connection_info`.
+fn network_endpoints(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
+    if let Target::Inet(ip, port) = &a.resource.target {
+        let mut dst = json!({ "ip": ip.to_string(), "port": port });
+        if let (Some(h), false) = (first_host(a), a.action == Action::Dns) {
+            dst["hostname"] = json!(h);
+        }
+        ev.insert("dst_endpoint".into(), dst);
+        ev.insert(
+            "connection_info".into(),
+            json!({ "direction_id": 2, "direction": "Outbound", "protocol_ver_id": if ip.is_ipv6() { 6 } else { 4 } }),
+        );
+    }
+    ev.insert("src_endpoint".into(), json!({ "hostname": e.host.name }));
+}
+
+/// DNS Activity: `query`, `answers`, `rcode_id`/`rcode`, `response_time`, and the activity (a
+/// query alone, an unsolicited response, or both).
+fn dns_object(d: &crate::event::DnsLookup, ev: &mut Map<String, Value>) {
+    use crate::wire::dns;
+    if let Some(q) = &d.question {
+        ev.insert(
+            "query".into(),
+            json!({ "hostname": q.name, "type": dns::type_name(q.qtype), "packet_uid": d.id }),
+        );
+    }
+    let (id, name) = match (&d.response, d.unsolicited) {
+        (None, _) => (1, "Query"),
+        (Some(_), true) => (2, "Response"),
+        (Some(_), false) => (6, "Traffic"),
+    };
+    ev.insert("activity_id".into(), json!(id));
+    ev.insert("activity_name".into(), json!(name));
+    ev.insert("type_uid".into(), json!(400300 + id));
+    ev.insert("type_name".into(), json!(format!("DNS Activity: {name}")));
+    let Some(r) = &d.response else {
+        return;
+    };
+    let answers: Vec<Value> = r
+        .answers
+        .iter()
+        .map(|rec| {
+            let rdata = match &rec.data {
+                dns::RData::A(ip) => ip.to_string(),
+                dns::RData::Aaaa(ip) => ip.to_string(),
+                dns::RData::Cname(n) => n.to_string(),
+                dns::RData::Other { len } => format!("({len} bytes)"),
+            };
+            json!({ "rdata": rdata, "type": dns::type_name(rec.rtype), "ttl": rec.ttl, "packet_uid": d.id })
+        })
+        .collect();
+    ev.insert("answers".into(), json!(answers));
+    // OCSF's rcode_id follows the RFC codes 0-10 (11+ as Other).
+    let rcode_id = if r.rcode <= 10 {
+        u32::from(r.rcode)
+    } else {
+        99
+    };
+    ev.insert("rcode_id".into(), json!(rcode_id));
+    ev.insert("rcode".into(), json!(dns::rcode_name(r.rcode)));
+    ev.insert(
+        "response_time".into(),
+        json!(u64::try_from(r.after.as_millis()).unwrap_or(u64::MAX)),
+    );
+}
+
+/// HTTP Activity: `http_request` (method, URL, version) and the activity its method names.
+fn http_object(t: &Target, r: &crate::wire::http::Request, ev: &mut Map<String, Value>) {
+    let (id, name) = match &*r.method {
+        "CONNECT" => (1, "Connect"),
+        "DELETE" => (2, "Delete"),
+        "GET" => (3, "Get"),
+        "HEAD" => (4, "Head"),
+        "OPTIONS" => (5, "Options"),
+        "POST" => (6, "Post"),
+        "PUT" => (7, "Put"),
+        "TRACE" => (8, "Trace"),
+        _ => (99, "Other"),
+    };
+    ev.insert("activity_id".into(), json!(id));
+    ev.insert("activity_name".into(), json!(name));
+    ev.insert("type_uid".into(), json!(400200 + id));
+    ev.insert("type_name".into(), json!(format!("HTTP Activity: {name}")));
+    let target = Escaped(&r.target).to_string();
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.clone(), None),
+    };
+    let mut url = json!({ "url_string": target, "path": path });
+    if let Some(q) = query {
+        url["query_string"] = json!(q);
+    }
+    if let Some(h) = &r.host {
+        url["hostname"] = json!(h);
+    }
+    if let Some(p) = r.port.or(match t {
+        Target::Inet(_, p) => Some(*p),
+        _ => None,
+    }) {
+        url["port"] = json!(p);
+    }
+    let mut req = json!({ "http_method": &*r.method, "url": url });
+    if let Some(v) = r.version {
+        req["version"] = json!(format!("HTTP/1.{v}"));
+    }
+    ev.insert("http_request".into(), req);
 }
 
 /// Everything OCSF has no attribute for, as the native record has it.

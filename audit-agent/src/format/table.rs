@@ -1,6 +1,6 @@
 //! Aligned table output for `query --format table`.
 
-use super::{native::errno_name, resource_text};
+use super::{failure_text, resource_text};
 use crate::{
     event::{Body, Event, Outcome},
     time,
@@ -25,7 +25,7 @@ fn cells(e: &Event) -> [String; 7] {
             a.action.to_string(),
             match a.outcome {
                 Outcome::Success(_) => "ok".into(),
-                Outcome::Failure(errno) => errno_name(errno).into_owned(),
+                Outcome::Failure(code) => failure_text(a, code),
                 other => other.kind().to_string(),
             },
             a.verdict

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::{native::errno_name, resource_text};
+use super::{failure_text, resource_text};
 use crate::{
     escape::Escaped,
     event::{Activity, Body, Detail, Event, Gap, Outcome},
@@ -60,7 +60,7 @@ fn activity(line: &mut String, a: &Activity) {
         Outcome::Success(v) => format!("ok {v}"),
         Outcome::Unknown => "unknown".into(),
         Outcome::InProgress => "in_progress".into(),
-        Outcome::Failure(e) => errno_name(e).into_owned(),
+        Outcome::Failure(e) => failure_text(a, e),
     };
     let _ = write!(line, "{result:<13} ");
     if let Some(v) = &a.verdict {
@@ -89,7 +89,7 @@ fn activity(line: &mut String, a: &Activity) {
         Detail::Open { flags, .. } => {
             let _ = write!(line, " [{}]", linux::open_flag_names(*flags).join("|"));
         }
-        Detail::Connect { .. } => {}
+        Detail::Connect { .. } | Detail::Dns(_) | Detail::Tls(_) | Detail::Http(_) => {}
         Detail::Change(c) => change_text(line, c),
         Detail::Move { pid } => {
             let _ = write!(line, " pid={pid}");

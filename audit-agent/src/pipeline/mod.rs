@@ -281,6 +281,9 @@ impl<S: Source> Pipeline<S> {
         for ev in batch.drain(..) {
             if let Some(event) = self.enricher.enrich(ev) {
                 self.stage_and_emit(event)?;
+                for more in self.enricher.take_more() {
+                    self.stage_and_emit(more)?;
+                }
             }
         }
         self.batch = batch;

@@ -110,6 +110,7 @@ fn resource(target: Target) -> Resource {
         unreadable: vec![],
         uring: None,
         ia32: None,
+        destination: None,
     }
 }
 

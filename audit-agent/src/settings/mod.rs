@@ -22,6 +22,9 @@ pub(crate) struct CaptureSettings {
     pub(crate) connect_outcome_wait: Duration,
     /// Whether 32-bit system calls are recorded.
     pub(crate) compat_syscalls: bool,
+    /// Whether watched sockets' packets are read (DNS, TLS, HTTP), and which ports are DNS.
+    pub(crate) packets: bool,
+    pub(crate) dns_ports: Vec<u16>,
 }
 
 /// `[metrics]`, validated.
@@ -124,7 +127,27 @@ fn compile_capture(cfg: &Config, p: &mut Problems) -> CaptureSettings {
         cgroup_rescan: Duration::from_millis(cfg.capture.cgroup_rescan_ms.max(50)),
         connect_outcome_wait: Duration::from_millis(cfg.capture.connect_outcome_wait_ms),
         compat_syscalls: cfg.capture.compat_syscalls,
+        packets: cfg.capture.packets,
+        dns_ports: dns_ports(&cfg.capture.dns_ports, p),
     }
+}
+
+/// `[capture] dns_ports`: at most 16 ports, none of them 0 (none: no DNS is read).
+fn dns_ports(ports: &toml::Spanned<Vec<u16>>, p: &mut Problems) -> Vec<u16> {
+    let max = audit_common::net::DNS_PORTS_MAX as usize;
+    let list = ports.get_ref();
+    if list.contains(&0) || list.len() > max {
+        p.at(
+            ports.span(),
+            format!(
+                "capture.dns_ports: give at most {max} ports between 1 and 65535 (e.g. [53, 5353])"
+            ),
+        );
+    }
+    let mut v: Vec<u16> = list.iter().copied().filter(|&n| n != 0).take(max).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The ring buffer size rule, shared by the configuration and `--ring-buffer-bytes`.

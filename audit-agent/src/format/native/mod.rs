@@ -19,6 +19,7 @@ use crate::{
 };
 
 mod json;
+mod network;
 mod resource;
 
 use self::json::Object;
@@ -184,7 +185,9 @@ fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     let mut o = out.object("result");
     o.str("outcome", a.outcome.kind().name());
     o.opt_i64("retval", a.outcome.retval());
-    o.opt_str("errno", a.outcome.errno().map(errno_name).as_deref());
+    // A DNS record's failure is a response code (`resource.dns.response.rcode`), not an errno.
+    let errno = a.outcome.errno().filter(|_| a.action != Action::Dns);
+    o.opt_str("errno", errno.map(errno_name).as_deref());
     if let Some(c) = completion_out(&a.resource.detail) {
         o.serde("completion", &c)?;
     }

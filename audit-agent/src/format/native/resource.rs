@@ -7,7 +7,14 @@ use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Bytes, ReadError, bytes, family_name, family_number, json::Object};
+use super::{
+    Bytes, ReadError, bytes, family_name, family_number,
+    json::Object,
+    network::{
+        DestinationOut, DnsOut, HostOut, HttpOut, TlsOut, destination_in, destination_out, dns_in,
+        dns_out, http_in, http_out, tls_in, tls_out,
+    },
+};
 use crate::{
     escape::Escaped,
     event::{
@@ -233,6 +240,7 @@ pub(super) struct ResourceOut<'a> {
     port: Option<u16>,
     address_source: Option<&'static str>,
     requested_address: Option<String>,
+    destination: Option<DestinationOut>,
     exec_id: Option<&'a str>,
     new_path: Option<Option<Bytes<'a>>>,
     new_path_source: Option<&'static str>,
@@ -258,6 +266,9 @@ pub(super) struct ResourceOut<'a> {
     target_exec_id: Option<&'a str>,
     target_agent: Option<&'a str>,
     delivery: Option<Cow<'static, str>>,
+    dns: Option<DnsOut>,
+    tls: Option<TlsOut>,
+    http: Option<HttpOut>,
     truncated: Vec<&'static str>,
     unreadable: Vec<&'static str>,
 }
@@ -330,6 +341,22 @@ impl ResourceOut<'_> {
         int(o, "port", self.port.map(i64::from));
         text(o, "address_source", self.address_source);
         text(o, "requested_address", self.requested_address.as_deref());
+        if let Some(d) = &self.destination {
+            if let Some(h) = &d.host {
+                o.opt_str("host", h.as_deref());
+            }
+            text(o, "host_source", d.host_source);
+            if !d.hosts.is_empty() {
+                o.serde("hosts", &d.hosts)?;
+            }
+            if d.host_conflict {
+                o.bool("host_conflict", true);
+            }
+            text(o, "opaque", d.opaque);
+            if let Some(c) = d.connection_id {
+                o.u64("connection_id", c);
+            }
+        }
         text(o, "exec_id", self.exec_id);
         nullable_bytes(o, "new_path", &self.new_path);
         text(o, "new_path_source", self.new_path_source);
@@ -365,6 +392,15 @@ impl ResourceOut<'_> {
         text(o, "target_exec_id", self.target_exec_id);
         text(o, "target_agent", self.target_agent);
         text(o, "delivery", self.delivery.as_deref());
+        if let Some(d) = &self.dns {
+            o.serde("dns", d)?;
+        }
+        if let Some(t) = &self.tls {
+            o.serde("tls", t)?;
+        }
+        if let Some(h) = &self.http {
+            o.serde("http", h)?;
+        }
         if !self.truncated.is_empty() {
             o.strings("truncated", &self.truncated);
         }
@@ -518,6 +554,9 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
             out.delivery = Some(linux::signal_delivery_name(*delivery));
         }
         Detail::Compat => {}
+        Detail::Dns(d) => out.dns = Some(dns_out(d)),
+        Detail::Tls(h) => out.tls = Some(tls_out(h)),
+        Detail::Http(r) => out.http = Some(http_out(r)),
         Detail::Connect {
             passed,
             from_kernel,
@@ -596,10 +635,17 @@ pub(super) fn resource_out(r: &Resource) -> ResourceOut<'_> {
         }),
         truncated: r.truncated.iter().map(|f| f.name()).collect(),
         unreadable: r.unreadable.iter().map(|f| f.name()).collect(),
+        destination: r.destination.as_deref().map(destination_out),
         ..Default::default()
     };
     target_fields(&mut out, &r.target);
     detail_fields(&mut out, &r.detail);
+    if out.address_source.is_none()
+        && matches!(r.detail, Detail::Dns(_) | Detail::Tls(_) | Detail::Http(_))
+    {
+        // The peer's address comes from the packet's IP header.
+        out.address_source = Some("kernel");
+    }
     out
 }
 
@@ -709,6 +755,20 @@ pub(crate) struct ResourceIn<'a> {
     #[serde(borrow, default)]
     delivery: Option<Cow<'a, str>>,
     #[serde(default)]
+    hosts: Option<Vec<HostOut>>,
+    #[serde(default)]
+    host_conflict: bool,
+    #[serde(borrow, default)]
+    opaque: Option<Cow<'a, str>>,
+    #[serde(default)]
+    connection_id: Option<u64>,
+    #[serde(default)]
+    dns: Option<DnsOut>,
+    #[serde(default)]
+    tls: Option<TlsOut>,
+    #[serde(default)]
+    http: Option<HttpOut>,
+    #[serde(default)]
     truncated: Vec<String>,
     #[serde(default)]
     unreadable: Vec<String>,
@@ -810,7 +870,7 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
     if action == Action::CompatSyscall && r.path.is_none() && r.requested_path.is_none() {
         return Ok(Target::Call);
     }
-    if action != Action::Connect && action != Action::Send {
+    if !action.is_network() {
         return Ok(Target::File(file_ref_in(
             r,
             r.path.as_deref(),
@@ -919,6 +979,9 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         },
+        Action::Dns => dns_in(r.dns.as_ref().ok_or(ReadError::Field("resource.dns"))?)?,
+        Action::Tls => tls_in(r.tls.as_ref().ok_or(ReadError::Field("resource.tls"))?)?,
+        Action::Http => http_in(r.http.as_ref().ok_or(ReadError::Field("resource.http"))?)?,
         Action::Connect | Action::Send => Detail::Connect {
             passed: r
                 .requested_address
@@ -1013,11 +1076,11 @@ fn change_in(action: Action, r: &ResourceIn<'_>) -> Result<Change, ReadError> {
 }
 
 /// Milliseconds with microsecond precision (what the record keeps).
-fn millis(d: Duration) -> f64 {
+pub(super) fn millis(d: Duration) -> f64 {
     d.as_micros() as f64 / 1e3
 }
 
-fn from_millis(ms: f64) -> Duration {
+pub(super) fn from_millis(ms: f64) -> Duration {
     Duration::from_micros((ms * 1e3).round().max(0.0) as u64)
 }
 
@@ -1048,7 +1111,26 @@ pub(crate) fn resource_in(action: Action, r: &ResourceIn<'_>) -> Result<Resource
             nr: c.nr,
             args: c.args,
         }),
+        destination: destination_of(action, r)?,
     })
+}
+
+/// The destination of a stored network record (inet destinations only).
+fn destination_of(
+    action: Action,
+    r: &ResourceIn<'_>,
+) -> Result<Option<Box<crate::event::Destination>>, ReadError> {
+    let inet = matches!(r.family.as_deref(), Some("inet" | "inet6"));
+    if !action.is_network() || !inet {
+        return Ok(None);
+    }
+    destination_in(
+        r.hosts.as_deref(),
+        r.host_conflict,
+        r.opaque.as_deref(),
+        r.connection_id,
+    )
+    .map(|d| Some(Box::new(d)))
 }
 
 /// The static name of a stored io_uring opcode.
@@ -1142,6 +1224,10 @@ mod tests {
             target_exec_id: Some("b4-9-9"),
             target_agent: Some("bot"),
             delivery: Some("delivered".into()),
+            destination: None,
+            dns: None,
+            tls: None,
+            http: None,
             truncated: vec!["argv"],
             unreadable: vec!["exe"],
         }

@@ -13,6 +13,9 @@ use crate::{
 };
 
 fn activity(action: Action, syscall: &'static str, target: Target, detail: Detail) -> Event {
+    // A network action's IP destination always has a destination (names, connection).
+    let destination =
+        (action.is_network() && matches!(target, Target::Inet(..))).then(Box::default);
     Event {
         time: from_nanos(1_764_186_121_123_456_789),
         host: Arc::new(Host {
@@ -56,6 +59,7 @@ fn activity(action: Action, syscall: &'static str, target: Target, detail: Detai
                 unreadable: vec![],
                 uring: None,
                 ia32: None,
+                destination,
             },
             outcome: Outcome::Failure(13),
             protected: vec![Arc::from("secrets")],
@@ -534,4 +538,165 @@ fn copied_actor_members_are_the_ones_written_anew() {
         write_with(e, &mut copied, &mut cache).unwrap();
         assert_eq!(String::from_utf8(copied).unwrap(), line(e));
     }
+}
+
+/// A destination named by DNS (with its answer's provenance, past its TTL), by the TLS server
+/// name, with a conflict, a connection id and what the connection hides.
+fn named(ip: &str) -> Box<crate::event::Destination> {
+    use crate::event::{DnsOrigin, HostName, HostSource, Opaque};
+    Box::new(crate::event::Destination {
+        connection: Some(77),
+        hosts: vec![
+            HostName {
+                name: "api.stripe.com".into(),
+                source: HostSource::TlsSni,
+                dns: None,
+                expired: false,
+            },
+            HostName {
+                name: "edge.example.net".into(),
+                source: HostSource::Dns,
+                dns: Some(Arc::new(DnsOrigin {
+                    query: "api.example.com".into(),
+                    resolver: format!("{ip}:53").parse().unwrap(),
+                    resolver_pid: Some(99),
+                    answered: from_nanos(1_764_186_120_000_000_000),
+                    ttl: 60,
+                })),
+                expired: true,
+            },
+        ],
+        conflict: true,
+        opaque: Some(Opaque::EncryptedClientHello),
+    })
+}
+
+#[test]
+fn network_records_read_back_with_their_names_and_protocol_fields() {
+    use crate::{
+        event::{DnsLookup, DnsResponse, Transport, WireIssue},
+        wire::{dns, http, tls},
+    };
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let lookup = DnsLookup {
+        transport: Transport::Tcp,
+        id: 4660,
+        question: Some(dns::Question {
+            name: "api.example.com".into(),
+            qtype: dns::TYPE_AAAA,
+            qclass: 1,
+        }),
+        response: Some(DnsResponse {
+            rcode: 3,
+            truncated_flag: true,
+            answers: vec![
+                dns::Record {
+                    name: "api.example.com".into(),
+                    rtype: dns::TYPE_CNAME,
+                    ttl: 300,
+                    data: dns::RData::Cname("edge.example.net".into()),
+                },
+                dns::Record {
+                    name: "edge.example.net".into(),
+                    rtype: dns::TYPE_AAAA,
+                    ttl: 60,
+                    data: dns::RData::Aaaa("2001:db8::7".parse().unwrap()),
+                },
+                dns::Record {
+                    name: "edge.example.net".into(),
+                    rtype: 16,
+                    ttl: 5,
+                    data: dns::RData::Other { len: 12 },
+                },
+            ],
+            after: Duration::from_micros(2500),
+            resolver_pid: Some(99),
+        }),
+        unsolicited: true,
+        issues: vec![WireIssue::CompressionLoop],
+    };
+    let hello = tls::Hello {
+        sni: Some("api.stripe.com".into()),
+        alpn: vec!["h2".into(), "http/1.1".into()],
+        versions: vec![0x0304, 0x0303],
+        ech: true,
+        issues: vec![WireIssue::Truncated],
+        len: 0,
+    };
+    let request = http::Request {
+        method: "POST".into(),
+        target: b"/v1/charges?\xff".to_vec(),
+        version: Some(1),
+        host: Some("api.stripe.com".into()),
+        port: Some(8080),
+        issues: vec![WireIssue::TooLong],
+        len: 0,
+    };
+    for (action, target, detail, outcome) in [
+        (
+            Action::Dns,
+            Target::Inet(ip("10.0.0.53"), 53),
+            Detail::Dns(Box::new(lookup)),
+            Outcome::Failure(3),
+        ),
+        (
+            Action::Tls,
+            Target::Inet(ip("2001:db8::7"), 443),
+            Detail::Tls(Box::new(hello)),
+            Outcome::Success(0),
+        ),
+        (
+            Action::Http,
+            Target::Inet(ip("192.0.2.7"), 8080),
+            Detail::Http(Box::new(request)),
+            Outcome::Success(0),
+        ),
+        (
+            Action::Connect,
+            Target::Inet(ip("192.0.2.7"), 443),
+            connect(None, true),
+            Outcome::Success(0),
+        ),
+    ] {
+        let mut e = activity(action, crate::linux::PACKET_SYSCALL, target, detail);
+        if let Some(a) = e.activity_mut() {
+            a.resource.destination = Some(named("10.0.0.53"));
+            a.outcome = outcome;
+        }
+        round_trip(&e);
+    }
+}
+
+#[test]
+fn a_dns_failure_is_a_response_code_never_an_errno() {
+    use crate::event::{DnsLookup, DnsResponse, Transport};
+    let lookup = DnsLookup {
+        transport: Transport::Udp,
+        id: 1,
+        question: None,
+        response: Some(DnsResponse {
+            rcode: 3,
+            truncated_flag: false,
+            answers: vec![],
+            after: Duration::ZERO,
+            resolver_pid: None,
+        }),
+        unsolicited: false,
+        issues: vec![],
+    };
+    let mut e = activity(
+        Action::Dns,
+        "packet",
+        Target::Inet("10.0.0.53".parse().unwrap(), 53),
+        Detail::Dns(Box::new(lookup)),
+    );
+    if let Some(a) = e.activity_mut() {
+        a.outcome = Outcome::Failure(3);
+    }
+    let l = line(&e);
+    assert!(
+        l.contains(r#""result":{"outcome":"failure","retval":-3,"errno":null}"#),
+        "{l}"
+    );
+    assert!(l.contains(r#""rcode":"NXDOMAIN""#), "{l}");
 }

@@ -1,0 +1,357 @@
+//! The network members of `resource`, both ways: the destination by name (`host`,
+//! `host_source`, `hosts`, `host_conflict`, `connection_id`) and what a DNS query, a TLS
+//! ClientHello or an HTTP request said (`dns`, `tls`, `http`). See docs/schema.md.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ReadError, bytes};
+use crate::{
+    escape::Escaped,
+    event::{
+        Destination, Detail, DnsLookup, DnsOrigin, DnsResponse, HostName, HostSource, Opaque,
+        Transport, WireIssue,
+    },
+    time,
+    wire::{
+        dns::{self, RData, Record},
+        http, tls,
+    },
+};
+
+/// `resource.hosts[]`: one name of the destination and where it came from.
+#[derive(Serialize, Deserialize)]
+pub(super) struct HostOut {
+    name: String,
+    source: String,
+    /// DNS: the name asked for, the resolver that answered, when, and the TTL it gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resolver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resolver_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    answered: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    expired: bool,
+}
+
+fn host_out(h: &HostName) -> HostOut {
+    let dns = h.dns.as_deref();
+    HostOut {
+        name: h.name.to_string(),
+        source: h.source.name().into(),
+        query: dns.map(|d| d.query.to_string()),
+        resolver: dns.map(|d| d.resolver.to_string()),
+        resolver_pid: dns.and_then(|d| d.resolver_pid),
+        answered: dns.map(|d| time::wire_form(d.answered).as_str().to_string()),
+        ttl: dns.map(|d| d.ttl),
+        expired: h.expired,
+    }
+}
+
+fn host_in(h: &HostOut) -> Result<HostName, ReadError> {
+    let bad = || ReadError::Field("resource.hosts");
+    let dns = match (&h.query, &h.resolver, &h.answered) {
+        (Some(q), Some(r), Some(a)) => Some(Arc::new(DnsOrigin {
+            query: Arc::from(q.as_str()),
+            resolver: r.parse::<SocketAddr>().map_err(|_| bad())?,
+            resolver_pid: h.resolver_pid,
+            answered: time::parse(a).ok_or_else(bad)?,
+            ttl: h.ttl.unwrap_or(0),
+        })),
+        _ => None,
+    };
+    Ok(HostName {
+        name: Arc::from(h.name.as_str()),
+        source: HostSource::parse(&h.source).ok_or_else(bad)?,
+        dns,
+        expired: h.expired,
+    })
+}
+
+/// The destination members as written.
+#[derive(Default)]
+pub(super) struct DestinationOut {
+    /// `Some(None)`: no name is known (written as null).
+    pub(super) host: Option<Option<String>>,
+    pub(super) host_source: Option<&'static str>,
+    pub(super) hosts: Vec<HostOut>,
+    pub(super) host_conflict: bool,
+    pub(super) opaque: Option<&'static str>,
+    pub(super) connection_id: Option<u64>,
+}
+
+pub(super) fn destination_out(d: &Destination) -> DestinationOut {
+    let first = d.hosts.first();
+    DestinationOut {
+        host: Some(first.map(|h| h.name.to_string())),
+        host_source: first.map(|h| h.source.name()),
+        hosts: d.hosts.iter().map(host_out).collect(),
+        host_conflict: d.conflict,
+        opaque: d.opaque.map(|o| o.name()),
+        connection_id: d.connection,
+    }
+}
+
+/// A stored record's destination: from `hosts` (`host` and `host_source` repeat its first).
+pub(super) fn destination_in(
+    hosts: Option<&[HostOut]>,
+    conflict: bool,
+    opaque: Option<&str>,
+    connection: Option<u64>,
+) -> Result<Destination, ReadError> {
+    Ok(Destination {
+        opaque: match opaque {
+            Some(o) => Some(Opaque::parse(o).ok_or(ReadError::Field("resource.opaque"))?),
+            None => None,
+        },
+        connection,
+        hosts: hosts
+            .unwrap_or_default()
+            .iter()
+            .map(host_in)
+            .collect::<Result<_, _>>()?,
+        conflict,
+    })
+}
+
+/// `resource.dns`.
+#[derive(Serialize, Deserialize)]
+pub(super) struct DnsOut {
+    transport: String,
+    id: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    query: Option<QuestionOut>,
+    answered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseOut>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unsolicited: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    issues: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct QuestionOut {
+    name: String,
+    #[serde(rename = "type")]
+    qtype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    class: Option<u16>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResponseOut {
+    rcode: String,
+    after_ms: f64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    truncated_flag: bool,
+    answers: Vec<AnswerOut>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resolver_pid: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AnswerOut {
+    name: String,
+    #[serde(rename = "type")]
+    rtype: String,
+    ttl: u32,
+    /// A, AAAA: the address; CNAME: the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    /// Other types: the data's length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    length: Option<u16>,
+}
+
+/// Class IN, the one not written.
+const CLASS_IN: u16 = 1;
+
+fn issues_out(issues: &[WireIssue]) -> Vec<String> {
+    issues.iter().map(|i| i.name().to_string()).collect()
+}
+
+fn issues_in(issues: &[String]) -> Result<Vec<WireIssue>, ReadError> {
+    issues
+        .iter()
+        .map(|i| WireIssue::parse(i).ok_or(ReadError::Field("resource.issues")))
+        .collect()
+}
+
+pub(super) fn dns_out(d: &DnsLookup) -> DnsOut {
+    DnsOut {
+        transport: d.transport.name().into(),
+        id: d.id,
+        query: d.question.as_ref().map(|q| QuestionOut {
+            name: q.name.to_string(),
+            qtype: dns::type_name(q.qtype).into_owned(),
+            class: (q.qclass != CLASS_IN).then_some(q.qclass),
+        }),
+        answered: d.response.is_some(),
+        response: d.response.as_ref().map(|r| ResponseOut {
+            rcode: dns::rcode_name(r.rcode).into_owned(),
+            after_ms: super::resource::millis(r.after),
+            truncated_flag: r.truncated_flag,
+            answers: r.answers.iter().map(answer_out).collect(),
+            resolver_pid: r.resolver_pid,
+        }),
+        unsolicited: d.unsolicited,
+        issues: issues_out(&d.issues),
+    }
+}
+
+fn answer_out(r: &Record) -> AnswerOut {
+    let (data, length) = match &r.data {
+        RData::A(ip) => (Some(ip.to_string()), None),
+        RData::Aaaa(ip) => (Some(ip.to_string()), None),
+        RData::Cname(n) => (Some(n.to_string()), None),
+        RData::Other { len } => (None, Some(*len)),
+    };
+    AnswerOut {
+        name: r.name.to_string(),
+        rtype: dns::type_name(r.rtype).into_owned(),
+        ttl: r.ttl,
+        data,
+        length,
+    }
+}
+
+fn answer_in(a: &AnswerOut) -> Result<Record, ReadError> {
+    let bad = || ReadError::Field("resource.dns.response.answers");
+    let rtype = dns::type_number(&a.rtype).ok_or_else(bad)?;
+    let data = match (rtype, a.data.as_deref()) {
+        (dns::TYPE_A, Some(d)) => RData::A(d.parse().map_err(|_| bad())?),
+        (dns::TYPE_AAAA, Some(d)) => RData::Aaaa(d.parse().map_err(|_| bad())?),
+        (dns::TYPE_CNAME, Some(d)) => RData::Cname(Arc::from(d)),
+        _ => RData::Other {
+            len: a.length.unwrap_or(0),
+        },
+    };
+    Ok(Record {
+        name: Arc::from(a.name.as_str()),
+        rtype,
+        ttl: a.ttl,
+        data,
+    })
+}
+
+pub(super) fn dns_in(d: &DnsOut) -> Result<Detail, ReadError> {
+    let bad = |f| ReadError::Field(f);
+    let question = match &d.query {
+        Some(q) => Some(dns::Question {
+            name: Arc::from(q.name.as_str()),
+            qtype: dns::type_number(&q.qtype).ok_or(bad("resource.dns.query.type"))?,
+            qclass: q.class.unwrap_or(CLASS_IN),
+        }),
+        None => None,
+    };
+    let response = match &d.response {
+        Some(r) => Some(DnsResponse {
+            rcode: dns::rcode_number(&r.rcode).ok_or(bad("resource.dns.response.rcode"))?,
+            truncated_flag: r.truncated_flag,
+            answers: r.answers.iter().map(answer_in).collect::<Result<_, _>>()?,
+            after: super::resource::from_millis(r.after_ms),
+            resolver_pid: r.resolver_pid,
+        }),
+        None => None,
+    };
+    Ok(Detail::Dns(Box::new(DnsLookup {
+        transport: Transport::parse(&d.transport).ok_or(bad("resource.dns.transport"))?,
+        id: d.id,
+        question,
+        response,
+        unsolicited: d.unsolicited,
+        issues: issues_in(&d.issues)?,
+    })))
+}
+
+/// `resource.tls`.
+#[derive(Serialize, Deserialize)]
+pub(super) struct TlsOut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sni: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    alpn: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    versions: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ech: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    issues: Vec<String>,
+}
+
+pub(super) fn tls_out(h: &tls::Hello) -> TlsOut {
+    TlsOut {
+        sni: h.sni.as_deref().map(str::to_string),
+        alpn: h.alpn.iter().map(|a| a.to_string()).collect(),
+        versions: h.versions.iter().map(|v| tls::version_name(*v)).collect(),
+        ech: h.ech,
+        issues: issues_out(&h.issues),
+    }
+}
+
+pub(super) fn tls_in(t: &TlsOut) -> Result<Detail, ReadError> {
+    Ok(Detail::Tls(Box::new(tls::Hello {
+        sni: t.sni.as_deref().map(Arc::from),
+        alpn: t.alpn.iter().map(|a| Arc::from(a.as_str())).collect(),
+        versions: t
+            .versions
+            .iter()
+            .map(|v| tls::version_number(v).ok_or(ReadError::Field("resource.tls.versions")))
+            .collect::<Result<_, _>>()?,
+        ech: t.ech,
+        issues: issues_in(&t.issues)?,
+        len: 0,
+    })))
+}
+
+/// `resource.http`.
+#[derive(Serialize, Deserialize)]
+pub(super) struct HttpOut {
+    method: String,
+    target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    issues: Vec<String>,
+}
+
+pub(super) fn http_out(r: &http::Request) -> HttpOut {
+    HttpOut {
+        method: r.method.to_string(),
+        target: Escaped(&r.target).to_string(),
+        version: r.version.map(|v| format!("HTTP/1.{v}")),
+        host: r.host.as_deref().map(str::to_string),
+        port: r.port,
+        issues: issues_out(&r.issues),
+    }
+}
+
+pub(super) fn http_in(h: &HttpOut) -> Result<Detail, ReadError> {
+    Ok(Detail::Http(Box::new(http::Request {
+        method: Arc::from(h.method.as_str()),
+        target: bytes(&h.target),
+        version: match h.version.as_deref() {
+            Some(v) => Some(
+                v.strip_prefix("HTTP/1.")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or(ReadError::Field("resource.http.version"))?,
+            ),
+            None => None,
+        },
+        host: h.host.as_deref().map(Arc::from),
+        port: h.port,
+        issues: issues_in(&h.issues)?,
+        len: 0,
+    })))
+}
