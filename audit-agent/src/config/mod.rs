@@ -89,6 +89,9 @@ pub(crate) struct ProtectedConf {
     /// Path globs of executables.
     #[serde(default)]
     pub(crate) exec: Vec<Spanned<String>>,
+    /// Host name patterns of network destinations, with optional ports.
+    #[serde(default)]
+    pub(crate) hosts: Vec<Spanned<String>>,
 }
 
 /// An ordered policy rule.

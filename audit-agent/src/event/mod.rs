@@ -398,6 +398,13 @@ impl Resource {
             .chain(taken)
     }
 
+    /// Every host name known for a network destination (`Destination::hosts`).
+    pub(crate) fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.destination
+            .iter()
+            .flat_map(|d| d.hosts.iter().map(|h| &*h.name))
+    }
+
     /// The identities of the files the kernel acted on (the file, a script's interpreter).
     pub(crate) fn file_ids(&self) -> impl Iterator<Item = &FileId> {
         let object = self.file().and_then(|f| f.object.as_ref());

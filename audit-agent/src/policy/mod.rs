@@ -4,6 +4,7 @@
 //! Policy is evaluated on the typed target: the executable for exec, the file of an open, the
 //! address and port of a connect. `query` reuses the same matchers on stored records.
 
+pub(crate) mod host;
 pub(crate) mod inode;
 pub(crate) mod pattern;
 
@@ -14,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
 use self::{
+    host::HostPattern,
     inode::InodeIndex,
     pattern::{NetPattern, PathSet, Resources},
 };
@@ -29,21 +31,32 @@ struct ProtectedSet {
     files: PathSet,
     network: Vec<NetPattern>,
     exec: PathSet,
+    hosts: Vec<HostPattern>,
 }
 
 impl ProtectedSet {
-    /// Whether the set names the resource by one of its paths.
+    /// Whether the set names the resource by one of its paths, its address or its host names.
     fn names(&self, action: Action, r: &Resource) -> bool {
         match (action, &r.target) {
             (Action::Open, Target::File(_)) => self.files.matches_any(r.paths()),
             (Action::Exec, Target::File(_)) => self.exec.matches_any(r.paths()),
-            (Action::Connect | Action::Send, Target::Inet(ip, port)) => {
+            (a, Target::Inet(ip, port)) if a.is_network() => {
                 self.network.iter().any(|n| n.contains(*ip, Some(*port)))
+                    || self.names_host(a, r, *port)
             }
             (Action::Connect | Action::Send, Target::Unix(_)) => self.files.matches_any(r.paths()),
             (a, Target::File(_)) if a.is_file_change() => self.files.matches_any(r.paths()),
             _ => false,
         }
+    }
+
+    /// Whether a host pattern matches any name of the destination. A lookup has no port: its
+    /// name is what was asked for, not where a connection went.
+    fn names_host(&self, action: Action, r: &Resource, port: u16) -> bool {
+        let port = (action != Action::Dns).then_some(port);
+        self.hosts
+            .iter()
+            .any(|h| r.host_names().any(|n| h.matches(n, port)))
     }
 }
 
@@ -134,8 +147,21 @@ struct Canonical<'a> {
     agent_id_label: Option<&'a str>,
 }
 
-/// A protected set: name, file globs, network destinations, executable globs.
-type CanonicalProtected<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
+/// A protected set: name, file globs, network destinations, executable globs, and host patterns
+/// only when there are any (so sets without them keep the version they had before hosts
+/// existed).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum CanonicalProtected<'a> {
+    Paths(&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>),
+    WithHosts(
+        &'a str,
+        Vec<&'a str>,
+        Vec<&'a str>,
+        Vec<&'a str>,
+        Vec<&'a str>,
+    ),
+}
 
 #[derive(Serialize)]
 struct CanonicalRule<'a> {
@@ -169,12 +195,17 @@ fn version_of(cfg: &Config) -> Arc<str> {
             .protected
             .iter()
             .map(|p| {
-                (
+                let (name, files, net, exec) = (
                     p.name.get_ref().as_str(),
                     strs(&p.files),
                     strs(&p.network),
                     strs(&p.exec),
-                )
+                );
+                if p.hosts.is_empty() {
+                    CanonicalProtected::Paths(name, files, net, exec)
+                } else {
+                    CanonicalProtected::WithHosts(name, files, net, exec, strs(&p.hosts))
+                }
             })
             .collect(),
         rules: cfg.rules.iter().map(canonical_rule).collect(),
@@ -225,11 +256,12 @@ fn compile_sets(cfg: &Config, p: &mut Problems) -> Vec<ProtectedSet> {
                 format!("protected[{i}].name: duplicate protected set `{name}`"),
             );
         }
-        if s.files.is_empty() && s.network.is_empty() && s.exec.is_empty() {
+        if s.files.is_empty() && s.network.is_empty() && s.exec.is_empty() && s.hosts.is_empty() {
             p.at(
                 s.name.span(),
                 format!(
-                    "protected[{i}]: set `{name}` is empty: give `files`, `network` and/or `exec`"
+                    "protected[{i}]: set `{name}` is empty: give `files`, `network`, `exec` \
+                     and/or `hosts`"
                 ),
             );
         }
@@ -238,6 +270,7 @@ fn compile_sets(cfg: &Config, p: &mut Problems) -> Vec<ProtectedSet> {
             files: PathSet::compile(&s.files, &format!("protected[{i}].files"), p),
             network: NetPattern::compile_all(&s.network, &format!("protected[{i}].network"), p),
             exec: PathSet::compile(&s.exec, &format!("protected[{i}].exec"), p),
+            hosts: HostPattern::compile_all(&s.hosts, &format!("protected[{i}].hosts"), p),
         });
     }
     sets

@@ -1,6 +1,7 @@
 //! Resource patterns: path globs and network destinations (CIDR with optional ports), and
-//! [`Resources`], a mix of both as rules and `query --resource` take them. A pattern starting
-//! with `/` is a path glob; anything else is a network pattern — decided here only.
+//! [`Resources`], a mix of them and host name patterns (`host.rs`) as rules and `query
+//! --resource` take them. A pattern starting with `/` is a path glob; one that parses as an
+//! address is a network pattern; anything else is a host pattern — decided here only.
 
 use std::{
     fmt,
@@ -10,9 +11,10 @@ use std::{
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use toml::Spanned;
 
+use super::host::HostPattern;
 use crate::{
     config::Problems,
-    event::{Resource, Target},
+    event::{Detail, Resource, Target},
 };
 
 /// Compiles a path glob: `*` and `?` stay within one path component, `**` spans components,
@@ -244,29 +246,38 @@ impl NetPattern {
     }
 }
 
-/// Path globs and network patterns together, as a rule's `resources` or `query --resource`.
+/// Path globs, network patterns and host patterns together, as a rule's `resources` or `query
+/// --resource`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Resources {
     paths: PathSet,
     nets: Vec<NetPattern>,
+    hosts: Vec<HostPattern>,
 }
 
 impl Resources {
-    /// Parses patterns: `/...` is a path glob, anything else a network pattern.
+    /// Parses patterns: `/...` is a path glob, an address (with prefix and ports) a network
+    /// pattern, anything else a host name pattern.
     pub(crate) fn parse<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut globs = Vec::new();
         let mut nets = Vec::new();
+        let mut hosts = Vec::new();
         for s in patterns {
             if is_path_pattern(s) {
                 path_glob(s)?;
                 globs.push(s);
-            } else {
-                nets.push(NetPattern::parse(s)?);
+                continue;
+            }
+            match NetPattern::parse(s) {
+                Ok(n) => nets.push(n),
+                Err(e) if looks_like_address(s) => return Err(e),
+                Err(_) => hosts.push(HostPattern::parse(s)?),
             }
         }
         Ok(Self {
             paths: PathSet::new(globs)?,
             nets,
+            hosts,
         })
     }
 
@@ -283,15 +294,23 @@ impl Resources {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.paths.is_empty() && self.nets.is_empty()
+        self.paths.is_empty() && self.nets.is_empty() && self.hosts.is_empty()
     }
 
     /// Whether a resource falls inside: files and unix sockets by any of their paths
-    /// ([`Resource::paths`]), IPs by network pattern.
+    /// ([`Resource::paths`]), IPs by network pattern or by any host name of the destination (a
+    /// lookup by the name it asked for, without a port).
     pub(crate) fn matches(&self, r: &Resource) -> bool {
         match &r.target {
             Target::File(_) | Target::Unix(_) => self.paths.matches_any(r.paths()),
-            Target::Inet(ip, port) => self.nets.iter().any(|n| n.contains(*ip, Some(*port))),
+            Target::Inet(ip, port) => {
+                let name_port = (!matches!(r.detail, Detail::Dns(_))).then_some(*port);
+                self.nets.iter().any(|n| n.contains(*ip, Some(*port)))
+                    || self
+                        .hosts
+                        .iter()
+                        .any(|h| r.host_names().any(|n| h.matches(n, name_port)))
+            }
             Target::OtherAddress { .. }
             | Target::Cgroup { .. }
             | Target::Process { .. }
@@ -309,6 +328,12 @@ pub(crate) fn has_glob_meta(p: &str) -> bool {
 /// Whether a resource pattern names paths (as opposed to network destinations).
 fn is_path_pattern(s: &str) -> bool {
     s.starts_with('/')
+}
+
+/// Whether a pattern that is not a valid network pattern was meant as one (its error is then
+/// the one to show): it starts like an address or has a prefix.
+fn looks_like_address(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_digit() || c == '[') || s.contains('/') || s.contains("::")
 }
 
 fn mask(prefix: u8, max: u8) -> u128 {

@@ -3,7 +3,7 @@
 use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use super::*;
-use crate::event::{Detail, FileId, FileRef, Interpreter, KernelFile, Requested};
+use crate::event::{Detail, FileId, FileRef, HostSource, Interpreter, KernelFile, Requested};
 
 const POLICY: &str = r#"
 default_decision = "review"
@@ -507,4 +507,173 @@ fn version_changes_when_an_agent_covers_other_processes() {
     assert_ne!(base.version(), compile(&other_uid).version());
     let other_cgroup = POLICY.replace("/agents/support/**", "/agents/help/**");
     assert_ne!(base.version(), compile(&other_cgroup).version());
+}
+
+const HOSTS: &str = r#"
+default_decision = "allow"
+
+[[protected]]
+name = "payments"
+hosts = ["api.stripe.com", "*.githubusercontent.com:443"]
+
+[[rules]]
+id = "review-payments"
+protected = ["payments"]
+decision = "review"
+
+[[rules]]
+id = "deny-paste"
+resources = ["**.pastebin.com"]
+decision = "deny"
+"#;
+
+/// A network record to `ip:port` whose destination carries `names` from `source`.
+fn named(action: Action, ip: &str, port: u16, names: &[(&str, HostSource)]) -> Resource {
+    use crate::{
+        event::{Destination, DnsLookup, HostName},
+        wire::dns,
+    };
+    let detail = match action {
+        Action::Dns => Detail::Dns(Box::new(DnsLookup {
+            transport: crate::event::Transport::Udp,
+            id: 1,
+            question: Some(dns::Question {
+                name: names[0].0.into(),
+                qtype: 1,
+                qclass: 1,
+            }),
+            response: None,
+            unsolicited: false,
+            issues: vec![],
+        })),
+        Action::Tls => Detail::Tls(Box::default()),
+        _ => Detail::Connect {
+            passed: None,
+            from_kernel: true,
+            completion: None,
+        },
+    };
+    Resource {
+        destination: Some(Box::new(Destination {
+            hosts: names
+                .iter()
+                .map(|(n, s)| HostName {
+                    name: (*n).into(),
+                    source: *s,
+                    dns: None,
+                    expired: false,
+                })
+                .collect(),
+            ..Destination::default()
+        })),
+        detail,
+        ..resource(inet(ip, port))
+    }
+}
+
+#[test]
+fn host_patterns_protect_destinations_by_every_name_they_carry() {
+    use crate::event::HostSource::*;
+    let p = compile(HOSTS);
+    let judge = |r: Resource, action| {
+        let e = p.evaluate("bot", action, &r, &InodeIndex::default());
+        (names(&e.protected).join(","), e.verdict.decision)
+    };
+    let payments = ("payments".to_string(), Decision::Review);
+    let none = (String::new(), Decision::Allow);
+    // A connect named by DNS, a TLS hello by its server name, a lookup by the name asked.
+    assert_eq!(
+        judge(
+            named(
+                Action::Connect,
+                "104.18.32.7",
+                443,
+                &[("api.stripe.com", Dns)]
+            ),
+            Action::Connect
+        ),
+        payments
+    );
+    assert_eq!(
+        judge(
+            named(
+                Action::Tls,
+                "192.0.2.1",
+                8443,
+                &[("api.stripe.com", TlsSni)]
+            ),
+            Action::Tls
+        ),
+        payments
+    );
+    assert_eq!(
+        judge(
+            named(Action::Dns, "10.0.0.53", 53, &[("api.stripe.com", Dns)]),
+            Action::Dns
+        ),
+        payments
+    );
+    // The port of `*.githubusercontent.com:443` restricts; a lookup has no port.
+    let raw = [("raw.githubusercontent.com", Dns)];
+    assert_eq!(
+        judge(
+            named(Action::Connect, "192.0.2.2", 443, &raw),
+            Action::Connect
+        ),
+        payments
+    );
+    assert_eq!(
+        judge(
+            named(Action::Connect, "192.0.2.2", 80, &raw),
+            Action::Connect
+        ),
+        none
+    );
+    assert_eq!(
+        judge(named(Action::Dns, "10.0.0.53", 53, &raw), Action::Dns),
+        none
+    );
+    // Without a name, the address alone names nothing.
+    assert_eq!(
+        judge(
+            named(Action::Connect, "104.18.32.7", 443, &[]),
+            Action::Connect
+        ),
+        none
+    );
+    // Rules take host patterns in `resources` too.
+    let e = p.evaluate(
+        "bot",
+        Action::Connect,
+        &named(
+            Action::Connect,
+            "192.0.2.3",
+            443,
+            &[("a.b.pastebin.com", Dns)],
+        ),
+        &InodeIndex::default(),
+    );
+    assert_eq!(e.verdict.decision, Decision::Deny);
+}
+
+#[test]
+fn host_patterns_are_checked_with_their_position_and_change_the_version() {
+    let bad = HOSTS.replace("\"api.stripe.com\"", "\"api..stripe.com\"");
+    let err = crate::settings::Settings::parse(&bad, "p.toml")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("protected[0].hosts[0]: invalid host pattern `api..stripe.com`"),
+        "{err}"
+    );
+    assert!(err.contains("p.toml:6"), "{err}");
+    let other = HOSTS.replace("api.stripe.com", "api.stripe.net");
+    assert_ne!(compile(HOSTS).version(), compile(&other).version());
+}
+
+#[test]
+fn a_policy_without_host_patterns_keeps_its_version() {
+    // The version of POLICY before host patterns existed (this commit's parent computed it).
+    assert_eq!(policy().version().as_ref(), "sha256:4d538d56bdf97dd3");
 }
