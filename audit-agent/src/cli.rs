@@ -93,12 +93,18 @@ pub(crate) struct QueryArgs {
     /// Only agents of this workflow (`agent.workflow`; repeatable).
     #[arg(long, value_name = "NAME")]
     pub(crate) workflow: Vec<String>,
-    /// Only this action: process.exec, file.open, network.connect, audit.gap (repeatable).
+    /// Only this action: process.exec, file.open, network.connect, network.dns, network.tls,
+    /// network.http, audit.gap, ... (repeatable).
     #[arg(long, value_name = "A")]
     pub(crate) action: Vec<String>,
-    /// Only resources matching: a path glob (/etc/**) or network pattern (10.0.0.0/8:443) (repeatable).
+    /// Only resources matching: a path glob (/etc/**), network pattern (10.0.0.0/8:443) or host
+    /// pattern (api.stripe.com) (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub(crate) resource: Vec<String>,
+    /// Only network records whose destination has a name matching: api.stripe.com,
+    /// *.githubusercontent.com:443, **.github.com (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub(crate) host: Vec<String>,
     /// Only this decision: allow, deny, review (repeatable).
     #[arg(long, value_name = "D")]
     pub(crate) decision: Vec<String>,

@@ -19,7 +19,7 @@ use crate::{
         store::{Store, unusable},
     },
     format::native::{self, ResourceIn},
-    policy::pattern::Resources,
+    policy::{host::HostPattern, pattern::Resources},
     time,
 };
 
@@ -37,6 +37,7 @@ pub(crate) struct Filter {
     pub(crate) since: Option<Timestamp>,
     pub(crate) until: Option<Timestamp>,
     resources: Option<Resources>,
+    hosts: Vec<HostPattern>,
 }
 
 /// The command line's filters, before checking.
@@ -46,6 +47,8 @@ pub(crate) struct FilterArgs {
     pub(crate) workflows: Vec<String>,
     pub(crate) actions: Vec<String>,
     pub(crate) resources: Vec<String>,
+    /// Host name patterns (`--host`).
+    pub(crate) hosts: Vec<String>,
     pub(crate) decisions: Vec<String>,
     pub(crate) protected: Option<Option<String>>,
     pub(crate) outcome: Option<String>,
@@ -92,6 +95,11 @@ impl Filter {
             .then(|| Resources::parse(a.resources.iter().map(String::as_str)))
             .transpose()
             .map_err(|e| anyhow::anyhow!("--resource: {e}"))?;
+        let hosts = a
+            .hosts
+            .iter()
+            .map(|h| HostPattern::parse(h).map_err(|e| anyhow::anyhow!("--host: {e}")))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             agents: a.agents,
             workflows: a.workflows,
@@ -102,6 +110,7 @@ impl Filter {
             since: a.since,
             until: a.until,
             resources,
+            hosts,
         })
     }
 
@@ -112,6 +121,7 @@ impl Filter {
             || self.protected.is_some()
             || self.outcome.is_some()
             || self.resources.is_some()
+            || !self.hosts.is_empty()
     }
 
     /// Whether `[from, to)` can hold matching records.
@@ -162,13 +172,29 @@ impl Filter {
     }
 
     fn resource_matches(&self, r: &Light<'_>) -> bool {
-        let Some(resources) = &self.resources else {
+        if self.resources.is_none() && self.hosts.is_empty() {
             return true;
-        };
+        }
         let (Some(action), Some(res)) = (Action::parse(r.action), &r.resource) else {
             return false;
         };
-        native::resource_in(action, res).is_ok_and(|r| resources.matches(&r))
+        let Ok(res) = native::resource_in(action, res) else {
+            return false;
+        };
+        self.resources.as_ref().is_none_or(|x| x.matches(&res))
+            && (self.hosts.is_empty() || self.host_matches(action, &res))
+    }
+
+    /// Whether a host pattern matches a name of the record's destination (a lookup: the name
+    /// asked for, without a port).
+    fn host_matches(&self, action: Action, r: &crate::event::Resource) -> bool {
+        let port = match r.target {
+            crate::event::Target::Inet(_, p) if action != Action::Dns => Some(p),
+            _ => None,
+        };
+        self.hosts
+            .iter()
+            .any(|h| r.host_names().any(|n| h.matches(n, port)))
     }
 }
 

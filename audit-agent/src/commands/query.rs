@@ -15,6 +15,7 @@ fn filter(args: &QueryArgs) -> anyhow::Result<Filter> {
         workflows: args.workflow.clone(),
         actions: args.action.clone(),
         resources: args.resource.clone(),
+        hosts: args.host.clone(),
         decisions: args.decision.clone(),
         protected: args.protected.clone().map(|p| (p != "*").then_some(p)),
         outcome: args.outcome.clone(),

@@ -64,6 +64,8 @@ pub(crate) struct Report {
     pub(crate) activity: Activity,
     pub(crate) top_resources: Vec<Count>,
     pub(crate) top_destinations: Vec<Count>,
+    /// Connections, sends, TLS hellos and HTTP requests by the host name of their destination.
+    pub(crate) destinations_by_host: Vec<Count>,
     pub(crate) failed_attempts: Vec<Failure>,
     /// The records behind every protected action and gap, exactly as stored, with the object
     /// each was read from: a reviewer can re-check any row against the store.
@@ -375,6 +377,7 @@ fn assemble(
         activity: s.activity(),
         top_resources: s.top_resources(),
         top_destinations: s.top_destinations(),
+        destinations_by_host: s.destinations_by_host(),
         failed_attempts: s.failed_attempts(),
         protected_actions: rows.into_iter().map(|(_, row)| row).collect(),
         appendix,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Activity, AgentOut, HostOut, PolicyVersion, Row, Totals};
 use crate::{
     event::{Decision, Event, Outcome, Target, Timestamp},
-    format::{native, resource_text},
+    format::{failure_text, native, resource_text},
     time,
 };
 
@@ -128,10 +128,7 @@ pub(crate) fn row(e: &Event, lineage: &Lineage) -> Option<Row> {
         resource: resource_text(a),
         protected: a.protected.iter().map(ToString::to_string).collect(),
         outcome: a.outcome.kind().name(),
-        errno: a
-            .outcome
-            .errno()
-            .map(|e| native::errno_name(e).into_owned()),
+        errno: a.outcome.errno().map(|e| failure_text(a, e)),
         decision: a.verdict.as_ref().map(|v| v.decision.name()),
         rule: a
             .verdict
@@ -160,6 +157,8 @@ pub(crate) struct Summaries {
     times: Vec<(Timestamp, Option<Decision>)>,
     resources: HashMap<String, Tally>,
     destinations: HashMap<String, Tally>,
+    /// Network actions by the name of their destination (lookups excluded).
+    by_host: HashMap<String, Tally>,
     failures: BTreeMap<(&'static str, String, String), (u64, BTreeSet<String>)>,
 }
 
@@ -211,12 +210,14 @@ impl Summaries {
         t.count += 1;
         t.denied += u64::from(decision == Some(Decision::Deny));
         t.protected |= !a.protected.is_empty();
-        if let Outcome::Failure(errno) = a.outcome {
-            let key = (
-                a.action.name(),
-                resource,
-                native::errno_name(errno).into_owned(),
-            );
+        if let Some(host) = host_key(a) {
+            let t = self.by_host.entry(host).or_default();
+            t.count += 1;
+            t.denied += u64::from(decision == Some(Decision::Deny));
+            t.protected |= !a.protected.is_empty();
+        }
+        if let Outcome::Failure(code) = a.outcome {
+            let key = (a.action.name(), resource, failure_text(a, code));
             let f = self.failures.entry(key).or_default();
             f.0 += 1;
             f.1.insert(agent);
@@ -355,6 +356,12 @@ impl Summaries {
         Self::top(&self.destinations)
     }
 
+    /// Network actions by destination host (the first name each record carries; `(no name)
+    /// ADDRESS` when none is known).
+    pub(crate) fn destinations_by_host(&self) -> Vec<Count> {
+        Self::top(&self.by_host)
+    }
+
     pub(crate) fn failed_attempts(&self) -> Vec<Failure> {
         let mut v: Vec<Failure> = self
             .failures
@@ -371,4 +378,20 @@ impl Summaries {
         v.truncate(FAILURES);
         v
     }
+}
+
+/// The host a network action went to, for the report: its first name, or the address when no
+/// name is known. `None` for other actions and for lookups (they name what was asked, not where
+/// a connection went).
+fn host_key(a: &crate::event::Activity) -> Option<String> {
+    if !a.action.is_network() || a.action == crate::event::Action::Dns {
+        return None;
+    }
+    let Target::Inet(ip, _) = a.resource.target else {
+        return None;
+    };
+    Some(match a.resource.host_names().next() {
+        Some(h) => h.to_string(),
+        None => format!("(no name) {ip}"),
+    })
 }

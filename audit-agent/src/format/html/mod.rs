@@ -82,6 +82,7 @@ pub(crate) fn render(r: &Report) -> String {
     protected(&mut s, &r.protected_actions);
     tops(&mut s, "Top resources", &r.top_resources);
     tops(&mut s, "Top destinations", &r.top_destinations);
+    tops(&mut s, "Destinations by host", &r.destinations_by_host);
     failures(&mut s, &r.failed_attempts, r.totals.failed);
     gaps(&mut s, r);
     appendix(&mut s, r);
