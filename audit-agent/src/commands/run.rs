@@ -56,13 +56,16 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stream = StreamId {
         host: host.name.clone(),
         boot_id: host.boot_id.clone(),
+        spool: String::new(), // the spool's own
     };
     let (exporter, writer, start) =
         Exporter::start(&export, store, stream).context("starting the export spool")?;
     let plan = settings.watch_plan(&CliWatch::default());
+    let s = &start.stream;
     let extras = Extras {
+        // Record ids are unique per daemon: its spool is part of them.
         sequence: Some(Sequencer::new(
-            stream_id(&[&host.name, &host.boot_id]),
+            stream_id(&[&s.host, &s.boot_id, &s.spool]),
             start.next_seq,
         )),
         ring_buffer_bytes: args.kernel.ring_buffer_bytes,
@@ -90,7 +93,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         a.pipeline
             .emit_gap(gap(0, reason, Default::default(), from, now))?;
     }
-    tracing::info!(store = %exporter.store.display, spool = %export.spool_dir.display(), first_seq = start.next_seq, "exporting");
+    tracing::info!(store = %exporter.store.display, spool = %export.spool_dir.display(), stream = %start.stream.key_part(), first_seq = start.next_seq, "exporting");
     let stats = a.pipeline.run(stop).await?;
     stats.log("capture stopped; sealing and uploading");
     let report = exporter.finish().await?;

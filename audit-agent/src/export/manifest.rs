@@ -1,8 +1,8 @@
 //! Manifests: the tamper-evidence layer. One manifest per sealed batch lists every object's
 //! SHA-256 (of the bytes stored; manifests v1: of the uncompressed bytes), its seq range, record
 //! count and time range, and the hash
-//! of the previous manifest of the same stream (host + boot), forming a chain like CloudTrail
-//! digest files. A manifest may be signed with Ed25519; the public key is recorded in it.
+//! of the previous manifest of the same stream (host, boot and spool), forming a chain like
+//! CloudTrail digest files. A manifest may be signed with Ed25519; the public key is recorded in it.
 //!
 //! File format: `{"manifest": BODY, "signature": null | {"alg":"ed25519","public_key":HEX,"value":HEX}}`.
 //! The signature covers the exact bytes of BODY; the chain hash covers the exact bytes of the
@@ -88,7 +88,7 @@ pub(crate) struct Body {
     pub(crate) created: Timestamp,
     /// The previous manifest of this stream; null for the first.
     pub(crate) prev: Option<Link>,
-    /// For a first manifest: the last manifest of the same host's previous stream, if known.
+    /// For a first manifest: the last manifest of the spool's previous stream, if known.
     #[serde(default)]
     pub(crate) previous_stream: Option<Link>,
     pub(crate) objects: Vec<ObjectEntry>,
@@ -230,7 +230,7 @@ pub(crate) fn generate_key() -> anyhow::Result<(String, String)> {
     Ok((hex::encode(seed), hex::encode(k.verifying_key().as_bytes())))
 }
 
-fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
+pub(crate) fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
     use std::io::Read as _;
     std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
     Ok(())
@@ -246,6 +246,7 @@ mod tests {
             stream: StreamId {
                 host: "h".into(),
                 boot_id: "b".into(),
+                spool: "s".into(),
             },
             sequence: 0,
             created: "2026-01-01T00:00:00Z".parse().unwrap(),

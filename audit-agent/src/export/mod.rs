@@ -33,7 +33,7 @@ use tokio::sync::{Notify, watch};
 use self::{
     layout::{ObjectFormat, StreamId},
     seal::{Sealer, StartInfo},
-    spool::{SpoolDirs, SpoolLimits, SpoolWriter},
+    spool::{SpoolDirs, SpoolLimits, SpoolLock, SpoolWriter},
     store::{Store, StoreSettings},
     upload::Uploader,
 };
@@ -334,6 +334,8 @@ pub(crate) struct Exporter {
     pub(crate) stats: Arc<ExportStats>,
     pub(crate) store: Store,
     grace: Duration,
+    /// Held until the exporter is finished (or the process ends).
+    _lock: SpoolLock,
 }
 
 /// What `finish` achieved.
@@ -350,6 +352,8 @@ impl Exporter {
         store: Store,
         stream: StreamId,
     ) -> anyhow::Result<(Self, SpoolWriter, StartInfo)> {
+        // Before anything in the spool is read or written.
+        let lock = SpoolLock::acquire(&conf.spool_dir)?;
         let dirs = SpoolDirs::create(&conf.spool_dir)?;
         let stats = Arc::new(ExportStats::new());
         let (mut sealer, start) = Sealer::open(
@@ -411,6 +415,7 @@ impl Exporter {
                 stats,
                 store,
                 grace: conf.shutdown_grace,
+                _lock: lock,
             },
             writer,
             start,

@@ -45,6 +45,8 @@ use crate::{
 pub(crate) struct StartInfo {
     /// State left by the previous run, if any.
     pub(crate) previous: Option<State>,
+    /// The stream this run writes.
+    pub(crate) stream: StreamId,
     /// First sequence number for this run.
     pub(crate) next_seq: u64,
     /// When the previous run was last known alive (see `SpoolDirs::mark_alive`).
@@ -76,7 +78,8 @@ pub(crate) struct Sealer {
 
 impl Sealer {
     /// Opens the spool, recovers from an interrupted previous run, and starts (or continues)
-    /// the stream of this host and boot.
+    /// the stream of this host, boot and spool (`stream` names host and boot; the spool's id
+    /// comes from its state, or is made for a new spool).
     pub(crate) fn open(
         dirs: SpoolDirs,
         stream: StreamId,
@@ -91,6 +94,11 @@ impl Sealer {
             next_seq: 1,
             ..Default::default()
         });
+        let spool = match previous.as_ref().map(|p| p.spool_id.as_str()) {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ => super::spool::new_spool_id()?,
+        };
+        let stream = StreamId { spool, ..stream };
         let mut s = Self {
             dirs,
             state: State::default(),
@@ -103,12 +111,14 @@ impl Sealer {
             stats,
         };
         s.roll_forward(&mut state)?;
-        if state.boot_id != stream.boot_id || state.host != stream.host {
-            // A new boot starts a new chain, linked to the previous one.
+        if state.stream() != stream {
+            // A new boot (or the first start of a spool made before spool ids) starts a new
+            // chain, linked to the previous one.
             state.previous_stream_head = state.head.take();
             state.next_manifest = 0;
             state.boot_id = stream.boot_id.clone();
             state.host = stream.host.clone();
+            state.spool_id = stream.spool.clone();
         }
         s.remove_orphans()?;
         if let Some(max) = recover_open_segments(&s.dirs, s.gzip_level)? {
@@ -124,6 +134,7 @@ impl Sealer {
         s.state = state;
         let start = StartInfo {
             previous,
+            stream: s.stream.clone(),
             next_seq: s.state.next_seq,
             last_alive: s.dirs.last_alive(),
         };
@@ -144,7 +155,7 @@ impl Sealer {
                 continue;
             };
             let b = &m.body;
-            if b.stream.boot_id != state.boot_id || b.stream.host != state.host {
+            if b.stream != state.stream() {
                 continue;
             }
             if b.sequence >= state.next_manifest {
