@@ -51,6 +51,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     // An unreachable store is not fatal: records spool until it is back.
     if let Err(e) = store.check().await {
         tracing::warn!(error = %format!("{e:#}"), "store not reachable now; records will spool until it is");
+    } else if let Err(e) = store.probe_writes().await {
+        // Found out before the first upload instead.
+        tracing::warn!(error = %format!("{e:#}"), "cannot find out whether the store refuses overwrites now");
     }
     let host = HostInfo::read();
     let stream = StreamId {

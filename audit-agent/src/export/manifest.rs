@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
-use super::layout::{ObjectFormat, StreamId};
+use super::{
+    layout::{ObjectFormat, StreamId},
+    store::Writes,
+};
 use crate::event::Timestamp;
 
 /// What the sealer writes. Objects' `sha256` and `bytes` are of the object as stored (for gzip,
@@ -103,6 +106,10 @@ pub(crate) struct Body {
     /// closing one (absent before heartbeats: no expectation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) heartbeat_ms: Option<u64>,
+    /// How the writer found the store takes create-only writes when it sealed this manifest
+    /// (absent: not known yet — the store had not answered — or a version before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) store_writes: Option<Writes>,
 }
 
 /// What a manifest marks.
@@ -256,6 +263,7 @@ mod tests {
             public_key: None,
             kind: ManifestKind::Batch,
             heartbeat_ms: Some(60_000),
+            store_writes: Some(Writes::CreateOnly),
         }
     }
 

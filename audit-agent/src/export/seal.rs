@@ -17,7 +17,7 @@ use std::{
     fs,
     io::Write as _,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -33,6 +33,7 @@ use super::{
     manifest::{self, Body, Link, ManifestKind, ObjectEntry, sha256_hex},
     segment::Stored,
     spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
+    store::Writes,
 };
 use crate::{
     event::Timestamp,
@@ -74,6 +75,8 @@ pub(crate) struct Sealer {
     /// When this run last wrote a manifest (or started).
     last_manifest: Instant,
     stats: Arc<ExportStats>,
+    /// How the store takes create-only writes, once known (recorded in manifests).
+    store_writes: Arc<OnceLock<Writes>>,
 }
 
 impl Sealer {
@@ -85,7 +88,7 @@ impl Sealer {
         stream: StreamId,
         key: Option<SigningKey>,
         (renderings, gzip_level, heartbeat): (Renderings, u32, Duration),
-        stats: Arc<ExportStats>,
+        (stats, store_writes): (Arc<ExportStats>, Arc<OnceLock<Writes>>),
     ) -> anyhow::Result<(Self, StartInfo)> {
         let previous = dirs.load_state()?;
         let mut state = previous.clone().unwrap_or_else(|| State {
@@ -109,6 +112,7 @@ impl Sealer {
             heartbeat,
             last_manifest: Instant::now(),
             stats,
+            store_writes,
         };
         s.roll_forward(&mut state)?;
         if state.stream() != stream {
@@ -377,6 +381,7 @@ impl Sealer {
             objects,
             kind,
             heartbeat_ms: Some(self.heartbeat.as_millis() as u64),
+            store_writes: self.store_writes.get().copied(),
         };
         let bytes = manifest::encode(&body, self.key.as_ref())?;
         write_atomic(&self.dirs.manifest_path(seq), &bytes)?;
