@@ -5,7 +5,7 @@
 //! Every write is create-only (`Store::put_new`): a key that already holds the same bytes is
 //! delivered (that re-upload), one that holds other bytes is a conflict — another writer used the
 //! key. A conflict is never overwritten and never retried: it is logged with the key, counted
-//! (`audit_upload_conflicts`), and the local file moves to `spool_dir/conflicts/` (named by its
+//! (`audit_upload_conflicts_total`), and the local file moves to `spool_dir/conflicts/` (named by its
 //! key, percent-encoded), where it stays for the operator. The rest of the batch, its manifest
 //! included, is uploaded, so the chain goes on and `verify` names the key.
 
