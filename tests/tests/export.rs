@@ -1214,3 +1214,54 @@ fn the_daemon_works_with_a_key_that_may_only_read_and_write_objects() {
     let (ok, out) = verify(&t, &[]);
     assert!(ok, "{out}");
 }
+
+/// The policies docs/storage.md gives are JSON as IAM takes it, and the agent's grants exactly
+/// what the daemon uses: writing and reading back objects, listing its prefix.
+#[test]
+fn the_documented_policies_parse_and_grant_the_agent_only_what_it_uses() {
+    let text = std::fs::read_to_string(workspace_root().join("docs/storage.md")).unwrap();
+    let section = text.split("## Store-side protections").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let policies: Vec<Value> = section
+        .split("```json\n")
+        .skip(1)
+        .map(|b| serde_json::from_str(b.split("```").next().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        policies.len(),
+        2,
+        "the bucket policy and the agent's policy"
+    );
+    let actions = |p: &Value, effect: &str| -> BTreeSet<String> {
+        p["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Effect"] == effect)
+            .flat_map(|s| match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                a => a
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect(),
+            })
+            .collect()
+    };
+    let (bucket, agent) = (&policies[0], &policies[1]);
+    assert!(actions(bucket, "Allow").is_empty());
+    let denied = actions(bucket, "Deny");
+    for a in [
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:BypassGovernanceRetention",
+    ] {
+        assert!(denied.contains(a), "{a}");
+    }
+    assert!(actions(agent, "Deny").is_empty());
+    assert_eq!(
+        actions(agent, "Allow"),
+        BTreeSet::from(["s3:PutObject", "s3:GetObject", "s3:ListBucket"].map(String::from))
+    );
+}
