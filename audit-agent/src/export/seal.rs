@@ -476,3 +476,58 @@ fn rendered_lines(format: ObjectFormat, records: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dirs: &SpoolDirs) -> StartInfo {
+        let stream = StreamId {
+            host: "h".into(),
+            boot_id: "b".into(),
+            spool: String::new(),
+        };
+        let settings = (Renderings::default(), 1, Duration::from_secs(60));
+        let stats = (Arc::new(ExportStats::new()), Arc::default());
+        Sealer::open(dirs.clone(), stream, None, settings, stats)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn a_spool_keeps_its_stream_across_restarts_and_an_older_one_starts_a_linked_new_one() {
+        let root = std::env::temp_dir().join(format!("audit-seal-stream-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let dirs = SpoolDirs::create(&root).unwrap();
+        // What a version before spool ids left: the stream of host and boot, five manifests in.
+        let old_head = Link {
+            key: "v1/_manifests/h-b/0000000004.json".into(),
+            sha256: "ab".repeat(32),
+        };
+        dirs.save_state(&State {
+            host: "h".into(),
+            boot_id: "b".into(),
+            next_seq: 42,
+            next_manifest: 5,
+            head: Some(old_head.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let first = open(&dirs);
+        assert_eq!(first.stream.spool.len(), 16, "{:?}", first.stream);
+        assert_eq!(first.next_seq, 42, "records continue their sequence");
+        let state = dirs.load_state().unwrap().unwrap();
+        assert_eq!(state.spool_id, first.stream.spool);
+        assert_eq!(state.next_manifest, 0, "a new chain");
+        assert_eq!(state.previous_stream_head, Some(old_head.clone()));
+        // A restart on the same spool continues the same stream.
+        let again = open(&dirs);
+        assert_eq!(again.stream, first.stream);
+        let state = dirs.load_state().unwrap().unwrap();
+        assert_eq!(state.previous_stream_head, Some(old_head));
+        // Another spool on the same host and boot is another stream.
+        let other = SpoolDirs::create(&root.join("other")).unwrap();
+        assert_ne!(open(&other).stream.spool, first.stream.spool);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
