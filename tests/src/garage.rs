@@ -116,15 +116,19 @@ impl Garage {
             .to_string();
         g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
         g.cli(&["layout", "apply", "--version", "1"]);
-        let key = g.cli(&["key", "create", "audit-tests"]);
+        (g.key_id, g.secret) = g.key("audit-tests");
+        g
+    }
+
+    /// Creates an access key; returns its id and secret.
+    pub fn key(&self, name: &str) -> (String, String) {
+        let key = self.cli(&["key", "create", name]);
         let field = |name: &str| {
             key.lines()
                 .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
                 .unwrap_or_else(|| panic!("{name} in garage key create output:\n{key}"))
         };
-        g.key_id = field("Key ID:");
-        g.secret = field("Secret key:");
-        g
+        (field("Key ID:"), field("Secret key:"))
     }
 
     /// One Garage shared by the tests of a binary.
@@ -197,6 +201,26 @@ impl Garage {
         ]);
     }
 
+    /// Creates a bucket and a key that may read and write its objects and nothing else (not the
+    /// owner: it cannot change the bucket's settings, or delete it) — all the agent needs.
+    /// Returns the `AWS_*` variables of that key.
+    pub fn bucket_for_agent(&self, name: &str) -> Vec<(&'static str, String)> {
+        self.cli(&["bucket", "create", name]);
+        let key_name = format!("{name}-agent");
+        let (id, secret) = self.key(&key_name);
+        self.cli(&[
+            "bucket", "allow", "--read", "--write", name, "--key", &key_name,
+        ]);
+        self.env()
+            .into_iter()
+            .map(|(k, v)| match k {
+                "AWS_ACCESS_KEY_ID" => (k, id.clone()),
+                "AWS_SECRET_ACCESS_KEY" => (k, secret.clone()),
+                _ => (k, v),
+            })
+            .collect()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.s3_port)
     }
@@ -228,13 +252,28 @@ impl Garage {
 
     /// A client for reading and tampering with a bucket from the test.
     pub fn client(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        self.client_with(bucket, &self.env())
+    }
+
+    /// A client with the key of `env` (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+    pub fn client_with(
+        &self,
+        bucket: &str,
+        env: &[(&'static str, String)],
+    ) -> Arc<dyn ObjectStore> {
+        let var = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         Arc::new(
             AmazonS3Builder::new()
                 .with_bucket_name(bucket)
                 .with_endpoint(self.endpoint())
                 .with_region("garage")
-                .with_access_key_id(&self.key_id)
-                .with_secret_access_key(&self.secret)
+                .with_access_key_id(var("AWS_ACCESS_KEY_ID"))
+                .with_secret_access_key(var("AWS_SECRET_ACCESS_KEY"))
                 .with_allow_http(true)
                 .with_virtual_hosted_style_request(false)
                 .build()

@@ -973,3 +973,295 @@ fn run_without_an_export_section_or_with_a_bad_store_fails_clearly() {
     );
     let _ = PathBuf::new();
 }
+
+/// Records per stream: a record id is `<stream>-<seq>`, and each daemon's stream is its own.
+fn by_stream(records: &[Value]) -> BTreeMap<String, Vec<Value>> {
+    let mut m: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in records {
+        let id = r["id"].as_str().unwrap();
+        let (stream, _) = id.rsplit_once('-').unwrap();
+        m.entry(stream.to_string()).or_default().push(r.clone());
+    }
+    m
+}
+
+/// The manifest directories (one per stream) of a trail.
+fn manifest_streams(t: &Target) -> BTreeSet<String> {
+    t.trail
+        .manifests()
+        .iter()
+        .map(|k| k.split('/').nth(2).unwrap().to_string())
+        .collect()
+}
+
+/// The systemd unit left running when the DaemonSet arrives: daemons on one host, each with its
+/// own spool, one store. Two watch the same agent, a third another one. Each writes its own
+/// stream, delivers every record it saw once, and every stream verifies.
+#[test]
+fn daemons_on_one_host_write_their_own_streams_that_all_verify() {
+    let g = Garage::shared();
+    let t = s3_target(g, "twodaemons");
+    let (cg, other) = (TestCgroup::new("two-a"), TestCgroup::new("two-b"));
+    let dirs = [
+        Scratch::new("two-1"),
+        Scratch::new("two-2"),
+        Scratch::new("two-3"),
+    ];
+    let mut agents: Vec<Agent> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let cfg = match i {
+                2 => config(&t, &other, &d.path("spool"), "").replace("exporter-test", "other"),
+                _ => config(&t, &cg, &d.path("spool"), ""),
+            };
+            daemon(&cfg, d, &t.env)
+        })
+        .collect();
+    // Garage ignores If-None-Match (measured: `garage_ignores_create_only_writes`): said at start.
+    agents[0].wait_for_stderr(
+        "the store does not honour create-only writes",
+        Duration::from_secs(30),
+    );
+    let (p1, p2) = (marker_prefix("two-a"), marker_prefix("two-b"));
+    cg.workload(["open-many", &p1, "100", "0"]);
+    other.workload(["open-many", &p2, "100", "0"]);
+    for a in agents.drain(..) {
+        let _ = a.stop();
+    }
+
+    let streams = by_stream(&t.trail.records());
+    assert_eq!(streams.len(), 3, "{:?}", streams.keys());
+    assert_eq!(manifest_streams(&t).len(), 3, "{:?}", t.trail.manifests());
+    let mut watched_a = 0;
+    for (stream, records) in &streams {
+        let agent = records
+            .iter()
+            .find_map(|r| r["agent"]["id"].as_str())
+            .unwrap();
+        let (mine, theirs) = if agent == "other" {
+            (&p2, &p1)
+        } else {
+            (&p1, &p2)
+        };
+        watched_a += usize::from(agent == "exporter-test");
+        assert_all_markers_once(records, mine, 0..100);
+        assert!(markers(records, theirs).is_empty(), "{stream}");
+    }
+    assert_eq!(watched_a, 2, "both daemons of one agent delivered it");
+    let (ok, out) = verify(&t, &[]);
+    assert!(ok, "{out}");
+    assert_eq!(out.matches(" — OK").count(), 3, "{out}");
+    assert!(
+        out.contains("sealed while the store did not honour create-only writes"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_second_daemon_on_a_spool_in_use_is_refused_and_a_restart_continues_the_stream() {
+    let d = Scratch::new("onespool");
+    let t = file_target(&d.path("store"));
+    let cg = TestCgroup::new("onespool");
+    let spool = d.path("spool");
+    let cfg = config(&t, &cg, &spool, "");
+    let agent = daemon(&cfg, &d, &t.env);
+    let prefix = marker_prefix("onespool");
+    cg.workload(["open-many", &format!("{prefix}-a"), "20", "0"]);
+    let out = Command::new(agent_bin())
+        .args(["run", "--config", d.path("config.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "spool {} is in use by another audit-agent (pid {})",
+            spool.display(),
+            agent.pid()
+        )),
+        "{err}"
+    );
+    let _ = agent.stop();
+    // The same spool again: the same stream goes on.
+    let agent = daemon(&cfg, &d, &t.env);
+    cg.workload(["open-many", &format!("{prefix}-b"), "20", "0"]);
+    let _ = agent.stop();
+    assert_eq!(manifest_streams(&t).len(), 1, "{:?}", t.trail.manifests());
+    let records = t.trail.records();
+    assert_eq!(by_stream(&records).len(), 1);
+    assert_all_markers_once(&records, &format!("{prefix}-a"), 0..20);
+    assert_all_markers_once(&records, &format!("{prefix}-b"), 0..20);
+    let (ok, out) = verify(&t, &[]);
+    assert!(ok, "{out}");
+}
+
+/// Another writer already put something at the key the daemon writes next: the daemon says which
+/// key, never overwrites it, keeps its own copy in the spool, and goes on.
+fn a_conflict_is_reported_and_nothing_is_overwritten(t: Target, tag: &str) {
+    let d = Scratch::new(tag);
+    let cg = TestCgroup::new(tag);
+    let spool = d.path("spool");
+    let cfg = config(&t, &cg, &spool, "");
+    let prefix = marker_prefix(tag);
+    let agent = daemon(&cfg, &d, &t.env);
+    cg.workload(["open-many", &format!("{prefix}-a"), "20", "0"]);
+    let _ = agent.stop();
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(spool.join("state.json")).unwrap()).unwrap();
+    let stream = manifest_streams(&t).pop_first().unwrap();
+    let planted = format!(
+        "v1/_manifests/{stream}/{:010}.json",
+        state["next_manifest"].as_u64().unwrap()
+    );
+    t.trail.put(&planted, b"another writer's".to_vec());
+
+    let mut agent = daemon(&cfg, &d, &t.env);
+    cg.workload(["open-many", &format!("{prefix}-b"), "20", "0"]);
+    agent.wait_for_stderr("upload conflict", Duration::from_secs(60));
+    let log = agent.stderr();
+    let _ = agent.stop();
+    assert!(
+        log.contains(&format!("{planted} already exists in store"))
+            && log.contains("it was not overwritten"),
+        "{log}"
+    );
+    assert_eq!(t.trail.get(&planted), b"another writer's");
+    let kept = spool
+        .join("conflicts")
+        .join(planted.replace('/', "%2F").replace('=', "%3D"));
+    let ours: Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(ours["manifest"]["stream"]["spool"], state["spool_id"]);
+    // The objects of that batch and everything after it were delivered.
+    assert_all_markers_once(&t.trail.records(), &format!("{prefix}-b"), 0..20);
+    let (ok, out) = verify(&t, &[]);
+    assert!(
+        !ok && out.contains(&format!("{planted}: not a manifest file")),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_create_only_conflict_in_s3_is_reported_and_nothing_is_overwritten() {
+    let t = s3_target(Garage::shared(), "conflict");
+    a_conflict_is_reported_and_nothing_is_overwritten(t, "conflict-s3");
+}
+
+#[test]
+fn a_create_only_conflict_in_a_directory_store_is_reported_and_nothing_is_overwritten() {
+    let d = Scratch::new("conflict-file-store");
+    a_conflict_is_reported_and_nothing_is_overwritten(
+        file_target(&d.path("store")),
+        "conflict-file",
+    );
+}
+
+/// What Garage 2.5.0 does with a create-only write (`If-None-Match: *`, object_store's
+/// `PutMode::Create`): it ignores it and overwrites. The daemon finds that out at start and
+/// checks each key before writing instead (not atomic); docs/storage.md says so. Should a Garage
+/// version honour it, this fails: update the docs.
+#[test]
+fn garage_ignores_create_only_writes() {
+    use object_store::{PutMode, PutPayload, path::Path as Key};
+    let g = Garage::shared();
+    g.bucket("ifnonematch");
+    let store = g.client("ifnonematch");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = Key::from("probe");
+    let second = rt.block_on(async {
+        for content in ["first", "second"] {
+            let put = store
+                .put_opts(&key, PutPayload::from(content), PutMode::Create.into())
+                .await;
+            if content == "second" {
+                return put;
+            }
+            put.unwrap();
+        }
+        unreachable!()
+    });
+    assert!(second.is_ok(), "Garage refused the overwrite: {second:?}");
+    let now = rt.block_on(async { store.get(&key).await.unwrap().bytes().await.unwrap() });
+    assert_eq!(&now[..], b"second", "overwritten");
+}
+
+/// The agent's key may read and write objects and nothing else (Garage's closest to the minimal
+/// IAM policy of docs/storage.md: no owner permission, so no bucket settings): the daemon
+/// delivers under it and the trail verifies.
+#[test]
+fn the_daemon_works_with_a_key_that_may_only_read_and_write_objects() {
+    let g = Garage::shared();
+    let env = g.bucket_for_agent("leastpriv");
+    let t = Target {
+        url: "s3://leastpriv/trail".into(),
+        env: env.clone(),
+        trail: Trail {
+            store: g.client_with("leastpriv", &env),
+            prefix: "trail".into(),
+        },
+        endpoint: Some(g.endpoint()),
+    };
+    let d = Scratch::new("leastpriv");
+    let cg = TestCgroup::new("leastpriv");
+    let agent = daemon(&config(&t, &cg, &d.path("spool"), ""), &d, &t.env);
+    let prefix = marker_prefix("leastpriv");
+    cg.workload(["open-many", &prefix, "50", "0"]);
+    let _ = agent.stop();
+    assert_all_markers_once(&t.trail.records(), &prefix, 0..50);
+    let (ok, out) = verify(&t, &[]);
+    assert!(ok, "{out}");
+}
+
+/// The policies docs/storage.md gives are JSON as IAM takes it, and the agent's grants exactly
+/// what the daemon uses: writing and reading back objects, listing its prefix.
+#[test]
+fn the_documented_policies_parse_and_grant_the_agent_only_what_it_uses() {
+    let text = std::fs::read_to_string(workspace_root().join("docs/storage.md")).unwrap();
+    let section = text.split("## Store-side protections").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let policies: Vec<Value> = section
+        .split("```json\n")
+        .skip(1)
+        .map(|b| serde_json::from_str(b.split("```").next().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        policies.len(),
+        2,
+        "the bucket policy and the agent's policy"
+    );
+    let actions = |p: &Value, effect: &str| -> BTreeSet<String> {
+        p["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Effect"] == effect)
+            .flat_map(|s| match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                a => a
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect(),
+            })
+            .collect()
+    };
+    let (bucket, agent) = (&policies[0], &policies[1]);
+    assert!(actions(bucket, "Allow").is_empty());
+    let denied = actions(bucket, "Deny");
+    for a in [
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:BypassGovernanceRetention",
+    ] {
+        assert!(denied.contains(a), "{a}");
+    }
+    assert!(actions(agent, "Deny").is_empty());
+    assert_eq!(
+        actions(agent, "Allow"),
+        BTreeSet::from(["s3:PutObject", "s3:GetObject", "s3:ListBucket"].map(String::from))
+    );
+}

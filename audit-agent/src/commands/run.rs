@@ -51,18 +51,24 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     // An unreachable store is not fatal: records spool until it is back.
     if let Err(e) = store.check().await {
         tracing::warn!(error = %format!("{e:#}"), "store not reachable now; records will spool until it is");
+    } else if let Err(e) = store.probe_writes().await {
+        // Found out before the first upload instead.
+        tracing::warn!(error = %format!("{e:#}"), "cannot find out whether the store refuses overwrites now");
     }
     let host = HostInfo::read();
     let stream = StreamId {
         host: host.name.clone(),
         boot_id: host.boot_id.clone(),
+        spool: String::new(), // the spool's own
     };
     let (exporter, writer, start) =
         Exporter::start(&export, store, stream).context("starting the export spool")?;
     let plan = settings.watch_plan(&CliWatch::default());
+    let s = &start.stream;
     let extras = Extras {
+        // Record ids are unique per daemon: its spool is part of them.
         sequence: Some(Sequencer::new(
-            stream_id(&[&host.name, &host.boot_id]),
+            stream_id(&[&s.host, &s.boot_id, &s.spool]),
             start.next_seq,
         )),
         ring_buffer_bytes: args.kernel.ring_buffer_bytes,
@@ -90,7 +96,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         a.pipeline
             .emit_gap(gap(0, reason, Default::default(), from, now))?;
     }
-    tracing::info!(store = %exporter.store.display, spool = %export.spool_dir.display(), first_seq = start.next_seq, "exporting");
+    tracing::info!(store = %exporter.store.display, spool = %export.spool_dir.display(), stream = %start.stream.key_part(), first_seq = start.next_seq, "exporting");
     let stats = a.pipeline.run(stop).await?;
     stats.log("capture stopped; sealing and uploading");
     let report = exporter.finish().await?;

@@ -125,6 +125,7 @@ async fn outputs(
                 std::process::id()
             ),
             boot_id: host.boot_id.clone(),
+            spool: String::new(), // the trace's own spool's
         };
         let (e, writer, _) = Exporter::start(&conf, store, stream)?;
         sinks.push(Box::new(writer));

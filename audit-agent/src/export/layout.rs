@@ -2,12 +2,13 @@
 //! the names of spool files derived from them. Seal, upload, verify and query all go through it.
 //!
 //! ```text
-//! <prefix>/v1/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
-//! <prefix>/ocsf/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
-//! <prefix>/ecs/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<host>-<boot id>-<first seq>.ndjson.gz
-//! <prefix>/v1/_manifests/<host>-<boot id>/<sequence>.json
-//! <prefix>/ext/<source>-<class>/region=<region>/accountId=<account>/eventDay=YYYYMMDD/<host>-<boot id>-<first seq>.parquet
+//! <prefix>/v1/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<stream>-<first seq>.ndjson.gz
+//! <prefix>/ocsf/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<stream>-<first seq>.ndjson.gz
+//! <prefix>/ecs/agent_id=<agent>/dt=YYYY-MM-DD/hour=HH/<stream>-<first seq>.ndjson.gz
+//! <prefix>/v1/_manifests/<stream>/<sequence>.json
+//! <prefix>/ext/<source>-<class>/region=<region>/accountId=<account>/eventDay=YYYYMMDD/<stream>-<first seq>.parquet
 //! ```
+//! `<stream>` is `<host>-<boot id>-<spool id>` ([`StreamId`]).
 //! (`ext/`: the Amazon Security Lake sink, lake.rs; its keys are made there, under [`LAKE_DIR`].)
 //! Partitions are Hive-style (readable by Athena, Trino and DuckDB). Partition values and host
 //! names are percent-encoded (every byte outside `A-Za-z0-9._-`, and a leading `.`), so any agent
@@ -101,17 +102,27 @@ impl ObjectFormat {
     }
 }
 
-/// Identifies a writer's stream: host and boot.
+/// Identifies a writer's stream: host, boot and spool. One daemon writes one spool (it locks it),
+/// so two daemons on one host and boot write two streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StreamId {
     pub(crate) host: String,
     pub(crate) boot_id: String,
+    /// The spool's id: random, made when the spool is first used and kept in its state, so a
+    /// restarted daemon continues its stream. Empty in manifests of versions before it (their
+    /// stream was host and boot).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) spool: String,
 }
 
 impl StreamId {
-    /// `<host>-<boot id>` as used in keys.
+    /// `<host>-<boot id>-<spool id>` as used in keys (`<host>-<boot id>` before spool ids).
     pub(crate) fn key_part(&self) -> String {
-        format!("{}-{}", encode(&self.host), encode(&self.boot_id))
+        let host_boot = format!("{}-{}", encode(&self.host), encode(&self.boot_id));
+        match self.spool.as_str() {
+            "" => host_boot,
+            spool => format!("{host_boot}-{}", encode(spool)),
+        }
     }
 }
 
@@ -163,7 +174,7 @@ impl Partition {
 pub(crate) struct ObjectName {
     pub(crate) format: ObjectFormat,
     pub(crate) partition: Partition,
-    /// The stream's key part (`<host>-<boot id>`, encoded).
+    /// The stream's key part (`<host>-<boot id>-<spool id>`, encoded).
     pub(crate) stream: String,
     pub(crate) first_seq: u64,
 }
@@ -331,6 +342,7 @@ mod tests {
         StreamId {
             host: "node-1".into(),
             boot_id: "b473886d-3710-44df-b6ae-f1728d1537d7".into(),
+            spool: "5c0f3e9a17d2b846".into(),
         }
     }
 
@@ -379,7 +391,7 @@ mod tests {
         let k = o.key();
         assert_eq!(
             k,
-            "v1/agent_id=a%2Fb/dt=2025-11-26/hour=19/node-1-b473886d-3710-44df-b6ae-f1728d1537d7-00000000000000000042.ndjson.gz"
+            "v1/agent_id=a%2Fb/dt=2025-11-26/hour=19/node-1-b473886d-3710-44df-b6ae-f1728d1537d7-5c0f3e9a17d2b846-00000000000000000042.ndjson.gz"
         );
         assert_eq!(ObjectName::parse(&k), Some(o.clone()));
         assert_eq!(SegmentName::of_object(&o), seg);
@@ -391,11 +403,23 @@ mod tests {
         let m = manifest_key(&stream(), 7);
         assert_eq!(
             m,
-            "v1/_manifests/node-1-b473886d-3710-44df-b6ae-f1728d1537d7/0000000007.json"
+            "v1/_manifests/node-1-b473886d-3710-44df-b6ae-f1728d1537d7-5c0f3e9a17d2b846/0000000007.json"
         );
         assert_eq!(
             parse_manifest_key(&m),
-            Some(("node-1-b473886d-3710-44df-b6ae-f1728d1537d7", 7))
+            Some((
+                "node-1-b473886d-3710-44df-b6ae-f1728d1537d7-5c0f3e9a17d2b846",
+                7
+            ))
+        );
+        // Streams of versions before spool ids were host and boot.
+        let legacy = StreamId {
+            spool: String::new(),
+            ..stream()
+        };
+        assert_eq!(
+            legacy.key_part(),
+            "node-1-b473886d-3710-44df-b6ae-f1728d1537d7"
         );
         assert_eq!(
             dir_value("v1/agent_id=a%2Fb/dt=2025-11-26/", "dt"),

@@ -1,8 +1,8 @@
 //! Manifests: the tamper-evidence layer. One manifest per sealed batch lists every object's
 //! SHA-256 (of the bytes stored; manifests v1: of the uncompressed bytes), its seq range, record
 //! count and time range, and the hash
-//! of the previous manifest of the same stream (host + boot), forming a chain like CloudTrail
-//! digest files. A manifest may be signed with Ed25519; the public key is recorded in it.
+//! of the previous manifest of the same stream (host, boot and spool), forming a chain like
+//! CloudTrail digest files. A manifest may be signed with Ed25519; the public key is recorded in it.
 //!
 //! File format: `{"manifest": BODY, "signature": null | {"alg":"ed25519","public_key":HEX,"value":HEX}}`.
 //! The signature covers the exact bytes of BODY; the chain hash covers the exact bytes of the
@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
-use super::layout::{ObjectFormat, StreamId};
+use super::{
+    layout::{ObjectFormat, StreamId},
+    store::Writes,
+};
 use crate::event::Timestamp;
 
 /// What the sealer writes. Objects' `sha256` and `bytes` are of the object as stored (for gzip,
@@ -88,7 +91,7 @@ pub(crate) struct Body {
     pub(crate) created: Timestamp,
     /// The previous manifest of this stream; null for the first.
     pub(crate) prev: Option<Link>,
-    /// For a first manifest: the last manifest of the same host's previous stream, if known.
+    /// For a first manifest: the last manifest of the spool's previous stream, if known.
     #[serde(default)]
     pub(crate) previous_stream: Option<Link>,
     pub(crate) objects: Vec<ObjectEntry>,
@@ -103,6 +106,10 @@ pub(crate) struct Body {
     /// closing one (absent before heartbeats: no expectation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) heartbeat_ms: Option<u64>,
+    /// How the writer found the store takes create-only writes when it sealed this manifest
+    /// (absent: not known yet — the store had not answered — or a version before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) store_writes: Option<Writes>,
 }
 
 /// What a manifest marks.
@@ -230,7 +237,7 @@ pub(crate) fn generate_key() -> anyhow::Result<(String, String)> {
     Ok((hex::encode(seed), hex::encode(k.verifying_key().as_bytes())))
 }
 
-fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
+pub(crate) fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {
     use std::io::Read as _;
     std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
     Ok(())
@@ -246,6 +253,7 @@ mod tests {
             stream: StreamId {
                 host: "h".into(),
                 boot_id: "b".into(),
+                spool: "s".into(),
             },
             sequence: 0,
             created: "2026-01-01T00:00:00Z".parse().unwrap(),
@@ -255,6 +263,7 @@ mod tests {
             public_key: None,
             kind: ManifestKind::Batch,
             heartbeat_ms: Some(60_000),
+            store_writes: Some(Writes::CreateOnly),
         }
     }
 

@@ -33,7 +33,7 @@ use tokio::sync::{Notify, watch};
 use self::{
     layout::{ObjectFormat, StreamId},
     seal::{Sealer, StartInfo},
-    spool::{SpoolDirs, SpoolLimits, SpoolWriter},
+    spool::{SpoolDirs, SpoolLimits, SpoolLock, SpoolWriter},
     store::{Store, StoreSettings},
     upload::Uploader,
 };
@@ -178,6 +178,7 @@ pub(crate) struct ExportStats {
     batches_uploaded: Counter,
     uploads_ok: Counter,
     uploads_failed: Counter,
+    upload_conflicts: Counter,
     upload_latency: Histogram,
     last_upload_unix: Gauge,
     oldest_unsent_age: Gauge,
@@ -198,6 +199,7 @@ impl ExportStats {
             batches_uploaded: Counter::default(),
             uploads_ok: Counter::default(),
             uploads_failed: Counter::default(),
+            upload_conflicts: Counter::default(),
             upload_latency: Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
             last_upload_unix: Gauge::default(),
             oldest_unsent_age: Gauge::default(),
@@ -239,6 +241,12 @@ impl ExportStats {
             "upload_failures",
             "Upload attempts that failed (retried)",
             self.uploads_failed.clone(),
+        );
+        r.register(
+            "upload_conflicts",
+            "Objects and manifests not uploaded because their key holds other content in the \
+             store (never overwritten; kept in spool_dir/conflicts)",
+            self.upload_conflicts.clone(),
         );
         r.register(
             "upload_batches",
@@ -334,6 +342,8 @@ pub(crate) struct Exporter {
     pub(crate) stats: Arc<ExportStats>,
     pub(crate) store: Store,
     grace: Duration,
+    /// Held until the exporter is finished (or the process ends).
+    _lock: SpoolLock,
 }
 
 /// What `finish` achieved.
@@ -350,6 +360,8 @@ impl Exporter {
         store: Store,
         stream: StreamId,
     ) -> anyhow::Result<(Self, SpoolWriter, StartInfo)> {
+        // Before anything in the spool is read or written.
+        let lock = SpoolLock::acquire(&conf.spool_dir)?;
         let dirs = SpoolDirs::create(&conf.spool_dir)?;
         let stats = Arc::new(ExportStats::new());
         let (mut sealer, start) = Sealer::open(
@@ -357,7 +369,7 @@ impl Exporter {
             stream,
             conf.signing_key.clone(),
             (conf.renderings.clone(), conf.gzip_level, conf.heartbeat),
-            stats.clone(),
+            (stats.clone(), store.writes.clone()),
         )?;
         match sealer.seal_ready() {
             Ok(0) => {}
@@ -411,6 +423,7 @@ impl Exporter {
                 stats,
                 store,
                 grace: conf.shutdown_grace,
+                _lock: lock,
             },
             writer,
             start,

@@ -17,7 +17,7 @@ use std::{
     fs,
     io::Write as _,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -33,6 +33,7 @@ use super::{
     manifest::{self, Body, Link, ManifestKind, ObjectEntry, sha256_hex},
     segment::Stored,
     spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
+    store::Writes,
 };
 use crate::{
     event::Timestamp,
@@ -45,6 +46,8 @@ use crate::{
 pub(crate) struct StartInfo {
     /// State left by the previous run, if any.
     pub(crate) previous: Option<State>,
+    /// The stream this run writes.
+    pub(crate) stream: StreamId,
     /// First sequence number for this run.
     pub(crate) next_seq: u64,
     /// When the previous run was last known alive (see `SpoolDirs::mark_alive`).
@@ -72,17 +75,20 @@ pub(crate) struct Sealer {
     /// When this run last wrote a manifest (or started).
     last_manifest: Instant,
     stats: Arc<ExportStats>,
+    /// How the store takes create-only writes, once known (recorded in manifests).
+    store_writes: Arc<OnceLock<Writes>>,
 }
 
 impl Sealer {
     /// Opens the spool, recovers from an interrupted previous run, and starts (or continues)
-    /// the stream of this host and boot.
+    /// the stream of this host, boot and spool (`stream` names host and boot; the spool's id
+    /// comes from its state, or is made for a new spool).
     pub(crate) fn open(
         dirs: SpoolDirs,
         stream: StreamId,
         key: Option<SigningKey>,
         (renderings, gzip_level, heartbeat): (Renderings, u32, Duration),
-        stats: Arc<ExportStats>,
+        (stats, store_writes): (Arc<ExportStats>, Arc<OnceLock<Writes>>),
     ) -> anyhow::Result<(Self, StartInfo)> {
         let previous = dirs.load_state()?;
         let mut state = previous.clone().unwrap_or_else(|| State {
@@ -91,6 +97,11 @@ impl Sealer {
             next_seq: 1,
             ..Default::default()
         });
+        let spool = match previous.as_ref().map(|p| p.spool_id.as_str()) {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ => super::spool::new_spool_id()?,
+        };
+        let stream = StreamId { spool, ..stream };
         let mut s = Self {
             dirs,
             state: State::default(),
@@ -101,14 +112,17 @@ impl Sealer {
             heartbeat,
             last_manifest: Instant::now(),
             stats,
+            store_writes,
         };
         s.roll_forward(&mut state)?;
-        if state.boot_id != stream.boot_id || state.host != stream.host {
-            // A new boot starts a new chain, linked to the previous one.
+        if state.stream() != stream {
+            // A new boot (or the first start of a spool made before spool ids) starts a new
+            // chain, linked to the previous one.
             state.previous_stream_head = state.head.take();
             state.next_manifest = 0;
             state.boot_id = stream.boot_id.clone();
             state.host = stream.host.clone();
+            state.spool_id = stream.spool.clone();
         }
         s.remove_orphans()?;
         if let Some(max) = recover_open_segments(&s.dirs, s.gzip_level)? {
@@ -124,6 +138,7 @@ impl Sealer {
         s.state = state;
         let start = StartInfo {
             previous,
+            stream: s.stream.clone(),
             next_seq: s.state.next_seq,
             last_alive: s.dirs.last_alive(),
         };
@@ -144,7 +159,7 @@ impl Sealer {
                 continue;
             };
             let b = &m.body;
-            if b.stream.boot_id != state.boot_id || b.stream.host != state.host {
+            if b.stream != state.stream() {
                 continue;
             }
             if b.sequence >= state.next_manifest {
@@ -366,6 +381,7 @@ impl Sealer {
             objects,
             kind,
             heartbeat_ms: Some(self.heartbeat.as_millis() as u64),
+            store_writes: self.store_writes.get().copied(),
         };
         let bytes = manifest::encode(&body, self.key.as_ref())?;
         write_atomic(&self.dirs.manifest_path(seq), &bytes)?;
@@ -459,4 +475,59 @@ fn rendered_lines(format: ObjectFormat, records: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dirs: &SpoolDirs) -> StartInfo {
+        let stream = StreamId {
+            host: "h".into(),
+            boot_id: "b".into(),
+            spool: String::new(),
+        };
+        let settings = (Renderings::default(), 1, Duration::from_secs(60));
+        let stats = (Arc::new(ExportStats::new()), Arc::default());
+        Sealer::open(dirs.clone(), stream, None, settings, stats)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn a_spool_keeps_its_stream_across_restarts_and_an_older_one_starts_a_linked_new_one() {
+        let root = std::env::temp_dir().join(format!("audit-seal-stream-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let dirs = SpoolDirs::create(&root).unwrap();
+        // What a version before spool ids left: the stream of host and boot, five manifests in.
+        let old_head = Link {
+            key: "v1/_manifests/h-b/0000000004.json".into(),
+            sha256: "ab".repeat(32),
+        };
+        dirs.save_state(&State {
+            host: "h".into(),
+            boot_id: "b".into(),
+            next_seq: 42,
+            next_manifest: 5,
+            head: Some(old_head.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let first = open(&dirs);
+        assert_eq!(first.stream.spool.len(), 16, "{:?}", first.stream);
+        assert_eq!(first.next_seq, 42, "records continue their sequence");
+        let state = dirs.load_state().unwrap().unwrap();
+        assert_eq!(state.spool_id, first.stream.spool);
+        assert_eq!(state.next_manifest, 0, "a new chain");
+        assert_eq!(state.previous_stream_head, Some(old_head.clone()));
+        // A restart on the same spool continues the same stream.
+        let again = open(&dirs);
+        assert_eq!(again.stream, first.stream);
+        let state = dirs.load_state().unwrap().unwrap();
+        assert_eq!(state.previous_stream_head, Some(old_head));
+        // Another spool on the same host and boot is another stream.
+        let other = SpoolDirs::create(&root.join("other")).unwrap();
+        assert_ne!(open(&other).stream.spool, first.stream.spool);
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -2,7 +2,8 @@
 //! where sealed batches wait for upload. It survives agent crashes and store outages.
 //!
 //! ```text
-//! <spool>/state.json              stream, next seq, manifest chain head (written atomically)
+//! <spool>/lock                    held (flock) by the daemon writing the spool; holds its pid
+//! <spool>/state.json              spool id, stream, next seq, manifest chain head (written atomically)
 //! <spool>/alive                   touched every second while the daemon runs: its time is
 //!                                 when a crashed run was last known alive
 //! <spool>/open/<segment>.ndjson.gz   segments being appended to (one per agent and UTC hour)
@@ -10,6 +11,8 @@
 //! <spool>/ready/<segment>.ndjson.meta  their seq and time range (see `SegmentMeta`)
 //! <spool>/sealed/<...>.gz         compressed objects waiting for upload
 //! <spool>/sealed/manifest-<n>.json  their manifests, uploaded after the objects
+//! <spool>/conflicts/              what the store already held other content for (never
+//!                                 overwritten there; kept here for the operator, see `upload`)
 //! ```
 //! Segment names are `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson.gz` (agent percent-encoded);
 //! a segment is compressed as it is written (the format and its write order: `segment`).
@@ -40,6 +43,10 @@ use crate::{
 /// Persistent state of a spool.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct State {
+    /// The spool's id, part of its streams' names (`StreamId::spool`); empty in spools of
+    /// versions before it, until the first start of this one.
+    #[serde(default)]
+    pub(crate) spool_id: String,
     pub(crate) host: String,
     /// Boot of the current stream.
     pub(crate) boot_id: String,
@@ -58,6 +65,17 @@ pub(crate) struct State {
     pub(crate) stopped_at: Option<Timestamp>,
 }
 
+impl State {
+    /// The stream the state's chain belongs to.
+    pub(crate) fn stream(&self) -> super::layout::StreamId {
+        super::layout::StreamId {
+            host: self.host.clone(),
+            boot_id: self.boot_id.clone(),
+            spool: self.spool_id.clone(),
+        }
+    }
+}
+
 /// The directories of a spool.
 #[derive(Debug, Clone)]
 pub(crate) struct SpoolDirs {
@@ -65,6 +83,21 @@ pub(crate) struct SpoolDirs {
     pub(crate) open: PathBuf,
     pub(crate) ready: PathBuf,
     pub(crate) sealed: PathBuf,
+    pub(crate) conflicts: PathBuf,
+}
+
+/// Creates the spool's root directory (and its parents), private.
+fn create_root(root: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).with_context(|| {
+            format!(
+                "cannot create {} (set [export] spool_dir to a writable directory; on \
+                 Kubernetes a hostPath)",
+                parent.display()
+            )
+        })?;
+    }
+    private_dir(root)
 }
 
 impl SpoolDirs {
@@ -74,17 +107,10 @@ impl SpoolDirs {
             open: root.join("open"),
             ready: root.join("ready"),
             sealed: root.join("sealed"),
+            conflicts: root.join("conflicts"),
         };
-        if let Some(parent) = d.root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).with_context(|| {
-                format!(
-                    "cannot create {} (set [export] spool_dir to a writable directory; on \
-                     Kubernetes a hostPath)",
-                    parent.display()
-                )
-            })?;
-        }
-        for p in [&d.root, &d.open, &d.ready, &d.sealed] {
+        create_root(&d.root)?;
+        for p in [&d.open, &d.ready, &d.sealed, &d.conflicts] {
             private_dir(p)?;
         }
         // Probe writability now rather than on the first record.
@@ -167,6 +193,58 @@ impl SpoolDirs {
     pub(crate) fn save_state(&self, s: &State) -> anyhow::Result<()> {
         write_atomic(&self.state_path(), &serde_json::to_vec_pretty(s)?)
     }
+}
+
+/// One daemon per spool: the lock on `<spool>/lock` (flock), held while the daemon runs and
+/// released by the kernel however it ends. A second daemon on the spool would interleave its
+/// records and manifests with the first's under one stream name.
+#[derive(Debug)]
+pub(crate) struct SpoolLock {
+    _file: File,
+}
+
+impl SpoolLock {
+    /// Creates the spool's root if needed and locks it; refuses a spool another process holds,
+    /// naming it and the pid it wrote.
+    pub(crate) fn acquire(root: &Path) -> anyhow::Result<Self> {
+        create_root(root)?;
+        let path = root.join("lock");
+        let mut file = private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the spool lock {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok())
+                    .map_or_else(String::new, |p| format!(" (pid {p})"));
+                anyhow::bail!(
+                    "spool {} is in use by another audit-agent{pid}: one daemon per spool (two \
+                     would write one stream over each other); stop the other one, or give this \
+                     one its own [export] spool_dir",
+                    root.display()
+                );
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// A new random id (16 hex digits) for a spool.
+pub(crate) fn new_spool_id() -> anyhow::Result<String> {
+    let mut b = [0u8; 8];
+    super::manifest::getrandom(&mut b)?;
+    Ok(hex::encode(b))
 }
 
 /// The spool is private: directories 0700 and files 0600 whatever the umask, and no symlink is
@@ -743,7 +821,13 @@ mod tests {
         });
         unsafe { libc::umask(old) };
         let dirs = made.unwrap();
-        for p in [&dirs.root, &dirs.open, &dirs.ready, &dirs.sealed] {
+        for p in [
+            &dirs.root,
+            &dirs.open,
+            &dirs.ready,
+            &dirs.sealed,
+            &dirs.conflicts,
+        ] {
             assert_eq!(
                 fs::metadata(p).unwrap().mode() & 0o777,
                 0o700,
@@ -779,6 +863,30 @@ mod tests {
             "the alive file is opened without following a symlink"
         );
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn one_process_holds_a_spool_and_a_second_is_refused_naming_it() {
+        let d = scratch("lock");
+        let root = d.join("spool");
+        let held = SpoolLock::acquire(&root).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("lock")).unwrap().trim(),
+            std::process::id().to_string()
+        );
+        // flock locks belong to an open file: a second open, even in this process, is refused.
+        let err = format!("{:#}", SpoolLock::acquire(&root).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "spool {} is in use by another audit-agent (pid {})",
+                root.display(),
+                std::process::id()
+            )),
+            "{err}"
+        );
+        drop(held);
+        SpoolLock::acquire(&root).unwrap();
         let _ = fs::remove_dir_all(&d);
     }
 

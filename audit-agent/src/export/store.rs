@@ -6,13 +6,19 @@
 //! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
 //! `AWS_ALLOW_HTTP`, `AWS_SESSION_TOKEN`, ...).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use object_store::{
-    ClientOptions, ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
-    prefix::PrefixStore,
+    ClientOptions, ObjectStore, PutMode, PutPayload, aws::AmazonS3Builder, local::LocalFileSystem,
+    path::Path, prefix::PrefixStore,
 };
+use serde::{Deserialize, Serialize};
+
+use super::{manifest::sha256_hex, object::MAX_STORED_BYTES};
 
 /// How to reach a store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +63,51 @@ pub(crate) struct Store {
     pub(crate) inner: Arc<dyn ObjectStore>,
     /// For messages: the URL and endpoint.
     pub(crate) display: String,
+    /// How the store takes create-only writes, once [`Store::probe_writes`] found out.
+    pub(crate) writes: Arc<OnceLock<Writes>>,
+}
+
+/// How a store takes the create-only writes every object and manifest is written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Writes {
+    /// It refuses to write a key that exists, atomically (`If-None-Match: *` on S3, honoured by
+    /// AWS S3 since 2024; a directory store links the new file in only if the name is free).
+    CreateOnly,
+    /// It ignores `If-None-Match` and overwrites (Garage 2.5.0): each write is preceded by a
+    /// check that the key is free, which a second writer can race (not atomic).
+    CheckedFirst,
+}
+
+/// Where the create-only probe writes, relative to the prefix: outside the trail's layout, so
+/// `verify` and `query` ignore it. One tiny object per store, written again at every start.
+const PROBE_KEY: &str = "_audit-agent/create-only-probe";
+
+/// What a create-only write did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Put {
+    Created,
+    /// The key already holds exactly these bytes: an earlier attempt delivered them (a
+    /// re-upload after a crash, or a lost answer).
+    AlreadyThere,
+}
+
+/// Why a create-only write did not happen.
+#[derive(Debug)]
+pub(crate) enum PutError {
+    /// The key holds other content (described): nothing was written, and retrying cannot help.
+    Conflict(String),
+    /// The store could not be used (retry).
+    Store(anyhow::Error),
+}
+
+impl std::fmt::Display for PutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Conflict(why) => f.write_str(why),
+            Self::Store(e) => write!(f, "{e:#}"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -102,7 +153,10 @@ fn s3(url: &str, rest: &str, s: &StoreSettings) -> anyhow::Result<Store> {
         retry_timeout: Duration::from_secs(20),
         ..Default::default()
     };
+    // Every PUT carries its SHA-256 (x-amz-checksum-sha256): the store checks what arrived, and
+    // AWS requires a checksum on writes to buckets with Object Lock retention.
     let store = b
+        .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
         .with_client_options(opts)
         .with_retry(retry)
         .build()
@@ -116,6 +170,7 @@ fn s3(url: &str, rest: &str, s: &StoreSettings) -> anyhow::Result<Store> {
     Ok(Store {
         inner,
         display: format!("{url} at {endpoint}"),
+        writes: Arc::default(),
     })
 }
 
@@ -129,6 +184,7 @@ fn directory(url: &str) -> anyhow::Result<Store> {
     Ok(Store {
         inner: Arc::new(fs),
         display: format!("file://{}", dir.display()),
+        writes: Arc::default(),
     })
 }
 
@@ -180,6 +236,125 @@ impl Store {
         }
     }
 
+    /// Finds out (once) whether the store refuses to overwrite: writes the probe object
+    /// create-only twice (the first may find it there from an earlier start); the second write
+    /// must be refused. Says what it found in the log.
+    pub(crate) async fn probe_writes(&self) -> anyhow::Result<Writes> {
+        if let Some(w) = self.writes.get() {
+            return Ok(*w);
+        }
+        let path = self.path(PROBE_KEY);
+        let mut found = None;
+        for _ in 0..2 {
+            let payload = PutPayload::from_static(b"audit-agent create-only probe\n");
+            match self
+                .inner
+                .put_opts(&path, payload, PutMode::Create.into())
+                .await
+            {
+                Ok(_) => {}
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => {
+                    found = Some(Writes::CreateOnly);
+                    break;
+                }
+                Err(object_store::Error::NotImplemented) => break,
+                Err(e) => return Err(unusable(self, &e)),
+            }
+        }
+        let w = found.unwrap_or(Writes::CheckedFirst);
+        if self.writes.set(w).is_err() {
+            return Ok(w); // a concurrent probe said it
+        }
+        match w {
+            Writes::CreateOnly => tracing::info!(
+                store = %self.display,
+                "the store refuses to overwrite: objects and manifests are written create-only"
+            ),
+            Writes::CheckedFirst => tracing::warn!(
+                store = %self.display,
+                "the store does not honour create-only writes (If-None-Match: * was ignored; \
+                 Garage does this): each object and manifest is written only after checking \
+                 that its key is free, which is not atomic — a second writer could still \
+                 overwrite; turn on the store-side protections in docs/storage.md"
+            ),
+        }
+        Ok(w)
+    }
+
+    /// Writes `bytes` at `key` unless the key exists. A key holding the same bytes counts as
+    /// delivered; one holding other bytes is a conflict and is left as it is.
+    pub(crate) async fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<Put, PutError> {
+        let writes = match self.probe_writes().await {
+            Ok(w) => w,
+            Err(e) => return Err(PutError::Store(e)),
+        };
+        if writes == Writes::CheckedFirst
+            && let Some(done) = self.compare(key, &bytes).await?
+        {
+            return done;
+        }
+        let mode = match writes {
+            Writes::CreateOnly => PutMode::Create,
+            Writes::CheckedFirst => PutMode::Overwrite,
+        };
+        let payload = PutPayload::from(bytes::Bytes::from(bytes.clone()));
+        match self
+            .inner
+            .put_opts(&self.path(key), payload, mode.into())
+            .await
+        {
+            Ok(_) => Ok(Put::Created),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => match self.compare(key, &bytes).await? {
+                Some(done) => done,
+                // Refused, then gone: deleted in between; the next attempt writes it.
+                None => Err(PutError::Store(anyhow::anyhow!(
+                    "store {}: {key} was refused as existing but is not there now",
+                    self.display
+                ))),
+            },
+            Err(e) => Err(PutError::Store(unusable(self, &e))),
+        }
+    }
+
+    /// What `key` holds compared with `ours`: `None` when nothing; else delivered (the same
+    /// bytes) or a conflict naming both contents.
+    async fn compare(
+        &self,
+        key: &str,
+        ours: &[u8],
+    ) -> Result<Option<Result<Put, PutError>>, PutError> {
+        let path = self.path(key);
+        let size = match self.inner.head(&path).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(PutError::Store(unusable(self, &e))),
+        };
+        let theirs = if size == ours.len() as u64 {
+            match self.get_bounded(key, MAX_STORED_BYTES).await {
+                Ok(Some(b)) if b.as_ref() == ours => return Ok(Some(Ok(Put::AlreadyThere))),
+                Ok(Some(b)) => format!("sha256 {}, {size} bytes", sha256_hex(&b)),
+                Ok(None) => return Ok(None),
+                Err(GetError::TooLarge(n)) => format!("{n} bytes"),
+                Err(GetError::Store(e)) => return Err(PutError::Store(e)),
+            }
+        } else {
+            format!("{size} bytes")
+        };
+        Ok(Some(Err(PutError::Conflict(format!(
+            "{key} already exists in store {} with other content ({theirs}; ours: sha256 {}, {} \
+             bytes): another writer used this key; it was not overwritten",
+            self.display,
+            sha256_hex(ours),
+            ours.len()
+        )))))
+    }
+
     pub(crate) async fn get(&self, key: &str) -> anyhow::Result<Option<bytes::Bytes>> {
         match self.inner.get(&self.path(key)).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(|e| unusable(self, &e))?)),
@@ -224,5 +399,39 @@ fn hint(e: &object_store::Error) -> &'static str {
         _ => {
             "check the endpoint, that the server is running, and allow_http for plain-HTTP endpoints"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_are_create_only_a_same_re_upload_is_delivered_and_other_content_a_conflict() {
+        let dir = std::env::temp_dir().join(format!("audit-store-create-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&StoreSettings {
+            store: format!("file://{}", dir.display()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(store.probe_writes().await.unwrap(), Writes::CreateOnly);
+        let key = "v1/agent_id=a/dt=2026-01-01/hour=00/s-00000000000000000001.ndjson.gz";
+        let put = |b: &'static [u8]| store.put_new(key, b.to_vec());
+        assert_eq!(put(b"ours").await.unwrap(), Put::Created);
+        // A re-upload after a crash: the same key with the same bytes.
+        assert_eq!(put(b"ours").await.unwrap(), Put::AlreadyThere);
+        for other in [&b"ourz"[..], b"longer content"] {
+            let Err(PutError::Conflict(why)) = store.put_new(key, other.to_vec()).await else {
+                panic!("a conflict");
+            };
+            assert!(
+                why.starts_with(&format!("{key} already exists in store file://"))
+                    && why.contains("it was not overwritten"),
+                "{why}"
+            );
+        }
+        assert_eq!(std::fs::read(dir.join(key)).unwrap(), b"ours");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

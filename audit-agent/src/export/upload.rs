@@ -1,6 +1,13 @@
 //! Uploading sealed batches: objects first, then their manifest, each retried with exponential
 //! backoff and jitter and no limit on attempts. A local file is deleted only after the store
 //! confirmed it, so a crash at any point re-uploads the same key with the same bytes.
+//!
+//! Every write is create-only (`Store::put_new`): a key that already holds the same bytes is
+//! delivered (that re-upload), one that holds other bytes is a conflict — another writer used the
+//! key. A conflict is never overwritten and never retried: it is logged with the key, counted
+//! (`audit_upload_conflicts_total`), and the local file moves to `spool_dir/conflicts/` (named by its
+//! key, percent-encoded), where it stays for the operator. The rest of the batch, its manifest
+//! included, is uploaded, so the chain goes on and `verify` names the key.
 
 use std::{
     fs,
@@ -10,10 +17,15 @@ use std::{
 };
 
 use futures::{StreamExt as _, stream};
-use object_store::PutPayload;
 use tokio::sync::{Notify, watch};
 
-use super::{ExportStats, layout::manifest_key, manifest, spool::SpoolDirs, store::Store};
+use super::{
+    ExportStats,
+    layout::{self, manifest_key},
+    manifest,
+    spool::SpoolDirs,
+    store::{PutError, Store},
+};
 use crate::time;
 
 /// Concurrent object uploads within one batch.
@@ -151,20 +163,33 @@ impl Uploader {
         self.stats.oldest_unsent_age.set(age);
     }
 
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+    /// Uploads the local file `local` to `key`, create-only, and removes it once the store has
+    /// it; a conflict moves it to `conflicts/`.
+    async fn upload_file(&self, key: &str, local: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
         let started = Instant::now();
-        let path = self.store.path(key);
-        self.store
-            .inner
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| super::store::unusable(&self.store, &e))?;
-        let st = &self.stats;
-        st.uploads_ok.inc();
-        st.upload_latency.observe(started.elapsed().as_secs_f64());
-        st.last_upload_unix.set(now_s());
-        // A confirmed upload is contact with the store (readiness).
-        st.store_ok_unix.store(now_s(), Ordering::Relaxed);
+        let len = bytes.len() as u64;
+        match self.store.put_new(key, bytes).await {
+            Ok(_) => {
+                let st = &self.stats;
+                st.uploads_ok.inc();
+                st.upload_latency.observe(started.elapsed().as_secs_f64());
+                st.last_upload_unix.set(now_s());
+                // A confirmed upload is contact with the store (readiness).
+                st.store_ok_unix.store(now_s(), Ordering::Relaxed);
+                fs::remove_file(local)?;
+            }
+            Err(PutError::Conflict(why)) => {
+                let kept = self.dirs.conflicts.join(layout::encode(key));
+                fs::rename(local, &kept)?;
+                super::spool::sync_dir(&self.dirs.conflicts)?;
+                let e = anyhow::anyhow!("{why}; ours is kept in {}", kept.display());
+                tracing::error!(error = %format!("{e:#}"), "upload conflict");
+                self.stats.upload_conflicts.inc();
+                self.stats.error(&e);
+            }
+            Err(PutError::Store(e)) => return Err(e),
+        }
+        self.stats.sub_spool_bytes(len);
         Ok(())
     }
 
@@ -175,11 +200,7 @@ impl Uploader {
         let Ok(gz) = fs::read(&local) else {
             return Ok(()); // uploaded (and deleted) by an earlier attempt
         };
-        let len = gz.len() as u64;
-        self.put(&o.key, gz).await?;
-        fs::remove_file(&local)?;
-        self.stats.sub_spool_bytes(len);
-        Ok(())
+        self.upload_file(&o.key, &local, gz).await
     }
 
     async fn upload_batch(&self, manifest_path: &Path) -> anyhow::Result<()> {
@@ -194,11 +215,8 @@ impl Uploader {
         for r in results {
             r?;
         }
-        let len = bytes.len() as u64;
-        self.put(&manifest_key(&body.stream, body.sequence), bytes)
-            .await?;
-        fs::remove_file(manifest_path)?;
-        self.stats.sub_spool_bytes(len);
+        let key = manifest_key(&body.stream, body.sequence);
+        self.upload_file(&key, manifest_path, bytes).await?;
         self.stats.batches_uploaded.inc();
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! `verify`: walks every manifest chain of a store, re-hashes every object (fetched
 //! concurrently), and reports per stream: objects missing, objects modified, objects not in any
 //! manifest, broken chain links, sequence gaps (and whether a gap record explains them), bad
-//! signatures.
+//! signatures. A change that is what another manifest (of any stream) says the key holds is
+//! told apart from tampering: a second writer overwrote it, and both streams are named.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,8 +56,16 @@ pub(crate) struct StreamReport {
     pub(crate) broken_links: Vec<String>,
     pub(crate) seq_gaps: Vec<SeqGap>,
     pub(crate) bad_signatures: Vec<String>,
+    /// Objects another writer's content replaced: what the store holds is what another
+    /// manifest lists there, not what this stream's says.
+    #[serde(default)]
+    pub(crate) overwritten: Vec<String>,
     pub(crate) signed_by: BTreeSet<String>,
     pub(crate) unsigned: u64,
+    /// Manifests sealed while the writer found the store ignoring create-only writes: each of
+    /// their writes was checked first, not atomically.
+    #[serde(default)]
+    pub(crate) checked_first_writes: u64,
     /// The stream's last manifest is neither closing, nor linked by a later stream, nor recent.
     #[serde(default)]
     pub(crate) tail: Option<String>,
@@ -65,6 +74,9 @@ pub(crate) struct StreamReport {
     last: Option<(String, manifest::Body)>,
     #[serde(skip)]
     previous_stream: Option<manifest::Link>,
+    /// Objects whose stored bytes differ from the manifest: (key, SHA-256 stored, the report).
+    #[serde(skip)]
+    differing: Vec<(String, String, String)>,
 }
 
 impl StreamReport {
@@ -73,6 +85,7 @@ impl StreamReport {
             && self.modified.is_empty()
             && self.broken_links.is_empty()
             && self.bad_signatures.is_empty()
+            && self.overwritten.is_empty()
             && self.tail.is_none()
             && self.seq_gaps.iter().all(|g| g.explained)
     }
@@ -144,6 +157,11 @@ enum ObjectCheck {
     Skipped,
     Missing,
     Modified(String),
+    /// The stored bytes hash to `got`, not to what the manifest says.
+    Differs {
+        why: String,
+        got: String,
+    },
     /// Records, their seqs, and the seq ranges gap records explain.
     Ok {
         records: u64,
@@ -268,7 +286,10 @@ async fn check_object(
 }
 
 fn hash_differs(key: &str, got: &str, manifest: &str) -> ObjectCheck {
-    ObjectCheck::Modified(format!("{key}: sha256 {got}, manifest says {manifest}"))
+    ObjectCheck::Differs {
+        why: format!("{key}: sha256 {got}, manifest says {manifest}"),
+        got: got.to_string(),
+    }
 }
 
 /// Checks one manifest against its predecessor; the problems go to `sr`.
@@ -400,6 +421,11 @@ async fn check_objects(
                 sr.objects_checked += 1;
                 sr.modified.push(why);
             }
+            ObjectCheck::Differs { why, got } => {
+                sr.objects_checked += 1;
+                sr.modified.push(why.clone());
+                sr.differing.push((o.key.clone(), got, why));
+            }
             ObjectCheck::Ok {
                 records,
                 seqs,
@@ -454,8 +480,10 @@ async fn verify_stream(
         };
         check_link(&mut sr, stream, *n, key, &parsed.body, &prev);
         check_signature(&mut sr, key, &parsed, opts.public_key.as_deref());
-        seen.referenced
-            .extend(parsed.body.objects.iter().map(|o| o.key.clone()));
+        seen.note(&sr.stream, &parsed.body);
+        if parsed.body.store_writes == Some(super::store::Writes::CheckedFirst) {
+            sr.checked_first_writes += 1;
+        }
         let sha = sha256_hex(&bytes);
         seen.manifests.insert(key.clone(), sha.clone());
         if parsed.body.sequence == 0 {
@@ -492,6 +520,7 @@ pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Resul
         report.streams.push(sr);
     }
     check_tails(&mut report.streams, &seen.manifests, time::now());
+    find_second_writers(&mut report.streams, &seen);
     let referenced = seen.referenced;
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -520,11 +549,60 @@ pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Resul
 /// sealer's one-second tick and the upload.
 const TAIL_SLACK_MS: i128 = 5_000;
 
-/// What reading every stream's manifests found: the objects they list, every manifest's hash.
+/// What reading every stream's manifests found: the objects they list, every manifest's hash,
+/// and which content each stream says a key holds.
 #[derive(Default)]
 struct Seen {
     referenced: BTreeSet<String>,
     manifests: BTreeMap<String, String>,
+    /// (object key, SHA-256) -> the streams whose manifests list that content at that key.
+    listed: BTreeMap<(String, String), BTreeSet<String>>,
+}
+
+impl Seen {
+    /// Notes what a manifest of `stream` lists.
+    fn note(&mut self, stream: &str, body: &manifest::Body) {
+        for o in &body.objects {
+            self.referenced.insert(o.key.clone());
+            self.listed
+                .entry((o.key.clone(), o.sha256.clone()))
+                .or_default()
+                .insert(stream.to_string());
+        }
+    }
+}
+
+/// Tells a second writer from tampering where the trail shows it: an object whose stored bytes
+/// are exactly what another manifest lists at that key was written twice, by two writers (both
+/// streams named), not edited. This stream's version is not in the store, so it still fails.
+/// (A manifest replaced by a second writer of the same stream name cannot be told apart this
+/// way: the version that would show it was at the same key. It stays a broken chain.)
+fn find_second_writers(streams: &mut [StreamReport], seen: &Seen) {
+    for sr in streams.iter_mut() {
+        let me = sr.stream.clone();
+        for (key, got, why) in std::mem::take(&mut sr.differing) {
+            let Some(other) = seen
+                .listed
+                .get(&(key.clone(), got.clone()))
+                .and_then(|s| s.iter().find(|s| **s != me).or_else(|| s.iter().next()))
+            else {
+                continue;
+            };
+            let writers = if *other == me {
+                format!(
+                    "two writers wrote stream {me} (a copy of its spool run beside the original, \
+                     or daemons of versions before spool ids on one host)"
+                )
+            } else {
+                format!("written by both stream {me} and stream {other}")
+            };
+            sr.modified.retain(|m| *m != why);
+            sr.overwritten.push(format!(
+                "{key}: holds what a manifest of stream {other} lists there (sha256 {got}), not \
+                 what this stream's manifest lists: {writers}"
+            ));
+        }
+    }
 }
 
 /// Nothing may cut a chain's tail unseen. A stream's last manifest must be a closing one (a clean
@@ -619,11 +697,22 @@ pub(crate) fn render(r: &Report) -> String {
         if st.unsigned > 0 {
             let _ = writeln!(s, "  {} unsigned manifest(s)", st.unsigned);
         }
+        if st.checked_first_writes > 0 {
+            let _ = writeln!(
+                s,
+                "  {} manifest(s) sealed while the store did not honour create-only writes \
+                 (If-None-Match ignored): each write was checked first, which is not atomic, so \
+                 a second writer could overwrite; turn on the store-side protections \
+                 (docs/storage.md)",
+                st.checked_first_writes
+            );
+        }
         for (label, list) in [
             ("missing object", &st.missing),
             ("modified object", &st.modified),
             ("broken chain", &st.broken_links),
             ("bad signature", &st.bad_signatures),
+            ("overwritten by a second writer", &st.overwritten),
             (
                 "tail missing or agent down",
                 &st.tail.iter().cloned().collect(),
@@ -780,6 +869,98 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn content_another_manifest_lists_is_a_second_writer_and_other_content_tampering() {
+        let dir = std::env::temp_dir().join(format!("audit-verify-2w-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&super::super::store::StoreSettings {
+            store: format!("file://{}", dir.display()),
+            ..Default::default()
+        })
+        .unwrap();
+        let stream = layout::StreamId {
+            host: "h".into(),
+            boot_id: "b".into(),
+            spool: "s".into(),
+        };
+        let gz = |level| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            std::io::Write::write_all(&mut e, b"{\"seq\":1}\n{\"seq\":2}\n").unwrap();
+            e.finish().unwrap()
+        };
+        let (ours, theirs, forged) = (gz(1), gz(9), gz(0));
+        let (_, mut entry) = object(true);
+        entry.key =
+            "v1/agent_id=a/dt=2026-01-01/hour=00/h-b-s-00000000000000000001.ndjson.gz".into();
+        let listing = |bytes: &[u8]| ObjectEntry {
+            sha256: sha256_hex(bytes),
+            bytes: bytes.len() as u64,
+            ..entry.clone()
+        };
+        // Two writers of one stream name: each sealed the object, in different manifests.
+        let mut prev = None;
+        for (n, content) in [&ours, &theirs].into_iter().enumerate() {
+            let body = manifest::Body {
+                schema: manifest::SCHEMA.into(),
+                stream: stream.clone(),
+                sequence: n as u64,
+                created: "2026-01-01T00:00:00Z".parse().unwrap(),
+                prev: prev.take(),
+                previous_stream: None,
+                objects: vec![listing(content)],
+                public_key: None,
+                kind: manifest::ManifestKind::Batch,
+                heartbeat_ms: None,
+                store_writes: Some(super::super::store::Writes::CheckedFirst),
+            };
+            let bytes = manifest::encode(&body, None).unwrap();
+            let key = layout::manifest_key(&stream, n as u64);
+            store
+                .inner
+                .put(&store.path(&key), bytes.clone().into())
+                .await
+                .unwrap();
+            prev = Some(manifest::Link {
+                key,
+                sha256: sha256_hex(&bytes),
+            });
+        }
+        let report = |content: &Vec<u8>| {
+            let (store, content, key) = (&store, content.clone(), entry.key.clone());
+            async move {
+                store
+                    .inner
+                    .put(&store.path(&key), content.into())
+                    .await
+                    .unwrap();
+                let r = verify(store, &VerifyOptions::default()).await.unwrap();
+                (r.streams[0].clone(), render(&r))
+            }
+        };
+        let (sr, text) = report(&theirs).await;
+        assert!(sr.modified.is_empty(), "{text}");
+        assert!(
+            text.contains(&format!(
+                "overwritten by a second writer: {}: holds what a manifest of stream h-b-s lists \
+                 there (sha256 {}), not what this stream's manifest lists: two writers wrote \
+                 stream h-b-s",
+                entry.key,
+                sha256_hex(&theirs)
+            )),
+            "{text}"
+        );
+        assert!(text.contains("2 manifest(s) sealed while the store did not honour create-only"));
+        assert!(text.contains("verify: FAILED"), "{text}");
+        // Content no manifest lists is tampering.
+        let (sr, text) = report(&forged).await;
+        assert!(sr.overwritten.is_empty(), "{text}");
+        assert!(
+            text.contains(&format!("modified object: {}", entry.key)),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn objects_are_checked_by_stored_bytes_now_and_by_records_in_v1_manifests() {
         let dir = std::env::temp_dir().join(format!("audit-verify-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -808,7 +989,11 @@ mod tests {
             std::io::Write::write_all(&mut other, b"{\"seq\":1}\n{\"seq\":2}\n").unwrap();
             std::fs::write(path.join("o.ndjson.gz"), other.finish().unwrap()).unwrap();
             let check = check_object(&store, &entry, &opts).await.unwrap();
-            assert_eq!(matches!(check, ObjectCheck::Modified(_)), v2, "{check:?}");
+            let modified = matches!(
+                check,
+                ObjectCheck::Modified(_) | ObjectCheck::Differs { .. }
+            );
+            assert_eq!(modified, v2, "{check:?}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
