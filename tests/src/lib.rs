@@ -10,6 +10,7 @@
 pub mod fake_k8s;
 pub mod garage;
 pub mod helm;
+pub mod net;
 pub mod trail;
 pub mod validators;
 

@@ -67,14 +67,20 @@ pub fn build_tools() -> anyhow::Result<()> {
 /// Garage (the S3-compatible server the export tests talk to), kubernetes-validate (offline
 /// Kubernetes schema validation of deploy/), systemd-analyze (the systemd unit), Chromium (the
 /// report tests open reports in a real headless browser), promtool (Prometheus's own parser and
-/// linter of the classic metrics format), and real `helm` and `kubectl` binaries (the chart and
-/// the kustomization).
+/// linter of the classic metrics format), real `helm` and `kubectl` binaries (the chart and the
+/// kustomization), and the network peers of the destination-naming tests (dnsmasq, curl,
+/// `openssl s_server`, `unshare` for a private `/etc/resolv.conf`).
 pub fn test_tools() -> anyhow::Result<()> {
     cargo_install("garage", GARAGE_VERSION, &["--version"])?;
     apt_install(&[
         ("systemd-analyze", "systemd"),
         ("chromium", "chromium"),
         ("promtool", "prometheus"),
+        // The peers of the destination-naming tests (tests/src/net.rs).
+        ("dnsmasq", "dnsmasq-base"),
+        ("curl", "curl"),
+        ("openssl", "openssl"),
+        ("unshare", "util-linux"),
     ])?;
     pip_install(
         "kubernetes-validate",

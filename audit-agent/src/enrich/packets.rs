@@ -605,6 +605,7 @@ fn network_resource(
         destination: Some(Box::new(Destination {
             connection: Some(cookie),
             hosts,
+            other_hosts: Vec::new(),
             conflict: false,
             opaque: None,
         })),

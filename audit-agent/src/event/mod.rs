@@ -162,9 +162,14 @@ pub(crate) struct Destination {
     /// The socket's cookie: every record of one connection (connect, send, DNS, TLS, HTTP)
     /// carries the same one.
     pub(crate) connection: Option<u64>,
-    /// Names for the destination: what the connection itself asked for (TLS server name, HTTP
-    /// Host or CONNECT target) first, then every name DNS gave the agent for the address.
+    /// The names the connection is known by: what it asked for itself (TLS server name, HTTP
+    /// Host or CONNECT target) first, then the chain of the last DNS answer the acting process
+    /// received for the address (every name the agent was told, when it received none).
+    /// Policy matches these.
     pub(crate) hosts: Vec<HostName>,
+    /// Other names the agent was told for the same address (a shared address: a CDN, virtual
+    /// hosts). Recorded, not matched by policy.
+    pub(crate) other_hosts: Vec<HostName>,
     /// The names disagree: the connection asked for a name DNS never gave for its address.
     pub(crate) conflict: bool,
     /// What the connection hides from the trail (its real destination, or lookups made

@@ -81,6 +81,7 @@ pub(super) struct DestinationOut {
     pub(super) host: Option<Option<String>>,
     pub(super) host_source: Option<&'static str>,
     pub(super) hosts: Vec<HostOut>,
+    pub(super) other_hosts: Vec<HostOut>,
     pub(super) host_conflict: bool,
     pub(super) opaque: Option<&'static str>,
     pub(super) connection_id: Option<u64>,
@@ -92,6 +93,7 @@ pub(super) fn destination_out(d: &Destination) -> DestinationOut {
         host: Some(first.map(|h| h.name.to_string())),
         host_source: first.map(|h| h.source.name()),
         hosts: d.hosts.iter().map(host_out).collect(),
+        other_hosts: d.other_hosts.iter().map(host_out).collect(),
         host_conflict: d.conflict,
         opaque: d.opaque.map(|o| o.name()),
         connection_id: d.connection,
@@ -101,6 +103,7 @@ pub(super) fn destination_out(d: &Destination) -> DestinationOut {
 /// A stored record's destination: from `hosts` (`host` and `host_source` repeat its first).
 pub(super) fn destination_in(
     hosts: Option<&[HostOut]>,
+    other_hosts: Option<&[HostOut]>,
     conflict: bool,
     opaque: Option<&str>,
     connection: Option<u64>,
@@ -112,6 +115,11 @@ pub(super) fn destination_in(
         },
         connection,
         hosts: hosts
+            .unwrap_or_default()
+            .iter()
+            .map(host_in)
+            .collect::<Result<_, _>>()?,
+        other_hosts: other_hosts
             .unwrap_or_default()
             .iter()
             .map(host_in)

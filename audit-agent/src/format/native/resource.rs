@@ -349,6 +349,9 @@ impl ResourceOut<'_> {
             if !d.hosts.is_empty() {
                 o.serde("hosts", &d.hosts)?;
             }
+            if !d.other_hosts.is_empty() {
+                o.serde("other_hosts", &d.other_hosts)?;
+            }
             if d.host_conflict {
                 o.bool("host_conflict", true);
             }
@@ -757,6 +760,8 @@ pub(crate) struct ResourceIn<'a> {
     #[serde(default)]
     hosts: Option<Vec<HostOut>>,
     #[serde(default)]
+    other_hosts: Option<Vec<HostOut>>,
+    #[serde(default)]
     host_conflict: bool,
     #[serde(borrow, default)]
     opaque: Option<Cow<'a, str>>,
@@ -1126,6 +1131,7 @@ fn destination_of(
     }
     destination_in(
         r.hosts.as_deref(),
+        r.other_hosts.as_deref(),
         r.host_conflict,
         r.opaque.as_deref(),
         r.connection_id,

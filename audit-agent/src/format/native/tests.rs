@@ -566,6 +566,12 @@ fn named(ip: &str) -> Box<crate::event::Destination> {
                 expired: true,
             },
         ],
+        other_hosts: vec![HostName {
+            name: "other.example.com".into(),
+            source: HostSource::Dns,
+            dns: None,
+            expired: false,
+        }],
         conflict: true,
         opaque: Some(Opaque::EncryptedClientHello),
     })
