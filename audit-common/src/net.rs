@@ -11,8 +11,8 @@
 //! - UDP to or from a DNS port (`DNS_PORTS`): the datagram's payload (a query, an answer, or a
 //!   watched resolver's answer);
 //! - TCP: the first [`STREAM_EGRESS_MAX`] bytes the connection sends (a TLS ClientHello, an HTTP
-//!   request line and headers, a DNS query over TCP), and for a DNS port the first
-//!   [`STREAM_INGRESS_MAX`] bytes it receives. Each piece carries its offset in the stream
+//!   request line and headers, a DNS query over TCP), and the first [`RESPONSE_MAX`] bytes it
+//!   receives (an HTTP status line), [`STREAM_INGRESS_MAX`] from a DNS port. Each piece carries its offset in the stream
 //!   (sequence number minus the initial one), so retransmissions and split hellos are
 //!   reassembled in user space.
 
@@ -22,8 +22,12 @@ use crate::event::EventHeader;
 pub const PACKET_CAPTURE_MAX: usize = 4096;
 /// Bytes of a watched TCP connection's outgoing stream that are captured.
 pub const STREAM_EGRESS_MAX: u32 = 8192;
-/// Bytes of a watched TCP connection's incoming stream that are captured (DNS ports only).
+/// Bytes of a watched TCP connection's incoming stream that are captured from a DNS port (DNS
+/// answers over TCP).
 pub const STREAM_INGRESS_MAX: u32 = 16384;
+/// Bytes of any other watched TCP connection's incoming stream that are captured: the start of
+/// the server's answer (an HTTP status line).
+pub const RESPONSE_MAX: u32 = 512;
 /// Most DNS ports (`DNS_PORTS` entries).
 pub const DNS_PORTS_MAX: u32 = 16;
 

@@ -1,7 +1,8 @@
 //! Packets of watched sockets: cgroup `skb` egress and ingress programs, attached to the root of
 //! the cgroup v2 hierarchy, that copy the bytes destinations are named by — DNS messages, the
-//! first bytes of a TCP connection (a TLS ClientHello, an HTTP request) — from the packets the
-//! kernel carried, never from the process's buffers (see `audit_common::net`).
+//! first bytes of a TCP connection each way (a TLS ClientHello, an HTTP request and the status
+//! line of its answer) — from the packets the kernel carried, never from the process's buffers
+//! (see `audit_common::net`).
 //!
 //! A socket is watched once a watched task connected it or sent from it to an address
 //! ([`mark_socket`], called by the cgroup `connect4/6` and `sendmsg4/6` programs, which run in
@@ -13,7 +14,7 @@ use audit_common::{
     event::EventKind,
     net::{
         EGRESS, INGRESS, IPPROTO_TCP, IPPROTO_UDP, PACKET_CAPTURE_MAX, PacketBody, PacketEvent,
-        STREAM_EGRESS_MAX, STREAM_INGRESS_MAX, SockState, packet_flags, sock_flags,
+        RESPONSE_MAX, STREAM_EGRESS_MAX, STREAM_INGRESS_MAX, SockState, packet_flags, sock_flags,
     },
 };
 use aya_ebpf::{
@@ -241,15 +242,18 @@ fn stream_window(
             sock_flags::EGRESS_DONE,
             STREAM_EGRESS_MAX,
         )
-    } else {
-        if pflags & packet_flags::REMOTE_DNS_PORT == 0 {
-            // Only a DNS server's replies are read on the way in.
-            return Ok(None);
-        }
+    } else if pflags & packet_flags::REMOTE_DNS_PORT != 0 {
         (
             sock_flags::INGRESS_ISN,
             sock_flags::INGRESS_DONE,
             STREAM_INGRESS_MAX,
+        )
+    } else {
+        // The start of the server's answer only (an HTTP status line).
+        (
+            sock_flags::INGRESS_ISN,
+            sock_flags::INGRESS_DONE,
+            RESPONSE_MAX,
         )
     };
     if state.flags & done_flag != 0 {

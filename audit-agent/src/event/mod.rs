@@ -205,6 +205,13 @@ pub(crate) struct DnsOrigin {
     pub(crate) ttl: u32,
 }
 
+/// An HTTP request and, when its answer's first bytes were seen, the status (`network.http`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpExchange {
+    pub(crate) request: crate::wire::http::Request,
+    pub(crate) response: Option<crate::wire::http::Response>,
+}
+
 /// A DNS query and the answer it got (`network.dns`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DnsLookup {
@@ -504,8 +511,8 @@ pub(crate) enum Detail {
     Dns(Box<DnsLookup>),
     /// A TLS ClientHello (the target is the server's address).
     Tls(Box<crate::wire::tls::Hello>),
-    /// An HTTP/1.x request (the target is the server's address).
-    Http(Box<crate::wire::http::Request>),
+    /// An HTTP/1.x request and the status it got (the target is the server's address).
+    Http(Box<HttpExchange>),
 }
 
 /// A 32-bit system call as passed: its ia32 number and the six argument registers.

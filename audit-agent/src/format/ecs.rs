@@ -219,12 +219,16 @@ fn protocol_fields(a: &Activity, net: &mut Value, m: &mut Map<String, Value>) {
             }
             m.insert("tls".into(), v);
         }
-        Detail::Http(r) => {
+        Detail::Http(x) => {
+            let r = &x.request;
             net["protocol"] = json!("http");
             net["transport"] = json!("tcp");
             let mut h = json!({ "request": { "method": &*r.method } });
             if let Some(v) = r.version {
                 h["version"] = json!(format!("1.{v}"));
+            }
+            if let Some(status) = x.response.as_ref().map(|a| a.status).filter(|s| *s > 0) {
+                h["response"] = json!({ "status_code": status });
             }
             m.insert("http".into(), h);
             let target = Escaped(&r.target).to_string();

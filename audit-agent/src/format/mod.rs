@@ -59,12 +59,16 @@ pub(crate) fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
 /// The resource as people read it: the path (the kernel's when known), `ip:port`,
 /// `[ip6]:port`, a unix socket path (`@name` when abstract), or the address family;
 /// `<unreadable>` when nothing could be read.
-/// A failure's name: the DNS response code of a lookup (`NXDOMAIN`), else the errno (`ENOENT`).
+/// A failure's name: the DNS response code of a lookup (`NXDOMAIN`), the status of an HTTP
+/// request (`HTTP 403`), else the errno (`ENOENT`).
 pub(crate) fn failure_text(a: &Activity, code: i32) -> String {
-    if a.action == Action::Dns {
-        return crate::wire::dns::rcode_name(u8::try_from(code).unwrap_or(u8::MAX)).into_owned();
+    match a.action {
+        Action::Dns => {
+            crate::wire::dns::rcode_name(u8::try_from(code).unwrap_or(u8::MAX)).into_owned()
+        }
+        Action::Http => format!("HTTP {code}"),
+        _ => native::errno_name(code).into_owned(),
     }
-    native::errno_name(code).into_owned()
 }
 
 pub(crate) fn resource_text(a: &Activity) -> String {

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{native, resource_text, strip_nulls};
+use super::{failure_text, native, resource_text, strip_nulls};
 use crate::{
     escape::Escaped,
     event::{Action, Activity, Decision, Detail, Event, Gap, Outcome, Target},
@@ -390,9 +390,17 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
             }
             ev.insert("tls".into(), tls);
         }
-        (t, Detail::Http(r)) => {
+        (t, Detail::Http(x)) => {
             network_endpoints(e, a, ev);
-            http_object(t, r, ev);
+            match x.response.as_ref().filter(|r| r.status > 0) {
+                Some(r) => {
+                    http_object(t, &x.request, ev);
+                    ev.insert("http_response".into(), json!({ "code": r.status }));
+                }
+                // HTTP Activity requires the response: without one seen, the request is
+                // Network Activity traffic (its fields in `unmapped`).
+                None => set_class(ev, (4001, "Network Activity"), (6, "Traffic")),
+            }
         }
         (t, Detail::Connect { .. }) => {
             let mut dst = match t {
@@ -459,10 +467,7 @@ fn dns_object(d: &crate::event::DnsLookup, ev: &mut Map<String, Value>) {
         (Some(_), true) => (2, "Response"),
         (Some(_), false) => (6, "Traffic"),
     };
-    ev.insert("activity_id".into(), json!(id));
-    ev.insert("activity_name".into(), json!(name));
-    ev.insert("type_uid".into(), json!(400300 + id));
-    ev.insert("type_name".into(), json!(format!("DNS Activity: {name}")));
+    set_class(ev, (4003, "DNS Activity"), (id, name));
     let Some(r) = &d.response else {
         return;
     };
@@ -494,6 +499,19 @@ fn dns_object(d: &crate::event::DnsLookup, ev: &mut Map<String, Value>) {
     );
 }
 
+/// Sets an event's class and activity (and with them its type).
+fn set_class(ev: &mut Map<String, Value>, class: (u32, &str), activity: (u32, &str)) {
+    ev.insert("class_uid".into(), json!(class.0));
+    ev.insert("class_name".into(), json!(class.1));
+    ev.insert("activity_id".into(), json!(activity.0));
+    ev.insert("activity_name".into(), json!(activity.1));
+    ev.insert("type_uid".into(), json!(class.0 * 100 + activity.0));
+    ev.insert(
+        "type_name".into(),
+        json!(format!("{}: {}", class.1, activity.1)),
+    );
+}
+
 /// HTTP Activity: `http_request` (method, URL, version) and the activity its method names.
 fn http_object(t: &Target, r: &crate::wire::http::Request, ev: &mut Map<String, Value>) {
     let (id, name) = match &*r.method {
@@ -507,10 +525,7 @@ fn http_object(t: &Target, r: &crate::wire::http::Request, ev: &mut Map<String, 
         "TRACE" => (8, "Trace"),
         _ => (99, "Other"),
     };
-    ev.insert("activity_id".into(), json!(id));
-    ev.insert("activity_name".into(), json!(name));
-    ev.insert("type_uid".into(), json!(400200 + id));
-    ev.insert("type_name".into(), json!(format!("HTTP Activity: {name}")));
+    set_class(ev, (4002, "HTTP Activity"), (id, name));
     let target = Escaped(&r.target).to_string();
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -591,7 +606,7 @@ fn activity_event(e: &Event, a: &Activity) -> Value {
         ),
         (
             "status_detail",
-            json!(a.outcome.errno().map(native::errno_name)),
+            json!(a.outcome.errno().map(|c| failure_text(a, c))),
         ),
         ("action_id", json!(action_id)),
         ("action", json!(action_name)),

@@ -308,7 +308,9 @@ fn opaque(a: &Activity, port: u16) -> Option<Opaque> {
             Some(Opaque::DnsOverHttps)
         }
         Detail::Tls(_) if port == DOT_PORT => Some(Opaque::DnsOverTls),
-        Detail::Http(r) if r.target.starts_with(b"/dns-query") => Some(Opaque::DnsOverHttps),
+        Detail::Http(x) if x.request.target.starts_with(b"/dns-query") => {
+            Some(Opaque::DnsOverHttps)
+        }
         _ => a.resource.destination.as_deref().and_then(|d| d.opaque),
     }
 }

@@ -185,8 +185,12 @@ fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     let mut o = out.object("result");
     o.str("outcome", a.outcome.kind().name());
     o.opt_i64("retval", a.outcome.retval());
-    // A DNS record's failure is a response code (`resource.dns.response.rcode`), not an errno.
-    let errno = a.outcome.errno().filter(|_| a.action != Action::Dns);
+    // A DNS record's failure is a response code (`resource.dns.response.rcode`), an HTTP
+    // record's a status (`resource.http.response.status`): neither is an errno.
+    let errno = a
+        .outcome
+        .errno()
+        .filter(|_| !matches!(a.action, Action::Dns | Action::Http));
     o.opt_str("errno", errno.map(errno_name).as_deref());
     if let Some(c) = completion_out(&a.resource.detail) {
         o.serde("completion", &c)?;

@@ -10,8 +10,8 @@ use super::{ReadError, bytes};
 use crate::{
     escape::Escaped,
     event::{
-        Destination, Detail, DnsLookup, DnsOrigin, DnsResponse, HostName, HostSource, Opaque,
-        Transport, WireIssue,
+        Destination, Detail, DnsLookup, DnsOrigin, DnsResponse, HostName, HostSource, HttpExchange,
+        Opaque, Transport, WireIssue,
     },
     time,
     wire::{
@@ -319,7 +319,7 @@ pub(super) fn tls_in(t: &TlsOut) -> Result<Detail, ReadError> {
     })))
 }
 
-/// `resource.http`.
+/// `resource.http`: the request, and the status line of its answer when it was seen.
 #[derive(Serialize, Deserialize)]
 pub(super) struct HttpOut {
     method: String,
@@ -332,34 +332,69 @@ pub(super) struct HttpOut {
     port: Option<u16>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     issues: Vec<String>,
+    answered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response: Option<HttpResponseOut>,
 }
 
-pub(super) fn http_out(r: &http::Request) -> HttpOut {
+#[derive(Serialize, Deserialize)]
+struct HttpResponseOut {
+    /// 0: no valid status line.
+    status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    issues: Vec<String>,
+}
+
+fn version_out(v: Option<u8>) -> Option<String> {
+    v.map(|v| format!("HTTP/1.{v}"))
+}
+
+fn version_in(v: Option<&str>) -> Result<Option<u8>, ReadError> {
+    v.map(|v| {
+        v.strip_prefix("HTTP/1.")
+            .and_then(|n| n.parse().ok())
+            .ok_or(ReadError::Field("resource.http.version"))
+    })
+    .transpose()
+}
+
+pub(super) fn http_out(x: &HttpExchange) -> HttpOut {
+    let r = &x.request;
     HttpOut {
         method: r.method.to_string(),
         target: Escaped(&r.target).to_string(),
-        version: r.version.map(|v| format!("HTTP/1.{v}")),
+        version: version_out(r.version),
         host: r.host.as_deref().map(str::to_string),
         port: r.port,
         issues: issues_out(&r.issues),
+        answered: x.response.is_some(),
+        response: x.response.as_ref().map(|a| HttpResponseOut {
+            status: a.status,
+            version: version_out(a.version),
+            issues: issues_out(&a.issues),
+        }),
     }
 }
 
 pub(super) fn http_in(h: &HttpOut) -> Result<Detail, ReadError> {
-    Ok(Detail::Http(Box::new(http::Request {
+    let request = http::Request {
         method: Arc::from(h.method.as_str()),
         target: bytes(&h.target),
-        version: match h.version.as_deref() {
-            Some(v) => Some(
-                v.strip_prefix("HTTP/1.")
-                    .and_then(|n| n.parse().ok())
-                    .ok_or(ReadError::Field("resource.http.version"))?,
-            ),
-            None => None,
-        },
+        version: version_in(h.version.as_deref())?,
         host: h.host.as_deref().map(Arc::from),
         port: h.port,
         issues: issues_in(&h.issues)?,
         len: 0,
-    })))
+    };
+    let response = match &h.response {
+        Some(a) => Some(http::Response {
+            status: a.status,
+            version: version_in(a.version.as_deref())?,
+            issues: issues_in(&a.issues)?,
+        }),
+        None => None,
+    };
+    Ok(Detail::Http(Box::new(HttpExchange { request, response })))
 }

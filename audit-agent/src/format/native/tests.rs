@@ -654,8 +654,15 @@ fn network_records_read_back_with_their_names_and_protocol_fields() {
         (
             Action::Http,
             Target::Inet(ip("192.0.2.7"), 8080),
-            Detail::Http(Box::new(request)),
-            Outcome::Success(0),
+            Detail::Http(Box::new(crate::event::HttpExchange {
+                request,
+                response: Some(http::Response {
+                    status: 403,
+                    version: Some(1),
+                    issues: vec![],
+                }),
+            })),
+            Outcome::Failure(403),
         ),
         (
             Action::Connect,
