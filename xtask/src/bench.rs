@@ -17,8 +17,8 @@ mod profile;
 mod results;
 
 use results::{
-    Machine, OpStat, Overhead, OverheadRow, ProgramCost, ProgramRow, Query, QueryRun, RateRow,
-    Results, Throughput, ToolRun,
+    Machine, Network, OpStat, Overhead, OverheadRow, ProgramCost, ProgramRow, Query, QueryRun,
+    RateRow, Results, Throughput, ToolRun,
 };
 
 /// Unprivileged uid the auditd "watched" load runs as: `nobody`, an existing user. (With a uid
@@ -617,6 +617,53 @@ fn program_cost(env: &Env) -> anyhow::Result<ProgramCost> {
     })
 }
 
+/// Section 5: what the packet programs cost network traffic — a loopback TCP stream (64 KiB
+/// writes) and UDP request/response round trips, unwatched and watched, beside the baseline and
+/// the floor (empty programs on every hook, the cgroup `skb` ones included). Configurations are
+/// interleaved over passes, as in section 1.
+fn network(env: &Env) -> anyhow::Result<Network> {
+    let ops = ["tcp", "udp_rr"];
+    let ms = if env.quick { 250 } else { 400 };
+    let passes = if env.quick { 1 } else { 3 };
+    let rounds = if env.quick { 3 } else { 5 };
+    let mut samples = Samples::default();
+    let mut notes = Vec::new();
+    let mut order: Vec<String> = Vec::new();
+    for pass in 0..passes {
+        for config in ["baseline", "floor", "audit-agent"] {
+            eprintln!("bench: network pass {} config {config}", pass + 1);
+            let dir = env.out.join(format!("network-{config}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let Some((tracer, rows)) = start_config(env, config, &dir, &mut notes)? else {
+                continue;
+            };
+            std::thread::sleep(Duration::from_millis(500));
+            for (row, cg, uid) in &rows {
+                if !order.iter().any(|o| o == row) {
+                    order.push(row.to_string());
+                }
+                for op in ops {
+                    for _ in 0..rounds {
+                        let ns = env.measure(op, cg, *uid, ms)?;
+                        samples
+                            .entry((row.to_string(), op.to_string()))
+                            .or_default()
+                            .push(ns);
+                    }
+                }
+            }
+            tracer.stop()?;
+        }
+    }
+    Ok(Network {
+        rows: summarize(&order, &samples, &ops),
+        ms_per_sample: ms,
+        passes,
+        rounds,
+    })
+}
+
 /// Section 2: throughput and loss.
 fn throughput(env: &Env) -> anyhow::Result<Throughput> {
     let secs = if env.quick { 3.0 } else { 5.0 };
@@ -844,6 +891,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         quick,
     };
     let overhead = overhead(&env)?;
+    let network = network(&env)?;
     let throughput = throughput(&env)?;
     let query = query(&env)?;
     let runs = cpu_per_record(&env, profile::RATE, if quick { 1 } else { 5 })?;
@@ -851,6 +899,7 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
     let results = Results {
         machine: machine(),
         overhead,
+        network,
         throughput,
         query,
         profile,

@@ -57,6 +57,7 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<Ebpf
     attach_all(&mut ebpf, &tracefs, cgroup_root)?;
     let _ = attach_uring(&mut ebpf, &tracefs)?;
     attach_compat(&mut ebpf)?;
+    attach_packets(&mut ebpf, cgroup_root)?;
     Ok(ebpf)
 }
 
