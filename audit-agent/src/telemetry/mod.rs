@@ -188,6 +188,7 @@ pub(crate) struct PipelineMetrics {
     faults: Family<TruncLabels, Counter>,
     walks_cut: Counter,
     connects_untracked: Counter,
+    sockets_uninspected: Counter,
     ring_reads: Counter,
     queue_depth: Gauge,
     delivery_latency: Histogram,
@@ -213,6 +214,7 @@ impl PipelineMetrics {
             faults: Family::default(),
             walks_cut: Counter::default(),
             connects_untracked: Counter::default(),
+            sockets_uninspected: Counter::default(),
             ring_reads: Counter::default(),
             queue_depth: Gauge::default(),
             delivery_latency: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -264,6 +266,11 @@ impl PipelineMetrics {
                 "connect_outcomes_untracked",
                 "Non-blocking connects whose final state could not be followed (table full)",
                 m.connects_untracked.clone(),
+            );
+            r.register(
+                "sockets_uninspected",
+                "Sockets of watched processes whose packets cannot be read (no socket storage)",
+                m.sockets_uninspected.clone(),
             );
             r.register(
                 "ring_buffer_reads",
@@ -407,6 +414,10 @@ impl Observer for PipelineMetrics {
             .inc_by(now.walk_cut.saturating_sub(seen.walk_cut));
         self.connects_untracked
             .inc_by(now.connecting_full.saturating_sub(seen.connecting_full));
+        self.sockets_uninspected.inc_by(
+            now.socket_storage_full
+                .saturating_sub(seen.socket_storage_full),
+        );
         self.kernel_seen = *now;
     }
 }
