@@ -9,7 +9,8 @@
 //!
 //! What is captured, so user space can name destinations from bytes the kernel carried:
 //! - UDP to or from a DNS port (`DNS_PORTS`): the datagram's payload (a query, an answer, or a
-//!   watched resolver's answer);
+//!   watched resolver's answer); and the first two datagrams a socket sends when they start
+//!   with a QUIC long header (the Initials that carry an HTTP/3 client's ClientHello);
 //! - TCP: the first [`STREAM_EGRESS_MAX`] bytes the connection sends (a TLS ClientHello, an HTTP
 //!   request line and headers, a DNS query over TCP), and the first [`RESPONSE_MAX`] bytes it
 //!   receives (an HTTP status line), [`STREAM_INGRESS_MAX`] from a DNS port. Each piece carries its offset in the stream
@@ -52,6 +53,11 @@ pub mod sock_flags {
     /// A TCP payload arrived before a SYN was seen (the socket was connected before it was
     /// watched): its stream offsets are unknown, nothing of it is captured.
     pub const NO_ISN: u32 = 1 << 4;
+    /// UDP: one datagram with a QUIC long header was captured.
+    pub const QUIC_ONE: u32 = 1 << 5;
+    /// UDP: no more datagrams are looked at as QUIC Initials (two were captured, or the first
+    /// was no long header).
+    pub const QUIC_DONE: u32 = 1 << 6;
 }
 
 /// Bits of [`PacketBody::flags`].

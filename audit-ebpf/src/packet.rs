@@ -213,8 +213,9 @@ fn try_packet(ctx: &SkBuffContext, direction: u8) -> Result<(), i64> {
         pflags |= packet_flags::REMOTE_DNS_PORT;
     }
     let (offset, limit) = if h.protocol == IPPROTO_UDP {
-        // DNS datagrams only (a query or answer, or a watched resolver's).
-        if pflags == 0 || h.payload_len == 0 {
+        // DNS datagrams (a query or answer, or a watched resolver's), and a QUIC client's
+        // first Initials.
+        if h.payload_len == 0 || (pflags == 0 && !quic_initial(ctx, state, &h, direction)?) {
             return Ok(());
         }
         (0, PACKET_CAPTURE_MAX as u32)
@@ -225,6 +226,32 @@ fn try_packet(ctx: &SkBuffContext, direction: u8) -> Result<(), i64> {
         }
     };
     emit_packet(ctx, state, &h, direction, pflags, offset, limit)
+}
+
+/// Whether a datagram is one of the first two datagrams a socket sends that start with a QUIC
+/// long header (the Initials that carry the ClientHello). The first datagram of a socket that
+/// does not ends the question for that socket: one byte read per watched UDP socket otherwise.
+#[inline(always)]
+fn quic_initial(
+    ctx: &SkBuffContext,
+    state: &mut SockState,
+    h: &Headers,
+    direction: u8,
+) -> Result<bool, i64> {
+    if direction != EGRESS || state.flags & sock_flags::QUIC_DONE != 0 {
+        return Ok(false);
+    }
+    let first: u8 = load(ctx, h.payload_off)?;
+    if first & 0xc0 != 0xc0 {
+        state.flags |= sock_flags::QUIC_DONE;
+        return Ok(false);
+    }
+    state.flags |= if state.flags & sock_flags::QUIC_ONE != 0 {
+        sock_flags::QUIC_DONE
+    } else {
+        sock_flags::QUIC_ONE
+    };
+    Ok(true)
 }
 
 /// For a TCP packet: where its payload starts in the stream and how many of its bytes are still

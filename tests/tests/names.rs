@@ -633,3 +633,29 @@ decision = "deny"
         assert_eq!(d["protected"], none);
     }
 }
+
+#[test]
+fn an_http3_hello_is_read_from_the_quic_initials_a_real_client_sends() {
+    require_root();
+    let net = Net::new("names-quic");
+    let server = net.ip(9);
+    let cg = TestCgroup::new("names-quic");
+    let agent = Agent::watch_cgroup(&cg);
+    let client = audit_tests::workspace_root().join("tests/peers/quic_client.py");
+    let out = cg
+        .command(audit_tests::helm::tool("validators-venv/bin/python"))
+        .arg(&client)
+        .args([&server.to_string(), "4433", "h3.example.test"])
+        .output()
+        .expect("run the QUIC client");
+    let truth: Value = serde_json::from_slice(&out.stdout).expect("ground truth");
+    let records = agent.stop();
+    let hellos = to(&records, "network.tls", &server.to_string(), 4433);
+    assert_eq!(hellos.len(), 1, "{records:#?}");
+    let h = hellos[0];
+    assert_eq!(get(h, "resource.tls.quic"), true);
+    assert_eq!(get(h, "resource.tls.sni"), &truth["server_name"]);
+    assert_eq!(get(h, "resource.tls.alpn"), &truth["alpn"]);
+    assert_eq!(get(h, "resource.host"), "h3.example.test");
+    assert_eq!(get(h, "resource.host_source"), "tls_sni");
+}

@@ -19,7 +19,7 @@ const CHECKOV_VERSION: &str = "3.3.30";
 const HADOLINT_VERSION: &str = "2.15.1";
 /// What `tests/validators/*.py` check our outputs with (PyPI): the official OCSF schema exports
 /// as JSON Schema and a validator; the Prometheus client's parsers.
-const VALIDATORS: [(&str, &str); 6] = [
+const VALIDATORS: [(&str, &str); 7] = [
     ("ocsf-json-schema", "1.2.0"),
     ("jsonschema", "4.26.0"),
     ("prometheus-client", "0.26.0"),
@@ -29,6 +29,9 @@ const VALIDATORS: [(&str, &str); 6] = [
     ("duckdb-extension-httpfs", "1.5.5"),
     // An independent Parquet reader for the Security Lake objects.
     ("pyarrow", "26.0.1"),
+    // A real QUIC client: the HTTP/3 naming test reads the server name from its Initials
+    // (tests/peers/quic_client.py).
+    ("aioquic", "1.7.2"),
 ];
 /// The official ECS field definitions (npm).
 const ECS_PACKAGE_VERSION: &str = "9.4.0";

@@ -26,8 +26,10 @@ use crate::{
         Action, Destination, Detail, DnsLookup, DnsResponse, HostName, HostSource, HttpExchange,
         Outcome, Resource, Target, Transport, WireIssue,
     },
-    wire::{self, StreamKind, dns, http, tls},
+    wire::{self, StreamKind, dns, http, quic as wire_quic, tls},
 };
+
+mod quic;
 
 /// Most DNS queries, TCP streams and served answers tracked at once; beyond it the oldest are
 /// released (or forgotten, for served answers) early.
@@ -135,6 +137,7 @@ pub(crate) struct PacketTracker {
     streams: crate::FastMap<u64, Stream>,
     /// Answers watched resolvers sent: (resolver, client, id) -> the resolver's pid.
     served: crate::FastMap<(SocketAddr, SocketAddr, u16), (u32, Instant)>,
+    quic: quic::QuicFlows,
     ready: Vec<Made>,
 }
 
@@ -147,6 +150,7 @@ impl PacketTracker {
             queries: crate::FastMap::default(),
             streams: crate::FastMap::default(),
             served: crate::FastMap::default(),
+            quic: quic::QuicFlows::default(),
             ready: Vec::new(),
         }
     }
@@ -186,11 +190,15 @@ impl PacketTracker {
         }
         self.served
             .retain(|_, (_, at)| now.duration_since(*at) < SERVED_FOR);
+        let mut quic = Vec::new();
+        self.quic.ready(flush, wait, &mut quic);
+        self.ready.extend(quic);
         std::mem::take(&mut self.ready)
     }
 
     fn datagram(&mut self, task: &Task, p: &Packet, out: &mut Vec<Made>) {
         let msg = dns::parse(&p.data, p.cut());
+        let dns = p.local_dns_port || p.remote_dns_port;
         match p.direction {
             Direction::Egress if p.local_dns_port && msg.response => {
                 // A watched process answering DNS: the client's record will say so.
@@ -212,6 +220,10 @@ impl PacketTracker {
                     Transport::Udp,
                     msg,
                 ));
+            }
+            // The first datagrams of another socket: a QUIC connection's Initials.
+            Direction::Egress if !dns && wire_quic::is_long_header(&p.data) => {
+                self.quic.datagram(task, p, out);
             }
             // A query to a watched resolver: its own record is the client's business.
             _ => {}
@@ -594,7 +606,18 @@ fn dns_made(
 }
 
 fn tls_made(s: &Stream, hello: tls::Hello) -> Made {
-    let mut hosts: Vec<HostName> = s.tunnel.iter().cloned().collect();
+    hello_made(&s.task, s.remote, s.cookie, hello, s.tunnel.clone())
+}
+
+/// A `network.tls` record: the server name asked for first, then a proxy tunnel's target.
+fn hello_made(
+    task: &Task,
+    remote: SocketAddr,
+    cookie: u64,
+    hello: tls::Hello,
+    tunnel: Option<HostName>,
+) -> Made {
+    let mut hosts: Vec<HostName> = tunnel.into_iter().collect();
     if let Some(sni) = &hello.sni {
         hosts.insert(
             0,
@@ -607,9 +630,9 @@ fn tls_made(s: &Stream, hello: tls::Hello) -> Made {
         );
     }
     Made {
-        task: s.task.clone(),
+        task: task.clone(),
         action: Action::Tls,
-        resource: network_resource(s.remote, Detail::Tls(Box::new(hello)), s.cookie, hosts),
+        resource: network_resource(remote, Detail::Tls(Box::new(hello)), cookie, hosts),
         outcome: Outcome::Success(0),
     }
 }

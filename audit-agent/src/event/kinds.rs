@@ -133,6 +133,8 @@ named_enum! {
         NotTls = "not_tls",
         /// An HTTP request line or header longer than what was captured.
         TooLong = "too_long",
+        /// A QUIC version whose Initial packets cannot be decrypted here (not 1 or 2).
+        UnknownVersion = "unknown_version",
     }
 }
 

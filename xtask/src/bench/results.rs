@@ -617,6 +617,15 @@ mod tests {
                     added_watched_ns: f64::NAN,
                 },
             },
+            network: Network {
+                rows: vec![
+                    row("no tracing (baseline)", 20000.0, 1.0),
+                    row("audit-agent, load watched", 21000.0, 1.05),
+                ],
+                ms_per_sample: 400,
+                passes: 3,
+                rounds: 5,
+            },
             throughput: Throughput {
                 rows: vec![RateRow {
                     target_rate: None,

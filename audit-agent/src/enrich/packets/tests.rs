@@ -331,3 +331,52 @@ fn an_http_request_names_its_host_and_waits_for_the_status_of_its_answer() {
     let left = t.ready(true);
     assert_eq!((left.len(), left[0].outcome), (1, Outcome::Unknown));
 }
+
+#[test]
+fn a_quic_hello_split_over_two_initials_is_read_from_their_crypto_frames() {
+    use crate::wire::quic::build;
+    let mut t = PacketTracker::new(Duration::from_secs(5));
+    let hello = tlsb::hello("h3.example", &["h3"], 1500, false);
+    let dcid = [7u8; 8];
+    let (a, b) = hello.split_at(900);
+    let first = udp(
+        12,
+        Direction::Egress,
+        CLIENT,
+        SERVER,
+        build::initial(&dcid, 0, 0, a),
+    );
+    let second = udp(
+        12,
+        Direction::Egress,
+        CLIENT,
+        SERVER,
+        build::initial(&dcid, 1, 900, b),
+    );
+    assert!(feed(&mut t, &[first]).is_empty(), "half a hello waits");
+    let out = feed(&mut t, &[second]);
+    assert_eq!(out.len(), 1);
+    let Detail::Tls(h) = &out[0].resource.detail else {
+        panic!()
+    };
+    assert!(h.quic);
+    assert_eq!(h.sni.as_deref(), Some("h3.example"));
+    assert_eq!(h.alpn.iter().map(|a| &**a).collect::<Vec<_>>(), ["h3"]);
+    assert_eq!(
+        hosts(&out[0]),
+        [("h3.example".to_string(), HostSource::TlsSni)]
+    );
+}
+
+#[test]
+fn a_quic_version_that_cannot_be_read_is_recorded_as_such() {
+    let mut t = PacketTracker::new(Duration::from_secs(5));
+    let mut p = crate::wire::quic::build::initial(&[1; 8], 0, 0, b"x");
+    p[1..5].copy_from_slice(&0xff00_001du32.to_be_bytes());
+    let out = feed(&mut t, &[udp(13, Direction::Egress, CLIENT, SERVER, p)]);
+    let Detail::Tls(h) = &out[0].resource.detail else {
+        panic!()
+    };
+    assert!(h.quic && h.sni.is_none());
+    assert_eq!(h.issues, vec![WireIssue::UnknownVersion]);
+}

@@ -290,6 +290,8 @@ pub(super) struct TlsOut {
     versions: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     ech: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    quic: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     issues: Vec<String>,
 }
@@ -300,6 +302,7 @@ pub(super) fn tls_out(h: &tls::Hello) -> TlsOut {
         alpn: h.alpn.iter().map(|a| a.to_string()).collect(),
         versions: h.versions.iter().map(|v| tls::version_name(*v)).collect(),
         ech: h.ech,
+        quic: h.quic,
         issues: issues_out(&h.issues),
     }
 }
@@ -314,6 +317,7 @@ pub(super) fn tls_in(t: &TlsOut) -> Result<Detail, ReadError> {
             .map(|v| tls::version_number(v).ok_or(ReadError::Field("resource.tls.versions")))
             .collect::<Result<_, _>>()?,
         ech: t.ech,
+        quic: t.quic,
         issues: issues_in(&t.issues)?,
         len: 0,
     })))

@@ -626,6 +626,7 @@ fn network_records_read_back_with_their_names_and_protocol_fields() {
         alpn: vec!["h2".into(), "http/1.1".into()],
         versions: vec![0x0304, 0x0303],
         ech: true,
+        quic: true,
         issues: vec![WireIssue::Truncated],
         len: 0,
     };
