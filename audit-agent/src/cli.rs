@@ -36,6 +36,10 @@ pub(crate) enum Command {
     /// page (or JSON) with the trail's integrity verdict, every protected action with its policy
     /// context, summaries and the records behind every row.
     Report(ReportArgs),
+    /// Hand what an agent says it did to the audit agent: reads one hook payload (Claude Code's
+    /// PreToolUse/PostToolUse, or the generic claim form) on stdin and submits it on the claims
+    /// socket. Meant to be an agent runtime's hook command; prints nothing on success.
+    Claim(ClaimArgs),
     /// Validate a configuration file without loading anything into the kernel.
     CheckConfig {
         /// The configuration file.
@@ -49,6 +53,19 @@ pub(crate) enum Command {
     /// Benchmark support: attach empty programs to the same hooks until SIGINT/SIGTERM.
     #[command(hide = true)]
     BenchFloor,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClaimArgs {
+    /// The claims socket ([claims] socket of the daemon's configuration; `trace` sets the
+    /// variable for the command it runs).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "AUDIT_AGENT_CLAIMS_SOCKET",
+        default_value = "/run/audit-agent/claims.sock"
+    )]
+    pub(crate) socket: PathBuf,
 }
 
 #[derive(Debug, Args)]

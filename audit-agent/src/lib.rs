@@ -12,6 +12,7 @@
 //! to the crate: [`main`] is the only entry point.
 
 mod capture;
+mod claims;
 mod cli;
 mod commands;
 mod config;
@@ -88,6 +89,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Query(args) => commands::query::run(args).await.map(|()| true),
         Command::Verify(args) => commands::verify::run(args).await,
         Command::Report(args) => commands::report::run(args).await,
+        Command::Claim(args) => commands::claim::run(&args).await.map(|()| true),
         Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
         Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
         Command::BenchFloor => {

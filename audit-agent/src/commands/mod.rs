@@ -2,6 +2,7 @@
 
 mod assemble;
 pub(crate) mod check_config;
+pub(crate) mod claim;
 pub(crate) mod keygen;
 pub(crate) mod query;
 mod reload;

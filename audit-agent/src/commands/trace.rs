@@ -17,6 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::assemble::{Extras, assemble, load_settings};
 use crate::{
     capture::{cgroup::Cgroup2, plan::WatchPlan},
+    claims::listen::{ClaimsSettings, Limits},
     cli::TraceArgs,
     enrich::host::HostInfo,
     export::{ExportSettings, Exporter, layout::StreamId, store::Store},
@@ -147,10 +148,13 @@ fn spawn_in(
     cg: &TraceCgroup,
     program: &str,
     args: &[String],
+    claims_socket: &std::path::Path,
 ) -> anyhow::Result<tokio::process::Child> {
     let procs = cg.fs.join("cgroup.procs");
     let mut command = tokio::process::Command::new(program);
-    command.args(args);
+    command
+        .args(args)
+        .env("AUDIT_AGENT_CLAIMS_SOCKET", claims_socket);
     // SAFETY: the closure only performs a write(2) to a file and returns.
     unsafe {
         command.pre_exec(move || std::fs::write(&procs, b"0"));
@@ -184,6 +188,25 @@ async fn wait_forwarding_signals(
     }
 }
 
+/// This trace's claims socket, removed when the trace ends.
+struct TempSocket {
+    path: std::path::PathBuf,
+}
+
+impl TempSocket {
+    fn new() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("audit-agent-claims-{}.sock", std::process::id()));
+        Self { path }
+    }
+}
+
+impl Drop for TempSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 fn exit_description(status: std::process::ExitStatus) -> (i32, String) {
     match (status.code(), status.signal()) {
         (Some(c), _) => (c, format!("exited with status {c}")),
@@ -213,6 +236,7 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     plan.add_subtree(&cg.rel);
     let started_ns = started_at.as_nanosecond().to_string();
     let summary = Arc::new(Mutex::new(Summary::default()));
+    let claims_socket = TempSocket::new();
     let extras = Extras {
         trace_agent: Some((&agent_id, &cg.rel)),
         sequence: Some(Sequencer::new(
@@ -222,6 +246,12 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
         ring_buffer_bytes: args.kernel.ring_buffer_bytes,
         observers: vec![Box::new(SummaryObserver(summary.clone()))],
         signal_pin: None,
+        // The command's hooks hand claims to this trace (AUDIT_AGENT_CLAIMS_SOCKET).
+        claims: Some(ClaimsSettings {
+            socket: Some(claims_socket.path.clone()),
+            otlp_listen: None,
+            limits: Limits { per_second: 50 },
+        }),
     };
     let a = assemble(settings, plan, cgroup2, Box::new(Tee(sinks)), extras).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -229,7 +259,7 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
         let _ = stop_rx.await;
     }));
     let started = Instant::now();
-    let mut child = spawn_in(&cg, program, cmd_args)?;
+    let mut child = spawn_in(&cg, program, cmd_args, &claims_socket.path)?;
     let status = wait_forwarding_signals(&mut child).await?;
     let duration = started.elapsed();
     let killed = cg.drain(Duration::from_secs(2)).await;

@@ -79,6 +79,9 @@ named_enum! {
         Tls = "network.tls",
         /// An HTTP/1.x request a watched connection sent.
         Http = "network.http",
+        /// What an agent runtime said a tool call did (a hook payload, an OTLP span), or a
+        /// payload refused as no claim.
+        Claim = "agent.claim",
     }
 }
 
@@ -102,6 +105,7 @@ impl Action {
                 | Self::Dns
                 | Self::Tls
                 | Self::Http
+                | Self::Claim
         )
     }
 
@@ -164,6 +168,30 @@ named_enum! {
         DnsOverHttps = "dns_over_https",
         /// DNS over TLS (port 853): the names looked up through it are not visible.
         DnsOverTls = "dns_over_tls",
+    }
+}
+
+named_enum! {
+    /// Where a claim came from.
+    pub(crate) enum ClaimSource {
+        /// A Claude Code hook payload (`PreToolUse`, `PostToolUse`).
+        ClaudeCode = "claude_code",
+        /// The generic claim form (`audit-agent/v1`).
+        Generic = "generic",
+        /// An OpenTelemetry GenAI `execute_tool` span (OTLP/HTTP).
+        Otlp = "otlp",
+    }
+}
+
+named_enum! {
+    /// Which part of a tool call a claim reports.
+    pub(crate) enum ClaimPhase {
+        /// Before the call (what it is about to do).
+        Pre = "pre",
+        /// After the call (what it did, and whether it succeeded).
+        Post = "post",
+        /// The whole call (a span: start, end, status).
+        Complete = "complete",
     }
 }
 

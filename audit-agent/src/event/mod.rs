@@ -20,8 +20,8 @@ use std::{
 pub(crate) use jiff::Timestamp;
 
 pub(crate) use self::kinds::{
-    Action, Decision, GapReason, HostSource, MatchedBy, Opaque, Outcome, OutcomeKind, Transport,
-    WireIssue,
+    Action, ClaimPhase, ClaimSource, Decision, GapReason, HostSource, MatchedBy, Opaque, Outcome,
+    OutcomeKind, Transport, WireIssue,
 };
 
 /// One record of the trail: an action the kernel observed, or a gap.
@@ -513,6 +513,22 @@ pub(crate) enum Detail {
     Tls(Box<crate::wire::tls::Hello>),
     /// An HTTP/1.x request and the status it got (the target is the server's address).
     Http(Box<HttpExchange>),
+    /// What an agent said it did, or a payload refused as no claim (the target is the call).
+    Claim(Box<ClaimRecord>),
+}
+
+/// An `agent.claim` record's subject: a claim, or a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimRecord {
+    Claim(crate::claims::Claim),
+    /// Payloads refused (too large, no JSON, an unknown form, a flood, a wrong content type):
+    /// `count` of them for the same reason from the same process since the last such record.
+    Rejected {
+        source: Option<ClaimSource>,
+        reason: Arc<str>,
+        message: String,
+        count: u64,
+    },
 }
 
 /// A 32-bit system call as passed: its ia32 number and the six argument registers.

@@ -32,6 +32,7 @@ fn categorization(a: Action) -> (&'static str, &'static [&'static str]) {
         Action::Connect => ("network", &["connection", "start"]),
         Action::Send => ("network", &["connection"]),
         Action::Dns | Action::Tls | Action::Http => ("network", &["protocol"]),
+        Action::Claim => ("api", &["info"]),
     }
 }
 

@@ -59,6 +59,28 @@ pub(crate) fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
 /// The resource as people read it: the path (the kernel's when known), `ip:port`,
 /// `[ip6]:port`, a unix socket path (`@name` when abstract), or the address family;
 /// `<unreadable>` when nothing could be read.
+/// What a claim says, in a line: the tool, its call and phase, and the effects it implies.
+fn claim_text(c: &crate::event::ClaimRecord) -> String {
+    use crate::{claims::Effect, event::ClaimRecord};
+    match c {
+        ClaimRecord::Rejected { reason, count, .. } => format!("rejected ({reason}) x{count}"),
+        ClaimRecord::Claim(c) => {
+            let effects: Vec<String> = c
+                .effects
+                .iter()
+                .map(|e| match e {
+                    Effect::Exec { command, .. } => format!("exec {command:?}"),
+                    Effect::Read { path } => format!("read {}", Escaped(path)),
+                    Effect::Write { path } => format!("write {}", Escaped(path)),
+                    Effect::Fetch { url, .. } => format!("fetch {url}"),
+                })
+                .collect();
+            let call = c.call_id.as_deref().unwrap_or("-");
+            format!("{} {call} {}: {}", c.tool, c.phase, effects.join(", "))
+        }
+    }
+}
+
 /// A failure's name: the DNS response code of a lookup (`NXDOMAIN`), the status of an HTTP
 /// request (`HTTP 403`), else the errno (`ENOENT`).
 pub(crate) fn failure_text(a: &Activity, code: i32) -> String {
@@ -73,6 +95,9 @@ pub(crate) fn failure_text(a: &Activity, code: i32) -> String {
 
 pub(crate) fn resource_text(a: &Activity) -> String {
     let mut s = String::new();
+    if let Detail::Claim(c) = &a.resource.detail {
+        return claim_text(c);
+    }
     if let Detail::Dns(d) = &a.resource.detail {
         // A lookup names what was asked, and of whom.
         let (name, qtype) = d.question.as_ref().map_or(("?".into(), "?".into()), |q| {

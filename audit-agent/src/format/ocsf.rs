@@ -261,6 +261,8 @@ fn class_of(
             "Traffic",
             "sent a TLS hello to",
         ),
+        // Mapped as a Base Event (`claim_event`); this row is never used.
+        Action::Claim => (0, "Base Event", 0, "Uncategorized", 99, "Other", "claimed"),
         change => {
             let (id, name, verb) = file_activity(change);
             (
@@ -299,7 +301,8 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         | Action::CompatSyscall
         | Action::Dns
         | Action::Tls
-        | Action::Http => (99, "Other", "changed"),
+        | Action::Http
+        | Action::Claim => (99, "Other", "changed"),
     }
 }
 
@@ -351,7 +354,7 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
         (_, Detail::Move { pid }) => {
             ev.insert("process".into(), json!({ "pid": pid }));
         }
-        (_, Detail::Ring { .. } | Detail::Compat) => {}
+        (_, Detail::Ring { .. } | Detail::Compat | Detail::Claim(_)) => {}
         (t, Detail::Access(_)) => {
             if let Target::Process { pid } = t {
                 ev.insert("process".into(), json!({ "pid": pid }));
@@ -644,9 +647,33 @@ fn activity_event(e: &Event, a: &Activity) -> Value {
     strip_nulls(Value::Object(ev))
 }
 
+/// A claim is no activity of the host OCSF has a class for: a Base Event (class 0, no profile),
+/// the claim as the native record has it in `unmapped`.
+fn claim_event(e: &Event, a: &Activity) -> Value {
+    let native = native::to_value(e);
+    let mut metadata = metadata(e);
+    metadata["profiles"] = json!([]);
+    let (status_id, status) = status(a.outcome);
+    json!({
+        "class_uid": 0, "class_name": "Base Event",
+        "category_uid": 0, "category_name": "Uncategorized",
+        "activity_id": 99, "activity_name": "Other", "type_uid": 99, "type_name": "Base Event: Other",
+        "severity_id": 1, "severity": "Informational",
+        "status_id": status_id, "status": status,
+        "time": epoch_ms(e),
+        "message": format!("{} claimed {}", e.agent_id(), resource_text(a)),
+        "metadata": metadata,
+        "unmapped": {
+            "agent": native["agent"], "process": native["process"], "subject": native["subject"],
+            "resource": native["resource"], "seq": e.seq, "host": native["host"],
+        },
+    })
+}
+
 /// Maps an event to an OCSF event.
 pub(crate) fn to_ocsf(e: &Event) -> Value {
     match e.activity() {
+        Some(a) if a.action == Action::Claim => strip_nulls(claim_event(e, a)),
         Some(a) => activity_event(e, a),
         None => gap_event(e, e.gap().expect("an event is an activity or a gap")),
     }

@@ -90,6 +90,7 @@ fn activity(line: &mut String, a: &Activity) {
             let _ = write!(line, " [{}]", linux::open_flag_names(*flags).join("|"));
         }
         Detail::Connect { .. } | Detail::Dns(_) | Detail::Tls(_) | Detail::Http(_) => {}
+        Detail::Claim(_) => {}
         Detail::Change(c) => change_text(line, c),
         Detail::Move { pid } => {
             let _ = write!(line, " pid={pid}");

@@ -190,7 +190,7 @@ fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     let errno = a
         .outcome
         .errno()
-        .filter(|_| !matches!(a.action, Action::Dns | Action::Http));
+        .filter(|_| !matches!(a.action, Action::Dns | Action::Http | Action::Claim));
     o.opt_str("errno", errno.map(errno_name).as_deref());
     if let Some(c) = completion_out(&a.resource.detail) {
         o.serde("completion", &c)?;

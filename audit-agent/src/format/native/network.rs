@@ -1,6 +1,7 @@
-//! The network members of `resource`, both ways: the destination by name (`host`,
-//! `host_source`, `hosts`, `host_conflict`, `connection_id`) and what a DNS query, a TLS
-//! ClientHello or an HTTP request said (`dns`, `tls`, `http`). See docs/schema.md.
+//! The members of `resource` that say what was said on the wire or by the agent, both ways: the
+//! destination by name (`host`, `host_source`, `hosts`, `host_conflict`, `connection_id`), what a
+//! DNS query, a TLS ClientHello or an HTTP request said (`dns`, `tls`, `http`), and what an agent
+//! claimed a tool call did (`claim`). See docs/schema.md.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -8,10 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{ReadError, bytes};
 use crate::{
+    claims::{Claim, Effect},
     escape::Escaped,
     event::{
-        Destination, Detail, DnsLookup, DnsOrigin, DnsResponse, HostName, HostSource, HttpExchange,
-        Opaque, Transport, WireIssue,
+        ClaimPhase, ClaimRecord, ClaimSource, Destination, Detail, DnsLookup, DnsOrigin,
+        DnsResponse, HostName, HostSource, HttpExchange, Opaque, Transport, WireIssue,
     },
     time,
     wire::{
@@ -401,4 +403,193 @@ pub(super) fn http_in(h: &HttpOut) -> Result<Detail, ReadError> {
         None => None,
     };
     Ok(Detail::Http(Box::new(HttpExchange { request, response })))
+}
+
+/// `resource.claim`: what an agent said a tool call did, or a refusal.
+#[derive(Serialize, Deserialize)]
+pub(super) struct ClaimOut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    effects: Vec<EffectOut>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    success: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ended: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_sha256: Option<String>,
+    /// A refusal: its reason, message, and how many payloads it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rejected: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+}
+
+/// One effect a claim implies: exactly one of `exec`, `read`, `write`, `fetch`.
+#[derive(Serialize, Deserialize, Default)]
+struct EffectOut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    background: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fetch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
+fn effect_out(e: &Effect) -> EffectOut {
+    match e {
+        Effect::Exec {
+            command,
+            background,
+        } => EffectOut {
+            exec: Some(command.clone()),
+            background: *background,
+            ..Default::default()
+        },
+        Effect::Read { path } => EffectOut {
+            read: Some(Escaped(path).to_string()),
+            ..Default::default()
+        },
+        Effect::Write { path } => EffectOut {
+            write: Some(Escaped(path).to_string()),
+            ..Default::default()
+        },
+        Effect::Fetch { url, host, port } => EffectOut {
+            fetch: Some(url.clone()),
+            host: Some(host.to_string()),
+            port: Some(*port),
+            ..Default::default()
+        },
+    }
+}
+
+fn effect_in(e: &EffectOut) -> Result<Effect, ReadError> {
+    Ok(match e {
+        EffectOut { exec: Some(c), .. } => Effect::Exec {
+            command: c.clone(),
+            background: e.background,
+        },
+        EffectOut { read: Some(p), .. } => Effect::Read { path: bytes(p) },
+        EffectOut { write: Some(p), .. } => Effect::Write { path: bytes(p) },
+        EffectOut {
+            fetch: Some(u),
+            host: Some(h),
+            port: Some(p),
+            ..
+        } => Effect::Fetch {
+            url: u.clone(),
+            host: Arc::from(h.as_str()),
+            port: *p,
+        },
+        _ => return Err(ReadError::Field("resource.claim.effects")),
+    })
+}
+
+pub(super) fn claim_out(c: &ClaimRecord) -> ClaimOut {
+    let time =
+        |t: Option<crate::event::Timestamp>| t.map(|t| time::wire_form(t).as_str().to_string());
+    match c {
+        ClaimRecord::Claim(c) => ClaimOut {
+            source: Some(c.source.name().into()),
+            phase: Some(c.phase.name().into()),
+            session: c.session.clone(),
+            call_id: c.call_id.clone(),
+            tool: Some(c.tool.clone()),
+            effects: c.effects.iter().map(effect_out).collect(),
+            cwd: c.cwd.as_deref().map(|p| Escaped(p).to_string()),
+            success: c.success,
+            error: c.error.clone(),
+            started: time(c.started),
+            ended: time(c.ended),
+            payload_sha256: Some(c.payload_sha256.clone()),
+            rejected: None,
+            message: None,
+            count: None,
+        },
+        ClaimRecord::Rejected {
+            source,
+            reason,
+            message,
+            count,
+        } => ClaimOut {
+            source: source.map(|s| s.name().into()),
+            phase: None,
+            session: None,
+            call_id: None,
+            tool: None,
+            effects: Vec::new(),
+            cwd: None,
+            success: None,
+            error: None,
+            started: None,
+            ended: None,
+            payload_sha256: None,
+            rejected: Some(reason.to_string()),
+            message: Some(message.clone()),
+            count: Some(*count),
+        },
+    }
+}
+
+pub(super) fn claim_in(c: &ClaimOut) -> Result<Detail, ReadError> {
+    let bad = |f| ReadError::Field(f);
+    let source = match c.source.as_deref() {
+        Some(s) => Some(ClaimSource::parse(s).ok_or(bad("resource.claim.source"))?),
+        None => None,
+    };
+    if let Some(reason) = &c.rejected {
+        return Ok(Detail::Claim(Box::new(ClaimRecord::Rejected {
+            source,
+            reason: Arc::from(reason.as_str()),
+            message: c.message.clone().unwrap_or_default(),
+            count: c.count.unwrap_or(1),
+        })));
+    }
+    let time = |t: &Option<String>, f| -> Result<_, ReadError> {
+        t.as_deref()
+            .map(|t| time::parse(t).ok_or(bad(f)))
+            .transpose()
+    };
+    Ok(Detail::Claim(Box::new(ClaimRecord::Claim(Claim {
+        source: source.ok_or(bad("resource.claim.source"))?,
+        phase: c
+            .phase
+            .as_deref()
+            .and_then(ClaimPhase::parse)
+            .ok_or(bad("resource.claim.phase"))?,
+        session: c.session.clone(),
+        call_id: c.call_id.clone(),
+        tool: c.tool.clone().ok_or(bad("resource.claim.tool"))?,
+        effects: c.effects.iter().map(effect_in).collect::<Result<_, _>>()?,
+        cwd: c.cwd.as_deref().map(bytes),
+        success: c.success,
+        error: c.error.clone(),
+        started: time(&c.started, "resource.claim.started")?,
+        ended: time(&c.ended, "resource.claim.ended")?,
+        payload_sha256: c.payload_sha256.clone().unwrap_or_default(),
+    }))))
 }

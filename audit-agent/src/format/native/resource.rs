@@ -11,8 +11,8 @@ use super::{
     Bytes, ReadError, bytes, family_name, family_number,
     json::Object,
     network::{
-        DestinationOut, DnsOut, HostOut, HttpOut, TlsOut, destination_in, destination_out, dns_in,
-        dns_out, http_in, http_out, tls_in, tls_out,
+        ClaimOut, DestinationOut, DnsOut, HostOut, HttpOut, TlsOut, claim_in, claim_out,
+        destination_in, destination_out, dns_in, dns_out, http_in, http_out, tls_in, tls_out,
     },
 };
 use crate::{
@@ -269,6 +269,7 @@ pub(super) struct ResourceOut<'a> {
     dns: Option<DnsOut>,
     tls: Option<TlsOut>,
     http: Option<HttpOut>,
+    claim: Option<ClaimOut>,
     truncated: Vec<&'static str>,
     unreadable: Vec<&'static str>,
 }
@@ -403,6 +404,9 @@ impl ResourceOut<'_> {
         }
         if let Some(h) = &self.http {
             o.serde("http", h)?;
+        }
+        if let Some(c) = &self.claim {
+            o.serde("claim", c)?;
         }
         if !self.truncated.is_empty() {
             o.strings("truncated", &self.truncated);
@@ -560,6 +564,7 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
         Detail::Dns(d) => out.dns = Some(dns_out(d)),
         Detail::Tls(h) => out.tls = Some(tls_out(h)),
         Detail::Http(r) => out.http = Some(http_out(r)),
+        Detail::Claim(c) => out.claim = Some(claim_out(c)),
         Detail::Connect {
             passed,
             from_kernel,
@@ -774,6 +779,8 @@ pub(crate) struct ResourceIn<'a> {
     #[serde(default)]
     http: Option<HttpOut>,
     #[serde(default)]
+    claim: Option<ClaimOut>,
+    #[serde(default)]
     truncated: Vec<String>,
     #[serde(default)]
     unreadable: Vec<String>,
@@ -872,7 +879,9 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
             path: r.cgroup.as_deref().map(bytes).unwrap_or_default(),
         });
     }
-    if action == Action::CompatSyscall && r.path.is_none() && r.requested_path.is_none() {
+    if action == Action::CompatSyscall && r.path.is_none() && r.requested_path.is_none()
+        || action == Action::Claim
+    {
         return Ok(Target::Call);
     }
     if !action.is_network() {
@@ -987,6 +996,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         Action::Dns => dns_in(r.dns.as_ref().ok_or(ReadError::Field("resource.dns"))?)?,
         Action::Tls => tls_in(r.tls.as_ref().ok_or(ReadError::Field("resource.tls"))?)?,
         Action::Http => http_in(r.http.as_ref().ok_or(ReadError::Field("resource.http"))?)?,
+        Action::Claim => claim_in(r.claim.as_ref().ok_or(ReadError::Field("resource.claim"))?)?,
         Action::Connect | Action::Send => Detail::Connect {
             passed: r
                 .requested_address
@@ -1234,6 +1244,7 @@ mod tests {
             dns: None,
             tls: None,
             http: None,
+            claim: None,
             truncated: vec!["argv"],
             unreadable: vec!["exe"],
         }
