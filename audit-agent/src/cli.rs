@@ -40,6 +40,10 @@ pub(crate) enum Command {
     /// PreToolUse/PostToolUse, or the generic claim form) on stdin and submits it on the claims
     /// socket. Meant to be an agent runtime's hook command; prints nothing on success.
     Claim(ClaimArgs),
+    /// Set what agents said their tool calls did (agent.claim records, or --claims FILE) against
+    /// what the kernel recorded: each call substantiated, contradicted, unsubstantiated or not
+    /// locally verifiable; each protected record explained by a call or not.
+    Reconcile(ReconcileArgs),
     /// Validate a configuration file without loading anything into the kernel.
     CheckConfig {
         /// The configuration file.
@@ -53,6 +57,40 @@ pub(crate) enum Command {
     /// Benchmark support: attach empty programs to the same hooks until SIGINT/SIGTERM.
     #[command(hide = true)]
     BenchFloor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReconcileFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).multiple(true).args(["workflow", "agent"])))]
+pub(crate) struct ReconcileArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The workflow to reconcile (`agent.workflow`; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) workflow: Vec<String>,
+    /// The agent to reconcile (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub(crate) agent: Vec<String>,
+    /// Start of the window: RFC 3339 or a duration back from now (2h, 7d).
+    #[arg(long, value_name = "T")]
+    pub(crate) since: String,
+    /// End of the window [default: now].
+    #[arg(long, value_name = "T")]
+    pub(crate) until: Option<String>,
+    /// Claims from a file besides those in the trail: JSON lines of hook payloads or generic
+    /// claims, or an OTLP/JSON traces export.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) claims: Option<PathBuf>,
+    /// Explain every record of the scope, not only protected ones.
+    #[arg(long)]
+    pub(crate) all: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: ReconcileFormat,
 }
 
 #[derive(Debug, Args)]

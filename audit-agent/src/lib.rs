@@ -30,6 +30,7 @@ mod names;
 mod pipeline;
 mod policy;
 mod query;
+mod reconcile;
 mod report;
 mod settings;
 mod sink;
@@ -89,6 +90,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Query(args) => commands::query::run(args).await.map(|()| true),
         Command::Verify(args) => commands::verify::run(args).await,
         Command::Report(args) => commands::report::run(args).await,
+        Command::Reconcile(args) => commands::reconcile::run(args).await.map(|()| true),
         Command::Claim(args) => commands::claim::run(&args).await.map(|()| true),
         Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
         Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
