@@ -660,8 +660,14 @@ pub struct ForkBody {
 #[derive(Clone, Copy, Debug)]
 pub struct ExitBody {
     pub group_dead: u32,
-    pub _pad: u32,
+    /// The wait status the parent will be told (exit code in bits 8-15, or the killing signal
+    /// in bits 0-6 and a core dump in bit 7), read at `sched_process_exit`;
+    /// [`EXIT_STATUS_UNREAD`] when it could not be read.
+    pub status: u32,
 }
+
+/// [`ExitBody::status`] when the kernel side could not read it (no wait status is this).
+pub const EXIT_STATUS_UNREAD: u32 = u32::MAX;
 
 /// A fixed-size record as written to the ring buffer.
 #[repr(C)]

@@ -1,9 +1,9 @@
-//! Process lifecycle: fork (the follow set, and lineage for user space), exit (slot cleanup),
-//! moves to another cgroup, and signals sent to the agent.
+//! Process lifecycle: fork (the follow set, and lineage for user space), exit (slot cleanup, and
+//! a watched process's exit status), moves to another cgroup, and signals sent to the agent.
 
 use audit_common::event::{
-    CGROUP_PATH_MAX, CgroupMoveBody, EventKind, ExitBody, FixedEvent, ForkBody, HEADER_LEN,
-    SignalBody, flags,
+    CGROUP_PATH_MAX, CgroupMoveBody, EXIT_STATUS_UNREAD, EventKind, ExitBody, FixedEvent, ForkBody,
+    HEADER_LEN, SignalBody, flags,
 };
 use audit_common::offsets::ABSENT;
 use aya_ebpf::{
@@ -17,6 +17,7 @@ use crate::{
     maps::{EVENTS, PENDING, SIGNALS_TO_AGENT},
     offsets::{kread, off, tp_read},
     pending::{count, emit, fill_header, may_have_slot, remove_slot, ring_used, submit_flags},
+    vfs::{btf_ptr, btf_read, task_btf},
 };
 
 /// Raw tracepoint: unlike the formatted `sched:sched_process_fork` record it hands us the child's
@@ -98,7 +99,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             ev.header.body_len = (core::mem::size_of::<FixedEvent<ExitBody>>() - HEADER_LEN) as u16;
             ev.body = ExitBody {
                 group_dead: 1,
-                _pad: 0,
+                status: exit_status(),
             };
             entry.submit(submit_flags(ring_used()));
             count(|c| c.emitted[EventKind::Exit as usize] += 1);
@@ -108,6 +109,26 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     }
     unfollow(tgid);
     Ok(())
+}
+
+/// `SIGNAL_GROUP_EXIT` in `signal_struct.flags`: the group is exiting as a whole.
+const SIGNAL_GROUP_EXIT: u32 = 0x4;
+
+/// The wait status the parent will be told, as `wait_task_zombie` computes it: the group's
+/// code when the group exits as a whole (`exit_group`, a fatal signal), else the code of the
+/// thread that ended it, the last one, which is the current task here (the kernel's tests
+/// show the parent told that code when threads end one by one).
+#[inline(always)]
+fn exit_status() -> u32 {
+    let task = task_btf();
+    let own = btf_read::<i32>(task, off!(task_exit_code)) as u32;
+    match btf_ptr(task, off!(task_signal)) {
+        Ok(sig) if btf_read::<u32>(sig, off!(signal_flags)) & SIGNAL_GROUP_EXIT != 0 => {
+            btf_read::<i32>(sig, off!(signal_group_exit_code)) as u32
+        }
+        Ok(_) => own,
+        Err(_) => EXIT_STATUS_UNREAD,
+    }
 }
 
 /// `cgroup:cgroup_attach_task`: a task was moved to another cgroup. A watched process that moves

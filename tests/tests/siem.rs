@@ -218,6 +218,7 @@ fn ocsf_of_every_action_and_gap_validates_against_the_official_schema() {
         .collect();
     for want in [
         (1007, 1),  // exec
+        (1007, 2),  // exit
         (1007, 3),  // process.access
         (1007, 99), // signal, cgroup move, io_uring setup, 32-bit call
         (1001, 14), // open

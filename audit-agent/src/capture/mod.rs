@@ -951,6 +951,10 @@ fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
         u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
     };
     o.task_real_parent = m("task_struct", "real_parent")?;
+    o.task_exit_code = m("task_struct", "exit_code")?;
+    o.task_signal = m("task_struct", "signal")?;
+    o.signal_flags = m("signal_struct", "flags")?;
+    o.signal_group_exit_code = m("signal_struct", "group_exit_code")?;
     o.task_tgid = m("task_struct", "tgid")?;
     o.task_pid = m("task_struct", "pid")?;
     o.task_files = m("task_struct", "files")?;

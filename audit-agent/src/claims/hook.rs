@@ -1,7 +1,8 @@
-//! Claude Code's hook payloads (`PreToolUse`, `PostToolUse`; JSON on the hook's stdin):
-//! `session_id`, `cwd`, `hook_event_name`, `tool_name`, `tool_input`, `tool_use_id`, and after
-//! the call `tool_response`. `PostToolUse` runs when the tool completed: the runtime claims it
-//! succeeded unless the response says it was interrupted or failed.
+//! Claude Code's hook payloads (`PreToolUse`, `PostToolUse`, `PostToolUseFailure`; JSON on the
+//! hook's stdin): `session_id`, `cwd`, `hook_event_name`, `tool_name`, `tool_input`,
+//! `tool_use_id`, and after the call `tool_response` (or, for a failure, `error` and
+//! `is_interrupt`). `PostToolUse` runs when the tool completed: the runtime claims it succeeded
+//! unless the response says it was interrupted or failed. `PostToolUseFailure` claims it failed.
 
 use serde_json::Value;
 
@@ -22,11 +23,14 @@ pub(crate) fn claim(v: &Value, digest: String) -> Result<Claim, Rejected> {
     };
     let phase = match v.get("hook_event_name").and_then(Value::as_str) {
         Some("PreToolUse") => ClaimPhase::Pre,
-        Some("PostToolUse") => ClaimPhase::Post,
+        Some("PostToolUse" | "PostToolUseFailure") => ClaimPhase::Post,
         Some(other) => {
             return Err(bad(
                 "hook_event_name",
-                &format!("is `{other}`: only PreToolUse and PostToolUse describe tool calls"),
+                &format!(
+                    "is `{other}`: only PreToolUse, PostToolUse and PostToolUseFailure describe \
+                     tool calls"
+                ),
             ));
         }
         None => return Err(bad("hook_event_name", "must be a string")),
@@ -36,7 +40,9 @@ pub(crate) fn claim(v: &Value, digest: String) -> Result<Claim, Rejected> {
     if !input.is_object() && !input.is_null() {
         return Err(bad("tool_input", "must be an object"));
     }
+    let failure = v.get("hook_event_name").and_then(Value::as_str) == Some("PostToolUseFailure");
     let (success, error) = match (phase, v.get("tool_response")) {
+        _ if failure => (Some(false), error_of(v)),
         (ClaimPhase::Post, Some(r)) => outcome(r),
         (ClaimPhase::Post, None) => (Some(true), None),
         _ => (None, None),
@@ -60,18 +66,22 @@ pub(crate) fn claim(v: &Value, digest: String) -> Result<Claim, Rejected> {
 /// What a tool response says of the call: failed when interrupted, when `success` is false or
 /// an `error` is given; succeeded otherwise.
 fn outcome(r: &Value) -> (Option<bool>, Option<String>) {
-    let error = r
-        .get("error")
+    let error = error_of(r);
+    let failed = r.get("interrupted").and_then(Value::as_bool) == Some(true)
+        || r.get("success").and_then(Value::as_bool) == Some(false)
+        || error.is_some();
+    (Some(!failed), error)
+}
+
+/// The `error` member, as text (absent, null or empty: none).
+fn error_of(v: &Value) -> Option<String> {
+    v.get("error")
         .and_then(|e| {
             e.as_str()
                 .map(str::to_string)
                 .or_else(|| Some(e.to_string()))
         })
-        .filter(|e| e != "null" && !e.is_empty());
-    let failed = r.get("interrupted").and_then(Value::as_bool) == Some(true)
-        || r.get("success").and_then(Value::as_bool) == Some(false)
-        || error.is_some();
-    (Some(!failed), error)
+        .filter(|e| e != "null" && !e.is_empty())
 }
 
 #[cfg(test)]
@@ -109,6 +119,15 @@ mod tests {
         assert_eq!(
             (c.success, c.error.as_deref()),
             (Some(false), Some("EACCES"))
+        );
+        let mut failure = pre.clone();
+        failure["hook_event_name"] = json!("PostToolUseFailure");
+        failure["error"] = json!("Exit code 2");
+        failure["is_interrupt"] = json!(false);
+        let c = claim(&failure, "d".into()).unwrap();
+        assert_eq!(
+            (c.phase, c.success, c.error.as_deref()),
+            (ClaimPhase::Post, Some(false), Some("Exit code 2"))
         );
     }
 

@@ -234,9 +234,11 @@ impl Enricher {
                 self.procs.on_fork(t.pid, *child_pid, t.ktime_ns);
                 return None;
             }
-            KernelBody::Exit => {
+            KernelBody::Exit { .. } => {
+                // The record first: it names the image that ended.
+                let event = self.activity(&ev, Action::Exit);
                 self.procs.on_exit(t.pid);
-                return None;
+                return event;
             }
             KernelBody::Packet(p) => return self.packet(&ev, p),
             KernelBody::ConnectOutcome(o) => {
@@ -306,7 +308,9 @@ impl Enricher {
                 *new_exec_id = id;
             }
         }
-        let outcome = if ev.has_flag(flags::INCOMPLETE) {
+        let outcome = if let Detail::Exit(status) = &resource.detail {
+            crate::event::ExitStatus::outcome(*status)
+        } else if ev.has_flag(flags::INCOMPLETE) {
             Outcome::Unknown
         } else {
             Outcome::from_retval(ev.retval, action == Action::Connect)
@@ -421,6 +425,7 @@ fn syscall_name(b: &KernelBody) -> &'static str {
         | KernelBody::File { syscall, .. }
         | KernelBody::Access { syscall, .. } => syscall.name(),
         KernelBody::Uring { .. } | KernelBody::UringSetup { .. } => "io_uring",
+        KernelBody::Exit { .. } => crate::linux::EXIT_SYSCALL,
         _ => "unknown",
     }
 }

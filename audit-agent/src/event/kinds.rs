@@ -64,6 +64,8 @@ named_enum! {
         CgroupMove = "process.cgroup_move",
         /// A watched process sent a signal to the audit agent.
         Signal = "process.signal",
+        /// A watched process ended: how (its exit code, or the signal that killed it).
+        Exit = "process.exit",
         /// ptrace, process_vm_readv/writev, pidfd_getfd: reaching into another process.
         Access = "process.access",
         /// sendto, sendmsg, sendmmsg to an address (datagrams, TCP Fast Open).
@@ -98,6 +100,7 @@ impl Action {
                 | Self::Connect
                 | Self::CgroupMove
                 | Self::Signal
+                | Self::Exit
                 | Self::Access
                 | Self::Send
                 | Self::UringSetup

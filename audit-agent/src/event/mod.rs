@@ -497,6 +497,9 @@ pub(crate) enum Detail {
     Move { pid: u32 },
     /// A signal: its number and what the kernel did with it (`TRACE_SIGNAL_*`).
     Signal { sig: u32, delivery: i32 },
+    /// A watched process ended (the target is the process itself); `None`: the kernel side
+    /// could not read how (`unreadable` says `exit_status`).
+    Exit(Option<ExitStatus>),
     /// Reaching into another process (the target is `Target::Process`).
     Access(Access),
     /// An io_uring instance created: its queue sizes and `IORING_SETUP_*` flags.
@@ -515,6 +518,45 @@ pub(crate) enum Detail {
     Http(Box<HttpExchange>),
     /// What an agent said it did, or a payload refused as no claim (the target is the call).
     Claim(Box<ClaimRecord>),
+}
+
+/// How a process ended, from the wait status the kernel set when its last thread exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// It exited with this code (`exit(2)`, `exit_group(2)`, a return from `main`).
+    Code(u8),
+    /// A signal ended it (and dumped its core).
+    Signal { sig: u8, core_dumped: bool },
+}
+
+impl ExitStatus {
+    /// Decodes a wait status (`WIFEXITED`/`WEXITSTATUS`, `WTERMSIG`, `WCOREDUMP`).
+    pub(crate) fn from_wait(status: u32) -> Self {
+        match status & 0x7f {
+            0 => Self::Code(((status >> 8) & 0xff) as u8),
+            sig => Self::Signal {
+                sig: sig as u8,
+                core_dumped: status & 0x80 != 0,
+            },
+        }
+    }
+
+    /// The status as a shell reports it (`$?`): the code, or 128 plus the signal.
+    pub(crate) fn shell_code(self) -> i32 {
+        match self {
+            Self::Code(c) => i32::from(c),
+            Self::Signal { sig, .. } => 128 + i32::from(sig),
+        }
+    }
+
+    /// A process succeeded when it exited with 0; how an unread one ended is unknown.
+    pub(crate) fn outcome(status: Option<Self>) -> Outcome {
+        match status.map(Self::shell_code) {
+            Some(0) => Outcome::Success(0),
+            Some(c) => Outcome::Failure(c),
+            None => Outcome::Unknown,
+        }
+    }
 }
 
 /// An `agent.claim` record's subject: a claim, or a refusal.
@@ -624,6 +666,8 @@ pub(crate) enum Field {
     Exe,
     /// A file change's second path (new name, symlink content).
     NewPath,
+    /// How a process ended.
+    ExitStatus,
 }
 
 impl Field {
@@ -636,6 +680,7 @@ impl Field {
             Self::KernelPath => "kernel_path",
             Self::Exe => "exe",
             Self::NewPath => "new_path",
+            Self::ExitStatus => "exit_status",
         }
     }
 
@@ -646,6 +691,7 @@ impl Field {
             "requested_path" => Self::RequestedPath,
             "address" => Self::Address,
             "kernel_path" => Self::KernelPath,
+            "exit_status" => Self::ExitStatus,
             "exe" => Self::Exe,
             "new_path" => Self::NewPath,
             _ => return None,
@@ -671,7 +717,7 @@ pub(crate) struct Gap {
     /// Records lost in the window.
     pub(crate) lost: u64,
     pub(crate) reason: GapReason,
-    /// Losses per action name (`process.lifecycle` for fork/exit records).
+    /// Losses per action name (`process.lifecycle` for fork records).
     pub(crate) by_action: BTreeMap<String, u64>,
     pub(crate) from: Timestamp,
     pub(crate) to: Timestamp,

@@ -22,6 +22,7 @@ pub(crate) const ECS_VERSION: &str = "9.4.0";
 fn categorization(a: Action) -> (&'static str, &'static [&'static str]) {
     match a {
         Action::Exec => ("process", &["start"]),
+        Action::Exit => ("process", &["end"]),
         Action::Access => ("process", &["access"]),
         Action::Signal | Action::UringSetup | Action::CompatSyscall => ("process", &["info"]),
         Action::CgroupMove => ("process", &["change"]),
@@ -109,6 +110,9 @@ fn process(a: &Activity) -> Value {
         let path = resource_text(a);
         v["executable"] = json!(path);
         v["name"] = json!(path.rsplit('/').next().unwrap_or(&path));
+    }
+    if let Detail::Exit(Some(status)) = &a.resource.detail {
+        v["exit_code"] = json!(status.shell_code());
     }
     v
 }

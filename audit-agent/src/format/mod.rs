@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::{
     escape::Escaped,
-    event::{Action, Activity, Detail, Event, Target},
+    event::{Action, Activity, Detail, Event, ExitStatus, Target},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +89,14 @@ pub(crate) fn failure_text(a: &Activity, code: i32) -> String {
             crate::wire::dns::rcode_name(u8::try_from(code).unwrap_or(u8::MAX)).into_owned()
         }
         Action::Http => format!("HTTP {code}"),
+        Action::Exit => match &a.resource.detail {
+            Detail::Exit(Some(ExitStatus::Signal { sig, core_dumped })) => format!(
+                "{}{}",
+                crate::linux::signal_name(u32::from(*sig)),
+                if *core_dumped { " (core dumped)" } else { "" }
+            ),
+            _ => format!("exit {code}"),
+        },
         _ => native::errno_name(code).into_owned(),
     }
 }
@@ -97,6 +105,11 @@ pub(crate) fn resource_text(a: &Activity) -> String {
     let mut s = String::new();
     if let Detail::Claim(c) = &a.resource.detail {
         return claim_text(c);
+    }
+    if let (Detail::Exit(_), Some(exe)) = (&a.resource.detail, &a.process.exe) {
+        // What ended is the program the process ran.
+        let _ = write!(s, "{} (pid {})", Escaped(exe), a.process.pid);
+        return s;
     }
     if let Detail::Dns(d) = &a.resource.detail {
         // A lookup names what was asked, and of whom.

@@ -161,6 +161,15 @@ fn class_of(
             "Launch",
             "executed",
         ),
+        Action::Exit => (
+            1007,
+            "Process Activity",
+            1,
+            "System Activity",
+            2,
+            "Terminate",
+            "ended:",
+        ),
         Action::Open => (
             1001,
             "File System Activity",
@@ -296,6 +305,7 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         | Action::Send
         | Action::CgroupMove
         | Action::Signal
+        | Action::Exit
         | Action::Access
         | Action::UringSetup
         | Action::CompatSyscall
@@ -353,6 +363,13 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
         }
         (_, Detail::Move { pid }) => {
             ev.insert("process".into(), json!({ "pid": pid }));
+        }
+        (_, Detail::Exit(status)) => {
+            // The process that ended is the actor's own.
+            ev.insert("process".into(), ev["actor"]["process"].clone());
+            if let Some(status) = status {
+                ev.insert("exit_code".into(), json!(status.shell_code()));
+            }
         }
         (_, Detail::Ring { .. } | Detail::Compat | Detail::Claim(_)) => {}
         (t, Detail::Access(_)) => {

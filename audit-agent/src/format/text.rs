@@ -98,6 +98,7 @@ fn activity(line: &mut String, a: &Activity) {
         Detail::Signal { sig, .. } => {
             let _ = write!(line, " {}", linux::signal_name(*sig));
         }
+        Detail::Exit(_) => {}
         Detail::Compat => {}
         Detail::Ring { flags, .. } => {
             let names = linux::bit_names(u64::from(*flags), linux::URING_SETUP_FLAGS);

@@ -325,7 +325,13 @@ fn judge(call: &Call, recs: &[Rec<'_>], lineage: &Lineage) -> (CallFinding, Vec<
     };
     for effect in &effects {
         let m = find(effect, call, recs, lineage);
-        evidence.extend(m.found.iter().chain(&m.failed).map(|r| r.id.clone()));
+        evidence.extend(
+            m.found
+                .iter()
+                .chain(&m.failed)
+                .chain(&m.exit)
+                .map(|r| r.id.clone()),
+        );
         let verdict = verdict(effect, &m, claimed);
         roots.extend(m.roots);
         if let Some((o, why)) = verdict {
@@ -368,13 +374,36 @@ fn worst(a: CallOutcome, b: CallOutcome) -> CallOutcome {
 /// What matching one effect found.
 #[derive(Default)]
 struct Matched<'r, 'a> {
-    /// Records that did it, successfully.
+    /// Records that did it (a command: that started it), successfully.
     found: Vec<&'r Rec<'a>>,
     /// Records that tried it and failed.
     failed: Vec<&'r Rec<'a>>,
     /// Records that did the same to another file of the same name.
     other: Vec<&'r Rec<'a>>,
+    /// A command's result: the exit of the process that ran it whole.
+    exit: Option<&'r Rec<'a>>,
     roots: Vec<Arc<str>>,
+}
+
+impl Matched<'_, '_> {
+    /// Whether the kernel saw the effect succeed (`None`: it cannot tell, as for a command
+    /// still running). A command succeeded when it exited 0.
+    fn succeeded(&self) -> Option<bool> {
+        match self.found.first() {
+            Some(r) if r.a.action == Action::Exec => self
+                .exit
+                .map(|x| matches!(x.a.outcome, Outcome::Success(_))),
+            Some(_) => Some(true),
+            None => (!self.failed.is_empty()).then_some(false),
+        }
+    }
+
+    /// The record that shows the failure.
+    fn failure_record(&self) -> Option<&Rec<'_>> {
+        self.exit
+            .filter(|x| matches!(x.a.outcome, Outcome::Failure(_)))
+            .or(self.failed.first().copied())
+    }
 }
 
 /// The outcome an effect gives the call, with the reason (`None`: it is substantiated).
@@ -384,17 +413,25 @@ fn verdict(
     claimed: Option<bool>,
 ) -> Option<(CallOutcome, String)> {
     let what = effect_text(effect);
-    match (m.found.is_empty(), m.failed.is_empty()) {
-        (false, _) if claimed == Some(false) => Some((
-            CallOutcome::Contradicted,
-            format!(
-                "the runtime said the call failed, but the kernel saw {what} succeed ({})",
-                m.found[0].id
-            ),
-        )),
-        (false, _) => None,
-        (true, false) if claimed == Some(true) => {
-            let r = m.failed[0];
+    if m.found.is_empty() && m.failed.is_empty() {
+        if let Some(r) = m.other.first() {
+            return Some((
+                CallOutcome::Contradicted,
+                format!(
+                    "no {what}; the kernel saw {} instead ({})",
+                    resource_text(r.a),
+                    r.id
+                ),
+            ));
+        }
+        return Some((
+            CallOutcome::Unsubstantiated,
+            format!("no record shows {what} by the runtime or its commands during the call"),
+        ));
+    }
+    match (claimed, m.succeeded()) {
+        (Some(true), Some(false)) => {
+            let r = m.failure_record()?;
             Some((
                 CallOutcome::Contradicted,
                 format!(
@@ -404,22 +441,17 @@ fn verdict(
                 ),
             ))
         }
-        (true, false) => None,
-        (true, true) if !m.other.is_empty() => {
-            let r = m.other[0];
+        (Some(false), Some(true)) => {
+            let r = m.exit.unwrap_or(m.found[0]);
             Some((
                 CallOutcome::Contradicted,
                 format!(
-                    "no {what}; the kernel saw {} instead ({})",
-                    resource_text(r.a),
+                    "the runtime said the call failed, but the kernel saw {what} succeed ({})",
                     r.id
                 ),
             ))
         }
-        (true, true) => Some((
-            CallOutcome::Unsubstantiated,
-            format!("no record shows {what} by the runtime or its commands during the call"),
-        )),
+        _ => None,
     }
 }
 
@@ -475,6 +507,7 @@ fn find<'r, 'a>(
             // A command that ran from the runtime's own image names no new image of its own:
             // keep only roots below the runtime.
             m.roots.retain(|root| Some(root) != call.runtime.as_ref());
+            m.exit = command_exit(&m.found, &want, recs, lineage);
         }
         Effect::Read { path } | Effect::Write { path } => {
             let write = matches!(effect, Effect::Write { .. });
@@ -485,7 +518,7 @@ fn find<'r, 'a>(
                     continue;
                 }
                 let paths = record_paths(r.a);
-                if paths.iter().any(|p| *p == want) {
+                if paths.contains(&want) {
                     if matches!(r.a.outcome, Outcome::Success(_)) {
                         m.found.push(r);
                     } else {
@@ -551,20 +584,61 @@ pub(crate) fn normalize_command(c: &str) -> String {
     rest.to_string()
 }
 
+/// The exit of the process that ran a command whole: the first exec whose arguments carry the
+/// whole command (the shell it was given to; else the first exec of it), followed to its
+/// process's exit (in the image that exec started, or in one that image went on to exec).
+fn command_exit<'r, 'a>(
+    found: &[&'r Rec<'a>],
+    want: &str,
+    recs: &'r [Rec<'a>],
+    lineage: &Lineage,
+) -> Option<&'r Rec<'a>> {
+    let runner = found
+        .iter()
+        .find(|r| carries_whole(r.a, want))
+        .or(found.first())?;
+    let Detail::Exec {
+        new_exec_id: Some(image),
+        ..
+    } = &runner.a.resource.detail
+    else {
+        return None;
+    };
+    recs.iter().find(|x| {
+        x.a.action == Action::Exit
+            && x.a.process.pid == runner.a.process.pid
+            && x.e.time >= runner.e.time
+            && x.image.is_some_and(|i| lineage.descends(i, image))
+    })
+}
+
+fn argv(a: &Activity) -> Option<&[Vec<u8>]> {
+    match &a.resource.detail {
+        Detail::Exec {
+            argv: Some(argv), ..
+        } => Some(argv),
+        _ => None,
+    }
+}
+
+/// Whether an exec's arguments carry the whole (normalised) command line.
+fn carries_whole(a: &Activity, want: &str) -> bool {
+    argv(a).is_some_and(|argv| {
+        let joined: Vec<u8> = argv
+            .iter()
+            .flat_map(|x| x.iter().copied().chain([b' ']))
+            .collect();
+        contains(&joined, want.as_bytes())
+    })
+}
+
 /// Whether an exec's arguments carry the command: the whole (normalised) command line, or its
 /// program (by name) with every one of its words.
 fn exec_matches(a: &Activity, want: &str) -> bool {
-    let Detail::Exec {
-        argv: Some(argv), ..
-    } = &a.resource.detail
-    else {
+    let Some(argv) = argv(a) else {
         return false;
     };
-    let joined: Vec<u8> = argv
-        .iter()
-        .flat_map(|x| x.iter().copied().chain([b' ']))
-        .collect();
-    if contains(&joined, want.as_bytes()) {
+    if carries_whole(a, want) {
         return true;
     }
     let mut words = want.split_whitespace();
@@ -657,7 +731,7 @@ fn explain(
         let in_subtree = r
             .image
             .is_some_and(|img| roots[i].1.iter().any(|root| lineage.descends(img, root)));
-        let is_effect = matched[i].1.iter().any(|id| *id == r.id);
+        let is_effect = matched[i].1.contains(&r.id);
         if !in_subtree && !is_effect {
             continue;
         }

@@ -14,6 +14,9 @@ use crate::{
 struct Trail {
     events: Vec<Event>,
     seq: u64,
+    /// The pid of each image: an image an exec started keeps the pid of the image that ran
+    /// the exec; any other is a process of its own.
+    pids: std::collections::HashMap<String, u32>,
 }
 
 fn t(s: u64) -> Timestamp {
@@ -25,6 +28,7 @@ impl Trail {
         Self {
             events: Vec::new(),
             seq: 0,
+            pids: std::collections::HashMap::new(),
         }
     }
 
@@ -38,6 +42,15 @@ impl Trail {
         outcome: Outcome,
     ) {
         self.seq += 1;
+        let fresh = u32::try_from(self.pids.len()).unwrap() + 100;
+        let pid = *self.pids.entry(image.to_string()).or_insert(fresh);
+        if let Detail::Exec {
+            new_exec_id: Some(new),
+            ..
+        } = &resource.detail
+        {
+            self.pids.insert(new.to_string(), pid);
+        }
         self.events.push(Event {
             time: t(at),
             host: Arc::new(Host {
@@ -50,7 +63,7 @@ impl Trail {
                 action,
                 syscall: "x",
                 process: Process {
-                    pid: 1,
+                    pid,
                     exec_id: Some(Arc::from(image)),
                     parent_exec_id: Some(Arc::from(parent)),
                     ..Process::default()
@@ -116,6 +129,18 @@ impl Trail {
             Outcome::Failure(13)
         };
         self.push(at, image, parent, Action::Open, resource, outcome);
+    }
+
+    /// `image`'s process exits with `code`.
+    fn exit(&mut self, at: u64, image: &str, parent: &str, code: u8) {
+        let status = Some(crate::event::ExitStatus::Code(code));
+        let resource = Resource {
+            target: Target::Process { pid: 1 },
+            detail: Detail::Exit(status),
+            ..resource()
+        };
+        let outcome = crate::event::ExitStatus::outcome(status);
+        self.push(at, image, parent, Action::Exit, resource, outcome);
     }
 
     /// A hook claim submitted by `hook` (a child of the wrapper `sh`, a child of `rt`).
@@ -427,4 +452,89 @@ fn commands_lose_their_setup_prefixes() {
         "make -j4"
     );
     assert_eq!(normalize_command("echo a=b"), "echo a=b");
+}
+
+#[test]
+fn a_command_is_judged_by_how_its_shell_exited() {
+    let mut tr = Trail::new();
+    // Claimed to have succeeded; the shell found no such program and exited 127.
+    tr.claim(
+        10,
+        "h1",
+        ClaimPhase::Pre,
+        "c1",
+        exec_effect("nosuch --run"),
+        None,
+    );
+    tr.exec(
+        11,
+        "rt-f1",
+        "rt",
+        "bash-1",
+        &["bash", "-c", "nosuch --run"],
+        true,
+    );
+    tr.exit(11, "bash-1", "rt-f1", 127);
+    tr.claim(
+        12,
+        "h2",
+        ClaimPhase::Post,
+        "c1",
+        exec_effect("nosuch --run"),
+        Some(true),
+    );
+    // Claimed to have failed; the shell ran `make`, which exited 0.
+    tr.claim(20, "h3", ClaimPhase::Pre, "c2", exec_effect("make"), None);
+    tr.exec(21, "rt-f2", "rt", "bash-2", &["bash", "-c", "make"], true);
+    tr.exec(21, "bash-2", "rt-f2", "make-2", &["make"], true);
+    tr.exit(22, "make-2", "bash-2", 0);
+    tr.claim(
+        23,
+        "h4",
+        ClaimPhase::Post,
+        "c2",
+        exec_effect("make"),
+        Some(false),
+    );
+    // Claimed success, and an inner step failed while the command as a whole succeeded.
+    tr.claim(
+        30,
+        "h5",
+        ClaimPhase::Pre,
+        "c3",
+        exec_effect("grep -q x f || true"),
+        None,
+    );
+    tr.exec(
+        31,
+        "rt-f3",
+        "rt",
+        "bash-3",
+        &["bash", "-c", "grep -q x f || true"],
+        true,
+    );
+    tr.exec(
+        31,
+        "bash-3-f",
+        "bash-3",
+        "grep-3",
+        &["grep", "-q", "x", "f"],
+        true,
+    );
+    tr.exit(31, "grep-3", "bash-3-f", 1);
+    tr.exit(32, "bash-3", "rt-f3", 0);
+    tr.claim(
+        33,
+        "h6",
+        ClaimPhase::Post,
+        "c3",
+        exec_effect("grep -q x f || true"),
+        Some(true),
+    );
+    let f = tr.findings();
+    assert_eq!(outcome(&f, "c1"), CallOutcome::Contradicted);
+    let c1 = f.calls.iter().find(|c| c.call == "c1").unwrap();
+    assert!(c1.reasons[0].contains("exit 127"), "{:?}", c1.reasons);
+    assert_eq!(outcome(&f, "c2"), CallOutcome::Contradicted);
+    assert_eq!(outcome(&f, "c3"), CallOutcome::Substantiated, "{f:#?}");
 }

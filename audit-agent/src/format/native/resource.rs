@@ -18,8 +18,9 @@ use super::{
 use crate::{
     escape::Escaped,
     event::{
-        Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef, Ia32Call,
-        Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource, Target, UringRef,
+        Access, AccessKind, Action, Change, ChangeFlags, Detail, ExitStatus, Field, FileId,
+        FileRef, Ia32Call, Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource,
+        Target, UringRef,
     },
     linux,
 };
@@ -253,6 +254,8 @@ pub(super) struct ResourceOut<'a> {
     cgroup_id: Option<u64>,
     pid: Option<u32>,
     signal: Option<Cow<'static, str>>,
+    exit_code: Option<u8>,
+    core_dumped: Option<bool>,
     access: Option<&'static str>,
     io_uring: Option<UringOut<'static>>,
     ia32: Option<Ia32Out>,
@@ -379,6 +382,10 @@ impl ResourceOut<'_> {
         }
         int(o, "pid", self.pid.map(i64::from));
         text(o, "signal", self.signal.as_deref());
+        int(o, "exit_code", self.exit_code.map(i64::from));
+        if let Some(core) = self.core_dumped {
+            o.bool("core_dumped", core);
+        }
         text(o, "access", self.access);
         if let Some(u) = &self.io_uring {
             o.serde("io_uring", u)?;
@@ -560,6 +567,12 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
             out.signal = Some(linux::signal_name(*sig));
             out.delivery = Some(linux::signal_delivery_name(*delivery));
         }
+        Detail::Exit(Some(ExitStatus::Code(code))) => out.exit_code = Some(*code),
+        Detail::Exit(Some(ExitStatus::Signal { sig, core_dumped })) => {
+            out.signal = Some(linux::signal_name(u32::from(*sig)));
+            out.core_dumped = Some(*core_dumped);
+        }
+        Detail::Exit(None) => {}
         Detail::Compat => {}
         Detail::Dns(d) => out.dns = Some(dns_out(d)),
         Detail::Tls(h) => out.tls = Some(tls_out(h)),
@@ -736,6 +749,10 @@ pub(crate) struct ResourceIn<'a> {
     pid: Option<u32>,
     #[serde(borrow, default)]
     signal: Option<Cow<'a, str>>,
+    #[serde(default)]
+    exit_code: Option<u8>,
+    #[serde(default)]
+    core_dumped: Option<bool>,
     #[serde(borrow, default)]
     access: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -868,7 +885,7 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
             fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
         });
     }
-    if action == Action::Signal || action == Action::Access {
+    if matches!(action, Action::Signal | Action::Access | Action::Exit) {
         return Ok(Target::Process {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         });
@@ -993,6 +1010,17 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         },
+        Action::Exit => Detail::Exit(match (r.exit_code, r.signal.as_deref()) {
+            (Some(code), _) => Some(ExitStatus::Code(code)),
+            (None, Some(name)) => Some(ExitStatus::Signal {
+                sig: linux::signal_number(name)
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or(ReadError::Field("resource.signal"))?,
+                core_dumped: r.core_dumped.unwrap_or(false),
+            }),
+            // Unread (`unreadable` says `exit_status`).
+            (None, None) => None,
+        }),
         Action::Dns => dns_in(r.dns.as_ref().ok_or(ReadError::Field("resource.dns"))?)?,
         Action::Tls => tls_in(r.tls.as_ref().ok_or(ReadError::Field("resource.tls"))?)?,
         Action::Http => http_in(r.http.as_ref().ok_or(ReadError::Field("resource.http"))?)?,
@@ -1221,6 +1249,8 @@ mod tests {
             cgroup_id: Some(9),
             pid: Some(42),
             signal: Some("SIGKILL".into()),
+            exit_code: Some(1),
+            core_dumped: Some(true),
             access: Some("ptrace"),
             io_uring: Some(UringOut {
                 op: "openat".into(),
@@ -1268,7 +1298,8 @@ mod tests {
                 r#""address_source":"kernel","requested_address":"10.0.0.1","exec_id":"b4-1-2","#,
                 r#""new_path":"/new","new_path_source":"resolved","requested_new_path":"new","#,
                 r#""symlink_content":"target","owner":{"uid":0,"gid":null},"length":18446744073709551615,"#,
-                r#""fd":3,"cgroup":"/a","cgroup_id":9,"pid":42,"signal":"SIGKILL","access":"ptrace","#,
+                r#""fd":3,"cgroup":"/a","cgroup_id":9,"pid":42,"signal":"SIGKILL","exit_code":1,"core_dumped":true,"#,
+                r#""access":"ptrace","#,
                 r#""io_uring":{"op":"openat","user_data":5},"ia32":{"nr":5,"args":[1,2,3,4,5,6]},"#,
                 r#""sq_entries":8,"cq_entries":16,"setup_flags":["IORING_SETUP_SQPOLL"],"#,
                 r#""ptrace_request":"PTRACE_ATTACH","addr":"0x10","pid_source":"kernel","#,
