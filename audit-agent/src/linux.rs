@@ -284,6 +284,14 @@ pub(crate) const RENAME_FLAGS: &BitNames = &[
     (0x4, "RENAME_WHITEOUT"),
 ];
 
+/// `SPLICE_F_*` flags of `splice` (`copy_file_range` takes none).
+pub(crate) const SPLICE_FLAGS: &BitNames = &[
+    (0x1, "SPLICE_F_MOVE"),
+    (0x2, "SPLICE_F_NONBLOCK"),
+    (0x4, "SPLICE_F_MORE"),
+    (0x8, "SPLICE_F_GIFT"),
+];
+
 /// `IORING_SETUP_*` flags.
 pub(crate) const URING_SETUP_FLAGS: &BitNames = &[
     (1 << 0, "IORING_SETUP_IOPOLL"),

@@ -80,7 +80,8 @@ impl Summary {
             Action::Exec if success => {
                 self.executables.insert(res);
             }
-            Action::Open if success => {
+            // Files it opened, and files it had without an open (held, received).
+            Action::Open | Action::Held | Action::Receive if success => {
                 self.files.insert(res);
             }
             Action::Connect | Action::Send => {

@@ -72,6 +72,14 @@ pub enum EventKind {
     /// Payload a watched socket sent or received: DNS, the first bytes of a TCP connection
     /// (`crate::net::PacketBody`).
     Packet = 16,
+    /// A process replaced what `mm->exe_file` names (`prctl(PR_SET_MM)`) ([`SetExeBody`]).
+    SetExe = 17,
+    /// A file in a watched process's fd table it did not open on record: held when the agent
+    /// first saw the process, or received from another process ([`FdBody`]).
+    Fd = 18,
+    /// Bytes moved between two files by the kernel: sendfile, splice, copy_file_range
+    /// ([`CopyBody`]).
+    Copy = 19,
 }
 
 impl EventKind {
@@ -97,6 +105,9 @@ impl EventKind {
             14 => Self::UringSetup,
             15 => Self::Compat,
             16 => Self::Packet,
+            17 => Self::SetExe,
+            18 => Self::Fd,
+            19 => Self::Copy,
             _ => return None,
         })
     }
@@ -150,6 +161,13 @@ pub enum Syscall {
     IoUring = 38,
     /// A 32-bit system call (`int 0x80`, ia32 `sysenter`/`syscall`); its number is in the record.
     Compat = 39,
+    Prctl = 40,
+    Recvmsg = 41,
+    Recvmmsg = 42,
+    /// `sendfile64` (the x86-64 `sendfile`).
+    Sendfile = 43,
+    Splice = 44,
+    CopyFileRange = 45,
 }
 
 impl Syscall {
@@ -195,6 +213,12 @@ impl Syscall {
             37 => Self::Sendmmsg,
             38 => Self::IoUring,
             39 => Self::Compat,
+            40 => Self::Prctl,
+            41 => Self::Recvmsg,
+            42 => Self::Recvmmsg,
+            43 => Self::Sendfile,
+            44 => Self::Splice,
+            45 => Self::CopyFileRange,
             _ => return None,
         })
     }
@@ -241,6 +265,12 @@ impl Syscall {
             Self::Sendmmsg => "sendmmsg",
             Self::IoUring => "io_uring",
             Self::Compat => "ia32",
+            Self::Prctl => "prctl",
+            Self::Recvmsg => "recvmsg",
+            Self::Recvmmsg => "recvmmsg",
+            Self::Sendfile => "sendfile",
+            Self::Splice => "splice",
+            Self::CopyFileRange => "copy_file_range",
         }
     }
 }
@@ -288,6 +318,16 @@ pub mod flags {
     pub const PATH2_FAULT: u32 = 1 << 18;
     /// A file change's second path was cut.
     pub const PATH2_TRUNCATED: u32 = 1 << 19;
+    // The high bits, from the top down: other families of flags grow from the bottom.
+    /// The process's `mm->exe_file` was replaced (`prctl(PR_SET_MM)`) since its last exec: `exe`
+    /// names the file the exec loaded, not what `mm->exe_file` (`/proc/PID/exe`) says now.
+    pub const EXE_REPLACED: u32 = 1 << 31;
+    /// A [`super::SetExeBody`] record written when the agent first saw the process, after the
+    /// change: the header is the process as it was when it made the change.
+    pub const BEFORE_WATCH: u32 = 1 << 30;
+    /// The first record of a process the agent saw (no executable announced for it yet): the
+    /// files it holds follow as [`super::FdBody`] records.
+    pub const FIRST_SIGHT: u32 = 1 << 29;
 }
 
 /// Bits of [`FileFacts::flags`].
@@ -543,6 +583,77 @@ pub struct CompatBody {
     pub cookie: u64,
 }
 
+/// `prctl` options that replace `mm->exe_file` ([`SetExeBody::option`]).
+pub const PR_SET_MM_EXE_FILE: u32 = 13;
+pub const PR_SET_MM_MAP: u32 = 14;
+
+/// Fixed part of an executable replacement record (`prctl(PR_SET_MM, PR_SET_MM_EXE_FILE | _MAP)`).
+/// `common.file` (walked in `kpath`) is what `mm->exe_file` named before the call; `new` (walked
+/// in `extra`) what it names after (the file behind `fd`, for a failure); `common.exe` (announced
+/// in `exe`) is the image's own executable, the file its exec loaded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SetExeBody {
+    pub common: ActionCommon,
+    /// The fd passed (`PR_SET_MM_MAP`: `prctl_mm_map.exe_fd` as read from the process's memory).
+    pub fd: i32,
+    /// [`PR_SET_MM_EXE_FILE`] or [`PR_SET_MM_MAP`].
+    pub option: u32,
+    pub new: FileFacts,
+    /// 1 when `mm->exe_file` changed.
+    pub changed: u32,
+    /// Replacements since the last exec, this one included.
+    pub changes: u32,
+    /// Kernel side only: the record was written to the ring buffer; the caller is watched; the
+    /// `struct file *` before and after.
+    pub reported: u32,
+    pub watched: u32,
+    pub old_file: u64,
+    pub new_file: u64,
+}
+
+/// How a process came to hold the file of an [`FdBody`] record.
+pub const FD_HELD: u32 = 1;
+pub const FD_RECEIVED: u32 = 2;
+
+/// Words of the fd table's open bitmap compared around a receive (fds below `64 *` this).
+pub const FD_DIFF_WORDS: usize = 8;
+
+/// Fixed part of a record of a file in a process's fd table that it did not open on record
+/// (`common.file`, walked in `kpath`): held when the agent first saw the process ([`FD_HELD`];
+/// `syscall` is the system call it was first seen making), or received over a unix socket
+/// ([`FD_RECEIVED`]: a new fd that appeared in the table during `recvmsg`/`recvmmsg`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FdBody {
+    pub common: ActionCommon,
+    pub fd: i32,
+    /// [`FD_HELD`] or [`FD_RECEIVED`].
+    pub how: u32,
+    /// The socket it was received on.
+    pub socket_fd: i32,
+    pub _pad: u32,
+    /// Kernel side only: the open-fd bitmap at `recvmsg` entry.
+    pub open_before: [u64; FD_DIFF_WORDS],
+}
+
+/// Fixed part of a copy record (sendfile, splice, copy_file_range): the source is `common.file`
+/// (walked in `kpath`), the destination `to` (walked in `extra`), both the kernel's files behind
+/// the fds at entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CopyBody {
+    pub common: ActionCommon,
+    pub in_fd: i32,
+    pub out_fd: i32,
+    pub to: FileFacts,
+    /// Bytes asked for.
+    pub len: u64,
+    /// `splice`/`copy_file_range` flags.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
 /// Body of an io_uring creation record: `header` is the creating task, `retval` the ring fd.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -690,7 +801,16 @@ pub const FIXED_MAX: usize = max(
                     core::mem::size_of::<AccessBody>(),
                     max(
                         core::mem::size_of::<UringBody>(),
-                        core::mem::size_of::<UringDoneBody>(),
+                        max(
+                            core::mem::size_of::<UringDoneBody>(),
+                            max(
+                                core::mem::size_of::<SetExeBody>(),
+                                max(
+                                    core::mem::size_of::<FdBody>(),
+                                    core::mem::size_of::<CopyBody>(),
+                                ),
+                            ),
+                        ),
                     ),
                 ),
             ),

@@ -134,10 +134,11 @@ offsets! {
     task_files,
     task_fs,
     task_mm,
-    /// `files_struct.fdt`, `fdtable.fd`, `fdtable.max_fds`.
+    /// `files_struct.fdt`, `fdtable.fd`, `fdtable.max_fds`, `fdtable.open_fds`.
     files_fdt,
     fdt_fd,
     fdt_max_fds,
+    fdt_open_fds,
     /// `fs_struct.root`, `fs_struct.pwd` (each a `struct path`).
     fs_root,
     fs_pwd,

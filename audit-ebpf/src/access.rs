@@ -110,6 +110,8 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if ev.header.syscall == Syscall::PidfdGetfd as u16 && ev.header.retval >= 0 {
         fd_section(ev, ev.header.retval);
     }
-    emit_with_exe(ev);
+    if emit_with_exe(ev) {
+        crate::fds::held_tp(ctx, ev);
+    }
     Ok(())
 }

@@ -160,6 +160,8 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
             base_of(ev, dirfd_of(dirfd2), false, Which::Second);
         }
     }
-    emit_with_exe(ev);
+    if emit_with_exe(ev) {
+        crate::fds::held_raw(ctx, ev);
+    }
     Ok(())
 }

@@ -291,6 +291,8 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
             base_section(ev, -100, false);
         }
     }
-    emit_with_exe(ev);
+    if emit_with_exe(ev) {
+        crate::fds::held_tp(ctx, ev);
+    }
     Ok(())
 }

@@ -26,9 +26,9 @@ use crate::{
     maps::{EXE_SEEN, SeenExe},
     offsets::{kptr, kread, off, tp_read},
     pending::{
-        Section, base_section, begin, common, count, current_tid, emit, exe_facts, fixed,
-        in_flight, read_kernel_str, read_user_str, remove_slot, requested_path, retry_requested,
-        set_result, user_str_continues, walk_section,
+        Section, base_section, begin, common, count, current_tid, emit, exe_facts, first_sight,
+        fixed, in_flight, read_kernel_str, read_user_str, remove_slot, requested_path,
+        retry_requested, set_result, user_str_continues, walk_section,
     },
     vfs,
 };
@@ -164,7 +164,12 @@ fn try_exit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         count(|c| c.argv_fault += 1);
     }
     base_section(ev, dirfd, false);
-    emit(ev);
+    if first_sight(ev) {
+        // The caller's image goes on with the files it holds.
+        crate::fds::held_tp(ctx, ev);
+    } else {
+        emit(ev);
+    }
     Ok(())
 }
 
@@ -209,6 +214,8 @@ fn loaded(ev: &mut audit_common::event::PendingEvent, bprm: *const u8) -> Result
     let seen = SeenExe {
         file: file as u64,
         facts: common(ev).file,
+        replaced: 0,
+        seen: 1,
     };
     let _ = EXE_SEEN.insert(&ev.header.pid, &seen, 0);
     let filename = kptr(bprm, off!(bprm_filename))?;
@@ -244,6 +251,10 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let tid = pid_tgid as u32;
     let old_tid = ctx.arg::<u64>(1) as u32;
     let bprm = ctx.arg::<*const u8>(2);
+    // The new image's executable is the file loaded, whatever the old one claimed.
+    if crate::prctl::forget((pid_tgid >> 32) as u32) {
+        let _ = EXE_SEEN.remove(&((pid_tgid >> 32) as u32));
+    }
     let ev = match in_flight(old_tid, EventKind::Exec) {
         Some(ev) => ev,
         None => {
@@ -251,8 +262,12 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
                 return Ok(());
             }
             // An exec whose entry was not seen: recorded from the kernel's objects alone.
+            let first = unsafe { EXE_SEEN.get(&((pid_tgid >> 32) as u32)) }.is_none();
             let ev = unsafe { &mut *begin(pid_tgid, EventKind::Exec, Syscall::Unknown)? };
             fixed::<ExecBody>(ev).dirfd = AT_FDCWD;
+            if first {
+                ev.header.flags |= flags::FIRST_SIGHT;
+            }
             ev
         }
     };
@@ -262,11 +277,17 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
         count(|c| c.walk_fault += 1);
     }
     let _ = argv_of_image(ev);
-    emit(ev);
     if old_tid != tid {
         // A non-leader thread called exec and took over the leader's pid: its old tid is gone
-        // without an exit event of its own, so drop its slot here.
+        // without an exit event of its own, so drop its slot here (the walk of the files, which
+        // finds a record by the thread's id, is left out).
+        emit(ev);
         remove_slot(old_tid);
+    } else if first_sight(ev) {
+        // The files the new image starts with (close-on-exec ones are closed by now).
+        crate::fds::held_raw(ctx, ev);
+    } else {
+        emit(ev);
     }
     Ok(())
 }

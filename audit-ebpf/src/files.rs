@@ -167,6 +167,8 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             base_of(ev, dirfd2, false, Which::Second);
         }
     }
-    emit_with_exe(ev);
+    if emit_with_exe(ev) {
+        crate::fds::held_tp(ctx, ev);
+    }
     Ok(())
 }

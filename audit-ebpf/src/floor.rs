@@ -68,6 +68,15 @@ empty!(
     sys_enter_symlinkat,
     sys_enter_mkdir,
     sys_enter_mkdirat,
+    sys_enter_prctl,
+    sys_exit_prctl,
+    sys_enter_recvmsg,
+    sys_enter_recvmmsg,
+    sys_exit_recvs,
+    sys_enter_sendfile64,
+    sys_enter_splice,
+    sys_enter_copy_file_range,
+    sys_exit_copies,
 );
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]

@@ -14,9 +14,11 @@ use aya_ebpf::{
 
 use crate::{
     filter::{agent_tgid, follow, is_followed, is_watched, unfollow},
-    maps::{EVENTS, PENDING, SIGNALS_TO_AGENT},
+    maps::{EVENTS, EXE_SEEN, PENDING, SIGNALS_TO_AGENT},
     offsets::{kread, off, tp_read},
-    pending::{count, emit, fill_header, may_have_slot, remove_slot, ring_used, submit_flags},
+    pending::{
+        copy_of, count, emit, fill_header, may_have_slot, remove_slot, ring_used, submit_flags,
+    },
     vfs::{btf_ptr, btf_read, task_btf},
 };
 
@@ -36,20 +38,33 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let parent_tgid = (pid_tgid >> 32) as u32;
+    let child: *const u8 = ctx.arg(1);
+    if crate::prctl::any_replaced() {
+        // The child's mm has the parent's `exe_file`, replaced or not, watched or not.
+        let child_tgid: u32 = kread(child, off!(task_tgid))?;
+        if child_tgid != parent_tgid {
+            crate::prctl::inherit(parent_tgid, child_tgid);
+        }
+    }
     if !is_watched(pid_tgid) {
         return Ok(());
     }
-    let child: *const u8 = ctx.arg(1);
     let child_tgid: u32 =
         unsafe { bpf_probe_read_kernel(child.add(usize::from(off!(task_tgid))).cast::<u32>()) }
             .map_err(i64::from)?;
-    let parent_tgid = (pid_tgid >> 32) as u32;
     if child_tgid == parent_tgid {
         // A new thread: it shares the process's watch state; nothing to record.
         return Ok(());
     }
     follow(parent_tgid);
     follow(child_tgid);
+    // The child starts with its parent's image and files: both are on record already (its
+    // first record is no first sight, `fds.rs`).
+    if let Some(seen) = unsafe { EXE_SEEN.get(&parent_tgid) } {
+        let seen = copy_of(seen);
+        let _ = EXE_SEEN.insert(&child_tgid, &seen, 0);
+    }
     let Some(mut entry) = EVENTS.reserve::<FixedEvent<ForkBody>>(0) else {
         count(|c| c.ringbuf_full[EventKind::Fork as usize] += 1);
         return Ok(());
@@ -92,7 +107,14 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if !group_dead {
         return Ok(());
     }
-    if is_watched(pid_tgid) {
+    // A later process with this id is another one. Only a watched process (followed from its
+    // first record on) or one that replaced its executable has an entry: the rest of the host
+    // leaves without a lookup.
+    let watched = is_watched(pid_tgid);
+    if crate::prctl::forget(tgid) || watched {
+        let _ = EXE_SEEN.remove(&tgid);
+    }
+    if watched {
         if let Some(mut entry) = EVENTS.reserve::<FixedEvent<ExitBody>>(0) {
             let ev = unsafe { &mut *entry.as_mut_ptr() };
             fill_header(&mut ev.header, EventKind::Exit, 0, pid_tgid);

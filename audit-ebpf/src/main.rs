@@ -4,7 +4,9 @@
 //! openat2, open, creat), `connect.rs` (connect, and the cgroup `connect4/6` programs that see
 //! the kernel's copy of the address), `sock.rs` (the final state of non-blocking connects),
 //! `files.rs` (file changes without an open: unlink, rename, truncate, chmod, chown, link,
-//! symlink, mkdir, rmdir) and `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
+//! symlink, mkdir, rmdir), `fds.rs` (files held when a process is first seen, received over unix
+//! sockets, copied by sendfile/splice/copy_file_range), `prctl.rs` (executables replaced with
+//! `PR_SET_MM`) and `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
 //! cgroup program) that calls a `try_*` function returning `Result`.
 //!
 //! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
@@ -23,6 +25,7 @@ mod access;
 mod compat;
 mod connect;
 mod exec;
+mod fds;
 mod files;
 mod filter;
 mod lifecycle;
@@ -31,6 +34,7 @@ mod offsets;
 mod open;
 mod packet;
 mod pending;
+mod prctl;
 mod send;
 mod sock;
 mod uring;

@@ -11,7 +11,7 @@ use audit_common::{
 use aya_ebpf::{
     btf_maps::SkStorage,
     macros::{btf_map, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 
 /// `BPF_F_NO_PREALLOC`: hash entries are allocated on insert, so the big pending slots only use
@@ -102,20 +102,51 @@ pub static HAS_SLOT: Array<u64> = Array::with_max_entries(1 << 16, 0);
 #[map]
 pub static PENDING_INIT: PerCpuArray<PendingEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// The executable of a process as last announced: its `struct file *` and facts.
+/// The executable of a process as last announced: its `struct file *` and the facts records
+/// carry (the file the last exec loaded, when `mm->exe_file` was replaced since).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SeenExe {
     pub file: u64,
     pub facts: FileFacts,
+    /// 1: `mm->exe_file` is not the file the exec loaded (`EXE_REPLACED`).
+    pub replaced: u32,
+    /// 0: made by `prctl.rs` for a process no record has named yet (its first is `FIRST_SIGHT`).
+    pub seen: u32,
 }
 
 /// tgid -> its executable when its path was last announced (in a record's exe section). A
 /// process whose image changed, or that was never announced, gets its exe path walked once;
 /// every record carries the executable's device and inode, copied from here while
-/// `mm->exe_file` is the same file (one pointer read instead of the inode's).
+/// `mm->exe_file` is the same file (one pointer read instead of the inode's). No entry: the agent
+/// has not seen the process yet (its first record walks its fd table, `fds.rs`). Removed at exit;
+/// a fork child of a watched process gets a copy (its files are its parent's).
 #[map]
 pub static EXE_SEEN: LruHashMap<u32, SeenExe> = LruHashMap::with_max_entries(65536, 0);
+
+/// tgid -> the record of the last replacement of its `mm->exe_file` since its exec
+/// (`prctl.rs`), for every process of the host, watched or not: its executable stays the file
+/// the exec loaded, and a process first seen after the change has the change recorded then
+/// (`BEFORE_WATCH`). Removed at exec and exit, copied to fork children (they inherit the mm's
+/// `exe_file`). Not preallocated: entries exist only for processes that replaced their exe.
+#[map]
+pub static EXE_REPLACED: HashMap<u32, PendingEvent> = HashMap::with_max_entries(4096, NO_PREALLOC);
+
+/// `[0]`: entries in `EXE_REPLACED` (atomic adds): while it is zero, exec, fork and exit of the
+/// whole host skip the lookup.
+#[map]
+pub static EXE_REPLACED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// `[0]`: the program that records the files a process holds when the agent first sees it
+/// (`fds.rs`), tail-called after its first record: a tracepoint program for tracepoints, a raw
+/// tracepoint one for raw tracepoints (a program array serves one program type); `HELD_TP[1]`:
+/// the one that records the files a receive brought. Separate programs, filled by user space, so
+/// the verifier checks the fd-table walks once instead of inside every program that records an
+/// action.
+#[map]
+pub static HELD_TP: ProgramArray = ProgramArray::with_max_entries(2, 0);
+#[map]
+pub static HELD_RAW: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// Non-blocking connects still connecting: `struct sock *` -> the connect record they belong to
 /// (its tid and entry time). `sock:inet_sock_set_state` reports their final state.

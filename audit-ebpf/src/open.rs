@@ -147,6 +147,8 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
     } else if user != 0 {
         base_section(ev, dirfd, resolve & RESOLVE_IN_ROOT != 0);
     }
-    emit_with_exe(ev);
+    if emit_with_exe(ev) {
+        crate::fds::held_tp(ctx, ev);
+    }
     Ok(())
 }

@@ -232,6 +232,14 @@ pub fn begin(pid_tgid: u64, kind: EventKind, syscall: Syscall) -> Result<*mut Pe
     Ok(ev)
 }
 
+/// The thread's slot when no record is in flight in it (created if it has none): where records
+/// that follow an emitted one are built (the files of a process, `fds.rs`).
+#[inline(always)]
+pub fn idle_slot(tid: u32, kind: EventKind) -> Option<&'static mut PendingEvent> {
+    let ev = unsafe { &mut *slot(tid, kind).ok()? };
+    (ev.header.kind == 0).then_some(ev)
+}
+
 /// Like [`begin`], for a record that is not a syscall of the current thread (an io_uring request
 /// or completion): fails rather than overwrite a record the thread has in flight, and does not
 /// add the task to the follow set (a completion can run in another context).
@@ -341,7 +349,10 @@ pub fn walk_section(
 }
 
 /// The acting image's executable: its facts always; its path when this process has not had it
-/// announced since its last exec (`EXE_SEEN`).
+/// announced since its last exec (`EXE_SEEN`). A process without an entry, or with one only
+/// `prctl.rs` made, is seen for the first time (`FIRST_SIGHT`: the files it holds follow,
+/// `fds.rs`). One whose `mm->exe_file` was replaced (`prctl.rs`) carries the file its exec loaded,
+/// flagged `EXE_REPLACED`.
 #[inline(always)]
 pub fn exe_facts(ev: &mut PendingEvent) {
     let Ok(file) = vfs::exe_file() else {
@@ -349,11 +360,23 @@ pub fn exe_facts(ev: &mut PendingEvent) {
         return;
     };
     let tgid = ev.header.pid;
-    if let Some(seen) = unsafe { EXE_SEEN.get(&tgid) }
-        && seen.file == file as u64
+    let seen = EXE_SEEN.get_ptr_mut(&tgid);
+    if let Some(seen) = seen
+        && unsafe { (*seen).file } == file as u64
     {
+        let seen = unsafe { &mut *seen };
         common(ev).exe = copy_of(&seen.facts);
+        if seen.replaced != 0 {
+            ev.header.flags |= flags::EXE_REPLACED;
+            if seen.seen == 0 {
+                seen.seen = 1;
+                ev.header.flags |= flags::FIRST_SIGHT;
+            }
+        }
         return;
+    }
+    if seen.is_none() {
+        ev.header.flags |= flags::FIRST_SIGHT;
     }
     let mut facts = FileFacts::default();
     let Ok(path) = vfs::file_facts(file, &mut facts) else {
@@ -366,16 +389,33 @@ pub fn exe_facts(ev: &mut PendingEvent) {
     let seen = SeenExe {
         file: file as u64,
         facts: common(ev).exe,
+        replaced: 0,
+        seen: 1,
     };
     let _ = EXE_SEEN.insert(&tgid, &seen, 0);
 }
 
 /// Completes the acting image's facts, then emits (open, connect: the image cannot change during
-/// the syscall; exec reads its caller's image at entry).
+/// the syscall; exec reads its caller's image at entry) — unless this is the first record of its
+/// process: then it returns true, and the caller hands the record to the walk of the process's
+/// files (`fds::held_tp`, `held_raw`), which emits it first.
 #[inline(always)]
-pub fn emit_with_exe(ev: &mut PendingEvent) {
+pub fn emit_with_exe(ev: &mut PendingEvent) -> bool {
     exe_facts(ev);
+    if first_sight(ev) {
+        return true;
+    }
     emit(ev);
+    false
+}
+
+/// Whether the record in `ev` (emitted or not: `emit` keeps the header) is the first of its
+/// process. Read from the slot, not kept in a register across `emit`: a value the verifier
+/// tracks would split every path through `emit` in two.
+#[inline(always)]
+pub fn first_sight(ev: &PendingEvent) -> bool {
+    let f = unsafe { core::ptr::read_volatile(&raw const ev.header.flags) };
+    f & flags::FIRST_SIGHT != 0
 }
 
 /// Writes the slot's header and body to the ring buffer, counts it (or its loss), and marks the

@@ -131,6 +131,8 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // A unix path: resolved against the cwd as the kernel sees it now.
         base_section(ev, AT_FDCWD, false);
     }
-    emit_with_exe(ev);
+    if emit_with_exe(ev) {
+        crate::fds::held_tp(ctx, ev);
+    }
     Ok(())
 }

@@ -200,7 +200,9 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), i64> {
     if URING_REQS.insert(&(req as u64), &tag, 0).is_err() {
         count(|c| c.connecting_full += 1);
     }
-    emit_with_exe(ev);
+    if emit_with_exe(ev) {
+        crate::fds::held_tp(ctx, ev);
+    }
     Ok(())
 }
 

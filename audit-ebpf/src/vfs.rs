@@ -191,3 +191,119 @@ pub fn exe_file() -> Result<*const u8, i64> {
     let mm = btf_ptr(task_btf(), off!(task_mm))?;
     btf_ptr(mm, off!(mm_exe_file))
 }
+
+/// The state of a [`walk_looped`] between steps (on the caller's stack: `bpf_loop` hands its
+/// callback a pointer to it).
+#[repr(C)]
+struct WalkState {
+    /// The `struct mount` of the current dentry, and that mount's root.
+    mnt: *const u8,
+    root: *const u8,
+    d: *const u8,
+    /// Where the components go ([`audit_common::event::WALK_MAX`] bytes).
+    dst: *mut u8,
+    len: u64,
+    /// `mount->mnt_ns` where the walk ended.
+    ns: u64,
+    /// [`file_flags`] the walk adds.
+    flags: u16,
+    /// 0 while walking, 1 when done, 2 when a pointer could not be read.
+    end: u16,
+    _pad: u32,
+}
+
+const WALKING: u16 = 0;
+const DONE: u16 = 1;
+const FAULT: u16 = 2;
+
+/// One step of [`walk_looped`]: what one iteration of [`walk`] does. Returns 1 (stop) when done.
+#[inline(never)]
+extern "C" fn walk_step(_i: u64, ctx: *mut aya_ebpf::cty::c_void) -> i64 {
+    let w = unsafe { &mut *ctx.cast::<WalkState>() };
+    w.end = match step(w) {
+        Ok(true) => DONE,
+        Ok(false) => WALKING,
+        Err(_) => FAULT,
+    };
+    i64::from(w.end != WALKING)
+}
+
+#[inline(always)]
+fn step(w: &mut WalkState) -> Result<bool, i64> {
+    let mount_off = usize::from(off!(mount_mnt));
+    if w.d == w.root {
+        let parent = kptr(w.mnt, off!(mount_parent))?;
+        if parent == w.mnt {
+            w.ns = kread(w.mnt, off!(mount_ns))?;
+            return Ok(true);
+        }
+        w.d = kptr(w.mnt, off!(mount_mountpoint))?;
+        w.mnt = parent;
+        w.root = kptr(w.mnt.wrapping_add(mount_off), off!(vfsmount_root))?;
+        return Ok(false);
+    }
+    let at = verifier_mask(w.len as usize, 2 * PATH_MAX - 1);
+    if at > PATH_MAX {
+        w.flags |= file_flags::CUT;
+        return Ok(true);
+    }
+    let b = Block::<3>::read(w.d, off!(dentry_parent))?;
+    let parent = b.ptr(off!(dentry_parent))?;
+    let name = b.ptr(off!(dentry_name).wrapping_add(off!(qstr_name)))?;
+    let n = read_kernel_str(unsafe { w.dst.add(at) }, NAME_READ as u32, name)?;
+    w.len = verifier_mask(w.len as usize + n as usize, 2 * PATH_MAX - 1) as u64;
+    if parent == w.d {
+        w.flags |= file_flags::DETACHED;
+        return Ok(true);
+    }
+    w.d = parent;
+    Ok(false)
+}
+
+/// [`walk`], one step per `bpf_loop` iteration (5.17): for a walk inside a `bpf_loop` callback
+/// itself (the files of an fd table, `fds.rs`), where the verifier would have to follow
+/// [`walk`]'s unrolled steps again for every state the outer callback is checked in. The same
+/// result, flags and limits.
+#[inline(always)]
+pub fn walk_looped(
+    dentry: *const u8,
+    vfsmnt: *const u8,
+    dst: *mut u8,
+    facts: &mut FileFacts,
+) -> Result<u32, i64> {
+    let mnt = vfsmnt.wrapping_sub(usize::from(off!(mount_mnt)));
+    facts.mnt_id = kread::<u32>(mnt, off!(mount_id))?;
+    let mut w = WalkState {
+        mnt,
+        root: kptr(vfsmnt, off!(vfsmount_root))?,
+        d: dentry,
+        dst,
+        len: 0,
+        ns: 0,
+        flags: 0,
+        end: WALKING,
+        _pad: 0,
+    };
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(
+            WALK_DEPTH as u32,
+            walk_step as *mut aya_ebpf::cty::c_void,
+            (&raw mut w).cast(),
+            0,
+        )
+    };
+    match w.end {
+        FAULT => return Err(-1),
+        WALKING => facts.flags |= file_flags::CUT,
+        _ if w.flags == 0 => {
+            if w.ns == 0 || w.ns >= 0u64.wrapping_sub(MAX_ERRNO) {
+                facts.flags |= file_flags::DETACHED;
+            } else {
+                facts.mnt_ns = kread::<u32>(w.ns as *const u8, off!(mnt_ns_inum))?;
+            }
+        }
+        _ => {}
+    }
+    facts.flags |= w.flags;
+    Ok(verifier_mask(w.len as usize, 2 * PATH_MAX - 1) as u32)
+}

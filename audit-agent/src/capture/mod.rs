@@ -26,7 +26,7 @@ use audit_common::{
 };
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
     },
@@ -92,6 +92,19 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
             ("process_vm_readv", false),
             ("process_vm_writev", false),
             ("pidfd_getfd", false),
+        ],
+    ),
+    // Executables replaced with PR_SET_MM (audit-ebpf/src/prctl.rs): every process's prctl
+    // leaves after two loads unless it replaces its executable.
+    ("sys_exit_prctl", &[("prctl", false)]),
+    // Files received over unix sockets, and bytes copied between files (audit-ebpf/src/fds.rs).
+    ("sys_exit_recvs", &[("recvmsg", false), ("recvmmsg", false)]),
+    (
+        "sys_exit_copies",
+        &[
+            ("sendfile64", false),
+            ("splice", false),
+            ("copy_file_range", false),
         ],
     ),
     // File changes without an open (audit-ebpf/src/files.rs).
@@ -253,7 +266,14 @@ impl Capture {
             .context("loading the eBPF programs into the kernel failed")?;
 
         let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
+        // Before any program that tail-calls them runs. Without them (a kernel without
+        // `bpf_loop`, before 5.17) held and received files are not recorded; the rest is.
+        let walks = load_held_walks(&mut ebpf);
         let mut missing = attach_programs(&mut ebpf, &tracefs, cgroup_root, &offsets, compat)?;
+        if let Err(e) = walks {
+            tracing::warn!(error = %format!("{e:#}"), "the fd-table walks did not load");
+            missing.push("bpf_loop (file.held, file.receive)".into());
+        }
         if opts.packets {
             set_dns_ports(&mut ebpf, &opts.dns_ports)?;
             attach_packets(&mut ebpf, cgroup_root)?;
@@ -690,6 +710,43 @@ fn introduce_self(ebpf: &Ebpf, whoami: &Whoami) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The programs that record the files a process holds when the agent first sees it
+/// (audit-ebpf/src/fds.rs): loaded, never attached, and put where the programs that record
+/// actions tail-call them (one program array per program type). The arrays keep their entries
+/// while the agent holds their maps (`Capture::_ebpf`).
+const HELD_WALKS: &[(&str, &str, u32)] = &[
+    ("held_files_tp", "HELD_TP", 0),
+    ("received_files_tp", "HELD_TP", 1),
+    ("held_files_raw", "HELD_RAW", 0),
+];
+
+fn load_held_walks(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    for &(name, array, index) in HELD_WALKS {
+        let prog = program(ebpf, name)?;
+        let fd = match prog {
+            aya::programs::Program::TracePoint(p) => {
+                p.load()
+                    .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+                p.fd()?.try_clone()?
+            }
+            aya::programs::Program::RawTracePoint(p) => {
+                p.load()
+                    .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+                p.fd()?.try_clone()?
+            }
+            _ => bail!("program {name} has an unexpected type"),
+        };
+        let map = ebpf
+            .map_mut(array)
+            .ok_or_else(|| anyhow!("map {array} is missing from the eBPF object"))?;
+        let mut slots: ProgramArray<&mut MapData> = ProgramArray::try_from(map)?;
+        slots
+            .set(index, &fd, 0)
+            .with_context(|| format!("putting {name} into {array}"))?;
+    }
+    Ok(())
+}
+
 /// Attaches the 32-bit system call programs (after their offsets were found).
 fn attach_compat(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     for &(name, tp) in COMPAT_HOOKS {
@@ -963,6 +1020,7 @@ fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
     o.files_fdt = m("files_struct", "fdt")?;
     o.fdt_fd = m("fdtable", "fd")?;
     o.fdt_max_fds = m("fdtable", "max_fds")?;
+    o.fdt_open_fds = m("fdtable", "open_fds")?;
     o.fs_root = m("fs_struct", "root")?;
     o.fs_pwd = m("fs_struct", "pwd")?;
     o.path_mnt = m("path", "mnt")?;

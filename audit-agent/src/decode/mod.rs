@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use audit_common::event::{
     AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, CompatBody, ConnectBody, ConnectOutcome,
-    EventHeader, EventKind, ExecBody, ExitBody, FileBody, FileFacts, ForkBody, HEADER_LEN,
-    KernelAddr, OpenBody, SignalBody, Span, Syscall, UringBody, UringDoneBody, UringSetupBody,
-    VAR_OFFSET, file_flags, flags,
+    CopyBody, EventHeader, EventKind, ExecBody, ExitBody, FD_RECEIVED, FdBody, FileBody, FileFacts,
+    ForkBody, HEADER_LEN, KernelAddr, OpenBody, PR_SET_MM_MAP, SetExeBody, SignalBody, Span,
+    Syscall, UringBody, UringDoneBody, UringSetupBody, VAR_OFFSET, file_flags, flags,
 };
 use audit_common::net::{self, PacketBody};
 use thiserror::Error;
@@ -210,6 +210,35 @@ pub(crate) enum Body {
     },
     /// Payload a watched socket sent or received (the task is the socket's owner).
     Packet(Box<Packet>),
+    /// `prctl(PR_SET_MM)` replacing what `mm->exe_file` names: the file before (`sections.kpath`),
+    /// after (`new`), and the image's own executable (`sections.exe`).
+    SetExe {
+        /// Through `PR_SET_MM_MAP` (else `PR_SET_MM_EXE_FILE`).
+        map: bool,
+        fd: i32,
+        new: Option<KernelPath>,
+        changed: bool,
+        changes: u32,
+        sections: Sections,
+    },
+    /// A file in the fd table the process did not open on record (`sections.kpath`).
+    Fd {
+        syscall: Syscall,
+        fd: i32,
+        /// Received on this unix socket (else held when the process was first seen).
+        received_on: Option<i32>,
+        sections: Sections,
+    },
+    /// sendfile, splice, copy_file_range: from `sections.kpath` to `to`.
+    Copy {
+        syscall: Syscall,
+        in_fd: i32,
+        out_fd: i32,
+        to: Option<KernelPath>,
+        len: u64,
+        flags: u32,
+        sections: Sections,
+    },
 }
 
 /// Which way a packet went, seen from the watched socket.
@@ -310,6 +339,16 @@ pub(crate) fn walk_to_path(walk: &[u8], facts: &FileFacts) -> Vec<u8> {
 fn kernel_path(body: &[u8], s: Span, facts: FileFacts) -> Option<KernelPath> {
     let walk = span(body, s).unwrap_or_default();
     (facts.flags & file_flags::VALID != 0 || !walk.is_empty()).then(|| KernelPath {
+        path: walk_to_path(walk, &facts),
+        facts,
+    })
+}
+
+/// A second file the kernel walked into the `extra` section (a replaced executable's new file, a
+/// copy's destination), with its own facts.
+fn second_walk(body: &[u8], s: Span, facts: FileFacts) -> Option<KernelPath> {
+    let walk = span(body, s)?;
+    Some(KernelPath {
         path: walk_to_path(walk, &facts),
         facts,
     })
@@ -484,6 +523,38 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 sections: sections(h, body, &f.common),
             }
         }
+        EventKind::SetExe => {
+            let f: SetExeBody = read(body, 0).ok_or_else(|| short(size_of::<SetExeBody>()))?;
+            Body::SetExe {
+                map: f.option == PR_SET_MM_MAP,
+                fd: f.fd,
+                new: second_walk(body, f.common.sections.extra, f.new),
+                changed: f.changed != 0,
+                changes: f.changes,
+                sections: sections(h, body, &f.common),
+            }
+        }
+        EventKind::Fd => {
+            let f: FdBody = read(body, 0).ok_or_else(|| short(size_of::<FdBody>()))?;
+            Body::Fd {
+                syscall,
+                fd: f.fd,
+                received_on: (f.how == FD_RECEIVED).then_some(f.socket_fd),
+                sections: sections(h, body, &f.common),
+            }
+        }
+        EventKind::Copy => {
+            let f: CopyBody = read(body, 0).ok_or_else(|| short(size_of::<CopyBody>()))?;
+            Body::Copy {
+                syscall,
+                in_fd: f.in_fd,
+                out_fd: f.out_fd,
+                to: second_walk(body, f.common.sections.extra, f.to),
+                len: f.len,
+                flags: f.flags,
+                sections: sections(h, body, &f.common),
+            }
+        }
         EventKind::File => {
             let f: FileBody = read(body, 0).ok_or_else(|| short(size_of::<FileBody>()))?;
             Body::File {
@@ -536,7 +607,10 @@ pub(crate) fn decode_parts(
         | EventKind::Send
         | EventKind::Uring
         | EventKind::UringDone
-        | EventKind::Compat => decode_action(h, kind, body)?,
+        | EventKind::Compat
+        | EventKind::SetExe
+        | EventKind::Fd
+        | EventKind::Copy => decode_action(h, kind, body)?,
         EventKind::UringSetup => {
             let f: UringSetupBody =
                 read(body, 0).ok_or_else(|| short(size_of::<UringSetupBody>()))?;
@@ -619,6 +693,10 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         k if k == EventKind::UringSetup as usize => Action::UringSetup.name(),
         k if k == EventKind::Packet as usize => "network.payload",
         k if k == EventKind::Exit as usize => Action::Exit.name(),
+        k if k == EventKind::SetExe as usize => Action::SetExe.name(),
+        // Held and received files count together: the kernel counts losses per kind.
+        k if k == EventKind::Fd as usize => "file.fd",
+        k if k == EventKind::Copy as usize => Action::Copy.name(),
         _ => "process.lifecycle",
     }
 }

@@ -130,6 +130,8 @@ impl Enricher {
                     ppid: peer.ppid,
                     comm: peer.comm.clone(),
                     exe: img.exe,
+                    exe_replaced: img.exe_reported.is_some(),
+                    exe_reported: img.exe_reported,
                     exec_id: Some(img.exec_id),
                     parent_exec_id: img.parent_exec_id,
                     ancestors: img.ancestors,
@@ -185,6 +187,8 @@ impl Enricher {
             ppid: t.ppid,
             comm: t.comm.clone(),
             exe: img.exe,
+            exe_replaced: img.exe_reported.is_some(),
+            exe_reported: img.exe_reported,
             exec_id: Some(img.exec_id),
             parent_exec_id: img.parent_exec_id,
             ancestors: img.ancestors,
@@ -255,6 +259,17 @@ impl Enricher {
             KernelBody::Access { .. } => Action::Access,
             KernelBody::UringSetup { .. } => Action::UringSetup,
             KernelBody::Compat { .. } => Action::CompatSyscall,
+            KernelBody::SetExe { changed, new, .. } => {
+                if let (true, Some(k)) = (*changed, new) {
+                    self.procs.exe_replaced(t.pid, Arc::from(k.path.as_slice()));
+                }
+                Action::SetExe
+            }
+            KernelBody::Fd { received_on, .. } => match received_on {
+                Some(_) => Action::Receive,
+                None => Action::Held,
+            },
+            KernelBody::Copy { .. } => Action::Copy,
             KernelBody::UringDone { req, res, sections } => {
                 let opened = sections.kpath.as_ref().map(kernel_file);
                 self.urings.done(*req, *res, opened);
@@ -364,12 +379,16 @@ impl Enricher {
         // records that carry none (a thread dying inside a syscall).
         let exe_path = by_id.or_else(|| exe.facts.is_none().then(|| img.exe.clone()).flatten());
         let unknown = exe.facts.is_some() && exe_path.is_none();
+        // `mm->exe_file` was replaced: the record's identity is the file the exec loaded.
+        let replaced = ev.has_flag(flags::EXE_REPLACED);
         let process = Process {
             pid: t.pid,
             tid: t.tid,
             ppid: t.ppid,
             comm: t.comm.clone(),
             exe: exe_path,
+            exe_replaced: replaced,
+            exe_reported: img.exe_reported.filter(|_| replaced),
             exec_id: Some(img.exec_id),
             parent_exec_id: img.parent_exec_id,
             ancestors: img.ancestors,
@@ -412,7 +431,10 @@ fn exe_of(b: &KernelBody) -> Exe {
         | KernelBody::File { sections, .. }
         | KernelBody::Access { sections, .. }
         | KernelBody::Uring { sections, .. }
-        | KernelBody::Compat { sections, .. } => sections.exe.clone(),
+        | KernelBody::Compat { sections, .. }
+        | KernelBody::SetExe { sections, .. }
+        | KernelBody::Fd { sections, .. }
+        | KernelBody::Copy { sections, .. } => sections.exe.clone(),
         _ => Exe::default(),
     }
 }
@@ -423,7 +445,10 @@ fn syscall_name(b: &KernelBody) -> &'static str {
         | KernelBody::Open { syscall, .. }
         | KernelBody::Connect { syscall, .. }
         | KernelBody::File { syscall, .. }
-        | KernelBody::Access { syscall, .. } => syscall.name(),
+        | KernelBody::Access { syscall, .. }
+        | KernelBody::Fd { syscall, .. }
+        | KernelBody::Copy { syscall, .. } => syscall.name(),
+        KernelBody::SetExe { .. } => audit_common::event::Syscall::Prctl.name(),
         KernelBody::Uring { .. } | KernelBody::UringSetup { .. } => "io_uring",
         KernelBody::Exit { .. } => crate::linux::EXIT_SYSCALL,
         _ => "unknown",

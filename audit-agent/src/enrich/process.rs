@@ -3,7 +3,8 @@
 //! short-lived processes). Executables come from the kernel too: an exec record names the file
 //! it loaded, and the first record of an image the agent has not seen announces `mm->exe_file`
 //! (`EXE_SEEN` in audit-ebpf); every record carries its executable's device and inode, checked
-//! against what was announced. /proc is only read for the start time of processes that existed
+//! against what was announced. A process that replaced `mm->exe_file` (`prctl(PR_SET_MM)`) keeps
+//! the file its exec loaded: the kernel side announces that one, and flags the records. /proc is only read for the start time of processes that existed
 //! before the agent saw them (their exec id).
 
 use std::sync::Arc;
@@ -27,8 +28,10 @@ const MAX_PROCESSES: usize = 65_536;
 /// One process image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Image {
-    /// Executable path (the kernel's), if known.
+    /// Executable path (the kernel's: the file the exec loaded), if known.
     pub(crate) exe: Option<Arc<[u8]>>,
+    /// What `mm->exe_file` names since the image replaced it (`prctl(PR_SET_MM)`), if it did.
+    pub(crate) exe_reported: Option<Arc<[u8]>>,
     pub(crate) exec_id: Arc<str>,
     pub(crate) parent_exec_id: Option<Arc<str>>,
     /// Earlier images, nearest first (see `Process::ancestors`).
@@ -87,6 +90,7 @@ impl ProcessTable {
         let p = self.get(parent).clone();
         let img = Image {
             exe: p.exe.clone(),
+            exe_reported: p.exe_reported.clone(),
             exec_id: self.exec_id(child, ktime_ns),
             parent_exec_id: Some(Arc::clone(&p.exec_id)),
             ancestors: ancestry_of(&p),
@@ -102,6 +106,7 @@ impl ProcessTable {
             pid,
             Image {
                 exe,
+                exe_reported: None,
                 exec_id: exec_id.clone(),
                 parent_exec_id: Some(Arc::clone(&old.exec_id)),
                 ancestors: ancestry_of(&old),
@@ -119,6 +124,15 @@ impl ProcessTable {
         let _ = self.get(pid);
         if let Some(img) = self.images.get_mut(&pid) {
             img.exe = Some(path);
+        }
+    }
+
+    /// `pid` replaced what `mm->exe_file` names with `path` (its executable stays the file its
+    /// exec loaded).
+    pub(crate) fn exe_replaced(&mut self, pid: u32, path: Arc<[u8]>) {
+        let _ = self.get(pid);
+        if let Some(img) = self.images.get_mut(&pid) {
+            img.exe_reported = Some(path);
         }
     }
 
@@ -157,6 +171,7 @@ impl ProcessTable {
         let parent = ppid.and_then(|pp| self.images.get(&pp));
         Image {
             exe: None,
+            exe_reported: None,
             exec_id: self.exec_id(pid, start_ns),
             parent_exec_id: parent.map(|p| p.exec_id.clone()),
             ancestors: parent.map(ancestry_of).unwrap_or_default(),

@@ -10,8 +10,8 @@ use crate::{
     escape::until_nul,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Destination, Detail, ExitStatus, Field,
-        FileId, FileRef, Interpreter, KernelFile, PassedAddr, Requested, Resource, Target,
-        UringRef,
+        FileCopy, FileId, FileRef, Interpreter, KernelFile, PassedAddr, Requested, Resource,
+        SetExe, Target, UringRef,
     },
     linux::SockAddr,
 };
@@ -36,6 +36,16 @@ pub(super) fn kernel_file(k: &KernelPath) -> KernelFile {
         deleted: f.flags & file_flags::DELETED != 0,
         detached,
         cut: f.flags & file_flags::CUT != 0,
+    }
+}
+
+/// A file only the kernel names (no path was passed): a file behind an fd, an executable.
+fn kernel_ref(k: Option<&KernelPath>) -> FileRef {
+    FileRef {
+        requested: None,
+        requested_from: Requested::AtEntry,
+        resolved: None,
+        object: k.map(kernel_file),
     }
 }
 
@@ -163,6 +173,53 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             },
         ),
         Body::Access { .. } => access(ev)?,
+        Body::SetExe {
+            map,
+            fd,
+            new,
+            changes,
+            sections,
+            ..
+        } => (
+            Target::File(kernel_ref(new.as_ref())),
+            Detail::SetExe(SetExe {
+                previous: sections.kpath.as_ref().map(kernel_file),
+                fd: *fd,
+                map: *map,
+                replacements: *changes,
+                before_watch: ev.has_flag(flags::BEFORE_WATCH),
+            }),
+        ),
+        Body::Fd {
+            fd,
+            received_on,
+            sections,
+            ..
+        } => (
+            Target::File(kernel_ref(sections.kpath.as_ref())),
+            Detail::Fd {
+                fd: *fd,
+                socket_fd: *received_on,
+            },
+        ),
+        Body::Copy {
+            in_fd,
+            out_fd,
+            to,
+            len,
+            flags,
+            sections,
+            ..
+        } => (
+            Target::File(kernel_ref(sections.kpath.as_ref())),
+            Detail::Copy(Box::new(FileCopy {
+                to: to.as_ref().map(kernel_file),
+                in_fd: *in_fd,
+                out_fd: *out_fd,
+                len: *len,
+                flags: *flags,
+            })),
+        ),
         Body::Signal {
             sig,
             target_pid,

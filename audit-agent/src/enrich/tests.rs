@@ -197,6 +197,72 @@ fn the_acting_executable_comes_from_the_kernels_announcement() {
     );
 }
 
+/// What the kernel records when a process replaces `mm->exe_file` (`prctl(PR_SET_MM)`): the
+/// file before (`kpath`), after (`new`), and the image's own executable (announced in `exe`).
+fn set_exe(flags: u32, retval: i64) -> KernelEvent {
+    KernelEvent {
+        task: sample::task(100, 100, 5000),
+        flags: if retval == 0 {
+            flags | audit_common::event::flags::EXE_REPLACED
+        } else {
+            flags
+        },
+        retval,
+        body: KernelBody::SetExe {
+            map: true,
+            fd: 3,
+            new: Some(sample::kpath("/usr/sbin/agetty", 600)),
+            changed: retval == 0,
+            changes: 1,
+            sections: Sections {
+                kpath: Some(sample::kpath("/opt/agent/bin/agent", 500)),
+                exe: Exe {
+                    facts: Some(sample::facts(500)),
+                    path: Some(sample::kpath("/opt/agent/bin/agent", 500)),
+                },
+                ..Sections::default()
+            },
+        },
+    }
+}
+
+#[test]
+fn a_replaced_executable_leaves_the_process_named_by_the_one_it_ran() {
+    let mut en = enricher(Duration::ZERO);
+    let e = en.enrich(set_exe(flags::EXE_PATH, 0)).unwrap();
+    let a = activity(&e);
+    assert_eq!(a.action, Action::SetExe);
+    assert_eq!(a.syscall, "prctl");
+    assert_eq!(
+        a.resource.file().unwrap().path(),
+        Some(&b"/usr/sbin/agetty"[..])
+    );
+    let Detail::SetExe(x) = &a.resource.detail else {
+        panic!("{a:?}")
+    };
+    assert_eq!(x.previous.as_ref().unwrap().path, b"/opt/agent/bin/agent");
+    assert_eq!(a.process.exe.as_deref(), Some(&b"/opt/agent/bin/agent"[..]));
+    assert!(a.process.exe_replaced);
+    assert_eq!(
+        a.process.exe_reported.as_deref(),
+        Some(&b"/usr/sbin/agetty"[..])
+    );
+    // Later records carry the identity of the file the exec loaded, flagged.
+    let mut o = Open::ok(100, "/etc/hosts", 3).event();
+    o.flags |= flags::EXE_REPLACED;
+    let later = en.enrich(o).unwrap();
+    let p = &activity(&later).process;
+    assert_eq!(p.exe.as_deref(), Some(&b"/opt/agent/bin/agent"[..]));
+    assert!(p.exe_replaced);
+    assert_eq!(p.exe_reported.as_deref(), Some(&b"/usr/sbin/agetty"[..]));
+    // A refused attempt (the file still mapped: EBUSY) replaces nothing.
+    let mut en = enricher(Duration::ZERO);
+    let failed = en.enrich(set_exe(0, -16)).unwrap();
+    assert_eq!(activity(&failed).outcome, Outcome::Failure(16));
+    assert!(!activity(&failed).process.exe_replaced);
+    assert_eq!(activity(&failed).process.exe_reported, None);
+}
+
 #[test]
 fn an_executable_never_announced_is_unreadable_not_guessed() {
     let e = enricher(Duration::ZERO)

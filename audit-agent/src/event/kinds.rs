@@ -84,6 +84,15 @@ named_enum! {
         /// What an agent runtime said a tool call did (a hook payload, an OTLP span), or a
         /// payload refused as no claim.
         Claim = "agent.claim",
+        /// prctl(PR_SET_MM): a process replaced what `mm->exe_file` (`/proc/PID/exe`) names.
+        SetExe = "process.set_exe",
+        /// A regular file in a process's fd table when the agent first saw it (inherited, or
+        /// opened before it was watched).
+        Held = "file.held",
+        /// A regular file a process received from another one (`SCM_RIGHTS` over a unix socket).
+        Receive = "file.receive",
+        /// sendfile, splice, copy_file_range: the kernel moved bytes from one file to another.
+        Copy = "file.copy",
     }
 }
 
@@ -109,7 +118,17 @@ impl Action {
                 | Self::Tls
                 | Self::Http
                 | Self::Claim
+                | Self::SetExe
+                | Self::Held
+                | Self::Receive
+                | Self::Copy
         )
+    }
+
+    /// Whether the action names a file the process obtained or read without an open on record
+    /// (a held, received or copied file): protected like an open.
+    pub(crate) fn is_file_without_open(self) -> bool {
+        matches!(self, Self::Held | Self::Receive | Self::Copy)
     }
 
     /// Whether the action goes to a network destination (an address, and names for it).

@@ -79,8 +79,14 @@ pub(crate) struct Process {
     pub(crate) ppid: u32,
     /// `comm` bytes.
     pub(crate) comm: Vec<u8>,
-    /// Executable of the process image (its kernel path, from `mm->exe_file`), when known.
+    /// Executable of the process image (its kernel path: the file its exec loaded, as
+    /// `mm->exe_file` named it then), when known.
     pub(crate) exe: Option<Arc<[u8]>>,
+    /// The process replaced what `mm->exe_file` (`/proc/PID/exe`) names since its exec
+    /// (`prctl(PR_SET_MM)`): `exe` stays the file the exec loaded.
+    pub(crate) exe_replaced: bool,
+    /// With `exe_replaced`: the file `mm->exe_file` names now, when the agent knows it.
+    pub(crate) exe_reported: Option<Arc<[u8]>>,
     pub(crate) exec_id: Option<Arc<str>>,
     pub(crate) parent_exec_id: Option<Arc<str>>,
     /// Exec ids of the images this one descends from, nearest first (the parent's first), as
@@ -387,8 +393,8 @@ impl Resource {
     }
 
     /// Every path the resource is known by ([`FileRef::paths`]): the file, a rename's or link's
-    /// new name, and for a script the interpreter as named and as loaded (running a script runs
-    /// its interpreter).
+    /// new name, a copy's destination, and for a script the interpreter as named and as loaded
+    /// (running a script runs its interpreter).
     pub(crate) fn paths(&self) -> impl Iterator<Item = &[u8]> {
         let to = match &self.detail {
             Detail::Change(c) => c.to.as_ref(),
@@ -396,6 +402,7 @@ impl Resource {
         };
         let taken = match &self.detail {
             Detail::Access(a) => a.file.as_ref().map(|k| k.path.as_slice()),
+            Detail::Copy(c) => c.to.as_ref().map(|k| k.path.as_slice()),
             _ => None,
         };
         let interp = self.interpreter().into_iter().flat_map(|i| {
@@ -417,12 +424,14 @@ impl Resource {
             .flat_map(|d| d.hosts.iter().map(|h| &*h.name))
     }
 
-    /// The identities of the files the kernel acted on (the file, a script's interpreter).
+    /// The identities of the files the kernel acted on (the file, a script's interpreter, a
+    /// copy's destination).
     pub(crate) fn file_ids(&self) -> impl Iterator<Item = &FileId> {
         let object = self.file().and_then(|f| f.object.as_ref());
         let loaded = self.interpreter().and_then(|i| i.loaded.as_ref());
         let taken = match &self.detail {
             Detail::Access(a) => a.file.as_ref(),
+            Detail::Copy(c) => c.to.as_ref(),
             _ => None,
         };
         object
@@ -518,6 +527,45 @@ pub(crate) enum Detail {
     Http(Box<HttpExchange>),
     /// What an agent said it did, or a payload refused as no claim (the target is the call).
     Claim(Box<ClaimRecord>),
+    /// An executable replaced (the target is the file `mm->exe_file` names after the call).
+    SetExe(SetExe),
+    /// A file held or received, by its fd (the target is the file).
+    Fd {
+        fd: i32,
+        /// Received on this unix socket (`file.receive`).
+        socket_fd: Option<i32>,
+    },
+    /// Bytes moved between files (the target is the source).
+    Copy(Box<FileCopy>),
+}
+
+/// `process.set_exe`: what the call replaced, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetExe {
+    /// What `mm->exe_file` named before the call.
+    pub(crate) previous: Option<KernelFile>,
+    /// The fd passed (`PR_SET_MM_MAP`: as read from the process's memory).
+    pub(crate) fd: i32,
+    /// Through `PR_SET_MM_MAP` (else `PR_SET_MM_EXE_FILE`).
+    pub(crate) map: bool,
+    /// Replacements since the exec, this one included (0: the call changed nothing).
+    pub(crate) replacements: u32,
+    /// Recorded when the agent first saw the process, after the change: the actor is the
+    /// process as it was then.
+    pub(crate) before_watch: bool,
+}
+
+/// `file.copy`: where the bytes went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileCopy {
+    /// The destination, the kernel's file behind `out_fd`.
+    pub(crate) to: Option<KernelFile>,
+    pub(crate) in_fd: i32,
+    pub(crate) out_fd: i32,
+    /// Bytes asked for.
+    pub(crate) len: u64,
+    /// `splice` / `copy_file_range` flags.
+    pub(crate) flags: u32,
 }
 
 /// How a process ended, from the wait status the kernel set when its last thread exited.

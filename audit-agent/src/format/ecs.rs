@@ -34,6 +34,8 @@ fn categorization(a: Action) -> (&'static str, &'static [&'static str]) {
         Action::Send => ("network", &["connection"]),
         Action::Dns | Action::Tls | Action::Http => ("network", &["protocol"]),
         Action::Claim => ("api", &["info"]),
+        Action::SetExe => ("process", &["change"]),
+        Action::Held | Action::Receive | Action::Copy => ("file", &["access"]),
     }
 }
 
@@ -329,6 +331,11 @@ fn activity_doc(e: &Event, a: &Activity) -> Value {
         if !native[k].is_null() {
             own.insert(k.into(), native[k].clone());
         }
+    }
+    if a.process.exe_replaced {
+        // ECS's `process.executable` is the file the exec loaded; what `/proc/PID/exe` says now
+        // has no ECS field.
+        own.insert("process".into(), native["process"].clone());
     }
     m.insert("audit_agent".into(), Value::Object(own));
     Value::Object(m)

@@ -272,6 +272,42 @@ fn class_of(
         ),
         // Mapped as a Base Event (`claim_event`); this row is never used.
         Action::Claim => (0, "Base Event", 0, "Uncategorized", 99, "Other", "claimed"),
+        Action::SetExe => (
+            1007,
+            "Process Activity",
+            1,
+            "System Activity",
+            99,
+            "Other",
+            "made its executable claim to be",
+        ),
+        Action::Held => (
+            1001,
+            "File System Activity",
+            1,
+            "System Activity",
+            14,
+            "Open",
+            "held open",
+        ),
+        Action::Receive => (
+            1001,
+            "File System Activity",
+            1,
+            "System Activity",
+            14,
+            "Open",
+            "received",
+        ),
+        Action::Copy => (
+            1001,
+            "File System Activity",
+            1,
+            "System Activity",
+            2,
+            "Read",
+            "copied",
+        ),
         change => {
             let (id, name, verb) = file_activity(change);
             (
@@ -312,7 +348,11 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         | Action::Dns
         | Action::Tls
         | Action::Http
-        | Action::Claim => (99, "Other", "changed"),
+        | Action::Claim
+        | Action::SetExe
+        | Action::Held
+        | Action::Receive
+        | Action::Copy => (99, "Other", "changed"),
     }
 }
 
@@ -355,12 +395,28 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
             }
             ev.insert("process".into(), launched);
         }
-        (_, Detail::Open { .. }) => {
+        (_, Detail::Open { .. } | Detail::Fd { .. }) => {
             ev.insert(
                 "file".into(),
                 json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
             );
         }
+        (_, Detail::Copy(c)) => {
+            ev.insert(
+                "file".into(),
+                json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
+            );
+            if let Some(to) = &c.to {
+                let to = Escaped(&to.path).to_string();
+                ev.insert(
+                    "file_result".into(),
+                    json!({ "path": to, "name": basename(&to), "type_id": 0, "type": "Unknown" }),
+                );
+            }
+        }
+        // The process acted on is the actor itself (`process` below); its executable stays the
+        // file its exec loaded, what it claims is the resource.
+        (_, Detail::SetExe(_)) => {}
         (_, Detail::Move { pid }) => {
             ev.insert("process".into(), json!({ "pid": pid }));
         }
@@ -588,6 +644,10 @@ fn unmapped(e: &Event) -> Value {
         if !rec[k].is_null() {
             u.insert(k.into(), rec[k].clone());
         }
+    }
+    if e.activity().is_some_and(|a| a.process.exe_replaced) {
+        // What `/proc/PID/exe` says now: OCSF's process file is the file the exec loaded.
+        u.insert("process".into(), rec["process"].clone());
     }
     u.insert("boot_id".into(), json!(e.host.boot_id));
     Value::Object(u)

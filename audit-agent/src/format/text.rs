@@ -110,6 +110,26 @@ fn activity(line: &mut String, a: &Activity) {
                 let _ = write!(line, " -> {}", Escaped(&f.path));
             }
         }
+        Detail::SetExe(x) => {
+            if let Some(p) = &x.previous {
+                let _ = write!(line, " (was {})", Escaped(&p.path));
+            }
+            if x.before_watch {
+                line.push_str(" before_watch");
+            }
+        }
+        Detail::Fd { fd, socket_fd } => {
+            let _ = write!(line, " fd={fd}");
+            if let Some(s) = socket_fd {
+                let _ = write!(line, " via fd {s}");
+            }
+        }
+        Detail::Copy(c) => match &c.to {
+            Some(to) => {
+                let _ = write!(line, " -> {}", Escaped(&to.path));
+            }
+            None => line.push_str(" -> <unreadable>"),
+        },
     }
     for (what, fields) in [
         ("truncated", &a.resource.truncated),

@@ -146,6 +146,12 @@ fn process_out(p: &Process, out: &mut Object<'_>) {
     o.u64("ppid", p.ppid.into());
     o.bytes("comm", &p.comm);
     o.opt_bytes("exe", p.exe.as_deref());
+    if p.exe_replaced {
+        o.bool("exe_replaced", true);
+        if let Some(now) = p.exe_reported.as_deref() {
+            o.bytes("exe_reported", now);
+        }
+    }
     o.opt_str("exec_id", p.exec_id.as_deref());
     o.opt_str("parent_exec_id", p.parent_exec_id.as_deref());
     o.close();
@@ -366,6 +372,10 @@ struct ProcessIn {
     #[serde(default)]
     exe: Option<String>,
     #[serde(default)]
+    exe_replaced: bool,
+    #[serde(default)]
+    exe_reported: Option<String>,
+    #[serde(default)]
     exec_id: Option<String>,
     #[serde(default)]
     parent_exec_id: Option<String>,
@@ -451,6 +461,8 @@ fn process_in(p: ProcessIn) -> Process {
         ppid: p.ppid,
         comm: bytes(&p.comm),
         exe: p.exe.as_deref().map(|e| Arc::from(bytes(e))),
+        exe_replaced: p.exe_replaced,
+        exe_reported: p.exe_reported.as_deref().map(|e| Arc::from(bytes(e))),
         exec_id: p.exec_id.map(Arc::from),
         ancestors: p
             .parent_exec_id

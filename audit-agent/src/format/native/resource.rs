@@ -18,9 +18,9 @@ use super::{
 use crate::{
     escape::Escaped,
     event::{
-        Access, AccessKind, Action, Change, ChangeFlags, Detail, ExitStatus, Field, FileId,
-        FileRef, Ia32Call, Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource,
-        Target, UringRef,
+        Access, AccessKind, Action, Change, ChangeFlags, Detail, ExitStatus, Field, FileCopy,
+        FileId, FileRef, Ia32Call, Interpreter, KernelFile, PassedAddr, PathSource, Requested,
+        Resource, SetExe, Target, UringRef,
     },
     linux,
 };
@@ -273,6 +273,15 @@ pub(super) struct ResourceOut<'a> {
     tls: Option<TlsOut>,
     http: Option<HttpOut>,
     claim: Option<ClaimOut>,
+    prctl: Option<&'static str>,
+    previous_path: Option<Bytes<'a>>,
+    previous_file: Option<FileOut>,
+    replacements: Option<u32>,
+    before_watch: bool,
+    socket_fd: Option<i32>,
+    to_fd: Option<i32>,
+    to_path: Option<Option<Bytes<'a>>>,
+    to_file: Option<FileOut>,
     truncated: Vec<&'static str>,
     unreadable: Vec<&'static str>,
 }
@@ -414,6 +423,25 @@ impl ResourceOut<'_> {
         }
         if let Some(c) = &self.claim {
             o.serde("claim", c)?;
+        }
+        text(o, "prctl", self.prctl);
+        bytes(o, "previous_path", &self.previous_path);
+        if let Some(f) = &self.previous_file {
+            let mut file = o.object("previous_file");
+            f.write(&mut file);
+            file.close();
+        }
+        int(o, "replacements", self.replacements.map(i64::from));
+        if self.before_watch {
+            o.bool("before_watch", true);
+        }
+        int(o, "socket_fd", self.socket_fd.map(i64::from));
+        int(o, "to_fd", self.to_fd.map(i64::from));
+        nullable_bytes(o, "to_path", &self.to_path);
+        if let Some(f) = &self.to_file {
+            let mut file = o.object("to_file");
+            f.write(&mut file);
+            file.close();
         }
         if !self.truncated.is_empty() {
             o.strings("truncated", &self.truncated);
@@ -578,6 +606,31 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
         Detail::Tls(h) => out.tls = Some(tls_out(h)),
         Detail::Http(r) => out.http = Some(http_out(r)),
         Detail::Claim(c) => out.claim = Some(claim_out(c)),
+        Detail::SetExe(x) => {
+            out.fd = Some(x.fd);
+            out.prctl = Some(if x.map {
+                "PR_SET_MM_MAP"
+            } else {
+                "PR_SET_MM_EXE_FILE"
+            });
+            out.previous_path = x.previous.as_ref().map(|k| Bytes(&k.path));
+            out.previous_file = x.previous.as_ref().map(file_out);
+            out.replacements = Some(x.replacements);
+            out.before_watch = x.before_watch;
+        }
+        Detail::Fd { fd, socket_fd } => {
+            out.fd = Some(*fd);
+            out.socket_fd = *socket_fd;
+        }
+        Detail::Copy(c) => {
+            out.fd = Some(c.in_fd);
+            out.to_fd = Some(c.out_fd);
+            out.to_path = Some(c.to.as_ref().map(|k| Bytes(&k.path)));
+            out.to_file = c.to.as_ref().map(file_out);
+            out.length = Some(c.len);
+            out.flags =
+                (c.flags != 0).then(|| linux::bit_names(u64::from(c.flags), linux::SPLICE_FLAGS));
+        }
         Detail::Connect {
             passed,
             from_kernel,
@@ -797,6 +850,24 @@ pub(crate) struct ResourceIn<'a> {
     http: Option<HttpOut>,
     #[serde(default)]
     claim: Option<ClaimOut>,
+    #[serde(borrow, default)]
+    prctl: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    previous_path: Option<Cow<'a, str>>,
+    #[serde(default)]
+    previous_file: Option<FileIn>,
+    #[serde(default)]
+    replacements: Option<u32>,
+    #[serde(default)]
+    before_watch: bool,
+    #[serde(default)]
+    socket_fd: Option<i32>,
+    #[serde(default)]
+    to_fd: Option<i32>,
+    #[serde(borrow, default)]
+    to_path: Option<Cow<'a, str>>,
+    #[serde(default)]
+    to_file: Option<FileIn>,
     #[serde(default)]
     truncated: Vec<String>,
     #[serde(default)]
@@ -900,6 +971,16 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
         || action == Action::Claim
     {
         return Ok(Target::Call);
+    }
+    if action.is_file_without_open() || action == Action::SetExe {
+        // Files only the kernel names: no path was passed.
+        return Ok(Target::File(FileRef {
+            object: r
+                .path
+                .as_deref()
+                .map(|p| file_in(bytes(p), r.file.as_ref().unwrap_or(&FileIn::default()))),
+            ..FileRef::default()
+        }));
     }
     if !action.is_network() {
         return Ok(Target::File(file_ref_in(
@@ -1025,6 +1106,36 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         Action::Tls => tls_in(r.tls.as_ref().ok_or(ReadError::Field("resource.tls"))?)?,
         Action::Http => http_in(r.http.as_ref().ok_or(ReadError::Field("resource.http"))?)?,
         Action::Claim => claim_in(r.claim.as_ref().ok_or(ReadError::Field("resource.claim"))?)?,
+        Action::SetExe => Detail::SetExe(SetExe {
+            previous: r.previous_path.as_deref().map(|p| {
+                file_in(
+                    bytes(p),
+                    r.previous_file.as_ref().unwrap_or(&FileIn::default()),
+                )
+            }),
+            fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+            map: r.prctl.as_deref() == Some("PR_SET_MM_MAP"),
+            replacements: r.replacements.unwrap_or(0),
+            before_watch: r.before_watch,
+        }),
+        Action::Held | Action::Receive => Detail::Fd {
+            fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+            socket_fd: r.socket_fd,
+        },
+        Action::Copy => Detail::Copy(Box::new(FileCopy {
+            to: r
+                .to_path
+                .as_deref()
+                .map(|p| file_in(bytes(p), r.to_file.as_ref().unwrap_or(&FileIn::default()))),
+            in_fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+            out_fd: r.to_fd.ok_or(ReadError::Field("resource.to_fd"))?,
+            len: r.length.unwrap_or(0),
+            flags: linux::bits_from_names(
+                r.flags.as_deref().unwrap_or_default(),
+                linux::SPLICE_FLAGS,
+            )
+            .ok_or(ReadError::Field("resource.flags"))? as u32,
+        })),
         Action::Connect | Action::Send => Detail::Connect {
             passed: r
                 .requested_address
@@ -1275,6 +1386,15 @@ mod tests {
             tls: None,
             http: None,
             claim: None,
+            prctl: Some("PR_SET_MM_MAP"),
+            previous_path: Some(Bytes(b"/tmp/agent")),
+            previous_file: Some(file()),
+            replacements: Some(1),
+            before_watch: true,
+            socket_fd: Some(8),
+            to_fd: Some(4),
+            to_path: Some(Some(Bytes(b"/tmp/out"))),
+            to_file: Some(file()),
             truncated: vec!["argv"],
             unreadable: vec!["exe"],
         }
@@ -1304,7 +1424,11 @@ mod tests {
                 r#""sq_entries":8,"cq_entries":16,"setup_flags":["IORING_SETUP_SQPOLL"],"#,
                 r#""ptrace_request":"PTRACE_ATTACH","addr":"0x10","pid_source":"kernel","#,
                 r#""pid_namespace":"host","target_exec_id":"b4-9-9","target_agent":"bot","#,
-                r#""delivery":"delivered","truncated":["argv"],"unreadable":["exe"]}"#
+                r#""delivery":"delivered","prctl":"PR_SET_MM_MAP","previous_path":"/tmp/agent","#,
+                r#""previous_file":{"dev":"254:1","ino":7,"mount_id":27,"mount_ns":4026531832,"type":"file","mode":"0644","flags":["deleted"]},"#,
+                r#""replacements":1,"before_watch":true,"socket_fd":8,"to_fd":4,"to_path":"/tmp/out","#,
+                r#""to_file":{"dev":"254:1","ino":7,"mount_id":27,"mount_ns":4026531832,"type":"file","mode":"0644","flags":["deleted"]},"#,
+                r#""truncated":["argv"],"unreadable":["exe"]}"#
             )
         );
         // And what is written reads back as the resource it came from.

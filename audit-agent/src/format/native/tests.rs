@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 use super::*;
 use crate::{
     event::{
-        Change, ChangeFlags, Completion, ExitStatus, Field, FileId, FileRef, Ia32Call, Interpreter,
-        KernelFile, PassedAddr, Requested, Resource, Target, UNATTRIBUTED,
+        Change, ChangeFlags, Completion, ExitStatus, Field, FileCopy, FileId, FileRef, Ia32Call,
+        Interpreter, KernelFile, PassedAddr, Requested, Resource, SetExe, Target, UNATTRIBUTED,
     },
     time::from_nanos,
 };
@@ -33,6 +33,8 @@ fn activity(action: Action, syscall: &'static str, target: Target, detail: Detai
                 ppid: 1,
                 comm: b"py\xffthon".to_vec(),
                 exe: Some(Arc::from(&b"/usr/bin/python3"[..])),
+                exe_replaced: false,
+                exe_reported: None,
                 exec_id: Some(Arc::from("b4-4242-1")),
                 parent_exec_id: None,
                 ancestors: Arc::from([]),
@@ -492,6 +494,117 @@ fn thirty_two_bit_calls_read_back_as_written() {
         round_trip(e);
     }
     assert!(line(&other).contains(r#""syscall":"ia32:getpid""#));
+}
+
+/// A file only the kernel names (behind an fd, an executable): no path was passed.
+fn kernel_only(path: &[u8]) -> Target {
+    Target::File(FileRef {
+        object: Some(kernel_file(path)),
+        ..FileRef::default()
+    })
+}
+
+#[test]
+fn files_obtained_without_an_open_read_back_as_written() {
+    let held = activity(
+        Action::Held,
+        "execve",
+        kernel_only(b"/srv/vault/secret"),
+        Detail::Fd {
+            fd: 7,
+            socket_fd: None,
+        },
+    );
+    let received = activity(
+        Action::Receive,
+        "recvmsg",
+        kernel_only(b"/srv/vault/secret"),
+        Detail::Fd {
+            fd: 4,
+            socket_fd: Some(8),
+        },
+    );
+    let copy = |flags, to: Option<KernelFile>| {
+        activity(
+            Action::Copy,
+            "splice",
+            kernel_only(b"/srv/vault/secret"),
+            Detail::Copy(Box::new(FileCopy {
+                to,
+                in_fd: 7,
+                out_fd: 3,
+                len: 65536,
+                flags,
+            })),
+        )
+    };
+    for e in [
+        &held,
+        &received,
+        &copy(0, Some(kernel_file(b"pipe:[7228327]"))),
+        &copy(0x5, None),
+    ] {
+        round_trip(e);
+    }
+    let l = line(&received);
+    assert!(
+        l.contains(r#""path":"/srv/vault/secret","path_source":"kernel","#),
+        "{l}"
+    );
+    assert!(l.contains(r#""fd":4,"socket_fd":8"#), "{l}");
+    let l = line(&copy(0x5, Some(kernel_file(b"/tmp/out"))));
+    assert!(
+        l.contains(r#""flags":["SPLICE_F_MOVE","SPLICE_F_MORE"],"length":65536,"fd":7"#),
+        "{l}"
+    );
+    assert!(
+        l.contains(r#""to_fd":3,"to_path":"/tmp/out","to_file":{"#),
+        "{l}"
+    );
+}
+
+#[test]
+fn a_replaced_executable_reads_back_as_written() {
+    let set = |before_watch, previous: Option<KernelFile>| {
+        activity(
+            Action::SetExe,
+            "prctl",
+            kernel_only(b"/usr/sbin/agetty"),
+            Detail::SetExe(SetExe {
+                previous,
+                fd: 3,
+                map: before_watch,
+                replacements: 2,
+                before_watch,
+            }),
+        )
+    };
+    let mut changed = set(true, Some(kernel_file(b"/tmp/agent")));
+    if let Some(a) = changed.activity_mut() {
+        a.process.exe_replaced = true;
+        a.process.exe_reported = Some(Arc::from(&b"/usr/sbin/agetty"[..]));
+    }
+    let mut unknown = set(false, None);
+    if let Some(a) = unknown.activity_mut() {
+        a.process.exe_replaced = true;
+    }
+    for e in [&changed, &unknown, &set(false, None)] {
+        round_trip(e);
+    }
+    let l = line(&changed);
+    assert!(
+        l.contains(
+            r#""exe":"/usr/bin/python3","exe_replaced":true,"exe_reported":"/usr/sbin/agetty","#
+        ),
+        "{l}"
+    );
+    assert!(
+        l.contains(r#""fd":3,"prctl":"PR_SET_MM_MAP","previous_path":"/tmp/agent","#),
+        "{l}"
+    );
+    assert!(l.contains(r#""replacements":2,"before_watch":true"#), "{l}");
+    // Only a replaced executable is said to be one.
+    assert!(!line(&set(false, None)).contains("exe_replaced"));
 }
 
 /// The actor members copied from the last record are exactly what writing them anew gives, and

@@ -1,0 +1,532 @@
+//! Files a watched process has without an open on record, and bytes it moves between files
+//! without reading them:
+//!
+//! - **held**: the regular files in its fd table when the agent first sees it (inherited at fork
+//!   or exec from an unwatched parent, opened before it was watched), walked after its first
+//!   record (`FIRST_SIGHT`, `pending.rs`) by a program of its own, tail-called (`HELD_TP`,
+//!   `HELD_RAW`);
+//! - **received**: a regular file that appears in its fd table during `recvmsg`/`recvmmsg` on a
+//!   unix socket (`SCM_RIGHTS`): the open-fd bitmap before and after the call, compared;
+//! - **copied**: `sendfile`, `splice`, `copy_file_range`: the kernel's files behind both fds.
+//!
+//! A record per file ([`FdBody`], [`CopyBody`]), each with the kernel's path walk and identity,
+//! so protection and the ring buffer's reserve apply as for an open. The fd tables are walked
+//! with `bpf_loop` (5.17): its callback is verified once, whatever the number of fds, where an
+//! unrolled loop with a path walk in it would be too big for the verifier.
+
+use audit_common::event::{
+    CopyBody, EventKind, FD_DIFF_WORDS, FD_HELD, FD_RECEIVED, FdBody, FileFacts, PendingEvent,
+    Syscall, WALK_MAX, file_flags, flags,
+};
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{bpf_get_current_pid_tgid, generated},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+
+use crate::{
+    connect::{AF_UNIX, socket_of},
+    filter::is_watched,
+    maps::{EXE_SEEN, HELD_RAW, HELD_TP, PENDING},
+    offsets::{enter_arg, kread, off},
+    pending::{
+        Section, begin, common, copy_of, count, current_tid, emit, emit_with_exe, exe_facts,
+        fill_header, first_sight, fixed, idle_slot, in_flight, set_result, walk_section, zero,
+    },
+    vfs,
+};
+
+const S_IFMT: u16 = 0o170000;
+const S_IFREG: u16 = 0o100000;
+
+/// Most fds a walk of a whole table looks at (the kernel's default `nr_open`).
+const HELD_MAX: u32 = 1 << 20;
+
+/// Slots of `HELD_TP`: the walk of a whole table, and of the fds a receive brought.
+const HELD: u32 = 0;
+const RECEIVED: u32 = 1;
+
+// ---------------------------------------------------------------------------------------------
+// One record per file
+
+/// Who the records of one walk are about, and what they say beside the file.
+#[repr(C)]
+struct Subject {
+    pid_tgid: u64,
+    /// The acting image's executable, as the record that started the walk had it.
+    exe: FileFacts,
+    exe_flags: u32,
+    how: u32,
+    syscall: u16,
+    _pad: u16,
+    socket_fd: i32,
+    /// The fd the record that started the walk obtained (an open's), and its file: on record
+    /// already, not again as held.
+    skip_fd: i64,
+    skip: FileFacts,
+}
+
+/// Records fd `fd` when it is a regular file, built in the thread's idle slot. Returns 1 (stop)
+/// when the slot is not available.
+#[inline(always)]
+fn fd_record(fd: i32, s: &Subject) -> i64 {
+    let Ok(file) = vfs::fd_file(i64::from(fd)) else {
+        return 0;
+    };
+    let mut facts = FileFacts::default();
+    let Ok(path) = vfs::file_facts(file, &mut facts) else {
+        return 0;
+    };
+    if facts.mode & S_IFMT != S_IFREG
+        || (i64::from(fd) == s.skip_fd && facts.ino == s.skip.ino && facts.dev == s.skip.dev)
+    {
+        return 0;
+    }
+    let Some(ev) = idle_slot(s.pid_tgid as u32, EventKind::Fd) else {
+        return 1;
+    };
+    fill_header(&mut ev.header, EventKind::Fd, s.syscall, s.pid_tgid);
+    zero(common(ev));
+    let b = fixed::<FdBody>(ev);
+    b.fd = fd;
+    b.how = s.how;
+    b.socket_fd = s.socket_fd;
+    b._pad = 0;
+    zero(&mut b.open_before);
+    common(ev).file = facts;
+    kpath_looped(ev, path);
+    common(ev).exe = copy_of(&s.exe);
+    ev.header.flags |= s.exe_flags;
+    emit(ev);
+    0
+}
+
+/// The kernel path of `common.file` into `kpath`, walked with [`vfs::walk_looped`] (this runs in
+/// a `bpf_loop` callback: see there).
+#[inline(always)]
+fn kpath_looped(ev: &mut PendingEvent, (vfsmnt, dentry): (*const u8, *const u8)) {
+    let Some((sec, dst)) = Section::start(ev, WALK_MAX) else {
+        return;
+    };
+    let mut facts = copy_of(&common(ev).file);
+    match vfs::walk_looped(dentry, vfsmnt, dst, &mut facts) {
+        Ok(len) => {
+            if facts.flags & file_flags::CUT != 0 {
+                count(|c| c.walk_cut += 1);
+            }
+            common(ev).file = facts;
+            sec.commit(ev, |c| &mut c.sections.kpath, len);
+        }
+        Err(_) => {
+            ev.header.flags |= flags::KPATH_FAULT;
+            count(|c| c.walk_fault += 1);
+        }
+    }
+}
+
+/// The subject of the records that follow `ev` (just emitted), by the current task.
+#[inline(always)]
+fn subject_after(ev: &PendingEvent, how: u32, socket_fd: i32) -> Subject {
+    let c = unsafe { &*ev.body.as_ptr().cast::<audit_common::event::ActionCommon>() };
+    Subject {
+        pid_tgid: bpf_get_current_pid_tgid(),
+        exe: copy_of(&c.exe),
+        exe_flags: ev.header.flags & (flags::EXE_REPLACED | flags::EXE_FAULT),
+        how,
+        syscall: ev.header.syscall,
+        _pad: 0,
+        socket_fd,
+        skip_fd: -1,
+        skip: FileFacts::default(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Held: the whole table, when a process is first seen
+
+/// A walk of the open-fd bitmap (`fdtable.open_fds`).
+#[repr(C)]
+struct HeldScan {
+    subject: Subject,
+    /// `unsigned long *open_fds`.
+    bitmap: u64,
+    /// The bitmap word of the current 64 fds.
+    word: u64,
+}
+
+#[inline(never)]
+extern "C" fn held_one(i: u64, ctx: *mut c_void) -> i64 {
+    let s = unsafe { &mut *ctx.cast::<HeldScan>() };
+    let bit = i & 63;
+    if bit == 0 {
+        let at = (s.bitmap as *const u8).wrapping_add(((i >> 6) * 8) as usize);
+        s.word = kread::<u64>(at, 0).unwrap_or(0);
+    }
+    if (s.word >> bit) & 1 == 0 {
+        return 0;
+    }
+    fd_record(i as i32, &s.subject)
+}
+
+/// A record per regular file in the current task's fd table, by the process's executable as
+/// last announced (`EXE_SEEN`) and the system call of the thread's last record; first, an
+/// executable replaced before the agent saw the process (`prctl.rs`).
+#[inline(always)]
+fn held_files() {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    crate::prctl::report_before_watch((pid_tgid >> 32) as u32);
+    let Ok(files) = vfs::btf_ptr(vfs::task_btf(), off!(task_files)) else {
+        return;
+    };
+    let Ok(fdt) = vfs::btf_ptr(files, off!(files_fdt)) else {
+        return;
+    };
+    let max = vfs::btf_read::<u32>(fdt, off!(fdt_max_fds)).min(HELD_MAX);
+    let mut scan = HeldScan {
+        subject: Subject {
+            pid_tgid,
+            exe: FileFacts::default(),
+            exe_flags: flags::EXE_FAULT,
+            how: FD_HELD,
+            syscall: 0,
+            _pad: 0,
+            socket_fd: -1,
+            skip_fd: -1,
+            skip: FileFacts::default(),
+        },
+        bitmap: vfs::btf_read::<u64>(fdt, off!(fdt_open_fds)),
+        word: 0,
+    };
+    // The record that led here, first.
+    if let Some(ev) = PENDING.get_ptr_mut(&(pid_tgid as u32)) {
+        let ev = unsafe { &mut *ev };
+        scan.subject.syscall = ev.header.syscall;
+        let kind = ev.header.kind;
+        if (kind == EventKind::Open as u16
+            || kind == EventKind::Access as u16
+            || kind == EventKind::Compat as u16)
+            && ev.header.retval >= 0
+        {
+            scan.subject.skip_fd = ev.header.retval;
+            scan.subject.skip = copy_of(&common(ev).file);
+        }
+        if kind != 0 {
+            emit(ev);
+        }
+    }
+    if scan.bitmap == 0 {
+        return;
+    }
+    if let Some(seen) = unsafe { EXE_SEEN.get(&((pid_tgid >> 32) as u32)) } {
+        scan.subject.exe = copy_of(&seen.facts);
+        scan.subject.exe_flags = if seen.replaced != 0 {
+            flags::EXE_REPLACED
+        } else {
+            0
+        };
+    }
+    unsafe { generated::bpf_loop(max, held_one as *mut c_void, (&raw mut scan).cast(), 0) };
+}
+
+/// The walk, tail-called from tracepoint programs (never attached).
+#[tracepoint]
+pub fn held_files_tp(_ctx: TracePointContext) -> u32 {
+    held_files();
+    0
+}
+
+/// The walk, tail-called from raw tracepoint programs (never attached).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn held_files_raw(_ctx: RawTracePointContext) -> i32 {
+    held_files();
+    0
+}
+
+/// For the first record of a process, in flight in `ev` (or none, `kind` 0), from a tracepoint
+/// program: tail-calls the walk, which emits the record, then the files (it does not return).
+/// Without the walk (a kernel before 5.17) the record is emitted here.
+#[inline(always)]
+pub fn held_tp(ctx: &TracePointContext, ev: &mut PendingEvent) {
+    let _ = unsafe { HELD_TP.tail_call(ctx, HELD) };
+    if ev.header.kind != 0 {
+        emit(ev);
+    }
+}
+
+/// [`held_tp`] from a raw tracepoint program.
+#[inline(always)]
+pub fn held_raw(ctx: &RawTracePointContext, ev: &mut PendingEvent) {
+    let _ = unsafe { HELD_RAW.tail_call(ctx, HELD) };
+    if ev.header.kind != 0 {
+        emit(ev);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Received: new fds after recvmsg / recvmmsg on a unix socket
+
+#[tracepoint]
+pub fn sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_recv(&ctx, Syscall::Recvmsg);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_recvmmsg(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_recv(&ctx, Syscall::Recvmmsg);
+    0
+}
+
+/// The exit of both receives.
+#[tracepoint]
+pub fn sys_exit_recvs(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_recv(&ctx);
+    0
+}
+
+/// The first [`FD_DIFF_WORDS`] words of the current task's open-fd bitmap (zeros when
+/// unreadable).
+#[inline(always)]
+fn open_fds(out: &mut [u64; FD_DIFF_WORDS]) {
+    let bitmap = vfs::btf_ptr(vfs::task_btf(), off!(task_files))
+        .and_then(|files| vfs::btf_ptr(files, off!(files_fdt)))
+        .map_or(0, |fdt| vfs::btf_read::<u64>(fdt, off!(fdt_open_fds)));
+    // Past `max_fds` the words are other memory; fds there are refused by `fd_file`.
+    let r = unsafe {
+        generated::bpf_probe_read_kernel(
+            out.as_mut_ptr().cast(),
+            (FD_DIFF_WORDS * 8) as u32,
+            bitmap as *const c_void,
+        )
+    };
+    if r != 0 {
+        zero(out);
+    }
+}
+
+#[inline(always)]
+fn try_enter_recv(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_watched(pid_tgid) {
+        return Ok(());
+    }
+    // Only a unix socket carries files (`SCM_RIGHTS`).
+    let fd = enter_arg::<0>(ctx) as i32;
+    let (sk, _) = socket_of(i64::from(fd))?;
+    if kread::<u16>(sk, off!(sock_family))? != AF_UNIX {
+        return Ok(());
+    }
+    let ev = unsafe { &mut *begin(pid_tgid, EventKind::Fd, syscall)? };
+    let b = fixed::<FdBody>(ev);
+    b.fd = -1;
+    b.how = FD_RECEIVED;
+    b.socket_fd = fd;
+    b._pad = 0;
+    open_fds(&mut b.open_before);
+    Ok(())
+}
+
+/// Whether an fd appeared in the table since the receive's entry (most receives bring none).
+#[inline(always)]
+fn any_new_fd(ev: &PendingEvent) -> bool {
+    let mut now = [0u64; FD_DIFF_WORDS];
+    open_fds(&mut now);
+    let before = &fixed_ref::<FdBody>(ev).open_before;
+    let mut any = 0u64;
+    let mut i = 0;
+    while i < FD_DIFF_WORDS {
+        any |= now[i] & !before[i];
+        i += 1;
+    }
+    any != 0
+}
+
+/// The fds that appeared during a receive.
+#[repr(C)]
+struct RecvScan {
+    subject: Subject,
+    new: [u64; FD_DIFF_WORDS],
+}
+
+#[inline(never)]
+extern "C" fn received_one(i: u64, ctx: *mut c_void) -> i64 {
+    let s = unsafe { &*ctx.cast::<RecvScan>() };
+    let w = (i >> 6) as usize;
+    let Some(word) = s.new.get(w) else {
+        return 1;
+    };
+    if (word >> (i & 63)) & 1 == 0 {
+        return 0;
+    }
+    fd_record(i as i32, &s.subject)
+}
+
+#[inline(always)]
+fn try_exit_recv(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some(ev) = in_flight(current_tid(), EventKind::Fd) else {
+        return Ok(());
+    };
+    set_result(ctx, ev);
+    // The receive itself is no record: the files it brought are, written by a program of their
+    // own (the walk is too big to verify beside the rest).
+    exe_facts(ev);
+    ev.header.kind = 0;
+    if ev.header.retval >= 0 && any_new_fd(ev) {
+        let _ = unsafe { HELD_TP.tail_call(ctx, RECEIVED) };
+    }
+    if first_sight(ev) {
+        held_tp(ctx, ev);
+    }
+    Ok(())
+}
+
+/// After a receive (its slot idle, as `try_exit_recv` left it): a record per regular file that
+/// appeared in the fd table, then, for the process's first record, the files it holds.
+#[tracepoint]
+pub fn received_files_tp(ctx: TracePointContext) -> u32 {
+    let _ = received_files(&ctx);
+    0
+}
+
+#[inline(always)]
+fn received_files(ctx: &TracePointContext) -> Result<(), i64> {
+    let ev = unsafe { PENDING.get(&current_tid()) }.ok_or(-1i64)?;
+    let mut scan = RecvScan {
+        subject: subject_after(ev, FD_RECEIVED, fixed_ref::<FdBody>(ev).socket_fd),
+        new: [0; FD_DIFF_WORDS],
+    };
+    let first = first_sight(ev);
+    open_fds(&mut scan.new);
+    let before = &fixed_ref::<FdBody>(ev).open_before;
+    let mut any = 0u64;
+    let mut i = 0;
+    while i < FD_DIFF_WORDS {
+        scan.new[i] &= !before[i];
+        any |= scan.new[i];
+        i += 1;
+    }
+    if any != 0 {
+        unsafe {
+            generated::bpf_loop(
+                (FD_DIFF_WORDS * 64) as u32,
+                received_one as *mut c_void,
+                (&raw mut scan).cast(),
+                0,
+            )
+        };
+    }
+    if first {
+        let _ = unsafe { HELD_TP.tail_call(ctx, HELD) };
+    }
+    Ok(())
+}
+
+/// The fixed part of an emitted record still in its slot.
+#[inline(always)]
+fn fixed_ref<T>(ev: &PendingEvent) -> &T {
+    unsafe { &*ev.body.as_ptr().cast::<T>() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copied: sendfile, splice, copy_file_range
+
+#[tracepoint]
+pub fn sys_enter_sendfile64(ctx: TracePointContext) -> u32 {
+    // sendfile(out_fd, in_fd, offset, count)
+    let _ = try_enter_copy(&ctx, Syscall::Sendfile, 1, 0, 3, None);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_splice(ctx: TracePointContext) -> u32 {
+    // splice(fd_in, off_in, fd_out, off_out, len, flags)
+    let _ = try_enter_copy(&ctx, Syscall::Splice, 0, 2, 4, Some(5));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_copy_file_range(ctx: TracePointContext) -> u32 {
+    // copy_file_range(fd_in, off_in, fd_out, off_out, len, flags)
+    let _ = try_enter_copy(&ctx, Syscall::CopyFileRange, 0, 2, 4, Some(5));
+    0
+}
+
+/// The exit of every copy.
+#[tracepoint]
+pub fn sys_exit_copies(ctx: TracePointContext) -> u32 {
+    let _ = try_exit_copy(&ctx);
+    0
+}
+
+/// The argument at position `i` (0..6) of a `sys_enter_*` record.
+#[inline(always)]
+fn arg(ctx: &TracePointContext, i: usize) -> u64 {
+    match i {
+        0 => enter_arg::<0>(ctx),
+        1 => enter_arg::<1>(ctx),
+        2 => enter_arg::<2>(ctx),
+        3 => enter_arg::<3>(ctx),
+        4 => enter_arg::<4>(ctx),
+        _ => enter_arg::<5>(ctx),
+    }
+}
+
+#[inline(always)]
+fn try_enter_copy(
+    ctx: &TracePointContext,
+    syscall: Syscall,
+    in_at: usize,
+    out_at: usize,
+    len_at: usize,
+    flags_at: Option<usize>,
+) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_watched(pid_tgid) {
+        return Ok(());
+    }
+    let ev = unsafe { &mut *begin(pid_tgid, EventKind::Copy, syscall)? };
+    let b = fixed::<CopyBody>(ev);
+    b.in_fd = arg(ctx, in_at) as i32;
+    b.out_fd = arg(ctx, out_at) as i32;
+    b.len = arg(ctx, len_at);
+    b.flags = flags_at.map_or(0, |i| arg(ctx, i) as u32);
+    b._pad = 0;
+    zero(&mut b.to);
+    let (in_fd, out_fd) = (b.in_fd, b.out_fd);
+    // The files the kernel will use: what the fds hold now.
+    let mut facts = FileFacts::default();
+    match vfs::fd_file(i64::from(in_fd)).and_then(|f| vfs::file_facts(f, &mut facts)) {
+        Ok(path) => {
+            common(ev).file = facts;
+            walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
+        }
+        Err(_) => ev.header.flags |= flags::KPATH_FAULT,
+    }
+    let mut to = FileFacts::default();
+    match vfs::fd_file(i64::from(out_fd)).and_then(|f| vfs::file_facts(f, &mut to)) {
+        Ok(path) => {
+            fixed::<CopyBody>(ev).to = to;
+            walk_section(
+                ev,
+                path,
+                |c| unsafe { &mut (*(c as *mut _ as *mut CopyBody)).to },
+                |c| &mut c.sections.extra,
+            );
+        }
+        Err(_) => ev.header.flags |= flags::PATH2_FAULT,
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn try_exit_copy(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some(ev) = in_flight(current_tid(), EventKind::Copy) else {
+        return Ok(());
+    };
+    set_result(ctx, ev);
+    if emit_with_exe(ev) {
+        held_tp(ctx, ev);
+    }
+    Ok(())
+}
