@@ -437,6 +437,17 @@ pub fn emit(ev: &mut PendingEvent) {
         ev.header.kind = 0;
         return;
     }
+    if !output(ev, len, kind, used) {
+        count_drop(tgid, false);
+    }
+    ev.header.kind = 0;
+}
+
+/// Writes the first `len` bytes of `ev` (header and body) to the ring buffer, `used` bytes of
+/// it taken, and counts the record under `kind` as emitted or lost. Returns whether it was
+/// written.
+#[inline(always)]
+pub fn output(ev: &mut PendingEvent, len: usize, kind: usize, used: u64) -> bool {
     let ret = unsafe {
         generated::bpf_ringbuf_output(
             (&raw const EVENTS).cast_mut().cast::<c_void>(),
@@ -449,9 +460,8 @@ pub fn emit(ev: &mut PendingEvent) {
         count(|c| c.emitted[kind] += 1);
     } else {
         count(|c| c.ringbuf_full[kind] += 1);
-        count_drop(tgid, false);
     }
-    ev.header.kind = 0;
+    ret == 0
 }
 
 /// Whether an ordinary record of `len` bytes may go into the ring buffer: only while more than

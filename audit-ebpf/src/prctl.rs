@@ -19,7 +19,6 @@ use audit_common::event::{
     WALK_MAX, flags,
 };
 use aya_ebpf::{
-    cty::c_void,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated},
     macros::tracepoint,
     programs::TracePointContext,
@@ -27,11 +26,11 @@ use aya_ebpf::{
 
 use crate::{
     filter::is_watched,
-    maps::{EVENTS, EXE_REPLACED, EXE_REPLACED_COUNT, EXE_SEEN, SeenExe},
+    maps::{EXE_REPLACED, EXE_REPLACED_COUNT, EXE_SEEN, SeenExe},
     offsets::enter_arg,
     pending::{
-        Section, atomic_add, begin, begin_idle, common, copy_of, count, current_tid, emit,
-        emit_with_exe, fixed, in_flight, ring_used, set_result, submit_flags, walk_section,
+        Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, emit, emit_with_exe,
+        fixed, in_flight, output, ring_used, set_result, walk_section,
     },
     vfs,
 };
@@ -280,29 +279,10 @@ pub fn report_before_watch(tgid: u32) {
     }
     b.reported = 1;
     r.header.flags |= flags::BEFORE_WATCH;
-    output(r);
-}
-
-/// Writes a stored replacement record to the ring buffer as it is.
-#[inline(always)]
-fn output(r: &mut PendingEvent) {
-    let kind = EventKind::SetExe as usize;
+    // Written as it is: the entry stays a record (a fork child's copy may be reported later).
     let len = (audit_common::event::HEADER_LEN + usize::from(r.header.body_len))
         .min(core::mem::size_of::<PendingEvent>());
-    let used = ring_used();
-    let ret = unsafe {
-        generated::bpf_ringbuf_output(
-            (&raw const EVENTS).cast_mut().cast::<c_void>(),
-            (r as *mut PendingEvent).cast::<c_void>(),
-            len as u64,
-            submit_flags(used + len as u64),
-        )
-    };
-    if ret == 0 {
-        count(|c| c.emitted[kind] += 1);
-    } else {
-        count(|c| c.ringbuf_full[kind] += 1);
-    }
+    output(r, len, EventKind::SetExe as usize, ring_used());
 }
 
 /// At exec (the new image's executable is the file loaded) and exit: forget the replacement.
