@@ -17,7 +17,7 @@ pub mod validators;
 use std::{
     ffi::OsStr,
     io::{BufRead as _, BufReader, Read as _},
-    os::unix::{fs::MetadataExt as _, process::CommandExt as _},
+    os::unix::{fs::MetadataExt as _, io::RawFd, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -146,8 +146,30 @@ impl TestCgroup {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let out = self
-            .command(workload_bin())
+        self.workload_with_fds(&[], args)
+    }
+
+    /// [`TestCgroup::workload`], the workload starting with descriptors of ours: each `(fd, at)`
+    /// duplicated to fd number `at` (inherited across its exec, as a parent passes files).
+    pub fn workload_with_fds<I, S>(&self, fds: &[(RawFd, RawFd)], args: I) -> Vec<Value>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command(workload_bin());
+        let fds = fds.to_vec();
+        // SAFETY: the closure only calls dup2, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &(fd, at) in &fds {
+                    if libc::dup2(fd, at) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let out = cmd
             .args(args)
             .stderr(Stdio::inherit())
             .output()
@@ -440,6 +462,44 @@ pub fn deny_policy(files: &[String], exec: &[String], extra: &str) -> String {
         );
     }
     text
+}
+
+/// A connected pair of unix stream sockets.
+pub fn unix_pair() -> (
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixStream,
+) {
+    std::os::unix::net::UnixStream::pair().expect("socketpair")
+}
+
+/// Sends `fd` over `sock` with `SCM_RIGHTS` (and one byte of data): the receiver gets its own
+/// descriptor of the same file.
+pub fn send_fd(sock: &std::os::unix::net::UnixStream, fd: RawFd) {
+    use std::os::unix::io::AsRawFd as _;
+    let mut byte = b'x';
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr pointing at live buffers, one SCM_RIGHTS header with one fd.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+        assert_eq!(
+            libc::sendmsg(sock.as_raw_fd(), &msg, 0),
+            1,
+            "sendmsg SCM_RIGHTS"
+        );
+    }
 }
 
 /// The pid a workload reported for its first action.

@@ -37,8 +37,14 @@ impl Agents {
 
     /// `watch` on the configuration alone (it watches both agents' cgroups).
     fn watch(&self) -> Agent {
+        self.watch_with("")
+    }
+
+    /// `watch` on the configuration with `policy` (protected sets and rules) before it.
+    fn watch_with(&self, policy: &str) -> Agent {
         let file = self.dir.path("config.toml");
-        std::fs::write(&file, self.config()).unwrap();
+        // Top-level keys first: the agents' tables end the top level.
+        std::fs::write(&file, format!("{policy}\n{}", self.config())).unwrap();
         Agent::start([
             "watch",
             "--format",
@@ -322,24 +328,7 @@ fn reaching_into_another_agents_process_is_recorded_with_the_target_and_its_agen
     let secret = g.dir.path("secret");
     std::fs::write(&secret, "s3cr3t").unwrap();
     let secret_s = secret.to_str().unwrap().to_string();
-    let file = g.dir.path("config.toml");
-    std::fs::write(
-        &file,
-        // Top-level keys first: the agents' tables end the top level.
-        format!(
-            "{}\n{}",
-            deny_policy(std::slice::from_ref(&secret_s), &[], ""),
-            g.config()
-        ),
-    )
-    .unwrap();
-    let agent = Agent::start([
-        "watch",
-        "--format",
-        "json",
-        "--config",
-        file.to_str().unwrap(),
-    ]);
+    let agent = g.watch_with(&deny_policy(std::slice::from_ref(&secret_s), &[], ""));
     let (mut child, pid, fd) = victim(&g, &secret_s);
     let report = g.a.workload([
         "ptrace-peek",
@@ -393,4 +382,152 @@ fn reaching_into_another_agents_process_is_recorded_with_the_target_and_its_agen
     assert_eq!(getfd["resource"]["file"]["ino"], report[4]["ino"]);
     assert_eq!(getfd["protected"], json!(["secrets"]));
     assert_eq!(getfd["policy"]["decision"], "deny");
+}
+
+/// The workload's executable, as the kernel names it.
+fn workload_exe() -> String {
+    real_path(workload_bin().to_str().unwrap())
+}
+
+/// No record by `pid` after its exec names another executable than `exe` (whatever
+/// `/proc/PID/exe` says).
+fn assert_every_record_names(records: &[Value], pid: &Value, exe: &str) {
+    for r in records
+        .iter()
+        .filter(|r| r["process"]["pid"] == *pid && r["action"] != "process.exec")
+    {
+        assert_eq!(r["process"]["exe"], exe, "{r:#}");
+    }
+}
+
+#[test]
+fn a_process_that_replaces_its_executable_keeps_the_one_it_ran_and_the_change_is_recorded() {
+    let g = Agents::new("escape-exe");
+    let f = g.dir.path("f");
+    std::fs::write(&f, "x").unwrap();
+    let f = f.to_str().unwrap().to_string();
+    let claimed = real_path("/usr/sbin/agetty");
+    // agetty is a protected program: claiming to be it is judged like running it.
+    let agent = g.watch_with(&deny_policy(&[], std::slice::from_ref(&claimed), ""));
+    let report = g.a.workload([
+        "set-exe-file",
+        &claimed,
+        "set-exe-map",
+        &claimed,
+        "open",
+        &f,
+    ]);
+    let records = agent.stop();
+    let exe = workload_exe();
+    let (by_file, by_map) = (&report[0], &report[1]);
+    // Ground truth: the kernel reports the claimed file as the executable now.
+    assert_eq!(by_map["ret"], 0, "{by_map}");
+    assert_eq!(by_map["truth"], claimed.as_str());
+    assert_eq!(by_map["was"], exe.as_str());
+    let pid = &by_map["pid"];
+
+    // Each attempt is on record: what the executable was, what it was to be, the result.
+    let sets: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "process.set_exe" && r["process"]["pid"] == *pid)
+        .collect();
+    assert_eq!(sets.len(), 2, "{sets:#?}");
+    for (r, rep, prctl) in [
+        (sets[0], by_file, "PR_SET_MM_EXE_FILE"),
+        (sets[1], by_map, "PR_SET_MM_MAP"),
+    ] {
+        assert_eq!(r["syscall"], "prctl", "{r:#}");
+        assert_eq!(r["resource"]["prctl"], prctl, "{r:#}");
+        assert_eq!(r["resource"]["fd"], rep["fd"], "{r:#}");
+        assert_eq!(r["resource"]["path"], claimed.as_str(), "{r:#}");
+        assert_eq!(r["resource"]["file"]["ino"], rep["new_ino"], "{r:#}");
+        assert_eq!(r["result"]["retval"], rep["ret"], "{r:#}");
+        assert_eq!(r["protected"], json!(["secrets"]), "{r:#}");
+        assert_eq!(r["policy"]["decision"], "deny", "{r:#}");
+        assert_eq!(r["agent"]["id"], "agent-a");
+        assert!(r["resource"].get("before_watch").is_none(), "{r:#}");
+    }
+    // (PR_SET_MM_EXE_FILE needs CAP_SYS_RESOURCE, which root may lack; PR_SET_MM_MAP needs
+    // CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE. Either way the record says what happened.)
+    let map = sets[1];
+    assert_eq!(map["resource"]["previous_path"], by_map["was"], "{map:#}");
+    assert_eq!(
+        map["resource"]["previous_file"]["ino"], by_map["was_ino"],
+        "{map:#}"
+    );
+    assert_eq!(
+        map["resource"]["previous_file"]["dev"], by_map["was_dev"],
+        "{map:#}"
+    );
+    assert_eq!(map["process"]["exe_replaced"], true, "{map:#}");
+    assert_eq!(map["process"]["exe_reported"], claimed.as_str(), "{map:#}");
+
+    // Afterwards the process is still the program it ran, and says it claims another.
+    let open = one(&records, pid.as_i64().unwrap(), "file.open", &f);
+    assert_eq!(open["process"]["exe_replaced"], true, "{open:#}");
+    assert_eq!(
+        open["process"]["exe_reported"],
+        claimed.as_str(),
+        "{open:#}"
+    );
+    assert_every_record_names(&records, pid, &exe);
+}
+
+#[test]
+fn a_process_that_replaced_its_executable_before_it_was_watched_is_named_by_the_one_it_ran() {
+    let g = Agents::new("escape-exe-before");
+    let f = g.dir.path("f");
+    std::fs::write(&f, "x").unwrap();
+    let f = f.to_str().unwrap().to_string();
+    let claimed = real_path("/usr/sbin/agetty");
+    let agent = g.watch();
+    // Unwatched, it claims to be agetty; then it moves into agent a's cgroup and acts.
+    let report = g.outside.workload([
+        "set-exe-map",
+        &claimed,
+        "move-cgroup",
+        g.a.fs.to_str().unwrap(),
+        "open",
+        &f,
+    ]);
+    let records = agent.stop();
+    let exe = workload_exe();
+    let laundered = &report[0];
+    assert_eq!(laundered["ret"], 0, "{laundered}");
+    assert_eq!(laundered["truth"], claimed.as_str());
+    let pid = &laundered["pid"];
+
+    // The change is recorded when the agent first sees the process, from what the kernel held
+    // when it was made.
+    let sets: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "process.set_exe" && r["process"]["pid"] == *pid)
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:#?}");
+    let set = sets[0];
+    assert_eq!(set["resource"]["before_watch"], true, "{set:#}");
+    assert_eq!(set["resource"]["path"], claimed.as_str(), "{set:#}");
+    assert_eq!(
+        set["resource"]["file"]["ino"], laundered["new_ino"],
+        "{set:#}"
+    );
+    assert_eq!(set["resource"]["previous_path"], exe.as_str(), "{set:#}");
+    assert_eq!(
+        set["resource"]["previous_file"]["ino"], laundered["was_ino"],
+        "{set:#}"
+    );
+    assert_eq!(set["result"]["outcome"], "success", "{set:#}");
+
+    // Its first watched action: named by the program it ran, and flagged.
+    let open = one(&records, pid.as_i64().unwrap(), "file.open", &f);
+    assert_eq!(open["agent"]["id"], "agent-a");
+    assert_eq!(open["process"]["exe_replaced"], true, "{open:#}");
+    assert_eq!(
+        open["process"]["exe_reported"],
+        claimed.as_str(),
+        "{open:#}"
+    );
+    assert!(set["seq"].as_u64() < open["seq"].as_u64());
+    assert!(set["time"].as_str() < open["time"].as_str());
+    assert_every_record_names(&records, pid, &exe);
 }

@@ -4,6 +4,7 @@
 
 use std::{
     collections::BTreeSet,
+    os::unix::io::AsRawFd as _,
     process::{Command, Stdio},
 };
 
@@ -57,6 +58,11 @@ fn every_action(dir: &Scratch, other: &TestCgroup, agent_pid: u32, target: u32) 
         vec!["vm-read".into(), target.clone()],
         vec!["getfd".into(), target.clone(), "1".into()],
         vec!["kill".into(), agent.clone(), "18".into()],
+        // A file in flight on the socket it starts with as fd 8 (`write_trail`); fd 3 is the
+        // first open's; then it claims to be another program.
+        vec!["recv-fd".into(), "8".into()],
+        vec!["sendfile".into(), "3".into(), d("copied")],
+        vec!["set-exe-map".into(), "/usr/sbin/agetty".into()],
         vec!["move-cgroup".into(), other.fs.display().to_string()],
         vec!["exec".into(), "/bin/true".into()],
     ] {
@@ -175,7 +181,11 @@ account_id = "123456789012"
     let _http = net::http_server(std::net::SocketAddr::new(server.into(), 8080), &dir.0);
     for cg in [&plain, &docker, &pod] {
         let args = every_action(&dir, &elsewhere, agent.pid(), target.id());
-        let report = cg.workload(&args);
+        // Started with a file of ours (held) and a socket with one in flight (received).
+        let held = std::fs::File::open(dir.path("b")).unwrap();
+        let (ours, theirs) = unix_pair();
+        send_fd(&ours, held.as_raw_fd());
+        let report = cg.workload_with_fds(&[(held.as_raw_fd(), 9), (theirs.as_raw_fd(), 8)], &args);
         assert!(!report.is_empty(), "the workload ran in {}", cg.rel);
         every_network_record(cg, resolver, server);
     }
@@ -221,7 +231,8 @@ fn ocsf_of_every_action_and_gap_validates_against_the_official_schema() {
         (1007, 2),  // exit
         (1007, 3),  // process.access
         (1007, 99), // signal, cgroup move, io_uring setup, 32-bit call
-        (1001, 14), // open
+        (1001, 14), // open, held and received files
+        (1001, 2),  // copy
         (1001, 1),  // link, symlink, mkdir
         (1001, 3),  // truncate
         (1001, 4),  // delete, rmdir

@@ -68,6 +68,21 @@
 //!                                                 touched before
 //! workload connect4-nb-wait IP PORT SYNCNT        non-blocking connect, wait for the final
 //!                                                 state; report SO_ERROR (SYNCNT 0: default)
+//! workload set-exe-map PATH | set-exe-file PATH   make /proc/self/exe name PATH: replace the own
+//!                                                 executable's mappings with anonymous copies,
+//!                                                 then prctl(PR_SET_MM, PR_SET_MM_MAP with
+//!                                                 exe_fd | PR_SET_MM_EXE_FILE); reports the exe
+//!                                                 before (`was`, `was_ino`, `was_dev`) and
+//!                                                 after (`truth`), and PATH's identity
+//! workload fd-truth FD                            what FD names (`truth`, `ino`, `dev`)
+//! workload sendfile FD OUT | copy-range FD OUT   FD's bytes into OUT (created) by sendfile,
+//!                                                 copy_file_range; reports FD's truth and OUT's
+//!                                                 (`to`, `to_ino`, `to_dev`)
+//! workload splice FD OUT                          FD -> pipe -> OUT by two splices; reports the
+//!                                                 first (into the pipe `pipe`)
+//! workload mmap-write FD OUT                      mmap FD, write the mapping to OUT
+//! workload recv-fd SOCK                           recvmsg one fd over unix socket SOCK
+//!                                                 (SCM_RIGHTS); reports the new fd and its truth
 //! ```
 //! Every argument is taken as raw bytes, so non-UTF-8 paths work.
 
@@ -204,6 +219,171 @@ unsafe fn exec_fd(fd: i32, argv: &[CString]) -> i64 {
             ptrs.as_ptr(),
             environ,
             libc::AT_EMPTY_PATH,
+        )
+    }
+}
+
+/// [`fd_truth`] of `fd` under other names (`"to"`: `to`, `to_ino`, `to_dev`).
+fn fd_truth_as(fd: i64, name: &str) -> String {
+    fd_truth(fd)
+        .replacen("\"truth\"", &format!("\"{name}\""), 1)
+        .replacen("\"ino\"", &format!("\"{name}_ino\""), 1)
+        .replacen("\"dev\"", &format!("\"{name}_dev\""), 1)
+}
+
+/// Replaces every mapping of the process's own executable with an anonymous copy at the same
+/// address (the kernel refuses to replace `mm->exe_file` while the file is mapped). Each copy is
+/// moved over its original by one `mremap`, so the code running it is never missing.
+unsafe fn hollow_own_exe() {
+    let exe = std::fs::read_link("/proc/self/exe").expect("own exe");
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let regions: Vec<(usize, usize, i32)> = maps
+        .lines()
+        .filter(|l| l.split_whitespace().nth(5).map(std::path::Path::new) == Some(&exe))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (a, b) = f[0].split_once('-').expect("range");
+            let perms = f[1].as_bytes();
+            let prot = [
+                (b'r', libc::PROT_READ),
+                (b'w', libc::PROT_WRITE),
+                (b'x', libc::PROT_EXEC),
+            ]
+            .iter()
+            .zip(perms)
+            .filter(|((c, _), p)| *c == **p)
+            .fold(0, |acc, ((_, bit), _)| acc | bit);
+            let start = usize::from_str_radix(a, 16).expect("start");
+            (
+                start,
+                usize::from_str_radix(b, 16).expect("end") - start,
+                prot,
+            )
+        })
+        .collect();
+    for (start, len, prot) in regions {
+        // SAFETY: a fresh anonymous mapping, filled with the bytes of a mapping of our own, then
+        // moved over it: the same bytes at the same address, no longer backed by the file.
+        unsafe {
+            let copy = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(copy, libc::MAP_FAILED, "mmap");
+            std::ptr::copy_nonoverlapping(start as *const u8, copy.cast::<u8>(), len);
+            assert_eq!(libc::mprotect(copy, len, prot), 0, "mprotect");
+            let moved = libc::mremap(
+                copy,
+                len,
+                len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                start as *mut libc::c_void,
+            );
+            assert_eq!(moved as usize, start, "mremap");
+        }
+    }
+}
+
+/// `struct prctl_mm_map` (uapi).
+#[repr(C)]
+struct PrctlMmMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: u64,
+    auxv_size: u32,
+    exe_fd: u32,
+}
+
+/// prctl(PR_SET_MM, PR_SET_MM_MAP) with the process's own layout (as /proc/self/stat has it)
+/// and `exe_fd`: only the executable changes.
+unsafe fn set_exe_map(exe_fd: i32) -> i64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let rest = stat.rsplit_once(')').expect("comm").1;
+    // Fields after the comm, from `state` (field 3): field n is at index n - 3.
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let field = |n: usize| f[n - 3];
+    let map = PrctlMmMap {
+        start_code: field(26),
+        end_code: field(27),
+        start_data: field(45),
+        end_data: field(46),
+        start_brk: field(47),
+        // SAFETY: sbrk(0) only reads the current break.
+        brk: unsafe { libc::sbrk(0) } as u64,
+        start_stack: field(28),
+        arg_start: field(48),
+        arg_end: field(49),
+        env_start: field(50),
+        env_end: field(51),
+        auxv: 0,
+        auxv_size: 0,
+        exe_fd: exe_fd as u32,
+    };
+    // SAFETY: a complete prctl_mm_map of the documented size.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            libc::PR_SET_MM_MAP,
+            &raw const map,
+            std::mem::size_of::<PrctlMmMap>(),
+            0,
+        )
+        .into()
+    }
+}
+
+/// recvmsg of one fd (SCM_RIGHTS) on `sock`: the fd received, or -1.
+unsafe fn recv_fd(sock: i32) -> i64 {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr pointing at live buffers.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        if libc::recvmsg(sock, &mut msg, 0) < 0 {
+            return -1;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() || (*cmsg).cmsg_type != libc::SCM_RIGHTS {
+            return -1;
+        }
+        i64::from(std::ptr::read_unaligned(
+            libc::CMSG_DATA(cmsg).cast::<i32>(),
+        ))
+    }
+}
+
+/// OUT opened for writing (created, truncated).
+fn out_file(path: &OsString) -> i32 {
+    // SAFETY: a NUL-terminated path.
+    unsafe {
+        libc::open(
+            c(path).as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+            0o600,
         )
     }
 }
@@ -924,6 +1104,91 @@ fn main() {
                         libc::gettid()
                     );
                     i += 3;
+                }
+                "set-exe-map" | "set-exe-file" => {
+                    let own = libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY);
+                    let was = fd_truth_as(own.into(), "was");
+                    libc::close(own);
+                    let new = libc::open(c(arg(1)).as_ptr(), libc::O_RDONLY);
+                    let new_truth = fd_truth_as(new.into(), "new");
+                    hollow_own_exe();
+                    let r = if cmd == "set-exe-map" {
+                        set_exe_map(new)
+                    } else {
+                        libc::prctl(libc::PR_SET_MM, libc::PR_SET_MM_EXE_FILE, new, 0, 0).into()
+                    };
+                    libc::close(new);
+                    let now = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+                    let now = serde_json::to_string(&now.to_string_lossy()).expect("json");
+                    report(
+                        &cmd,
+                        r,
+                        &format!(",\"fd\":{new},\"truth\":{now}{was}{new_truth}"),
+                    );
+                    i += 1;
+                }
+                "fd-truth" => {
+                    let fd: i64 = text(1).parse().expect("fd");
+                    report("fd-truth", fd, &fd_truth(fd));
+                    i += 1;
+                }
+                "sendfile" | "copy-range" | "splice" | "mmap-write" => {
+                    let fd: i32 = text(1).parse().expect("fd");
+                    let out = out_file(arg(2));
+                    let mut st: libc::stat = std::mem::zeroed();
+                    libc::fstat(fd, &mut st);
+                    let len = st.st_size as usize;
+                    let mut off: libc::off64_t = 0;
+                    let mut extra = String::new();
+                    let r: i64 = match cmd.as_str() {
+                        "sendfile" => libc::sendfile64(out, fd, &mut off, len) as i64,
+                        "copy-range" => {
+                            libc::copy_file_range(fd, &mut off, out, std::ptr::null_mut(), len, 0)
+                                as i64
+                        }
+                        "splice" => {
+                            let mut p = [0i32; 2];
+                            libc::pipe(p.as_mut_ptr());
+                            let n = libc::splice(fd, &mut off, p[1], std::ptr::null_mut(), len, 0);
+                            if n > 0 {
+                                libc::splice(
+                                    p[0],
+                                    std::ptr::null_mut(),
+                                    out,
+                                    std::ptr::null_mut(),
+                                    n as usize,
+                                    0,
+                                );
+                            }
+                            extra = fd_truth_as(p[1].into(), "pipe");
+                            n as i64
+                        }
+                        _ => {
+                            let map = libc::mmap(
+                                std::ptr::null_mut(),
+                                len,
+                                libc::PROT_READ,
+                                libc::MAP_PRIVATE,
+                                fd,
+                                0,
+                            );
+                            libc::write(out, map, len) as i64
+                        }
+                    };
+                    let truth = fd_truth(fd.into());
+                    let to = fd_truth_as(out.into(), "to");
+                    report(
+                        &cmd,
+                        r,
+                        &format!(",\"fd\":{fd},\"out_fd\":{out}{truth}{to}{extra}"),
+                    );
+                    i += 2;
+                }
+                "recv-fd" => {
+                    let sock: i32 = text(1).parse().expect("socket fd");
+                    let got = recv_fd(sock);
+                    report("recv-fd", got, &fd_truth(got));
+                    i += 1;
                 }
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_millis(
