@@ -34,6 +34,9 @@ pub(crate) enum Effect {
     Read { path: Vec<u8> },
     /// A file created, written or edited.
     Write { path: Vec<u8> },
+    /// Files searched or listed below a directory (a grep, a glob, a listing); `None`: the
+    /// call's working directory.
+    Scan { path: Option<Vec<u8>> },
     /// A URL fetched: its host and port.
     Fetch {
         url: String,
@@ -110,7 +113,9 @@ pub(crate) fn digest(payload: &[u8]) -> String {
 
 /// The effects a tool's arguments imply, by the names runtimes use: a `command` is run; a
 /// `url` fetched; a `file_path`/`path`/`notebook_path` read, or written when the tool's name
-/// says it writes (`Write`, `Edit`, `MultiEdit`, `NotebookEdit`, `write_file`, `edit_file`, ...).
+/// says it writes (`Write`, `Edit`, `MultiEdit`, `NotebookEdit`, `write_file`, `edit_file`, ...);
+/// files below a `path` (or the working directory) searched by a search or listing tool
+/// (`Grep`, `Glob`, `LS`, ...).
 pub(crate) fn effects_of(tool: &str, args: &serde_json::Value) -> Vec<Effect> {
     let text = |k: &str| args.get(k).and_then(serde_json::Value::as_str);
     if let Some(command) = text("command").or_else(|| text("cmd")) {
@@ -135,6 +140,11 @@ pub(crate) fn effects_of(tool: &str, args: &serde_json::Value) -> Vec<Effect> {
     let path = text("file_path")
         .or_else(|| text("notebook_path"))
         .or_else(|| text("path"));
+    if scans(tool) {
+        return vec![Effect::Scan {
+            path: path.map(|p| p.as_bytes().to_vec()),
+        }];
+    }
     match path {
         Some(p) if writes(tool) => vec![Effect::Write {
             path: p.as_bytes().to_vec(),
@@ -151,6 +161,15 @@ fn writes(tool: &str) -> bool {
     ["write", "edit", "create", "save", "append", "replace"]
         .iter()
         .any(|w| t.contains(w))
+}
+
+/// Search and listing tools (`Grep`, `Glob`, `LS`, `search_files`, `list_directory`, ...).
+fn scans(tool: &str) -> bool {
+    let t = tool.to_ascii_lowercase();
+    ["grep", "glob", "search_files", "list", "find"]
+        .iter()
+        .any(|w| t.contains(w))
+        || t == "ls"
 }
 
 fn reads(tool: &str) -> bool {
@@ -229,7 +248,18 @@ mod tests {
             }]
         );
         assert!(effects_of("WebSearch", &json!({"query": "rust"})).is_empty());
-        assert!(effects_of("Glob", &json!({"pattern": "**/*.rs"})).is_empty());
+        assert_eq!(
+            effects_of("Glob", &json!({"pattern": "**/*.rs"})),
+            vec![Effect::Scan { path: None }],
+            "a search of the working directory"
+        );
+        assert_eq!(
+            effects_of("Grep", &json!({"pattern": "TODO", "path": "src"})),
+            vec![Effect::Scan {
+                path: Some(b"src".to_vec())
+            }]
+        );
+        assert!(effects_of("Task", &json!({"prompt": "look around"})).is_empty());
     }
 
     #[test]

@@ -72,6 +72,8 @@ fn claim_text(c: &crate::event::ClaimRecord) -> String {
                     Effect::Exec { command, .. } => format!("exec {command:?}"),
                     Effect::Read { path } => format!("read {}", Escaped(path)),
                     Effect::Write { path } => format!("write {}", Escaped(path)),
+                    Effect::Scan { path: Some(path) } => format!("scan {}", Escaped(path)),
+                    Effect::Scan { path: None } => "scan .".to_string(),
                     Effect::Fetch { url, .. } => format!("fetch {url}"),
                 })
                 .collect();
