@@ -258,6 +258,7 @@ pub(super) struct ResourceOut<'a> {
     target_exec_id: Option<&'a str>,
     target_agent: Option<&'a str>,
     delivery: Option<Cow<'static, str>>,
+    origin: Option<&'static str>,
     truncated: Vec<&'static str>,
     unreadable: Vec<&'static str>,
 }
@@ -365,6 +366,7 @@ impl ResourceOut<'_> {
         text(o, "target_exec_id", self.target_exec_id);
         text(o, "target_agent", self.target_agent);
         text(o, "delivery", self.delivery.as_deref());
+        text(o, "origin", self.origin);
         if !self.truncated.is_empty() {
             o.strings("truncated", &self.truncated);
         }
@@ -513,9 +515,14 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
                 linux::URING_SETUP_FLAGS,
             ));
         }
-        Detail::Signal { sig, delivery } => {
+        Detail::Signal {
+            sig,
+            delivery,
+            by_kernel,
+        } => {
             out.signal = Some(linux::signal_name(*sig));
             out.delivery = Some(linux::signal_delivery_name(*delivery));
+            out.origin = by_kernel.then_some("kernel");
         }
         Detail::Compat => {}
         Detail::Connect {
@@ -708,6 +715,8 @@ pub(crate) struct ResourceIn<'a> {
     target_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     delivery: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    origin: Option<Cow<'a, str>>,
     #[serde(default)]
     truncated: Vec<String>,
     #[serde(default)]
@@ -915,6 +924,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 .as_deref()
                 .and_then(linux::signal_delivery_number)
                 .ok_or(ReadError::Field("resource.delivery"))?,
+            by_kernel: r.origin.as_deref() == Some("kernel"),
         },
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
@@ -1142,6 +1152,7 @@ mod tests {
             target_exec_id: Some("b4-9-9"),
             target_agent: Some("bot"),
             delivery: Some("delivered".into()),
+            origin: Some("kernel"),
             truncated: vec!["argv"],
             unreadable: vec!["exe"],
         }
@@ -1170,7 +1181,7 @@ mod tests {
                 r#""sq_entries":8,"cq_entries":16,"setup_flags":["IORING_SETUP_SQPOLL"],"#,
                 r#""ptrace_request":"PTRACE_ATTACH","addr":"0x10","pid_source":"kernel","#,
                 r#""pid_namespace":"host","target_exec_id":"b4-9-9","target_agent":"bot","#,
-                r#""delivery":"delivered","truncated":["argv"],"unreadable":["exe"]}"#
+                r#""delivery":"delivered","origin":"kernel","truncated":["argv"],"unreadable":["exe"]}"#
             )
         );
         // And what is written reads back as the resource it came from.
