@@ -166,8 +166,10 @@ fn trace_of_a_script_records_exactly_its_tree_and_summarizes_it() {
         .iter()
         .filter(|r| r["action"] == "process.exec")
         .count();
+    // The counts close the summary.
+    let counts = &summary[summary.rfind("\nactions: ").expect("counts")..];
     let count_of = |action: &str| -> usize {
-        summary
+        counts
             .lines()
             .find_map(|l| l.trim().strip_prefix(action))
             .and_then(|rest| rest.split_whitespace().next())
