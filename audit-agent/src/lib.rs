@@ -86,7 +86,9 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Query(args) => commands::query::run(args).await.map(|()| true),
         Command::Verify(args) => commands::verify::run(args).await,
         Command::Report(args) => commands::report::run(args).await,
-        Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
+        Command::CheckConfig { file, builtin } => {
+            commands::check_config::run(file.as_deref(), builtin).map(|()| true)
+        }
         Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
         Command::BenchFloor => {
             let stop = commands::shutdown_signal();

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::assemble::{Extras, assemble, load_settings};
+use super::assemble::{Extras, assemble};
 use crate::{
     capture::{cgroup::Cgroup2, plan::WatchPlan},
     cli::TraceArgs,
@@ -195,7 +195,12 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     let Some((program, cmd_args)) = args.command.split_first() else {
         bail!("no command: usage `audit-agent trace [OPTIONS] -- CMD [ARGS...]`");
     };
-    let settings = load_settings(args.config.as_deref())?;
+    // Without a configuration, the built-in policy: credentials, the metadata service and data
+    // movers are flagged from the first trace on.
+    let settings = match args.config.as_deref() {
+        Some(path) => Settings::load(path)?,
+        None => Settings::builtin()?,
+    };
     let cgroup2 = Cgroup2::find()?;
     let cg = TraceCgroup::create(&cgroup2)?;
     let cmd_name = std::path::Path::new(program)
