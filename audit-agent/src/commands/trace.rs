@@ -96,13 +96,34 @@ impl Drop for TraceCgroup {
     }
 }
 
+/// An export of the trace's records and its spool (removed once everything is uploaded).
+struct TraceExport {
+    exporter: Exporter,
+    spool: PathBuf,
+}
+
+impl TraceExport {
+    /// Seals and uploads what is left; the spool goes when nothing remains in it.
+    async fn finish(self) -> anyhow::Result<()> {
+        if self.exporter.finish().await?.all_uploaded {
+            let _ = std::fs::remove_dir_all(&self.spool);
+        } else {
+            eprintln!(
+                "audit-agent: warning: the export did not finish; data remains in the trace spool {}",
+                self.spool.display()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The trace's outputs: records to stderr or `--output`, and to `--export`'s store.
 async fn outputs(
     args: &TraceArgs,
     settings: &Settings,
     host: &HostInfo,
     started: jiff::Timestamp,
-) -> anyhow::Result<(Vec<Box<dyn Sink + Send>>, Option<Exporter>)> {
+) -> anyhow::Result<(Vec<Box<dyn Sink + Send>>, Option<TraceExport>)> {
     let to_terminal = args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let format: Format = super::default_format(args.format, to_terminal);
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
@@ -113,7 +134,7 @@ async fn outputs(
             std::process::id(),
             started.as_nanosecond()
         ));
-        let conf = ExportSettings::for_trace(settings.export.as_ref(), url, spool)?;
+        let conf = ExportSettings::for_trace(settings.export.as_ref(), url, spool.clone())?;
         let store = Store::open(&conf.store)?;
         store.check().await?;
         // Each trace is its own stream, so its keys and chain never collide with the daemon's.
@@ -128,7 +149,7 @@ async fn outputs(
         };
         let (e, writer, _) = Exporter::start(&conf, store, stream)?;
         sinks.push(Box::new(writer));
-        exporter = Some(e);
+        exporter = Some(TraceExport { exporter: e, spool });
     }
     match &args.output {
         Some(p) => {
@@ -237,15 +258,13 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     let status = wait_forwarding_signals(&mut child).await?;
     let duration = started.elapsed();
     let killed = cg.drain(Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The records of every process that was in the cgroup are in the ring buffer now: each was
+    // written by that process before it left the cgroup, or, for the SIGCHLD that ended the wait
+    // above, by the kernel before the wait returned. The stop drains the ring: no fixed wait.
     let _ = stop_tx.send(());
     let stats = pipeline.await.context("pipeline task")??;
-    if let Some(e) = exporter
-        && !e.finish().await?.all_uploaded
-    {
-        eprintln!(
-            "audit-agent: warning: the export did not finish; data remains in the trace spool"
-        );
+    if let Some(e) = exporter {
+        e.finish().await?;
     }
     let (code, exit) = exit_description(status);
     let mut text = summary
