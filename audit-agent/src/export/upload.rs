@@ -78,7 +78,7 @@ impl Uploader {
                     Ok(()) => attempt = 0,
                     Err(e) => {
                         self.stats.uploads_failed.inc();
-                        self.stats.error(&e);
+                        self.stats.store_failed(&e);
                         tracing::warn!(error = %format!("{e:#}"), attempt, "upload failed; will retry");
                         failed = true;
                         break;
@@ -117,24 +117,30 @@ impl Uploader {
                 () = tokio::time::sleep(step) => {}
                 _ = stop.changed() => return,
             }
-            if Instant::now() < end && self.store.check().await.is_ok() {
-                self.stats.store_ok_unix.store(now_s(), Ordering::Relaxed);
-                tracing::info!("the store answers again; uploading now");
-                return;
+            if Instant::now() < end {
+                match self.store.check().await {
+                    Ok(()) => {
+                        self.stats.store_answered(now_s());
+                        tracing::info!("the store answers again; uploading now");
+                        return;
+                    }
+                    Err(e) => self.stats.store_failed(&e),
+                }
             }
         }
     }
 
     /// While idle, at most every 15 s: is the store answering, is the spool writable? (For
-    /// readiness: an idle agent must not look healthy with a dead store.)
+    /// readiness: an idle agent must not look healthy with a dead store, nor unready with a
+    /// healthy one.)
     async fn idle_checks(&self) {
         let now = now_s();
         if now - self.stats.store_ok_unix.load(Ordering::Relaxed) < 15 {
             return;
         }
         match self.store.check().await {
-            Ok(()) => self.stats.store_ok_unix.store(now, Ordering::Relaxed),
-            Err(e) => self.stats.error(&e),
+            Ok(()) => self.stats.store_answered(now),
+            Err(e) => self.stats.store_failed(&e),
         }
         let probe = self.dirs.root.join(".write-test");
         let ok =
@@ -164,7 +170,7 @@ impl Uploader {
         st.upload_latency.observe(started.elapsed().as_secs_f64());
         st.last_upload_unix.set(now_s());
         // A confirmed upload is contact with the store (readiness).
-        st.store_ok_unix.store(now_s(), Ordering::Relaxed);
+        st.store_answered(now_s());
         Ok(())
     }
 
