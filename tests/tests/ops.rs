@@ -99,6 +99,21 @@ fn assert_both_expositions_parse(port: u16) {
     assert!(promtool_check(&om).is_err());
 }
 
+/// Every family a classic scrape exposes is named in docs/deployment.md (as `name` or
+/// `name{labels}`).
+fn assert_every_metric_is_documented(classic: &str) {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/deployment.md")).unwrap();
+    let undocumented: Vec<&str> = classic
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .filter(|name| !doc.contains(&format!("`{name}`")) && !doc.contains(&format!("`{name}{{")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exposed but not in docs/deployment.md: {undocumented:?}"
+    );
+}
+
 fn daemon(cfg: &str, dir: &Scratch, env: &[(&'static str, String)]) -> Agent {
     let p = dir.path("config.toml");
     std::fs::write(&p, cfg).unwrap();
@@ -215,6 +230,7 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
         "{m}"
     );
     assert_both_expositions_parse(port);
+    assert_every_metric_is_documented(&m);
     let _ = agent.stop();
 }
 
