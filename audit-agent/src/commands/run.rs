@@ -18,12 +18,9 @@ use crate::{
     time,
 };
 
-/// The embedded default configuration (deploy/config.default.toml).
-pub(crate) const BUILTIN_CONFIG: &str = include_str!("../../../deploy/config.default.toml");
-
 fn load(args: &RunArgs) -> anyhow::Result<(Settings, Option<PathBuf>)> {
     if args.builtin_config {
-        return Ok((Settings::parse(BUILTIN_CONFIG, "<builtin config>")?, None));
+        return Ok((Settings::builtin()?, None));
     }
     let path = args
         .config

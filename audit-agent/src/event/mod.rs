@@ -495,8 +495,13 @@ pub(crate) enum Detail {
     Change(Change),
     /// A cgroup move: the process moved (the actor may have moved another one).
     Move { pid: u32 },
-    /// A signal: its number and what the kernel did with it (`TRACE_SIGNAL_*`).
-    Signal { sig: u32, delivery: i32 },
+    /// A signal: its number, what the kernel did with it (`TRACE_SIGNAL_*`), and whether the
+    /// kernel generated it itself (a child's exit notifying its parent) rather than a kill(2).
+    Signal {
+        sig: u32,
+        delivery: i32,
+        by_kernel: bool,
+    },
     /// A watched process ended (the target is the process itself); `None`: the kernel side
     /// could not read how (`unreadable` says `exit_status`).
     Exit(Option<ExitStatus>),

@@ -269,6 +269,7 @@ pub(super) struct ResourceOut<'a> {
     target_exec_id: Option<&'a str>,
     target_agent: Option<&'a str>,
     delivery: Option<Cow<'static, str>>,
+    origin: Option<&'static str>,
     dns: Option<DnsOut>,
     tls: Option<TlsOut>,
     http: Option<HttpOut>,
@@ -403,6 +404,7 @@ impl ResourceOut<'_> {
         text(o, "target_exec_id", self.target_exec_id);
         text(o, "target_agent", self.target_agent);
         text(o, "delivery", self.delivery.as_deref());
+        text(o, "origin", self.origin);
         if let Some(d) = &self.dns {
             o.serde("dns", d)?;
         }
@@ -563,9 +565,14 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
                 linux::URING_SETUP_FLAGS,
             ));
         }
-        Detail::Signal { sig, delivery } => {
+        Detail::Signal {
+            sig,
+            delivery,
+            by_kernel,
+        } => {
             out.signal = Some(linux::signal_name(*sig));
             out.delivery = Some(linux::signal_delivery_name(*delivery));
+            out.origin = by_kernel.then_some("kernel");
         }
         Detail::Exit(Some(ExitStatus::Code(code))) => out.exit_code = Some(*code),
         Detail::Exit(Some(ExitStatus::Signal { sig, core_dumped })) => {
@@ -779,6 +786,8 @@ pub(crate) struct ResourceIn<'a> {
     target_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     delivery: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    origin: Option<Cow<'a, str>>,
     #[serde(default)]
     hosts: Option<Vec<HostOut>>,
     #[serde(default)]
@@ -1006,6 +1015,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 .as_deref()
                 .and_then(linux::signal_delivery_number)
                 .ok_or(ReadError::Field("resource.delivery"))?,
+            by_kernel: r.origin.as_deref() == Some("kernel"),
         },
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
@@ -1270,6 +1280,7 @@ mod tests {
             target_exec_id: Some("b4-9-9"),
             target_agent: Some("bot"),
             delivery: Some("delivered".into()),
+            origin: Some("kernel"),
             destination: None,
             dns: None,
             tls: None,
@@ -1304,7 +1315,7 @@ mod tests {
                 r#""sq_entries":8,"cq_entries":16,"setup_flags":["IORING_SETUP_SQPOLL"],"#,
                 r#""ptrace_request":"PTRACE_ATTACH","addr":"0x10","pid_source":"kernel","#,
                 r#""pid_namespace":"host","target_exec_id":"b4-9-9","target_agent":"bot","#,
-                r#""delivery":"delivered","truncated":["argv"],"unreadable":["exe"]}"#
+                r#""delivery":"delivered","origin":"kernel","truncated":["argv"],"unreadable":["exe"]}"#
             )
         );
         // And what is written reads back as the resource it came from.
