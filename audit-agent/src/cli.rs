@@ -166,6 +166,10 @@ pub(crate) struct QueryArgs {
     /// *.githubusercontent.com:443, **.github.com (repeatable).
     #[arg(long, value_name = "PATTERN")]
     pub(crate) host: Vec<String>,
+    /// Only the record with this id (`STREAM-SEQ`, as reconcile and report findings name
+    /// records; repeatable).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Vec<String>,
     /// Only this decision: allow, deny, review (repeatable).
     #[arg(long, value_name = "D")]
     pub(crate) decision: Vec<String>,

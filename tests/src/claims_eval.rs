@@ -223,8 +223,24 @@ fn prepare(work: &Path, scenario: &Value) {
     }
 }
 
+/// The trail the scenarios left, kept until dropped.
+pub struct Played {
+    pub root: Scratch,
+    /// The store's URL (`file://...`).
+    pub store: String,
+    /// When the daemon started (RFC 3339): every record is after it.
+    pub since: String,
+}
+
+impl Played {
+    /// The agent id of a scenario.
+    pub fn agent(scenario: &str) -> String {
+        agent_id(scenario)
+    }
+}
+
 /// Runs every scenario under one daemon and reconciles each agent.
-pub fn run() -> Evaluation {
+pub fn run() -> (Evaluation, Played) {
     let root = Scratch::new("claims-eval");
     let port = free_port();
     // What the agents fetch.
@@ -270,7 +286,8 @@ pub fn run() -> Evaluation {
         let findings = reconcile(&store, &agent_id(s["name"].as_str().expect("name")), &since);
         compare(s, &findings, &mut eval);
     }
-    eval
+    let store = format!("file://{}", store.display());
+    (eval, Played { root, store, since })
 }
 
 /// Plays one scenario in its cgroup, noise beside it, and waits until every process of the

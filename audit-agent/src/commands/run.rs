@@ -101,7 +101,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("everything uploaded; stopped");
     } else {
         tracing::warn!(
-            "upload did not finish within the grace period; the rest stays in the spool for the next start"
+            "not everything was sealed and uploaded before the grace period ended (errors above \
+             say why); the rest stays in the spool for the next start"
         );
     }
     Ok(())

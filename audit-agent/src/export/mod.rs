@@ -455,13 +455,15 @@ impl Exporter {
             s.lock().unwrap_or_else(|e| e.into_inner()).close_stream()
         })
         .await?;
+        let closed_ok = closed.is_ok();
         if let Err(e) = closed {
-            // The stream then ends like a crash's: `verify` reports its tail as unanchored.
+            // The stream then ends like a crash's: `verify` reports its tail as unanchored, and
+            // what could not be sealed stays in the spool for the next start.
             tracing::error!(error = %format!("{e:#}"), "cannot write the closing manifest");
         }
         let _ = self.stop_upload.send(Some(Instant::now() + self.grace));
         self.upload_wake.notify_one();
-        let all_uploaded = self.uploader_task.await.unwrap_or(false);
+        let all_uploaded = self.uploader_task.await.unwrap_or(false) && closed_ok;
         let s = self.sealer.clone();
         tokio::task::spawn_blocking(move || {
             s.lock()

@@ -194,8 +194,11 @@ impl Uploader {
                 tracing::error!(error = %format!("{e:#}"), "upload conflict");
                 self.stats.upload_conflicts.inc();
                 // Shown as the last error; the store itself is healthy (readiness holds).
-                *self.stats.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(format!("{e:#}"));
+                *self
+                    .stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
             }
             Err(PutError::Store(e)) => return Err(e),
         }

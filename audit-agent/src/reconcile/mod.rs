@@ -49,6 +49,17 @@ pub(crate) enum CallOutcome {
     NotLocallyVerifiable,
 }
 
+impl CallOutcome {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Substantiated => "substantiated",
+            Self::Contradicted => "contradicted",
+            Self::Unsubstantiated => "unsubstantiated",
+            Self::NotLocallyVerifiable => "not_locally_verifiable",
+        }
+    }
+}
+
 /// What ties a record to a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -330,10 +341,13 @@ impl ClockBounds {
 }
 
 /// A claim's window: a span's start to end by the runtime's clock, moved to the daemon's by
-/// every clock offset its sender's spans allow; a hook's receipt time.
+/// every clock offset its sender's spans allow (as given, for a claim no process sent); a
+/// hook's receipt time.
 fn window(c: &Claim, received: Timestamp, clock: Option<ClockBounds>) -> (Timestamp, Timestamp) {
     match (c.started, c.ended, clock) {
         (Some(s), Some(e), Some(b)) => (s + b.lo, e + b.hi),
+        // No sender to learn a clock from (a claims file): the times as given.
+        (Some(s), Some(e), None) => (s, e),
         _ => (received, received),
     }
 }
