@@ -878,6 +878,20 @@ pub enum Part {
     All,
     /// Section 5 (start and stop) only; printed.
     StartStop,
+    /// Section 7 (claims reconciliation accuracy) only; printed.
+    Claims,
+}
+
+/// Section 7: the labelled claims scenarios under the daemon, reconciled (`claims-eval`).
+fn claims_accuracy(env: &Env) -> anyhow::Result<results::ClaimsAccuracy> {
+    eprintln!("bench: claims scenarios");
+    let out = Command::new(env.root.join("target/release/claims-eval"))
+        .env("AUDIT_AGENT_BIN", &env.agent)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running claims-eval")?;
+    anyhow::ensure!(out.status.success(), "claims-eval failed: {}", out.status);
+    serde_json::from_slice(&out.stdout).context("claims-eval output")
 }
 
 pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
@@ -904,6 +918,13 @@ pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
         file,
         quick,
     };
+    if part == Part::Claims {
+        let c = claims_accuracy(&env)?;
+        let mut s = String::new();
+        results::render_claims(&mut s, &c);
+        println!("{s}");
+        return Ok(());
+    }
     if part == Part::StartStop {
         let l = lifecycle::measure(&env)?;
         std::fs::write(out.join("start-stop.json"), serde_json::to_vec_pretty(&l)?)?;
@@ -919,6 +940,7 @@ pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
     let runs = cpu_per_record(&env, profile::RATE, if quick { 1 } else { 5 })?;
     let profile = profile::profile(&env, runs)?;
     let lifecycle = lifecycle::measure(&env)?;
+    let claims = claims_accuracy(&env)?;
     let results = Results {
         machine: machine(),
         overhead,
@@ -927,6 +949,7 @@ pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
         query,
         profile,
         lifecycle,
+        claims,
         duration_s: started.elapsed().as_secs_f64(),
         quick,
     };

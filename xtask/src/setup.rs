@@ -87,11 +87,8 @@ pub fn test_tools() -> anyhow::Result<()> {
         ("curl", "curl"),
         ("openssl", "openssl"),
         ("unshare", "util-linux"),
-        // What the agents of the claims scenarios run (tests/peers/claims_scenarios.json).
-        ("npm", "npm"),
-        ("gcc", "gcc"),
-        ("git", "git"),
     ])?;
+    scenario_tools()?;
     pip_install(
         "kubernetes-validate",
         KUBERNETES_VALIDATE_VERSION,
@@ -226,6 +223,12 @@ with tempfile.TemporaryDirectory() as tmp:
 
 /// bpftrace and auditd (peers), bpftool (program statistics), perf (the profile), and DuckDB
 /// (query peer).
+/// What the agents of the claims scenarios run (tests/peers/claims_scenarios.json): the tests
+/// and section 7 of the bench play them.
+pub fn scenario_tools() -> anyhow::Result<()> {
+    apt_install(&[("npm", "npm"), ("gcc", "gcc"), ("git", "git")])
+}
+
 pub fn bench_tools() -> anyhow::Result<()> {
     apt_install(&[
         ("bpftrace", "bpftrace"),

@@ -14,6 +14,7 @@ pub(super) struct Results {
     pub(super) query: Query,
     pub(super) profile: Profile,
     pub(super) lifecycle: Lifecycle,
+    pub(super) claims: ClaimsAccuracy,
     pub(super) duration_s: f64,
     pub(super) quick: bool,
 }
@@ -60,7 +61,30 @@ pub(super) struct OpStat {
     pub(super) ratio_to_baseline: f64,
 }
 
-/// Section 5: loopback network traffic per configuration (ops `tcp`: ns per 64 KiB write,
+/// Section 7: reconciliation of claims against records, on the labelled scenarios
+/// (`tests/peers/claims_scenarios.json`), as the `claims-eval` binary measures it.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) struct ClaimsAccuracy {
+    pub(super) scenarios: usize,
+    pub(super) calls: usize,
+    pub(super) records: usize,
+    pub(super) exact_calls: usize,
+    pub(super) unexplained: Score,
+    pub(super) flagged: Score,
+    pub(super) failures: Vec<String>,
+    pub(super) unlabelled: Vec<String>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) struct Score {
+    pub(super) precision: f64,
+    pub(super) recall: f64,
+    pub(super) true_pos: usize,
+    pub(super) false_pos: usize,
+    pub(super) false_neg: usize,
+}
+
+/// Section 6: loopback network traffic per configuration (ops `tcp`: ns per 64 KiB write,
 /// `udp_rr`: ns per round trip).
 #[derive(Debug, Serialize)]
 pub(super) struct Network {
@@ -235,8 +259,56 @@ pub(super) fn render(r: &Results) -> String {
     render_profile(&mut s, &r.profile);
     render_network(&mut s, &r.network);
     render_lifecycle(&mut s, &r.lifecycle);
+    render_claims(&mut s, &r.claims);
     render_commands(&mut s);
     s
+}
+
+/// Section 7: precision and recall of reconciliation on the labelled scenarios.
+pub(super) fn render_claims(s: &mut String, c: &ClaimsAccuracy) {
+    let _ = writeln!(s, "\n## 7. Claimed vs observed: accuracy\n");
+    let _ = writeln!(
+        s,
+        "The labelled scenarios of `tests/peers/claims_scenarios.json` ({} scenarios, {} claimed \
+         calls, {} protected records), each played by a scripted agent runtime \
+         (`tests/peers/fake_agent.py`: real commands, files, searches, HTTP fetches; hooks through \
+         `audit-agent claim`, or OTLP spans from a clock 45 s ahead or behind) as one agent under \
+         the daemon, then `audit-agent reconcile` of each agent set against the labels \
+         ([claims.md](claims.md)). Goal: ≥ 0.95 precision and recall for both findings.\n",
+        c.scenarios, c.calls, c.records
+    );
+    let _ = writeln!(
+        s,
+        "| Finding | Precision | Recall | True positives | False positives | False negatives |\n|---|---|---|---|---|---|"
+    );
+    for (name, x) in [
+        ("`unexplained` protected records", &c.unexplained),
+        ("`unsubstantiated` or `contradicted` calls", &c.flagged),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} |",
+            f(x.precision, 2),
+            f(x.recall, 2),
+            x.true_pos,
+            x.false_pos,
+            x.false_neg
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nCalls with exactly the labelled outcome (substantiated, contradicted, unsubstantiated, \
+         not locally verifiable): {} of {}.",
+        c.exact_calls, c.calls
+    );
+    if c.failures.is_empty() && c.unlabelled.is_empty() {
+        let _ = writeln!(s, "Every finding matched its label.");
+    } else {
+        let _ = writeln!(s, "\nFindings that did not match their label:\n");
+        for x in c.failures.iter().chain(&c.unlabelled) {
+            let _ = writeln!(s, "- {x}");
+        }
+    }
 }
 
 /// The goals of issue 15, what this run measured, and for a missed one where the cost is.
@@ -246,6 +318,23 @@ fn render_goals(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
         "## Goals\n\n| Goal | Target | This run | |\n|---|---|---|---|"
+    );
+    let c = &r.claims;
+    let least = [
+        c.unexplained.precision,
+        c.unexplained.recall,
+        c.flagged.precision,
+        c.flagged.recall,
+    ]
+    .into_iter()
+    .fold(1.0, f64::min);
+    let _ = writeln!(
+        s,
+        "| Reconciliation precision and recall, both findings (section 7) | ≥ 0.95 | {} at least ({} of {} calls exactly as labelled) | {} |",
+        f(least, 2),
+        c.exact_calls,
+        c.calls,
+        verdict(least >= 0.95)
     );
     let _ = writeln!(
         s,
@@ -363,7 +452,7 @@ fn render_goals(s: &mut String, r: &Results) {
 }
 
 fn render_network(s: &mut String, n: &Network) {
-    let _ = writeln!(s, "## 5. Network traffic\n");
+    let _ = writeln!(s, "## 6. Network traffic\n");
     let _ = writeln!(
         s,
         "What naming destinations costs traffic: the cgroup `skb` programs see every packet of the host; a packet of \
@@ -636,7 +725,7 @@ pub(super) fn render_lifecycle(s: &mut String, l: &Lifecycle) {
 fn render_commands(s: &mut String) {
     let _ = writeln!(
         s,
-        "\n## Commands\n\n```\ncargo xtask bench            # everything above (root)\ncargo xtask bench --quick    # shorter samples, one pass\ncargo xtask bench --start-stop  # section 5 only, printed (not written here)\n```\n"
+        "\n## Commands\n\n```\ncargo xtask bench            # everything above (root)\ncargo xtask bench --quick    # shorter samples, one pass\ncargo xtask bench --start-stop  # section 5 only, printed (not written here)\ncargo xtask bench --claims   # section 7 only, printed (not written here)\n```\n"
     );
     let _ = writeln!(
         s,
@@ -763,6 +852,28 @@ mod tests {
                 run_stop: secs(1.2),
                 released_after_exit: secs(4.5),
             },
+            claims: ClaimsAccuracy {
+                scenarios: 10,
+                calls: 38,
+                records: 22,
+                exact_calls: 37,
+                unexplained: Score {
+                    precision: 1.0,
+                    recall: 1.0,
+                    true_pos: 9,
+                    false_pos: 0,
+                    false_neg: 0,
+                },
+                flagged: Score {
+                    precision: 0.9,
+                    recall: 1.0,
+                    true_pos: 9,
+                    false_pos: 1,
+                    false_neg: 0,
+                },
+                failures: vec!["lies: call li-cmd expected contradicted, got substantiated".into()],
+                unlabelled: Vec::new(),
+            },
             duration_s: 360.0,
             quick: false,
         }
@@ -796,6 +907,9 @@ mod tests {
             "| `trace -- true`, start to exit (section 5) | ≤ 1 s | 0.82 s (0.81–0.83) | met |",
             "| `watch` / `run` stop, signal to exit (section 5) | ≤ 1 s | 0.03 s (0.02–0.04) / 1.20 s (1.19–1.21) | **missed** |",
             "| after an exit, until the kernel released the programs (in the background) | 4.50 s (4.49–4.51) |",
+            "| `unsubstantiated` or `contradicted` calls | 0.90 | 1.00 | 9 | 1 | 0 |",
+            "| Reconciliation precision and recall, both findings (section 7) | ≥ 0.95 | 0.90 at least (37 of 38 calls exactly as labelled) | **missed** |",
+            "- lies: call li-cmd expected contradicted, got substantiated",
         ] {
             assert!(md.contains(line), "missing `{line}` in:\n{md}");
         }
