@@ -79,6 +79,9 @@ pub(crate) struct Summary {
     records: u64,
     folded_probes: u64,
     folded_sigchld: u64,
+    /// The trace's claims socket: hooks connecting to it are no destination of the command.
+    claims_socket: Option<String>,
+    folded_claim_connects: u64,
     protected: Listed,
     verdicts: Listed,
     denies: u64,
@@ -106,6 +109,13 @@ impl Summary {
         }
     }
 
+    /// The socket the trace takes claims on: connects to it are the command's hooks reporting
+    /// to the trace, folded out of the destinations (the records keep them).
+    pub(crate) fn with_claims_socket(mut self, path: &std::path::Path) -> Self {
+        self.claims_socket = Some(path.display().to_string());
+        self
+    }
+
     pub(crate) fn add(&mut self, e: &Event) {
         let Some(a) = e.activity() else {
             self.lost += e.gap().map_or(0, |g| g.lost);
@@ -118,6 +128,10 @@ impl Summary {
         }
         let res = resource_text(a);
         if a.action == Action::Exec && self.path_search(e, a, &res) {
+            return;
+        }
+        if a.action == Action::Connect && self.claims_socket.as_deref() == Some(res.as_str()) {
+            self.folded_claim_connects += 1;
             return;
         }
         self.count(a.action, a.outcome.kind().name());
@@ -318,6 +332,12 @@ impl Summary {
             folded.push(format!(
                 "{} SIGCHLD of the command's end to the tracer left out",
                 self.folded_sigchld
+            ));
+        }
+        if self.folded_claim_connects > 0 {
+            folded.push(format!(
+                "{} connect(s) of the command's hooks to the trace's claims socket left out",
+                self.folded_claim_connects
             ));
         }
         let _ = write!(s, "records: {}", self.records);

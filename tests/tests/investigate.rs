@@ -417,8 +417,9 @@ fn trace_summary_folds_path_searches_and_the_tracers_own_sigchld() {
         )),
         "{summary}"
     );
+    // The search that found nothing, and `env`'s exit with 127 (the records say how it ended).
     assert!(
-        summary.contains("failed actions: 1 (ENOENT 1), 1 distinct"),
+        summary.contains("failed actions: 2 (ENOENT 1, exit 127 1), 2 distinct"),
         "{summary}"
     );
     let searches: Vec<&str> = summary

@@ -261,8 +261,10 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     let mut plan = WatchPlan::new(false);
     plan.add_subtree(&cg.rel);
     let started_ns = started_at.as_nanosecond().to_string();
-    let summary = Arc::new(Mutex::new(Summary::new(std::process::id())));
     let claims_socket = TempSocket::new();
+    let summary = Arc::new(Mutex::new(
+        Summary::new(std::process::id()).with_claims_socket(&claims_socket.path),
+    ));
     let extras = Extras {
         trace_agent: Some((&agent_id, &cg.rel)),
         sequence: Some(Sequencer::new(
