@@ -17,6 +17,7 @@ mod cli;
 mod commands;
 mod config;
 mod decode;
+mod digest;
 mod enrich;
 mod escape;
 mod event;

@@ -77,7 +77,7 @@ pub(crate) fn parse(payload: &[u8]) -> Result<Claim, Rejected> {
     }
     let v: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Rejected::NotJson(e.to_string()))?;
-    let digest = super::digest(payload);
+    let digest = crate::digest::sha256_hex(payload);
     if hook::is_hook(&v) {
         hook::claim(&v, digest)
     } else if generic::is_generic(&v) {

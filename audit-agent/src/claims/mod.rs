@@ -20,56 +20,10 @@ pub(crate) mod otlp;
 
 use std::sync::Arc;
 
-use crate::event::{ClaimPhase, ClaimSource, Timestamp};
+pub(crate) use crate::event::{Claim, Effect};
 
 /// Largest payload taken (bytes); larger ones are refused with a clear error.
 pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
-
-/// What a tool call implies the machine did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Effect {
-    /// A shell command (`bash -c COMMAND` by the runtime); `background`: it may outlive the call.
-    Exec { command: String, background: bool },
-    /// A file read.
-    Read { path: Vec<u8> },
-    /// A file created, written or edited.
-    Write { path: Vec<u8> },
-    /// Files searched or listed below a directory (a grep, a glob, a listing); `None`: the
-    /// call's working directory.
-    Scan { path: Option<Vec<u8>> },
-    /// A URL fetched: its host and port.
-    Fetch {
-        url: String,
-        host: Arc<str>,
-        port: u16,
-    },
-}
-
-/// One claim: one phase of one tool call, as a runtime reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Claim {
-    pub(crate) source: ClaimSource,
-    pub(crate) phase: ClaimPhase,
-    /// The conversation or session the call belongs to.
-    pub(crate) session: Option<String>,
-    /// The runtime's id of the tool call (`tool_use_id`, `gen_ai.tool.call.id`): joins a call's
-    /// phases.
-    pub(crate) call_id: Option<String>,
-    pub(crate) tool: String,
-    /// What the call implies; empty for a tool that does nothing locally verifiable.
-    pub(crate) effects: Vec<Effect>,
-    /// The working directory relative paths are resolved against.
-    pub(crate) cwd: Option<Vec<u8>>,
-    /// After the call: whether the runtime says it succeeded, and its error.
-    pub(crate) success: Option<bool>,
-    pub(crate) error: Option<String>,
-    /// The call's start and end by the runtime's clock (OTLP spans carry them; hooks do not).
-    pub(crate) started: Option<Timestamp>,
-    pub(crate) ended: Option<Timestamp>,
-    /// sha256 of the payload as received, hex (the payload itself is not stored: a file
-    /// write's content can be anything).
-    pub(crate) payload_sha256: String,
-}
 
 /// Why a payload is not a claim: said to the sender, counted, and recorded as a rejection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,12 +57,6 @@ impl Rejected {
             Self::ContentType(_) => "content_type",
         }
     }
-}
-
-/// The sha256 of a payload, hex.
-pub(crate) fn digest(payload: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(payload))
 }
 
 /// The effects a tool's arguments imply, by the names runtimes use: a `command` is run; a

@@ -30,12 +30,13 @@ use super::{
     ExportStats,
     lake::LakeSettings,
     layout::{self, ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
-    manifest::{self, Body, Link, ManifestKind, ObjectEntry, sha256_hex},
+    manifest::{self, Body, Link, ManifestKind, ObjectEntry},
     segment::Stored,
     spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
     store::Writes,
 };
 use crate::{
+    digest::sha256_hex,
     event::Timestamp,
     format::{ecs::to_ecs, native, ocsf::to_ocsf},
     time,
