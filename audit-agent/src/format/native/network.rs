@@ -206,7 +206,7 @@ pub(super) fn dns_out(d: &DnsLookup) -> DnsOut {
         answered: d.response.is_some(),
         response: d.response.as_ref().map(|r| ResponseOut {
             rcode: dns::rcode_name(r.rcode).into_owned(),
-            after_ms: super::resource::millis(r.after),
+            after_ms: time::millis(r.after),
             truncated_flag: r.truncated_flag,
             answers: r.answers.iter().map(answer_out).collect(),
             resolver_pid: r.resolver_pid,
@@ -266,7 +266,7 @@ pub(super) fn dns_in(d: &DnsOut) -> Result<Detail, ReadError> {
             rcode: dns::rcode_number(&r.rcode).ok_or(bad("resource.dns.response.rcode"))?,
             truncated_flag: r.truncated_flag,
             answers: r.answers.iter().map(answer_in).collect::<Result<_, _>>()?,
-            after: super::resource::from_millis(r.after_ms),
+            after: time::from_millis(r.after_ms),
             resolver_pid: r.resolver_pid,
         }),
         None => None,

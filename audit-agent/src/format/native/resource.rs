@@ -3,7 +3,7 @@
 //! process passed when it differs (`requested_path`, `requested_address`), and which values were
 //! cut or could not be read.
 
-use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Duration};
+use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,7 @@ use crate::{
         Target, UringRef,
     },
     linux,
+    time::{from_millis, millis},
 };
 
 /// `resource.file`: the kernel's identity of the file acted on, as written (no allocation).
@@ -1126,15 +1127,6 @@ fn change_in(action: Action, r: &ResourceIn<'_>) -> Result<Change, ReadError> {
         dirfd: r.dirfd,
         fd: r.fd,
     })
-}
-
-/// Milliseconds with microsecond precision (what the record keeps).
-pub(super) fn millis(d: Duration) -> f64 {
-    d.as_micros() as f64 / 1e3
-}
-
-pub(super) fn from_millis(ms: f64) -> Duration {
-    Duration::from_micros((ms * 1e3).round().max(0.0) as u64)
 }
 
 /// A stored connect's completion.
