@@ -1,9 +1,8 @@
 //! Output formats, the only place events become text: the native JSON record, OCSF for SIEMs,
-//! aligned lines for terminals and tables for `query`. Every output path (watch, trace, export,
+//! aligned lines for terminals and tables for `query` (the evidence report's HTML is `report/html`). Every output path (watch, trace, export,
 //! query) goes through [`write_event`], so all accept all formats.
 
 pub(crate) mod ecs;
-pub(crate) mod html;
 pub(crate) mod native;
 pub(crate) mod ocsf;
 pub(crate) mod table;

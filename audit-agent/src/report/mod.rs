@@ -1,12 +1,13 @@
 //! The evidence report: one workflow (or agents) over a time window, for readers outside
 //! engineering. It is built from two scans of the store — `verify` over the window (is the
 //! trail complete and untouched?) and `query` for the scope's records and the window's gap
-//! records — into [`Report`], a typed model that `format/html` renders as a self-contained HTML
+//! records — into [`Report`], a typed model that `html` renders as a self-contained HTML
 //! page and that serializes as JSON for tools (docs/report.md).
 //!
 //! A *protected action* is a record whose resource belongs to a protected set, or whose policy
 //! decision is `deny` or `review`.
 
+pub(crate) mod html;
 mod integrity;
 mod summary;
 

@@ -6,11 +6,8 @@ mod chart;
 
 use std::fmt::Write as _;
 
-use crate::{
-    reconcile::CallOutcome,
-    report::{ClaimedVsObserved, Count, Failure, Level, Report, Row},
-    time,
-};
+use super::{ClaimedVsObserved, Count, Failure, Level, Report, Row};
+use crate::{reconcile::CallOutcome, time};
 
 /// Nothing may be fetched or run: the page is complete as written, whoever views it, and a
 /// viewer's console reports any attempt (the tests rely on that).
