@@ -32,7 +32,8 @@ use crate::{
     offsets::{enter_arg, kread, off},
     pending::{
         Section, begin, common, copy_of, count, current_tid, emit, emit_with_exe, exe_facts,
-        fill_header, first_sight, fixed, idle_slot, in_flight, set_result, walk_section, zero,
+        fd_section, file_section, fill_header, first_sight, fixed, idle_slot, in_flight,
+        set_result, zero,
     },
     vfs,
 };
@@ -495,26 +496,17 @@ fn try_enter_copy(
     zero(&mut b.to);
     let (in_fd, out_fd) = (b.in_fd, b.out_fd);
     // The files the kernel will use: what the fds hold now.
-    let mut facts = FileFacts::default();
-    match vfs::fd_file(i64::from(in_fd)).and_then(|f| vfs::file_facts(f, &mut facts)) {
-        Ok(path) => {
-            common(ev).file = facts;
-            walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
-        }
-        Err(_) => ev.header.flags |= flags::KPATH_FAULT,
-    }
-    let mut to = FileFacts::default();
-    match vfs::fd_file(i64::from(out_fd)).and_then(|f| vfs::file_facts(f, &mut to)) {
-        Ok(path) => {
-            fixed::<CopyBody>(ev).to = to;
-            walk_section(
-                ev,
-                path,
-                |c| unsafe { &mut (*(c as *mut _ as *mut CopyBody)).to },
-                |c| &mut c.sections.extra,
-            );
-        }
-        Err(_) => ev.header.flags |= flags::PATH2_FAULT,
+    fd_section(ev, i64::from(in_fd));
+    let to = vfs::fd_file(i64::from(out_fd)).is_ok_and(|f| {
+        file_section(
+            ev,
+            f,
+            |c| unsafe { &mut (*(c as *mut _ as *mut CopyBody)).to },
+            |c| &mut c.sections.extra,
+        )
+    });
+    if !to {
+        ev.header.flags |= flags::PATH2_FAULT;
     }
     Ok(())
 }

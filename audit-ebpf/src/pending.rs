@@ -711,14 +711,30 @@ pub fn base_of(ev: &mut PendingEvent, dirfd: i32, in_root: bool, which: Which) {
 /// For a returned fd: the facts and kernel path of the file behind it.
 #[inline(always)]
 pub fn fd_section(ev: &mut PendingEvent, fd: i64) {
-    let mut facts = FileFacts::default();
-    let Ok(path) = vfs::fd_file(fd).and_then(|f| vfs::file_facts(f, &mut facts)) else {
+    let read = vfs::fd_file(fd)
+        .is_ok_and(|f| file_section(ev, f, |c| &mut c.file, |c| &mut c.sections.kpath));
+    if !read {
         ev.header.flags |= flags::KPATH_FAULT;
         count(|c| c.walk_fault += 1);
-        return;
+    }
+}
+
+/// The facts of `file` into `facts_of` (the record's file, or a second one in its fixed part)
+/// and its kernel path into a new section `span`. False when the file could not be read.
+#[inline(always)]
+pub fn file_section(
+    ev: &mut PendingEvent,
+    file: *const u8,
+    facts_of: fn(&mut ActionCommon) -> &mut FileFacts,
+    span: fn(&mut ActionCommon) -> &mut Span,
+) -> bool {
+    let mut facts = FileFacts::default();
+    let Ok(path) = vfs::file_facts(file, &mut facts) else {
+        return false;
     };
-    common(ev).file = facts;
-    walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
+    *facts_of(common(ev)) = facts;
+    walk_section(ev, path, facts_of, span);
+    true
 }
 
 /// The current thread's id.

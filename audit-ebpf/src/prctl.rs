@@ -30,7 +30,7 @@ use crate::{
     offsets::enter_arg,
     pending::{
         Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, emit, emit_with_exe,
-        fixed, in_flight, output, ring_used, set_result, walk_section,
+        file_section, fixed, in_flight, output, ring_used, set_result,
     },
     vfs,
 };
@@ -101,36 +101,27 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
     crate::pending::zero(&mut b.new);
     if let Ok(old) = vfs::exe_file() {
         fixed::<SetExeBody>(ev).old_file = old as u64;
-        file_section(ev, old, false);
+        if !file_section(ev, old, |c| &mut c.file, |c| &mut c.sections.kpath) {
+            ev.header.flags |= flags::KPATH_FAULT;
+        }
     }
     if let Ok(new) = vfs::fd_file(i64::from(fd)) {
         fixed::<SetExeBody>(ev).new_file = new as u64;
-        file_section(ev, new, true);
+        new_file_section(ev, new);
     }
     Ok(())
 }
 
-/// The facts and walk of `file`: the file before (`common.file`, `kpath`) or after (`new`,
-/// `extra`).
+/// The file `mm->exe_file` names after the call into `new`, walked into `extra` (unreadable: the
+/// record's path is).
 #[inline(always)]
-fn file_section(ev: &mut PendingEvent, file: *const u8, new: bool) {
-    let mut facts = audit_common::event::FileFacts::default();
-    let Ok(path) = vfs::file_facts(file, &mut facts) else {
-        ev.header.flags |= flags::KPATH_FAULT;
-        return;
-    };
-    if new {
-        fixed::<SetExeBody>(ev).new = facts;
-        walk_section(
-            ev,
-            path,
-            |c| unsafe { &mut (*(c as *mut _ as *mut SetExeBody)).new },
-            |c| &mut c.sections.extra,
-        );
-    } else {
-        common(ev).file = facts;
-        walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
-    }
+fn new_file_section(ev: &mut PendingEvent, file: *const u8) {
+    let _ = file_section(
+        ev,
+        file,
+        |c| unsafe { &mut (*(c as *mut _ as *mut SetExeBody)).new },
+        |c| &mut c.sections.extra,
+    );
 }
 
 #[inline(always)]
@@ -156,7 +147,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if now != new {
         // Another file than the fd's at entry (a racing thread): name the one installed.
         if let Ok(f) = vfs::exe_file() {
-            file_section(ev, f, true);
+            new_file_section(ev, f);
         }
     }
     fixed::<SetExeBody>(ev).changed = 1;
