@@ -13,6 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+mod agents;
 mod profile;
 mod results;
 
@@ -820,7 +821,14 @@ fn machine() -> Machine {
     }
 }
 
-pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
+/// Which sections run: all of them, or one written into docs/benchmarks.md in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    /// Section 5: many agents on one node.
+    Agents,
+}
+
+pub fn run(root: &Path, quick: bool, only: Option<Only>) -> anyhow::Result<()> {
     let started = Instant::now();
     let cg_fs = cgroup2_mount()?;
     for c in ["audit-bench/w", "audit-bench/u"] {
@@ -843,17 +851,33 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         file,
         quick,
     };
+    if only == Some(Only::Agents) {
+        let a = agents::agents(&env)?;
+        std::fs::write(out.join("agents.json"), serde_json::to_vec_pretty(&a)?)?;
+        let mut section = String::new();
+        results::render_agents(&mut section, &a);
+        let doc = root.join("docs/benchmarks.md");
+        let text = std::fs::read_to_string(&doc).unwrap_or_default();
+        std::fs::write(&doc, results::splice_agents(&text, &section))?;
+        eprintln!(
+            "bench: section 5 done in {:.0} s; wrote it into docs/benchmarks.md and target/bench/agents.json",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let overhead = overhead(&env)?;
     let throughput = throughput(&env)?;
     let query = query(&env)?;
     let runs = cpu_per_record(&env, profile::RATE, if quick { 1 } else { 5 })?;
     let profile = profile::profile(&env, runs)?;
+    let agents = agents::agents(&env)?;
     let results = Results {
         machine: machine(),
         overhead,
         throughput,
         query,
         profile,
+        agents,
         duration_s: started.elapsed().as_secs_f64(),
         quick,
     };

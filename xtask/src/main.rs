@@ -56,6 +56,9 @@ enum Cmd {
         /// Shorter samples and one pass (a smoke run, not for publishing).
         #[arg(long)]
         quick: bool,
+        /// Only this section, written into docs/benchmarks.md in place of its last run.
+        #[arg(long, value_enum)]
+        only: Option<bench::Only>,
     },
     /// fmt --check and clippy -D warnings on the user-space crates.
     Lint,
@@ -113,12 +116,12 @@ fn main() -> anyhow::Result<()> {
                 // Two cores: keep concurrent kernel tests from starving each other.
                 .env("RUST_TEST_THREADS", "2"))
         }
-        Cmd::Bench { quick } => {
+        Cmd::Bench { quick, only } => {
             require_root("the benchmarks load eBPF programs, create cgroups and start auditd")?;
             setup::build_tools()?;
             setup::bench_tools()?;
             build(true)?;
-            bench::run(&root, quick)
+            bench::run(&root, quick, only)
         }
         Cmd::Lint => {
             setup::build_tools()?;
