@@ -11,6 +11,7 @@
 //! once into what the stages run on; `commands/` wires them per subcommand. Everything is private
 //! to the crate: [`main`] is the only entry point.
 
+mod bounded;
 mod capture;
 mod cli;
 mod commands;
