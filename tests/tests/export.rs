@@ -293,10 +293,10 @@ fn spooled_text(p: &Path) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Record ids found in a spool directory (open and ready segments, sealed objects).
+/// Record ids found in a spool directory (the journal, open and ready segments, sealed objects).
 fn spooled_ids(spool: &Path) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
-    for sub in ["open", "ready", "sealed"] {
+    for sub in ["journal", "open", "ready", "sealed"] {
         let Ok(rd) = std::fs::read_dir(spool.join(sub)) else {
             continue;
         };
