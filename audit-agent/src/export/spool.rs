@@ -456,7 +456,7 @@ impl SpoolWriter {
             space_checked: None,
             on_ready,
             line: Vec::with_capacity(4096),
-            actors: native::ActorCache::default(),
+            actors: native::ActorCache::measured(),
             last_partitions: 1,
         }
     }

@@ -33,6 +33,10 @@ use crate::{
 const LINEAGE_GENERATION: usize = 32_768;
 /// Cgroup paths whose matching agent is remembered per generation (`CgroupMatches`).
 const CGROUP_MATCHES_GENERATION: usize = 8_192;
+/// Agents named by pod labels remembered, and pods (with their container) as records carry
+/// them; beyond, forgotten all at once (made again from the pod cache on the next record).
+const MAX_LABELLED: usize = 10_000;
+const MAX_PODS: usize = 10_000;
 
 struct Agent {
     /// The identity once per way of matching (in `MatchedBy::ALL` order), shared by every event.
@@ -264,6 +268,8 @@ pub(crate) struct IdentityStage {
     labelled: HashMap<String, Arc<AgentIdentity>>,
     /// (pod uid, container id, pod cache generation) -> the pod as events carry it.
     pods: HashMap<(String, Option<String>), (u64, Arc<K8sPod>)>,
+    labelled_stat: TableStat,
+    pods_stat: TableStat,
     /// exec id -> agent id of attributed process images (the agent's own `Arc`: no copy).
     lineage: Generations<Arc<str>, Arc<str>>,
     /// The first agent matching each cgroup path.
@@ -304,6 +310,8 @@ impl IdentityStage {
             k8s: None,
             labelled: HashMap::new(),
             pods: HashMap::new(),
+            labelled_stat: TableStat::named("labelled_agents"),
+            pods_stat: TableStat::named("pod_identities"),
             lineage: Generations::new(LINEAGE_GENERATION, TableStat::named("lineage")),
             by_cgroup: CgroupMatches {
                 generation: None,
@@ -336,8 +344,9 @@ impl IdentityStage {
         if let Some(a) = registry.by_id(id) {
             return Some(a.matched(MatchedBy::K8sLabel));
         }
-        if self.labelled.len() > 10_000 {
-            self.labelled.clear();
+        if self.labelled.len() > MAX_LABELLED {
+            self.labelled_stat.evicted(self.labelled.len());
+            self.labelled = HashMap::new();
         }
         let agent = self.labelled.entry(id.clone()).or_insert_with(|| {
             Arc::new(AgentIdentity {
@@ -346,7 +355,9 @@ impl IdentityStage {
                 ..AgentIdentity::unattributed()
             })
         });
-        Some(Arc::clone(agent))
+        let agent = Arc::clone(agent);
+        self.labelled_stat.set_entries(self.labelled.len());
+        Some(agent)
     }
 
     /// The id of `agent` as lineage keeps it: the registry's own `Arc` for a configured agent.
@@ -409,8 +420,9 @@ impl IdentityStage {
 
     /// The pod as events carry it, built once per pod, container and cache generation.
     fn pod_of(&mut self, p: &PodInfo, container: Option<&str>, generation: u64) -> Arc<K8sPod> {
-        if self.pods.len() > 10_000 {
-            self.pods.clear();
+        if self.pods.len() > MAX_PODS {
+            self.pods_stat.evicted(self.pods.len());
+            self.pods = HashMap::new();
         }
         let key = (p.uid.clone(), container.map(str::to_string));
         let entry = self
@@ -430,7 +442,9 @@ impl IdentityStage {
                 }),
             );
         }
-        Arc::clone(&entry.1)
+        let pod = Arc::clone(&entry.1);
+        self.pods_stat.set_entries(self.pods.len());
+        pod
     }
 }
 

@@ -230,6 +230,8 @@ pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
 #[derive(Default)]
 pub(crate) struct ActorCache {
     by_tid: crate::FastMap<u32, CachedActor>,
+    /// Its size, for a long-lived cache (the spool's).
+    stat: Option<crate::telemetry::tables::TableStat>,
 }
 
 struct CachedActor {
@@ -241,6 +243,16 @@ struct CachedActor {
 const ACTOR_THREADS: usize = 4096;
 
 impl ActorCache {
+    /// A cache whose size is reported (`audit_table_entries{table="serialized_actors"}`).
+    pub(crate) fn measured() -> Self {
+        Self {
+            stat: Some(crate::telemetry::tables::TableStat::named(
+                "serialized_actors",
+            )),
+            ..Self::default()
+        }
+    }
+
     fn holds(&self, a: &Activity) -> Option<&[u8]> {
         let c = self.by_tid.get(&a.process.tid)?;
         let (agent, p, s) = &c.of;
@@ -249,6 +261,9 @@ impl ActorCache {
 
     fn keep(&mut self, a: &Activity, members: &[u8]) {
         if self.by_tid.len() >= ACTOR_THREADS && !self.by_tid.contains_key(&a.process.tid) {
+            if let Some(s) = &self.stat {
+                s.evicted(self.by_tid.len());
+            }
             self.by_tid = crate::FastMap::default();
         }
         let of = (a.agent.clone(), a.process.clone(), a.subject.clone());
@@ -264,6 +279,9 @@ impl ActorCache {
                     of,
                     members: members.to_vec(),
                 });
+                if let Some(s) = &self.stat {
+                    s.set_entries(self.by_tid.len());
+                }
             }
         }
     }
