@@ -413,14 +413,19 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The records a spool file holds: a gzip stream, read as far as it goes (a segment still being
-/// written has no end yet; what it holds up to its last sync decodes). Empty when the file has
-/// moved on (cut, closed, sealed or uploaded) since it was listed.
+/// written has no end yet; what it holds up to its last sync decodes), or plain NDJSON. Empty
+/// when the file has moved on (cut, closed, sealed or uploaded) since it was listed.
 fn spooled_text(p: &Path) -> String {
     use std::io::Read as _;
-    let mut out = Vec::new();
-    if let Ok(f) = std::fs::File::open(p) {
-        let _ = flate2::read::MultiGzDecoder::new(f).read_to_end(&mut out);
+    let Ok(bytes) = std::fs::read(p) else {
+        return String::new();
+    };
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        // A journal of several agents is plain NDJSON.
+        return String::from_utf8_lossy(&bytes).into_owned();
     }
+    let mut out = Vec::new();
+    let _ = flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -434,7 +439,10 @@ fn spooled_ids(spool: &Path) -> BTreeSet<String> {
         for e in rd.flatten() {
             let p = e.path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if !(name.ends_with(".native.gz") || name.ends_with(".ndjson.gz")) {
+            if !(name.ends_with(".native.gz")
+                || name.ends_with(".ndjson.gz")
+                || name.ends_with(".ndjson"))
+            {
                 continue;
             }
             let text = spooled_text(&p);

@@ -11,7 +11,8 @@
 //! (`Partitions::recover`).
 //!
 //! ```text
-//! <spool>/journal/<first seq>.ndjson.gz   a journal (gzip, sync-flushed, no trailer)
+//! <spool>/journal/<first seq>.ndjson.gz   a journal (gzip, sync-flushed, no trailer) ...
+//! <spool>/journal/<first seq>.ndjson      ... or plain NDJSON (see `SpoolWriter::journal_level`)
 //! <spool>/journal/spare                   an empty file the next journal is made from
 //! ```
 //!
@@ -59,8 +60,8 @@ pub(crate) struct JournalIndex {
     pub(crate) len: u64,
     /// Length of the journal file.
     pub(crate) stored: u64,
-    /// The gzip level it was compressed at.
-    pub(crate) level: u32,
+    /// The gzip level it was compressed at (`None`: plain NDJSON).
+    pub(crate) level: Option<u32>,
     pub(crate) partitions: Vec<IndexedPartition>,
     /// (partition, bytes): consecutive records of one partition, in journal order.
     pub(crate) runs: Vec<(u32, u64)>,
@@ -86,9 +87,10 @@ pub(crate) struct ClosedJournal {
     pub(crate) index: JournalIndex,
 }
 
-/// The journal of records from `first_seq` on.
-fn journal_path(dirs: &SpoolDirs, first_seq: u64) -> PathBuf {
-    dirs.journal.join(format!("{first_seq:020}.ndjson.gz"))
+/// The journal of records from `first_seq` on (gzip, or plain).
+fn journal_path(dirs: &SpoolDirs, first_seq: u64, gzip: bool) -> PathBuf {
+    let ext = if gzip { "ndjson.gz" } else { "ndjson" };
+    dirs.journal.join(format!("{first_seq:020}.{ext}"))
 }
 
 /// The spare file the next journal is made from.
@@ -100,7 +102,10 @@ fn spare(dirs: &SpoolDirs) -> PathBuf {
 pub(crate) fn journals(dirs: &SpoolDirs) -> std::io::Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = fs::read_dir(&dirs.journal)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".ndjson.gz") || name.ends_with(".ndjson")
+        })
         .collect();
     v.sort();
     Ok(v)
@@ -131,9 +136,13 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// A new journal for records from `first_seq` on (made from the spare when there is one),
-    /// compressed at `level`.
-    pub(crate) fn create(dirs: &SpoolDirs, first_seq: u64, level: u32) -> std::io::Result<Self> {
-        let path = journal_path(dirs, first_seq);
+    /// compressed at `level` (`None`: plain).
+    pub(crate) fn create(
+        dirs: &SpoolDirs,
+        first_seq: u64,
+        level: Option<u32>,
+    ) -> std::io::Result<Self> {
+        let path = journal_path(dirs, first_seq, level.is_some());
         let recycled = fs::rename(spare(dirs), &path).is_ok();
         let file: File = private_options()
             .create(!recycled)

@@ -217,7 +217,10 @@ impl Partitions {
                 "a journal is not as it was closed; reading it record by record"
             );
             self.recover_journal(path, &HashMap::new())?;
-        } else if let ([p], true) = (&index.partitions[..], index.level == self.limits.gzip_level) {
+        } else if let ([p], true) = (
+            &index.partitions[..],
+            index.level == Some(self.limits.gzip_level),
+        ) {
             // One partition: the journal's own chunk, as it is, not compressed again.
             let bytes = fs::read(path)?;
             let cut = Cut {
@@ -238,15 +241,20 @@ impl Partitions {
         Ok(())
     }
 
-    /// Cuts a journal of several partitions: decompressed once (read as a stream: only its
-    /// records are in memory), each partition's records compressed into one chunk.
+    /// Cuts a journal of several partitions: read once (decompressed as a stream when it is
+    /// gzip: only its records are in memory), each partition's records compressed into one chunk.
     fn cut_records(&mut self, path: &Path, index: &JournalIndex) -> anyhow::Result<()> {
         let mut records = std::mem::take(&mut self.records);
         records.clear();
         records.reserve(index.len as usize);
-        // A journal has no trailer: its decoding ends with an error after its last chunk.
-        let file = std::io::BufReader::with_capacity(256 * 1024, File::open(path)?);
-        let _ = flate2::read::MultiGzDecoder::new(file).read_to_end(&mut records);
+        let mut file = File::open(path)?;
+        if index.level.is_some() {
+            // A journal has no trailer: its decoding ends with an error after its last chunk.
+            let file = std::io::BufReader::with_capacity(256 * 1024, file);
+            let _ = flate2::read::MultiGzDecoder::new(file).read_to_end(&mut records);
+        } else {
+            file.read_to_end(&mut records)?;
+        }
         anyhow::ensure!(
             records.len() as u64 >= index.len,
             "the journal holds {} bytes of records, its index says {}",

@@ -20,6 +20,10 @@
 //!   ([`End::Sync`]): everything so far is on a byte boundary and decodes to whole records;
 //! - closing a journal stops at a sync point: its deflate data is one chunk.
 //!
+//! A journal of several agents' records is written plain instead (its records as they are, no
+//! compressor): the sealer cuts it and compresses each partition's records on their own, so
+//! compressing it first would only be undone.
+//!
 //! A write that fails part way is cut off again, so a file only ever grows by whole writes. A
 //! crash leaves a stream without its end: [`salvage`] decodes what it holds, cuts a torn last
 //! record, and writes it again as a complete gzip file. Segments of versions before this format
@@ -133,12 +137,13 @@ pub(crate) enum End {
     Sync,
 }
 
-/// A file written as one gzip stream, and its compressor: the journal.
+/// A file written as one gzip stream, and its compressor (or as plain NDJSON): the journal.
 pub(crate) struct SegmentFile {
     file: File,
     /// Records appended but not yet compressed.
     records: Vec<u8>,
-    deflate: Compress,
+    /// `None`: the file is plain NDJSON.
+    deflate: Option<Compress>,
     /// Compressed output (the header first) waiting to be written whole.
     out: Vec<u8>,
     /// CRC-32 of the records compressed so far.
@@ -150,13 +155,16 @@ pub(crate) struct SegmentFile {
 }
 
 impl SegmentFile {
-    pub(crate) fn new(file: File, level: u32) -> Self {
+    /// A gzip stream at `level`, or plain NDJSON for `None`.
+    pub(crate) fn new(file: File, level: Option<u32>) -> Self {
         let mut out = Vec::with_capacity(16 * 1024);
-        out.extend_from_slice(&header(level));
+        if let Some(level) = level {
+            out.extend_from_slice(&header(level));
+        }
         Self {
             file,
             records: Vec::with_capacity(64 * 1024),
-            deflate: Compress::new(Compression::new(level), false),
+            deflate: level.map(|l| Compress::new(Compression::new(l), false)),
             out,
             crc: crc32fast::Hasher::new(),
             len: 0,
@@ -179,7 +187,8 @@ impl SegmentFile {
         self.records.len() + self.out.len()
     }
 
-    /// CRC-32 and length of the records written (valid after a write up to `Sync`).
+    /// CRC-32 and length of the records written (valid after a write up to `Sync`). A plain
+    /// file keeps no CRC (its records are checksummed when they are cut into chunks).
     pub(crate) fn checksum(&self) -> (u32, u64) {
         (self.crc.clone().finalize(), self.len)
     }
@@ -192,22 +201,32 @@ impl SegmentFile {
     /// Compresses the waiting records and writes the stream up to `end`. Returns the bytes
     /// added to the file. A partial write is cut off again and kept to be written whole later.
     pub(crate) fn write_out(&mut self, end: End) -> std::io::Result<u64> {
+        let Some(compress) = &mut self.deflate else {
+            // Plain: the records are the output.
+            self.len += self.records.len() as u64;
+            if self.out.is_empty() {
+                std::mem::swap(&mut self.records, &mut self.out);
+            } else {
+                self.out.append(&mut self.records);
+            }
+            return self.write_pending();
+        };
         if !self.records.is_empty() {
             // Into memory: cannot fail.
-            deflate(
-                &mut self.deflate,
-                &self.records,
-                &mut self.out,
-                FlushCompress::None,
-            )?;
+            deflate(compress, &self.records, &mut self.out, FlushCompress::None)?;
             self.crc.update(&self.records);
             self.len += self.records.len() as u64;
             self.records.clear();
         }
         match end {
             End::Continue => {}
-            End::Sync => deflate(&mut self.deflate, &[], &mut self.out, FlushCompress::Sync)?,
+            End::Sync => deflate(compress, &[], &mut self.out, FlushCompress::Sync)?,
         }
+        self.write_pending()
+    }
+
+    /// Writes the output waiting whole; a partial write is cut off again.
+    fn write_pending(&mut self) -> std::io::Result<u64> {
         if self.out.is_empty() {
             return Ok(0);
         }
@@ -344,7 +363,7 @@ mod tests {
     fn a_journal_is_one_gzip_stream_of_its_records_once_finished() {
         let d = scratch("finished");
         let path = d.join("s.ndjson.gz");
-        let mut seg = SegmentFile::new(File::create(&path).unwrap(), 2);
+        let mut seg = SegmentFile::new(File::create(&path).unwrap(), Some(2));
         let mut all = Vec::new();
         for (i, l) in lines(20_000).iter().enumerate() {
             seg.push(l);
@@ -382,7 +401,7 @@ mod tests {
         let all = lines(3000);
         // A journal's own chunk (its file without the header) ...
         let path = d.join("journal.ndjson.gz");
-        let mut journal = SegmentFile::new(File::create(&path).unwrap(), 2);
+        let mut journal = SegmentFile::new(File::create(&path).unwrap(), Some(2));
         for l in &all[..1000] {
             journal.push(l);
         }
@@ -414,10 +433,37 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_journal_holds_its_records_as_written_at_every_sync() {
+        let d = scratch("plain");
+        let path = d.join("s.ndjson");
+        let mut seg = SegmentFile::new(File::create(&path).unwrap(), None);
+        let mut all = Vec::new();
+        for (i, l) in lines(20_000).iter().enumerate() {
+            seg.push(l);
+            all.extend_from_slice(l);
+            if seg.wants_write() {
+                seg.write_out(End::Continue).unwrap();
+            }
+            if i % 5000 == 4999 {
+                seg.write_out(End::Sync).unwrap();
+                assert_eq!(
+                    fs::read(&path).unwrap(),
+                    all,
+                    "everything acknowledged is in the file"
+                );
+            }
+        }
+        assert_eq!(seg.checksum().1, all.len() as u64);
+        assert_eq!(seg.stored(), all.len() as u64);
+        assert!(matches!(Stored::read(&path).unwrap(), Stored::Plain(_)));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_crash_keeps_every_record_acknowledged_by_a_sync_and_no_torn_one() {
         let d = scratch("crash");
         let path = d.join("s.ndjson.gz");
-        let mut seg = SegmentFile::new(File::create(&path).unwrap(), 2);
+        let mut seg = SegmentFile::new(File::create(&path).unwrap(), Some(2));
         let all = lines(5000);
         for l in &all[..3000] {
             seg.push(l);

@@ -462,16 +462,12 @@ impl SpoolWriter {
     }
 
     /// The gzip level of the next journal. A journal of one partition becomes its segment as it
-    /// is (compressed at `gzip_level`); one of several is cut, decompressed and compressed again
-    /// per partition, so it is written uncompressed (gzip's stored blocks: a copy and a CRC per
-    /// record instead of compression, and nothing to inflate when it is cut). The last journal
-    /// tells which kind the next one will likely be.
-    fn journal_level(&self) -> u32 {
-        if self.last_partitions > 1 {
-            0
-        } else {
-            self.limits.gzip_level
-        }
+    /// is (compressed at `gzip_level`); one of several is cut and each partition's records
+    /// compressed on their own, so it is written plain (`None`: no compression, no checksum,
+    /// nothing to inflate when it is cut). The last journal tells which kind the next one will
+    /// likely be.
+    fn journal_level(&self) -> Option<u32> {
+        (self.last_partitions <= 1).then_some(self.limits.gzip_level)
     }
 
     /// Free space the spool's file system must keep: sealing writes a compressed copy of a
