@@ -36,10 +36,23 @@ pub(crate) enum Command {
     /// page (or JSON) with the trail's integrity verdict, every protected action with its policy
     /// context, summaries and the records behind every row.
     Report(ReportArgs),
+    /// Hand what an agent says it did to the audit agent: reads one hook payload (Claude Code's
+    /// PreToolUse/PostToolUse, or the generic claim form) on stdin and submits it on the claims
+    /// socket. Meant to be an agent runtime's hook command; prints nothing on success.
+    Claim(ClaimArgs),
+    /// Set what agents said their tool calls did (agent.claim records, or --claims FILE) against
+    /// what the kernel recorded: each call substantiated, contradicted, unsubstantiated or not
+    /// locally verifiable; each protected record explained by a call or not.
+    Reconcile(ReconcileArgs),
     /// Validate a configuration file without loading anything into the kernel.
     CheckConfig {
         /// The configuration file.
-        file: PathBuf,
+        #[arg(required_unless_present = "builtin")]
+        file: Option<PathBuf>,
+        /// Print the embedded default configuration (`run --builtin-config`, and the policy of
+        /// `trace` without `--config`) and check it.
+        #[arg(long, conflicts_with = "file")]
+        builtin: bool,
     },
     /// Create an Ed25519 key for signing manifests ([export] signing_key); prints the public key.
     Keygen {
@@ -51,9 +64,57 @@ pub(crate) enum Command {
     BenchFloor,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReconcileFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).multiple(true).args(["workflow", "agent"])))]
+pub(crate) struct ReconcileArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// The workflow to reconcile (`agent.workflow`; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) workflow: Vec<String>,
+    /// The agent to reconcile (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub(crate) agent: Vec<String>,
+    /// Start of the window: RFC 3339 or a duration back from now (2h, 7d).
+    #[arg(long, value_name = "T")]
+    pub(crate) since: String,
+    /// End of the window [default: now].
+    #[arg(long, value_name = "T")]
+    pub(crate) until: Option<String>,
+    /// Claims from a file besides those in the trail: JSON lines of hook payloads or generic
+    /// claims, or an OTLP/JSON traces export.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) claims: Option<PathBuf>,
+    /// Explain every record of the scope, not only protected ones.
+    #[arg(long)]
+    pub(crate) all: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: ReconcileFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClaimArgs {
+    /// The claims socket ([claims] socket of the daemon's configuration; `trace` sets the
+    /// variable for the command it runs).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "AUDIT_AGENT_CLAIMS_SOCKET",
+        default_value = "/run/audit-agent/claims.sock"
+    )]
+    pub(crate) socket: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct TraceArgs {
-    /// Configuration: policy rules and protected sets apply; what is watched is only the command.
+    /// Configuration: policy rules and protected sets apply; what is watched is only the command
+    /// [default: the built-in policy, see `check-config --builtin`].
     #[arg(long, short, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Attribute the records to this agent id [default: trace:<command name>].
@@ -105,6 +166,10 @@ pub(crate) struct QueryArgs {
     /// *.githubusercontent.com:443, **.github.com (repeatable).
     #[arg(long, value_name = "PATTERN")]
     pub(crate) host: Vec<String>,
+    /// Only the record with this id (`STREAM-SEQ`, as reconcile and report findings name
+    /// records; repeatable).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Vec<String>,
     /// Only this decision: allow, deny, review (repeatable).
     #[arg(long, value_name = "D")]
     pub(crate) decision: Vec<String>,

@@ -13,6 +13,7 @@
 
 mod bounded;
 mod capture;
+mod claims;
 mod cli;
 mod commands;
 mod config;
@@ -30,6 +31,7 @@ mod names;
 mod pipeline;
 mod policy;
 mod query;
+mod reconcile;
 mod report;
 mod settings;
 mod sink;
@@ -104,7 +106,11 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Query(args) => commands::query::run(args).await.map(|()| true),
         Command::Verify(args) => commands::verify::run(args).await,
         Command::Report(args) => commands::report::run(args).await,
-        Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
+        Command::Reconcile(args) => commands::reconcile::run(args).await.map(|()| true),
+        Command::Claim(args) => commands::claim::run(&args).await.map(|()| true),
+        Command::CheckConfig { file, builtin } => {
+            commands::check_config::run(file.as_deref(), builtin).map(|()| true)
+        }
         Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
         Command::BenchFloor => {
             let stop = commands::shutdown_signal();

@@ -27,6 +27,13 @@ pub(crate) fn errno_name(errno: i32) -> Option<&'static str> {
 /// an io_uring worker, ...).
 pub(crate) const PACKET_SYSCALL: &str = "packet";
 
+/// The `syscall` of `agent.claim` records: a runtime said it, no system call did it.
+pub(crate) const CLAIM_SYSCALL: &str = "claim";
+
+/// The `syscall` of `process.exit` records: the process's last thread left the kernel
+/// (`exit`, `exit_group`, or a fatal signal; the record says which by its status).
+pub(crate) const EXIT_SYSCALL: &str = "exit";
+
 /// The static name of a system call (`ia32:<name>` for a 32-bit one); `unknown` for one
 /// audit-agent does not record.
 pub(crate) fn syscall_name(s: &str) -> &'static str {
@@ -38,7 +45,7 @@ pub(crate) fn syscall_name(s: &str) -> &'static str {
                 .copied()
                 .filter(|n| !n.is_empty()),
         )
-        .chain(["ia32", PACKET_SYSCALL])
+        .chain(["ia32", PACKET_SYSCALL, CLAIM_SYSCALL, EXIT_SYSCALL])
         .find(|n| *n == s)
         .unwrap_or("unknown")
 }

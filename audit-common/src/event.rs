@@ -288,6 +288,8 @@ pub mod flags {
     pub const PATH2_FAULT: u32 = 1 << 18;
     /// A file change's second path was cut.
     pub const PATH2_TRUNCATED: u32 = 1 << 19;
+    /// A signal the kernel generated itself (`si_code` > 0), not a process's kill(2).
+    pub const SIGNAL_BY_KERNEL: u32 = 1 << 20;
 }
 
 /// Bits of [`FileFacts::flags`].
@@ -660,8 +662,14 @@ pub struct ForkBody {
 #[derive(Clone, Copy, Debug)]
 pub struct ExitBody {
     pub group_dead: u32,
-    pub _pad: u32,
+    /// The wait status the parent will be told (exit code in bits 8-15, or the killing signal
+    /// in bits 0-6 and a core dump in bit 7), read at `sched_process_exit`;
+    /// [`EXIT_STATUS_UNREAD`] when it could not be read.
+    pub status: u32,
 }
+
+/// [`ExitBody::status`] when the kernel side could not read it (no wait status is this).
+pub const EXIT_STATUS_UNREAD: u32 = u32::MAX;
 
 /// A fixed-size record as written to the ring buffer.
 #[repr(C)]

@@ -9,10 +9,11 @@
 //!
 //! What is captured, so user space can name destinations from bytes the kernel carried:
 //! - UDP to or from a DNS port (`DNS_PORTS`): the datagram's payload (a query, an answer, or a
-//!   watched resolver's answer);
+//!   watched resolver's answer); and the first two datagrams a socket sends when they start
+//!   with a QUIC long header (the Initials that carry an HTTP/3 client's ClientHello);
 //! - TCP: the first [`STREAM_EGRESS_MAX`] bytes the connection sends (a TLS ClientHello, an HTTP
-//!   request line and headers, a DNS query over TCP), and for a DNS port the first
-//!   [`STREAM_INGRESS_MAX`] bytes it receives. Each piece carries its offset in the stream
+//!   request line and headers, a DNS query over TCP), and the first [`RESPONSE_MAX`] bytes it
+//!   receives (an HTTP status line), [`STREAM_INGRESS_MAX`] from a DNS port. Each piece carries its offset in the stream
 //!   (sequence number minus the initial one), so retransmissions and split hellos are
 //!   reassembled in user space.
 
@@ -22,8 +23,12 @@ use crate::event::EventHeader;
 pub const PACKET_CAPTURE_MAX: usize = 4096;
 /// Bytes of a watched TCP connection's outgoing stream that are captured.
 pub const STREAM_EGRESS_MAX: u32 = 8192;
-/// Bytes of a watched TCP connection's incoming stream that are captured (DNS ports only).
+/// Bytes of a watched TCP connection's incoming stream that are captured from a DNS port (DNS
+/// answers over TCP).
 pub const STREAM_INGRESS_MAX: u32 = 16384;
+/// Bytes of any other watched TCP connection's incoming stream that are captured: the start of
+/// the server's answer (an HTTP status line).
+pub const RESPONSE_MAX: u32 = 512;
 /// Most DNS ports (`DNS_PORTS` entries).
 pub const DNS_PORTS_MAX: u32 = 16;
 
@@ -48,6 +53,11 @@ pub mod sock_flags {
     /// A TCP payload arrived before a SYN was seen (the socket was connected before it was
     /// watched): its stream offsets are unknown, nothing of it is captured.
     pub const NO_ISN: u32 = 1 << 4;
+    /// UDP: one datagram with a QUIC long header was captured.
+    pub const QUIC_ONE: u32 = 1 << 5;
+    /// UDP: no more datagrams are looked at as QUIC Initials (two were captured, or the first
+    /// was no long header).
+    pub const QUIC_DONE: u32 = 1 << 6;
 }
 
 /// Bits of [`PacketBody::flags`].

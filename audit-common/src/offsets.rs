@@ -116,6 +116,12 @@ offsets! {
     sock_state_newstate,
     sock_state_protocol,
     task_real_parent,
+    /// `task_struct.exit_code` (set before `sched_process_exit` fires) and `signal`;
+    /// `signal_struct.flags` and `group_exit_code`.
+    task_exit_code,
+    task_signal,
+    signal_flags,
+    signal_group_exit_code,
     /// `task_struct.thread_pid`; `pid.level`, `pid.numbers` (`upid.nr` at 0).
     task_thread_pid,
     /// `inode.i_private` (a pidfd's `struct pid` on pidfs, Linux >= 6.9).

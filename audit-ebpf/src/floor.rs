@@ -5,8 +5,8 @@
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 use aya_ebpf::{
-    macros::{cgroup_sock_addr, raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, SockAddrContext, TracePointContext},
+    macros::{cgroup_skb, cgroup_sock_addr, raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, SkBuffContext, SockAddrContext, TracePointContext},
 };
 
 macro_rules! empty {
@@ -112,6 +112,16 @@ pub fn sendmsg4(_ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sendmsg6(_ctx: SockAddrContext) -> i32 {
+    1
+}
+
+#[cgroup_skb(egress)]
+pub fn packet_egress(_ctx: SkBuffContext) -> i32 {
+    1
+}
+
+#[cgroup_skb(ingress)]
+pub fn packet_ingress(_ctx: SkBuffContext) -> i32 {
     1
 }
 

@@ -1,9 +1,9 @@
-//! Process lifecycle: fork (the follow set, and lineage for user space), exit (slot cleanup),
-//! moves to another cgroup, and signals sent to the agent.
+//! Process lifecycle: fork (the follow set, and lineage for user space), exit (slot cleanup, and
+//! a watched process's exit status), moves to another cgroup, and signals sent to the agent.
 
 use audit_common::event::{
-    CGROUP_PATH_MAX, CgroupMoveBody, EventKind, ExitBody, FixedEvent, ForkBody, HEADER_LEN,
-    SignalBody, flags,
+    CGROUP_PATH_MAX, CgroupMoveBody, EXIT_STATUS_UNREAD, EventKind, ExitBody, FixedEvent, ForkBody,
+    HEADER_LEN, SignalBody, flags,
 };
 use audit_common::offsets::ABSENT;
 use aya_ebpf::{
@@ -17,6 +17,7 @@ use crate::{
     maps::{EVENTS, PENDING, SIGNALS_TO_AGENT},
     offsets::{kread, off, tp_read},
     pending::{count, emit, fill_header, may_have_slot, remove_slot, ring_used, submit_flags},
+    vfs::{btf_ptr, btf_read, task_btf},
 };
 
 /// Raw tracepoint: unlike the formatted `sched:sched_process_fork` record it hands us the child's
@@ -98,7 +99,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             ev.header.body_len = (core::mem::size_of::<FixedEvent<ExitBody>>() - HEADER_LEN) as u16;
             ev.body = ExitBody {
                 group_dead: 1,
-                _pad: 0,
+                status: exit_status(),
             };
             entry.submit(submit_flags(ring_used()));
             count(|c| c.emitted[EventKind::Exit as usize] += 1);
@@ -108,6 +109,26 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     }
     unfollow(tgid);
     Ok(())
+}
+
+/// `SIGNAL_GROUP_EXIT` in `signal_struct.flags`: the group is exiting as a whole.
+const SIGNAL_GROUP_EXIT: u32 = 0x4;
+
+/// The wait status the parent will be told, as `wait_task_zombie` computes it: the group's
+/// code when the group exits as a whole (`exit_group`, a fatal signal), else the code of the
+/// thread that ended it, the last one, which is the current task here (the kernel's tests
+/// show the parent told that code when threads end one by one).
+#[inline(always)]
+fn exit_status() -> u32 {
+    let task = task_btf();
+    let own = btf_read::<i32>(task, off!(task_exit_code)) as u32;
+    match btf_ptr(task, off!(task_signal)) {
+        Ok(sig) if btf_read::<u32>(sig, off!(signal_flags)) & SIGNAL_GROUP_EXIT != 0 => {
+            btf_read::<i32>(sig, off!(signal_group_exit_code)) as u32
+        }
+        Ok(_) => own,
+        Err(_) => EXIT_STATUS_UNREAD,
+    }
 }
 
 /// `cgroup:cgroup_attach_task`: a task was moved to another cgroup. A watched process that moves
@@ -167,6 +188,19 @@ pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// Whether the kernel generated a signal itself (a child's exit or stop notifying its parent, a
+/// fault, a timer) rather than a process's kill/tgkill/sigqueue: its `si_code` is positive
+/// (`SI_USER` is 0, the queued and thread-directed kinds negative). `info` is a `kernel_siginfo`,
+/// or `SEND_SIG_NOINFO` (0, a kill) or `SEND_SIG_PRIV` (1, the kernel's). `si_code` is its third
+/// int on every architecture but MIPS.
+fn by_kernel(info: u64) -> bool {
+    match info {
+        0 => false,
+        1 => true,
+        _ => kread::<i32>(info as *const u8, 8).is_ok_and(|code| code > 0),
+    }
+}
+
 fn try_signal(ctx: &RawTracePointContext) -> Result<(), i64> {
     let agent = agent_tgid();
     if agent == 0 {
@@ -187,6 +221,9 @@ fn try_signal(ctx: &RawTracePointContext) -> Result<(), i64> {
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, EventKind::Signal, 0, pid_tgid);
+    if by_kernel(ctx.arg(1)) {
+        ev.header.flags |= flags::SIGNAL_BY_KERNEL;
+    }
     ev.header.body_len = (core::mem::size_of::<FixedEvent<SignalBody>>() - HEADER_LEN) as u16;
     ev.body = SignalBody {
         sig: ctx.arg::<u64>(0) as u32,

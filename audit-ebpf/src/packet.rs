@@ -1,7 +1,8 @@
 //! Packets of watched sockets: cgroup `skb` egress and ingress programs, attached to the root of
 //! the cgroup v2 hierarchy, that copy the bytes destinations are named by — DNS messages, the
-//! first bytes of a TCP connection (a TLS ClientHello, an HTTP request) — from the packets the
-//! kernel carried, never from the process's buffers (see `audit_common::net`).
+//! first bytes of a TCP connection each way (a TLS ClientHello, an HTTP request and the status
+//! line of its answer) — from the packets the kernel carried, never from the process's buffers
+//! (see `audit_common::net`).
 //!
 //! A socket is watched once a watched task connected it or sent from it to an address
 //! ([`mark_socket`], called by the cgroup `connect4/6` and `sendmsg4/6` programs, which run in
@@ -13,7 +14,7 @@ use audit_common::{
     event::EventKind,
     net::{
         EGRESS, INGRESS, IPPROTO_TCP, IPPROTO_UDP, PACKET_CAPTURE_MAX, PacketBody, PacketEvent,
-        STREAM_EGRESS_MAX, STREAM_INGRESS_MAX, SockState, packet_flags, sock_flags,
+        RESPONSE_MAX, STREAM_EGRESS_MAX, STREAM_INGRESS_MAX, SockState, packet_flags, sock_flags,
     },
 };
 use aya_ebpf::{
@@ -212,8 +213,9 @@ fn try_packet(ctx: &SkBuffContext, direction: u8) -> Result<(), i64> {
         pflags |= packet_flags::REMOTE_DNS_PORT;
     }
     let (offset, limit) = if h.protocol == IPPROTO_UDP {
-        // DNS datagrams only (a query or answer, or a watched resolver's).
-        if pflags == 0 || h.payload_len == 0 {
+        // DNS datagrams (a query or answer, or a watched resolver's), and a QUIC client's
+        // first Initials.
+        if h.payload_len == 0 || (pflags == 0 && !quic_initial(ctx, state, &h, direction)?) {
             return Ok(());
         }
         (0, PACKET_CAPTURE_MAX as u32)
@@ -224,6 +226,32 @@ fn try_packet(ctx: &SkBuffContext, direction: u8) -> Result<(), i64> {
         }
     };
     emit_packet(ctx, state, &h, direction, pflags, offset, limit)
+}
+
+/// Whether a datagram is one of the first two datagrams a socket sends that start with a QUIC
+/// long header (the Initials that carry the ClientHello). The first datagram of a socket that
+/// does not ends the question for that socket: one byte read per watched UDP socket otherwise.
+#[inline(always)]
+fn quic_initial(
+    ctx: &SkBuffContext,
+    state: &mut SockState,
+    h: &Headers,
+    direction: u8,
+) -> Result<bool, i64> {
+    if direction != EGRESS || state.flags & sock_flags::QUIC_DONE != 0 {
+        return Ok(false);
+    }
+    let first: u8 = load(ctx, h.payload_off)?;
+    if first & 0xc0 != 0xc0 {
+        state.flags |= sock_flags::QUIC_DONE;
+        return Ok(false);
+    }
+    state.flags |= if state.flags & sock_flags::QUIC_ONE != 0 {
+        sock_flags::QUIC_DONE
+    } else {
+        sock_flags::QUIC_ONE
+    };
+    Ok(true)
 }
 
 /// For a TCP packet: where its payload starts in the stream and how many of its bytes are still
@@ -241,15 +269,18 @@ fn stream_window(
             sock_flags::EGRESS_DONE,
             STREAM_EGRESS_MAX,
         )
-    } else {
-        if pflags & packet_flags::REMOTE_DNS_PORT == 0 {
-            // Only a DNS server's replies are read on the way in.
-            return Ok(None);
-        }
+    } else if pflags & packet_flags::REMOTE_DNS_PORT != 0 {
         (
             sock_flags::INGRESS_ISN,
             sock_flags::INGRESS_DONE,
             STREAM_INGRESS_MAX,
+        )
+    } else {
+        // The start of the server's answer only (an HTTP status line).
+        (
+            sock_flags::INGRESS_ISN,
+            sock_flags::INGRESS_DONE,
+            RESPONSE_MAX,
         )
     };
     if state.flags & done_flag != 0 {

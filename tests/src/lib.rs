@@ -7,9 +7,11 @@
 //!
 //! These tests need root. They fail (never skip) without it: run them with `cargo xtask test`.
 
+pub mod claims_eval;
 pub mod fake_k8s;
 pub mod garage;
 pub mod helm;
+pub mod net;
 pub mod trail;
 pub mod validators;
 

@@ -65,6 +65,50 @@ fn every_action(dir: &Scratch, other: &TestCgroup, agent_pid: u32, target: u32) 
     args
 }
 
+/// A lookup, a TLS hello and an HTTP request (`network.dns`, `network.tls`, `network.http`).
+fn every_network_record(cg: &TestCgroup, resolver: std::net::Ipv4Addr, server: std::net::Ipv4Addr) {
+    let (r, s) = (resolver.to_string(), server.to_string());
+    net::netclient(cg, &["dns", &r, "api.example.test", "A", "udp"]);
+    net::netclient(cg, &["hello", &s, "8443", "api.example.test", "1"]);
+    net::netclient(
+        cg,
+        &[
+            "raw",
+            &s,
+            "8080",
+            "GET /v1/x?y=1 HTTP/1.1\\r\\nHost: api.example.test\\r\\n\\r\\n",
+        ],
+    );
+}
+
+/// A claim with every field, and one refused (`agent.claim`), filed from `cg` through
+/// `audit-agent claim` on the daemon's socket.
+fn every_claim(cg: &TestCgroup, socket: &std::path::Path) {
+    let good = r#"{"claim": "audit-agent/v1", "phase": "complete", "session": "s", "call_id": "c1",
+        "tool": "deploy", "cwd": "/srv", "success": false, "error": "boom",
+        "started": "2026-12-05T10:00:00Z", "ended": "2026-12-05T10:00:02Z",
+        "effects": [{"exec": "make", "background": true}, {"read": "/a"}, {"write": "/b"},
+                    {"scan": "/c"}, {"fetch": "https://api.example.test/x"}]}"#;
+    for (payload, ok) in [(good, true), ("not json", false)] {
+        let mut child = cg
+            .command(agent_bin())
+            .arg("claim")
+            .env("AUDIT_AGENT_CLAIMS_SOCKET", socket)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(payload.as_bytes())
+            .unwrap();
+        assert_eq!(child.wait().unwrap().success(), ok, "{payload}");
+    }
+}
+
 /// A trail the daemon wrote with every action, in and out of containers and pods, a restart's
 /// gap, and OCSF copies.
 struct Written {
@@ -120,6 +164,9 @@ id = "egress"
 actions = ["network.connect"]
 decision = "review"
 
+[claims]
+socket = "{socket}"
+
 [export]
 store = "{url}"
 {endpoint}spool_dir = "{spool}"
@@ -133,7 +180,8 @@ region = "eu-west-1"
 account_id = "123456789012"
 "#,
             root = root.rel,
-            spool = dir.path("spool").display()
+            spool = dir.path("spool").display(),
+            socket = dir.path("claims.sock").display(),
         ),
     )
     .unwrap();
@@ -151,10 +199,18 @@ account_id = "123456789012"
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Peers for the network records: a resolver and a server that takes any bytes.
+    let net = net::Net::new(tag);
+    let (resolver, server) = (net.ip(1), net.ip(2));
+    let _dns = net::dnsd(resolver, &[&format!("api.example.test={server}")], None);
+    let _tls = net::sink_server(std::net::SocketAddr::new(server.into(), 8443));
+    let _http = net::http_server(std::net::SocketAddr::new(server.into(), 8080), &dir.0);
     for cg in [&plain, &docker, &pod] {
         let args = every_action(&dir, &elsewhere, agent.pid(), target.id());
         let report = cg.workload(&args);
         assert!(!report.is_empty(), "the workload ran in {}", cg.rel);
+        every_network_record(cg, resolver, server);
+        every_claim(cg, &dir.path("claims.sock"));
     }
     let _ = target.kill();
     let _ = target.wait();
@@ -195,6 +251,7 @@ fn ocsf_of_every_action_and_gap_validates_against_the_official_schema() {
         .collect();
     for want in [
         (1007, 1),  // exec
+        (1007, 2),  // exit
         (1007, 3),  // process.access
         (1007, 99), // signal, cgroup move, io_uring setup, 32-bit call
         (1001, 14), // open
@@ -204,7 +261,9 @@ fn ocsf_of_every_action_and_gap_validates_against_the_official_schema() {
         (1001, 5),  // rename
         (1001, 7),  // chmod, chown
         (4001, 1),  // connect
-        (4001, 6),  // send
+        (4001, 6),  // send, TLS hello
+        (4002, 3),  // HTTP GET
+        (4003, 6),  // DNS query and answer
         (0, 99),    // gap
     ] {
         assert!(seen.contains(&want), "no event of {want:?} in {seen:?}");
@@ -731,6 +790,8 @@ fn check_security_lake(w: &Written, events: &[&Value]) {
         "file-activity" => 1001,
         "process-activity" => 1007,
         "network-activity" => 4001,
+        "http-activity" => 4002,
+        "dns-activity" => 4003,
         "base-event" => 0,
         other => panic!("source {other}"),
     };

@@ -810,3 +810,53 @@ fn a_32_bit_system_call_is_recorded_as_the_action_it_performs() {
     assert_eq!(other["resource"]["ia32"]["nr"], 20);
     assert_eq!(other["result"]["retval"], report[5]["ret"]);
 }
+
+/// The `process.exit` record of process `pid`.
+fn exit_of(records: &[Value], pid: &Value) -> Value {
+    let exits: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "process.exit" && r["process"]["pid"] == *pid)
+        .collect();
+    assert_eq!(exits.len(), 1, "one exit of {pid}: {exits:#?}");
+    exits[0].clone()
+}
+
+#[test]
+fn an_exit_says_what_the_parent_was_told() {
+    let cg = TestCgroup::new("truth-exit");
+    let dir = Scratch::new("truth-exit");
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
+    // Each child ends another way; the parent reports the wait status it got.
+    let code = cg.workload(["fork", "exit", "3"]);
+    let killed = cg.workload(["fork", "raise", "9"]);
+    // Threads end one by one with different codes, the main thread first or last: the record
+    // must say the code the parent is told.
+    let leader_first = cg.workload(["fork", "exit-threads", "0", "5", "leader"]);
+    let leader_last = cg.workload(["fork", "exit-threads", "6", "0", "other"]);
+    let records = agent.stop();
+
+    let status = |report: &[Value]| report.last().unwrap()["status"].as_i64().unwrap();
+    let child = |report: &[Value]| report.last().unwrap()["ret"].clone();
+    assert_eq!(status(&code), 3 << 8);
+    let r = exit_of(&records, &child(&code));
+    assert_eq!(r["resource"]["exit_code"], 3, "{r:#}");
+    assert_eq!(r["result"]["outcome"], "failure");
+    assert_eq!(r["syscall"], "exit");
+
+    assert_eq!(status(&killed), 9);
+    let r = exit_of(&records, &child(&killed));
+    assert_eq!(r["resource"]["signal"], "SIGKILL", "{r:#}");
+    assert_eq!(r["resource"]["core_dumped"], false);
+    assert!(r["resource"].get("exit_code").is_none());
+
+    for report in [&leader_first, &leader_last] {
+        let told = status(report);
+        assert_eq!(told & 0x7f, 0, "an exit, not a signal");
+        let r = exit_of(&records, &child(report));
+        assert_eq!(r["resource"]["exit_code"], told >> 8, "{r:#}");
+    }
+    let r = exit_of(&records, &child(&leader_first));
+    // The exit names the image that ended: the workload the child still ran.
+    let exe = std::fs::canonicalize(workload_bin()).unwrap();
+    assert_eq!(r["process"]["exe"], s(&exe).as_str());
+}

@@ -14,12 +14,13 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 mod agents;
+mod lifecycle;
 mod profile;
 mod results;
 
 use results::{
-    Machine, OpStat, Overhead, OverheadRow, ProgramCost, ProgramRow, Query, QueryRun, RateRow,
-    Results, Throughput, ToolRun,
+    Machine, Network, OpStat, Overhead, OverheadRow, ProgramCost, ProgramRow, Query, QueryRun,
+    RateRow, Results, Throughput, ToolRun,
 };
 
 /// Unprivileged uid the auditd "watched" load runs as: `nobody`, an existing user. (With a uid
@@ -195,6 +196,9 @@ impl Tracer {
                 }
                 let _ = c.kill();
                 let _ = c.wait();
+                // The kernel detaches a stopped agent's programs in the background: the next
+                // configuration is measured without them.
+                lifecycle::wait_released();
                 Ok(())
             }
             Tracer::Auditd(mut c) => {
@@ -618,6 +622,53 @@ fn program_cost(env: &Env) -> anyhow::Result<ProgramCost> {
     })
 }
 
+/// Section 5: what the packet programs cost network traffic — a loopback TCP stream (64 KiB
+/// writes) and UDP request/response round trips, unwatched and watched, beside the baseline and
+/// the floor (empty programs on every hook, the cgroup `skb` ones included). Configurations are
+/// interleaved over passes, as in section 1.
+fn network(env: &Env) -> anyhow::Result<Network> {
+    let ops = ["tcp", "udp_rr"];
+    let ms = if env.quick { 250 } else { 400 };
+    let passes = if env.quick { 1 } else { 3 };
+    let rounds = if env.quick { 3 } else { 5 };
+    let mut samples = Samples::default();
+    let mut notes = Vec::new();
+    let mut order: Vec<String> = Vec::new();
+    for pass in 0..passes {
+        for config in ["baseline", "floor", "audit-agent"] {
+            eprintln!("bench: network pass {} config {config}", pass + 1);
+            let dir = env.out.join(format!("network-{config}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let Some((tracer, rows)) = start_config(env, config, &dir, &mut notes)? else {
+                continue;
+            };
+            std::thread::sleep(Duration::from_millis(500));
+            for (row, cg, uid) in &rows {
+                if !order.iter().any(|o| o == row) {
+                    order.push(row.to_string());
+                }
+                for op in ops {
+                    for _ in 0..rounds {
+                        let ns = env.measure(op, cg, *uid, ms)?;
+                        samples
+                            .entry((row.to_string(), op.to_string()))
+                            .or_default()
+                            .push(ns);
+                    }
+                }
+            }
+            tracer.stop()?;
+        }
+    }
+    Ok(Network {
+        rows: summarize(&order, &samples, &ops),
+        ms_per_sample: ms,
+        passes,
+        rounds,
+    })
+}
+
 /// Section 2: throughput and loss.
 fn throughput(env: &Env) -> anyhow::Result<Throughput> {
     let secs = if env.quick { 3.0 } else { 5.0 };
@@ -821,15 +872,35 @@ fn machine() -> Machine {
     }
 }
 
-/// Which sections run: all of them, or one written into docs/benchmarks.md in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Only {
-    /// Section 5: many agents on one node.
+/// Which part of the bench to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every section; writes docs/benchmarks.md.
+    All,
+    /// Section 5 (start and stop) only; printed.
+    StartStop,
+    /// Section 7 (claims reconciliation accuracy) only; printed.
+    Claims,
+    /// Section 8 (many agents on one node) only; written into docs/benchmarks.md in place of
+    /// its last run.
     Agents,
 }
 
-pub fn run(root: &Path, quick: bool, only: Option<Only>) -> anyhow::Result<()> {
+/// Section 7: the labelled claims scenarios under the daemon, reconciled (`claims-eval`).
+fn claims_accuracy(env: &Env) -> anyhow::Result<results::ClaimsAccuracy> {
+    eprintln!("bench: claims scenarios");
+    let out = Command::new(env.root.join("target/release/claims-eval"))
+        .env("AUDIT_AGENT_BIN", &env.agent)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running claims-eval")?;
+    anyhow::ensure!(out.status.success(), "claims-eval failed: {}", out.status);
+    serde_json::from_slice(&out.stdout).context("claims-eval output")
+}
+
+pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
     let started = Instant::now();
+    lifecycle::note_programs_before();
     let cg_fs = cgroup2_mount()?;
     for c in ["audit-bench/w", "audit-bench/u"] {
         std::fs::create_dir_all(cg_fs.join(c))?;
@@ -851,7 +922,7 @@ pub fn run(root: &Path, quick: bool, only: Option<Only>) -> anyhow::Result<()> {
         file,
         quick,
     };
-    if only == Some(Only::Agents) {
+    if part == Part::Agents {
         let a = agents::agents(&env)?;
         std::fs::write(out.join("agents.json"), serde_json::to_vec_pretty(&a)?)?;
         let mut section = String::new();
@@ -860,23 +931,44 @@ pub fn run(root: &Path, quick: bool, only: Option<Only>) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(&doc).unwrap_or_default();
         std::fs::write(&doc, results::splice_agents(&text, &section))?;
         eprintln!(
-            "bench: section 5 done in {:.0} s; wrote it into docs/benchmarks.md and target/bench/agents.json",
+            "bench: section 8 done in {:.0} s; wrote it into docs/benchmarks.md and target/bench/agents.json",
             started.elapsed().as_secs_f64()
         );
         return Ok(());
     }
+    if part == Part::Claims {
+        let c = claims_accuracy(&env)?;
+        let mut s = String::new();
+        results::render_claims(&mut s, &c);
+        println!("{s}");
+        return Ok(());
+    }
+    if part == Part::StartStop {
+        let l = lifecycle::measure(&env)?;
+        std::fs::write(out.join("start-stop.json"), serde_json::to_vec_pretty(&l)?)?;
+        let mut s = String::new();
+        results::render_lifecycle(&mut s, &l);
+        println!("{s}");
+        return Ok(());
+    }
     let overhead = overhead(&env)?;
+    let network = network(&env)?;
     let throughput = throughput(&env)?;
     let query = query(&env)?;
     let runs = cpu_per_record(&env, profile::RATE, if quick { 1 } else { 5 })?;
     let profile = profile::profile(&env, runs)?;
+    let lifecycle = lifecycle::measure(&env)?;
+    let claims = claims_accuracy(&env)?;
     let agents = agents::agents(&env)?;
     let results = Results {
         machine: machine(),
         overhead,
+        network,
         throughput,
         query,
         profile,
+        lifecycle,
+        claims,
         agents,
         duration_s: started.elapsed().as_secs_f64(),
         quick,

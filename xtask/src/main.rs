@@ -56,9 +56,16 @@ enum Cmd {
         /// Shorter samples and one pass (a smoke run, not for publishing).
         #[arg(long)]
         quick: bool,
-        /// Only this section, written into docs/benchmarks.md in place of its last run.
-        #[arg(long, value_enum)]
-        only: Option<bench::Only>,
+        /// Only section 5 (start and stop), printed instead of written to docs/benchmarks.md.
+        #[arg(long)]
+        start_stop: bool,
+        /// Only section 7 (claims reconciliation accuracy), printed.
+        #[arg(long, conflicts_with = "start_stop")]
+        claims: bool,
+        /// Only section 8 (many agents on one node), written into docs/benchmarks.md in place
+        /// of its last run.
+        #[arg(long, conflicts_with_all = ["start_stop", "claims"])]
+        agents: bool,
     },
     /// fmt --check and clippy -D warnings on the user-space crates.
     Lint,
@@ -116,12 +123,33 @@ fn main() -> anyhow::Result<()> {
                 // Two cores: keep concurrent kernel tests from starving each other.
                 .env("RUST_TEST_THREADS", "2"))
         }
-        Cmd::Bench { quick, only } => {
+        Cmd::Bench {
+            quick,
+            start_stop,
+            claims,
+            agents,
+        } => {
             require_root("the benchmarks load eBPF programs, create cgroups and start auditd")?;
+            let part = if start_stop {
+                bench::Part::StartStop
+            } else if claims {
+                bench::Part::Claims
+            } else if agents {
+                bench::Part::Agents
+            } else {
+                bench::Part::All
+            };
             setup::build_tools()?;
-            setup::bench_tools()?;
+            if matches!(part, bench::Part::All | bench::Part::Claims) {
+                // What the agents of the claims scenarios (section 7) run.
+                setup::scenario_tools()?;
+            }
+            if part == bench::Part::All {
+                // The peers (bpftrace, auditd, DuckDB); the other parts measure only the agent.
+                setup::bench_tools()?;
+            }
             build(true)?;
-            bench::run(&root, quick, only)
+            bench::run(&root, quick, part)
         }
         Cmd::Lint => {
             setup::build_tools()?;

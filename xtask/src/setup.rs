@@ -19,7 +19,7 @@ const CHECKOV_VERSION: &str = "3.3.30";
 const HADOLINT_VERSION: &str = "2.15.1";
 /// What `tests/validators/*.py` check our outputs with (PyPI): the official OCSF schema exports
 /// as JSON Schema and a validator; the Prometheus client's parsers.
-const VALIDATORS: [(&str, &str); 6] = [
+const VALIDATORS: [(&str, &str); 8] = [
     ("ocsf-json-schema", "1.2.0"),
     ("jsonschema", "4.26.0"),
     ("prometheus-client", "0.26.0"),
@@ -29,6 +29,12 @@ const VALIDATORS: [(&str, &str); 6] = [
     ("duckdb-extension-httpfs", "1.5.5"),
     // An independent Parquet reader for the Security Lake objects.
     ("pyarrow", "26.0.1"),
+    // A real QUIC client: the HTTP/3 naming test reads the server name from its Initials
+    // (tests/peers/quic_client.py).
+    ("aioquic", "1.7.2"),
+    // OpenTelemetry's own protobuf classes: the claims tests send OTLP spans encoded by them
+    // (tests/peers/otlp_send.py).
+    ("opentelemetry-proto", "1.45.2"),
 ];
 /// The official ECS field definitions (npm).
 const ECS_PACKAGE_VERSION: &str = "9.4.0";
@@ -67,15 +73,22 @@ pub fn build_tools() -> anyhow::Result<()> {
 /// Garage (the S3-compatible server the export tests talk to), kubernetes-validate (offline
 /// Kubernetes schema validation of deploy/), systemd-analyze (the systemd unit), Chromium (the
 /// report tests open reports in a real headless browser), promtool (Prometheus's own parser and
-/// linter of the classic metrics format), and real `helm` and `kubectl` binaries (the chart and
-/// the kustomization).
+/// linter of the classic metrics format), real `helm` and `kubectl` binaries (the chart and the
+/// kustomization), and the network peers of the destination-naming tests (dnsmasq, curl,
+/// `openssl s_server`, `unshare` for a private `/etc/resolv.conf`).
 pub fn test_tools() -> anyhow::Result<()> {
     cargo_install("garage", GARAGE_VERSION, &["--version"])?;
     apt_install(&[
         ("systemd-analyze", "systemd"),
         ("chromium", "chromium"),
         ("promtool", "prometheus"),
+        // The peers of the destination-naming tests (tests/src/net.rs).
+        ("dnsmasq", "dnsmasq-base"),
+        ("curl", "curl"),
+        ("openssl", "openssl"),
+        ("unshare", "util-linux"),
     ])?;
+    scenario_tools()?;
     pip_install(
         "kubernetes-validate",
         KUBERNETES_VALIDATE_VERSION,
@@ -210,6 +223,12 @@ with tempfile.TemporaryDirectory() as tmp:
 
 /// bpftrace and auditd (peers), bpftool (program statistics), perf (the profile), and DuckDB
 /// (query peer).
+/// What the agents of the claims scenarios run (tests/peers/claims_scenarios.json): the tests
+/// and section 7 of the bench play them.
+pub fn scenario_tools() -> anyhow::Result<()> {
+    apt_install(&[("npm", "npm"), ("gcc", "gcc"), ("git", "git")])
+}
+
 pub fn bench_tools() -> anyhow::Result<()> {
     apt_install(&[
         ("bpftrace", "bpftrace"),

@@ -8,6 +8,7 @@ use anyhow::bail;
 
 use crate::{
     capture::{Capture, CaptureOptions, cgroup::Cgroup2, plan::WatchPlan},
+    claims::listen::ClaimsSettings,
     config::K8sConf,
     enrich::{Enricher, host::HostInfo},
     identity::{
@@ -65,6 +66,8 @@ pub(crate) struct Extras<'a> {
     pub(crate) signal_pin: Option<std::path::PathBuf>,
     /// Observers besides the metrics (a trace summary).
     pub(crate) observers: Vec<Box<dyn crate::event::Observer>>,
+    /// Where claims are taken in besides the configuration's `[claims]` (trace's own socket).
+    pub(crate) claims: Option<ClaimsSettings>,
 }
 
 /// Loads and attaches the programs and makes them watch `plan` as resolved now.
@@ -140,6 +143,7 @@ pub(crate) async fn assemble(
         k8s,
         capture,
         metrics,
+        claims,
         ..
     } = settings;
     if let Some((id, cg)) = extras.trace_agent {
@@ -174,6 +178,9 @@ pub(crate) async fn assemble(
     }
     for o in extras.observers.drain(..) {
         b = b.observer(o);
+    }
+    if let Some(c) = extras.claims.take().or(claims) {
+        b = b.claims(crate::claims::listen::start(&c, &cgroup2).await?);
     }
     let mut identity = IdentityStage::new(registry.clone());
     if let Some((id, _)) = extras.trace_agent {

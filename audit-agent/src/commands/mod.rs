@@ -2,8 +2,10 @@
 
 mod assemble;
 pub(crate) mod check_config;
+pub(crate) mod claim;
 pub(crate) mod keygen;
 pub(crate) mod query;
+pub(crate) mod reconcile;
 mod reload;
 pub(crate) mod report;
 pub(crate) mod run;

@@ -41,6 +41,28 @@ pub(crate) struct Config {
     /// Kubernetes identity (pods of this node from the API server).
     #[serde(default)]
     pub(crate) k8s: K8sConf,
+    /// What agents say they did: hook payloads and OTLP tool spans (docs/claims.md).
+    #[serde(default)]
+    pub(crate) claims: Option<ClaimsConf>,
+}
+
+/// `[claims]`: where claims are taken in.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClaimsConf {
+    /// The unix socket `audit-agent claim` hands hook payloads to.
+    #[serde(default)]
+    pub(crate) socket: Option<std::path::PathBuf>,
+    /// Address of the OTLP/HTTP receiver (`POST /v1/traces`); off when absent.
+    #[serde(default)]
+    pub(crate) otlp_listen: Option<Spanned<String>>,
+    /// Claims a second one process may submit (twice that in a burst).
+    #[serde(default = "default_claims_per_second")]
+    pub(crate) per_second: Spanned<u32>,
+}
+
+fn default_claims_per_second() -> Spanned<u32> {
+    Spanned::new(0..0, 50)
 }
 
 /// A registered agent identity.

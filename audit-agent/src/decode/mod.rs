@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use audit_common::event::{
     AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, CompatBody, ConnectBody, ConnectOutcome,
-    EventHeader, EventKind, ExecBody, FileBody, FileFacts, ForkBody, HEADER_LEN, KernelAddr,
-    OpenBody, SignalBody, Span, Syscall, UringBody, UringDoneBody, UringSetupBody, VAR_OFFSET,
-    file_flags, flags,
+    EventHeader, EventKind, ExecBody, ExitBody, FileBody, FileFacts, ForkBody, HEADER_LEN,
+    KernelAddr, OpenBody, SignalBody, Span, Syscall, UringBody, UringDoneBody, UringSetupBody,
+    VAR_OFFSET, file_flags, flags,
 };
 use audit_common::net::{self, PacketBody};
 use thiserror::Error;
@@ -204,7 +204,10 @@ pub(crate) enum Body {
     Fork {
         child_pid: u32,
     },
-    Exit,
+    /// The process ended; its wait status.
+    Exit {
+        status: u32,
+    },
     /// Payload a watched socket sent or received (the task is the socket's owner).
     Packet(Box<Packet>),
 }
@@ -553,7 +556,10 @@ pub(crate) fn decode_parts(
                 child_pid: f.child_pid,
             }
         }
-        EventKind::Exit => Body::Exit,
+        EventKind::Exit => {
+            let f: ExitBody = read(body, 0).ok_or_else(|| short(size_of::<ExitBody>()))?;
+            Body::Exit { status: f.status }
+        }
         EventKind::Packet => Body::Packet(Box::new(
             packet(body).ok_or_else(|| short(size_of::<PacketBody>()))?,
         )),
@@ -594,8 +600,8 @@ pub(crate) fn decode_parts(
 }
 
 /// The action name of a kernel event kind, as gap records and metrics count losses
-/// (`process.lifecycle` for fork and exit records, `file.change` for any file change: the kernel
-/// counts losses per kind).
+/// (`process.lifecycle` for fork records, `file.change` for any file change: the kernel counts
+/// losses per kind).
 pub(crate) fn kind_name(kind: usize) -> &'static str {
     use crate::event::Action;
     match kind {
@@ -612,6 +618,7 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         k if k == EventKind::Uring as usize || k == EventKind::UringDone as usize => "io_uring",
         k if k == EventKind::UringSetup as usize => Action::UringSetup.name(),
         k if k == EventKind::Packet as usize => "network.payload",
+        k if k == EventKind::Exit as usize => Action::Exit.name(),
         _ => "process.lifecycle",
     }
 }

@@ -109,6 +109,72 @@ impl Enricher {
         Some(first)
     }
 
+    /// The `agent.claim` record of a claim (or refusal) `peer` submitted at `at`: its process is
+    /// the one the kernel says sent it, known to the process table like any other.
+    pub(crate) fn claim_event(
+        &mut self,
+        peer: &crate::claims::listen::Peer,
+        at: crate::event::Timestamp,
+        record: crate::event::ClaimRecord,
+    ) -> Event {
+        let outcome = match record {
+            crate::event::ClaimRecord::Claim(_) => Outcome::Success(0),
+            crate::event::ClaimRecord::Rejected { .. } => Outcome::Failure(22),
+        };
+        let process = match peer.pid {
+            Some(pid) => {
+                let img = self.procs.get(pid).clone();
+                Process {
+                    pid,
+                    tid: pid,
+                    ppid: peer.ppid,
+                    comm: peer.comm.clone(),
+                    exe: img.exe,
+                    exec_id: Some(img.exec_id),
+                    parent_exec_id: img.parent_exec_id,
+                    ancestors: img.ancestors,
+                }
+            }
+            None => Process::default(),
+        };
+        let activity = Activity {
+            action: Action::Claim,
+            syscall: crate::linux::CLAIM_SYSCALL,
+            process,
+            subject: Subject {
+                uid: peer.uid,
+                gid: peer.gid,
+                cgroup_id: peer.cgroup_id,
+                cgroup: (peer.cgroup_id != 0)
+                    .then(|| self.cgroups.path(peer.cgroup_id))
+                    .flatten(),
+                container_id: None,
+                k8s: None,
+            },
+            agent: None,
+            resource: crate::event::Resource {
+                target: Target::Call,
+                detail: Detail::Claim(Box::new(record)),
+                truncated: Vec::new(),
+                unreadable: Vec::new(),
+                uring: None,
+                ia32: None,
+                destination: None,
+            },
+            outcome,
+            protected: Vec::new(),
+            protected_by_inode: Vec::new(),
+            verdict: None,
+        };
+        Event {
+            time: at,
+            host: Arc::clone(&self.host),
+            seq: 0,
+            stream: Arc::clone(&self.unsequenced),
+            body: Body::Activity(Box::new(activity)),
+        }
+    }
+
     /// The event of a record made from packets: its process is the socket's owner.
     fn made_event(&mut self, m: Made) -> Event {
         let t = &m.task;
@@ -168,9 +234,11 @@ impl Enricher {
                 self.procs.on_fork(t.pid, *child_pid, t.ktime_ns);
                 return None;
             }
-            KernelBody::Exit => {
+            KernelBody::Exit { .. } => {
+                // The record first: it names the image that ended.
+                let event = self.activity(&ev, Action::Exit);
                 self.procs.on_exit(t.pid);
-                return None;
+                return event;
             }
             KernelBody::Packet(p) => return self.packet(&ev, p),
             KernelBody::ConnectOutcome(o) => {
@@ -240,7 +308,9 @@ impl Enricher {
                 *new_exec_id = id;
             }
         }
-        let outcome = if ev.has_flag(flags::INCOMPLETE) {
+        let outcome = if let Detail::Exit(status) = &resource.detail {
+            crate::event::ExitStatus::outcome(*status)
+        } else if ev.has_flag(flags::INCOMPLETE) {
             Outcome::Unknown
         } else {
             Outcome::from_retval(ev.retval, action == Action::Connect)
@@ -355,6 +425,7 @@ fn syscall_name(b: &KernelBody) -> &'static str {
         | KernelBody::File { syscall, .. }
         | KernelBody::Access { syscall, .. } => syscall.name(),
         KernelBody::Uring { .. } | KernelBody::UringSetup { .. } => "io_uring",
+        KernelBody::Exit { .. } => crate::linux::EXIT_SYSCALL,
         _ => "unknown",
     }
 }

@@ -5,8 +5,9 @@
 //!   is noticed when it sends its answer, and the client's record says so.
 //! - `network.tls`, `network.http`: the first bytes a TCP connection sends, reassembled by their
 //!   stream offsets (retransmissions, split hellos), read once they are complete, the stream
-//!   ends, or the wait runs out. After an HTTP `CONNECT`, what follows is read as the tunnel's
-//!   own first bytes. DNS over TCP (a DNS port) is read as length-prefixed messages both ways.
+//!   ends, or the wait runs out; an HTTP request is held until the status line of its answer.
+//!   After an HTTP `CONNECT`, what follows is read as the tunnel's own first bytes. DNS over TCP
+//!   (a DNS port) is read as length-prefixed messages both ways.
 //!
 //! The tracker only decides what the records say ([`Made`]); the enricher turns them into
 //! events with the acting process (the socket's owner) and time.
@@ -17,16 +18,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use audit_common::net::{STREAM_EGRESS_MAX, STREAM_INGRESS_MAX};
+use audit_common::net::{RESPONSE_MAX, STREAM_EGRESS_MAX, STREAM_INGRESS_MAX};
 
 use crate::{
     decode::{Direction, Packet, Task, Transport as WireTransport},
     event::{
-        Action, Destination, Detail, DnsLookup, DnsResponse, HostName, HostSource, Outcome,
-        Resource, Target, Transport, WireIssue,
+        Action, Destination, Detail, DnsLookup, DnsResponse, HostName, HostSource, HttpExchange,
+        Outcome, Resource, Target, Transport, WireIssue,
     },
-    wire::{self, StreamKind, dns, http, tls},
+    wire::{self, StreamKind, dns, http, quic as wire_quic, tls},
 };
+
+mod quic;
 
 /// Most DNS queries, TCP streams and served answers tracked at once; beyond it the oldest are
 /// released (or forgotten, for served answers) early.
@@ -115,8 +118,12 @@ struct Stream {
     dns_out: usize,
     dns_in: usize,
     dns: bool,
-    /// The connection sent its FIN (or a RST): nothing more will come.
+    /// The connection sent its FIN (or a RST): nothing more will come from it.
     ended: bool,
+    /// The peer sent its FIN (or a RST), or the wait ran out: no more of its answer will come.
+    ingress_ended: bool,
+    /// The HTTP request read, until its answer's status line is.
+    http: Option<Made>,
     /// The last packet.
     seen: Instant,
     /// What a `CONNECT` on this connection named (the tunnel's destination).
@@ -130,6 +137,7 @@ pub(crate) struct PacketTracker {
     streams: crate::FastMap<u64, Stream>,
     /// Answers watched resolvers sent: (resolver, client, id) -> the resolver's pid.
     served: crate::FastMap<(SocketAddr, SocketAddr, u16), (u32, Instant)>,
+    quic: quic::QuicFlows,
     ready: Vec<Made>,
 }
 
@@ -142,6 +150,7 @@ impl PacketTracker {
             queries: crate::FastMap::default(),
             streams: crate::FastMap::default(),
             served: crate::FastMap::default(),
+            quic: quic::QuicFlows::default(),
             ready: Vec::new(),
         }
     }
@@ -173,6 +182,7 @@ impl PacketTracker {
         for k in quiet {
             if let Some(mut s) = self.streams.remove(&k) {
                 s.ended = true;
+                s.ingress_ended = true;
                 let mut out = Vec::new();
                 read_stream(&mut s, &mut out, &mut self.queries, &self.served);
                 self.ready.extend(out);
@@ -180,11 +190,15 @@ impl PacketTracker {
         }
         self.served
             .retain(|_, (_, at)| now.duration_since(*at) < SERVED_FOR);
+        let mut quic = Vec::new();
+        self.quic.ready(flush, wait, &mut quic);
+        self.ready.extend(quic);
         std::mem::take(&mut self.ready)
     }
 
     fn datagram(&mut self, task: &Task, p: &Packet, out: &mut Vec<Made>) {
         let msg = dns::parse(&p.data, p.cut());
+        let dns = p.local_dns_port || p.remote_dns_port;
         match p.direction {
             Direction::Egress if p.local_dns_port && msg.response => {
                 // A watched process answering DNS: the client's record will say so.
@@ -206,6 +220,10 @@ impl PacketTracker {
                     Transport::Udp,
                     msg,
                 ));
+            }
+            // The first datagrams of another socket: a QUIC connection's Initials.
+            Direction::Egress if !dns && wire_quic::is_long_header(&p.data) => {
+                self.quic.datagram(task, p, out);
             }
             // A query to a watched resolver: its own record is the client's business.
             _ => {}
@@ -255,6 +273,8 @@ impl PacketTracker {
                     dns_in: 0,
                     dns: p.remote_dns_port,
                     ended: false,
+                    ingress_ended: false,
+                    http: None,
                     seen: now,
                     tunnel: None,
                 },
@@ -268,8 +288,11 @@ impl PacketTracker {
             Direction::Egress => s.egress.put(p.offset, &p.data, STREAM_EGRESS_MAX),
             Direction::Ingress => s.ingress.put(p.offset, &p.data, STREAM_INGRESS_MAX),
         }
-        if p.direction == Direction::Egress && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-            s.ended = true;
+        if p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+            match p.direction {
+                Direction::Egress => s.ended = true,
+                Direction::Ingress => s.ingress_ended = true,
+            }
         }
         read_stream(s, out, &mut self.queries, &self.served);
     }
@@ -283,6 +306,7 @@ impl PacketTracker {
             && let Some(mut s) = self.streams.remove(&k)
         {
             s.ended = true;
+            s.ingress_ended = true;
             let mut out = Vec::new();
             read_stream(&mut s, &mut out, &mut self.queries, &self.served);
             self.ready.extend(out);
@@ -290,8 +314,8 @@ impl PacketTracker {
     }
 }
 
-/// Reads what a stream's captured bytes now allow: its first message (TLS, HTTP), or DNS
-/// messages each way.
+/// Reads what a stream's captured bytes now allow: its first message (TLS, HTTP) and the status
+/// its HTTP request got, or DNS messages each way.
 fn read_stream(
     s: &mut Stream,
     out: &mut Vec<Made>,
@@ -302,6 +326,13 @@ fn read_stream(
         read_dns_stream(s, out, queries, served);
         return;
     }
+    read_request(s, out);
+    read_response(s, out);
+}
+
+/// The connection's first message: a TLS hello, an HTTP request (held for its status), or
+/// (after a `CONNECT`) the tunnel's own first message.
+fn read_request(s: &mut Stream, out: &mut Vec<Made>) {
     while let Phase::At(at) = s.phase {
         let bytes = s.egress.contiguous();
         let full = bytes.len() >= STREAM_EGRESS_MAX as usize;
@@ -329,7 +360,9 @@ fn read_stream(
                             expired: false,
                         });
                     }
-                    out.push(http_made(s, r));
+                    s.http = Some(http_made(s, r));
+                    // A tunnel's first bytes follow the proxy's answer: read it first.
+                    read_response(s, out);
                 }
                 None => return,
             },
@@ -350,6 +383,36 @@ fn read_stream(
             }
         }
     }
+}
+
+/// The status line of the answer to the held HTTP request; the request is released without
+/// one when the answer ends or the wait runs out first.
+fn read_response(s: &mut Stream, out: &mut Vec<Made>) {
+    if s.http.is_none() {
+        return;
+    }
+    let b = s.ingress.contiguous();
+    let more = !s.ingress_ended && b.len() < RESPONSE_MAX as usize;
+    let response = match b.is_empty() {
+        true if more => return,
+        true => None,
+        false => match http::response(b, more) {
+            Some(r) => Some(r),
+            None => return,
+        },
+    };
+    let Some(mut made) = s.http.take() else {
+        return;
+    };
+    if let Detail::Http(x) = &mut made.resource.detail {
+        made.outcome = match &response {
+            Some(r) if r.status >= 400 => Outcome::Failure(i32::from(r.status)),
+            Some(r) if r.status > 0 => Outcome::Success(i64::from(r.status)),
+            _ => Outcome::Unknown,
+        };
+        x.response = response;
+    }
+    out.push(made);
 }
 
 /// DNS over TCP: two-byte length, message; queries out, answers in.
@@ -543,7 +606,18 @@ fn dns_made(
 }
 
 fn tls_made(s: &Stream, hello: tls::Hello) -> Made {
-    let mut hosts: Vec<HostName> = s.tunnel.iter().cloned().collect();
+    hello_made(&s.task, s.remote, s.cookie, hello, s.tunnel.clone())
+}
+
+/// A `network.tls` record: the server name asked for first, then a proxy tunnel's target.
+fn hello_made(
+    task: &Task,
+    remote: SocketAddr,
+    cookie: u64,
+    hello: tls::Hello,
+    tunnel: Option<HostName>,
+) -> Made {
+    let mut hosts: Vec<HostName> = tunnel.into_iter().collect();
     if let Some(sni) = &hello.sni {
         hosts.insert(
             0,
@@ -556,9 +630,9 @@ fn tls_made(s: &Stream, hello: tls::Hello) -> Made {
         );
     }
     Made {
-        task: s.task.clone(),
+        task: task.clone(),
         action: Action::Tls,
-        resource: network_resource(s.remote, Detail::Tls(Box::new(hello)), s.cookie, hosts),
+        resource: network_resource(remote, Detail::Tls(Box::new(hello)), cookie, hosts),
         outcome: Outcome::Success(0),
     }
 }
@@ -579,11 +653,15 @@ fn http_made(s: &Stream, r: http::Request) -> Made {
             expired: false,
         })
         .collect();
+    let exchange = HttpExchange {
+        request: r,
+        response: None,
+    };
     Made {
         task: s.task.clone(),
         action: Action::Http,
-        resource: network_resource(s.remote, Detail::Http(Box::new(r)), s.cookie, hosts),
-        outcome: Outcome::Success(0),
+        resource: network_resource(s.remote, Detail::Http(Box::new(exchange)), s.cookie, hosts),
+        outcome: Outcome::Unknown,
     }
 }
 
@@ -605,6 +683,7 @@ fn network_resource(
         destination: Some(Box::new(Destination {
             connection: Some(cookie),
             hosts,
+            other_hosts: Vec::new(),
             conflict: false,
             opaque: None,
         })),

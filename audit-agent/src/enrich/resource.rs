@@ -9,8 +9,9 @@ use crate::{
     decode::{Body, KernelEvent, KernelPath, Sections},
     escape::until_nul,
     event::{
-        Access, AccessKind, Action, Change, ChangeFlags, Destination, Detail, Field, FileId,
-        FileRef, Interpreter, KernelFile, PassedAddr, Requested, Resource, Target, UringRef,
+        Access, AccessKind, Action, Change, ChangeFlags, Destination, Detail, ExitStatus, Field,
+        FileId, FileRef, Interpreter, KernelFile, PassedAddr, Requested, Resource, Target,
+        UringRef,
     },
     linux::SockAddr,
 };
@@ -171,6 +172,7 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             Detail::Signal {
                 sig: *sig,
                 delivery: *result,
+                by_kernel: ev.has_flag(flags::SIGNAL_BY_KERNEL),
             },
         ),
         Body::CgroupMove {
@@ -183,6 +185,13 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
                 path: path.clone(),
             },
             Detail::Move { pid: *moved_pid },
+        ),
+        Body::Exit { status } => (
+            Target::Process { pid: ev.task.pid },
+            Detail::Exit(
+                (*status != audit_common::event::EXIT_STATUS_UNREAD)
+                    .then(|| ExitStatus::from_wait(*status)),
+            ),
         ),
         _ => return None,
     };
@@ -208,6 +217,9 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
     truncated_and_unreadable(ev, &mut r);
     if let Detail::Exec { argv: None, .. } = r.detail {
         r.unreadable.push(Field::Argv);
+    }
+    if let Detail::Exit(None) = r.detail {
+        r.unreadable.push(Field::ExitStatus);
     }
     if let (Target::OtherAddress { .. }, Detail::Connect { passed: None, .. }) =
         (&r.target, &r.detail)

@@ -11,7 +11,7 @@ use crate::{
         KernelPath, Sections, Task,
         sample::{self, Open},
     },
-    event::{FileRef, Interpreter, PassedAddr, PathSource, Requested},
+    event::{ExitStatus, FileRef, Interpreter, PassedAddr, PathSource, Requested},
     linux::SockAddr,
 };
 
@@ -477,4 +477,36 @@ fn a_chown_keeps_unchanged_ids_as_none_and_a_symlink_its_content() {
     assert_eq!(file(&e).path(), Some(&b"/tmp/link"[..]));
     assert_eq!(c.content.as_deref(), Some(&b"../etc/shadow"[..]));
     assert_eq!(c.to, None, "a symlink's content is not resolved");
+}
+
+#[test]
+fn an_exit_is_recorded_with_its_status_and_the_image_that_ended() {
+    let mut en = enricher(Duration::ZERO);
+    let exit = |status: u32| KernelEvent {
+        task: sample::task(100, 100, 5_000),
+        flags: 0,
+        retval: 0,
+        body: crate::decode::Body::Exit { status },
+    };
+    let e = en.enrich(exit(1 << 8)).expect("an exit record");
+    let a = activity(&e);
+    assert_eq!(a.action, Action::Exit);
+    assert_eq!(a.resource.target, Target::Process { pid: 100 });
+    assert_eq!(a.resource.detail, Detail::Exit(Some(ExitStatus::Code(1))));
+    assert_eq!(a.outcome, Outcome::Failure(1));
+    assert!(a.process.exec_id.is_some(), "names the image that ended");
+    let e = en.enrich(exit(0x80 | 11)).unwrap();
+    let a = activity(&e);
+    assert_eq!(
+        a.resource.detail,
+        Detail::Exit(Some(ExitStatus::Signal {
+            sig: 11,
+            core_dumped: true
+        }))
+    );
+    assert_eq!(a.outcome, Outcome::Failure(139));
+    assert_eq!(
+        activity(&en.enrich(exit(0)).unwrap()).outcome,
+        Outcome::Success(0)
+    );
 }

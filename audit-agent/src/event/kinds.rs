@@ -64,6 +64,8 @@ named_enum! {
         CgroupMove = "process.cgroup_move",
         /// A watched process sent a signal to the audit agent.
         Signal = "process.signal",
+        /// A watched process ended: how (its exit code, or the signal that killed it).
+        Exit = "process.exit",
         /// ptrace, process_vm_readv/writev, pidfd_getfd: reaching into another process.
         Access = "process.access",
         /// sendto, sendmsg, sendmmsg to an address (datagrams, TCP Fast Open).
@@ -79,6 +81,9 @@ named_enum! {
         Tls = "network.tls",
         /// An HTTP/1.x request a watched connection sent.
         Http = "network.http",
+        /// What an agent runtime said a tool call did (a hook payload, an OTLP span), or a
+        /// payload refused as no claim.
+        Claim = "agent.claim",
     }
 }
 
@@ -95,6 +100,7 @@ impl Action {
                 | Self::Connect
                 | Self::CgroupMove
                 | Self::Signal
+                | Self::Exit
                 | Self::Access
                 | Self::Send
                 | Self::UringSetup
@@ -102,6 +108,7 @@ impl Action {
                 | Self::Dns
                 | Self::Tls
                 | Self::Http
+                | Self::Claim
         )
     }
 
@@ -133,6 +140,8 @@ named_enum! {
         NotTls = "not_tls",
         /// An HTTP request line or header longer than what was captured.
         TooLong = "too_long",
+        /// A QUIC version whose Initial packets cannot be decrypted here (not 1 or 2).
+        UnknownVersion = "unknown_version",
     }
 }
 
@@ -162,6 +171,30 @@ named_enum! {
         DnsOverHttps = "dns_over_https",
         /// DNS over TLS (port 853): the names looked up through it are not visible.
         DnsOverTls = "dns_over_tls",
+    }
+}
+
+named_enum! {
+    /// Where a claim came from.
+    pub(crate) enum ClaimSource {
+        /// A Claude Code hook payload (`PreToolUse`, `PostToolUse`).
+        ClaudeCode = "claude_code",
+        /// The generic claim form (`audit-agent/v1`).
+        Generic = "generic",
+        /// An OpenTelemetry GenAI `execute_tool` span (OTLP/HTTP).
+        Otlp = "otlp",
+    }
+}
+
+named_enum! {
+    /// Which part of a tool call a claim reports.
+    pub(crate) enum ClaimPhase {
+        /// Before the call (what it is about to do).
+        Pre = "pre",
+        /// After the call (what it did, and whether it succeeded).
+        Post = "post",
+        /// The whole call (a span: start, end, status).
+        Complete = "complete",
     }
 }
 

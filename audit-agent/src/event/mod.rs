@@ -20,8 +20,8 @@ use std::{
 pub(crate) use jiff::Timestamp;
 
 pub(crate) use self::kinds::{
-    Action, Decision, GapReason, HostSource, MatchedBy, Opaque, Outcome, OutcomeKind, Transport,
-    WireIssue,
+    Action, ClaimPhase, ClaimSource, Decision, GapReason, HostSource, MatchedBy, Opaque, Outcome,
+    OutcomeKind, Transport, WireIssue,
 };
 
 /// One record of the trail: an action the kernel observed, or a gap.
@@ -162,9 +162,14 @@ pub(crate) struct Destination {
     /// The socket's cookie: every record of one connection (connect, send, DNS, TLS, HTTP)
     /// carries the same one.
     pub(crate) connection: Option<u64>,
-    /// Names for the destination: what the connection itself asked for (TLS server name, HTTP
-    /// Host or CONNECT target) first, then every name DNS gave the agent for the address.
+    /// The names the connection is known by: what it asked for itself (TLS server name, HTTP
+    /// Host or CONNECT target) first, then the chain of the last DNS answer the acting process
+    /// received for the address (every name the agent was told, when it received none).
+    /// Policy matches these.
     pub(crate) hosts: Vec<HostName>,
+    /// Other names the agent was told for the same address (a shared address: a CDN, virtual
+    /// hosts). Recorded, not matched by policy.
+    pub(crate) other_hosts: Vec<HostName>,
     /// The names disagree: the connection asked for a name DNS never gave for its address.
     pub(crate) conflict: bool,
     /// What the connection hides from the trail (its real destination, or lookups made
@@ -198,6 +203,13 @@ pub(crate) struct DnsOrigin {
     /// When the answer arrived and the TTL it gave the address.
     pub(crate) answered: Timestamp,
     pub(crate) ttl: u32,
+}
+
+/// An HTTP request and, when its answer's first bytes were seen, the status (`network.http`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpExchange {
+    pub(crate) request: crate::wire::http::Request,
+    pub(crate) response: Option<crate::wire::http::Response>,
 }
 
 /// A DNS query and the answer it got (`network.dns`).
@@ -483,8 +495,16 @@ pub(crate) enum Detail {
     Change(Change),
     /// A cgroup move: the process moved (the actor may have moved another one).
     Move { pid: u32 },
-    /// A signal: its number and what the kernel did with it (`TRACE_SIGNAL_*`).
-    Signal { sig: u32, delivery: i32 },
+    /// A signal: its number, what the kernel did with it (`TRACE_SIGNAL_*`), and whether the
+    /// kernel generated it itself (a child's exit notifying its parent) rather than a kill(2).
+    Signal {
+        sig: u32,
+        delivery: i32,
+        by_kernel: bool,
+    },
+    /// A watched process ended (the target is the process itself); `None`: the kernel side
+    /// could not read how (`unreadable` says `exit_status`).
+    Exit(Option<ExitStatus>),
     /// Reaching into another process (the target is `Target::Process`).
     Access(Access),
     /// An io_uring instance created: its queue sizes and `IORING_SETUP_*` flags.
@@ -499,8 +519,63 @@ pub(crate) enum Detail {
     Dns(Box<DnsLookup>),
     /// A TLS ClientHello (the target is the server's address).
     Tls(Box<crate::wire::tls::Hello>),
-    /// An HTTP/1.x request (the target is the server's address).
-    Http(Box<crate::wire::http::Request>),
+    /// An HTTP/1.x request and the status it got (the target is the server's address).
+    Http(Box<HttpExchange>),
+    /// What an agent said it did, or a payload refused as no claim (the target is the call).
+    Claim(Box<ClaimRecord>),
+}
+
+/// How a process ended, from the wait status the kernel set when its last thread exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// It exited with this code (`exit(2)`, `exit_group(2)`, a return from `main`).
+    Code(u8),
+    /// A signal ended it (and dumped its core).
+    Signal { sig: u8, core_dumped: bool },
+}
+
+impl ExitStatus {
+    /// Decodes a wait status (`WIFEXITED`/`WEXITSTATUS`, `WTERMSIG`, `WCOREDUMP`).
+    pub(crate) fn from_wait(status: u32) -> Self {
+        match status & 0x7f {
+            0 => Self::Code(((status >> 8) & 0xff) as u8),
+            sig => Self::Signal {
+                sig: sig as u8,
+                core_dumped: status & 0x80 != 0,
+            },
+        }
+    }
+
+    /// The status as a shell reports it (`$?`): the code, or 128 plus the signal.
+    pub(crate) fn shell_code(self) -> i32 {
+        match self {
+            Self::Code(c) => i32::from(c),
+            Self::Signal { sig, .. } => 128 + i32::from(sig),
+        }
+    }
+
+    /// A process succeeded when it exited with 0; how an unread one ended is unknown.
+    pub(crate) fn outcome(status: Option<Self>) -> Outcome {
+        match status.map(Self::shell_code) {
+            Some(0) => Outcome::Success(0),
+            Some(c) => Outcome::Failure(c),
+            None => Outcome::Unknown,
+        }
+    }
+}
+
+/// An `agent.claim` record's subject: a claim, or a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimRecord {
+    Claim(crate::claims::Claim),
+    /// Payloads refused (too large, no JSON, an unknown form, a flood, a wrong content type):
+    /// `count` of them for the same reason from the same process since the last such record.
+    Rejected {
+        source: Option<ClaimSource>,
+        reason: Arc<str>,
+        message: String,
+        count: u64,
+    },
 }
 
 /// A 32-bit system call as passed: its ia32 number and the six argument registers.
@@ -596,6 +671,8 @@ pub(crate) enum Field {
     Exe,
     /// A file change's second path (new name, symlink content).
     NewPath,
+    /// How a process ended.
+    ExitStatus,
 }
 
 impl Field {
@@ -608,6 +685,7 @@ impl Field {
             Self::KernelPath => "kernel_path",
             Self::Exe => "exe",
             Self::NewPath => "new_path",
+            Self::ExitStatus => "exit_status",
         }
     }
 
@@ -618,6 +696,7 @@ impl Field {
             "requested_path" => Self::RequestedPath,
             "address" => Self::Address,
             "kernel_path" => Self::KernelPath,
+            "exit_status" => Self::ExitStatus,
             "exe" => Self::Exe,
             "new_path" => Self::NewPath,
             _ => return None,
@@ -643,7 +722,7 @@ pub(crate) struct Gap {
     /// Records lost in the window.
     pub(crate) lost: u64,
     pub(crate) reason: GapReason,
-    /// Losses per action name (`process.lifecycle` for fork/exit records).
+    /// Losses per action name (`process.lifecycle` for fork records).
     pub(crate) by_action: BTreeMap<String, u64>,
     pub(crate) from: Timestamp,
     pub(crate) to: Timestamp,

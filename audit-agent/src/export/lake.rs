@@ -6,7 +6,7 @@
 //! <prefix>/ext/<source>-<class>/region=<region>/accountId=<account>/eventDay=<YYYYMMDD>/<host>-<boot id>-<first seq>.parquet
 //! ```
 //! (`<class>`: `file-activity` 1001, `process-activity` 1007, `network-activity` 4001,
-//! `base-event` 0). Rows are sorted by time and compressed with ZSTD. Each class has one fixed
+//! `http-activity` 4002, `dns-activity` 4003, `base-event` 0). Rows are sorted by time and compressed with ZSTD. Each class has one fixed
 //! Arrow schema, written below as Hive-style type strings (the notation of the Athena DDL in
 //! docs/storage.md) and parsed once; events are decoded into it by `arrow-json` in strict mode,
 //! so an OCSF attribute the schema lacks is an error, not a silently dropped column. Objects are
@@ -86,10 +86,12 @@ impl LakeSettings {
 pub(crate) const SUFFIX: &str = ".parquet";
 
 /// The OCSF classes audit-agent emits: uid and the custom source suffix.
-const CLASSES: [(u32, &str); 4] = [
+const CLASSES: [(u32, &str); 6] = [
     (1001, "file-activity"),
     (1007, "process-activity"),
     (4001, "network-activity"),
+    (4002, "http-activity"),
+    (4003, "dns-activity"),
     (0, "base-event"),
 ];
 
@@ -131,11 +133,23 @@ const PROCESS: &str = "process struct<pid:int, tid:int, uid:string, name:string,
                           user:struct<uid:string, type_id:int, type:string>,
                           file:struct<path:string, name:string, type_id:int, type:string>,
                           parent_process:struct<pid:int, uid:string>,
-                          container:struct<uid:string, name:string, orchestrator:string, pod_uuid:string>>>";
+                          container:struct<uid:string, name:string, orchestrator:string, pod_uuid:string>>>,
+  exit_code int";
 
 const NETWORK: &str = "src_endpoint struct<hostname:string>,
-  dst_endpoint struct<ip:string, port:int, name:string>,
+  dst_endpoint struct<ip:string, port:int, name:string, hostname:string>,
   connection_info struct<direction_id:int, direction:string, protocol_ver_id:int>";
+
+/// Network Activity's TLS hello (`network.tls`).
+const TLS: &str = "tls struct<version:string, sni:string>";
+
+const HTTP: &str = "http_request struct<http_method:string, version:string,
+    url:struct<url_string:string, path:string, query_string:string, hostname:string, port:int>>,
+  http_response struct<code:int>";
+
+const DNS: &str = "query struct<hostname:string, type:string, packet_uid:int>,
+  answers array<struct<rdata:string, type:string, ttl:int, packet_uid:int>>,
+  rcode_id int, rcode string, response_time bigint";
 
 /// The Arrow schema of each class, parsed once.
 static SCHEMAS: LazyLock<BTreeMap<u32, SchemaRef>> = LazyLock::new(|| {
@@ -146,7 +160,9 @@ static SCHEMAS: LazyLock<BTreeMap<u32, SchemaRef>> = LazyLock::new(|| {
     BTreeMap::from([
         (1001, schema(&[BASE, ACTIVITY, FILE])),
         (1007, schema(&[BASE, ACTIVITY, PROCESS])),
-        (4001, schema(&[BASE, ACTIVITY, NETWORK])),
+        (4001, schema(&[BASE, ACTIVITY, NETWORK, TLS])),
+        (4002, schema(&[BASE, ACTIVITY, NETWORK, HTTP])),
+        (4003, schema(&[BASE, ACTIVITY, NETWORK, DNS])),
         (0, schema(&[BASE])),
     ])
 });

@@ -203,7 +203,7 @@ impl Partitions {
 
     /// Cuts one closed journal, then recycles it.
     fn cut(&mut self, path: &Path, index: &JournalIndex) -> anyhow::Result<()> {
-        if !self.progress.as_ref().is_some_and(|(p, _)| p == path) {
+        if self.progress.as_ref().is_none_or(|(p, _)| p != path) {
             self.progress = Some((path.to_path_buf(), vec![false; index.partitions.len()]));
         }
         let stored = fs::metadata(path)?.len();
@@ -645,6 +645,7 @@ mod tests {
                     detail: Detail::Signal {
                         sig: 15,
                         delivery: 0,
+                        by_kernel: false,
                     },
                     truncated: vec![],
                     unreadable: vec![],

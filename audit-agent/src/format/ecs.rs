@@ -22,6 +22,7 @@ pub(crate) const ECS_VERSION: &str = "9.4.0";
 fn categorization(a: Action) -> (&'static str, &'static [&'static str]) {
     match a {
         Action::Exec => ("process", &["start"]),
+        Action::Exit => ("process", &["end"]),
         Action::Access => ("process", &["access"]),
         Action::Signal | Action::UringSetup | Action::CompatSyscall => ("process", &["info"]),
         Action::CgroupMove => ("process", &["change"]),
@@ -32,6 +33,7 @@ fn categorization(a: Action) -> (&'static str, &'static [&'static str]) {
         Action::Connect => ("network", &["connection", "start"]),
         Action::Send => ("network", &["connection"]),
         Action::Dns | Action::Tls | Action::Http => ("network", &["protocol"]),
+        Action::Claim => ("api", &["info"]),
     }
 }
 
@@ -108,6 +110,9 @@ fn process(a: &Activity) -> Value {
         let path = resource_text(a);
         v["executable"] = json!(path);
         v["name"] = json!(path.rsplit('/').next().unwrap_or(&path));
+    }
+    if let Detail::Exit(Some(status)) = &a.resource.detail {
+        v["exit_code"] = json!(status.shell_code());
     }
     v
 }
@@ -219,12 +224,16 @@ fn protocol_fields(a: &Activity, net: &mut Value, m: &mut Map<String, Value>) {
             }
             m.insert("tls".into(), v);
         }
-        Detail::Http(r) => {
+        Detail::Http(x) => {
+            let r = &x.request;
             net["protocol"] = json!("http");
             net["transport"] = json!("tcp");
             let mut h = json!({ "request": { "method": &*r.method } });
             if let Some(v) = r.version {
                 h["version"] = json!(format!("1.{v}"));
+            }
+            if let Some(status) = x.response.as_ref().map(|a| a.status).filter(|s| *s > 0) {
+                h["response"] = json!({ "status_code": status });
             }
             m.insert("http".into(), h);
             let target = Escaped(&r.target).to_string();

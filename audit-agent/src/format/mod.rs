@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::{
     escape::Escaped,
-    event::{Action, Activity, Detail, Event, Target},
+    event::{Action, Activity, Detail, Event, ExitStatus, Target},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,16 +59,60 @@ pub(crate) fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
 /// The resource as people read it: the path (the kernel's when known), `ip:port`,
 /// `[ip6]:port`, a unix socket path (`@name` when abstract), or the address family;
 /// `<unreadable>` when nothing could be read.
-/// A failure's name: the DNS response code of a lookup (`NXDOMAIN`), else the errno (`ENOENT`).
-pub(crate) fn failure_text(a: &Activity, code: i32) -> String {
-    if a.action == Action::Dns {
-        return crate::wire::dns::rcode_name(u8::try_from(code).unwrap_or(u8::MAX)).into_owned();
+/// What a claim says, in a line: the tool, its call and phase, and the effects it implies.
+fn claim_text(c: &crate::event::ClaimRecord) -> String {
+    use crate::{claims::Effect, event::ClaimRecord};
+    match c {
+        ClaimRecord::Rejected { reason, count, .. } => format!("rejected ({reason}) x{count}"),
+        ClaimRecord::Claim(c) => {
+            let effects: Vec<String> = c
+                .effects
+                .iter()
+                .map(|e| match e {
+                    Effect::Exec { command, .. } => format!("exec {command:?}"),
+                    Effect::Read { path } => format!("read {}", Escaped(path)),
+                    Effect::Write { path } => format!("write {}", Escaped(path)),
+                    Effect::Scan { path: Some(path) } => format!("scan {}", Escaped(path)),
+                    Effect::Scan { path: None } => "scan .".to_string(),
+                    Effect::Fetch { url, .. } => format!("fetch {url}"),
+                })
+                .collect();
+            let call = c.call_id.as_deref().unwrap_or("-");
+            format!("{} {call} {}: {}", c.tool, c.phase, effects.join(", "))
+        }
     }
-    native::errno_name(code).into_owned()
+}
+
+/// A failure's name: the DNS response code of a lookup (`NXDOMAIN`), the status of an HTTP
+/// request (`HTTP 403`), else the errno (`ENOENT`).
+pub(crate) fn failure_text(a: &Activity, code: i32) -> String {
+    match a.action {
+        Action::Dns => {
+            crate::wire::dns::rcode_name(u8::try_from(code).unwrap_or(u8::MAX)).into_owned()
+        }
+        Action::Http => format!("HTTP {code}"),
+        Action::Exit => match &a.resource.detail {
+            Detail::Exit(Some(ExitStatus::Signal { sig, core_dumped })) => format!(
+                "{}{}",
+                crate::linux::signal_name(u32::from(*sig)),
+                if *core_dumped { " (core dumped)" } else { "" }
+            ),
+            _ => format!("exit {code}"),
+        },
+        _ => native::errno_name(code).into_owned(),
+    }
 }
 
 pub(crate) fn resource_text(a: &Activity) -> String {
     let mut s = String::new();
+    if let Detail::Claim(c) = &a.resource.detail {
+        return claim_text(c);
+    }
+    if let (Detail::Exit(_), Some(exe)) = (&a.resource.detail, &a.process.exe) {
+        // What ended is the program the process ran.
+        let _ = write!(s, "{} (pid {})", Escaped(exe), a.process.pid);
+        return s;
+    }
     if let Detail::Dns(d) = &a.resource.detail {
         // A lookup names what was asked, and of whom.
         let (name, qtype) = d.question.as_ref().map_or(("?".into(), "?".into()), |q| {

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{native, resource_text, strip_nulls};
+use super::{failure_text, native, resource_text, strip_nulls};
 use crate::{
     escape::Escaped,
     event::{Action, Activity, Decision, Detail, Event, Gap, Outcome, Target},
@@ -161,6 +161,15 @@ fn class_of(
             "Launch",
             "executed",
         ),
+        Action::Exit => (
+            1007,
+            "Process Activity",
+            1,
+            "System Activity",
+            2,
+            "Terminate",
+            "ended:",
+        ),
         Action::Open => (
             1001,
             "File System Activity",
@@ -261,6 +270,8 @@ fn class_of(
             "Traffic",
             "sent a TLS hello to",
         ),
+        // Mapped as a Base Event (`claim_event`); this row is never used.
+        Action::Claim => (0, "Base Event", 0, "Uncategorized", 99, "Other", "claimed"),
         change => {
             let (id, name, verb) = file_activity(change);
             (
@@ -294,12 +305,14 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         | Action::Send
         | Action::CgroupMove
         | Action::Signal
+        | Action::Exit
         | Action::Access
         | Action::UringSetup
         | Action::CompatSyscall
         | Action::Dns
         | Action::Tls
-        | Action::Http => (99, "Other", "changed"),
+        | Action::Http
+        | Action::Claim => (99, "Other", "changed"),
     }
 }
 
@@ -351,7 +364,14 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
         (_, Detail::Move { pid }) => {
             ev.insert("process".into(), json!({ "pid": pid }));
         }
-        (_, Detail::Ring { .. } | Detail::Compat) => {}
+        (_, Detail::Exit(status)) => {
+            // The process that ended is the actor's own.
+            ev.insert("process".into(), ev["actor"]["process"].clone());
+            if let Some(status) = status {
+                ev.insert("exit_code".into(), json!(status.shell_code()));
+            }
+        }
+        (_, Detail::Ring { .. } | Detail::Compat | Detail::Claim(_)) => {}
         (t, Detail::Access(_)) => {
             if let Target::Process { pid } = t {
                 ev.insert("process".into(), json!({ "pid": pid }));
@@ -390,9 +410,17 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
             }
             ev.insert("tls".into(), tls);
         }
-        (t, Detail::Http(r)) => {
+        (t, Detail::Http(x)) => {
             network_endpoints(e, a, ev);
-            http_object(t, r, ev);
+            match x.response.as_ref().filter(|r| r.status > 0) {
+                Some(r) => {
+                    http_object(t, &x.request, ev);
+                    ev.insert("http_response".into(), json!({ "code": r.status }));
+                }
+                // HTTP Activity requires the response: without one seen, the request is
+                // Network Activity traffic (its fields in `unmapped`).
+                None => set_class(ev, (4001, "Network Activity"), (6, "Traffic")),
+            }
         }
         (t, Detail::Connect { .. }) => {
             let mut dst = match t {
@@ -459,10 +487,7 @@ fn dns_object(d: &crate::event::DnsLookup, ev: &mut Map<String, Value>) {
         (Some(_), true) => (2, "Response"),
         (Some(_), false) => (6, "Traffic"),
     };
-    ev.insert("activity_id".into(), json!(id));
-    ev.insert("activity_name".into(), json!(name));
-    ev.insert("type_uid".into(), json!(400300 + id));
-    ev.insert("type_name".into(), json!(format!("DNS Activity: {name}")));
+    set_class(ev, (4003, "DNS Activity"), (id, name));
     let Some(r) = &d.response else {
         return;
     };
@@ -494,6 +519,19 @@ fn dns_object(d: &crate::event::DnsLookup, ev: &mut Map<String, Value>) {
     );
 }
 
+/// Sets an event's class and activity (and with them its type).
+fn set_class(ev: &mut Map<String, Value>, class: (u32, &str), activity: (u32, &str)) {
+    ev.insert("class_uid".into(), json!(class.0));
+    ev.insert("class_name".into(), json!(class.1));
+    ev.insert("activity_id".into(), json!(activity.0));
+    ev.insert("activity_name".into(), json!(activity.1));
+    ev.insert("type_uid".into(), json!(class.0 * 100 + activity.0));
+    ev.insert(
+        "type_name".into(),
+        json!(format!("{}: {}", class.1, activity.1)),
+    );
+}
+
 /// HTTP Activity: `http_request` (method, URL, version) and the activity its method names.
 fn http_object(t: &Target, r: &crate::wire::http::Request, ev: &mut Map<String, Value>) {
     let (id, name) = match &*r.method {
@@ -507,10 +545,7 @@ fn http_object(t: &Target, r: &crate::wire::http::Request, ev: &mut Map<String, 
         "TRACE" => (8, "Trace"),
         _ => (99, "Other"),
     };
-    ev.insert("activity_id".into(), json!(id));
-    ev.insert("activity_name".into(), json!(name));
-    ev.insert("type_uid".into(), json!(400200 + id));
-    ev.insert("type_name".into(), json!(format!("HTTP Activity: {name}")));
+    set_class(ev, (4002, "HTTP Activity"), (id, name));
     let target = Escaped(&r.target).to_string();
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -591,7 +626,7 @@ fn activity_event(e: &Event, a: &Activity) -> Value {
         ),
         (
             "status_detail",
-            json!(a.outcome.errno().map(native::errno_name)),
+            json!(a.outcome.errno().map(|c| failure_text(a, c))),
         ),
         ("action_id", json!(action_id)),
         ("action", json!(action_name)),
@@ -629,9 +664,33 @@ fn activity_event(e: &Event, a: &Activity) -> Value {
     strip_nulls(Value::Object(ev))
 }
 
+/// A claim is no activity of the host OCSF has a class for: a Base Event (class 0, no profile),
+/// the claim as the native record has it in `unmapped`.
+fn claim_event(e: &Event, a: &Activity) -> Value {
+    let native = native::to_value(e);
+    let mut metadata = metadata(e);
+    metadata["profiles"] = json!([]);
+    let (status_id, status) = status(a.outcome);
+    json!({
+        "class_uid": 0, "class_name": "Base Event",
+        "category_uid": 0, "category_name": "Uncategorized",
+        "activity_id": 99, "activity_name": "Other", "type_uid": 99, "type_name": "Base Event: Other",
+        "severity_id": 1, "severity": "Informational",
+        "status_id": status_id, "status": status,
+        "time": epoch_ms(e),
+        "message": format!("{} claimed {}", e.agent_id(), resource_text(a)),
+        "metadata": metadata,
+        "unmapped": {
+            "agent": native["agent"], "process": native["process"], "subject": native["subject"],
+            "resource": native["resource"], "seq": e.seq, "host": native["host"],
+        },
+    })
+}
+
 /// Maps an event to an OCSF event.
 pub(crate) fn to_ocsf(e: &Event) -> Value {
     match e.activity() {
+        Some(a) if a.action == Action::Claim => strip_nulls(claim_event(e, a)),
         Some(a) => activity_event(e, a),
         None => gap_event(e, e.gap().expect("an event is an activity or a gap")),
     }

@@ -90,6 +90,7 @@ fn activity(line: &mut String, a: &Activity) {
             let _ = write!(line, " [{}]", linux::open_flag_names(*flags).join("|"));
         }
         Detail::Connect { .. } | Detail::Dns(_) | Detail::Tls(_) | Detail::Http(_) => {}
+        Detail::Claim(_) => {}
         Detail::Change(c) => change_text(line, c),
         Detail::Move { pid } => {
             let _ = write!(line, " pid={pid}");
@@ -97,6 +98,7 @@ fn activity(line: &mut String, a: &Activity) {
         Detail::Signal { sig, .. } => {
             let _ = write!(line, " {}", linux::signal_name(*sig));
         }
+        Detail::Exit(_) => {}
         Detail::Compat => {}
         Detail::Ring { flags, .. } => {
             let names = linux::bit_names(u64::from(*flags), linux::URING_SETUP_FLAGS);

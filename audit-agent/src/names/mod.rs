@@ -7,9 +7,15 @@
 //! match host names). A `network.dns` record with a solicited answer teaches it the names of
 //! the addresses in the answer's chain — the name asked for, each CNAME on the way, each A or
 //! AAAA record at its end; records the chain does not lead to are ignored (a resolver cannot
-//! name an address it was not asked about). Connects, sends, TLS and HTTP records then carry
-//! every name known for their address, those past their TTL flagged `expired`. Where the
-//! connection asked for a name DNS never gave for its address, the record says they conflict.
+//! name an address it was not asked about).
+//!
+//! Connects, sends, TLS and HTTP records then carry in `hosts` the names their connection is
+//! known by: what it asked for itself, and the chain of the last answer the acting process
+//! received for the address (what `getaddrinfo` just told it) — or, when that process was told
+//! nothing about the address, every name the agent's processes were. Other names the agent was
+//! told for the same address (shared addresses: CDNs, virtual hosts) go to `other_hosts`, which
+//! policy does not match. Names past their TTL are kept, flagged `expired`. Where the
+//! connection asked for a name DNS never gave the address, the record says they conflict.
 
 use std::{
     collections::VecDeque,
@@ -74,6 +80,8 @@ struct Told {
     name: Arc<str>,
     origin: Arc<DnsOrigin>,
     expires: Timestamp,
+    /// The process that received the answer.
+    pid: u32,
 }
 
 /// The names each agent was told, per address, bounded in total.
@@ -121,25 +129,42 @@ impl Names {
         }
     }
 
-    /// The names of `ip` for `scope` at `at`, the most recently told first; forgets names long
-    /// past their TTL.
-    fn of(&mut self, scope: &Scope, ip: IpAddr, at: Timestamp) -> Vec<HostName> {
+    /// The names of `ip` for `scope` at `at`, for an action of process `pid`: (the chain of the
+    /// last answer `pid` received for it — every name when it received none —, the other
+    /// names), each most recently told first. Forgets names long past their TTL.
+    fn of(
+        &mut self,
+        scope: &Scope,
+        ip: IpAddr,
+        at: Timestamp,
+        pid: u32,
+    ) -> (Vec<HostName>, Vec<HostName>) {
         let key = (scope.clone(), ip);
         let Some(list) = self.by_address.get_mut(&key) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let before = list.len();
         list.retain(|t| at < t.expires + KEEP_EXPIRED);
         self.count -= before - list.len();
-        list.iter()
+        let own = list
+            .iter()
             .rev()
-            .map(|t| HostName {
-                name: Arc::clone(&t.name),
-                source: HostSource::Dns,
-                dns: Some(Arc::clone(&t.origin)),
-                expired: at >= t.expires,
-            })
-            .collect()
+            .find(|t| t.pid == pid)
+            .map(|t| Arc::clone(&t.origin));
+        let name = |t: &Told| HostName {
+            name: Arc::clone(&t.name),
+            source: HostSource::Dns,
+            dns: Some(Arc::clone(&t.origin)),
+            expired: at >= t.expires,
+        };
+        let (mut mine, mut others) = (Vec::new(), Vec::new());
+        for t in list.iter().rev() {
+            match &own {
+                Some(o) if !Arc::ptr_eq(o, &t.origin) => others.push(name(t)),
+                _ => mine.push(name(t)),
+            }
+        }
+        (mine, others)
     }
 }
 
@@ -169,26 +194,39 @@ impl Stage for NamingStage {
             return;
         };
         if let Detail::Dns(d) = &a.resource.detail {
-            learn(&mut self.names, &scope, d, SocketAddr::new(ip, port), at);
+            let receipt = Receipt {
+                resolver: SocketAddr::new(ip, port),
+                asked: at,
+                pid: a.process.pid,
+            };
+            learn(&mut self.names, &scope, d, &receipt);
         }
-        let dns_names = if a.action == Action::Dns {
-            Vec::new()
+        let (dns_names, other_names) = if a.action == Action::Dns {
+            (Vec::new(), Vec::new())
         } else {
-            self.names.of(&scope, ip, at)
+            self.names.of(&scope, ip, at, a.process.pid)
         };
         let opaque = opaque(a, port);
         let Some(dest) = a.resource.destination.as_deref_mut() else {
             return;
         };
-        dest.conflict = conflict(&dest.hosts, &dns_names);
+        dest.conflict = conflict(&dest.hosts, &dns_names, &other_names);
         dest.hosts.extend(dns_names);
+        dest.other_hosts = other_names;
         dest.opaque = opaque;
     }
 }
 
 /// Learns the names a solicited answer gave: the chain from the name asked for through its
 /// CNAMEs, for every address at its end.
-fn learn(names: &mut Names, scope: &Scope, d: &DnsLookup, resolver: SocketAddr, at: Timestamp) {
+/// Who asked a lookup, of which resolver, when.
+struct Receipt {
+    resolver: SocketAddr,
+    asked: Timestamp,
+    pid: u32,
+}
+
+fn learn(names: &mut Names, scope: &Scope, d: &DnsLookup, from: &Receipt) {
     let (Some(q), Some(r)) = (&d.question, &d.response) else {
         return;
     };
@@ -207,9 +245,9 @@ fn learn(names: &mut Names, scope: &Scope, d: &DnsLookup, resolver: SocketAddr, 
         }
         let origin = Arc::new(DnsOrigin {
             query: Arc::clone(&q.name),
-            resolver,
+            resolver: from.resolver,
             resolver_pid: r.resolver_pid,
-            answered: at + r.after,
+            answered: from.asked + r.after,
             ttl: rec.ttl,
         });
         let expires = origin.answered + jiff::SignedDuration::from_secs(i64::from(rec.ttl));
@@ -222,6 +260,7 @@ fn learn(names: &mut Names, scope: &Scope, d: &DnsLookup, resolver: SocketAddr, 
                     name: Arc::clone(name),
                     origin: Arc::clone(&origin),
                     expires,
+                    pid: from.pid,
                 },
             );
         }
@@ -248,15 +287,16 @@ fn chain(qname: &Arc<str>, answers: &[Record]) -> Vec<Arc<str>> {
 }
 
 /// Whether the connection asked for a name DNS never gave its address: a TLS server name or
-/// HTTP Host that is none of the DNS names (when DNS named it at all); behind a proxy, a server
-/// name other than the CONNECT target.
-fn conflict(own: &[HostName], dns: &[HostName]) -> bool {
+/// HTTP Host that is none of the DNS names the agent was told for it (when DNS named it at
+/// all); behind a proxy, a server name other than the CONNECT target.
+fn conflict(own: &[HostName], dns: &[HostName], other: &[HostName]) -> bool {
     let tunnel = own.iter().find(|h| h.source == HostSource::HttpConnect);
+    let told = || dns.iter().chain(other);
     own.iter()
         .filter(|h| matches!(h.source, HostSource::TlsSni | HostSource::HttpHost))
         .any(|h| match tunnel {
             Some(t) => t.name != h.name,
-            None => !dns.is_empty() && !dns.iter().any(|d| d.name == h.name),
+            None => told().next().is_some() && !told().any(|d| d.name == h.name),
         })
 }
 
@@ -268,7 +308,9 @@ fn opaque(a: &Activity, port: u16) -> Option<Opaque> {
             Some(Opaque::DnsOverHttps)
         }
         Detail::Tls(_) if port == DOT_PORT => Some(Opaque::DnsOverTls),
-        Detail::Http(r) if r.target.starts_with(b"/dns-query") => Some(Opaque::DnsOverHttps),
+        Detail::Http(x) if x.request.target.starts_with(b"/dns-query") => {
+            Some(Opaque::DnsOverHttps)
+        }
         _ => a.resource.destination.as_deref().and_then(|d| d.opaque),
     }
 }

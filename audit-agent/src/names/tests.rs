@@ -97,6 +97,15 @@ fn lookup(agent: &str, t: Timestamp, qname: &str, answers: Vec<Record>) -> Event
     )
 }
 
+/// A lookup by process `pid`.
+fn lookup_by(pid: u32, t: Timestamp, qname: &str, ip: &str) -> Event {
+    let mut e = lookup("bot", t, qname, vec![record(qname, dns::TYPE_A, 60, a(ip))]);
+    if let Some(a) = e.activity_mut() {
+        a.process.pid = pid;
+    }
+    e
+}
+
 fn connect(agent: &str, t: Timestamp, ip: &str) -> Event {
     let detail = Detail::Connect {
         passed: None,
@@ -343,15 +352,39 @@ fn names_are_bounded_per_address_and_in_total() {
         name: Arc::from(format!("n{i}.example")),
         origin: Arc::clone(&origin),
         expires: at(60),
+        pid: 1,
     };
     let ip: IpAddr = "192.0.2.5".parse().unwrap();
     for i in 0..100 {
         n.learn(&scope, ip, told(i));
     }
-    assert_eq!(n.of(&scope, ip, at(1)).len(), MAX_PER_ADDRESS);
+    assert_eq!(n.of(&scope, ip, at(1), 1).0.len(), MAX_PER_ADDRESS);
     for i in 0..MAX_NAMES + 10 {
         let ip = IpAddr::from((i as u32).to_be_bytes());
         n.learn(&scope, ip, told(i));
     }
     assert!(n.count <= MAX_NAMES);
+}
+
+#[test]
+fn a_shared_address_is_named_by_the_connecting_process_own_lookup() {
+    let mut s = NamingStage::new();
+    // Two processes of one agent resolve two names of one (CDN) address.
+    s.apply(&mut lookup_by(10, at(0), "api.example.com", "192.0.2.80"));
+    s.apply(&mut lookup_by(20, at(1), "www.example.com", "192.0.2.80"));
+    let mut c = connect("bot", at(2), "192.0.2.80");
+    if let Some(a) = c.activity_mut() {
+        a.process.pid = 10;
+    }
+    s.apply(&mut c);
+    let d = c.activity().unwrap().resource.destination.clone().unwrap();
+    assert_eq!(names(&c), [("api.example.com".to_string(), false)]);
+    assert_eq!(&*d.other_hosts[0].name, "www.example.com");
+    // A process that looked nothing up gets every name the agent was told.
+    let mut c = connect("bot", at(2), "192.0.2.80");
+    if let Some(a) = c.activity_mut() {
+        a.process.pid = 30;
+    }
+    s.apply(&mut c);
+    assert_eq!(names(&c).len(), 2);
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! source (kernel ring buffer) -> decode -> enrich -> stages (identity, policy) -> sequence -> sink
-//!                                                                                     \-> observers
+//! claims (local socket, OTLP) ---------------/                                        \-> observers
 //! ```
 //!
 //! Besides moving events, it turns kernel loss counters and refused records into explicit gap
@@ -68,9 +68,19 @@ pub(crate) struct PipelineBuilder<S> {
     stages: Vec<Box<dyn Stage>>,
     observers: Vec<Box<dyn Observer>>,
     refresher: Option<WatchRefresher>,
+    claims: Option<ClaimsIn>,
 }
 
+/// Claims on their way in (`claims::listen`).
+type ClaimsIn = crate::claims::listen::Incoming;
+
 impl<S: Source> PipelineBuilder<S> {
+    /// Takes claims in: each becomes an `agent.claim` record, attributed like any other.
+    pub(crate) fn claims(mut self, rx: ClaimsIn) -> Self {
+        self.claims = Some(rx);
+        self
+    }
+
     /// Adds a transform, run in the order added.
     pub(crate) fn stage(mut self, s: impl Stage + 'static) -> Self {
         self.stages.push(Box::new(s));
@@ -100,6 +110,7 @@ impl<S: Source> PipelineBuilder<S> {
             stages: self.stages,
             observers: self.observers,
             refresher: self.refresher,
+            claims: self.claims,
             dropped: Dropped::default(),
             stats: RunStats::default(),
             batch: Vec::with_capacity(BATCH),
@@ -117,6 +128,7 @@ pub(crate) struct Pipeline<S> {
     stages: Vec<Box<dyn Stage>>,
     observers: Vec<Box<dyn Observer>>,
     refresher: Option<WatchRefresher>,
+    claims: Option<ClaimsIn>,
     loss: LossTracker,
     dropped: Dropped,
     stats: RunStats,
@@ -181,6 +193,7 @@ impl<S: Source> Pipeline<S> {
             stages: Vec::new(),
             observers: Vec::new(),
             refresher: None,
+            claims: None,
         }
     }
 
@@ -202,6 +215,11 @@ impl<S: Source> Pipeline<S> {
                     let bad = r?;
                     self.note_decode_errors(bad)?;
                     self.process_batch()?;
+                }
+                Some(claim) = next_claim(&mut self.claims) => {
+                    // The kernel's records of what led up to it first (the hook's exec).
+                    self.poll_ring()?;
+                    self.take_claim(claim)?;
                 }
                 _ = poll.tick() => self.poll_ring()?,
                 _ = tick.tick() => {
@@ -247,6 +265,15 @@ impl<S: Source> Pipeline<S> {
         });
         self.batch.extend(in_flight);
         self.process_batch()?;
+        // Claims already taken in are on record before the end.
+        for claim in self
+            .claims
+            .as_mut()
+            .map(ClaimsIn::drain)
+            .unwrap_or_default()
+        {
+            self.take_claim(claim)?;
+        }
         self.release_held(true)?;
         self.check_loss()?;
         self.sink.close()?;
@@ -302,7 +329,7 @@ impl<S: Source> Pipeline<S> {
         for stage in &mut self.stages {
             stage.apply(&mut event);
         }
-        self.emit(event)
+        self.emit(event).map(|_| ())
     }
 
     /// Events the enricher held (in-progress connects) that are complete or waited long enough;
@@ -315,12 +342,27 @@ impl<S: Source> Pipeline<S> {
         Ok(())
     }
 
-    fn emit(&mut self, mut event: Event) -> anyhow::Result<()> {
+    /// An `agent.claim` record through the stages into the sink; its id back to the sender.
+    fn take_claim(&mut self, c: crate::claims::listen::Submitted) -> anyhow::Result<()> {
+        let mut event = self.enricher.claim_event(&c.peer, c.at, c.record);
+        for stage in &mut self.stages {
+            stage.apply(&mut event);
+        }
+        let id = self.emit(event)?;
+        self.sink.flush()?;
+        if let (Some(ack), Some(id)) = (c.ack, id) {
+            let _ = ack.send(id);
+        }
+        Ok(())
+    }
+
+    /// Sequences and writes an event; its record id, unless the sink dropped it.
+    fn emit(&mut self, mut event: Event) -> anyhow::Result<Option<String>> {
         self.seq.stamp(&mut event);
         if let Accepted::Dropped(reason) = self.sink.write(&event)? {
             self.dropped
                 .add(reason, event.seq, event.time, event.action_name());
-            return Ok(());
+            return Ok(None);
         }
         let accepted = self.clock.now();
         match &event.body {
@@ -334,7 +376,7 @@ impl<S: Source> Pipeline<S> {
         for o in &mut self.observers {
             o.observe(&event, accepted);
         }
-        Ok(())
+        Ok(Some(crate::format::native::record_id(&event)))
     }
 
     /// Writes a gap record for records the sink refused since the last check.
@@ -360,7 +402,7 @@ impl<S: Source> Pipeline<S> {
         self.clock.expire();
         self.stats.lost += g.lost;
         let event = gap_event(Arc::clone(self.enricher.host()), g, time::now());
-        self.emit(event)
+        self.emit(event).map(|_| ())
     }
 
     fn check_loss(&mut self) -> anyhow::Result<()> {
@@ -394,6 +436,14 @@ impl<S: Source> Pipeline<S> {
             now,
             now,
         ))
+    }
+}
+
+/// The next claim, when claims are taken in (never, otherwise).
+async fn next_claim(rx: &mut Option<ClaimsIn>) -> Option<crate::claims::listen::Submitted> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Activity, AgentOut, HostOut, PolicyVersion, Row, Totals};
 use crate::{
-    event::{Decision, Event, Outcome, Target, Timestamp},
+    event::{Action, Decision, Event, Outcome, Target, Timestamp},
     format::{failure_text, native, resource_text},
     time,
 };
@@ -200,6 +200,11 @@ impl Summaries {
             pv.records += 1;
         }
         let resource = resource_text(a);
+        if a.action == Action::Exit {
+            // An exit is no resource used; a failing one is a failure.
+            self.failure(a, resource, agent);
+            return;
+        }
         let tallies = match &a.resource.target {
             Target::Inet(..) | Target::Unix(_) | Target::OtherAddress { .. } => {
                 &mut self.destinations
@@ -216,6 +221,10 @@ impl Summaries {
             t.denied += u64::from(decision == Some(Decision::Deny));
             t.protected |= !a.protected.is_empty();
         }
+        self.failure(a, resource, agent);
+    }
+
+    fn failure(&mut self, a: &crate::event::Activity, resource: String, agent: String) {
         if let Outcome::Failure(code) = a.outcome {
             let key = (a.action.name(), resource, failure_text(a, code));
             let f = self.failures.entry(key).or_default();

@@ -7,11 +7,17 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use crate::{
     capture::plan::WatchPlan,
+    claims::listen::{ClaimsSettings, Limits},
     config::{self, Config, ConfigErrors, K8sConf, Problems},
     export::ExportSettings,
     identity::Registry,
     policy::Policy,
 };
+
+/// The embedded default configuration's text.
+pub(crate) const BUILTIN: &str = include_str!("../../../deploy/config.default.toml");
+/// How the embedded default is named in messages, metrics and `check-config`.
+pub(crate) const BUILTIN_SOURCE: &str = "<builtin config>";
 
 /// Kernel-side settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +59,7 @@ pub(crate) struct Settings {
     pub(crate) capture: CaptureSettings,
     pub(crate) export: Option<ExportSettings>,
     pub(crate) metrics: Option<MetricsSettings>,
+    pub(crate) claims: Option<ClaimsSettings>,
 }
 
 impl Settings {
@@ -72,7 +79,13 @@ impl Settings {
         p.finish(settings)
     }
 
-    /// The settings of an empty configuration (`watch`/`trace` without `--config`).
+    /// The embedded default configuration (`deploy/config.default.toml`): `run --builtin-config`,
+    /// and the policy of `trace` without `--config`.
+    pub(crate) fn builtin() -> Result<Self, ConfigErrors> {
+        Self::parse(BUILTIN, BUILTIN_SOURCE)
+    }
+
+    /// The settings of an empty configuration (`watch` without `--config`).
     pub(crate) fn empty() -> Self {
         Self::compile(&Config::default(), "<none>", &mut Problems::new("", ""))
     }
@@ -90,6 +103,7 @@ impl Settings {
             capture: compile_capture(cfg, p),
             export: cfg.export.as_ref().map(|e| ExportSettings::compile(e, p)),
             metrics: cfg.metrics.as_ref().and_then(|m| compile_metrics(m, p)),
+            claims: cfg.claims.as_ref().map(|c| compile_claims(c, p)),
         }
     }
 
@@ -156,6 +170,39 @@ pub(crate) fn check_ring_size(bytes: u32) -> Result<(), String> {
         return Err(format!("{bytes} must be a power of two of at least 4096"));
     }
     Ok(())
+}
+
+fn compile_claims(c: &config::ClaimsConf, p: &mut Problems) -> ClaimsSettings {
+    let otlp_listen = c.otlp_listen.as_ref().and_then(|l| {
+        l.get_ref()
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                p.at(
+                    l.span(),
+                    format!(
+                        "claims.otlp_listen: `{}` is not an address like 127.0.0.1:4318",
+                        l.get_ref()
+                    ),
+                )
+            })
+            .ok()
+    });
+    if *c.per_second.get_ref() == 0 {
+        p.at(c.per_second.span(), "claims.per_second: must be at least 1");
+    }
+    if c.socket.is_none() && c.otlp_listen.is_none() {
+        p.at(
+            0..0,
+            "[claims]: give `socket` (for `audit-agent claim`) and/or `otlp_listen`",
+        );
+    }
+    ClaimsSettings {
+        socket: c.socket.clone(),
+        otlp_listen,
+        limits: Limits {
+            per_second: *c.per_second.get_ref(),
+        },
+    }
 }
 
 fn compile_metrics(m: &config::MetricsConf, p: &mut Problems) -> Option<MetricsSettings> {

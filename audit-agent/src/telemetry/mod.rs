@@ -146,7 +146,10 @@ impl Telemetry {
         }
     }
 
-    /// Readiness: attached, spool writable, store reachable recently (when exporting).
+    /// Readiness: attached, spool writable, and (when exporting) the store can be delivered to:
+    /// it answered the last upload or probe, or failed for less than `store_staleness` since it
+    /// last answered. An idle agent is judged by its idle probes, never by how long ago it last
+    /// had something to upload.
     fn readyz(&self) -> (bool, String) {
         let mut problems = Vec::new();
         if !self.health.attached.load(Ordering::Relaxed) {
@@ -163,7 +166,9 @@ impl Telemetry {
             }
             let ok_at = st.store_ok_unix.load(Ordering::Relaxed);
             let max = self.store_staleness.as_secs() as i64;
-            if ok_at == 0 || time::now().as_second() - ok_at > max {
+            let failing_too_long =
+                st.store_failing.load(Ordering::Relaxed) && time::now().as_second() - ok_at > max;
+            if ok_at == 0 || failing_too_long {
                 let last = st.last_error.lock().map(|e| e.clone()).ok().flatten();
                 problems.push(format!(
                     "store not reachable in the last {max}s{}",
@@ -190,6 +195,7 @@ pub(crate) struct PipelineMetrics {
     faults: Family<TruncLabels, Counter>,
     walks_cut: Counter,
     connects_untracked: Counter,
+    sockets_uninspected: Counter,
     ring_reads: Counter,
     queue_depth: Gauge,
     delivery_latency: Histogram,
@@ -215,6 +221,7 @@ impl PipelineMetrics {
             faults: Family::default(),
             walks_cut: Counter::default(),
             connects_untracked: Counter::default(),
+            sockets_uninspected: Counter::default(),
             ring_reads: Counter::default(),
             queue_depth: Gauge::default(),
             delivery_latency: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -266,6 +273,11 @@ impl PipelineMetrics {
                 "connect_outcomes_untracked",
                 "Non-blocking connects whose final state could not be followed (table full)",
                 m.connects_untracked.clone(),
+            );
+            r.register(
+                "sockets_uninspected",
+                "Sockets of watched processes whose packets cannot be read (no socket storage)",
+                m.sockets_uninspected.clone(),
             );
             r.register(
                 "ring_buffer_reads",
@@ -409,6 +421,10 @@ impl Observer for PipelineMetrics {
             .inc_by(now.walk_cut.saturating_sub(seen.walk_cut));
         self.connects_untracked
             .inc_by(now.connecting_full.saturating_sub(seen.connecting_full));
+        self.sockets_uninspected.inc_by(
+            now.socket_storage_full
+                .saturating_sub(seen.socket_storage_full),
+        );
         self.kernel_seen = *now;
     }
 }

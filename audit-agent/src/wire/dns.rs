@@ -116,6 +116,10 @@ pub(crate) fn parse(b: &[u8], cut: bool) -> Message {
     if m.answers.len() < usize::from(m.answer_count) && m.issues.is_empty() {
         m.issues.push(Issue::TooManyRecords);
     }
+    // The capture ended before the message did, whether or not reading got that far.
+    if cut && !m.issues.contains(&Issue::Truncated) {
+        m.issues.push(Issue::Truncated);
+    }
     m
 }
 

@@ -33,6 +33,56 @@ pub(crate) struct Request {
     pub(crate) len: usize,
 }
 
+/// The start of an HTTP/1.x response: its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub(crate) version: Option<u8>,
+    pub(crate) issues: Vec<Issue>,
+}
+
+/// Reads the status line at the start of `b` (the headers need not be complete: only the first
+/// bytes of an answer are captured). `None` while more bytes may come (`more`) and the line is
+/// not complete; an answer that is no HTTP/1.x status line is `malformed`.
+pub(crate) fn response(b: &[u8], more: bool) -> Option<Response> {
+    let bad = |issue| Response {
+        status: 0,
+        version: None,
+        issues: vec![issue],
+    };
+    let n = b.len().min(5);
+    if b[..n] != b"HTTP/"[..n] {
+        return Some(bad(Issue::Malformed));
+    }
+    let Some(end) = b.iter().position(|&c| c == b'\n') else {
+        return (!more).then(|| bad(Issue::Truncated));
+    };
+    let line = b[..end].strip_suffix(b"\r").unwrap_or(&b[..end]);
+    let mut parts = line.splitn(3, |&c| c == b' ');
+    let version = match parts.next() {
+        Some(b"HTTP/1.1") => Some(1),
+        Some(b"HTTP/1.0") => Some(0),
+        _ => return Some(bad(Issue::Malformed)),
+    };
+    let status = parts
+        .next()
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse::<u16>().ok())
+        .filter(|c| (100..1000).contains(c));
+    Some(match status {
+        Some(status) => Response {
+            status,
+            version,
+            issues: Vec::new(),
+        },
+        None => Response {
+            version,
+            ..bad(Issue::Malformed)
+        },
+    })
+}
+
 /// Whether `b` starts like a request line.
 pub(crate) fn classify(b: &[u8]) -> StreamKind {
     for m in METHODS {
@@ -217,6 +267,29 @@ mod tests {
         let r = request(&b, false).unwrap();
         assert_eq!(r.target.len(), TARGET_MAX);
         assert_eq!(r.issues, vec![Issue::TooLong, Issue::Truncated]);
+    }
+
+    #[test]
+    fn a_response_names_its_status_from_the_first_line_alone() {
+        let r = response(b"HTTP/1.1 403 Forbidden\r\nContent-Len", true).unwrap();
+        assert_eq!(
+            (r.status, r.version, r.issues.clone()),
+            (403, Some(1), vec![])
+        );
+        assert_eq!(response(b"HTTP/1.1 20", true), None);
+        assert_eq!(
+            response(b"HTTP/1.1 20", false).unwrap().issues,
+            vec![Issue::Truncated]
+        );
+        assert_eq!(
+            response(b"SSH-2.0-x\r\n", true).unwrap().issues,
+            vec![Issue::Malformed]
+        );
+        assert_eq!(response(b"HTT", true), None);
+        assert_eq!(
+            response(b"HTTP/1.1 abc x\r\n", true).unwrap().issues,
+            vec![Issue::Malformed]
+        );
     }
 
     #[test]

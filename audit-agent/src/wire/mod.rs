@@ -7,6 +7,7 @@
 
 pub(crate) mod dns;
 pub(crate) mod http;
+pub(crate) mod quic;
 pub(crate) mod tls;
 
 use std::sync::Arc;

@@ -35,6 +35,8 @@ pub(crate) struct Hello {
     /// The hello carries an `encrypted_client_hello` extension: the real server name is
     /// encrypted; `sni` is the public name of whoever terminates ECH.
     pub(crate) ech: bool,
+    /// The hello came in QUIC Initial packets (HTTP/3), not a TCP stream.
+    pub(crate) quic: bool,
     pub(crate) issues: Vec<Issue>,
     /// Stream bytes the hello's records took.
     pub(crate) len: usize,
@@ -79,6 +81,23 @@ pub(crate) fn client_hello(b: &[u8], more: bool) -> Option<Hello> {
     hello.issues.dedup();
     hello.len = at;
     Some(hello)
+}
+
+/// Reads a ClientHello from handshake messages without the record layer (what QUIC's CRYPTO
+/// frames carry). `None` while more may come and the message is not complete.
+pub(crate) fn client_hello_message(hs: &[u8], more: bool) -> Option<Hello> {
+    if handshake_complete(hs) {
+        let end = 4 + u24(&hs[1..4]);
+        return Some(parse_handshake(&hs[..end], true));
+    }
+    if more {
+        return None;
+    }
+    let mut h = parse_handshake(hs, false);
+    if !h.issues.contains(&Issue::Truncated) {
+        h.issues.push(Issue::Truncated);
+    }
+    Some(h)
 }
 
 /// Whether `hs` holds a whole handshake message (type, 3-byte length, body).

@@ -5,7 +5,10 @@
 //! loadgen loop open FILE ITERS        openat(FILE, O_RDONLY) + close, ITERS times
 //! loadgen loop connect PORT ITERS     socket + connect(127.0.0.1:PORT) (closed port) + close
 //! loadgen loop forkexec ITERS         fork + execve(/bin/true) + waitpid
-//! loadgen time OP ARG MS               like `loop`, for MS milliseconds instead of a count
+//! loadgen time OP ARG MS               like `loop`, for MS milliseconds instead of a count; OP
+//!                                      also `tcp` (a 64 KiB write on a loopback TCP connection a
+//!                                      thread of this process drains) or `udp_rr` (a 64-byte UDP
+//!                                      request and its echo from a thread of this process)
 //! loadgen rate FILE EVENTS_PER_S SECS  openat+close paced to EVENTS_PER_S (0 = as fast as possible)
 //! loadgen agents CGROUPS N EVENTS_PER_S SECS FILE EXEC_EVERY_MS
 //!                                      N processes, the i-th in cgroup CGROUPS/a<i, 4 digits>, each
@@ -159,6 +162,41 @@ fn agents(args: &[String]) {
     );
 }
 
+/// A loopback TCP connection to a thread that reads and discards; each call writes 64 KiB.
+fn tcp_stream() -> Box<dyn Fn()> {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        let mut buf = vec![0u8; 1 << 16];
+        while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let s = std::net::TcpStream::connect(addr).expect("connect");
+    let chunk = vec![0x5au8; 1 << 16];
+    Box::new(move || (&s).write_all(&chunk).expect("write"))
+}
+
+/// A connected UDP socket and a thread that echoes; each call is one 64-byte round trip.
+fn udp_rr() -> Box<dyn Fn()> {
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = server.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, peer)) = server.recv_from(&mut buf) {
+            let _ = server.send_to(&buf[..n], peer);
+        }
+    });
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    c.connect(addr).expect("connect");
+    let msg = [0x5au8; 64];
+    Box::new(move || {
+        let mut buf = [0u8; 2048];
+        c.send(&msg).expect("send");
+        c.recv(&mut buf).expect("recv");
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| {
@@ -210,6 +248,8 @@ fn main() {
                     Box::new(move || connect_closed(port))
                 }
                 "forkexec" => Box::new(fork_exec),
+                "tcp" => tcp_stream(),
+                "udp_rr" => udp_rr(),
                 other => panic!("unknown op {other}"),
             };
             let budget = Duration::from_millis(arg(3).parse().expect("ms"));

@@ -14,7 +14,14 @@
 //! workload setuid UID                             setgid+setuid
 //! workload move-cgroup CGROUP_DIR                 write own pid to CGROUP_DIR/cgroup.procs
 //! workload fork ...                               the child runs the remaining actions; the
-//!                                                 parent waits for it
+//!                                                 parent waits for it and reports its wait
+//!                                                 status (`status`)
+//! workload exit CODE                              exit_group(CODE)
+//! workload raise SIG                              kill(getpid(), SIG)
+//! workload exit-threads LEADER OTHER FIRST        threads end one by one (SYS_exit): the
+//!                                                 main thread with LEADER, a second thread
+//!                                                 with OTHER; FIRST (`leader` or `other`)
+//!                                                 ends first
 //! workload open-many PREFIX N MS                  open PREFIX-0..PREFIX-(N-1), MS apart
 //! workload hold-fds N                             open /dev/null N times and keep them open
 //! workload sleep MS
@@ -378,7 +385,7 @@ fn main() {
                     }
                     let mut status = 0;
                     libc::waitpid(pid, &mut status, 0);
-                    report("fork", pid.into(), "");
+                    report("fork", pid.into(), &format!(",\"status\":{status}"));
                     return;
                 }
                 "open-many" => {
@@ -826,6 +833,35 @@ fn main() {
                     let (ret, extra, used) = uring_action(c, &args[i + 1..]);
                     report(c, ret, &extra);
                     i += used;
+                }
+                "exit" => {
+                    libc::syscall(libc::SYS_exit_group, text(1).parse::<i64>().expect("code"));
+                }
+                "raise" => {
+                    let sig: i32 = text(1).parse().expect("signal");
+                    libc::kill(libc::getpid(), sig);
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    report("raise", -1, "");
+                    i += 1;
+                }
+                "exit-threads" => {
+                    let leader: i64 = text(1).parse().expect("code");
+                    let other: i64 = text(2).parse().expect("code");
+                    let leader_first = text(3) == "leader";
+                    let status =
+                        || std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                    std::thread::spawn(move || {
+                        // Until the main thread is a zombie, when it goes first.
+                        while leader_first && !status().contains("State:\tZ") {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                        libc::syscall(libc::SYS_exit, other);
+                    });
+                    // Until the second thread is gone, when it goes first.
+                    while !leader_first && !status().contains("Threads:\t1\n") {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    libc::syscall(libc::SYS_exit, leader);
                 }
                 "kill" => {
                     let pid: i32 = text(1).parse().expect("pid");

@@ -1,4 +1,4 @@
-//! Section 5: many agents on one node. One `[[agents]]` entry and one cgroup per agent, each agent
+//! Section 8: many agents on one node. One `[[agents]]` entry and one cgroup per agent, each agent
 //! a process opening a file at a paced rate and fork+exec'ing now and then (`loadgen agents`),
 //! the daemon (`audit-agent run`) exporting to a local store. Per agent count: the daemon's RSS
 //! over time, its CPU per record (everything it spent from the start of the load to its exit,

@@ -228,14 +228,17 @@ fn a_proxy_connect_then_the_tunnels_hello_name_both() {
     let connect = b"CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n";
     let hello = tlsb::records(&tlsb::hello("api.github.com", &[], 0, false), 16384);
     let proxy = "10.0.0.9:3128";
+    let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
     let out = feed(
         &mut t,
         &[
             tcp(6, Direction::Egress, proxy, 0, connect, 0),
+            tcp(6, Direction::Ingress, proxy, 0, ok, 0),
             tcp(6, Direction::Egress, proxy, connect.len() as u32, &hello, 0),
         ],
     );
     assert_eq!(out.len(), 2);
+    assert_eq!(out[0].outcome, Outcome::Success(200));
     assert_eq!(out[0].action, Action::Http);
     assert_eq!(
         hosts(&out[0]),
@@ -305,16 +308,75 @@ fn dns_over_tcp_is_read_as_length_prefixed_messages_both_ways() {
 }
 
 #[test]
-fn an_http_request_names_its_host() {
+fn an_http_request_names_its_host_and_waits_for_the_status_of_its_answer() {
     let mut t = PacketTracker::new(Duration::from_secs(5));
     let req = b"POST /v1/charges HTTP/1.1\r\nHost: api.stripe.com\r\nContent-Length: 0\r\n\r\n";
+    let server = "192.0.2.7:80";
+    assert!(feed(&mut t, &[tcp(10, Direction::Egress, server, 0, req, 0)]).is_empty());
     let out = feed(
         &mut t,
-        &[tcp(10, Direction::Egress, "192.0.2.7:80", 0, req, 0)],
+        &[
+            tcp(10, Direction::Ingress, server, 0, b"HTTP/1.1 40", 0),
+            tcp(10, Direction::Ingress, server, 11, b"3 Forbidden\r\n", 0),
+        ],
     );
     assert_eq!(out.len(), 1);
     assert_eq!(
         hosts(&out[0]),
         [("api.stripe.com".to_string(), HostSource::HttpHost)]
     );
+    assert_eq!(out[0].outcome, Outcome::Failure(403));
+    // No answer before the wait runs out: released with an unknown outcome.
+    feed(&mut t, &[tcp(11, Direction::Egress, server, 0, req, 0)]);
+    let left = t.ready(true);
+    assert_eq!((left.len(), left[0].outcome), (1, Outcome::Unknown));
+}
+
+#[test]
+fn a_quic_hello_split_over_two_initials_is_read_from_their_crypto_frames() {
+    use crate::wire::quic::build;
+    let mut t = PacketTracker::new(Duration::from_secs(5));
+    let hello = tlsb::hello("h3.example", &["h3"], 1500, false);
+    let dcid = [7u8; 8];
+    let (a, b) = hello.split_at(900);
+    let first = udp(
+        12,
+        Direction::Egress,
+        CLIENT,
+        SERVER,
+        build::initial(&dcid, 0, 0, a),
+    );
+    let second = udp(
+        12,
+        Direction::Egress,
+        CLIENT,
+        SERVER,
+        build::initial(&dcid, 1, 900, b),
+    );
+    assert!(feed(&mut t, &[first]).is_empty(), "half a hello waits");
+    let out = feed(&mut t, &[second]);
+    assert_eq!(out.len(), 1);
+    let Detail::Tls(h) = &out[0].resource.detail else {
+        panic!()
+    };
+    assert!(h.quic);
+    assert_eq!(h.sni.as_deref(), Some("h3.example"));
+    assert_eq!(h.alpn.iter().map(|a| &**a).collect::<Vec<_>>(), ["h3"]);
+    assert_eq!(
+        hosts(&out[0]),
+        [("h3.example".to_string(), HostSource::TlsSni)]
+    );
+}
+
+#[test]
+fn a_quic_version_that_cannot_be_read_is_recorded_as_such() {
+    let mut t = PacketTracker::new(Duration::from_secs(5));
+    let mut p = crate::wire::quic::build::initial(&[1; 8], 0, 0, b"x");
+    p[1..5].copy_from_slice(&0xff00_001du32.to_be_bytes());
+    let out = feed(&mut t, &[udp(13, Direction::Egress, CLIENT, SERVER, p)]);
+    let Detail::Tls(h) = &out[0].resource.detail else {
+        panic!()
+    };
+    assert!(h.quic && h.sni.is_none());
+    assert_eq!(h.issues, vec![WireIssue::UnknownVersion]);
 }

@@ -182,9 +182,18 @@ fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     o.close();
     let mut o = out.object("result");
     o.str("outcome", a.outcome.kind().name());
-    o.opt_i64("retval", a.outcome.retval());
-    // A DNS record's failure is a response code (`resource.dns.response.rcode`), not an errno.
-    let errno = a.outcome.errno().filter(|_| a.action != Action::Dns);
+    if a.action != Action::Exit {
+        o.opt_i64("retval", a.outcome.retval());
+    }
+    // A DNS record's failure is a response code (`resource.dns.response.rcode`), an HTTP
+    // record's a status (`resource.http.response.status`), an exit record's its exit status
+    // (`resource.exit_code` or `resource.signal`): none is an errno.
+    let errno = a.outcome.errno().filter(|_| {
+        !matches!(
+            a.action,
+            Action::Dns | Action::Http | Action::Claim | Action::Exit
+        )
+    });
     o.opt_str("errno", errno.map(errno_name).as_deref());
     if let Some(c) = completion_out(&a.resource.detail) {
         o.serde("completion", &c)?;
@@ -546,6 +555,14 @@ fn activity_in(i: In<'_>, action: Action) -> Result<Activity, ReadError> {
         *completion = Some(completion_in(c));
     }
     let names = |v: Vec<String>| v.into_iter().map(Arc::from).collect();
+    let outcome = match &resource.detail {
+        // An exit's outcome is its status (no return value is written).
+        Detail::Exit(status) => crate::event::ExitStatus::outcome(*status),
+        _ => Outcome::from_parts(
+            OutcomeKind::parse(&result.outcome).ok_or(ReadError::Field("result.outcome"))?,
+            result.retval,
+        ),
+    };
     Ok(Activity {
         action,
         syscall: linux::syscall_name(i.syscall.as_deref().unwrap_or_default()),
@@ -553,10 +570,7 @@ fn activity_in(i: In<'_>, action: Action) -> Result<Activity, ReadError> {
         subject: subject_in(i.subject.ok_or(ReadError::Field("subject"))?),
         agent: i.agent.map(agent_in),
         resource,
-        outcome: Outcome::from_parts(
-            OutcomeKind::parse(&result.outcome).ok_or(ReadError::Field("result.outcome"))?,
-            result.retval,
-        ),
+        outcome,
         protected: names(i.protected.unwrap_or_default()),
         protected_by_inode: names(i.protected_by_inode),
         verdict: i.policy.map(verdict_in).transpose()?,

@@ -1,6 +1,7 @@
-//! The network members of `resource`, both ways: the destination by name (`host`,
-//! `host_source`, `hosts`, `host_conflict`, `connection_id`) and what a DNS query, a TLS
-//! ClientHello or an HTTP request said (`dns`, `tls`, `http`). See docs/schema.md.
+//! The members of `resource` that say what was said on the wire or by the agent, both ways: the
+//! destination by name (`host`, `host_source`, `hosts`, `host_conflict`, `connection_id`), what a
+//! DNS query, a TLS ClientHello or an HTTP request said (`dns`, `tls`, `http`), and what an agent
+//! claimed a tool call did (`claim`). See docs/schema.md.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -8,10 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{ReadError, bytes};
 use crate::{
+    claims::{Claim, Effect},
     escape::Escaped,
     event::{
-        Destination, Detail, DnsLookup, DnsOrigin, DnsResponse, HostName, HostSource, Opaque,
-        Transport, WireIssue,
+        ClaimPhase, ClaimRecord, ClaimSource, Destination, Detail, DnsLookup, DnsOrigin,
+        DnsResponse, HostName, HostSource, HttpExchange, Opaque, Transport, WireIssue,
     },
     time,
     wire::{
@@ -81,6 +83,7 @@ pub(super) struct DestinationOut {
     pub(super) host: Option<Option<String>>,
     pub(super) host_source: Option<&'static str>,
     pub(super) hosts: Vec<HostOut>,
+    pub(super) other_hosts: Vec<HostOut>,
     pub(super) host_conflict: bool,
     pub(super) opaque: Option<&'static str>,
     pub(super) connection_id: Option<u64>,
@@ -92,6 +95,7 @@ pub(super) fn destination_out(d: &Destination) -> DestinationOut {
         host: Some(first.map(|h| h.name.to_string())),
         host_source: first.map(|h| h.source.name()),
         hosts: d.hosts.iter().map(host_out).collect(),
+        other_hosts: d.other_hosts.iter().map(host_out).collect(),
         host_conflict: d.conflict,
         opaque: d.opaque.map(|o| o.name()),
         connection_id: d.connection,
@@ -101,6 +105,7 @@ pub(super) fn destination_out(d: &Destination) -> DestinationOut {
 /// A stored record's destination: from `hosts` (`host` and `host_source` repeat its first).
 pub(super) fn destination_in(
     hosts: Option<&[HostOut]>,
+    other_hosts: Option<&[HostOut]>,
     conflict: bool,
     opaque: Option<&str>,
     connection: Option<u64>,
@@ -112,6 +117,11 @@ pub(super) fn destination_in(
         },
         connection,
         hosts: hosts
+            .unwrap_or_default()
+            .iter()
+            .map(host_in)
+            .collect::<Result<_, _>>()?,
+        other_hosts: other_hosts
             .unwrap_or_default()
             .iter()
             .map(host_in)
@@ -282,6 +292,8 @@ pub(super) struct TlsOut {
     versions: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     ech: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    quic: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     issues: Vec<String>,
 }
@@ -292,6 +304,7 @@ pub(super) fn tls_out(h: &tls::Hello) -> TlsOut {
         alpn: h.alpn.iter().map(|a| a.to_string()).collect(),
         versions: h.versions.iter().map(|v| tls::version_name(*v)).collect(),
         ech: h.ech,
+        quic: h.quic,
         issues: issues_out(&h.issues),
     }
 }
@@ -306,12 +319,13 @@ pub(super) fn tls_in(t: &TlsOut) -> Result<Detail, ReadError> {
             .map(|v| tls::version_number(v).ok_or(ReadError::Field("resource.tls.versions")))
             .collect::<Result<_, _>>()?,
         ech: t.ech,
+        quic: t.quic,
         issues: issues_in(&t.issues)?,
         len: 0,
     })))
 }
 
-/// `resource.http`.
+/// `resource.http`: the request, and the status line of its answer when it was seen.
 #[derive(Serialize, Deserialize)]
 pub(super) struct HttpOut {
     method: String,
@@ -324,34 +338,271 @@ pub(super) struct HttpOut {
     port: Option<u16>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     issues: Vec<String>,
+    answered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response: Option<HttpResponseOut>,
 }
 
-pub(super) fn http_out(r: &http::Request) -> HttpOut {
+#[derive(Serialize, Deserialize)]
+struct HttpResponseOut {
+    /// 0: no valid status line.
+    status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    issues: Vec<String>,
+}
+
+fn version_out(v: Option<u8>) -> Option<String> {
+    v.map(|v| format!("HTTP/1.{v}"))
+}
+
+fn version_in(v: Option<&str>) -> Result<Option<u8>, ReadError> {
+    v.map(|v| {
+        v.strip_prefix("HTTP/1.")
+            .and_then(|n| n.parse().ok())
+            .ok_or(ReadError::Field("resource.http.version"))
+    })
+    .transpose()
+}
+
+pub(super) fn http_out(x: &HttpExchange) -> HttpOut {
+    let r = &x.request;
     HttpOut {
         method: r.method.to_string(),
         target: Escaped(&r.target).to_string(),
-        version: r.version.map(|v| format!("HTTP/1.{v}")),
+        version: version_out(r.version),
         host: r.host.as_deref().map(str::to_string),
         port: r.port,
         issues: issues_out(&r.issues),
+        answered: x.response.is_some(),
+        response: x.response.as_ref().map(|a| HttpResponseOut {
+            status: a.status,
+            version: version_out(a.version),
+            issues: issues_out(&a.issues),
+        }),
     }
 }
 
 pub(super) fn http_in(h: &HttpOut) -> Result<Detail, ReadError> {
-    Ok(Detail::Http(Box::new(http::Request {
+    let request = http::Request {
         method: Arc::from(h.method.as_str()),
         target: bytes(&h.target),
-        version: match h.version.as_deref() {
-            Some(v) => Some(
-                v.strip_prefix("HTTP/1.")
-                    .and_then(|n| n.parse().ok())
-                    .ok_or(ReadError::Field("resource.http.version"))?,
-            ),
-            None => None,
-        },
+        version: version_in(h.version.as_deref())?,
         host: h.host.as_deref().map(Arc::from),
         port: h.port,
         issues: issues_in(&h.issues)?,
         len: 0,
-    })))
+    };
+    let response = match &h.response {
+        Some(a) => Some(http::Response {
+            status: a.status,
+            version: version_in(a.version.as_deref())?,
+            issues: issues_in(&a.issues)?,
+        }),
+        None => None,
+    };
+    Ok(Detail::Http(Box::new(HttpExchange { request, response })))
+}
+
+/// `resource.claim`: what an agent said a tool call did, or a refusal.
+#[derive(Serialize, Deserialize)]
+pub(super) struct ClaimOut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    effects: Vec<EffectOut>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    success: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ended: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_sha256: Option<String>,
+    /// A refusal: its reason, message, and how many payloads it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rejected: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+}
+
+/// One effect a claim implies: exactly one of `exec`, `read`, `write`, `scan`, `fetch`.
+#[derive(Serialize, Deserialize, Default)]
+struct EffectOut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    background: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write: Option<String>,
+    /// A directory searched (`"."`: the call's working directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fetch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
+fn effect_out(e: &Effect) -> EffectOut {
+    match e {
+        Effect::Exec {
+            command,
+            background,
+        } => EffectOut {
+            exec: Some(command.clone()),
+            background: *background,
+            ..Default::default()
+        },
+        Effect::Read { path } => EffectOut {
+            read: Some(Escaped(path).to_string()),
+            ..Default::default()
+        },
+        Effect::Write { path } => EffectOut {
+            write: Some(Escaped(path).to_string()),
+            ..Default::default()
+        },
+        Effect::Scan { path } => EffectOut {
+            scan: Some(
+                path.as_deref()
+                    .map_or(".".into(), |p| Escaped(p).to_string()),
+            ),
+            ..Default::default()
+        },
+        Effect::Fetch { url, host, port } => EffectOut {
+            fetch: Some(url.clone()),
+            host: Some(host.to_string()),
+            port: Some(*port),
+            ..Default::default()
+        },
+    }
+}
+
+fn effect_in(e: &EffectOut) -> Result<Effect, ReadError> {
+    Ok(match e {
+        EffectOut { exec: Some(c), .. } => Effect::Exec {
+            command: c.clone(),
+            background: e.background,
+        },
+        EffectOut { read: Some(p), .. } => Effect::Read { path: bytes(p) },
+        EffectOut { write: Some(p), .. } => Effect::Write { path: bytes(p) },
+        EffectOut { scan: Some(p), .. } => Effect::Scan {
+            path: (p != ".").then(|| bytes(p)),
+        },
+        EffectOut {
+            fetch: Some(u),
+            host: Some(h),
+            port: Some(p),
+            ..
+        } => Effect::Fetch {
+            url: u.clone(),
+            host: Arc::from(h.as_str()),
+            port: *p,
+        },
+        _ => return Err(ReadError::Field("resource.claim.effects")),
+    })
+}
+
+pub(super) fn claim_out(c: &ClaimRecord) -> ClaimOut {
+    let time =
+        |t: Option<crate::event::Timestamp>| t.map(|t| time::wire_form(t).as_str().to_string());
+    match c {
+        ClaimRecord::Claim(c) => ClaimOut {
+            source: Some(c.source.name().into()),
+            phase: Some(c.phase.name().into()),
+            session: c.session.clone(),
+            call_id: c.call_id.clone(),
+            tool: Some(c.tool.clone()),
+            effects: c.effects.iter().map(effect_out).collect(),
+            cwd: c.cwd.as_deref().map(|p| Escaped(p).to_string()),
+            success: c.success,
+            error: c.error.clone(),
+            started: time(c.started),
+            ended: time(c.ended),
+            payload_sha256: Some(c.payload_sha256.clone()),
+            rejected: None,
+            message: None,
+            count: None,
+        },
+        ClaimRecord::Rejected {
+            source,
+            reason,
+            message,
+            count,
+        } => ClaimOut {
+            source: source.map(|s| s.name().into()),
+            phase: None,
+            session: None,
+            call_id: None,
+            tool: None,
+            effects: Vec::new(),
+            cwd: None,
+            success: None,
+            error: None,
+            started: None,
+            ended: None,
+            payload_sha256: None,
+            rejected: Some(reason.to_string()),
+            message: Some(message.clone()),
+            count: Some(*count),
+        },
+    }
+}
+
+pub(super) fn claim_in(c: &ClaimOut) -> Result<Detail, ReadError> {
+    let bad = |f| ReadError::Field(f);
+    let source = match c.source.as_deref() {
+        Some(s) => Some(ClaimSource::parse(s).ok_or(bad("resource.claim.source"))?),
+        None => None,
+    };
+    if let Some(reason) = &c.rejected {
+        return Ok(Detail::Claim(Box::new(ClaimRecord::Rejected {
+            source,
+            reason: Arc::from(reason.as_str()),
+            message: c.message.clone().unwrap_or_default(),
+            count: c.count.unwrap_or(1),
+        })));
+    }
+    let time = |t: &Option<String>, f| -> Result<_, ReadError> {
+        t.as_deref()
+            .map(|t| time::parse(t).ok_or(bad(f)))
+            .transpose()
+    };
+    Ok(Detail::Claim(Box::new(ClaimRecord::Claim(Claim {
+        source: source.ok_or(bad("resource.claim.source"))?,
+        phase: c
+            .phase
+            .as_deref()
+            .and_then(ClaimPhase::parse)
+            .ok_or(bad("resource.claim.phase"))?,
+        session: c.session.clone(),
+        call_id: c.call_id.clone(),
+        tool: c.tool.clone().ok_or(bad("resource.claim.tool"))?,
+        effects: c.effects.iter().map(effect_in).collect::<Result<_, _>>()?,
+        cwd: c.cwd.as_deref().map(bytes),
+        success: c.success,
+        error: c.error.clone(),
+        started: time(&c.started, "resource.claim.started")?,
+        ended: time(&c.ended, "resource.claim.ended")?,
+        payload_sha256: c.payload_sha256.clone().unwrap_or_default(),
+    }))))
 }

@@ -11,15 +11,16 @@ use super::{
     Bytes, ReadError, bytes, family_name, family_number,
     json::Object,
     network::{
-        DestinationOut, DnsOut, HostOut, HttpOut, TlsOut, destination_in, destination_out, dns_in,
-        dns_out, http_in, http_out, tls_in, tls_out,
+        ClaimOut, DestinationOut, DnsOut, HostOut, HttpOut, TlsOut, claim_in, claim_out,
+        destination_in, destination_out, dns_in, dns_out, http_in, http_out, tls_in, tls_out,
     },
 };
 use crate::{
     escape::Escaped,
     event::{
-        Access, AccessKind, Action, Change, ChangeFlags, Detail, Field, FileId, FileRef, Ia32Call,
-        Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource, Target, UringRef,
+        Access, AccessKind, Action, Change, ChangeFlags, Detail, ExitStatus, Field, FileId,
+        FileRef, Ia32Call, Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource,
+        Target, UringRef,
     },
     linux,
 };
@@ -253,6 +254,8 @@ pub(super) struct ResourceOut<'a> {
     cgroup_id: Option<u64>,
     pid: Option<u32>,
     signal: Option<Cow<'static, str>>,
+    exit_code: Option<u8>,
+    core_dumped: Option<bool>,
     access: Option<&'static str>,
     io_uring: Option<UringOut<'static>>,
     ia32: Option<Ia32Out>,
@@ -266,9 +269,11 @@ pub(super) struct ResourceOut<'a> {
     target_exec_id: Option<&'a str>,
     target_agent: Option<&'a str>,
     delivery: Option<Cow<'static, str>>,
+    origin: Option<&'static str>,
     dns: Option<DnsOut>,
     tls: Option<TlsOut>,
     http: Option<HttpOut>,
+    claim: Option<ClaimOut>,
     truncated: Vec<&'static str>,
     unreadable: Vec<&'static str>,
 }
@@ -349,6 +354,9 @@ impl ResourceOut<'_> {
             if !d.hosts.is_empty() {
                 o.serde("hosts", &d.hosts)?;
             }
+            if !d.other_hosts.is_empty() {
+                o.serde("other_hosts", &d.other_hosts)?;
+            }
             if d.host_conflict {
                 o.bool("host_conflict", true);
             }
@@ -375,6 +383,10 @@ impl ResourceOut<'_> {
         }
         int(o, "pid", self.pid.map(i64::from));
         text(o, "signal", self.signal.as_deref());
+        int(o, "exit_code", self.exit_code.map(i64::from));
+        if let Some(core) = self.core_dumped {
+            o.bool("core_dumped", core);
+        }
         text(o, "access", self.access);
         if let Some(u) = &self.io_uring {
             o.serde("io_uring", u)?;
@@ -392,6 +404,7 @@ impl ResourceOut<'_> {
         text(o, "target_exec_id", self.target_exec_id);
         text(o, "target_agent", self.target_agent);
         text(o, "delivery", self.delivery.as_deref());
+        text(o, "origin", self.origin);
         if let Some(d) = &self.dns {
             o.serde("dns", d)?;
         }
@@ -400,6 +413,9 @@ impl ResourceOut<'_> {
         }
         if let Some(h) = &self.http {
             o.serde("http", h)?;
+        }
+        if let Some(c) = &self.claim {
+            o.serde("claim", c)?;
         }
         if !self.truncated.is_empty() {
             o.strings("truncated", &self.truncated);
@@ -549,14 +565,26 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
                 linux::URING_SETUP_FLAGS,
             ));
         }
-        Detail::Signal { sig, delivery } => {
+        Detail::Signal {
+            sig,
+            delivery,
+            by_kernel,
+        } => {
             out.signal = Some(linux::signal_name(*sig));
             out.delivery = Some(linux::signal_delivery_name(*delivery));
+            out.origin = by_kernel.then_some("kernel");
         }
+        Detail::Exit(Some(ExitStatus::Code(code))) => out.exit_code = Some(*code),
+        Detail::Exit(Some(ExitStatus::Signal { sig, core_dumped })) => {
+            out.signal = Some(linux::signal_name(u32::from(*sig)));
+            out.core_dumped = Some(*core_dumped);
+        }
+        Detail::Exit(None) => {}
         Detail::Compat => {}
         Detail::Dns(d) => out.dns = Some(dns_out(d)),
         Detail::Tls(h) => out.tls = Some(tls_out(h)),
         Detail::Http(r) => out.http = Some(http_out(r)),
+        Detail::Claim(c) => out.claim = Some(claim_out(c)),
         Detail::Connect {
             passed,
             from_kernel,
@@ -728,6 +756,10 @@ pub(crate) struct ResourceIn<'a> {
     pid: Option<u32>,
     #[serde(borrow, default)]
     signal: Option<Cow<'a, str>>,
+    #[serde(default)]
+    exit_code: Option<u8>,
+    #[serde(default)]
+    core_dumped: Option<bool>,
     #[serde(borrow, default)]
     access: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -754,8 +786,12 @@ pub(crate) struct ResourceIn<'a> {
     target_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     delivery: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    origin: Option<Cow<'a, str>>,
     #[serde(default)]
     hosts: Option<Vec<HostOut>>,
+    #[serde(default)]
+    other_hosts: Option<Vec<HostOut>>,
     #[serde(default)]
     host_conflict: bool,
     #[serde(borrow, default)]
@@ -768,6 +804,8 @@ pub(crate) struct ResourceIn<'a> {
     tls: Option<TlsOut>,
     #[serde(default)]
     http: Option<HttpOut>,
+    #[serde(default)]
+    claim: Option<ClaimOut>,
     #[serde(default)]
     truncated: Vec<String>,
     #[serde(default)]
@@ -856,7 +894,7 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
             fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
         });
     }
-    if action == Action::Signal || action == Action::Access {
+    if matches!(action, Action::Signal | Action::Access | Action::Exit) {
         return Ok(Target::Process {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         });
@@ -867,7 +905,9 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
             path: r.cgroup.as_deref().map(bytes).unwrap_or_default(),
         });
     }
-    if action == Action::CompatSyscall && r.path.is_none() && r.requested_path.is_none() {
+    if action == Action::CompatSyscall && r.path.is_none() && r.requested_path.is_none()
+        || action == Action::Claim
+    {
         return Ok(Target::Call);
     }
     if !action.is_network() {
@@ -975,13 +1015,26 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 .as_deref()
                 .and_then(linux::signal_delivery_number)
                 .ok_or(ReadError::Field("resource.delivery"))?,
+            by_kernel: r.origin.as_deref() == Some("kernel"),
         },
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         },
+        Action::Exit => Detail::Exit(match (r.exit_code, r.signal.as_deref()) {
+            (Some(code), _) => Some(ExitStatus::Code(code)),
+            (None, Some(name)) => Some(ExitStatus::Signal {
+                sig: linux::signal_number(name)
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or(ReadError::Field("resource.signal"))?,
+                core_dumped: r.core_dumped.unwrap_or(false),
+            }),
+            // Unread (`unreadable` says `exit_status`).
+            (None, None) => None,
+        }),
         Action::Dns => dns_in(r.dns.as_ref().ok_or(ReadError::Field("resource.dns"))?)?,
         Action::Tls => tls_in(r.tls.as_ref().ok_or(ReadError::Field("resource.tls"))?)?,
         Action::Http => http_in(r.http.as_ref().ok_or(ReadError::Field("resource.http"))?)?,
+        Action::Claim => claim_in(r.claim.as_ref().ok_or(ReadError::Field("resource.claim"))?)?,
         Action::Connect | Action::Send => Detail::Connect {
             passed: r
                 .requested_address
@@ -1126,6 +1179,7 @@ fn destination_of(
     }
     destination_in(
         r.hosts.as_deref(),
+        r.other_hosts.as_deref(),
         r.host_conflict,
         r.opaque.as_deref(),
         r.connection_id,
@@ -1205,6 +1259,8 @@ mod tests {
             cgroup_id: Some(9),
             pid: Some(42),
             signal: Some("SIGKILL".into()),
+            exit_code: Some(1),
+            core_dumped: Some(true),
             access: Some("ptrace"),
             io_uring: Some(UringOut {
                 op: "openat".into(),
@@ -1224,10 +1280,12 @@ mod tests {
             target_exec_id: Some("b4-9-9"),
             target_agent: Some("bot"),
             delivery: Some("delivered".into()),
+            origin: Some("kernel"),
             destination: None,
             dns: None,
             tls: None,
             http: None,
+            claim: None,
             truncated: vec!["argv"],
             unreadable: vec!["exe"],
         }
@@ -1251,12 +1309,13 @@ mod tests {
                 r#""address_source":"kernel","requested_address":"10.0.0.1","exec_id":"b4-1-2","#,
                 r#""new_path":"/new","new_path_source":"resolved","requested_new_path":"new","#,
                 r#""symlink_content":"target","owner":{"uid":0,"gid":null},"length":18446744073709551615,"#,
-                r#""fd":3,"cgroup":"/a","cgroup_id":9,"pid":42,"signal":"SIGKILL","access":"ptrace","#,
+                r#""fd":3,"cgroup":"/a","cgroup_id":9,"pid":42,"signal":"SIGKILL","exit_code":1,"core_dumped":true,"#,
+                r#""access":"ptrace","#,
                 r#""io_uring":{"op":"openat","user_data":5},"ia32":{"nr":5,"args":[1,2,3,4,5,6]},"#,
                 r#""sq_entries":8,"cq_entries":16,"setup_flags":["IORING_SETUP_SQPOLL"],"#,
                 r#""ptrace_request":"PTRACE_ATTACH","addr":"0x10","pid_source":"kernel","#,
                 r#""pid_namespace":"host","target_exec_id":"b4-9-9","target_agent":"bot","#,
-                r#""delivery":"delivered","truncated":["argv"],"unreadable":["exe"]}"#
+                r#""delivery":"delivered","origin":"kernel","truncated":["argv"],"unreadable":["exe"]}"#
             )
         );
         // And what is written reads back as the resource it came from.

@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 use super::*;
 use crate::{
     event::{
-        Change, ChangeFlags, Completion, Field, FileId, FileRef, Ia32Call, Interpreter, KernelFile,
-        PassedAddr, Requested, Resource, Target, UNATTRIBUTED,
+        Change, ChangeFlags, Completion, ExitStatus, Field, FileId, FileRef, Ia32Call, Interpreter,
+        KernelFile, PassedAddr, Requested, Resource, Target, UNATTRIBUTED,
     },
     time::from_nanos,
 };
@@ -566,6 +566,12 @@ fn named(ip: &str) -> Box<crate::event::Destination> {
                 expired: true,
             },
         ],
+        other_hosts: vec![HostName {
+            name: "other.example.com".into(),
+            source: HostSource::Dns,
+            dns: None,
+            expired: false,
+        }],
         conflict: true,
         opaque: Some(Opaque::EncryptedClientHello),
     })
@@ -620,6 +626,7 @@ fn network_records_read_back_with_their_names_and_protocol_fields() {
         alpn: vec!["h2".into(), "http/1.1".into()],
         versions: vec![0x0304, 0x0303],
         ech: true,
+        quic: true,
         issues: vec![WireIssue::Truncated],
         len: 0,
     };
@@ -648,8 +655,15 @@ fn network_records_read_back_with_their_names_and_protocol_fields() {
         (
             Action::Http,
             Target::Inet(ip("192.0.2.7"), 8080),
-            Detail::Http(Box::new(request)),
-            Outcome::Success(0),
+            Detail::Http(Box::new(crate::event::HttpExchange {
+                request,
+                response: Some(http::Response {
+                    status: 403,
+                    version: Some(1),
+                    issues: vec![],
+                }),
+            })),
+            Outcome::Failure(403),
         ),
         (
             Action::Connect,
@@ -699,4 +713,53 @@ fn a_dns_failure_is_a_response_code_never_an_errno() {
         "{l}"
     );
     assert!(l.contains(r#""rcode":"NXDOMAIN""#), "{l}");
+}
+
+#[test]
+fn an_exit_reads_back_with_its_status_and_names_no_errno() {
+    for status in [
+        Some(ExitStatus::Code(0)),
+        Some(ExitStatus::Code(127)),
+        Some(ExitStatus::Signal {
+            sig: 9,
+            core_dumped: false,
+        }),
+        Some(ExitStatus::Signal {
+            sig: 11,
+            core_dumped: true,
+        }),
+        None,
+    ] {
+        let mut e = activity(
+            Action::Exit,
+            "exit",
+            Target::Process { pid: 4242 },
+            Detail::Exit(status),
+        );
+        let a = e.activity_mut().unwrap();
+        a.outcome = ExitStatus::outcome(status);
+        if status.is_none() {
+            a.resource.unreadable.push(Field::ExitStatus);
+        }
+        round_trip(&e);
+        let l = line(&e);
+        assert!(
+            !l.contains("retval") && l.contains(r#""errno":null"#),
+            "{l}"
+        );
+    }
+    let mut e = activity(
+        Action::Exit,
+        "exit",
+        Target::Process { pid: 4242 },
+        Detail::Exit(Some(ExitStatus::Code(2))),
+    );
+    e.activity_mut().unwrap().outcome = ExitStatus::outcome(Some(ExitStatus::Code(2)));
+    assert!(
+        line(&e).contains(
+            r#""resource":{"pid":4242,"exit_code":2},"result":{"outcome":"failure","errno":null}"#
+        ),
+        "{}",
+        line(&e)
+    );
 }
