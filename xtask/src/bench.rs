@@ -740,12 +740,7 @@ fn rate_run(env: &Env, rate: u64, secs: f64) -> anyhow::Result<RateRow> {
     let load: Value = serde_json::from_slice(&out.stdout)?;
     Tracer::Proc(child).stop()?;
     std::thread::sleep(Duration::from_millis(200));
-    let text = std::fs::read_to_string(&log)?;
-    let stopped: Value = text
-        .lines()
-        .filter(|l| l.contains("capture stopped"))
-        .find_map(|l| serde_json::from_str(l).ok())
-        .context("agent did not log its final statistics")?;
+    let stopped = final_statistics(&log)?;
     let events = load["events"].as_u64().unwrap_or(0);
     let records = stopped["records"].as_u64().unwrap_or(0);
     let lost = stopped["lost"].as_u64().unwrap_or(0);
@@ -870,6 +865,15 @@ fn machine() -> Machine {
         auditd: sh("auditctl -v"),
         duckdb: sh("python3 -c 'import duckdb; print(duckdb.__version__)'"),
     }
+}
+
+/// The statistics a stopped daemon logged last (its `capture stopped` line in `log`).
+fn final_statistics(log: &Path) -> anyhow::Result<Value> {
+    std::fs::read_to_string(log)?
+        .lines()
+        .filter(|l| l.contains("capture stopped"))
+        .find_map(|l| serde_json::from_str(l).ok())
+        .context("agent did not log its final statistics")
 }
 
 /// Which part of the bench to run.

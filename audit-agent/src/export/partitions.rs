@@ -692,6 +692,19 @@ mod tests {
         (w, closed)
     }
 
+    /// Closes the writer's journal and cuts every journal it closed into the partitions.
+    fn close_and_cut(
+        w: &mut SpoolWriter,
+        closed: &Mutex<Vec<ClosedJournal>>,
+        parts: &mut Partitions,
+    ) {
+        w.close().unwrap();
+        for j in closed.lock().unwrap().drain(..) {
+            parts.journal_closed(j);
+        }
+        parts.cut_closed().unwrap();
+    }
+
     /// Every ready segment: its partition's agent and the seqs of its records, checked to be
     /// one gzip member of whole records.
     fn ready(dirs: &SpoolDirs) -> Vec<(String, Vec<u64>)> {
@@ -732,11 +745,7 @@ mod tests {
                 w.write(&record(agent, seq)).unwrap();
                 seq += 1;
             }
-            w.close().unwrap();
-            for j in closed.lock().unwrap().drain(..) {
-                parts.journal_closed(j);
-            }
-            parts.cut_closed().unwrap();
+            close_and_cut(&mut w, &closed, &mut parts);
         }
         assert_eq!(journal::journals(&dirs).unwrap(), Vec::<PathBuf>::new());
         assert!(dirs.journal.join("spare").exists(), "a journal is recycled");
@@ -780,11 +789,7 @@ mod tests {
                 w.close().unwrap();
             }
         }
-        w.close().unwrap();
-        for j in closed.lock().unwrap().drain(..) {
-            parts.journal_closed(j);
-        }
-        parts.cut_closed().unwrap();
+        close_and_cut(&mut w, &closed, &mut parts);
         parts.close_due(true).unwrap();
         let segments = ready(&dirs);
         assert!(segments.len() > 2, "{segments:?}");
@@ -813,11 +818,7 @@ mod tests {
         for seq in 1..=50 {
             w.write(&record(seq as usize, seq)).unwrap();
         }
-        w.close().unwrap();
-        for j in closed.lock().unwrap().drain(..) {
-            parts.journal_closed(j);
-        }
-        parts.cut_closed().unwrap();
+        close_and_cut(&mut w, &closed, &mut parts);
         // A burst of at most rate × age, at least one; then the rate.
         assert_eq!(parts.close_due(false).unwrap(), 1);
         assert_eq!(parts.close_due(false).unwrap(), 0, "the budget is spent");

@@ -359,23 +359,36 @@ mod tests {
         one
     }
 
-    #[test]
-    fn a_journal_is_one_gzip_stream_of_its_records_once_finished() {
-        let d = scratch("finished");
-        let path = d.join("s.ndjson.gz");
-        let mut seg = SegmentFile::new(File::create(&path).unwrap(), Some(2));
+    /// Pushes `lines` into `seg` as the journal does (written out whenever enough wait), with a
+    /// sync after every `sync_every` of them and at the end, each followed by `synced` with
+    /// every record pushed so far. Returns them.
+    fn write_as_the_journal(
+        seg: &mut SegmentFile,
+        lines: &[Vec<u8>],
+        sync_every: usize,
+        mut synced: impl FnMut(&[u8]),
+    ) -> Vec<u8> {
         let mut all = Vec::new();
-        for (i, l) in lines(20_000).iter().enumerate() {
+        for (i, l) in lines.iter().enumerate() {
             seg.push(l);
             all.extend_from_slice(l);
             if seg.wants_write() {
                 seg.write_out(End::Continue).unwrap();
             }
-            if i % 3000 == 0 {
+            if (i + 1) % sync_every == 0 || i + 1 == lines.len() {
                 seg.write_out(End::Sync).unwrap();
+                synced(&all);
             }
         }
-        seg.write_out(End::Sync).unwrap();
+        all
+    }
+
+    #[test]
+    fn a_journal_is_one_gzip_stream_of_its_records_once_finished() {
+        let d = scratch("finished");
+        let path = d.join("s.ndjson.gz");
+        let mut seg = SegmentFile::new(File::create(&path).unwrap(), Some(2));
+        let all = write_as_the_journal(&mut seg, &lines(20_000), 3000, |_| {});
         assert_eq!(seg.unwritten(), 0);
         let (crc, len) = seg.checksum();
         assert_eq!(len, all.len() as u64);
@@ -437,22 +450,13 @@ mod tests {
         let d = scratch("plain");
         let path = d.join("s.ndjson");
         let mut seg = SegmentFile::new(File::create(&path).unwrap(), None);
-        let mut all = Vec::new();
-        for (i, l) in lines(20_000).iter().enumerate() {
-            seg.push(l);
-            all.extend_from_slice(l);
-            if seg.wants_write() {
-                seg.write_out(End::Continue).unwrap();
-            }
-            if i % 5000 == 4999 {
-                seg.write_out(End::Sync).unwrap();
-                assert_eq!(
-                    fs::read(&path).unwrap(),
-                    all,
-                    "everything acknowledged is in the file"
-                );
-            }
-        }
+        let all = write_as_the_journal(&mut seg, &lines(20_000), 5000, |all| {
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                all,
+                "everything acknowledged is in the file"
+            );
+        });
         assert_eq!(seg.checksum().1, all.len() as u64);
         assert_eq!(seg.stored(), all.len() as u64);
         assert!(matches!(Stored::read(&path).unwrap(), Stored::Plain(_)));

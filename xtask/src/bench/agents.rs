@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use super::{
-    Env, load_cpu, pin, proc_ticks,
+    Env, final_statistics, load_cpu, pin, proc_ticks,
     results::{AgentRun, Agents, RssSample},
     start_until,
 };
@@ -208,12 +208,7 @@ fn run(env: &Env, n: usize, rate: u64, secs: f64) -> anyhow::Result<AgentRun> {
     let cpu_total = tv(ru.ru_utime) + tv(ru.ru_stime) - t0 as f64 / hz;
     std::thread::sleep(Duration::from_millis(200));
     remove_cgroups(&cg);
-    let text = std::fs::read_to_string(dir.join("agent.log"))?;
-    let stopped: Value = text
-        .lines()
-        .filter(|l| l.contains("capture stopped"))
-        .find_map(|l| serde_json::from_str(l).ok())
-        .context("agent did not log its final statistics")?;
+    let stopped = final_statistics(&dir.join("agent.log"))?;
     let records = stopped["records"].as_u64().unwrap_or(0);
     let verify = Command::new(&env.agent)
         .args(["verify", &format!("file://{}", store.display())])
