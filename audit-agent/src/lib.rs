@@ -11,6 +11,7 @@
 //! once into what the stages run on; `commands/` wires them per subcommand. Everything is private
 //! to the crate: [`main`] is the only entry point.
 
+mod bounded;
 mod capture;
 mod claims;
 mod cli;
@@ -51,6 +52,20 @@ pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;
 
 use crate::cli::{Cli, Command};
 
+/// The soft limit on open files up to the hard one (1024 by default under systemd, far below
+/// what the kernel allows): the spool keeps a file open per agent's open segment, within half of
+/// what the limit leaves (`export::partitions`).
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit on this process, with a struct read from the kernel.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 /// Parses the command line, sets up logging, runs the chosen command; returns the exit code.
 pub fn main() -> std::process::ExitCode {
     // glibc gives every busy thread its own malloc arena (~9 MB resident each here); two are
@@ -59,6 +74,7 @@ pub fn main() -> std::process::ExitCode {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    raise_open_files_limit();
     let cli = Cli::parse();
     logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -225,6 +225,24 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
     ] {
         metric(&m, name);
     }
+    // The bounded tables that grow with what the host runs report their size (the processes
+    // have exited: their images are gone; what they were attributed to stays).
+    for table in [
+        "process_images",
+        "lineage",
+        "cgroup_agents",
+        "serialized_actors",
+    ] {
+        let entries = metric(&m, &format!("audit_table_entries{{table=\"{table}\"}}"));
+        assert!(
+            table == "process_images" || entries >= 1.0,
+            "{table}: {entries}"
+        );
+        metric(
+            &m,
+            &format!("audit_table_evictions_total{{table=\"{table}\"}}"),
+        );
+    }
     assert!(
         m.contains("audit_build_info{version=\"0.1.0\",policy_version=\"sha256:"),
         "{m}"

@@ -13,6 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+mod agents;
 mod lifecycle;
 mod profile;
 mod results;
@@ -739,12 +740,7 @@ fn rate_run(env: &Env, rate: u64, secs: f64) -> anyhow::Result<RateRow> {
     let load: Value = serde_json::from_slice(&out.stdout)?;
     Tracer::Proc(child).stop()?;
     std::thread::sleep(Duration::from_millis(200));
-    let text = std::fs::read_to_string(&log)?;
-    let stopped: Value = text
-        .lines()
-        .filter(|l| l.contains("capture stopped"))
-        .find_map(|l| serde_json::from_str(l).ok())
-        .context("agent did not log its final statistics")?;
+    let stopped = final_statistics(&log)?;
     let events = load["events"].as_u64().unwrap_or(0);
     let records = stopped["records"].as_u64().unwrap_or(0);
     let lost = stopped["lost"].as_u64().unwrap_or(0);
@@ -871,6 +867,15 @@ fn machine() -> Machine {
     }
 }
 
+/// The statistics a stopped daemon logged last (its `capture stopped` line in `log`).
+fn final_statistics(log: &Path) -> anyhow::Result<Value> {
+    std::fs::read_to_string(log)?
+        .lines()
+        .filter(|l| l.contains("capture stopped"))
+        .find_map(|l| serde_json::from_str(l).ok())
+        .context("agent did not log its final statistics")
+}
+
 /// Which part of the bench to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -880,6 +885,9 @@ pub enum Part {
     StartStop,
     /// Section 7 (claims reconciliation accuracy) only; printed.
     Claims,
+    /// Section 8 (many agents on one node) only; written into docs/benchmarks.md in place of
+    /// its last run.
+    Agents,
 }
 
 /// Section 7: the labelled claims scenarios under the daemon, reconciled (`claims-eval`).
@@ -918,6 +926,20 @@ pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
         file,
         quick,
     };
+    if part == Part::Agents {
+        let a = agents::agents(&env)?;
+        std::fs::write(out.join("agents.json"), serde_json::to_vec_pretty(&a)?)?;
+        let mut section = String::new();
+        results::render_agents(&mut section, &a);
+        let doc = root.join("docs/benchmarks.md");
+        let text = std::fs::read_to_string(&doc).unwrap_or_default();
+        std::fs::write(&doc, results::splice_agents(&text, &section))?;
+        eprintln!(
+            "bench: section 8 done in {:.0} s; wrote it into docs/benchmarks.md and target/bench/agents.json",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     if part == Part::Claims {
         let c = claims_accuracy(&env)?;
         let mut s = String::new();
@@ -941,6 +963,7 @@ pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
     let profile = profile::profile(&env, runs)?;
     let lifecycle = lifecycle::measure(&env)?;
     let claims = claims_accuracy(&env)?;
+    let agents = agents::agents(&env)?;
     let results = Results {
         machine: machine(),
         overhead,
@@ -950,6 +973,7 @@ pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
         profile,
         lifecycle,
         claims,
+        agents,
         duration_s: started.elapsed().as_secs_f64(),
         quick,
     };

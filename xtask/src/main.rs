@@ -62,6 +62,10 @@ enum Cmd {
         /// Only section 7 (claims reconciliation accuracy), printed.
         #[arg(long, conflicts_with = "start_stop")]
         claims: bool,
+        /// Only section 8 (many agents on one node), written into docs/benchmarks.md in place
+        /// of its last run.
+        #[arg(long, conflicts_with_all = ["start_stop", "claims"])]
+        agents: bool,
     },
     /// fmt --check and clippy -D warnings on the user-space crates.
     Lint,
@@ -123,25 +127,28 @@ fn main() -> anyhow::Result<()> {
             quick,
             start_stop,
             claims,
+            agents,
         } => {
             require_root("the benchmarks load eBPF programs, create cgroups and start auditd")?;
-            setup::build_tools()?;
-            if !start_stop {
-                // What the agents of the claims scenarios (section 7) run.
-                setup::scenario_tools()?;
-            }
-            if !start_stop && !claims {
-                // The peers (bpftrace, auditd, DuckDB); start and stop measures only the agent.
-                setup::bench_tools()?;
-            }
-            build(true)?;
             let part = if start_stop {
                 bench::Part::StartStop
             } else if claims {
                 bench::Part::Claims
+            } else if agents {
+                bench::Part::Agents
             } else {
                 bench::Part::All
             };
+            setup::build_tools()?;
+            if matches!(part, bench::Part::All | bench::Part::Claims) {
+                // What the agents of the claims scenarios (section 7) run.
+                setup::scenario_tools()?;
+            }
+            if part == bench::Part::All {
+                // The peers (bpftrace, auditd, DuckDB); the other parts measure only the agent.
+                setup::bench_tools()?;
+            }
+            build(true)?;
             bench::run(&root, quick, part)
         }
         Cmd::Lint => {

@@ -185,10 +185,14 @@ pub(crate) struct CgroupPaths {
     /// Ids a walk did not find, and when.
     misses: crate::FastMap<u64, Instant>,
     rescan_interval: Duration,
+    stat: crate::telemetry::tables::TableStat,
 }
 
 /// Misses remembered (beyond: forgotten, so each costs one more walk).
 const MAX_MISSES: usize = 4096;
+/// Paths remembered; beyond, those of cgroups gone from the hierarchy are forgotten at the next
+/// walk (a cgroup removed while its records are in flight keeps its path until then).
+const MAX_PATHS: usize = 16_384;
 
 impl CgroupPaths {
     pub(crate) fn new(cgroup2: Cgroup2) -> Self {
@@ -197,6 +201,7 @@ impl CgroupPaths {
             cache: crate::FastMap::default(),
             misses: crate::FastMap::default(),
             rescan_interval: Duration::from_millis(100),
+            stat: crate::telemetry::tables::TableStat::named("cgroup_paths"),
         }
     }
 
@@ -209,9 +214,17 @@ impl CgroupPaths {
             .get(&id)
             .is_none_or(|t| t.elapsed() >= self.rescan_interval);
         if due {
-            for dir in self.cgroup2.walk() {
+            let dirs = self.cgroup2.walk();
+            if self.cache.len() + dirs.len() > MAX_PATHS {
+                let live: crate::FastMap<u64, ()> = dirs.iter().map(|d| (d.id, ())).collect();
+                let before = self.cache.len();
+                self.cache.retain(|id, _| live.contains_key(id));
+                self.stat.evicted(before - self.cache.len());
+            }
+            for dir in dirs {
                 self.cache.insert(dir.id, dir.path.into());
             }
+            self.stat.set_entries(self.cache.len());
             if self.misses.len() >= MAX_MISSES {
                 self.misses.clear();
             }

@@ -246,9 +246,13 @@ pub(crate) struct ExportConf {
     /// Seal a segment at this many uncompressed bytes ...
     #[serde(default = "defaults::segment_max_bytes")]
     pub(crate) segment_max_bytes: Spanned<u64>,
-    /// ... or at this age, whichever comes first.
+    /// ... or at this age, whichever comes first ...
     #[serde(default = "defaults::segment_max_age_ms")]
     pub(crate) segment_max_age_ms: Spanned<u64>,
+    /// ... sealing at most this many segments a second for their age (oldest first): the
+    /// objects written a second are bounded by this, not by the number of agents.
+    #[serde(default = "defaults::segments_per_s")]
+    pub(crate) segments_per_s: Spanned<u32>,
     /// On SIGTERM, how long to keep uploading before leaving the rest in the spool.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub(crate) shutdown_grace_ms: u64,
@@ -290,6 +294,9 @@ mod defaults {
     }
     pub(super) fn segment_max_age_ms() -> Spanned<u64> {
         Spanned::new(0..0, 10_000)
+    }
+    pub(super) fn segments_per_s() -> Spanned<u32> {
+        Spanned::new(0..0, 10)
     }
     pub(super) fn shutdown_grace_ms() -> u64 {
         10_000

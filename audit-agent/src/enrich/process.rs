@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::event::FileId;
+use crate::{event::FileId, telemetry::tables::TableStat};
 
 /// An executable's identity: (device major, device minor, inode).
 pub(crate) type ExeKey = (u32, u32, u64);
@@ -56,6 +56,8 @@ pub(crate) struct ProcessTable {
     /// Executable paths by identity, from exec records and announcements.
     exes: crate::FastMap<ExeKey, Arc<[u8]>>,
     clock_ticks: u64,
+    images_stat: TableStat,
+    exes_stat: TableStat,
 }
 
 impl ProcessTable {
@@ -68,6 +70,8 @@ impl ProcessTable {
             images: crate::FastMap::default(),
             exes: crate::FastMap::default(),
             clock_ticks: u64::try_from(ticks).unwrap_or(100).max(1),
+            images_stat: TableStat::named("process_images"),
+            exes_stat: TableStat::named("executables"),
         }
     }
 
@@ -118,9 +122,11 @@ impl ProcessTable {
     /// The kernel named the executable with identity `key`: remember it, and for `pid`.
     pub(crate) fn announce(&mut self, pid: u32, key: ExeKey, path: Arc<[u8]>) {
         if self.exes.len() >= MAX_EXES {
-            self.exes.clear();
+            self.exes_stat.evicted(self.exes.len());
+            self.exes = crate::FastMap::default();
         }
         self.exes.insert(key, Arc::clone(&path));
+        self.exes_stat.set_entries(self.exes.len());
         let _ = self.get(pid);
         if let Some(img) = self.images.get_mut(&pid) {
             img.exe = Some(path);
@@ -143,6 +149,11 @@ impl ProcessTable {
 
     pub(crate) fn on_exit(&mut self, pid: u32) {
         self.images.remove(&pid);
+        // A burst of processes leaves its capacity behind: give most of it back once gone.
+        if self.images.capacity() > 4096 && self.images.len() < self.images.capacity() / 8 {
+            self.images.shrink_to(self.images.len() * 2);
+        }
+        self.images_stat.set_entries(self.images.len());
     }
 
     #[cfg(test)]
@@ -152,10 +163,13 @@ impl ProcessTable {
 
     fn insert(&mut self, pid: u32, img: Image) {
         if self.images.len() >= MAX_PROCESSES && !self.images.contains_key(&pid) {
+            let before = self.images.len();
             self.images
                 .retain(|pid, _| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            self.images_stat.evicted(before - self.images.len());
         }
         self.images.insert(pid, img);
+        self.images_stat.set_entries(self.images.len());
     }
 
     fn read_proc(&self, pid: u32) -> Image {

@@ -2,10 +2,12 @@
 //! pipeline's sink), sealed into gzip NDJSON objects with a manifest chain, and uploaded to an
 //! object store with retries. See `docs/storage.md` for the layout and guarantees.
 
+mod journal;
 mod lake;
 pub(crate) mod layout;
 pub(crate) mod manifest;
 pub(crate) mod object;
+mod partitions;
 mod seal;
 mod segment;
 mod spool;
@@ -32,6 +34,7 @@ use tokio::sync::{Notify, watch};
 
 use self::{
     layout::{ObjectFormat, StreamId},
+    partitions::PartitionLimits,
     seal::{Sealer, StartInfo},
     spool::{SpoolDirs, SpoolLimits, SpoolLock, SpoolWriter},
     store::{Store, StoreSettings},
@@ -61,6 +64,7 @@ pub(crate) struct ExportSettings {
     spool_max_bytes: u64,
     segment_max_bytes: u64,
     segment_max_age: Duration,
+    segments_per_s: u32,
     shutdown_grace: Duration,
     heartbeat: Duration,
     /// What is written beside the native objects (`ocsf`, `ecs`, `security_lake`).
@@ -108,6 +112,12 @@ impl ExportSettings {
                 "export.segment_max_age_ms: must be positive",
             );
         }
+        if *c.segments_per_s.get_ref() == 0 {
+            p.at(
+                c.segments_per_s.span(),
+                "export.segments_per_s: must be at least 1",
+            );
+        }
         if c.spool_max_bytes.get_ref() < c.segment_max_bytes.get_ref() {
             p.at(
                 c.spool_max_bytes.span(),
@@ -130,6 +140,7 @@ impl ExportSettings {
             spool_max_bytes: *c.spool_max_bytes.get_ref(),
             segment_max_bytes: *c.segment_max_bytes.get_ref(),
             segment_max_age: Duration::from_millis(*c.segment_max_age_ms.get_ref()),
+            segments_per_s: *c.segments_per_s.get_ref(),
             shutdown_grace: Duration::from_millis(c.shutdown_grace_ms),
             heartbeat: Duration::from_millis(*c.heartbeat_ms.get_ref()),
             renderings: seal::Renderings {
@@ -273,7 +284,7 @@ impl ExportStats {
         );
     }
 
-    fn sub_spool_bytes(&self, n: u64) {
+    pub(crate) fn sub_spool_bytes(&self, n: u64) {
         self.spool_bytes
             .dec_by(i64::try_from(n).unwrap_or(i64::MAX));
     }
@@ -292,7 +303,8 @@ impl ExportStats {
 }
 
 enum SealMsg {
-    Wake,
+    /// A journal the pipeline closed: to be cut into partitions.
+    Journal(journal::ClosedJournal),
     Stop,
 }
 
@@ -311,15 +323,27 @@ fn spawn_sealer(
                 libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
             }
             loop {
-                let stop = match rx.recv_timeout(Duration::from_secs(1)) {
-                    Ok(SealMsg::Wake) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
-                    Ok(SealMsg::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                        true
-                    }
+                let first = match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(m) => Some(m),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(SealMsg::Stop),
                 };
                 let mut sealer = sealer.lock().unwrap_or_else(|e| e.into_inner());
+                let mut stop = false;
+                for m in first
+                    .into_iter()
+                    .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                {
+                    match m {
+                        SealMsg::Journal(j) => sealer.journal_closed(j),
+                        SealMsg::Stop => stop = true,
+                    }
+                }
                 // At least once a second: a crash's gap starts at the last of these.
                 sealer.mark_alive();
+                if stop {
+                    sealer.drain();
+                }
                 match sealer.seal_ready() {
                     Ok(n) if n > 0 => uploads.notify_one(),
                     Ok(_) if stop => {}
@@ -375,11 +399,17 @@ impl Exporter {
         let lock = SpoolLock::acquire(&conf.spool_dir)?;
         let dirs = SpoolDirs::create(&conf.spool_dir)?;
         let stats = Arc::new(ExportStats::new());
+        let limits = PartitionLimits {
+            segment_max_bytes: conf.segment_max_bytes,
+            segment_max_age: conf.segment_max_age,
+            segments_per_s: f64::from(conf.segments_per_s),
+            gzip_level: conf.gzip_level,
+        };
         let (mut sealer, start) = Sealer::open(
             dirs.clone(),
             stream,
             conf.signing_key.clone(),
-            (conf.renderings.clone(), conf.gzip_level, conf.heartbeat),
+            (conf.renderings.clone(), limits, conf.heartbeat),
             (stats.clone(), store.writes.clone()),
         )?;
         match sealer.seal_ready() {
@@ -408,7 +438,7 @@ impl Exporter {
         let (seal_tx, seal_rx) = std::sync::mpsc::channel();
         let sealer_thread = spawn_sealer(sealer.clone(), seal_rx, upload_wake.clone())?;
         let writer = {
-            let wake = seal_tx.clone();
+            let to_sealer = seal_tx.clone();
             SpoolWriter::new(
                 dirs,
                 SpoolLimits {
@@ -418,8 +448,8 @@ impl Exporter {
                     gzip_level: conf.gzip_level,
                 },
                 stats.clone(),
-                Box::new(move || {
-                    let _ = wake.send(SealMsg::Wake);
+                Box::new(move |j| {
+                    let _ = to_sealer.send(SealMsg::Journal(j));
                 }),
             )
         };

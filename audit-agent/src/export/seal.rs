@@ -13,7 +13,7 @@
 
 use std::{
     borrow::Cow,
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     fs,
     io::Write as _,
     path::{Path, PathBuf},
@@ -28,11 +28,15 @@ use serde::Deserialize;
 
 use super::{
     ExportStats,
+    journal::ClosedJournal,
     lake::LakeSettings,
     layout::{self, ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
     manifest::{self, Body, Link, ManifestKind, ObjectEntry},
+    partitions::{PartitionLimits, Partitions},
     segment::Stored,
-    spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
+    spool::{
+        SegmentMeta, SpoolDirs, State, max_ready_seq, recover_open_segments, sync_dir, write_atomic,
+    },
     store::Writes,
 };
 use crate::{
@@ -78,6 +82,13 @@ pub(crate) struct Sealer {
     stats: Arc<ExportStats>,
     /// How the store takes create-only writes, once known (recorded in manifests).
     store_writes: Arc<OnceLock<Writes>>,
+    /// The partitions' open segments, cut from the journal.
+    partitions: Partitions,
+    /// What the segments closed in this run hold (so sealing them reads no sidecar and no
+    /// record), until they are sealed.
+    closed: HashMap<PathBuf, SegmentMeta>,
+    /// Stopping: every open segment is closed and sealed.
+    draining: bool,
 }
 
 impl Sealer {
@@ -88,9 +99,10 @@ impl Sealer {
         dirs: SpoolDirs,
         stream: StreamId,
         key: Option<SigningKey>,
-        (renderings, gzip_level, heartbeat): (Renderings, u32, Duration),
+        (renderings, limits, heartbeat): (Renderings, PartitionLimits, Duration),
         (stats, store_writes): (Arc<ExportStats>, Arc<OnceLock<Writes>>),
     ) -> anyhow::Result<(Self, StartInfo)> {
+        let gzip_level = limits.gzip_level;
         let previous = dirs.load_state()?;
         let mut state = previous.clone().unwrap_or_else(|| State {
             host: stream.host.clone(),
@@ -104,7 +116,6 @@ impl Sealer {
         };
         let stream = StreamId { spool, ..stream };
         let mut s = Self {
-            dirs,
             state: State::default(),
             stream: stream.clone(),
             key,
@@ -112,8 +123,12 @@ impl Sealer {
             gzip_level,
             heartbeat,
             last_manifest: Instant::now(),
+            partitions: Partitions::new(dirs.clone(), limits, stats.clone()),
+            dirs,
             stats,
             store_writes,
+            draining: false,
+            closed: HashMap::new(),
         };
         s.roll_forward(&mut state)?;
         if state.stream() != stream {
@@ -126,7 +141,9 @@ impl Sealer {
             state.spool_id = stream.spool.clone();
         }
         s.remove_orphans()?;
-        if let Some(max) = recover_open_segments(&s.dirs, s.gzip_level)? {
+        recover_open_segments(&s.dirs, s.gzip_level)?;
+        s.partitions.recover()?;
+        if let Some(max) = max_ready_seq(&s.dirs)? {
             state.next_seq = state.next_seq.max(max + 1);
         }
         state.clean_shutdown = false;
@@ -252,6 +269,22 @@ impl Sealer {
         Ok(())
     }
 
+    /// Makes the segment at `segment` (its bytes durable) the sealed object `name`: a second
+    /// name for the same file, so nothing is copied; the segment's own name is removed once the
+    /// batch's manifest is written.
+    fn link_object(&self, segment: &Path, name: &str, len: u64) -> anyhow::Result<()> {
+        fs::File::open(segment)?.sync_all()?;
+        let path = self.dirs.sealed.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        fs::hard_link(segment, &path)?;
+        self.stats.spool_bytes.inc_by(len as i64);
+        Ok(())
+    }
+
     /// Closed segments waiting to be sealed, in sequence order.
     fn ready_segments(&self) -> anyhow::Result<Vec<(SegmentName, PathBuf)>> {
         let mut ready: Vec<(SegmentName, PathBuf)> = fs::read_dir(&self.dirs.ready)?
@@ -277,7 +310,11 @@ impl Sealer {
     ) -> anyhow::Result<Vec<ObjectEntry>> {
         let stored = Stored::read(path)?;
         consumed.push((path.to_path_buf(), stored.len()));
-        let meta = SegmentMeta::of(path);
+        let meta = self
+            .closed
+            .get(path)
+            .cloned()
+            .or_else(|| SegmentMeta::of(path));
         consumed.push((super::spool::meta_path(path), 0));
         // The records are decompressed only when something needs them: the native object is
         // the segment's own gzip stream.
@@ -306,10 +343,17 @@ impl Sealer {
         let mut entries = Vec::new();
         let native = ObjectName::new(ObjectFormat::Native, name, &self.stream);
         let gz = match &stored {
-            Stored::Gzip(gz) => Cow::Borrowed(gz),
-            Stored::Plain(b) => Cow::Owned(self.gzip(b)?),
+            Stored::Gzip(gz) => {
+                // The segment is the object: linked into `sealed/`, not copied.
+                self.link_object(path, &native.spool_file(), gz.len() as u64)?;
+                Cow::Borrowed(gz)
+            }
+            Stored::Plain(b) => {
+                let gz = self.gzip(b)?;
+                self.write_object(&native.spool_file(), &gz)?;
+                Cow::Owned(gz)
+            }
         };
-        self.write_object(&native.spool_file(), &gz)?;
         let content = Some(stored.records_len());
         entries.push(entry(
             native.key(),
@@ -419,12 +463,37 @@ impl Sealer {
 
     /// A clean stop: seals what is left and writes the closing manifest that ends the stream.
     pub(crate) fn close_stream(&mut self) -> anyhow::Result<()> {
+        self.drain();
         self.seal_ready()?;
         self.write_manifest(ManifestKind::Closing, Vec::new())
     }
 
-    /// Seals every ready segment into one batch. Returns the number of objects sealed.
+    /// A journal the pipeline closed, to be cut with the next seal.
+    pub(crate) fn journal_closed(&mut self, j: ClosedJournal) {
+        self.partitions.journal_closed(j);
+    }
+
+    /// From now on every open segment is closed and sealed (a stop).
+    pub(crate) fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Cuts closed journals into the partitions' segments, closes the segments that are due
+    /// (all of them when draining), and seals every ready segment into one batch. Returns the
+    /// number of objects sealed. What is ready is sealed even when cutting or closing failed
+    /// (a full disk): that error is returned after.
     pub(crate) fn seal_ready(&mut self) -> anyhow::Result<usize> {
+        let cut = self
+            .partitions
+            .cut_closed()
+            .and_then(|_| self.partitions.close_due(self.draining));
+        self.closed.extend(self.partitions.take_closed());
+        let sealed = self.seal_ready_segments()?;
+        cut.map(|_| sealed)
+    }
+
+    /// Seals every ready segment into one batch. Returns the number of objects sealed.
+    fn seal_ready_segments(&mut self) -> anyhow::Result<usize> {
         let ready = self.ready_segments()?;
         if ready.is_empty() {
             return Ok(0);
@@ -440,6 +509,7 @@ impl Sealer {
             self.write_manifest(ManifestKind::Batch, entries)?;
         }
         for (path, len) in consumed {
+            self.closed.remove(&path);
             if len == 0 && !path.exists() {
                 continue;
             }
@@ -498,7 +568,13 @@ mod tests {
             boot_id: "b".into(),
             spool: String::new(),
         };
-        let settings = (Renderings::default(), 1, Duration::from_secs(60));
+        let limits = PartitionLimits {
+            segment_max_bytes: 8 << 20,
+            segment_max_age: Duration::from_secs(10),
+            segments_per_s: 10.0,
+            gzip_level: 1,
+        };
+        let settings = (Renderings::default(), limits, Duration::from_secs(60));
         let stats = (Arc::new(ExportStats::new()), Arc::default());
         Sealer::open(dirs.clone(), stream, None, settings, stats)
             .unwrap()

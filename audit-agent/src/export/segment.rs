@@ -1,17 +1,30 @@
-//! The file format of a spool segment: one gzip stream of native records (NDJSON), compressed as
-//! the records are written. A closed segment is its native object byte for byte, so sealing
-//! neither reads the records back nor compresses them again, and the spool holds the compressed
-//! size of what waits in it.
+//! The file format of spool segments and of the journal: one gzip stream of native records
+//! (NDJSON), compressed as the records are written. A closed segment is its native object byte
+//! for byte, so sealing neither reads the records back nor compresses them again, and the spool
+//! holds the compressed size of what waits in it.
 //!
-//! Write order (what a crash can leave):
+//! A stream is made of *chunks*: raw deflate data ending at a sync point (byte-aligned, not
+//! final), after a 10-byte gzip header. Chunks written by different compressors can follow one
+//! another in one stream, since none refers to data before its own start (or only to what
+//! precedes it in the stream: a preset dictionary of the stream's last bytes); [`finish`] ends
+//! a stream with an empty final block and the gzip trailer (CRC-32 and length of all chunks'
+//! records). So the journal, where every record is appended first, can be cut into per-partition
+//! chunks later, and a partition's segment file grows by chunks without a compressor of its own
+//! held open.
+//!
+//! Write order of the journal ([`SegmentFile`]; what a crash can leave):
 //! - records are appended to memory ([`SegmentFile::push`]);
 //! - every [`WRITE_AT`] bytes of records they are compressed and what the compressor has finished
 //!   is written ([`End::Continue`]): whole deflate blocks, the stream going on;
 //! - at each flush of the spool, the acknowledgement point, the stream is sync-flushed
 //!   ([`End::Sync`]): everything so far is on a byte boundary and decodes to whole records;
-//! - closing writes the stream's end and its CRC ([`End::Finish`]).
+//! - closing a journal stops at a sync point: its deflate data is one chunk.
 //!
-//! A write that fails part way is cut off again, so the file only ever grows by whole writes. A
+//! A journal of several agents' records is written plain instead (its records as they are, no
+//! compressor): the sealer cuts it and compresses each partition's records on their own, so
+//! compressing it first would only be undone.
+//!
+//! A write that fails part way is cut off again, so a file only ever grows by whole writes. A
 //! crash leaves a stream without its end: [`salvage`] decodes what it holds, cuts a torn last
 //! record, and writes it again as a complete gzip file. Segments of versions before this format
 //! (plain NDJSON, `.ndjson`) are still recovered and sealed ([`Stored`]).
@@ -24,39 +37,137 @@ use std::{
 };
 
 use anyhow::Context as _;
-use flate2::{Compression, read::MultiGzDecoder, write::GzEncoder};
+use flate2::{
+    Compress, Compression, FlushCompress, Status, read::MultiGzDecoder, write::GzEncoder,
+};
 
 /// Records are compressed and written whenever this many bytes of them wait in memory.
 const WRITE_AT: usize = 256 * 1024;
+
+/// Length of the gzip header every stream here starts with.
+pub(crate) const HEADER_LEN: usize = 10;
+
+/// The gzip header of a stream compressed at `level`: no name, no time, OS unknown (what
+/// flate2's `GzEncoder` writes).
+pub(crate) fn header(level: u32) -> [u8; HEADER_LEN] {
+    let xfl = match level {
+        9.. => 2,
+        0 | 1 => 4,
+        _ => 0,
+    };
+    [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]
+}
+
+/// The end of a stream whose chunks hold records of CRC-32 `crc` and length `len`: an empty
+/// final block (the chunks end byte-aligned) and the gzip trailer.
+pub(crate) fn finish(crc: u32, len: u64) -> [u8; 10] {
+    let mut t = [0u8; 10];
+    t[..2].copy_from_slice(&[0x03, 0x00]);
+    t[2..6].copy_from_slice(&crc.to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952).
+    t[6..].copy_from_slice(&(len as u32).to_le_bytes());
+    t
+}
+
+/// Compresses `input` into `out` (appending) as raw deflate; with `FlushCompress::Sync` the
+/// output ends at a sync point.
+pub(crate) fn deflate(
+    c: &mut Compress,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+    flush: FlushCompress,
+) -> std::io::Result<()> {
+    loop {
+        out.reserve(input.len() / 4 + 4096);
+        let (in0, out0) = (c.total_in(), c.total_out());
+        let status = c
+            .compress_vec(input, out, flush)
+            .map_err(std::io::Error::other)?;
+        let consumed = (c.total_in() - in0) as usize;
+        input = &input[consumed..];
+        let stalled = consumed == 0 && c.total_out() == out0;
+        // Done when the input is in and, for a flush, the compressor had room left over.
+        let flushed = flush == FlushCompress::None || out.len() < out.capacity();
+        if (input.is_empty() && flushed) || (stalled && status == Status::BufError) {
+            return Ok(());
+        }
+    }
+}
+
+/// A raw deflate compressor for chunks, reused from chunk to chunk.
+pub(crate) struct Chunker {
+    deflate: Compress,
+}
+
+impl Chunker {
+    pub(crate) fn new(level: u32) -> Self {
+        Self {
+            deflate: Compress::new(Compression::new(level), false),
+        }
+    }
+
+    /// Appends to `out` one chunk holding `parts` (in order). `dictionary`: the last bytes of
+    /// the stream the chunk continues (at most 32 KiB), which the chunk may refer back to.
+    pub(crate) fn chunk<'a>(
+        &mut self,
+        dictionary: &[u8],
+        parts: impl IntoIterator<Item = &'a [u8]>,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        self.deflate.reset();
+        if !dictionary.is_empty() {
+            self.deflate
+                .set_dictionary(dictionary)
+                .map_err(std::io::Error::other)?;
+        }
+        for p in parts {
+            deflate(&mut self.deflate, p, out, FlushCompress::None)?;
+        }
+        deflate(&mut self.deflate, &[], out, FlushCompress::Sync)
+    }
+}
 
 /// How far [`SegmentFile::write_out`] takes the gzip stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
     /// Only what the compressor has finished (a crash may lose the rest: not yet acknowledged).
     Continue,
-    /// Everything so far, decodable on its own (the spool's acknowledgement point).
+    /// Everything so far, decodable on its own (the spool's acknowledgement point, and where a
+    /// journal ends: its deflate data is then one chunk).
     Sync,
-    /// The end of the stream: the file is a complete gzip object.
-    Finish,
 }
 
-/// The file of an open segment and its compressor.
+/// A file written as one gzip stream, and its compressor (or as plain NDJSON): the journal.
 pub(crate) struct SegmentFile {
     file: File,
     /// Records appended but not yet compressed.
     records: Vec<u8>,
-    /// The compressor; its output (`gz.get_ref()`) waits there until it is written whole.
-    gz: GzEncoder<Vec<u8>>,
+    /// `None`: the file is plain NDJSON.
+    deflate: Option<Compress>,
+    /// Compressed output (the header first) waiting to be written whole.
+    out: Vec<u8>,
+    /// CRC-32 of the records compressed so far.
+    crc: crc32fast::Hasher,
+    /// Length of the records compressed so far.
+    len: u64,
     /// Length of the file: what was written whole.
     written: u64,
 }
 
 impl SegmentFile {
-    pub(crate) fn new(file: File, level: u32) -> Self {
+    /// A gzip stream at `level`, or plain NDJSON for `None`.
+    pub(crate) fn new(file: File, level: Option<u32>) -> Self {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Some(level) = level {
+            out.extend_from_slice(&header(level));
+        }
         Self {
             file,
             records: Vec::with_capacity(64 * 1024),
-            gz: GzEncoder::new(Vec::with_capacity(16 * 1024), Compression::new(level)),
+            deflate: level.map(|l| Compress::new(Compression::new(l), false)),
+            out,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
             written: 0,
         }
     }
@@ -73,31 +184,57 @@ impl SegmentFile {
 
     /// Bytes accepted but not in the file yet (records, or their compressed form).
     pub(crate) fn unwritten(&self) -> usize {
-        self.records.len() + self.gz.get_ref().len()
+        self.records.len() + self.out.len()
+    }
+
+    /// CRC-32 and length of the records written (valid after a write up to `Sync`). A plain
+    /// file keeps no CRC (its records are checksummed when they are cut into chunks).
+    pub(crate) fn checksum(&self) -> (u32, u64) {
+        (self.crc.clone().finalize(), self.len)
+    }
+
+    /// Length of the file.
+    pub(crate) fn stored(&self) -> u64 {
+        self.written
     }
 
     /// Compresses the waiting records and writes the stream up to `end`. Returns the bytes
     /// added to the file. A partial write is cut off again and kept to be written whole later.
     pub(crate) fn write_out(&mut self, end: End) -> std::io::Result<u64> {
+        let Some(compress) = &mut self.deflate else {
+            // Plain: the records are the output.
+            self.len += self.records.len() as u64;
+            if self.out.is_empty() {
+                std::mem::swap(&mut self.records, &mut self.out);
+            } else {
+                self.out.append(&mut self.records);
+            }
+            return self.write_pending();
+        };
         if !self.records.is_empty() {
             // Into memory: cannot fail.
-            self.gz.write_all(&self.records)?;
+            deflate(compress, &self.records, &mut self.out, FlushCompress::None)?;
+            self.crc.update(&self.records);
+            self.len += self.records.len() as u64;
             self.records.clear();
         }
         match end {
             End::Continue => {}
-            End::Sync => self.gz.flush()?,
-            End::Finish => self.gz.try_finish()?,
+            End::Sync => deflate(compress, &[], &mut self.out, FlushCompress::Sync)?,
         }
-        let out = self.gz.get_mut();
-        if out.is_empty() {
+        self.write_pending()
+    }
+
+    /// Writes the output waiting whole; a partial write is cut off again.
+    fn write_pending(&mut self) -> std::io::Result<u64> {
+        if self.out.is_empty() {
             return Ok(0);
         }
-        match self.file.write_all(out) {
+        match self.file.write_all(&self.out) {
             Ok(()) => {
-                let n = out.len() as u64;
+                let n = self.out.len() as u64;
                 self.written += n;
-                out.clear();
+                self.out.clear();
                 Ok(n)
             }
             Err(e) => {
@@ -184,10 +321,16 @@ pub(crate) fn salvage(path: &Path, level: u32) -> anyhow::Result<u64> {
 }
 
 /// Decodes `gz` as far as it goes: what it held, and how the decoding ended.
-fn gunzip(gz: &[u8]) -> (Vec<u8>, std::io::Result<usize>) {
+pub(crate) fn gunzip(gz: &[u8]) -> (Vec<u8>, std::io::Result<usize>) {
     let mut out = Vec::with_capacity(gz.len() * 16);
-    let end = MultiGzDecoder::new(gz).read_to_end(&mut out);
+    let end = gunzip_into(gz, &mut out);
     (out, end)
+}
+
+/// Decodes `gz` into `out` (appending) as far as it goes (a journal has no trailer: its
+/// decoding ends at its last chunk); returns how the decoding ended.
+pub(crate) fn gunzip_into(gz: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    MultiGzDecoder::new(gz).read_to_end(out)
 }
 
 #[cfg(test)]
@@ -207,36 +350,116 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_finished_segment_is_one_gzip_stream_of_its_records() {
-        let d = scratch("finished");
-        let path = d.join("s.ndjson.gz");
-        let mut seg = SegmentFile::new(File::create(&path).unwrap(), 2);
+    /// What any gzip reader (one member) decodes from `gz`.
+    fn gunzip_one(gz: &[u8]) -> Vec<u8> {
+        let mut one = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut one)
+            .unwrap();
+        one
+    }
+
+    /// Pushes `lines` into `seg` as the journal does (written out whenever enough wait), with a
+    /// sync after every `sync_every` of them and at the end, each followed by `synced` with
+    /// every record pushed so far. Returns them.
+    fn write_as_the_journal(
+        seg: &mut SegmentFile,
+        lines: &[Vec<u8>],
+        sync_every: usize,
+        mut synced: impl FnMut(&[u8]),
+    ) -> Vec<u8> {
         let mut all = Vec::new();
-        for (i, l) in lines(20_000).iter().enumerate() {
+        for (i, l) in lines.iter().enumerate() {
             seg.push(l);
             all.extend_from_slice(l);
             if seg.wants_write() {
                 seg.write_out(End::Continue).unwrap();
             }
-            if i % 3000 == 0 {
+            if (i + 1) % sync_every == 0 || i + 1 == lines.len() {
                 seg.write_out(End::Sync).unwrap();
+                synced(&all);
             }
         }
-        seg.write_out(End::Finish).unwrap();
+        all
+    }
+
+    #[test]
+    fn a_journal_is_one_gzip_stream_of_its_records_once_finished() {
+        let d = scratch("finished");
+        let path = d.join("s.ndjson.gz");
+        let mut seg = SegmentFile::new(File::create(&path).unwrap(), Some(2));
+        let all = write_as_the_journal(&mut seg, &lines(20_000), 3000, |_| {});
         assert_eq!(seg.unwritten(), 0);
+        let (crc, len) = seg.checksum();
+        assert_eq!(len, all.len() as u64);
+        assert_eq!(seg.stored(), fs::metadata(&path).unwrap().len());
+        let mut gz = fs::read(&path).unwrap();
+        gz.extend_from_slice(&finish(crc, len));
+        fs::write(&path, &gz).unwrap();
         let stored = Stored::read(&path).unwrap();
         assert!(matches!(stored, Stored::Gzip(_)));
         assert_eq!(stored.records().unwrap().as_ref(), &all[..]);
         assert_eq!(stored.records_len(), all.len() as u64);
-        let mut one = Vec::new();
-        flate2::read::GzDecoder::new(&fs::read(&path).unwrap()[..])
-            .read_to_end(&mut one)
-            .unwrap();
         assert_eq!(
-            one, all,
+            gunzip_one(&gz),
+            all,
             "a single-member gzip file, readable by any gzip reader"
         );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn chunks_of_different_compressors_make_one_stream() {
+        let d = scratch("chunks");
+        let all = lines(3000);
+        // A journal's own chunk (its file without the header) ...
+        let path = d.join("journal.ndjson.gz");
+        let mut journal = SegmentFile::new(File::create(&path).unwrap(), Some(2));
+        for l in &all[..1000] {
+            journal.push(l);
+        }
+        journal.write_out(End::Sync).unwrap();
+        let (crc0, len0) = journal.checksum();
+        let mut stream = fs::read(&path).unwrap();
+        // ... then chunks of a chunker: without a dictionary, and with the stream's last bytes.
+        let mut chunker = Chunker::new(2);
+        let mut crc = crc32fast::Hasher::new_with_initial_len(crc0, len0);
+        let mut so_far: Vec<u8> = all[..1000].concat();
+        for (i, part) in [&all[1000..1500], &all[1500..3000]].iter().enumerate() {
+            let dictionary = if i == 0 {
+                &[][..]
+            } else {
+                &so_far[so_far.len() - 4096..]
+            };
+            chunker
+                .chunk(dictionary, part.iter().map(Vec::as_slice), &mut stream)
+                .unwrap();
+            for l in part.iter() {
+                crc.update(l);
+                so_far.extend_from_slice(l);
+            }
+        }
+        stream.extend_from_slice(&finish(crc.finalize(), so_far.len() as u64));
+        assert_eq!(gunzip_one(&stream), all.concat());
+        assert_eq!(gunzip(&stream).0, all.concat());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_plain_journal_holds_its_records_as_written_at_every_sync() {
+        let d = scratch("plain");
+        let path = d.join("s.ndjson");
+        let mut seg = SegmentFile::new(File::create(&path).unwrap(), None);
+        let all = write_as_the_journal(&mut seg, &lines(20_000), 5000, |all| {
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                all,
+                "everything acknowledged is in the file"
+            );
+        });
+        assert_eq!(seg.checksum().1, all.len() as u64);
+        assert_eq!(seg.stored(), all.len() as u64);
+        assert!(matches!(Stored::read(&path).unwrap(), Stored::Plain(_)));
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -244,7 +467,7 @@ mod tests {
     fn a_crash_keeps_every_record_acknowledged_by_a_sync_and_no_torn_one() {
         let d = scratch("crash");
         let path = d.join("s.ndjson.gz");
-        let mut seg = SegmentFile::new(File::create(&path).unwrap(), 2);
+        let mut seg = SegmentFile::new(File::create(&path).unwrap(), Some(2));
         let all = lines(5000);
         for l in &all[..3000] {
             seg.push(l);

@@ -6,7 +6,10 @@
 //! <spool>/state.json              spool id, stream, next seq, manifest chain head (written atomically)
 //! <spool>/alive                   touched every second while the daemon runs: its time is
 //!                                 when a crashed run was last known alive
-//! <spool>/open/<segment>.ndjson.gz   segments being appended to (one per agent and UTC hour)
+//! <spool>/journal/<first seq>.ndjson.gz  every record, as it is acknowledged (see `journal`)
+//! <spool>/journal/spare           an empty file the next journal is made from
+//! <spool>/open/<segment>.ndjson.gz   segments being cut from journals (one per agent and UTC
+//!                                 hour; see `partitions`)
 //! <spool>/ready/<segment>.ndjson.gz  closed segments waiting to be sealed
 //! <spool>/ready/<segment>.ndjson.meta  their seq and time range (see `SegmentMeta`)
 //! <spool>/sealed/<...>.gz         compressed objects waiting for upload
@@ -16,6 +19,10 @@
 //! ```
 //! Segment names are `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson.gz` (agent percent-encoded);
 //! a segment is compressed as it is written (the format and its write order: `segment`).
+//!
+//! The pipeline writes one stream, the journal, whatever the number of agents; the sealer thread
+//! cuts closed journals into the partitions' segments, closes those by size and by age (at a
+//! configured rate), and seals what is closed (`seal`).
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -30,9 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ExportStats,
-    layout::{Partition, SegmentName},
+    journal::{ClosedJournal, Journal},
     manifest::Link,
-    segment::{End, SegmentFile, Stored, salvage},
+    segment::{End, Stored, salvage},
 };
 use crate::{
     event::{Event, GapReason, Timestamp},
@@ -80,6 +87,7 @@ impl State {
 #[derive(Debug, Clone)]
 pub(crate) struct SpoolDirs {
     pub(crate) root: PathBuf,
+    pub(crate) journal: PathBuf,
     pub(crate) open: PathBuf,
     pub(crate) ready: PathBuf,
     pub(crate) sealed: PathBuf,
@@ -104,13 +112,14 @@ impl SpoolDirs {
     pub(crate) fn create(root: &Path) -> anyhow::Result<Self> {
         let d = Self {
             root: root.to_path_buf(),
+            journal: root.join("journal"),
             open: root.join("open"),
             ready: root.join("ready"),
             sealed: root.join("sealed"),
             conflicts: root.join("conflicts"),
         };
         create_root(&d.root)?;
-        for p in [&d.open, &d.ready, &d.sealed, &d.conflicts] {
+        for p in [&d.journal, &d.open, &d.ready, &d.sealed, &d.conflicts] {
             private_dir(p)?;
         }
         // Probe writability now rather than on the first record.
@@ -336,16 +345,6 @@ pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct OpenSegment {
-    name: SegmentName,
-    path: PathBuf,
-    out: SegmentFile,
-    /// Bytes of records appended (uncompressed).
-    bytes: u64,
-    opened: Instant,
-    meta: SegmentMeta,
-}
-
 /// Seq and time range of a segment, written next to it when it is closed (`<name>.meta`) so
 /// sealing need not re-read every record; recomputed from the records after a crash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -395,15 +394,24 @@ pub(crate) fn meta_path(segment: &Path) -> PathBuf {
 /// Limits of the spool.
 #[derive(Debug, Clone)]
 pub(crate) struct SpoolLimits {
-    /// Everything in the spool (open + ready + sealed) may not exceed this.
+    /// Everything in the spool (journal + open + ready + sealed) may not exceed this.
     pub(crate) max_bytes: u64,
     pub(crate) segment_max_bytes: u64,
     pub(crate) segment_max_age: Duration,
-    /// gzip level of segments (they are compressed as they are written).
+    /// gzip level of the journal (it is compressed as it is written).
     pub(crate) gzip_level: u32,
 }
 
-/// The sink that appends records to the spool.
+impl SpoolLimits {
+    /// A journal is closed at [`journal::MAX_BYTES`], before one partition's records in it
+    /// exceed `segment_max_bytes`, or at this age: records reach their partition's segment this long after they are
+    /// acknowledged at most (a second, or half `segment_max_age` when that is shorter).
+    fn journal_max_age(&self) -> Duration {
+        (self.segment_max_age / 2).min(Duration::from_secs(1))
+    }
+}
+
+/// The sink that appends records to the spool: to the journal, one stream for every agent.
 ///
 /// A full or failing disk degrades to counted loss, never a dead daemon: while the spool cannot
 /// be written (or its file system has less free space than sealing needs, [`SpoolWriter::reserve`])
@@ -412,23 +420,23 @@ pub(crate) struct SpoolLimits {
 pub(crate) struct SpoolWriter {
     dirs: SpoolDirs,
     limits: SpoolLimits,
-    open: crate::FastMap<Partition, OpenSegment>,
-    /// Segments whose closing could not be written (full disk): retried with every flush.
-    closing: Vec<OpenSegment>,
+    /// The journal records are appended to (opened with the first record after a close).
+    journal: Option<Journal>,
+    /// Journals whose closing could not be written (full disk): retried with every flush.
+    closing: Vec<Journal>,
     stats: Arc<ExportStats>,
     /// Why the spool cannot be written now, if it cannot.
     unwritable: Option<GapReason>,
     /// When free space was last checked.
     space_checked: Option<Instant>,
-    /// Called when a segment is closed (wakes the sealer).
-    on_ready: Box<dyn Fn() + Send>,
+    /// Called with each journal closed (hands it to the sealer).
+    on_ready: Box<dyn Fn(ClosedJournal) + Send>,
     /// The record being written (reused: no allocation per record).
     line: Vec<u8>,
     /// The actor members of the last record, copied into the next while they are the same.
     actors: native::ActorCache,
-    /// The partition of the last record and its UTC hour (seconds / 3600): consecutive records
-    /// of one agent in one hour skip building (three strings) and hashing a [`Partition`].
-    last: Option<(i64, Partition)>,
+    /// Partitions in the journal closed last: the next one's compression follows from it.
+    last_partitions: usize,
 }
 
 impl SpoolWriter {
@@ -436,21 +444,30 @@ impl SpoolWriter {
         dirs: SpoolDirs,
         limits: SpoolLimits,
         stats: Arc<ExportStats>,
-        on_ready: Box<dyn Fn() + Send>,
+        on_ready: Box<dyn Fn(ClosedJournal) + Send>,
     ) -> Self {
         Self {
             dirs,
             limits,
-            open: crate::FastMap::default(),
+            journal: None,
             closing: Vec::new(),
             stats,
             unwritable: None,
             space_checked: None,
             on_ready,
             line: Vec::with_capacity(4096),
-            actors: native::ActorCache::default(),
-            last: None,
+            actors: native::ActorCache::measured(),
+            last_partitions: 1,
         }
+    }
+
+    /// The gzip level of the next journal. A journal of one partition becomes its segment as it
+    /// is (compressed at `gzip_level`); one of several is cut and each partition's records
+    /// compressed on their own, so it is written plain (`None`: no compression, no checksum,
+    /// nothing to inflate when it is cut). The last journal tells which kind the next one will
+    /// likely be.
+    fn journal_level(&self) -> Option<u32> {
+        (self.last_partitions <= 1).then_some(self.limits.gzip_level)
     }
 
     /// Free space the spool's file system must keep: sealing writes a compressed copy of a
@@ -508,20 +525,20 @@ impl SpoolWriter {
         }
     }
 
-    /// Writes every open segment up to a sync point (the acknowledgement), and finishes the
-    /// closing of segments a full disk held back.
+    /// Writes the journal up to a sync point (the acknowledgement), and finishes the closing of
+    /// journals a full disk held back.
     fn write_buffers(&mut self) -> std::io::Result<()> {
         let mut result = Ok(());
-        for seg in self.open.values_mut() {
-            match seg.out.write_out(End::Sync) {
+        if let Some(j) = &mut self.journal {
+            match j.out.write_out(End::Sync) {
                 Ok(n) => {
                     self.stats.spool_bytes.inc_by(n as i64);
                 }
                 Err(e) => result = Err(e),
             }
         }
-        for seg in std::mem::take(&mut self.closing) {
-            if let Err(e) = self.finish_segment(seg) {
+        for j in std::mem::take(&mut self.closing) {
+            if let Err(e) = self.finish_journal(j) {
                 result = Err(e);
             }
         }
@@ -531,52 +548,29 @@ impl SpoolWriter {
         result
     }
 
-    fn close_segment(&mut self, key: &Partition) -> anyhow::Result<()> {
-        if let Some(seg) = self.open.remove(key)
-            && let Err(e) = self.finish_segment(seg)
+    fn close_journal(&mut self) {
+        if let Some(j) = self.journal.take()
+            && let Err(e) = self.finish_journal(j)
         {
             self.failed(&e);
         }
-        Ok(())
     }
 
-    /// Writes the end of a segment's stream and moves it to `ready/`; when the disk does not
-    /// let it, keeps it (its records in memory) in `closing` for the next flush.
-    fn finish_segment(&mut self, mut seg: OpenSegment) -> std::io::Result<()> {
-        let to = self.dirs.ready.join(seg.name.file_name());
-        let finished = seg.out.write_out(End::Finish).and_then(|n| {
-            self.stats.spool_bytes.inc_by(n as i64);
-            // The sidecar first: a ready segment without one is simply rescanned.
-            let meta = serde_json::to_vec(&seg.meta).map_err(std::io::Error::other)?;
-            if let Err(e) = write_private(&meta_path(&to), &meta) {
-                tracing::warn!(error = %e, "cannot write a segment's sidecar; sealing rescans it");
-            }
-            fs::rename(&seg.path, &to)
-        });
-        match finished {
-            Ok(()) => {
-                (self.on_ready)();
+    /// Ends a journal and hands it to the sealer, which cuts it; when the disk does not let it,
+    /// keeps it (its records in memory) in `closing` for the next flush.
+    fn finish_journal(&mut self, mut j: Journal) -> std::io::Result<()> {
+        match j.close() {
+            Ok(n) => {
+                self.last_partitions = j.partitions();
+                self.stats.spool_bytes.inc_by(n as i64);
+                (self.on_ready)(j.closed());
                 Ok(())
             }
             Err(e) => {
-                self.closing.push(seg);
+                self.closing.push(j);
                 Err(e)
             }
         }
-    }
-
-    /// Closes segments that are too old (called on every flush).
-    fn rotate_by_age(&mut self) -> anyhow::Result<()> {
-        let old: Vec<_> = self
-            .open
-            .iter()
-            .filter(|(_, s)| s.opened.elapsed() >= self.limits.segment_max_age)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in old {
-            self.close_segment(&k)?;
-        }
-        Ok(())
     }
 }
 
@@ -591,8 +585,8 @@ impl Sink for SpoolWriter {
         accepted
     }
 
-    /// Writes every buffered record to its segment file (the acknowledgement point: from here a
-    /// crash of the agent loses nothing) and rotates segments by age.
+    /// Writes every buffered record to the journal (the acknowledgement point: from here a crash
+    /// of the agent loses nothing) and closes the journal when it is old enough.
     fn flush(&mut self) -> anyhow::Result<()> {
         self.check_space();
         if self.unwritable.is_some() {
@@ -601,17 +595,21 @@ impl Sink for SpoolWriter {
         if self.write_buffers().is_err() {
             return Ok(());
         }
-        self.rotate_by_age()
+        if self
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.opened.elapsed() >= self.limits.journal_max_age())
+        {
+            self.close_journal();
+        }
+        Ok(())
     }
 
-    /// Closes every open segment (shutdown).
+    /// Closes the journal (shutdown).
     fn close(&mut self) -> anyhow::Result<()> {
-        let keys: Vec<_> = self.open.keys().cloned().collect();
-        for k in keys {
-            self.close_segment(&k)?;
-        }
-        let unwritten: usize = (self.open.values().chain(&self.closing))
-            .map(|s| s.out.unwritten())
+        self.close_journal();
+        let unwritten: usize = (self.journal.iter().chain(&self.closing))
+            .map(|j| j.out.unwritten())
             .sum();
         if unwritten > 0 {
             tracing::error!(
@@ -624,25 +622,7 @@ impl Sink for SpoolWriter {
 }
 
 impl SpoolWriter {
-    /// Notes the partition of `e` in `last` (unchanged when agent and hour are the last ones).
-    fn note_partition(&mut self, e: &Event) {
-        let hour = e.time.as_second().div_euclid(3600);
-        let same = |(h, p): &(i64, Partition)| *h == hour && p.agent_id == Partition::agent_of(e);
-        if !self.last.as_ref().is_some_and(same) {
-            self.last = Some((hour, Partition::of(e)));
-        }
-    }
-
-    /// The partition noted last.
-    fn noted(&self) -> &Partition {
-        &self
-            .last
-            .as_ref()
-            .expect("a partition is noted before use")
-            .1
-    }
-
-    /// Appends one serialized record (`line`, with its newline) to its segment.
+    /// Appends one serialized record (`line`, with its newline) to the journal.
     fn append(&mut self, e: &Event, line: &[u8]) -> anyhow::Result<Accepted> {
         let len = line.len() as u64;
         // Gap records always fit: they are what makes a loss visible (while the disk is full
@@ -658,48 +638,31 @@ impl SpoolWriter {
                 return Ok(Accepted::Dropped(GapReason::SpoolFull));
             }
         }
-        self.note_partition(e);
-        if !self.open.contains_key(self.noted()) {
-            let key = self.noted().clone();
-            let name = SegmentName {
-                first_seq: e.seq,
-                partition: key.clone(),
-            };
-            let path = self.dirs.open.join(name.file_name());
-            let file = match private_options().create(true).append(true).open(&path) {
-                Ok(f) => f,
+        if let Some(j) = &mut self.journal
+            && !j.push(e, line, self.limits.segment_max_bytes)
+        {
+            self.close_journal();
+        }
+        if self.journal.is_none() {
+            match Journal::create(&self.dirs, e.seq, self.journal_level()) {
+                Ok(mut j) => {
+                    j.push(e, line, self.limits.segment_max_bytes);
+                    self.journal = Some(j);
+                }
                 Err(err) => {
                     self.failed(&err);
                     return Ok(Accepted::Dropped(
                         self.unwritable.unwrap_or(GapReason::DiskFull),
                     ));
                 }
-            };
-            self.open.insert(
-                key.clone(),
-                OpenSegment {
-                    name,
-                    path,
-                    out: SegmentFile::new(file, self.limits.gzip_level),
-                    bytes: 0,
-                    opened: Instant::now(),
-                    meta: SegmentMeta::new(e.seq, e.time),
-                },
-            );
+            }
         }
-        let (full, written) = {
-            let key = self.last.as_ref().map(|(_, p)| p).expect("noted above");
-            let seg = self.open.get_mut(key).expect("inserted above");
-            seg.meta.add(e.seq, e.time);
-            seg.out.push(line);
-            seg.bytes += len;
-            // While the spool is unwritable, buffers (of gap records) wait for `check_space`.
-            let written = if seg.out.wants_write() && self.unwritable.is_none() {
-                seg.out.write_out(End::Continue)
-            } else {
-                Ok(0)
-            };
-            (seg.bytes >= self.limits.segment_max_bytes, written)
+        let j = self.journal.as_mut().expect("opened above");
+        // While the spool is unwritable, buffers (of gap records) wait for `check_space`.
+        let written = if j.out.wants_write() && self.unwritable.is_none() {
+            j.out.write_out(End::Continue)
+        } else {
+            Ok(0)
         };
         match written {
             Ok(n) => {
@@ -708,10 +671,6 @@ impl SpoolWriter {
             Err(err) => self.failed(&err),
         }
         self.stats.records_spooled.inc();
-        if full && self.unwritable.is_none() {
-            let key = self.noted().clone();
-            self.close_segment(&key)?;
-        }
         Ok(Accepted::Yes)
     }
 }
@@ -726,11 +685,8 @@ fn free_bytes(path: &Path) -> Option<u64> {
 }
 
 /// Recovery at start: segments left open by a previous run become ready (whole records kept,
-/// a torn last one cut off: `segment::salvage`). Returns the highest seq found in ready segments.
-pub(crate) fn recover_open_segments(
-    dirs: &SpoolDirs,
-    gzip_level: u32,
-) -> anyhow::Result<Option<u64>> {
+/// a torn last one cut off: `segment::salvage`).
+pub(crate) fn recover_open_segments(dirs: &SpoolDirs, gzip_level: u32) -> anyhow::Result<()> {
     for e in fs::read_dir(&dirs.open)? {
         let path = e?.path();
         if path.extension().is_some_and(|x| x == "tmp") {
@@ -750,6 +706,11 @@ pub(crate) fn recover_open_segments(
         let _ = fs::remove_file(meta_path(&to));
         fs::rename(&path, to)?;
     }
+    Ok(())
+}
+
+/// The highest seq in ready segments.
+pub(crate) fn max_ready_seq(dirs: &SpoolDirs) -> anyhow::Result<Option<u64>> {
     let mut max = None;
     for e in fs::read_dir(&dirs.ready)? {
         let path = e?.path();
@@ -765,7 +726,7 @@ pub(crate) fn recover_open_segments(
 
 /// The seq of the last complete line of a segment file: from its sidecar when it has one (no
 /// need to decompress it at every start), else from the records.
-fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
+pub(crate) fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
     #[derive(Deserialize)]
     struct Seq {
         seq: u64,
@@ -785,7 +746,7 @@ fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
 
 /// Bytes currently in the spool (for the size limit at start).
 pub(crate) fn spool_size(dirs: &SpoolDirs) -> u64 {
-    [&dirs.open, &dirs.ready, &dirs.sealed]
+    [&dirs.journal, &dirs.open, &dirs.ready, &dirs.sealed]
         .iter()
         .filter_map(|d| fs::read_dir(d).ok())
         .flatten()

@@ -11,24 +11,38 @@ pub(crate) mod k8s;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use self::k8s::{PodCache, PodInfo};
 use crate::{
+    bounded::Generations,
     config::{Config, Problems},
     event::{AgentIdentity, Event, K8sPod, MatchedBy, Process, Stage, Subject},
     policy::pattern::{PathSet, path_glob},
+    telemetry::tables::TableStat,
     versioned::Versioned,
 };
 
-/// Most exec ids remembered for lineage; beyond it the map is reset (attribution of very old,
-/// silent ancestors is then lost, never wrong).
-const MAX_LINEAGE: usize = 262_144;
+/// Exec ids remembered for lineage per generation (`Generations`: at most twice this many; an
+/// image whose records, or whose descendants' records, keep coming stays). Beyond it, attribution
+/// of long-silent ancestors is lost, never wrong. About 100 bytes each.
+const LINEAGE_GENERATION: usize = 32_768;
+/// Cgroup paths whose matching agent is remembered per generation (`CgroupMatches`).
+const CGROUP_MATCHES_GENERATION: usize = 8_192;
+/// Agents named by pod labels remembered, and pods (with their container) as records carry
+/// them; beyond, forgotten all at once (made again from the pod cache on the next record).
+const MAX_LABELLED: usize = 10_000;
+const MAX_PODS: usize = 10_000;
 
 struct Agent {
-    /// The identity once per way of matching, shared by every event.
-    by: HashMap<MatchedBy, Arc<AgentIdentity>>,
+    /// The identity once per way of matching (in `MatchedBy::ALL` order), shared by every event.
+    by: Vec<Arc<AgentIdentity>>,
+    /// Its id, shared by the lineage entries of the images it acted in.
+    id: Arc<str>,
     cgroups: PathSet,
     uids: HashSet<u32>,
     k8s: K8sSelector,
@@ -36,16 +50,18 @@ struct Agent {
 
 impl Agent {
     fn new(info: AgentIdentity, cgroups: PathSet, uids: HashSet<u32>, k8s: K8sSelector) -> Self {
+        let id = Arc::from(info.id.as_str());
         let by = MatchedBy::ALL
             .iter()
             .map(|m| {
                 let mut a = info.clone();
                 a.matched_by = Some(*m);
-                (*m, Arc::new(a))
+                Arc::new(a)
             })
             .collect();
         Self {
             by,
+            id,
             cgroups,
             uids,
             k8s,
@@ -53,11 +69,15 @@ impl Agent {
     }
 
     fn id(&self) -> &str {
-        &self.by[&MatchedBy::Cgroup].id
+        &self.id
     }
 
     fn matched(&self, by: MatchedBy) -> Arc<AgentIdentity> {
-        Arc::clone(&self.by[&by])
+        let i = MatchedBy::ALL
+            .iter()
+            .position(|m| *m == by)
+            .expect("every way of matching is in ALL");
+        Arc::clone(&self.by[i])
     }
 }
 
@@ -83,9 +103,18 @@ impl K8sSelector {
     }
 }
 
-/// The registered agent identities.
+/// Compiled registries are numbered, so a cache of one is never taken for another's.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The registered agent identities, indexed by id and uid; cgroup matches are cached by the
+/// identity stage (`CgroupMatches`), so attributing a record costs the same with a thousand agents
+/// as with one.
 pub(crate) struct Registry {
     agents: Vec<Agent>,
+    by_id: crate::FastMap<Arc<str>, usize>,
+    /// The first agent (in config order) of each uid.
+    by_uid: crate::FastMap<u32, usize>,
+    generation: u64,
 }
 
 impl Registry {
@@ -135,7 +164,24 @@ impl Registry {
             let uids = a.uid.iter().map(|u| *u.get_ref()).collect();
             agents.push(Agent::new(info, cgroups, uids, k8s));
         }
-        Self { agents }
+        Self::indexed(agents)
+    }
+
+    /// `agents` with their indexes built.
+    fn indexed(agents: Vec<Agent>) -> Self {
+        let (mut by_id, mut by_uid) = (crate::FastMap::default(), crate::FastMap::default());
+        for (i, a) in agents.iter().enumerate() {
+            by_id.entry(Arc::clone(&a.id)).or_insert(i);
+            for u in &a.uids {
+                by_uid.entry(*u).or_insert(i);
+            }
+        }
+        Self {
+            agents,
+            by_id,
+            by_uid,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -152,25 +198,36 @@ impl Registry {
             ..AgentIdentity::unattributed()
         };
         let cgroups = PathSet::new([glob.as_str()]).map_err(anyhow::Error::msg)?;
-        self.agents.insert(
+        let mut agents = std::mem::take(&mut self.agents);
+        agents.insert(
             0,
             Agent::new(info, cgroups, HashSet::new(), K8sSelector::default()),
         );
+        *self = Self::indexed(agents);
         Ok(())
     }
 
-    /// Direct match: cgroup globs first (in config order), then uids, then pod selectors.
-    fn direct(&self, s: &Subject, pod: Option<&PodInfo>) -> Option<(&Agent, MatchedBy)> {
-        if let Some(cg) = s.cgroup.as_deref()
-            && let Some(a) = self
-                .agents
-                .iter()
-                .find(|a| a.cgroups.matches(cg.as_bytes()))
-        {
-            return Some((a, MatchedBy::Cgroup));
+    /// The first agent (in config order) whose cgroup globs match `cgroup` (one glob set per
+    /// agent: the identity stage caches the answer per cgroup).
+    fn cgroup_agent(&self, cgroup: &str) -> Option<usize> {
+        self.agents
+            .iter()
+            .position(|a| a.cgroups.matches(cgroup.as_bytes()))
+    }
+
+    /// Direct match: cgroup globs first (in config order; `by_cgroup` is the first agent whose
+    /// globs match the subject's cgroup), then uids, then pod selectors.
+    fn direct(
+        &self,
+        by_cgroup: Option<usize>,
+        s: &Subject,
+        pod: Option<&PodInfo>,
+    ) -> Option<(&Agent, MatchedBy)> {
+        if let Some(i) = by_cgroup {
+            return Some((&self.agents[i], MatchedBy::Cgroup));
         }
-        if let Some(a) = self.agents.iter().find(|a| a.uids.contains(&s.uid)) {
-            return Some((a, MatchedBy::Uid));
+        if let Some(i) = self.by_uid.get(&s.uid) {
+            return Some((&self.agents[*i], MatchedBy::Uid));
         }
         let pod = pod?;
         self.agents
@@ -190,7 +247,7 @@ impl Registry {
     }
 
     fn by_id(&self, id: &str) -> Option<&Agent> {
-        self.agents.iter().find(|a| a.id() == id)
+        self.by_id.get(id).map(|i| &self.agents[*i])
     }
 }
 
@@ -211,11 +268,39 @@ pub(crate) struct IdentityStage {
     labelled: HashMap<String, Arc<AgentIdentity>>,
     /// (pod uid, container id, pod cache generation) -> the pod as events carry it.
     pods: HashMap<(String, Option<String>), (u64, Arc<K8sPod>)>,
-    /// exec id -> agent id of attributed process images.
-    lineage: crate::FastMap<Arc<str>, Arc<str>>,
+    labelled_stat: TableStat,
+    pods_stat: TableStat,
+    /// exec id -> agent id of attributed process images (the agent's own `Arc`: no copy).
+    lineage: Generations<Arc<str>, Arc<str>>,
+    /// The first agent matching each cgroup path.
+    by_cgroup: CgroupMatches,
     /// Matches of this agent id are reported as `trace`.
     trace_id: Option<String>,
     unattributed: Arc<AgentIdentity>,
+}
+
+/// The first agent whose cgroup globs match a cgroup path, remembered per path for one registry
+/// (a reload's registry starts afresh): a record costs one lookup, not one glob match per agent.
+struct CgroupMatches {
+    /// The registry the answers are for.
+    generation: Option<u64>,
+    agents: Generations<Arc<str>, Option<usize>>,
+}
+
+impl CgroupMatches {
+    fn agent(&mut self, registry: &Registry, cgroup: Option<&Arc<str>>) -> Option<usize> {
+        let cgroup = cgroup?;
+        if self.generation != Some(registry.generation) {
+            self.agents.clear();
+            self.generation = Some(registry.generation);
+        }
+        if let Some(found) = self.agents.get(cgroup) {
+            return *found;
+        }
+        let found = registry.cgroup_agent(cgroup);
+        self.agents.insert(Arc::clone(cgroup), found);
+        found
+    }
 }
 
 impl IdentityStage {
@@ -225,7 +310,16 @@ impl IdentityStage {
             k8s: None,
             labelled: HashMap::new(),
             pods: HashMap::new(),
-            lineage: crate::FastMap::default(),
+            labelled_stat: TableStat::named("labelled_agents"),
+            pods_stat: TableStat::named("pod_identities"),
+            lineage: Generations::new(LINEAGE_GENERATION, TableStat::named("lineage")),
+            by_cgroup: CgroupMatches {
+                generation: None,
+                agents: Generations::new(
+                    CGROUP_MATCHES_GENERATION,
+                    TableStat::named("cgroup_agents"),
+                ),
+            },
             trace_id: None,
             unattributed: Arc::new(AgentIdentity::unattributed()),
         }
@@ -250,8 +344,9 @@ impl IdentityStage {
         if let Some(a) = registry.by_id(id) {
             return Some(a.matched(MatchedBy::K8sLabel));
         }
-        if self.labelled.len() > 10_000 {
-            self.labelled.clear();
+        if self.labelled.len() > MAX_LABELLED {
+            self.labelled_stat.evicted(self.labelled.len());
+            self.labelled = HashMap::new();
         }
         let agent = self.labelled.entry(id.clone()).or_insert_with(|| {
             Arc::new(AgentIdentity {
@@ -260,7 +355,17 @@ impl IdentityStage {
                 ..AgentIdentity::unattributed()
             })
         });
-        Some(Arc::clone(agent))
+        let agent = Arc::clone(agent);
+        self.labelled_stat.set_entries(self.labelled.len());
+        Some(agent)
+    }
+
+    /// The id of `agent` as lineage keeps it: the registry's own `Arc` for a configured agent.
+    fn agent_id(registry: &Registry, agent: &AgentIdentity) -> Arc<str> {
+        registry
+            .by_id
+            .get_key_value(agent.id.as_str())
+            .map_or_else(|| Arc::from(agent.id.as_str()), |(id, _)| Arc::clone(id))
     }
 
     /// The agent of the process an access record reaches into, when its image is attributed.
@@ -269,33 +374,33 @@ impl IdentityStage {
             acc.target_agent = acc
                 .target_exec_id
                 .as_ref()
-                .and_then(|e| self.lineage.get(e))
+                .and_then(|e| self.lineage.peek(e))
                 .cloned();
         }
     }
 
     /// Remembers the first agent of an image.
-    fn remember(&mut self, exec_id: Option<&Arc<str>>, agent: &str) {
+    fn remember(&mut self, registry: &Registry, exec_id: Option<&Arc<str>>, agent: &AgentIdentity) {
         let Some(e) = exec_id else { return };
-        if self.lineage.contains_key(e) {
-            return;
+        if self.lineage.get(e).is_none() {
+            let id = Self::agent_id(registry, agent);
+            self.lineage.insert(Arc::clone(e), id);
         }
-        if self.lineage.len() >= MAX_LINEAGE {
-            self.lineage.clear();
-        }
-        self.lineage.insert(Arc::clone(e), Arc::from(agent));
     }
 
     /// The identity an image already has: its own first one, else the nearest attributed
     /// ancestor's (`ancestor`: carried over, not matched where the process is now). Agents
     /// removed from the configuration since are skipped.
-    fn sticky<'r>(&self, registry: &'r Registry, p: &Process) -> Option<(&'r Agent, MatchedBy)> {
+    fn sticky<'r>(
+        &mut self,
+        registry: &'r Registry,
+        p: &Process,
+    ) -> Option<(&'r Agent, MatchedBy)> {
         p.exec_id
             .iter()
             .chain(p.ancestors.iter())
             .chain(p.parent_exec_id.as_ref())
-            .filter_map(|e| self.lineage.get(e))
-            .find_map(|id| registry.by_id(id))
+            .find_map(|e| registry.by_id(self.lineage.get(e)?))
             .map(|agent| (agent, MatchedBy::Ancestor))
     }
 
@@ -315,8 +420,9 @@ impl IdentityStage {
 
     /// The pod as events carry it, built once per pod, container and cache generation.
     fn pod_of(&mut self, p: &PodInfo, container: Option<&str>, generation: u64) -> Arc<K8sPod> {
-        if self.pods.len() > 10_000 {
-            self.pods.clear();
+        if self.pods.len() > MAX_PODS {
+            self.pods_stat.evicted(self.pods.len());
+            self.pods = HashMap::new();
         }
         let key = (p.uid.clone(), container.map(str::to_string));
         let entry = self
@@ -336,7 +442,9 @@ impl IdentityStage {
                 }),
             );
         }
-        Arc::clone(&entry.1)
+        let pod = Arc::clone(&entry.1);
+        self.pods_stat.set_entries(self.pods.len());
+        pod
     }
 }
 
@@ -354,7 +462,8 @@ impl Stage for IdentityStage {
         };
         // Where the process is now decides how it is matched, unless that names another agent
         // than the one it already had: then the first identity stays.
-        let direct = registry.direct(&a.subject, pod.as_deref());
+        let by_cgroup = self.by_cgroup.agent(&registry, a.subject.cgroup.as_ref());
+        let direct = registry.direct(by_cgroup, &a.subject, pod.as_deref());
         let found = match (self.sticky(&registry, &a.process), direct) {
             (Some(first), Some(now)) if first.0.id() != now.0.id() => Some(first),
             (first, now) => now.or(first),
@@ -380,8 +489,8 @@ impl Stage for IdentityStage {
                 }
             },
         };
-        self.remember(exec_id.as_ref(), &agent.id);
-        self.remember(new_image.as_ref(), &agent.id);
+        self.remember(&registry, exec_id.as_ref(), &agent);
+        self.remember(&registry, new_image.as_ref(), &agent);
         a.agent = Some(agent);
         self.target_agent(a);
     }

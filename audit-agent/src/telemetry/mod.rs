@@ -16,6 +16,7 @@ use std::{
 };
 
 mod exposition;
+pub(crate) mod tables;
 
 use anyhow::Context as _;
 use audit_common::{counters::Counters, event::EventKind};
@@ -96,6 +97,7 @@ impl Telemetry {
             "Agent version, policy version and configuration source (value 1)",
             info.clone(),
         );
+        tables::register(&mut r);
         Arc::new(Self {
             registry: Mutex::new(r),
             info,

@@ -10,6 +10,10 @@
 //!                                      thread of this process drains) or `udp_rr` (a 64-byte UDP
 //!                                      request and its echo from a thread of this process)
 //! loadgen rate FILE EVENTS_PER_S SECS  openat+close paced to EVENTS_PER_S (0 = as fast as possible)
+//! loadgen agents CGROUPS N EVENTS_PER_S SECS FILE EXEC_EVERY_MS
+//!                                      N processes, the i-th in cgroup CGROUPS/a<i, 4 digits>, each
+//!                                      opening FILE at EVENTS_PER_S and fork+exec'ing /bin/true
+//!                                      every EXEC_EVERY_MS (0: never)
 //! ```
 //! Prints one JSON line: `{"op":..,"iters":..,"ns_per_op":..,"events":..,"secs":..}`.
 
@@ -62,6 +66,100 @@ fn fork_exec() {
         let mut st = 0;
         libc::waitpid(pid, &mut st, 0);
     }
+}
+
+/// How often a process of `agents` wakes up to catch up with its schedule.
+const AGENT_TICK: Duration = Duration::from_millis(100);
+
+/// One agent of `agents`: moves itself into its cgroup, then opens `path` at `rate` per second
+/// and fork+execs every `exec_every` (if any) until `end`. Returns (opens, execs).
+fn agent(
+    procs: &std::path::Path,
+    path: &CString,
+    rate: f64,
+    end: Instant,
+    exec_every: Option<Duration>,
+    phase: Duration,
+) -> (u64, u64) {
+    std::fs::write(procs, b"0").expect("join the agent's cgroup");
+    let start = Instant::now();
+    std::thread::sleep(phase);
+    let (mut opens, mut execs) = (0u64, 0u64);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return (opens, execs);
+        }
+        let el = (now - start).as_secs_f64();
+        while (opens as f64) < el * rate {
+            open_close(path);
+            opens += 1;
+        }
+        if let Some(every) = exec_every
+            && (execs as f64) < el / every.as_secs_f64()
+        {
+            fork_exec();
+            execs += 1;
+        }
+        std::thread::sleep(AGENT_TICK);
+    }
+}
+
+/// `agents`: one process per agent cgroup, each paced; their totals summed.
+fn agents(args: &[String]) {
+    let dir = std::path::PathBuf::from(&args[0]);
+    let n: usize = args[1].parse().expect("agents");
+    let rate: f64 = args[2].parse().expect("rate");
+    let secs: f64 = args[3].parse().expect("secs");
+    let path = CString::new(args[4].as_str()).expect("path");
+    let exec_ms: u64 = args[5].parse().expect("exec every ms");
+    let exec_every = (exec_ms > 0).then(|| Duration::from_millis(exec_ms));
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut children = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe into a two-element array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // Spread the agents' wake-ups over the tick.
+        let phase = AGENT_TICK.mul_f64(i as f64 / n as f64);
+        let procs = dir.join(format!("a{i:04}")).join("cgroup.procs");
+        // SAFETY: this process is single-threaded; the child only runs `agent` and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let (o, e) = agent(&procs, &path, rate, end, exec_every, phase);
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&o.to_le_bytes());
+            b[8..].copy_from_slice(&e.to_le_bytes());
+            // SAFETY: writing our own buffer to our pipe, then exiting without unwinding.
+            unsafe {
+                libc::write(fds[1], b.as_ptr().cast(), 16);
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: closing the parent's copy of the write end.
+        unsafe { libc::close(fds[1]) };
+        children.push((pid, fds[0]));
+    }
+    let (mut opens, mut execs) = (0u64, 0u64);
+    for (pid, fd) in children {
+        let mut b = [0u8; 16];
+        // SAFETY: reading into our buffer from our pipe; waiting for our child.
+        unsafe {
+            if libc::read(fd, b.as_mut_ptr().cast(), 16) == 16 {
+                opens += u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+                execs += u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+            }
+            libc::close(fd);
+            let mut st = 0;
+            libc::waitpid(pid, &mut st, 0);
+        }
+    }
+    let el = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"op\":\"agents\",\"agents\":{n},\"events\":{opens},\"execs\":{execs},\"secs\":{el:.3},\"events_per_s\":{:.0}}}",
+        opens as f64 / el
+    );
 }
 
 /// A loopback TCP connection to a thread that reads and discards; each call writes 64 KiB.
@@ -206,6 +304,7 @@ fn main() {
                 n as f64 / el
             );
         }
+        "agents" => agents(&args[1..]),
         other => panic!("unknown mode {other}"),
     }
 }

@@ -15,6 +15,7 @@ pub(super) struct Results {
     pub(super) profile: Profile,
     pub(super) lifecycle: Lifecycle,
     pub(super) claims: ClaimsAccuracy,
+    pub(super) agents: Agents,
     pub(super) duration_s: f64,
     pub(super) quick: bool,
 }
@@ -187,6 +188,83 @@ impl Timing {
     }
 }
 
+/// Section 8: many agents on one node.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) struct Agents {
+    pub(super) per_agent_rate: u64,
+    pub(super) exec_every_ms: u64,
+    /// One agent at the total rate of the largest count first (the reference), then the sweep.
+    pub(super) runs: Vec<AgentRun>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(super) struct AgentRun {
+    pub(super) agents: usize,
+    pub(super) rate_per_agent: u64,
+    pub(super) seconds: f64,
+    /// Opens the generator made, and its fork+execs.
+    pub(super) events: u64,
+    pub(super) execs: u64,
+    pub(super) records_delivered: u64,
+    pub(super) kernel_drops: u64,
+    /// Everything the daemon spent from the start of the load to its exit (sealing and uploading
+    /// what the load spooled included), per record delivered.
+    pub(super) cpu_us_per_record: f64,
+    pub(super) cpu_percent_during_load: f64,
+    /// Records objects written to the store per second of load.
+    pub(super) objects_per_s: f64,
+    pub(super) objects_total: u64,
+    pub(super) rss_idle_mib: f64,
+    pub(super) peak_rss_mib: f64,
+    /// VmRSS once a second during the load.
+    pub(super) rss: Vec<RssSample>,
+    pub(super) verify_ok: bool,
+    pub(super) verify: String,
+    pub(super) latency_p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+pub(super) struct RssSample {
+    pub(super) t_s: f64,
+    pub(super) rss_mib: f64,
+}
+
+impl AgentRun {
+    /// Mean RSS of the samples within `[from, to]` seconds of the load.
+    fn rss_between(&self, from: f64, to: f64) -> f64 {
+        let v: Vec<f64> = self
+            .rss
+            .iter()
+            .filter(|s| s.t_s >= from && s.t_s <= to)
+            .map(|s| s.rss_mib)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+
+    /// RSS growth over the second half of the load (MiB): the mean of its last tenth minus the
+    /// mean of the tenth before its middle.
+    pub(super) fn growth_second_half_mib(&self) -> f64 {
+        let (t, tenth) = (self.seconds, self.seconds / 10.0);
+        self.rss_between(t - tenth, t) - self.rss_between(t / 2.0 - tenth, t / 2.0)
+    }
+
+    fn records_per_s(&self) -> f64 {
+        self.records_delivered as f64 / self.seconds
+    }
+}
+
+impl Agents {
+    /// The reference: one agent at the largest count's total rate.
+    fn reference(&self) -> Option<&AgentRun> {
+        self.runs.iter().find(|r| r.agents == 1)
+    }
+
+    /// The long run of the largest count (the last run).
+    pub(super) fn long(&self) -> Option<&AgentRun> {
+        self.runs.last().filter(|r| r.agents > 1)
+    }
+}
+
 /// Section 3: query, audit-agent beside DuckDB.
 #[derive(Debug, Serialize)]
 pub(super) struct Query {
@@ -290,6 +368,7 @@ pub(super) fn render(r: &Results) -> String {
     render_network(&mut s, &r.network);
     render_lifecycle(&mut s, &r.lifecycle);
     render_claims(&mut s, &r.claims);
+    render_agents(&mut s, &r.agents);
     render_commands(&mut s);
     s
 }
@@ -777,10 +856,119 @@ pub(super) fn render_lifecycle(s: &mut String, l: &Lifecycle) {
     );
 }
 
+/// The heading of section 8 (`--agents` replaces the section under it).
+pub(super) const AGENTS_HEADING: &str = "## 8. Many agents on one node";
+
+pub(super) fn render_agents(s: &mut String, a: &Agents) {
+    let _ = writeln!(s, "\n{AGENTS_HEADING}\n");
+    let _ = writeln!(
+        s,
+        "One `[[agents]]` entry and one cgroup per agent; each agent is a process opening a file {} times a second and \
+         fork+exec'ing `/bin/true` every {} s (`loadgen agents`); the daemon (`audit-agent run`, default `[export]` \
+         settings) exports to a local store. The first row is one agent at the same total rate as the largest count, \
+         the reference. CPU per record is everything the daemon spent from the start of the load to its exit (sealing \
+         and uploading what the load spooled included) over the records delivered; objects are records objects written \
+         to the store per second of load; RSS growth is the mean RSS of the last tenth of the load minus that of the \
+         tenth before its middle; `verify` checks the whole trail afterwards.\n",
+        a.per_agent_rate,
+        a.exec_every_ms / 1000
+    );
+    let verdict = |met: bool| if met { "met" } else { "**missed**" };
+    if let (Some(reference), Some(long)) = (a.reference(), a.long()) {
+        let rss_max = long.rss.iter().map(|x| x.rss_mib).fold(0.0, f64::max);
+        let growth = long.growth_second_half_mib();
+        let ratio = long.cpu_us_per_record / reference.cpu_us_per_record;
+        let _ = writeln!(
+            s,
+            "| Goal (issue 29), {} agents for {:.0} s | Target | This run | |\n|---|---|---|---|",
+            long.agents, long.seconds
+        );
+        let _ = writeln!(
+            s,
+            "| Daemon RSS | ≤ 128 MiB and flat | {} MiB at most, {:+.1} MiB over the second half | {} |",
+            f(rss_max, 1),
+            growth,
+            verdict(rss_max <= 128.0 && growth <= 2.0)
+        );
+        let _ = writeln!(
+            s,
+            "| CPU per record | ≤ 2× one agent at the same rate ({} µs) | {} µs ({:.2}×) | {} |",
+            f(reference.cpu_us_per_record, 2),
+            f(long.cpu_us_per_record, 2),
+            ratio,
+            verdict(ratio <= 2.0)
+        );
+        let _ = writeln!(
+            s,
+            "| Delivery | every record, `verify` OK | {} records, {} kernel drops, verify {} | {} |\n",
+            long.records_delivered,
+            long.kernel_drops,
+            if long.verify_ok { "OK" } else { "FAILED" },
+            verdict(long.kernel_drops == 0 && long.verify_ok)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| Agents | Seconds | Records/s | Records delivered | Kernel drops | CPU per record (µs) | Daemon CPU during load (% of one core) | Objects/s | RSS idle / peak (MiB) | RSS growth, second half (MiB) | p99 latency (ms) | verify |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &a.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} / {} | {:+.1} | {} | {} |",
+            r.agents,
+            r.seconds,
+            f(r.records_per_s(), 0),
+            r.records_delivered,
+            r.kernel_drops,
+            f(r.cpu_us_per_record, 2),
+            f(r.cpu_percent_during_load, 0),
+            f(r.objects_per_s, 2),
+            f(r.rss_idle_mib, 1),
+            f(r.peak_rss_mib, 1),
+            r.growth_second_half_mib(),
+            f(r.latency_p99_ms, 1),
+            if r.verify_ok { "OK" } else { "FAILED" }
+        );
+    }
+    if let Some(long) = a.long() {
+        let step = (long.seconds / 10.0).max(1.0);
+        let points: Vec<String> = (1..=10)
+            .filter_map(|i| {
+                let t = step * f64::from(i);
+                let v = long.rss_between(t - step / 2.0, t);
+                v.is_finite().then(|| format!("{:.0} s: {v:.1}", t))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nRSS over the {} agents' long run (MiB, mean of each interval's second half): {}.",
+            long.agents,
+            points.join(", ")
+        );
+    }
+}
+
+/// `text` (docs/benchmarks.md) with section 8 replaced by `section` (or put before the commands).
+pub(super) fn splice_agents(text: &str, section: &str) -> String {
+    let start = text.find(&format!("\n{AGENTS_HEADING}\n"));
+    let commands = text.find("\n## Commands\n").unwrap_or(text.len());
+    let (from, to) = match start {
+        Some(i) => (
+            i,
+            text[i + 1..]
+                .find("\n## ")
+                .map_or(text.len(), |j| i + 1 + j),
+        ),
+        None => (commands, commands),
+    };
+    format!("{}{section}{}", &text[..from], &text[to..])
+}
+
 fn render_commands(s: &mut String) {
     let _ = writeln!(
         s,
-        "\n## Commands\n\n```\ncargo xtask bench            # everything above (root)\ncargo xtask bench --quick    # shorter samples, one pass\ncargo xtask bench --start-stop  # section 5 only, printed (not written here)\ncargo xtask bench --claims   # section 7 only, printed (not written here)\n```\n"
+        "\n## Commands\n\n```\ncargo xtask bench            # everything above (root)\ncargo xtask bench --quick    # shorter samples, one pass\ncargo xtask bench --start-stop  # section 5 only, printed (not written here)\ncargo xtask bench --claims   # section 7 only, printed (not written here)\ncargo xtask bench --agents [--quick]  # section 8 only, written into this file in its place\n```\n"
     );
     let _ = writeln!(
         s,
@@ -929,6 +1117,14 @@ mod tests {
                 failures: vec!["lies: call li-cmd expected contradicted, got substantiated".into()],
                 unlabelled: Vec::new(),
             },
+            agents: Agents {
+                per_agent_rate: 20,
+                exec_every_ms: 10_000,
+                runs: vec![
+                    agent_run(1, 20_000, 3.0, 100.0),
+                    agent_run(1000, 20, 4.5, 110.0),
+                ],
+            },
             duration_s: 360.0,
             quick: false,
         }
@@ -940,6 +1136,33 @@ mod tests {
             min_s: median_s - 0.01,
             max_s: median_s + 0.01,
             runs: 7,
+        }
+    }
+
+    fn agent_run(agents: usize, rate_per_agent: u64, us: f64, rss_mib: f64) -> AgentRun {
+        AgentRun {
+            agents,
+            rate_per_agent,
+            seconds: 100.0,
+            events: 2_000_000,
+            execs: 10_000,
+            records_delivered: 2_050_000,
+            kernel_drops: 0,
+            cpu_us_per_record: us,
+            cpu_percent_during_load: 9.0,
+            objects_per_s: 1.5,
+            objects_total: 160,
+            rss_idle_mib: 40.0,
+            peak_rss_mib: rss_mib,
+            rss: (1..=100)
+                .map(|t| RssSample {
+                    t_s: f64::from(t),
+                    rss_mib: rss_mib - 10.0 + f64::from(t.min(20)) / 2.0,
+                })
+                .collect(),
+            verify_ok: true,
+            verify: "verify: OK".into(),
+            latency_p99_ms: 12.0,
         }
     }
 
@@ -966,9 +1189,26 @@ mod tests {
             "| Reconciliation precision and recall, both findings (section 7) | ≥ 0.95 | 0.90 at least (37 of 38 calls exactly as labelled) | **missed** |",
             "- lies: call li-cmd expected contradicted, got substantiated",
             "| Host tax: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each operation | openat+close: +255 ns (bpftrace not run, auditd not run);",
+            "| Daemon RSS | ≤ 128 MiB and flat | 110.0 MiB at most, +0.0 MiB over the second half | met |",
+            "| CPU per record | ≤ 2× one agent at the same rate (3.00 µs) | 4.50 µs (1.50×) | met |",
+            "| 1000 | 100 | 20500 | 2050000 | 0 | 4.50 | 9 | 1.50 | 40.0 / 110.0 | +0.0 | 12.0 | OK |",
         ] {
             assert!(md.contains(line), "missing `{line}` in:\n{md}");
         }
+        let section =
+            md[md.find(AGENTS_HEADING).unwrap() - 1..md.find("\n## Commands").unwrap()].to_string();
+        let old = md.replace("4.50 µs (1.50×)", "9.00 µs (3.00×)");
+        assert_eq!(
+            splice_agents(&old, &section),
+            md,
+            "--agents replaces section 8"
+        );
+        let without = old.replace(&section, "");
+        assert_eq!(
+            splice_agents(&without, &section),
+            md,
+            "or puts it before the commands"
+        );
         let json = serde_json::to_value(results()).unwrap();
         assert_eq!(
             json["throughput"]["rows"][0]["target_rate"],

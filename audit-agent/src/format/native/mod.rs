@@ -111,17 +111,15 @@ pub(super) fn family_number(name: &str) -> Option<u16> {
 /// Writes the activity members of a record.
 /// The `agent`, `process` and `subject` members, copied from `cache` when it holds them.
 fn actor_out(a: &Activity, out: &mut Object<'_>, cache: &mut ActorCache) -> serde_json::Result<()> {
-    if cache.holds(a) {
-        out.copied(&cache.members);
+    if let Some(members) = cache.holds(a) {
+        out.copied(members);
         return Ok(());
     }
     let from = out.written();
     agent_out(a.agent.as_deref(), out);
     process_out(&a.process, out);
     subject_out(&a.subject, out)?;
-    cache.members.clear();
-    cache.members.extend_from_slice(out.since(from));
-    cache.of = Some((a.agent.clone(), a.process.clone(), a.subject.clone()));
+    cache.keep(a, out.since(from));
     Ok(())
 }
 
@@ -240,20 +238,67 @@ pub(crate) fn write(e: &Event, buf: &mut Vec<u8>) -> serde_json::Result<()> {
     write_with(e, buf, &mut ActorCache::default())
 }
 
-/// The `agent`, `process` and `subject` members of the last activity written, and what they were
-/// written from. Consecutive records of one thread share them (about a third of a record's
-/// bytes), so they are written once and copied while their sources compare equal.
+/// The `agent`, `process` and `subject` members of the last activity written by each thread,
+/// and what they were written from. Records of one thread share them (about a third of a
+/// record's bytes), so they are written once and copied while their sources compare equal —
+/// also when many agents' threads take turns.
 #[derive(Default)]
 pub(crate) struct ActorCache {
-    of: Option<(Option<Arc<AgentIdentity>>, Process, Subject)>,
+    by_tid: crate::FastMap<u32, CachedActor>,
+    /// Its size, for a long-lived cache (the spool's).
+    stat: Option<crate::telemetry::tables::TableStat>,
+}
+
+struct CachedActor {
+    of: (Option<Arc<AgentIdentity>>, Process, Subject),
     members: Vec<u8>,
 }
 
+/// Threads whose actor members are kept; beyond, they are forgotten all at once.
+const ACTOR_THREADS: usize = 4096;
+
 impl ActorCache {
-    fn holds(&self, a: &Activity) -> bool {
-        self.of
-            .as_ref()
-            .is_some_and(|(agent, p, s)| *agent == a.agent && *p == a.process && *s == a.subject)
+    /// A cache whose size is reported (`audit_table_entries{table="serialized_actors"}`).
+    pub(crate) fn measured() -> Self {
+        Self {
+            stat: Some(crate::telemetry::tables::TableStat::named(
+                "serialized_actors",
+            )),
+            ..Self::default()
+        }
+    }
+
+    fn holds(&self, a: &Activity) -> Option<&[u8]> {
+        let c = self.by_tid.get(&a.process.tid)?;
+        let (agent, p, s) = &c.of;
+        (*agent == a.agent && *p == a.process && *s == a.subject).then_some(&c.members[..])
+    }
+
+    fn keep(&mut self, a: &Activity, members: &[u8]) {
+        if self.by_tid.len() >= ACTOR_THREADS && !self.by_tid.contains_key(&a.process.tid) {
+            if let Some(s) = &self.stat {
+                s.evicted(self.by_tid.len());
+            }
+            self.by_tid = crate::FastMap::default();
+        }
+        let of = (a.agent.clone(), a.process.clone(), a.subject.clone());
+        match self.by_tid.entry(a.process.tid) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let c = e.get_mut();
+                c.of = of;
+                c.members.clear();
+                c.members.extend_from_slice(members);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(CachedActor {
+                    of,
+                    members: members.to_vec(),
+                });
+                if let Some(s) = &self.stat {
+                    s.set_entries(self.by_tid.len());
+                }
+            }
+        }
     }
 }
 
