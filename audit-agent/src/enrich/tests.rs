@@ -287,6 +287,29 @@ fn a_unix_connect_names_the_peer_the_kernel_connected_to() {
     let e = enricher(Duration::ZERO).enrich(ev).unwrap();
     assert_eq!(file(&e).path(), Some(&b"\0bus"[..]));
     assert_eq!(file(&e).resolved, None, "an abstract name is not resolved");
+    assert_eq!(file(&e).path_source(), Some(PathSource::Kernel));
+    assert!(
+        file(&e).object.as_ref().is_some_and(|o| o.id.is_none()),
+        "an abstract socket has no file identity"
+    );
+
+    // The kernel could not read the peer's name: the name as passed, and a record that says so.
+    let ev = connect(
+        3,
+        flags::KPATH_FAULT,
+        SockAddr::Unix(b"\0bus".to_vec()),
+        None,
+        0,
+    );
+    let e = enricher(Duration::ZERO).enrich(ev).unwrap();
+    assert_eq!(file(&e).path(), Some(&b"\0bus"[..]));
+    assert_eq!(file(&e).path_source(), Some(PathSource::Requested));
+    assert!(
+        activity(&e)
+            .resource
+            .unreadable
+            .contains(&Field::KernelPath)
+    );
 }
 
 fn in_progress(tid: u32) -> KernelEvent {

@@ -11,6 +11,11 @@
 //! workload sys-creat PATH MODE_OCTAL              creat(PATH, MODE)         (raw syscall)
 //! workload connect4 IP PORT | connect6 IP PORT | connect-unix PATH
 //! workload connect4-nonblock IP PORT
+//! workload connect-abstract NAME | connect-abstract-dgram NAME   connect a stream (datagram) unix
+//!                                                 socket to the abstract name NAME (`@NAME`);
+//!                                                 reports the peer's name `getpeername` gives
+//!                                                 (`peer_hex`: its `sun_path` bytes after the
+//!                                                 leading NUL, hex)
 //! workload setuid UID                             setgid+setuid
 //! workload move-cgroup CGROUP_DIR                 write own pid to CGROUP_DIR/cgroup.procs
 //! workload fork ...                               the child runs the remaining actions; the
@@ -362,6 +367,37 @@ fn main() {
                     let len = (std::mem::size_of::<libc::sa_family_t>() + p.len() + 1) as u32;
                     let r = libc::connect(s, (&sa as *const libc::sockaddr_un).cast(), len);
                     report("connect-unix", r.into(), &format!(",\"fd\":{s}"));
+                    i += 1;
+                }
+                "connect-abstract" | "connect-abstract-dgram" => {
+                    let ty = if cmd.ends_with("dgram") {
+                        libc::SOCK_DGRAM
+                    } else {
+                        libc::SOCK_STREAM
+                    };
+                    let s = libc::socket(libc::AF_UNIX, ty, 0);
+                    let mut sa: libc::sockaddr_un = std::mem::zeroed();
+                    sa.sun_family = libc::AF_UNIX as u16;
+                    let p = arg(1).as_bytes();
+                    for (d, s) in sa.sun_path[1..].iter_mut().zip(p) {
+                        *d = *s as libc::c_char;
+                    }
+                    // No trailing NUL: an abstract name is exactly `addrlen` bytes.
+                    let len = (std::mem::size_of::<libc::sa_family_t>() + 1 + p.len()) as u32;
+                    let r = libc::connect(s, (&sa as *const libc::sockaddr_un).cast(), len);
+                    let mut peer: libc::sockaddr_un = std::mem::zeroed();
+                    let mut plen = std::mem::size_of::<libc::sockaddr_un>() as u32;
+                    libc::getpeername(s, (&mut peer as *mut libc::sockaddr_un).cast(), &mut plen);
+                    let name = plen.saturating_sub(3) as usize;
+                    let hex: String = peer.sun_path[1..1 + name.min(107)]
+                        .iter()
+                        .map(|b| format!("{:02x}", *b as u8))
+                        .collect();
+                    report(
+                        &cmd,
+                        r.into(),
+                        &format!(",\"fd\":{s},\"peer_hex\":\"{hex}\""),
+                    );
                     i += 1;
                 }
                 "setuid" => {
