@@ -301,6 +301,17 @@ pub mod file_flags {
     pub const DETACHED: u16 = 1 << 2;
     /// The facts are valid (a file was found and read).
     pub const VALID: u16 = 1 << 3;
+    /// The inode belongs to a stacked filesystem (overlayfs): the file the kernel reads and writes
+    /// is another one, below it (`ActionCommon::real`).
+    pub const STACKED: u16 = 1 << 8;
+    /// The walk went up the dentries to the root of the file's filesystem, across no mount (a
+    /// layer of an overlay is reached through a private mount no namespace shows): the path is
+    /// relative to that filesystem's root.
+    pub const FS_ROOT: u16 = 1 << 9;
+    /// The real file of a stacked one is in the overlay's upper (writable) layer; else a lower one.
+    pub const UPPER: u16 = 1 << 10;
+    /// The real file of a stacked one was copied up from a lower file (`ActionCommon::origin`).
+    pub const ORIGIN: u16 = 1 << 11;
 }
 
 /// What the kernel knows about a file: identity and where the walk ended.
@@ -356,6 +367,12 @@ pub struct Sections {
     pub end: u16,
     /// File change: a kernel path walk of the directory the second path was resolved from.
     pub base2: Span,
+    /// The real file under a stacked `common.file` (`ActionCommon::real`): a walk to the root of
+    /// its filesystem, leaf first.
+    pub real: Span,
+    /// The lower file an upper real file was copied up from (`ActionCommon::origin`), walked
+    /// the same way.
+    pub origin: Span,
 }
 
 /// Common prefix of every record (72 bytes).
@@ -419,6 +436,13 @@ pub struct ActionCommon {
     pub file: FileFacts,
     /// The acting image's executable (`mm->exe_file`).
     pub exe: FileFacts,
+    /// When `file` is on overlayfs ([`file_flags::STACKED`]): the file under it that the kernel
+    /// reads and writes — the upper layer's, else the topmost lower layer's ([`file_flags::UPPER`]
+    /// says which). Not valid when it could not be read.
+    pub real: FileFacts,
+    /// When `real` is in the upper layer over a lower file: that lower file, which it was copied
+    /// up from (its data, until written over).
+    pub origin: FileFacts,
 }
 
 /// Fixed part of an open record.
@@ -703,12 +727,16 @@ const fn max(a: usize, b: usize) -> usize {
 }
 
 /// Size of the variable area of a pending slot: room for every section of the largest record at
-/// its maximum size, so a section never lacks room. The worst cases: a script exec (argv at
-/// entry and from the image, the requested path, the exe announcement, the interpreter's walk,
-/// the interpreter string, the script's base directory) and a rename (two requested paths, two
-/// base directories, the exe announcement). Each section is written at the running end, bounded
-/// by the verifier checks in `audit-ebpf/src/pending.rs`.
-pub const VAR_SIZE: usize = 2 * ARGV_MAX_BYTES + 2 * PATH_MAX + 3 * WALK_MAX + INTERP_MAX + 512;
+/// its maximum size, so a section never lacks room — but one. The worst cases: a script exec (argv
+/// at entry and from the image, the requested path, the exe announcement, the interpreter's walk
+/// and that of the real file under it when it is on an overlay, the interpreter string, the
+/// script's base directory) and a rename (two requested paths, two base directories, the exe
+/// announcement). Each section is written at the running end, bounded by the verifier checks in
+/// `audit-ebpf/src/pending.rs`. The one that can lack room: the walk of an overlay file's origin
+/// after every other section took its maximum (the per-CPU slot template cannot exceed 32 KiB);
+/// the real file's facts then still say an origin exists ([`file_flags::ORIGIN`]), and user space
+/// that it could not be read.
+pub const VAR_SIZE: usize = 2 * ARGV_MAX_BYTES + 2 * PATH_MAX + 4 * WALK_MAX + INTERP_MAX + 512;
 
 /// The variable area starts here in every action body (after the largest fixed part, rounded),
 /// so sections are located the same way whatever the kind.
@@ -730,4 +758,6 @@ pub const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
 const _: () = assert!(HEADER_LEN == 72);
 const _: () = assert!(PENDING_BODY_LEN < u16::MAX as usize);
+// The slot template is a per-CPU array value: at most 32 KiB (`PCPU_MIN_UNIT_SIZE`).
+const _: () = assert!(core::mem::size_of::<PendingEvent>() <= 32 * 1024);
 const _: () = assert!(core::mem::size_of::<FileFacts>() == 24);

@@ -160,6 +160,18 @@ offsets! {
     inode_mode,
     inode_nlink,
     sb_dev,
+    /// `super_block.s_magic` (overlayfs' files are told by it).
+    sb_magic,
+    /// overlayfs: `ovl_inode.vfs_inode` (the inode it embeds), `.__upperdentry`, `.oe`;
+    /// `ovl_entry.__numlower`, `.__lowerstack` (an array of `ovl_path`), `ovl_path.dentry`.
+    /// [`ABSENT`] when the kernel's BTF has no overlayfs (not built, or a module): files under an
+    /// overlay are then named by the overlay alone.
+    ovl_inode_vfs,
+    ovl_inode_upper,
+    ovl_inode_oe,
+    ovl_entry_numlower,
+    ovl_entry_lowerstack,
+    ovl_path_dentry,
     /// `vfsmount.mnt_root`; `mount.mnt` (the embedded vfsmount), `.mnt_parent`,
     /// `.mnt_mountpoint`, `.mnt_id`, `.mnt_ns`; `mnt_namespace.ns` + `ns_common.inum`.
     vfsmount_root,

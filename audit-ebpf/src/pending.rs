@@ -391,7 +391,11 @@ pub fn emit(ev: &mut PendingEvent) {
     let len = HEADER_LEN + body_len;
     let tgid = ev.header.pid;
     let used = ring_used();
-    if !fits(used, len as u64, &common(ev).file) {
+    let c = common(ev);
+    if !fits(used, len as u64, &c.file)
+        && !fits(used, len as u64, &c.real)
+        && !fits(used, len as u64, &c.origin)
+    {
         count(|c| c.ringbuf_full[kind] += 1);
         count_drop(tgid, false);
         ev.header.kind = 0;
@@ -427,9 +431,12 @@ pub fn ring_has_room(used: u64, len: u64) -> bool {
 /// so a flood of ordinary records cannot push those out.
 #[inline(always)]
 fn fits(used: u64, len: u64, file: &FileFacts) -> bool {
-    if ring_has_room(used, len) {
-        return true;
-    }
+    ring_has_room(used, len) || is_protected(file)
+}
+
+/// Whether `file` is one a protected set names (`PROTECTED_FILES`, by device and inode).
+#[inline(always)]
+pub fn is_protected(file: &FileFacts) -> bool {
     let key = FileKey {
         dev: file.dev,
         _pad: 0,
@@ -658,7 +665,8 @@ pub fn base_of(ev: &mut PendingEvent, dirfd: i32, in_root: bool, which: Which) {
     }
 }
 
-/// For a returned fd: the facts and kernel path of the file behind it.
+/// For a returned fd: the facts and kernel path of the file behind it (and of the real file
+/// under it, on an overlay).
 #[inline(always)]
 pub fn fd_section(ev: &mut PendingEvent, fd: i64) {
     let mut facts = FileFacts::default();
@@ -669,6 +677,58 @@ pub fn fd_section(ev: &mut PendingEvent, fd: i64) {
     };
     common(ev).file = facts;
     walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
+    real_section(ev, path.1);
+}
+
+/// When `common.file` (reached through `dentry`) is on overlayfs: the file under it
+/// (`common.real`; [`file_flags::UPPER`] when in the upper layer) and the lower file an upper one
+/// was copied up from (`common.origin`), each with its path from the root of its filesystem.
+/// Left unset when it cannot be read: user space then says the real file is unreadable.
+#[inline(always)]
+pub fn real_section(ev: &mut PendingEvent, dentry: *const u8) {
+    if common(ev).file.flags & file_flags::STACKED == 0 {
+        return;
+    }
+    let Ok((real, upper, origin)) = vfs::real_dentry(dentry) else {
+        count(|c| c.walk_fault += 1);
+        return;
+    };
+    let mut extra = if upper { file_flags::UPPER } else { 0 };
+    if !origin.is_null() {
+        extra |= file_flags::ORIGIN;
+    }
+    fs_walk_section(ev, real, extra, |c| &mut c.real, |c| &mut c.sections.real);
+    if !origin.is_null() {
+        fs_walk_section(ev, origin, 0, |c| &mut c.origin, |c| &mut c.sections.origin);
+    }
+}
+
+/// The facts of the file at `dentry` (with `extra` flags) and its path from the root of its
+/// filesystem, into `facts_of` and a new section `span`; nothing when either cannot be read.
+#[inline(always)]
+fn fs_walk_section(
+    ev: &mut PendingEvent,
+    dentry: *const u8,
+    extra: u16,
+    facts_of: fn(&mut ActionCommon) -> &mut FileFacts,
+    span: fn(&mut ActionCommon) -> &mut Span,
+) {
+    let mut facts = FileFacts::default();
+    if vfs::dentry_facts(dentry, &mut facts).is_err() {
+        count(|c| c.walk_fault += 1);
+        return;
+    }
+    let Some((sec, dst)) = Section::start(ev, WALK_MAX) else {
+        return;
+    };
+    match vfs::walk_fs(dentry, dst, &mut facts) {
+        Ok(len) => {
+            facts.flags |= extra;
+            *facts_of(common(ev)) = facts;
+            sec.commit(ev, span, len);
+        }
+        Err(_) => count(|c| c.walk_fault += 1),
+    }
 }
 
 /// The current thread's id.

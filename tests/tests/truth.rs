@@ -226,6 +226,167 @@ fn a_bind_mount_of_a_protected_directory_is_protected_by_inode() {
     assert_denied_as_secret(r, true);
 }
 
+/// `dev` as records write it (`major:minor`) and the inode of `p`, as the host sees it.
+fn identity(p: &Path) -> (String, u64) {
+    let m = std::fs::metadata(p).unwrap();
+    (
+        format!("{}:{}", libc::major(m.dev()), libc::minor(m.dev())),
+        m.ino(),
+    )
+}
+
+/// `real` names the file `p` in `layer`, as the host sees it.
+fn assert_names_layer_file(real: &Value, p: &Path, layer: &str) {
+    let (dev, ino) = identity(p);
+    assert_eq!(real["path"], s(p), "{real:#}");
+    assert_eq!(real["path_root"], "host", "{real:#}");
+    assert_eq!(real["layer"], layer, "{real:#}");
+    assert_eq!(real["dev"], dev, "{real:#}");
+    assert_eq!(real["ino"], ino, "{real:#}");
+}
+
+/// The record's file is on an overlay over the real file `p` in `layer`.
+fn assert_real_file(r: &Value, p: &Path, layer: &str) {
+    assert_eq!(r["resource"]["file"]["flags"], json!(["stacked"]), "{r:#}");
+    assert_names_layer_file(&r["resource"]["file"]["real"], p, layer);
+}
+
+#[test]
+fn a_file_under_an_overlay_is_named_and_protected_by_the_real_file() {
+    let cg = TestCgroup::new("truth-overlay");
+    let dir = Scratch::new("truth-overlay");
+    let layer = |n: &str| {
+        let d = dir.path(n);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let (lower, upper, work, merged) = (
+        layer("lower"),
+        layer("upper"),
+        layer("work"),
+        layer("merged"),
+    );
+    std::fs::write(lower.join("secret"), "s3cr3t").unwrap();
+    std::fs::write(lower.join("notes"), "n").unwrap();
+    std::fs::copy(
+        std::fs::canonicalize("/bin/true").unwrap(),
+        lower.join("tool"),
+    )
+    .unwrap();
+    // The protected sets name the real files; the agent reaches them only through its own
+    // overlay, mounted in a mount namespace of its own.
+    let agent = Agent::watch_config(
+        &cg,
+        &dir,
+        &deny_policy(
+            &[s(&lower.join("secret")), format!("{}/notes", s(&lower))],
+            &[s(&lower.join("tool"))],
+            "",
+        ),
+    );
+    let report = cg.workload([
+        "unshare-mount",
+        "mount-overlay",
+        &s(&lower),
+        &s(&upper),
+        &s(&work),
+        &s(&merged),
+        "open",
+        &s(&merged.join("secret")),
+        // O_WRONLY | O_APPEND: copied up into the upper layer before the open returns.
+        "open-flags",
+        &s(&merged.join("notes")),
+        "2001",
+        "0",
+        "exec",
+        &s(&merged.join("tool")),
+    ]);
+    let records = agent.stop();
+    assert_eq!(report[1]["ret"], 0, "mount: {report:?}");
+
+    // Each open names the overlay file the process got (its truth) and the file under it.
+    let read = open_of(&records, &report[2]);
+    assert_names_the_opened_file(read, &report[2]);
+    assert_real_file(read, &lower.join("secret"), "lower");
+    assert_denied_as_secret(read, false);
+    // Written: the kernel copied the protected file up into the upper layer — another file — and
+    // opened that; the record names both, and the protected origin decides.
+    let written = open_of(&records, &report[3]);
+    assert_names_the_opened_file(written, &report[3]);
+    assert_real_file(written, &upper.join("notes"), "upper");
+    assert_ne!(
+        identity(&upper.join("notes")),
+        identity(&lower.join("notes"))
+    );
+    assert_names_layer_file(
+        &written["resource"]["file"]["real"]["origin"],
+        &lower.join("notes"),
+        "lower",
+    );
+    assert_denied_as_secret(written, false);
+
+    // The exec names the overlay's file and the real one, which the exec set protects.
+    let e = last_exec(&records, &report[4]);
+    assert_eq!(e["resource"]["path"], s(&merged.join("tool")), "{e:#}");
+    assert_real_file(e, &lower.join("tool"), "lower");
+    assert_denied_as_secret(e, false);
+}
+
+#[test]
+fn a_layer_the_host_does_not_mount_is_named_from_its_filesystems_root() {
+    let cg = TestCgroup::new("truth-overlay-hidden");
+    let dir = Scratch::new("truth-overlay-hidden");
+    let layer = |n: &str| {
+        let d = dir.path(n);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let (hidden, upper, work, merged) = (
+        layer("hidden"),
+        layer("upper"),
+        layer("work"),
+        layer("merged"),
+    );
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
+    // The lower layer lies on a tmpfs mounted only in the workload's own mount namespace.
+    let report = cg.workload([
+        "unshare-mount",
+        "mount-tmpfs",
+        &s(&hidden),
+        "mkdir",
+        &s(&hidden.join("low")),
+        // O_WRONLY | O_CREAT: the file, and its identity as fstat gives it.
+        "open-flags",
+        &s(&hidden.join("low/file")),
+        "101",
+        "600",
+        "mount-overlay",
+        &s(&hidden.join("low")),
+        &s(&upper),
+        &s(&work),
+        &s(&merged),
+        "open",
+        &s(&merged.join("file")),
+    ]);
+    let records = agent.stop();
+    assert!(
+        report[..5].iter().all(|r| r["ret"].as_i64() >= Some(0)),
+        "{report:?}"
+    );
+
+    let r = open_of(&records, &report[5]);
+    // The overlay file the process got (stat(2) reports a per-layer device of overlayfs' making
+    // for it, not the overlay's own: `dev` is not compared).
+    assert_eq!(r["resource"]["path"], report[5]["truth"], "{r:#}");
+    assert_eq!(r["resource"]["file"]["ino"], report[5]["ino"], "{r:#}");
+    let real = &r["resource"]["file"]["real"];
+    assert_eq!(real["path"], "/low/file", "{r:#}");
+    assert_eq!(real["path_root"], "filesystem", "{r:#}");
+    assert_eq!(real["layer"], "lower", "{r:#}");
+    assert_eq!(real["dev"], report[3]["dev"], "{r:#}");
+    assert_eq!(real["ino"], report[3]["ino"], "{r:#}");
+}
+
 #[test]
 fn chroot_and_resolve_in_root_are_named_by_the_real_path() {
     let cg = TestCgroup::new("truth-chroot");

@@ -762,16 +762,40 @@ pub(crate) fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Off
         tracing::warn!(error = %e, "32-bit system calls cannot be read on this kernel; not recorded");
         o.task_ts_status = ABSENT;
     }
+    if let Err(e) = overlay_offsets(btf, &mut o) {
+        tracing::warn!(
+            error = %e,
+            "the files under an overlayfs file cannot be read on this kernel; such files are \
+             named by the overlay alone"
+        );
+        o.ovl_inode_vfs = ABSENT;
+    }
     Ok(o)
+}
+
+/// The offset of `st.member` from kernel BTF, checked to fit the programs' u16 fields.
+fn member_offset(btf: &Btf, st: &str, member: &str) -> anyhow::Result<u16> {
+    let off = btf.member_offset(st, member)?;
+    u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
+}
+
+/// Offsets of overlayfs' inode and lower stack, to name the real file under an overlay file.
+/// Optional: the kernel's BTF lacks them when overlayfs is not built in.
+fn overlay_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
+    let m = |st: &str, member: &str| member_offset(btf, st, member);
+    o.ovl_inode_vfs = m("ovl_inode", "vfs_inode")?;
+    o.ovl_inode_upper = m("ovl_inode", "__upperdentry")?;
+    o.ovl_inode_oe = m("ovl_inode", "oe")?;
+    o.ovl_entry_numlower = m("ovl_entry", "__numlower")?;
+    o.ovl_entry_lowerstack = m("ovl_entry", "__lowerstack")?;
+    o.ovl_path_dentry = m("ovl_path", "dentry")?;
+    Ok(())
 }
 
 /// Offsets for 32-bit system calls: `TS_COMPAT`'s word and the ia32 argument registers. Only
 /// x86 has them (elsewhere compat calls are not recorded, and startup says so).
 fn compat_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
-    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
-        let off = btf.member_offset(st, member)?;
-        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
-    };
+    let m = |st: &str, member: &str| member_offset(btf, st, member);
     o.task_ts_status = m("task_struct", "thread_info.status")?;
     o.regs_bx = m("pt_regs", "bx")?;
     o.regs_cx = m("pt_regs", "cx")?;
@@ -786,10 +810,7 @@ fn compat_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
 /// structures at its start). Optional: a kernel without io_uring, or with other structures,
 /// records no io_uring requests and says so.
 fn uring_offsets(tracefs: &TraceFs, btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
-    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
-        let off = btf.member_offset(st, member)?;
-        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
-    };
+    let m = |st: &str, member: &str| member_offset(btf, st, member);
     let f = tracefs.format("io_uring", "io_uring_submit_req")?;
     o.uring_submit_req = f.offset("req")?;
     o.uring_submit_user_data = f.offset("user_data")?;
@@ -946,10 +967,7 @@ fn syscall_args_offset(tracefs: &TraceFs) -> anyhow::Result<u16> {
 
 /// Kernel struct member offsets (from BTF), each checked to fit the programs' u16 fields.
 fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
-    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
-        let off = btf.member_offset(st, member)?;
-        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
-    };
+    let m = |st: &str, member: &str| member_offset(btf, st, member);
     o.task_real_parent = m("task_struct", "real_parent")?;
     o.task_exit_code = m("task_struct", "exit_code")?;
     o.task_signal = m("task_struct", "signal")?;
@@ -984,6 +1002,7 @@ fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
     o.inode_mode = m("inode", "i_mode")?;
     o.inode_nlink = m("inode", "__i_nlink")?;
     o.sb_dev = m("super_block", "s_dev")?;
+    o.sb_magic = m("super_block", "s_magic")?;
     o.vfsmount_root = m("vfsmount", "mnt_root")?;
     o.mount_mnt = m("mount", "mnt")?;
     o.mount_parent = m("mount", "mnt_parent")?;

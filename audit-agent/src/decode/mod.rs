@@ -52,6 +52,18 @@ pub(crate) struct KernelPath {
     /// are missing) or ended on an internal mount (`memfd:x`).
     pub(crate) path: Vec<u8>,
     pub(crate) facts: FileFacts,
+    /// For a file on overlayfs (`file_flags::STACKED`): what lies under it; `None` when it could
+    /// not be read.
+    pub(crate) under: Option<Box<Under>>,
+}
+
+/// The files under an overlayfs file, each walked to the root of its filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Under {
+    /// The file the kernel reads and writes.
+    pub(crate) real: KernelPath,
+    /// For an upper file, the lower file it was copied up from.
+    pub(crate) origin: Option<KernelPath>,
 }
 
 /// The acting image's executable, when the kernel could read it.
@@ -312,7 +324,22 @@ fn kernel_path(body: &[u8], s: Span, facts: FileFacts) -> Option<KernelPath> {
     (facts.flags & file_flags::VALID != 0 || !walk.is_empty()).then(|| KernelPath {
         path: walk_to_path(walk, &facts),
         facts,
+        under: None,
     })
+}
+
+/// The walk of the object acted on, with the files under it when it is on overlayfs.
+fn object_path(body: &[u8], c: &ActionCommon) -> Option<KernelPath> {
+    let mut k = kernel_path(body, c.sections.kpath, c.file)?;
+    if c.file.flags & file_flags::STACKED != 0 && c.real.flags & file_flags::VALID != 0 {
+        k.under = kernel_path(body, c.sections.real, c.real).map(|real| {
+            Box::new(Under {
+                real,
+                origin: kernel_path(body, c.sections.origin, c.origin),
+            })
+        });
+    }
+    Some(k)
 }
 
 /// The sections of an action body.
@@ -329,7 +356,7 @@ fn sections(h: &EventHeader, body: &[u8], c: &ActionCommon) -> Sections {
     let has_exe = h.flags & flags::EXE_FAULT == 0 && c.exe.flags & file_flags::VALID != 0;
     Sections {
         requested: text(s.requested),
-        kpath: kernel_path(body, s.kpath, c.file),
+        kpath: object_path(body, c),
         base: (h.flags & flags::BASE_WALKED != 0).then(|| {
             walk_to_path(
                 span(body, s.base).unwrap_or_default(),

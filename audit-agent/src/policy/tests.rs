@@ -3,7 +3,10 @@
 use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use super::*;
-use crate::event::{Detail, FileId, FileRef, HostSource, Interpreter, KernelFile, Requested};
+use crate::event::{
+    Detail, FileId, FileRef, HostSource, Interpreter, KernelFile, RealFile, RealRoot, Requested,
+    Stacked,
+};
 
 const POLICY: &str = r#"
 default_decision = "review"
@@ -458,6 +461,88 @@ fn a_hardlink_to_a_protected_file_is_protected_by_inode() {
     );
     let e = p.evaluate("x", Action::Open, &resource(direct), &index);
     assert!(e.protected_by_inode.is_empty() && !e.verdict.by_inode);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `k` on an overlay, over the real file `real` (named from the host's root or a filesystem's).
+fn over(mut k: KernelFile, real: &str, root: RealRoot, id: FileId) -> KernelFile {
+    k.stacked = Some(Stacked::Real(Box::new(RealFile {
+        path: real.as_bytes().to_vec(),
+        root,
+        id,
+        upper: false,
+        deleted: false,
+        cut: false,
+        origin: None,
+    })));
+    k
+}
+
+#[test]
+fn a_file_on_an_overlay_is_protected_by_the_real_file_under_it() {
+    let overlay = FileId {
+        dev_major: 0,
+        dev_minor: 41,
+        ino: 9,
+        ..FileId::default()
+    };
+    // The overlay's path names nothing protected; the host's path of the file under it does.
+    let e = judge(
+        &policy(),
+        "coder",
+        Action::Open,
+        opened(
+            "/merged/shadow",
+            over(
+                kernel("/merged/shadow", Some(overlay)),
+                "/etc/shadow",
+                RealRoot::Host,
+                FileId::default(),
+            ),
+        ),
+    );
+    assert_eq!(names(&e.protected), ["secrets"]);
+    assert_eq!(e.verdict.decision, Decision::Deny);
+
+    // A path from the root of a filesystem the host does not show names no policy path.
+    let e = judge(
+        &policy(),
+        "coder",
+        Action::Open,
+        opened(
+            "/merged/shadow",
+            over(
+                kernel("/merged/shadow", Some(overlay)),
+                "/etc/shadow",
+                RealRoot::Filesystem,
+                FileId::default(),
+            ),
+        ),
+    );
+    assert!(e.protected.is_empty());
+
+    // By identity: the real file is the protected one, whatever its path.
+    let dir = scratch("overlay");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    let p = compile(&format!(
+        "[[protected]]\nname = \"keys\"\nfiles = [\"{}\"]\n\
+         [[rules]]\nid = \"no-keys\"\nagents = [\"*\"]\nprotected = [\"keys\"]\ndecision = \"deny\"\n",
+        secret.display()
+    ));
+    let index = InodeIndex::build(&p, Path::new("/"));
+    let target = opened(
+        "/merged/secret",
+        over(
+            kernel("/merged/secret", Some(overlay)),
+            "/lower/secret",
+            RealRoot::Filesystem,
+            id_of(&secret),
+        ),
+    );
+    let e = p.evaluate("x", Action::Open, &resource(target), &index);
+    assert_eq!(names(&e.protected_by_inode), ["keys"]);
+    assert_eq!(e.verdict.decision, Decision::Deny);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -44,6 +44,8 @@
 //! workload dup2-over PATH FD                      open PATH, dup2 it over FD
 //! workload unshare-mount                          private mount namespace
 //! workload bind SRC DST                           bind-mount SRC on DST
+//! workload mount-overlay LOWER UPPER WORK DIR      mount an overlay of UPPER on LOWER on DIR
+//! workload mount-tmpfs DIR                        mount a new tmpfs on DIR
 //! workload fexecve PATH [ARGS...]                 execveat(open(PATH), "", AT_EMPTY_PATH)
 //! workload memfd-exec PATH [ARGS...]              copy PATH into a memfd, execute the memfd
 //! workload netns-blackhole                        own network namespace: lo up, 10.0.0.0/8
@@ -289,7 +291,7 @@ fn main() {
                     let flags = parse_octal(Some(arg(2)), 0);
                     let mode = parse_octal(Some(arg(3)), 0);
                     let fd = libc::openat(libc::AT_FDCWD, c(arg(1)).as_ptr(), flags as i32, mode);
-                    report("open-flags", fd.into(), "");
+                    report("open-flags", fd.into(), &fd_truth(fd.into()));
                     i += 3;
                 }
                 "openat" => {
@@ -609,6 +611,35 @@ fn main() {
                     );
                     report("bind", r.into(), "");
                     i += 2;
+                }
+                "mount-overlay" => {
+                    let opts = format!(
+                        "lowerdir={},upperdir={},workdir={}",
+                        text(1),
+                        text(2),
+                        text(3)
+                    );
+                    let opts = CString::new(opts).expect("options");
+                    let r = libc::mount(
+                        c"overlay".as_ptr(),
+                        c(arg(4)).as_ptr(),
+                        c"overlay".as_ptr(),
+                        0,
+                        opts.as_ptr().cast(),
+                    );
+                    report("mount-overlay", r.into(), "");
+                    i += 4;
+                }
+                "mount-tmpfs" => {
+                    let r = libc::mount(
+                        c"tmpfs".as_ptr(),
+                        c(arg(1)).as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    );
+                    report("mount-tmpfs", r.into(), "");
+                    i += 1;
                 }
                 "fexecve" | "memfd-exec" => {
                     let src = c(arg(1));

@@ -19,14 +19,14 @@ use crate::{
     escape::Escaped,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Detail, ExitStatus, Field, FileId,
-        FileRef, Ia32Call, Interpreter, KernelFile, PassedAddr, PathSource, Requested, Resource,
-        Target, UringRef,
+        FileRef, Ia32Call, Interpreter, KernelFile, PassedAddr, PathSource, RealFile, RealRoot,
+        Requested, Resource, Stacked, Target, UringRef,
     },
     linux,
 };
 
 /// `resource.file`: the kernel's identity of the file acted on, as written (no allocation).
-pub(super) struct FileOut {
+pub(super) struct FileOut<'a> {
     /// `major:minor`.
     dev: Option<Short>,
     ino: Option<u64>,
@@ -36,9 +36,82 @@ pub(super) struct FileOut {
     /// Permission bits, octal.
     mode: Option<Short>,
     flags: Vec<&'static str>,
+    /// `file.real`: the file under an overlay file.
+    real: Option<RealOut<'a>>,
 }
 
-impl FileOut {
+/// `resource.file.real`: the real file under an overlayfs file (and `real.origin`, the lower
+/// file an upper one was copied up from).
+pub(super) struct RealOut<'a> {
+    path: Bytes<'a>,
+    path_root: &'static str,
+    layer: &'static str,
+    id: IdOut,
+    flags: Vec<&'static str>,
+    origin: Option<Box<RealOut<'a>>>,
+}
+
+impl<'a> RealOut<'a> {
+    fn of(r: &'a RealFile) -> Self {
+        Self {
+            path: Bytes(&r.path),
+            path_root: match r.root {
+                RealRoot::Host => "host",
+                RealRoot::Filesystem => "filesystem",
+            },
+            layer: if r.upper { "upper" } else { "lower" },
+            id: IdOut::of(&r.id),
+            flags: flag_names([(r.deleted, "deleted"), (r.cut, "path_cut")]),
+            origin: r.origin.as_deref().map(|o| Box::new(Self::of(o))),
+        }
+    }
+
+    fn write(&self, o: &mut Object<'_>) {
+        o.bytes("path", self.path.0);
+        o.str("path_root", self.path_root);
+        o.str("layer", self.layer);
+        o.str("dev", self.id.dev.as_str());
+        o.u64("ino", self.id.ino);
+        if let Some(k) = self.id.kind {
+            o.str("type", k);
+        }
+        o.str("mode", self.id.mode.as_str());
+        if !self.flags.is_empty() {
+            o.strings("flags", &self.flags);
+        }
+        if let Some(origin) = &self.origin {
+            let mut obj = o.object("origin");
+            origin.write(&mut obj);
+            obj.close();
+        }
+    }
+}
+
+/// A file's device, inode, type and permission bits.
+struct IdOut {
+    /// `major:minor`.
+    dev: Short,
+    ino: u64,
+    kind: Option<&'static str>,
+    /// Permission bits, octal.
+    mode: Short,
+}
+
+impl IdOut {
+    fn of(id: &FileId) -> Self {
+        Self {
+            dev: Short::new(format_args!("{}:{}", id.dev_major, id.dev_minor)),
+            ino: id.ino,
+            kind: FILE_TYPES
+                .iter()
+                .find(|(t, _)| id.mode & 0o170000 == *t)
+                .map(|(_, n)| *n),
+            mode: Short::new(format_args!("{:04o}", id.mode & 0o7777)),
+        }
+    }
+}
+
+impl FileOut<'_> {
     fn write(&self, o: &mut Object<'_>) {
         if let Some(d) = &self.dev {
             o.str("dev", d.as_str());
@@ -61,6 +134,11 @@ impl FileOut {
         if !self.flags.is_empty() {
             o.strings("flags", &self.flags);
         }
+        if let Some(r) = &self.real {
+            let mut real = o.object("real");
+            r.write(&mut real);
+            real.close();
+        }
     }
 }
 
@@ -81,6 +159,39 @@ pub(super) struct FileIn {
     mode: Option<String>,
     #[serde(default)]
     flags: Vec<String>,
+    #[serde(default)]
+    real: Option<Box<RealIn>>,
+}
+
+/// `resource.file.real` (and its `origin`) as read back.
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct RealIn {
+    path: String,
+    #[serde(default)]
+    path_root: Option<String>,
+    #[serde(default)]
+    layer: Option<String>,
+    #[serde(default)]
+    origin: Option<Box<RealIn>>,
+    #[serde(flatten)]
+    id: FileIn,
+}
+
+impl RealIn {
+    fn file(&self) -> RealFile {
+        RealFile {
+            path: bytes(&self.path),
+            root: match self.path_root.as_deref() {
+                Some("host") => RealRoot::Host,
+                _ => RealRoot::Filesystem,
+            },
+            id: id_in(&self.id).unwrap_or_default(),
+            upper: self.layer.as_deref() == Some("upper"),
+            deleted: self.id.flags.iter().any(|x| x == "deleted"),
+            cut: self.id.flags.iter().any(|x| x == "path_cut"),
+            origin: self.origin.as_deref().map(|o| Box::new(o.file())),
+        }
+    }
 }
 
 /// Short text formatted on the stack (a device number, a mode), serialized as a string.
@@ -129,17 +240,22 @@ const FILE_TYPES: [(u16, &str); 7] = [
     (0o060000, "block_device"),
 ];
 
-fn file_out(k: &KernelFile) -> FileOut {
-    let mut flags = Vec::new();
-    for (set, name) in [
+/// The names of the flags that are set.
+fn flag_names<const N: usize>(flags: [(bool, &'static str); N]) -> Vec<&'static str> {
+    flags
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+}
+
+fn file_out(k: &KernelFile) -> FileOut<'_> {
+    let flags = flag_names([
         (k.deleted, "deleted"),
         (k.detached, "detached"),
         (k.cut, "path_cut"),
-    ] {
-        if set {
-            flags.push(name);
-        }
-    }
+        (k.stacked.is_some(), "stacked"),
+    ]);
+    let real = k.real().map(RealOut::of);
     let Some(id) = k.id else {
         return FileOut {
             dev: None,
@@ -149,28 +265,30 @@ fn file_out(k: &KernelFile) -> FileOut {
             kind: None,
             mode: None,
             flags,
+            real,
         };
     };
+    let IdOut {
+        dev,
+        ino,
+        kind,
+        mode,
+    } = IdOut::of(&id);
     FileOut {
-        dev: Some(Short::new(format_args!(
-            "{}:{}",
-            id.dev_major, id.dev_minor
-        ))),
-        ino: Some(id.ino),
+        dev: Some(dev),
+        ino: Some(ino),
         mount_id: Some(id.mount_id),
         mount_ns: id.mount_ns,
-        kind: FILE_TYPES
-            .iter()
-            .find(|(t, _)| id.mode & 0o170000 == *t)
-            .map(|(_, n)| *n),
-        mode: Some(Short::new(format_args!("{:04o}", id.mode & 0o7777))),
+        kind,
+        mode: Some(mode),
         flags,
+        real,
     }
 }
 
-fn file_in(path: Vec<u8>, f: &FileIn) -> KernelFile {
-    let has = |n: &str| f.flags.iter().any(|x| x == n);
-    let id = f.ino.map(|ino| {
+/// A file's identity as stored (`dev`, `ino`, `type`, `mode`; mount when given).
+fn id_in(f: &FileIn) -> Option<FileId> {
+    f.ino.map(|ino| {
         let (major, minor) = f
             .dev
             .as_deref()
@@ -195,20 +313,28 @@ fn file_in(path: Vec<u8>, f: &FileIn) -> KernelFile {
             mount_ns: f.mount_ns,
             mode: kind | perms,
         }
-    });
+    })
+}
+
+fn file_in(path: Vec<u8>, f: &FileIn) -> KernelFile {
+    let has = |n: &str| f.flags.iter().any(|x| x == n);
     KernelFile {
         path,
-        id,
+        id: id_in(f),
         deleted: has("deleted"),
         detached: has("detached"),
         cut: has("path_cut"),
+        stacked: has("stacked").then(|| match &f.real {
+            Some(r) => Stacked::Real(Box::new(r.file())),
+            None => Stacked::Unreadable,
+        }),
     }
 }
 
 pub(super) struct InterpreterOut<'a> {
     shebang: Bytes<'a>,
     path: Option<Bytes<'a>>,
-    file: Option<FileOut>,
+    file: Option<FileOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -228,7 +354,7 @@ pub(super) struct ResourceOut<'a> {
     requested_path: Option<Bytes<'a>>,
     /// Where the requested path was read, when not the process's memory at entry.
     requested_path_read: Option<&'static str>,
-    file: Option<FileOut>,
+    file: Option<FileOut<'a>>,
     interpreter: Option<InterpreterOut<'a>>,
     argv: Option<Option<Vec<Bytes<'a>>>>,
     argv_source: Option<&'static str>,
@@ -1038,6 +1164,11 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
     })
 }
 
+/// A `0x`-prefixed hexadecimal number as stored.
+fn hex_in(a: Option<&str>) -> Option<u64> {
+    u64::from_str_radix(a?.strip_prefix("0x")?, 16).ok()
+}
+
 /// A stored access record's details.
 fn access_in(r: &ResourceIn<'_>) -> Result<Access, ReadError> {
     let kind = match r.access.as_deref() {
@@ -1047,11 +1178,7 @@ fn access_in(r: &ResourceIn<'_>) -> Result<Access, ReadError> {
                 .as_deref()
                 .and_then(linux::ptrace_request_number)
                 .ok_or(ReadError::Field("resource.ptrace_request"))?,
-            addr: r
-                .addr
-                .as_deref()
-                .and_then(|a| u64::from_str_radix(a.strip_prefix("0x")?, 16).ok())
-                .ok_or(ReadError::Field("resource.addr"))?,
+            addr: hex_in(r.addr.as_deref()).ok_or(ReadError::Field("resource.addr"))?,
         },
         Some("vm_read") => AccessKind::VmRead,
         Some("vm_write") => AccessKind::VmWrite,
@@ -1211,6 +1338,7 @@ mod tests {
             kind: Some("file"),
             mode: Some(Short::new(format_args!("{:04o}", 0o644))),
             flags: vec!["deleted"],
+            real: None,
         };
         ResourceOut {
             path: Some(None),

@@ -7,7 +7,8 @@ use super::*;
 use crate::{
     event::{
         Change, ChangeFlags, Completion, ExitStatus, Field, FileId, FileRef, Ia32Call, Interpreter,
-        KernelFile, PassedAddr, Requested, Resource, Target, UNATTRIBUTED,
+        KernelFile, PassedAddr, RealFile, RealRoot, Requested, Resource, Stacked, Target,
+        UNATTRIBUTED,
     },
     time::from_nanos,
 };
@@ -98,6 +99,23 @@ fn kernel_file(path: &[u8]) -> KernelFile {
         deleted: false,
         detached: false,
         cut: false,
+        stacked: None,
+    }
+}
+
+impl Target {
+    /// The file, on an overlay: `real` is the file under it (`None`: unreadable).
+    fn with_stacked(mut self, real: Option<RealFile>) -> Self {
+        if let Target::File(FileRef {
+            object: Some(k), ..
+        }) = &mut self
+        {
+            k.stacked = Some(match real {
+                Some(r) => Stacked::Real(Box::new(r)),
+                None => Stacked::Unreadable,
+            });
+        }
+        self
     }
 }
 
@@ -174,6 +192,47 @@ fn every_kind_of_open_reads_back_as_written() {
                 ..kernel_file(b"")
             }),
         }),
+        opened(None, b"/merged/secret", Requested::AtEntry).with_stacked(Some(RealFile {
+            path: b"/srv/lower/secr\xffet".to_vec(),
+            root: RealRoot::Host,
+            id: FileId {
+                mount_id: 0,
+                mount_ns: None,
+                ..kernel_file(b"").id.unwrap()
+            },
+            upper: false,
+            deleted: false,
+            cut: false,
+            origin: None,
+        })),
+        opened(None, b"/merged/new", Requested::AtEntry).with_stacked(Some(RealFile {
+            path: b"/layers/upper/new".to_vec(),
+            root: RealRoot::Filesystem,
+            id: FileId {
+                ino: 77,
+                mount_id: 0,
+                mount_ns: None,
+                ..kernel_file(b"").id.unwrap()
+            },
+            upper: true,
+            deleted: true,
+            cut: false,
+            origin: Some(Box::new(RealFile {
+                path: b"/layers/lower/new".to_vec(),
+                root: RealRoot::Host,
+                id: FileId {
+                    ino: 78,
+                    mount_id: 0,
+                    mount_ns: None,
+                    ..kernel_file(b"").id.unwrap()
+                },
+                upper: false,
+                deleted: false,
+                cut: true,
+                origin: None,
+            })),
+        })),
+        opened(None, b"/merged/x", Requested::AtEntry).with_stacked(None),
     ] {
         let mut e = activity(Action::Open, "openat", target, open.clone());
         if let Some(a) = e.activity_mut()
