@@ -72,6 +72,10 @@ pub enum EventKind {
     /// Payload a watched socket sent or received: DNS, the first bytes of a TCP connection
     /// (`crate::net::PacketBody`).
     Packet = 16,
+    /// A file mapped executable (mmap, mprotect with `PROT_EXEC`) by an image the kernel started
+    /// without an ELF interpreter — the dynamic loader run as a program — or a protected file
+    /// mapped executable by any image ([`MapExecBody`]).
+    MapExec = 24,
 }
 
 impl EventKind {
@@ -97,6 +101,7 @@ impl EventKind {
             14 => Self::UringSetup,
             15 => Self::Compat,
             16 => Self::Packet,
+            24 => Self::MapExec,
             _ => return None,
         })
     }
@@ -150,6 +155,9 @@ pub enum Syscall {
     IoUring = 38,
     /// A 32-bit system call (`int 0x80`, ia32 `sysenter`/`syscall`); its number is in the record.
     Compat = 39,
+    /// mmap, mprotect (executable mappings). Numbers below 256, not necessarily contiguous.
+    Mmap = 64,
+    Mprotect = 65,
 }
 
 impl Syscall {
@@ -195,6 +203,8 @@ impl Syscall {
             37 => Self::Sendmmsg,
             38 => Self::IoUring,
             39 => Self::Compat,
+            64 => Self::Mmap,
+            65 => Self::Mprotect,
             _ => return None,
         })
     }
@@ -241,6 +251,8 @@ impl Syscall {
             Self::Sendmmsg => "sendmmsg",
             Self::IoUring => "io_uring",
             Self::Compat => "ia32",
+            Self::Mmap => "mmap",
+            Self::Mprotect => "mprotect",
         }
     }
 }
@@ -567,6 +579,28 @@ pub struct CompatBody {
     pub cookie: u64,
 }
 
+/// Fixed part of an executable-mapping record: the call's arguments, and the mapping the kernel
+/// made (`vma->vm_file` is `common.file`, walked in `kpath`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MapExecBody {
+    pub common: ActionCommon,
+    /// The address passed (mmap: a hint, or where `MAP_FIXED` puts it; mprotect: the start).
+    pub addr: u64,
+    pub len: u64,
+    /// `PROT_*` and (mmap) `MAP_*` as passed.
+    pub prot: u32,
+    pub flags: u32,
+    /// mmap: the fd passed; mprotect: -1.
+    pub fd: i32,
+    /// 1 when the image runs without an ELF interpreter (`AT_BASE` 0 in the kernel's auxiliary
+    /// vector: it was exec'd as the loader itself, or is static).
+    pub no_interp: u32,
+    /// The mapping found at the call's address: its start and end (`vm_start`, `vm_end`).
+    pub vm_start: u64,
+    pub vm_end: u64,
+}
+
 /// Body of an io_uring creation record: `header` is the creating task, `retval` the ring fd.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -714,7 +748,10 @@ pub const FIXED_MAX: usize = max(
                     core::mem::size_of::<AccessBody>(),
                     max(
                         core::mem::size_of::<UringBody>(),
-                        core::mem::size_of::<UringDoneBody>(),
+                        max(
+                            core::mem::size_of::<UringDoneBody>(),
+                            core::mem::size_of::<MapExecBody>(),
+                        ),
                     ),
                 ),
             ),

@@ -181,10 +181,16 @@ offsets! {
     mount_id,
     mount_ns,
     mnt_ns_inum,
-    /// `mm_struct.exe_file`, `.arg_start`, `.arg_end`.
+    /// `mm_struct.exe_file`, `.arg_start`, `.arg_end`, `.saved_auxv`.
     mm_exe_file,
     mm_arg_start,
     mm_arg_end,
+    mm_saved_auxv,
+    /// `vm_area_struct.vm_start`, `.vm_end`, `.vm_flags`, `.vm_file`.
+    vma_start,
+    vma_end,
+    vma_flags,
+    vma_file,
     /// `linux_binprm.file`, `.filename`, `.interp`.
     bprm_file,
     bprm_filename,

@@ -68,6 +68,9 @@ empty!(
     sys_enter_symlinkat,
     sys_enter_mkdir,
     sys_enter_mkdirat,
+    sys_enter_mmap,
+    sys_enter_mprotect,
+    sys_exit_maps,
 );
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]

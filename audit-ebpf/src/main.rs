@@ -4,7 +4,8 @@
 //! openat2, open, creat), `connect.rs` (connect, and the cgroup `connect4/6` programs that see
 //! the kernel's copy of the address), `sock.rs` (the final state of non-blocking connects),
 //! `files.rs` (file changes without an open: unlink, rename, truncate, chmod, chown, link,
-//! symlink, mkdir, rmdir) and `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
+//! symlink, mkdir, rmdir), `mmap.rs` (files mapped executable: what the dynamic loader run as a
+//! program maps) and `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
 //! cgroup program) that calls a `try_*` function returning `Result`.
 //!
 //! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
@@ -27,6 +28,7 @@ mod files;
 mod filter;
 mod lifecycle;
 mod maps;
+mod mmap;
 mod offsets;
 mod open;
 mod packet;

@@ -122,6 +122,8 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
             ("mkdirat", false),
         ],
     ),
+    // Files mapped executable (audit-ebpf/src/mmap.rs).
+    ("sys_exit_maps", &[("mmap", false), ("mprotect", false)]),
 ];
 
 /// Other tracepoint programs: (program name, category, tracepoint, required).
@@ -1013,6 +1015,11 @@ fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
     o.mm_exe_file = m("mm_struct", "exe_file")?;
     o.mm_arg_start = m("mm_struct", "arg_start")?;
     o.mm_arg_end = m("mm_struct", "arg_end")?;
+    o.mm_saved_auxv = m("mm_struct", "saved_auxv")?;
+    o.vma_start = m("vm_area_struct", "vm_start")?;
+    o.vma_end = m("vm_area_struct", "vm_end")?;
+    o.vma_flags = m("vm_area_struct", "vm_flags")?;
+    o.vma_file = m("vm_area_struct", "vm_file")?;
     o.bprm_file = m("linux_binprm", "file")?;
     o.bprm_filename = m("linux_binprm", "filename")?;
     o.bprm_interp = m("linux_binprm", "interp")?;

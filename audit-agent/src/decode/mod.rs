@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use audit_common::event::{
     AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, CompatBody, ConnectBody, ConnectOutcome,
     EventHeader, EventKind, ExecBody, ExitBody, FileBody, FileFacts, ForkBody, HEADER_LEN,
-    KernelAddr, OpenBody, SignalBody, Span, Syscall, UringBody, UringDoneBody, UringSetupBody,
-    VAR_OFFSET, file_flags, flags,
+    KernelAddr, MapExecBody, OpenBody, SignalBody, Span, Syscall, UringBody, UringDoneBody,
+    UringSetupBody, VAR_OFFSET, file_flags, flags,
 };
 use audit_common::net::{self, PacketBody};
 use thiserror::Error;
@@ -205,6 +205,20 @@ pub(crate) enum Body {
         args: [u64; 6],
         kernel: Option<(IpAddr, u16)>,
         cookie: Option<u64>,
+        sections: Sections,
+    },
+    /// A file mapped executable (mmap, mprotect): the call's arguments, the mapping made.
+    MapExec {
+        syscall: Syscall,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        flags: u32,
+        fd: i32,
+        /// The image runs without an ELF interpreter (the loader itself, or a static program).
+        no_interp: bool,
+        /// The mapping's range (`vm_start`, `vm_end`).
+        mapped: (u64, u64),
         sections: Sections,
     },
     /// A watched process signalled the agent.
@@ -511,6 +525,20 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 sections: sections(h, body, &f.common),
             }
         }
+        EventKind::MapExec => {
+            let f: MapExecBody = read(body, 0).ok_or_else(|| short(size_of::<MapExecBody>()))?;
+            Body::MapExec {
+                syscall,
+                addr: f.addr,
+                len: f.len,
+                prot: f.prot,
+                flags: f.flags,
+                fd: f.fd,
+                no_interp: f.no_interp != 0,
+                mapped: (f.vm_start, f.vm_end),
+                sections: sections(h, body, &f.common),
+            }
+        }
         EventKind::File => {
             let f: FileBody = read(body, 0).ok_or_else(|| short(size_of::<FileBody>()))?;
             Body::File {
@@ -563,7 +591,8 @@ pub(crate) fn decode_parts(
         | EventKind::Send
         | EventKind::Uring
         | EventKind::UringDone
-        | EventKind::Compat => decode_action(h, kind, body)?,
+        | EventKind::Compat
+        | EventKind::MapExec => decode_action(h, kind, body)?,
         EventKind::UringSetup => {
             let f: UringSetupBody =
                 read(body, 0).ok_or_else(|| short(size_of::<UringSetupBody>()))?;
@@ -646,6 +675,7 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         k if k == EventKind::UringSetup as usize => Action::UringSetup.name(),
         k if k == EventKind::Packet as usize => "network.payload",
         k if k == EventKind::Exit as usize => Action::Exit.name(),
+        k if k == EventKind::MapExec as usize => Action::MapExec.name(),
         _ => "process.lifecycle",
     }
 }

@@ -264,6 +264,7 @@ impl Enricher {
             KernelBody::Access { .. } => Action::Access,
             KernelBody::UringSetup { .. } => Action::UringSetup,
             KernelBody::Compat { .. } => Action::CompatSyscall,
+            KernelBody::MapExec { .. } => Action::MapExec,
             KernelBody::UringDone { req, res, sections } => {
                 let opened = sections.kpath.as_ref().map(kernel_file);
                 self.urings.done(*req, *res, opened);
@@ -422,7 +423,8 @@ fn exe_of(b: &KernelBody) -> Exe {
         | KernelBody::File { sections, .. }
         | KernelBody::Access { sections, .. }
         | KernelBody::Uring { sections, .. }
-        | KernelBody::Compat { sections, .. } => sections.exe.clone(),
+        | KernelBody::Compat { sections, .. }
+        | KernelBody::MapExec { sections, .. } => sections.exe.clone(),
         _ => Exe::default(),
     }
 }
@@ -433,7 +435,8 @@ fn syscall_name(b: &KernelBody) -> &'static str {
         | KernelBody::Open { syscall, .. }
         | KernelBody::Connect { syscall, .. }
         | KernelBody::File { syscall, .. }
-        | KernelBody::Access { syscall, .. } => syscall.name(),
+        | KernelBody::Access { syscall, .. }
+        | KernelBody::MapExec { syscall, .. } => syscall.name(),
         KernelBody::Uring { .. } | KernelBody::UringSetup { .. } => "io_uring",
         KernelBody::Exit { .. } => crate::linux::EXIT_SYSCALL,
         _ => "unknown",

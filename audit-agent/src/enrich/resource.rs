@@ -10,8 +10,8 @@ use crate::{
     escape::until_nul,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Destination, Detail, ExitStatus, Field,
-        FileId, FileRef, Interpreter, KernelFile, PassedAddr, RealFile, RealRoot, Requested,
-        Resource, Stacked, Target, UringRef,
+        FileId, FileRef, Interpreter, KernelFile, MapExec, PassedAddr, RealFile, RealRoot,
+        Requested, Resource, Stacked, Target, UringRef,
     },
     linux::SockAddr,
 };
@@ -152,7 +152,8 @@ fn origin_lost(ev: &KernelEvent) -> bool {
         | Body::Open { sections, .. }
         | Body::File { sections, .. }
         | Body::Access { sections, .. }
-        | Body::Compat { sections, .. } => sections,
+        | Body::Compat { sections, .. }
+        | Body::MapExec { sections, .. } => sections,
         _ => return false,
     };
     sections
@@ -214,6 +215,25 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             },
         ),
         Body::Access { .. } => access(ev)?,
+        Body::MapExec {
+            syscall,
+            prot,
+            flags,
+            fd,
+            no_interp,
+            mapped: (start, end),
+            sections,
+            ..
+        } => (
+            Target::File(file_ref(ev, sections)),
+            Detail::MapExec(MapExec {
+                prot: *prot,
+                mmap: (*syscall == Syscall::Mmap).then_some((*flags, *fd)),
+                start: *start,
+                len: end.saturating_sub(*start),
+                loader: *no_interp,
+            }),
+        ),
         Body::Signal {
             sig,
             target_pid,

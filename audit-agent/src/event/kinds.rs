@@ -84,6 +84,10 @@ named_enum! {
         /// What an agent runtime said a tool call did (a hook payload, an OTLP span), or a
         /// payload refused as no claim.
         Claim = "agent.claim",
+        /// A file mapped executable by an image that runs without an ELF interpreter (the
+        /// dynamic loader run as a program maps the program it runs: no exec names it), or a
+        /// protected file mapped executable by any image.
+        MapExec = "process.map_exec",
     }
 }
 
@@ -109,6 +113,7 @@ impl Action {
                 | Self::Tls
                 | Self::Http
                 | Self::Claim
+                | Self::MapExec
         )
     }
 

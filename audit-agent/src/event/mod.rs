@@ -560,6 +560,21 @@ pub(crate) struct Completion {
     pub(crate) waited: std::time::Duration,
 }
 
+/// An executable mapping: what the call asked for and what the kernel mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapExec {
+    /// `PROT_*` as passed.
+    pub(crate) prot: u32,
+    /// mmap: its `MAP_*` flags and the fd passed; `None` for mprotect.
+    pub(crate) mmap: Option<(u32, i32)>,
+    /// The mapping's start address and length, as the kernel made it.
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    /// The image runs without an ELF interpreter (`AT_BASE` 0): the dynamic loader exec'd as a
+    /// program, or a static program — it maps the programs it runs itself.
+    pub(crate) loader: bool,
+}
+
 /// An exec's interpreter, for a `#!` script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Interpreter {
@@ -618,6 +633,8 @@ pub(crate) enum Detail {
     },
     /// A 32-bit system call recorded as itself (`Resource::ia32` has its number and arguments).
     Compat,
+    /// A file mapped executable (the target is the file the kernel mapped).
+    MapExec(MapExec),
     /// A DNS query and its answer (the target is the resolver).
     Dns(Box<DnsLookup>),
     /// A TLS ClientHello (the target is the server's address).

@@ -39,7 +39,8 @@ impl ProtectedSet {
     fn names(&self, action: Action, r: &Resource) -> bool {
         match (action, &r.target) {
             (Action::Open, Target::File(_)) => self.files.matches_any(r.paths()),
-            (Action::Exec, Target::File(_)) => self.exec.matches_any(r.paths()),
+            // Mapping a file executable runs its code as an exec would.
+            (Action::Exec | Action::MapExec, Target::File(_)) => self.exec.matches_any(r.paths()),
             (a, Target::Inet(ip, port)) if a.is_network() => {
                 self.network.iter().any(|n| n.contains(*ip, Some(*port)))
                     || self.names_host(a, r, *port)
@@ -78,7 +79,7 @@ fn inode_sets<'a>(
 ) -> impl Iterator<Item = usize> + 'a {
     r.file_ids()
         .flat_map(move |id| match action {
-            Action::Exec => index.exec_sets(id),
+            Action::Exec | Action::MapExec => index.exec_sets(id),
             _ => index.file_sets(id),
         })
         .copied()

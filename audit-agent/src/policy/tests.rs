@@ -4,8 +4,8 @@ use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use super::*;
 use crate::event::{
-    Detail, FileId, FileRef, HostSource, Interpreter, KernelFile, RealFile, RealRoot, Requested,
-    Stacked,
+    Detail, FileId, FileRef, HostSource, Interpreter, KernelFile, MapExec, RealFile, RealRoot,
+    Requested, Stacked,
 };
 
 const POLICY: &str = r#"
@@ -407,6 +407,21 @@ fn a_scripts_interpreter_is_judged_as_executed() {
     };
     let e = policy().evaluate("coder", Action::Exec, &r, &InodeIndex::default());
     assert_eq!(names(&e.protected), ["secrets"]);
+}
+
+#[test]
+fn a_file_mapped_for_execution_is_judged_as_executed() {
+    let mut r = resource(opened("/usr/bin/curl", kernel("/usr/bin/curl", None)));
+    r.detail = Detail::MapExec(MapExec {
+        prot: 0x5,
+        mmap: Some((0x12, 3)),
+        start: 0x1000,
+        len: 0x1000,
+        loader: true,
+    });
+    let e = policy().evaluate("coder", Action::MapExec, &r, &InodeIndex::default());
+    assert_eq!(names(&e.protected), ["secrets"]);
+    assert_eq!(e.verdict.decision, Decision::Deny);
 }
 
 fn id_of(p: &Path) -> FileId {

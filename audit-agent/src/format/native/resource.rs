@@ -19,8 +19,8 @@ use crate::{
     escape::Escaped,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Detail, ExitStatus, Field, FileId,
-        FileRef, Ia32Call, Interpreter, KernelFile, PassedAddr, PathSource, RealFile, RealRoot,
-        Requested, Resource, Stacked, Target, UringRef,
+        FileRef, Ia32Call, Interpreter, KernelFile, MapExec, PassedAddr, PathSource, RealFile,
+        RealRoot, Requested, Resource, Stacked, Target, UringRef,
     },
     linux,
 };
@@ -361,6 +361,8 @@ pub(super) struct ResourceOut<'a> {
     flags: Option<Vec<Cow<'static, str>>>,
     mode: Option<String>,
     resolve: Option<Vec<Cow<'static, str>>>,
+    prot: Option<Vec<Cow<'static, str>>>,
+    loader: Option<bool>,
     dirfd: Option<i32>,
     family: Option<Cow<'static, str>>,
     address: Option<Option<String>>,
@@ -463,6 +465,10 @@ impl ResourceOut<'_> {
         strings(o, "flags", &self.flags);
         text(o, "mode", self.mode.as_deref());
         strings(o, "resolve", &self.resolve);
+        strings(o, "prot", &self.prot);
+        if let Some(l) = self.loader {
+            o.bool("loader", l);
+        }
         int(o, "dirfd", self.dirfd.map(i64::from));
         text(o, "family", self.family.as_deref());
         if let Some(a) = &self.address {
@@ -700,6 +706,16 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
         }
         Detail::Exit(None) => {}
         Detail::Compat => {}
+        Detail::MapExec(m) => {
+            out.prot = Some(linux::bit_names(u64::from(m.prot), linux::PROT_FLAGS));
+            if let Some((flags, fd)) = m.mmap {
+                out.flags = Some(linux::bit_names(u64::from(flags), linux::MAP_FLAGS));
+                out.fd = Some(fd);
+            }
+            out.addr = Some(format!("{:#x}", m.start));
+            out.length = Some(m.len);
+            out.loader = Some(m.loader);
+        }
         Detail::Dns(d) => out.dns = Some(dns_out(d)),
         Detail::Tls(h) => out.tls = Some(tls_out(h)),
         Detail::Http(r) => out.http = Some(http_out(r)),
@@ -839,6 +855,10 @@ pub(crate) struct ResourceIn<'a> {
     mode: Option<String>,
     #[serde(default)]
     resolve: Option<Vec<String>>,
+    #[serde(default)]
+    prot: Option<Vec<String>>,
+    #[serde(default)]
+    loader: Option<bool>,
     #[serde(default)]
     dirfd: Option<i32>,
     #[serde(borrow, default)]
@@ -1028,12 +1048,17 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
         return Ok(Target::Call);
     }
     if !action.is_network() {
-        return Ok(Target::File(file_ref_in(
+        let mut f = file_ref_in(
             r,
             r.path.as_deref(),
             r.path_source.as_deref(),
             r.requested_path.as_deref(),
-        )));
+        );
+        if action == Action::MapExec {
+            // A mapping is named by the kernel only: the call passed no path.
+            f.requested = None;
+        }
+        return Ok(Target::File(f));
     }
     let family = r
         .family
@@ -1121,6 +1146,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
             .ok_or(ReadError::Field("resource.setup_flags"))? as u32,
         },
         Action::CompatSyscall => Detail::Compat,
+        Action::MapExec => Detail::MapExec(map_exec_in(r)?),
         Action::Signal => Detail::Signal {
             sig: r
                 .signal
@@ -1161,6 +1187,28 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 && r.family.as_deref() != Some("unix"),
             completion: None,
         },
+    })
+}
+
+/// A stored executable mapping's details (an mmap has its fd; an mprotect none).
+fn map_exec_in(r: &ResourceIn<'_>) -> Result<MapExec, ReadError> {
+    let bits = |names: Option<&[String]>, table, field| {
+        linux::bits_from_names(names.unwrap_or_default(), table)
+            .map(|b| b as u32)
+            .ok_or(ReadError::Field(field))
+    };
+    Ok(MapExec {
+        prot: bits(r.prot.as_deref(), linux::PROT_FLAGS, "resource.prot")?,
+        mmap: match r.fd {
+            Some(fd) => Some((
+                bits(r.flags.as_deref(), linux::MAP_FLAGS, "resource.flags")?,
+                fd,
+            )),
+            None => None,
+        },
+        start: hex_in(r.addr.as_deref()).ok_or(ReadError::Field("resource.addr"))?,
+        len: r.length.unwrap_or(0),
+        loader: r.loader.unwrap_or(false),
     })
 }
 
@@ -1356,6 +1404,8 @@ mod tests {
             flags: Some(vec!["O_RDONLY".into()]),
             mode: Some("0644".into()),
             resolve: Some(vec!["RESOLVE_NO_SYMLINKS".into()]),
+            prot: Some(vec!["PROT_READ".into(), "PROT_EXEC".into()]),
+            loader: Some(true),
             dirfd: Some(-100),
             family: Some("inet".into()),
             address: Some(None),
@@ -1422,7 +1472,8 @@ mod tests {
                 r#""file":{"dev":"254:1","ino":7,"mount_id":27,"mount_ns":4026531832,"type":"file","mode":"0644","flags":["deleted"]},"#,
                 r##""interpreter":{"shebang":"#!/bin/sh","path":"/bin/sh","file":{"dev":"254:1","ino":7,"mount_id":27,"mount_ns":4026531832,"type":"file","mode":"0644","flags":["deleted"]}},"##,
                 r#""argv":["sh","-\\xff"],"argv_source":"kernel","flags":["O_RDONLY"],"mode":"0644","#,
-                r#""resolve":["RESOLVE_NO_SYMLINKS"],"dirfd":-100,"family":"inet","address":null,"port":443,"#,
+                r#""resolve":["RESOLVE_NO_SYMLINKS"],"prot":["PROT_READ","PROT_EXEC"],"loader":true,"#,
+                r#""dirfd":-100,"family":"inet","address":null,"port":443,"#,
                 r#""address_source":"kernel","requested_address":"10.0.0.1","exec_id":"b4-1-2","#,
                 r#""new_path":"/new","new_path_source":"resolved","requested_new_path":"new","#,
                 r#""symlink_content":"target","owner":{"uid":0,"gid":null},"length":18446744073709551615,"#,

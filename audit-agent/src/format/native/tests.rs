@@ -7,7 +7,7 @@ use super::*;
 use crate::{
     event::{
         Change, ChangeFlags, Completion, ExitStatus, Field, FileId, FileRef, Ia32Call, Interpreter,
-        KernelFile, PassedAddr, RealFile, RealRoot, Requested, Resource, Stacked, Target,
+        KernelFile, MapExec, PassedAddr, RealFile, RealRoot, Requested, Resource, Stacked, Target,
         UNATTRIBUTED,
     },
     time::from_nanos,
@@ -323,6 +323,32 @@ fn every_kind_of_connect_reads_back_as_written() {
         (Target::OtherAddress { family: 17 }, connect(None, false)),
     ] {
         round_trip(&activity(Action::Connect, "connect", target, detail));
+    }
+}
+
+#[test]
+fn executable_mappings_read_back_as_written() {
+    for (syscall, mmap, loader) in [
+        ("mmap", Some((0x02 | 0x10 | 0x800, 3)), true),
+        ("mprotect", None, false),
+    ] {
+        let detail = Detail::MapExec(MapExec {
+            prot: 0x1 | 0x4,
+            mmap,
+            start: 0x7f00_dead_0000,
+            len: 20480,
+            loader,
+        });
+        let e = activity(
+            Action::MapExec,
+            syscall,
+            opened(None, b"/usr/bin/cat", Requested::AtEntry),
+            detail,
+        );
+        round_trip(&e);
+        let l = line(&e);
+        assert!(l.contains(r#""prot":["PROT_READ","PROT_EXEC"]"#), "{l}");
+        assert!(l.contains(r#""addr":"0x7f00dead0000""#), "{l}");
     }
 }
 
