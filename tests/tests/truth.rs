@@ -584,6 +584,127 @@ fn an_exec_through_a_symlink_is_named_by_the_loaded_file() {
     assert_eq!(e["policy"]["decision"], "deny");
 }
 
+/// The `process.map_exec` records of a thread, in sequence order.
+fn mappings<'a>(records: &'a [Value], rep: &Value) -> Vec<&'a Value> {
+    by_tid(records, &rep["tid"], "process.map_exec")
+}
+
+/// The x86_64 dynamic loader, as the ABI names it (a symlink into the C library's directory).
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+#[test]
+fn a_protected_program_run_by_the_dynamic_loader_is_judged_as_executed() {
+    let cg = TestCgroup::new("truth-loader-cat");
+    let dir = Scratch::new("truth-loader-cat");
+    let input = dir.path("input");
+    std::fs::write(&input, "x").unwrap();
+    let cat = Path::new("/usr/bin/cat");
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[s(cat)], ""));
+    // `ld.so /usr/bin/cat FILE`: cat runs, and no exec names it.
+    let report = cg.workload(["exec", LOADER, &s(cat), &s(&input)]);
+    let records = agent.stop();
+
+    let exec = last_exec(&records, &report[0]);
+    let loader = std::fs::canonicalize(LOADER).unwrap();
+    assert_eq!(exec["resource"]["path"], s(&loader), "{exec:#}");
+    // The program the loader mapped, by the kernel's mapping: cat's device and inode.
+    let first = *mappings(&records, &report[0])
+        .first()
+        .unwrap_or_else(|| panic!("no mapping among {records:#?}"));
+    let (dev, ino) = identity(cat);
+    assert_eq!(first["resource"]["path"], s(cat), "{first:#}");
+    assert_eq!(first["resource"]["file"]["dev"], dev, "{first:#}");
+    assert_eq!(first["resource"]["file"]["ino"], ino, "{first:#}");
+    assert_eq!(first["resource"]["loader"], true, "{first:#}");
+    // The exec set on /usr/bin/cat matches it, with its verdict.
+    assert_denied_as_secret(first, false);
+}
+
+#[test]
+fn a_program_the_dynamic_loader_runs_is_named_by_the_kernels_mapping_of_it() {
+    let cg = TestCgroup::new("truth-loader");
+    let dir = Scratch::new("truth-loader");
+    // The program: a copy of the workload, so that it can list its own mappings.
+    let program = dir.path("tool");
+    std::fs::copy(workload_bin(), &program).unwrap();
+    let loader = std::fs::canonicalize(LOADER).unwrap();
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[s(&program)], ""));
+    // No exec names the program: the kernel execs the loader, which maps the program itself.
+    let report = cg.workload(["exec", &s(&loader), &s(&program), "report-maps"]);
+    let records = agent.stop();
+    let maps = &report[1];
+    assert_eq!(maps["action"], "report-maps", "{report:?}");
+
+    let exec = last_exec(&records, &report[0]);
+    assert_eq!(exec["resource"]["path"], s(&loader), "{exec:#}");
+    assert!(
+        exec.get("protected").is_none_or(|p| p == &json!([])),
+        "{exec:#}"
+    );
+
+    // The first file the loader mapped executable is the program: the mapping the kernel lists
+    // for it (start address, device, inode), and its path; the exec set protects it.
+    let m = mappings(&records, maps);
+    let first = m
+        .first()
+        .unwrap_or_else(|| panic!("no mapping among {records:#?}"));
+    let (dev, ino) = identity(&program);
+    let truth = maps["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["ino"] == ino)
+        .unwrap_or_else(|| panic!("the program is not mapped executable: {maps}"));
+    assert_eq!(first["resource"]["path"], s(&program), "{first:#}");
+    assert_eq!(first["resource"]["path_source"], "kernel", "{first:#}");
+    assert_eq!(first["resource"]["file"]["ino"], ino, "{first:#}");
+    assert_eq!(first["resource"]["file"]["dev"], dev, "{first:#}");
+    assert_eq!(first["resource"]["addr"], truth["start"], "{first:#}");
+    assert_eq!(first["resource"]["loader"], true, "{first:#}");
+    assert_eq!(first["syscall"], "mmap", "{first:#}");
+    assert_eq!(first["process"]["exe"], s(&loader), "{first:#}");
+    assert_denied_as_secret(first, false);
+    // The libraries it maps next are the loader's doing too, and on record.
+    assert!(m.len() > 1, "{m:#?}");
+}
+
+#[test]
+fn a_protected_file_mapped_executable_by_any_program_is_recorded() {
+    let cg = TestCgroup::new("truth-map-exec");
+    let dir = Scratch::new("truth-map-exec");
+    let (protected, other) = (dir.path("protected.so"), dir.path("other.so"));
+    for f in [&protected, &other] {
+        std::fs::write(f, vec![0u8; 4096]).unwrap();
+    }
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[s(&protected)], ""));
+    let report = cg.workload([
+        "mmap-exec",
+        &s(&protected),
+        "mmap-exec",
+        &s(&other),
+        "mprotect-exec",
+        &s(&protected),
+    ]);
+    let records = agent.stop();
+    assert!(report.iter().all(|r| r["ret"] == 0), "{report:?}");
+
+    // An ordinary program's executable mappings are its libraries' (not recorded), unless the
+    // file is protected: mapped executable directly, or made executable later.
+    let m = mappings(&records, &report[0]);
+    assert_eq!(m.len(), 2, "{m:#?}");
+    for (r, (rep, syscall)) in m
+        .iter()
+        .zip([(&report[0], "mmap"), (&report[2], "mprotect")])
+    {
+        assert_eq!(r["syscall"], syscall, "{r:#}");
+        assert_eq!(r["resource"]["path"], rep["truth"], "{r:#}");
+        assert_eq!(r["resource"]["file"]["ino"], rep["ino"], "{r:#}");
+        assert_eq!(r["resource"]["addr"], rep["addr"], "{r:#}");
+        assert_eq!(r["resource"]["loader"], false, "{r:#}");
+        assert_denied_as_secret(r, false);
+    }
+}
+
 #[test]
 fn a_relative_unix_socket_is_named_by_the_socket_the_kernel_connected_to() {
     let cg = TestCgroup::new("truth-unix");

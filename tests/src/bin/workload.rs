@@ -32,6 +32,12 @@
 //! workload sleep MS
 //! workload block-open FIFO                        open a FIFO for reading (blocks)
 //! workload exec PATH [ARGS...]                    execve(PATH, [PATH, ARGS...]) (last action)
+//! workload report-maps                            report this process's executable file
+//!                                                 mappings as the kernel lists them
+//!                                                 (`/proc/self/maps`: start, dev, ino, path)
+//! workload mmap-exec PATH | mprotect-exec PATH    map PATH's first page PROT_READ|PROT_EXEC
+//!                                                 (mprotect-exec: PROT_READ, then mprotect to
+//!                                                 add PROT_EXEC); reports the address (`addr`)
 //!
 //! Actions that try to make the record lie; each reports its own ground truth (`truth`: what
 //! `/proc/self/fd/N` names, `ino`/`dev` from `fstat`, `so_error` from `getsockopt`):
@@ -991,6 +997,44 @@ fn main() {
                         libc::gettid()
                     );
                     i += 3;
+                }
+                "report-maps" => {
+                    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+                    let exec: Vec<String> = maps
+                        .lines()
+                        .filter_map(|l| {
+                            let f: Vec<&str> = l.split_whitespace().collect();
+                            let (range, perms, dev, ino) = (f[0], f[1], f[3], f[4]);
+                            (perms.contains('x') && ino != "0").then(|| {
+                                let start = range.split('-').next().unwrap_or("");
+                                let path = serde_json::to_string(f.get(5).unwrap_or(&""))
+                                    .expect("json");
+                                format!(
+                                    "{{\"start\":\"0x{start}\",\"dev\":\"{dev}\",\"ino\":{ino},\"path\":{path}}}"
+                                )
+                            })
+                        })
+                        .collect();
+                    report("report-maps", 0, &format!(",\"maps\":[{}]", exec.join(",")));
+                }
+                "mmap-exec" | "mprotect-exec" => {
+                    let fd = libc::open(c(arg(1)).as_ptr(), libc::O_RDONLY);
+                    let first = if cmd == "mmap-exec" {
+                        libc::PROT_READ | libc::PROT_EXEC
+                    } else {
+                        libc::PROT_READ
+                    };
+                    let p = libc::mmap(std::ptr::null_mut(), 4096, first, libc::MAP_PRIVATE, fd, 0);
+                    let mut r = if p == libc::MAP_FAILED { -1 } else { 0 };
+                    if r == 0 && cmd == "mprotect-exec" {
+                        r = libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC);
+                    }
+                    report(
+                        &cmd,
+                        r.into(),
+                        &format!(",\"addr\":\"{:#x}\"{}", p as usize, fd_truth(fd.into())),
+                    );
+                    i += 1;
                 }
                 "sleep" => {
                     std::thread::sleep(std::time::Duration::from_millis(
