@@ -47,7 +47,12 @@ pub(crate) enum Command {
     /// Validate a configuration file without loading anything into the kernel.
     CheckConfig {
         /// The configuration file.
-        file: PathBuf,
+        #[arg(required_unless_present = "builtin")]
+        file: Option<PathBuf>,
+        /// Print the embedded default configuration (`run --builtin-config`, and the policy of
+        /// `trace` without `--config`) and check it.
+        #[arg(long, conflicts_with = "file")]
+        builtin: bool,
     },
     /// Create an Ed25519 key for signing manifests ([export] signing_key); prints the public key.
     Keygen {
@@ -108,7 +113,8 @@ pub(crate) struct ClaimArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct TraceArgs {
-    /// Configuration: policy rules and protected sets apply; what is watched is only the command.
+    /// Configuration: policy rules and protected sets apply; what is watched is only the command
+    /// [default: the built-in policy, see `check-config --builtin`].
     #[arg(long, short, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Attribute the records to this agent id [default: trace:<command name>].
@@ -160,6 +166,10 @@ pub(crate) struct QueryArgs {
     /// *.githubusercontent.com:443, **.github.com (repeatable).
     #[arg(long, value_name = "PATTERN")]
     pub(crate) host: Vec<String>,
+    /// Only the record with this id (`STREAM-SEQ`, as reconcile and report findings name
+    /// records; repeatable).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Vec<String>,
     /// Only this decision: allow, deny, review (repeatable).
     #[arg(long, value_name = "D")]
     pub(crate) decision: Vec<String>,

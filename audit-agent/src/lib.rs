@@ -17,6 +17,7 @@ mod cli;
 mod commands;
 mod config;
 mod decode;
+mod digest;
 mod enrich;
 mod escape;
 mod event;
@@ -92,7 +93,9 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Report(args) => commands::report::run(args).await,
         Command::Reconcile(args) => commands::reconcile::run(args).await.map(|()| true),
         Command::Claim(args) => commands::claim::run(&args).await.map(|()| true),
-        Command::CheckConfig { file } => commands::check_config::run(&file).map(|()| true),
+        Command::CheckConfig { file, builtin } => {
+            commands::check_config::run(file.as_deref(), builtin).map(|()| true)
+        }
         Command::Keygen { file } => commands::keygen::run(&file).map(|()| true),
         Command::BenchFloor => {
             let stop = commands::shutdown_signal();

@@ -38,6 +38,8 @@ pub(crate) struct Filter {
     pub(crate) until: Option<Timestamp>,
     resources: Option<Resources>,
     hosts: Vec<HostPattern>,
+    /// Record ids (`STREAM-SEQ`).
+    ids: Vec<String>,
 }
 
 /// The command line's filters, before checking.
@@ -49,6 +51,8 @@ pub(crate) struct FilterArgs {
     pub(crate) resources: Vec<String>,
     /// Host name patterns (`--host`).
     pub(crate) hosts: Vec<String>,
+    /// Record ids (`--id`).
+    pub(crate) ids: Vec<String>,
     pub(crate) decisions: Vec<String>,
     pub(crate) protected: Option<Option<String>>,
     pub(crate) outcome: Option<String>,
@@ -111,6 +115,7 @@ impl Filter {
             until: a.until,
             resources,
             hosts,
+            ids: a.ids,
         })
     }
 
@@ -122,6 +127,7 @@ impl Filter {
             || self.outcome.is_some()
             || self.resources.is_some()
             || !self.hosts.is_empty()
+            || !self.ids.is_empty()
     }
 
     /// Whether `[from, to)` can hold matching records.
@@ -138,6 +144,10 @@ impl Filter {
         };
         if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t > u) {
             return false;
+        }
+        if !self.ids.is_empty() {
+            // Exactly the records asked for, gaps included.
+            return self.ids.iter().any(|id| *id == r.id);
         }
         if r.action == Action::GAP {
             // A gap can hide any agent's activity: shown unless record-level filters exclude it.
@@ -201,6 +211,8 @@ impl Filter {
 /// Just the fields filters need, borrowed from the line (much cheaper than a whole event).
 #[derive(Deserialize)]
 struct Light<'a> {
+    #[serde(borrow)]
+    id: &'a str,
     #[serde(borrow)]
     time: &'a str,
     seq: u64,

@@ -1,5 +1,11 @@
-//! The summary `trace` prints at the end: what a command touched, whether any of it was
-//! protected or denied, what failed.
+//! The summary `trace` prints at the end, in the order a responder asks: what was protected, what
+//! was denied or flagged, what went to the network, what was changed; then what ran, what was
+//! read, what failed, and the counts.
+//!
+//! It describes what the command did, so two kinds of records are folded (the records themselves
+//! keep every one): the kernel's `SIGCHLD` to the tracer when the command ends (the tracer's, not
+//! the command's), and the probes of a PATH search (`execvp` trying each directory: one attempt,
+//! shown with the exec that followed).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -9,54 +15,234 @@ use std::{
 };
 
 use crate::{
-    event::{Action, Decision, Event, Observer, Outcome, Timestamp},
-    format::{native::errno_name, resource_text, short_time},
+    event::{Action, Activity, Decision, Detail, Event, Observer, Outcome, Target, Timestamp},
+    format::{failure_text, native::errno_name, resource_text, short_time},
 };
 
 /// Most individual records listed per section (the counts stay exact).
 const SHOW: usize = 50;
 
+/// Errors after which `execvp` and shells try the next PATH directory.
+const PATH_PROBE_ERRNOS: [i32; 3] = [libc::ENOENT, libc::ENOTDIR, libc::EACCES];
+
+/// Lines of one section: the first [`SHOW`] of them, and how many there were.
+#[derive(Debug, Default, Clone)]
+struct Listed {
+    lines: Vec<String>,
+    total: u64,
+}
+
+impl Listed {
+    fn push(&mut self, line: impl FnOnce() -> String) {
+        self.total += 1;
+        if self.lines.len() < SHOW {
+            self.lines.push(line());
+        }
+    }
+}
+
+/// Distinct lines with how often each was seen, in first-seen order.
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    lines: Vec<(String, u64)>,
+    index: BTreeMap<String, usize>,
+}
+
+impl Tally {
+    fn add(&mut self, line: String, n: u64) {
+        match self.index.get(&line) {
+            Some(&i) => self.lines[i].1 += n,
+            None => {
+                self.index.insert(line.clone(), self.lines.len());
+                self.lines.push((line, n));
+            }
+        }
+    }
+}
+
+/// Failed execs of one thread that may be the probes of a PATH search: same program name, each
+/// failing with an errno after which the search goes on.
+#[derive(Debug, Clone)]
+struct Probes {
+    name: String,
+    first: String,
+    errno: i32,
+    count: u64,
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Summary {
-    /// action -> outcome -> count
-    pub(crate) counts: BTreeMap<String, BTreeMap<String, u64>>,
-    pub(crate) protected: Vec<String>,
-    pub(crate) verdicts: Vec<String>,
-    /// Distinct failures (action, resource, errno) in first-seen order, with counts.
-    pub(crate) failed: Vec<(String, u64)>,
-    failed_index: BTreeMap<String, usize>,
-    pub(crate) failed_by_errno: BTreeMap<String, u64>,
-    pub(crate) executables: BTreeSet<String>,
-    pub(crate) files: BTreeSet<String>,
-    pub(crate) destinations: BTreeSet<String>,
-    pub(crate) lost: u64,
-    pub(crate) denies: u64,
-    pub(crate) reviews: u64,
-    pub(crate) protected_count: u64,
-    pub(crate) failed_count: u64,
+    /// The tracer's process: signals records name it as their target.
+    tracer: u32,
+    /// action -> outcome -> count (a PATH search counts once).
+    counts: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
+    records: u64,
+    folded_probes: u64,
+    folded_sigchld: u64,
+    /// The trace's claims socket: hooks connecting to it are no destination of the command.
+    claims_socket: Option<String>,
+    folded_claim_connects: u64,
+    protected: Listed,
+    verdicts: Listed,
+    denies: u64,
+    reviews: u64,
+    /// Network destinations: "action resource" -> outcome -> count.
+    network: BTreeMap<String, BTreeMap<String, u64>>,
+    changes: Tally,
+    /// Executables run, with the PATH probes that preceded them.
+    executables: BTreeMap<String, u64>,
+    files_read: BTreeSet<String>,
+    failed: Tally,
+    failed_by_errno: BTreeMap<String, u64>,
+    failed_count: u64,
+    /// Failed execs per thread not yet known to be a PATH search's probes.
+    probing: BTreeMap<u32, Probes>,
+    lost: u64,
 }
 
 impl Summary {
+    /// A summary of what a command traced by process `tracer` did.
+    pub(crate) fn new(tracer: u32) -> Self {
+        Self {
+            tracer,
+            ..Self::default()
+        }
+    }
+
+    /// The socket the trace takes claims on: connects to it are the command's hooks reporting
+    /// to the trace, folded out of the destinations (the records keep them).
+    pub(crate) fn with_claims_socket(mut self, path: &std::path::Path) -> Self {
+        self.claims_socket = Some(path.display().to_string());
+        self
+    }
+
     pub(crate) fn add(&mut self, e: &Event) {
         let Some(a) = e.activity() else {
             self.lost += e.gap().map_or(0, |g| g.lost);
             return;
         };
-        let out = a.outcome.kind().name();
+        self.records += 1;
+        if self.is_tracers_sigchld(a) {
+            self.folded_sigchld += 1;
+            return;
+        }
+        let res = resource_text(a);
+        if a.action == Action::Exec && self.path_search(e, a, &res) {
+            return;
+        }
+        if a.action == Action::Connect && self.claims_socket.as_deref() == Some(res.as_str()) {
+            self.folded_claim_connects += 1;
+            return;
+        }
+        self.count(a.action, a.outcome.kind().name());
+        self.add_verdicts(e, a, &res);
+        let success = matches!(a.outcome, Outcome::Success(_) | Outcome::InProgress);
+        match a.action {
+            Action::Exec if success => {
+                self.executables.entry(res.clone()).or_insert(0);
+            }
+            Action::Open if success && opens_for_writing(a) => {
+                self.changes
+                    .add(format!("{:<15} {res}  (for writing)", a.action), 1);
+            }
+            Action::Open if success => {
+                self.files_read.insert(res.clone());
+            }
+            Action::Connect | Action::Send => {
+                *self
+                    .network
+                    .entry(format!("{:<15} {res}", a.action))
+                    .or_default()
+                    .entry(outcome_text(a.outcome))
+                    .or_insert(0) += 1;
+            }
+            action if success && action.is_file_change() => {
+                self.changes.add(format!("{action:<15} {res}"), 1);
+            }
+            _ => {}
+        }
+        if let Outcome::Failure(code) = a.outcome {
+            // An errno, or an exit status, a DNS response code, an HTTP status.
+            let why = failure_text(a, code);
+            self.add_failure(format!("{:<15} {res}  {why}", a.action), why, 1);
+        }
+    }
+
+    /// The kernel's `SIGCHLD` to the tracer: its child (the command) ended or stopped.
+    fn is_tracers_sigchld(&self, a: &Activity) -> bool {
+        matches!(
+            (&a.resource.detail, &a.resource.target),
+            (Detail::Signal { sig, by_kernel: true, .. }, Target::Process { pid })
+                if *sig == libc::SIGCHLD as u32 && *pid == self.tracer
+        )
+    }
+
+    /// Folds PATH search probes: a failed exec that the search goes on after is held until the
+    /// thread's next exec shows whether it was a probe (same program name) or an attempt of its
+    /// own. Returns whether `a` was held.
+    fn path_search(&mut self, e: &Event, a: &Activity, res: &str) -> bool {
+        let tid = a.process.tid;
+        let name = requested_name(a);
+        let same = self.probing.get(&tid).is_some_and(|p| p.name == name);
+        if !same && let Some(p) = self.probing.remove(&tid) {
+            self.add_probes(p);
+        }
+        if let Outcome::Failure(errno) = a.outcome
+            && PATH_PROBE_ERRNOS.contains(&errno)
+        {
+            let p = self.probing.entry(tid).or_insert_with(|| Probes {
+                name,
+                first: format!("{}  {:<15} {res}", short_time(e), a.action),
+                errno,
+                count: 0,
+            });
+            p.count += 1;
+            return true;
+        }
+        if let Some(p) = self.probing.remove(&tid) {
+            // The exec the search found (or failed at for another reason).
+            self.folded_probes += p.count;
+            if matches!(a.outcome, Outcome::Success(_)) {
+                *self.executables.entry(res.to_string()).or_insert(0) += p.count;
+            }
+        }
+        false
+    }
+
+    /// Failed execs that no exec of the same name followed: a search that found nothing is one
+    /// failed attempt; a single failure is itself.
+    fn add_probes(&mut self, p: Probes) {
+        self.count(Action::Exec, Outcome::Failure(p.errno).kind().name());
+        let errno = errno_name(p.errno);
+        if p.count == 1 {
+            let line = p.first.split_once("  ").map_or(p.first.as_str(), |x| x.1);
+            self.add_failure(format!("{line}  {errno}"), errno.into_owned(), 1);
+        } else {
+            self.folded_probes += p.count - 1;
+            let line = format!(
+                "{:<15} {}  {errno}  (PATH search: {} places tried)",
+                Action::Exec,
+                p.name,
+                p.count
+            );
+            self.add_failure(line, errno.into_owned(), 1);
+        }
+    }
+
+    fn count(&mut self, action: Action, outcome: &'static str) {
         *self
             .counts
-            .entry(a.action.name().to_string())
+            .entry(action.name())
             .or_default()
-            .entry(out.to_string())
+            .entry(outcome)
             .or_insert(0) += 1;
-        let res = resource_text(a);
+    }
+
+    fn add_verdicts(&mut self, e: &Event, a: &Activity, res: &str) {
         let line = |extra: String| format!("{}  {:<15} {res}{extra}", short_time(e), a.action);
         if !a.protected.is_empty() {
-            self.protected_count += 1;
-            if self.protected.len() < SHOW {
-                self.protected
-                    .push(line(format!("  [{}]", a.protected.join(","))));
-            }
+            self.protected
+                .push(|| line(format!("  [{}]", a.protected.join(","))));
         }
         if let Some(v) = a.verdict.as_ref().filter(|v| v.decision != Decision::Allow) {
             if v.decision == Decision::Deny {
@@ -64,46 +250,22 @@ impl Summary {
             } else {
                 self.reviews += 1;
             }
-            if self.verdicts.len() < SHOW {
-                let rule = v.rule.as_deref().unwrap_or("default_decision");
-                self.verdicts.push(line(format!(
-                    "  {} by {rule}",
-                    v.decision.name().to_uppercase()
-                )));
-            }
-        }
-        if let Outcome::Failure(errno) = a.outcome {
-            self.add_failure(a.action, &res, &errno_name(errno));
-        }
-        let success = matches!(a.outcome, Outcome::Success(_) | Outcome::InProgress);
-        match a.action {
-            Action::Exec if success => {
-                self.executables.insert(res);
-            }
-            Action::Open if success => {
-                self.files.insert(res);
-            }
-            Action::Connect | Action::Send => {
-                self.destinations.insert(res);
-            }
-            _ => {}
+            let rule = v.rule.as_deref().unwrap_or("default_decision");
+            self.verdicts
+                .push(|| line(format!("  {} by {rule}", v.decision.name().to_uppercase())));
         }
     }
 
-    fn add_failure(&mut self, action: Action, res: &str, errno: &str) {
-        self.failed_count += 1;
-        *self.failed_by_errno.entry(errno.to_string()).or_insert(0) += 1;
-        let key = format!("{action:<15} {res}  {errno}");
-        match self.failed_index.get(&key) {
-            Some(&i) => self.failed[i].1 += 1,
-            None => {
-                self.failed_index.insert(key.clone(), self.failed.len());
-                self.failed.push((key, 1));
-            }
-        }
+    fn add_failure(&mut self, line: String, why: String, n: u64) {
+        self.failed_count += n;
+        *self.failed_by_errno.entry(why).or_insert(0) += n;
+        self.failed.add(line, n);
     }
 
-    pub(crate) fn render(&self, duration: Duration, exit: &str) -> String {
+    pub(crate) fn render(&mut self, duration: Duration, exit: &str) -> String {
+        for p in std::mem::take(&mut self.probing).into_values() {
+            self.add_probes(p);
+        }
         let mut s = String::new();
         let _ = writeln!(s, "\n== audit-agent trace summary ==");
         let _ = writeln!(
@@ -111,47 +273,7 @@ impl Summary {
             "duration: {:.3}s, command {exit}",
             duration.as_secs_f64()
         );
-        self.render_counts(&mut s);
-        section(
-            &mut s,
-            format!("protected actions: {}", self.protected_count),
-            &self.protected,
-            self.protected_count,
-        );
-        section(
-            &mut s,
-            format!(
-                "deny verdicts: {}, review verdicts: {}",
-                self.denies, self.reviews
-            ),
-            &self.verdicts,
-            self.denies + self.reviews,
-        );
-        self.render_failures(&mut s);
-        for (title, set) in [
-            ("executables", &self.executables),
-            ("files", &self.files),
-            ("network destinations", &self.destinations),
-        ] {
-            let items: Vec<String> = set.iter().take(SHOW).cloned().collect();
-            section(
-                &mut s,
-                format!("{title}: {}", set.len()),
-                &items,
-                set.len() as u64,
-            );
-        }
-        s
-    }
-
-    fn render_counts(&self, s: &mut String) {
-        let total: u64 = self.counts.values().flat_map(|m| m.values()).sum();
-        let _ = writeln!(s, "actions: {total}");
-        for (act, by) in &self.counts {
-            let n: u64 = by.values().sum();
-            let parts: Vec<String> = by.iter().map(|(o, c)| format!("{o} {c}")).collect();
-            let _ = writeln!(s, "  {act:<16} {n:>6}  ({})", parts.join(", "));
-        }
+        self.render_folded(&mut s);
         if self.lost > 0 {
             let _ = writeln!(
                 s,
@@ -159,6 +281,70 @@ impl Summary {
                 self.lost
             );
         }
+        section(
+            &mut s,
+            format!("protected actions: {}", self.protected.total),
+            &self.protected.lines,
+            self.protected.total,
+        );
+        section(
+            &mut s,
+            format!(
+                "deny verdicts: {}, review verdicts: {}",
+                self.denies, self.reviews
+            ),
+            &self.verdicts.lines,
+            self.denies + self.reviews,
+        );
+        let network: Vec<String> = self
+            .network
+            .iter()
+            .map(|(dest, outcomes)| format!("{dest}  {}", joined(outcomes)))
+            .collect();
+        list(&mut s, "network destinations", &network);
+        tally(&mut s, "changes", &self.changes);
+        let executables: Vec<String> = self
+            .executables
+            .iter()
+            .map(|(exe, probes)| match probes {
+                0 => exe.clone(),
+                n => format!("{exe}  (found by a PATH search after {n} places)"),
+            })
+            .collect();
+        list(&mut s, "executables", &executables);
+        let files: Vec<String> = self.files_read.iter().cloned().collect();
+        list(&mut s, "files read", &files);
+        self.render_failures(&mut s);
+        self.render_counts(&mut s);
+        s
+    }
+
+    /// What the counts leave out, so they add up to the records.
+    fn render_folded(&self, s: &mut String) {
+        let mut folded = Vec::new();
+        if self.folded_probes > 0 {
+            folded.push(format!(
+                "{} PATH search probe(s) folded into their search",
+                self.folded_probes
+            ));
+        }
+        if self.folded_sigchld > 0 {
+            folded.push(format!(
+                "{} SIGCHLD of the command's end to the tracer left out",
+                self.folded_sigchld
+            ));
+        }
+        if self.folded_claim_connects > 0 {
+            folded.push(format!(
+                "{} connect(s) of the command's hooks to the trace's claims socket left out",
+                self.folded_claim_connects
+            ));
+        }
+        let _ = write!(s, "records: {}", self.records);
+        if !folded.is_empty() {
+            let _ = write!(s, " ({})", folded.join("; "));
+        }
+        s.push('\n');
     }
 
     fn render_failures(&self, s: &mut String) {
@@ -172,23 +358,66 @@ impl Summary {
             "failed actions: {} ({}), {} distinct",
             self.failed_count,
             by_errno.join(", "),
-            self.failed.len()
+            self.failed.lines.len()
         );
-        for (f, n) in self.failed.iter().take(2 * SHOW) {
-            let times = if *n > 1 {
-                format!("  (x{n})")
-            } else {
-                String::new()
-            };
-            let _ = writeln!(s, "  {f}{times}");
+        for (f, n) in self.failed.lines.iter().take(2 * SHOW) {
+            let _ = writeln!(s, "  {f}{}", times(*n));
         }
-        if self.failed.len() > 2 * SHOW {
+        if self.failed.lines.len() > 2 * SHOW {
             let _ = writeln!(
                 s,
                 "  ... and {} more distinct",
-                self.failed.len() - 2 * SHOW
+                self.failed.lines.len() - 2 * SHOW
             );
         }
+    }
+
+    fn render_counts(&self, s: &mut String) {
+        let total: u64 = self.counts.values().flat_map(|m| m.values()).sum();
+        let _ = writeln!(s, "actions: {total}");
+        for (act, by) in &self.counts {
+            let n: u64 = by.values().sum();
+            let parts: Vec<String> = by.iter().map(|(o, c)| format!("{o} {c}")).collect();
+            let _ = writeln!(s, "  {act:<16} {n:>6}  ({})", parts.join(", "));
+        }
+    }
+}
+
+/// The file name an exec asked for (`sh` of `/usr/bin/sh`, whatever file that turned out to be).
+fn requested_name(a: &Activity) -> String {
+    let path = match &a.resource.target {
+        Target::File(f) => f.requested.as_deref().or(f.path()),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Whether an open asked for writing (or creating, truncating, appending).
+fn opens_for_writing(a: &Activity) -> bool {
+    const WRITE: u64 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u64;
+    matches!(&a.resource.detail, Detail::Open { flags, .. } if flags & WRITE != 0)
+}
+
+fn outcome_text(o: Outcome) -> String {
+    match o {
+        Outcome::Failure(errno) => errno_name(errno).into_owned(),
+        o => o.kind().name().to_string(),
+    }
+}
+
+/// `ok 2, ECONNREFUSED 1`.
+fn joined(m: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    parts.join(", ")
+}
+
+fn times(n: u64) -> String {
+    if n > 1 {
+        format!("  (x{n})")
+    } else {
+        String::new()
     }
 }
 
@@ -201,6 +430,27 @@ fn section(s: &mut String, title: String, items: &[String], total: u64) {
     if total as usize > items.len() {
         let _ = writeln!(s, "  ... and {} more", total as usize - items.len());
     }
+}
+
+/// `title: N` and the first [`SHOW`] items.
+fn list(s: &mut String, title: &str, items: &[String]) {
+    let shown: Vec<String> = items.iter().take(SHOW).cloned().collect();
+    section(
+        s,
+        format!("{title}: {}", items.len()),
+        &shown,
+        items.len() as u64,
+    );
+}
+
+/// `title: N` distinct lines, each with how often.
+fn tally(s: &mut String, title: &str, t: &Tally) {
+    let items: Vec<String> = t
+        .lines
+        .iter()
+        .map(|(l, n)| format!("{l}{}", times(*n)))
+        .collect();
+    list(s, title, &items);
 }
 
 /// The pipeline observer feeding a shared summary.

@@ -88,6 +88,16 @@ pub(crate) fn from_nanos(ns: i128) -> Timestamp {
     })
 }
 
+/// A duration in milliseconds with microsecond precision (what records keep).
+pub(crate) fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
+}
+
+/// The duration a record's milliseconds stand for.
+pub(crate) fn from_millis(ms: f64) -> std::time::Duration {
+    std::time::Duration::from_micros((ms * 1e3).round().max(0.0) as u64)
+}
+
 /// The UTC date and hour of a time: the partition it is stored under (`YYYY-MM-DD`, `HH`).
 pub(crate) fn date_hour(t: Timestamp) -> (String, String) {
     if t.subsec_nanosecond() >= 0 {

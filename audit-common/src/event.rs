@@ -300,6 +300,8 @@ pub mod flags {
     pub const PATH2_FAULT: u32 = 1 << 18;
     /// A file change's second path was cut.
     pub const PATH2_TRUNCATED: u32 = 1 << 19;
+    /// A signal the kernel generated itself (`si_code` > 0), not a process's kill(2).
+    pub const SIGNAL_BY_KERNEL: u32 = 1 << 20;
 }
 
 /// Bits of [`FileFacts::flags`].

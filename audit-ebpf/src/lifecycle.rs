@@ -188,6 +188,19 @@ pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// Whether the kernel generated a signal itself (a child's exit or stop notifying its parent, a
+/// fault, a timer) rather than a process's kill/tgkill/sigqueue: its `si_code` is positive
+/// (`SI_USER` is 0, the queued and thread-directed kinds negative). `info` is a `kernel_siginfo`,
+/// or `SEND_SIG_NOINFO` (0, a kill) or `SEND_SIG_PRIV` (1, the kernel's). `si_code` is its third
+/// int on every architecture but MIPS.
+fn by_kernel(info: u64) -> bool {
+    match info {
+        0 => false,
+        1 => true,
+        _ => kread::<i32>(info as *const u8, 8).is_ok_and(|code| code > 0),
+    }
+}
+
 fn try_signal(ctx: &RawTracePointContext) -> Result<(), i64> {
     let agent = agent_tgid();
     if agent == 0 {
@@ -208,6 +221,9 @@ fn try_signal(ctx: &RawTracePointContext) -> Result<(), i64> {
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     fill_header(&mut ev.header, EventKind::Signal, 0, pid_tgid);
+    if by_kernel(ctx.arg(1)) {
+        ev.header.flags |= flags::SIGNAL_BY_KERNEL;
+    }
     ev.header.body_len = (core::mem::size_of::<FixedEvent<SignalBody>>() - HEADER_LEN) as u16;
     ev.body = SignalBody {
         sig: ctx.arg::<u64>(0) as u32,

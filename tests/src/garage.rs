@@ -65,6 +65,23 @@ fn spawn_forever(mut cmd: Command) -> Child {
     rrx.recv().expect("spawn reply").expect("spawn garage")
 }
 
+static SHARED: OnceLock<Garage> = OnceLock::new();
+
+/// At exit: the shared server is killed and reaped, its directory removed.
+extern "C" fn remove_shared() {
+    let Some(g) = SHARED.get() else {
+        return;
+    };
+    if let Some(pid) = g.child.as_ref().map(|c| c.id() as libc::pid_t) {
+        // SAFETY: kill and waitpid on our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&g.dir);
+}
+
 pub struct Garage {
     pub dir: PathBuf,
     config: PathBuf,
@@ -131,10 +148,15 @@ impl Garage {
         (field("Key ID:"), field("Secret key:"))
     }
 
-    /// One Garage shared by the tests of a binary.
+    /// One Garage shared by the tests of a binary. A static is never dropped, so the server is
+    /// stopped and its directory removed when the test process exits.
     pub fn shared() -> &'static Garage {
-        static G: OnceLock<Garage> = OnceLock::new();
-        G.get_or_init(Garage::start)
+        SHARED.get_or_init(|| {
+            let g = Garage::start();
+            // SAFETY: registers a plain function without arguments.
+            unsafe { libc::atexit(remove_shared) };
+            g
+        })
     }
 
     fn launch(&mut self) {

@@ -7,6 +7,7 @@
 //!
 //! These tests need root. They fail (never skip) without it: run them with `cargo xtask test`.
 
+pub mod claims_eval;
 pub mod fake_k8s;
 pub mod garage;
 pub mod helm;

@@ -435,6 +435,64 @@ fn example_configurations_pass_check_config() {
     check_config(&p);
 }
 
+/// What `check-config` prints for `args`, run from the workspace root as the docs show it.
+fn check_config_says(args: &[&str]) -> String {
+    let out = Command::new(agent_bin())
+        .arg("check-config")
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().last().unwrap_or_default().to_string()
+}
+
+/// The `sha256:` + 16 hex digits policy versions a text shows.
+fn policy_versions(text: &str) -> BTreeSet<String> {
+    text.match_indices("sha256:")
+        .map(|(at, _)| &text[at + 7..])
+        .filter(|rest| {
+            let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
+            hex == 16
+        })
+        .map(|rest| format!("sha256:{}", &rest[..16]))
+        .collect()
+}
+
+#[test]
+fn the_docs_show_what_check_config_prints_for_the_shipped_configurations() {
+    let example = check_config_says(&["deploy/config.example.toml"]);
+    let builtin = check_config_says(&["--builtin"]);
+    let read = |doc: &str| std::fs::read_to_string(workspace_root().join(doc)).unwrap();
+    for doc in ["README.md", "docs/configuration.md"] {
+        assert!(
+            read(doc).contains(&example),
+            "{doc} does not show what check-config prints now:\n{example}"
+        );
+    }
+    assert!(
+        read("docs/configuration.md").contains(&builtin),
+        "docs/configuration.md does not show what check-config --builtin prints now:\n{builtin}"
+    );
+    // Records and outputs the docs show carry one of these versions, not a stale one.
+    let current = policy_versions(&format!("{example}\n{builtin}"));
+    for doc in ["README.md", "docs/configuration.md", "docs/schema.md"] {
+        let stale: Vec<String> = policy_versions(&read(doc))
+            .difference(&current)
+            .cloned()
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "{doc} shows policy versions {stale:?}; now {current:?}"
+        );
+    }
+}
+
 /// systemd-analyze verify on the unit, with ExecStart pointing at the binary under test (the
 /// unit's own path, /usr/local/bin/audit-agent, is not installed on a test machine).
 #[test]

@@ -166,8 +166,10 @@ fn trace_of_a_script_records_exactly_its_tree_and_summarizes_it() {
         .iter()
         .filter(|r| r["action"] == "process.exec")
         .count();
+    // The counts close the summary.
+    let counts = &summary[summary.rfind("\nactions: ").expect("counts")..];
     let count_of = |action: &str| -> usize {
-        summary
+        counts
             .lines()
             .find_map(|l| l.trim().strip_prefix(action))
             .and_then(|rest| rest.split_whitespace().next())
@@ -256,6 +258,178 @@ fn trace_of_a_command_that_exits_immediately_still_captures_its_exec_and_opens()
         stderr(&o).contains("cannot start `/nonexistent-binary`"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// The summary's text, from its title on.
+fn summary_of(o: &Output) -> String {
+    let err = stderr(o);
+    let at = err
+        .find("== audit-agent trace summary ==")
+        .unwrap_or_else(|| panic!("no summary in:\n{err}"));
+    err[at..].to_string()
+}
+
+#[test]
+fn trace_without_a_config_flags_credentials_the_metadata_service_and_data_movers() {
+    let dir = Scratch::new("trace-builtin");
+    // Any executable named curl is a data mover, wherever it is.
+    let curl = dir.path("curl");
+    std::fs::copy(workload_bin(), &curl).unwrap();
+    let w = workload_bin();
+    let out_file = dir.path("r.json");
+    // The metadata service does not answer on these machines (no route): the attempt is the
+    // action. Non-blocking, so a machine with a route does not wait for a timeout either.
+    let o = trace(&[
+        "--format",
+        "json",
+        "--output",
+        out_file.to_str().unwrap(),
+        "--",
+        w.to_str().unwrap(),
+        "open",
+        "/etc/shadow",
+        "connect4-nonblock",
+        "169.254.169.254",
+        "80",
+        "open",
+        "/etc/hostname",
+        "exec",
+        curl.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records = read_records(&out_file);
+    let find = |action: &str, resource: &dyn Fn(&Value) -> bool| -> &Value {
+        records
+            .iter()
+            .find(|r| r["action"] == action && resource(&r["resource"]))
+            .unwrap_or_else(|| panic!("no {action} in {records:#?}"))
+    };
+    let reviewed = |r: &Value, set: &str, rule: &str| {
+        assert_eq!(r["protected"], json!([set]), "{r}");
+        assert_eq!(r["policy"]["decision"], "review", "{r}");
+        assert_eq!(r["policy"]["rule"], rule, "{r}");
+    };
+    reviewed(
+        find("file.open", &|r| r["path"] == "/etc/shadow"),
+        "credentials",
+        "credential-access",
+    );
+    reviewed(
+        find("network.connect", &|r| r["address"] == "169.254.169.254"),
+        "cloud-metadata",
+        "cloud-metadata",
+    );
+    reviewed(
+        find("process.exec", &|r| r["path"] == curl.to_str().unwrap()),
+        "data-movers",
+        "data-mover-exec",
+    );
+    let other = find("file.open", &|r| r["path"] == "/etc/hostname");
+    assert_eq!(other["policy"]["decision"], "allow");
+    assert_eq!(other["protected"], json!([]));
+    // The summary leads with them.
+    let summary = summary_of(&o);
+    assert!(summary.contains("protected actions: 3"), "{summary}");
+    assert!(
+        summary.contains("deny verdicts: 0, review verdicts: 3"),
+        "{summary}"
+    );
+    for line in [
+        "/etc/shadow  [credentials]".to_string(),
+        "169.254.169.254:80  [cloud-metadata]".to_string(),
+        format!("{}  REVIEW by data-mover-exec", curl.display()),
+    ] {
+        assert!(summary.contains(&line), "{line} in {summary}");
+    }
+    // The built-in policy is the one `check-config --builtin` shows.
+    let shown = Command::new(agent_bin())
+        .args(["check-config", "--builtin"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let version = other["policy"]["version"].as_str().unwrap();
+    assert!(
+        shown.contains(&format!("policy version {version})")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn trace_summary_folds_path_searches_and_the_tracers_own_sigchld() {
+    let dir = Scratch::new("trace-fold");
+    let out_file = dir.path("r.json");
+    // Two directories without the program before the one with it: the tracer's own start of
+    // `env` searches PATH, and `env` searches it again for a program that exists nowhere.
+    let path = "/nonexistent-i28-a:/nonexistent-i28-b:/usr/bin:/bin";
+    let o = Command::new(agent_bin())
+        .args(["trace", "--format", "json", "--output"])
+        .arg(&out_file)
+        .args(["--", "env", "nosuchcmd-i28"])
+        .env("PATH", path)
+        // No locale: `env`'s complaint then opens no locale files (their misses would be
+        // failures of their own).
+        .env("LC_ALL", "C")
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    let records = read_records(&out_file);
+    let failed_execs = |name: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r["action"] == "process.exec"
+                    && r["result"]["errno"] == "ENOENT"
+                    && r["resource"]["path"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with(&format!("/{name}")))
+            })
+            .count()
+    };
+    // The records keep every probe, and the kernel's SIGCHLD to the tracer, said to be the
+    // kernel's.
+    assert_eq!(failed_execs("env"), 2, "{records:#?}");
+    assert_eq!(failed_execs("nosuchcmd-i28"), 4, "{records:#?}");
+    let sigchld: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "process.signal")
+        .collect();
+    assert_eq!(sigchld.len(), 1, "{records:#?}");
+    assert_eq!(sigchld[0]["resource"]["signal"], "SIGCHLD");
+    assert_eq!(sigchld[0]["resource"]["origin"], "kernel");
+    // The summary says what the command did: one line per search, no signal.
+    let summary = summary_of(&o);
+    assert!(!summary.contains("process.signal"), "{summary}");
+    // The 2 probes before `env` was found, and 3 of the 4 of the search that found nothing.
+    assert!(
+        summary.contains("(5 PATH search probe(s) folded into their search"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("1 SIGCHLD of the command's end to the tracer left out"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!(
+            "  {}  (found by a PATH search after 2 places)",
+            real_path("/usr/bin/env")
+        )),
+        "{summary}"
+    );
+    // The search that found nothing, and `env`'s exit with 127 (the records say how it ended).
+    assert!(
+        summary.contains("failed actions: 2 (ENOENT 1, exit 127 1), 2 distinct"),
+        "{summary}"
+    );
+    let searches: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains("nosuchcmd-i28"))
+        .collect();
+    assert_eq!(
+        searches,
+        ["  process.exec    nosuchcmd-i28  ENOENT  (PATH search: 4 places tried)"],
+        "{summary}"
     );
 }
 

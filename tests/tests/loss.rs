@@ -58,3 +58,31 @@ fn with_a_tiny_ring_buffer_delivered_plus_dropped_equals_performed() {
         assert!(g["gap"]["from"].as_str().unwrap() <= g["gap"]["to"].as_str().unwrap());
     }
 }
+
+#[test]
+fn a_stop_right_after_heavy_load_delivers_everything_performed() {
+    // The stop comes the moment the load ends: whatever the kernel took in is drained before the
+    // programs go (they are released in the background afterwards), and anything the ring could
+    // not take is counted.
+    const N: u64 = 50_000;
+    let cal = TestCgroup::new("stop-cal");
+    let agent = Agent::watch_cgroup(&cal);
+    let r = cal.workload(["open-many", "/nonexistent-stop/cal", "0", "0"]);
+    let startup = opens_of(&agent.stop(), pid_of(&r));
+    let cg = TestCgroup::new("stop-load");
+    let agent = Agent::watch_cgroup(&cg);
+    let r = cg.workload(["open-many", "/nonexistent-stop/m", &N.to_string(), "0"]);
+    let records = agent.stop();
+    let delivered = opens_of(&records, pid_of(&r));
+    let dropped: u64 = records
+        .iter()
+        .filter(|r| r["action"] == "audit.gap")
+        .map(|g| g["gap"]["by_action"]["file.open"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        delivered + dropped,
+        N + startup,
+        "delivered {delivered} + dropped {dropped} != performed {}",
+        N + startup
+    );
+}

@@ -99,6 +99,21 @@ fn assert_both_expositions_parse(port: u16) {
     assert!(promtool_check(&om).is_err());
 }
 
+/// Every family a classic scrape exposes is named in docs/deployment.md (as `name` or
+/// `name{labels}`).
+fn assert_every_metric_is_documented(classic: &str) {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/deployment.md")).unwrap();
+    let undocumented: Vec<&str> = classic
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .filter(|name| !doc.contains(&format!("`{name}`")) && !doc.contains(&format!("`{name}{{")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exposed but not in docs/deployment.md: {undocumented:?}"
+    );
+}
+
 fn daemon(cfg: &str, dir: &Scratch, env: &[(&'static str, String)]) -> Agent {
     let p = dir.path("config.toml");
     std::fs::write(&p, cfg).unwrap();
@@ -215,7 +230,45 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
         "{m}"
     );
     assert_both_expositions_parse(port);
+    assert_every_metric_is_documented(&m);
     let _ = agent.stop();
+}
+
+#[test]
+fn readiness_holds_while_a_healthy_store_is_idle() {
+    let g = Garage::shared();
+    g.bucket("idle");
+    let cg = TestCgroup::new("idle");
+    let dir = Scratch::new("idle");
+    let port = free_port();
+    // A staleness far shorter than the idle probe's period: readiness must come from the
+    // store's answers, not from how recently something was uploaded.
+    let cfg = format!(
+        "[[agents]]\nid = \"i\"\ncgroup = [\"{}\"]\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\nstore_staleness_s = 1\n\n\
+         [export]\nstore = \"s3://idle/t\"\nendpoint = \"{}\"\nregion = \"garage\"\nallow_http = true\nspool_dir = \"{}\"\n",
+        cg.rel,
+        g.endpoint(),
+        dir.path("spool").display()
+    );
+    let agent = daemon(&cfg, &dir, &g.env());
+    wait_until("/readyz to report ready", || {
+        http_get(port, "/readyz").0 == 200
+    });
+    // Nothing to upload from now on: sampled every 200 ms for 30 s (two idle probes).
+    let mut not_ready = Vec::new();
+    for _ in 0..150 {
+        let (code, body) = http_get(port, "/readyz");
+        if code != 200 {
+            not_ready.push(body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = agent.stop();
+    assert!(
+        not_ready.is_empty(),
+        "{} of 150 samples not ready: {not_ready:?}",
+        not_ready.len()
+    );
 }
 
 #[test]

@@ -94,6 +94,34 @@ fn every_network_record(cg: &TestCgroup, resolver: std::net::Ipv4Addr, server: s
     );
 }
 
+/// A claim with every field, and one refused (`agent.claim`), filed from `cg` through
+/// `audit-agent claim` on the daemon's socket.
+fn every_claim(cg: &TestCgroup, socket: &std::path::Path) {
+    let good = r#"{"claim": "audit-agent/v1", "phase": "complete", "session": "s", "call_id": "c1",
+        "tool": "deploy", "cwd": "/srv", "success": false, "error": "boom",
+        "started": "2026-12-05T10:00:00Z", "ended": "2026-12-05T10:00:02Z",
+        "effects": [{"exec": "make", "background": true}, {"read": "/a"}, {"write": "/b"},
+                    {"scan": "/c"}, {"fetch": "https://api.example.test/x"}]}"#;
+    for (payload, ok) in [(good, true), ("not json", false)] {
+        let mut child = cg
+            .command(agent_bin())
+            .arg("claim")
+            .env("AUDIT_AGENT_CLAIMS_SOCKET", socket)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(payload.as_bytes())
+            .unwrap();
+        assert_eq!(child.wait().unwrap().success(), ok, "{payload}");
+    }
+}
+
 /// A trail the daemon wrote with every action, in and out of containers and pods, a restart's
 /// gap, and OCSF copies.
 struct Written {
@@ -149,6 +177,9 @@ id = "egress"
 actions = ["network.connect"]
 decision = "review"
 
+[claims]
+socket = "{socket}"
+
 [export]
 store = "{url}"
 {endpoint}spool_dir = "{spool}"
@@ -162,7 +193,8 @@ region = "eu-west-1"
 account_id = "123456789012"
 "#,
             root = root.rel,
-            spool = dir.path("spool").display()
+            spool = dir.path("spool").display(),
+            socket = dir.path("claims.sock").display(),
         ),
     )
     .unwrap();
@@ -191,6 +223,7 @@ account_id = "123456789012"
         let report = cg.workload(&args);
         assert!(!report.is_empty(), "the workload ran in {}", cg.rel);
         every_network_record(cg, resolver, server);
+        every_claim(cg, &dir.path("claims.sock"));
     }
     let _ = target.kill();
     let _ = target.wait();

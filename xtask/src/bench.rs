@@ -13,6 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+mod lifecycle;
 mod profile;
 mod results;
 
@@ -194,6 +195,9 @@ impl Tracer {
                 }
                 let _ = c.kill();
                 let _ = c.wait();
+                // The kernel detaches a stopped agent's programs in the background: the next
+                // configuration is measured without them.
+                lifecycle::wait_released();
                 Ok(())
             }
             Tracer::Auditd(mut c) => {
@@ -867,8 +871,32 @@ fn machine() -> Machine {
     }
 }
 
-pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
+/// Which part of the bench to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every section; writes docs/benchmarks.md.
+    All,
+    /// Section 5 (start and stop) only; printed.
+    StartStop,
+    /// Section 7 (claims reconciliation accuracy) only; printed.
+    Claims,
+}
+
+/// Section 7: the labelled claims scenarios under the daemon, reconciled (`claims-eval`).
+fn claims_accuracy(env: &Env) -> anyhow::Result<results::ClaimsAccuracy> {
+    eprintln!("bench: claims scenarios");
+    let out = Command::new(env.root.join("target/release/claims-eval"))
+        .env("AUDIT_AGENT_BIN", &env.agent)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running claims-eval")?;
+    anyhow::ensure!(out.status.success(), "claims-eval failed: {}", out.status);
+    serde_json::from_slice(&out.stdout).context("claims-eval output")
+}
+
+pub fn run(root: &Path, quick: bool, part: Part) -> anyhow::Result<()> {
     let started = Instant::now();
+    lifecycle::note_programs_before();
     let cg_fs = cgroup2_mount()?;
     for c in ["audit-bench/w", "audit-bench/u"] {
         std::fs::create_dir_all(cg_fs.join(c))?;
@@ -890,12 +918,29 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         file,
         quick,
     };
+    if part == Part::Claims {
+        let c = claims_accuracy(&env)?;
+        let mut s = String::new();
+        results::render_claims(&mut s, &c);
+        println!("{s}");
+        return Ok(());
+    }
+    if part == Part::StartStop {
+        let l = lifecycle::measure(&env)?;
+        std::fs::write(out.join("start-stop.json"), serde_json::to_vec_pretty(&l)?)?;
+        let mut s = String::new();
+        results::render_lifecycle(&mut s, &l);
+        println!("{s}");
+        return Ok(());
+    }
     let overhead = overhead(&env)?;
     let network = network(&env)?;
     let throughput = throughput(&env)?;
     let query = query(&env)?;
     let runs = cpu_per_record(&env, profile::RATE, if quick { 1 } else { 5 })?;
     let profile = profile::profile(&env, runs)?;
+    let lifecycle = lifecycle::measure(&env)?;
+    let claims = claims_accuracy(&env)?;
     let results = Results {
         machine: machine(),
         overhead,
@@ -903,6 +948,8 @@ pub fn run(root: &Path, quick: bool) -> anyhow::Result<()> {
         throughput,
         query,
         profile,
+        lifecycle,
+        claims,
         duration_s: started.elapsed().as_secs_f64(),
         quick,
     };

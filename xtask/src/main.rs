@@ -56,6 +56,12 @@ enum Cmd {
         /// Shorter samples and one pass (a smoke run, not for publishing).
         #[arg(long)]
         quick: bool,
+        /// Only section 5 (start and stop), printed instead of written to docs/benchmarks.md.
+        #[arg(long)]
+        start_stop: bool,
+        /// Only section 7 (claims reconciliation accuracy), printed.
+        #[arg(long, conflicts_with = "start_stop")]
+        claims: bool,
     },
     /// fmt --check and clippy -D warnings on the user-space crates.
     Lint,
@@ -113,12 +119,30 @@ fn main() -> anyhow::Result<()> {
                 // Two cores: keep concurrent kernel tests from starving each other.
                 .env("RUST_TEST_THREADS", "2"))
         }
-        Cmd::Bench { quick } => {
+        Cmd::Bench {
+            quick,
+            start_stop,
+            claims,
+        } => {
             require_root("the benchmarks load eBPF programs, create cgroups and start auditd")?;
             setup::build_tools()?;
-            setup::bench_tools()?;
+            if !start_stop {
+                // What the agents of the claims scenarios (section 7) run.
+                setup::scenario_tools()?;
+            }
+            if !start_stop && !claims {
+                // The peers (bpftrace, auditd, DuckDB); start and stop measures only the agent.
+                setup::bench_tools()?;
+            }
             build(true)?;
-            bench::run(&root, quick)
+            let part = if start_stop {
+                bench::Part::StartStop
+            } else if claims {
+                bench::Part::Claims
+            } else {
+                bench::Part::All
+            };
+            bench::run(&root, quick, part)
         }
         Cmd::Lint => {
             setup::build_tools()?;

@@ -19,7 +19,7 @@ const CHECKOV_VERSION: &str = "3.3.30";
 const HADOLINT_VERSION: &str = "2.15.1";
 /// What `tests/validators/*.py` check our outputs with (PyPI): the official OCSF schema exports
 /// as JSON Schema and a validator; the Prometheus client's parsers.
-const VALIDATORS: [(&str, &str); 7] = [
+const VALIDATORS: [(&str, &str); 8] = [
     ("ocsf-json-schema", "1.2.0"),
     ("jsonschema", "4.26.0"),
     ("prometheus-client", "0.26.0"),
@@ -32,6 +32,9 @@ const VALIDATORS: [(&str, &str); 7] = [
     // A real QUIC client: the HTTP/3 naming test reads the server name from its Initials
     // (tests/peers/quic_client.py).
     ("aioquic", "1.7.2"),
+    // OpenTelemetry's own protobuf classes: the claims tests send OTLP spans encoded by them
+    // (tests/peers/otlp_send.py).
+    ("opentelemetry-proto", "1.45.2"),
 ];
 /// The official ECS field definitions (npm).
 const ECS_PACKAGE_VERSION: &str = "9.4.0";
@@ -85,6 +88,7 @@ pub fn test_tools() -> anyhow::Result<()> {
         ("openssl", "openssl"),
         ("unshare", "util-linux"),
     ])?;
+    scenario_tools()?;
     pip_install(
         "kubernetes-validate",
         KUBERNETES_VALIDATE_VERSION,
@@ -219,6 +223,12 @@ with tempfile.TemporaryDirectory() as tmp:
 
 /// bpftrace and auditd (peers), bpftool (program statistics), perf (the profile), and DuckDB
 /// (query peer).
+/// What the agents of the claims scenarios run (tests/peers/claims_scenarios.json): the tests
+/// and section 7 of the bench play them.
+pub fn scenario_tools() -> anyhow::Result<()> {
+    apt_install(&[("npm", "npm"), ("gcc", "gcc"), ("git", "git")])
+}
+
 pub fn bench_tools() -> anyhow::Result<()> {
     apt_install(&[
         ("bpftrace", "bpftrace"),

@@ -7,6 +7,7 @@
 
 pub(crate) mod btf;
 pub(crate) mod cgroup;
+mod detach;
 mod pin;
 pub(crate) mod plan;
 pub(crate) mod preflight;
@@ -33,6 +34,7 @@ use aya::{
 };
 use tokio::io::unix::AsyncFd;
 
+pub(crate) use self::detach::Links;
 pub(crate) use self::pin::signal_pin_path;
 use self::{btf::Btf, cgroup::CgroupDir, pin::SignalPin, tracefs::TraceFs};
 use crate::{
@@ -48,17 +50,19 @@ static FLOOR_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 
 /// Loads and attaches the floor programs (empty programs on every hook the real ones use); they
 /// stay attached while the returned value lives.
-pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<Ebpf> {
+pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<(Ebpf, Links)> {
     preflight::check_privileges()?;
     let tracefs = TraceFs::find_or_mount()?;
     let mut ebpf = EbpfLoader::new()
         .load(FLOOR_OBJECT)
         .context("loading the floor programs")?;
-    attach_all(&mut ebpf, &tracefs, cgroup_root)?;
-    let _ = attach_uring(&mut ebpf, &tracefs)?;
-    attach_compat(&mut ebpf)?;
-    attach_packets(&mut ebpf, cgroup_root)?;
-    Ok(ebpf)
+    load_in_parallel(&mut ebpf, &tracefs, true, true, true)?;
+    let mut links = Links::default();
+    attach_all(&mut ebpf, &tracefs, cgroup_root, &mut links)?;
+    let _ = attach_uring(&mut ebpf, &tracefs, &mut links)?;
+    attach_compat(&mut ebpf, &mut links)?;
+    attach_packets(&mut ebpf, cgroup_root, &mut links)?;
+    Ok((ebpf, links))
 }
 
 /// System calls, by family: (the family's exit program, [(system call, required)]). Each call
@@ -193,7 +197,9 @@ pub(crate) struct WatchSet {
 
 /// Loaded and attached programs, and the user-space ends of their maps.
 pub(crate) struct Capture {
-    // Keeps programs and links alive; dropping it detaches everything.
+    /// The programs' attachments; dropped first, all at once (see [`Links`]).
+    _links: Links,
+    // Keeps the programs and the maps not taken below alive.
     _ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     filter: Array<MapData, FilterConfig>,
@@ -229,11 +235,14 @@ impl Capture {
                  set); rebuild with `cargo xtask build`"
             );
         }
+        let started = std::time::Instant::now();
         preflight::check_privileges()?;
+        detach::remove_stale();
         let btf = Btf::from_sys_fs()?;
         let tracefs = TraceFs::find_or_mount()?;
         let offsets = kernel_offsets(&tracefs, &btf)?;
         preflight::raise_memlock_limit();
+        let offsets_read = started.elapsed();
 
         let whoami = Whoami::random();
         let wakeup_bytes = u64::from(opts.ring_buffer_bytes / 8);
@@ -253,12 +262,18 @@ impl Capture {
             .map_max_entries("PENDING", opts.max_pending_threads)
             .load(EBPF_OBJECT)
             .context("loading the eBPF programs into the kernel failed")?;
+        let object_loaded = started.elapsed();
 
         let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
-        let mut missing = attach_programs(&mut ebpf, &tracefs, cgroup_root, &offsets, compat)?;
+        let uring = offsets.uring_submit_req != ABSENT;
+        load_in_parallel(&mut ebpf, &tracefs, compat, uring, opts.packets)?;
+        let verified = started.elapsed();
+        let mut links = Links::default();
+        let mut missing =
+            attach_programs(&mut ebpf, &tracefs, cgroup_root, &mut links, compat, uring)?;
         if opts.packets {
             set_dns_ports(&mut ebpf, &opts.dns_ports)?;
-            attach_packets(&mut ebpf, cgroup_root)?;
+            attach_packets(&mut ebpf, cgroup_root, &mut links)?;
         } else {
             missing.extend(
                 PACKET_PROGRAMS
@@ -267,6 +282,13 @@ impl Capture {
             );
         }
         introduce_self(&ebpf, &whoami)?;
+        tracing::debug!(
+            offsets_ms = offsets_read.as_millis() as u64,
+            object_ms = (object_loaded - offsets_read).as_millis() as u64,
+            verify_ms = (verified - object_loaded).as_millis() as u64,
+            attach_ms = (started.elapsed() - verified).as_millis() as u64,
+            "programs loaded and attached"
+        );
 
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
@@ -289,6 +311,7 @@ impl Capture {
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
         Ok(Self {
+            _links: links,
             _ebpf: ebpf,
             ring,
             filter,
@@ -534,22 +557,113 @@ impl Whoami {
     }
 }
 
+/// Loads `p` unless it already is (the parallel load did it).
+macro_rules! load_once {
+    ($p:expr, $name:expr) => {
+        if $p.fd().is_err() {
+            $p.load()
+                .with_context(|| format!("the kernel verifier rejected program {}", $name))?;
+        }
+    };
+}
+
+/// Verifies the programs that [`attach_programs`] (or the floor) will attach, each on its own
+/// thread: verification is the kernel's CPU time (0.01 to 0.7 s a program here, seconds in
+/// all), and the kernel verifies programs of a privileged loader concurrently. Programs left
+/// out are loaded when attached.
+fn load_in_parallel(
+    ebpf: &mut Ebpf,
+    tracefs: &TraceFs,
+    compat: bool,
+    uring: bool,
+    packets: bool,
+) -> anyhow::Result<()> {
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    for &(prog, category, name, _) in TRACEPOINTS {
+        if tracefs.has(category, name) {
+            wanted.insert(prog.into());
+        }
+    }
+    for &(exit, calls) in SYSCALLS {
+        wanted.insert(exit.into());
+        for &(call, _) in calls {
+            let enter = format!("sys_enter_{call}");
+            if tracefs.has("syscalls", &enter) {
+                wanted.insert(enter);
+            }
+        }
+    }
+    wanted.extend(RAW_TRACEPOINTS.iter().map(|n| n.to_string()));
+    wanted.extend(SOCK_ADDR.iter().map(|n| n.to_string()));
+    if compat {
+        wanted.extend(COMPAT_HOOKS.iter().map(|(n, _)| n.to_string()));
+    }
+    if uring {
+        wanted.extend(URING_TRACEPOINTS.iter().map(|n| n.to_string()));
+    }
+    if packets {
+        wanted.extend(PACKET_PROGRAMS.iter().map(|(n, _)| n.to_string()));
+    }
+    let programs: Vec<(&str, &mut aya::programs::Program)> = ebpf
+        .programs_mut()
+        .filter(|(name, _)| wanted.contains(*name))
+        .collect();
+    let started = std::time::Instant::now();
+    let n = programs.len();
+    std::thread::scope(|s| {
+        let loads: Vec<_> = programs
+            .into_iter()
+            .map(|(name, p)| {
+                let load = move || {
+                    let t = std::time::Instant::now();
+                    load_program(p).map(|()| t.elapsed())
+                };
+                (name, s.spawn(load))
+            })
+            .collect();
+        for (name, load) in loads {
+            let took = load
+                .join()
+                .map_err(|_| anyhow!("loading program {name} panicked"))?
+                .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+            tracing::debug!(program = name, ms = took.as_millis() as u64, "verified");
+        }
+        anyhow::Ok(())
+    })?;
+    tracing::debug!(
+        programs = n,
+        ms = started.elapsed().as_millis() as u64,
+        "programs verified"
+    );
+    Ok(())
+}
+
+/// Loads one program of the kinds this agent attaches.
+fn load_program(p: &mut aya::programs::Program) -> Result<(), aya::programs::ProgramError> {
+    use aya::programs::Program;
+    match p {
+        Program::TracePoint(p) => p.load(),
+        Program::RawTracePoint(p) => p.load(),
+        Program::CgroupSockAddr(p) => p.load(),
+        _ => Ok(()),
+    }
+}
+
 /// Loads and attaches every program; returns the optional tracepoints this kernel lacks.
 fn attach_all(
     ebpf: &mut Ebpf,
     tracefs: &TraceFs,
     cgroup_root: &std::path::Path,
+    links: &mut Links,
 ) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
-    let mut loaded = BTreeSet::new();
     let mut attach = |ebpf: &mut Ebpf, prog: &str, category: &str, name: &str| {
         let p: &mut TracePoint = program(ebpf, prog)?.try_into()?;
-        if loaded.insert(prog.to_string()) {
-            p.load()
-                .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
-        }
-        p.attach(category, name)
+        load_once!(p, prog);
+        let id = p
+            .attach(category, name)
             .with_context(|| format!("attaching {prog} to {category}:{name} failed"))?;
+        links.keep_tracepoint(p.take_link(id)?);
         anyhow::Ok(())
     };
     for &(prog, category, name, required) in TRACEPOINTS {
@@ -584,25 +698,26 @@ fn attach_all(
     }
     for &name in RAW_TRACEPOINTS {
         let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
-        p.load()
-            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
-        p.attach(name)
+        load_once!(p, name);
+        let id = p
+            .attach(name)
             .with_context(|| format!("attaching to raw tracepoint {name} failed"))?;
+        links.keep(p.take_link(id)?);
     }
     let root = std::fs::File::open(cgroup_root)
         .with_context(|| format!("cannot open the cgroup v2 root {}", cgroup_root.display()))?;
     for &name in SOCK_ADDR {
         let p: &mut CgroupSockAddr = program(ebpf, name)?.try_into()?;
-        p.load()
-            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+        load_once!(p, name);
         // A BPF link (every kernel with ring buffers) coexists with other programs on the cgroup
         // whatever the mode, and the kernel rejects mode flags on link creation: `Single`.
-        p.attach(&root, CgroupAttachMode::Single).with_context(|| {
+        let id = p.attach(&root, CgroupAttachMode::Single).with_context(|| {
             format!(
                 "attaching {name} to the cgroup v2 root {} failed (needs CONFIG_CGROUP_BPF)",
                 cgroup_root.display()
             )
         })?;
+        links.keep(p.take_link(id)?);
     }
     Ok(missing)
 }
@@ -613,10 +728,11 @@ fn attach_programs(
     ebpf: &mut Ebpf,
     tracefs: &TraceFs,
     cgroup_root: &std::path::Path,
-    offsets: &Offsets,
+    links: &mut Links,
     compat: bool,
+    uring: bool,
 ) -> anyhow::Result<Vec<String>> {
-    let mut missing = attach_all(ebpf, tracefs, cgroup_root)?;
+    let mut missing = attach_all(ebpf, tracefs, cgroup_root, links)?;
     if !compat {
         missing.extend(
             COMPAT_HOOKS
@@ -624,12 +740,12 @@ fn attach_programs(
                 .map(|(_, t)| format!("raw_syscalls:{t}")),
         );
     } else {
-        attach_compat(ebpf)?;
+        attach_compat(ebpf, links)?;
     }
-    if offsets.uring_submit_req == ABSENT {
+    if !uring {
         missing.extend(URING_TRACEPOINTS.iter().map(|t| format!("io_uring:{t}")));
     } else {
-        missing.extend(attach_uring(ebpf, tracefs)?);
+        missing.extend(attach_uring(ebpf, tracefs, links)?);
     }
     Ok(missing)
 }
@@ -642,15 +758,19 @@ const PACKET_PROGRAMS: &[(&str, CgroupSkbAttachType)] = &[
 ];
 
 /// Attaches the packet programs to the cgroup v2 root.
-fn attach_packets(ebpf: &mut Ebpf, cgroup_root: &std::path::Path) -> anyhow::Result<()> {
+fn attach_packets(
+    ebpf: &mut Ebpf,
+    cgroup_root: &std::path::Path,
+    links: &mut Links,
+) -> anyhow::Result<()> {
     let root = std::fs::File::open(cgroup_root)
         .with_context(|| format!("cannot open the cgroup v2 root {}", cgroup_root.display()))?;
     for &(name, direction) in PACKET_PROGRAMS {
         let p: &mut CgroupSkb = program(ebpf, name)?.try_into()?;
-        p.load()
-            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
+        load_once!(p, name);
         // A BPF link, as for the sock_addr programs: it coexists with other programs.
-        p.attach(&root, direction, CgroupAttachMode::Single)
+        let id = p
+            .attach(&root, direction, CgroupAttachMode::Single)
             .with_context(|| {
                 format!(
                     "attaching {name} to the cgroup v2 root {} failed (needs CONFIG_CGROUP_BPF); \
@@ -658,6 +778,7 @@ fn attach_packets(ebpf: &mut Ebpf, cgroup_root: &std::path::Path) -> anyhow::Res
                     cgroup_root.display()
                 )
             })?;
+        links.keep(p.take_link(id)?);
     }
     Ok(())
 }
@@ -693,20 +814,25 @@ fn introduce_self(ebpf: &Ebpf, whoami: &Whoami) -> anyhow::Result<()> {
 }
 
 /// Attaches the 32-bit system call programs (after their offsets were found).
-fn attach_compat(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+fn attach_compat(ebpf: &mut Ebpf, links: &mut Links) -> anyhow::Result<()> {
     for &(name, tp) in COMPAT_HOOKS {
         let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
-        p.load()
-            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
-        p.attach(tp)
+        load_once!(p, name);
+        let id = p
+            .attach(tp)
             .with_context(|| format!("attaching {name} to raw tracepoint {tp} failed"))?;
+        links.keep(p.take_link(id)?);
     }
     Ok(())
 }
 
 /// Attaches the io_uring programs (after their offsets were found); returns the tracepoints this
 /// kernel lacks.
-fn attach_uring(ebpf: &mut Ebpf, tracefs: &TraceFs) -> anyhow::Result<Vec<String>> {
+fn attach_uring(
+    ebpf: &mut Ebpf,
+    tracefs: &TraceFs,
+    links: &mut Links,
+) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
     for &name in URING_TRACEPOINTS {
         if !tracefs.has("io_uring", name) {
@@ -714,10 +840,11 @@ fn attach_uring(ebpf: &mut Ebpf, tracefs: &TraceFs) -> anyhow::Result<Vec<String
             continue;
         }
         let p: &mut TracePoint = program(ebpf, name)?.try_into()?;
-        p.load()
-            .with_context(|| format!("the kernel verifier rejected program {name}"))?;
-        p.attach("io_uring", name)
+        load_once!(p, name);
+        let id = p
+            .attach("io_uring", name)
             .with_context(|| format!("attaching {name} to io_uring:{name} failed"))?;
+        links.keep_tracepoint(p.take_link(id)?);
     }
     Ok(missing)
 }

@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 use crate::decode::{KernelEvent, decode};
 
 /// Where bpffs is mounted (mounted by the agent when it is not).
-const BPFFS: &str = "/sys/fs/bpf";
+pub(super) const BPFFS: &str = "/sys/fs/bpf";
 /// `BPF_FS_MAGIC` (statfs `f_type` of bpffs).
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
@@ -117,7 +117,7 @@ fn left_by_previous_run(pin: &Path) -> anyhow::Result<Vec<KernelEvent>> {
 }
 
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there.
-fn ensure_bpffs() -> anyhow::Result<()> {
+pub(super) fn ensure_bpffs() -> anyhow::Result<()> {
     let path = std::ffi::CString::new(BPFFS)?;
     // SAFETY: statfs into a zeroed struct, with a valid NUL-terminated path.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };

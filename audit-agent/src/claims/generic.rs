@@ -98,6 +98,11 @@ fn effects(list: &Value) -> Result<Vec<Effect>, Rejected> {
                     path: p.as_bytes().to_vec(),
                 });
             }
+            if let Some(p) = one("scan") {
+                return Ok(Effect::Scan {
+                    path: (p != ".").then(|| p.as_bytes().to_vec()),
+                });
+            }
             if let Some(u) = one("fetch") {
                 let (host, port) = url_host(u)
                     .ok_or_else(|| bad("effects", &format!("`{u}` is no http(s) URL")))?;
@@ -109,7 +114,7 @@ fn effects(list: &Value) -> Result<Vec<Effect>, Rejected> {
             }
             Err(bad(
                 "effects",
-                &format!("entry {e} is none of exec, read, write, fetch"),
+                &format!("entry {e} is none of exec, read, write, scan, fetch"),
             ))
         })
         .collect()
@@ -154,7 +159,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.to_string().contains("none of exec, read, write, fetch"),
+            e.to_string()
+                .contains("none of exec, read, write, scan, fetch"),
             "{e}"
         );
         let e = claim(

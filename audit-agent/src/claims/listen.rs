@@ -77,7 +77,7 @@ pub(crate) fn parse(payload: &[u8]) -> Result<Claim, Rejected> {
     }
     let v: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Rejected::NotJson(e.to_string()))?;
-    let digest = super::digest(payload);
+    let digest = crate::digest::sha256_hex(payload);
     if hook::is_hook(&v) {
         hook::claim(&v, digest)
     } else if generic::is_generic(&v) {
@@ -100,9 +100,14 @@ struct Gate {
 struct Bucket {
     tokens: f64,
     last: Instant,
+    /// Refusals not yet on record, and who they were refused to.
     flooded: u64,
+    refused: Option<(Peer, Option<ClaimSource>)>,
     reported: Option<Instant>,
 }
+
+/// Refusals of a flood to put on record: the sender, the form, how many.
+type Floods = Vec<(Peer, Option<ClaimSource>, u64)>;
 
 impl Gate {
     /// Whether `peer` may submit now; when not, how many refusals to put on record now (the
@@ -117,6 +122,7 @@ impl Gate {
             tokens: 2.0 * rate,
             last: now,
             flooded: 0,
+            refused: None,
             reported: None,
         });
         b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(2.0 * rate);
@@ -134,15 +140,91 @@ impl Gate {
         b.reported = Some(now);
         Err(Some(std::mem::take(&mut b.flooded)))
     }
+
+    /// Notes who a flood's latest refusal went to (the record of its count names them).
+    fn refused(&mut self, peer: &Peer, source: Option<ClaimSource>) {
+        if let Some(b) = self.buckets.get_mut(&peer.pid) {
+            b.refused = Some((peer.clone(), source));
+        }
+    }
+
+    /// Refusals to put on record now: those of senders last reported a second ago or more, or
+    /// (`all`, at the end) every one.
+    fn due(&mut self, all: bool) -> Floods {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for b in self.buckets.values_mut() {
+            let waited = b
+                .reported
+                .is_none_or(|r| now.duration_since(r) >= Duration::from_secs(1));
+            if b.flooded == 0 || !(all || waited) {
+                continue;
+            }
+            if let Some((peer, source)) = b.refused.clone() {
+                b.reported = Some(now);
+                out.push((peer, source, std::mem::take(&mut b.flooded)));
+            }
+        }
+        out
+    }
+}
+
+/// Claims on their way into the trail, and the counts of refused floods not yet on it.
+pub(crate) struct Incoming {
+    rx: mpsc::Receiver<Submitted>,
+    gate: Arc<Mutex<Gate>>,
+    limits: Limits,
+}
+
+impl Incoming {
+    pub(crate) async fn recv(&mut self) -> Option<Submitted> {
+        self.rx.recv().await
+    }
+
+    /// What is in already, and (the end) every flood refused since its last record.
+    pub(crate) fn drain(&mut self) -> Vec<Submitted> {
+        let mut out = Vec::new();
+        while let Ok(s) = self.rx.try_recv() {
+            out.push(s);
+        }
+        let floods = self
+            .gate
+            .lock()
+            .map(|mut g| g.due(true))
+            .unwrap_or_default();
+        out.extend(floods.into_iter().map(|(peer, source, count)| Submitted {
+            peer,
+            at: time::now(),
+            record: refusal(source, &Rejected::Flood(self.limits.per_second), count),
+            ack: None,
+        }));
+        out
+    }
+}
+
+/// Puts the counts of floods on record once a second while they last.
+async fn report_floods(tx: mpsc::Sender<Submitted>, gate: Arc<Mutex<Gate>>, limits: Limits) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let due = gate.lock().map(|mut g| g.due(false)).unwrap_or_default();
+        for (peer, source, count) in due {
+            let record = refusal(source, &Rejected::Flood(limits.per_second), count);
+            if submit(&tx, peer, record).await.is_none() {
+                return;
+            }
+        }
+    }
 }
 
 /// Starts the configured listeners; claims arrive on the returned channel.
 pub(crate) async fn start(
     s: &ClaimsSettings,
     cgroup2: &crate::capture::cgroup::Cgroup2,
-) -> anyhow::Result<mpsc::Receiver<Submitted>> {
+) -> anyhow::Result<Incoming> {
     let (tx, rx) = mpsc::channel(1024);
     let gate = Arc::new(Mutex::new(Gate::default()));
+    tokio::spawn(report_floods(tx.clone(), gate.clone(), s.limits));
     let mount = cgroup2.mount().to_path_buf();
     if let Some(path) = &s.socket {
         let listener = bind_socket(path)?;
@@ -160,9 +242,13 @@ pub(crate) async fn start(
             .await
             .with_context(|| format!("[claims] otlp_listen = \"{addr}\": cannot bind"))?;
         tracing::info!(%addr, "taking OTLP/HTTP tool spans on /v1/traces");
-        tokio::spawn(serve_otlp(listener, tx, gate, s.limits, mount));
+        tokio::spawn(serve_otlp(listener, tx, gate.clone(), s.limits, mount));
     }
-    Ok(rx)
+    Ok(Incoming {
+        rx,
+        gate,
+        limits: s.limits,
+    })
 }
 
 /// Binds the claims socket (replacing a stale one) so any local process can connect: who sent
@@ -247,9 +333,13 @@ async fn take(
     claims: Result<Vec<Claim>, Rejected>,
     source: Option<ClaimSource>,
 ) -> Result<Vec<String>, Rejected> {
-    let admitted = gate
-        .lock()
-        .map_or(Ok(()), |mut g| g.admit(peer.pid, limits));
+    let admitted = gate.lock().map_or(Ok(()), |mut g| {
+        let a = g.admit(peer.pid, limits);
+        if a.is_err() {
+            g.refused(&peer, source);
+        }
+        a
+    });
     if let Err(report) = admitted {
         let e = Rejected::Flood(limits.per_second);
         if let Some(count) = report {
@@ -499,6 +589,15 @@ mod tests {
             Ok(()),
             "other senders are not held back"
         );
+        // The counted ones go on record a second after the last report, or at the end.
+        let peer = Peer {
+            pid: Some(7),
+            ..Peer::default()
+        };
+        g.refused(&peer, Some(ClaimSource::Generic));
+        assert!(g.due(false).is_empty(), "not a second yet");
+        assert_eq!(g.due(true), vec![(peer, Some(ClaimSource::Generic), 1)]);
+        assert!(g.due(true).is_empty(), "each refusal on record once");
     }
 
     #[test]

@@ -20,53 +20,10 @@ pub(crate) mod otlp;
 
 use std::sync::Arc;
 
-use crate::event::{ClaimPhase, ClaimSource, Timestamp};
+pub(crate) use crate::event::{Claim, Effect};
 
 /// Largest payload taken (bytes); larger ones are refused with a clear error.
 pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
-
-/// What a tool call implies the machine did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Effect {
-    /// A shell command (`bash -c COMMAND` by the runtime); `background`: it may outlive the call.
-    Exec { command: String, background: bool },
-    /// A file read.
-    Read { path: Vec<u8> },
-    /// A file created, written or edited.
-    Write { path: Vec<u8> },
-    /// A URL fetched: its host and port.
-    Fetch {
-        url: String,
-        host: Arc<str>,
-        port: u16,
-    },
-}
-
-/// One claim: one phase of one tool call, as a runtime reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Claim {
-    pub(crate) source: ClaimSource,
-    pub(crate) phase: ClaimPhase,
-    /// The conversation or session the call belongs to.
-    pub(crate) session: Option<String>,
-    /// The runtime's id of the tool call (`tool_use_id`, `gen_ai.tool.call.id`): joins a call's
-    /// phases.
-    pub(crate) call_id: Option<String>,
-    pub(crate) tool: String,
-    /// What the call implies; empty for a tool that does nothing locally verifiable.
-    pub(crate) effects: Vec<Effect>,
-    /// The working directory relative paths are resolved against.
-    pub(crate) cwd: Option<Vec<u8>>,
-    /// After the call: whether the runtime says it succeeded, and its error.
-    pub(crate) success: Option<bool>,
-    pub(crate) error: Option<String>,
-    /// The call's start and end by the runtime's clock (OTLP spans carry them; hooks do not).
-    pub(crate) started: Option<Timestamp>,
-    pub(crate) ended: Option<Timestamp>,
-    /// sha256 of the payload as received, hex (the payload itself is not stored: a file
-    /// write's content can be anything).
-    pub(crate) payload_sha256: String,
-}
 
 /// Why a payload is not a claim: said to the sender, counted, and recorded as a rejection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,15 +59,11 @@ impl Rejected {
     }
 }
 
-/// The sha256 of a payload, hex.
-pub(crate) fn digest(payload: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(payload))
-}
-
 /// The effects a tool's arguments imply, by the names runtimes use: a `command` is run; a
 /// `url` fetched; a `file_path`/`path`/`notebook_path` read, or written when the tool's name
-/// says it writes (`Write`, `Edit`, `MultiEdit`, `NotebookEdit`, `write_file`, `edit_file`, ...).
+/// says it writes (`Write`, `Edit`, `MultiEdit`, `NotebookEdit`, `write_file`, `edit_file`, ...);
+/// files below a `path` (or the working directory) searched by a search or listing tool
+/// (`Grep`, `Glob`, `LS`, ...).
 pub(crate) fn effects_of(tool: &str, args: &serde_json::Value) -> Vec<Effect> {
     let text = |k: &str| args.get(k).and_then(serde_json::Value::as_str);
     if let Some(command) = text("command").or_else(|| text("cmd")) {
@@ -135,6 +88,11 @@ pub(crate) fn effects_of(tool: &str, args: &serde_json::Value) -> Vec<Effect> {
     let path = text("file_path")
         .or_else(|| text("notebook_path"))
         .or_else(|| text("path"));
+    if scans(tool) {
+        return vec![Effect::Scan {
+            path: path.map(|p| p.as_bytes().to_vec()),
+        }];
+    }
     match path {
         Some(p) if writes(tool) => vec![Effect::Write {
             path: p.as_bytes().to_vec(),
@@ -151,6 +109,15 @@ fn writes(tool: &str) -> bool {
     ["write", "edit", "create", "save", "append", "replace"]
         .iter()
         .any(|w| t.contains(w))
+}
+
+/// Search and listing tools (`Grep`, `Glob`, `LS`, `search_files`, `list_directory`, ...).
+fn scans(tool: &str) -> bool {
+    let t = tool.to_ascii_lowercase();
+    ["grep", "glob", "search_files", "list", "find"]
+        .iter()
+        .any(|w| t.contains(w))
+        || t == "ls"
 }
 
 fn reads(tool: &str) -> bool {
@@ -229,7 +196,18 @@ mod tests {
             }]
         );
         assert!(effects_of("WebSearch", &json!({"query": "rust"})).is_empty());
-        assert!(effects_of("Glob", &json!({"pattern": "**/*.rs"})).is_empty());
+        assert_eq!(
+            effects_of("Glob", &json!({"pattern": "**/*.rs"})),
+            vec![Effect::Scan { path: None }],
+            "a search of the working directory"
+        );
+        assert_eq!(
+            effects_of("Grep", &json!({"pattern": "TODO", "path": "src"})),
+            vec![Effect::Scan {
+                path: Some(b"src".to_vec())
+            }]
+        );
+        assert!(effects_of("Task", &json!({"prompt": "look around"})).is_empty());
     }
 
     #[test]

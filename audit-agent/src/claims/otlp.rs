@@ -12,7 +12,8 @@
 use prost::Message as _;
 use serde_json::Value;
 
-use super::{Claim, Rejected, digest, effects_of};
+use super::{Claim, Rejected, effects_of};
+use crate::digest::sha256_hex as digest;
 use crate::event::{ClaimPhase, ClaimSource};
 
 /// A span as both encodings give it.

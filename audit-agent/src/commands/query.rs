@@ -16,6 +16,7 @@ fn filter(args: &QueryArgs) -> anyhow::Result<Filter> {
         actions: args.action.clone(),
         resources: args.resource.clone(),
         hosts: args.host.clone(),
+        ids: args.id.clone(),
         decisions: args.decision.clone(),
         protected: args.protected.clone().map(|p| (p != "*").then_some(p)),
         outcome: args.outcome.clone(),

@@ -8,8 +8,7 @@ use anyhow::Context as _;
 use super::{store_args::open_store, verify::public_key};
 use crate::{
     cli::{ReportArgs, ReportFormat},
-    format::html,
-    report::{self, Level, Options, Scope},
+    report::{self, Level, Options, Scope, html},
     time,
 };
 

@@ -18,12 +18,9 @@ use crate::{
     time,
 };
 
-/// The embedded default configuration (deploy/config.default.toml).
-pub(crate) const BUILTIN_CONFIG: &str = include_str!("../../../deploy/config.default.toml");
-
 fn load(args: &RunArgs) -> anyhow::Result<(Settings, Option<PathBuf>)> {
     if args.builtin_config {
-        return Ok((Settings::parse(BUILTIN_CONFIG, "<builtin config>")?, None));
+        return Ok((Settings::builtin()?, None));
     }
     let path = args
         .config
@@ -104,7 +101,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("everything uploaded; stopped");
     } else {
         tracing::warn!(
-            "upload did not finish within the grace period; the rest stays in the spool for the next start"
+            "not everything was sealed and uploaded before the grace period ended (errors above \
+             say why); the rest stays in the spool for the next start"
         );
     }
     Ok(())

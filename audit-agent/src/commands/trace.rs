@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::assemble::{Extras, assemble, load_settings};
+use super::assemble::{Extras, assemble};
 use crate::{
     capture::{cgroup::Cgroup2, plan::WatchPlan},
     claims::listen::{ClaimsSettings, Limits},
@@ -97,13 +97,34 @@ impl Drop for TraceCgroup {
     }
 }
 
+/// An export of the trace's records and its spool (removed once everything is uploaded).
+struct TraceExport {
+    exporter: Exporter,
+    spool: PathBuf,
+}
+
+impl TraceExport {
+    /// Seals and uploads what is left; the spool goes when nothing remains in it.
+    async fn finish(self) -> anyhow::Result<()> {
+        if self.exporter.finish().await?.all_uploaded {
+            let _ = std::fs::remove_dir_all(&self.spool);
+        } else {
+            eprintln!(
+                "audit-agent: warning: the export did not finish; data remains in the trace spool {}",
+                self.spool.display()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The trace's outputs: records to stderr or `--output`, and to `--export`'s store.
 async fn outputs(
     args: &TraceArgs,
     settings: &Settings,
     host: &HostInfo,
     started: jiff::Timestamp,
-) -> anyhow::Result<(Vec<Box<dyn Sink + Send>>, Option<Exporter>)> {
+) -> anyhow::Result<(Vec<Box<dyn Sink + Send>>, Option<TraceExport>)> {
     let to_terminal = args.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let format: Format = super::default_format(args.format, to_terminal);
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
@@ -114,7 +135,7 @@ async fn outputs(
             std::process::id(),
             started.as_nanosecond()
         ));
-        let conf = ExportSettings::for_trace(settings.export.as_ref(), url, spool)?;
+        let conf = ExportSettings::for_trace(settings.export.as_ref(), url, spool.clone())?;
         let store = Store::open(&conf.store)?;
         store.check().await?;
         // Each trace is its own stream, so its keys and chain never collide with the daemon's.
@@ -130,7 +151,7 @@ async fn outputs(
         };
         let (e, writer, _) = Exporter::start(&conf, store, stream)?;
         sinks.push(Box::new(writer));
-        exporter = Some(e);
+        exporter = Some(TraceExport { exporter: e, spool });
     }
     match &args.output {
         Some(p) => {
@@ -219,7 +240,12 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     let Some((program, cmd_args)) = args.command.split_first() else {
         bail!("no command: usage `audit-agent trace [OPTIONS] -- CMD [ARGS...]`");
     };
-    let settings = load_settings(args.config.as_deref())?;
+    // Without a configuration, the built-in policy: credentials, the metadata service and data
+    // movers are flagged from the first trace on.
+    let settings = match args.config.as_deref() {
+        Some(path) => Settings::load(path)?,
+        None => Settings::builtin()?,
+    };
     let cgroup2 = Cgroup2::find()?;
     let cg = TraceCgroup::create(&cgroup2)?;
     let cmd_name = std::path::Path::new(program)
@@ -235,8 +261,10 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     let mut plan = WatchPlan::new(false);
     plan.add_subtree(&cg.rel);
     let started_ns = started_at.as_nanosecond().to_string();
-    let summary = Arc::new(Mutex::new(Summary::default()));
     let claims_socket = TempSocket::new();
+    let summary = Arc::new(Mutex::new(
+        Summary::new(std::process::id()).with_claims_socket(&claims_socket.path),
+    ));
     let extras = Extras {
         trace_agent: Some((&agent_id, &cg.rel)),
         sequence: Some(Sequencer::new(
@@ -263,15 +291,13 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     let status = wait_forwarding_signals(&mut child).await?;
     let duration = started.elapsed();
     let killed = cg.drain(Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The records of every process that was in the cgroup are in the ring buffer now: each was
+    // written by that process before it left the cgroup, or, for the SIGCHLD that ended the wait
+    // above, by the kernel before the wait returned. The stop drains the ring: no fixed wait.
     let _ = stop_tx.send(());
     let stats = pipeline.await.context("pipeline task")??;
-    if let Some(e) = exporter
-        && !e.finish().await?.all_uploaded
-    {
-        eprintln!(
-            "audit-agent: warning: the export did not finish; data remains in the trace spool"
-        );
+    if let Some(e) = exporter {
+        e.finish().await?;
     }
     let (code, exit) = exit_description(status);
     let mut text = summary

@@ -243,6 +243,7 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             Detail::Signal {
                 sig: *sig,
                 delivery: *result,
+                by_kernel: ev.has_flag(flags::SIGNAL_BY_KERNEL),
             },
         ),
         Body::CgroupMove {

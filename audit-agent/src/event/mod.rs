@@ -9,6 +9,7 @@
 //! [`Timestamp`], actions, outcomes, decisions and match kinds are enums. Only `format/` turns an
 //! event into the native JSON record, OCSF, or a line for a terminal, and back.
 
+mod claim;
 mod kinds;
 
 use std::{
@@ -18,6 +19,8 @@ use std::{
 };
 
 pub(crate) use jiff::Timestamp;
+
+pub(crate) use self::claim::{Claim, ClaimRecord, Effect};
 
 pub(crate) use self::kinds::{
     Action, ClaimPhase, ClaimSource, Decision, GapReason, HostSource, MatchedBy, Opaque, Outcome,
@@ -618,8 +621,13 @@ pub(crate) enum Detail {
     Change(Change),
     /// A cgroup move: the process moved (the actor may have moved another one).
     Move { pid: u32 },
-    /// A signal: its number and what the kernel did with it (`TRACE_SIGNAL_*`).
-    Signal { sig: u32, delivery: i32 },
+    /// A signal: its number, what the kernel did with it (`TRACE_SIGNAL_*`), and whether the
+    /// kernel generated it itself (a child's exit notifying its parent) rather than a kill(2).
+    Signal {
+        sig: u32,
+        delivery: i32,
+        by_kernel: bool,
+    },
     /// A watched process ended (the target is the process itself); `None`: the kernel side
     /// could not read how (`unreadable` says `exit_status`).
     Exit(Option<ExitStatus>),
@@ -682,20 +690,6 @@ impl ExitStatus {
             None => Outcome::Unknown,
         }
     }
-}
-
-/// An `agent.claim` record's subject: a claim, or a refusal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ClaimRecord {
-    Claim(crate::claims::Claim),
-    /// Payloads refused (too large, no JSON, an unknown form, a flood, a wrong content type):
-    /// `count` of them for the same reason from the same process since the last such record.
-    Rejected {
-        source: Option<ClaimSource>,
-        reason: Arc<str>,
-        message: String,
-        count: u64,
-    },
 }
 
 /// A 32-bit system call as passed: its ia32 number and the six argument registers.

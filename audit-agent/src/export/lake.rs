@@ -139,7 +139,8 @@ const PROCESS: &str = "process struct<pid:int, tid:int, uid:string, name:string,
                           user:struct<uid:string, type_id:int, type:string>,
                           file:struct<path:string, name:string, type_id:int, type:string>,
                           parent_process:struct<pid:int, uid:string>,
-                          container:struct<uid:string, name:string, orchestrator:string, pod_uuid:string>>>";
+                          container:struct<uid:string, name:string, orchestrator:string, pod_uuid:string>>>,
+  exit_code int";
 
 const NETWORK: &str = "src_endpoint struct<hostname:string>,
   dst_endpoint struct<ip:string, port:int, name:string, hostname:string>,

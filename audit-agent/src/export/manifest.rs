@@ -12,7 +12,6 @@ use anyhow::{Context as _, bail};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::{Digest as _, Sha256};
 
 use super::{
     layout::{ObjectFormat, StreamId},
@@ -27,10 +26,6 @@ pub(crate) const SCHEMA: &str = "audit-agent/manifest/v2";
 /// Earlier manifests, still verified: objects' `sha256` and `bytes` are of the uncompressed
 /// records (Parquet objects: of the stored bytes).
 const SCHEMA_V1: &str = "audit-agent/manifest/v1";
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     hex::decode(s).ok()

@@ -17,7 +17,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicI64},
+        atomic::{AtomicBool, AtomicI64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -183,8 +183,10 @@ pub(crate) struct ExportStats {
     last_upload_unix: Gauge,
     oldest_unsent_age: Gauge,
     pending_batches: Gauge,
-    /// Last time the store answered (an upload or an idle check), Unix seconds.
+    /// Last time the store answered (an upload or a probe), Unix seconds; 0 = never.
     pub(crate) store_ok_unix: AtomicI64,
+    /// The last contact with the store (an upload or a probe) failed.
+    pub(crate) store_failing: AtomicBool,
     /// Whether the last spool write probe succeeded.
     pub(crate) spool_writable: AtomicBool,
     pub(crate) last_error: Mutex<Option<String>>,
@@ -205,6 +207,7 @@ impl ExportStats {
             oldest_unsent_age: Gauge::default(),
             pending_batches: Gauge::default(),
             store_ok_unix: AtomicI64::new(0),
+            store_failing: AtomicBool::new(false),
             spool_writable: AtomicBool::new(true),
             last_error: Mutex::new(None),
         }
@@ -275,8 +278,16 @@ impl ExportStats {
             .dec_by(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    fn error(&self, e: &anyhow::Error) {
+    /// The store answered (an upload confirmed, or a probe) at `now` (Unix seconds).
+    fn store_answered(&self, now: i64) {
+        self.store_ok_unix.store(now, Ordering::Relaxed);
+        self.store_failing.store(false, Ordering::Relaxed);
+    }
+
+    /// An upload or a probe failed.
+    fn store_failed(&self, e: &anyhow::Error) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
+        self.store_failing.store(true, Ordering::Relaxed);
     }
 }
 
@@ -444,13 +455,15 @@ impl Exporter {
             s.lock().unwrap_or_else(|e| e.into_inner()).close_stream()
         })
         .await?;
+        let closed_ok = closed.is_ok();
         if let Err(e) = closed {
-            // The stream then ends like a crash's: `verify` reports its tail as unanchored.
+            // The stream then ends like a crash's: `verify` reports its tail as unanchored, and
+            // what could not be sealed stays in the spool for the next start.
             tracing::error!(error = %format!("{e:#}"), "cannot write the closing manifest");
         }
         let _ = self.stop_upload.send(Some(Instant::now() + self.grace));
         self.upload_wake.notify_one();
-        let all_uploaded = self.uploader_task.await.unwrap_or(false);
+        let all_uploaded = self.uploader_task.await.unwrap_or(false) && closed_ok;
         let s = self.sealer.clone();
         tokio::task::spawn_blocking(move || {
             s.lock()

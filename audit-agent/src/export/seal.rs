@@ -30,12 +30,13 @@ use super::{
     ExportStats,
     lake::LakeSettings,
     layout::{self, ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
-    manifest::{self, Body, Link, ManifestKind, ObjectEntry, sha256_hex},
+    manifest::{self, Body, Link, ManifestKind, ObjectEntry},
     segment::Stored,
     spool::{SegmentMeta, SpoolDirs, State, recover_open_segments, sync_dir, write_atomic},
     store::Writes,
 };
 use crate::{
+    digest::sha256_hex,
     event::Timestamp,
     format::{ecs::to_ecs, native, ocsf::to_ocsf},
     time,
@@ -332,7 +333,17 @@ impl Sealer {
                 .find(|r| r.0 == ObjectFormat::Ocsf)
                 .map(|r| Cow::Borrowed(&r.1))
                 .unwrap_or_else(|| Cow::Owned(rendered_lines(ObjectFormat::Ocsf, &records)));
-            for o in super::lake::objects(&ocsf)? {
+            // A Security Lake object that cannot be made (an OCSF attribute its Parquet schema
+            // lacks) must not hold back the records: they are sealed without it, and it is said.
+            let objects = super::lake::objects(&ocsf).unwrap_or_else(|e| {
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    segment = %path.display(),
+                    "no Security Lake objects for this segment; its records are sealed without them"
+                );
+                Vec::new()
+            });
+            for o in objects {
                 let key = lake.key(o.class_uid, &o.day, &self.stream.key_part(), name.first_seq);
                 let file = layout::spool_file_of(&key).context("a Security Lake key")?;
                 self.write_object(&file, &o.parquet)?;

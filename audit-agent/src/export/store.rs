@@ -18,7 +18,8 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{manifest::sha256_hex, object::MAX_STORED_BYTES};
+use super::object::MAX_STORED_BYTES;
+use crate::digest::sha256_hex;
 
 /// How to reach a store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

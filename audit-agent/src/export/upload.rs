@@ -90,7 +90,7 @@ impl Uploader {
                     Ok(()) => attempt = 0,
                     Err(e) => {
                         self.stats.uploads_failed.inc();
-                        self.stats.error(&e);
+                        self.stats.store_failed(&e);
                         tracing::warn!(error = %format!("{e:#}"), attempt, "upload failed; will retry");
                         failed = true;
                         break;
@@ -129,24 +129,30 @@ impl Uploader {
                 () = tokio::time::sleep(step) => {}
                 _ = stop.changed() => return,
             }
-            if Instant::now() < end && self.store.check().await.is_ok() {
-                self.stats.store_ok_unix.store(now_s(), Ordering::Relaxed);
-                tracing::info!("the store answers again; uploading now");
-                return;
+            if Instant::now() < end {
+                match self.store.check().await {
+                    Ok(()) => {
+                        self.stats.store_answered(now_s());
+                        tracing::info!("the store answers again; uploading now");
+                        return;
+                    }
+                    Err(e) => self.stats.store_failed(&e),
+                }
             }
         }
     }
 
     /// While idle, at most every 15 s: is the store answering, is the spool writable? (For
-    /// readiness: an idle agent must not look healthy with a dead store.)
+    /// readiness: an idle agent must not look healthy with a dead store, nor unready with a
+    /// healthy one.)
     async fn idle_checks(&self) {
         let now = now_s();
         if now - self.stats.store_ok_unix.load(Ordering::Relaxed) < 15 {
             return;
         }
         match self.store.check().await {
-            Ok(()) => self.stats.store_ok_unix.store(now, Ordering::Relaxed),
-            Err(e) => self.stats.error(&e),
+            Ok(()) => self.stats.store_answered(now),
+            Err(e) => self.stats.store_failed(&e),
         }
         let probe = self.dirs.root.join(".write-test");
         let ok =
@@ -175,17 +181,24 @@ impl Uploader {
                 st.upload_latency.observe(started.elapsed().as_secs_f64());
                 st.last_upload_unix.set(now_s());
                 // A confirmed upload is contact with the store (readiness).
-                st.store_ok_unix.store(now_s(), Ordering::Relaxed);
+                st.store_answered(now_s());
                 fs::remove_file(local)?;
             }
             Err(PutError::Conflict(why)) => {
+                // The store answered (it refused to overwrite).
+                self.stats.store_answered(now_s());
                 let kept = self.dirs.conflicts.join(layout::encode(key));
                 fs::rename(local, &kept)?;
                 super::spool::sync_dir(&self.dirs.conflicts)?;
                 let e = anyhow::anyhow!("{why}; ours is kept in {}", kept.display());
                 tracing::error!(error = %format!("{e:#}"), "upload conflict");
                 self.stats.upload_conflicts.inc();
-                self.stats.error(&e);
+                // Shown as the last error; the store itself is healthy (readiness holds).
+                *self
+                    .stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
             }
             Err(PutError::Store(e)) => return Err(e),
         }

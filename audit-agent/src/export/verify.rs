@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     layout::{self, ObjectFormat, ObjectName},
-    manifest::{self, ObjectEntry, sha256_hex},
+    manifest::{self, ObjectEntry},
     object::{MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
     store::{Store, unusable},
 };
-use crate::{event::Timestamp, time};
+use crate::{digest::sha256_hex, event::Timestamp, time};
 
 /// Objects fetched and checked at once.
 const CONCURRENCY: usize = 8;

@@ -1,9 +1,8 @@
 //! Output formats, the only place events become text: the native JSON record, OCSF for SIEMs,
-//! aligned lines for terminals and tables for `query`. Every output path (watch, trace, export,
+//! aligned lines for terminals and tables for `query` (the evidence report's HTML is `report/html`). Every output path (watch, trace, export,
 //! query) goes through [`write_event`], so all accept all formats.
 
 pub(crate) mod ecs;
-pub(crate) mod html;
 pub(crate) mod native;
 pub(crate) mod ocsf;
 pub(crate) mod table;
@@ -72,6 +71,8 @@ fn claim_text(c: &crate::event::ClaimRecord) -> String {
                     Effect::Exec { command, .. } => format!("exec {command:?}"),
                     Effect::Read { path } => format!("read {}", Escaped(path)),
                     Effect::Write { path } => format!("write {}", Escaped(path)),
+                    Effect::Scan { path: Some(path) } => format!("scan {}", Escaped(path)),
+                    Effect::Scan { path: None } => "scan .".to_string(),
                     Effect::Fetch { url, .. } => format!("fetch {url}"),
                 })
                 .collect();

@@ -72,7 +72,7 @@ pub(crate) struct PipelineBuilder<S> {
 }
 
 /// Claims on their way in (`claims::listen`).
-type ClaimsIn = tokio::sync::mpsc::Receiver<crate::claims::listen::Submitted>;
+type ClaimsIn = crate::claims::listen::Incoming;
 
 impl<S: Source> PipelineBuilder<S> {
     /// Takes claims in: each becomes an `agent.claim` record, attributed like any other.
@@ -266,7 +266,12 @@ impl<S: Source> Pipeline<S> {
         self.batch.extend(in_flight);
         self.process_batch()?;
         // Claims already taken in are on record before the end.
-        while let Some(claim) = self.claims.as_mut().and_then(|c| c.try_recv().ok()) {
+        for claim in self
+            .claims
+            .as_mut()
+            .map(ClaimsIn::drain)
+            .unwrap_or_default()
+        {
             self.take_claim(claim)?;
         }
         self.release_held(true)?;

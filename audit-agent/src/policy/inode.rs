@@ -5,9 +5,12 @@
 //! The index is built from the daemon's view of the files at `root` (`/proc/1/root`: the host's
 //! root when the daemon runs with the host PID namespace, as the DaemonSet does) and rebuilt every
 //! [`REFRESH`] and whenever the policy changes, so a file replaced by rename is found again. Literal
-//! paths are looked up directly; globs are expanded by walking from their literal prefix, at most
-//! [`WALK_BUDGET`] directory entries per build (a warning says when the budget cut a build short).
-//! Files inside other mount namespaces (a container's own `/etc`) are matched by path only.
+//! paths are looked up directly; globs are expanded by walking from their literal prefix into the
+//! directories the glob can match below, at most [`WALK_BUDGET`] directory entries per build (a
+//! warning says when the budget cut a build short). Files inside other mount namespaces (a
+//! container's own `/etc`) are matched by path only, and so are globs that could only be expanded
+//! by walking the whole tree (`/**/.env`) and paths in the kernel's pseudo filesystems (`/proc`,
+//! `/sys`: their inodes are made up per lookup).
 
 use std::{
     os::unix::fs::MetadataExt as _,
@@ -138,15 +141,48 @@ impl InodeIndex {
 /// The identities of the files a path set names under `root`.
 fn identities(set: &PathSet, root: &Path, budget: &mut usize) -> Vec<Identity> {
     let mut out = Vec::new();
-    for pattern in set.patterns() {
+    for pattern in set.patterns().iter().filter(|p| indexed(p)) {
         if super::pattern::has_glob_meta(pattern) {
             let base = literal_prefix(pattern);
-            walk(set, root, &base, &mut out, budget);
+            walk(set, pattern, root, &base, &mut out, budget);
         } else if let Ok(m) = std::fs::metadata(under(root, pattern)) {
             out.push(Identity::of(&m));
         }
     }
     out
+}
+
+/// Whether a pattern's files are looked up by identity: not a glob that only a walk of the whole
+/// tree could expand, nor a path in a pseudo filesystem (matched by path only).
+fn indexed(pattern: &str) -> bool {
+    let pseudo = ["/proc", "/sys"]
+        .iter()
+        .any(|fs| pattern == *fs || pattern.starts_with(&format!("{fs}/")));
+    let everywhere = super::pattern::has_glob_meta(pattern) && literal_prefix(pattern) == "/";
+    !pseudo && !everywhere
+}
+
+/// Whether `pattern` can match `dir` (a path the walk reached) or something below it: its
+/// components match the pattern's first ones, up to a `**`. Components with alternates or other
+/// syntax this does not follow count as matching.
+fn may_match_below(pattern: &str, dir: &str) -> bool {
+    let mut wanted = pattern.split('/').filter(|c| !c.is_empty());
+    for name in dir.split('/').filter(|c| !c.is_empty()) {
+        let Some(want) = wanted.next() else {
+            return false;
+        };
+        if want.contains("**") || want.contains(['{', '\\']) {
+            return true;
+        }
+        let one = globset::GlobBuilder::new(want)
+            .literal_separator(true)
+            .build()
+            .map(|g| g.compile_matcher().is_match(name));
+        if !one.unwrap_or(true) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The directory before a pattern's first component with glob syntax.
@@ -169,10 +205,17 @@ fn under(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
 }
 
-/// Walks `dir` (a path as policy names it), adding every entry the set matches. Symlinked
-/// directories are not followed (a loop, or a way out of the tree); a matching symlink counts as
-/// the file it points to.
-fn walk(set: &PathSet, root: &Path, dir: &str, out: &mut Vec<Identity>, budget: &mut usize) {
+/// Walks `dir` (a path as policy names it) into the directories `pattern` can match below,
+/// adding every entry the set matches. Symlinked directories are not followed (a loop, or a way
+/// out of the tree); a matching symlink counts as the file it points to.
+fn walk(
+    set: &PathSet,
+    pattern: &str,
+    root: &Path,
+    dir: &str,
+    out: &mut Vec<Identity>,
+    budget: &mut usize,
+) {
     use std::os::unix::ffi::OsStrExt as _;
     let mut stack = vec![dir.to_string()];
     if set.matches(dir.as_bytes())
@@ -199,7 +242,7 @@ fn walk(set: &PathSet, root: &Path, dir: &str, out: &mut Vec<Identity>, budget: 
             {
                 out.push(Identity::of(&m));
             }
-            if is_dir {
+            if is_dir && may_match_below(pattern, &path) {
                 stack.push(path);
             }
         }
@@ -281,6 +324,36 @@ impl Refreshing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn walks_go_only_where_the_glob_can_match() {
+        assert!(may_match_below("/home/*/.ssh/**", "/home/ann"));
+        assert!(may_match_below("/home/*/.ssh/**", "/home/ann/.ssh"));
+        assert!(may_match_below(
+            "/home/*/.ssh/**",
+            "/home/ann/.ssh/keys/old"
+        ));
+        assert!(!may_match_below("/home/*/.ssh/**", "/home/ann/src"));
+        assert!(!may_match_below(
+            "/home/*/.kube/config",
+            "/home/ann/.kube/config/x"
+        ));
+        assert!(
+            may_match_below("/srv/{a,b}/*", "/srv/c"),
+            "alternates: walked"
+        );
+        assert!(may_match_below("/etc/ssh/ssh_host_*_key", "/etc/ssh"));
+    }
+
+    #[test]
+    fn whole_tree_globs_and_pseudo_filesystems_are_matched_by_path_only() {
+        assert!(!indexed("/**/.env"));
+        assert!(!indexed("/proc/*/environ"));
+        assert!(!indexed("/sys/kernel/**"));
+        assert!(indexed("/home/*/.ssh/**"));
+        assert!(indexed("/etc/shadow"));
+        assert!(indexed("/process/x"));
+    }
 
     #[test]
     fn the_literal_prefix_stops_at_the_first_glob_component() {

@@ -777,3 +777,84 @@ fn a_policy_without_host_patterns_keeps_its_version() {
     // The version of POLICY before host patterns existed (this commit's parent computed it).
     assert_eq!(policy().version().as_ref(), "sha256:4d538d56bdf97dd3");
 }
+
+#[test]
+fn the_builtin_policy_reviews_credentials_the_metadata_service_and_data_movers() {
+    let p = crate::settings::Settings::builtin().unwrap().policy;
+    let review = |action: &str, target: Target, set: &str, rule: &str| {
+        let e = judge(&p, "trace:x", Action::parse(action).unwrap(), target);
+        (
+            e.verdict.decision,
+            e.verdict.rule.as_deref().map(str::to_string),
+            names(&e.protected).join(","),
+        ) == (Decision::Review, Some(rule.to_string()), set.to_string())
+    };
+    let files = [
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/sudoers",
+        "/etc/sudoers.d/90-cloud",
+        "/root/.ssh/id_ed25519",
+        "/home/ann/.ssh/authorized_keys",
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/root/.aws/credentials",
+        "/home/ann/.aws/credentials",
+        "/home/ann/.config/gcloud/application_default_credentials.json",
+        "/root/.kube/config",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "/run/secrets/kubernetes.io/serviceaccount/token",
+        "/srv/app/.env",
+        "/.env",
+        "/home/ann/project/.env.production",
+        "/proc/1/environ",
+        "/proc/42/task/43/environ",
+    ];
+    let endpoints = [
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "100.100.100.200",
+        "169.254.170.2",
+        "169.254.170.23",
+    ];
+    let movers = [
+        "/usr/bin/curl",
+        "/usr/local/bin/wget",
+        "/tmp/x/curl",
+        "/usr/bin/nc.openbsd",
+        "/usr/bin/ssh",
+        "/usr/bin/scp",
+    ];
+    // (action, resource, set, rule)
+    let cases = files
+        .iter()
+        .map(|f| ("file.open", path(f), "credentials", "credential-access"))
+        .chain(endpoints.iter().map(|ip| {
+            let t = inet(ip, 80);
+            ("network.connect", t, "cloud-metadata", "cloud-metadata")
+        }))
+        .chain(
+            movers
+                .iter()
+                .map(|e| ("process.exec", path(e), "data-movers", "data-mover-exec")),
+        );
+    for (action, target, set, rule) in cases {
+        let shown = format!("{action} {target:?}");
+        assert!(review(action, target, set, rule), "{shown}");
+    }
+    // What an agent does all day stays allowed.
+    for (action, target) in [
+        ("file.open", path("/etc/hostname")),
+        ("file.open", path("/home/ann/project/src/main.rs")),
+        ("file.open", path("/home/ann/.envrc")),
+        ("file.open", path("/proc/1/status")),
+        ("network.connect", inet("93.184.216.34", 443)),
+        ("network.connect", inet("169.254.169.253", 53)),
+        ("process.exec", path("/usr/bin/git")),
+        ("process.exec", path("/usr/bin/curlie")),
+        ("file.open", path("/usr/bin/curl")),
+    ] {
+        let e = judge(&p, "trace:x", Action::parse(action).unwrap(), target);
+        assert_eq!(e.verdict.decision, Decision::Allow, "{action}");
+        assert!(e.protected.is_empty(), "{action}");
+    }
+}

@@ -57,6 +57,14 @@ fn each_filter_and_combinations() {
     let l = shadow();
     let all = FilterArgs::default;
     assert!(hit(&f(all()), &l));
+    for (ids, found) in [
+        (&["x-1"][..], true),
+        (&["x-2", "x-1"], true),
+        (&["x-2"], false),
+    ] {
+        let ids = s(ids);
+        assert_eq!(hit(&f(FilterArgs { ids, ..all() }), &l), found);
+    }
     assert!(hit(
         &f(FilterArgs {
             agents: s(&["bot"]),

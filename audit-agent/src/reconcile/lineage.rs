@@ -13,6 +13,8 @@ pub(crate) struct Lineage {
     parent: crate::FastMap<Arc<str>, Arc<str>>,
     /// The arguments each image was started with (from its exec record).
     argv: crate::FastMap<Arc<str>, Vec<u8>>,
+    /// Images that exec'd another program (a fork's copy of its parent before its exec).
+    replaced: std::collections::HashSet<Arc<str>>,
 }
 
 impl Lineage {
@@ -36,6 +38,7 @@ impl Lineage {
             ) = (&a.resource.detail, &p.exec_id)
             {
                 l.parent.insert(Arc::clone(child), Arc::clone(id));
+                l.replaced.insert(Arc::clone(id));
                 let joined = argv
                     .iter()
                     .flatten()
@@ -67,15 +70,16 @@ impl Lineage {
         self.argv.get(image).map_or(&[], Vec::as_slice)
     }
 
-    /// The image a hook submitter's claims speak for: its parent, above any process that only
-    /// wraps the hook (`sh -c 'audit-agent claim'`: started with arguments naming the claim
-    /// command).
+    /// The image a hook submitter's claims speak for: the first ancestor that is a program of
+    /// its own, above images that only led to the hook: a fork's copy of its parent that then
+    /// exec'd, and any process that wraps the hook (`sh -c 'audit-agent claim'`: started with
+    /// arguments naming the claim command).
     pub(crate) fn runtime_of(&self, submitter: &str) -> Option<Arc<str>> {
         let mut cur = self.parent.get(submitter)?;
-        for _ in 0..8 {
+        for _ in 0..16 {
             let argv = self.argv(cur);
-            let wraps = contains(argv, b"audit-agent") && contains(argv, b"claim");
-            match (wraps, self.parent.get(cur)) {
+            let passes = self.replaced.contains(cur) || contains(argv, b"audit-agent claim");
+            match (passes, self.parent.get(cur)) {
                 (true, Some(p)) => cur = p,
                 _ => break,
             }

@@ -49,6 +49,17 @@ pub(crate) enum CallOutcome {
     NotLocallyVerifiable,
 }
 
+impl CallOutcome {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Substantiated => "substantiated",
+            Self::Contradicted => "contradicted",
+            Self::Unsubstantiated => "unsubstantiated",
+            Self::NotLocallyVerifiable => "not_locally_verifiable",
+        }
+    }
+}
+
 /// What ties a record to a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,8 +208,10 @@ pub(crate) fn reconcile(events: &[Event], all: bool) -> Findings {
     let mut findings = Findings::default();
     let mut roots: Vec<(usize, Vec<Arc<str>>)> = Vec::new();
     let mut matched: Vec<(usize, Vec<String>)> = Vec::new();
+    // Executions of commands already a call's (two calls of the same command each get one).
+    let mut taken = std::collections::HashSet::new();
     for (i, call) in calls.iter().enumerate() {
-        let (finding, call_roots) = judge(call, &recs, &lineage);
+        let (finding, call_roots) = judge(call, &recs, &lineage, &mut taken);
         roots.push((i, call_roots));
         matched.push((i, finding.evidence.clone()));
         findings.calls.push(finding);
@@ -226,12 +239,9 @@ pub(crate) fn reconcile(events: &[Event], all: bool) -> Findings {
 fn calls(events: &[Event], lineage: &Lineage) -> (Vec<Call>, Vec<Arc<str>>) {
     let mut calls: Vec<Call> = Vec::new();
     let mut submitters: Vec<Arc<str>> = Vec::new();
+    let clocks = ClockBounds::of(events);
     for e in events {
-        let Some(a) = e.activity() else { continue };
-        let Detail::Claim(c) = &a.resource.detail else {
-            continue;
-        };
-        let ClaimRecord::Claim(c) = c.as_ref() else {
+        let (Some(a), Some(c)) = (e.activity(), claim_of(e)) else {
             continue;
         };
         let submitter = a.process.exec_id.clone();
@@ -251,7 +261,12 @@ fn calls(events: &[Event], lineage: &Lineage) -> (Vec<Call>, Vec<Arc<str>>) {
             Some(call) => format!("{}\u{0}{call}", c.session.as_deref().unwrap_or("")),
             None => id.clone(),
         };
-        let (from, to) = window(c, e.time);
+        let clock = a
+            .process
+            .exec_id
+            .as_ref()
+            .and_then(|s| clocks.get(s).copied());
+        let (from, to) = window(c, e.time, clock);
         match calls.iter_mut().find(|x| x.key == key) {
             Some(call) => {
                 call.from = call.from.min(from);
@@ -279,20 +294,72 @@ fn calls(events: &[Event], lineage: &Lineage) -> (Vec<Call>, Vec<Arc<str>>) {
     (calls, submitters)
 }
 
-/// A claim's window: a span's start to end by the runtime's clock, moved back by however much
-/// that clock is ahead of the daemon's (a span cannot end after it was received); a hook's
-/// receipt time.
-fn window(c: &Claim, received: Timestamp) -> (Timestamp, Timestamp) {
-    match (c.started, c.ended) {
-        (Some(s), Some(e)) => {
-            let ahead = if e > received {
-                e.duration_since(received)
-            } else {
-                jiff::SignedDuration::ZERO
+/// How long after its end a span is taken to reach the daemon at most (an exporter's batch
+/// delay and the export itself).
+pub(crate) const MAX_EXPORT_DELAY: Duration = Duration::from_secs(10);
+
+/// The bounds on how far a sender's clock is behind the daemon's (`θ`: daemon time = runtime
+/// time + θ), from its spans' end times and when each was received: no span is received
+/// before it ended (`θ ≤ received − end`, for each), and each is received within
+/// [`MAX_EXPORT_DELAY`] of its end (`θ ≥ received − end − MAX_EXPORT_DELAY`).
+#[derive(Clone, Copy)]
+struct ClockBounds {
+    lo: jiff::SignedDuration,
+    hi: jiff::SignedDuration,
+}
+
+impl ClockBounds {
+    /// The bounds of each sender of spans (by the image that sent them).
+    fn of(events: &[Event]) -> crate::FastMap<Arc<str>, Self> {
+        let mut delays: crate::FastMap<Arc<str>, (jiff::SignedDuration, jiff::SignedDuration)> =
+            crate::FastMap::default();
+        for e in events {
+            let (Some(a), Some(c)) = (e.activity(), claim_of(e)) else {
+                continue;
             };
-            (s - ahead, e - ahead)
+            let (Some(end), Some(sender)) = (c.ended, &a.process.exec_id) else {
+                continue;
+            };
+            let d = e.time.duration_since(end);
+            let b = delays.entry(Arc::clone(sender)).or_insert((d, d));
+            *b = (b.0.min(d), b.1.max(d));
         }
+        let max = jiff::SignedDuration::try_from(MAX_EXPORT_DELAY).unwrap_or_default();
+        delays
+            .into_iter()
+            .map(|(s, (min_d, max_d))| {
+                (
+                    s,
+                    Self {
+                        lo: (max_d - max).min(min_d),
+                        hi: min_d,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// A claim's window: a span's start to end by the runtime's clock, moved to the daemon's by
+/// every clock offset its sender's spans allow (as given, for a claim no process sent); a
+/// hook's receipt time.
+fn window(c: &Claim, received: Timestamp, clock: Option<ClockBounds>) -> (Timestamp, Timestamp) {
+    match (c.started, c.ended, clock) {
+        (Some(s), Some(e), Some(b)) => (s + b.lo, e + b.hi),
+        // No sender to learn a clock from (a claims file): the times as given.
+        (Some(s), Some(e), None) => (s, e),
         _ => (received, received),
+    }
+}
+
+/// The claim a record carries, if it is one.
+fn claim_of(e: &Event) -> Option<&Claim> {
+    match &e.activity()?.resource.detail {
+        Detail::Claim(c) => match c.as_ref() {
+            ClaimRecord::Claim(c) => Some(c),
+            ClaimRecord::Rejected { .. } => None,
+        },
+        _ => None,
     }
 }
 
@@ -307,7 +374,12 @@ fn of_runtime(r: &Rec<'_>, call: &Call, lineage: &Lineage) -> bool {
 }
 
 /// A call's finding, and the images its command started (whose records it explains).
-fn judge(call: &Call, recs: &[Rec<'_>], lineage: &Lineage) -> (CallFinding, Vec<Arc<str>>) {
+fn judge(
+    call: &Call,
+    recs: &[Rec<'_>],
+    lineage: &Lineage,
+    taken: &mut std::collections::HashSet<String>,
+) -> (CallFinding, Vec<Arc<str>>) {
     let first = call.first();
     let effects = call.effects();
     let claimed = call.claimed_success();
@@ -324,7 +396,7 @@ fn judge(call: &Call, recs: &[Rec<'_>], lineage: &Lineage) -> (CallFinding, Vec<
         CallOutcome::Substantiated
     };
     for effect in &effects {
-        let m = find(effect, call, recs, lineage);
+        let m = find(effect, call, recs, lineage, taken);
         evidence.extend(
             m.found
                 .iter()
@@ -385,7 +457,16 @@ struct Matched<'r, 'a> {
     roots: Vec<Arc<str>>,
 }
 
-impl Matched<'_, '_> {
+impl<'r, 'a> Matched<'r, 'a> {
+    /// A record that did what the effect says: successfully, or not.
+    fn add(&mut self, r: &'r Rec<'a>) {
+        if matches!(r.a.outcome, Outcome::Success(_)) {
+            self.found.push(r);
+        } else {
+            self.failed.push(r);
+        }
+    }
+
     /// Whether the kernel saw the effect succeed (`None`: it cannot tell, as for a command
     /// still running). A command succeeded when it exited 0.
     fn succeeded(&self) -> Option<bool> {
@@ -467,6 +548,10 @@ fn effect_text(e: &Effect) -> String {
         Effect::Exec { command, .. } => format!("the command `{command}`"),
         Effect::Read { path } => format!("a read of {}", crate::escape::Escaped(path)),
         Effect::Write { path } => format!("a write of {}", crate::escape::Escaped(path)),
+        Effect::Scan { path: Some(path) } => {
+            format!("a search of {}", crate::escape::Escaped(path))
+        }
+        Effect::Scan { path: None } => "a search of the working directory".to_string(),
         Effect::Fetch { host, port, .. } => format!("a connection to {host}:{port}"),
     }
 }
@@ -476,42 +561,19 @@ fn find<'r, 'a>(
     call: &Call,
     recs: &'r [Rec<'a>],
     lineage: &Lineage,
+    taken: &mut std::collections::HashSet<String>,
 ) -> Matched<'r, 'a> {
-    let mut m = Matched::default();
     let candidates = recs
         .iter()
         .filter(|r| call.inside(r.e.time) && of_runtime(r, call, lineage));
     match effect {
         Effect::Exec { command, .. } => {
-            let want = normalize_command(command);
-            for r in candidates.filter(|r| r.a.action == Action::Exec) {
-                if !exec_matches(r.a, &want) {
-                    continue;
-                }
-                if matches!(r.a.outcome, Outcome::Success(_)) {
-                    if let Some(i) = r.image {
-                        m.roots.push(Arc::from(i));
-                    }
-                    if let Detail::Exec {
-                        new_exec_id: Some(n),
-                        ..
-                    } = &r.a.resource.detail
-                    {
-                        m.roots.push(Arc::clone(n));
-                    }
-                    m.found.push(r);
-                } else {
-                    m.failed.push(r);
-                }
-            }
-            // A command that ran from the runtime's own image names no new image of its own:
-            // keep only roots below the runtime.
-            m.roots.retain(|root| Some(root) != call.runtime.as_ref());
-            m.exit = command_exit(&m.found, &want, recs, lineage);
+            find_command(command, call, candidates, recs, lineage, taken)
         }
         Effect::Read { path } | Effect::Write { path } => {
             let write = matches!(effect, Effect::Write { .. });
             let want = resolve(path, call.cwd());
+            let mut m = Matched::default();
             for r in candidates {
                 let Some(kind) = file_use(r.a) else { continue };
                 if kind.writes != write && !(write && kind.renames) {
@@ -519,36 +581,126 @@ fn find<'r, 'a>(
                 }
                 let paths = record_paths(r.a);
                 if paths.contains(&want) {
-                    if matches!(r.a.outcome, Outcome::Success(_)) {
-                        m.found.push(r);
-                    } else {
-                        m.failed.push(r);
-                    }
+                    m.add(r);
                 } else if paths.iter().any(|p| basename(p) == basename(&want)) {
                     m.other.push(r);
                 }
             }
+            m
+        }
+        Effect::Scan { path } => {
+            let want = resolve(path.as_deref().unwrap_or(b"."), call.cwd());
+            let mut m = Matched::default();
+            for r in candidates {
+                let reads = file_use(r.a).is_some_and(|k| !k.writes);
+                if reads && record_paths(r.a).iter().any(|p| below(p, &want)) {
+                    m.add(r);
+                }
+            }
+            m
         }
         Effect::Fetch { host, port, .. } => {
+            let mut m = Matched::default();
             for r in candidates.filter(|r| r.a.action.is_network()) {
                 let Target::Inet(ip, p) = r.a.resource.target else {
                     continue;
                 };
                 let named =
                     r.a.resource.host_names().any(|n| n == &**host) || ip.to_string() == **host;
-                if p != *port || !named {
-                    continue;
-                }
-                let failed = matches!(r.a.outcome, Outcome::Failure(_));
-                if failed {
-                    m.failed.push(r)
-                } else {
-                    m.found.push(r)
+                if p == *port && named {
+                    m.add(r);
                 }
             }
+            m
         }
     }
+}
+
+/// A command's execution: of the execs carrying it, the first no other call has taken,
+/// preferring one that ran, and one given the whole command (the shell it was handed to); with
+/// the execs of it below that one, the images it started (whose records it explains) and how
+/// it exited.
+fn find_command<'r, 'a>(
+    command: &str,
+    call: &Call,
+    candidates: impl Iterator<Item = &'r Rec<'a>>,
+    recs: &'r [Rec<'a>],
+    lineage: &Lineage,
+    taken: &mut std::collections::HashSet<String>,
+) -> Matched<'r, 'a> {
+    let mut m = Matched::default();
+    let want = normalize_command(command);
+    let execs: Vec<&Rec<'_>> = candidates
+        .filter(|r| r.a.action == Action::Exec && exec_matches(r.a, &want))
+        .collect();
+    // A program looked up along `PATH` is tried (and fails) in each directory before the one
+    // that runs: an attempt that failed is the execution only when none succeeded.
+    let free = || execs.iter().filter(|r| !taken.contains(&r.id));
+    let ran = |r: &&&Rec<'_>| matches!(r.a.outcome, Outcome::Success(_));
+    let Some(runner) = free()
+        .filter(ran)
+        .find(|r| carries_whole(r.a, &want))
+        .or_else(|| free().find(ran))
+        .or_else(|| free().next())
+        .copied()
+    else {
+        return m;
+    };
+    let started = new_image(runner);
+    for r in execs {
+        let below = started
+            .as_ref()
+            .zip(r.image)
+            .is_some_and(|(s, i)| lineage.descends(i, s));
+        if r.id != runner.id && !below {
+            continue;
+        }
+        // The same execution, further on (the shell exec'ing the program): no other call's.
+        taken.insert(r.id.clone());
+        m.add(r);
+        if matches!(r.a.outcome, Outcome::Success(_)) {
+            m.roots.extend(r.image.map(Arc::from));
+            m.roots.extend(new_image(r));
+        }
+    }
+    // A command that ran from the runtime's own image names no new image of its own: keep
+    // only roots below the runtime.
+    m.roots.retain(|root| Some(root) != call.runtime.as_ref());
+    m.exit = started.and_then(|image| exit_of(runner, &image, recs, lineage));
     m
+}
+
+/// The image a successful exec started.
+fn new_image(r: &Rec<'_>) -> Option<Arc<str>> {
+    match &r.a.resource.detail {
+        Detail::Exec {
+            new_exec_id: Some(n),
+            ..
+        } if matches!(r.a.outcome, Outcome::Success(_)) => Some(Arc::clone(n)),
+        _ => None,
+    }
+}
+
+/// The exit of the process an exec ran in: in the image it started, or in one that image
+/// went on to exec.
+fn exit_of<'r, 'a>(
+    exec: &Rec<'_>,
+    image: &str,
+    recs: &'r [Rec<'a>],
+    lineage: &Lineage,
+) -> Option<&'r Rec<'a>> {
+    recs.iter().find(|x| {
+        x.a.action == Action::Exit
+            && x.a.process.pid == exec.a.process.pid
+            && x.e.time >= exec.e.time
+            && x.image.is_some_and(|i| lineage.descends(i, image))
+    })
+}
+
+/// Whether `path` is `dir` or lies below it.
+fn below(path: &[u8], dir: &[u8]) -> bool {
+    path == dir
+        || (path.starts_with(dir) && (dir.ends_with(b"/") || path.get(dir.len()) == Some(&b'/')))
 }
 
 /// A command as a shell would run it, without what only sets up its environment: leading
@@ -582,34 +734,6 @@ pub(crate) fn normalize_command(c: &str) -> String {
         }
     }
     rest.to_string()
-}
-
-/// The exit of the process that ran a command whole: the first exec whose arguments carry the
-/// whole command (the shell it was given to; else the first exec of it), followed to its
-/// process's exit (in the image that exec started, or in one that image went on to exec).
-fn command_exit<'r, 'a>(
-    found: &[&'r Rec<'a>],
-    want: &str,
-    recs: &'r [Rec<'a>],
-    lineage: &Lineage,
-) -> Option<&'r Rec<'a>> {
-    let runner = found
-        .iter()
-        .find(|r| carries_whole(r.a, want))
-        .or(found.first())?;
-    let Detail::Exec {
-        new_exec_id: Some(image),
-        ..
-    } = &runner.a.resource.detail
-    else {
-        return None;
-    };
-    recs.iter().find(|x| {
-        x.a.action == Action::Exit
-            && x.a.process.pid == runner.a.process.pid
-            && x.e.time >= runner.e.time
-            && x.image.is_some_and(|i| lineage.descends(i, image))
-    })
 }
 
 fn argv(a: &Activity) -> Option<&[Vec<u8>]> {

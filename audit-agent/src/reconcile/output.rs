@@ -82,11 +82,7 @@ pub(crate) fn table(f: &Findings) -> String {
         t.substantiated, t.contradicted, t.unsubstantiated, t.not_locally_verifiable
     );
     for c in &f.calls {
-        let outcome = serde_json::to_value(c.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let _ = writeln!(s, "  {:<24} {:<14} {outcome}", c.call, c.tool);
+        let _ = writeln!(s, "  {:<24} {:<14} {}", c.call, c.tool, c.outcome.name());
         for r in &c.reasons {
             let _ = writeln!(s, "      {r}");
         }

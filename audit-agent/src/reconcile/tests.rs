@@ -172,11 +172,12 @@ impl Trail {
             detail: Detail::Claim(Box::new(ClaimRecord::Claim(c))),
             ..resource()
         };
-        let wrapper = format!("sh-{hook}");
+        // The runtime forks; its copy execs the wrapper shell, which execs the hook.
+        let (copy, wrapper) = (format!("fork-{hook}"), format!("sh-{hook}"));
         self.exec(
             at,
+            &copy,
             "rt",
-            "init",
             &wrapper,
             &["sh", "-c", "audit-agent claim"],
             true,
@@ -186,6 +187,38 @@ impl Trail {
             at,
             hook,
             &wrapper,
+            Action::Claim,
+            resource,
+            Outcome::Success(0),
+        );
+    }
+
+    /// An OTLP span of a call, sent by the runtime itself `received` seconds in, its start
+    /// and end by the runtime's clock (seconds, which may be off).
+    fn span(&mut self, received: u64, call: &str, effects: Vec<Effect>, start: u64, end: u64) {
+        let c = Claim {
+            source: ClaimSource::Otlp,
+            phase: ClaimPhase::Complete,
+            session: Some("s".into()),
+            call_id: Some(call.into()),
+            tool: "Tool".into(),
+            effects,
+            cwd: Some(b"/w".to_vec()),
+            success: Some(true),
+            error: None,
+            started: Some(t(start)),
+            ended: Some(t(end)),
+            payload_sha256: String::new(),
+        };
+        let resource = Resource {
+            target: Target::Call,
+            detail: Detail::Claim(Box::new(ClaimRecord::Claim(c))),
+            ..resource()
+        };
+        self.push(
+            received,
+            "rt",
+            "init",
             Action::Claim,
             resource,
             Outcome::Success(0),
@@ -292,10 +325,13 @@ fn an_action_no_claim_covers_is_unexplained_and_a_claim_of_nothing_unsubstantiat
         exec_effect("make test"),
         Some(true),
     );
+    // Another process of the agent (a sibling of the runtime) runs the command: that is not
+    // the runtime's doing.
+    tr.exec(11, "other", "init", "make-o", &["make", "test"], true);
     // The runtime reads a secret on its own, outside any call's command.
     tr.open(20, "rt", "init", "/root/.ssh/id_rsa", false, true);
     let f = tr.findings();
-    assert_eq!(outcome(&f, "c1"), CallOutcome::Unsubstantiated);
+    assert_eq!(outcome(&f, "c1"), CallOutcome::Unsubstantiated, "{f:#?}");
     assert!(!f.records[0].explained, "{f:#?}");
 }
 
@@ -537,4 +573,98 @@ fn a_command_is_judged_by_how_its_shell_exited() {
     assert!(c1.reasons[0].contains("exit 127"), "{:?}", c1.reasons);
     assert_eq!(outcome(&f, "c2"), CallOutcome::Contradicted);
     assert_eq!(outcome(&f, "c3"), CallOutcome::Substantiated, "{f:#?}");
+}
+
+#[test]
+fn two_calls_of_one_command_take_one_execution_each_and_a_third_is_unexplained() {
+    let mut tr = Trail::new();
+    for (h, call) in [("h1", "c1"), ("h2", "c2")] {
+        tr.claim(
+            10,
+            h,
+            ClaimPhase::Pre,
+            call,
+            exec_effect("cat /s/key"),
+            None,
+        );
+    }
+    // Three executions of the same command: the runtime ran one no call reported.
+    for n in 1..=3 {
+        let (copy, cat) = (format!("f{n}"), format!("cat-{n}"));
+        tr.exec(11, &copy, "rt", &cat, &["cat", "/s/key"], true);
+        tr.open(11, &cat, &copy, "/s/key", false, true);
+    }
+    for (h, call) in [("h3", "c1"), ("h4", "c2")] {
+        tr.claim(
+            12,
+            h,
+            ClaimPhase::Post,
+            call,
+            exec_effect("cat /s/key"),
+            Some(true),
+        );
+    }
+    let f = tr.findings();
+    assert_eq!(outcome(&f, "c1"), CallOutcome::Substantiated);
+    assert_eq!(outcome(&f, "c2"), CallOutcome::Substantiated);
+    let explained: Vec<bool> = f.records.iter().map(|r| r.explained).collect();
+    assert_eq!(explained, [true, true, false], "{f:#?}");
+}
+
+#[test]
+fn a_search_explains_the_reads_below_its_directory_by_the_runtime_and_its_tools() {
+    let mut tr = Trail::new();
+    let scan = vec![Effect::Scan {
+        path: Some(b"src".to_vec()),
+    }];
+    tr.claim(10, "h1", ClaimPhase::Pre, "g1", scan.clone(), None);
+    // The runtime's search tool (a subprocess, like ripgrep) reads below /w/src ...
+    tr.exec(11, "f1", "rt", "rg-1", &["rg", "TOKEN", "/w/src"], true);
+    tr.open(11, "rg-1", "f1", "/w/src/secrets/token", false, true);
+    // ... and the runtime itself reads elsewhere during the call.
+    tr.open(11, "rt", "init", "/w/other/secret", false, true);
+    tr.claim(12, "h2", ClaimPhase::Post, "g1", scan, Some(true));
+    let f = tr.findings();
+    assert_eq!(outcome(&f, "g1"), CallOutcome::Substantiated);
+    let by_path = |p: &str| {
+        f.records
+            .iter()
+            .find(|r| r.resource == p)
+            .unwrap()
+            .explained
+    };
+    assert!(by_path("/w/src/secrets/token"));
+    assert!(!by_path("/w/other/secret"), "{f:#?}");
+}
+
+#[test]
+fn span_windows_follow_the_senders_clock_ahead_or_behind() {
+    for offset in [-40i64, 0, 40] {
+        let mut tr = Trail::new();
+        // The runtime's clock reads `offset` seconds more than the daemon's.
+        let rt =
+            |daemon: u64| u64::try_from(1000 + i64::try_from(daemon).unwrap() + offset).unwrap();
+        tr.exec(100, "f1", "rt", "cat-1", &["cat", "/s/a"], true);
+        tr.open(100, "cat-1", "f1", "/s/a", false, true);
+        tr.span(101, "s1", exec_effect("cat /s/a"), rt(99), rt(101));
+        tr.exec(200, "f2", "rt", "cat-2", &["cat", "/s/b"], true);
+        tr.open(200, "cat-2", "f2", "/s/b", false, true);
+        // Exported in a batch a few seconds after it ended.
+        tr.span(205, "s2", exec_effect("cat /s/b"), rt(199), rt(201));
+        let f = tr.findings();
+        assert_eq!(
+            outcome(&f, "s1"),
+            CallOutcome::Substantiated,
+            "offset {offset}"
+        );
+        assert_eq!(
+            outcome(&f, "s2"),
+            CallOutcome::Substantiated,
+            "offset {offset}"
+        );
+        assert!(
+            f.records.iter().all(|r| r.explained),
+            "offset {offset}: {f:#?}"
+        );
+    }
 }

@@ -4,12 +4,7 @@
 use serde::Serialize;
 
 use super::Read;
-use crate::{
-    event::GapReason,
-    export::{manifest::sha256_hex, verify},
-    format::native,
-    time,
-};
+use crate::{digest::sha256_hex, event::GapReason, export::verify, format::native, time};
 
 /// How far the trail of the window can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

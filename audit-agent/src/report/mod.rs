@@ -1,12 +1,13 @@
 //! The evidence report: one workflow (or agents) over a time window, for readers outside
 //! engineering. It is built from two scans of the store — `verify` over the window (is the
 //! trail complete and untouched?) and `query` for the scope's records and the window's gap
-//! records — into [`Report`], a typed model that `format/html` renders as a self-contained HTML
+//! records — into [`Report`], a typed model that `html` renders as a self-contained HTML
 //! page and that serializes as JSON for tools (docs/report.md).
 //!
 //! A *protected action* is a record whose resource belongs to a protected set, or whose policy
 //! decision is `deny` or `review`.
 
+pub(crate) mod html;
 mod integrity;
 mod summary;
 
@@ -67,9 +68,40 @@ pub(crate) struct Report {
     /// Connections, sends, TLS hellos and HTTP requests by the host name of their destination.
     pub(crate) destinations_by_host: Vec<Count>,
     pub(crate) failed_attempts: Vec<Failure>,
+    /// What the agents said they did, set against what was recorded (`None`: no agent filed a
+    /// claim in the scope).
+    pub(crate) claimed_vs_observed: Option<ClaimedVsObserved>,
     /// The records behind every protected action and gap, exactly as stored, with the object
     /// each was read from: a reviewer can re-check any row against the store.
     pub(crate) appendix: Vec<Evidence>,
+}
+
+/// Reconciliation of the scope (docs/claims.md): every call's outcome, and the protected
+/// actions no claim explains.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClaimedVsObserved {
+    pub(crate) totals: crate::reconcile::output::Totals,
+    pub(crate) calls: Vec<crate::reconcile::CallFinding>,
+    pub(crate) unexplained: Vec<crate::reconcile::RecordFinding>,
+}
+
+impl ClaimedVsObserved {
+    fn of(records: &[Read]) -> Option<Self> {
+        let mut events: Vec<Event> = records.iter().map(|r| r.event.clone()).collect();
+        if !events
+            .iter()
+            .any(|e| e.activity().is_some_and(|a| a.action == Action::Claim))
+        {
+            return None;
+        }
+        events.sort_by_key(|e| e.time);
+        let f = crate::reconcile::reconcile(&events, false);
+        Some(Self {
+            totals: crate::reconcile::output::totals(&f),
+            unexplained: f.records.into_iter().filter(|r| !r.explained).collect(),
+            calls: f.calls,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -379,6 +411,7 @@ fn assemble(
         top_destinations: s.top_destinations(),
         destinations_by_host: s.destinations_by_host(),
         failed_attempts: s.failed_attempts(),
+        claimed_vs_observed: ClaimedVsObserved::of(records),
         protected_actions: rows.into_iter().map(|(_, row)| row).collect(),
         appendix,
     }

@@ -14,6 +14,11 @@ use crate::{
     policy::Policy,
 };
 
+/// The embedded default configuration's text.
+pub(crate) const BUILTIN: &str = include_str!("../../../deploy/config.default.toml");
+/// How the embedded default is named in messages, metrics and `check-config`.
+pub(crate) const BUILTIN_SOURCE: &str = "<builtin config>";
+
 /// Kernel-side settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CaptureSettings {
@@ -74,7 +79,13 @@ impl Settings {
         p.finish(settings)
     }
 
-    /// The settings of an empty configuration (`watch`/`trace` without `--config`).
+    /// The embedded default configuration (`deploy/config.default.toml`): `run --builtin-config`,
+    /// and the policy of `trace` without `--config`.
+    pub(crate) fn builtin() -> Result<Self, ConfigErrors> {
+        Self::parse(BUILTIN, BUILTIN_SOURCE)
+    }
+
+    /// The settings of an empty configuration (`watch` without `--config`).
     pub(crate) fn empty() -> Self {
         Self::compile(&Config::default(), "<none>", &mut Problems::new("", ""))
     }

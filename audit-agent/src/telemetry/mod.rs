@@ -144,7 +144,10 @@ impl Telemetry {
         }
     }
 
-    /// Readiness: attached, spool writable, store reachable recently (when exporting).
+    /// Readiness: attached, spool writable, and (when exporting) the store can be delivered to:
+    /// it answered the last upload or probe, or failed for less than `store_staleness` since it
+    /// last answered. An idle agent is judged by its idle probes, never by how long ago it last
+    /// had something to upload.
     fn readyz(&self) -> (bool, String) {
         let mut problems = Vec::new();
         if !self.health.attached.load(Ordering::Relaxed) {
@@ -161,7 +164,9 @@ impl Telemetry {
             }
             let ok_at = st.store_ok_unix.load(Ordering::Relaxed);
             let max = self.store_staleness.as_secs() as i64;
-            if ok_at == 0 || time::now().as_second() - ok_at > max {
+            let failing_too_long =
+                st.store_failing.load(Ordering::Relaxed) && time::now().as_second() - ok_at > max;
+            if ok_at == 0 || failing_too_long {
                 let last = st.last_error.lock().map(|e| e.clone()).ok().flatten();
                 problems.push(format!(
                     "store not reachable in the last {max}s{}",

@@ -206,7 +206,7 @@ pub(super) fn dns_out(d: &DnsLookup) -> DnsOut {
         answered: d.response.is_some(),
         response: d.response.as_ref().map(|r| ResponseOut {
             rcode: dns::rcode_name(r.rcode).into_owned(),
-            after_ms: super::resource::millis(r.after),
+            after_ms: time::millis(r.after),
             truncated_flag: r.truncated_flag,
             answers: r.answers.iter().map(answer_out).collect(),
             resolver_pid: r.resolver_pid,
@@ -266,7 +266,7 @@ pub(super) fn dns_in(d: &DnsOut) -> Result<Detail, ReadError> {
             rcode: dns::rcode_number(&r.rcode).ok_or(bad("resource.dns.response.rcode"))?,
             truncated_flag: r.truncated_flag,
             answers: r.answers.iter().map(answer_in).collect::<Result<_, _>>()?,
-            after: super::resource::from_millis(r.after_ms),
+            after: time::from_millis(r.after_ms),
             resolver_pid: r.resolver_pid,
         }),
         None => None,
@@ -441,7 +441,7 @@ pub(super) struct ClaimOut {
     count: Option<u64>,
 }
 
-/// One effect a claim implies: exactly one of `exec`, `read`, `write`, `fetch`.
+/// One effect a claim implies: exactly one of `exec`, `read`, `write`, `scan`, `fetch`.
 #[derive(Serialize, Deserialize, Default)]
 struct EffectOut {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,6 +452,9 @@ struct EffectOut {
     read: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     write: Option<String>,
+    /// A directory searched (`"."`: the call's working directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scan: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fetch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,6 +481,13 @@ fn effect_out(e: &Effect) -> EffectOut {
             write: Some(Escaped(path).to_string()),
             ..Default::default()
         },
+        Effect::Scan { path } => EffectOut {
+            scan: Some(
+                path.as_deref()
+                    .map_or(".".into(), |p| Escaped(p).to_string()),
+            ),
+            ..Default::default()
+        },
         Effect::Fetch { url, host, port } => EffectOut {
             fetch: Some(url.clone()),
             host: Some(host.to_string()),
@@ -495,6 +505,9 @@ fn effect_in(e: &EffectOut) -> Result<Effect, ReadError> {
         },
         EffectOut { read: Some(p), .. } => Effect::Read { path: bytes(p) },
         EffectOut { write: Some(p), .. } => Effect::Write { path: bytes(p) },
+        EffectOut { scan: Some(p), .. } => Effect::Scan {
+            path: (p != ".").then(|| bytes(p)),
+        },
         EffectOut {
             fetch: Some(u),
             host: Some(h),

@@ -3,7 +3,7 @@
 //! process passed when it differs (`requested_path`, `requested_address`), and which values were
 //! cut or could not be read.
 
-use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Duration};
+use std::{borrow::Cow, net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,7 @@ use crate::{
         RealRoot, Requested, Resource, Stacked, Target, UringRef,
     },
     linux,
+    time::{from_millis, millis},
 };
 
 /// `resource.file`: the kernel's identity of the file acted on, as written (no allocation).
@@ -397,6 +398,7 @@ pub(super) struct ResourceOut<'a> {
     target_exec_id: Option<&'a str>,
     target_agent: Option<&'a str>,
     delivery: Option<Cow<'static, str>>,
+    origin: Option<&'static str>,
     dns: Option<DnsOut>,
     tls: Option<TlsOut>,
     http: Option<HttpOut>,
@@ -535,6 +537,7 @@ impl ResourceOut<'_> {
         text(o, "target_exec_id", self.target_exec_id);
         text(o, "target_agent", self.target_agent);
         text(o, "delivery", self.delivery.as_deref());
+        text(o, "origin", self.origin);
         if let Some(d) = &self.dns {
             o.serde("dns", d)?;
         }
@@ -695,9 +698,14 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
                 linux::URING_SETUP_FLAGS,
             ));
         }
-        Detail::Signal { sig, delivery } => {
+        Detail::Signal {
+            sig,
+            delivery,
+            by_kernel,
+        } => {
             out.signal = Some(linux::signal_name(*sig));
             out.delivery = Some(linux::signal_delivery_name(*delivery));
+            out.origin = by_kernel.then_some("kernel");
         }
         Detail::Exit(Some(ExitStatus::Code(code))) => out.exit_code = Some(*code),
         Detail::Exit(Some(ExitStatus::Signal { sig, core_dumped })) => {
@@ -925,6 +933,8 @@ pub(crate) struct ResourceIn<'a> {
     target_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     delivery: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    origin: Option<Cow<'a, str>>,
     #[serde(default)]
     hosts: Option<Vec<HostOut>>,
     #[serde(default)]
@@ -1158,6 +1168,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
                 .as_deref()
                 .and_then(linux::signal_delivery_number)
                 .ok_or(ReadError::Field("resource.delivery"))?,
+            by_kernel: r.origin.as_deref() == Some("kernel"),
         },
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
@@ -1291,15 +1302,6 @@ fn change_in(action: Action, r: &ResourceIn<'_>) -> Result<Change, ReadError> {
         dirfd: r.dirfd,
         fd: r.fd,
     })
-}
-
-/// Milliseconds with microsecond precision (what the record keeps).
-pub(super) fn millis(d: Duration) -> f64 {
-    d.as_micros() as f64 / 1e3
-}
-
-pub(super) fn from_millis(ms: f64) -> Duration {
-    Duration::from_micros((ms * 1e3).round().max(0.0) as u64)
 }
 
 /// A stored connect's completion.
@@ -1448,6 +1450,7 @@ mod tests {
             target_exec_id: Some("b4-9-9"),
             target_agent: Some("bot"),
             delivery: Some("delivered".into()),
+            origin: Some("kernel"),
             destination: None,
             dns: None,
             tls: None,
@@ -1483,7 +1486,7 @@ mod tests {
                 r#""sq_entries":8,"cq_entries":16,"setup_flags":["IORING_SETUP_SQPOLL"],"#,
                 r#""ptrace_request":"PTRACE_ATTACH","addr":"0x10","pid_source":"kernel","#,
                 r#""pid_namespace":"host","target_exec_id":"b4-9-9","target_agent":"bot","#,
-                r#""delivery":"delivered","truncated":["argv"],"unreadable":["exe"]}"#
+                r#""delivery":"delivered","origin":"kernel","truncated":["argv"],"unreadable":["exe"]}"#
             )
         );
         // And what is written reads back as the resource it came from.

@@ -166,15 +166,16 @@ fn round_trip(e: &Event) {
     assert_eq!(&read(l.as_bytes()).unwrap(), e, "{l}");
 }
 
-#[test]
-fn every_kind_of_open_reads_back_as_written() {
+/// Every kind of open target: lexical paths, kernel objects reached by a link, requested at
+/// exit, unreadable, a deleted memfd through /proc.
+fn opens() -> Vec<Event> {
     let open = Detail::Open {
         flags: 0o1 | 0o100 | 0o2000000,
         mode: 0o640,
         dirfd: Some(3),
         resolve: 0x08 | 0x10,
     };
-    for target in [
+    [
         file(b"rel/\xff", Some(b"/tmp/rel/\xff")),
         file(b"rel", None),
         opened(Some(b"/tmp/link"), b"/etc/shadow", Requested::AtEntry),
@@ -233,19 +234,27 @@ fn every_kind_of_open_reads_back_as_written() {
             })),
         })),
         opened(None, b"/merged/x", Requested::AtEntry).with_stacked(None),
-    ] {
+    ]
+    .into_iter()
+    .map(|target| {
         let mut e = activity(Action::Open, "openat", target, open.clone());
         if let Some(a) = e.activity_mut()
             && a.resource.file().unwrap().requested.is_none()
         {
             a.resource.unreadable.push(Field::RequestedPath);
         }
-        round_trip(&e);
-    }
+        e
+    })
+    .collect()
 }
 
 #[test]
-fn every_kind_of_exec_reads_back_as_written() {
+fn every_kind_of_open_reads_back_as_written() {
+    opens().iter().for_each(round_trip);
+}
+
+/// Execs: argv from the image, argv unreadable, a script with its interpreter.
+fn execs() -> Vec<Event> {
     let exec = |argv: Option<Vec<Vec<u8>>>, interpreter: Option<Interpreter>| Detail::Exec {
         argv_from_image: argv.is_some(),
         argv,
@@ -259,12 +268,12 @@ fn every_kind_of_exec_reads_back_as_written() {
         b"\x1b[31m".to_vec(),
         vec![],
     ];
-    round_trip(&activity(
+    let from_image = activity(
         Action::Exec,
         "execve",
         opened(Some(b"/bin/cat"), b"/usr/bin/cat", Requested::KernelCopy),
         exec(Some(argv), None),
-    ));
+    );
     let mut unreadable = activity(
         Action::Exec,
         "execve",
@@ -272,8 +281,7 @@ fn every_kind_of_exec_reads_back_as_written() {
         exec(None, None),
     );
     unreadable.activity_mut().unwrap().resource.unreadable = vec![Field::Argv];
-    round_trip(&unreadable);
-    round_trip(&activity(
+    let script = activity(
         Action::Exec,
         "execve",
         file(b"./run.sh", Some(b"/work/run.sh")),
@@ -284,13 +292,20 @@ fn every_kind_of_exec_reads_back_as_written() {
                 loaded: Some(kernel_file(b"/usr/bin/dash")),
             }),
         ),
-    ));
+    );
+    vec![from_image, unreadable, script]
 }
 
 #[test]
-fn every_kind_of_connect_reads_back_as_written() {
+fn every_kind_of_exec_reads_back_as_written() {
+    execs().iter().for_each(round_trip);
+}
+
+/// Connects: IPv4 and IPv6 with and without what was passed, unix paths (relative, abstract),
+/// other families.
+fn connects() -> Vec<Event> {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    for (target, detail) in [
+    [
         (Target::Inet(ip("10.0.0.1"), 5432), connect(None, true)),
         (
             Target::Inet(ip("10.0.0.1"), 5432),
@@ -321,17 +336,26 @@ fn every_kind_of_connect_reads_back_as_written() {
         ),
         (Target::OtherAddress { family: 0 }, connect(None, false)),
         (Target::OtherAddress { family: 17 }, connect(None, false)),
-    ] {
-        round_trip(&activity(Action::Connect, "connect", target, detail));
-    }
+    ]
+    .into_iter()
+    .map(|(target, detail)| activity(Action::Connect, "connect", target, detail))
+    .collect()
 }
 
 #[test]
-fn executable_mappings_read_back_as_written() {
-    for (syscall, mmap, loader) in [
+fn every_kind_of_connect_reads_back_as_written() {
+    connects().iter().for_each(round_trip);
+}
+
+/// Executable mappings: an mmap by the loader, an mprotect of a protected file. Named by the
+/// kernel's mapping only: no path was passed.
+fn map_execs() -> Vec<Event> {
+    [
         ("mmap", Some((0x02 | 0x10 | 0x800, 3)), true),
         ("mprotect", None, false),
-    ] {
+    ]
+    .into_iter()
+    .map(|(syscall, mmap, loader)| {
         let detail = Detail::MapExec(MapExec {
             prot: 0x1 | 0x4,
             mmap,
@@ -339,12 +363,15 @@ fn executable_mappings_read_back_as_written() {
             len: 20480,
             loader,
         });
-        let e = activity(
-            Action::MapExec,
-            syscall,
-            opened(None, b"/usr/bin/cat", Requested::AtEntry),
-            detail,
-        );
+        let target = opened(None, b"/usr/bin/cat", Requested::AtEntry);
+        activity(Action::MapExec, syscall, target, detail)
+    })
+    .collect()
+}
+
+#[test]
+fn executable_mappings_read_back_as_written() {
+    for e in map_execs() {
         round_trip(&e);
         let l = line(&e);
         assert!(l.contains(r#""prot":["PROT_READ","PROT_EXEC"]"#), "{l}");
@@ -352,15 +379,15 @@ fn executable_mappings_read_back_as_written() {
     }
 }
 
-#[test]
-fn file_changes_read_back_as_written() {
+/// One change of each kind, with its flags.
+fn changes() -> Vec<Event> {
     let to = FileRef {
         requested: Some(b"b".to_vec()),
         requested_from: Requested::AtEntry,
         resolved: Some(b"/w/b".to_vec()),
         object: None,
     };
-    for (action, syscall, change) in [
+    [
         (
             Action::Rename,
             "renameat2",
@@ -415,18 +442,26 @@ fn file_changes_read_back_as_written() {
         ),
         (Action::Delete, "unlink", Change::default()),
         (Action::Rmdir, "rmdir", Change::default()),
-    ] {
-        round_trip(&activity(
+    ]
+    .into_iter()
+    .map(|(action, syscall, change)| {
+        activity(
             action,
             syscall,
             file(b"a", Some(b"/w/a")),
             Detail::Change(change),
-        ));
-    }
+        )
+    })
+    .collect()
 }
 
 #[test]
-fn a_non_blocking_connect_reads_back_with_its_completion() {
+fn file_changes_read_back_as_written() {
+    changes().iter().for_each(round_trip);
+}
+
+/// A non-blocking connect refused after the call returned EINPROGRESS.
+fn refused_later() -> Event {
     let mut e = activity(
         Action::Connect,
         "connect",
@@ -442,14 +477,20 @@ fn a_non_blocking_connect_reads_back_with_its_completion() {
         },
     );
     e.activity_mut().unwrap().outcome = Outcome::Failure(111);
+    e
+}
+
+#[test]
+fn a_non_blocking_connect_reads_back_with_its_completion() {
+    let e = refused_later();
     round_trip(&e);
     let v: serde_json::Value = serde_json::from_str(&line(&e)).unwrap();
     assert_eq!(v["result"]["completion"]["after_ms"], 2.5);
     assert_eq!(v["result"]["completion"]["syscall_retval"], -115);
 }
 
-#[test]
-fn pods_and_inode_matches_read_back() {
+/// An open by a Kubernetes pod's container, protected by inode.
+fn in_a_pod() -> Event {
     let mut e = activity(
         Action::Open,
         "openat",
@@ -469,11 +510,15 @@ fn pods_and_inode_matches_read_back() {
         a.protected_by_inode = vec![Arc::from("secrets")];
         a.verdict.as_mut().unwrap().by_inode = true;
     }
-    round_trip(&e);
+    e
 }
 
 #[test]
-fn gaps_read_back_with_their_window_and_seqs() {
+fn pods_and_inode_matches_read_back() {
+    round_trip(&in_a_pod());
+}
+
+fn gap() -> Event {
     let mut g = activity(Action::Open, "openat", file(b"/x", None), open_detail());
     g.body = Body::Gap(Gap {
         lost: 3,
@@ -484,7 +529,12 @@ fn gaps_read_back_with_their_window_and_seqs() {
         seqs: Some((7, 9)),
         by_process: vec![(4242, 3)],
     });
-    round_trip(&g);
+    g
+}
+
+#[test]
+fn gaps_read_back_with_their_window_and_seqs() {
+    round_trip(&gap());
 }
 
 #[test]
@@ -546,8 +596,8 @@ fn malformed_records_name_the_field() {
     assert!(read(b"{}").is_err());
 }
 
-#[test]
-fn thirty_two_bit_calls_read_back_as_written() {
+/// 32-bit calls: an open, one with no record of its own, one with a path.
+fn ia32_calls() -> Vec<Event> {
     let call = Ia32Call {
         nr: 5,
         args: [0x4000_0000, 0, 0, 7, 5, 0xffff_fff0],
@@ -574,9 +624,15 @@ fn thirty_two_bit_calls_read_back_as_written() {
         if let Some(a) = e.activity_mut() {
             a.resource.ia32 = Some(Ia32Call { nr, ..call });
         }
-        round_trip(e);
     }
-    assert!(line(&other).contains(r#""syscall":"ia32:getpid""#));
+    vec![open, other, with_path]
+}
+
+#[test]
+fn thirty_two_bit_calls_read_back_as_written() {
+    let calls = ia32_calls();
+    calls.iter().for_each(round_trip);
+    assert!(line(&calls[1]).contains(r#""syscall":"ia32:getpid""#));
 }
 
 /// The actor members copied from the last record are exactly what writing them anew gives, and
@@ -662,8 +718,8 @@ fn named(ip: &str) -> Box<crate::event::Destination> {
     })
 }
 
-#[test]
-fn network_records_read_back_with_their_names_and_protocol_fields() {
+/// A DNS lookup, a TLS hello, an HTTP exchange and a connect, each to a named destination.
+fn network() -> Vec<Event> {
     use crate::{
         event::{DnsLookup, DnsResponse, Transport, WireIssue},
         wire::{dns, http, tls},
@@ -724,7 +780,7 @@ fn network_records_read_back_with_their_names_and_protocol_fields() {
         issues: vec![WireIssue::TooLong],
         len: 0,
     };
-    for (action, target, detail, outcome) in [
+    [
         (
             Action::Dns,
             Target::Inet(ip("10.0.0.53"), 53),
@@ -756,18 +812,26 @@ fn network_records_read_back_with_their_names_and_protocol_fields() {
             connect(None, true),
             Outcome::Success(0),
         ),
-    ] {
+    ]
+    .into_iter()
+    .map(|(action, target, detail, outcome)| {
         let mut e = activity(action, crate::linux::PACKET_SYSCALL, target, detail);
         if let Some(a) = e.activity_mut() {
             a.resource.destination = Some(named("10.0.0.53"));
             a.outcome = outcome;
         }
-        round_trip(&e);
-    }
+        e
+    })
+    .collect()
 }
 
 #[test]
-fn a_dns_failure_is_a_response_code_never_an_errno() {
+fn network_records_read_back_with_their_names_and_protocol_fields() {
+    network().iter().for_each(round_trip);
+}
+
+/// A lookup answered NXDOMAIN, without its question.
+fn dns_failure() -> Event {
     use crate::event::{DnsLookup, DnsResponse, Transport};
     let lookup = DnsLookup {
         transport: Transport::Udp,
@@ -792,7 +856,12 @@ fn a_dns_failure_is_a_response_code_never_an_errno() {
     if let Some(a) = e.activity_mut() {
         a.outcome = Outcome::Failure(3);
     }
-    let l = line(&e);
+    e
+}
+
+#[test]
+fn a_dns_failure_is_a_response_code_never_an_errno() {
+    let l = line(&dns_failure());
     assert!(
         l.contains(r#""result":{"outcome":"failure","retval":-3,"errno":null}"#),
         "{l}"
@@ -800,9 +869,9 @@ fn a_dns_failure_is_a_response_code_never_an_errno() {
     assert!(l.contains(r#""rcode":"NXDOMAIN""#), "{l}");
 }
 
-#[test]
-fn an_exit_reads_back_with_its_status_and_names_no_errno() {
-    for status in [
+/// Exits: codes 0 and 127, killed, dumped core, status unread.
+fn exits() -> Vec<Event> {
+    [
         Some(ExitStatus::Code(0)),
         Some(ExitStatus::Code(127)),
         Some(ExitStatus::Signal {
@@ -814,7 +883,9 @@ fn an_exit_reads_back_with_its_status_and_names_no_errno() {
             core_dumped: true,
         }),
         None,
-    ] {
+    ]
+    .into_iter()
+    .map(|status| {
         let mut e = activity(
             Action::Exit,
             "exit",
@@ -826,6 +897,14 @@ fn an_exit_reads_back_with_its_status_and_names_no_errno() {
         if status.is_none() {
             a.resource.unreadable.push(Field::ExitStatus);
         }
+        e
+    })
+    .collect()
+}
+
+#[test]
+fn an_exit_reads_back_with_its_status_and_names_no_errno() {
+    for e in exits() {
         round_trip(&e);
         let l = line(&e);
         assert!(
@@ -846,5 +925,215 @@ fn an_exit_reads_back_with_its_status_and_names_no_errno() {
         ),
         "{}",
         line(&e)
+    );
+}
+
+/// What else a process does: moves a process to another cgroup, signals, reaches into another
+/// process, sets up an io_uring, sends to an address, opens through io_uring.
+fn process_actions() -> Vec<Event> {
+    use crate::event::{Access, AccessKind, UringRef};
+    let access = |kind, file| {
+        Detail::Access(Access {
+            kind,
+            pid_from_kernel: true,
+            caller_namespaced: false,
+            file,
+            target_exec_id: Some(Arc::from("b4-77-1")),
+            target_agent: Some(Arc::from("coder")),
+        })
+    };
+    let mut uring_open = activity(
+        Action::Open,
+        "io_uring",
+        opened(Some(b"/etc/shadow"), b"/etc/shadow", Requested::AtEntry),
+        open_detail(),
+    );
+    uring_open.activity_mut().unwrap().resource.uring = Some(UringRef {
+        op: "openat",
+        user_data: 0xdead_beef,
+    });
+    vec![
+        activity(
+            Action::CgroupMove,
+            "unknown",
+            Target::Cgroup {
+                id: 9001,
+                path: b"/elsewhere".to_vec(),
+            },
+            Detail::Move { pid: 77 },
+        ),
+        activity(
+            Action::Signal,
+            "unknown",
+            Target::Process { pid: 77 },
+            Detail::Signal {
+                sig: 9,
+                delivery: 0,
+                by_kernel: false,
+            },
+        ),
+        activity(
+            Action::Access,
+            "ptrace",
+            Target::Process { pid: 77 },
+            access(
+                AccessKind::Ptrace {
+                    request: 16,
+                    addr: 0,
+                },
+                None,
+            ),
+        ),
+        activity(
+            Action::Access,
+            "pidfd_getfd",
+            Target::Process { pid: 77 },
+            access(AccessKind::GetFd { fd: 3 }, Some(kernel_file(b"/srv/db"))),
+        ),
+        activity(
+            Action::UringSetup,
+            "io_uring",
+            Target::Ring { fd: 5 },
+            Detail::Ring {
+                sq_entries: 8,
+                cq_entries: 16,
+                flags: 0,
+            },
+        ),
+        activity(
+            Action::Send,
+            "sendto",
+            Target::Inet("192.0.2.9".parse().unwrap(), 53),
+            connect(None, true),
+        ),
+        uring_open,
+    ]
+}
+
+/// A claim with every kind of effect, and a refusal.
+fn claims() -> Vec<Event> {
+    use crate::{
+        claims::{Claim, Effect},
+        event::{ClaimPhase, ClaimRecord, ClaimSource},
+    };
+    let claim = Claim {
+        source: ClaimSource::ClaudeCode,
+        phase: ClaimPhase::Post,
+        session: Some("s-1".into()),
+        call_id: Some("toolu_01".into()),
+        tool: "Bash".into(),
+        effects: vec![
+            Effect::Exec {
+                command: "cat /etc/hostname".into(),
+                background: false,
+            },
+            Effect::Read {
+                path: b"/w/\xff".to_vec(),
+            },
+            Effect::Write {
+                path: b"/w/out".to_vec(),
+            },
+            Effect::Scan { path: None },
+            Effect::Fetch {
+                url: "https://api.example.com/v1".into(),
+                host: Arc::from("api.example.com"),
+                port: 443,
+            },
+        ],
+        cwd: Some(b"/w".to_vec()),
+        success: Some(false),
+        error: Some("exit 1".into()),
+        started: Some(from_nanos(1_764_186_120_000_000_000)),
+        ended: Some(from_nanos(1_764_186_121_000_000_000)),
+        payload_sha256: "ab".repeat(32),
+    };
+    let refused = ClaimRecord::Rejected {
+        source: None,
+        reason: Arc::from("flood"),
+        message: "more than 200 claims a second".into(),
+        count: 12,
+    };
+    [ClaimRecord::Claim(claim), refused]
+        .into_iter()
+        .map(|c| {
+            let mut e = activity(
+                Action::Claim,
+                crate::linux::CLAIM_SYSCALL,
+                Target::Call,
+                Detail::Claim(Box::new(c)),
+            );
+            let a = e.activity_mut().unwrap();
+            (a.outcome, a.protected, a.verdict) = (Outcome::Success(0), vec![], None);
+            e
+        })
+        .collect()
+}
+
+/// One of every kind of record this file builds.
+fn corpus() -> Vec<Event> {
+    [
+        opens(),
+        execs(),
+        connects(),
+        map_execs(),
+        changes(),
+        ia32_calls(),
+        network(),
+        exits(),
+        process_actions(),
+        claims(),
+        vec![refused_later(), in_a_pod(), gap(), dns_failure()],
+    ]
+    .concat()
+}
+
+#[test]
+fn the_other_process_actions_and_claims_read_back_as_written() {
+    process_actions().iter().for_each(round_trip);
+    claims().iter().for_each(round_trip);
+}
+
+/// The bytes every rendering makes of a fixed input: a change that alters a record, an OCSF or
+/// ECS document or a terminal line shows here as a diff against `golden/`. After a deliberate
+/// change, `AUDIT_UPDATE_GOLDEN=1 cargo test -p audit-agent --lib golden` writes the new bytes;
+/// review them like code.
+#[test]
+fn every_rendering_of_the_corpus_is_the_golden_one() {
+    use crate::format::{Format, write_event};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/format/native/golden");
+    let update = std::env::var_os("AUDIT_UPDATE_GOLDEN").is_some();
+    let corpus = corpus();
+    let mut differ = Vec::new();
+    for (format, file) in [
+        (Format::Json, "native.jsonl"),
+        (Format::Ocsf, "ocsf.jsonl"),
+        (Format::Ecs, "ecs.jsonl"),
+        (Format::Text, "text.txt"),
+    ] {
+        let mut out = Vec::new();
+        for e in &corpus {
+            write_event(format, e, &mut out).unwrap();
+        }
+        let path = dir.join(file);
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &out).unwrap();
+            continue;
+        }
+        let golden = std::fs::read(&path).unwrap_or_default();
+        if golden != out {
+            let first = golden
+                .split(|b| *b == b'\n')
+                .zip(out.split(|b| *b == b'\n'))
+                .position(|(g, o)| g != o)
+                .unwrap_or(golden.len().min(out.len()));
+            differ.push(format!("{file} (first differing line {})", first + 1));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "renderings differ from src/format/native/golden: {}; if deliberate, run with \
+         AUDIT_UPDATE_GOLDEN=1 and review the diff",
+        differ.join(", ")
     );
 }

@@ -6,10 +6,8 @@ mod chart;
 
 use std::fmt::Write as _;
 
-use crate::{
-    report::{Count, Failure, Level, Report, Row},
-    time,
-};
+use super::{ClaimedVsObserved, Count, Failure, Level, Report, Row};
+use crate::{reconcile::CallOutcome, time};
 
 /// Nothing may be fetched or run: the page is complete as written, whoever views it, and a
 /// viewer's console reports any attempt (the tests rely on that).
@@ -84,6 +82,7 @@ pub(crate) fn render(r: &Report) -> String {
     tops(&mut s, "Top destinations", &r.top_destinations);
     tops(&mut s, "Destinations by host", &r.destinations_by_host);
     failures(&mut s, &r.failed_attempts, r.totals.failed);
+    claims(&mut s, r.claimed_vs_observed.as_ref());
     gaps(&mut s, r);
     appendix(&mut s, r);
     s.push_str("</body></html>\n");
@@ -313,6 +312,67 @@ fn failures(s: &mut String, items: &[Failure], total: u64) {
         );
     }
     s.push_str("</table></section>");
+}
+
+/// Claimed vs observed: the calls the kernel did not bear out, and the protected actions no
+/// claim explains.
+fn claims(s: &mut String, c: Option<&ClaimedVsObserved>) {
+    s.push_str("<section id=\"claims\"><h2>Claimed vs observed</h2>");
+    let Some(c) = c else {
+        s.push_str("<p>No agent in this scope reported its tool calls (no claims).</p></section>");
+        return;
+    };
+    let t = &c.totals;
+    let _ = write!(
+        s,
+        "<p>{} tool call(s) claimed: {} substantiated, <span class=\"deny\">{} contradicted</span>, \
+         <span class=\"review\">{} unsubstantiated</span>, {} not locally verifiable. {} protected \
+         action(s) explained by a claim, <span class=\"deny\">{} unexplained</span>.</p>",
+        c.calls.len(),
+        t.substantiated,
+        t.contradicted,
+        t.unsubstantiated,
+        t.not_locally_verifiable,
+        t.records_explained,
+        t.records_unexplained
+    );
+    let flagged: Vec<_> = c
+        .calls
+        .iter()
+        .filter(|x| !matches!(x.outcome, CallOutcome::Substantiated))
+        .collect();
+    if !flagged.is_empty() {
+        s.push_str(
+            "<table><tr><th>Call</th><th>Tool</th><th>Outcome</th><th>Why</th><th>Claims</th></tr>",
+        );
+        for x in flagged {
+            let _ = write!(
+                s,
+                "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
+                esc(&x.call),
+                esc(&x.tool),
+                esc(x.outcome.name()),
+                esc(&x.reasons.join("; ")),
+                esc(&x.claim_ids.join(" "))
+            );
+        }
+        s.push_str("</table>");
+    }
+    if !c.unexplained.is_empty() {
+        s.push_str("<table><tr><th>Time</th><th>Unexplained protected action</th><th>Resource</th><th>Record</th></tr>");
+        for r in &c.unexplained {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>",
+                when(r.time),
+                esc(r.action),
+                esc(&r.resource),
+                esc(&r.id)
+            );
+        }
+        s.push_str("</table>");
+    }
+    s.push_str("</section>");
 }
 
 fn gaps(s: &mut String, r: &Report) {
