@@ -251,21 +251,20 @@ fn assert_real_file(r: &Value, p: &Path, layer: &str) {
     assert_names_layer_file(&r["resource"]["file"]["real"], p, layer);
 }
 
+/// An overlay's directories in `dir`: the lower layer `lower`, then `upper`, `work`, `merged`.
+fn layers(dir: &Scratch, lower: &str) -> [PathBuf; 4] {
+    [lower, "upper", "work", "merged"].map(|n| {
+        let d = dir.path(n);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+}
+
 #[test]
 fn a_file_under_an_overlay_is_named_and_protected_by_the_real_file() {
     let cg = TestCgroup::new("truth-overlay");
     let dir = Scratch::new("truth-overlay");
-    let layer = |n: &str| {
-        let d = dir.path(n);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    };
-    let (lower, upper, work, merged) = (
-        layer("lower"),
-        layer("upper"),
-        layer("work"),
-        layer("merged"),
-    );
+    let [lower, upper, work, merged] = layers(&dir, "lower");
     std::fs::write(lower.join("secret"), "s3cr3t").unwrap();
     std::fs::write(lower.join("notes"), "n").unwrap();
     std::fs::copy(
@@ -336,17 +335,7 @@ fn a_file_under_an_overlay_is_named_and_protected_by_the_real_file() {
 fn a_layer_the_host_does_not_mount_is_named_from_its_filesystems_root() {
     let cg = TestCgroup::new("truth-overlay-hidden");
     let dir = Scratch::new("truth-overlay-hidden");
-    let layer = |n: &str| {
-        let d = dir.path(n);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    };
-    let (hidden, upper, work, merged) = (
-        layer("hidden"),
-        layer("upper"),
-        layer("work"),
-        layer("merged"),
-    );
+    let [hidden, upper, work, merged] = layers(&dir, "hidden");
     let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
     // The lower layer lies on a tmpfs mounted only in the workload's own mount namespace.
     let report = cg.workload([

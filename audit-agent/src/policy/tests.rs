@@ -501,39 +501,30 @@ fn a_file_on_an_overlay_is_protected_by_the_real_file_under_it() {
         ino: 9,
         ..FileId::default()
     };
-    // The overlay's path names nothing protected; the host's path of the file under it does.
-    let e = judge(
-        &policy(),
-        "coder",
-        Action::Open,
-        opened(
-            "/merged/shadow",
-            over(
-                kernel("/merged/shadow", Some(overlay)),
-                "/etc/shadow",
-                RealRoot::Host,
-                FileId::default(),
+    // /etc/shadow under /merged/shadow, its path placed under the host's mounts or not.
+    let judged = |root| {
+        judge(
+            &policy(),
+            "coder",
+            Action::Open,
+            opened(
+                "/merged/shadow",
+                over(
+                    kernel("/merged/shadow", Some(overlay)),
+                    "/etc/shadow",
+                    root,
+                    FileId::default(),
+                ),
             ),
-        ),
-    );
+        )
+    };
+    // The overlay's path names nothing protected; the host's path of the file under it does.
+    let e = judged(RealRoot::Host);
     assert_eq!(names(&e.protected), ["secrets"]);
     assert_eq!(e.verdict.decision, Decision::Deny);
 
     // A path from the root of a filesystem the host does not show names no policy path.
-    let e = judge(
-        &policy(),
-        "coder",
-        Action::Open,
-        opened(
-            "/merged/shadow",
-            over(
-                kernel("/merged/shadow", Some(overlay)),
-                "/etc/shadow",
-                RealRoot::Filesystem,
-                FileId::default(),
-            ),
-        ),
-    );
+    let e = judged(RealRoot::Filesystem);
     assert!(e.protected.is_empty());
 
     // By identity: the real file is the protected one, whatever its path.
