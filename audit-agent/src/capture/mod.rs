@@ -56,9 +56,9 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<(Ebp
     let mut ebpf = EbpfLoader::new()
         .load(FLOOR_OBJECT)
         .context("loading the floor programs")?;
-    load_in_parallel(&mut ebpf, &tracefs, true, true, true)?;
+    load_in_parallel(&mut ebpf, &tracefs, true, true, true, true)?;
     let mut links = Links::default();
-    attach_all(&mut ebpf, &tracefs, cgroup_root, &mut links)?;
+    attach_all(&mut ebpf, &tracefs, cgroup_root, &mut links, true)?;
     let _ = attach_uring(&mut ebpf, &tracefs, &mut links)?;
     attach_compat(&mut ebpf, &mut links)?;
     attach_packets(&mut ebpf, cgroup_root, &mut links)?;
@@ -127,8 +127,13 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
         ],
     ),
     // Files mapped executable (audit-ebpf/src/mmap.rs).
-    ("sys_exit_maps", &[("mmap", false), ("mprotect", false)]),
+    (MAP_EXEC, &[("mmap", false), ("mprotect", false)]),
 ];
+
+/// The executable-mapping family: its programs call `bpf_find_vma` (Linux 5.17), which older
+/// kernels refuse; there they are left out and reported missing.
+const MAP_EXEC: &str = "sys_exit_maps";
+const MAP_EXEC_HELPER: &str = "bpf_find_vma";
 
 /// Other tracepoint programs: (program name, category, tracepoint, required).
 const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
@@ -266,11 +271,19 @@ impl Capture {
 
         let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
         let uring = offsets.uring_submit_req != ABSENT;
-        load_in_parallel(&mut ebpf, &tracefs, compat, uring, opts.packets)?;
+        let maps = btf.has_function(MAP_EXEC_HELPER);
+        load_in_parallel(&mut ebpf, &tracefs, compat, uring, opts.packets, maps)?;
         let verified = started.elapsed();
         let mut links = Links::default();
-        let mut missing =
-            attach_programs(&mut ebpf, &tracefs, cgroup_root, &mut links, compat, uring)?;
+        let mut missing = attach_programs(
+            &mut ebpf,
+            &tracefs,
+            cgroup_root,
+            &mut links,
+            compat,
+            uring,
+            maps,
+        )?;
         if opts.packets {
             set_dns_ports(&mut ebpf, &opts.dns_ports)?;
             attach_packets(&mut ebpf, cgroup_root, &mut links)?;
@@ -577,6 +590,7 @@ fn load_in_parallel(
     compat: bool,
     uring: bool,
     packets: bool,
+    maps: bool,
 ) -> anyhow::Result<()> {
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for &(prog, category, name, _) in TRACEPOINTS {
@@ -584,7 +598,7 @@ fn load_in_parallel(
             wanted.insert(prog.into());
         }
     }
-    for &(exit, calls) in SYSCALLS {
+    for &(exit, calls) in SYSCALLS.iter().filter(|(e, _)| maps || *e != MAP_EXEC) {
         wanted.insert(exit.into());
         for &(call, _) in calls {
             let enter = format!("sys_enter_{call}");
@@ -655,6 +669,7 @@ fn attach_all(
     tracefs: &TraceFs,
     cgroup_root: &std::path::Path,
     links: &mut Links,
+    maps: bool,
 ) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
     let mut attach = |ebpf: &mut Ebpf, prog: &str, category: &str, name: &str| {
@@ -682,6 +697,12 @@ fn attach_all(
     for &(exit, calls) in SYSCALLS {
         for &(call, required) in calls {
             let (enter, exit_tp) = (format!("sys_enter_{call}"), format!("sys_exit_{call}"));
+            if exit == MAP_EXEC && !maps {
+                missing.push(format!(
+                    "syscalls:{enter} (needs {MAP_EXEC_HELPER}, Linux 5.17)"
+                ));
+                continue;
+            }
             if !tracefs.has("syscalls", &enter) || !tracefs.has("syscalls", &exit_tp) {
                 if required {
                     bail!(
@@ -723,7 +744,8 @@ fn attach_all(
 }
 
 /// Attaches every program; returns the optional hooks left out (32-bit calls when disabled or
-/// without their offsets, io_uring without its offsets, tracepoints some kernels lack).
+/// without their offsets, io_uring without its offsets, executable mappings without their
+/// helper, tracepoints some kernels lack).
 fn attach_programs(
     ebpf: &mut Ebpf,
     tracefs: &TraceFs,
@@ -731,8 +753,9 @@ fn attach_programs(
     links: &mut Links,
     compat: bool,
     uring: bool,
+    maps: bool,
 ) -> anyhow::Result<Vec<String>> {
-    let mut missing = attach_all(ebpf, tracefs, cgroup_root, links)?;
+    let mut missing = attach_all(ebpf, tracefs, cgroup_root, links, maps)?;
     if !compat {
         missing.extend(
             COMPAT_HOOKS
