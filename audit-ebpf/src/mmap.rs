@@ -10,7 +10,7 @@
 //! The file is the kernel's mapping, not the fd passed: at syscall exit the mapping at the
 //! address the call returned (mmap) or changed (mprotect) is found with `bpf_find_vma`, and its
 //! `vm_file` is named like an opened file. A call that failed, or left no executable file mapping
-//! there, is not recorded.
+//! there, is not recorded; an mmap whose mapping could not be looked up is, with its file unread.
 
 use audit_common::event::{
     EventKind, FileFacts, MapExecBody, PendingEvent, Syscall, file_flags, flags,
@@ -26,8 +26,8 @@ use crate::{
     filter::is_watched,
     offsets::{enter_arg, kread, off},
     pending::{
-        begin, common, current_tid, emit_with_exe, fixed, in_flight, is_protected, real_section,
-        set_result, walk_section,
+        begin, common, count, current_tid, emit_with_exe, fixed, in_flight, is_protected,
+        real_section, set_result, walk_section,
     },
     vfs,
 };
@@ -190,16 +190,32 @@ fn record_mapping(ev: &mut PendingEvent) -> Option<()> {
     if ret < 0 {
         return None;
     }
-    let addr = if ev.header.syscall == Syscall::Mmap as u16 {
+    let mmap = ev.header.syscall == Syscall::Mmap as u16;
+    let addr = if mmap {
         ret as u64
     } else {
         fixed::<MapExecBody>(ev).addr
     };
-    let m = mapping_at(addr)?;
+    let no_interp = without_interpreter();
+    let Some(m) = mapping_at(addr) else {
+        // Not looked up: `bpf_find_vma` only try-locks the address space, which another thread
+        // may hold (or the mapping is already gone). A successful mmap of a file with
+        // `PROT_EXEC` made an executable file mapping: on record, its file unread, at the
+        // call's address and length. An mprotect's region may be anonymous (a JIT's): left.
+        if !mmap {
+            return None;
+        }
+        ev.header.flags |= flags::KPATH_FAULT;
+        count(|c| c.walk_fault += 1);
+        let body = fixed::<MapExecBody>(ev);
+        body.no_interp = u32::from(no_interp);
+        body.vm_start = addr;
+        body.vm_end = addr.wrapping_add(body.len);
+        return Some(());
+    };
     if m.file == 0 || m.flags & VM_EXEC == 0 {
         return None;
     }
-    let no_interp = without_interpreter();
     let mut facts = FileFacts::default();
     match vfs::file_facts(m.file as *const u8, &mut facts) {
         // Most executable mappings are libraries of ordinary programs: left before any walk.

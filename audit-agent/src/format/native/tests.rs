@@ -347,15 +347,18 @@ fn every_kind_of_connect_reads_back_as_written() {
     connects().iter().for_each(round_trip);
 }
 
-/// Executable mappings: an mmap by the loader, an mprotect of a protected file. Named by the
-/// kernel's mapping only: no path was passed.
+/// Executable mappings: an mmap by the loader, an mprotect of a protected file, an mmap whose
+/// mapping could not be looked up. Named by the kernel's mapping only: no path was passed.
 fn map_execs() -> Vec<Event> {
+    let cat = || opened(None, b"/usr/bin/cat", Requested::AtEntry);
+    let unread = Target::File(FileRef::default());
     [
-        ("mmap", Some((0x02 | 0x10 | 0x800, 3)), true),
-        ("mprotect", None, false),
+        ("mmap", Some((0x02 | 0x10 | 0x800, 3)), true, cat()),
+        ("mprotect", None, false, cat()),
+        ("mmap", Some((0x02, 4)), false, unread),
     ]
     .into_iter()
-    .map(|(syscall, mmap, loader)| {
+    .map(|(syscall, mmap, loader, target)| {
         let detail = Detail::MapExec(MapExec {
             prot: 0x1 | 0x4,
             mmap,
@@ -363,8 +366,13 @@ fn map_execs() -> Vec<Event> {
             len: 20480,
             loader,
         });
-        let target = opened(None, b"/usr/bin/cat", Requested::AtEntry);
-        activity(Action::MapExec, syscall, target, detail)
+        let mut e = activity(Action::MapExec, syscall, target, detail);
+        let a = e.activity_mut().unwrap();
+        if a.resource.file().unwrap().object.is_none() {
+            a.resource.unreadable.push(Field::KernelPath);
+            (a.protected, a.verdict) = (vec![], None);
+        }
+        e
     })
     .collect()
 }
