@@ -581,6 +581,24 @@ fn mappings<'a>(records: &'a [Value], rep: &Value) -> Vec<&'a Value> {
 /// The x86_64 dynamic loader, as the ABI names it (a symlink into the C library's directory).
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 
+/// The first file the loader run by `rep`'s exec mapped executable: `program`, named by the
+/// kernel's mapping (path, device, inode), recorded as the loader's doing and denied by the
+/// exec set that names it.
+fn assert_loader_mapped<'a>(records: &'a [Value], rep: &Value, program: &Path) -> &'a Value {
+    let first = *mappings(records, rep)
+        .first()
+        .unwrap_or_else(|| panic!("no mapping among {records:#?}"));
+    let (dev, ino) = identity(program);
+    assert_eq!(first["resource"]["path"], s(program), "{first:#}");
+    assert_eq!(first["resource"]["path_source"], "kernel", "{first:#}");
+    assert_eq!(first["resource"]["file"]["dev"], dev, "{first:#}");
+    assert_eq!(first["resource"]["file"]["ino"], ino, "{first:#}");
+    assert_eq!(first["resource"]["loader"], true, "{first:#}");
+    assert_eq!(first["syscall"], "mmap", "{first:#}");
+    assert_denied_as_secret(first, false);
+    first
+}
+
 #[test]
 fn a_protected_program_run_by_the_dynamic_loader_is_judged_as_executed() {
     let cg = TestCgroup::new("truth-loader-cat");
@@ -596,17 +614,9 @@ fn a_protected_program_run_by_the_dynamic_loader_is_judged_as_executed() {
     let exec = last_exec(&records, &report[0]);
     let loader = std::fs::canonicalize(LOADER).unwrap();
     assert_eq!(exec["resource"]["path"], s(&loader), "{exec:#}");
-    // The program the loader mapped, by the kernel's mapping: cat's device and inode.
-    let first = *mappings(&records, &report[0])
-        .first()
-        .unwrap_or_else(|| panic!("no mapping among {records:#?}"));
-    let (dev, ino) = identity(cat);
-    assert_eq!(first["resource"]["path"], s(cat), "{first:#}");
-    assert_eq!(first["resource"]["file"]["dev"], dev, "{first:#}");
-    assert_eq!(first["resource"]["file"]["ino"], ino, "{first:#}");
-    assert_eq!(first["resource"]["loader"], true, "{first:#}");
-    // The exec set on /usr/bin/cat matches it, with its verdict.
-    assert_denied_as_secret(first, false);
+    // The program the loader mapped, by the kernel's mapping: cat's device and inode; the exec
+    // set on /usr/bin/cat matches it, with its verdict.
+    assert_loader_mapped(&records, &report[0], cat);
 }
 
 #[test]
@@ -633,28 +643,17 @@ fn a_program_the_dynamic_loader_runs_is_named_by_the_kernels_mapping_of_it() {
 
     // The first file the loader mapped executable is the program: the mapping the kernel lists
     // for it (start address, device, inode), and its path; the exec set protects it.
-    let m = mappings(&records, maps);
-    let first = m
-        .first()
-        .unwrap_or_else(|| panic!("no mapping among {records:#?}"));
-    let (dev, ino) = identity(&program);
+    let first = assert_loader_mapped(&records, maps, &program);
     let truth = maps["maps"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["ino"] == ino)
+        .find(|x| x["ino"] == identity(&program).1)
         .unwrap_or_else(|| panic!("the program is not mapped executable: {maps}"));
-    assert_eq!(first["resource"]["path"], s(&program), "{first:#}");
-    assert_eq!(first["resource"]["path_source"], "kernel", "{first:#}");
-    assert_eq!(first["resource"]["file"]["ino"], ino, "{first:#}");
-    assert_eq!(first["resource"]["file"]["dev"], dev, "{first:#}");
     assert_eq!(first["resource"]["addr"], truth["start"], "{first:#}");
-    assert_eq!(first["resource"]["loader"], true, "{first:#}");
-    assert_eq!(first["syscall"], "mmap", "{first:#}");
     assert_eq!(first["process"]["exe"], s(&loader), "{first:#}");
-    assert_denied_as_secret(first, false);
     // The libraries it maps next are the loader's doing too, and on record.
-    assert!(m.len() > 1, "{m:#?}");
+    assert!(mappings(&records, maps).len() > 1, "{records:#?}");
 }
 
 #[test]

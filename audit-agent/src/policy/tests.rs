@@ -67,6 +67,17 @@ fn compile(text: &str) -> Policy {
         .policy
 }
 
+/// A policy denying the protected set `keys` (the file `secret`), and its inode index.
+fn keys_policy(secret: &Path) -> (Policy, InodeIndex) {
+    let p = compile(&format!(
+        "[[protected]]\nname = \"keys\"\nfiles = [\"{}\"]\n\
+         [[rules]]\nid = \"no-keys\"\nagents = [\"*\"]\nprotected = [\"keys\"]\ndecision = \"deny\"\n",
+        secret.display()
+    ));
+    let index = InodeIndex::build(&p, Path::new("/"));
+    (p, index)
+}
+
 fn policy() -> Policy {
     compile(POLICY)
 }
@@ -450,12 +461,7 @@ fn a_hardlink_to_a_protected_file_is_protected_by_inode() {
     std::fs::write(&secret, "s").unwrap();
     let link = dir.join("innocent");
     std::fs::hard_link(&secret, &link).unwrap();
-    let p = compile(&format!(
-        "[[protected]]\nname = \"keys\"\nfiles = [\"{}\"]\n\
-         [[rules]]\nid = \"no-keys\"\nagents = [\"*\"]\nprotected = [\"keys\"]\ndecision = \"deny\"\n",
-        secret.display()
-    ));
-    let index = InodeIndex::build(&p, Path::new("/"));
+    let (p, index) = keys_policy(&secret);
     let target = opened(
         link.to_str().unwrap(),
         kernel(link.to_str().unwrap(), Some(id_of(&link))),
@@ -531,12 +537,7 @@ fn a_file_on_an_overlay_is_protected_by_the_real_file_under_it() {
     let dir = scratch("overlay");
     let secret = dir.join("secret");
     std::fs::write(&secret, "s").unwrap();
-    let p = compile(&format!(
-        "[[protected]]\nname = \"keys\"\nfiles = [\"{}\"]\n\
-         [[rules]]\nid = \"no-keys\"\nagents = [\"*\"]\nprotected = [\"keys\"]\ndecision = \"deny\"\n",
-        secret.display()
-    ));
-    let index = InodeIndex::build(&p, Path::new("/"));
+    let (p, index) = keys_policy(&secret);
     let target = opened(
         "/merged/secret",
         over(
