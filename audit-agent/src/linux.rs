@@ -37,8 +37,9 @@ pub(crate) const EXIT_SYSCALL: &str = "exit";
 /// The static name of a system call (`ia32:<name>` for a 32-bit one); `unknown` for one
 /// audit-agent does not record.
 pub(crate) fn syscall_name(s: &str) -> &'static str {
-    (0..=u16::MAX)
-        .map_while(|n| audit_common::event::Syscall::from_u16(n).map(|c| c.name()))
+    // The numbers have gaps (ranges are kept apart so parallel additions do not collide).
+    (0..=u8::MAX)
+        .filter_map(|n| audit_common::event::Syscall::from_u16(n.into()).map(|c| c.name()))
         .chain(
             ia32::IA32_SYSCALLS
                 .iter()
@@ -267,6 +268,35 @@ pub(crate) const RESOLVE_FLAGS: &BitNames = &[
     (0x08, "RESOLVE_BENEATH"),
     (0x10, "RESOLVE_IN_ROOT"),
     (0x20, "RESOLVE_CACHED"),
+];
+
+/// mmap(2) and mprotect(2) `PROT_*` bits.
+pub(crate) const PROT_FLAGS: &BitNames = &[
+    (0x1, "PROT_READ"),
+    (0x2, "PROT_WRITE"),
+    (0x4, "PROT_EXEC"),
+    (0x8, "PROT_SEM"),
+    (0x0100_0000, "PROT_GROWSDOWN"),
+    (0x0200_0000, "PROT_GROWSUP"),
+];
+
+/// mmap(2) `MAP_*` flags (x86_64 and the generic values).
+pub(crate) const MAP_FLAGS: &BitNames = &[
+    (0x01, "MAP_SHARED"),
+    (0x02, "MAP_PRIVATE"),
+    (0x10, "MAP_FIXED"),
+    (0x20, "MAP_ANONYMOUS"),
+    (0x100, "MAP_GROWSDOWN"),
+    (0x800, "MAP_DENYWRITE"),
+    (0x1000, "MAP_EXECUTABLE"),
+    (0x2000, "MAP_LOCKED"),
+    (0x4000, "MAP_NORESERVE"),
+    (0x8000, "MAP_POPULATE"),
+    (0x1_0000, "MAP_NONBLOCK"),
+    (0x2_0000, "MAP_STACK"),
+    (0x4_0000, "MAP_HUGETLB"),
+    (0x8_0000, "MAP_SYNC"),
+    (0x10_0000, "MAP_FIXED_NOREPLACE"),
 ];
 
 /// `AT_*` flags of the `*at` file-change calls.

@@ -80,6 +80,10 @@ pub enum EventKind {
     /// Bytes moved between two files by the kernel: sendfile, splice, copy_file_range
     /// ([`CopyBody`]).
     Copy = 19,
+    /// A file mapped executable (mmap, mprotect with `PROT_EXEC`) by an image the kernel started
+    /// without an ELF interpreter — the dynamic loader run as a program — or a protected file
+    /// mapped executable by any image ([`MapExecBody`]).
+    MapExec = 24,
 }
 
 impl EventKind {
@@ -108,6 +112,7 @@ impl EventKind {
             17 => Self::SetExe,
             18 => Self::Fd,
             19 => Self::Copy,
+            24 => Self::MapExec,
             _ => return None,
         })
     }
@@ -168,6 +173,9 @@ pub enum Syscall {
     Sendfile = 43,
     Splice = 44,
     CopyFileRange = 45,
+    /// mmap, mprotect (executable mappings). Numbers below 256, not necessarily contiguous.
+    Mmap = 64,
+    Mprotect = 65,
 }
 
 impl Syscall {
@@ -219,6 +227,8 @@ impl Syscall {
             43 => Self::Sendfile,
             44 => Self::Splice,
             45 => Self::CopyFileRange,
+            64 => Self::Mmap,
+            65 => Self::Mprotect,
             _ => return None,
         })
     }
@@ -271,6 +281,8 @@ impl Syscall {
             Self::Sendfile => "sendfile",
             Self::Splice => "splice",
             Self::CopyFileRange => "copy_file_range",
+            Self::Mmap => "mmap",
+            Self::Mprotect => "mprotect",
         }
     }
 }
@@ -343,6 +355,17 @@ pub mod file_flags {
     pub const DETACHED: u16 = 1 << 2;
     /// The facts are valid (a file was found and read).
     pub const VALID: u16 = 1 << 3;
+    /// The inode belongs to a stacked filesystem (overlayfs): the file the kernel reads and writes
+    /// is another one, below it (`ActionCommon::real`).
+    pub const STACKED: u16 = 1 << 8;
+    /// The walk went up the dentries to the root of the file's filesystem, across no mount (a
+    /// layer of an overlay is reached through a private mount no namespace shows): the path is
+    /// relative to that filesystem's root.
+    pub const FS_ROOT: u16 = 1 << 9;
+    /// The real file of a stacked one is in the overlay's upper (writable) layer; else a lower one.
+    pub const UPPER: u16 = 1 << 10;
+    /// The real file of a stacked one was copied up from a lower file (`ActionCommon::origin`).
+    pub const ORIGIN: u16 = 1 << 11;
 }
 
 /// What the kernel knows about a file: identity and where the walk ended.
@@ -398,6 +421,12 @@ pub struct Sections {
     pub end: u16,
     /// File change: a kernel path walk of the directory the second path was resolved from.
     pub base2: Span,
+    /// The real file under a stacked `common.file` (`ActionCommon::real`): a walk to the root of
+    /// its filesystem, leaf first.
+    pub real: Span,
+    /// The lower file an upper real file was copied up from (`ActionCommon::origin`), walked
+    /// the same way.
+    pub origin: Span,
 }
 
 /// Common prefix of every record (72 bytes).
@@ -461,6 +490,13 @@ pub struct ActionCommon {
     pub file: FileFacts,
     /// The acting image's executable (`mm->exe_file`).
     pub exe: FileFacts,
+    /// When `file` is on overlayfs ([`file_flags::STACKED`]): the file under it that the kernel
+    /// reads and writes — the upper layer's, else the topmost lower layer's ([`file_flags::UPPER`]
+    /// says which). Not valid when it could not be read.
+    pub real: FileFacts,
+    /// When `real` is in the upper layer over a lower file: that lower file, which it was copied
+    /// up from (its data, until written over).
+    pub origin: FileFacts,
 }
 
 /// Fixed part of an open record.
@@ -656,6 +692,28 @@ pub struct CopyBody {
     pub _pad: u32,
 }
 
+/// Fixed part of an executable-mapping record: the call's arguments, and the mapping the kernel
+/// made (`vma->vm_file` is `common.file`, walked in `kpath`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MapExecBody {
+    pub common: ActionCommon,
+    /// The address passed (mmap: a hint, or where `MAP_FIXED` puts it; mprotect: the start).
+    pub addr: u64,
+    pub len: u64,
+    /// `PROT_*` and (mmap) `MAP_*` as passed.
+    pub prot: u32,
+    pub flags: u32,
+    /// mmap: the fd passed; mprotect: -1.
+    pub fd: i32,
+    /// 1 when the image runs without an ELF interpreter (`AT_BASE` 0 in the kernel's auxiliary
+    /// vector: it was exec'd as the loader itself, or is static).
+    pub no_interp: u32,
+    /// The mapping found at the call's address: its start and end (`vm_start`, `vm_end`).
+    pub vm_start: u64,
+    pub vm_end: u64,
+}
+
 /// Body of an io_uring creation record: `header` is the creating task, `retval` the ring fd.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -809,7 +867,10 @@ pub const FIXED_MAX: usize = max(
                                 core::mem::size_of::<SetExeBody>(),
                                 max(
                                     core::mem::size_of::<FdBody>(),
-                                    core::mem::size_of::<CopyBody>(),
+                                    max(
+                                        core::mem::size_of::<CopyBody>(),
+                                        core::mem::size_of::<MapExecBody>(),
+                                    ),
                                 ),
                             ),
                         ),
@@ -825,12 +886,16 @@ const fn max(a: usize, b: usize) -> usize {
 }
 
 /// Size of the variable area of a pending slot: room for every section of the largest record at
-/// its maximum size, so a section never lacks room. The worst cases: a script exec (argv at
-/// entry and from the image, the requested path, the exe announcement, the interpreter's walk,
-/// the interpreter string, the script's base directory) and a rename (two requested paths, two
-/// base directories, the exe announcement). Each section is written at the running end, bounded
-/// by the verifier checks in `audit-ebpf/src/pending.rs`.
-pub const VAR_SIZE: usize = 2 * ARGV_MAX_BYTES + 2 * PATH_MAX + 3 * WALK_MAX + INTERP_MAX + 512;
+/// its maximum size, so a section never lacks room — but one. The worst cases: a script exec (argv
+/// at entry and from the image, the requested path, the exe announcement, the interpreter's walk
+/// and that of the real file under it when it is on an overlay, the interpreter string, the
+/// script's base directory) and a rename (two requested paths, two base directories, the exe
+/// announcement). Each section is written at the running end, bounded by the verifier checks in
+/// `audit-ebpf/src/pending.rs`. The one that can lack room: the walk of an overlay file's origin
+/// after every other section took its maximum (the per-CPU slot template cannot exceed 32 KiB);
+/// the real file's facts then still say an origin exists ([`file_flags::ORIGIN`]), and user space
+/// that it could not be read.
+pub const VAR_SIZE: usize = 2 * ARGV_MAX_BYTES + 2 * PATH_MAX + 4 * WALK_MAX + INTERP_MAX + 512;
 
 /// The variable area starts here in every action body (after the largest fixed part, rounded),
 /// so sections are located the same way whatever the kind.
@@ -852,4 +917,6 @@ pub const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
 const _: () = assert!(HEADER_LEN == 72);
 const _: () = assert!(PENDING_BODY_LEN < u16::MAX as usize);
+// The slot template is a per-CPU array value: at most 32 KiB (`PCPU_MIN_UNIT_SIZE`).
+const _: () = assert!(core::mem::size_of::<PendingEvent>() <= 32 * 1024);
 const _: () = assert!(core::mem::size_of::<FileFacts>() == 24);

@@ -161,6 +161,18 @@ offsets! {
     inode_mode,
     inode_nlink,
     sb_dev,
+    /// `super_block.s_magic` (overlayfs' files are told by it).
+    sb_magic,
+    /// overlayfs: `ovl_inode.vfs_inode` (the inode it embeds), `.__upperdentry`, `.oe`;
+    /// `ovl_entry.__numlower`, `.__lowerstack` (an array of `ovl_path`), `ovl_path.dentry`.
+    /// [`ABSENT`] when the kernel's BTF has no overlayfs (not built, or a module): files under an
+    /// overlay are then named by the overlay alone.
+    ovl_inode_vfs,
+    ovl_inode_upper,
+    ovl_inode_oe,
+    ovl_entry_numlower,
+    ovl_entry_lowerstack,
+    ovl_path_dentry,
     /// `vfsmount.mnt_root`; `mount.mnt` (the embedded vfsmount), `.mnt_parent`,
     /// `.mnt_mountpoint`, `.mnt_id`, `.mnt_ns`; `mnt_namespace.ns` + `ns_common.inum`.
     vfsmount_root,
@@ -170,10 +182,16 @@ offsets! {
     mount_id,
     mount_ns,
     mnt_ns_inum,
-    /// `mm_struct.exe_file`, `.arg_start`, `.arg_end`.
+    /// `mm_struct.exe_file`, `.arg_start`, `.arg_end`, `.saved_auxv`.
     mm_exe_file,
     mm_arg_start,
     mm_arg_end,
+    mm_saved_auxv,
+    /// `vm_area_struct.vm_start`, `.vm_end`, `.vm_flags`, `.vm_file`.
+    vma_start,
+    vma_end,
+    vma_flags,
+    vma_file,
     /// `linux_binprm.file`, `.filename`, `.interp`.
     bprm_file,
     bprm_filename,

@@ -9,7 +9,7 @@
 
 use audit_common::event::{
     CompatBody, ConnectBody, EventHeader, EventKind, FileFacts, KernelAddr, PATH_MAX, SOCKADDR_MAX,
-    Syscall, file_flags, flags,
+    Syscall, flags,
 };
 use aya_ebpf::{
     bindings::bpf_sock_addr,
@@ -227,7 +227,9 @@ pub fn kernel_address(ctx: &SockAddrContext, family: u16, cookie: u64) -> Result
     Ok(())
 }
 
-/// A connected unix socket's peer: the path it is bound to (walked), or its abstract name.
+/// A connected unix socket's peer: the path it is bound to (walked), or its abstract name (the
+/// `extra` section; an abstract socket has no inode to name, so `common.file` stays unset). A
+/// name that could not be read is an error: the record says so instead of naming nothing.
 #[inline(always)]
 fn unix_peer(ev: &mut audit_common::event::PendingEvent, sk: *const u8) -> Result<(), i64> {
     let peer = kptr(sk, off!(unix_peer))?;
@@ -251,10 +253,10 @@ fn unix_peer(ev: &mut audit_common::event::PendingEvent, sk: *const u8) -> Resul
         n = 108;
     }
     let name = ua.wrapping_add(usize::from(off!(unix_address_name)) + 2);
-    if unsafe { generated::bpf_probe_read_kernel(dst.cast(), n, name.cast()) } == 0 {
-        sec.commit(ev, |c| &mut c.sections.extra, n);
-        common(ev).file.flags |= file_flags::VALID;
+    if n == 0 || unsafe { generated::bpf_probe_read_kernel(dst.cast(), n, name.cast()) } != 0 {
+        return Err(-1);
     }
+    sec.commit(ev, |c| &mut c.sections.extra, n);
     Ok(())
 }
 

@@ -27,8 +27,8 @@ use crate::{
     offsets::{kptr, kread, off, tp_read},
     pending::{
         Section, base_section, begin, common, count, current_tid, emit, exe_facts, first_sight,
-        fixed, in_flight, read_kernel_str, read_user_str, remove_slot, requested_path,
-        retry_requested, set_result, user_str_continues, walk_section,
+        fixed, in_flight, read_kernel_str, read_user_str, real_section, remove_slot,
+        requested_path, retry_requested, set_result, user_str_continues, walk_section,
     },
     vfs,
 };
@@ -210,6 +210,7 @@ fn loaded(ev: &mut audit_common::event::PendingEvent, bprm: *const u8) -> Result
     let path = vfs::file_facts(file, &mut facts)?;
     common(ev).file = facts;
     walk_section(ev, path, |c| &mut c.file, |c| &mut c.sections.kpath);
+    real_section(ev, path.1);
     // The new image's executable is this file: records from now on need no announcement.
     let seen = SeenExe {
         file: file as u64,

@@ -504,6 +504,7 @@ fn try_enter_copy(
             |c| unsafe { &mut (*(c as *mut _ as *mut CopyBody)).to },
             |c| &mut c.sections.extra,
         )
+        .is_some()
     });
     if !to {
         ev.header.flags |= flags::PATH2_FAULT;

@@ -77,6 +77,9 @@ empty!(
     sys_enter_splice,
     sys_enter_copy_file_range,
     sys_exit_copies,
+    sys_enter_mmap,
+    sys_enter_mprotect,
+    sys_exit_maps,
 );
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]

@@ -6,7 +6,8 @@
 //! `files.rs` (file changes without an open: unlink, rename, truncate, chmod, chown, link,
 //! symlink, mkdir, rmdir), `fds.rs` (files held when a process is first seen, received over unix
 //! sockets, copied by sendfile/splice/copy_file_range), `prctl.rs` (executables replaced with
-//! `PR_SET_MM`) and `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
+//! `PR_SET_MM`), `mmap.rs` (files mapped executable: what the dynamic loader run as a program
+//! maps) and `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
 //! cgroup program) that calls a `try_*` function returning `Result`.
 //!
 //! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
@@ -30,6 +31,7 @@ mod files;
 mod filter;
 mod lifecycle;
 mod maps;
+mod mmap;
 mod offsets;
 mod open;
 mod packet;

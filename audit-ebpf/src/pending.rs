@@ -431,7 +431,11 @@ pub fn emit(ev: &mut PendingEvent) {
     let len = HEADER_LEN + body_len;
     let tgid = ev.header.pid;
     let used = ring_used();
-    if !fits(used, len as u64, &common(ev).file) {
+    let c = common(ev);
+    if !fits(used, len as u64, &c.file)
+        && !fits(used, len as u64, &c.real)
+        && !fits(used, len as u64, &c.origin)
+    {
         count(|c| c.ringbuf_full[kind] += 1);
         count_drop(tgid, false);
         ev.header.kind = 0;
@@ -477,9 +481,12 @@ pub fn ring_has_room(used: u64, len: u64) -> bool {
 /// so a flood of ordinary records cannot push those out.
 #[inline(always)]
 fn fits(used: u64, len: u64, file: &FileFacts) -> bool {
-    if ring_has_room(used, len) {
-        return true;
-    }
+    ring_has_room(used, len) || is_protected(file)
+}
+
+/// Whether `file` is one a protected set names (`PROTECTED_FILES`, by device and inode).
+#[inline(always)]
+pub fn is_protected(file: &FileFacts) -> bool {
     let key = FileKey {
         dev: file.dev,
         _pad: 0,
@@ -708,33 +715,90 @@ pub fn base_of(ev: &mut PendingEvent, dirfd: i32, in_root: bool, which: Which) {
     }
 }
 
-/// For a returned fd: the facts and kernel path of the file behind it.
+/// For a returned fd: the facts and kernel path of the file behind it (and of the real file
+/// under it, on an overlay).
 #[inline(always)]
 pub fn fd_section(ev: &mut PendingEvent, fd: i64) {
-    let read = vfs::fd_file(fd)
-        .is_ok_and(|f| file_section(ev, f, |c| &mut c.file, |c| &mut c.sections.kpath));
-    if !read {
-        ev.header.flags |= flags::KPATH_FAULT;
-        count(|c| c.walk_fault += 1);
+    let dentry = vfs::fd_file(fd)
+        .ok()
+        .and_then(|f| file_section(ev, f, |c| &mut c.file, |c| &mut c.sections.kpath));
+    match dentry {
+        Some(dentry) => real_section(ev, dentry),
+        None => {
+            ev.header.flags |= flags::KPATH_FAULT;
+            count(|c| c.walk_fault += 1);
+        }
     }
 }
 
 /// The facts of `file` into `facts_of` (the record's file, or a second one in its fixed part)
-/// and its kernel path into a new section `span`. False when the file could not be read.
+/// and its kernel path into a new section `span`; its dentry (for [`real_section`]), or None when
+/// the file could not be read.
 #[inline(always)]
 pub fn file_section(
     ev: &mut PendingEvent,
     file: *const u8,
     facts_of: fn(&mut ActionCommon) -> &mut FileFacts,
     span: fn(&mut ActionCommon) -> &mut Span,
-) -> bool {
+) -> Option<*const u8> {
     let mut facts = FileFacts::default();
     let Ok(path) = vfs::file_facts(file, &mut facts) else {
-        return false;
+        return None;
     };
     *facts_of(common(ev)) = facts;
     walk_section(ev, path, facts_of, span);
-    true
+    Some(path.1)
+}
+
+/// When `common.file` (reached through `dentry`) is on overlayfs: the file under it
+/// (`common.real`; [`file_flags::UPPER`] when in the upper layer) and the lower file an upper one
+/// was copied up from (`common.origin`), each with its path from the root of its filesystem.
+/// Left unset when it cannot be read: user space then says the real file is unreadable.
+#[inline(always)]
+pub fn real_section(ev: &mut PendingEvent, dentry: *const u8) {
+    if common(ev).file.flags & file_flags::STACKED == 0 {
+        return;
+    }
+    let Ok((real, upper, origin)) = vfs::real_dentry(dentry) else {
+        count(|c| c.walk_fault += 1);
+        return;
+    };
+    let mut extra = if upper { file_flags::UPPER } else { 0 };
+    if !origin.is_null() {
+        extra |= file_flags::ORIGIN;
+    }
+    fs_walk_section(ev, real, extra, |c| &mut c.real, |c| &mut c.sections.real);
+    if !origin.is_null() {
+        fs_walk_section(ev, origin, 0, |c| &mut c.origin, |c| &mut c.sections.origin);
+    }
+}
+
+/// The facts of the file at `dentry` (with `extra` flags) and its path from the root of its
+/// filesystem, into `facts_of` and a new section `span`; nothing when either cannot be read.
+#[inline(always)]
+fn fs_walk_section(
+    ev: &mut PendingEvent,
+    dentry: *const u8,
+    extra: u16,
+    facts_of: fn(&mut ActionCommon) -> &mut FileFacts,
+    span: fn(&mut ActionCommon) -> &mut Span,
+) {
+    let mut facts = FileFacts::default();
+    if vfs::dentry_facts(dentry, &mut facts).is_err() {
+        count(|c| c.walk_fault += 1);
+        return;
+    }
+    let Some((sec, dst)) = Section::start(ev, WALK_MAX) else {
+        return;
+    };
+    match vfs::walk_fs(dentry, dst, &mut facts) {
+        Ok(len) => {
+            facts.flags |= extra;
+            *facts_of(common(ev)) = facts;
+            sec.commit(ev, span, len);
+        }
+        Err(_) => count(|c| c.walk_fault += 1),
+    }
 }
 
 /// The current thread's id.

@@ -101,7 +101,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
     crate::pending::zero(&mut b.new);
     if let Ok(old) = vfs::exe_file() {
         fixed::<SetExeBody>(ev).old_file = old as u64;
-        if !file_section(ev, old, |c| &mut c.file, |c| &mut c.sections.kpath) {
+        if file_section(ev, old, |c| &mut c.file, |c| &mut c.sections.kpath).is_none() {
             ev.header.flags |= flags::KPATH_FAULT;
         }
     }

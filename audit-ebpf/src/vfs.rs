@@ -7,8 +7,16 @@
 //! first, each NUL-terminated, into a bounded area; user space reverses them. `bpf_d_path` is
 //! not allowed in tracepoints, so this is the walk Tetragon and Tracee do, bounded by
 //! [`WALK_DEPTH`] steps and [`PATH_MAX`] bytes, with explicit flags when it is cut.
+//!
+//! A file on overlayfs is an overlay inode; the file the kernel reads and writes lies below it, in
+//! the upper layer or a lower one ([`real_dentry`]). Layers are reached through private mounts
+//! that no namespace shows, so that file's path is walked up its dentries to the root of its
+//! filesystem ([`walk_fs`]); user space places it under the mount point the host mounts it at.
 
-use audit_common::event::{FileFacts, NAME_READ, PATH_MAX, WALK_DEPTH, file_flags};
+use audit_common::{
+    event::{FileFacts, NAME_READ, PATH_MAX, WALK_DEPTH, file_flags},
+    offsets::ABSENT,
+};
 
 use crate::{
     offsets::{Block, kptr, kread, off},
@@ -17,6 +25,13 @@ use crate::{
 
 /// `MNT_NS_INTERNAL` and other error pointers: internal mounts have no namespace.
 const MAX_ERRNO: u64 = 4095;
+
+/// `OVERLAYFS_SUPER_MAGIC`.
+const OVERLAYFS_MAGIC: u64 = 0x794c_7630;
+
+/// Most overlays a real file is looked for through (an overlay whose layer lies on another
+/// overlay: a container's overlay inside a container).
+const STACK_DEPTH: usize = 3;
 
 /// The current task as the kernel's BTF types it (`bpf_get_current_task_btf`). A field read
 /// through it with [`btf_read`] is a plain load, not a helper call (each `bpf_probe_read_kernel`
@@ -72,8 +87,55 @@ pub fn inode_facts(inode: *const u8, facts: &mut FileFacts) -> Result<(), i64> {
     if b.u32(off!(inode_nlink))? == 0 {
         facts.flags |= file_flags::DELETED;
     }
+    if off!(ovl_inode_vfs) != ABSENT && kread::<u64>(sb, off!(sb_magic)) == Ok(OVERLAYFS_MAGIC) {
+        facts.flags |= file_flags::STACKED;
+    }
     facts.flags |= file_flags::VALID;
     Ok(())
+}
+
+/// The file an overlayfs dentry stands for: the upper layer's file when there is one (created or
+/// copied up: what a write goes to), else the topmost lower layer's — followed down through
+/// overlays stacked on overlays. Returns its dentry, whether it is the upper layer's, and for an
+/// upper file over a lower one that lower file (its origin: what it was copied up from), else
+/// null.
+#[inline(always)]
+pub fn real_dentry(dentry: *const u8) -> Result<(*const u8, bool, *const u8), i64> {
+    let mut d = dentry;
+    let mut level = 0;
+    while level < STACK_DEPTH {
+        level += 1;
+        // The overlay inode is embedded in an `ovl_inode`; its upper dentry and lower stack are
+        // 8 bytes apart.
+        let inode = kptr(d, off!(dentry_inode))?;
+        let oi = inode.wrapping_sub(usize::from(off!(ovl_inode_vfs)));
+        let b = Block::<2>::read(oi, off!(ovl_inode_upper))?;
+        let upper = b.u64(off!(ovl_inode_upper))? as *const u8;
+        let oe = b.ptr(off!(ovl_inode_oe))?;
+        let lower = if kread::<u32>(oe, off!(ovl_entry_numlower))? == 0 {
+            core::ptr::null()
+        } else {
+            kptr(
+                oe,
+                off!(ovl_entry_lowerstack).wrapping_add(off!(ovl_path_dentry)),
+            )?
+        };
+        let (real, origin) = if upper.is_null() {
+            (lower, core::ptr::null())
+        } else {
+            (upper, lower)
+        };
+        if real.is_null() {
+            return Err(-1);
+        }
+        let inode = kptr(real, off!(dentry_inode))?;
+        let sb = kptr(inode, off!(inode_sb))?;
+        if kread::<u64>(sb, off!(sb_magic))? != OVERLAYFS_MAGIC {
+            return Ok((real, !upper.is_null(), origin));
+        }
+        d = real;
+    }
+    Err(-1)
 }
 
 /// A `struct path` (mount and dentry) at `base + at`.
@@ -116,10 +178,32 @@ pub fn walk(
     dst: *mut u8,
     facts: &mut FileFacts,
 ) -> Result<u32, i64> {
+    walk_up(dentry, vfsmnt, dst, facts)
+}
+
+/// Walks from `dentry` up its dentries to the root of its filesystem, crossing no mount; sets
+/// [`file_flags::FS_ROOT`] (and the cut flag) of `facts`. Otherwise as [`walk`].
+#[inline(always)]
+pub fn walk_fs(dentry: *const u8, dst: *mut u8, facts: &mut FileFacts) -> Result<u32, i64> {
+    walk_up(dentry, core::ptr::null(), dst, facts)
+}
+
+/// [`walk`], or with a null `vfsmnt` [`walk_fs`].
+#[inline(always)]
+fn walk_up(
+    dentry: *const u8,
+    vfsmnt: *const u8,
+    dst: *mut u8,
+    facts: &mut FileFacts,
+) -> Result<u32, i64> {
     let mount_off = usize::from(off!(mount_mnt));
     let mut mnt = vfsmnt.wrapping_sub(mount_off);
-    facts.mnt_id = kread::<u32>(mnt, off!(mount_id))?;
-    let mut root = kptr(vfsmnt, off!(vfsmount_root))?;
+    // No mount: no mount root to stop at (a dentry is never null).
+    let mut root = core::ptr::null();
+    if !vfsmnt.is_null() {
+        facts.mnt_id = kread::<u32>(mnt, off!(mount_id))?;
+        root = kptr(vfsmnt, off!(vfsmount_root))?;
+    }
     let mut d = dentry;
     let mut len: u32 = 0;
     let mut step = 0usize;
@@ -155,9 +239,14 @@ pub fn walk(
         // component (which grows it) is a distinct state and the paths multiply past its limit.
         len = verifier_mask(len as usize + n as usize, 2 * PATH_MAX - 1) as u32;
         if parent == d {
-            // The top of a filesystem that is not mounted where the walk came from: an
-            // internal mount (pipe, socket, memfd's shmem, anonymous inode).
-            facts.flags |= file_flags::DETACHED;
+            // The top of the filesystem: where a walk without a mount ends; for one through a
+            // mount, a filesystem not mounted where the walk came from — an internal mount
+            // (pipe, socket, memfd's shmem, anonymous inode).
+            facts.flags |= if vfsmnt.is_null() {
+                file_flags::FS_ROOT
+            } else {
+                file_flags::DETACHED
+            };
             return Ok(len);
         }
         d = parent;

@@ -30,6 +30,7 @@ const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -187,6 +188,14 @@ impl Btf {
         Ok(bits / 8)
     }
 
+    /// Whether the kernel has a function `name` (a BPF helper's implementation is one: the
+    /// helpers a kernel knows can be told from its BTF).
+    pub(crate) fn has_function(&self, name: &str) -> bool {
+        self.types
+            .iter()
+            .any(|t| t.kind == KIND_FUNC && self.name(t.name_off) == name.as_bytes())
+    }
+
     /// The struct or union a type id names, through typedefs and qualifiers.
     fn resolve(&self, mut id: u32) -> Option<&Type> {
         for _ in 0..16 {
@@ -323,5 +332,8 @@ mod tests {
         assert!(btf.member_offset("dentry", "d_name").unwrap() > 0);
         assert_eq!(btf.member_offset("qstr", "name").unwrap(), 8);
         assert!(btf.member_offset("inode", "__i_nlink").unwrap() > 0);
+        // The helper the executable-mapping programs call (Linux 5.17).
+        assert!(btf.has_function("bpf_find_vma"));
+        assert!(!btf.has_function("bpf_no_such_helper"));
     }
 }

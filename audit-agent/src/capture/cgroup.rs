@@ -156,7 +156,11 @@ fn level_of(path: &str) -> u32 {
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
+    String::from_utf8_lossy(&unescape_mountinfo_bytes(s.as_bytes())).into_owned()
+}
+
+/// [`unescape_mountinfo`] for paths that need not be UTF-8.
+pub(crate) fn unescape_mountinfo_bytes(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -172,7 +176,7 @@ fn unescape_mountinfo(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Resolves cgroup ids to paths, caching the answers. The first sighting of an unknown id always

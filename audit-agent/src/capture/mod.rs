@@ -56,9 +56,9 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<(Ebp
     let mut ebpf = EbpfLoader::new()
         .load(FLOOR_OBJECT)
         .context("loading the floor programs")?;
-    load_in_parallel(&mut ebpf, &tracefs, true, true, true)?;
+    load_in_parallel(&mut ebpf, &tracefs, true, true, true, true)?;
     let mut links = Links::default();
-    attach_all(&mut ebpf, &tracefs, cgroup_root, &mut links)?;
+    attach_all(&mut ebpf, &tracefs, cgroup_root, &mut links, true)?;
     let _ = attach_uring(&mut ebpf, &tracefs, &mut links)?;
     attach_compat(&mut ebpf, &mut links)?;
     attach_packets(&mut ebpf, cgroup_root, &mut links)?;
@@ -139,7 +139,14 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
             ("mkdirat", false),
         ],
     ),
+    // Files mapped executable (audit-ebpf/src/mmap.rs).
+    (MAP_EXEC, &[("mmap", false), ("mprotect", false)]),
 ];
+
+/// The executable-mapping family: its programs call `bpf_find_vma` (Linux 5.17), which older
+/// kernels refuse; there they are left out and reported missing.
+const MAP_EXEC: &str = "sys_exit_maps";
+const MAP_EXEC_HELPER: &str = "bpf_find_vma";
 
 /// Other tracepoint programs: (program name, category, tracepoint, required).
 const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
@@ -277,14 +284,22 @@ impl Capture {
 
         let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
         let uring = offsets.uring_submit_req != ABSENT;
-        load_in_parallel(&mut ebpf, &tracefs, compat, uring, opts.packets)?;
+        let maps = btf.has_function(MAP_EXEC_HELPER);
+        load_in_parallel(&mut ebpf, &tracefs, compat, uring, opts.packets, maps)?;
         // Before any program that tail-calls them is attached. Without them (a kernel without
         // `bpf_loop`, before 5.17) held and received files are not recorded; the rest is.
         let walks = load_held_walks(&mut ebpf);
         let verified = started.elapsed();
         let mut links = Links::default();
-        let mut missing =
-            attach_programs(&mut ebpf, &tracefs, cgroup_root, &mut links, compat, uring)?;
+        let mut missing = attach_programs(
+            &mut ebpf,
+            &tracefs,
+            cgroup_root,
+            &mut links,
+            compat,
+            uring,
+            maps,
+        )?;
         if let Err(e) = walks {
             tracing::warn!(error = %format!("{e:#}"), "the fd-table walks did not load");
             missing.push("bpf_loop (file.held, file.receive)".into());
@@ -595,6 +610,7 @@ fn load_in_parallel(
     compat: bool,
     uring: bool,
     packets: bool,
+    maps: bool,
 ) -> anyhow::Result<()> {
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for &(prog, category, name, _) in TRACEPOINTS {
@@ -602,7 +618,7 @@ fn load_in_parallel(
             wanted.insert(prog.into());
         }
     }
-    for &(exit, calls) in SYSCALLS {
+    for &(exit, calls) in SYSCALLS.iter().filter(|(e, _)| maps || *e != MAP_EXEC) {
         wanted.insert(exit.into());
         for &(call, _) in calls {
             let enter = format!("sys_enter_{call}");
@@ -673,6 +689,7 @@ fn attach_all(
     tracefs: &TraceFs,
     cgroup_root: &std::path::Path,
     links: &mut Links,
+    maps: bool,
 ) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
     let mut attach = |ebpf: &mut Ebpf, prog: &str, category: &str, name: &str| {
@@ -700,6 +717,12 @@ fn attach_all(
     for &(exit, calls) in SYSCALLS {
         for &(call, required) in calls {
             let (enter, exit_tp) = (format!("sys_enter_{call}"), format!("sys_exit_{call}"));
+            if exit == MAP_EXEC && !maps {
+                missing.push(format!(
+                    "syscalls:{enter} (needs {MAP_EXEC_HELPER}, Linux 5.17)"
+                ));
+                continue;
+            }
             if !tracefs.has("syscalls", &enter) || !tracefs.has("syscalls", &exit_tp) {
                 if required {
                     bail!(
@@ -741,7 +764,8 @@ fn attach_all(
 }
 
 /// Attaches every program; returns the optional hooks left out (32-bit calls when disabled or
-/// without their offsets, io_uring without its offsets, tracepoints some kernels lack).
+/// without their offsets, io_uring without its offsets, executable mappings without their
+/// helper, tracepoints some kernels lack).
 fn attach_programs(
     ebpf: &mut Ebpf,
     tracefs: &TraceFs,
@@ -749,8 +773,9 @@ fn attach_programs(
     links: &mut Links,
     compat: bool,
     uring: bool,
+    maps: bool,
 ) -> anyhow::Result<Vec<String>> {
-    let mut missing = attach_all(ebpf, tracefs, cgroup_root, links)?;
+    let mut missing = attach_all(ebpf, tracefs, cgroup_root, links, maps)?;
     if !compat {
         missing.extend(
             COMPAT_HOOKS
@@ -944,16 +969,40 @@ pub(crate) fn kernel_offsets(tracefs: &TraceFs, btf: &Btf) -> anyhow::Result<Off
         tracing::warn!(error = %e, "32-bit system calls cannot be read on this kernel; not recorded");
         o.task_ts_status = ABSENT;
     }
+    if let Err(e) = overlay_offsets(btf, &mut o) {
+        tracing::warn!(
+            error = %e,
+            "the files under an overlayfs file cannot be read on this kernel; such files are \
+             named by the overlay alone"
+        );
+        o.ovl_inode_vfs = ABSENT;
+    }
     Ok(o)
+}
+
+/// The offset of `st.member` from kernel BTF, checked to fit the programs' u16 fields.
+fn member_offset(btf: &Btf, st: &str, member: &str) -> anyhow::Result<u16> {
+    let off = btf.member_offset(st, member)?;
+    u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
+}
+
+/// Offsets of overlayfs' inode and lower stack, to name the real file under an overlay file.
+/// Optional: the kernel's BTF lacks them when overlayfs is not built in.
+fn overlay_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
+    let m = |st: &str, member: &str| member_offset(btf, st, member);
+    o.ovl_inode_vfs = m("ovl_inode", "vfs_inode")?;
+    o.ovl_inode_upper = m("ovl_inode", "__upperdentry")?;
+    o.ovl_inode_oe = m("ovl_inode", "oe")?;
+    o.ovl_entry_numlower = m("ovl_entry", "__numlower")?;
+    o.ovl_entry_lowerstack = m("ovl_entry", "__lowerstack")?;
+    o.ovl_path_dentry = m("ovl_path", "dentry")?;
+    Ok(())
 }
 
 /// Offsets for 32-bit system calls: `TS_COMPAT`'s word and the ia32 argument registers. Only
 /// x86 has them (elsewhere compat calls are not recorded, and startup says so).
 fn compat_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
-    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
-        let off = btf.member_offset(st, member)?;
-        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
-    };
+    let m = |st: &str, member: &str| member_offset(btf, st, member);
     o.task_ts_status = m("task_struct", "thread_info.status")?;
     o.regs_bx = m("pt_regs", "bx")?;
     o.regs_cx = m("pt_regs", "cx")?;
@@ -968,10 +1017,7 @@ fn compat_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
 /// structures at its start). Optional: a kernel without io_uring, or with other structures,
 /// records no io_uring requests and says so.
 fn uring_offsets(tracefs: &TraceFs, btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
-    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
-        let off = btf.member_offset(st, member)?;
-        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
-    };
+    let m = |st: &str, member: &str| member_offset(btf, st, member);
     let f = tracefs.format("io_uring", "io_uring_submit_req")?;
     o.uring_submit_req = f.offset("req")?;
     o.uring_submit_user_data = f.offset("user_data")?;
@@ -1128,10 +1174,7 @@ fn syscall_args_offset(tracefs: &TraceFs) -> anyhow::Result<u16> {
 
 /// Kernel struct member offsets (from BTF), each checked to fit the programs' u16 fields.
 fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
-    let m = |st: &str, member: &str| -> anyhow::Result<u16> {
-        let off = btf.member_offset(st, member)?;
-        u16::try_from(off).map_err(|_| anyhow!("{st}.{member} at offset {off} is beyond 64 KiB"))
-    };
+    let m = |st: &str, member: &str| member_offset(btf, st, member);
     o.task_real_parent = m("task_struct", "real_parent")?;
     o.task_exit_code = m("task_struct", "exit_code")?;
     o.task_signal = m("task_struct", "signal")?;
@@ -1167,6 +1210,7 @@ fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
     o.inode_mode = m("inode", "i_mode")?;
     o.inode_nlink = m("inode", "__i_nlink")?;
     o.sb_dev = m("super_block", "s_dev")?;
+    o.sb_magic = m("super_block", "s_magic")?;
     o.vfsmount_root = m("vfsmount", "mnt_root")?;
     o.mount_mnt = m("mount", "mnt")?;
     o.mount_parent = m("mount", "mnt_parent")?;
@@ -1177,6 +1221,11 @@ fn struct_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
     o.mm_exe_file = m("mm_struct", "exe_file")?;
     o.mm_arg_start = m("mm_struct", "arg_start")?;
     o.mm_arg_end = m("mm_struct", "arg_end")?;
+    o.mm_saved_auxv = m("mm_struct", "saved_auxv")?;
+    o.vma_start = m("vm_area_struct", "vm_start")?;
+    o.vma_end = m("vm_area_struct", "vm_end")?;
+    o.vma_flags = m("vm_area_struct", "vm_flags")?;
+    o.vma_file = m("vm_area_struct", "vm_file")?;
     o.bprm_file = m("linux_binprm", "file")?;
     o.bprm_filename = m("linux_binprm", "filename")?;
     o.bprm_interp = m("linux_binprm", "interp")?;

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use audit_common::event::{
     AccessBody, ActionCommon, COMM_LEN, CgroupMoveBody, CompatBody, ConnectBody, ConnectOutcome,
     CopyBody, EventHeader, EventKind, ExecBody, ExitBody, FD_RECEIVED, FdBody, FileBody, FileFacts,
-    ForkBody, HEADER_LEN, KernelAddr, OpenBody, PR_SET_MM_MAP, SetExeBody, SignalBody, Span,
-    Syscall, UringBody, UringDoneBody, UringSetupBody, VAR_OFFSET, file_flags, flags,
+    ForkBody, HEADER_LEN, KernelAddr, MapExecBody, OpenBody, PR_SET_MM_MAP, SetExeBody, SignalBody,
+    Span, Syscall, UringBody, UringDoneBody, UringSetupBody, VAR_OFFSET, file_flags, flags,
 };
 use audit_common::net::{self, PacketBody};
 use thiserror::Error;
@@ -52,6 +52,18 @@ pub(crate) struct KernelPath {
     /// are missing) or ended on an internal mount (`memfd:x`).
     pub(crate) path: Vec<u8>,
     pub(crate) facts: FileFacts,
+    /// For a file on overlayfs (`file_flags::STACKED`): what lies under it; `None` when it could
+    /// not be read.
+    pub(crate) under: Option<Box<Under>>,
+}
+
+/// The files under an overlayfs file, each walked to the root of its filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Under {
+    /// The file the kernel reads and writes.
+    pub(crate) real: KernelPath,
+    /// For an upper file, the lower file it was copied up from.
+    pub(crate) origin: Option<KernelPath>,
 }
 
 /// The acting image's executable, when the kernel could read it.
@@ -193,6 +205,20 @@ pub(crate) enum Body {
         args: [u64; 6],
         kernel: Option<(IpAddr, u16)>,
         cookie: Option<u64>,
+        sections: Sections,
+    },
+    /// A file mapped executable (mmap, mprotect): the call's arguments, the mapping made.
+    MapExec {
+        syscall: Syscall,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        flags: u32,
+        fd: i32,
+        /// The image runs without an ELF interpreter (the loader itself, or a static program).
+        no_interp: bool,
+        /// The mapping's range (`vm_start`, `vm_end`).
+        mapped: (u64, u64),
         sections: Sections,
     },
     /// A watched process signalled the agent.
@@ -341,6 +367,7 @@ fn kernel_path(body: &[u8], s: Span, facts: FileFacts) -> Option<KernelPath> {
     (facts.flags & file_flags::VALID != 0 || !walk.is_empty()).then(|| KernelPath {
         path: walk_to_path(walk, &facts),
         facts,
+        under: None,
     })
 }
 
@@ -351,7 +378,22 @@ fn second_walk(body: &[u8], s: Span, facts: FileFacts) -> Option<KernelPath> {
     Some(KernelPath {
         path: walk_to_path(walk, &facts),
         facts,
+        under: None,
     })
+}
+
+/// The walk of the object acted on, with the files under it when it is on overlayfs.
+fn object_path(body: &[u8], c: &ActionCommon) -> Option<KernelPath> {
+    let mut k = kernel_path(body, c.sections.kpath, c.file)?;
+    if c.file.flags & file_flags::STACKED != 0 && c.real.flags & file_flags::VALID != 0 {
+        k.under = kernel_path(body, c.sections.real, c.real).map(|real| {
+            Box::new(Under {
+                real,
+                origin: kernel_path(body, c.sections.origin, c.origin),
+            })
+        });
+    }
+    Some(k)
 }
 
 /// The sections of an action body.
@@ -368,7 +410,7 @@ fn sections(h: &EventHeader, body: &[u8], c: &ActionCommon) -> Sections {
     let has_exe = h.flags & flags::EXE_FAULT == 0 && c.exe.flags & file_flags::VALID != 0;
     Sections {
         requested: text(s.requested),
-        kpath: kernel_path(body, s.kpath, c.file),
+        kpath: object_path(body, c),
         base: (h.flags & flags::BASE_WALKED != 0).then(|| {
             walk_to_path(
                 span(body, s.base).unwrap_or_default(),
@@ -555,6 +597,20 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
                 sections: sections(h, body, &f.common),
             }
         }
+        EventKind::MapExec => {
+            let f: MapExecBody = read(body, 0).ok_or_else(|| short(size_of::<MapExecBody>()))?;
+            Body::MapExec {
+                syscall,
+                addr: f.addr,
+                len: f.len,
+                prot: f.prot,
+                flags: f.flags,
+                fd: f.fd,
+                no_interp: f.no_interp != 0,
+                mapped: (f.vm_start, f.vm_end),
+                sections: sections(h, body, &f.common),
+            }
+        }
         EventKind::File => {
             let f: FileBody = read(body, 0).ok_or_else(|| short(size_of::<FileBody>()))?;
             Body::File {
@@ -610,7 +666,8 @@ pub(crate) fn decode_parts(
         | EventKind::Compat
         | EventKind::SetExe
         | EventKind::Fd
-        | EventKind::Copy => decode_action(h, kind, body)?,
+        | EventKind::Copy
+        | EventKind::MapExec => decode_action(h, kind, body)?,
         EventKind::UringSetup => {
             let f: UringSetupBody =
                 read(body, 0).ok_or_else(|| short(size_of::<UringSetupBody>()))?;
@@ -697,6 +754,7 @@ pub(crate) fn kind_name(kind: usize) -> &'static str {
         // Held and received files count together: the kernel counts losses per kind.
         k if k == EventKind::Fd as usize => "file.fd",
         k if k == EventKind::Copy as usize => Action::Copy.name(),
+        k if k == EventKind::MapExec as usize => Action::MapExec.name(),
         _ => "process.lifecycle",
     }
 }

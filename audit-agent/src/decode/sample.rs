@@ -39,6 +39,7 @@ pub(crate) fn kpath(path: &str, ino: u64) -> KernelPath {
     KernelPath {
         path: path.as_bytes().to_vec(),
         facts: facts(ino),
+        under: None,
     }
 }
 

@@ -47,6 +47,8 @@ impl Raw {
             sections: self.sections,
             file,
             exe,
+            real: FileFacts::default(),
+            origin: FileFacts::default(),
         }
     }
 
@@ -122,6 +124,51 @@ fn an_open_carries_the_requested_path_and_the_kernels_path_of_the_file() {
     assert_eq!(k.facts.ino, 42);
     assert_eq!(s.base, None);
     assert_eq!(ev.task.comm, b"cat");
+}
+
+#[test]
+fn a_file_on_an_overlay_carries_the_real_file_under_it() {
+    let mut raw = Raw::new(EventKind::Open, Syscall::Openat, 0);
+    raw.sections.kpath = raw.section(&walk("/merged/secret"));
+    // Walked to the root of its filesystem: the root's own name ends the walk.
+    let mut real_walk = walk("/srv/lower/secret");
+    real_walk.extend_from_slice(b"/\0");
+    raw.sections.real = raw.section(&real_walk);
+    let mut common = raw.common(facts(42, file_flags::STACKED), FileFacts::default());
+    common.real = facts(7, file_flags::FS_ROOT);
+    let ev = decode(&raw.bytes(open_body(common))).unwrap();
+    let k = sections_of(&ev).kpath.as_ref().unwrap();
+    assert_eq!(k.path, b"/merged/secret");
+    let under = k.under.as_ref().expect("the real file");
+    assert_eq!(under.real.path, b"/srv/lower/secret");
+    assert_eq!(under.real.facts.ino, 7);
+    assert_eq!(under.origin, None);
+
+    // Copied up: the upper file, and the lower one it came from.
+    let mut raw = Raw::new(EventKind::Open, Syscall::Openat, 0);
+    raw.sections.kpath = raw.section(&walk("/merged/secret"));
+    raw.sections.real = raw.section(&walk("/srv/upper/secret"));
+    raw.sections.origin = raw.section(&walk("/srv/lower/secret"));
+    let mut common = raw.common(facts(42, file_flags::STACKED), FileFacts::default());
+    common.real = facts(8, file_flags::FS_ROOT | file_flags::UPPER);
+    common.origin = facts(7, file_flags::FS_ROOT);
+    let ev = decode(&raw.bytes(open_body(common))).unwrap();
+    let under = sections_of(&ev)
+        .kpath
+        .as_ref()
+        .unwrap()
+        .under
+        .clone()
+        .unwrap();
+    assert_eq!(under.real.path, b"/srv/upper/secret");
+    assert_eq!(under.origin.unwrap().path, b"/srv/lower/secret");
+
+    // The kernel side could not read it: no real file (enrichment says it is unreadable).
+    let mut raw = Raw::new(EventKind::Open, Syscall::Openat, 0);
+    raw.sections.kpath = raw.section(&walk("/merged/secret"));
+    let common = raw.common(facts(42, file_flags::STACKED), FileFacts::default());
+    let ev = decode(&raw.bytes(open_body(common))).unwrap();
+    assert_eq!(sections_of(&ev).kpath.as_ref().unwrap().under, None);
 }
 
 #[test]

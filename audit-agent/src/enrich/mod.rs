@@ -8,6 +8,7 @@
 mod compat;
 mod connect;
 pub(crate) mod host;
+mod mounts;
 mod packets;
 mod process;
 mod resource;
@@ -47,6 +48,7 @@ pub(crate) struct Enricher {
     connects: ConnectTracker,
     urings: uring::UringTracker,
     packets: PacketTracker,
+    mounts: mounts::HostMounts,
     /// Events one kernel event completed besides the one `enrich` returned.
     more: Vec<Event>,
 }
@@ -66,6 +68,7 @@ impl Enricher {
             connects: ConnectTracker::new(connect_wait),
             urings: uring::UringTracker::new(connect_wait),
             packets: PacketTracker::new(connect_wait.max(DNS_WAIT)),
+            mounts: mounts::HostMounts::new(),
             more: Vec::new(),
         }
     }
@@ -82,7 +85,13 @@ impl Enricher {
     /// Held connects that completed or waited long enough (all of them when `flush`).
     pub(crate) fn ready(&mut self, flush: bool) -> Vec<Event> {
         let mut out = self.connects.ready(flush);
-        out.extend(self.urings.ready(flush));
+        for mut e in self.urings.ready(flush) {
+            // An io_uring open learns its file at completion.
+            if let Some(a) = e.activity_mut() {
+                self.mounts.place(&mut a.resource);
+            }
+            out.push(e);
+        }
         for m in self.packets.ready(flush) {
             let e = self.made_event(m);
             out.push(e);
@@ -270,6 +279,7 @@ impl Enricher {
                 None => Action::Held,
             },
             KernelBody::Copy { .. } => Action::Copy,
+            KernelBody::MapExec { .. } => Action::MapExec,
             KernelBody::UringDone { req, res, sections } => {
                 let opened = sections.kpath.as_ref().map(kernel_file);
                 self.urings.done(*req, *res, opened);
@@ -306,6 +316,7 @@ impl Enricher {
     fn activity(&mut self, ev: &KernelEvent, action: Action) -> Option<Event> {
         let t = &ev.task;
         let mut resource = resource::resource(ev)?;
+        self.mounts.place(&mut resource);
         let (process, exe_unknown) = self.process(ev);
         if exe_unknown {
             resource.unreadable.push(Field::Exe);
@@ -434,7 +445,8 @@ fn exe_of(b: &KernelBody) -> Exe {
         | KernelBody::Compat { sections, .. }
         | KernelBody::SetExe { sections, .. }
         | KernelBody::Fd { sections, .. }
-        | KernelBody::Copy { sections, .. } => sections.exe.clone(),
+        | KernelBody::Copy { sections, .. }
+        | KernelBody::MapExec { sections, .. } => sections.exe.clone(),
         _ => Exe::default(),
     }
 }
@@ -447,7 +459,8 @@ fn syscall_name(b: &KernelBody) -> &'static str {
         | KernelBody::File { syscall, .. }
         | KernelBody::Access { syscall, .. }
         | KernelBody::Fd { syscall, .. }
-        | KernelBody::Copy { syscall, .. } => syscall.name(),
+        | KernelBody::Copy { syscall, .. }
+        | KernelBody::MapExec { syscall, .. } => syscall.name(),
         KernelBody::SetExe { .. } => audit_common::event::Syscall::Prctl.name(),
         KernelBody::Uring { .. } | KernelBody::UringSetup { .. } => "io_uring",
         KernelBody::Exit { .. } => crate::linux::EXIT_SYSCALL,

@@ -1,7 +1,7 @@
 //! What an action was performed on, from a kernel record: the file or address the kernel acted
 //! on, what the process asked for, and which values could not be read.
 
-use audit_common::event::{file_flags, flags};
+use audit_common::event::{FileFacts, file_flags, flags};
 
 use audit_common::event::Syscall;
 
@@ -10,8 +10,8 @@ use crate::{
     escape::until_nul,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Destination, Detail, ExitStatus, Field,
-        FileCopy, FileId, FileRef, Interpreter, KernelFile, PassedAddr, Requested, Resource,
-        SetExe, Target, UringRef,
+        FileCopy, FileId, FileRef, Interpreter, KernelFile, MapExec, PassedAddr, RealFile,
+        RealRoot, Requested, Resource, SetExe, Stacked, Target, UringRef,
     },
     linux::SockAddr,
 };
@@ -25,17 +25,44 @@ pub(super) fn kernel_file(k: &KernelPath) -> KernelFile {
     let detached = f.flags & file_flags::DETACHED != 0;
     KernelFile {
         path: k.path.clone(),
-        id: valid.then_some(FileId {
-            dev_major: f.dev >> 20,
-            dev_minor: f.dev & 0xf_ffff,
-            ino: f.ino,
-            mount_id: f.mnt_id,
-            mount_ns: (!detached && f.mnt_ns != 0).then_some(f.mnt_ns),
-            mode: f.mode,
-        }),
+        id: valid.then(|| file_id(f)),
         deleted: f.flags & file_flags::DELETED != 0,
         detached,
         cut: f.flags & file_flags::CUT != 0,
+        stacked: (f.flags & file_flags::STACKED != 0).then(|| match &k.under {
+            Some(u) => Stacked::Real(Box::new(RealFile {
+                origin: u.origin.as_ref().map(|o| Box::new(real_file(o))),
+                ..real_file(&u.real)
+            })),
+            None => Stacked::Unreadable,
+        }),
+    }
+}
+
+fn file_id(f: &FileFacts) -> FileId {
+    let detached = f.flags & file_flags::DETACHED != 0;
+    FileId {
+        dev_major: f.dev >> 20,
+        dev_minor: f.dev & 0xf_ffff,
+        ino: f.ino,
+        mount_id: f.mnt_id,
+        mount_ns: (!detached && f.mnt_ns != 0).then_some(f.mnt_ns),
+        mode: f.mode,
+    }
+}
+
+/// The real file under an overlay file, named from the root of its filesystem (the enricher
+/// places it under the host's mount point, `mounts.rs`).
+fn real_file(k: &KernelPath) -> RealFile {
+    let f = &k.facts;
+    RealFile {
+        path: k.path.clone(),
+        root: RealRoot::Filesystem,
+        id: file_id(f),
+        upper: f.flags & file_flags::UPPER != 0,
+        deleted: f.flags & file_flags::DELETED != 0,
+        cut: f.flags & file_flags::CUT != 0,
+        origin: None,
     }
 }
 
@@ -119,6 +146,31 @@ fn truncated_and_unreadable(ev: &KernelEvent, r: &mut Resource) {
     {
         r.unreadable.push(Field::Path);
     }
+    if r.kernel_files()
+        .any(|k| k.stacked == Some(Stacked::Unreadable))
+        || origin_lost(ev)
+    {
+        r.unreadable.push(Field::RealFile);
+    }
+}
+
+/// Whether the kernel found the lower file an overlay's upper file was copied up from, but could
+/// not write its walk (no room left in the record).
+fn origin_lost(ev: &KernelEvent) -> bool {
+    let sections = match &ev.body {
+        Body::Exec { sections, .. }
+        | Body::Open { sections, .. }
+        | Body::File { sections, .. }
+        | Body::Access { sections, .. }
+        | Body::Compat { sections, .. }
+        | Body::MapExec { sections, .. } => sections,
+        _ => return false,
+    };
+    sections
+        .kpath
+        .as_ref()
+        .and_then(|k| k.under.as_ref())
+        .is_some_and(|u| u.real.facts.flags & file_flags::ORIGIN != 0 && u.origin.is_none())
 }
 
 /// The resource of an action record (exec, open, connect); `None` for other records.
@@ -219,6 +271,25 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
                 len: *len,
                 flags: *flags,
             })),
+        ),
+        Body::MapExec {
+            syscall,
+            prot,
+            flags,
+            fd,
+            no_interp,
+            mapped: (start, end),
+            sections,
+            ..
+        } => (
+            Target::File(file_ref(ev, sections)),
+            Detail::MapExec(MapExec {
+                prot: *prot,
+                mmap: (*syscall == Syscall::Mmap).then_some((*flags, *fd)),
+                start: *start,
+                len: end.saturating_sub(*start),
+                loader: *no_interp,
+            }),
         ),
         Body::Signal {
             sig,

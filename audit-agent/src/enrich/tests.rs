@@ -353,6 +353,29 @@ fn a_unix_connect_names_the_peer_the_kernel_connected_to() {
     let e = enricher(Duration::ZERO).enrich(ev).unwrap();
     assert_eq!(file(&e).path(), Some(&b"\0bus"[..]));
     assert_eq!(file(&e).resolved, None, "an abstract name is not resolved");
+    assert_eq!(file(&e).path_source(), Some(PathSource::Kernel));
+    assert!(
+        file(&e).object.as_ref().is_some_and(|o| o.id.is_none()),
+        "an abstract socket has no file identity"
+    );
+
+    // The kernel could not read the peer's name: the name as passed, and a record that says so.
+    let ev = connect(
+        3,
+        flags::KPATH_FAULT,
+        SockAddr::Unix(b"\0bus".to_vec()),
+        None,
+        0,
+    );
+    let e = enricher(Duration::ZERO).enrich(ev).unwrap();
+    assert_eq!(file(&e).path(), Some(&b"\0bus"[..]));
+    assert_eq!(file(&e).path_source(), Some(PathSource::Requested));
+    assert!(
+        activity(&e)
+            .resource
+            .unreadable
+            .contains(&Field::KernelPath)
+    );
 }
 
 fn in_progress(tid: u32) -> KernelEvent {
@@ -427,6 +450,50 @@ fn a_connect_without_an_outcome_is_released_in_progress_when_flushed() {
 }
 
 #[test]
+fn a_file_on_an_overlay_names_the_files_under_it_or_says_they_were_unreadable() {
+    use crate::decode::Under;
+    let stacked = |under: Option<Under>| {
+        let mut o = Open::ok(1, "/merged/notes", 9);
+        let k = o.object.as_mut().unwrap();
+        k.facts.flags |= file_flags::STACKED;
+        k.under = under.map(Box::new);
+        enricher(Duration::ZERO).enrich(o.event()).unwrap()
+    };
+    let layer = |p: &str, ino: u64, flags: u16| KernelPath {
+        facts: audit_common::event::FileFacts {
+            flags: file_flags::VALID | file_flags::FS_ROOT | flags,
+            ..sample::facts(ino)
+        },
+        ..sample::kpath(p, ino)
+    };
+
+    // Copied up: the upper file, and the lower one it came from; both are the file's identities.
+    let e = stacked(Some(Under {
+        real: layer("/upper/notes", 20, file_flags::UPPER | file_flags::ORIGIN),
+        origin: Some(layer("/lower/notes", 21, 0)),
+    }));
+    let k = file(&e).object.as_ref().unwrap();
+    let real = k.real().expect("the real file");
+    assert!(real.upper);
+    assert_eq!(real.origin.as_ref().unwrap().path, b"/lower/notes");
+    let inos: Vec<u64> = activity(&e).resource.file_ids().map(|id| id.ino).collect();
+    assert_eq!(inos, [9, 20, 21]);
+    assert!(!activity(&e).resource.unreadable.contains(&Field::RealFile));
+
+    // The kernel found an origin but had no room left to name it; or read nothing under the file.
+    for under in [
+        Some(Under {
+            real: layer("/upper/notes", 20, file_flags::UPPER | file_flags::ORIGIN),
+            origin: None,
+        }),
+        None,
+    ] {
+        let e = stacked(under);
+        assert!(activity(&e).resource.unreadable.contains(&Field::RealFile));
+    }
+}
+
+#[test]
 fn kernel_paths_keep_their_flags() {
     let k = KernelPath {
         path: b"b/c".to_vec(),
@@ -434,6 +501,7 @@ fn kernel_paths_keep_their_flags() {
             flags: file_flags::VALID | file_flags::CUT,
             ..sample::facts(1)
         },
+        under: None,
     };
     let f = kernel_file(&k);
     assert!(f.cut && !f.deleted && !f.detached);

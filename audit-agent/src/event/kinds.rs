@@ -93,6 +93,10 @@ named_enum! {
         Receive = "file.receive",
         /// sendfile, splice, copy_file_range: the kernel moved bytes from one file to another.
         Copy = "file.copy",
+        /// A file mapped executable by an image that runs without an ELF interpreter (the
+        /// dynamic loader run as a program maps the program it runs: no exec names it), or a
+        /// protected file mapped executable by any image.
+        MapExec = "process.map_exec",
     }
 }
 
@@ -122,6 +126,7 @@ impl Action {
                 | Self::Held
                 | Self::Receive
                 | Self::Copy
+                | Self::MapExec
         )
     }
 

@@ -289,6 +289,64 @@ pub(crate) struct KernelFile {
     /// The walk stopped before the root (too deep or too long): the leading components are
     /// missing.
     pub(crate) cut: bool,
+    /// The file is on a stacked filesystem (overlayfs): what lies under it.
+    pub(crate) stacked: Option<Stacked>,
+}
+
+/// What lies under a file on a stacked filesystem (overlayfs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stacked {
+    /// The file the kernel reads and writes.
+    Real(Box<RealFile>),
+    /// The kernel side could not read it (`real_file` in `unreadable`).
+    Unreadable,
+}
+
+/// The file under an overlayfs file: in the upper layer when it has been created or copied up
+/// there, else in the topmost lower layer that has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RealFile {
+    /// Its path: from the root of its filesystem as the kernel walked it (layers are private
+    /// mounts no namespace shows), placed under the mount point where the host mounts that part
+    /// of the filesystem when it does ([`RealRoot::Host`]).
+    pub(crate) path: Vec<u8>,
+    pub(crate) root: RealRoot,
+    /// Device, inode and mode; no mount (a layer's mount is private to the overlay).
+    pub(crate) id: FileId,
+    /// In the overlay's upper (writable) layer; else a lower one.
+    pub(crate) upper: bool,
+    pub(crate) deleted: bool,
+    pub(crate) cut: bool,
+    /// For an upper file over a lower one: that lower file, which it was copied up from (its
+    /// contents, until written over: protecting the lower file protects the copy).
+    pub(crate) origin: Option<Box<RealFile>>,
+}
+
+impl RealFile {
+    /// The real file and its origin.
+    pub(crate) fn with_origin(&self) -> impl Iterator<Item = &RealFile> {
+        std::iter::once(self).chain(self.origin.as_deref())
+    }
+}
+
+/// Where a real file's path starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RealRoot {
+    /// The host's root: the path is where the host's mount table shows the file.
+    Host,
+    /// The root of the file's filesystem (`id.dev`), which the host mounts nowhere that shows
+    /// the file.
+    Filesystem,
+}
+
+impl KernelFile {
+    /// The real file under a stacked one, when it could be read.
+    pub(crate) fn real(&self) -> Option<&RealFile> {
+        match &self.stacked {
+            Some(Stacked::Real(r)) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 /// Which file: device, inode, and the mount it was reached through.
@@ -363,13 +421,28 @@ impl FileRef {
 }
 
 impl FileRef {
-    /// The paths policy matches: the kernel's path when the kernel acted on a file; otherwise
-    /// the request, resolved when it could be. The request is not matched beside a kernel path:
-    /// what was read from the process's memory is not necessarily what the kernel resolved (a
-    /// racing thread can change it in between), and an alias the kernel followed (a symlink) is
-    /// caught through the file's identity instead (`policy::inode`).
+    /// The paths policy matches: the kernel's path when the kernel acted on a file — and the
+    /// host's path of the real file under it when it is on an overlay; otherwise the request,
+    /// resolved when it could be. The request is not matched beside a kernel path: what was read
+    /// from the process's memory is not necessarily what the kernel resolved (a racing thread
+    /// can change it in between), and an alias the kernel followed (a symlink) is caught through
+    /// the file's identity instead (`policy::inode`).
     pub(crate) fn paths(&self) -> impl Iterator<Item = &[u8]> {
-        self.path().into_iter()
+        self.path()
+            .into_iter()
+            .chain(self.object.iter().flat_map(KernelFile::real_host_path))
+    }
+}
+
+impl KernelFile {
+    /// The host's path of the real file under this one (not a path from a filesystem's root:
+    /// that names no file a policy path could).
+    fn real_host_path(&self) -> impl Iterator<Item = &[u8]> {
+        self.real()
+            .into_iter()
+            .flat_map(RealFile::with_origin)
+            .filter(|r| r.root == RealRoot::Host)
+            .map(|r| r.path.as_slice())
     }
 }
 
@@ -403,14 +476,14 @@ impl Resource {
             Detail::Change(c) => c.to.as_ref(),
             _ => None,
         };
-        let taken = match &self.detail {
-            Detail::Access(a) => a.file.as_ref().map(|k| k.path.as_slice()),
-            Detail::Copy(c) => c.to.as_ref().map(|k| k.path.as_slice()),
-            _ => None,
-        };
+        let taken = self
+            .taken()
+            .into_iter()
+            .flat_map(|k| std::iter::once(k.path.as_slice()).chain(k.real_host_path()));
         let interp = self.interpreter().into_iter().flat_map(|i| {
             std::iter::once(i.shebang.as_slice())
                 .chain(i.loaded.as_ref().map(|k| k.path.as_slice()))
+                .chain(i.loaded.iter().flat_map(KernelFile::real_host_path))
         });
         self.file()
             .into_iter()
@@ -428,20 +501,54 @@ impl Resource {
     }
 
     /// The identities of the files the kernel acted on (the file, a script's interpreter, a
-    /// copy's destination).
+    /// copy's destination), and of the real files under them when they are on an overlay.
     pub(crate) fn file_ids(&self) -> impl Iterator<Item = &FileId> {
+        self.kernel_files().flat_map(|k| {
+            k.id.iter().chain(
+                k.real()
+                    .into_iter()
+                    .flat_map(RealFile::with_origin)
+                    .map(|r| &r.id),
+            )
+        })
+    }
+
+    /// The files the kernel acted on: the file, a script's interpreter, a file taken from
+    /// another process.
+    pub(crate) fn kernel_files(&self) -> impl Iterator<Item = &KernelFile> {
         let object = self.file().and_then(|f| f.object.as_ref());
         let loaded = self.interpreter().and_then(|i| i.loaded.as_ref());
-        let taken = match &self.detail {
+        object.into_iter().chain(loaded).chain(self.taken())
+    }
+
+    /// [`Resource::kernel_files`], to change.
+    pub(crate) fn kernel_files_mut(&mut self) -> impl Iterator<Item = &mut KernelFile> {
+        let (object, loaded, taken) = match (&mut self.target, &mut self.detail) {
+            (
+                Target::File(f),
+                Detail::Exec {
+                    interpreter: Some(i),
+                    ..
+                },
+            ) => (f.object.as_mut(), i.loaded.as_mut(), None),
+            (Target::File(f) | Target::Unix(f), Detail::Access(a)) => {
+                (f.object.as_mut(), None, a.file.as_mut())
+            }
+            (Target::File(f), Detail::Copy(c)) => (f.object.as_mut(), None, c.to.as_mut()),
+            (Target::File(f) | Target::Unix(f), _) => (f.object.as_mut(), None, None),
+            (_, Detail::Access(a)) => (None, None, a.file.as_mut()),
+            _ => (None, None, None),
+        };
+        object.into_iter().chain(loaded).chain(taken)
+    }
+
+    /// The file pidfd_getfd took from another process, or a copy's destination.
+    fn taken(&self) -> Option<&KernelFile> {
+        match &self.detail {
             Detail::Access(a) => a.file.as_ref(),
             Detail::Copy(c) => c.to.as_ref(),
             _ => None,
-        };
-        object
-            .into_iter()
-            .chain(loaded)
-            .chain(taken)
-            .filter_map(|k| k.id.as_ref())
+        }
     }
 }
 
@@ -462,6 +569,21 @@ pub(crate) struct Completion {
     pub(crate) after: Option<std::time::Duration>,
     /// How long the agent waited for it.
     pub(crate) waited: std::time::Duration,
+}
+
+/// An executable mapping: what the call asked for and what the kernel mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapExec {
+    /// `PROT_*` as passed.
+    pub(crate) prot: u32,
+    /// mmap: its `MAP_*` flags and the fd passed; `None` for mprotect.
+    pub(crate) mmap: Option<(u32, i32)>,
+    /// The mapping's start address and length, as the kernel made it.
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    /// The image runs without an ELF interpreter (`AT_BASE` 0): the dynamic loader exec'd as a
+    /// program, or a static program — it maps the programs it runs itself.
+    pub(crate) loader: bool,
 }
 
 /// An exec's interpreter, for a `#!` script.
@@ -527,6 +649,8 @@ pub(crate) enum Detail {
     },
     /// A 32-bit system call recorded as itself (`Resource::ia32` has its number and arguments).
     Compat,
+    /// A file mapped executable (the target is the file the kernel mapped).
+    MapExec(MapExec),
     /// A DNS query and its answer (the target is the resolver).
     Dns(Box<DnsLookup>),
     /// A TLS ClientHello (the target is the server's address).
@@ -710,6 +834,8 @@ pub(crate) enum Field {
     NewPath,
     /// How a process ended.
     ExitStatus,
+    /// The real file under an overlayfs file.
+    RealFile,
 }
 
 impl Field {
@@ -723,6 +849,7 @@ impl Field {
             Self::Exe => "exe",
             Self::NewPath => "new_path",
             Self::ExitStatus => "exit_status",
+            Self::RealFile => "real_file",
         }
     }
 
@@ -736,6 +863,7 @@ impl Field {
             "exit_status" => Self::ExitStatus,
             "exe" => Self::Exe,
             "new_path" => Self::NewPath,
+            "real_file" => Self::RealFile,
             _ => return None,
         })
     }

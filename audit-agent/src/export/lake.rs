@@ -5,8 +5,8 @@
 //! ```text
 //! <prefix>/ext/<source>-<class>/region=<region>/accountId=<account>/eventDay=<YYYYMMDD>/<host>-<boot id>-<first seq>.parquet
 //! ```
-//! (`<class>`: `file-activity` 1001, `process-activity` 1007, `network-activity` 4001,
-//! `http-activity` 4002, `dns-activity` 4003, `base-event` 0). Rows are sorted by time and compressed with ZSTD. Each class has one fixed
+//! (`<class>`: `file-activity` 1001, `module-activity` 1005, `process-activity` 1007,
+//! `network-activity` 4001, `http-activity` 4002, `dns-activity` 4003, `base-event` 0). Rows are sorted by time and compressed with ZSTD. Each class has one fixed
 //! Arrow schema, written below as Hive-style type strings (the notation of the Athena DDL in
 //! docs/storage.md) and parsed once; events are decoded into it by `arrow-json` in strict mode,
 //! so an OCSF attribute the schema lacks is an error, not a silently dropped column. Objects are
@@ -86,8 +86,9 @@ impl LakeSettings {
 pub(crate) const SUFFIX: &str = ".parquet";
 
 /// The OCSF classes audit-agent emits: uid and the custom source suffix.
-const CLASSES: [(u32, &str); 6] = [
+const CLASSES: [(u32, &str); 7] = [
     (1001, "file-activity"),
+    (1005, "module-activity"),
     (1007, "process-activity"),
     (4001, "network-activity"),
     (4002, "http-activity"),
@@ -125,6 +126,11 @@ const ACTIVITY: &str = "action_id int, action string, disposition_id int, dispos
 const FILE: &str = "file struct<path:string, name:string, type_id:int, type:string>,
   file_result struct<path:string, name:string, type_id:int, type:string>";
 
+/// Module Activity's module: a file mapped for execution (`process.map_exec`).
+const MODULE: &str =
+    "module struct<file:struct<path:string, name:string, type_id:int, type:string>,
+  base_address:string, load_type_id:int, load_type:string>";
+
 const PROCESS: &str = "process struct<pid:int, tid:int, uid:string, name:string, cmd_line:string,
     file:struct<path:string, name:string, type_id:int, type:string>,
     user:struct<uid:string, type_id:int, type:string>,
@@ -159,6 +165,7 @@ static SCHEMAS: LazyLock<BTreeMap<u32, SchemaRef>> = LazyLock::new(|| {
     };
     BTreeMap::from([
         (1001, schema(&[BASE, ACTIVITY, FILE])),
+        (1005, schema(&[BASE, ACTIVITY, MODULE])),
         (1007, schema(&[BASE, ACTIVITY, PROCESS])),
         (4001, schema(&[BASE, ACTIVITY, NETWORK, TLS])),
         (4002, schema(&[BASE, ACTIVITY, NETWORK, HTTP])),

@@ -36,6 +36,7 @@ fn categorization(a: Action) -> (&'static str, &'static [&'static str]) {
         Action::Claim => ("api", &["info"]),
         Action::SetExe => ("process", &["change"]),
         Action::Held | Action::Receive | Action::Copy => ("file", &["access"]),
+        Action::MapExec => ("library", &["start"]),
     }
 }
 
@@ -129,6 +130,14 @@ fn file(path: &str) -> Value {
 fn resource(a: &Activity, m: &mut Map<String, Value>) {
     let text = resource_text(a);
     match &a.resource.target {
+        Target::File(_) if a.action == Action::MapExec => {
+            // A file loaded into the process: ECS's `dll` field set (any shared object).
+            let f = file(&text);
+            m.insert(
+                "dll".into(),
+                json!({ "path": f["path"], "name": f["name"] }),
+            );
+        }
         Target::File(r) if a.action != Action::Exec => {
             let mut f = file(&text);
             if let Some(id) = r.object.as_ref().and_then(|k| k.id) {

@@ -270,6 +270,15 @@ fn class_of(
             "Traffic",
             "sent a TLS hello to",
         ),
+        Action::MapExec => (
+            1005,
+            "Module Activity",
+            1,
+            "System Activity",
+            1,
+            "Load",
+            "mapped for execution",
+        ),
         // Mapped as a Base Event (`claim_event`); this row is never used.
         Action::Claim => (0, "Base Event", 0, "Uncategorized", 99, "Other", "claimed"),
         Action::SetExe => (
@@ -352,7 +361,8 @@ fn file_activity(a: Action) -> (u32, &'static str, &'static str) {
         | Action::SetExe
         | Action::Held
         | Action::Receive
-        | Action::Copy => (99, "Other", "changed"),
+        | Action::Copy
+        | Action::MapExec => (99, "Other", "changed"),
     }
 }
 
@@ -426,6 +436,18 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
             if let Some(status) = status {
                 ev.insert("exit_code".into(), json!(status.shell_code()));
             }
+        }
+        (_, Detail::MapExec(m)) => {
+            // A memory-mapped file (`load_type_id` 4, Mapped) at the kernel's mapping.
+            ev.insert(
+                "module".into(),
+                json!({
+                    "file": { "path": target, "name": basename(&target), "type_id": 1, "type": "Regular File" },
+                    "base_address": format!("{:#x}", m.start),
+                    "load_type_id": 4,
+                    "load_type": "Mapped",
+                }),
+            );
         }
         (_, Detail::Ring { .. } | Detail::Compat | Detail::Claim(_)) => {}
         (t, Detail::Access(_)) => {

@@ -100,6 +100,13 @@ fn activity(line: &mut String, a: &Activity) {
         }
         Detail::Exit(_) => {}
         Detail::Compat => {}
+        Detail::MapExec(m) => {
+            let prot = linux::bit_names(u64::from(m.prot), linux::PROT_FLAGS);
+            let _ = write!(line, " [{}] at {:#x}", prot.join("|"), m.start);
+            if m.loader {
+                line.push_str(" loader");
+            }
+        }
         Detail::Ring { flags, .. } => {
             let names = linux::bit_names(u64::from(*flags), linux::URING_SETUP_FLAGS);
             let _ = write!(line, " [{}]", names.join("|"));

@@ -39,8 +39,11 @@ impl ProtectedSet {
     fn names(&self, action: Action, r: &Resource) -> bool {
         match (action, &r.target) {
             (Action::Open, Target::File(_)) => self.files.matches_any(r.paths()),
-            // A process that makes `mm->exe_file` name a protected program claims to be it.
-            (Action::Exec | Action::SetExe, Target::File(_)) => self.exec.matches_any(r.paths()),
+            // A process that makes `mm->exe_file` name a protected program claims to be it;
+            // mapping a file executable runs its code as an exec would.
+            (Action::Exec | Action::SetExe | Action::MapExec, Target::File(_)) => {
+                self.exec.matches_any(r.paths())
+            }
             (a, Target::File(_)) if a.is_file_without_open() => self.files.matches_any(r.paths()),
             (a, Target::Inet(ip, port)) if a.is_network() => {
                 self.network.iter().any(|n| n.contains(*ip, Some(*port)))
@@ -80,7 +83,7 @@ fn inode_sets<'a>(
 ) -> impl Iterator<Item = usize> + 'a {
     r.file_ids()
         .flat_map(move |id| match action {
-            Action::Exec | Action::SetExe => index.exec_sets(id),
+            Action::Exec | Action::SetExe | Action::MapExec => index.exec_sets(id),
             _ => index.file_sets(id),
         })
         .copied()

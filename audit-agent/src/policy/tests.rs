@@ -3,7 +3,10 @@
 use std::{os::unix::fs::MetadataExt as _, path::Path};
 
 use super::*;
-use crate::event::{Detail, FileId, FileRef, HostSource, Interpreter, KernelFile, Requested};
+use crate::event::{
+    Detail, FileId, FileRef, HostSource, Interpreter, KernelFile, MapExec, RealFile, RealRoot,
+    Requested, Stacked,
+};
 
 const POLICY: &str = r#"
 default_decision = "review"
@@ -62,6 +65,17 @@ fn compile(text: &str) -> Policy {
     crate::settings::Settings::parse(text, "p.toml")
         .unwrap()
         .policy
+}
+
+/// A policy denying the protected set `keys` (the file `secret`), and its inode index.
+fn keys_policy(secret: &Path) -> (Policy, InodeIndex) {
+    let p = compile(&format!(
+        "[[protected]]\nname = \"keys\"\nfiles = [\"{}\"]\n\
+         [[rules]]\nid = \"no-keys\"\nagents = [\"*\"]\nprotected = [\"keys\"]\ndecision = \"deny\"\n",
+        secret.display()
+    ));
+    let index = InodeIndex::build(&p, Path::new("/"));
+    (p, index)
 }
 
 fn policy() -> Policy {
@@ -406,6 +420,21 @@ fn a_scripts_interpreter_is_judged_as_executed() {
     assert_eq!(names(&e.protected), ["secrets"]);
 }
 
+#[test]
+fn a_file_mapped_for_execution_is_judged_as_executed() {
+    let mut r = resource(opened("/usr/bin/curl", kernel("/usr/bin/curl", None)));
+    r.detail = Detail::MapExec(MapExec {
+        prot: 0x5,
+        mmap: Some((0x12, 3)),
+        start: 0x1000,
+        len: 0x1000,
+        loader: true,
+    });
+    let e = policy().evaluate("coder", Action::MapExec, &r, &InodeIndex::default());
+    assert_eq!(names(&e.protected), ["secrets"]);
+    assert_eq!(e.verdict.decision, Decision::Deny);
+}
+
 fn id_of(p: &Path) -> FileId {
     let m = std::fs::metadata(p).unwrap();
     FileId {
@@ -432,12 +461,7 @@ fn a_hardlink_to_a_protected_file_is_protected_by_inode() {
     std::fs::write(&secret, "s").unwrap();
     let link = dir.join("innocent");
     std::fs::hard_link(&secret, &link).unwrap();
-    let p = compile(&format!(
-        "[[protected]]\nname = \"keys\"\nfiles = [\"{}\"]\n\
-         [[rules]]\nid = \"no-keys\"\nagents = [\"*\"]\nprotected = [\"keys\"]\ndecision = \"deny\"\n",
-        secret.display()
-    ));
-    let index = InodeIndex::build(&p, Path::new("/"));
+    let (p, index) = keys_policy(&secret);
     let target = opened(
         link.to_str().unwrap(),
         kernel(link.to_str().unwrap(), Some(id_of(&link))),
@@ -458,6 +482,74 @@ fn a_hardlink_to_a_protected_file_is_protected_by_inode() {
     );
     let e = p.evaluate("x", Action::Open, &resource(direct), &index);
     assert!(e.protected_by_inode.is_empty() && !e.verdict.by_inode);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `k` on an overlay, over the real file `real` (named from the host's root or a filesystem's).
+fn over(mut k: KernelFile, real: &str, root: RealRoot, id: FileId) -> KernelFile {
+    k.stacked = Some(Stacked::Real(Box::new(RealFile {
+        path: real.as_bytes().to_vec(),
+        root,
+        id,
+        upper: false,
+        deleted: false,
+        cut: false,
+        origin: None,
+    })));
+    k
+}
+
+#[test]
+fn a_file_on_an_overlay_is_protected_by_the_real_file_under_it() {
+    let overlay = FileId {
+        dev_major: 0,
+        dev_minor: 41,
+        ino: 9,
+        ..FileId::default()
+    };
+    // /etc/shadow under /merged/shadow, its path placed under the host's mounts or not.
+    let judged = |root| {
+        judge(
+            &policy(),
+            "coder",
+            Action::Open,
+            opened(
+                "/merged/shadow",
+                over(
+                    kernel("/merged/shadow", Some(overlay)),
+                    "/etc/shadow",
+                    root,
+                    FileId::default(),
+                ),
+            ),
+        )
+    };
+    // The overlay's path names nothing protected; the host's path of the file under it does.
+    let e = judged(RealRoot::Host);
+    assert_eq!(names(&e.protected), ["secrets"]);
+    assert_eq!(e.verdict.decision, Decision::Deny);
+
+    // A path from the root of a filesystem the host does not show names no policy path.
+    let e = judged(RealRoot::Filesystem);
+    assert!(e.protected.is_empty());
+
+    // By identity: the real file is the protected one, whatever its path.
+    let dir = scratch("overlay");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    let (p, index) = keys_policy(&secret);
+    let target = opened(
+        "/merged/secret",
+        over(
+            kernel("/merged/secret", Some(overlay)),
+            "/lower/secret",
+            RealRoot::Filesystem,
+            id_of(&secret),
+        ),
+    );
+    let e = p.evaluate("x", Action::Open, &resource(target), &index);
+    assert_eq!(names(&e.protected_by_inode), ["keys"]);
+    assert_eq!(e.verdict.decision, Decision::Deny);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -11,6 +11,11 @@
 //! workload sys-creat PATH MODE_OCTAL              creat(PATH, MODE)         (raw syscall)
 //! workload connect4 IP PORT | connect6 IP PORT | connect-unix PATH
 //! workload connect4-nonblock IP PORT
+//! workload connect-abstract NAME | connect-abstract-dgram NAME   connect a stream (datagram) unix
+//!                                                 socket to the abstract name NAME (`@NAME`);
+//!                                                 reports the peer's name `getpeername` gives
+//!                                                 (`peer_hex`: its `sun_path` bytes after the
+//!                                                 leading NUL, hex)
 //! workload setuid UID                             setgid+setuid
 //! workload move-cgroup CGROUP_DIR                 write own pid to CGROUP_DIR/cgroup.procs
 //! workload fork ...                               the child runs the remaining actions; the
@@ -27,6 +32,12 @@
 //! workload sleep MS
 //! workload block-open FIFO                        open a FIFO for reading (blocks)
 //! workload exec PATH [ARGS...]                    execve(PATH, [PATH, ARGS...]) (last action)
+//! workload report-maps                            report this process's executable file
+//!                                                 mappings as the kernel lists them
+//!                                                 (`/proc/self/maps`: start, dev, ino, path)
+//! workload mmap-exec PATH | mprotect-exec PATH    map PATH's first page PROT_READ|PROT_EXEC
+//!                                                 (mprotect-exec: PROT_READ, then mprotect to
+//!                                                 add PROT_EXEC); reports the address (`addr`)
 //!
 //! Actions that try to make the record lie; each reports its own ground truth (`truth`: what
 //! `/proc/self/fd/N` names, `ino`/`dev` from `fstat`, `so_error` from `getsockopt`):
@@ -39,6 +50,8 @@
 //! workload dup2-over PATH FD                      open PATH, dup2 it over FD
 //! workload unshare-mount                          private mount namespace
 //! workload bind SRC DST                           bind-mount SRC on DST
+//! workload mount-overlay LOWER UPPER WORK DIR      mount an overlay of UPPER on LOWER on DIR
+//! workload mount-tmpfs DIR                        mount a new tmpfs on DIR
 //! workload fexecve PATH [ARGS...]                 execveat(open(PATH), "", AT_EMPTY_PATH)
 //! workload memfd-exec PATH [ARGS...]              copy PATH into a memfd, execute the memfd
 //! workload netns-blackhole                        own network namespace: lo up, 10.0.0.0/8
@@ -464,7 +477,7 @@ fn main() {
                     let flags = parse_octal(Some(arg(2)), 0);
                     let mode = parse_octal(Some(arg(3)), 0);
                     let fd = libc::openat(libc::AT_FDCWD, c(arg(1)).as_ptr(), flags as i32, mode);
-                    report("open-flags", fd.into(), "");
+                    report("open-flags", fd.into(), &fd_truth(fd.into()));
                     i += 3;
                 }
                 "openat" => {
@@ -542,6 +555,37 @@ fn main() {
                     let len = (std::mem::size_of::<libc::sa_family_t>() + p.len() + 1) as u32;
                     let r = libc::connect(s, (&sa as *const libc::sockaddr_un).cast(), len);
                     report("connect-unix", r.into(), &format!(",\"fd\":{s}"));
+                    i += 1;
+                }
+                "connect-abstract" | "connect-abstract-dgram" => {
+                    let ty = if cmd.ends_with("dgram") {
+                        libc::SOCK_DGRAM
+                    } else {
+                        libc::SOCK_STREAM
+                    };
+                    let s = libc::socket(libc::AF_UNIX, ty, 0);
+                    let mut sa: libc::sockaddr_un = std::mem::zeroed();
+                    sa.sun_family = libc::AF_UNIX as u16;
+                    let p = arg(1).as_bytes();
+                    for (d, s) in sa.sun_path[1..].iter_mut().zip(p) {
+                        *d = *s as libc::c_char;
+                    }
+                    // No trailing NUL: an abstract name is exactly `addrlen` bytes.
+                    let len = (std::mem::size_of::<libc::sa_family_t>() + 1 + p.len()) as u32;
+                    let r = libc::connect(s, (&sa as *const libc::sockaddr_un).cast(), len);
+                    let mut peer: libc::sockaddr_un = std::mem::zeroed();
+                    let mut plen = std::mem::size_of::<libc::sockaddr_un>() as u32;
+                    libc::getpeername(s, (&mut peer as *mut libc::sockaddr_un).cast(), &mut plen);
+                    let name = plen.saturating_sub(3) as usize;
+                    let hex: String = peer.sun_path[1..1 + name.min(107)]
+                        .iter()
+                        .map(|b| format!("{:02x}", *b as u8))
+                        .collect();
+                    report(
+                        &cmd,
+                        r.into(),
+                        &format!(",\"fd\":{s},\"peer_hex\":\"{hex}\""),
+                    );
                     i += 1;
                 }
                 "setuid" => {
@@ -753,6 +797,35 @@ fn main() {
                     );
                     report("bind", r.into(), "");
                     i += 2;
+                }
+                "mount-overlay" => {
+                    let opts = format!(
+                        "lowerdir={},upperdir={},workdir={}",
+                        text(1),
+                        text(2),
+                        text(3)
+                    );
+                    let opts = CString::new(opts).expect("options");
+                    let r = libc::mount(
+                        c"overlay".as_ptr(),
+                        c(arg(4)).as_ptr(),
+                        c"overlay".as_ptr(),
+                        0,
+                        opts.as_ptr().cast(),
+                    );
+                    report("mount-overlay", r.into(), "");
+                    i += 4;
+                }
+                "mount-tmpfs" => {
+                    let r = libc::mount(
+                        c"tmpfs".as_ptr(),
+                        c(arg(1)).as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        0,
+                        std::ptr::null(),
+                    );
+                    report("mount-tmpfs", r.into(), "");
+                    i += 1;
                 }
                 "fexecve" | "memfd-exec" => {
                     let src = c(arg(1));
@@ -1188,6 +1261,44 @@ fn main() {
                     let sock: i32 = text(1).parse().expect("socket fd");
                     let got = recv_fd(sock);
                     report("recv-fd", got, &fd_truth(got));
+                    i += 1;
+                }
+                "report-maps" => {
+                    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+                    let exec: Vec<String> = maps
+                        .lines()
+                        .filter_map(|l| {
+                            let f: Vec<&str> = l.split_whitespace().collect();
+                            let (range, perms, dev, ino) = (f[0], f[1], f[3], f[4]);
+                            (perms.contains('x') && ino != "0").then(|| {
+                                let start = range.split('-').next().unwrap_or("");
+                                let path = serde_json::to_string(f.get(5).unwrap_or(&""))
+                                    .expect("json");
+                                format!(
+                                    "{{\"start\":\"0x{start}\",\"dev\":\"{dev}\",\"ino\":{ino},\"path\":{path}}}"
+                                )
+                            })
+                        })
+                        .collect();
+                    report("report-maps", 0, &format!(",\"maps\":[{}]", exec.join(",")));
+                }
+                "mmap-exec" | "mprotect-exec" => {
+                    let fd = libc::open(c(arg(1)).as_ptr(), libc::O_RDONLY);
+                    let first = if cmd == "mmap-exec" {
+                        libc::PROT_READ | libc::PROT_EXEC
+                    } else {
+                        libc::PROT_READ
+                    };
+                    let p = libc::mmap(std::ptr::null_mut(), 4096, first, libc::MAP_PRIVATE, fd, 0);
+                    let mut r = if p == libc::MAP_FAILED { -1 } else { 0 };
+                    if r == 0 && cmd == "mprotect-exec" {
+                        r = libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC);
+                    }
+                    report(
+                        &cmd,
+                        r.into(),
+                        &format!(",\"addr\":\"{:#x}\"{}", p as usize, fd_truth(fd.into())),
+                    );
                     i += 1;
                 }
                 "sleep" => {

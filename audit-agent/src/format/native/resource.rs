@@ -19,15 +19,15 @@ use crate::{
     escape::Escaped,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Detail, ExitStatus, Field, FileCopy,
-        FileId, FileRef, Ia32Call, Interpreter, KernelFile, PassedAddr, PathSource, Requested,
-        Resource, SetExe, Target, UringRef,
+        FileId, FileRef, Ia32Call, Interpreter, KernelFile, MapExec, PassedAddr, PathSource,
+        RealFile, RealRoot, Requested, Resource, SetExe, Stacked, Target, UringRef,
     },
     linux,
     time::{from_millis, millis},
 };
 
 /// `resource.file`: the kernel's identity of the file acted on, as written (no allocation).
-pub(super) struct FileOut {
+pub(super) struct FileOut<'a> {
     /// `major:minor`.
     dev: Option<Short>,
     ino: Option<u64>,
@@ -37,9 +37,82 @@ pub(super) struct FileOut {
     /// Permission bits, octal.
     mode: Option<Short>,
     flags: Vec<&'static str>,
+    /// `file.real`: the file under an overlay file.
+    real: Option<RealOut<'a>>,
 }
 
-impl FileOut {
+/// `resource.file.real`: the real file under an overlayfs file (and `real.origin`, the lower
+/// file an upper one was copied up from).
+pub(super) struct RealOut<'a> {
+    path: Bytes<'a>,
+    path_root: &'static str,
+    layer: &'static str,
+    id: IdOut,
+    flags: Vec<&'static str>,
+    origin: Option<Box<RealOut<'a>>>,
+}
+
+impl<'a> RealOut<'a> {
+    fn of(r: &'a RealFile) -> Self {
+        Self {
+            path: Bytes(&r.path),
+            path_root: match r.root {
+                RealRoot::Host => "host",
+                RealRoot::Filesystem => "filesystem",
+            },
+            layer: if r.upper { "upper" } else { "lower" },
+            id: IdOut::of(&r.id),
+            flags: flag_names([(r.deleted, "deleted"), (r.cut, "path_cut")]),
+            origin: r.origin.as_deref().map(|o| Box::new(Self::of(o))),
+        }
+    }
+
+    fn write(&self, o: &mut Object<'_>) {
+        o.bytes("path", self.path.0);
+        o.str("path_root", self.path_root);
+        o.str("layer", self.layer);
+        o.str("dev", self.id.dev.as_str());
+        o.u64("ino", self.id.ino);
+        if let Some(k) = self.id.kind {
+            o.str("type", k);
+        }
+        o.str("mode", self.id.mode.as_str());
+        if !self.flags.is_empty() {
+            o.strings("flags", &self.flags);
+        }
+        if let Some(origin) = &self.origin {
+            let mut obj = o.object("origin");
+            origin.write(&mut obj);
+            obj.close();
+        }
+    }
+}
+
+/// A file's device, inode, type and permission bits.
+struct IdOut {
+    /// `major:minor`.
+    dev: Short,
+    ino: u64,
+    kind: Option<&'static str>,
+    /// Permission bits, octal.
+    mode: Short,
+}
+
+impl IdOut {
+    fn of(id: &FileId) -> Self {
+        Self {
+            dev: Short::new(format_args!("{}:{}", id.dev_major, id.dev_minor)),
+            ino: id.ino,
+            kind: FILE_TYPES
+                .iter()
+                .find(|(t, _)| id.mode & 0o170000 == *t)
+                .map(|(_, n)| *n),
+            mode: Short::new(format_args!("{:04o}", id.mode & 0o7777)),
+        }
+    }
+}
+
+impl FileOut<'_> {
     fn write(&self, o: &mut Object<'_>) {
         if let Some(d) = &self.dev {
             o.str("dev", d.as_str());
@@ -62,6 +135,11 @@ impl FileOut {
         if !self.flags.is_empty() {
             o.strings("flags", &self.flags);
         }
+        if let Some(r) = &self.real {
+            let mut real = o.object("real");
+            r.write(&mut real);
+            real.close();
+        }
     }
 }
 
@@ -82,6 +160,39 @@ pub(super) struct FileIn {
     mode: Option<String>,
     #[serde(default)]
     flags: Vec<String>,
+    #[serde(default)]
+    real: Option<Box<RealIn>>,
+}
+
+/// `resource.file.real` (and its `origin`) as read back.
+#[derive(Deserialize, Default, Clone)]
+pub(super) struct RealIn {
+    path: String,
+    #[serde(default)]
+    path_root: Option<String>,
+    #[serde(default)]
+    layer: Option<String>,
+    #[serde(default)]
+    origin: Option<Box<RealIn>>,
+    #[serde(flatten)]
+    id: FileIn,
+}
+
+impl RealIn {
+    fn file(&self) -> RealFile {
+        RealFile {
+            path: bytes(&self.path),
+            root: match self.path_root.as_deref() {
+                Some("host") => RealRoot::Host,
+                _ => RealRoot::Filesystem,
+            },
+            id: id_in(&self.id).unwrap_or_default(),
+            upper: self.layer.as_deref() == Some("upper"),
+            deleted: self.id.flags.iter().any(|x| x == "deleted"),
+            cut: self.id.flags.iter().any(|x| x == "path_cut"),
+            origin: self.origin.as_deref().map(|o| Box::new(o.file())),
+        }
+    }
 }
 
 /// Short text formatted on the stack (a device number, a mode), serialized as a string.
@@ -130,17 +241,22 @@ const FILE_TYPES: [(u16, &str); 7] = [
     (0o060000, "block_device"),
 ];
 
-fn file_out(k: &KernelFile) -> FileOut {
-    let mut flags = Vec::new();
-    for (set, name) in [
+/// The names of the flags that are set.
+fn flag_names<const N: usize>(flags: [(bool, &'static str); N]) -> Vec<&'static str> {
+    flags
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+}
+
+fn file_out(k: &KernelFile) -> FileOut<'_> {
+    let flags = flag_names([
         (k.deleted, "deleted"),
         (k.detached, "detached"),
         (k.cut, "path_cut"),
-    ] {
-        if set {
-            flags.push(name);
-        }
-    }
+        (k.stacked.is_some(), "stacked"),
+    ]);
+    let real = k.real().map(RealOut::of);
     let Some(id) = k.id else {
         return FileOut {
             dev: None,
@@ -150,28 +266,30 @@ fn file_out(k: &KernelFile) -> FileOut {
             kind: None,
             mode: None,
             flags,
+            real,
         };
     };
+    let IdOut {
+        dev,
+        ino,
+        kind,
+        mode,
+    } = IdOut::of(&id);
     FileOut {
-        dev: Some(Short::new(format_args!(
-            "{}:{}",
-            id.dev_major, id.dev_minor
-        ))),
-        ino: Some(id.ino),
+        dev: Some(dev),
+        ino: Some(ino),
         mount_id: Some(id.mount_id),
         mount_ns: id.mount_ns,
-        kind: FILE_TYPES
-            .iter()
-            .find(|(t, _)| id.mode & 0o170000 == *t)
-            .map(|(_, n)| *n),
-        mode: Some(Short::new(format_args!("{:04o}", id.mode & 0o7777))),
+        kind,
+        mode: Some(mode),
         flags,
+        real,
     }
 }
 
-fn file_in(path: Vec<u8>, f: &FileIn) -> KernelFile {
-    let has = |n: &str| f.flags.iter().any(|x| x == n);
-    let id = f.ino.map(|ino| {
+/// A file's identity as stored (`dev`, `ino`, `type`, `mode`; mount when given).
+fn id_in(f: &FileIn) -> Option<FileId> {
+    f.ino.map(|ino| {
         let (major, minor) = f
             .dev
             .as_deref()
@@ -196,20 +314,28 @@ fn file_in(path: Vec<u8>, f: &FileIn) -> KernelFile {
             mount_ns: f.mount_ns,
             mode: kind | perms,
         }
-    });
+    })
+}
+
+fn file_in(path: Vec<u8>, f: &FileIn) -> KernelFile {
+    let has = |n: &str| f.flags.iter().any(|x| x == n);
     KernelFile {
         path,
-        id,
+        id: id_in(f),
         deleted: has("deleted"),
         detached: has("detached"),
         cut: has("path_cut"),
+        stacked: has("stacked").then(|| match &f.real {
+            Some(r) => Stacked::Real(Box::new(r.file())),
+            None => Stacked::Unreadable,
+        }),
     }
 }
 
 pub(super) struct InterpreterOut<'a> {
     shebang: Bytes<'a>,
     path: Option<Bytes<'a>>,
-    file: Option<FileOut>,
+    file: Option<FileOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -229,13 +355,15 @@ pub(super) struct ResourceOut<'a> {
     requested_path: Option<Bytes<'a>>,
     /// Where the requested path was read, when not the process's memory at entry.
     requested_path_read: Option<&'static str>,
-    file: Option<FileOut>,
+    file: Option<FileOut<'a>>,
     interpreter: Option<InterpreterOut<'a>>,
     argv: Option<Option<Vec<Bytes<'a>>>>,
     argv_source: Option<&'static str>,
     flags: Option<Vec<Cow<'static, str>>>,
     mode: Option<String>,
     resolve: Option<Vec<Cow<'static, str>>>,
+    prot: Option<Vec<Cow<'static, str>>>,
+    loader: Option<bool>,
     dirfd: Option<i32>,
     family: Option<Cow<'static, str>>,
     address: Option<Option<String>>,
@@ -277,13 +405,13 @@ pub(super) struct ResourceOut<'a> {
     claim: Option<ClaimOut>,
     prctl: Option<&'static str>,
     previous_path: Option<Bytes<'a>>,
-    previous_file: Option<FileOut>,
+    previous_file: Option<FileOut<'a>>,
     replacements: Option<u32>,
     before_watch: bool,
     socket_fd: Option<i32>,
     to_fd: Option<i32>,
     to_path: Option<Option<Bytes<'a>>>,
-    to_file: Option<FileOut>,
+    to_file: Option<FileOut<'a>>,
     truncated: Vec<&'static str>,
     unreadable: Vec<&'static str>,
 }
@@ -348,6 +476,10 @@ impl ResourceOut<'_> {
         strings(o, "flags", &self.flags);
         text(o, "mode", self.mode.as_deref());
         strings(o, "resolve", &self.resolve);
+        strings(o, "prot", &self.prot);
+        if let Some(l) = self.loader {
+            o.bool("loader", l);
+        }
         int(o, "dirfd", self.dirfd.map(i64::from));
         text(o, "family", self.family.as_deref());
         if let Some(a) = &self.address {
@@ -610,6 +742,16 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
         }
         Detail::Exit(None) => {}
         Detail::Compat => {}
+        Detail::MapExec(m) => {
+            out.prot = Some(linux::bit_names(u64::from(m.prot), linux::PROT_FLAGS));
+            if let Some((flags, fd)) = m.mmap {
+                out.flags = Some(linux::bit_names(u64::from(flags), linux::MAP_FLAGS));
+                out.fd = Some(fd);
+            }
+            out.addr = Some(format!("{:#x}", m.start));
+            out.length = Some(m.len);
+            out.loader = Some(m.loader);
+        }
         Detail::Dns(d) => out.dns = Some(dns_out(d)),
         Detail::Tls(h) => out.tls = Some(tls_out(h)),
         Detail::Http(r) => out.http = Some(http_out(r)),
@@ -774,6 +916,10 @@ pub(crate) struct ResourceIn<'a> {
     mode: Option<String>,
     #[serde(default)]
     resolve: Option<Vec<String>>,
+    #[serde(default)]
+    prot: Option<Vec<String>>,
+    #[serde(default)]
+    loader: Option<bool>,
     #[serde(default)]
     dirfd: Option<i32>,
     #[serde(borrow, default)]
@@ -993,12 +1139,17 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
         }));
     }
     if !action.is_network() {
-        return Ok(Target::File(file_ref_in(
+        let mut f = file_ref_in(
             r,
             r.path.as_deref(),
             r.path_source.as_deref(),
             r.requested_path.as_deref(),
-        )));
+        );
+        if action == Action::MapExec {
+            // A mapping is named by the kernel only: the call passed no path.
+            f.requested = None;
+        }
+        return Ok(Target::File(f));
     }
     let family = r
         .family
@@ -1086,6 +1237,7 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
             .ok_or(ReadError::Field("resource.setup_flags"))? as u32,
         },
         Action::CompatSyscall => Detail::Compat,
+        Action::MapExec => Detail::MapExec(map_exec_in(r)?),
         Action::Signal => Detail::Signal {
             sig: r
                 .signal
@@ -1160,6 +1312,33 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
     })
 }
 
+/// A stored executable mapping's details (an mmap has its fd; an mprotect none).
+fn map_exec_in(r: &ResourceIn<'_>) -> Result<MapExec, ReadError> {
+    let bits = |names: Option<&[String]>, table, field| {
+        linux::bits_from_names(names.unwrap_or_default(), table)
+            .map(|b| b as u32)
+            .ok_or(ReadError::Field(field))
+    };
+    Ok(MapExec {
+        prot: bits(r.prot.as_deref(), linux::PROT_FLAGS, "resource.prot")?,
+        mmap: match r.fd {
+            Some(fd) => Some((
+                bits(r.flags.as_deref(), linux::MAP_FLAGS, "resource.flags")?,
+                fd,
+            )),
+            None => None,
+        },
+        start: hex_in(r.addr.as_deref()).ok_or(ReadError::Field("resource.addr"))?,
+        len: r.length.unwrap_or(0),
+        loader: r.loader.unwrap_or(false),
+    })
+}
+
+/// A `0x`-prefixed hexadecimal number as stored.
+fn hex_in(a: Option<&str>) -> Option<u64> {
+    u64::from_str_radix(a?.strip_prefix("0x")?, 16).ok()
+}
+
 /// A stored access record's details.
 fn access_in(r: &ResourceIn<'_>) -> Result<Access, ReadError> {
     let kind = match r.access.as_deref() {
@@ -1169,11 +1348,7 @@ fn access_in(r: &ResourceIn<'_>) -> Result<Access, ReadError> {
                 .as_deref()
                 .and_then(linux::ptrace_request_number)
                 .ok_or(ReadError::Field("resource.ptrace_request"))?,
-            addr: r
-                .addr
-                .as_deref()
-                .and_then(|a| u64::from_str_radix(a.strip_prefix("0x")?, 16).ok())
-                .ok_or(ReadError::Field("resource.addr"))?,
+            addr: hex_in(r.addr.as_deref()).ok_or(ReadError::Field("resource.addr"))?,
         },
         Some("vm_read") => AccessKind::VmRead,
         Some("vm_write") => AccessKind::VmWrite,
@@ -1324,6 +1499,7 @@ mod tests {
             kind: Some("file"),
             mode: Some(Short::new(format_args!("{:04o}", 0o644))),
             flags: vec!["deleted"],
+            real: None,
         };
         ResourceOut {
             path: Some(None),
@@ -1341,6 +1517,8 @@ mod tests {
             flags: Some(vec!["O_RDONLY".into()]),
             mode: Some("0644".into()),
             resolve: Some(vec!["RESOLVE_NO_SYMLINKS".into()]),
+            prot: Some(vec!["PROT_READ".into(), "PROT_EXEC".into()]),
+            loader: Some(true),
             dirfd: Some(-100),
             family: Some("inet".into()),
             address: Some(None),
@@ -1417,7 +1595,8 @@ mod tests {
                 r#""file":{"dev":"254:1","ino":7,"mount_id":27,"mount_ns":4026531832,"type":"file","mode":"0644","flags":["deleted"]},"#,
                 r##""interpreter":{"shebang":"#!/bin/sh","path":"/bin/sh","file":{"dev":"254:1","ino":7,"mount_id":27,"mount_ns":4026531832,"type":"file","mode":"0644","flags":["deleted"]}},"##,
                 r#""argv":["sh","-\\xff"],"argv_source":"kernel","flags":["O_RDONLY"],"mode":"0644","#,
-                r#""resolve":["RESOLVE_NO_SYMLINKS"],"dirfd":-100,"family":"inet","address":null,"port":443,"#,
+                r#""resolve":["RESOLVE_NO_SYMLINKS"],"prot":["PROT_READ","PROT_EXEC"],"loader":true,"#,
+                r#""dirfd":-100,"family":"inet","address":null,"port":443,"#,
                 r#""address_source":"kernel","requested_address":"10.0.0.1","exec_id":"b4-1-2","#,
                 r#""new_path":"/new","new_path_source":"resolved","requested_new_path":"new","#,
                 r#""symlink_content":"target","owner":{"uid":0,"gid":null},"length":18446744073709551615,"#,

@@ -7,7 +7,8 @@ use super::*;
 use crate::{
     event::{
         Change, ChangeFlags, Completion, ExitStatus, Field, FileCopy, FileId, FileRef, Ia32Call,
-        Interpreter, KernelFile, PassedAddr, Requested, Resource, SetExe, Target, UNATTRIBUTED,
+        Interpreter, KernelFile, MapExec, PassedAddr, RealFile, RealRoot, Requested, Resource,
+        SetExe, Stacked, Target, UNATTRIBUTED,
     },
     time::from_nanos,
 };
@@ -100,6 +101,23 @@ fn kernel_file(path: &[u8]) -> KernelFile {
         deleted: false,
         detached: false,
         cut: false,
+        stacked: None,
+    }
+}
+
+impl Target {
+    /// The file, on an overlay: `real` is the file under it (`None`: unreadable).
+    fn with_stacked(mut self, real: Option<RealFile>) -> Self {
+        if let Target::File(FileRef {
+            object: Some(k), ..
+        }) = &mut self
+        {
+            k.stacked = Some(match real {
+                Some(r) => Stacked::Real(Box::new(r)),
+                None => Stacked::Unreadable,
+            });
+        }
+        self
     }
 }
 
@@ -177,6 +195,47 @@ fn opens() -> Vec<Event> {
                 ..kernel_file(b"")
             }),
         }),
+        opened(None, b"/merged/secret", Requested::AtEntry).with_stacked(Some(RealFile {
+            path: b"/srv/lower/secr\xffet".to_vec(),
+            root: RealRoot::Host,
+            id: FileId {
+                mount_id: 0,
+                mount_ns: None,
+                ..kernel_file(b"").id.unwrap()
+            },
+            upper: false,
+            deleted: false,
+            cut: false,
+            origin: None,
+        })),
+        opened(None, b"/merged/new", Requested::AtEntry).with_stacked(Some(RealFile {
+            path: b"/layers/upper/new".to_vec(),
+            root: RealRoot::Filesystem,
+            id: FileId {
+                ino: 77,
+                mount_id: 0,
+                mount_ns: None,
+                ..kernel_file(b"").id.unwrap()
+            },
+            upper: true,
+            deleted: true,
+            cut: false,
+            origin: Some(Box::new(RealFile {
+                path: b"/layers/lower/new".to_vec(),
+                root: RealRoot::Host,
+                id: FileId {
+                    ino: 78,
+                    mount_id: 0,
+                    mount_ns: None,
+                    ..kernel_file(b"").id.unwrap()
+                },
+                upper: false,
+                deleted: false,
+                cut: true,
+                origin: None,
+            })),
+        })),
+        opened(None, b"/merged/x", Requested::AtEntry).with_stacked(None),
     ]
     .into_iter()
     .map(|target| {
@@ -288,6 +347,46 @@ fn connects() -> Vec<Event> {
 #[test]
 fn every_kind_of_connect_reads_back_as_written() {
     connects().iter().for_each(round_trip);
+}
+
+/// Executable mappings: an mmap by the loader, an mprotect of a protected file, an mmap whose
+/// mapping could not be looked up. Named by the kernel's mapping only: no path was passed.
+fn map_execs() -> Vec<Event> {
+    let cat = || opened(None, b"/usr/bin/cat", Requested::AtEntry);
+    let unread = Target::File(FileRef::default());
+    [
+        ("mmap", Some((0x02 | 0x10 | 0x800, 3)), true, cat()),
+        ("mprotect", None, false, cat()),
+        ("mmap", Some((0x02, 4)), false, unread),
+    ]
+    .into_iter()
+    .map(|(syscall, mmap, loader, target)| {
+        let detail = Detail::MapExec(MapExec {
+            prot: 0x1 | 0x4,
+            mmap,
+            start: 0x7f00_dead_0000,
+            len: 20480,
+            loader,
+        });
+        let mut e = activity(Action::MapExec, syscall, target, detail);
+        let a = e.activity_mut().unwrap();
+        if a.resource.file().unwrap().object.is_none() {
+            a.resource.unreadable.push(Field::KernelPath);
+            (a.protected, a.verdict) = (vec![], None);
+        }
+        e
+    })
+    .collect()
+}
+
+#[test]
+fn executable_mappings_read_back_as_written() {
+    for e in map_execs() {
+        round_trip(&e);
+        let l = line(&e);
+        assert!(l.contains(r#""prot":["PROT_READ","PROT_EXEC"]"#), "{l}");
+        assert!(l.contains(r#""addr":"0x7f00dead0000""#), "{l}");
+    }
 }
 
 /// One change of each kind, with its flags.
@@ -554,8 +653,8 @@ fn kernel_only(path: &[u8]) -> Target {
     })
 }
 
-#[test]
-fn files_obtained_without_an_open_read_back_as_written() {
+/// Held, received and copied files (a copy to a pipe, and one whose destination is unread).
+fn without_an_open() -> Vec<Event> {
     let held = activity(
         Action::Held,
         "execve",
@@ -588,21 +687,26 @@ fn files_obtained_without_an_open_read_back_as_written() {
             })),
         )
     };
-    for e in [
-        &held,
-        &received,
-        &copy(0, Some(kernel_file(b"pipe:[7228327]"))),
-        &copy(0x5, None),
-    ] {
-        round_trip(e);
-    }
-    let l = line(&received);
+    vec![
+        held,
+        received,
+        copy(0, Some(kernel_file(b"pipe:[7228327]"))),
+        copy(0x5, None),
+        copy(0x5, Some(kernel_file(b"/tmp/out"))),
+    ]
+}
+
+#[test]
+fn files_obtained_without_an_open_read_back_as_written() {
+    let records = without_an_open();
+    records.iter().for_each(round_trip);
+    let l = line(&records[1]);
     assert!(
         l.contains(r#""path":"/srv/vault/secret","path_source":"kernel","#),
         "{l}"
     );
     assert!(l.contains(r#""fd":4,"socket_fd":8"#), "{l}");
-    let l = line(&copy(0x5, Some(kernel_file(b"/tmp/out"))));
+    let l = line(&records[4]);
     assert!(
         l.contains(r#""flags":["SPLICE_F_MOVE","SPLICE_F_MORE"],"length":65536,"fd":7"#),
         "{l}"
@@ -613,8 +717,8 @@ fn files_obtained_without_an_open_read_back_as_written() {
     );
 }
 
-#[test]
-fn a_replaced_executable_reads_back_as_written() {
+/// Executables replaced: while watched (with the file before), and unknown before.
+fn replaced_executables() -> Vec<Event> {
     let set = |before_watch, previous: Option<KernelFile>| {
         activity(
             Action::SetExe,
@@ -638,10 +742,14 @@ fn a_replaced_executable_reads_back_as_written() {
     if let Some(a) = unknown.activity_mut() {
         a.process.exe_replaced = true;
     }
-    for e in [&changed, &unknown, &set(false, None)] {
-        round_trip(e);
-    }
-    let l = line(&changed);
+    vec![changed, unknown, set(false, None)]
+}
+
+#[test]
+fn a_replaced_executable_reads_back_as_written() {
+    let records = replaced_executables();
+    records.iter().for_each(round_trip);
+    let l = line(&records[0]);
     assert!(
         l.contains(
             r#""exe":"/usr/bin/python3","exe_replaced":true,"exe_reported":"/usr/sbin/agetty","#
@@ -654,7 +762,7 @@ fn a_replaced_executable_reads_back_as_written() {
     );
     assert!(l.contains(r#""replacements":2,"before_watch":true"#), "{l}");
     // Only a replaced executable is said to be one.
-    assert!(!line(&set(false, None)).contains("exe_replaced"));
+    assert!(!line(&records[2]).contains("exe_replaced"));
 }
 
 /// The actor members copied from the last record are exactly what writing them anew gives, and
@@ -1097,7 +1205,10 @@ fn corpus() -> Vec<Event> {
         opens(),
         execs(),
         connects(),
+        map_execs(),
         changes(),
+        without_an_open(),
+        replaced_executables(),
         ia32_calls(),
         network(),
         exits(),
