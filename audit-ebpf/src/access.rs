@@ -11,7 +11,7 @@ use aya_ebpf::{
 use crate::{
     filter::is_watched,
     offsets::{kptr, kread, off, sys_arg},
-    pending::{begin, current_tid, emit_with_exe, fd_section, fixed, in_flight, set_result},
+    pending::{begin, current_tid, exe_facts, fd_section, fixed, in_flight, set_result},
     vfs,
 };
 
@@ -110,8 +110,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if ev.header.syscall == Syscall::PidfdGetfd as u16 && ev.header.retval >= 0 {
         fd_section(ev, ev.header.retval);
     }
-    if emit_with_exe(ev) {
-        crate::fds::held_tp(ctx, ev);
-    }
+    exe_facts(ev);
+    crate::fds::emit_tp(ctx, ev);
     Ok(())
 }

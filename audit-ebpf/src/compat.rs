@@ -19,7 +19,7 @@ use crate::{
     filter::is_watched,
     offsets::{kread, off},
     pending::{
-        Which, base_of, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight, user_path,
+        Which, base_of, begin, current_tid, exe_facts, fd_section, fixed, in_flight, user_path,
     },
     vfs,
 };
@@ -160,8 +160,7 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
             base_of(ev, dirfd_of(dirfd2), false, Which::Second);
         }
     }
-    if emit_with_exe(ev) {
-        crate::fds::held_raw(ctx, ev);
-    }
+    exe_facts(ev);
+    crate::fds::emit_raw(ctx, ev);
     Ok(())
 }

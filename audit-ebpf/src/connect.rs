@@ -24,7 +24,7 @@ use crate::{
     offsets::{kptr, kread, off, tp_read, whoami},
     packet::mark_socket,
     pending::{
-        Section, atomic_add, base_section, begin, common, count, current_tid, emit_with_exe, fixed,
+        Section, atomic_add, base_section, begin, common, count, current_tid, exe_facts, fixed,
         in_flight, read_user_str, set_result, walk_section, zero,
     },
     vfs,
@@ -293,8 +293,7 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
             base_section(ev, -100, false);
         }
     }
-    if emit_with_exe(ev) {
-        crate::fds::held_tp(ctx, ev);
-    }
+    exe_facts(ev);
+    crate::fds::emit_tp(ctx, ev);
     Ok(())
 }

@@ -26,9 +26,9 @@ use crate::{
     maps::{EXE_SEEN, SeenExe},
     offsets::{kptr, kread, off, tp_read},
     pending::{
-        Section, base_section, begin, common, count, current_tid, emit, exe_facts, first_sight,
-        fixed, in_flight, read_kernel_str, read_user_str, real_section, remove_slot,
-        requested_path, retry_requested, set_result, user_str_continues, walk_section,
+        Section, base_section, begin, common, count, current_tid, emit, exe_facts, fixed,
+        in_flight, read_kernel_str, read_user_str, real_section, remove_slot, requested_path,
+        retry_requested, set_result, user_str_continues, walk_section,
     },
     vfs,
 };
@@ -164,12 +164,8 @@ fn try_exit_exec(ctx: &TracePointContext) -> Result<(), i64> {
         count(|c| c.argv_fault += 1);
     }
     base_section(ev, dirfd, false);
-    if first_sight(ev) {
-        // The caller's image goes on with the files it holds.
-        crate::fds::held_tp(ctx, ev);
-    } else {
-        emit(ev);
-    }
+    // A first record: the caller's image goes on with the files it holds.
+    crate::fds::emit_tp(ctx, ev);
     Ok(())
 }
 
@@ -247,6 +243,7 @@ fn loaded(ev: &mut audit_common::event::PendingEvent, bprm: *const u8) -> Result
     Ok(())
 }
 
+#[inline(always)]
 fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
@@ -284,11 +281,10 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
         // finds a record by the thread's id, is left out).
         emit(ev);
         remove_slot(old_tid);
-    } else if first_sight(ev) {
-        // The files the new image starts with (close-on-exec ones are closed by now).
-        crate::fds::held_raw(ctx, ev);
     } else {
-        emit(ev);
+        // A first record: the files the new image starts with (close-on-exec ones are closed by
+        // now) follow it.
+        crate::fds::emit_raw(ctx, ev);
     }
     Ok(())
 }

@@ -28,12 +28,11 @@ use aya_ebpf::{
 use crate::{
     connect::{AF_UNIX, socket_of},
     filter::is_watched,
-    maps::{EXE_SEEN, HELD_RAW, HELD_TP, PENDING},
+    maps::{EXE_SEEN, HELD_RAW, HELD_TP, PENDING, RECEIVED_FDS},
     offsets::{enter_arg, kread, off},
     pending::{
-        Section, begin, common, copy_of, count, current_tid, emit, emit_with_exe, exe_facts,
-        fd_section, file_section, fill_header, first_sight, fixed, idle_slot, in_flight,
-        set_result, zero,
+        Section, begin, common, copy_of, count, current_tid, emit, exe_facts, fd_section,
+        file_section, fill_header, first_sight, fixed, idle_slot, in_flight, set_result, zero,
     },
     vfs,
 };
@@ -244,21 +243,26 @@ pub fn held_files_raw(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// For the first record of a process, in flight in `ev` (or none, `kind` 0), from a tracepoint
-/// program: tail-calls the walk, which emits the record, then the files (it does not return).
-/// Without the walk (a kernel before 5.17) the record is emitted here.
+/// Emits the record in flight in `ev` (none: `kind` 0), from a tracepoint program — unless it
+/// is the first of its process: then the walk of the process's files is tail-called, which emits
+/// the record, then the files (it does not return). Without the walk (a kernel before 5.17) the
+/// record is emitted here. One `emit` on every path: the verifier walks it once per program.
 #[inline(always)]
-pub fn held_tp(ctx: &TracePointContext, ev: &mut PendingEvent) {
-    let _ = unsafe { HELD_TP.tail_call(ctx, HELD) };
+pub fn emit_tp(ctx: &TracePointContext, ev: &mut PendingEvent) {
+    if first_sight(ev) {
+        let _ = unsafe { HELD_TP.tail_call(ctx, HELD) };
+    }
     if ev.header.kind != 0 {
         emit(ev);
     }
 }
 
-/// [`held_tp`] from a raw tracepoint program.
+/// [`emit_tp`] from a raw tracepoint program.
 #[inline(always)]
-pub fn held_raw(ctx: &RawTracePointContext, ev: &mut PendingEvent) {
-    let _ = unsafe { HELD_RAW.tail_call(ctx, HELD) };
+pub fn emit_raw(ctx: &RawTracePointContext, ev: &mut PendingEvent) {
+    if first_sight(ev) {
+        let _ = unsafe { HELD_RAW.tail_call(ctx, HELD) };
+    }
     if ev.header.kind != 0 {
         emit(ev);
     }
@@ -343,24 +347,18 @@ fn any_new_fd(ev: &PendingEvent) -> bool {
     any != 0
 }
 
-/// The fds that appeared during a receive.
-#[repr(C)]
-struct RecvScan {
-    subject: Subject,
-    new: [u64; FD_DIFF_WORDS],
-}
-
+/// A record per fd that appeared during a receive (`RECEIVED_FDS`).
 #[inline(never)]
 extern "C" fn received_one(i: u64, ctx: *mut c_void) -> i64 {
-    let s = unsafe { &*ctx.cast::<RecvScan>() };
+    let s = unsafe { &*ctx.cast::<Subject>() };
     let w = (i >> 6) as usize;
-    let Some(word) = s.new.get(w) else {
+    let Some(word) = RECEIVED_FDS.get(0).and_then(|new| new.get(w)).copied() else {
         return 1;
     };
     if (word >> (i & 63)) & 1 == 0 {
         return 0;
     }
-    fd_record(i as i32, &s.subject)
+    fd_record(i as i32, s)
 }
 
 #[inline(always)]
@@ -376,9 +374,7 @@ fn try_exit_recv(ctx: &TracePointContext) -> Result<(), i64> {
     if ev.header.retval >= 0 && any_new_fd(ev) {
         let _ = unsafe { HELD_TP.tail_call(ctx, RECEIVED) };
     }
-    if first_sight(ev) {
-        held_tp(ctx, ev);
-    }
+    emit_tp(ctx, ev);
     Ok(())
 }
 
@@ -393,18 +389,16 @@ pub fn received_files_tp(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn received_files(ctx: &TracePointContext) -> Result<(), i64> {
     let ev = unsafe { PENDING.get(&current_tid()) }.ok_or(-1i64)?;
-    let mut scan = RecvScan {
-        subject: subject_after(ev, FD_RECEIVED, fixed_ref::<FdBody>(ev).socket_fd),
-        new: [0; FD_DIFF_WORDS],
-    };
+    let mut subject = subject_after(ev, FD_RECEIVED, fixed_ref::<FdBody>(ev).socket_fd);
     let first = first_sight(ev);
-    open_fds(&mut scan.new);
+    let new = unsafe { &mut *RECEIVED_FDS.get_ptr_mut(0).ok_or(-1i64)? };
+    open_fds(new);
     let before = &fixed_ref::<FdBody>(ev).open_before;
     let mut any = 0u64;
     let mut i = 0;
     while i < FD_DIFF_WORDS {
-        scan.new[i] &= !before[i];
-        any |= scan.new[i];
+        new[i] &= !before[i];
+        any |= new[i];
         i += 1;
     }
     if any != 0 {
@@ -412,7 +406,7 @@ fn received_files(ctx: &TracePointContext) -> Result<(), i64> {
             generated::bpf_loop(
                 (FD_DIFF_WORDS * 64) as u32,
                 received_one as *mut c_void,
-                (&raw mut scan).cast(),
+                (&raw mut subject).cast(),
                 0,
             )
         };
@@ -518,8 +512,7 @@ fn try_exit_copy(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     set_result(ctx, ev);
-    if emit_with_exe(ev) {
-        held_tp(ctx, ev);
-    }
+    exe_facts(ev);
+    emit_tp(ctx, ev);
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::{
     filter::is_watched,
     offsets::arg_or,
     pending::{
-        Which, base_of, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight,
+        Which, base_of, begin, current_tid, exe_facts, fd_section, fixed, in_flight,
         retry_requested, retry_second, set_result, user_path,
     },
 };
@@ -167,8 +167,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             base_of(ev, dirfd2, false, Which::Second);
         }
     }
-    if emit_with_exe(ev) {
-        crate::fds::held_tp(ctx, ev);
-    }
+    exe_facts(ev);
+    crate::fds::emit_tp(ctx, ev);
     Ok(())
 }

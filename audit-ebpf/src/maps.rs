@@ -148,6 +148,14 @@ pub static HELD_TP: ProgramArray = ProgramArray::with_max_entries(2, 0);
 #[map]
 pub static HELD_RAW: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// The fds a receive brought (open-fd bitmap words after the call, less those before), for the
+/// walk's `bpf_loop` callback: kept here, not on the stack, because the callback's own frame and
+/// the walk's together come close to the verifier's 512-byte stack limit. Per CPU: a program runs
+/// on one CPU from start to end.
+#[map]
+pub static RECEIVED_FDS: PerCpuArray<[u64; audit_common::event::FD_DIFF_WORDS]> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Non-blocking connects still connecting: `struct sock *` -> the connect record they belong to
 /// (its tid and entry time). `sock:inet_sock_set_state` reports their final state.
 #[map]

@@ -14,8 +14,8 @@ use crate::{
     filter::is_watched,
     offsets::{enter_arg, off, sys_arg, tp_read},
     pending::{
-        base_section, begin, current_tid, emit_with_exe, fd_section, fixed, in_flight,
-        requested_path, retry_requested, set_result,
+        base_section, begin, current_tid, exe_facts, fd_section, fixed, in_flight, requested_path,
+        retry_requested, set_result,
     },
 };
 
@@ -147,8 +147,7 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
     } else if user != 0 {
         base_section(ev, dirfd, resolve & RESOLVE_IN_ROOT != 0);
     }
-    if emit_with_exe(ev) {
-        crate::fds::held_tp(ctx, ev);
-    }
+    exe_facts(ev);
+    crate::fds::emit_tp(ctx, ev);
     Ok(())
 }

@@ -395,20 +395,6 @@ pub fn exe_facts(ev: &mut PendingEvent) {
     let _ = EXE_SEEN.insert(&tgid, &seen, 0);
 }
 
-/// Completes the acting image's facts, then emits (open, connect: the image cannot change during
-/// the syscall; exec reads its caller's image at entry) — unless this is the first record of its
-/// process: then it returns true, and the caller hands the record to the walk of the process's
-/// files (`fds::held_tp`, `held_raw`), which emits it first.
-#[inline(always)]
-pub fn emit_with_exe(ev: &mut PendingEvent) -> bool {
-    exe_facts(ev);
-    if first_sight(ev) {
-        return true;
-    }
-    emit(ev);
-    false
-}
-
 /// Whether the record in `ev` (emitted or not: `emit` keeps the header) is the first of its
 /// process. Read from the slot, not kept in a register across `emit`: a value the verifier
 /// tracks would split every path through `emit` in two.
@@ -719,16 +705,23 @@ pub fn base_of(ev: &mut PendingEvent, dirfd: i32, in_root: bool, which: Which) {
 /// under it, on an overlay).
 #[inline(always)]
 pub fn fd_section(ev: &mut PendingEvent, fd: i64) {
+    if let Some(dentry) = fd_file_section(ev, fd) {
+        real_section(ev, dentry);
+    }
+}
+
+/// [`fd_section`] without the real file under an overlay: for programs the verifier could not
+/// take with two more walks (io_uring's submission of a request on an fd). Returns the dentry.
+#[inline(always)]
+pub fn fd_file_section(ev: &mut PendingEvent, fd: i64) -> Option<*const u8> {
     let dentry = vfs::fd_file(fd)
         .ok()
         .and_then(|f| file_section(ev, f, |c| &mut c.file, |c| &mut c.sections.kpath));
-    match dentry {
-        Some(dentry) => real_section(ev, dentry),
-        None => {
-            ev.header.flags |= flags::KPATH_FAULT;
-            count(|c| c.walk_fault += 1);
-        }
+    if dentry.is_none() {
+        ev.header.flags |= flags::KPATH_FAULT;
+        count(|c| c.walk_fault += 1);
     }
+    dentry
 }
 
 /// The facts of `file` into `facts_of` (the record's file, or a second one in its fixed part)

@@ -29,7 +29,7 @@ use crate::{
     maps::{EXE_REPLACED, EXE_REPLACED_COUNT, EXE_SEEN, SeenExe},
     offsets::enter_arg,
     pending::{
-        Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, emit, emit_with_exe,
+        Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, exe_facts,
         file_section, fixed, in_flight, output, ring_used, set_result,
     },
     vfs,
@@ -139,8 +139,9 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if !changed {
         if !watched {
             ev.header.kind = 0;
-        } else if emit_with_exe(ev) {
-            crate::fds::held_tp(ctx, ev);
+        } else {
+            exe_facts(ev);
+            crate::fds::emit_tp(ctx, ev);
         }
         return Ok(());
     }
@@ -155,12 +156,12 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     replaced(ev, now, watched);
     if !watched {
         ev.header.kind = 0;
-    } else if first {
-        // Its first record: the files it holds follow.
-        ev.header.flags |= flags::FIRST_SIGHT;
-        crate::fds::held_tp(ctx, ev);
     } else {
-        emit(ev);
+        if first {
+            // Its first record: the files it holds follow.
+            ev.header.flags |= flags::FIRST_SIGHT;
+        }
+        crate::fds::emit_tp(ctx, ev);
     }
     Ok(())
 }

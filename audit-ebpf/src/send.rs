@@ -17,7 +17,7 @@ use crate::{
     offsets::sys_arg,
     packet::mark_socket,
     pending::{
-        base_section, begin, count, current_tid, emit_with_exe, fixed, in_flight, set_result, zero,
+        base_section, begin, count, current_tid, exe_facts, fixed, in_flight, set_result, zero,
     },
 };
 
@@ -131,8 +131,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // A unix path: resolved against the cwd as the kernel sees it now.
         base_section(ev, AT_FDCWD, false);
     }
-    if emit_with_exe(ev) {
-        crate::fds::held_tp(ctx, ev);
-    }
+    exe_facts(ev);
+    crate::fds::emit_tp(ctx, ev);
     Ok(())
 }

@@ -22,8 +22,8 @@ use crate::{
     maps::{EVENTS, URING_REQS},
     offsets::{kptr, kread, off, tp_read},
     pending::{
-        Which, base_of, begin_idle, count, emit, emit_with_exe, fd_section, fill_header, fixed,
-        kernel_path, ring_used, submit_flags, zero,
+        Which, base_of, begin_idle, count, emit, exe_facts, fd_file_section, fd_section,
+        fill_header, fixed, kernel_path, ring_used, submit_flags, zero,
     },
 };
 
@@ -200,9 +200,8 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), i64> {
     if URING_REQS.insert(&(req as u64), &tag, 0).is_err() {
         count(|c| c.connecting_full += 1);
     }
-    if emit_with_exe(ev) {
-        crate::fds::held_tp(ctx, ev);
-    }
+    exe_facts(ev);
+    crate::fds::emit_tp(ctx, ev);
     Ok(())
 }
 
@@ -266,7 +265,7 @@ fn request_paths(ev: &mut PendingEvent, req: *const u8, op: u8, fd: i32) -> Resu
         }
     }
     if op == OP_FTRUNCATE && fixed::<UringBody>(ev).fixed == 0 {
-        fd_section(ev, i64::from(fd));
+        let _ = fd_file_section(ev, i64::from(fd));
     }
     Ok(())
 }
