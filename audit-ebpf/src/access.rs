@@ -11,7 +11,7 @@ use aya_ebpf::{
 use crate::{
     filter::is_watched,
     offsets::{kptr, kread, off, sys_arg},
-    pending::{begin, current_tid, exe_facts, fd_section, fixed, in_flight, set_result},
+    pending::{begin, current_tid, emit_tp, exe_facts, fd_section, fixed, in_flight, set_result},
     vfs,
 };
 
@@ -111,6 +111,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         fd_section(ev, ev.header.retval);
     }
     exe_facts(ev);
-    crate::fds::emit_tp(ctx, ev);
+    emit_tp(ctx, ev);
     Ok(())
 }

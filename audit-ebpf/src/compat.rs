@@ -19,7 +19,8 @@ use crate::{
     filter::is_watched,
     offsets::{kread, off},
     pending::{
-        Which, base_of, begin, current_tid, exe_facts, fd_section, fixed, in_flight, user_path,
+        Which, base_of, begin, current_tid, emit_raw, exe_facts, fd_section, fixed, in_flight,
+        user_path,
     },
     vfs,
 };
@@ -161,6 +162,6 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
         }
     }
     exe_facts(ev);
-    crate::fds::emit_raw(ctx, ev);
+    emit_raw(ctx, ev);
     Ok(())
 }

@@ -24,18 +24,14 @@ use crate::{
     offsets::{kptr, kread, off, tp_read, whoami},
     packet::mark_socket,
     pending::{
-        Section, atomic_add, base_section, begin, common, count, current_tid, exe_facts, fixed,
-        in_flight, read_user_str, set_result, walk_section, zero,
+        Section, atomic_add, base_section, begin, common, count, current_tid, emit_tp, exe_facts,
+        fixed, in_flight, read_user_str, set_result, walk_section, zero,
     },
+    socket::{AF_INET, AF_INET6, AF_UNIX, socket_of},
     vfs,
 };
 
-pub(crate) const AF_UNIX: u16 = 1;
-pub(crate) const AF_INET: u16 = 2;
-pub(crate) const AF_INET6: u16 = 10;
 const O_NONBLOCK: u32 = 0o4000;
-const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
 const EINPROGRESS: i64 = 115;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_connect")]
@@ -90,21 +86,6 @@ pub fn connect6(ctx: SockAddrContext) -> i32 {
 #[inline(always)]
 fn decide(_ctx: &SockAddrContext) -> i32 {
     1
-}
-
-/// The socket behind `fd`: (`struct sock *`, the file's flags), if `fd` is a socket.
-#[inline(always)]
-pub fn socket_of(fd: i64) -> Result<(*const u8, u32), i64> {
-    let file = vfs::fd_file(fd)?;
-    let inode = kptr(file, off!(file_inode))?;
-    if kread::<u16>(inode, off!(inode_mode))? & S_IFMT != S_IFSOCK {
-        return Err(-1);
-    }
-    let socket = kptr(file, off!(file_private_data))?;
-    Ok((
-        kptr(socket, off!(socket_sk))?,
-        kread(file, off!(file_flags))?,
-    ))
 }
 
 /// Registers a non-blocking socket so its final state is reported (`sock.rs`).
@@ -294,6 +275,6 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
     exe_facts(ev);
-    crate::fds::emit_tp(ctx, ev);
+    emit_tp(ctx, ev);
     Ok(())
 }

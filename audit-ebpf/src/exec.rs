@@ -26,9 +26,9 @@ use crate::{
     maps::{EXE_SEEN, SeenExe},
     offsets::{kptr, kread, off, tp_read},
     pending::{
-        Section, base_section, begin, common, count, current_tid, emit, exe_facts, fixed,
-        in_flight, read_kernel_str, read_user_str, real_section, remove_slot, requested_path,
-        retry_requested, set_result, user_str_continues, walk_section,
+        Section, base_section, begin, common, count, current_tid, emit, emit_raw, emit_tp,
+        exe_facts, fixed, in_flight, read_kernel_str, read_user_str, real_section, remove_slot,
+        requested_path, retry_requested, set_result, user_str_continues, walk_section,
     },
     vfs,
 };
@@ -165,7 +165,7 @@ fn try_exit_exec(ctx: &TracePointContext) -> Result<(), i64> {
     }
     base_section(ev, dirfd, false);
     // A first record: the caller's image goes on with the files it holds.
-    crate::fds::emit_tp(ctx, ev);
+    emit_tp(ctx, ev);
     Ok(())
 }
 
@@ -284,7 +284,7 @@ fn try_sched_process_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     } else {
         // A first record: the files the new image starts with (close-on-exec ones are closed by
         // now) follow it.
-        crate::fds::emit_raw(ctx, ev);
+        emit_raw(ctx, ev);
     }
     Ok(())
 }

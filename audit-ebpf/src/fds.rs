@@ -26,14 +26,14 @@ use aya_ebpf::{
 };
 
 use crate::{
-    connect::{AF_UNIX, socket_of},
     filter::is_watched,
-    maps::{EXE_SEEN, HELD_RAW, HELD_TP, PENDING, RECEIVED_FDS},
+    maps::{EXE_SEEN, HELD, HELD_TP, PENDING, RECEIVED, RECEIVED_FDS},
     offsets::{enter_arg, kread, off},
     pending::{
-        Section, begin, common, copy_of, count, current_tid, emit, exe_facts, fd_section,
+        Section, begin, common, copy_of, count, current_tid, emit, emit_tp, exe_facts, fd_section,
         file_section, fill_header, first_sight, fixed, idle_slot, in_flight, set_result, zero,
     },
+    socket::{AF_UNIX, socket_of},
     vfs,
 };
 
@@ -42,10 +42,6 @@ const S_IFREG: u16 = 0o100000;
 
 /// Most fds a walk of a whole table looks at (the kernel's default `nr_open`).
 const HELD_MAX: u32 = 1 << 20;
-
-/// Slots of `HELD_TP`: the walk of a whole table, and of the fds a receive brought.
-const HELD: u32 = 0;
-const RECEIVED: u32 = 1;
 
 // ---------------------------------------------------------------------------------------------
 // One record per file
@@ -241,31 +237,6 @@ pub fn held_files_tp(_ctx: TracePointContext) -> u32 {
 pub fn held_files_raw(_ctx: RawTracePointContext) -> i32 {
     held_files();
     0
-}
-
-/// Emits the record in flight in `ev` (none: `kind` 0), from a tracepoint program — unless it
-/// is the first of its process: then the walk of the process's files is tail-called, which emits
-/// the record, then the files (it does not return). Without the walk (a kernel before 5.17) the
-/// record is emitted here. One `emit` on every path: the verifier walks it once per program.
-#[inline(always)]
-pub fn emit_tp(ctx: &TracePointContext, ev: &mut PendingEvent) {
-    if first_sight(ev) {
-        let _ = unsafe { HELD_TP.tail_call(ctx, HELD) };
-    }
-    if ev.header.kind != 0 {
-        emit(ev);
-    }
-}
-
-/// [`emit_tp`] from a raw tracepoint program.
-#[inline(always)]
-pub fn emit_raw(ctx: &RawTracePointContext, ev: &mut PendingEvent) {
-    if first_sight(ev) {
-        let _ = unsafe { HELD_RAW.tail_call(ctx, HELD) };
-    }
-    if ev.header.kind != 0 {
-        emit(ev);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use crate::{
     filter::is_watched,
     offsets::arg_or,
     pending::{
-        Which, base_of, begin, current_tid, exe_facts, fd_section, fixed, in_flight,
+        Which, base_of, begin, current_tid, emit_tp, exe_facts, fd_section, fixed, in_flight,
         retry_requested, retry_second, set_result, user_path,
     },
 };
@@ -168,6 +168,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         }
     }
     exe_facts(ev);
-    crate::fds::emit_tp(ctx, ev);
+    emit_tp(ctx, ev);
     Ok(())
 }

@@ -14,11 +14,11 @@ use aya_ebpf::helpers::{
 use audit_common::filter::{FilterConfig, FollowVerdict};
 
 use crate::{
+    helpers::{atomic_add, count},
     maps::{
         AGENT, CGROUP_CACHE, FILTER, FOLLOW_CACHE, FOLLOWED, FOLLOWED_COUNT, WATCHED_CGROUPS,
         WATCHED_UIDS,
     },
-    pending::{atomic_add, count},
 };
 
 /// Whether cgroup `id` (the current task's) is watched: itself, or below a subtree root.

@@ -29,6 +29,7 @@ mod exec;
 mod fds;
 mod files;
 mod filter;
+mod helpers;
 mod lifecycle;
 mod maps;
 mod mmap;
@@ -39,6 +40,7 @@ mod pending;
 mod prctl;
 mod send;
 mod sock;
+mod socket;
 mod uring;
 mod vfs;
 

@@ -143,6 +143,9 @@ pub static EXE_REPLACED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 /// the one that records the files a receive brought. Separate programs, filled by user space, so
 /// the verifier checks the fd-table walks once instead of inside every program that records an
 /// action.
+/// `HELD_TP` and `HELD_RAW` slots.
+pub const HELD: u32 = 0;
+pub const RECEIVED: u32 = 1;
 #[map]
 pub static HELD_TP: ProgramArray = ProgramArray::with_max_entries(2, 0);
 #[map]

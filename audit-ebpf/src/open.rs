@@ -14,8 +14,8 @@ use crate::{
     filter::is_watched,
     offsets::{enter_arg, off, sys_arg, tp_read},
     pending::{
-        base_section, begin, current_tid, exe_facts, fd_section, fixed, in_flight, requested_path,
-        retry_requested, set_result,
+        base_section, begin, current_tid, emit_tp, exe_facts, fd_section, fixed, in_flight,
+        requested_path, retry_requested, set_result,
     },
 };
 
@@ -148,6 +148,6 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
         base_section(ev, dirfd, resolve & RESOLVE_IN_ROOT != 0);
     }
     exe_facts(ev);
-    crate::fds::emit_tp(ctx, ev);
+    emit_tp(ctx, ev);
     Ok(())
 }

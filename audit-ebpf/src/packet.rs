@@ -28,11 +28,11 @@ use aya_ebpf::{
 };
 
 use crate::{
-    connect::{AF_INET, AF_INET6},
     filter::is_watched,
     maps::{DNS_PORTS, EVENTS, PACKET_SCRATCH, SOCKETS},
     offsets::packets_enabled,
     pending::{count, count_drop, fill_header, ring_has_room, ring_used, submit_flags},
+    socket::{AF_INET, AF_INET6},
 };
 
 const BPF_SK_STORAGE_GET_F_CREATE: u64 = 1;

@@ -11,7 +11,6 @@
 //! ([`Section`]); every append is bounded so the verifier can prove it stays inside the slot.
 
 use audit_common::{
-    counters::Counters,
     event::{
         ActionCommon, EventHeader, EventKind, FileFacts, HEADER_LEN, PENDING_BODY_LEN,
         PendingEvent, Span, Syscall, VAR_OFFSET, VAR_SIZE, WALK_MAX, file_flags, flags,
@@ -24,12 +23,13 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_ktime_get_boot_ns, generated,
     },
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 
+pub use crate::helpers::{atomic_add, count, read_kernel_str, verifier_mask};
 use crate::{
     maps::{
-        COUNTERS, DROPS_BY_TGID, EVENTS, EXE_SEEN, HAS_SLOT, PENDING, PENDING_INIT,
+        DROPS_BY_TGID, EVENTS, EXE_SEEN, HAS_SLOT, HELD, HELD_RAW, HELD_TP, PENDING, PENDING_INIT,
         PROTECTED_FILES, SeenExe,
     },
     offsets::{exit_ret, off, ring_limits, wakeup_bytes},
@@ -59,14 +59,6 @@ pub fn submit_flags(used: u64) -> u64 {
 /// `BPF_NOEXIST`: insert only if absent.
 const NOEXIST: u64 = 1;
 
-/// Adds one to a counter of the current CPU.
-#[inline(always)]
-pub fn count(f: impl FnOnce(&mut Counters)) {
-    if let Some(c) = COUNTERS.get_ptr_mut(0) {
-        f(unsafe { &mut *c });
-    }
-}
-
 /// `real_parent->tgid` of the current task, 0 if unreadable.
 #[inline(always)]
 fn current_ppid() -> u32 {
@@ -94,38 +86,6 @@ pub fn fill_header(h: &mut EventHeader, kind: EventKind, syscall: u16, pid_tgid:
     // Straight into the header: the helper writes all 16 bytes (NUL-padded, or zeros when it
     // fails), so nothing is zeroed first and nothing is copied after.
     unsafe { generated::bpf_get_current_comm(h.comm.as_mut_ptr().cast(), h.comm.len() as u32) };
-}
-
-/// Atomically adds `delta` (two's complement for a subtraction) to `*p`. The bpf target has no
-/// Rust atomics, so this is the BPF `lock xadd` instruction written out (what C's
-/// `__sync_fetch_and_add` emits when the result is unused).
-#[inline(always)]
-pub fn atomic_add(p: *mut u64, delta: u64) {
-    #[cfg(target_arch = "bpf")]
-    unsafe {
-        core::arch::asm!("lock *(u64 *)({p} + 0) += {v}", p = in(reg) p, v = in(reg) delta);
-    }
-    #[cfg(not(target_arch = "bpf"))]
-    let _ = (p, delta);
-}
-
-/// `x & mask`, kept as an instruction the verifier sees. LLVM drops a mask it can prove
-/// redundant from the loop's own bounds, which the verifier cannot follow (it loses precision
-/// across loop iterations); a bounded offset into a map value must then come from this.
-#[inline(always)]
-pub fn verifier_mask(x: usize, mask: usize) -> usize {
-    #[cfg(target_arch = "bpf")]
-    {
-        let mut v = x as u64;
-        unsafe {
-            core::arch::asm!("{v} &= {m}", v = inout(reg) v, m = in(reg) mask as u64);
-        }
-        v as usize
-    }
-    #[cfg(not(target_arch = "bpf"))]
-    {
-        x & mask
-    }
 }
 
 /// Sets `*x` to all zero bits, a word at a time. Assigning a zeroed value or copying a struct
@@ -404,6 +364,31 @@ pub fn first_sight(ev: &PendingEvent) -> bool {
     f & flags::FIRST_SIGHT != 0
 }
 
+/// Emits the record in flight in `ev` (none: `kind` 0), from a tracepoint program — unless it
+/// is the first of its process: then the walk of the process's files (`fds.rs`) is tail-called, which emits
+/// the record, then the files (it does not return). Without the walk (a kernel before 5.17) the
+/// record is emitted here. One `emit` on every path: the verifier walks it once per program.
+#[inline(always)]
+pub fn emit_tp(ctx: &TracePointContext, ev: &mut PendingEvent) {
+    if first_sight(ev) {
+        let _ = unsafe { HELD_TP.tail_call(ctx, HELD) };
+    }
+    if ev.header.kind != 0 {
+        emit(ev);
+    }
+}
+
+/// [`emit_tp`] from a raw tracepoint program.
+#[inline(always)]
+pub fn emit_raw(ctx: &RawTracePointContext, ev: &mut PendingEvent) {
+    if first_sight(ev) {
+        let _ = unsafe { HELD_RAW.tail_call(ctx, HELD) };
+    }
+    if ev.header.kind != 0 {
+        emit(ev);
+    }
+}
+
 /// Writes the slot's header and body to the ring buffer, counts it (or its loss), and marks the
 /// slot idle.
 #[inline(always)]
@@ -505,16 +490,6 @@ pub fn count_drop(tgid: u32, pending: bool) {
 #[inline(always)]
 pub fn read_user_str(dst: *mut u8, max: u32, src: *const u8) -> Result<u32, i64> {
     let n = unsafe { generated::bpf_probe_read_user_str(dst.cast(), max, src.cast()) };
-    if n < 0 {
-        return Err(n);
-    }
-    Ok((n as u32).min(max))
-}
-
-/// Copies a NUL-terminated string from kernel memory to `dst` (at most `max` bytes, NUL included).
-#[inline(always)]
-pub fn read_kernel_str(dst: *mut u8, max: u32, src: *const u8) -> Result<u32, i64> {
-    let n = unsafe { generated::bpf_probe_read_kernel_str(dst.cast(), max, src.cast()) };
     if n < 0 {
         return Err(n);
     }

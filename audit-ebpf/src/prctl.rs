@@ -29,7 +29,7 @@ use crate::{
     maps::{EXE_REPLACED, EXE_REPLACED_COUNT, EXE_SEEN, SeenExe},
     offsets::enter_arg,
     pending::{
-        Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, exe_facts,
+        Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, emit_tp, exe_facts,
         file_section, fixed, in_flight, output, ring_used, set_result,
     },
     vfs,
@@ -141,7 +141,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             ev.header.kind = 0;
         } else {
             exe_facts(ev);
-            crate::fds::emit_tp(ctx, ev);
+            emit_tp(ctx, ev);
         }
         return Ok(());
     }
@@ -161,7 +161,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             // Its first record: the files it holds follow.
             ev.header.flags |= flags::FIRST_SIGHT;
         }
-        crate::fds::emit_tp(ctx, ev);
+        emit_tp(ctx, ev);
     }
     Ok(())
 }

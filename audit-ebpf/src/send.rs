@@ -12,13 +12,15 @@ use aya_ebpf::{
 };
 
 use crate::{
-    connect::{AF_INET, AF_INET6, AF_UNIX, address_as_passed, kernel_address, socket_of},
+    connect::{address_as_passed, kernel_address},
     filter::is_watched,
     offsets::sys_arg,
     packet::mark_socket,
     pending::{
-        base_section, begin, count, current_tid, exe_facts, fixed, in_flight, set_result, zero,
+        base_section, begin, count, current_tid, emit_tp, exe_facts, fixed, in_flight, set_result,
+        zero,
     },
+    socket::{AF_INET, AF_INET6, AF_UNIX, socket_of},
 };
 
 const AT_FDCWD: i32 = -100;
@@ -132,6 +134,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         base_section(ev, AT_FDCWD, false);
     }
     exe_facts(ev);
-    crate::fds::emit_tp(ctx, ev);
+    emit_tp(ctx, ev);
     Ok(())
 }

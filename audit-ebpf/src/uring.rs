@@ -17,14 +17,14 @@ use aya_ebpf::{
 };
 
 use crate::{
-    connect::{AF_INET, AF_INET6, AF_UNIX},
     filter::is_watched,
     maps::{EVENTS, URING_REQS},
     offsets::{kptr, kread, off, tp_read},
     pending::{
-        Which, base_of, begin_idle, count, emit, exe_facts, fd_file_section, fd_section,
+        Which, base_of, begin_idle, count, emit, emit_tp, exe_facts, fd_file_section, fd_section,
         fill_header, fixed, kernel_path, ring_used, submit_flags, zero,
     },
+    socket::{AF_INET, AF_INET6, AF_UNIX},
 };
 
 const OP_SENDMSG: u8 = 9;
@@ -201,7 +201,7 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), i64> {
         count(|c| c.connecting_full += 1);
     }
     exe_facts(ev);
-    crate::fds::emit_tp(ctx, ev);
+    emit_tp(ctx, ev);
     Ok(())
 }
 

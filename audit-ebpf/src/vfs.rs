@@ -19,8 +19,8 @@ use audit_common::{
 };
 
 use crate::{
+    helpers::{read_kernel_str, verifier_mask},
     offsets::{Block, kptr, kread, off},
-    pending::{read_kernel_str, verifier_mask},
 };
 
 /// `MNT_NS_INTERNAL` and other error pointers: internal mounts have no namespace.
