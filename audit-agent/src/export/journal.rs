@@ -30,7 +30,7 @@ use std::{
 use super::{
     layout::Partition,
     segment::{End, SegmentFile},
-    spool::{SegmentMeta, SpoolDirs, private_options},
+    spool_dir::{SegmentMeta, SpoolDirs, private_options},
 };
 use crate::{
     FastMap,

@@ -11,6 +11,7 @@ mod partitions;
 mod seal;
 mod segment;
 mod spool;
+mod spool_dir;
 pub(crate) mod store;
 mod upload;
 pub(crate) mod verify;
@@ -36,7 +37,8 @@ use self::{
     layout::{ObjectFormat, StreamId},
     partitions::PartitionLimits,
     seal::{Sealer, StartInfo},
-    spool::{SpoolDirs, SpoolLimits, SpoolLock, SpoolWriter},
+    spool::{SpoolLimits, SpoolWriter},
+    spool_dir::{SpoolDirs, SpoolLock},
     store::{Store, StoreSettings},
     upload::Uploader,
 };

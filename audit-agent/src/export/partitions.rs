@@ -32,7 +32,8 @@ use super::{
     journal::{self, ClosedJournal, IndexedPartition, JournalIndex},
     layout::{Partition, SegmentName},
     segment::{self, Chunker, HEADER_LEN, Stored},
-    spool::{SegmentMeta, SpoolDirs, create_private, last_seq_in, private_options, sync_dir},
+    spool::last_seq_in,
+    spool_dir::{SegmentMeta, SpoolDirs, create_private, private_options, sync_dir},
 };
 use crate::{FastMap, format::native, telemetry::tables::TableStat};
 

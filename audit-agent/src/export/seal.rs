@@ -34,9 +34,8 @@ use super::{
     manifest::{self, Body, Link, ManifestKind, ObjectEntry},
     partitions::{PartitionLimits, Partitions},
     segment::Stored,
-    spool::{
-        SegmentMeta, SpoolDirs, State, max_ready_seq, recover_open_segments, sync_dir, write_atomic,
-    },
+    spool::{max_ready_seq, recover_open_segments},
+    spool_dir::{SegmentMeta, SpoolDirs, State, sync_dir, write_atomic},
     store::Writes,
 };
 use crate::{
@@ -112,7 +111,7 @@ impl Sealer {
         });
         let spool = match previous.as_ref().map(|p| p.spool_id.as_str()) {
             Some(id) if !id.is_empty() => id.to_string(),
-            _ => super::spool::new_spool_id()?,
+            _ => super::spool_dir::new_spool_id()?,
         };
         let stream = StreamId { spool, ..stream };
         let mut s = Self {
@@ -255,7 +254,7 @@ impl Sealer {
     fn write_object(&self, name: &str, gz: &[u8]) -> anyhow::Result<()> {
         let path = self.dirs.sealed.join(name);
         let tmp = path.with_extension("tmp");
-        let written = super::spool::create_private(&tmp).and_then(|mut f| {
+        let written = super::spool_dir::create_private(&tmp).and_then(|mut f| {
             f.write_all(gz)?;
             f.sync_all()
         });
@@ -315,7 +314,7 @@ impl Sealer {
             .get(path)
             .cloned()
             .or_else(|| SegmentMeta::of(path));
-        consumed.push((super::spool::meta_path(path), 0));
+        consumed.push((super::spool_dir::meta_path(path), 0));
         // The records are decompressed only when something needs them: the native object is
         // the segment's own gzip stream.
         let renders = !self.renderings.extra.is_empty() || self.renderings.lake.is_some();

@@ -316,7 +316,7 @@ pub(crate) fn salvage(path: &Path, level: u32) -> anyhow::Result<u64> {
             gz.finish()?
         }
     };
-    super::spool::write_atomic(path, &bytes)?;
+    super::spool_dir::write_atomic(path, &bytes)?;
     Ok(cut as u64)
 }
 

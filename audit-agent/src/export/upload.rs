@@ -23,7 +23,7 @@ use super::{
     ExportStats,
     layout::{self, manifest_key},
     manifest,
-    spool::SpoolDirs,
+    spool_dir::SpoolDirs,
     store::{PutError, Store},
 };
 use crate::time;
@@ -155,8 +155,8 @@ impl Uploader {
             Err(e) => self.stats.store_failed(&e),
         }
         let probe = self.dirs.root.join(".write-test");
-        let ok =
-            super::spool::write_private(&probe, b"ok").is_ok() && fs::remove_file(&probe).is_ok();
+        let ok = super::spool_dir::write_private(&probe, b"ok").is_ok()
+            && fs::remove_file(&probe).is_ok();
         self.stats.spool_writable.store(ok, Ordering::Relaxed);
     }
 
@@ -189,7 +189,7 @@ impl Uploader {
                 self.stats.store_answered(now_s());
                 let kept = self.dirs.conflicts.join(layout::encode(key));
                 fs::rename(local, &kept)?;
-                super::spool::sync_dir(&self.dirs.conflicts)?;
+                super::spool_dir::sync_dir(&self.dirs.conflicts)?;
                 let e = anyhow::anyhow!("{why}; ours is kept in {}", kept.display());
                 tracing::error!(error = %format!("{e:#}"), "upload conflict");
                 self.stats.upload_conflicts.inc();
