@@ -334,6 +334,8 @@ mod tests {
         assert!(btf.member_offset("inode", "__i_nlink").unwrap() > 0);
         // The helper the executable-mapping programs call (Linux 5.17).
         assert!(btf.has_function("bpf_find_vma"));
+        // The helper the fd-table walks loop with (Linux 5.17).
+        assert!(btf.has_function("bpf_loop"));
         assert!(!btf.has_function("bpf_no_such_helper"));
     }
 }

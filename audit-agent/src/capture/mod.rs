@@ -147,6 +147,9 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
 /// kernels refuse; there they are left out and reported missing.
 const MAP_EXEC: &str = "sys_exit_maps";
 const MAP_EXEC_HELPER: &str = "bpf_find_vma";
+/// The helper the fd-table walks loop with (Linux 5.17): without it held and received files are
+/// not recorded; with it, a walk the verifier rejects is an error like any other program's.
+const HELD_WALK_HELPER: &str = "bpf_loop";
 
 /// Other tracepoint programs: (program name, category, tracepoint, required).
 const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
@@ -288,7 +291,10 @@ impl Capture {
         load_in_parallel(&mut ebpf, &tracefs, compat, uring, opts.packets, maps)?;
         // Before any program that tail-calls them is attached. Without them (a kernel without
         // `bpf_loop`, before 5.17) held and received files are not recorded; the rest is.
-        let walks = load_held_walks(&mut ebpf);
+        let walks = btf.has_function(HELD_WALK_HELPER);
+        if walks {
+            load_held_walks(&mut ebpf)?;
+        }
         let verified = started.elapsed();
         let mut links = Links::default();
         let mut missing = attach_programs(
@@ -300,9 +306,10 @@ impl Capture {
             uring,
             maps,
         )?;
-        if let Err(e) = walks {
-            tracing::warn!(error = %format!("{e:#}"), "the fd-table walks did not load");
-            missing.push("bpf_loop (file.held, file.receive)".into());
+        if !walks {
+            missing.push(format!(
+                "file.held, file.receive (needs {HELD_WALK_HELPER}, Linux 5.17)"
+            ));
         }
         if opts.packets {
             set_dns_ports(&mut ebpf, &opts.dns_ports)?;
