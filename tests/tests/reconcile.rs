@@ -81,23 +81,7 @@ fn reconciliation_of_the_labelled_scenarios_meets_its_accuracy_goal() {
     let line = serde_json::json!({"claim": "audit-agent/v1", "tool": "Bash", "call_id": "offline-1",
         "arguments": {"command": format!("curl -s -m 2 --data-binary @{} http://127.0.0.1:", token.display())}});
     std::fs::write(&file, format!("{line}\n")).unwrap();
-    let o = std::process::Command::new(audit_tests::agent_bin())
-        .args([
-            "reconcile",
-            &played.store,
-            "--since",
-            &played.since,
-            "--format",
-            "json",
-        ])
-        .args([
-            "--agent",
-            &claims_eval::Played::agent("injection"),
-            "--claims",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let o = reconcile_offline(&played, &claims_eval::Played::agent("injection"), &file);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let doc: audit_tests::Value = serde_json::from_slice(&o.stdout).unwrap();
     let token_record = doc["records"]
@@ -114,22 +98,24 @@ fn reconciliation_of_the_labelled_scenarios_meets_its_accuracy_goal() {
         "{\"claim\": \"audit-agent/v1\", \"tool\": \"t\"}\nnot json\n",
     )
     .unwrap();
-    let o = std::process::Command::new(audit_tests::agent_bin())
-        .args([
-            "reconcile",
-            &played.store,
-            "--since",
-            &played.since,
-            "--agent",
-            "x",
-            "--claims",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let o = reconcile_offline(&played, "x", &file);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("offline.jsonl:2: the payload is not JSON"),
         "{err}"
     );
+}
+
+/// `reconcile` of `agent`'s records in the played trail against a claims file, as JSON.
+fn reconcile_offline(
+    played: &claims_eval::Played,
+    agent: &str,
+    file: &std::path::Path,
+) -> std::process::Output {
+    std::process::Command::new(audit_tests::agent_bin())
+        .args(["reconcile", &played.store, "--since", &played.since])
+        .args(["--format", "json", "--agent", agent, "--claims"])
+        .arg(file)
+        .output()
+        .unwrap()
 }
