@@ -11,7 +11,7 @@ use aya_ebpf::{
 use crate::{
     filter::is_watched,
     offsets::{kptr, kread, off, sys_arg},
-    pending::{begin, current_tid, emit_tp, exe_facts, fd_section, fixed, in_flight, set_result},
+    pending::{begin, current_tid, fd_section, finish_tp, fixed, in_flight, set_result},
     vfs,
 };
 
@@ -110,7 +110,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if ev.header.syscall == Syscall::PidfdGetfd as u16 && ev.header.retval >= 0 {
         fd_section(ev, ev.header.retval);
     }
-    exe_facts(ev);
-    emit_tp(ctx, ev);
+    finish_tp(ctx, ev);
     Ok(())
 }

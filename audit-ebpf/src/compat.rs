@@ -19,8 +19,7 @@ use crate::{
     filter::is_watched,
     offsets::{kread, off},
     pending::{
-        Which, base_of, begin, current_tid, emit_raw, exe_facts, fd_section, fixed, in_flight,
-        user_path,
+        Which, base_of, begin, current_tid, fd_section, finish_raw, fixed, in_flight, user_path,
     },
     vfs,
 };
@@ -161,7 +160,6 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
             base_of(ev, dirfd_of(dirfd2), false, Which::Second);
         }
     }
-    exe_facts(ev);
-    emit_raw(ctx, ev);
+    finish_raw(ctx, ev);
     Ok(())
 }

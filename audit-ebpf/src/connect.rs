@@ -24,8 +24,8 @@ use crate::{
     offsets::{kptr, kread, off, tp_read, whoami},
     packet::mark_socket,
     pending::{
-        Section, atomic_add, base_section, begin, common, count, current_tid, emit_tp, exe_facts,
-        fixed, in_flight, read_user_str, set_result, walk_section, zero,
+        Section, atomic_add, base_section, begin, common, count, current_tid, finish_tp, fixed,
+        in_flight, read_user_str, set_result, walk_section, zero,
     },
     socket::{AF_INET, AF_INET6, AF_UNIX, socket_of},
     vfs,
@@ -274,7 +274,6 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
             base_section(ev, -100, false);
         }
     }
-    exe_facts(ev);
-    emit_tp(ctx, ev);
+    finish_tp(ctx, ev);
     Ok(())
 }

@@ -31,7 +31,8 @@ use crate::{
     offsets::{enter_arg, kread, off},
     pending::{
         Section, begin, common, copy_of, count, current_tid, emit, emit_tp, exe_facts, fd_section,
-        file_section, fill_header, first_sight, fixed, idle_slot, in_flight, set_result, zero,
+        file_section, fill_header, finish_tp, first_sight, fixed, idle_slot, in_flight, set_result,
+        zero,
     },
     socket::{AF_UNIX, socket_of},
     vfs,
@@ -483,7 +484,6 @@ fn try_exit_copy(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     set_result(ctx, ev);
-    exe_facts(ev);
-    emit_tp(ctx, ev);
+    finish_tp(ctx, ev);
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::{
     filter::is_watched,
     offsets::arg_or,
     pending::{
-        Which, base_of, begin, current_tid, emit_tp, exe_facts, fd_section, fixed, in_flight,
+        Which, base_of, begin, current_tid, fd_section, finish_tp, fixed, in_flight,
         retry_requested, retry_second, set_result, user_path,
     },
 };
@@ -167,7 +167,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             base_of(ev, dirfd2, false, Which::Second);
         }
     }
-    exe_facts(ev);
-    emit_tp(ctx, ev);
+    finish_tp(ctx, ev);
     Ok(())
 }

@@ -29,6 +29,7 @@ mod exec;
 mod fds;
 mod files;
 mod filter;
+mod finish;
 mod helpers;
 mod lifecycle;
 mod maps;

@@ -151,6 +151,15 @@ pub static HELD_TP: ProgramArray = ProgramArray::with_max_entries(2, 0);
 #[map]
 pub static HELD_RAW: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// `[0]`: the program that completes a record with the acting image's executable and emits it
+/// (`finish.rs`), tail-called by every program that records an action (one array per program
+/// type, as above). The executable's facts, its path walk and the first-sight decision are then
+/// verified once, in that program, instead of on every path of every recording program.
+#[map]
+pub static FINISH_TP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+#[map]
+pub static FINISH_RAW: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
 /// The fds a receive brought (open-fd bitmap words after the call, less those before), for the
 /// walk's `bpf_loop` callback: kept here, not on the stack, because the callback's own frame and
 /// the walk's together come close to the verifier's 512-byte stack limit. Per CPU: a program runs

@@ -26,8 +26,8 @@ use crate::{
     filter::is_watched,
     offsets::{enter_arg, kread, off},
     pending::{
-        begin, common, count, current_tid, emit_tp, exe_facts, fixed, in_flight, is_protected,
-        real_section, set_result, walk_section,
+        begin, common, count, current_tid, finish_tp, fixed, in_flight, is_protected, real_section,
+        set_result, walk_section,
     },
     vfs,
 };
@@ -174,8 +174,7 @@ fn try_exit_map(ctx: &TracePointContext) -> Result<(), i64> {
     };
     set_result(ctx, ev);
     if record_mapping(ev).is_some() {
-        exe_facts(ev);
-        emit_tp(ctx, ev);
+        finish_tp(ctx, ev);
     } else {
         // Nothing to record: the slot is idle again.
         ev.header.kind = 0;

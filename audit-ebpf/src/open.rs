@@ -14,8 +14,8 @@ use crate::{
     filter::is_watched,
     offsets::{enter_arg, off, sys_arg, tp_read},
     pending::{
-        base_section, begin, current_tid, emit_tp, exe_facts, fd_section, fixed, in_flight,
-        requested_path, retry_requested, set_result,
+        base_section, begin, current_tid, fd_section, finish_tp, fixed, in_flight, requested_path,
+        retry_requested, set_result,
     },
 };
 
@@ -147,7 +147,6 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
     } else if user != 0 {
         base_section(ev, dirfd, resolve & RESOLVE_IN_ROOT != 0);
     }
-    exe_facts(ev);
-    emit_tp(ctx, ev);
+    finish_tp(ctx, ev);
     Ok(())
 }

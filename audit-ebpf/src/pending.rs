@@ -29,8 +29,8 @@ use aya_ebpf::{
 pub use crate::helpers::{atomic_add, count, read_kernel_str, verifier_mask};
 use crate::{
     maps::{
-        DROPS_BY_TGID, EVENTS, EXE_SEEN, HAS_SLOT, HELD, HELD_RAW, HELD_TP, PENDING, PENDING_INIT,
-        PROTECTED_FILES, SeenExe,
+        DROPS_BY_TGID, EVENTS, EXE_SEEN, FINISH_RAW, FINISH_TP, HAS_SLOT, HELD, HELD_RAW, HELD_TP,
+        PENDING, PENDING_INIT, PROTECTED_FILES, SeenExe,
     },
     offsets::{exit_ret, off, ring_limits, wakeup_bytes},
     vfs,
@@ -376,6 +376,27 @@ pub fn emit_tp(ctx: &TracePointContext, ev: &mut PendingEvent) {
     if ev.header.kind != 0 {
         emit(ev);
     }
+}
+
+/// Completes the record in flight in `ev` (the current thread's slot) with the acting image's
+/// executable ([`exe_facts`]) and emits it ([`emit_tp`]), in the program `finish.rs` holds,
+/// tail-called: the executable's path walk and the first-sight branches are verified there once,
+/// not again on every path of the calling program. The call does not return; should it fail (its
+/// program array is filled before any program is attached), the record is emitted with its
+/// executable flagged unread.
+#[inline(always)]
+pub fn finish_tp(ctx: &TracePointContext, ev: &mut PendingEvent) {
+    let _ = unsafe { FINISH_TP.tail_call(ctx, 0) };
+    ev.header.flags |= flags::EXE_FAULT;
+    emit_tp(ctx, ev);
+}
+
+/// [`finish_tp`] from a raw tracepoint program.
+#[inline(always)]
+pub fn finish_raw(ctx: &RawTracePointContext, ev: &mut PendingEvent) {
+    let _ = unsafe { FINISH_RAW.tail_call(ctx, 0) };
+    ev.header.flags |= flags::EXE_FAULT;
+    emit_raw(ctx, ev);
 }
 
 /// [`emit_tp`] from a raw tracepoint program.

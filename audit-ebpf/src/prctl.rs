@@ -29,8 +29,8 @@ use crate::{
     maps::{EXE_REPLACED, EXE_REPLACED_COUNT, EXE_SEEN, SeenExe},
     offsets::enter_arg,
     pending::{
-        Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, emit_tp, exe_facts,
-        file_section, fixed, in_flight, output, ring_used, set_result,
+        Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, emit_tp,
+        file_section, finish_tp, fixed, in_flight, output, ring_used, set_result,
     },
     vfs,
 };
@@ -140,8 +140,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         if !watched {
             ev.header.kind = 0;
         } else {
-            exe_facts(ev);
-            emit_tp(ctx, ev);
+            finish_tp(ctx, ev);
         }
         return Ok(());
     }

@@ -17,8 +17,7 @@ use crate::{
     offsets::sys_arg,
     packet::mark_socket,
     pending::{
-        base_section, begin, count, current_tid, emit_tp, exe_facts, fixed, in_flight, set_result,
-        zero,
+        base_section, begin, count, current_tid, finish_tp, fixed, in_flight, set_result, zero,
     },
     socket::{AF_INET, AF_INET6, AF_UNIX, socket_of},
 };
@@ -133,7 +132,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // A unix path: resolved against the cwd as the kernel sees it now.
         base_section(ev, AT_FDCWD, false);
     }
-    exe_facts(ev);
-    emit_tp(ctx, ev);
+    finish_tp(ctx, ev);
     Ok(())
 }

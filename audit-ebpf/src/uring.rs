@@ -21,8 +21,8 @@ use crate::{
     maps::{EVENTS, URING_REQS},
     offsets::{kptr, kread, off, tp_read},
     pending::{
-        Which, base_of, begin_idle, count, emit, emit_tp, exe_facts, fd_file_section, fd_section,
-        fill_header, fixed, kernel_path, ring_used, submit_flags, zero,
+        Which, base_of, begin_idle, count, emit, fd_file_section, fd_section, fill_header,
+        finish_tp, fixed, kernel_path, ring_used, submit_flags, zero,
     },
     socket::{AF_INET, AF_INET6, AF_UNIX},
 };
@@ -200,8 +200,7 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), i64> {
     if URING_REQS.insert(&(req as u64), &tag, 0).is_err() {
         count(|c| c.connecting_full += 1);
     }
-    exe_facts(ev);
-    emit_tp(ctx, ev);
+    finish_tp(ctx, ev);
     Ok(())
 }
 

@@ -56,7 +56,15 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<(Ebp
     let mut ebpf = EbpfLoader::new()
         .load(FLOOR_OBJECT)
         .context("loading the floor programs")?;
-    load_in_parallel(&mut ebpf, &tracefs, true, true, true, true)?;
+    // The floor has no tail-called programs: nothing but hooks.
+    let every_hook = Wanted {
+        compat: true,
+        uring: true,
+        packets: true,
+        maps: true,
+        walks: false,
+    };
+    load_in_parallel(&mut ebpf, &tracefs, &every_hook)?;
     let mut links = Links::default();
     attach_all(&mut ebpf, &tracefs, cgroup_root, &mut links, true)?;
     let _ = attach_uring(&mut ebpf, &tracefs, &mut links)?;
@@ -288,13 +296,19 @@ impl Capture {
         let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
         let uring = offsets.uring_submit_req != ABSENT;
         let maps = btf.has_function(MAP_EXEC_HELPER);
-        load_in_parallel(&mut ebpf, &tracefs, compat, uring, opts.packets, maps)?;
-        // Before any program that tail-calls them is attached. Without them (a kernel without
-        // `bpf_loop`, before 5.17) held and received files are not recorded; the rest is.
+        // Without the walks (a kernel without `bpf_loop`, before 5.17) held and received files
+        // are not recorded; the rest is.
         let walks = btf.has_function(HELD_WALK_HELPER);
-        if walks {
-            load_held_walks(&mut ebpf)?;
-        }
+        let wanted = Wanted {
+            compat,
+            uring,
+            packets: opts.packets,
+            maps,
+            walks,
+        };
+        load_in_parallel(&mut ebpf, &tracefs, &wanted)?;
+        // Before any program that tail-calls them is attached.
+        fill_tail_calls(&mut ebpf, walks)?;
         let verified = started.elapsed();
         let mut links = Links::default();
         let mut missing = attach_programs(
@@ -597,6 +611,17 @@ impl Whoami {
     }
 }
 
+/// Which of the optional programs this start loads: 32-bit system calls, io_uring, packets,
+/// executable mappings (`bpf_find_vma`) and the fd-table walks (`bpf_loop`).
+#[derive(Clone, Copy)]
+struct Wanted {
+    compat: bool,
+    uring: bool,
+    packets: bool,
+    maps: bool,
+    walks: bool,
+}
+
 /// Loads `p` unless it already is (the parallel load did it).
 macro_rules! load_once {
     ($p:expr, $name:expr) => {
@@ -611,14 +636,14 @@ macro_rules! load_once {
 /// thread: verification is the kernel's CPU time (0.01 to 0.7 s a program here, seconds in
 /// all), and the kernel verifies programs of a privileged loader concurrently. Programs left
 /// out are loaded when attached.
-fn load_in_parallel(
-    ebpf: &mut Ebpf,
-    tracefs: &TraceFs,
-    compat: bool,
-    uring: bool,
-    packets: bool,
-    maps: bool,
-) -> anyhow::Result<()> {
+fn load_in_parallel(ebpf: &mut Ebpf, tracefs: &TraceFs, what: &Wanted) -> anyhow::Result<()> {
+    let Wanted {
+        compat,
+        uring,
+        packets,
+        maps,
+        walks,
+    } = *what;
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for &(prog, category, name, _) in TRACEPOINTS {
         if tracefs.has(category, name) {
@@ -645,6 +670,7 @@ fn load_in_parallel(
     if packets {
         wanted.extend(PACKET_PROGRAMS.iter().map(|(n, _)| n.to_string()));
     }
+    wanted.extend(tail_called(walks).map(|t| t.0.to_string()));
     let programs: Vec<(&str, &mut aya::programs::Program)> = ebpf
         .programs_mut()
         .filter(|(name, _)| wanted.contains(*name))
@@ -863,18 +889,30 @@ fn introduce_self(ebpf: &Ebpf, whoami: &Whoami) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The programs that record the files a process holds when the agent first sees it
-/// (audit-ebpf/src/fds.rs): loaded, never attached, and put where the programs that record
-/// actions tail-call them (one program array per program type). The arrays keep their entries
-/// while the agent holds their maps (`Capture::_ebpf`).
-const HELD_WALKS: &[(&str, &str, u32)] = &[
-    ("held_files_tp", "HELD_TP", 0),
-    ("received_files_tp", "HELD_TP", 1),
-    ("held_files_raw", "HELD_RAW", 0),
+/// Programs that are loaded, never attached, and put where the programs that record actions
+/// tail-call them (one program array per program type): the end of every record — the acting
+/// image's executable and the emission (audit-ebpf/src/finish.rs) — and the walks of the files a
+/// process holds when the agent first sees it or receives (audit-ebpf/src/fds.rs), which need
+/// `bpf_loop` (the last field). The arrays keep their entries while the agent holds their maps
+/// (`Capture::_ebpf`).
+const TAIL_CALLED: &[(&str, &str, u32, bool)] = &[
+    ("exe_and_emit_tp", "FINISH_TP", 0, false),
+    ("exe_and_emit_raw", "FINISH_RAW", 0, false),
+    ("held_files_tp", "HELD_TP", 0, true),
+    ("received_files_tp", "HELD_TP", 1, true),
+    ("held_files_raw", "HELD_RAW", 0, true),
 ];
 
-fn load_held_walks(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    for &(name, array, index) in HELD_WALKS {
+/// The [`TAIL_CALLED`] programs this kernel can run (`walks`: it has `bpf_loop`).
+fn tail_called(
+    walks: bool,
+) -> impl Iterator<Item = &'static (&'static str, &'static str, u32, bool)> {
+    TAIL_CALLED.iter().filter(move |t| walks || !t.3)
+}
+
+/// Puts the [`tail_called`] programs (verified by [`load_in_parallel`]) into their arrays.
+fn fill_tail_calls(ebpf: &mut Ebpf, walks: bool) -> anyhow::Result<()> {
+    for &(name, array, index, _) in tail_called(walks) {
         let prog = program(ebpf, name)?;
         let fd = match prog {
             aya::programs::Program::TracePoint(p) => {
