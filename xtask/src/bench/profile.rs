@@ -19,7 +19,7 @@ const SPOOL_FLUSH: &str =
 const SERIALIZE: &str = "audit_agent::format::native::write_with";
 const DEFLATE: &str = "zlib_rs::deflate::deflate";
 const GZIP_CRC: &str = "flate2::crc::Crc::update";
-const SHA256: &str = "audit_agent::export::manifest::sha256_hex";
+const SHA256: &str = "audit_agent::digest::sha256_hex";
 
 /// A stage: its name, what it covers, the symbols whose inclusive shares add up to it, and the
 /// symbols (called from those) whose shares are taken out again because another stage counts
@@ -181,6 +181,15 @@ pub(super) fn profile(env: &Env, mut runs: Vec<f64>) -> anyhow::Result<Profile> 
         .map(|st| {
             let percent = st.symbols.iter().map(|s| share(s)).sum::<f64>()
                 - st.net_of.iter().map(|s| share(s)).sum::<f64>();
+            if !st.symbols.iter().any(|s| shares.iter().any(|(n, _)| n == s)) {
+                // A stage at 0.0 is more often a function that moved than one that is free.
+                eprintln!(
+                    "bench: warning: no sample of stage {:?} ({}): if the code moved, update STAGES \
+                     in xtask/src/bench/profile.rs",
+                    st.name,
+                    st.symbols.join(", ")
+                );
+            }
             StageCost {
                 stage: st.name.into(),
                 covers: st.covers.into(),
