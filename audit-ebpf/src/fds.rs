@@ -148,19 +148,19 @@ struct HeldScan {
     subject: Subject,
     /// `unsigned long *open_fds`.
     bitmap: u64,
-    /// The bitmap word of the current 64 fds.
-    word: u64,
 }
 
 #[inline(never)]
 extern "C" fn held_one(i: u64, ctx: *mut c_void) -> i64 {
     let s = unsafe { &mut *ctx.cast::<HeldScan>() };
+    // The fd's bitmap word is read again for every fd. Kept in `HeldScan` from one call to the
+    // next, the word was a value the verifier tracked across iterations: it checked the callback
+    // (path walk included) about 80 times before the states converged, 951k instructions for
+    // this program alone, against 383k now; a read is cheaper than that at every start.
     let bit = i & 63;
-    if bit == 0 {
-        let at = (s.bitmap as *const u8).wrapping_add(((i >> 6) * 8) as usize);
-        s.word = kread::<u64>(at, 0).unwrap_or(0);
-    }
-    if (s.word >> bit) & 1 == 0 {
+    let at = (s.bitmap as *const u8).wrapping_add(((i >> 6) * 8) as usize);
+    let word = kread::<u64>(at, 0).unwrap_or(0);
+    if (word >> bit) & 1 == 0 {
         return 0;
     }
     fd_record(i as i32, &s.subject)
@@ -193,7 +193,6 @@ fn held_files() {
             skip: FileFacts::default(),
         },
         bitmap: vfs::btf_read::<u64>(fdt, off!(fdt_open_fds)),
-        word: 0,
     };
     // The record that led here, first.
     if let Some(ev) = PENDING.get_ptr_mut(&(pid_tgid as u32)) {

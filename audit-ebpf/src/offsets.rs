@@ -37,6 +37,18 @@ static RING_BYTES: u64 = 0;
 #[unsafe(no_mangle)]
 static PACKETS: u32 = 0;
 
+/// Non-zero when the kernel has `bpf_loop` (5.17): path walks then take one `bpf_loop` step per
+/// component (`vfs::walk_looped`), which the verifier checks once, instead of an unrolled loop
+/// it checks step by step on every path that reaches it.
+#[unsafe(no_mangle)]
+static LOOPS: u32 = 0;
+
+/// Whether `bpf_loop` may be called.
+#[inline(always)]
+pub fn loops_enabled() -> bool {
+    unsafe { core::ptr::read_volatile(&raw const LOOPS) != 0 }
+}
+
 /// Whether watched sockets' packets are read.
 #[inline(always)]
 pub fn packets_enabled() -> bool {

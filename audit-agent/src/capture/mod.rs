@@ -287,6 +287,11 @@ impl Capture {
             .override_global("RING_BYTES", &ring_bytes, true)
             .override_global("RING_RESERVE", &ring_reserve, true)
             .override_global("PACKETS", &u32::from(opts.packets), true)
+            .override_global(
+                "LOOPS",
+                &u32::from(btf.has_function(HELD_WALK_HELPER)),
+                true,
+            )
             .map_max_entries("EVENTS", opts.ring_buffer_bytes)
             .map_max_entries("PENDING", opts.max_pending_threads)
             .load(EBPF_OBJECT)
