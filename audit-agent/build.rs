@@ -42,7 +42,53 @@ fn main() -> anyhow::Result<()> {
         let out = out_dir.join(name);
         if !out.exists() {
             std::fs::write(&out, [])?;
+        } else {
+            strip_dwarf(&out)?;
         }
     }
+    Ok(())
+}
+
+/// Rewrites the eBPF object at `path` without its DWARF sections (`.debug_*` and their
+/// relocations). bpf-linker needs the DWARF to write the BTF the loader uses (`.BTF`,
+/// `.BTF.ext`, kept); the loader never reads the DWARF, which was four fifths of the object
+/// (8 of 10 MB) embedded in the binary and paged in when the object is parsed.
+fn strip_dwarf(path: &std::path::Path) -> anyhow::Result<()> {
+    let data = std::fs::read(path)?;
+    if data.is_empty() {
+        return Ok(());
+    }
+    let mut elf = object::build::elf::Builder::read(&*data)
+        .with_context(|| format!("reading the eBPF object {}", path.display()))?;
+    let is_dwarf = |name: &[u8]| name.starts_with(b".debug_") || name.starts_with(b".rel.debug_");
+    let mut dropped = Vec::new();
+    for section in elf.sections.iter_mut() {
+        if is_dwarf(section.name.as_slice()) {
+            section.delete = true;
+            dropped.push(section.id());
+        }
+    }
+    for symbol in elf.symbols.iter_mut() {
+        if symbol.section.is_some_and(|s| dropped.contains(&s)) {
+            symbol.delete = true;
+        }
+    }
+    // bpf-linker's objects name their sections from the symbol string table (`.strtab`); the
+    // writer wants a section-name table of its own.
+    if !elf
+        .sections
+        .iter()
+        .any(|s| matches!(s.data, object::build::elf::SectionData::SectionString))
+    {
+        let names = elf.sections.add();
+        names.name = b".shstrtab".to_vec().into();
+        names.sh_type = object::elf::SHT_STRTAB;
+        names.sh_addralign = 1;
+        names.data = object::build::elf::SectionData::SectionString;
+    }
+    let mut out = Vec::new();
+    elf.write(&mut out)
+        .with_context(|| format!("writing the eBPF object {} without DWARF", path.display()))?;
+    std::fs::write(path, out)?;
     Ok(())
 }
