@@ -39,6 +39,7 @@ mod sink;
 mod summary;
 mod telemetry;
 mod time;
+mod trail;
 mod versioned;
 mod wire;
 

@@ -74,7 +74,7 @@ impl LakeSettings {
     pub(crate) fn key(&self, class_uid: u32, day: &str, stream: &str, first_seq: u64) -> String {
         format!(
             "{}/{}-{}/region={}/accountId={}/eventDay={day}/{stream}-{first_seq:020}{SUFFIX}",
-            super::layout::LAKE_DIR,
+            crate::trail::layout::LAKE_DIR,
             self.source,
             class_slug(class_uid),
             self.region,

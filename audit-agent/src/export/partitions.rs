@@ -30,11 +30,11 @@ use anyhow::Context as _;
 use super::{
     ExportStats,
     journal::{self, ClosedJournal, IndexedPartition, JournalIndex},
-    layout::{Partition, SegmentName},
     segment::{self, Chunker, HEADER_LEN, Stored},
     spool::last_seq_in,
     spool_dir::{SegmentMeta, SpoolDirs, create_private, private_options, sync_dir},
 };
+use crate::trail::layout::{Partition, SegmentName};
 use crate::{FastMap, format::native, telemetry::tables::TableStat};
 
 /// Open segments at most; beyond, the oldest is closed early.

@@ -30,13 +30,16 @@ use super::{
     ExportStats,
     journal::ClosedJournal,
     lake::LakeSettings,
-    layout::{self, ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
-    manifest::{self, Body, Link, ManifestKind, ObjectEntry},
     partitions::{PartitionLimits, Partitions},
     segment::Stored,
     spool::{max_ready_seq, recover_open_segments},
     spool_dir::{SegmentMeta, SpoolDirs, State, sync_dir, write_atomic},
+};
+use crate::trail::{
+    layout::{self, ObjectFormat, ObjectName, SegmentName, manifest_key},
+    manifest::{self, Body, Link, ManifestKind, ObjectEntry},
     store::Writes,
+    stream::StreamId,
 };
 use crate::{
     digest::sha256_hex,

@@ -11,8 +11,8 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::manifest::Link;
-use crate::event::Timestamp;
+use crate::trail::manifest::Link;
+use crate::{event::Timestamp, trail::stream::StreamId};
 
 /// Persistent state of a spool.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -41,8 +41,8 @@ pub(crate) struct State {
 
 impl State {
     /// The stream the state's chain belongs to.
-    pub(crate) fn stream(&self) -> super::layout::StreamId {
-        super::layout::StreamId {
+    pub(crate) fn stream(&self) -> StreamId {
+        StreamId {
             host: self.host.clone(),
             boot_id: self.boot_id.clone(),
             spool: self.spool_id.clone(),
@@ -128,8 +128,8 @@ impl SpoolDirs {
     }
 
     /// The sealed file of a manifest's object entry, while it waits for upload.
-    pub(crate) fn sealed_object(&self, e: &super::manifest::ObjectEntry) -> Option<PathBuf> {
-        super::layout::spool_file_of(&e.key).map(|f| self.sealed.join(f))
+    pub(crate) fn sealed_object(&self, e: &crate::trail::manifest::ObjectEntry) -> Option<PathBuf> {
+        crate::trail::layout::spool_file_of(&e.key).map(|f| self.sealed.join(f))
     }
 
     pub(crate) fn state_path(&self) -> PathBuf {
@@ -219,7 +219,7 @@ impl SpoolLock {
 /// A new random id (16 hex digits) for a spool.
 pub(crate) fn new_spool_id() -> anyhow::Result<String> {
     let mut b = [0u8; 8];
-    super::manifest::getrandom(&mut b)?;
+    crate::trail::manifest::getrandom(&mut b)?;
     Ok(hex::encode(b))
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use serde::{Deserialize, Serialize};
 
-use super::{
+use crate::trail::{
     layout::{self, ObjectFormat, ObjectName},
     manifest::{self, ObjectEntry},
     object::{MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
@@ -186,7 +186,7 @@ fn scan_records(
     gz: &[u8],
     limit: u64,
     native: bool,
-) -> Result<Scanned, super::object::ObjectError> {
+) -> Result<Scanned, crate::trail::object::ObjectError> {
     #[derive(Deserialize)]
     struct Line {
         seq: u64,
@@ -235,13 +235,13 @@ async fn check_object(
     let gz = match store.get_bounded(&o.key, MAX_STORED_BYTES).await {
         Ok(Some(gz)) => gz,
         Ok(None) => return Ok(ObjectCheck::Missing),
-        Err(super::store::GetError::TooLarge(n)) => {
+        Err(crate::trail::store::GetError::TooLarge(n)) => {
             return Ok(ObjectCheck::Modified(format!(
                 "{}: {n} bytes stored, more than any object audit-agent writes ({MAX_STORED_BYTES})",
                 o.key
             )));
         }
-        Err(super::store::GetError::Store(e)) => return Err(e),
+        Err(crate::trail::store::GetError::Store(e)) => return Err(e),
     };
     let (limit, sha, format) = (
         o.content_limit().min(MAX_OBJECT_BYTES),
@@ -481,7 +481,7 @@ async fn verify_stream(
         check_link(&mut sr, stream, *n, key, &parsed.body, &prev);
         check_signature(&mut sr, key, &parsed, opts.public_key.as_deref());
         seen.note(&sr.stream, &parsed.body);
-        if parsed.body.store_writes == Some(super::store::Writes::CheckedFirst) {
+        if parsed.body.store_writes == Some(crate::trail::store::Writes::CheckedFirst) {
             sr.checked_first_writes += 1;
         }
         let sha = sha256_hex(&bytes);
@@ -872,12 +872,12 @@ mod tests {
     async fn content_another_manifest_lists_is_a_second_writer_and_other_content_tampering() {
         let dir = std::env::temp_dir().join(format!("audit-verify-2w-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&super::super::store::StoreSettings {
+        let store = Store::open(&crate::trail::store::StoreSettings {
             store: format!("file://{}", dir.display()),
             ..Default::default()
         })
         .unwrap();
-        let stream = layout::StreamId {
+        let stream = crate::trail::stream::StreamId {
             host: "h".into(),
             boot_id: "b".into(),
             spool: "s".into(),
@@ -910,7 +910,7 @@ mod tests {
                 public_key: None,
                 kind: manifest::ManifestKind::Batch,
                 heartbeat_ms: None,
-                store_writes: Some(super::super::store::Writes::CheckedFirst),
+                store_writes: Some(crate::trail::store::Writes::CheckedFirst),
             };
             let bytes = manifest::encode(&body, None).unwrap();
             let key = layout::manifest_key(&stream, n as u64);
@@ -965,7 +965,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("audit-verify-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&super::super::store::StoreSettings {
+        let store = Store::open(&crate::trail::store::StoreSettings {
             store: format!("file://{}", dir.display()),
             endpoint: None,
             region: None,

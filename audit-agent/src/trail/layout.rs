@@ -18,6 +18,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
+use super::stream::StreamId;
 use crate::{
     event::{Event, Timestamp},
     time,
@@ -98,30 +99,6 @@ impl ObjectFormat {
             Self::Ocsf => "ocsf",
             Self::Ecs => "ecs",
             Self::OcsfParquet => "ocsf_parquet",
-        }
-    }
-}
-
-/// Identifies a writer's stream: host, boot and spool. One daemon writes one spool (it locks it),
-/// so two daemons on one host and boot write two streams.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StreamId {
-    pub(crate) host: String,
-    pub(crate) boot_id: String,
-    /// The spool's id: random, made when the spool is first used and kept in its state, so a
-    /// restarted daemon continues its stream. Empty in manifests of versions before it (their
-    /// stream was host and boot).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub(crate) spool: String,
-}
-
-impl StreamId {
-    /// `<host>-<boot id>-<spool id>` as used in keys (`<host>-<boot id>` before spool ids).
-    pub(crate) fn key_part(&self) -> String {
-        let host_boot = format!("{}-{}", encode(&self.host), encode(&self.boot_id));
-        match self.spool.as_str() {
-            "" => host_boot,
-            spool => format!("{host_boot}-{}", encode(spool)),
         }
     }
 }

@@ -13,10 +13,7 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{
-    layout::{ObjectFormat, StreamId},
-    store::Writes,
-};
+use super::{layout::ObjectFormat, store::Writes, stream::StreamId};
 use crate::event::Timestamp;
 
 /// What the sealer writes. Objects' `sha256` and `bytes` are of the object as stored (for gzip,
