@@ -10,7 +10,6 @@ mod segment;
 mod spool;
 mod spool_dir;
 mod upload;
-pub(crate) mod verify;
 
 use std::{
     path::PathBuf,

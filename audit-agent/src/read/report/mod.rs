@@ -22,9 +22,9 @@ use self::summary::Summaries;
 pub(crate) use self::summary::{Bucket, Count, Failure};
 use crate::{
     event::{Action, Decision, Event, Timestamp},
-    export::verify::{VerifyOptions, verify},
     format::native,
-    query::{self, Filter, FilterArgs, Hit, QueryOptions},
+    read::query::{self, Filter, FilterArgs, Hit, QueryOptions},
+    read::verify::{VerifyOptions, verify},
     time,
     trail::store::Store,
 };
