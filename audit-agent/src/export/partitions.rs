@@ -726,7 +726,7 @@ mod tests {
                     e.seq
                 })
                 .collect();
-            out.push((name.partition.agent_id, seqs));
+            out.push((name.partition.agent, seqs));
         }
         out.sort();
         out
@@ -765,7 +765,7 @@ mod tests {
             let name = SegmentName::parse(&path.file_name().unwrap().to_string_lossy()).unwrap();
             let (_, seqs) = segments
                 .iter()
-                .find(|(a, _)| *a == name.partition.agent_id)
+                .find(|(a, _)| *a == name.partition.agent)
                 .unwrap();
             assert_eq!(meta.records, seqs.len() as u64);
             assert_eq!(
@@ -852,7 +852,7 @@ mod tests {
         assert!(first.is_empty());
         fs::write(dirs.journal.join(format!("{:020}.ndjson.gz", 1)), &kept).unwrap();
         for (p, o) in &parts.open {
-            if p.agent_id == "agent-2" || p.agent_id == "agent-3" {
+            if p.agent == "agent-2" || p.agent == "agent-3" {
                 fs::remove_file(&o.path).unwrap();
             }
         }

@@ -332,7 +332,7 @@ impl Sealer {
         let entry = |key: String, format, stored: &[u8], content_bytes, records| ObjectEntry {
             key,
             format,
-            agent_id: name.partition.agent_id.clone(),
+            agent_id: name.partition.agent.clone(),
             sha256: sha256_hex(stored),
             bytes: stored.len() as u64,
             content_bytes,

@@ -538,7 +538,7 @@ pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Resul
         .filter(|k| !referenced.contains(k))
         .filter(|k| {
             ObjectName::parse(k)
-                .and_then(|o| o.partition.window())
+                .map(|o| o.partition.window())
                 .is_none_or(|(from, to)| opts.overlaps(from, to))
         })
         .collect();
