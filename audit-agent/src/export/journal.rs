@@ -29,9 +29,9 @@ use std::{
 
 use super::{
     segment::{End, SegmentFile},
-    spool_dir::{SegmentMeta, SpoolDirs, private_options},
+    spool_dir::{SpoolDirs, private_options},
 };
-use crate::trail::layout::Partition;
+use crate::trail::{layout::Partition, manifest::SegmentMeta};
 use crate::{
     FastMap,
     event::{Event, Timestamp},

@@ -32,9 +32,12 @@ use super::{
     journal::{self, ClosedJournal, IndexedPartition, JournalIndex},
     segment::{self, Chunker, HEADER_LEN, Stored},
     spool::last_seq_in,
-    spool_dir::{SegmentMeta, SpoolDirs, create_private, private_options, sync_dir},
+    spool_dir::{SpoolDirs, create_private, private_options, sync_dir},
 };
-use crate::trail::layout::{Partition, SegmentName};
+use crate::trail::{
+    layout::{Partition, SegmentName},
+    manifest::SegmentMeta,
+};
 use crate::{FastMap, format::native, telemetry::tables::TableStat};
 
 /// Open segments at most; beyond, the oldest is closed early.

@@ -33,11 +33,11 @@ use super::{
     partitions::{PartitionLimits, Partitions},
     segment::Stored,
     spool::{max_ready_seq, recover_open_segments},
-    spool_dir::{SegmentMeta, SpoolDirs, State, sync_dir, write_atomic},
+    spool_dir::{SpoolDirs, State, sync_dir, write_atomic},
 };
 use crate::trail::{
     layout::{self, ObjectFormat, ObjectName, SegmentName, manifest_key},
-    manifest::{self, Body, Link, ManifestKind, ObjectEntry},
+    manifest::{self, Body, Link, ManifestKind, ObjectEntry, SegmentMeta},
     store::Writes,
     stream::StreamId,
 };
@@ -189,7 +189,7 @@ impl Sealer {
                     key: manifest_key(&b.stream, b.sequence),
                     sha256: sha256_hex(&bytes),
                 });
-                if let Some(max) = b.objects.iter().map(|o| o.last_seq).max() {
+                if let Some(max) = b.objects.iter().map(|o| o.meta.last_seq).max() {
                     state.next_seq = state.next_seq.max(max + 1);
                 }
             }
@@ -316,7 +316,7 @@ impl Sealer {
             .closed
             .get(path)
             .cloned()
-            .or_else(|| SegmentMeta::of(path));
+            .or_else(|| super::spool_dir::read_meta(path));
         consumed.push((super::spool_dir::meta_path(path), 0));
         // The records are decompressed only when something needs them: the native object is
         // the segment's own gzip stream.
@@ -336,11 +336,10 @@ impl Sealer {
             sha256: sha256_hex(stored),
             bytes: stored.len() as u64,
             content_bytes,
-            records,
-            first_seq: meta.first_seq,
-            last_seq: meta.last_seq,
-            time_from: meta.time_from,
-            time_to: meta.time_to,
+            meta: SegmentMeta {
+                records,
+                ..meta.clone()
+            },
         };
         let mut entries = Vec::new();
         let native = ObjectName::new(ObjectFormat::Native, name, &self.stream);
@@ -419,7 +418,7 @@ impl Sealer {
         objects: Vec<ObjectEntry>,
     ) -> anyhow::Result<()> {
         let seq = self.state.next_manifest;
-        let last = objects.iter().map(|o| o.last_seq).max().unwrap_or(0);
+        let last = objects.iter().map(|o| o.meta.last_seq).max().unwrap_or(0);
         let body = Body {
             schema: manifest::SCHEMA.into(),
             stream: self.stream.clone(),

@@ -37,7 +37,7 @@ use super::{
     ExportStats,
     journal::{ClosedJournal, Journal},
     segment::{End, Stored, salvage},
-    spool_dir::{SegmentMeta, SpoolDirs, meta_path},
+    spool_dir::{SpoolDirs, meta_path, read_meta},
 };
 use crate::{
     event::{Event, GapReason},
@@ -385,7 +385,7 @@ pub(crate) fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
     struct Seq {
         seq: u64,
     }
-    if let Some(meta) = SegmentMeta::of(path) {
+    if let Some(meta) = read_meta(path) {
         return Ok(Some(meta.last_seq));
     }
     let stored = Stored::read(path)?;

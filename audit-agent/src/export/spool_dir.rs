@@ -11,8 +11,13 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::trail::manifest::Link;
-use crate::{event::Timestamp, trail::stream::StreamId};
+use crate::{
+    event::Timestamp,
+    trail::{
+        manifest::{Link, SegmentMeta},
+        stream::StreamId,
+    },
+};
 
 /// Persistent state of a spool.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -312,45 +317,12 @@ pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seq and time range of a segment, written next to it when it is closed (`<name>.meta`) so
-/// sealing need not re-read every record; recomputed from the records after a crash.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct SegmentMeta {
-    pub(crate) records: u64,
-    pub(crate) first_seq: u64,
-    pub(crate) last_seq: u64,
-    #[serde(with = "crate::time::wire")]
-    pub(crate) time_from: Timestamp,
-    #[serde(with = "crate::time::wire")]
-    pub(crate) time_to: Timestamp,
-}
-
-impl SegmentMeta {
-    pub(crate) fn new(seq: u64, t: Timestamp) -> Self {
-        Self {
-            records: 0,
-            first_seq: seq,
-            last_seq: seq,
-            time_from: t,
-            time_to: t,
-        }
-    }
-
-    /// The sidecar of the ready segment at `segment`, if it has a usable one.
-    pub(crate) fn of(segment: &Path) -> Option<Self> {
-        let bytes = fs::read(meta_path(segment)).ok()?;
-        serde_json::from_slice::<Self>(&bytes)
-            .ok()
-            .filter(|m| m.records > 0)
-    }
-
-    pub(crate) fn add(&mut self, seq: u64, t: Timestamp) {
-        self.records += 1;
-        self.first_seq = self.first_seq.min(seq);
-        self.last_seq = self.last_seq.max(seq);
-        self.time_from = self.time_from.min(t);
-        self.time_to = self.time_to.max(t);
-    }
+/// The sidecar of the ready segment at `segment`, if it has a usable one.
+pub(crate) fn read_meta(segment: &Path) -> Option<SegmentMeta> {
+    let bytes = fs::read(meta_path(segment)).ok()?;
+    serde_json::from_slice::<SegmentMeta>(&bytes)
+        .ok()
+        .filter(|m| m.records > 0)
 }
 
 /// The sidecar file of a ready segment.

@@ -229,7 +229,7 @@ async fn check_object(
     o: &ObjectEntry,
     opts: &VerifyOptions,
 ) -> anyhow::Result<ObjectCheck> {
-    if !opts.overlaps(o.time_from, o.time_to) {
+    if !opts.overlaps(o.meta.time_from, o.meta.time_to) {
         return Ok(ObjectCheck::Skipped);
     }
     let gz = match store.get_bounded(&o.key, MAX_STORED_BYTES).await {
@@ -261,7 +261,7 @@ async fn check_object(
         if !native {
             // Renderings of native records: the hash is all there is to check.
             return Ok(ObjectCheck::Ok {
-                records: o.records,
+                records: o.meta.records,
                 seqs: Vec::new(),
                 explained: Vec::new(),
             });
@@ -408,13 +408,13 @@ async fn check_objects(
         match r? {
             ObjectCheck::Skipped => {
                 sr.objects_skipped += 1;
-                acc.unverified.push((o.first_seq, o.last_seq));
+                acc.unverified.push((o.meta.first_seq, o.meta.last_seq));
             }
             ObjectCheck::Missing => {
                 sr.objects_checked += 1;
                 sr.missing.push(o.key.clone());
                 if native {
-                    acc.unverified.push((o.first_seq, o.last_seq));
+                    acc.unverified.push((o.meta.first_seq, o.meta.last_seq));
                 }
             }
             ObjectCheck::Modified(why) => {
@@ -754,6 +754,7 @@ pub(crate) fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trail::manifest::SegmentMeta;
 
     fn gaps(seqs: &[u64], explained: &[(u64, u64)], unverified: &[(u64, u64)]) -> Vec<SeqGap> {
         seq_gaps(&mut SeqAccount {
@@ -859,11 +860,13 @@ mod tests {
             sha256,
             bytes,
             content_bytes,
-            records: 2,
-            first_seq: 1,
-            last_seq: 2,
-            time_from: t,
-            time_to: t,
+            meta: SegmentMeta {
+                records: 2,
+                first_seq: 1,
+                last_seq: 2,
+                time_from: t,
+                time_to: t,
+            },
         };
         (gz, entry)
     }
