@@ -24,7 +24,6 @@ use std::{
 use anyhow::Context as _;
 use ed25519_dalek::SigningKey;
 use flate2::{Compression, write::GzEncoder};
-use serde::Deserialize;
 
 use super::{
     ExportStats,
@@ -525,18 +524,16 @@ impl Sealer {
 /// Seq and time range of a segment's records, read from the records themselves (after a crash,
 /// when the writer's sidecar is missing).
 fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
-    #[derive(Deserialize)]
-    struct Line {
-        seq: u64,
-        time: Timestamp,
-    }
     let mut m: Option<SegmentMeta> = None;
     for l in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(line) = serde_json::from_slice::<Line>(l) else {
+        let Some(p) = native::Position::of(l) else {
             continue;
         };
-        m.get_or_insert_with(|| SegmentMeta::new(line.seq, line.time))
-            .add(line.seq, line.time);
+        let Some(t) = p.time.as_deref().and_then(time::parse) else {
+            continue;
+        };
+        m.get_or_insert_with(|| SegmentMeta::new(p.seq, t))
+            .add(p.seq, t);
     }
     m
 }

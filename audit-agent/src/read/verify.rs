@@ -15,7 +15,7 @@ use crate::trail::{
     object::{MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
     store::{Store, unusable},
 };
-use crate::{digest::sha256_hex, event::Timestamp, time};
+use crate::{digest::sha256_hex, event::Timestamp, format::native::Position, time};
 
 /// Objects fetched and checked at once.
 const CONCURRENCY: usize = 8;
@@ -187,17 +187,6 @@ fn scan_records(
     limit: u64,
     native: bool,
 ) -> Result<Scanned, crate::trail::object::ObjectError> {
-    #[derive(Deserialize)]
-    struct Line {
-        seq: u64,
-        #[serde(default)]
-        gap: Option<GapSeqs>,
-    }
-    #[derive(Deserialize)]
-    struct GapSeqs {
-        seq_from: Option<u64>,
-        seq_to: Option<u64>,
-    }
     let (mut n, mut seqs, mut explained) = (0, Vec::new(), Vec::new());
     let mut lines = ObjectLines::new(gz, limit);
     while let Some(line) = lines.next_line()? {
@@ -205,15 +194,9 @@ fn scan_records(
             continue;
         }
         n += 1;
-        if let Ok(l) = serde_json::from_slice::<Line>(line) {
-            seqs.push(l.seq);
-            if let Some(GapSeqs {
-                seq_from: Some(f),
-                seq_to: Some(t),
-            }) = l.gap
-            {
-                explained.push((f, t));
-            }
+        if let Some(p) = Position::of(line) {
+            seqs.push(p.seq);
+            explained.extend(p.explained());
         }
     }
     Ok(Scanned {
