@@ -103,6 +103,17 @@ impl ObjectFormat {
     }
 }
 
+impl StreamId {
+    /// `<host>-<boot id>-<spool id>` as used in keys (`<host>-<boot id>` before spool ids).
+    pub(crate) fn key_part(&self) -> String {
+        let host_boot = format!("{}-{}", encode(&self.host), encode(&self.boot_id));
+        match self.spool.as_str() {
+            "" => host_boot,
+            spool => format!("{host_boot}-{}", encode(spool)),
+        }
+    }
+}
+
 /// One agent and one UTC hour of the trail. Typed: its strings (`dt=YYYY-MM-DD/hour=HH`) are
 /// made only when a key or file name is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -4,8 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::encode;
-
 /// Identifies a writer's stream: host, boot and spool. One daemon writes one spool (it locks it),
 /// so two daemons on one host and boot write two streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,16 +17,8 @@ pub(crate) struct StreamId {
     pub(crate) spool: String,
 }
 
+/// (How a stream appears in keys, [`StreamId::key_part`], is the layout's: `layout.rs`.)
 impl StreamId {
-    /// `<host>-<boot id>-<spool id>` as used in keys (`<host>-<boot id>` before spool ids).
-    pub(crate) fn key_part(&self) -> String {
-        let host_boot = format!("{}-{}", encode(&self.host), encode(&self.boot_id));
-        match self.spool.as_str() {
-            "" => host_boot,
-            spool => format!("{host_boot}-{}", encode(spool)),
-        }
-    }
-
     /// The stream part of the ids of the records this stream holds: one daemon's spool is part
     /// of them, so record ids are unique per daemon.
     pub(crate) fn record_stream(&self) -> String {
