@@ -233,43 +233,18 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 argv, new_exec_id, ..
             },
         ) => {
-            let args: Vec<String> = argv
-                .iter()
-                .flatten()
-                .map(|x| Escaped(x).to_string())
-                .collect();
-            let mut launched = json!({
-                "pid": a.process.pid,
-                "name": basename(&target),
-                "file": { "path": target, "name": basename(&target), "type_id": 1, "type": "Regular File" },
-                "cmd_line": args.join(" "),
-                "parent_process": ev["actor"]["process"].clone(),
-            });
-            if let Some(id) = new_exec_id {
-                launched["uid"] = json!(id);
-            }
-            if let Some(c) = ev["actor"]["process"].get("container") {
-                launched["container"] = c.clone();
-            }
+            let argv = argv.as_deref().unwrap_or_default();
+            let launched = launched_process(a, argv, new_exec_id.as_deref(), &target, ev);
             ev.insert("process".into(), launched);
         }
         (_, Detail::Open { .. } | Detail::Fd { .. }) => {
-            ev.insert(
-                "file".into(),
-                json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
-            );
+            ev.insert("file".into(), file_object(&target));
         }
         (_, Detail::Copy(c)) => {
-            ev.insert(
-                "file".into(),
-                json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
-            );
+            ev.insert("file".into(), file_object(&target));
             if let Some(to) = &c.to {
                 let to = Escaped(&to.path).to_string();
-                ev.insert(
-                    "file_result".into(),
-                    json!({ "path": to, "name": basename(&to), "type_id": 0, "type": "Unknown" }),
-                );
+                ev.insert("file_result".into(), file_object(&to));
             }
         }
         // The process acted on is the actor itself (`process` below); its executable stays the
@@ -312,16 +287,10 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
             }
         }
         (_, Detail::Change(c)) => {
-            ev.insert(
-                "file".into(),
-                json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
-            );
+            ev.insert("file".into(), file_object(&target));
             if let Some(p) = c.to.as_ref().and_then(|t| t.path()) {
                 let new = Escaped(p).to_string();
-                ev.insert(
-                    "file_result".into(),
-                    json!({ "path": new, "name": basename(&new), "type_id": 0, "type": "Unknown" }),
-                );
+                ev.insert("file_result".into(), file_object(&new));
             }
         }
         (_, Detail::Dns(d)) => {
@@ -348,28 +317,67 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 None => set_class(ev, (4001, "Network Activity"), (6, "Traffic")),
             }
         }
-        (t, Detail::Connect { .. }) => {
-            let mut dst = match t {
-                Target::Inet(ip, port) => json!({ "ip": ip.to_string(), "port": port }),
-                _ => json!({ "name": target }),
-            };
-            if let Some(h) = first_host(a) {
-                dst["hostname"] = json!(h);
-            }
-            // The IP version only for IP destinations: a unix or other socket has none.
-            let version = match t {
-                Target::Inet(ip, _) if ip.is_ipv6() => json!(6),
-                Target::Inet(..) => json!(4),
-                _ => Value::Null,
-            };
-            ev.insert("dst_endpoint".into(), dst);
-            ev.insert("src_endpoint".into(), json!({ "hostname": e.host.name }));
-            ev.insert(
-                "connection_info".into(),
-                json!({ "direction_id": 2, "direction": "Outbound", "protocol_ver_id": version }),
-            );
-        }
+        (t, Detail::Connect { .. }) => connect_objects(e, a, t, target, ev),
     }
+}
+
+/// A file acted on whose type the record does not say.
+fn file_object(path: &str) -> Value {
+    json!({ "path": path, "name": basename(path), "type_id": 0, "type": "Unknown" })
+}
+
+/// The process an exec launched: the actor's process is its parent.
+fn launched_process(
+    a: &Activity,
+    argv: &[Vec<u8>],
+    new_exec_id: Option<&str>,
+    target: &str,
+    ev: &Map<String, Value>,
+) -> Value {
+    let args: Vec<String> = argv.iter().map(|x| Escaped(x).to_string()).collect();
+    let mut launched = json!({
+        "pid": a.process.pid,
+        "name": basename(target),
+        "file": { "path": target, "name": basename(target), "type_id": 1, "type": "Regular File" },
+        "cmd_line": args.join(" "),
+        "parent_process": ev["actor"]["process"].clone(),
+    });
+    if let Some(id) = new_exec_id {
+        launched["uid"] = json!(id);
+    }
+    if let Some(c) = ev["actor"]["process"].get("container") {
+        launched["container"] = c.clone();
+    }
+    launched
+}
+
+/// Where a connect went (and the host asked for), from where, outbound.
+fn connect_objects(
+    e: &Event,
+    a: &Activity,
+    t: &Target,
+    target: String,
+    ev: &mut Map<String, Value>,
+) {
+    let mut dst = match t {
+        Target::Inet(ip, port) => json!({ "ip": ip.to_string(), "port": port }),
+        _ => json!({ "name": target }),
+    };
+    if let Some(h) = first_host(a) {
+        dst["hostname"] = json!(h);
+    }
+    // The IP version only for IP destinations: a unix or other socket has none.
+    let version = match t {
+        Target::Inet(ip, _) if ip.is_ipv6() => json!(6),
+        Target::Inet(..) => json!(4),
+        _ => Value::Null,
+    };
+    ev.insert("dst_endpoint".into(), dst);
+    ev.insert("src_endpoint".into(), json!({ "hostname": e.host.name }));
+    ev.insert(
+        "connection_info".into(),
+        json!({ "direction_id": 2, "direction": "Outbound", "protocol_ver_id": version }),
+    );
 }
 
 /// The destination's first name (`resource.host`).
