@@ -416,38 +416,57 @@ pub(super) struct ResourceOut<'a> {
     unreadable: Vec<&'static str>,
 }
 
+/// Writes `name` when present.
+fn put_text(o: &mut Object<'_>, name: &'static str, v: Option<&str>) {
+    if let Some(t) = v {
+        o.str(name, t);
+    }
+}
+
+/// Writes `name` when present.
+fn put_bytes(o: &mut Object<'_>, name: &'static str, v: &Option<Bytes<'_>>) {
+    if let Some(b) = v {
+        o.bytes(name, b.0);
+    }
+}
+
+/// Writes `name` when present, as null when `Some(None)`.
+fn put_nullable_bytes(o: &mut Object<'_>, name: &'static str, v: &Option<Option<Bytes<'_>>>) {
+    if let Some(v) = v {
+        o.opt_bytes(name, v.as_ref().map(|b| b.0));
+    }
+}
+
+/// Writes `name` when present.
+fn put_strings(o: &mut Object<'_>, name: &'static str, v: &Option<Vec<Cow<'static, str>>>) {
+    if let Some(list) = v {
+        o.strings(name, list);
+    }
+}
+
+/// Writes `name` when present.
+fn put_int(o: &mut Object<'_>, name: &'static str, v: Option<i64>) {
+    if let Some(n) = v {
+        o.i64(name, n);
+    }
+}
+
 impl ResourceOut<'_> {
     /// Writes the members that are present, in field order (`None`: absent; `Some(None)`: null).
     pub(super) fn write(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
-        let nullable_bytes = |o: &mut Object<'_>, name, v: &Option<Option<Bytes<'_>>>| {
-            if let Some(v) = v {
-                o.opt_bytes(name, v.as_ref().map(|b| b.0));
-            }
-        };
-        let bytes = |o: &mut Object<'_>, name, v: &Option<Bytes<'_>>| {
-            if let Some(b) = v {
-                o.bytes(name, b.0);
-            }
-        };
-        let text = |o: &mut Object<'_>, name, v: Option<&str>| {
-            if let Some(t) = v {
-                o.str(name, t);
-            }
-        };
-        let strings = |o: &mut Object<'_>, name, v: &Option<Vec<Cow<'static, str>>>| {
-            if let Some(list) = v {
-                o.strings(name, list);
-            }
-        };
-        let int = |o: &mut Object<'_>, name, v: Option<i64>| {
-            if let Some(n) = v {
-                o.i64(name, n);
-            }
-        };
-        nullable_bytes(o, "path", &self.path);
-        text(o, "path_source", self.path_source);
-        bytes(o, "requested_path", &self.requested_path);
-        text(o, "requested_path_read", self.requested_path_read);
+        self.write_file(o)?;
+        self.write_destination(o)?;
+        self.write_change(o)?;
+        self.write_process(o)?;
+        self.write_wire(o)
+    }
+
+    /// The file or executable acted on: path, kernel file, interpreter, arguments, flags.
+    fn write_file(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_nullable_bytes(o, "path", &self.path);
+        put_text(o, "path_source", self.path_source);
+        put_bytes(o, "requested_path", &self.requested_path);
+        put_text(o, "requested_path_read", self.requested_path_read);
         if let Some(f) = &self.file {
             let mut file = o.object("file");
             f.write(&mut file);
@@ -472,27 +491,32 @@ impl ResourceOut<'_> {
                 None => o.null("argv"),
             }
         }
-        text(o, "argv_source", self.argv_source);
-        strings(o, "flags", &self.flags);
-        text(o, "mode", self.mode.as_deref());
-        strings(o, "resolve", &self.resolve);
-        strings(o, "prot", &self.prot);
+        put_text(o, "argv_source", self.argv_source);
+        put_strings(o, "flags", &self.flags);
+        put_text(o, "mode", self.mode.as_deref());
+        put_strings(o, "resolve", &self.resolve);
+        put_strings(o, "prot", &self.prot);
         if let Some(l) = self.loader {
             o.bool("loader", l);
         }
-        int(o, "dirfd", self.dirfd.map(i64::from));
-        text(o, "family", self.family.as_deref());
+        Ok(())
+    }
+
+    /// Where a socket went: address, port and the hosts it was asked for.
+    fn write_destination(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_int(o, "dirfd", self.dirfd.map(i64::from));
+        put_text(o, "family", self.family.as_deref());
         if let Some(a) = &self.address {
             o.opt_str("address", a.as_deref());
         }
-        int(o, "port", self.port.map(i64::from));
-        text(o, "address_source", self.address_source);
-        text(o, "requested_address", self.requested_address.as_deref());
+        put_int(o, "port", self.port.map(i64::from));
+        put_text(o, "address_source", self.address_source);
+        put_text(o, "requested_address", self.requested_address.as_deref());
         if let Some(d) = &self.destination {
             if let Some(h) = &d.host {
                 o.opt_str("host", h.as_deref());
             }
-            text(o, "host_source", d.host_source);
+            put_text(o, "host_source", d.host_source);
             if !d.hosts.is_empty() {
                 o.serde("hosts", &d.hosts)?;
             }
@@ -502,51 +526,61 @@ impl ResourceOut<'_> {
             if d.host_conflict {
                 o.bool("host_conflict", true);
             }
-            text(o, "opaque", d.opaque);
+            put_text(o, "opaque", d.opaque);
             if let Some(c) = d.connection_id {
                 o.u64("connection_id", c);
             }
         }
-        text(o, "exec_id", self.exec_id);
-        nullable_bytes(o, "new_path", &self.new_path);
-        text(o, "new_path_source", self.new_path_source);
-        bytes(o, "requested_new_path", &self.requested_new_path);
-        bytes(o, "symlink_content", &self.symlink_content);
+        Ok(())
+    }
+
+    /// An exec's id and a file change's new name, owner and length, up to the cgroup.
+    fn write_change(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_text(o, "exec_id", self.exec_id);
+        put_nullable_bytes(o, "new_path", &self.new_path);
+        put_text(o, "new_path_source", self.new_path_source);
+        put_bytes(o, "requested_new_path", &self.requested_new_path);
+        put_bytes(o, "symlink_content", &self.symlink_content);
         if let Some(owner) = &self.owner {
             o.serde("owner", owner)?;
         }
         if let Some(n) = self.length {
             o.u64("length", n);
         }
-        int(o, "fd", self.fd.map(i64::from));
-        bytes(o, "cgroup", &self.cgroup);
+        put_int(o, "fd", self.fd.map(i64::from));
+        put_bytes(o, "cgroup", &self.cgroup);
         if let Some(n) = self.cgroup_id {
             o.u64("cgroup_id", n);
         }
-        int(o, "pid", self.pid.map(i64::from));
-        text(o, "signal", self.signal.as_deref());
-        int(o, "exit_code", self.exit_code.map(i64::from));
+        Ok(())
+    }
+
+    /// A process acted on, io_uring and 32-bit calls, ptrace and signals.
+    fn write_process(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_int(o, "pid", self.pid.map(i64::from));
+        put_text(o, "signal", self.signal.as_deref());
+        put_int(o, "exit_code", self.exit_code.map(i64::from));
         if let Some(core) = self.core_dumped {
             o.bool("core_dumped", core);
         }
-        text(o, "access", self.access);
+        put_text(o, "access", self.access);
         if let Some(u) = &self.io_uring {
             o.serde("io_uring", u)?;
         }
         if let Some(c) = &self.ia32 {
             o.serde("ia32", c)?;
         }
-        int(o, "sq_entries", self.sq_entries.map(i64::from));
-        int(o, "cq_entries", self.cq_entries.map(i64::from));
-        strings(o, "setup_flags", &self.setup_flags);
-        text(o, "ptrace_request", self.ptrace_request.as_deref());
-        text(o, "addr", self.addr.as_deref());
-        text(o, "pid_source", self.pid_source);
-        text(o, "pid_namespace", self.pid_namespace);
-        text(o, "target_exec_id", self.target_exec_id);
-        text(o, "target_agent", self.target_agent);
-        text(o, "delivery", self.delivery.as_deref());
-        text(o, "origin", self.origin);
+        put_int(o, "sq_entries", self.sq_entries.map(i64::from));
+        put_int(o, "cq_entries", self.cq_entries.map(i64::from));
+        put_strings(o, "setup_flags", &self.setup_flags);
+        put_text(o, "ptrace_request", self.ptrace_request.as_deref());
+        put_text(o, "addr", self.addr.as_deref());
+        put_text(o, "pid_source", self.pid_source);
+        put_text(o, "pid_namespace", self.pid_namespace);
+        put_text(o, "target_exec_id", self.target_exec_id);
+        put_text(o, "target_agent", self.target_agent);
+        put_text(o, "delivery", self.delivery.as_deref());
+        put_text(o, "origin", self.origin);
         if let Some(d) = &self.dns {
             o.serde("dns", d)?;
         }
@@ -559,20 +593,25 @@ impl ResourceOut<'_> {
         if let Some(c) = &self.claim {
             o.serde("claim", c)?;
         }
-        text(o, "prctl", self.prctl);
-        bytes(o, "previous_path", &self.previous_path);
+        Ok(())
+    }
+
+    /// What a socket carried (DNS, TLS, HTTP), claims, and the members of every kind.
+    fn write_wire(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_text(o, "prctl", self.prctl);
+        put_bytes(o, "previous_path", &self.previous_path);
         if let Some(f) = &self.previous_file {
             let mut file = o.object("previous_file");
             f.write(&mut file);
             file.close();
         }
-        int(o, "replacements", self.replacements.map(i64::from));
+        put_int(o, "replacements", self.replacements.map(i64::from));
         if self.before_watch {
             o.bool("before_watch", true);
         }
-        int(o, "socket_fd", self.socket_fd.map(i64::from));
-        int(o, "to_fd", self.to_fd.map(i64::from));
-        nullable_bytes(o, "to_path", &self.to_path);
+        put_int(o, "socket_fd", self.socket_fd.map(i64::from));
+        put_int(o, "to_fd", self.to_fd.map(i64::from));
+        put_nullable_bytes(o, "to_path", &self.to_path);
         if let Some(f) = &self.to_file {
             let mut file = o.object("to_file");
             f.write(&mut file);
