@@ -781,45 +781,17 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
         }
         Detail::Exit(None) => {}
         Detail::Compat => {}
-        Detail::MapExec(m) => {
-            out.prot = Some(linux::bit_names(u64::from(m.prot), linux::PROT_FLAGS));
-            if let Some((flags, fd)) = m.mmap {
-                out.flags = Some(linux::bit_names(u64::from(flags), linux::MAP_FLAGS));
-                out.fd = Some(fd);
-            }
-            out.addr = Some(format!("{:#x}", m.start));
-            out.length = Some(m.len);
-            out.loader = Some(m.loader);
-        }
+        Detail::MapExec(m) => map_exec_fields(out, m),
         Detail::Dns(d) => out.dns = Some(dns_out(d)),
         Detail::Tls(h) => out.tls = Some(tls_out(h)),
         Detail::Http(r) => out.http = Some(http_out(r)),
         Detail::Claim(c) => out.claim = Some(claim_out(c)),
-        Detail::SetExe(x) => {
-            out.fd = Some(x.fd);
-            out.prctl = Some(if x.map {
-                "PR_SET_MM_MAP"
-            } else {
-                "PR_SET_MM_EXE_FILE"
-            });
-            out.previous_path = x.previous.as_ref().map(|k| Bytes(&k.path));
-            out.previous_file = x.previous.as_ref().map(file_out);
-            out.replacements = Some(x.replacements);
-            out.before_watch = x.before_watch;
-        }
+        Detail::SetExe(x) => set_exe_fields(out, x),
         Detail::Fd { fd, socket_fd } => {
             out.fd = Some(*fd);
             out.socket_fd = *socket_fd;
         }
-        Detail::Copy(c) => {
-            out.fd = Some(c.in_fd);
-            out.to_fd = Some(c.out_fd);
-            out.to_path = Some(c.to.as_ref().map(|k| Bytes(&k.path)));
-            out.to_file = c.to.as_ref().map(file_out);
-            out.length = Some(c.len);
-            out.flags =
-                (c.flags != 0).then(|| linux::bit_names(u64::from(c.flags), linux::SPLICE_FLAGS));
-        }
+        Detail::Copy(c) => copy_fields(out, c),
         Detail::Connect {
             passed,
             from_kernel,
@@ -833,6 +805,39 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
             }
         }
     }
+}
+
+fn map_exec_fields(out: &mut ResourceOut<'_>, m: &MapExec) {
+    out.prot = Some(linux::bit_names(u64::from(m.prot), linux::PROT_FLAGS));
+    if let Some((flags, fd)) = m.mmap {
+        out.flags = Some(linux::bit_names(u64::from(flags), linux::MAP_FLAGS));
+        out.fd = Some(fd);
+    }
+    out.addr = Some(format!("{:#x}", m.start));
+    out.length = Some(m.len);
+    out.loader = Some(m.loader);
+}
+
+fn set_exe_fields<'a>(out: &mut ResourceOut<'a>, x: &'a SetExe) {
+    out.fd = Some(x.fd);
+    out.prctl = Some(if x.map {
+        "PR_SET_MM_MAP"
+    } else {
+        "PR_SET_MM_EXE_FILE"
+    });
+    out.previous_path = x.previous.as_ref().map(|k| Bytes(&k.path));
+    out.previous_file = x.previous.as_ref().map(file_out);
+    out.replacements = Some(x.replacements);
+    out.before_watch = x.before_watch;
+}
+
+fn copy_fields<'a>(out: &mut ResourceOut<'a>, c: &'a FileCopy) {
+    out.fd = Some(c.in_fd);
+    out.to_fd = Some(c.out_fd);
+    out.to_path = Some(c.to.as_ref().map(|k| Bytes(&k.path)));
+    out.to_file = c.to.as_ref().map(file_out);
+    out.length = Some(c.len);
+    out.flags = (c.flags != 0).then(|| linux::bit_names(u64::from(c.flags), linux::SPLICE_FLAGS));
 }
 
 fn change_fields<'a>(out: &mut ResourceOut<'a>, c: &'a Change) {
@@ -1224,38 +1229,8 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
 
 pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
     Ok(match action {
-        Action::Exec => Detail::Exec {
-            argv: r
-                .argv
-                .as_ref()
-                .map(|a| a.iter().map(|x| bytes(x)).collect()),
-            argv_from_image: r.argv_source.as_deref() == Some("image"),
-            dirfd: r.dirfd,
-            new_exec_id: r.exec_id.as_deref().map(Arc::from),
-            interpreter: r.interpreter.as_ref().map(|i| Interpreter {
-                shebang: bytes(&i.shebang),
-                loaded: i
-                    .path
-                    .as_deref()
-                    .map(|p| file_in(bytes(p), i.file.as_ref().unwrap_or(&FileIn::default()))),
-            }),
-        },
-        Action::Open => Detail::Open {
-            flags: linux::open_flags_from_names(r.flags.as_deref().unwrap_or_default())
-                .ok_or(ReadError::Field("resource.flags"))?,
-            mode: match &r.mode {
-                Some(m) => {
-                    u32::from_str_radix(m, 8).map_err(|_| ReadError::Field("resource.mode"))?
-                }
-                None => 0,
-            },
-            dirfd: r.dirfd,
-            resolve: linux::bits_from_names(
-                r.resolve.as_deref().unwrap_or_default(),
-                linux::RESOLVE_FLAGS,
-            )
-            .ok_or(ReadError::Field("resource.resolve"))?,
-        },
+        Action::Exec => exec_in(r)?,
+        Action::Open => open_in(r)?,
         Action::Delete
         | Action::Rename
         | Action::Truncate
@@ -1293,51 +1268,17 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         },
-        Action::Exit => Detail::Exit(match (r.exit_code, r.signal.as_deref()) {
-            (Some(code), _) => Some(ExitStatus::Code(code)),
-            (None, Some(name)) => Some(ExitStatus::Signal {
-                sig: linux::signal_number(name)
-                    .and_then(|n| u8::try_from(n).ok())
-                    .ok_or(ReadError::Field("resource.signal"))?,
-                core_dumped: r.core_dumped.unwrap_or(false),
-            }),
-            // Unread (`unreadable` says `exit_status`).
-            (None, None) => None,
-        }),
+        Action::Exit => exit_in(r)?,
         Action::Dns => dns_in(r.dns.as_ref().ok_or(ReadError::Field("resource.dns"))?)?,
         Action::Tls => tls_in(r.tls.as_ref().ok_or(ReadError::Field("resource.tls"))?)?,
         Action::Http => http_in(r.http.as_ref().ok_or(ReadError::Field("resource.http"))?)?,
         Action::Claim => claim_in(r.claim.as_ref().ok_or(ReadError::Field("resource.claim"))?)?,
-        Action::SetExe => Detail::SetExe(SetExe {
-            previous: r.previous_path.as_deref().map(|p| {
-                file_in(
-                    bytes(p),
-                    r.previous_file.as_ref().unwrap_or(&FileIn::default()),
-                )
-            }),
-            fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
-            map: r.prctl.as_deref() == Some("PR_SET_MM_MAP"),
-            replacements: r.replacements.unwrap_or(0),
-            before_watch: r.before_watch,
-        }),
+        Action::SetExe => set_exe_in(r)?,
         Action::Held | Action::Receive => Detail::Fd {
             fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
             socket_fd: r.socket_fd,
         },
-        Action::Copy => Detail::Copy(Box::new(FileCopy {
-            to: r
-                .to_path
-                .as_deref()
-                .map(|p| file_in(bytes(p), r.to_file.as_ref().unwrap_or(&FileIn::default()))),
-            in_fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
-            out_fd: r.to_fd.ok_or(ReadError::Field("resource.to_fd"))?,
-            len: r.length.unwrap_or(0),
-            flags: linux::bits_from_names(
-                r.flags.as_deref().unwrap_or_default(),
-                linux::SPLICE_FLAGS,
-            )
-            .ok_or(ReadError::Field("resource.flags"))? as u32,
-        })),
+        Action::Copy => copy_in(r)?,
         Action::Connect | Action::Send => Detail::Connect {
             passed: r
                 .requested_address
@@ -1349,6 +1290,90 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
             completion: None,
         },
     })
+}
+
+/// A stored exec's arguments, directory fd, new exec id and interpreter.
+fn exec_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::Exec {
+        argv: r
+            .argv
+            .as_ref()
+            .map(|a| a.iter().map(|x| bytes(x)).collect()),
+        argv_from_image: r.argv_source.as_deref() == Some("image"),
+        dirfd: r.dirfd,
+        new_exec_id: r.exec_id.as_deref().map(Arc::from),
+        interpreter: r.interpreter.as_ref().map(|i| Interpreter {
+            shebang: bytes(&i.shebang),
+            loaded: i
+                .path
+                .as_deref()
+                .map(|p| file_in(bytes(p), i.file.as_ref().unwrap_or(&FileIn::default()))),
+        }),
+    })
+}
+
+/// A stored open's flags, mode, directory fd and resolve flags.
+fn open_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::Open {
+        flags: linux::open_flags_from_names(r.flags.as_deref().unwrap_or_default())
+            .ok_or(ReadError::Field("resource.flags"))?,
+        mode: match &r.mode {
+            Some(m) => u32::from_str_radix(m, 8).map_err(|_| ReadError::Field("resource.mode"))?,
+            None => 0,
+        },
+        dirfd: r.dirfd,
+        resolve: linux::bits_from_names(
+            r.resolve.as_deref().unwrap_or_default(),
+            linux::RESOLVE_FLAGS,
+        )
+        .ok_or(ReadError::Field("resource.resolve"))?,
+    })
+}
+
+/// A stored exit's status: its code, or the signal that ended it.
+fn exit_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::Exit(match (r.exit_code, r.signal.as_deref()) {
+        (Some(code), _) => Some(ExitStatus::Code(code)),
+        (None, Some(name)) => Some(ExitStatus::Signal {
+            sig: linux::signal_number(name)
+                .and_then(|n| u8::try_from(n).ok())
+                .ok_or(ReadError::Field("resource.signal"))?,
+            core_dumped: r.core_dumped.unwrap_or(false),
+        }),
+        // Unread (`unreadable` says `exit_status`).
+        (None, None) => None,
+    }))
+}
+
+/// A stored executable replacement (prctl).
+fn set_exe_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::SetExe(SetExe {
+        previous: r.previous_path.as_deref().map(|p| {
+            file_in(
+                bytes(p),
+                r.previous_file.as_ref().unwrap_or(&FileIn::default()),
+            )
+        }),
+        fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+        map: r.prctl.as_deref() == Some("PR_SET_MM_MAP"),
+        replacements: r.replacements.unwrap_or(0),
+        before_watch: r.before_watch,
+    }))
+}
+
+/// A stored in-kernel copy: its fds, length, flags and destination file.
+fn copy_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::Copy(Box::new(FileCopy {
+        to: r
+            .to_path
+            .as_deref()
+            .map(|p| file_in(bytes(p), r.to_file.as_ref().unwrap_or(&FileIn::default()))),
+        in_fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+        out_fd: r.to_fd.ok_or(ReadError::Field("resource.to_fd"))?,
+        len: r.length.unwrap_or(0),
+        flags: linux::bits_from_names(r.flags.as_deref().unwrap_or_default(), linux::SPLICE_FLAGS)
+            .ok_or(ReadError::Field("resource.flags"))? as u32,
+    })))
 }
 
 /// A stored executable mapping's details (an mmap has its fd; an mprotect none).
