@@ -365,21 +365,15 @@ impl Sealer {
         let Some(records) = records.filter(|_| renders) else {
             return Ok(entries);
         };
-        let rendered: Vec<(ObjectFormat, Vec<u8>)> = self
-            .renderings
-            .extra
-            .iter()
-            .map(|f| (*f, rendered_lines(*f, &records)))
-            .collect();
+        let Rendered { lines, lake_events } = render(
+            &records,
+            &self.renderings.extra,
+            self.renderings.lake.is_some(),
+        );
         if let Some(lake) = &self.renderings.lake {
-            let ocsf = rendered
-                .iter()
-                .find(|r| r.0 == ObjectFormat::Ocsf)
-                .map(|r| Cow::Borrowed(&r.1))
-                .unwrap_or_else(|| Cow::Owned(rendered_lines(ObjectFormat::Ocsf, &records)));
             // A Security Lake object that cannot be made (an OCSF attribute its Parquet schema
             // lacks) must not hold back the records: they are sealed without it, and it is said.
-            let objects = super::lake::objects(&ocsf).unwrap_or_else(|e| {
+            let objects = super::lake::objects(lake_events).unwrap_or_else(|e| {
                 tracing::error!(
                     error = %format!("{e:#}"),
                     segment = %path.display(),
@@ -400,7 +394,7 @@ impl Sealer {
                 ));
             }
         }
-        for (format, bytes) in rendered {
+        for (format, bytes) in lines {
             let object = ObjectName::new(format, name, &self.stream);
             let gz = self.gzip(&bytes)?;
             self.write_object(&object.spool_file(), &gz)?;
@@ -538,22 +532,43 @@ fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
     m
 }
 
-/// Native records (JSON lines) rendered as `format`, one line each.
-fn rendered_lines(format: ObjectFormat, records: &[u8]) -> Vec<u8> {
-    let render = match format {
-        ObjectFormat::Ocsf => to_ocsf,
-        ObjectFormat::Ecs => to_ecs,
-        ObjectFormat::Native | ObjectFormat::OcsfParquet => return records.to_vec(),
-    };
-    let mut out = Vec::with_capacity(records.len() * 2);
+/// A segment's renderings: the lines of every extra format, and the OCSF events for Security
+/// Lake.
+struct Rendered {
+    lines: Vec<(ObjectFormat, Vec<u8>)>,
+    lake_events: Vec<serde_json::Value>,
+}
+
+/// Renders native records (JSON lines) as every format of `extra`, one line each, and as the
+/// OCSF events of Security Lake when `lake`: each record is read into its typed event once, and
+/// its OCSF event made once for both.
+fn render(records: &[u8], extra: &[ObjectFormat], lake: bool) -> Rendered {
+    let mut lines: Vec<(ObjectFormat, Vec<u8>)> = extra
+        .iter()
+        .map(|f| (*f, Vec::with_capacity(records.len() * 2)))
+        .collect();
+    let mut lake_events = Vec::new();
+    let needs_ocsf = lake || extra.contains(&ObjectFormat::Ocsf);
     for l in records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if let Ok(e) = native::read(l)
-            && serde_json::to_writer(&mut out, &render(&e)).is_ok()
-        {
-            out.push(b'\n');
+        let Ok(e) = native::read(l) else {
+            continue;
+        };
+        let ocsf = needs_ocsf.then(|| to_ocsf(&e));
+        for (format, out) in &mut lines {
+            let written = match (format, &ocsf) {
+                (ObjectFormat::Ocsf, Some(v)) => serde_json::to_writer(&mut *out, v),
+                (ObjectFormat::Ecs, _) => serde_json::to_writer(&mut *out, &to_ecs(&e)),
+                _ => continue,
+            };
+            if written.is_ok() {
+                out.push(b'\n');
+            }
+        }
+        if lake {
+            lake_events.extend(ocsf);
         }
     }
-    out
+    Rendered { lines, lake_events }
 }
 
 #[cfg(test)]
