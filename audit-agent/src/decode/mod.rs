@@ -106,6 +106,22 @@ pub(crate) struct KernelEvent {
     pub(crate) body: Body,
 }
 
+/// The fields of a file change without an open (delete, rename, chmod, chown, truncate, link,
+/// mkdir, ...); which apply depends on `syscall`. One type for the 64-bit calls decoded here and
+/// the 32-bit ones `enrich/compat.rs` turns into them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileChange {
+    pub(crate) syscall: Syscall,
+    pub(crate) dirfd: i32,
+    pub(crate) dirfd2: i32,
+    pub(crate) fd: i32,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) flags: u32,
+    pub(crate) length: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Body {
     Exec {
@@ -138,15 +154,7 @@ pub(crate) enum Body {
     },
     /// A file change without an open; which fields apply depends on `syscall`.
     File {
-        syscall: Syscall,
-        dirfd: i32,
-        dirfd2: i32,
-        fd: i32,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        flags: u32,
-        length: u64,
+        change: FileChange,
         sections: Sections,
     },
     ConnectOutcome(ConnectOutcome),
@@ -659,15 +667,17 @@ fn connect_body(h: &EventHeader, body: &[u8], f: &ConnectBody, syscall: Syscall)
 /// A file change.
 fn file_body(h: &EventHeader, body: &[u8], f: &FileBody, syscall: Syscall) -> Body {
     Body::File {
-        syscall,
-        dirfd: f.dirfd,
-        dirfd2: f.dirfd2,
-        fd: f.fd,
-        mode: f.mode,
-        uid: f.uid,
-        gid: f.gid,
-        flags: f.flags,
-        length: f.length,
+        change: FileChange {
+            syscall,
+            dirfd: f.dirfd,
+            dirfd2: f.dirfd2,
+            fd: f.fd,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
+            flags: f.flags,
+            length: f.length,
+        },
         sections: sections(h, body, &f.common),
     }
 }

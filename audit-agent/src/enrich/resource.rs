@@ -6,7 +6,7 @@ use audit_common::event::{FileFacts, file_flags, flags};
 use audit_common::event::Syscall;
 
 use crate::{
-    decode::{Body, KernelEvent, KernelPath, Sections},
+    decode::{Body, FileChange, KernelEvent, KernelPath, Sections},
     escape::until_nul,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Destination, Detail, ExitStatus, Field,
@@ -575,16 +575,19 @@ fn change_names(
 
 fn change(ev: &KernelEvent) -> Option<(Target, Detail)> {
     let Body::File {
-        syscall,
-        dirfd,
-        fd,
-        mode,
-        uid,
-        gid,
-        flags,
-        length,
+        change:
+            FileChange {
+                syscall,
+                dirfd,
+                fd,
+                mode,
+                uid,
+                gid,
+                flags,
+                length,
+                ..
+            },
         sections,
-        ..
     } = &ev.body
     else {
         return None;
