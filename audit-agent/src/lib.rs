@@ -31,14 +31,14 @@ mod logging;
 mod names;
 mod pipeline;
 mod policy;
-mod query;
+mod read;
 mod reconcile;
-mod report;
 mod settings;
 mod sink;
 mod summary;
 mod telemetry;
 mod time;
+mod trail;
 mod versioned;
 mod wire;
 

@@ -109,6 +109,12 @@ pub(crate) fn date_hour(t: Timestamp) -> (String, String) {
     (dt.date().to_string(), format!("{:02}", dt.hour()))
 }
 
+/// The first instant of the UTC hour `t` falls in (the hour partition it is stored under).
+pub(crate) fn hour_of(t: Timestamp) -> Timestamp {
+    const HOUR_NS: i128 = 3_600_000_000_000;
+    from_nanos(t.as_nanosecond().div_euclid(HOUR_NS) * HOUR_NS)
+}
+
 /// The window `[start, end)` an hour partition covers; `None` for a malformed date or hour.
 pub(crate) fn hour_window(date: &str, hour: &str) -> Option<(Timestamp, Timestamp)> {
     let h: i8 = hour.parse().ok()?;
@@ -295,6 +301,20 @@ mod tests {
         );
         assert_eq!(hour_window("2026-02-31", "01"), None);
         assert_eq!(hour_window("2026-01-01", "24"), None);
+    }
+
+    #[test]
+    fn a_time_falls_in_the_hour_its_date_and_hour_name() {
+        for t in [
+            "2026-11-26T19:42:01.5Z",
+            "2026-11-26T19:00:00Z",
+            "2026-11-26T19:59:59.999999999Z",
+            "1969-12-31T23:59:59.5Z",
+        ] {
+            let t = parse(t).unwrap();
+            let (date, hour) = date_hour(t);
+            assert_eq!(hour_window(&date, &hour).unwrap().0, hour_of(t), "{t}");
+        }
     }
 
     #[test]

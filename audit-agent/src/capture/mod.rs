@@ -253,6 +253,57 @@ pub(crate) struct Capture {
     pub(crate) missing: Vec<String>,
 }
 
+/// Loads the eBPF object with this kernel's offsets, the agent's own identity and the ring's
+/// sizes set in its globals, and whether path walks may use `bpf_loop` (the programs are verified
+/// later, in parallel).
+fn load_object(
+    opts: &CaptureOptions,
+    offsets: &Offsets,
+    whoami: &Whoami,
+    btf: &Btf,
+) -> anyhow::Result<Ebpf> {
+    let wakeup_bytes = u64::from(opts.ring_buffer_bytes / 8);
+    // An eighth of the ring is kept for records of protected files (see `fits` in
+    // audit-ebpf/src/pending.rs).
+    let ring_bytes = u64::from(opts.ring_buffer_bytes);
+    let ring_reserve = ring_bytes / 8;
+    EbpfLoader::new()
+        .override_global("OFFSETS", offsets, true)
+        .override_global("WHOAMI_IP4", &whoami.ip_be(), true)
+        .override_global("WHOAMI_PORT", &whoami.port_be(), true)
+        .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+        .override_global("RING_BYTES", &ring_bytes, true)
+        .override_global("RING_RESERVE", &ring_reserve, true)
+        .override_global("PACKETS", &u32::from(opts.packets), true)
+        .override_global(
+            "LOOPS",
+            &u32::from(btf.has_function(HELD_WALK_HELPER)),
+            true,
+        )
+        .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+        .map_max_entries("PENDING", opts.max_pending_threads)
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF programs into the kernel failed")
+}
+
+/// Attaches the packet programs when `opts` asks for them; else names them, as not captured.
+fn packet_programs(
+    opts: &CaptureOptions,
+    ebpf: &mut Ebpf,
+    cgroup_root: &std::path::Path,
+    links: &mut Links,
+) -> anyhow::Result<Vec<String>> {
+    if !opts.packets {
+        return Ok(PACKET_PROGRAMS
+            .iter()
+            .map(|(p, _)| format!("cgroup_skb:{p}"))
+            .collect());
+    }
+    set_dns_ports(ebpf, &opts.dns_ports)?;
+    attach_packets(ebpf, cgroup_root, links)?;
+    Ok(Vec::new())
+}
+
 impl Capture {
     /// Checks requirements, loads and attaches the programs. Nothing is reported until
     /// [`Capture::set_watch`] is called.
@@ -274,28 +325,7 @@ impl Capture {
         let offsets_read = started.elapsed();
 
         let whoami = Whoami::random();
-        let wakeup_bytes = u64::from(opts.ring_buffer_bytes / 8);
-        // An eighth of the ring is kept for records of protected files (see `fits` in
-        // audit-ebpf/src/pending.rs).
-        let ring_bytes = u64::from(opts.ring_buffer_bytes);
-        let ring_reserve = ring_bytes / 8;
-        let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("WHOAMI_IP4", &whoami.ip_be(), true)
-            .override_global("WHOAMI_PORT", &whoami.port_be(), true)
-            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
-            .override_global("RING_BYTES", &ring_bytes, true)
-            .override_global("RING_RESERVE", &ring_reserve, true)
-            .override_global("PACKETS", &u32::from(opts.packets), true)
-            .override_global(
-                "LOOPS",
-                &u32::from(btf.has_function(HELD_WALK_HELPER)),
-                true,
-            )
-            .map_max_entries("EVENTS", opts.ring_buffer_bytes)
-            .map_max_entries("PENDING", opts.max_pending_threads)
-            .load(EBPF_OBJECT)
-            .context("loading the eBPF programs into the kernel failed")?;
+        let mut ebpf = load_object(opts, &offsets, &whoami, &btf)?;
         let object_loaded = started.elapsed();
 
         let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
@@ -330,16 +360,7 @@ impl Capture {
                 "file.held, file.receive (needs {HELD_WALK_HELPER}, Linux 5.17)"
             ));
         }
-        if opts.packets {
-            set_dns_ports(&mut ebpf, &opts.dns_ports)?;
-            attach_packets(&mut ebpf, cgroup_root, &mut links)?;
-        } else {
-            missing.extend(
-                PACKET_PROGRAMS
-                    .iter()
-                    .map(|(p, _)| format!("cgroup_skb:{p}")),
-            );
-        }
+        missing.extend(packet_programs(opts, &mut ebpf, cgroup_root, &mut links)?);
         introduce_self(&ebpf, &whoami)?;
         tracing::debug!(
             offsets_ms = offsets_read.as_millis() as u64,

@@ -16,12 +16,13 @@ use crate::{
         k8s::{self, PodCache},
     },
     names::NamingStage,
-    pipeline::{DynamicGlobs, Pipeline, PipelineBuilder, Sequencer, WatchRefresher, stream_id},
+    pipeline::{DynamicGlobs, Pipeline, PipelineBuilder, Sequencer, WatchRefresher},
     policy::{PolicyStage, SharedPolicy, inode},
     settings::{MetricsSettings, Settings, check_ring_size},
     sink::Sink,
     telemetry::{PipelineMetrics, Telemetry, serve},
     time,
+    trail::stream::record_stream,
     versioned::Versioned,
 };
 
@@ -168,7 +169,7 @@ pub(crate) async fn assemble(
     let seq = extras.sequence.take().unwrap_or_else(|| {
         let start = time::now().as_nanosecond().to_string();
         let pid = std::process::id().to_string();
-        Sequencer::new(stream_id(&[&host.name, &host.boot_id, &start, &pid]), 1)
+        Sequencer::new(record_stream(&[&host.name, &host.boot_id, &start, &pid]), 1)
     });
     let enricher = Enricher::new(&host, cgroup2.clone(), capture.connect_outcome_wait);
     let mut b = Pipeline::builder(source_capture, enricher, sink, seq);

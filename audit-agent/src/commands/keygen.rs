@@ -4,7 +4,7 @@ use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
 
 use anyhow::Context as _;
 
-use crate::export::manifest::generate_key;
+use crate::trail::manifest::generate_key;
 
 pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     let (seed, public) = generate_key()?;

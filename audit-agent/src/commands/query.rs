@@ -5,8 +5,11 @@ use std::io::{IsTerminal as _, Write as _};
 use super::store_args::open_store;
 use crate::{
     cli::{QueryArgs, QueryFormat},
-    format::{ecs::to_ecs, native, ocsf::to_ocsf, table},
-    query::{Filter, FilterArgs, QueryOptions, ScanStats, run as run_query},
+    format::{ecs::to_ecs, native, ocsf::to_ocsf},
+    read::{
+        query::{Filter, FilterArgs, QueryOptions, ScanStats, run as run_query},
+        table,
+    },
 };
 
 fn filter(args: &QueryArgs) -> anyhow::Result<Filter> {

@@ -14,7 +14,7 @@ use crate::{
         Subject, Target, Timestamp,
     },
     format::native,
-    query::{self, Filter, FilterArgs, QueryOptions},
+    read::query::{self, Filter, FilterArgs, QueryOptions},
     reconcile::{self, output},
     time,
 };

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use super::{store_args::open_store, verify::public_key};
 use crate::{
     cli::{ReportArgs, ReportFormat},
-    report::{self, Level, Options, Scope, html},
+    read::report::{self, Level, Options, Scope, html},
     time,
 };
 

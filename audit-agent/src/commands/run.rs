@@ -12,10 +12,11 @@ use crate::{
     config::DEFAULT_PATH,
     enrich::host::HostInfo,
     event::GapReason,
-    export::{Exporter, layout::StreamId, store::Store},
-    pipeline::{Sequencer, gap, stream_id},
+    export::Exporter,
+    pipeline::{Sequencer, gap},
     settings::{CliWatch, Settings},
     time,
+    trail::{store::Store, stream::StreamId},
 };
 
 fn load(args: &RunArgs) -> anyhow::Result<(Settings, Option<PathBuf>)> {
@@ -61,13 +62,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (exporter, writer, start) =
         Exporter::start(&export, store, stream).context("starting the export spool")?;
     let plan = settings.watch_plan(&CliWatch::default());
-    let s = &start.stream;
     let extras = Extras {
         // Record ids are unique per daemon: its spool is part of them.
-        sequence: Some(Sequencer::new(
-            stream_id(&[&s.host, &s.boot_id, &s.spool]),
-            start.next_seq,
-        )),
+        sequence: Some(Sequencer::new(start.stream.record_stream(), start.next_seq)),
         ring_buffer_bytes: args.kernel.ring_buffer_bytes,
         signal_pin: Some(crate::capture::signal_pin_path(&export.spool_dir)),
         ..Default::default()

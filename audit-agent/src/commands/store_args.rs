@@ -3,8 +3,8 @@
 
 use crate::{
     cli::StoreArgs,
-    export::store::{Store, StoreSettings},
     settings::Settings,
+    trail::store::{Store, StoreSettings},
 };
 
 pub(crate) fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {

@@ -20,13 +20,17 @@ use crate::{
     claims::listen::{ClaimsSettings, Limits},
     cli::TraceArgs,
     enrich::host::HostInfo,
-    export::{ExportSettings, Exporter, layout::StreamId, store::Store},
+    export::{ExportSettings, Exporter},
     format::Format,
-    pipeline::{Sequencer, stream_id},
+    pipeline::Sequencer,
     settings::Settings,
     sink::{Sink, Tee, WriterSink},
     summary::{Summary, SummaryObserver},
     time,
+    trail::{
+        store::Store,
+        stream::{StreamId, record_stream},
+    },
 };
 
 /// A cgroup created for one trace and removed afterwards.
@@ -268,7 +272,7 @@ pub(crate) async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     let extras = Extras {
         trace_agent: Some((&agent_id, &cg.rel)),
         sequence: Some(Sequencer::new(
-            stream_id(&[&host.name, &host.boot_id, &started_ns, "trace"]),
+            record_stream(&[&host.name, &host.boot_id, &started_ns, "trace"]),
             1,
         )),
         ring_buffer_bytes: args.kernel.ring_buffer_bytes,

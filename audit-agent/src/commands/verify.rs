@@ -7,7 +7,7 @@ use anyhow::bail;
 use super::store_args::open_store;
 use crate::{
     cli::VerifyArgs,
-    export::verify::{VerifyOptions, render, verify},
+    read::verify::{VerifyOptions, render, verify},
 };
 
 /// `--public-key`: 64 hex digits, or a file holding them.

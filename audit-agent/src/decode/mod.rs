@@ -106,6 +106,22 @@ pub(crate) struct KernelEvent {
     pub(crate) body: Body,
 }
 
+/// The fields of a file change without an open (delete, rename, chmod, chown, truncate, link,
+/// mkdir, ...); which apply depends on `syscall`. One type for the 64-bit calls decoded here and
+/// the 32-bit ones `enrich/compat.rs` turns into them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileChange {
+    pub(crate) syscall: Syscall,
+    pub(crate) dirfd: i32,
+    pub(crate) dirfd2: i32,
+    pub(crate) fd: i32,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) flags: u32,
+    pub(crate) length: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Body {
     Exec {
@@ -138,15 +154,7 @@ pub(crate) enum Body {
     },
     /// A file change without an open; which fields apply depends on `syscall`.
     File {
-        syscall: Syscall,
-        dirfd: i32,
-        dirfd2: i32,
-        fd: i32,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        flags: u32,
-        length: u64,
+        change: FileChange,
         sections: Sections,
     },
     ConnectOutcome(ConnectOutcome),
@@ -517,21 +525,7 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
         }
         EventKind::Uring => {
             let f: UringBody = read(body, 0).ok_or_else(|| short(size_of::<UringBody>()))?;
-            Body::Uring {
-                req: f.req,
-                user_data: f.user_data,
-                opcode: f.opcode as u8,
-                fd: f.fd,
-                dfd2: f.dfd2,
-                flags: f.flags,
-                open_flags: f.open_flags,
-                mode: f.mode,
-                resolve: f.resolve,
-                length: f.length,
-                addr: (f.addrlen > 0).then(|| SockAddr::decode(&f.addr, f.addrlen as usize)),
-                fixed: f.fixed != 0,
-                sections: sections(h, body, &f.common),
-            }
+            uring_body(h, body, &f)
         }
         EventKind::UringDone => {
             let f: UringDoneBody =
@@ -554,16 +548,7 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
         }
         EventKind::Access => {
             let f: AccessBody = read(body, 0).ok_or_else(|| short(size_of::<AccessBody>()))?;
-            Body::Access {
-                syscall,
-                target_pid: f.target_pid,
-                pid_from_kernel: f.pid_from_kernel != 0,
-                caller_ns_level: f.caller_ns_level,
-                target_fd: f.target_fd,
-                request: f.request,
-                addr: f.addr,
-                sections: sections(h, body, &f.common),
-            }
+            access_body(h, body, &f, syscall)
         }
         EventKind::SetExe => {
             let f: SetExeBody = read(body, 0).ok_or_else(|| short(size_of::<SetExeBody>()))?;
@@ -587,59 +572,114 @@ fn decode_action(h: &EventHeader, kind: EventKind, body: &[u8]) -> Result<Body, 
         }
         EventKind::Copy => {
             let f: CopyBody = read(body, 0).ok_or_else(|| short(size_of::<CopyBody>()))?;
-            Body::Copy {
-                syscall,
-                in_fd: f.in_fd,
-                out_fd: f.out_fd,
-                to: second_walk(body, f.common.sections.extra, f.to),
-                len: f.len,
-                flags: f.flags,
-                sections: sections(h, body, &f.common),
-            }
+            copy_body(h, body, &f, syscall)
         }
         EventKind::MapExec => {
             let f: MapExecBody = read(body, 0).ok_or_else(|| short(size_of::<MapExecBody>()))?;
-            Body::MapExec {
-                syscall,
-                addr: f.addr,
-                len: f.len,
-                prot: f.prot,
-                flags: f.flags,
-                fd: f.fd,
-                no_interp: f.no_interp != 0,
-                mapped: (f.vm_start, f.vm_end),
-                sections: sections(h, body, &f.common),
-            }
+            map_exec_body(h, body, &f, syscall)
         }
         EventKind::File => {
             let f: FileBody = read(body, 0).ok_or_else(|| short(size_of::<FileBody>()))?;
-            Body::File {
-                syscall,
-                dirfd: f.dirfd,
-                dirfd2: f.dirfd2,
-                fd: f.fd,
-                mode: f.mode,
-                uid: f.uid,
-                gid: f.gid,
-                flags: f.flags,
-                length: f.length,
-                sections: sections(h, body, &f.common),
-            }
+            file_body(h, body, &f, syscall)
         }
         _ => {
             let f: ConnectBody = read(body, 0).ok_or_else(|| short(size_of::<ConnectBody>()))?;
-            Body::Connect {
-                syscall,
-                fd: f.fd,
-                sk: f.sk,
-                passed: (h.flags & flags::ADDR_FAULT == 0)
-                    .then(|| SockAddr::decode(&f.addr, f.addrlen as usize)),
-                kernel: kernel_addr(f.kaddr),
-                cookie: (f.cookie != 0).then_some(f.cookie),
-                sections: sections(h, body, &f.common),
-            }
+            connect_body(h, body, &f, syscall)
         }
     })
+}
+
+/// An io_uring request as submitted.
+fn uring_body(h: &EventHeader, body: &[u8], f: &UringBody) -> Body {
+    Body::Uring {
+        req: f.req,
+        user_data: f.user_data,
+        opcode: f.opcode as u8,
+        fd: f.fd,
+        dfd2: f.dfd2,
+        flags: f.flags,
+        open_flags: f.open_flags,
+        mode: f.mode,
+        resolve: f.resolve,
+        length: f.length,
+        addr: (f.addrlen > 0).then(|| SockAddr::decode(&f.addr, f.addrlen as usize)),
+        fixed: f.fixed != 0,
+        sections: sections(h, body, &f.common),
+    }
+}
+
+/// A reach into another process (ptrace, process_vm_*, pidfd_getfd).
+fn access_body(h: &EventHeader, body: &[u8], f: &AccessBody, syscall: Syscall) -> Body {
+    Body::Access {
+        syscall,
+        target_pid: f.target_pid,
+        pid_from_kernel: f.pid_from_kernel != 0,
+        caller_ns_level: f.caller_ns_level,
+        target_fd: f.target_fd,
+        request: f.request,
+        addr: f.addr,
+        sections: sections(h, body, &f.common),
+    }
+}
+
+/// A mapping made executable.
+fn map_exec_body(h: &EventHeader, body: &[u8], f: &MapExecBody, syscall: Syscall) -> Body {
+    Body::MapExec {
+        syscall,
+        addr: f.addr,
+        len: f.len,
+        prot: f.prot,
+        flags: f.flags,
+        fd: f.fd,
+        no_interp: f.no_interp != 0,
+        mapped: (f.vm_start, f.vm_end),
+        sections: sections(h, body, &f.common),
+    }
+}
+
+/// An in-kernel copy between two files.
+fn copy_body(h: &EventHeader, body: &[u8], f: &CopyBody, syscall: Syscall) -> Body {
+    Body::Copy {
+        syscall,
+        in_fd: f.in_fd,
+        out_fd: f.out_fd,
+        to: second_walk(body, f.common.sections.extra, f.to),
+        len: f.len,
+        flags: f.flags,
+        sections: sections(h, body, &f.common),
+    }
+}
+
+/// A connect or send: the address passed and the kernel's.
+fn connect_body(h: &EventHeader, body: &[u8], f: &ConnectBody, syscall: Syscall) -> Body {
+    Body::Connect {
+        syscall,
+        fd: f.fd,
+        sk: f.sk,
+        passed: (h.flags & flags::ADDR_FAULT == 0)
+            .then(|| SockAddr::decode(&f.addr, f.addrlen as usize)),
+        kernel: kernel_addr(f.kaddr),
+        cookie: (f.cookie != 0).then_some(f.cookie),
+        sections: sections(h, body, &f.common),
+    }
+}
+
+/// A file change.
+fn file_body(h: &EventHeader, body: &[u8], f: &FileBody, syscall: Syscall) -> Body {
+    Body::File {
+        change: FileChange {
+            syscall,
+            dirfd: f.dirfd,
+            dirfd2: f.dirfd2,
+            fd: f.fd,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
+            flags: f.flags,
+            length: f.length,
+        },
+        sections: sections(h, body, &f.common),
+    }
 }
 
 /// Decodes a record from its header and body bytes (also used for pending slots read from the

@@ -5,7 +5,7 @@
 
 use audit_common::event::Syscall;
 
-use crate::decode::{Body, KernelEvent};
+use crate::decode::{Body, FileChange as Change, KernelEvent};
 
 const AT_FDCWD: i32 = -100;
 const O_WRONLY_CREAT_TRUNC: u64 = 0o1101;
@@ -71,41 +71,11 @@ pub(super) fn equivalent(mut ev: KernelEvent) -> KernelEvent {
         (347, _) => access(Syscall::ProcessVmReadv, args[0], 0, 0),
         (348, _) => access(Syscall::ProcessVmWritev, args[0], 0, 0),
         (nr, _) => match file_change(nr, args) {
-            Some(f) => f.body(sections),
+            Some(change) => Body::File { change, sections },
             None => return ev,
         },
     };
     ev
-}
-
-/// A 32-bit file change, in the fields of [`Body::File`].
-struct Change {
-    syscall: Syscall,
-    dirfd: i32,
-    dirfd2: i32,
-    fd: i32,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    flags: u32,
-    length: u64,
-}
-
-impl Change {
-    fn body(self, sections: crate::decode::Sections) -> Body {
-        Body::File {
-            syscall: self.syscall,
-            dirfd: self.dirfd,
-            dirfd2: self.dirfd2,
-            fd: self.fd,
-            mode: self.mode,
-            uid: self.uid,
-            gid: self.gid,
-            flags: self.flags,
-            length: self.length,
-            sections,
-        }
-    }
 }
 
 /// The file change ia32 call `nr` makes (arguments as in `audit-ebpf/src/compat.rs`).

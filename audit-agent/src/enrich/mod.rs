@@ -27,7 +27,7 @@ use self::{
 };
 use crate::{
     capture::cgroup::{Cgroup2, CgroupPaths},
-    decode::{Body as KernelBody, Exe, KernelEvent},
+    decode::{Body as KernelBody, Exe, FileChange, KernelEvent},
     event::{
         Action, Activity, Body, Detail, Event, Field, Host, Ia32Call, Outcome, Process, Subject,
         Target,
@@ -262,7 +262,9 @@ impl Enricher {
             KernelBody::Open { .. } => Action::Open,
             KernelBody::Connect { syscall, .. } if *syscall != Syscall::Connect => Action::Send,
             KernelBody::Connect { .. } => Action::Connect,
-            KernelBody::File { syscall, flags, .. } => resource::change_action(*syscall, *flags)?,
+            KernelBody::File { change, .. } => {
+                resource::change_action(change.syscall, change.flags)?
+            }
             KernelBody::CgroupMove { .. } => Action::CgroupMove,
             KernelBody::Signal { .. } => Action::Signal,
             KernelBody::Access { .. } => Action::Access,
@@ -456,7 +458,10 @@ fn syscall_name(b: &KernelBody) -> &'static str {
         KernelBody::Exec { syscall, .. }
         | KernelBody::Open { syscall, .. }
         | KernelBody::Connect { syscall, .. }
-        | KernelBody::File { syscall, .. }
+        | KernelBody::File {
+            change: FileChange { syscall, .. },
+            ..
+        }
         | KernelBody::Access { syscall, .. }
         | KernelBody::Fd { syscall, .. }
         | KernelBody::Copy { syscall, .. }

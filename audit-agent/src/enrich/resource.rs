@@ -6,7 +6,7 @@ use audit_common::event::{FileFacts, file_flags, flags};
 use audit_common::event::Syscall;
 
 use crate::{
-    decode::{Body, KernelEvent, KernelPath, Sections},
+    decode::{Body, FileChange, KernelEvent, KernelPath, Sections},
     escape::until_nul,
     event::{
         Access, AccessKind, Action, Change, ChangeFlags, Destination, Detail, ExitStatus, Field,
@@ -175,7 +175,45 @@ fn origin_lost(ev: &KernelEvent) -> bool {
 
 /// The resource of an action record (exec, open, connect); `None` for other records.
 pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
-    let (target, detail) = match &ev.body {
+    let (target, detail) = target_and_detail(ev)?;
+    let destination = match (&ev.body, &target) {
+        (Body::Connect { cookie, .. } | Body::Compat { cookie, .. }, Target::Inet(..)) => {
+            Some(Box::new(Destination {
+                connection: *cookie,
+                ..Destination::default()
+            }))
+        }
+        (Body::Uring { .. }, Target::Inet(..)) => Some(Box::default()),
+        _ => None,
+    };
+    let mut r = Resource {
+        target,
+        detail,
+        truncated: Vec::new(),
+        unreadable: Vec::new(),
+        uring: uring_ref(ev),
+        ia32: None,
+        destination,
+    };
+    truncated_and_unreadable(ev, &mut r);
+    if let Detail::Exec { argv: None, .. } = r.detail {
+        r.unreadable.push(Field::Argv);
+    }
+    if let Detail::Exit(None) = r.detail {
+        r.unreadable.push(Field::ExitStatus);
+    }
+    if let (Target::OtherAddress { .. }, Detail::Connect { passed: None, .. }) =
+        (&r.target, &r.detail)
+        && ev.has_flag(flags::ADDR_FAULT)
+    {
+        r.unreadable.push(Field::Address);
+    }
+    Some(r)
+}
+
+/// What an action record acted on, and how.
+fn target_and_detail(ev: &KernelEvent) -> Option<(Target, Detail)> {
+    Some(match &ev.body {
         Body::Exec {
             dirfd, sections, ..
         } => exec(ev, *dirfd, sections),
@@ -225,6 +263,14 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             },
         ),
         Body::Access { .. } => access(ev)?,
+        _ => return held_mapped_or_process(ev),
+    })
+}
+
+/// What the records of files a process holds, copies, maps or makes its executable, and of
+/// processes (signals, cgroup moves, exits), acted on, and how.
+fn held_mapped_or_process(ev: &KernelEvent) -> Option<(Target, Detail)> {
+    Some(match &ev.body {
         Body::SetExe {
             map,
             fd,
@@ -322,40 +368,7 @@ pub(super) fn resource(ev: &KernelEvent) -> Option<Resource> {
             ),
         ),
         _ => return None,
-    };
-    let destination = match (&ev.body, &target) {
-        (Body::Connect { cookie, .. } | Body::Compat { cookie, .. }, Target::Inet(..)) => {
-            Some(Box::new(Destination {
-                connection: *cookie,
-                ..Destination::default()
-            }))
-        }
-        (Body::Uring { .. }, Target::Inet(..)) => Some(Box::default()),
-        _ => None,
-    };
-    let mut r = Resource {
-        target,
-        detail,
-        truncated: Vec::new(),
-        unreadable: Vec::new(),
-        uring: uring_ref(ev),
-        ia32: None,
-        destination,
-    };
-    truncated_and_unreadable(ev, &mut r);
-    if let Detail::Exec { argv: None, .. } = r.detail {
-        r.unreadable.push(Field::Argv);
-    }
-    if let Detail::Exit(None) = r.detail {
-        r.unreadable.push(Field::ExitStatus);
-    }
-    if let (Target::OtherAddress { .. }, Detail::Connect { passed: None, .. }) =
-        (&r.target, &r.detail)
-        && ev.has_flag(flags::ADDR_FAULT)
-    {
-        r.unreadable.push(Field::Address);
-    }
-    Some(r)
+    })
 }
 
 /// The io_uring request a record was submitted as.
@@ -562,16 +575,19 @@ fn change_names(
 
 fn change(ev: &KernelEvent) -> Option<(Target, Detail)> {
     let Body::File {
-        syscall,
-        dirfd,
-        fd,
-        mode,
-        uid,
-        gid,
-        flags,
-        length,
+        change:
+            FileChange {
+                syscall,
+                dirfd,
+                fd,
+                mode,
+                uid,
+                gid,
+                flags,
+                length,
+                ..
+            },
         sections,
-        ..
     } = &ev.body
     else {
         return None;

@@ -28,10 +28,10 @@ use std::{
 };
 
 use super::{
-    layout::Partition,
     segment::{End, SegmentFile},
-    spool_dir::{SegmentMeta, SpoolDirs, private_options},
+    spool_dir::{SpoolDirs, private_options},
 };
+use crate::trail::{layout::Partition, manifest::SegmentMeta};
 use crate::{
     FastMap,
     event::{Event, Timestamp},

@@ -74,7 +74,7 @@ impl LakeSettings {
     pub(crate) fn key(&self, class_uid: u32, day: &str, stream: &str, first_seq: u64) -> String {
         format!(
             "{}/{}-{}/region={}/accountId={}/eventDay={day}/{stream}-{first_seq:020}{SUFFIX}",
-            super::layout::LAKE_DIR,
+            crate::trail::layout::LAKE_DIR,
             self.source,
             class_slug(class_uid),
             self.region,
@@ -261,11 +261,10 @@ pub(crate) struct LakeObject {
     pub(crate) parquet: Vec<u8>,
 }
 
-/// The OCSF events (JSON lines) of a segment as Parquet objects, one per class and day.
-pub(crate) fn objects(ocsf_lines: &[u8]) -> anyhow::Result<Vec<LakeObject>> {
+/// The OCSF events of a segment as Parquet objects, one per class and day.
+pub(crate) fn objects(ocsf_events: Vec<Value>) -> anyhow::Result<Vec<LakeObject>> {
     let mut groups: BTreeMap<(u32, String), Vec<Value>> = BTreeMap::new();
-    for line in ocsf_lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let e: Value = serde_json::from_slice(line).context("an OCSF line")?;
+    for e in ocsf_events {
         let class = e["class_uid"].as_u64().unwrap_or(0) as u32;
         let ms = e["time"].as_i64().unwrap_or(0);
         let day = jiff::Timestamp::from_millisecond(ms)
@@ -358,9 +357,9 @@ mod tests {
     #[test]
     fn an_attribute_outside_the_schema_is_an_error() {
         let line = br#"{"class_uid":0,"time":1,"metadata":{"version":"1.3.0"},"surprise":1}"#;
-        assert!(objects(line).is_err());
+        assert!(objects(vec![serde_json::from_slice(line).unwrap()]).is_err());
         let line = br#"{"class_uid":0,"time":1,"metadata":{"version":"1.3.0"},"unmapped":{"gap":{"lost":1}}}"#;
-        let o = objects(line).unwrap();
+        let o = objects(vec![serde_json::from_slice(line).unwrap()]).unwrap();
         assert_eq!((o[0].class_uid, o[0].records), (0, 1));
         assert!(o[0].parquet.starts_with(b"PAR1"));
     }

@@ -4,17 +4,12 @@
 
 mod journal;
 mod lake;
-pub(crate) mod layout;
-pub(crate) mod manifest;
-pub(crate) mod object;
 mod partitions;
 mod seal;
 mod segment;
 mod spool;
 mod spool_dir;
-pub(crate) mod store;
 mod upload;
-pub(crate) mod verify;
 
 use std::{
     path::PathBuf,
@@ -34,15 +29,19 @@ use prometheus_client::{
 use tokio::sync::{Notify, watch};
 
 use self::{
-    layout::{ObjectFormat, StreamId},
     partitions::PartitionLimits,
     seal::{Sealer, StartInfo},
     spool::{SpoolLimits, SpoolWriter},
     spool_dir::{SpoolDirs, SpoolLock},
-    store::{Store, StoreSettings},
     upload::Uploader,
 };
 use crate::config::{ExportConf, Problems};
+use crate::trail::{
+    layout::ObjectFormat,
+    manifest, object,
+    store::{Store, StoreSettings},
+    stream::StreamId,
+};
 
 /// `[export.security_lake]`, checked; a problem is recorded at the table's line.
 fn lake_settings(c: &ExportConf, p: &mut Problems) -> Option<lake::LakeSettings> {

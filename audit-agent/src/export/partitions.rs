@@ -30,10 +30,13 @@ use anyhow::Context as _;
 use super::{
     ExportStats,
     journal::{self, ClosedJournal, IndexedPartition, JournalIndex},
-    layout::{Partition, SegmentName},
     segment::{self, Chunker, HEADER_LEN, Stored},
     spool::last_seq_in,
-    spool_dir::{SegmentMeta, SpoolDirs, create_private, private_options, sync_dir},
+    spool_dir::{SpoolDirs, create_private, private_options, sync_dir},
+};
+use crate::trail::{
+    layout::{Partition, SegmentName},
+    manifest::SegmentMeta,
 };
 use crate::{FastMap, format::native, telemetry::tables::TableStat};
 
@@ -726,7 +729,7 @@ mod tests {
                     e.seq
                 })
                 .collect();
-            out.push((name.partition.agent_id, seqs));
+            out.push((name.partition.agent, seqs));
         }
         out.sort();
         out
@@ -765,7 +768,7 @@ mod tests {
             let name = SegmentName::parse(&path.file_name().unwrap().to_string_lossy()).unwrap();
             let (_, seqs) = segments
                 .iter()
-                .find(|(a, _)| *a == name.partition.agent_id)
+                .find(|(a, _)| *a == name.partition.agent)
                 .unwrap();
             assert_eq!(meta.records, seqs.len() as u64);
             assert_eq!(
@@ -852,7 +855,7 @@ mod tests {
         assert!(first.is_empty());
         fs::write(dirs.journal.join(format!("{:020}.ndjson.gz", 1)), &kept).unwrap();
         for (p, o) in &parts.open {
-            if p.agent_id == "agent-2" || p.agent_id == "agent-3" {
+            if p.agent == "agent-2" || p.agent == "agent-3" {
                 fs::remove_file(&o.path).unwrap();
             }
         }

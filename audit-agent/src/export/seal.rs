@@ -24,19 +24,21 @@ use std::{
 use anyhow::Context as _;
 use ed25519_dalek::SigningKey;
 use flate2::{Compression, write::GzEncoder};
-use serde::Deserialize;
 
 use super::{
     ExportStats,
     journal::ClosedJournal,
     lake::LakeSettings,
-    layout::{self, ObjectFormat, ObjectName, SegmentName, StreamId, manifest_key},
-    manifest::{self, Body, Link, ManifestKind, ObjectEntry},
     partitions::{PartitionLimits, Partitions},
     segment::Stored,
     spool::{max_ready_seq, recover_open_segments},
-    spool_dir::{SegmentMeta, SpoolDirs, State, sync_dir, write_atomic},
+    spool_dir::{SpoolDirs, State, sync_dir, write_atomic},
+};
+use crate::trail::{
+    layout::{self, ObjectFormat, ObjectName, SegmentName, manifest_key},
+    manifest::{self, Body, Link, ManifestKind, ObjectEntry, SegmentMeta},
     store::Writes,
+    stream::StreamId,
 };
 use crate::{
     digest::sha256_hex,
@@ -186,7 +188,7 @@ impl Sealer {
                     key: manifest_key(&b.stream, b.sequence),
                     sha256: sha256_hex(&bytes),
                 });
-                if let Some(max) = b.objects.iter().map(|o| o.last_seq).max() {
+                if let Some(max) = b.objects.iter().map(|o| o.meta.last_seq).max() {
                     state.next_seq = state.next_seq.max(max + 1);
                 }
             }
@@ -313,7 +315,7 @@ impl Sealer {
             .closed
             .get(path)
             .cloned()
-            .or_else(|| SegmentMeta::of(path));
+            .or_else(|| super::spool_dir::read_meta(path));
         consumed.push((super::spool_dir::meta_path(path), 0));
         // The records are decompressed only when something needs them: the native object is
         // the segment's own gzip stream.
@@ -329,15 +331,14 @@ impl Sealer {
         let entry = |key: String, format, stored: &[u8], content_bytes, records| ObjectEntry {
             key,
             format,
-            agent_id: name.partition.agent_id.clone(),
+            agent_id: name.partition.agent.clone(),
             sha256: sha256_hex(stored),
             bytes: stored.len() as u64,
             content_bytes,
-            records,
-            first_seq: meta.first_seq,
-            last_seq: meta.last_seq,
-            time_from: meta.time_from,
-            time_to: meta.time_to,
+            meta: SegmentMeta {
+                records,
+                ..meta.clone()
+            },
         };
         let mut entries = Vec::new();
         let native = ObjectName::new(ObjectFormat::Native, name, &self.stream);
@@ -364,21 +365,15 @@ impl Sealer {
         let Some(records) = records.filter(|_| renders) else {
             return Ok(entries);
         };
-        let rendered: Vec<(ObjectFormat, Vec<u8>)> = self
-            .renderings
-            .extra
-            .iter()
-            .map(|f| (*f, rendered_lines(*f, &records)))
-            .collect();
+        let Rendered { lines, lake_events } = render(
+            &records,
+            &self.renderings.extra,
+            self.renderings.lake.is_some(),
+        );
         if let Some(lake) = &self.renderings.lake {
-            let ocsf = rendered
-                .iter()
-                .find(|r| r.0 == ObjectFormat::Ocsf)
-                .map(|r| Cow::Borrowed(&r.1))
-                .unwrap_or_else(|| Cow::Owned(rendered_lines(ObjectFormat::Ocsf, &records)));
             // A Security Lake object that cannot be made (an OCSF attribute its Parquet schema
             // lacks) must not hold back the records: they are sealed without it, and it is said.
-            let objects = super::lake::objects(&ocsf).unwrap_or_else(|e| {
+            let objects = super::lake::objects(lake_events).unwrap_or_else(|e| {
                 tracing::error!(
                     error = %format!("{e:#}"),
                     segment = %path.display(),
@@ -399,7 +394,7 @@ impl Sealer {
                 ));
             }
         }
-        for (format, bytes) in rendered {
+        for (format, bytes) in lines {
             let object = ObjectName::new(format, name, &self.stream);
             let gz = self.gzip(&bytes)?;
             self.write_object(&object.spool_file(), &gz)?;
@@ -416,7 +411,7 @@ impl Sealer {
         objects: Vec<ObjectEntry>,
     ) -> anyhow::Result<()> {
         let seq = self.state.next_manifest;
-        let last = objects.iter().map(|o| o.last_seq).max().unwrap_or(0);
+        let last = objects.iter().map(|o| o.meta.last_seq).max().unwrap_or(0);
         let body = Body {
             schema: manifest::SCHEMA.into(),
             stream: self.stream.clone(),
@@ -523,38 +518,57 @@ impl Sealer {
 /// Seq and time range of a segment's records, read from the records themselves (after a crash,
 /// when the writer's sidecar is missing).
 fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
-    #[derive(Deserialize)]
-    struct Line {
-        seq: u64,
-        time: Timestamp,
-    }
     let mut m: Option<SegmentMeta> = None;
     for l in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(line) = serde_json::from_slice::<Line>(l) else {
+        let Some(p) = native::Position::of(l) else {
             continue;
         };
-        m.get_or_insert_with(|| SegmentMeta::new(line.seq, line.time))
-            .add(line.seq, line.time);
+        let Some(t) = p.time.as_deref().and_then(time::parse) else {
+            continue;
+        };
+        m.get_or_insert_with(|| SegmentMeta::new(p.seq, t))
+            .add(p.seq, t);
     }
     m
 }
 
-/// Native records (JSON lines) rendered as `format`, one line each.
-fn rendered_lines(format: ObjectFormat, records: &[u8]) -> Vec<u8> {
-    let render = match format {
-        ObjectFormat::Ocsf => to_ocsf,
-        ObjectFormat::Ecs => to_ecs,
-        ObjectFormat::Native | ObjectFormat::OcsfParquet => return records.to_vec(),
-    };
-    let mut out = Vec::with_capacity(records.len() * 2);
+/// A segment's renderings: the lines of every extra format, and the OCSF events for Security
+/// Lake.
+struct Rendered {
+    lines: Vec<(ObjectFormat, Vec<u8>)>,
+    lake_events: Vec<serde_json::Value>,
+}
+
+/// Renders native records (JSON lines) as every format of `extra`, one line each, and as the
+/// OCSF events of Security Lake when `lake`: each record is read into its typed event once, and
+/// its OCSF event made once for both.
+fn render(records: &[u8], extra: &[ObjectFormat], lake: bool) -> Rendered {
+    let mut lines: Vec<(ObjectFormat, Vec<u8>)> = extra
+        .iter()
+        .map(|f| (*f, Vec::with_capacity(records.len() * 2)))
+        .collect();
+    let mut lake_events = Vec::new();
+    let needs_ocsf = lake || extra.contains(&ObjectFormat::Ocsf);
     for l in records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if let Ok(e) = native::read(l)
-            && serde_json::to_writer(&mut out, &render(&e)).is_ok()
-        {
-            out.push(b'\n');
+        let Ok(e) = native::read(l) else {
+            continue;
+        };
+        let ocsf = needs_ocsf.then(|| to_ocsf(&e));
+        for (format, out) in &mut lines {
+            let written = match (format, &ocsf) {
+                (ObjectFormat::Ocsf, Some(v)) => serde_json::to_writer(&mut *out, v),
+                (ObjectFormat::Ecs, _) => serde_json::to_writer(&mut *out, &to_ecs(&e)),
+                _ => continue,
+            };
+            if written.is_ok() {
+                out.push(b'\n');
+            }
+        }
+        if lake {
+            lake_events.extend(ocsf);
         }
     }
-    out
+    Rendered { lines, lake_events }
 }
 
 #[cfg(test)]

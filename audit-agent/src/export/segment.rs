@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn plain_segments_of_earlier_versions_are_cut_after_their_last_line() {
-        let d = scratch("plain");
+        let d = scratch("plain-earlier");
         let path = d.join("s.ndjson");
         fs::write(&path, b"{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3,\"ti").unwrap();
         assert_eq!(salvage(&path, 2).unwrap(), 12);

@@ -31,13 +31,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Deserialize;
-
 use super::{
     ExportStats,
     journal::{ClosedJournal, Journal},
     segment::{End, Stored, salvage},
-    spool_dir::{SegmentMeta, SpoolDirs, meta_path},
+    spool_dir::{SpoolDirs, meta_path, read_meta},
 };
 use crate::{
     event::{Event, GapReason},
@@ -381,11 +379,7 @@ pub(crate) fn max_ready_seq(dirs: &SpoolDirs) -> anyhow::Result<Option<u64>> {
 /// The seq of the last complete line of a segment file: from its sidecar when it has one (no
 /// need to decompress it at every start), else from the records.
 pub(crate) fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
-    #[derive(Deserialize)]
-    struct Seq {
-        seq: u64,
-    }
-    if let Some(meta) = SegmentMeta::of(path) {
+    if let Some(meta) = read_meta(path) {
         return Ok(Some(meta.last_seq));
     }
     let stored = Stored::read(path)?;
@@ -394,8 +388,8 @@ pub(crate) fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
         .split(|&b| b == b'\n')
         .rev()
         .find(|l| !l.is_empty())
-        .and_then(|l| serde_json::from_slice::<Seq>(l).ok())
-        .map(|s| s.seq))
+        .and_then(native::Position::of)
+        .map(|p| p.seq))
 }
 
 /// Bytes currently in the spool (for the size limit at start).

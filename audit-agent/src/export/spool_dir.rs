@@ -11,8 +11,13 @@ use std::{
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::manifest::Link;
-use crate::event::Timestamp;
+use crate::{
+    event::Timestamp,
+    trail::{
+        manifest::{Link, SegmentMeta},
+        stream::StreamId,
+    },
+};
 
 /// Persistent state of a spool.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -41,8 +46,8 @@ pub(crate) struct State {
 
 impl State {
     /// The stream the state's chain belongs to.
-    pub(crate) fn stream(&self) -> super::layout::StreamId {
-        super::layout::StreamId {
+    pub(crate) fn stream(&self) -> StreamId {
+        StreamId {
             host: self.host.clone(),
             boot_id: self.boot_id.clone(),
             spool: self.spool_id.clone(),
@@ -128,8 +133,8 @@ impl SpoolDirs {
     }
 
     /// The sealed file of a manifest's object entry, while it waits for upload.
-    pub(crate) fn sealed_object(&self, e: &super::manifest::ObjectEntry) -> Option<PathBuf> {
-        super::layout::spool_file_of(&e.key).map(|f| self.sealed.join(f))
+    pub(crate) fn sealed_object(&self, e: &crate::trail::manifest::ObjectEntry) -> Option<PathBuf> {
+        crate::trail::layout::spool_file_of(&e.key).map(|f| self.sealed.join(f))
     }
 
     pub(crate) fn state_path(&self) -> PathBuf {
@@ -219,7 +224,7 @@ impl SpoolLock {
 /// A new random id (16 hex digits) for a spool.
 pub(crate) fn new_spool_id() -> anyhow::Result<String> {
     let mut b = [0u8; 8];
-    super::manifest::getrandom(&mut b)?;
+    crate::trail::manifest::getrandom(&mut b)?;
     Ok(hex::encode(b))
 }
 
@@ -312,45 +317,12 @@ pub(crate) fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seq and time range of a segment, written next to it when it is closed (`<name>.meta`) so
-/// sealing need not re-read every record; recomputed from the records after a crash.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct SegmentMeta {
-    pub(crate) records: u64,
-    pub(crate) first_seq: u64,
-    pub(crate) last_seq: u64,
-    #[serde(with = "crate::time::wire")]
-    pub(crate) time_from: Timestamp,
-    #[serde(with = "crate::time::wire")]
-    pub(crate) time_to: Timestamp,
-}
-
-impl SegmentMeta {
-    pub(crate) fn new(seq: u64, t: Timestamp) -> Self {
-        Self {
-            records: 0,
-            first_seq: seq,
-            last_seq: seq,
-            time_from: t,
-            time_to: t,
-        }
-    }
-
-    /// The sidecar of the ready segment at `segment`, if it has a usable one.
-    pub(crate) fn of(segment: &Path) -> Option<Self> {
-        let bytes = fs::read(meta_path(segment)).ok()?;
-        serde_json::from_slice::<Self>(&bytes)
-            .ok()
-            .filter(|m| m.records > 0)
-    }
-
-    pub(crate) fn add(&mut self, seq: u64, t: Timestamp) {
-        self.records += 1;
-        self.first_seq = self.first_seq.min(seq);
-        self.last_seq = self.last_seq.max(seq);
-        self.time_from = self.time_from.min(t);
-        self.time_to = self.time_to.max(t);
-    }
+/// The sidecar of the ready segment at `segment`, if it has a usable one.
+pub(crate) fn read_meta(segment: &Path) -> Option<SegmentMeta> {
+    let bytes = fs::read(meta_path(segment)).ok()?;
+    serde_json::from_slice::<SegmentMeta>(&bytes)
+        .ok()
+        .filter(|m| m.records > 0)
 }
 
 /// The sidecar file of a ready segment.

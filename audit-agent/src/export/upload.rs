@@ -19,14 +19,13 @@ use std::{
 use futures::{StreamExt as _, stream};
 use tokio::sync::{Notify, watch};
 
-use super::{
-    ExportStats,
+use super::{ExportStats, spool_dir::SpoolDirs};
+use crate::time;
+use crate::trail::{
     layout::{self, manifest_key},
     manifest,
-    spool_dir::SpoolDirs,
     store::{PutError, Store},
 };
-use crate::time;
 
 /// Concurrent object uploads within one batch.
 const CONCURRENCY: usize = 4;

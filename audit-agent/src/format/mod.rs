@@ -5,7 +5,6 @@
 pub(crate) mod ecs;
 pub(crate) mod native;
 pub(crate) mod ocsf;
-pub(crate) mod table;
 mod text;
 
 use std::fmt::Write as _;

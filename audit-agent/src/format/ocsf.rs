@@ -138,196 +138,44 @@ fn container(a: &Activity) -> Option<Value> {
     Some(Value::Object(c))
 }
 
-/// (class_uid, class_name, category_uid, category_name, activity_id, activity_name, verb).
-/// Long on purpose: one table row per action, the mapping docs/schema.md documents.
-fn class_of(
-    action: Action,
-) -> (
-    u32,
-    &'static str,
-    u32,
-    &'static str,
-    u32,
-    &'static str,
-    &'static str,
-) {
+/// An OCSF class and its category: (class_uid, class_name, category_uid, category_name).
+type Class = (u32, &'static str, u32, &'static str);
+const PROCESS: Class = (1007, "Process Activity", 1, "System Activity");
+const FILE_SYSTEM: Class = (1001, "File System Activity", 1, "System Activity");
+const MODULE: Class = (1005, "Module Activity", 1, "System Activity");
+const NETWORK: Class = (4001, "Network Activity", 4, "Network Activity");
+const HTTP: Class = (4002, "HTTP Activity", 4, "Network Activity");
+const DNS: Class = (4003, "DNS Activity", 4, "Network Activity");
+const BASE: Class = (0, "Base Event", 0, "Uncategorized");
+
+/// The class, activity id and name, and message verb of an action: one table row per action,
+/// the mapping docs/schema.md documents.
+fn activity_of(action: Action) -> (Class, u32, &'static str, &'static str) {
     match action {
-        Action::Exec => (
-            1007,
-            "Process Activity",
-            1,
-            "System Activity",
-            1,
-            "Launch",
-            "executed",
-        ),
-        Action::Exit => (
-            1007,
-            "Process Activity",
-            1,
-            "System Activity",
-            2,
-            "Terminate",
-            "ended:",
-        ),
-        Action::Open => (
-            1001,
-            "File System Activity",
-            1,
-            "System Activity",
-            14,
-            "Open",
-            "opened",
-        ),
-        Action::Connect => (
-            4001,
-            "Network Activity",
-            4,
-            "Network Activity",
-            1,
-            "Open",
-            "connected to",
-        ),
-        Action::Send => (
-            4001,
-            "Network Activity",
-            4,
-            "Network Activity",
-            6,
-            "Traffic",
-            "sent to",
-        ),
-        Action::UringSetup => (
-            1007,
-            "Process Activity",
-            1,
-            "System Activity",
-            99,
-            "Other",
-            "created an io_uring instance,",
-        ),
-        Action::Access => (
-            1007,
-            "Process Activity",
-            1,
-            "System Activity",
-            3,
-            "Open",
-            "reached into",
-        ),
-        Action::Signal => (
-            1007,
-            "Process Activity",
-            1,
-            "System Activity",
-            99,
-            "Other",
-            "signalled the audit agent,",
-        ),
-        Action::CgroupMove => (
-            1007,
-            "Process Activity",
-            1,
-            "System Activity",
-            99,
-            "Other",
-            "moved a process to cgroup",
-        ),
-        Action::CompatSyscall => (
-            1007,
-            "Process Activity",
-            1,
-            "System Activity",
-            99,
-            "Other",
-            "made a 32-bit system call on",
-        ),
+        Action::Exec => (PROCESS, 1, "Launch", "executed"),
+        Action::Exit => (PROCESS, 2, "Terminate", "ended:"),
+        Action::Open => (FILE_SYSTEM, 14, "Open", "opened"),
+        Action::Connect => (NETWORK, 1, "Open", "connected to"),
+        Action::Send => (NETWORK, 6, "Traffic", "sent to"),
+        Action::UringSetup => (PROCESS, 99, "Other", "created an io_uring instance,"),
+        Action::Access => (PROCESS, 3, "Open", "reached into"),
+        Action::Signal => (PROCESS, 99, "Other", "signalled the audit agent,"),
+        Action::CgroupMove => (PROCESS, 99, "Other", "moved a process to cgroup"),
+        Action::CompatSyscall => (PROCESS, 99, "Other", "made a 32-bit system call on"),
         // The activity of DNS and HTTP records depends on the record (`network_activity`).
-        Action::Dns => (
-            4003,
-            "DNS Activity",
-            4,
-            "Network Activity",
-            6,
-            "Traffic",
-            "looked up",
-        ),
-        Action::Http => (
-            4002,
-            "HTTP Activity",
-            4,
-            "Network Activity",
-            99,
-            "Other",
-            "sent an HTTP request to",
-        ),
-        Action::Tls => (
-            4001,
-            "Network Activity",
-            4,
-            "Network Activity",
-            6,
-            "Traffic",
-            "sent a TLS hello to",
-        ),
-        Action::MapExec => (
-            1005,
-            "Module Activity",
-            1,
-            "System Activity",
-            1,
-            "Load",
-            "mapped for execution",
-        ),
+        Action::Dns => (DNS, 6, "Traffic", "looked up"),
+        Action::Http => (HTTP, 99, "Other", "sent an HTTP request to"),
+        Action::Tls => (NETWORK, 6, "Traffic", "sent a TLS hello to"),
+        Action::MapExec => (MODULE, 1, "Load", "mapped for execution"),
         // Mapped as a Base Event (`claim_event`); this row is never used.
-        Action::Claim => (0, "Base Event", 0, "Uncategorized", 99, "Other", "claimed"),
-        Action::SetExe => (
-            1007,
-            "Process Activity",
-            1,
-            "System Activity",
-            99,
-            "Other",
-            "made its executable claim to be",
-        ),
-        Action::Held => (
-            1001,
-            "File System Activity",
-            1,
-            "System Activity",
-            14,
-            "Open",
-            "held open",
-        ),
-        Action::Receive => (
-            1001,
-            "File System Activity",
-            1,
-            "System Activity",
-            14,
-            "Open",
-            "received",
-        ),
-        Action::Copy => (
-            1001,
-            "File System Activity",
-            1,
-            "System Activity",
-            2,
-            "Read",
-            "copied",
-        ),
+        Action::Claim => (BASE, 99, "Other", "claimed"),
+        Action::SetExe => (PROCESS, 99, "Other", "made its executable claim to be"),
+        Action::Held => (FILE_SYSTEM, 14, "Open", "held open"),
+        Action::Receive => (FILE_SYSTEM, 14, "Open", "received"),
+        Action::Copy => (FILE_SYSTEM, 2, "Read", "copied"),
         change => {
             let (id, name, verb) = file_activity(change);
-            (
-                1001,
-                "File System Activity",
-                1,
-                "System Activity",
-                id,
-                name,
-                verb,
-            )
+            (FILE_SYSTEM, id, name, verb)
         }
     }
 }
@@ -385,43 +233,18 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 argv, new_exec_id, ..
             },
         ) => {
-            let args: Vec<String> = argv
-                .iter()
-                .flatten()
-                .map(|x| Escaped(x).to_string())
-                .collect();
-            let mut launched = json!({
-                "pid": a.process.pid,
-                "name": basename(&target),
-                "file": { "path": target, "name": basename(&target), "type_id": 1, "type": "Regular File" },
-                "cmd_line": args.join(" "),
-                "parent_process": ev["actor"]["process"].clone(),
-            });
-            if let Some(id) = new_exec_id {
-                launched["uid"] = json!(id);
-            }
-            if let Some(c) = ev["actor"]["process"].get("container") {
-                launched["container"] = c.clone();
-            }
+            let argv = argv.as_deref().unwrap_or_default();
+            let launched = launched_process(a, argv, new_exec_id.as_deref(), &target, ev);
             ev.insert("process".into(), launched);
         }
         (_, Detail::Open { .. } | Detail::Fd { .. }) => {
-            ev.insert(
-                "file".into(),
-                json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
-            );
+            ev.insert("file".into(), file_object(&target));
         }
         (_, Detail::Copy(c)) => {
-            ev.insert(
-                "file".into(),
-                json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
-            );
+            ev.insert("file".into(), file_object(&target));
             if let Some(to) = &c.to {
                 let to = Escaped(&to.path).to_string();
-                ev.insert(
-                    "file_result".into(),
-                    json!({ "path": to, "name": basename(&to), "type_id": 0, "type": "Unknown" }),
-                );
+                ev.insert("file_result".into(), file_object(&to));
             }
         }
         // The process acted on is the actor itself (`process` below); its executable stays the
@@ -464,16 +287,10 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
             }
         }
         (_, Detail::Change(c)) => {
-            ev.insert(
-                "file".into(),
-                json!({ "path": target, "name": basename(&target), "type_id": 0, "type": "Unknown" }),
-            );
+            ev.insert("file".into(), file_object(&target));
             if let Some(p) = c.to.as_ref().and_then(|t| t.path()) {
                 let new = Escaped(p).to_string();
-                ev.insert(
-                    "file_result".into(),
-                    json!({ "path": new, "name": basename(&new), "type_id": 0, "type": "Unknown" }),
-                );
+                ev.insert("file_result".into(), file_object(&new));
             }
         }
         (_, Detail::Dns(d)) => {
@@ -500,28 +317,67 @@ fn class_object(e: &Event, a: &Activity, ev: &mut Map<String, Value>) {
                 None => set_class(ev, (4001, "Network Activity"), (6, "Traffic")),
             }
         }
-        (t, Detail::Connect { .. }) => {
-            let mut dst = match t {
-                Target::Inet(ip, port) => json!({ "ip": ip.to_string(), "port": port }),
-                _ => json!({ "name": target }),
-            };
-            if let Some(h) = first_host(a) {
-                dst["hostname"] = json!(h);
-            }
-            // The IP version only for IP destinations: a unix or other socket has none.
-            let version = match t {
-                Target::Inet(ip, _) if ip.is_ipv6() => json!(6),
-                Target::Inet(..) => json!(4),
-                _ => Value::Null,
-            };
-            ev.insert("dst_endpoint".into(), dst);
-            ev.insert("src_endpoint".into(), json!({ "hostname": e.host.name }));
-            ev.insert(
-                "connection_info".into(),
-                json!({ "direction_id": 2, "direction": "Outbound", "protocol_ver_id": version }),
-            );
-        }
+        (t, Detail::Connect { .. }) => connect_objects(e, a, t, target, ev),
     }
+}
+
+/// A file acted on whose type the record does not say.
+fn file_object(path: &str) -> Value {
+    json!({ "path": path, "name": basename(path), "type_id": 0, "type": "Unknown" })
+}
+
+/// The process an exec launched: the actor's process is its parent.
+fn launched_process(
+    a: &Activity,
+    argv: &[Vec<u8>],
+    new_exec_id: Option<&str>,
+    target: &str,
+    ev: &Map<String, Value>,
+) -> Value {
+    let args: Vec<String> = argv.iter().map(|x| Escaped(x).to_string()).collect();
+    let mut launched = json!({
+        "pid": a.process.pid,
+        "name": basename(target),
+        "file": { "path": target, "name": basename(target), "type_id": 1, "type": "Regular File" },
+        "cmd_line": args.join(" "),
+        "parent_process": ev["actor"]["process"].clone(),
+    });
+    if let Some(id) = new_exec_id {
+        launched["uid"] = json!(id);
+    }
+    if let Some(c) = ev["actor"]["process"].get("container") {
+        launched["container"] = c.clone();
+    }
+    launched
+}
+
+/// Where a connect went (and the host asked for), from where, outbound.
+fn connect_objects(
+    e: &Event,
+    a: &Activity,
+    t: &Target,
+    target: String,
+    ev: &mut Map<String, Value>,
+) {
+    let mut dst = match t {
+        Target::Inet(ip, port) => json!({ "ip": ip.to_string(), "port": port }),
+        _ => json!({ "name": target }),
+    };
+    if let Some(h) = first_host(a) {
+        dst["hostname"] = json!(h);
+    }
+    // The IP version only for IP destinations: a unix or other socket has none.
+    let version = match t {
+        Target::Inet(ip, _) if ip.is_ipv6() => json!(6),
+        Target::Inet(..) => json!(4),
+        _ => Value::Null,
+    };
+    ev.insert("dst_endpoint".into(), dst);
+    ev.insert("src_endpoint".into(), json!({ "hostname": e.host.name }));
+    ev.insert(
+        "connection_info".into(),
+        json!({ "direction_id": 2, "direction": "Outbound", "protocol_ver_id": version }),
+    );
 }
 
 /// The destination's first name (`resource.host`).
@@ -679,8 +535,8 @@ fn activity_event(e: &Event, a: &Activity) -> Value {
     let dec = a.verdict.as_ref().map_or(Decision::Allow, |v| v.decision);
     let (severity_id, severity, action_id, action_name, disposition_id, disposition) =
         verdict_ids(dec);
-    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name, verb) =
-        class_of(a.action);
+    let (class, activity_id, activity_name, verb) = activity_of(a.action);
+    let (class_uid, class_name, category_uid, category_name) = class;
     let (status_id, status_name) = status(a.outcome);
     let rule = a
         .verdict

@@ -71,7 +71,24 @@ fn activity(line: &mut String, a: &Activity) {
         let _ = write!(line, "{verdict:<20} ");
     }
     line.push_str(&resource_text(a));
-    match &a.resource.detail {
+    detail_text(line, &a.resource.detail);
+    for (what, fields) in [
+        ("truncated", &a.resource.truncated),
+        ("unreadable", &a.resource.unreadable),
+    ] {
+        if !fields.is_empty() {
+            let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+            let _ = write!(line, " ({what}: {})", names.join(","));
+        }
+    }
+    if !a.protected.is_empty() {
+        let _ = write!(line, " protected={}", a.protected.join(","));
+    }
+}
+
+/// What an action's details add to its line.
+fn detail_text(line: &mut String, detail: &Detail) {
+    match detail {
         Detail::Exec {
             argv, interpreter, ..
         } => {
@@ -137,18 +154,6 @@ fn activity(line: &mut String, a: &Activity) {
             }
             None => line.push_str(" -> <unreadable>"),
         },
-    }
-    for (what, fields) in [
-        ("truncated", &a.resource.truncated),
-        ("unreadable", &a.resource.unreadable),
-    ] {
-        if !fields.is_empty() {
-            let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
-            let _ = write!(line, " ({what}: {})", names.join(","));
-        }
-    }
-    if !a.protected.is_empty() {
-        let _ = write!(line, " protected={}", a.protected.join(","));
     }
 }
 

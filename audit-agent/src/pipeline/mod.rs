@@ -22,7 +22,7 @@ use self::loss::{Dropped, LossTracker};
 pub(crate) use self::{
     loss::gap,
     refresh::{DynamicGlobs, WatchRefresher},
-    sequence::{Sequencer, stream_id},
+    sequence::Sequencer,
     source::Source,
 };
 use crate::{

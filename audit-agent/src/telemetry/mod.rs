@@ -295,27 +295,34 @@ impl PipelineMetrics {
                 m.delivery_latency.clone(),
             );
         });
+        m.create_loss_series();
+        m
+    }
+
+    /// Makes every loss, drop, truncation and fault series exist at 0.
+    fn create_loss_series(&self) {
         for reason in GapReason::ALL {
             let l = GapLabels {
                 reason: reason.name().into(),
             };
-            let _ = m.gap_records.get_or_create(&l);
-            let _ = m.lost.get_or_create(&l);
+            let _ = self.gap_records.get_or_create(&l);
+            let _ = self.lost.get_or_create(&l);
         }
         for reason in ["ringbuf_full", "pending_full"] {
             for k in (1..EventKind::SLOTS).filter(|k| EventKind::from_u16(*k as u16).is_some()) {
-                let _ = m.kernel_drops.get_or_create(&kind_labels(reason, k));
+                let _ = self.kernel_drops.get_or_create(&kind_labels(reason, k));
             }
         }
         for what in ["path", "argv"] {
-            let _ = m
+            let _ = self
                 .truncations
                 .get_or_create(&TruncLabels { what: what.into() });
         }
         for what in FAULTS {
-            let _ = m.faults.get_or_create(&TruncLabels { what: what.into() });
+            let _ = self
+                .faults
+                .get_or_create(&TruncLabels { what: what.into() });
         }
-        m
     }
 }
 

@@ -486,6 +486,40 @@ struct GapIn {
     by_process: Vec<ProcessLoss>,
 }
 
+/// Where a stored record stands in its stream, read without the rest of it: its seq, its time as
+/// written and, for a gap, the seqs it explains. What the spool, the sealer and verify need of
+/// every line (a whole record is [`read`]).
+#[derive(Deserialize)]
+pub(crate) struct Position<'a> {
+    pub(crate) seq: u64,
+    #[serde(borrow, default)]
+    pub(crate) time: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) gap: Option<GapSeqs>,
+}
+
+/// The seq range a gap record explains (absent in gaps before versions that counted them).
+#[derive(Deserialize)]
+pub(crate) struct GapSeqs {
+    #[serde(default)]
+    pub(crate) seq_from: Option<u64>,
+    #[serde(default)]
+    pub(crate) seq_to: Option<u64>,
+}
+
+impl Position<'_> {
+    /// The position of a stored line; `None` when it is not a record.
+    pub(crate) fn of(line: &[u8]) -> Option<Position<'_>> {
+        serde_json::from_slice(line).ok()
+    }
+
+    /// The seqs a gap record explains.
+    pub(crate) fn explained(&self) -> Option<(u64, u64)> {
+        let g = self.gap.as_ref()?;
+        g.seq_from.zip(g.seq_to)
+    }
+}
+
 /// Why a stored line is not a record.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {

@@ -416,38 +416,57 @@ pub(super) struct ResourceOut<'a> {
     unreadable: Vec<&'static str>,
 }
 
+/// Writes `name` when present.
+fn put_text(o: &mut Object<'_>, name: &'static str, v: Option<&str>) {
+    if let Some(t) = v {
+        o.str(name, t);
+    }
+}
+
+/// Writes `name` when present.
+fn put_bytes(o: &mut Object<'_>, name: &'static str, v: &Option<Bytes<'_>>) {
+    if let Some(b) = v {
+        o.bytes(name, b.0);
+    }
+}
+
+/// Writes `name` when present, as null when `Some(None)`.
+fn put_nullable_bytes(o: &mut Object<'_>, name: &'static str, v: &Option<Option<Bytes<'_>>>) {
+    if let Some(v) = v {
+        o.opt_bytes(name, v.as_ref().map(|b| b.0));
+    }
+}
+
+/// Writes `name` when present.
+fn put_strings(o: &mut Object<'_>, name: &'static str, v: &Option<Vec<Cow<'static, str>>>) {
+    if let Some(list) = v {
+        o.strings(name, list);
+    }
+}
+
+/// Writes `name` when present.
+fn put_int(o: &mut Object<'_>, name: &'static str, v: Option<i64>) {
+    if let Some(n) = v {
+        o.i64(name, n);
+    }
+}
+
 impl ResourceOut<'_> {
     /// Writes the members that are present, in field order (`None`: absent; `Some(None)`: null).
     pub(super) fn write(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
-        let nullable_bytes = |o: &mut Object<'_>, name, v: &Option<Option<Bytes<'_>>>| {
-            if let Some(v) = v {
-                o.opt_bytes(name, v.as_ref().map(|b| b.0));
-            }
-        };
-        let bytes = |o: &mut Object<'_>, name, v: &Option<Bytes<'_>>| {
-            if let Some(b) = v {
-                o.bytes(name, b.0);
-            }
-        };
-        let text = |o: &mut Object<'_>, name, v: Option<&str>| {
-            if let Some(t) = v {
-                o.str(name, t);
-            }
-        };
-        let strings = |o: &mut Object<'_>, name, v: &Option<Vec<Cow<'static, str>>>| {
-            if let Some(list) = v {
-                o.strings(name, list);
-            }
-        };
-        let int = |o: &mut Object<'_>, name, v: Option<i64>| {
-            if let Some(n) = v {
-                o.i64(name, n);
-            }
-        };
-        nullable_bytes(o, "path", &self.path);
-        text(o, "path_source", self.path_source);
-        bytes(o, "requested_path", &self.requested_path);
-        text(o, "requested_path_read", self.requested_path_read);
+        self.write_file(o)?;
+        self.write_destination(o)?;
+        self.write_change(o)?;
+        self.write_process(o)?;
+        self.write_wire(o)
+    }
+
+    /// The file or executable acted on: path, kernel file, interpreter, arguments, flags.
+    fn write_file(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_nullable_bytes(o, "path", &self.path);
+        put_text(o, "path_source", self.path_source);
+        put_bytes(o, "requested_path", &self.requested_path);
+        put_text(o, "requested_path_read", self.requested_path_read);
         if let Some(f) = &self.file {
             let mut file = o.object("file");
             f.write(&mut file);
@@ -472,27 +491,32 @@ impl ResourceOut<'_> {
                 None => o.null("argv"),
             }
         }
-        text(o, "argv_source", self.argv_source);
-        strings(o, "flags", &self.flags);
-        text(o, "mode", self.mode.as_deref());
-        strings(o, "resolve", &self.resolve);
-        strings(o, "prot", &self.prot);
+        put_text(o, "argv_source", self.argv_source);
+        put_strings(o, "flags", &self.flags);
+        put_text(o, "mode", self.mode.as_deref());
+        put_strings(o, "resolve", &self.resolve);
+        put_strings(o, "prot", &self.prot);
         if let Some(l) = self.loader {
             o.bool("loader", l);
         }
-        int(o, "dirfd", self.dirfd.map(i64::from));
-        text(o, "family", self.family.as_deref());
+        Ok(())
+    }
+
+    /// Where a socket went: address, port and the hosts it was asked for.
+    fn write_destination(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_int(o, "dirfd", self.dirfd.map(i64::from));
+        put_text(o, "family", self.family.as_deref());
         if let Some(a) = &self.address {
             o.opt_str("address", a.as_deref());
         }
-        int(o, "port", self.port.map(i64::from));
-        text(o, "address_source", self.address_source);
-        text(o, "requested_address", self.requested_address.as_deref());
+        put_int(o, "port", self.port.map(i64::from));
+        put_text(o, "address_source", self.address_source);
+        put_text(o, "requested_address", self.requested_address.as_deref());
         if let Some(d) = &self.destination {
             if let Some(h) = &d.host {
                 o.opt_str("host", h.as_deref());
             }
-            text(o, "host_source", d.host_source);
+            put_text(o, "host_source", d.host_source);
             if !d.hosts.is_empty() {
                 o.serde("hosts", &d.hosts)?;
             }
@@ -502,51 +526,61 @@ impl ResourceOut<'_> {
             if d.host_conflict {
                 o.bool("host_conflict", true);
             }
-            text(o, "opaque", d.opaque);
+            put_text(o, "opaque", d.opaque);
             if let Some(c) = d.connection_id {
                 o.u64("connection_id", c);
             }
         }
-        text(o, "exec_id", self.exec_id);
-        nullable_bytes(o, "new_path", &self.new_path);
-        text(o, "new_path_source", self.new_path_source);
-        bytes(o, "requested_new_path", &self.requested_new_path);
-        bytes(o, "symlink_content", &self.symlink_content);
+        Ok(())
+    }
+
+    /// An exec's id and a file change's new name, owner and length, up to the cgroup.
+    fn write_change(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_text(o, "exec_id", self.exec_id);
+        put_nullable_bytes(o, "new_path", &self.new_path);
+        put_text(o, "new_path_source", self.new_path_source);
+        put_bytes(o, "requested_new_path", &self.requested_new_path);
+        put_bytes(o, "symlink_content", &self.symlink_content);
         if let Some(owner) = &self.owner {
             o.serde("owner", owner)?;
         }
         if let Some(n) = self.length {
             o.u64("length", n);
         }
-        int(o, "fd", self.fd.map(i64::from));
-        bytes(o, "cgroup", &self.cgroup);
+        put_int(o, "fd", self.fd.map(i64::from));
+        put_bytes(o, "cgroup", &self.cgroup);
         if let Some(n) = self.cgroup_id {
             o.u64("cgroup_id", n);
         }
-        int(o, "pid", self.pid.map(i64::from));
-        text(o, "signal", self.signal.as_deref());
-        int(o, "exit_code", self.exit_code.map(i64::from));
+        Ok(())
+    }
+
+    /// A process acted on, io_uring and 32-bit calls, ptrace and signals.
+    fn write_process(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_int(o, "pid", self.pid.map(i64::from));
+        put_text(o, "signal", self.signal.as_deref());
+        put_int(o, "exit_code", self.exit_code.map(i64::from));
         if let Some(core) = self.core_dumped {
             o.bool("core_dumped", core);
         }
-        text(o, "access", self.access);
+        put_text(o, "access", self.access);
         if let Some(u) = &self.io_uring {
             o.serde("io_uring", u)?;
         }
         if let Some(c) = &self.ia32 {
             o.serde("ia32", c)?;
         }
-        int(o, "sq_entries", self.sq_entries.map(i64::from));
-        int(o, "cq_entries", self.cq_entries.map(i64::from));
-        strings(o, "setup_flags", &self.setup_flags);
-        text(o, "ptrace_request", self.ptrace_request.as_deref());
-        text(o, "addr", self.addr.as_deref());
-        text(o, "pid_source", self.pid_source);
-        text(o, "pid_namespace", self.pid_namespace);
-        text(o, "target_exec_id", self.target_exec_id);
-        text(o, "target_agent", self.target_agent);
-        text(o, "delivery", self.delivery.as_deref());
-        text(o, "origin", self.origin);
+        put_int(o, "sq_entries", self.sq_entries.map(i64::from));
+        put_int(o, "cq_entries", self.cq_entries.map(i64::from));
+        put_strings(o, "setup_flags", &self.setup_flags);
+        put_text(o, "ptrace_request", self.ptrace_request.as_deref());
+        put_text(o, "addr", self.addr.as_deref());
+        put_text(o, "pid_source", self.pid_source);
+        put_text(o, "pid_namespace", self.pid_namespace);
+        put_text(o, "target_exec_id", self.target_exec_id);
+        put_text(o, "target_agent", self.target_agent);
+        put_text(o, "delivery", self.delivery.as_deref());
+        put_text(o, "origin", self.origin);
         if let Some(d) = &self.dns {
             o.serde("dns", d)?;
         }
@@ -559,20 +593,25 @@ impl ResourceOut<'_> {
         if let Some(c) = &self.claim {
             o.serde("claim", c)?;
         }
-        text(o, "prctl", self.prctl);
-        bytes(o, "previous_path", &self.previous_path);
+        Ok(())
+    }
+
+    /// What a socket carried (DNS, TLS, HTTP), claims, and the members of every kind.
+    fn write_wire(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+        put_text(o, "prctl", self.prctl);
+        put_bytes(o, "previous_path", &self.previous_path);
         if let Some(f) = &self.previous_file {
             let mut file = o.object("previous_file");
             f.write(&mut file);
             file.close();
         }
-        int(o, "replacements", self.replacements.map(i64::from));
+        put_int(o, "replacements", self.replacements.map(i64::from));
         if self.before_watch {
             o.bool("before_watch", true);
         }
-        int(o, "socket_fd", self.socket_fd.map(i64::from));
-        int(o, "to_fd", self.to_fd.map(i64::from));
-        nullable_bytes(o, "to_path", &self.to_path);
+        put_int(o, "socket_fd", self.socket_fd.map(i64::from));
+        put_int(o, "to_fd", self.to_fd.map(i64::from));
+        put_nullable_bytes(o, "to_path", &self.to_path);
         if let Some(f) = &self.to_file {
             let mut file = o.object("to_file");
             f.write(&mut file);
@@ -742,45 +781,17 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
         }
         Detail::Exit(None) => {}
         Detail::Compat => {}
-        Detail::MapExec(m) => {
-            out.prot = Some(linux::bit_names(u64::from(m.prot), linux::PROT_FLAGS));
-            if let Some((flags, fd)) = m.mmap {
-                out.flags = Some(linux::bit_names(u64::from(flags), linux::MAP_FLAGS));
-                out.fd = Some(fd);
-            }
-            out.addr = Some(format!("{:#x}", m.start));
-            out.length = Some(m.len);
-            out.loader = Some(m.loader);
-        }
+        Detail::MapExec(m) => map_exec_fields(out, m),
         Detail::Dns(d) => out.dns = Some(dns_out(d)),
         Detail::Tls(h) => out.tls = Some(tls_out(h)),
         Detail::Http(r) => out.http = Some(http_out(r)),
         Detail::Claim(c) => out.claim = Some(claim_out(c)),
-        Detail::SetExe(x) => {
-            out.fd = Some(x.fd);
-            out.prctl = Some(if x.map {
-                "PR_SET_MM_MAP"
-            } else {
-                "PR_SET_MM_EXE_FILE"
-            });
-            out.previous_path = x.previous.as_ref().map(|k| Bytes(&k.path));
-            out.previous_file = x.previous.as_ref().map(file_out);
-            out.replacements = Some(x.replacements);
-            out.before_watch = x.before_watch;
-        }
+        Detail::SetExe(x) => set_exe_fields(out, x),
         Detail::Fd { fd, socket_fd } => {
             out.fd = Some(*fd);
             out.socket_fd = *socket_fd;
         }
-        Detail::Copy(c) => {
-            out.fd = Some(c.in_fd);
-            out.to_fd = Some(c.out_fd);
-            out.to_path = Some(c.to.as_ref().map(|k| Bytes(&k.path)));
-            out.to_file = c.to.as_ref().map(file_out);
-            out.length = Some(c.len);
-            out.flags =
-                (c.flags != 0).then(|| linux::bit_names(u64::from(c.flags), linux::SPLICE_FLAGS));
-        }
+        Detail::Copy(c) => copy_fields(out, c),
         Detail::Connect {
             passed,
             from_kernel,
@@ -794,6 +805,39 @@ fn detail_fields<'a>(out: &mut ResourceOut<'a>, d: &'a Detail) {
             }
         }
     }
+}
+
+fn map_exec_fields(out: &mut ResourceOut<'_>, m: &MapExec) {
+    out.prot = Some(linux::bit_names(u64::from(m.prot), linux::PROT_FLAGS));
+    if let Some((flags, fd)) = m.mmap {
+        out.flags = Some(linux::bit_names(u64::from(flags), linux::MAP_FLAGS));
+        out.fd = Some(fd);
+    }
+    out.addr = Some(format!("{:#x}", m.start));
+    out.length = Some(m.len);
+    out.loader = Some(m.loader);
+}
+
+fn set_exe_fields<'a>(out: &mut ResourceOut<'a>, x: &'a SetExe) {
+    out.fd = Some(x.fd);
+    out.prctl = Some(if x.map {
+        "PR_SET_MM_MAP"
+    } else {
+        "PR_SET_MM_EXE_FILE"
+    });
+    out.previous_path = x.previous.as_ref().map(|k| Bytes(&k.path));
+    out.previous_file = x.previous.as_ref().map(file_out);
+    out.replacements = Some(x.replacements);
+    out.before_watch = x.before_watch;
+}
+
+fn copy_fields<'a>(out: &mut ResourceOut<'a>, c: &'a FileCopy) {
+    out.fd = Some(c.in_fd);
+    out.to_fd = Some(c.out_fd);
+    out.to_path = Some(c.to.as_ref().map(|k| Bytes(&k.path)));
+    out.to_file = c.to.as_ref().map(file_out);
+    out.length = Some(c.len);
+    out.flags = (c.flags != 0).then(|| linux::bit_names(u64::from(c.flags), linux::SPLICE_FLAGS));
 }
 
 fn change_fields<'a>(out: &mut ResourceOut<'a>, c: &'a Change) {
@@ -1185,38 +1229,8 @@ fn target(action: Action, r: &ResourceIn<'_>) -> Result<Target, ReadError> {
 
 pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
     Ok(match action {
-        Action::Exec => Detail::Exec {
-            argv: r
-                .argv
-                .as_ref()
-                .map(|a| a.iter().map(|x| bytes(x)).collect()),
-            argv_from_image: r.argv_source.as_deref() == Some("image"),
-            dirfd: r.dirfd,
-            new_exec_id: r.exec_id.as_deref().map(Arc::from),
-            interpreter: r.interpreter.as_ref().map(|i| Interpreter {
-                shebang: bytes(&i.shebang),
-                loaded: i
-                    .path
-                    .as_deref()
-                    .map(|p| file_in(bytes(p), i.file.as_ref().unwrap_or(&FileIn::default()))),
-            }),
-        },
-        Action::Open => Detail::Open {
-            flags: linux::open_flags_from_names(r.flags.as_deref().unwrap_or_default())
-                .ok_or(ReadError::Field("resource.flags"))?,
-            mode: match &r.mode {
-                Some(m) => {
-                    u32::from_str_radix(m, 8).map_err(|_| ReadError::Field("resource.mode"))?
-                }
-                None => 0,
-            },
-            dirfd: r.dirfd,
-            resolve: linux::bits_from_names(
-                r.resolve.as_deref().unwrap_or_default(),
-                linux::RESOLVE_FLAGS,
-            )
-            .ok_or(ReadError::Field("resource.resolve"))?,
-        },
+        Action::Exec => exec_in(r)?,
+        Action::Open => open_in(r)?,
         Action::Delete
         | Action::Rename
         | Action::Truncate
@@ -1254,51 +1268,17 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
         Action::CgroupMove => Detail::Move {
             pid: r.pid.ok_or(ReadError::Field("resource.pid"))?,
         },
-        Action::Exit => Detail::Exit(match (r.exit_code, r.signal.as_deref()) {
-            (Some(code), _) => Some(ExitStatus::Code(code)),
-            (None, Some(name)) => Some(ExitStatus::Signal {
-                sig: linux::signal_number(name)
-                    .and_then(|n| u8::try_from(n).ok())
-                    .ok_or(ReadError::Field("resource.signal"))?,
-                core_dumped: r.core_dumped.unwrap_or(false),
-            }),
-            // Unread (`unreadable` says `exit_status`).
-            (None, None) => None,
-        }),
+        Action::Exit => exit_in(r)?,
         Action::Dns => dns_in(r.dns.as_ref().ok_or(ReadError::Field("resource.dns"))?)?,
         Action::Tls => tls_in(r.tls.as_ref().ok_or(ReadError::Field("resource.tls"))?)?,
         Action::Http => http_in(r.http.as_ref().ok_or(ReadError::Field("resource.http"))?)?,
         Action::Claim => claim_in(r.claim.as_ref().ok_or(ReadError::Field("resource.claim"))?)?,
-        Action::SetExe => Detail::SetExe(SetExe {
-            previous: r.previous_path.as_deref().map(|p| {
-                file_in(
-                    bytes(p),
-                    r.previous_file.as_ref().unwrap_or(&FileIn::default()),
-                )
-            }),
-            fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
-            map: r.prctl.as_deref() == Some("PR_SET_MM_MAP"),
-            replacements: r.replacements.unwrap_or(0),
-            before_watch: r.before_watch,
-        }),
+        Action::SetExe => set_exe_in(r)?,
         Action::Held | Action::Receive => Detail::Fd {
             fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
             socket_fd: r.socket_fd,
         },
-        Action::Copy => Detail::Copy(Box::new(FileCopy {
-            to: r
-                .to_path
-                .as_deref()
-                .map(|p| file_in(bytes(p), r.to_file.as_ref().unwrap_or(&FileIn::default()))),
-            in_fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
-            out_fd: r.to_fd.ok_or(ReadError::Field("resource.to_fd"))?,
-            len: r.length.unwrap_or(0),
-            flags: linux::bits_from_names(
-                r.flags.as_deref().unwrap_or_default(),
-                linux::SPLICE_FLAGS,
-            )
-            .ok_or(ReadError::Field("resource.flags"))? as u32,
-        })),
+        Action::Copy => copy_in(r)?,
         Action::Connect | Action::Send => Detail::Connect {
             passed: r
                 .requested_address
@@ -1310,6 +1290,90 @@ pub(super) fn detail_in(action: Action, r: &ResourceIn<'_>) -> Result<Detail, Re
             completion: None,
         },
     })
+}
+
+/// A stored exec's arguments, directory fd, new exec id and interpreter.
+fn exec_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::Exec {
+        argv: r
+            .argv
+            .as_ref()
+            .map(|a| a.iter().map(|x| bytes(x)).collect()),
+        argv_from_image: r.argv_source.as_deref() == Some("image"),
+        dirfd: r.dirfd,
+        new_exec_id: r.exec_id.as_deref().map(Arc::from),
+        interpreter: r.interpreter.as_ref().map(|i| Interpreter {
+            shebang: bytes(&i.shebang),
+            loaded: i
+                .path
+                .as_deref()
+                .map(|p| file_in(bytes(p), i.file.as_ref().unwrap_or(&FileIn::default()))),
+        }),
+    })
+}
+
+/// A stored open's flags, mode, directory fd and resolve flags.
+fn open_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::Open {
+        flags: linux::open_flags_from_names(r.flags.as_deref().unwrap_or_default())
+            .ok_or(ReadError::Field("resource.flags"))?,
+        mode: match &r.mode {
+            Some(m) => u32::from_str_radix(m, 8).map_err(|_| ReadError::Field("resource.mode"))?,
+            None => 0,
+        },
+        dirfd: r.dirfd,
+        resolve: linux::bits_from_names(
+            r.resolve.as_deref().unwrap_or_default(),
+            linux::RESOLVE_FLAGS,
+        )
+        .ok_or(ReadError::Field("resource.resolve"))?,
+    })
+}
+
+/// A stored exit's status: its code, or the signal that ended it.
+fn exit_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::Exit(match (r.exit_code, r.signal.as_deref()) {
+        (Some(code), _) => Some(ExitStatus::Code(code)),
+        (None, Some(name)) => Some(ExitStatus::Signal {
+            sig: linux::signal_number(name)
+                .and_then(|n| u8::try_from(n).ok())
+                .ok_or(ReadError::Field("resource.signal"))?,
+            core_dumped: r.core_dumped.unwrap_or(false),
+        }),
+        // Unread (`unreadable` says `exit_status`).
+        (None, None) => None,
+    }))
+}
+
+/// A stored executable replacement (prctl).
+fn set_exe_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::SetExe(SetExe {
+        previous: r.previous_path.as_deref().map(|p| {
+            file_in(
+                bytes(p),
+                r.previous_file.as_ref().unwrap_or(&FileIn::default()),
+            )
+        }),
+        fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+        map: r.prctl.as_deref() == Some("PR_SET_MM_MAP"),
+        replacements: r.replacements.unwrap_or(0),
+        before_watch: r.before_watch,
+    }))
+}
+
+/// A stored in-kernel copy: its fds, length, flags and destination file.
+fn copy_in(r: &ResourceIn<'_>) -> Result<Detail, ReadError> {
+    Ok(Detail::Copy(Box::new(FileCopy {
+        to: r
+            .to_path
+            .as_deref()
+            .map(|p| file_in(bytes(p), r.to_file.as_ref().unwrap_or(&FileIn::default()))),
+        in_fd: r.fd.ok_or(ReadError::Field("resource.fd"))?,
+        out_fd: r.to_fd.ok_or(ReadError::Field("resource.to_fd"))?,
+        len: r.length.unwrap_or(0),
+        flags: linux::bits_from_names(r.flags.as_deref().unwrap_or_default(), linux::SPLICE_FLAGS)
+            .ok_or(ReadError::Field("resource.flags"))? as u32,
+    })))
 }
 
 /// A stored executable mapping's details (an mmap has its fd; an mprotect none).

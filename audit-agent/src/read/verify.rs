@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use serde::{Deserialize, Serialize};
 
-use super::{
+use crate::trail::{
     layout::{self, ObjectFormat, ObjectName},
     manifest::{self, ObjectEntry},
     object::{MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
     store::{Store, unusable},
 };
-use crate::{digest::sha256_hex, event::Timestamp, time};
+use crate::{digest::sha256_hex, event::Timestamp, format::native::Position, time};
 
 /// Objects fetched and checked at once.
 const CONCURRENCY: usize = 8;
@@ -186,18 +186,7 @@ fn scan_records(
     gz: &[u8],
     limit: u64,
     native: bool,
-) -> Result<Scanned, super::object::ObjectError> {
-    #[derive(Deserialize)]
-    struct Line {
-        seq: u64,
-        #[serde(default)]
-        gap: Option<GapSeqs>,
-    }
-    #[derive(Deserialize)]
-    struct GapSeqs {
-        seq_from: Option<u64>,
-        seq_to: Option<u64>,
-    }
+) -> Result<Scanned, crate::trail::object::ObjectError> {
     let (mut n, mut seqs, mut explained) = (0, Vec::new(), Vec::new());
     let mut lines = ObjectLines::new(gz, limit);
     while let Some(line) = lines.next_line()? {
@@ -205,15 +194,9 @@ fn scan_records(
             continue;
         }
         n += 1;
-        if let Ok(l) = serde_json::from_slice::<Line>(line) {
-            seqs.push(l.seq);
-            if let Some(GapSeqs {
-                seq_from: Some(f),
-                seq_to: Some(t),
-            }) = l.gap
-            {
-                explained.push((f, t));
-            }
+        if let Some(p) = Position::of(line) {
+            seqs.push(p.seq);
+            explained.extend(p.explained());
         }
     }
     Ok(Scanned {
@@ -229,19 +212,19 @@ async fn check_object(
     o: &ObjectEntry,
     opts: &VerifyOptions,
 ) -> anyhow::Result<ObjectCheck> {
-    if !opts.overlaps(o.time_from, o.time_to) {
+    if !opts.overlaps(o.meta.time_from, o.meta.time_to) {
         return Ok(ObjectCheck::Skipped);
     }
     let gz = match store.get_bounded(&o.key, MAX_STORED_BYTES).await {
         Ok(Some(gz)) => gz,
         Ok(None) => return Ok(ObjectCheck::Missing),
-        Err(super::store::GetError::TooLarge(n)) => {
+        Err(crate::trail::store::GetError::TooLarge(n)) => {
             return Ok(ObjectCheck::Modified(format!(
                 "{}: {n} bytes stored, more than any object audit-agent writes ({MAX_STORED_BYTES})",
                 o.key
             )));
         }
-        Err(super::store::GetError::Store(e)) => return Err(e),
+        Err(crate::trail::store::GetError::Store(e)) => return Err(e),
     };
     let (limit, sha, format) = (
         o.content_limit().min(MAX_OBJECT_BYTES),
@@ -261,7 +244,7 @@ async fn check_object(
         if !native {
             // Renderings of native records: the hash is all there is to check.
             return Ok(ObjectCheck::Ok {
-                records: o.records,
+                records: o.meta.records,
                 seqs: Vec::new(),
                 explained: Vec::new(),
             });
@@ -408,13 +391,13 @@ async fn check_objects(
         match r? {
             ObjectCheck::Skipped => {
                 sr.objects_skipped += 1;
-                acc.unverified.push((o.first_seq, o.last_seq));
+                acc.unverified.push((o.meta.first_seq, o.meta.last_seq));
             }
             ObjectCheck::Missing => {
                 sr.objects_checked += 1;
                 sr.missing.push(o.key.clone());
                 if native {
-                    acc.unverified.push((o.first_seq, o.last_seq));
+                    acc.unverified.push((o.meta.first_seq, o.meta.last_seq));
                 }
             }
             ObjectCheck::Modified(why) => {
@@ -481,7 +464,7 @@ async fn verify_stream(
         check_link(&mut sr, stream, *n, key, &parsed.body, &prev);
         check_signature(&mut sr, key, &parsed, opts.public_key.as_deref());
         seen.note(&sr.stream, &parsed.body);
-        if parsed.body.store_writes == Some(super::store::Writes::CheckedFirst) {
+        if parsed.body.store_writes == Some(crate::trail::store::Writes::CheckedFirst) {
             sr.checked_first_writes += 1;
         }
         let sha = sha256_hex(&bytes);
@@ -538,7 +521,7 @@ pub(crate) async fn verify(store: &Store, opts: &VerifyOptions) -> anyhow::Resul
         .filter(|k| !referenced.contains(k))
         .filter(|k| {
             ObjectName::parse(k)
-                .and_then(|o| o.partition.window())
+                .map(|o| o.partition.window())
                 .is_none_or(|(from, to)| opts.overlaps(from, to))
         })
         .collect();
@@ -754,6 +737,7 @@ pub(crate) fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trail::manifest::SegmentMeta;
 
     fn gaps(seqs: &[u64], explained: &[(u64, u64)], unverified: &[(u64, u64)]) -> Vec<SeqGap> {
         seq_gaps(&mut SeqAccount {
@@ -859,11 +843,13 @@ mod tests {
             sha256,
             bytes,
             content_bytes,
-            records: 2,
-            first_seq: 1,
-            last_seq: 2,
-            time_from: t,
-            time_to: t,
+            meta: SegmentMeta {
+                records: 2,
+                first_seq: 1,
+                last_seq: 2,
+                time_from: t,
+                time_to: t,
+            },
         };
         (gz, entry)
     }
@@ -872,12 +858,12 @@ mod tests {
     async fn content_another_manifest_lists_is_a_second_writer_and_other_content_tampering() {
         let dir = std::env::temp_dir().join(format!("audit-verify-2w-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&super::super::store::StoreSettings {
+        let store = Store::open(&crate::trail::store::StoreSettings {
             store: format!("file://{}", dir.display()),
             ..Default::default()
         })
         .unwrap();
-        let stream = layout::StreamId {
+        let stream = crate::trail::stream::StreamId {
             host: "h".into(),
             boot_id: "b".into(),
             spool: "s".into(),
@@ -910,7 +896,7 @@ mod tests {
                 public_key: None,
                 kind: manifest::ManifestKind::Batch,
                 heartbeat_ms: None,
-                store_writes: Some(super::super::store::Writes::CheckedFirst),
+                store_writes: Some(crate::trail::store::Writes::CheckedFirst),
             };
             let bytes = manifest::encode(&body, None).unwrap();
             let key = layout::manifest_key(&stream, n as u64);
@@ -965,7 +951,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("audit-verify-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&super::super::store::StoreSettings {
+        let store = Store::open(&crate::trail::store::StoreSettings {
             store: format!("file://{}", dir.display()),
             endpoint: None,
             region: None,

@@ -22,13 +22,11 @@ use self::summary::Summaries;
 pub(crate) use self::summary::{Bucket, Count, Failure};
 use crate::{
     event::{Action, Decision, Event, Timestamp},
-    export::{
-        store::Store,
-        verify::{VerifyOptions, verify},
-    },
     format::native,
-    query::{self, Filter, FilterArgs, Hit, QueryOptions},
+    read::query::{self, Filter, FilterArgs, Hit, QueryOptions},
+    read::verify::{VerifyOptions, verify},
     time,
+    trail::store::Store,
 };
 
 /// The report's JSON schema name; later versions add fields, never rename them.

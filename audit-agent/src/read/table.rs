@@ -1,6 +1,6 @@
 //! Aligned table output for `query --format table`.
 
-use super::{failure_text, resource_text};
+use crate::format::{failure_text, resource_text};
 use crate::{
     event::{Body, Event, Outcome},
     time,

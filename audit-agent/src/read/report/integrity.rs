@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::Read;
-use crate::{digest::sha256_hex, event::GapReason, export::verify, format::native, time};
+use crate::{digest::sha256_hex, event::GapReason, format::native, read::verify, time};
 
 /// How far the trail of the window can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::export::verify;
+use crate::read::verify;
 
 /// A stored record: the docs' example, changed by `patch` (top-level keys replaced).
 fn record(seq: u64, patch: serde_json::Value) -> Read {

@@ -18,6 +18,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
+use super::stream::StreamId;
 use crate::{
     event::{Event, Timestamp},
     time,
@@ -102,19 +103,6 @@ impl ObjectFormat {
     }
 }
 
-/// Identifies a writer's stream: host, boot and spool. One daemon writes one spool (it locks it),
-/// so two daemons on one host and boot write two streams.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StreamId {
-    pub(crate) host: String,
-    pub(crate) boot_id: String,
-    /// The spool's id: random, made when the spool is first used and kept in its state, so a
-    /// restarted daemon continues its stream. Empty in manifests of versions before it (their
-    /// stream was host and boot).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub(crate) spool: String,
-}
-
 impl StreamId {
     /// `<host>-<boot id>-<spool id>` as used in keys (`<host>-<boot id>` before spool ids).
     pub(crate) fn key_part(&self) -> String {
@@ -126,23 +114,34 @@ impl StreamId {
     }
 }
 
-/// One agent and one UTC hour of the trail.
+/// One agent and one UTC hour of the trail. Typed: its strings (`dt=YYYY-MM-DD/hour=HH`) are
+/// made only when a key or file name is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Partition {
-    pub(crate) agent_id: String,
-    pub(crate) date: String,
-    pub(crate) hour: String,
+    pub(crate) agent: String,
+    /// The first instant of the hour.
+    pub(crate) hour: Timestamp,
 }
 
 impl Partition {
     /// The partition an event is stored under (gaps: [`AUDIT_PARTITION`]).
     pub(crate) fn of(e: &Event) -> Self {
-        let (date, hour) = time::date_hour(e.time);
         Self {
-            agent_id: Self::agent_of(e).to_string(),
-            date,
-            hour,
+            agent: Self::agent_of(e).to_string(),
+            hour: time::hour_of(e.time),
         }
+    }
+
+    /// The partition a key's agent, date and hour strings name; `None` unless they are exactly
+    /// what [`Partition`] writes (so a parsed key renders back to itself).
+    fn parse(agent: &str, date: &str, hour: &str) -> Option<Self> {
+        let (start, _) = time::hour_window(date, hour)?;
+        let (d, h) = time::date_hour(start);
+        (d == date && h == hour).then_some(())?;
+        Some(Self {
+            agent: decode(agent)?,
+            hour: start,
+        })
     }
 
     /// The agent part of an event's partition.
@@ -153,18 +152,18 @@ impl Partition {
         }
     }
 
-    /// The time window the partition covers.
-    pub(crate) fn window(&self) -> Option<(Timestamp, Timestamp)> {
-        time::hour_window(&self.date, &self.hour)
+    /// The time window `[start, end)` the partition covers.
+    pub(crate) fn window(&self) -> (Timestamp, Timestamp) {
+        let end = self.hour.checked_add(jiff::SignedDuration::from_hours(1));
+        (self.hour, end.unwrap_or(Timestamp::MAX))
     }
 
     fn dirs(&self, format: ObjectFormat) -> String {
+        let (date, hour) = time::date_hour(self.hour);
         format!(
-            "{}/agent_id={}/dt={}/hour={}",
+            "{}/agent_id={}/dt={date}/hour={hour}",
             format.dir(),
-            encode(&self.agent_id),
-            self.date,
-            self.hour
+            encode(&self.agent),
         )
     }
 }
@@ -203,9 +202,10 @@ impl ObjectName {
     pub(crate) fn parse(key: &str) -> Option<Self> {
         let mut parts = key.split('/');
         let format = ObjectFormat::from_dir(parts.next()?)?;
-        let agent_id = decode(parts.next()?.strip_prefix("agent_id=")?)?;
-        let date = parts.next()?.strip_prefix("dt=")?.to_string();
-        let hour = parts.next()?.strip_prefix("hour=")?.to_string();
+        let agent = parts.next()?.strip_prefix("agent_id=")?;
+        let date = parts.next()?.strip_prefix("dt=")?;
+        let hour = parts.next()?.strip_prefix("hour=")?;
+        let partition = Partition::parse(agent, date, hour)?;
         let file = parts.next()?.strip_suffix(RECORDS_SUFFIX)?;
         if parts.next().is_some() {
             return None;
@@ -213,11 +213,7 @@ impl ObjectName {
         let (stream, seq) = file.rsplit_once('-')?;
         Some(Self {
             format,
-            partition: Partition {
-                agent_id,
-                date,
-                hour,
-            },
+            partition,
             stream: stream.to_string(),
             first_seq: seq.parse().ok()?,
         })
@@ -243,13 +239,11 @@ pub(crate) struct SegmentName {
 
 impl SegmentName {
     fn stem(&self) -> String {
-        let p = &self.partition;
+        let (date, hour) = time::date_hour(self.partition.hour);
         format!(
-            "{:020}+{}+{}+{}",
+            "{:020}+{}+{date}+{hour}",
             self.first_seq,
-            encode(&p.agent_id),
-            p.date,
-            p.hour
+            encode(&self.partition.agent),
         )
     }
 
@@ -269,11 +263,7 @@ impl SegmentName {
         let mut p = stem.split('+');
         let s = Self {
             first_seq: p.next()?.parse().ok()?,
-            partition: Partition {
-                agent_id: decode(p.next()?)?,
-                date: p.next()?.to_string(),
-                hour: p.next()?.to_string(),
-            },
+            partition: Partition::parse(p.next()?, p.next()?, p.next()?)?,
         };
         p.next().is_none().then_some(s)
     }
@@ -382,9 +372,8 @@ mod tests {
         let seg = SegmentName {
             first_seq: 42,
             partition: Partition {
-                agent_id: "a/b".into(),
-                date: "2025-11-26".into(),
-                hour: "19".into(),
+                agent: "a/b".into(),
+                hour: time::parse("2025-11-26T19:00:00Z").unwrap(),
             },
         };
         let o = ObjectName::new(ObjectFormat::Native, &seg, &stream());
@@ -433,9 +422,8 @@ mod tests {
             let n = SegmentName {
                 first_seq: 42,
                 partition: Partition {
-                    agent_id: agent.into(),
-                    date: "2026-11-26".into(),
-                    hour: "19".into(),
+                    agent: agent.into(),
+                    hour: time::parse("2026-11-26T19:00:00Z").unwrap(),
                 },
             };
             assert_eq!(SegmentName::parse(&n.file_name()), Some(n));

@@ -13,10 +13,7 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{
-    layout::{ObjectFormat, StreamId},
-    store::Writes,
-};
+use super::{layout::ObjectFormat, store::Writes, stream::StreamId};
 use crate::event::Timestamp;
 
 /// What the sealer writes. Objects' `sha256` and `bytes` are of the object as stored (for gzip,
@@ -39,6 +36,41 @@ pub(crate) struct Link {
     pub(crate) sha256: String,
 }
 
+/// What a segment holds: its record count, seq range and time range. One type for both places
+/// it is written: beside a closed spool segment (`<name>.meta`, so sealing need not re-read every
+/// record; recomputed from the records after a crash), and in the manifest entry of every object
+/// sealed from the segment ([`ObjectEntry::meta`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct SegmentMeta {
+    pub(crate) records: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+    #[serde(with = "crate::time::wire")]
+    pub(crate) time_from: Timestamp,
+    #[serde(with = "crate::time::wire")]
+    pub(crate) time_to: Timestamp,
+}
+
+impl SegmentMeta {
+    pub(crate) fn new(seq: u64, t: Timestamp) -> Self {
+        Self {
+            records: 0,
+            first_seq: seq,
+            last_seq: seq,
+            time_from: t,
+            time_to: t,
+        }
+    }
+
+    pub(crate) fn add(&mut self, seq: u64, t: Timestamp) {
+        self.records += 1;
+        self.first_seq = self.first_seq.min(seq);
+        self.last_seq = self.last_seq.max(seq);
+        self.time_from = self.time_from.min(t);
+        self.time_to = self.time_to.max(t);
+    }
+}
+
 /// One object of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ObjectEntry {
@@ -54,13 +86,10 @@ pub(crate) struct ObjectEntry {
     /// `bytes` are of the uncompressed records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) content_bytes: Option<u64>,
-    pub(crate) records: u64,
-    pub(crate) first_seq: u64,
-    pub(crate) last_seq: u64,
-    #[serde(with = "crate::time::wire")]
-    pub(crate) time_from: Timestamp,
-    #[serde(with = "crate::time::wire")]
-    pub(crate) time_to: Timestamp,
+    /// Its records (of the object: a rendering may hold fewer than the segment), seq and time
+    /// range; in the manifest these are fields of the entry itself.
+    #[serde(flatten)]
+    pub(crate) meta: SegmentMeta,
 }
 
 impl ObjectEntry {
@@ -260,6 +289,32 @@ mod tests {
             heartbeat_ms: Some(60_000),
             store_writes: Some(Writes::CreateOnly),
         }
+    }
+
+    #[test]
+    fn an_object_entry_keeps_its_fields_flat_and_in_order() {
+        let t = "2026-01-01T00:00:00Z".parse().unwrap();
+        let entry = ObjectEntry {
+            key: "v1/o.ndjson.gz".into(),
+            format: ObjectFormat::Native,
+            agent_id: "a".into(),
+            sha256: "00".into(),
+            bytes: 3,
+            content_bytes: Some(5),
+            meta: SegmentMeta {
+                records: 2,
+                first_seq: 1,
+                last_seq: 2,
+                time_from: t,
+                time_to: t,
+            },
+        };
+        let json = serde_json::to_string(&entry).unwrap();
+        assert_eq!(
+            json,
+            r#"{"key":"v1/o.ndjson.gz","format":"native","agent_id":"a","sha256":"00","bytes":3,"content_bytes":5,"records":2,"first_seq":1,"last_seq":2,"time_from":"2026-01-01T00:00:00.000000000Z","time_to":"2026-01-01T00:00:00.000000000Z"}"#
+        );
+        assert_eq!(serde_json::from_str::<ObjectEntry>(&json).unwrap(), entry);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::esc;
 use crate::{
-    report::{Bucket, Count},
+    read::report::{Bucket, Count},
     time,
 };
 

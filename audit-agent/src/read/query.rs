@@ -12,15 +12,15 @@ use serde::Deserialize;
 
 use crate::{
     event::{Action, Decision, OutcomeKind, Timestamp},
-    export::{
+    format::native::{self, ResourceIn},
+    policy::{host::HostPattern, pattern::Resources},
+    time,
+    trail::{
         layout::{self, AUDIT_PARTITION, ObjectFormat},
         manifest,
         object::{MAX_MANIFEST_BYTES, MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
         store::{Store, unusable},
     },
-    format::native::{self, ResourceIn},
-    policy::{host::HostPattern, pattern::Resources},
-    time,
 };
 
 /// What to look for.
@@ -416,11 +416,11 @@ async fn scan(store: &Store, key: String, f: Arc<Filter>) -> anyhow::Result<Obje
     let bytes = match store.get_bounded(&key, MAX_STORED_BYTES).await {
         Ok(Some(b)) => b,
         Ok(None) => anyhow::bail!("object {key} vanished while querying"),
-        Err(crate::export::store::GetError::TooLarge(n)) => {
+        Err(crate::trail::store::GetError::TooLarge(n)) => {
             let why = format!("{n} bytes, more than any object audit-agent writes");
             return Ok((key, 0, Err(why)));
         }
-        Err(crate::export::store::GetError::Store(e)) => return Err(e),
+        Err(crate::trail::store::GetError::Store(e)) => return Err(e),
     };
     let len = bytes.len();
     let object = key.clone();
