@@ -14,7 +14,7 @@ use std::{
 use super::{
     Env, agent_config, median,
     results::{Lifecycle, Timing},
-    run_timed, start_until,
+    run_timed, start_unpinned_until,
 };
 
 /// Programs the kernel held when the bench started.
@@ -87,7 +87,7 @@ fn start_and_stop(cmd: &mut Command, signal: i32) -> anyhow::Result<(f64, f64, f
     wait_released();
     let before = programs();
     let started = Instant::now();
-    let mut child = start_until(cmd, "ready: watching", None)?;
+    let mut child = start_unpinned_until(cmd, "ready: watching", None)?;
     let ready = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(300));
     let stopping = Instant::now();
