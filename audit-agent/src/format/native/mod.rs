@@ -24,7 +24,7 @@ mod resource;
 
 use self::json::Object;
 
-use self::resource::{CompletionIn, completion_in, completion_out, resource_out};
+use self::resource::{CompletionIn, ResourceOut, completion_in, completion_out, resource_out};
 pub(crate) use self::resource::{ResourceIn, resource_in};
 
 pub(crate) const SCHEMA: &str = "audit-agent/v1";
@@ -184,7 +184,9 @@ fn subject_out(s: &Subject, out: &mut Object<'_>) -> serde_json::Result<()> {
 /// The members after the actor's: resource, result, protected sets, verdict.
 fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
     let mut o = out.object("resource");
-    resource_out(&a.resource).write(&mut o)?;
+    let mut resource = ResourceOut::default();
+    resource_out(&a.resource, &mut resource);
+    resource.write(&mut o)?;
     o.close();
     let mut o = out.object("result");
     o.str("outcome", a.outcome.kind().name());
