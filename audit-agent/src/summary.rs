@@ -16,7 +16,8 @@ use std::{
 
 use crate::{
     event::{Action, Activity, Decision, Detail, Event, Observer, Outcome, Target, Timestamp},
-    format::{failure_text, native::errno_name, resource_text, short_time},
+    format::{failure_text, resource_text, short_time},
+    trail::record::errno_name,
 };
 
 /// Most individual records listed per section (the counts stay exact).

@@ -5,11 +5,12 @@ use std::io::{IsTerminal as _, Write as _};
 use super::store_args::open_store;
 use crate::{
     cli::{QueryArgs, QueryFormat},
-    format::{ecs::to_ecs, native, ocsf::to_ocsf},
+    format::{ecs::to_ecs, ocsf::to_ocsf},
     read::{
         query::{Filter, FilterArgs, QueryOptions, ScanStats, run as run_query},
         table,
     },
+    trail::record,
 };
 
 fn filter(args: &QueryArgs) -> anyhow::Result<Filter> {
@@ -64,7 +65,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
     } else {
         let events = hits
             .iter()
-            .map(|h| native::read(&h.line))
+            .map(|h| record::read(&h.line))
             .collect::<Result<Vec<_>, _>>()?;
         match args.format {
             QueryFormat::Table => out.write_all(table::render(&events).as_bytes())?,

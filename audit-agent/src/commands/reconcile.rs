@@ -13,10 +13,10 @@ use crate::{
         Action, Activity, Body, ClaimRecord, Detail, Event, Host, Outcome, Process, Resource,
         Subject, Target, Timestamp,
     },
-    format::native,
     read::query::{self, Filter, FilterArgs, QueryOptions},
     reconcile::{self, output},
     time,
+    trail::record,
 };
 
 pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
@@ -46,7 +46,7 @@ pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     let (hits, _) = query::run(&store, &filter, &opts).await?;
     let mut events: Vec<Event> = hits
         .iter()
-        .map(|h| native::read(&h.line))
+        .map(|h| record::read(&h.line))
         .collect::<Result<_, _>>()?;
     if let Some(file) = &args.claims {
         events.extend(offline_claims(file, since, until)?);

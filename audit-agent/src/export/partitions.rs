@@ -38,7 +38,7 @@ use crate::trail::{
     layout::{Partition, SegmentName},
     manifest::SegmentMeta,
 };
-use crate::{FastMap, format::native, telemetry::tables::TableStat};
+use crate::{FastMap, telemetry::tables::TableStat, trail::record};
 
 /// Open segments at most; beyond, the oldest is closed early.
 pub(crate) const MAX_OPEN: usize = 4096;
@@ -499,7 +499,7 @@ impl Partitions {
         let mut at_of: HashMap<Partition, usize> = HashMap::new();
         let mut unreadable = 0u64;
         for line in records[..whole].split_inclusive(|&b| b == b'\n') {
-            let Ok(e) = native::read(line.strip_suffix(b"\n").unwrap_or(line)) else {
+            let Ok(e) = record::read(line.strip_suffix(b"\n").unwrap_or(line)) else {
                 unreadable += 1;
                 continue;
             };
@@ -724,7 +724,7 @@ mod tests {
                 .split(|&b| b == b'\n')
                 .filter(|l| !l.is_empty())
                 .map(|l| {
-                    let e = native::read(l).unwrap();
+                    let e = record::read(l).unwrap();
                     assert_eq!(Partition::of(&e), name.partition);
                     e.seq
                 })

@@ -43,8 +43,9 @@ use crate::trail::{
 use crate::{
     digest::sha256_hex,
     event::Timestamp,
-    format::{ecs::to_ecs, native, ocsf::to_ocsf},
+    format::{ecs::to_ecs, ocsf::to_ocsf},
     time,
+    trail::record,
 };
 
 /// What a start found in the spool.
@@ -520,7 +521,7 @@ impl Sealer {
 fn scan(bytes: &[u8]) -> Option<SegmentMeta> {
     let mut m: Option<SegmentMeta> = None;
     for l in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let Some(p) = native::Position::of(l) else {
+        let Some(p) = record::Position::of(l) else {
             continue;
         };
         let Some(t) = p.time.as_deref().and_then(time::parse) else {
@@ -550,7 +551,7 @@ fn render(records: &[u8], extra: &[ObjectFormat], lake: bool) -> Rendered {
     let mut lake_events = Vec::new();
     let needs_ocsf = lake || extra.contains(&ObjectFormat::Ocsf);
     for l in records.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(e) = native::read(l) else {
+        let Ok(e) = record::read(l) else {
             continue;
         };
         let ocsf = needs_ocsf.then(|| to_ocsf(&e));

@@ -39,8 +39,8 @@ use super::{
 };
 use crate::{
     event::{Event, GapReason},
-    format::native,
     sink::{Accepted, Sink},
+    trail::record,
 };
 
 /// Limits of the spool.
@@ -86,7 +86,7 @@ pub(crate) struct SpoolWriter {
     /// The record being written (reused: no allocation per record).
     line: Vec<u8>,
     /// The actor members of the last record, copied into the next while they are the same.
-    actors: native::ActorCache,
+    actors: record::ActorCache,
     /// Partitions in the journal closed last: the next one's compression follows from it.
     last_partitions: usize,
 }
@@ -108,7 +108,7 @@ impl SpoolWriter {
             space_checked: None,
             on_ready,
             line: Vec::with_capacity(4096),
-            actors: native::ActorCache::measured(),
+            actors: record::ActorCache::measured(),
             last_partitions: 1,
         }
     }
@@ -230,7 +230,7 @@ impl Sink for SpoolWriter {
     fn write(&mut self, e: &Event) -> anyhow::Result<Accepted> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        native::write_with(e, &mut line, &mut self.actors)?;
+        record::write_with(e, &mut line, &mut self.actors)?;
         line.push(b'\n');
         let accepted = self.append(e, &line);
         self.line = line;
@@ -388,7 +388,7 @@ pub(crate) fn last_seq_in(path: &Path) -> anyhow::Result<Option<u64>> {
         .split(|&b| b == b'\n')
         .rev()
         .find(|l| !l.is_empty())
-        .and_then(native::Position::of)
+        .and_then(record::Position::of)
         .map(|p| p.seq))
 }
 

@@ -9,7 +9,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{native, resource_text, strip_nulls};
+use super::{resource_text, strip_nulls};
+use crate::trail::record;
 use crate::{
     escape::Escaped,
     event::{Action, Activity, Decision, Detail, Event, Gap, Outcome, Target},
@@ -63,7 +64,7 @@ fn base(e: &Event, kind: &str) -> Map<String, Value> {
     );
     m.insert(
         "event".into(),
-        json!({ "kind": kind, "id": native::record_id(e), "sequence": e.seq,
+        json!({ "kind": kind, "id": record::record_id(e), "sequence": e.seq,
                 "module": "audit_agent", "dataset": "audit_agent.trail" }),
     );
     m
@@ -71,7 +72,7 @@ fn base(e: &Event, kind: &str) -> Map<String, Value> {
 
 fn gap_doc(e: &Event, g: &Gap) -> Value {
     let mut m = base(e, "pipeline_error");
-    let native = native::to_value(e);
+    let native = record::to_value(e);
     m["event"]["action"] = json!(Action::GAP);
     m["event"]["start"] = json!(time::rfc3339(g.from));
     m["event"]["end"] = json!(time::rfc3339(g.to));
@@ -326,7 +327,7 @@ fn activity_doc(e: &Event, a: &Activity) -> Value {
     }
     resource(a, &mut m);
     placement(a, &mut m);
-    let native = native::to_value(e);
+    let native = record::to_value(e);
     let mut own = Map::new();
     for k in [
         "syscall",

@@ -3,7 +3,7 @@
 //! query) goes through [`write_event`], so all accept all formats.
 
 pub(crate) mod ecs;
-pub(crate) mod native;
+
 pub(crate) mod ocsf;
 mod text;
 
@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use crate::{
     escape::Escaped,
     event::{Action, Activity, Detail, Event, ExitStatus, Target},
+    trail::record,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,7 +30,7 @@ pub(crate) enum Format {
 /// Appends `e` in `format` to `out`, newline-terminated.
 pub(crate) fn write_event(format: Format, e: &Event, out: &mut Vec<u8>) -> anyhow::Result<()> {
     match format {
-        Format::Json => native::write(e, out)?,
+        Format::Json => record::write(e, out)?,
         Format::Ocsf => serde_json::to_writer(&mut *out, &ocsf::to_ocsf(e))?,
         Format::Ecs => serde_json::to_writer(&mut *out, &ecs::to_ecs(e))?,
         Format::Text => text::write(e, out),
@@ -97,7 +98,7 @@ pub(crate) fn failure_text(a: &Activity, code: i32) -> String {
             ),
             _ => format!("exit {code}"),
         },
-        _ => native::errno_name(code).into_owned(),
+        _ => record::errno_name(code).into_owned(),
     }
 }
 
@@ -140,7 +141,7 @@ pub(crate) fn resource_text(a: &Activity) -> String {
             }
             None => s.push_str("<unreadable>"),
         },
-        Target::OtherAddress { family } => s.push_str(&native::family_name(*family)),
+        Target::OtherAddress { family } => s.push_str(&record::family_name(*family)),
         Target::Cgroup { path, .. } => {
             let _ = write!(s, "{}", Escaped(path));
         }

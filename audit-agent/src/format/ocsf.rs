@@ -10,7 +10,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{failure_text, native, resource_text, strip_nulls};
+use super::{failure_text, resource_text, strip_nulls};
+use crate::trail::record;
 use crate::{
     escape::Escaped,
     event::{Action, Activity, Decision, Detail, Event, Gap, Outcome, Target},
@@ -41,8 +42,8 @@ fn metadata(e: &Event) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
         },
         "profiles": ["host", "security_control"],
-        "uid": native::record_id(e),
-        "log_name": native::SCHEMA,
+        "uid": record::record_id(e),
+        "log_name": record::SCHEMA,
         "original_time": time::rfc3339(e.time),
     })
 }
@@ -56,7 +57,7 @@ fn epoch_ms(e: &Event) -> i64 {
 /// `unmapped`.
 fn gap_event(e: &Event, g: &Gap) -> Value {
     let (from, to) = (time::rfc3339(g.from), time::rfc3339(g.to));
-    let native_gap = native::to_value(e);
+    let native_gap = record::to_value(e);
     let mut metadata = metadata(e);
     metadata["profiles"] = json!([]);
     json!({
@@ -507,7 +508,7 @@ fn http_object(t: &Target, r: &crate::wire::http::Request, ev: &mut Map<String, 
 
 /// Everything OCSF has no attribute for, as the native record has it.
 fn unmapped(e: &Event) -> Value {
-    let rec = native::to_value(e);
+    let rec = record::to_value(e);
     let mut u = Map::new();
     for k in [
         "schema",
@@ -605,7 +606,7 @@ fn activity_event(e: &Event, a: &Activity) -> Value {
 /// A claim is no activity of the host OCSF has a class for: a Base Event (class 0, no profile),
 /// the claim as the native record has it in `unmapped`.
 fn claim_event(e: &Event, a: &Activity) -> Value {
-    let native = native::to_value(e);
+    let native = record::to_value(e);
     let mut metadata = metadata(e);
     metadata["profiles"] = json!([]);
     let (status_id, status) = status(a.outcome);

@@ -376,7 +376,7 @@ impl<S: Source> Pipeline<S> {
         for o in &mut self.observers {
             o.observe(&event, accepted);
         }
-        Ok(Some(crate::format::native::record_id(&event)))
+        Ok(Some(crate::trail::record::record_id(&event)))
     }
 
     /// Writes a gap record for records the sink refused since the last check.

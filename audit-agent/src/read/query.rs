@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use crate::{
     event::{Action, Decision, OutcomeKind, Timestamp},
-    format::native::{self, ResourceIn},
     policy::{host::HostPattern, pattern::Resources},
     time,
+    trail::record::{self, ResourceIn},
     trail::{
         layout::{self, AUDIT_PARTITION, ObjectFormat},
         manifest,
@@ -188,7 +188,7 @@ impl Filter {
         let (Some(action), Some(res)) = (Action::parse(r.action), &r.resource) else {
             return false;
         };
-        let Ok(res) = native::resource_in(action, res) else {
+        let Ok(res) = record::resource_in(action, res) else {
             return false;
         };
         self.resources.as_ref().is_none_or(|x| x.matches(&res))

@@ -15,7 +15,7 @@ use crate::trail::{
     object::{MAX_OBJECT_BYTES, MAX_STORED_BYTES, ObjectLines},
     store::{Store, unusable},
 };
-use crate::{digest::sha256_hex, event::Timestamp, format::native::Position, time};
+use crate::{digest::sha256_hex, event::Timestamp, time, trail::record::Position};
 
 /// Objects fetched and checked at once.
 const CONCURRENCY: usize = 8;

@@ -31,7 +31,8 @@ use crate::{
         Action, Activity, ClaimPhase, ClaimRecord, ClaimSource, Detail, Event, Outcome, Target,
         Timestamp,
     },
-    format::{native::record_id, resource_text},
+    format::resource_text,
+    trail::record::record_id,
 };
 
 /// Time allowed either side of a call's window (hooks run just before and after the tool).

@@ -16,9 +16,13 @@
 //! - **Objects** ([`object`]): gzip NDJSON, one native record per line, read with bounds on the
 //!   stored size, the inflated size and the line length, so a hostile object cannot exhaust memory.
 //! - **Stores** ([`store`]): S3-compatible or a directory, behind one client.
+//! - **Records** ([`record`]): the native record (`audit-agent/v1`), one JSON line per event, with
+//!   its one writer and its one reader (back into the typed `Event`); `record/golden/` pins its
+//!   bytes and every rendering's for a fixed corpus.
 
 pub(crate) mod layout;
 pub(crate) mod manifest;
 pub(crate) mod object;
+pub(crate) mod record;
 pub(crate) mod store;
 pub(crate) mod stream;

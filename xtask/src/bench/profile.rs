@@ -16,7 +16,7 @@ const SPOOL_WRITE: &str =
     "<audit_agent::export::spool::SpoolWriter as audit_agent::sink::Sink>::write";
 const SPOOL_FLUSH: &str =
     "<audit_agent::export::spool::SpoolWriter as audit_agent::sink::Sink>::flush";
-const SERIALIZE: &str = "audit_agent::format::native::write_with";
+const SERIALIZE: &str = "audit_agent::trail::record::write_with";
 const DEFLATE: &str = "zlib_rs::deflate::deflate";
 const GZIP_CRC: &str = "flate2::crc::Crc::update";
 const SHA256: &str = "audit_agent::digest::sha256_hex";

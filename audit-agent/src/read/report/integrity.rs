@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::Read;
-use crate::{digest::sha256_hex, event::GapReason, format::native, read::verify, time};
+use crate::{digest::sha256_hex, event::GapReason, read::verify, time, trail::record};
 
 /// How far the trail of the window can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,7 +95,7 @@ fn fingerprint(key_hex: &str) -> String {
 fn gap_out(r: &Read) -> Option<GapOut> {
     let g = r.event.gap()?;
     Some(GapOut {
-        id: native::record_id(&r.event),
+        id: record::record_id(&r.event),
         host: r.event.host.name.clone(),
         from: g.from,
         to: g.to,

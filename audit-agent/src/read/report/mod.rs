@@ -22,10 +22,10 @@ use self::summary::Summaries;
 pub(crate) use self::summary::{Bucket, Count, Failure};
 use crate::{
     event::{Action, Decision, Event, Timestamp},
-    format::native,
     read::query::{self, Filter, FilterArgs, Hit, QueryOptions},
     read::verify::{VerifyOptions, verify},
     time,
+    trail::record,
     trail::store::Store,
 };
 
@@ -297,7 +297,7 @@ async fn read(
         .into_iter()
         .map(|hit| {
             Ok(Read {
-                event: native::read(&hit.line)?,
+                event: record::read(&hit.line)?,
                 hit,
             })
         })
@@ -421,7 +421,7 @@ fn evidence(r: &Read) -> Evidence {
         .and_then(|l| RawValue::from_string(l.to_string()).ok())
         .unwrap_or_else(|| RawValue::from_string("null".into()).expect("null is JSON"));
     Evidence {
-        id: native::record_id(&r.event),
+        id: record::record_id(&r.event),
         object: Arc::clone(&r.hit.object).to_string(),
         record,
     }

@@ -9,8 +9,9 @@ use serde::Serialize;
 use super::{Activity, AgentOut, HostOut, PolicyVersion, Row, Totals};
 use crate::{
     event::{Action, Decision, Event, Outcome, Target, Timestamp},
-    format::{failure_text, native, resource_text},
+    format::{failure_text, resource_text},
     time,
+    trail::record,
 };
 
 /// Entries in each top list.
@@ -117,7 +118,7 @@ pub(crate) fn row(e: &Event, lineage: &Lineage) -> Option<Row> {
     let a = e.activity()?;
     let agent = a.agent.as_deref();
     Some(Row {
-        id: native::record_id(e),
+        id: record::record_id(e),
         time: e.time,
         agent: e.agent_id().to_string(),
         owner: agent.and_then(|g| g.owner.clone()),

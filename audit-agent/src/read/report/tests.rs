@@ -25,7 +25,7 @@ fn record(seq: u64, patch: serde_json::Value) -> Read {
     }
     let line = serde_json::to_vec(&r).unwrap();
     Read {
-        event: native::read(&line).unwrap(),
+        event: record::read(&line).unwrap(),
         hit: Hit::for_test(line, "v1/agent_id=support-bot/o.ndjson.gz"),
     }
 }

@@ -1232,7 +1232,7 @@ fn the_other_process_actions_and_claims_read_back_as_written() {
 #[test]
 fn every_rendering_of_the_corpus_is_the_golden_one() {
     use crate::format::{Format, write_event};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/format/native/golden");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trail/record/golden");
     let update = std::env::var_os("AUDIT_UPDATE_GOLDEN").is_some();
     let corpus = corpus();
     let mut differ = Vec::new();
@@ -1264,7 +1264,7 @@ fn every_rendering_of_the_corpus_is_the_golden_one() {
     }
     assert!(
         differ.is_empty(),
-        "renderings differ from src/format/native/golden: {}; if deliberate, run with \
+        "renderings differ from src/trail/record/golden: {}; if deliberate, run with \
          AUDIT_UPDATE_GOLDEN=1 and review the diff",
         differ.join(", ")
     );
