@@ -131,7 +131,10 @@ impl Names {
 
     /// The names of `ip` for `scope` at `at`, for an action of process `pid`: (the chain of the
     /// last answer `pid` received for it — every name when it received none —, the other
-    /// names), each most recently told first. Forgets names long past their TTL.
+    /// names), each most recently told first. Only answers received by `at` count: an action
+    /// cannot have used an answer that came after it, whatever order the records reach this
+    /// stage in (a connect whose record is completed late can follow a later lookup's).
+    /// Forgets names long past their TTL.
     fn of(
         &mut self,
         scope: &Scope,
@@ -146,9 +149,11 @@ impl Names {
         let before = list.len();
         list.retain(|t| at < t.expires + KEEP_EXPIRED);
         self.count -= before - list.len();
+        let told_by = |t: &&Told| t.origin.answered <= at;
         let own = list
             .iter()
             .rev()
+            .filter(told_by)
             .find(|t| t.pid == pid)
             .map(|t| Arc::clone(&t.origin));
         let name = |t: &Told| HostName {
@@ -158,7 +163,7 @@ impl Names {
             expired: at >= t.expires,
         };
         let (mut mine, mut others) = (Vec::new(), Vec::new());
-        for t in list.iter().rev() {
+        for t in list.iter().rev().filter(told_by) {
             match &own {
                 Some(o) if !Arc::ptr_eq(o, &t.origin) => others.push(name(t)),
                 _ => mine.push(name(t)),

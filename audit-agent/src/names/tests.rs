@@ -188,6 +188,21 @@ fn a_connect_is_named_by_the_chain_dns_gave_the_same_agent() {
 }
 
 #[test]
+fn an_answer_received_after_the_connect_does_not_name_it() {
+    // The connect at 10 s reaches the stage after a lookup asked at 11 s (its record was
+    // completed late): the process could not have used that answer.
+    let mut s = NamingStage::new();
+    s.apply(&mut lookup_by(7, at(11), "evil.example.test", "10.1.1.2"));
+    let mut c = connect("bot", at(10), "10.1.1.2");
+    s.apply(&mut c);
+    assert!(names(&c).is_empty(), "{:?}", names(&c));
+    // One after the answer is named by it.
+    let mut later = connect("bot", at(12), "10.1.1.2");
+    s.apply(&mut later);
+    assert_eq!(names(&later), [("evil.example.test".to_string(), false)]);
+}
+
+#[test]
 fn a_name_past_its_ttl_is_kept_but_flagged_expired() {
     let mut s = NamingStage::new();
     s.apply(&mut lookup(
