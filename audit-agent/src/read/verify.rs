@@ -737,7 +737,6 @@ pub(crate) fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trail::manifest::SegmentMeta;
 
     fn gaps(seqs: &[u64], explained: &[(u64, u64)], unverified: &[(u64, u64)]) -> Vec<SeqGap> {
         seq_gaps(&mut SeqAccount {
@@ -830,28 +829,15 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(records).unwrap();
         let gz = gz.finish().unwrap();
-        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let (sha256, bytes, content_bytes) = if schema_v2 {
             (sha256_hex(&gz), gz.len() as u64, Some(records.len() as u64))
         } else {
             (sha256_hex(records), records.len() as u64, None)
         };
-        let entry = ObjectEntry {
-            key: "v1/o.ndjson.gz".into(),
-            format: ObjectFormat::Native,
-            agent_id: "a".into(),
-            sha256,
-            bytes,
-            content_bytes,
-            meta: SegmentMeta {
-                records: 2,
-                first_seq: 1,
-                last_seq: 2,
-                time_from: t,
-                time_to: t,
-            },
-        };
-        (gz, entry)
+        (
+            gz,
+            ObjectEntry::of_two_records(sha256, bytes, content_bytes),
+        )
     }
 
     #[tokio::test]

@@ -92,6 +92,30 @@ pub(crate) struct ObjectEntry {
     pub(crate) meta: SegmentMeta,
 }
 
+#[cfg(test)]
+impl ObjectEntry {
+    /// The entry of a native object `v1/o.ndjson.gz` of agent `a` holding seqs 1 and 2, both at
+    /// 2026-01-01T00:00:00Z: the fixture of the manifest and verify tests.
+    pub(crate) fn of_two_records(sha256: String, bytes: u64, content_bytes: Option<u64>) -> Self {
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        Self {
+            key: "v1/o.ndjson.gz".into(),
+            format: ObjectFormat::Native,
+            agent_id: "a".into(),
+            sha256,
+            bytes,
+            content_bytes,
+            meta: SegmentMeta {
+                records: 2,
+                first_seq: 1,
+                last_seq: 2,
+                time_from: t,
+                time_to: t,
+            },
+        }
+    }
+}
+
 impl ObjectEntry {
     /// Whether `sha256` is of the object as stored (manifests v2, and Parquet objects always),
     /// rather than of its decompressed records (gzip objects in manifests v1).
@@ -293,22 +317,7 @@ mod tests {
 
     #[test]
     fn an_object_entry_keeps_its_fields_flat_and_in_order() {
-        let t = "2026-01-01T00:00:00Z".parse().unwrap();
-        let entry = ObjectEntry {
-            key: "v1/o.ndjson.gz".into(),
-            format: ObjectFormat::Native,
-            agent_id: "a".into(),
-            sha256: "00".into(),
-            bytes: 3,
-            content_bytes: Some(5),
-            meta: SegmentMeta {
-                records: 2,
-                first_seq: 1,
-                last_seq: 2,
-                time_from: t,
-                time_to: t,
-            },
-        };
+        let entry = ObjectEntry::of_two_records("00".into(), 3, Some(5));
         let json = serde_json::to_string(&entry).unwrap();
         assert_eq!(
             json,
