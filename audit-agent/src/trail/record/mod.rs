@@ -22,7 +22,7 @@ mod json;
 mod network;
 mod resource;
 
-use self::json::Object;
+use self::json::{Members, Object, Tree};
 
 use self::resource::{CompletionIn, ResourceOut, completion_in, completion_out, resource_out};
 pub(crate) use self::resource::{ResourceIn, resource_in};
@@ -108,22 +108,30 @@ pub(super) fn family_number(name: &str) -> Option<u16> {
     })
 }
 
-/// Writes the activity members of a record.
 /// The `agent`, `process` and `subject` members, copied from `cache` when it holds them.
-fn actor_out(a: &Activity, out: &mut Object<'_>, cache: &mut ActorCache) -> serde_json::Result<()> {
+fn actor_cached(
+    a: &Activity,
+    out: &mut Object<'_>,
+    cache: &mut ActorCache,
+) -> serde_json::Result<()> {
     if let Some(members) = cache.holds(a) {
         out.copied(members);
         return Ok(());
     }
     let from = out.written();
-    agent_out(a.agent.as_deref(), out);
-    process_out(&a.process, out);
-    subject_out(&a.subject, out)?;
+    actor_out(a, out)?;
     cache.keep(a, out.since(from));
     Ok(())
 }
 
-fn agent_out(agent: Option<&AgentIdentity>, out: &mut Object<'_>) {
+/// The `agent`, `process` and `subject` members.
+fn actor_out(a: &Activity, out: &mut impl Members) -> serde_json::Result<()> {
+    agent_out(a.agent.as_deref(), out);
+    process_out(&a.process, out);
+    subject_out(&a.subject, out)
+}
+
+fn agent_out(agent: Option<&AgentIdentity>, out: &mut impl Members) {
     let mut o = out.object("agent");
     o.str(
         "id",
@@ -137,7 +145,7 @@ fn agent_out(agent: Option<&AgentIdentity>, out: &mut Object<'_>) {
     o.close();
 }
 
-fn process_out(p: &Process, out: &mut Object<'_>) {
+fn process_out(p: &Process, out: &mut impl Members) {
     let mut o = out.object("process");
     o.u64("pid", p.pid.into());
     o.u64("tid", p.tid.into());
@@ -155,7 +163,7 @@ fn process_out(p: &Process, out: &mut Object<'_>) {
     o.close();
 }
 
-fn subject_out(s: &Subject, out: &mut Object<'_>) -> serde_json::Result<()> {
+fn subject_out(s: &Subject, out: &mut impl Members) -> serde_json::Result<()> {
     let mut o = out.object("subject");
     o.u64("uid", s.uid.into());
     o.u64("gid", s.gid.into());
@@ -182,7 +190,7 @@ fn subject_out(s: &Subject, out: &mut Object<'_>) -> serde_json::Result<()> {
 }
 
 /// The members after the actor's: resource, result, protected sets, verdict.
-fn activity_out(a: &Activity, out: &mut Object<'_>) -> serde_json::Result<()> {
+fn activity_out(a: &Activity, out: &mut impl Members) -> serde_json::Result<()> {
     let mut o = out.object("resource");
     let mut resource = ResourceOut::default();
     resource_out(&a.resource, &mut resource);
@@ -313,6 +321,27 @@ pub(crate) fn write_with(
     cache: &mut ActorCache,
 ) -> serde_json::Result<()> {
     let mut out = Object::open(buf);
+    record_out(e, &mut out, |a, out| actor_cached(a, out, cache))?;
+    out.close();
+    Ok(())
+}
+
+/// The record of `e` as a JSON value (what OCSF `unmapped` and ECS `audit_agent.*` copy from),
+/// built by the members [`write`] writes, not by reading what it wrote.
+pub(crate) fn to_value(e: &Event) -> serde_json::Value {
+    let mut members = serde_json::Map::new();
+    match record_out(e, &mut Tree(&mut members), actor_out) {
+        Ok(()) => serde_json::Value::Object(members),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// A record's members, in order, into `out`; `actor` writes the agent, process and subject.
+fn record_out<O: Members>(
+    e: &Event,
+    out: &mut O,
+    actor: impl FnOnce(&Activity, &mut O) -> serde_json::Result<()>,
+) -> serde_json::Result<()> {
     out.str("schema", SCHEMA);
     out.joined("id", &[&e.stream, "-", itoa::Buffer::new().format(e.seq)]);
     out.u64("seq", e.seq);
@@ -325,21 +354,12 @@ pub(crate) fn write_with(
     match &e.body {
         Body::Activity(a) => {
             out.str("syscall", a.syscall);
-            actor_out(a, &mut out, cache)?;
-            activity_out(a, &mut out)?;
+            actor(a, out)?;
+            activity_out(a, out)?;
         }
         Body::Gap(g) => out.serde("gap", &gap_out(g))?,
     }
-    out.close();
     Ok(())
-}
-
-/// The record of `e` as a JSON value (what OCSF `unmapped` and ECS `audit_agent.*` copy from).
-pub(crate) fn to_value(e: &Event) -> serde_json::Value {
-    let mut buf = Vec::with_capacity(1024);
-    write(e, &mut buf)
-        .and_then(|()| serde_json::from_slice(&buf))
-        .unwrap_or_default()
 }
 
 fn gap_out(g: &Gap) -> GapOut<'_> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Bytes, ReadError, bytes, family_name, family_number,
-    json::Object,
+    json::Members,
     network::{
         ClaimOut, DestinationOut, DnsOut, HostOut, HttpOut, TlsOut, claim_in, claim_out,
         destination_in, destination_out, dns_in, dns_out, http_in, http_out, tls_in, tls_out,
@@ -67,7 +67,7 @@ impl<'a> RealOut<'a> {
         }
     }
 
-    fn write(&self, o: &mut Object<'_>) {
+    fn write(&self, o: &mut impl Members) {
         o.bytes("path", self.path.0);
         o.str("path_root", self.path_root);
         o.str("layer", self.layer);
@@ -113,7 +113,7 @@ impl IdOut {
 }
 
 impl FileOut<'_> {
-    fn write(&self, o: &mut Object<'_>) {
+    fn write(&self, o: &mut impl Members) {
         if let Some(d) = &self.dev {
             o.str("dev", d.as_str());
         }
@@ -417,35 +417,35 @@ pub(super) struct ResourceOut<'a> {
 }
 
 /// Writes `name` when present.
-fn put_text(o: &mut Object<'_>, name: &'static str, v: Option<&str>) {
+fn put_text(o: &mut impl Members, name: &'static str, v: Option<&str>) {
     if let Some(t) = v {
         o.str(name, t);
     }
 }
 
 /// Writes `name` when present.
-fn put_bytes(o: &mut Object<'_>, name: &'static str, v: &Option<Bytes<'_>>) {
+fn put_bytes(o: &mut impl Members, name: &'static str, v: &Option<Bytes<'_>>) {
     if let Some(b) = v {
         o.bytes(name, b.0);
     }
 }
 
 /// Writes `name` when present, as null when `Some(None)`.
-fn put_nullable_bytes(o: &mut Object<'_>, name: &'static str, v: &Option<Option<Bytes<'_>>>) {
+fn put_nullable_bytes(o: &mut impl Members, name: &'static str, v: &Option<Option<Bytes<'_>>>) {
     if let Some(v) = v {
         o.opt_bytes(name, v.as_ref().map(|b| b.0));
     }
 }
 
 /// Writes `name` when present.
-fn put_strings(o: &mut Object<'_>, name: &'static str, v: &Option<Vec<Cow<'static, str>>>) {
+fn put_strings(o: &mut impl Members, name: &'static str, v: &Option<Vec<Cow<'static, str>>>) {
     if let Some(list) = v {
         o.strings(name, list);
     }
 }
 
 /// Writes `name` when present.
-fn put_int(o: &mut Object<'_>, name: &'static str, v: Option<i64>) {
+fn put_int(o: &mut impl Members, name: &'static str, v: Option<i64>) {
     if let Some(n) = v {
         o.i64(name, n);
     }
@@ -453,7 +453,7 @@ fn put_int(o: &mut Object<'_>, name: &'static str, v: Option<i64>) {
 
 impl ResourceOut<'_> {
     /// Writes the members that are present, in field order (`None`: absent; `Some(None)`: null).
-    pub(super) fn write(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+    pub(super) fn write(&self, o: &mut impl Members) -> serde_json::Result<()> {
         self.write_file(o)?;
         self.write_destination(o)?;
         self.write_change(o)?;
@@ -462,7 +462,7 @@ impl ResourceOut<'_> {
     }
 
     /// The file or executable acted on: path, kernel file, interpreter, arguments, flags.
-    fn write_file(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+    fn write_file(&self, o: &mut impl Members) -> serde_json::Result<()> {
         put_nullable_bytes(o, "path", &self.path);
         put_text(o, "path_source", self.path_source);
         put_bytes(o, "requested_path", &self.requested_path);
@@ -503,7 +503,7 @@ impl ResourceOut<'_> {
     }
 
     /// Where a socket went: address, port and the hosts it was asked for.
-    fn write_destination(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+    fn write_destination(&self, o: &mut impl Members) -> serde_json::Result<()> {
         put_int(o, "dirfd", self.dirfd.map(i64::from));
         put_text(o, "family", self.family.as_deref());
         if let Some(a) = &self.address {
@@ -535,7 +535,7 @@ impl ResourceOut<'_> {
     }
 
     /// An exec's id and a file change's new name, owner and length, up to the cgroup.
-    fn write_change(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+    fn write_change(&self, o: &mut impl Members) -> serde_json::Result<()> {
         put_text(o, "exec_id", self.exec_id);
         put_nullable_bytes(o, "new_path", &self.new_path);
         put_text(o, "new_path_source", self.new_path_source);
@@ -556,7 +556,7 @@ impl ResourceOut<'_> {
     }
 
     /// A process acted on, io_uring and 32-bit calls, ptrace and signals.
-    fn write_process(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+    fn write_process(&self, o: &mut impl Members) -> serde_json::Result<()> {
         put_int(o, "pid", self.pid.map(i64::from));
         put_text(o, "signal", self.signal.as_deref());
         put_int(o, "exit_code", self.exit_code.map(i64::from));
@@ -597,7 +597,7 @@ impl ResourceOut<'_> {
     }
 
     /// What a socket carried (DNS, TLS, HTTP), claims, and the members of every kind.
-    fn write_wire(&self, o: &mut Object<'_>) -> serde_json::Result<()> {
+    fn write_wire(&self, o: &mut impl Members) -> serde_json::Result<()> {
         put_text(o, "prctl", self.prctl);
         put_bytes(o, "previous_path", &self.previous_path);
         if let Some(f) = &self.previous_file {
@@ -1556,6 +1556,7 @@ fn uring_op(s: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trail::record::json::Object;
 
     /// Every member present, each with a value of its kind.
     fn every_member() -> ResourceOut<'static> {

@@ -1225,6 +1225,16 @@ fn the_other_process_actions_and_claims_read_back_as_written() {
     claims().iter().for_each(round_trip);
 }
 
+#[test]
+fn the_record_as_a_value_is_what_its_line_reads_as() {
+    // OCSF and ECS copy members from `to_value`, which builds them with the writer's own member
+    // functions: it must be exactly the written line, read.
+    for e in corpus() {
+        let written: serde_json::Value = serde_json::from_str(&line(&e)).unwrap();
+        assert_eq!(to_value(&e), written, "{}", line(&e));
+    }
+}
+
 /// The bytes every rendering makes of a fixed input: a change that alters a record, an OCSF or
 /// ECS document or a terminal line shows here as a diff against `golden/`. After a deliberate
 /// change, `AUDIT_UPDATE_GOLDEN=1 cargo test -p audit-agent --lib golden` writes the new bytes;
