@@ -370,6 +370,17 @@ impl Capture {
             "programs loaded and attached"
         );
 
+        Self::with_maps(ebpf, links, missing, opts)
+    }
+
+    /// The running capture: the maps user space reads and writes, taken out of the loaded
+    /// object, the links that keep the programs attached, and what could not be attached.
+    fn with_maps(
+        mut ebpf: Ebpf,
+        links: Links,
+        missing: Vec<String>,
+        opts: &CaptureOptions,
+    ) -> anyhow::Result<Self> {
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
                 .ok_or_else(|| anyhow!("map {name} is missing from the eBPF object"))

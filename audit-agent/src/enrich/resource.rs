@@ -263,13 +263,13 @@ fn target_and_detail(ev: &KernelEvent) -> Option<(Target, Detail)> {
             },
         ),
         Body::Access { .. } => access(ev)?,
-        _ => return held_mapped_or_process(ev),
+        _ => return held_or_mapped(ev).or_else(|| process_acted_on(ev)),
     })
 }
 
-/// What the records of files a process holds, copies, maps or makes its executable, and of
-/// processes (signals, cgroup moves, exits), acted on, and how.
-fn held_mapped_or_process(ev: &KernelEvent) -> Option<(Target, Detail)> {
+/// What the records of files a process holds, copies, maps or makes its executable acted on,
+/// and how.
+fn held_or_mapped(ev: &KernelEvent) -> Option<(Target, Detail)> {
     Some(match &ev.body {
         Body::SetExe {
             map,
@@ -337,6 +337,13 @@ fn held_mapped_or_process(ev: &KernelEvent) -> Option<(Target, Detail)> {
                 loader: *no_interp,
             }),
         ),
+        _ => return None,
+    })
+}
+
+/// The process or cgroup the records of signals, cgroup moves and exits acted on, and how.
+fn process_acted_on(ev: &KernelEvent) -> Option<(Target, Detail)> {
+    Some(match &ev.body {
         Body::Signal {
             sig,
             target_pid,

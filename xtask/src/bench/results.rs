@@ -420,15 +420,32 @@ pub(super) fn render_claims(s: &mut String, c: &ClaimsAccuracy) {
     }
 }
 
-/// The goals of issue 15, what this run measured, and for a missed one where the cost is.
+/// Whether a goal was met, as its table cell says it.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+/// The goals of issue 15, what this run measured, and for a missed one where the cost is (in
+/// paragraphs after the table, which they would otherwise cut in two).
 fn render_goals(s: &mut String, r: &Results) {
-    let (o, t, p) = (&r.overhead, &r.throughput, &r.profile);
-    let verdict = |met: bool| if met { "met" } else { "**missed**" };
     let _ = writeln!(
         s,
         "## Goals\n\n| Goal | Target | This run | |\n|---|---|---|---|"
     );
-    let c = &r.claims;
+    claims_goal(s, &r.claims);
+    host_tax_goal(s, &r.overhead);
+    cpu_goal(s, &r.profile);
+    throughput_goals(s, &r.throughput);
+    let watched_note = overhead_goals(s, &r.overhead);
+    lifecycle_goals(s, &r.lifecycle);
+    if let Some(note) = watched_note {
+        let _ = writeln!(s, "\n{note}");
+    }
+    cpu_note(s, &r.profile);
+    let _ = writeln!(s);
+}
+
+fn claims_goal(s: &mut String, c: &ClaimsAccuracy) {
     let least = [
         c.unexplained.precision,
         c.unexplained.recall,
@@ -445,31 +462,37 @@ fn render_goals(s: &mut String, r: &Results) {
         c.calls,
         verdict(least >= 0.95)
     );
+}
+
+fn host_tax_goal(s: &mut String, o: &Overhead) {
     let tax = o.host_tax();
-    if !tax.is_empty() {
-        let text: Vec<String> = tax
-            .iter()
-            .map(|(op, ours, bpf, audit)| {
-                let other =
-                    |v: &Option<f64>| v.map_or("not run".into(), |v| format!("+{}", f(v, 0)));
-                format!(
-                    "{op}: +{} ns (bpftrace {}, auditd {})",
-                    f(*ours, 0),
-                    other(bpf),
-                    other(audit)
-                )
-            })
-            .collect();
-        let met = tax
-            .iter()
-            .all(|(_, ours, bpf, _)| bpf.is_some_and(|b| *ours <= b));
-        let _ = writeln!(
-            s,
-            "| Host tax: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each operation | {} | {} |",
-            text.join("; "),
-            verdict(met)
-        );
+    if tax.is_empty() {
+        return;
     }
+    let text: Vec<String> = tax
+        .iter()
+        .map(|(op, ours, bpf, audit)| {
+            let other = |v: &Option<f64>| v.map_or("not run".into(), |v| format!("+{}", f(v, 0)));
+            format!(
+                "{op}: +{} ns (bpftrace {}, auditd {})",
+                f(*ours, 0),
+                other(bpf),
+                other(audit)
+            )
+        })
+        .collect();
+    let met = tax
+        .iter()
+        .all(|(_, ours, bpf, _)| bpf.is_some_and(|b| *ours <= b));
+    let _ = writeln!(
+        s,
+        "| Host tax: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each operation | {} | {} |",
+        text.join("; "),
+        verdict(met)
+    );
+}
+
+fn cpu_goal(s: &mut String, p: &Profile) {
     let _ = writeln!(
         s,
         "| Daemon CPU per record (section 4) | ≤ 3 µs | {} µs at {} records/s (median of {} runs: {}) | {} |",
@@ -483,77 +506,87 @@ fn render_goals(s: &mut String, r: &Results) {
             .join(", "),
         verdict(p.us_per_record <= 3.0)
     );
-    if let Some(max) = t.rows.iter().find(|r| r.target_rate.is_none()) {
-        let lossless = t.rows.iter().all(|r| r.zero_loss);
-        let _ = writeln!(
-            s,
-            "| Zero loss up to one generator core (section 2) | every rate | zero loss to {} events/s; generator maximum {} | {} |",
-            f(t.highest_zero_loss_rate, 0),
-            f(max.achieved_rate, 0),
-            verdict(lossless)
-        );
-        let p99 = t.rows.iter().map(|r| r.latency_p99_ms).fold(0.0, f64::max);
-        let rss = t
-            .rows
-            .iter()
-            .map(|r| r.agent_peak_rss_mib)
-            .fold(0.0, f64::max);
-        let _ = writeln!(
-            s,
-            "| p99 delivery latency (section 2) | ≤ 50 ms | {} ms at worst | {} |",
-            f(p99, 1),
-            verdict(p99 <= 50.0)
-        );
-        let _ = writeln!(
-            s,
-            "| Daemon memory (section 2) | ≤ 64 MiB | {} MiB peak RSS | {} |",
-            f(rss, 1),
-            verdict(rss <= 64.0)
-        );
-    }
-    if let (Some(floor), Some(unw), Some(w), Some(base)) = (
+}
+
+fn throughput_goals(s: &mut String, t: &Throughput) {
+    let Some(max) = t.rows.iter().find(|r| r.target_rate.is_none()) else {
+        return;
+    };
+    let lossless = t.rows.iter().all(|r| r.zero_loss);
+    let _ = writeln!(
+        s,
+        "| Zero loss up to one generator core (section 2) | every rate | zero loss to {} events/s; generator maximum {} | {} |",
+        f(t.highest_zero_loss_rate, 0),
+        f(max.achieved_rate, 0),
+        verdict(lossless)
+    );
+    let p99 = t.rows.iter().map(|r| r.latency_p99_ms).fold(0.0, f64::max);
+    let rss = t
+        .rows
+        .iter()
+        .map(|r| r.agent_peak_rss_mib)
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        s,
+        "| p99 delivery latency (section 2) | ≤ 50 ms | {} ms at worst | {} |",
+        f(p99, 1),
+        verdict(p99 <= 50.0)
+    );
+    let _ = writeln!(
+        s,
+        "| Daemon memory (section 2) | ≤ 64 MiB | {} MiB peak RSS | {} |",
+        f(rss, 1),
+        verdict(rss <= 64.0)
+    );
+}
+
+/// The openat+close rows; for a missed watched goal, the paragraph saying where the cost is.
+fn overhead_goals(s: &mut String, o: &Overhead) -> Option<String> {
+    let (Some(floor), Some(unw), Some(w), Some(base)) = (
         o.open_median("empty programs"),
         o.open_median("audit-agent, load not"),
         o.open_median("audit-agent, load watched"),
         o.open_median("no tracing"),
-    ) {
-        let _ = writeln!(
-            s,
-            "| Watched openat+close (section 1) | ≤ 1.5× baseline | {:.2}× | {} |",
-            w / base,
-            verdict(w / base <= 1.5)
-        );
-        let by_stats = o.program_cost.added_unwatched_ns / floor * 100.0;
-        let _ = writeln!(
-            s,
-            "| Unwatched openat+close (section 1) | ≤ floor + 5% | {:+.1}% by wall clock, {by_stats:+.1}% by program time | {} |",
-            (unw / floor - 1.0) * 100.0,
-            verdict(by_stats <= 5.0)
-        );
-        if w / base > 1.5 {
-            let _ = writeln!(
-                s,
-                "\nWatched: the programs of a watched openat+close take {:.0} ns more than the empty ones (kernel \
-                 statistics, section 1), {:.0}% of the {:.0} ns it costs beyond the baseline; that is the path walk \
-                 from the opened file, the copy of the record into the ring buffer, and the in-flight syscall state. \
-                 The budget: 1.5× the baseline is {:.0} ns, and attaching empty programs to the same hooks already \
-                 costs {:.2}× ({:.0} ns), which leaves {:.0} ns for everything the programs do. A watched openat \
-                 makes about twenty kernel reads (the walk reads each path component's dentry and name; the \
-                 file, inode, mount and namespace), each a helper call of tens of nanoseconds on this CPU, \
-                 plus the copy of the requested path from the process's memory. Plain loads instead of helper \
-                 calls need the `bpf_rdonly_cast` kfunc, which aya-ebpf cannot call, or fentry/LSM programs \
-                 with `bpf_d_path`, which do not load on the machines measured here.",
-                o.program_cost.added_watched_ns,
-                o.program_cost.added_watched_ns / (w - base) * 100.0,
-                w - base,
-                1.5 * base,
-                floor / base,
-                floor - base,
-                1.5 * base - floor
-            );
-        }
-    }
-    let l = &r.lifecycle;
+    ) else {
+        return None;
+    };
+    let _ = writeln!(
+        s,
+        "| Watched openat+close (section 1) | ≤ 1.5× baseline | {:.2}× | {} |",
+        w / base,
+        verdict(w / base <= 1.5)
+    );
+    let by_stats = o.program_cost.added_unwatched_ns / floor * 100.0;
+    let _ = writeln!(
+        s,
+        "| Unwatched openat+close (section 1) | ≤ floor + 5% | {:+.1}% by wall clock, {by_stats:+.1}% by program time | {} |",
+        (unw / floor - 1.0) * 100.0,
+        verdict(by_stats <= 5.0)
+    );
+    (w / base > 1.5).then(|| {
+        format!(
+            "Watched: the programs of a watched openat+close take {:.0} ns more than the empty ones (kernel \
+             statistics, section 1), {:.0}% of the {:.0} ns it costs beyond the baseline; that is the path walk \
+             from the opened file, the copy of the record into the ring buffer, and the in-flight syscall state. \
+             The budget: 1.5× the baseline is {:.0} ns, and attaching empty programs to the same hooks already \
+             costs {:.2}× ({:.0} ns), which leaves {:.0} ns for everything the programs do. A watched openat \
+             makes about twenty kernel reads (the walk reads each path component's dentry and name; the \
+             file, inode, mount and namespace), each a helper call of tens of nanoseconds on this CPU, \
+             plus the copy of the requested path from the process's memory. Plain loads instead of helper \
+             calls need the `bpf_rdonly_cast` kfunc, which aya-ebpf cannot call, or fentry/LSM programs \
+             with `bpf_d_path`, which do not load on the machines measured here.",
+            o.program_cost.added_watched_ns,
+            o.program_cost.added_watched_ns / (w - base) * 100.0,
+            w - base,
+            1.5 * base,
+            floor / base,
+            floor - base,
+            1.5 * base - floor
+        )
+    })
+}
+
+fn lifecycle_goals(s: &mut String, l: &Lifecycle) {
     let _ = writeln!(
         s,
         "| `trace -- true`, start to exit (section 5) | ≤ 1 s | {} | {} |",
@@ -568,21 +601,25 @@ fn render_goals(s: &mut String, r: &Results) {
         l.run_stop.text(),
         verdict(stop <= 1.0)
     );
-    if p.us_per_record > 3.0 {
-        let mut stages: Vec<&StageCost> = p.stages.iter().collect();
-        stages.sort_by(|a, b| b.us_per_record.total_cmp(&a.us_per_record));
-        let top: Vec<String> = stages
-            .iter()
-            .take(4)
-            .map(|st| format!("{} {} µs", st.stage, f(st.us_per_record, 2)))
-            .collect();
-        let _ = writeln!(
-            s,
-            "\nCPU per record: the largest stages (section 4) are {}.",
-            top.join(", ")
-        );
+}
+
+/// For a missed CPU goal, the stages that cost most.
+fn cpu_note(s: &mut String, p: &Profile) {
+    if p.us_per_record <= 3.0 {
+        return;
     }
-    let _ = writeln!(s);
+    let mut stages: Vec<&StageCost> = p.stages.iter().collect();
+    stages.sort_by(|a, b| b.us_per_record.total_cmp(&a.us_per_record));
+    let top: Vec<String> = stages
+        .iter()
+        .take(4)
+        .map(|st| format!("{} {} µs", st.stage, f(st.us_per_record, 2)))
+        .collect();
+    let _ = writeln!(
+        s,
+        "\nCPU per record: the largest stages (section 4) are {}.",
+        top.join(", ")
+    );
 }
 
 fn render_network(s: &mut String, n: &Network) {
