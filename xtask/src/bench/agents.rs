@@ -126,6 +126,50 @@ fn objects_in(store: &Path) -> u64 {
     walk(&store.join("v1"))
 }
 
+/// The daemon's RSS once a second while the load generator runs, and the generator's output.
+fn sample_rss_until_done(
+    pid: u32,
+    generator: std::process::Child,
+    started: Instant,
+) -> anyhow::Result<(std::process::Output, Vec<RssSample>)> {
+    let mut rss = Vec::new();
+    let mut next = started;
+    let out = std::thread::scope(|s| {
+        let h = s.spawn(|| generator.wait_with_output());
+        while !h.is_finished() {
+            if Instant::now() >= next {
+                if let Some(kb) = vm_rss_kb(pid) {
+                    rss.push(RssSample {
+                        t_s: started.elapsed().as_secs_f64(),
+                        rss_mib: kb as f64 / 1024.0,
+                    });
+                }
+                next += Duration::from_secs(1);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        h.join()
+            .map_err(|_| anyhow::anyhow!("loadgen waiter panicked"))
+    })??;
+    Ok((out, rss))
+}
+
+/// Stops the daemon with SIGINT (it seals and uploads what the load spooled) and waits for it:
+/// the CPU seconds it spent in all.
+fn stop_for_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    // SAFETY: rusage is a plain out-struct; wait4 on our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut status = 0;
+    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut ru) };
+    if waited < 0 {
+        anyhow::bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(tv(ru.ru_utime) + tv(ru.ru_stime))
+}
+
 /// One run: `n` agents at `rate` opens/s each for `secs`.
 fn run(env: &Env, n: usize, rate: u64, secs: f64) -> anyhow::Result<AgentRun> {
     eprintln!("bench: {n} agent(s) at {rate} opens/s each for {secs:.0} s");
@@ -168,25 +212,7 @@ fn run(env: &Env, n: usize, rate: u64, secs: f64) -> anyhow::Result<AgentRun> {
     }
     let started = Instant::now();
     let generator = load.spawn().context("loadgen agents")?;
-    let mut rss = Vec::new();
-    let mut next = started;
-    let out = std::thread::scope(|s| {
-        let h = s.spawn(|| generator.wait_with_output());
-        while !h.is_finished() {
-            if Instant::now() >= next {
-                if let Some(kb) = vm_rss_kb(pid) {
-                    rss.push(RssSample {
-                        t_s: started.elapsed().as_secs_f64(),
-                        rss_mib: kb as f64 / 1024.0,
-                    });
-                }
-                next += Duration::from_secs(1);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        h.join()
-            .map_err(|_| anyhow::anyhow!("loadgen waiter panicked"))
-    })??;
+    let (out, rss) = sample_rss_until_done(pid, generator, started)?;
     let window = started.elapsed().as_secs_f64();
     let t1 = proc_ticks(pid);
     let objects1 = objects_in(&store);
@@ -194,18 +220,8 @@ fn run(env: &Env, n: usize, rate: u64, secs: f64) -> anyhow::Result<AgentRun> {
     let load: Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("loadgen: {}", String::from_utf8_lossy(&out.stdout)))?;
     // The rest of the work the load caused: sealing and uploading what is spooled, at exit.
-    // SAFETY: plain kill(2) on our child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    // SAFETY: rusage is a plain out-struct; wait4 on our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let mut status = 0;
-    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut ru) };
-    if waited < 0 {
-        anyhow::bail!("wait4: {}", std::io::Error::last_os_error());
-    }
+    let cpu_total = stop_for_cpu_seconds(pid)? - t0 as f64 / hz;
     let _ = child.try_wait();
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu_total = tv(ru.ru_utime) + tv(ru.ru_stime) - t0 as f64 / hz;
     std::thread::sleep(Duration::from_millis(200));
     remove_cgroups(&cg);
     let stopped = final_statistics(&dir.join("agent.log"))?;
