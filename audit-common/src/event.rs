@@ -891,7 +891,7 @@ const fn max(a: usize, b: usize) -> usize {
 /// and that of the real file under it when it is on an overlay, the interpreter string, the
 /// script's base directory) and a rename (two requested paths, two base directories, the exe
 /// announcement). Each section is written at the running end, bounded by the verifier checks in
-/// `audit-ebpf/src/pending.rs`. The one that can lack room: the walk of an overlay file's origin
+/// `audit-ebpf/src/sections.rs`. The one that can lack room: the walk of an overlay file's origin
 /// after every other section took its maximum (the per-CPU slot template cannot exceed 32 KiB);
 /// the real file's facts then still say an origin exists ([`file_flags::ORIGIN`]), and user space
 /// that it could not be read.

@@ -9,9 +9,11 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::finish_tp,
     filter::is_watched,
     offsets::{kptr, kread, off, sys_arg},
-    pending::{begin, current_tid, fd_section, finish_tp, fixed, in_flight, set_result},
+    pending::{begin, current_tid, fixed, in_flight, set_result},
+    sections::fd_section,
     vfs,
 };
 

@@ -16,11 +16,11 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::finish_raw,
     filter::is_watched,
     offsets::{kread, off},
-    pending::{
-        Which, base_of, begin, current_tid, fd_section, finish_raw, fixed, in_flight, user_path,
-    },
+    pending::{begin, current_tid, fixed, in_flight},
+    sections::{Which, base_of, fd_section, user_path},
     vfs,
 };
 

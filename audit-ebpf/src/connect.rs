@@ -19,14 +19,14 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::finish_tp,
     filter::is_watched,
+    helpers::{atomic_add, count, zero},
     maps::{AGENT, CONNECTING, CONNECTING_COUNT},
     offsets::{kptr, kread, off, tp_read, whoami},
     packet::mark_socket,
-    pending::{
-        Section, atomic_add, base_section, begin, common, count, current_tid, finish_tp, fixed,
-        in_flight, read_user_str, set_result, walk_section, zero,
-    },
+    pending::{begin, common, current_tid, fixed, in_flight, set_result},
+    sections::{Section, base_section, read_user_str, walk_section},
     socket::{AF_INET, AF_INET6, AF_UNIX, socket_of},
     vfs,
 };

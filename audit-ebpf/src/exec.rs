@@ -22,13 +22,15 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::{emit, emit_raw, emit_tp, exe_facts},
     filter::is_watched,
+    helpers::{count, read_kernel_str},
     maps::{EXE_SEEN, SeenExe},
     offsets::{kptr, kread, off, tp_read},
-    pending::{
-        Section, base_section, begin, common, count, current_tid, emit, emit_raw, emit_tp,
-        exe_facts, fixed, in_flight, read_kernel_str, read_user_str, real_section, remove_slot,
-        requested_path, retry_requested, set_result, user_str_continues, walk_section,
+    pending::{begin, common, current_tid, fixed, in_flight, remove_slot, set_result},
+    sections::{
+        Section, base_section, read_user_str, real_section, requested_path, retry_requested,
+        user_str_continues, walk_section,
     },
     vfs,
 };

@@ -3,7 +3,7 @@
 //!
 //! - **held**: the regular files in its fd table when the agent first sees it (inherited at fork
 //!   or exec from an unwatched parent, opened before it was watched), walked after its first
-//!   record (`FIRST_SIGHT`, `pending.rs`) by a program of its own, tail-called (`HELD_TP`,
+//!   record (`FIRST_SIGHT`, `emit.rs`) by a program of its own, tail-called (`HELD_TP`,
 //!   `HELD_RAW`);
 //! - **received**: a regular file that appears in its fd table during `recvmsg`/`recvmmsg` on a
 //!   unix socket (`SCM_RIGHTS`): the open-fd bitmap before and after the call, compared;
@@ -26,14 +26,13 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::{emit, emit_tp, exe_facts, finish_tp, first_sight},
     filter::is_watched,
+    helpers::{copy_of, count, zero},
     maps::{EXE_SEEN, HELD, HELD_TP, PENDING, RECEIVED, RECEIVED_FDS},
     offsets::{enter_arg, kread, off},
-    pending::{
-        Section, begin, common, copy_of, count, current_tid, emit, emit_tp, exe_facts, fd_section,
-        file_section, fill_header, finish_tp, first_sight, fixed, idle_slot, in_flight, set_result,
-        zero,
-    },
+    pending::{begin, common, current_tid, fill_header, fixed, idle_slot, in_flight, set_result},
+    sections::{Section, fd_section, file_section},
     socket::{AF_UNIX, socket_of},
     vfs,
 };

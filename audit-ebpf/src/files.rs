@@ -14,12 +14,11 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::finish_tp,
     filter::is_watched,
     offsets::arg_or,
-    pending::{
-        Which, base_of, begin, current_tid, fd_section, finish_tp, fixed, in_flight,
-        retry_requested, retry_second, set_result, user_path,
-    },
+    pending::{begin, current_tid, fixed, in_flight, set_result},
+    sections::{Which, base_of, fd_section, retry_requested, retry_second, user_path},
 };
 
 /// The cwd as a dirfd. With `AT_EMPTY_PATH` (an empty path) the dirfd itself is the file: its

@@ -1,9 +1,9 @@
-//! The end of every recorded action: the acting image's executable (`pending::exe_facts`: its
+//! The end of every recorded action: the acting image's executable (`emit::exe_facts`: its
 //! facts, its path when not yet announced, whether the process is seen for the first time) and
-//! the emission (`pending::emit_tp`, which tail-calls the walk of a new process's files).
+//! the emission (`emit::emit_tp`, which tail-calls the walk of a new process's files).
 //!
 //! Programs of their own, never attached: the programs that record actions tail-call them
-//! (`pending::finish_tp`, `finish_raw`; `FINISH_TP`, `FINISH_RAW` in `maps.rs`) with the record
+//! (`emit::finish_tp`, `finish_raw`; `FINISH_TP`, `FINISH_RAW` in `maps.rs`) with the record
 //! in the current thread's slot. Inlined, this walk and its branches were verified again on every
 //! path of every recording program, and made up most of the verifier's work at start.
 
@@ -14,8 +14,8 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::{emit_raw, emit_tp, exe_facts},
     maps::PENDING,
-    pending::{emit_raw, emit_tp, exe_facts},
 };
 
 /// The current thread's record in flight, if any.

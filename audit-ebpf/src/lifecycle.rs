@@ -13,12 +13,12 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::{emit, ring_used, submit_flags},
     filter::{agent_tgid, follow, is_followed, is_watched, unfollow},
+    helpers::{copy_of, count},
     maps::{EVENTS, EXE_SEEN, PENDING, SIGNALS_TO_AGENT},
     offsets::{kread, off, tp_read},
-    pending::{
-        copy_of, count, emit, fill_header, may_have_slot, remove_slot, ring_used, submit_flags,
-    },
+    pending::{fill_header, may_have_slot, remove_slot},
     vfs::{btf_ptr, btf_read, task_btf},
 };
 

@@ -11,8 +11,9 @@
 //! cgroup program) that calls a `try_*` function returning `Result`.
 //!
 //! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
-//! per-thread slot where a record is assembled between syscall entry and exit, its sections and
-//! its emission), `vfs.rs` (files, inodes and the kernel path walk), `offsets.rs` (tracepoint
+//! per-thread slot where a record is assembled between syscall entry and exit), `sections.rs`
+//! (what it carries beyond its fixed part: paths, argv, kernel paths), `emit.rs` (its end: the
+//! acting executable and the way into the ring buffer), `vfs.rs` (files, inodes and the kernel path walk), `offsets.rs` (tracepoint
 //! and kernel struct offsets set by user space at load time).
 // The programs only exist for the bpf target; on the host (e.g. `cargo test --workspace`) this
 // crate is an empty binary.
@@ -25,6 +26,7 @@
 mod access;
 mod compat;
 mod connect;
+mod emit;
 mod exec;
 mod fds;
 mod files;
@@ -39,6 +41,7 @@ mod open;
 mod packet;
 mod pending;
 mod prctl;
+mod sections;
 mod send;
 mod sock;
 mod socket;

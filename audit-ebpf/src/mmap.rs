@@ -23,12 +23,12 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::{finish_tp, is_protected},
     filter::is_watched,
+    helpers::count,
     offsets::{enter_arg, kread, off},
-    pending::{
-        begin, common, count, current_tid, finish_tp, fixed, in_flight, is_protected, real_section,
-        set_result, walk_section,
-    },
+    pending::{begin, common, current_tid, fixed, in_flight, set_result},
+    sections::{real_section, walk_section},
     vfs,
 };
 

@@ -11,12 +11,11 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::finish_tp,
     filter::is_watched,
     offsets::{enter_arg, off, sys_arg, tp_read},
-    pending::{
-        base_section, begin, current_tid, fd_section, finish_tp, fixed, in_flight, requested_path,
-        retry_requested, set_result,
-    },
+    pending::{begin, current_tid, fixed, in_flight, set_result},
+    sections::{base_section, fd_section, requested_path, retry_requested},
 };
 
 const AT_FDCWD: i32 = -100;

@@ -28,10 +28,12 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::{ring_has_room, ring_used, submit_flags},
     filter::is_watched,
+    helpers::{count, count_drop},
     maps::{DNS_PORTS, EVENTS, PACKET_SCRATCH, SOCKETS},
     offsets::packets_enabled,
-    pending::{count, count_drop, fill_header, ring_has_room, ring_used, submit_flags},
+    pending::fill_header,
     socket::{AF_INET, AF_INET6},
 };
 
@@ -350,7 +352,7 @@ fn emit_packet(
     }
     // Verifier: a length in [1, PACKET_CAPTURE_MAX] by arithmetic, not by a branch (the
     // compiler may pass the copy of `n` the branch did not narrow).
-    let n = crate::pending::verifier_mask(n as usize - 1, PACKET_CAPTURE_MAX - 1) as u32 + 1;
+    let n = crate::helpers::verifier_mask(n as usize - 1, PACKET_CAPTURE_MAX - 1) as u32 + 1;
     let r = unsafe {
         aya_ebpf::helpers::generated::bpf_skb_load_bytes(
             ctx.skb.skb.cast(),
@@ -362,7 +364,7 @@ fn emit_packet(
     if r != 0 {
         return Ok(());
     }
-    ev.header = crate::pending::copy_of(&state.owner);
+    ev.header = crate::helpers::copy_of(&state.owner);
     ev.header.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
     let (local, remote) = if direction == EGRESS {
         (&h.src, &h.dst)

@@ -25,13 +25,13 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::{emit_tp, finish_tp, output, ring_used},
     filter::is_watched,
+    helpers::{atomic_add, copy_of},
     maps::{EXE_REPLACED, EXE_REPLACED_COUNT, EXE_SEEN, SeenExe},
     offsets::enter_arg,
-    pending::{
-        Section, atomic_add, begin, begin_idle, common, copy_of, current_tid, emit_tp,
-        file_section, finish_tp, fixed, in_flight, output, ring_used, set_result,
-    },
+    pending::{begin, begin_idle, common, current_tid, fixed, in_flight, set_result},
+    sections::{Section, file_section},
     vfs,
 };
 
@@ -98,7 +98,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
     b.watched = u32::from(watched);
     b.old_file = 0;
     b.new_file = 0;
-    crate::pending::zero(&mut b.new);
+    crate::helpers::zero(&mut b.new);
     if let Ok(old) = vfs::exe_file() {
         fixed::<SetExeBody>(ev).old_file = old as u64;
         if file_section(ev, old, |c| &mut c.file, |c| &mut c.sections.kpath).is_none() {

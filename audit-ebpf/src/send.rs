@@ -13,12 +13,13 @@ use aya_ebpf::{
 
 use crate::{
     connect::{address_as_passed, kernel_address},
+    emit::finish_tp,
     filter::is_watched,
+    helpers::{count, zero},
     offsets::sys_arg,
     packet::mark_socket,
-    pending::{
-        base_section, begin, count, current_tid, finish_tp, fixed, in_flight, set_result, zero,
-    },
+    pending::{begin, current_tid, fixed, in_flight, set_result},
+    sections::base_section,
     socket::{AF_INET, AF_INET6, AF_UNIX, socket_of},
 };
 

@@ -12,9 +12,10 @@ use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, macros::tracepoint, programs::Tra
 
 use crate::{
     connect::unfollow_async,
+    emit::{ring_used, submit_flags},
+    helpers::count,
     maps::{CONNECTING, CONNECTING_COUNT, EVENTS},
     offsets::{kread, off, tp_read},
-    pending::{count, ring_used, submit_flags},
 };
 
 const TCP_ESTABLISHED: i32 = 1;

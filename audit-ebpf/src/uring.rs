@@ -17,13 +17,13 @@ use aya_ebpf::{
 };
 
 use crate::{
+    emit::{emit, finish_tp, ring_used, submit_flags},
     filter::is_watched,
+    helpers::{count, zero},
     maps::{EVENTS, URING_REQS},
     offsets::{kptr, kread, off, tp_read},
-    pending::{
-        Which, base_of, begin_idle, count, emit, fd_file_section, fd_section, fill_header,
-        finish_tp, fixed, kernel_path, ring_used, submit_flags, zero,
-    },
+    pending::{begin_idle, fill_header, fixed},
+    sections::{Which, base_of, fd_file_section, fd_section, kernel_path},
     socket::{AF_INET, AF_INET6, AF_UNIX},
 };
 

@@ -264,7 +264,7 @@ fn load_object(
 ) -> anyhow::Result<Ebpf> {
     let wakeup_bytes = u64::from(opts.ring_buffer_bytes / 8);
     // An eighth of the ring is kept for records of protected files (see `fits` in
-    // audit-ebpf/src/pending.rs).
+    // audit-ebpf/src/emit.rs).
     let ring_bytes = u64::from(opts.ring_buffer_bytes);
     let ring_reserve = ring_bytes / 8;
     EbpfLoader::new()
