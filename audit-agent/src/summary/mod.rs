@@ -1,0 +1,3 @@
+//! Summaries of records: `trace.rs`, the text `audit-agent trace` prints at the end.
+
+pub(crate) mod trace;
