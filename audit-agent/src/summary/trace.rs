@@ -14,10 +14,13 @@ use std::{
     time::Duration,
 };
 
+use super::{Effect, effect, failure, flagged, in_protected_set};
 use crate::{
-    event::{Action, Activity, Decision, Detail, Event, Observer, Outcome, Target, Timestamp},
-    format::{failure_text, resource_text, short_time},
-    trail::record::errno_name,
+    event::{
+        Action, Activity, Decision, Detail, Event, Observer, Outcome, OutcomeKind, Target,
+        Timestamp,
+    },
+    format::{resource_text, short_time},
 };
 
 /// Most individual records listed per section (the counts stay exact).
@@ -67,7 +70,8 @@ impl Tally {
 struct Probes {
     name: String,
     first: String,
-    errno: i32,
+    /// The first probe's failure (`ENOENT`).
+    why: String,
     count: u64,
 }
 
@@ -137,34 +141,31 @@ impl Summary {
         }
         self.count(a.action, a.outcome.kind().name());
         self.add_verdicts(e, a, &res);
-        let success = matches!(a.outcome, Outcome::Success(_) | Outcome::InProgress);
-        match a.action {
-            Action::Exec if success => {
+        match effect(a) {
+            Some(Effect::Ran) => {
                 self.executables.entry(res.clone()).or_insert(0);
             }
-            Action::Open if success && opens_for_writing(a) => {
+            Some(Effect::OpenedForWriting) => {
                 self.changes
                     .add(format!("{:<15} {res}  (for writing)", a.action), 1);
             }
-            Action::Open if success => {
+            Some(Effect::Read) => {
                 self.files_read.insert(res.clone());
             }
-            Action::Connect | Action::Send => {
+            Some(Effect::Network) => {
                 *self
                     .network
                     .entry(format!("{:<15} {res}", a.action))
                     .or_default()
-                    .entry(outcome_text(a.outcome))
+                    .entry(outcome_text(a))
                     .or_insert(0) += 1;
             }
-            action if success && action.is_file_change() => {
-                self.changes.add(format!("{action:<15} {res}"), 1);
+            Some(Effect::Changed) => {
+                self.changes.add(format!("{:<15} {res}", a.action), 1);
             }
-            _ => {}
+            None => {}
         }
-        if let Outcome::Failure(code) = a.outcome {
-            // An errno, or an exit status, a DNS response code, an HTTP status.
-            let why = failure_text(a, code);
+        if let Some(why) = failure(a) {
             self.add_failure(format!("{:<15} {res}  {why}", a.action), why, 1);
         }
     }
@@ -190,11 +191,12 @@ impl Summary {
         }
         if let Outcome::Failure(errno) = a.outcome
             && PATH_PROBE_ERRNOS.contains(&errno)
+            && let Some(why) = failure(a)
         {
             let p = self.probing.entry(tid).or_insert_with(|| Probes {
                 name,
                 first: format!("{}  {:<15} {res}", short_time(e), a.action),
-                errno,
+                why,
                 count: 0,
             });
             p.count += 1;
@@ -213,20 +215,20 @@ impl Summary {
     /// Failed execs that no exec of the same name followed: a search that found nothing is one
     /// failed attempt; a single failure is itself.
     fn add_probes(&mut self, p: Probes) {
-        self.count(Action::Exec, Outcome::Failure(p.errno).kind().name());
-        let errno = errno_name(p.errno);
+        self.count(Action::Exec, OutcomeKind::Failure.name());
+        let why = p.why;
         if p.count == 1 {
             let line = p.first.split_once("  ").map_or(p.first.as_str(), |x| x.1);
-            self.add_failure(format!("{line}  {errno}"), errno.into_owned(), 1);
+            self.add_failure(format!("{line}  {why}"), why, 1);
         } else {
             self.folded_probes += p.count - 1;
             let line = format!(
-                "{:<15} {}  {errno}  (PATH search: {} places tried)",
+                "{:<15} {}  {why}  (PATH search: {} places tried)",
                 Action::Exec,
                 p.name,
                 p.count
             );
-            self.add_failure(line, errno.into_owned(), 1);
+            self.add_failure(line, why, 1);
         }
     }
 
@@ -241,11 +243,11 @@ impl Summary {
 
     fn add_verdicts(&mut self, e: &Event, a: &Activity, res: &str) {
         let line = |extra: String| format!("{}  {:<15} {res}{extra}", short_time(e), a.action);
-        if !a.protected.is_empty() {
+        if in_protected_set(a) {
             self.protected
                 .push(|| line(format!("  [{}]", a.protected.join(","))));
         }
-        if let Some(v) = a.verdict.as_ref().filter(|v| v.decision != Decision::Allow) {
+        if let Some(v) = flagged(a) {
             if v.decision == Decision::Deny {
                 self.denies += 1;
             } else {
@@ -395,17 +397,9 @@ fn requested_name(a: &Activity) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-/// Whether an open asked for writing (or creating, truncating, appending).
-fn opens_for_writing(a: &Activity) -> bool {
-    const WRITE: u64 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u64;
-    matches!(&a.resource.detail, Detail::Open { flags, .. } if flags & WRITE != 0)
-}
-
-fn outcome_text(o: Outcome) -> String {
-    match o {
-        Outcome::Failure(errno) => errno_name(errno).into_owned(),
-        o => o.kind().name().to_string(),
-    }
+/// An outcome in a destination's counts: the failure (`ECONNREFUSED`), else its kind.
+fn outcome_text(a: &Activity) -> String {
+    failure(a).unwrap_or_else(|| a.outcome.kind().name().to_string())
 }
 
 /// `ok 2, ECONNREFUSED 1`.
