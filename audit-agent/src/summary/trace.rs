@@ -524,14 +524,15 @@ mod tests {
 
     /// What a traced command did, in every kind the summary sorts, folds or counts.
     fn records() -> Vec<Event> {
+        let mut records = programs_and_files();
+        records.extend(network_and_the_rest());
+        records
+    }
+
+    /// Execs (PATH searches among them) and opens.
+    fn programs_and_files() -> Vec<Event> {
         let enoent = Some(("ENOENT", -2));
         let rdonly = ["O_RDONLY", "O_CLOEXEC"];
-        let refused = json!({"result":failed("ECONNREFUSED", -111)});
-        let gap = json!({"schema":"audit-agent/v1","id":"9f3a2b1c4d5e6f70-2","seq":2,
-            "time":"2026-11-26T19:42:01.123456789Z","host":{"name":"node-7","boot_id":"b4"},
-            "action":"audit.gap","gap":{"lost":3,"reason":"spool_full","by_action":{"file.open":3},
-            "from":"2026-11-26T19:42:00Z","to":"2026-11-26T19:42:01Z","seq_from":7,"seq_to":9,
-            "by_process":[{"pid":10,"lost":3}]}});
         vec![
             // A PATH search that found sh in the third place.
             exec(10, "/usr/local/bin/sh", enoent),
@@ -569,6 +570,18 @@ mod tests {
                 json!({"protected":["keys","secrets"],
                 "result":failed("EACCES", -13)}),
             ),
+        ]
+    }
+
+    /// Connects, sends, a lookup, a request, file changes, signals, an exit and a gap.
+    fn network_and_the_rest() -> Vec<Event> {
+        let refused = json!({"result":failed("ECONNREFUSED", -111)});
+        let gap = json!({"schema":"audit-agent/v1","id":"9f3a2b1c4d5e6f70-2","seq":2,
+            "time":"2026-11-26T19:42:01.123456789Z","host":{"name":"node-7","boot_id":"b4"},
+            "action":"audit.gap","gap":{"lost":3,"reason":"spool_full","by_action":{"file.open":3},
+            "from":"2026-11-26T19:42:00Z","to":"2026-11-26T19:42:01Z","seq_from":7,"seq_to":9,
+            "by_process":[{"pid":10,"lost":3}]}});
+        vec![
             inet(
                 "network.connect",
                 "192.0.2.7",
