@@ -25,7 +25,7 @@ use crate::{
     pipeline::Sequencer,
     settings::Settings,
     sink::{Sink, Tee, WriterSink},
-    summary::{Summary, SummaryObserver},
+    summary::trace::{Summary, SummaryObserver},
     time,
     trail::{
         store::Store,

@@ -5,7 +5,8 @@
 //! page and that serializes as JSON for tools (docs/report.md).
 //!
 //! A *protected action* is a record whose resource belongs to a protected set, or whose policy
-//! decision is `deny` or `review`.
+//! decision is `deny` or `review` (`crate::summary::is_protected_action`, which decides what a
+//! record counts as for both summaries).
 
 pub(crate) mod html;
 mod integrity;
@@ -373,7 +374,11 @@ fn assemble(
     let lineage = summary::Lineage::of(records.iter().map(|r| &r.event));
     let mut rows: Vec<(&Read, Row)> = records
         .iter()
-        .filter(|r| summary::is_protected_action(&r.event))
+        .filter(|r| {
+            r.event
+                .activity()
+                .is_some_and(crate::summary::is_protected_action)
+        })
         .filter_map(|r| Some((r, summary::row(&r.event, &lineage)?)))
         .collect();
     rows.sort_by_key(|(_, row)| (rank(row.decision.and_then(Decision::parse)), row.time));

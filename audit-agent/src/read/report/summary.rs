@@ -1,6 +1,7 @@
 //! What the report counts over the scope's records: agents, hosts, policy versions, actions
 //! over time by decision, top resources and destinations, failed attempts, and each protected
-//! action's row.
+//! action's row. What a record counts as (a protected action, denied, a destination, failed, and
+//! how its failure is named) is decided in `crate::summary`, as for the trace's summary.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -8,8 +9,12 @@ use serde::Serialize;
 
 use super::{Activity, AgentOut, HostOut, PolicyVersion, Row, Totals};
 use crate::{
-    event::{Action, Decision, Event, Outcome, Target, Timestamp},
-    format::{failure_text, resource_text},
+    event::{Action, Decision, Event, Timestamp},
+    format::resource_text,
+    summary::{
+        decision, destination_host, error_text, failure, in_protected_set, is_address,
+        is_protected_action, succeeded,
+    },
     time,
     trail::record,
 };
@@ -58,16 +63,6 @@ pub(crate) struct Failure {
     pub(crate) errno: String,
     pub(crate) count: u64,
     pub(crate) agents: Vec<String>,
-}
-
-/// Whether the report lists `e` as a protected action.
-pub(crate) fn is_protected_action(e: &Event) -> bool {
-    e.activity().is_some_and(|a| {
-        !a.protected.is_empty()
-            || a.verdict
-                .as_ref()
-                .is_some_and(|v| v.decision != Decision::Allow)
-    })
 }
 
 /// The program each process image ran, and the image that started it.
@@ -129,7 +124,7 @@ pub(crate) fn row(e: &Event, lineage: &Lineage) -> Option<Row> {
         resource: resource_text(a),
         protected: a.protected.iter().map(ToString::to_string).collect(),
         outcome: a.outcome.kind().name(),
-        errno: a.outcome.errno().map(|e| failure_text(a, e)),
+        errno: error_text(a),
         decision: a.verdict.as_ref().map(|v| v.decision.name()),
         rule: a
             .verdict
@@ -166,8 +161,8 @@ pub(crate) struct Summaries {
 impl Summaries {
     pub(crate) fn add(&mut self, e: &Event) {
         let Some(a) = e.activity() else { return };
-        let decision = a.verdict.as_ref().map(|v| v.decision);
-        self.count(e, decision);
+        let decision = decision(a);
+        self.count(e, a, decision);
         let agent = e.agent_id().to_string();
         self.agents
             .entry(agent.clone())
@@ -206,50 +201,43 @@ impl Summaries {
             self.failure(a, resource, agent);
             return;
         }
-        let tallies = match &a.resource.target {
-            Target::Inet(..) | Target::Unix(_) | Target::OtherAddress { .. } => {
-                &mut self.destinations
-            }
-            _ => &mut self.resources,
+        let tallies = if is_address(a) {
+            &mut self.destinations
+        } else {
+            &mut self.resources
         };
         let t = tallies.entry(resource.clone()).or_default();
         t.count += 1;
         t.denied += u64::from(decision == Some(Decision::Deny));
-        t.protected |= !a.protected.is_empty();
-        if let Some(host) = host_key(a) {
+        t.protected |= in_protected_set(a);
+        if let Some(host) = destination_host(a) {
             let t = self.by_host.entry(host).or_default();
             t.count += 1;
             t.denied += u64::from(decision == Some(Decision::Deny));
-            t.protected |= !a.protected.is_empty();
+            t.protected |= in_protected_set(a);
         }
         self.failure(a, resource, agent);
     }
 
     fn failure(&mut self, a: &crate::event::Activity, resource: String, agent: String) {
-        if let Outcome::Failure(code) = a.outcome {
-            let key = (a.action.name(), resource, failure_text(a, code));
+        if let Some(why) = failure(a) {
+            let key = (a.action.name(), resource, why);
             let f = self.failures.entry(key).or_default();
             f.0 += 1;
             f.1.insert(agent);
         }
     }
 
-    fn count(&mut self, e: &Event, decision: Option<Decision>) {
+    fn count(&mut self, e: &Event, a: &crate::event::Activity, decision: Option<Decision>) {
         let t = &mut self.totals;
         t.records += 1;
-        t.protected_actions += u64::from(is_protected_action(e));
+        t.protected_actions += u64::from(is_protected_action(a));
         t.deny += u64::from(decision == Some(Decision::Deny));
-        t.deny_succeeded += u64::from(
-            decision == Some(Decision::Deny)
-                && e.activity()
-                    .is_some_and(|a| matches!(a.outcome, Outcome::Success(_))),
-        );
+        t.deny_succeeded += u64::from(decision == Some(Decision::Deny) && succeeded(a));
         t.review += u64::from(decision == Some(Decision::Review));
-        if let Some(a) = e.activity() {
-            t.failed += u64::from(matches!(a.outcome, Outcome::Failure(_)));
-            if let Some(id) = &a.process.exec_id {
-                self.exec_ids.insert(id.to_string());
-            }
+        t.failed += u64::from(failure(a).is_some());
+        if let Some(id) = &a.process.exec_id {
+            self.exec_ids.insert(id.to_string());
         }
         self.times.push((e.time, decision));
     }
@@ -388,20 +376,4 @@ impl Summaries {
         v.truncate(FAILURES);
         v
     }
-}
-
-/// The host a network action went to, for the report: its first name, or the address when no
-/// name is known. `None` for other actions and for lookups (they name what was asked, not where
-/// a connection went).
-fn host_key(a: &crate::event::Activity) -> Option<String> {
-    if !a.action.is_network() || a.action == crate::event::Action::Dns {
-        return None;
-    }
-    let Target::Inet(ip, _) = a.resource.target else {
-        return None;
-    };
-    Some(match a.resource.host_names().next() {
-        Some(h) => h.to_string(),
-        None => format!("(no name) {ip}"),
-    })
 }

@@ -14,10 +14,13 @@ use std::{
     time::Duration,
 };
 
+use super::{Effect, effect, failure, flagged, in_protected_set};
 use crate::{
-    event::{Action, Activity, Decision, Detail, Event, Observer, Outcome, Target, Timestamp},
-    format::{failure_text, resource_text, short_time},
-    trail::record::errno_name,
+    event::{
+        Action, Activity, Decision, Detail, Event, Observer, Outcome, OutcomeKind, Target,
+        Timestamp,
+    },
+    format::{resource_text, short_time},
 };
 
 /// Most individual records listed per section (the counts stay exact).
@@ -67,7 +70,8 @@ impl Tally {
 struct Probes {
     name: String,
     first: String,
-    errno: i32,
+    /// The first probe's failure (`ENOENT`).
+    why: String,
     count: u64,
 }
 
@@ -137,34 +141,31 @@ impl Summary {
         }
         self.count(a.action, a.outcome.kind().name());
         self.add_verdicts(e, a, &res);
-        let success = matches!(a.outcome, Outcome::Success(_) | Outcome::InProgress);
-        match a.action {
-            Action::Exec if success => {
+        match effect(a) {
+            Some(Effect::Ran) => {
                 self.executables.entry(res.clone()).or_insert(0);
             }
-            Action::Open if success && opens_for_writing(a) => {
+            Some(Effect::OpenedForWriting) => {
                 self.changes
                     .add(format!("{:<15} {res}  (for writing)", a.action), 1);
             }
-            Action::Open if success => {
+            Some(Effect::Read) => {
                 self.files_read.insert(res.clone());
             }
-            Action::Connect | Action::Send => {
+            Some(Effect::Network) => {
                 *self
                     .network
                     .entry(format!("{:<15} {res}", a.action))
                     .or_default()
-                    .entry(outcome_text(a.outcome))
+                    .entry(outcome_text(a))
                     .or_insert(0) += 1;
             }
-            action if success && action.is_file_change() => {
-                self.changes.add(format!("{action:<15} {res}"), 1);
+            Some(Effect::Changed) => {
+                self.changes.add(format!("{:<15} {res}", a.action), 1);
             }
-            _ => {}
+            None => {}
         }
-        if let Outcome::Failure(code) = a.outcome {
-            // An errno, or an exit status, a DNS response code, an HTTP status.
-            let why = failure_text(a, code);
+        if let Some(why) = failure(a) {
             self.add_failure(format!("{:<15} {res}  {why}", a.action), why, 1);
         }
     }
@@ -190,11 +191,12 @@ impl Summary {
         }
         if let Outcome::Failure(errno) = a.outcome
             && PATH_PROBE_ERRNOS.contains(&errno)
+            && let Some(why) = failure(a)
         {
             let p = self.probing.entry(tid).or_insert_with(|| Probes {
                 name,
                 first: format!("{}  {:<15} {res}", short_time(e), a.action),
-                errno,
+                why,
                 count: 0,
             });
             p.count += 1;
@@ -213,20 +215,20 @@ impl Summary {
     /// Failed execs that no exec of the same name followed: a search that found nothing is one
     /// failed attempt; a single failure is itself.
     fn add_probes(&mut self, p: Probes) {
-        self.count(Action::Exec, Outcome::Failure(p.errno).kind().name());
-        let errno = errno_name(p.errno);
+        self.count(Action::Exec, OutcomeKind::Failure.name());
+        let why = p.why;
         if p.count == 1 {
             let line = p.first.split_once("  ").map_or(p.first.as_str(), |x| x.1);
-            self.add_failure(format!("{line}  {errno}"), errno.into_owned(), 1);
+            self.add_failure(format!("{line}  {why}"), why, 1);
         } else {
             self.folded_probes += p.count - 1;
             let line = format!(
-                "{:<15} {}  {errno}  (PATH search: {} places tried)",
+                "{:<15} {}  {why}  (PATH search: {} places tried)",
                 Action::Exec,
                 p.name,
                 p.count
             );
-            self.add_failure(line, errno.into_owned(), 1);
+            self.add_failure(line, why, 1);
         }
     }
 
@@ -241,11 +243,11 @@ impl Summary {
 
     fn add_verdicts(&mut self, e: &Event, a: &Activity, res: &str) {
         let line = |extra: String| format!("{}  {:<15} {res}{extra}", short_time(e), a.action);
-        if !a.protected.is_empty() {
+        if in_protected_set(a) {
             self.protected
                 .push(|| line(format!("  [{}]", a.protected.join(","))));
         }
-        if let Some(v) = a.verdict.as_ref().filter(|v| v.decision != Decision::Allow) {
+        if let Some(v) = flagged(a) {
             if v.decision == Decision::Deny {
                 self.denies += 1;
             } else {
@@ -395,17 +397,9 @@ fn requested_name(a: &Activity) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-/// Whether an open asked for writing (or creating, truncating, appending).
-fn opens_for_writing(a: &Activity) -> bool {
-    const WRITE: u64 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u64;
-    matches!(&a.resource.detail, Detail::Open { flags, .. } if flags & WRITE != 0)
-}
-
-fn outcome_text(o: Outcome) -> String {
-    match o {
-        Outcome::Failure(errno) => errno_name(errno).into_owned(),
-        o => o.kind().name().to_string(),
-    }
+/// An outcome in a destination's counts: the failure (`ECONNREFUSED`), else its kind.
+fn outcome_text(a: &Activity) -> String {
+    failure(a).unwrap_or_else(|| a.outcome.kind().name().to_string())
 }
 
 /// `ok 2, ECONNREFUSED 1`.
@@ -461,4 +455,257 @@ impl Observer for SummaryObserver {
     fn observe(&mut self, e: &Event, _accepted: Timestamp) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).add(e);
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::trail::record;
+
+    /// A stored record of thread 10 opening /etc/hostname, with `patch`'s top-level keys
+    /// replaced (`tid` sets the acting thread, which is its process).
+    fn rec(patch: Value) -> Event {
+        let mut r = json!({"schema":"audit-agent/v1","id":"9f3a2b1c4d5e6f70-1","seq":1,
+            "time":"2026-11-26T19:42:01.123456789Z","host":{"name":"node-7","boot_id":"b4"},
+            "action":"file.open","syscall":"x","agent":null,
+            "process":{"pid":10,"tid":10,"ppid":1,"comm":"sh","exe":"/bin/sh",
+                       "exec_id":null,"parent_exec_id":null},
+            "subject":{"uid":1001,"gid":1001,"cgroup_id":8812,"cgroup":"/t"},
+            "resource":{"path":"/etc/hostname","path_source":"kernel","flags":["O_RDONLY"]},
+            "result":{"outcome":"success","retval":0,"errno":null},
+            "protected":[],"policy":null});
+        for (k, v) in patch.as_object().unwrap() {
+            if k == "tid" {
+                r["process"]["pid"] = v.clone();
+                r["process"]["tid"] = v.clone();
+            } else {
+                r[k] = v.clone();
+            }
+        }
+        record::read(&serde_json::to_vec(&r).unwrap()).unwrap()
+    }
+
+    fn failed(errno: &str, retval: i64) -> Value {
+        json!({"outcome":"failure","retval":retval,"errno":errno})
+    }
+
+    /// An exec of `path` by thread `tid`, failing with `errno` unless it is `None`.
+    fn exec(tid: u32, path: &str, errno: Option<(&str, i64)>) -> Event {
+        let result = errno.map_or(json!({"outcome":"success","retval":0,"errno":null}), |e| {
+            failed(e.0, e.1)
+        });
+        rec(json!({"action":"process.exec","tid":tid,"result":result,
+                   "resource":{"path":path,"path_source":"kernel"}}))
+    }
+
+    fn open(path: &str, flags: &[&str], patch: Value) -> Event {
+        let mut e = json!({"resource":{"path":path,"path_source":"kernel","flags":flags}});
+        for (k, v) in patch.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        rec(e)
+    }
+
+    /// An action on an IPv4 address, with `patch`'s top-level keys replaced.
+    fn inet(action: &str, address: &str, port: u16, patch: Value) -> Event {
+        let mut e = json!({"action":action,"resource":{"family":"inet","address":address,
+            "port":port,"address_source":"kernel","host":null}});
+        for (k, v) in patch.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        rec(e)
+    }
+
+    fn verdict(decision: &str, rule: Option<&str>) -> Value {
+        json!({"decision":decision,"rule":rule,"version":"sha256:39cdf0784a1d9dd7"})
+    }
+
+    /// What a traced command did, in every kind the summary sorts, folds or counts.
+    fn records() -> Vec<Event> {
+        let mut records = programs_and_files();
+        records.extend(network_and_the_rest());
+        records
+    }
+
+    /// Execs (PATH searches among them) and opens.
+    fn programs_and_files() -> Vec<Event> {
+        let enoent = Some(("ENOENT", -2));
+        let rdonly = ["O_RDONLY", "O_CLOEXEC"];
+        vec![
+            // A PATH search that found sh in the third place.
+            exec(10, "/usr/local/bin/sh", enoent),
+            exec(10, "/usr/bin/sh", enoent),
+            exec(10, "/bin/sh", None),
+            // A failed exec of its own, then another program.
+            exec(11, "/opt/x/tool", enoent),
+            exec(11, "/usr/bin/env", None),
+            // A search that found nothing, and a failure the search would not go on after.
+            exec(12, "/usr/local/bin/gone", enoent),
+            exec(12, "/usr/bin/gone", enoent),
+            exec(13, "/usr/bin/locked", Some(("EPERM", -1))),
+            open("/etc/hostname", &rdonly, json!({})),
+            open("/etc/hostname", &rdonly, json!({})),
+            open("/tmp/out", &["O_WRONLY", "O_CREAT"], json!({})),
+            open(
+                "/nonexistent",
+                &rdonly,
+                json!({"result":failed("ENOENT", -2)}),
+            ),
+            open(
+                "/nonexistent",
+                &rdonly,
+                json!({"result":failed("ENOENT", -2)}),
+            ),
+            open(
+                "/etc/shadow",
+                &rdonly,
+                json!({"protected":["secrets"],
+                "policy":verdict("deny", Some("no-secrets"))}),
+            ),
+            open(
+                "/srv/keys",
+                &rdonly,
+                json!({"protected":["keys","secrets"],
+                "result":failed("EACCES", -13)}),
+            ),
+        ]
+    }
+
+    /// Connects, sends, a lookup, a request, file changes, signals, an exit and a gap.
+    fn network_and_the_rest() -> Vec<Event> {
+        let refused = json!({"result":failed("ECONNREFUSED", -111)});
+        let gap = json!({"schema":"audit-agent/v1","id":"9f3a2b1c4d5e6f70-2","seq":2,
+            "time":"2026-11-26T19:42:01.123456789Z","host":{"name":"node-7","boot_id":"b4"},
+            "action":"audit.gap","gap":{"lost":3,"reason":"spool_full","by_action":{"file.open":3},
+            "from":"2026-11-26T19:42:00Z","to":"2026-11-26T19:42:01Z","seq_from":7,"seq_to":9,
+            "by_process":[{"pid":10,"lost":3}]}});
+        vec![
+            inet(
+                "network.connect",
+                "192.0.2.7",
+                443,
+                json!({"policy":verdict("review", None)}),
+            ),
+            inet(
+                "network.connect",
+                "192.0.2.7",
+                443,
+                json!({"policy":verdict("allow", Some("web"))}),
+            ),
+            inet("network.connect", "10.0.0.1", 22, refused.clone()),
+            inet("network.connect", "10.0.0.1", 22, refused),
+            inet(
+                "network.connect",
+                "10.0.0.2",
+                80,
+                json!({"result":{"outcome":"in_progress","retval":-115,"errno":"EINPROGRESS"}}),
+            ),
+            // The command's hook reporting to the trace.
+            rec(
+                json!({"action":"network.connect","resource":{"family":"unix",
+                "address":"/tmp/claims.sock","address_source":"requested"}}),
+            ),
+            inet("network.send", "192.0.2.9", 53, json!({})),
+            rec(
+                json!({"action":"network.dns","resource":{"family":"inet","address":"10.0.0.53",
+                "port":53,"address_source":"kernel","host":null,"dns":{"transport":"udp","id":1,
+                "query":{"name":"nx.example","type":"A"},"answered":true,
+                "response":{"rcode":"NXDOMAIN","after_ms":2.5,"answers":[]}}},
+                "result":{"outcome":"failure","retval":-3,"errno":null}}),
+            ),
+            rec(
+                json!({"action":"network.http","resource":{"family":"inet","address":"192.0.2.7",
+                "port":80,"address_source":"kernel","host":null,"http":{"method":"GET","target":"/",
+                "version":"HTTP/1.1","answered":true,"response":{"status":403,"version":"HTTP/1.1"}}},
+                "result":{"outcome":"failure","retval":-403,"errno":null}}),
+            ),
+            rec(json!({"action":"file.delete","resource":{"path":"/w/a","path_source":"kernel"}})),
+            rec(json!({"action":"file.delete","resource":{"path":"/w/a","path_source":"kernel"}})),
+            rec(
+                json!({"action":"file.delete","resource":{"path":"/w/ro","path_source":"kernel"},
+                "result":failed("EACCES", -13)}),
+            ),
+            rec(
+                json!({"action":"file.mkdir","resource":{"path":"/w/d","path_source":"kernel",
+                "mode":"0750"}}),
+            ),
+            // The command's end, signalled to the tracer (pid 1), and a signal of its own.
+            rec(
+                json!({"action":"process.signal","resource":{"pid":1,"signal":"SIGCHLD",
+                "delivery":"delivered","origin":"kernel"}}),
+            ),
+            rec(
+                json!({"action":"process.signal","resource":{"pid":77,"signal":"SIGTERM",
+                "delivery":"delivered"}}),
+            ),
+            rec(
+                json!({"action":"process.exit","resource":{"pid":10,"exit_code":7},
+                "result":{"outcome":"failure","errno":null}}),
+            ),
+            record::read(&serde_json::to_vec(&gap).unwrap()).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn the_summary_leads_with_what_a_responder_asks_and_folds_what_the_tracer_caused() {
+        let mut s = Summary::new(1).with_claims_socket(std::path::Path::new("/tmp/claims.sock"));
+        for e in records() {
+            s.add(&e);
+        }
+        let text = s.render(Duration::from_millis(1500), "exited with status 7");
+        assert_eq!(text, EXPECTED);
+    }
+
+    /// The summary of [`records`], as `trace` prints it.
+    const EXPECTED: &str = r#"
+== audit-agent trace summary ==
+duration: 1.500s, command exited with status 7
+records: 31 (3 PATH search probe(s) folded into their search; 1 SIGCHLD of the command's end to the tracer left out; 1 connect(s) of the command's hooks to the trace's claims socket left out)
+LOST: 3 record(s) could not be captured (see audit.gap records)
+protected actions: 2
+  19:42:01.123  file.open       /etc/shadow  [secrets]
+  19:42:01.123  file.open       /srv/keys  [keys,secrets]
+deny verdicts: 1, review verdicts: 1
+  19:42:01.123  file.open       /etc/shadow  DENY by no-secrets
+  19:42:01.123  network.connect 192.0.2.7:443  REVIEW by default_decision
+network destinations: 4
+  network.connect 10.0.0.1:22  ECONNREFUSED 2
+  network.connect 10.0.0.2:80  in_progress 1
+  network.connect 192.0.2.7:443  success 2
+  network.send    192.0.2.9:53  success 1
+changes: 3
+  file.open       /tmp/out  (for writing)
+  file.delete     /w/a  (x2)
+  file.mkdir      /w/d
+executables: 2
+  /bin/sh  (found by a PATH search after 2 places)
+  /usr/bin/env
+files read: 2
+  /etc/hostname
+  /etc/shadow
+failed actions: 12 (EACCES 2, ECONNREFUSED 2, ENOENT 4, EPERM 1, HTTP 403 1, NXDOMAIN 1, exit 7 1), 10 distinct
+  process.exec    /opt/x/tool  ENOENT
+  process.exec    /usr/bin/locked  EPERM
+  file.open       /nonexistent  ENOENT  (x2)
+  file.open       /srv/keys  EACCES
+  network.connect 10.0.0.1:22  ECONNREFUSED  (x2)
+  network.dns     nx.example A @10.0.0.53:53  NXDOMAIN
+  network.http    192.0.2.7:80  HTTP 403
+  file.delete     /w/ro  EACCES
+  process.exit    /bin/sh (pid 10)  exit 7
+  process.exec    gone  ENOENT  (PATH search: 2 places tried)
+actions: 26
+  file.delete           3  (failure 1, success 2)
+  file.mkdir            1  (success 1)
+  file.open             7  (failure 3, success 4)
+  network.connect       5  (failure 2, in_progress 1, success 2)
+  network.dns           1  (failure 1)
+  network.http          1  (failure 1)
+  network.send          1  (success 1)
+  process.exec          5  (failure 3, success 2)
+  process.exit          1  (failure 1)
+  process.signal        1  (success 1)
+"#;
 }
