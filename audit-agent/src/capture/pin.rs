@@ -119,13 +119,21 @@ fn left_by_previous_run(pin: &Path) -> anyhow::Result<Vec<KernelEvent>> {
 /// Mounts bpffs at /sys/fs/bpf when nothing is mounted there.
 pub(super) fn ensure_bpffs() -> anyhow::Result<()> {
     let path = std::ffi::CString::new(BPFFS)?;
-    // SAFETY: statfs into a zeroed struct, with a valid NUL-terminated path.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::statfs(path.as_ptr(), &mut st) };
-    if r == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+    let mounted = || {
+        // SAFETY: statfs into a zeroed struct, with a valid NUL-terminated path.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::statfs(path.as_ptr(), &mut st) };
+        r == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    };
+    if mounted() {
         return Ok(());
     }
-    super::tracefs::mount_pseudo_fs("bpf", Path::new(BPFFS)).with_context(|| {
+    let mount = super::tracefs::mount_pseudo_fs("bpf", Path::new(BPFFS));
+    // Another process starting beside this one may have mounted it since we looked.
+    if mount.is_err() && mounted() {
+        return Ok(());
+    }
+    mount.with_context(|| {
         format!(
             "bpffs is not mounted at {BPFFS} and mounting it failed; mount it (`mount -t bpf bpf \
              {BPFFS}`) or, on Kubernetes, mount the host's {BPFFS} into the pod"

@@ -51,7 +51,11 @@ impl TraceFs {
         if let Some(fs) = Self::find() {
             return Ok(fs);
         }
-        mount_tracefs(Path::new(CANDIDATES[0])).map_err(TraceFsError::Mount)?;
+        if let Err(e) = mount_tracefs(Path::new(CANDIDATES[0])) {
+            // Another process (a second agent starting beside this one) may have mounted it
+            // since we looked: its mount is as good as ours.
+            return Self::find().ok_or(TraceFsError::Mount(e));
+        }
         Self::find().ok_or_else(|| {
             TraceFsError::Mount(std::io::Error::other("mounted, but events/ is missing"))
         })
