@@ -27,12 +27,13 @@ use aya_ebpf::{
 
 use crate::{
     emit::{emit, emit_tp, exe_facts, finish_tp, first_sight},
+    fd_walks::walk_fds_tp,
     filter::is_watched,
     helpers::{copy_of, count, zero},
     maps::{EXE_SEEN, HELD, HELD_TP, PENDING, RECEIVED, RECEIVED_FDS},
     offsets::{enter_arg, kread, off},
     pending::{begin, common, current_tid, fill_header, fixed, idle_slot, in_flight, set_result},
-    sections::{Section, fd_section, file_section},
+    sections::Section,
     socket::{AF_UNIX, socket_of},
     vfs,
 };
@@ -458,21 +459,8 @@ fn try_enter_copy(
     b.flags = flags_at.map_or(0, |i| arg(ctx, i) as u32);
     b._pad = 0;
     zero(&mut b.to);
-    let (in_fd, out_fd) = (b.in_fd, b.out_fd);
-    // The files the kernel will use: what the fds hold now.
-    fd_section(ev, i64::from(in_fd));
-    let to = vfs::fd_file(i64::from(out_fd)).is_ok_and(|f| {
-        file_section(
-            ev,
-            f,
-            |c| unsafe { &mut (*(c as *mut _ as *mut CopyBody)).to },
-            |c| &mut c.sections.extra,
-        )
-        .is_some()
-    });
-    if !to {
-        ev.header.flags |= flags::PATH2_FAULT;
-    }
+    // The files the kernel will use: what the fds hold now (`fd_walks.rs`).
+    walk_fds_tp(ctx, ev);
     Ok(())
 }
 

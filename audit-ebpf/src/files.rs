@@ -15,10 +15,11 @@ use aya_ebpf::{
 
 use crate::{
     emit::finish_tp,
+    fd_walks::walk_fds_tp,
     filter::is_watched,
     offsets::arg_or,
     pending::{begin, current_tid, fixed, in_flight, set_result},
-    sections::{Which, base_of, fd_section, retry_requested, retry_second, user_path},
+    sections::{Which, base_of, retry_requested, retry_second, user_path},
 };
 
 /// The cwd as a dirfd. With `AT_EMPTY_PATH` (an empty path) the dirfd itself is the file: its
@@ -138,8 +139,9 @@ fn try_enter(ctx: &TracePointContext, syscall: Syscall, a: Args) -> Result<(), i
         user_path(ev, path2, Which::Second);
     }
     if a.fd >= 0 {
-        // The file the change applies to, from the fd table (the same before and after).
-        fd_section(ev, i64::from(fd));
+        // The file the change applies to, from the fd table (the same before and after), walked
+        // in `fd_walks.rs`.
+        walk_fds_tp(ctx, ev);
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ mod compat;
 mod connect;
 mod emit;
 mod exec;
+mod fd_walks;
 mod fds;
 mod files;
 mod filter;

@@ -160,6 +160,12 @@ pub static FINISH_TP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
 pub static FINISH_RAW: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// `[0]`: the program that walks the files behind the fds a system call names at its entry
+/// (`fd_walks.rs`), tail-called by the enters of the calls that name files only by fd (copies,
+/// file changes by fd), so the walk is verified once instead of in each of those programs.
+#[map]
+pub static FD_WALKS_TP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
 /// The fds a receive brought (open-fd bitmap words after the call, less those before), for the
 /// walk's `bpf_loop` callback: kept here, not on the stack, because the callback's own frame and
 /// the walk's together come close to the verifier's 512-byte stack limit. Per CPU: a program runs

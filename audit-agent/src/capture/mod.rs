@@ -928,13 +928,15 @@ fn introduce_self(ebpf: &Ebpf, whoami: &Whoami) -> anyhow::Result<()> {
 
 /// Programs that are loaded, never attached, and put where the programs that record actions
 /// tail-call them (one program array per program type): the end of every record — the acting
-/// image's executable and the emission (audit-ebpf/src/finish.rs) — and the walks of the files a
+/// image's executable and the emission (audit-ebpf/src/finish.rs), the walks of the files behind
+/// the fds of copies and changes by fd (audit-ebpf/src/fd_walks.rs) — and the walks of the files a
 /// process holds when the agent first sees it or receives (audit-ebpf/src/fds.rs), which need
 /// `bpf_loop` (the last field). The arrays keep their entries while the agent holds their maps
 /// (`Capture::_ebpf`).
 const TAIL_CALLED: &[(&str, &str, u32, bool)] = &[
     ("exe_and_emit_tp", "FINISH_TP", 0, false),
     ("exe_and_emit_raw", "FINISH_RAW", 0, false),
+    ("fd_walks_tp", "FD_WALKS_TP", 0, false),
     ("held_files_tp", "HELD_TP", 0, true),
     ("received_files_tp", "HELD_TP", 1, true),
     ("held_files_raw", "HELD_RAW", 0, true),
