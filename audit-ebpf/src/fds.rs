@@ -30,7 +30,7 @@ use crate::{
     fd_walks::walk_fds_tp,
     filter::is_watched,
     helpers::{copy_of, count, zero},
-    maps::{EXE_SEEN, HELD, HELD_TP, PENDING, RECEIVED, RECEIVED_FDS},
+    maps::{EXE_SEEN, HELD, HELD_SUBJECT, HELD_TP, PENDING, RECEIVED, RECEIVED_FDS, WalkSubject},
     offsets::{enter_arg, kread, off},
     pending::{begin, common, current_tid, fill_header, fixed, idle_slot, in_flight, set_result},
     sections::Section,
@@ -47,27 +47,10 @@ const HELD_MAX: u32 = 1 << 20;
 // ---------------------------------------------------------------------------------------------
 // One record per file
 
-/// Who the records of one walk are about, and what they say beside the file.
-#[repr(C)]
-struct Subject {
-    pid_tgid: u64,
-    /// The acting image's executable, as the record that started the walk had it.
-    exe: FileFacts,
-    exe_flags: u32,
-    how: u32,
-    syscall: u16,
-    _pad: u16,
-    socket_fd: i32,
-    /// The fd the record that started the walk obtained (an open's), and its file: on record
-    /// already, not again as held.
-    skip_fd: i64,
-    skip: FileFacts,
-}
-
 /// Records fd `fd` when it is a regular file, built in the thread's idle slot. Returns 1 (stop)
 /// when the slot is not available.
 #[inline(always)]
-fn fd_record(fd: i32, s: &Subject) -> i64 {
+fn fd_record(fd: i32, s: &WalkSubject) -> i64 {
     let Ok(file) = vfs::fd_file(i64::from(fd)) else {
         return 0;
     };
@@ -124,9 +107,9 @@ fn kpath_looped(ev: &mut PendingEvent, (vfsmnt, dentry): (*const u8, *const u8))
 
 /// The subject of the records that follow `ev` (just emitted), by the current task.
 #[inline(always)]
-fn subject_after(ev: &PendingEvent, how: u32, socket_fd: i32) -> Subject {
+fn subject_after(ev: &PendingEvent, how: u32, socket_fd: i32) -> WalkSubject {
     let c = unsafe { &*ev.body.as_ptr().cast::<audit_common::event::ActionCommon>() };
-    Subject {
+    WalkSubject {
         pid_tgid: bpf_get_current_pid_tgid(),
         exe: copy_of(&c.exe),
         exe_flags: ev.header.flags & (flags::EXE_REPLACED | flags::EXE_FAULT),
@@ -142,10 +125,9 @@ fn subject_after(ev: &PendingEvent, how: u32, socket_fd: i32) -> Subject {
 // ---------------------------------------------------------------------------------------------
 // Held: the whole table, when a process is first seen
 
-/// A walk of the open-fd bitmap (`fdtable.open_fds`).
+/// A walk of the open-fd bitmap (`fdtable.open_fds`); its records' subject is `HELD_SUBJECT`.
 #[repr(C)]
 struct HeldScan {
-    subject: Subject,
     /// `unsigned long *open_fds`.
     bitmap: u64,
 }
@@ -156,14 +138,17 @@ extern "C" fn held_one(i: u64, ctx: *mut c_void) -> i64 {
     // The fd's bitmap word is read again for every fd. Kept in `HeldScan` from one call to the
     // next, the word was a value the verifier tracked across iterations: it checked the callback
     // (path walk included) about 80 times before the states converged, 951k instructions for
-    // this program alone, against 383k now; a read is cheaper than that at every start.
+    // this program alone; a read is cheaper than that at every start.
     let bit = i & 63;
     let at = (s.bitmap as *const u8).wrapping_add(((i >> 6) * 8) as usize);
     let word = kread::<u64>(at, 0).unwrap_or(0);
     if (word >> bit) & 1 == 0 {
         return 0;
     }
-    fd_record(i as i32, &s.subject)
+    let Some(subject) = HELD_SUBJECT.get(0) else {
+        return 1;
+    };
+    fd_record(i as i32, subject)
 }
 
 /// A record per regular file in the current task's fd table, by the process's executable as
@@ -179,33 +164,35 @@ fn held_files() {
     let Ok(fdt) = vfs::btf_ptr(files, off!(files_fdt)) else {
         return;
     };
+    let Some(subject) = HELD_SUBJECT.get_ptr_mut(0) else {
+        return;
+    };
+    let subject = unsafe { &mut *subject };
     let max = vfs::btf_read::<u32>(fdt, off!(fdt_max_fds)).min(HELD_MAX);
     let mut scan = HeldScan {
-        subject: Subject {
-            pid_tgid,
-            exe: FileFacts::default(),
-            exe_flags: flags::EXE_FAULT,
-            how: FD_HELD,
-            syscall: 0,
-            _pad: 0,
-            socket_fd: -1,
-            skip_fd: -1,
-            skip: FileFacts::default(),
-        },
         bitmap: vfs::btf_read::<u64>(fdt, off!(fdt_open_fds)),
     };
+    subject.pid_tgid = pid_tgid;
+    zero(&mut subject.exe);
+    subject.exe_flags = flags::EXE_FAULT;
+    subject.how = FD_HELD;
+    subject.syscall = 0;
+    subject._pad = 0;
+    subject.socket_fd = -1;
+    subject.skip_fd = -1;
+    zero(&mut subject.skip);
     // The record that led here, first.
     if let Some(ev) = PENDING.get_ptr_mut(&(pid_tgid as u32)) {
         let ev = unsafe { &mut *ev };
-        scan.subject.syscall = ev.header.syscall;
+        subject.syscall = ev.header.syscall;
         let kind = ev.header.kind;
         if (kind == EventKind::Open as u16
             || kind == EventKind::Access as u16
             || kind == EventKind::Compat as u16)
             && ev.header.retval >= 0
         {
-            scan.subject.skip_fd = ev.header.retval;
-            scan.subject.skip = copy_of(&common(ev).file);
+            subject.skip_fd = ev.header.retval;
+            subject.skip = copy_of(&common(ev).file);
         }
         if kind != 0 {
             emit(ev);
@@ -215,8 +202,8 @@ fn held_files() {
         return;
     }
     if let Some(seen) = unsafe { EXE_SEEN.get(&((pid_tgid >> 32) as u32)) } {
-        scan.subject.exe = copy_of(&seen.facts);
-        scan.subject.exe_flags = if seen.replaced != 0 {
+        subject.exe = copy_of(&seen.facts);
+        subject.exe_flags = if seen.replaced != 0 {
             flags::EXE_REPLACED
         } else {
             0
@@ -321,7 +308,7 @@ fn any_new_fd(ev: &PendingEvent) -> bool {
 /// A record per fd that appeared during a receive (`RECEIVED_FDS`).
 #[inline(never)]
 extern "C" fn received_one(i: u64, ctx: *mut c_void) -> i64 {
-    let s = unsafe { &*ctx.cast::<Subject>() };
+    let s = unsafe { &*ctx.cast::<WalkSubject>() };
     let w = (i >> 6) as usize;
     let Some(word) = RECEIVED_FDS.get(0).and_then(|new| new.get(w)).copied() else {
         return 1;

@@ -115,6 +115,32 @@ pub struct SeenExe {
     pub seen: u32,
 }
 
+/// Who the records of one fd-table walk (`fds.rs`) are about, and what they say beside the file.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WalkSubject {
+    pub pid_tgid: u64,
+    /// The acting image's executable, as the record that started the walk had it.
+    pub exe: FileFacts,
+    pub exe_flags: u32,
+    pub how: u32,
+    pub syscall: u16,
+    pub _pad: u16,
+    pub socket_fd: i32,
+    /// The fd the record that started the walk obtained (an open's), and its file: on record
+    /// already, not again as held.
+    pub skip_fd: i64,
+    pub skip: FileFacts,
+}
+
+/// The subject of the held-files walk, read by its `bpf_loop` callback from here rather than
+/// from the caller's stack: on the stack, the caller's precise values (flags that are constants
+/// on one path and read on another, an fd to skip or none) reached the callback, which the
+/// verifier then checked once per combination (383k instructions for each of the two walk
+/// programs). Per CPU: a program runs to completion on its CPU.
+#[map]
+pub static HELD_SUBJECT: PerCpuArray<WalkSubject> = PerCpuArray::with_max_entries(1, 0);
+
 /// tgid -> its executable when its path was last announced (in a record's exe section). A
 /// process whose image changed, or that was never announced, gets its exe path walked once;
 /// every record carries the executable's device and inode, copied from here while
