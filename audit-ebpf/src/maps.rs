@@ -137,7 +137,9 @@ pub struct WalkSubject {
 /// from the caller's stack: on the stack, the caller's precise values (flags that are constants
 /// on one path and read on another, an fd to skip or none) reached the callback, which the
 /// verifier then checked once per combination (383k instructions for each of the two walk
-/// programs). Per CPU: a program runs to completion on its CPU.
+/// programs). Per CPU: a program runs to completion on its CPU, and the walk runs only in the
+/// context of the task it walks (after a system call's or an exec's record), never from an
+/// interrupt that could nest inside another walk on the same CPU.
 #[map]
 pub static HELD_SUBJECT: PerCpuArray<WalkSubject> = PerCpuArray::with_max_entries(1, 0);
 
