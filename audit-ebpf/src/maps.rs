@@ -115,6 +115,31 @@ pub struct SeenExe {
     pub seen: u32,
 }
 
+/// The state of a looped path walk (`vfs::walk_looped`) between its steps. In a map, not in
+/// the loop's context on the stack: there, each caller's state reached the step callback and the
+/// verifier checked the step once per caller state and iteration.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WalkCursor {
+    /// The `struct mount` of the current dentry, and that mount's root.
+    pub mnt: u64,
+    pub root: u64,
+    pub d: u64,
+    pub len: u64,
+    /// `mount->mnt_ns` where the walk ended.
+    pub ns: u64,
+    /// `file_flags` the walk adds.
+    pub flags: u16,
+    /// 0 while walking, 1 when done, 2 when a pointer could not be read.
+    pub end: u16,
+    pub _pad: u32,
+}
+
+/// One walk's cursor per CPU: a walk runs to completion inside its program, and no walk nests
+/// in another (none runs from an interrupt).
+#[map]
+pub static WALK_CURSOR: PerCpuArray<WalkCursor> = PerCpuArray::with_max_entries(1, 0);
+
 /// Who the records of one fd-table walk (`fds.rs`) are about, and what they say beside the file.
 #[repr(C)]
 #[derive(Clone, Copy)]

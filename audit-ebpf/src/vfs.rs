@@ -20,6 +20,7 @@ use audit_common::{
 
 use crate::{
     helpers::{read_kernel_str, verifier_mask},
+    maps::{WALK_CURSOR, WalkCursor},
     offsets::{Block, kptr, kread, off},
 };
 
@@ -287,24 +288,11 @@ pub fn exe_file() -> Result<*const u8, i64> {
     btf_ptr(mm, off!(mm_exe_file))
 }
 
-/// The state of a [`walk_looped`] between steps (on the caller's stack: `bpf_loop` hands its
-/// callback a pointer to it).
+/// What [`walk_looped`]'s callback gets on the stack: where the components go
+/// ([`audit_common::event::WALK_MAX`] bytes). The rest of the walk's state is `WALK_CURSOR`.
 #[repr(C)]
-struct WalkState {
-    /// The `struct mount` of the current dentry, and that mount's root.
-    mnt: *const u8,
-    root: *const u8,
-    d: *const u8,
-    /// Where the components go ([`audit_common::event::WALK_MAX`] bytes).
+struct WalkDst {
     dst: *mut u8,
-    len: u64,
-    /// `mount->mnt_ns` where the walk ended.
-    ns: u64,
-    /// [`file_flags`] the walk adds.
-    flags: u16,
-    /// 0 while walking, 1 when done, 2 when a pointer could not be read.
-    end: u16,
-    _pad: u32,
 }
 
 const WALKING: u16 = 0;
@@ -314,8 +302,12 @@ const FAULT: u16 = 2;
 /// One step of [`walk_looped`]: what one iteration of [`walk`] does. Returns 1 (stop) when done.
 #[inline(never)]
 extern "C" fn walk_step(_i: u64, ctx: *mut aya_ebpf::cty::c_void) -> i64 {
-    let w = unsafe { &mut *ctx.cast::<WalkState>() };
-    w.end = match step(w) {
+    let dst = unsafe { (*ctx.cast::<WalkDst>()).dst };
+    let Some(w) = WALK_CURSOR.get_ptr_mut(0) else {
+        return 1;
+    };
+    let w = unsafe { &mut *w };
+    w.end = match step(w, dst) {
         Ok(true) => DONE,
         Ok(false) => WALKING,
         Err(_) => FAULT,
@@ -324,17 +316,18 @@ extern "C" fn walk_step(_i: u64, ctx: *mut aya_ebpf::cty::c_void) -> i64 {
 }
 
 #[inline(always)]
-fn step(w: &mut WalkState) -> Result<bool, i64> {
+fn step(w: &mut WalkCursor, dst: *mut u8) -> Result<bool, i64> {
     let mount_off = usize::from(off!(mount_mnt));
+    let mnt = w.mnt as *const u8;
     if w.d == w.root {
-        let parent = kptr(w.mnt, off!(mount_parent))?;
-        if parent == w.mnt {
-            w.ns = kread(w.mnt, off!(mount_ns))?;
+        let parent = kptr(mnt, off!(mount_parent))?;
+        if parent == mnt {
+            w.ns = kread(mnt, off!(mount_ns))?;
             return Ok(true);
         }
-        w.d = kptr(w.mnt, off!(mount_mountpoint))?;
-        w.mnt = parent;
-        w.root = kptr(w.mnt.wrapping_add(mount_off), off!(vfsmount_root))?;
+        w.d = kptr(mnt, off!(mount_mountpoint))? as u64;
+        w.mnt = parent as u64;
+        w.root = kptr(parent.wrapping_add(mount_off), off!(vfsmount_root))? as u64;
         return Ok(false);
     }
     let at = verifier_mask(w.len as usize, 2 * PATH_MAX - 1);
@@ -342,16 +335,16 @@ fn step(w: &mut WalkState) -> Result<bool, i64> {
         w.flags |= file_flags::CUT;
         return Ok(true);
     }
-    let b = Block::<3>::read(w.d, off!(dentry_parent))?;
+    let b = Block::<3>::read(w.d as *const u8, off!(dentry_parent))?;
     let parent = b.ptr(off!(dentry_parent))?;
     let name = b.ptr(off!(dentry_name).wrapping_add(off!(qstr_name)))?;
-    let n = read_kernel_str(unsafe { w.dst.add(at) }, NAME_READ as u32, name)?;
+    let n = read_kernel_str(unsafe { dst.add(at) }, NAME_READ as u32, name)?;
     w.len = verifier_mask(w.len as usize + n as usize, 2 * PATH_MAX - 1) as u64;
-    if parent == w.d {
+    if parent as u64 == w.d {
         w.flags |= file_flags::DETACHED;
         return Ok(true);
     }
-    w.d = parent;
+    w.d = parent as u64;
     Ok(false)
 }
 
@@ -368,22 +361,24 @@ pub fn walk_looped(
 ) -> Result<u32, i64> {
     let mnt = vfsmnt.wrapping_sub(usize::from(off!(mount_mnt)));
     facts.mnt_id = kread::<u32>(mnt, off!(mount_id))?;
-    let mut w = WalkState {
-        mnt,
-        root: kptr(vfsmnt, off!(vfsmount_root))?,
-        d: dentry,
-        dst,
+    let root = kptr(vfsmnt, off!(vfsmount_root))?;
+    let w = unsafe { &mut *WALK_CURSOR.get_ptr_mut(0).ok_or(-1i64)? };
+    *w = WalkCursor {
+        mnt: mnt as u64,
+        root: root as u64,
+        d: dentry as u64,
         len: 0,
         ns: 0,
         flags: 0,
         end: WALKING,
         _pad: 0,
     };
+    let mut at = WalkDst { dst };
     unsafe {
         aya_ebpf::helpers::generated::bpf_loop(
             WALK_DEPTH as u32,
             walk_step as *mut aya_ebpf::cty::c_void,
-            (&raw mut w).cast(),
+            (&raw mut at).cast(),
             0,
         )
     };
