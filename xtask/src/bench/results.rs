@@ -885,7 +885,7 @@ pub(super) fn render_lifecycle(s: &mut String, l: &Lifecycle) {
     }
     let _ = writeln!(
         s,
-        "\nStarting is the kernel verifying the programs (seconds of CPU, spread over the cores). \
+        "\nStarting is mostly the kernel verifying the programs (about a second of CPU, spread over the cores). \
          Stopping does not wait for the detach: the last detach of each syscall tracepoint waits \
          for RCU grace periods under a kernel-wide lock, tens of milliseconds each, one after the \
          other; the agent leaves that to a kernel worker (`capture/detach.rs`), which is the last \
