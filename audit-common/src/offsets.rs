@@ -96,9 +96,11 @@ offsets! {
     /// `io_connect.addr_len`.
     io_connect_addr_len,
     /// `task_struct.thread_info.status` (x86: `TS_COMPAT` while a 32-bit system call runs) and
-    /// the `pt_regs` of the six ia32 argument registers (`bx`, `cx`, `dx`, `si`, `di`, `bp`).
-    /// [`ABSENT`] where compat calls are not watched (no such fields: other architectures).
+    /// the `pt_regs` of the call's number (`orig_ax`) and of the six ia32 argument registers
+    /// (`bx`, `cx`, `dx`, `si`, `di`, `bp`). [`ABSENT`] where compat calls are not watched (no
+    /// such fields: other architectures).
     task_ts_status,
+    regs_orig_ax,
     regs_bx,
     regs_cx,
     regs_dx,

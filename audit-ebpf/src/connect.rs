@@ -172,7 +172,7 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
 #[inline(always)]
 pub fn kernel_address(ctx: &SockAddrContext, family: u16, cookie: u64) -> Result<(), i64> {
     let tid = current_tid();
-    let compat = in_flight(tid, EventKind::Compat);
+    let compat = in_flight(tid, EventKind::Compat).or_else(compat_call);
     let is_compat = compat.is_some();
     let Some(ev) = compat
         .or_else(|| in_flight(tid, EventKind::Connect))
@@ -206,6 +206,20 @@ pub fn kernel_address(ctx: &SockAddrContext, family: u16, cookie: u64) -> Result
     }
     ev.header.flags |= flags::ADDR_FROM_KERNEL;
     Ok(())
+}
+
+/// A watched task's 32-bit connect or send: its record begins here (`compat.rs` has no entry
+/// program; the call's arguments are read when it returns).
+#[inline(always)]
+fn compat_call() -> Option<&'static mut audit_common::event::PendingEvent> {
+    if !crate::compat::in_compat_call() {
+        return None;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !crate::filter::is_watched(pid_tgid) {
+        return None;
+    }
+    crate::compat::begin_compat(pid_tgid).ok()
 }
 
 /// A connected unix socket's peer: the path it is bound to (walked), or its abstract name (the

@@ -97,11 +97,6 @@ pub fn signal_generate(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn compat_sys_enter(_ctx: RawTracePointContext) -> i32 {
-    0
-}
-
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn compat_sys_exit(_ctx: RawTracePointContext) -> i32 {
     0

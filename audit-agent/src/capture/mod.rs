@@ -177,11 +177,8 @@ const URING_TRACEPOINTS: &[&str] = &[
 ];
 
 /// 32-bit system calls (audit-ebpf/src/compat.rs): (program, raw tracepoint). Every system call
-/// of every task passes them; they leave after one read unless the task is in a compat call.
-const COMPAT_HOOKS: &[(&str, &str)] = &[
-    ("compat_sys_enter", "sys_enter"),
-    ("compat_sys_exit", "sys_exit"),
-];
+/// of every task passes it; it leaves after one read unless the task is in a compat call.
+const COMPAT_HOOKS: &[(&str, &str)] = &[("compat_sys_exit", "sys_exit")];
 
 /// Raw tracepoints: they hand the programs the kernel objects (the child task, the
 /// `linux_binprm`).
@@ -1088,6 +1085,7 @@ fn overlay_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
 fn compat_offsets(btf: &Btf, o: &mut Offsets) -> anyhow::Result<()> {
     let m = |st: &str, member: &str| member_offset(btf, st, member);
     o.task_ts_status = m("task_struct", "thread_info.status")?;
+    o.regs_orig_ax = m("pt_regs", "orig_ax")?;
     o.regs_bx = m("pt_regs", "bx")?;
     o.regs_cx = m("pt_regs", "cx")?;
     o.regs_dx = m("pt_regs", "dx")?;
