@@ -53,6 +53,14 @@ fn connect_closed(port: u16) {
     }
 }
 
+/// One system call no tracer records (getppid): what every call of every process on the host pays.
+fn other_syscall() {
+    // SAFETY: getppid has no arguments and cannot fail; called directly (no libc caching).
+    unsafe {
+        libc::syscall(libc::SYS_getppid);
+    }
+}
+
 fn fork_exec() {
     let path = c"/bin/true";
     let argv = [path.as_ptr(), std::ptr::null()];
@@ -223,6 +231,7 @@ fn main() {
                     )
                 }
                 "forkexec" => (arg(2).parse().expect("iters"), Box::new(fork_exec)),
+                "syscall" => (arg(2).parse().expect("iters"), Box::new(other_syscall)),
                 other => panic!("unknown op {other}"),
             };
             // Warm up caches and page tables first.
@@ -248,6 +257,7 @@ fn main() {
                     Box::new(move || connect_closed(port))
                 }
                 "forkexec" => Box::new(fork_exec),
+                "syscall" => Box::new(other_syscall),
                 "tcp" => tcp_stream(),
                 "udp_rr" => udp_rr(),
                 other => panic!("unknown op {other}"),
