@@ -112,11 +112,6 @@ offsets! {
     cgroup_attach_id,
     cgroup_attach_pid,
     cgroup_attach_path,
-    /// `sock:inet_sock_set_state`: the socket, and the state it leaves and enters.
-    sock_state_skaddr,
-    sock_state_oldstate,
-    sock_state_newstate,
-    sock_state_protocol,
     task_real_parent,
     /// `task_struct.exit_code` (set before `sched_process_exit` fires) and `signal`;
     /// `signal_struct.flags` and `group_exit_code`.

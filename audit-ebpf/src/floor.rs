@@ -41,7 +41,6 @@ empty!(
     sys_enter_connect,
     sys_exit_connect,
     sched_process_exit,
-    inet_sock_set_state,
     cgroup_attach_task,
     io_uring_submit_req,
     io_uring_complete,
@@ -94,6 +93,11 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
 
 #[raw_tracepoint(tracepoint = "signal_generate")]
 pub fn signal_generate(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(_ctx: RawTracePointContext) -> i32 {
     0
 }
 

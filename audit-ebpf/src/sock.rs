@@ -5,43 +5,45 @@
 //! error is the socket's own `sk_err`, set by the kernel before it moves the socket to CLOSE.
 //!
 //! This tracepoint fires for every TCP state change on the host: while no connect is followed
-//! (`CONNECTING_COUNT` is zero) it leaves after one array read.
+//! (`CONNECTING_COUNT` is zero) it leaves after one array read. Attached raw (its arguments are
+//! the socket and the two states): the perf tracepoint built a whole record of addresses and
+//! ports for every state change before the program could leave. Only sockets `connect.rs`
+//! registered are looked at, so other protocols' state changes (DCCP, SCTP) find nothing.
 
 use audit_common::event::{ConnectOutcome, EventKind, FixedEvent, HEADER_LEN};
-use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_ktime_get_boot_ns, macros::raw_tracepoint, programs::RawTracePointContext,
+};
 
 use crate::{
     connect::unfollow_async,
     emit::{ring_used, submit_flags},
     helpers::count,
     maps::{CONNECTING, CONNECTING_COUNT, EVENTS},
-    offsets::{kread, off, tp_read},
+    offsets::{kread, off},
 };
 
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
-const IPPROTO_TCP: u16 = 6;
 
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+/// Raw `inet_sock_set_state`: `(const struct sock *sk, int oldstate, int newstate)`.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let _ = try_set_state(&ctx);
     0
 }
 
 #[inline(always)]
-fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
     if !CONNECTING_COUNT.get(0).is_some_and(|n| *n != 0) {
         return Ok(());
     }
-    if tp_read::<u16>(ctx, off!(sock_state_protocol))? != IPPROTO_TCP {
-        return Ok(());
-    }
-    let sk: u64 = tp_read(ctx, off!(sock_state_skaddr))?;
+    let sk: u64 = ctx.arg(0);
     let Some(h) = (unsafe { CONNECTING.get(&sk) }).copied() else {
         return Ok(());
     };
-    let old: i32 = tp_read(ctx, off!(sock_state_oldstate))?;
-    let new: i32 = tp_read(ctx, off!(sock_state_newstate))?;
+    let old = ctx.arg::<u64>(1) as i32;
+    let new = ctx.arg::<u64>(2) as i32;
     if old != TCP_SYN_SENT || new == TCP_SYN_SENT {
         return Ok(());
     }

@@ -162,8 +162,6 @@ const HELD_WALK_HELPER: &str = "bpf_loop";
 /// Other tracepoint programs: (program name, category, tracepoint, required).
 const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sched_process_exit", "sched", "sched_process_exit", true),
-    // Without it a non-blocking connect's outcome stays unknown (said in the record).
-    ("inet_sock_set_state", "sock", "inet_sock_set_state", false),
     // Moves of watched processes to other cgroups (they stay watched either way).
     ("cgroup_attach_task", "cgroup", "cgroup_attach_task", false),
 ];
@@ -181,11 +179,12 @@ const URING_TRACEPOINTS: &[&str] = &[
 const COMPAT_HOOKS: &[(&str, &str)] = &[("compat_sys_exit", "sys_exit")];
 
 /// Raw tracepoints: they hand the programs the kernel objects (the child task, the
-/// `linux_binprm`).
+/// `linux_binprm`, the socket changing state) without building a record first.
 const RAW_TRACEPOINTS: &[&str] = &[
     "sched_process_fork",
     "sched_process_exec",
     "signal_generate",
+    "inet_sock_set_state",
 ];
 
 /// cgroup `sock_addr` programs, attached to the root of the cgroup v2 hierarchy: they see the
@@ -1196,13 +1195,6 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
         o.cgroup_attach_id = f.offset("dst_id")?;
         o.cgroup_attach_pid = f.offset("pid")?;
         o.cgroup_attach_path = f.offset("dst_path")?;
-    }
-    if tracefs.has("sock", "inet_sock_set_state") {
-        let f = tracefs.format("sock", "inet_sock_set_state")?;
-        o.sock_state_skaddr = f.offset("skaddr")?;
-        o.sock_state_oldstate = f.offset("oldstate")?;
-        o.sock_state_newstate = f.offset("newstate")?;
-        o.sock_state_protocol = f.offset("protocol")?;
     }
     Ok(())
 }
