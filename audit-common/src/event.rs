@@ -332,6 +332,9 @@ pub mod flags {
     pub const PATH2_TRUNCATED: u32 = 1 << 19;
     /// A signal the kernel generated itself (`si_code` > 0), not a process's kill(2).
     pub const SIGNAL_BY_KERNEL: u32 = 1 << 20;
+    /// A 32-bit call's argument registers were not read: a successful exec had replaced them
+    /// with the new image's by the time the call returned.
+    pub const ARGS_UNREAD: u32 = 1 << 21;
     // The high bits, from the top down: other families of flags grow from the bottom.
     /// The process's `mm->exe_file` was replaced (`prctl(PR_SET_MM)`) since its last exec: `exe`
     /// names the file the exec loaded, not what `mm->exe_file` (`/proc/PID/exe`) says now.

@@ -13,7 +13,7 @@
 //! destination. The record's time is the call's return. User space names the call
 //! (`syscall: "ia32:open"`) and records it as the action it is.
 
-use audit_common::event::{CompatBody, EventKind, KernelAddr, PendingEvent, Syscall};
+use audit_common::event::{CompatBody, EventKind, KernelAddr, PendingEvent, Syscall, flags};
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
 };
@@ -102,6 +102,7 @@ fn arguments(ev: &mut PendingEvent, regs: *const u8, ret: i64) -> Option<(u32, [
     let b = fixed::<CompatBody>(ev);
     b.nr = nr;
     if matches!(nr, 11 | 358) && ret == 0 {
+        ev.header.flags |= flags::ARGS_UNREAD;
         return None;
     }
     let regs_at = [
@@ -148,6 +149,7 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let (dirfd, path, dirfd2, path2, returns_fd) = layout(nr);
     // The paths as the process passed them, read when the call returned.
     if let Some(p) = arg(&args, path) {
+        ev.header.flags |= flags::PATH_AT_EXIT;
         user_path(ev, p, Which::First);
     }
     if let Some(p) = arg(&args, path2) {

@@ -1148,6 +1148,44 @@ fn a_32_bit_system_call_is_recorded_as_the_action_it_performs() {
     assert_eq!(other["result"]["retval"], report[5]["ret"]);
 }
 
+#[test]
+fn a_32_bit_exec_is_recorded_from_what_the_kernel_still_has() {
+    let cg = TestCgroup::new("truth-ia32-exec");
+    let dir = Scratch::new("truth-ia32-exec");
+    let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[], &[], ""));
+    let missing = dir.path("missing");
+    // A failed exec returns to the caller with its registers as passed. A successful one
+    // returns into the new image: into a 64-bit one the kernel turns the call into a 64-bit
+    // execve (`set_personality_64bit`), so no 32-bit call returns, and the exec is the
+    // kernel's `linux_binprm`.
+    let report = cg.workload(["ia32-execve", &s(&missing), "ia32-execve", "/bin/true"]);
+    let records = agent.stop();
+    let execs: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["syscall"] == "ia32:execve")
+        .collect();
+    assert_eq!(execs.len(), 1, "only the failed one: {execs:#?}");
+    let failed = execs[0];
+    assert_eq!(failed["result"]["retval"], report[0]["ret"], "{failed:#}");
+    assert_eq!(failed["resource"]["ia32"]["nr"], 11);
+    assert!(failed["resource"]["ia32"]["args"].is_array(), "{failed:#}");
+    assert_eq!(failed["resource"]["path"], s(&missing).as_str());
+    assert_eq!(failed["resource"]["requested_path_read"], "exit");
+
+    let pid = &failed["process"]["pid"];
+    let image = records
+        .iter()
+        .rfind(|r| r["action"] == "process.exec" && r["process"]["pid"] == *pid)
+        .unwrap_or_else(|| panic!("the exec of {pid}: {records:#?}"));
+    let true_bin = std::fs::canonicalize("/bin/true").unwrap();
+    assert_eq!(
+        image["resource"]["path"],
+        s(&true_bin).as_str(),
+        "{image:#}"
+    );
+    assert_eq!(image["resource"]["path_source"], "kernel", "{image:#}");
+}
+
 /// The `process.exit` record of process `pid`.
 fn exit_of(records: &[Value], pid: &Value) -> Value {
     let exits: Vec<&Value> = records

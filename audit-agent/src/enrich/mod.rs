@@ -236,7 +236,7 @@ impl Enricher {
         let ia32 = match &ev.body {
             KernelBody::Compat { nr, args, .. } => Some(Ia32Call {
                 nr: *nr,
-                args: *args,
+                args: (!ev.has_flag(flags::ARGS_UNREAD)).then_some(*args),
             }),
             _ => None,
         };

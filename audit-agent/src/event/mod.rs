@@ -743,7 +743,8 @@ impl ExitStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ia32Call {
     pub(crate) nr: u32,
-    pub(crate) args: [u64; 6],
+    /// `None`: not read (a successful exec had replaced them when the call returned).
+    pub(crate) args: Option<[u64; 6]>,
 }
 
 /// The io_uring request an action was submitted as.

@@ -1040,6 +1040,21 @@ fn main() {
                     );
                     i += 1;
                 }
+                "ia32-execve" => {
+                    // execve(path, [path, NULL], NULL): on success this process is gone.
+                    let mut path = arg(1).as_bytes().to_vec();
+                    path.push(0);
+                    let p = low_copy(&path);
+                    let argv: Vec<u8> = [p, 0].iter().flat_map(|w| w.to_ne_bytes()).collect();
+                    let r = int80(11, p, low_copy(&argv), 0);
+                    // The raw result (-errno): not the libc convention `report` expects.
+                    println!(
+                        "{{\"action\":\"ia32-execve\",\"ret\":{r},\"pid\":{},\"tid\":{}}}",
+                        libc::getpid(),
+                        libc::gettid()
+                    );
+                    i += 1;
+                }
                 "ia32-call" => {
                     let r = int80(text(1).parse().expect("ia32 number"), 0, 0, 0);
                     report("ia32-call", r, "");

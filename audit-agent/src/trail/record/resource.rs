@@ -639,7 +639,8 @@ pub(super) struct UringOut<'a> {
 #[derive(Serialize, Deserialize, Clone, Copy)]
 pub(super) struct Ia32Out {
     nr: u32,
-    args: [u64; 6],
+    /// `null`: not read (see [`Ia32Call`]).
+    args: Option<[u64; 6]>,
 }
 
 /// `resource.owner` of a chown: `null` for an id left unchanged (-1).
@@ -1618,7 +1619,7 @@ mod tests {
             }),
             ia32: Some(Ia32Out {
                 nr: 5,
-                args: [1, 2, 3, 4, 5, 6],
+                args: Some([1, 2, 3, 4, 5, 6]),
             }),
             sq_entries: Some(8),
             cq_entries: Some(16),

@@ -610,7 +610,7 @@ fn malformed_records_name_the_field() {
 fn ia32_calls() -> Vec<Event> {
     let call = Ia32Call {
         nr: 5,
-        args: [0x4000_0000, 0, 0, 7, 5, 0xffff_fff0],
+        args: Some([0x4000_0000, 0, 0, 7, 5, 0xffff_fff0]),
     };
     let mut open = activity(
         Action::Open,
