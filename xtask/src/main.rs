@@ -72,6 +72,12 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `cargo xtask` runs this through `cargo run`, which points LD_LIBRARY_PATH at target/: every
+    // program the bench or the tests start would inherit it, and each dynamically linked one
+    // (`/bin/true` in the fork+exec loads) would probe ~80 library paths there before loading
+    // libc — failed opens a watched load records. Cargo sets it again for what it runs itself.
+    // SAFETY: the first statement of `main`, before any thread exists.
+    unsafe { std::env::remove_var("LD_LIBRARY_PATH") };
     let cli = Cli::parse();
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
