@@ -45,8 +45,9 @@ pub(crate) const MAX_OPEN: usize = 4096;
 /// The last bytes of a partition's records kept to continue its stream with: the next chunk may
 /// refer back to them (a preset dictionary), so small chunks of similar records compress nearly
 /// as well as one stream (measured with a thousand agents: 33:1, against 46:1 for one agent's
-/// single stream).
-const DICTIONARY: usize = 4096;
+/// single stream, and 17:1 without a dictionary). A kilobyte compresses chunks of 20 to 80
+/// records as well as 4 KiB did (34:1 with either), and costs a quarter to set.
+const DICTIONARY: usize = 1024;
 
 /// What the partitions are closed by.
 #[derive(Debug, Clone)]
@@ -245,20 +246,26 @@ impl Partitions {
         Ok(())
     }
 
-    /// Cuts a journal of several partitions: read once (decompressed as a stream when it is
-    /// gzip: only its records are in memory), each partition's records compressed into one chunk.
+    /// Cuts a journal of several partitions: read once (a plain one mapped, a gzip one
+    /// decompressed as a stream), each partition's records compressed into one chunk.
     fn cut_records(&mut self, path: &Path, index: &JournalIndex) -> anyhow::Result<()> {
-        let mut records = std::mem::take(&mut self.records);
-        records.clear();
-        records.reserve(index.len as usize);
-        let mut file = File::open(path)?;
-        if index.level.is_some() {
-            // A journal has no trailer: its decoding ends with an error after its last chunk.
-            let file = std::io::BufReader::with_capacity(256 * 1024, file);
-            let _ = flate2::read::MultiGzDecoder::new(file).read_to_end(&mut records);
-        } else {
-            file.read_to_end(&mut records)?;
-        }
+        let file = File::open(path)?;
+        let mut inflated = std::mem::take(&mut self.records);
+        inflated.clear();
+        let mapped;
+        let records: &[u8] = match index.level {
+            Some(_) => {
+                inflated.reserve(index.len as usize);
+                // A journal has no trailer: its decoding ends with an error after its last chunk.
+                let file = std::io::BufReader::with_capacity(256 * 1024, file);
+                let _ = flate2::read::MultiGzDecoder::new(file).read_to_end(&mut inflated);
+                &inflated
+            }
+            None => {
+                mapped = map_journal(&file, index.stored)?;
+                mapped.as_deref().unwrap_or_default()
+            }
+        };
         anyhow::ensure!(
             records.len() as u64 >= index.len,
             "the journal holds {} bytes of records, its index says {}",
@@ -287,7 +294,7 @@ impl Partitions {
             .enumerate()
             .try_for_each(|(i, (p, lines))| self.cut_lines(i, p, lines));
         drop(lines);
-        self.records = records;
+        self.records = inflated;
         result
     }
 
@@ -542,6 +549,22 @@ impl Partitions {
 }
 
 /// The soft limit on open files (`main` raises it to the hard limit at start).
+/// A plain journal's bytes, mapped (`None` when it is empty): cut where the pipeline wrote them,
+/// in the page cache, instead of copied into the heap first (with many agents a journal is tens
+/// of MiB, read once).
+fn map_journal(file: &File, len: u64) -> std::io::Result<Option<memmap2::Mmap>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: a closed journal is not written again, and only this sealer truncates it, after
+    // its cut (`journal::recycle`); the spool is private to this daemon (mode 0700, one daemon
+    // per spool, `SpoolLock`). A file changed under the mapping anyway could only make
+    // the records read wrong (their checksum is the index's) or fault, not corrupt memory.
+    let map = unsafe { memmap2::MmapOptions::new().len(len as usize).map(file)? };
+    map.advise(memmap2::Advice::Sequential)?;
+    Ok(Some(map))
+}
+
 fn open_files_limit() -> usize {
     // SAFETY: getrlimit into a zeroed struct.
     let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
