@@ -2,6 +2,7 @@
 //! what `bpf_get_current_cgroup_id` returns) and ids back into paths.
 
 use std::{
+    collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::PathBuf,
     time::{Duration, Instant},
@@ -111,34 +112,69 @@ impl Cgroup2 {
         })
     }
 
-    /// Every cgroup in the hierarchy (depth-first), with ids.
+    /// Every cgroup in the hierarchy (depth-first), with ids: one directory read per cgroup
+    /// (ids are the entries' inode numbers, no lookup per cgroup).
     pub(crate) fn walk(&self) -> Vec<CgroupDir> {
+        let Ok(root) = self.resolve("/") else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
-        let mut stack = vec![("/".to_string(), self.mount.clone())];
-        while let Some((rel, fs)) = stack.pop() {
-            let Ok(meta) = std::fs::metadata(&fs) else {
-                continue;
-            };
-            out.push(CgroupDir {
-                level: level_of(&rel),
-                path: rel.clone(),
-                id: meta.ino(),
-            });
-            let Ok(dir) = std::fs::read_dir(&fs) else {
-                continue;
-            };
-            for entry in dir.flatten() {
-                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    let name = entry.file_name();
-                    let name = name.to_string_lossy();
-                    let child = if rel == "/" {
-                        format!("/{name}")
-                    } else {
-                        format!("{rel}/{name}")
-                    };
-                    stack.push((child, entry.path()));
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            let children = self.children(&dir.path);
+            out.push(dir);
+            stack.extend(children);
+        }
+        out
+    }
+
+    /// The cgroups directly below `rel`, from one read of its directory (kernfs gives each
+    /// entry the inode number `stat` would).
+    fn children(&self, rel: &str) -> Vec<CgroupDir> {
+        let Ok(entries) = std::fs::read_dir(self.fs_path(rel)) else {
+            return Vec::new();
+        };
+        let parent = normalize(rel);
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| {
+                let name = e.file_name();
+                let path = match parent.as_str() {
+                    "/" => format!("/{}", name.to_string_lossy()),
+                    p => format!("{p}/{}", name.to_string_lossy()),
+                };
+                CgroupDir {
+                    level: level_of(&path),
+                    path,
+                    id: std::os::unix::fs::DirEntryExt::ino(&e),
                 }
+            })
+            .collect()
+    }
+
+    /// Resolves many paths at once, the existing ones (a rescan): paths are looked up in one
+    /// read of each parent directory instead of one path lookup each, so rescanning a thousand
+    /// agents' cgroups under one parent is one directory read. Paths with `.` or `..`
+    /// components are resolved one by one.
+    pub(crate) fn resolve_existing<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<CgroupDir> {
+        let mut listed: HashMap<String, Vec<CgroupDir>> = HashMap::new();
+        let mut out = Vec::new();
+        for rel in paths {
+            let path = normalize(rel);
+            let (parent, _) = path.rsplit_once('/').unwrap_or_default();
+            if path == "/" || path.split('/').any(|c| c == "." || c == "..") {
+                out.extend(self.resolve(rel).ok());
+                continue;
             }
+            let parent = if parent.is_empty() { "/" } else { parent };
+            let children = listed
+                .entry(parent.to_string())
+                .or_insert_with(|| self.children(parent));
+            out.extend(children.iter().find(|c| c.path == path).cloned());
         }
         out
     }
@@ -246,6 +282,48 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn a_rescan_resolves_many_paths_as_one_lookup_each_would() {
+        let root = std::env::temp_dir().join(format!("audit-cg-{}", std::process::id()));
+        for d in ["agents/a", "agents/b", "agents/b/inner", "other"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("agents/cgroup.procs"), "").unwrap();
+        let cg = Cgroup2 {
+            mount: root.clone(),
+        };
+        let paths = [
+            "/agents/a",
+            "/agents//b/",
+            "/agents/b/inner",
+            "/agents/missing",
+            "/agents/cgroup.procs",
+            "/other/../agents/a",
+            "/",
+        ];
+        let one_by_one: Vec<CgroupDir> = paths.iter().filter_map(|p| cg.resolve(p).ok()).collect();
+        assert_eq!(cg.resolve_existing(paths), one_by_one);
+        assert_eq!(one_by_one.len(), 5, "{one_by_one:?}");
+        let walked = cg.walk();
+        for d in &walked {
+            assert_eq!(cg.resolve(&d.path).unwrap(), *d);
+        }
+        let mut walked: Vec<String> = walked.into_iter().map(|d| d.path).collect();
+        walked.sort();
+        assert_eq!(
+            walked,
+            [
+                "/",
+                "/agents",
+                "/agents/a",
+                "/agents/b",
+                "/agents/b/inner",
+                "/other"
+            ]
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn cgroup2_mount_is_found_in_hybrid_layouts() {

@@ -130,28 +130,35 @@ impl WatchPlan {
             uids: self.uids.clone(),
             ..Default::default()
         };
+        let literal = |subtree: bool| {
+            self.entries.iter().filter_map(move |e| match e {
+                Entry::Exact(p) if !subtree => Some(p.as_str()),
+                Entry::Subtree(p) if subtree => Some(p.as_str()),
+                _ => None,
+            })
+        };
+        set.exact = cg.resolve_existing(literal(false));
+        set.subtrees = cg.resolve_existing(literal(true));
         let mut tree: Option<Vec<CgroupDir>> = None;
         for e in &self.entries {
-            match e {
-                Entry::Exact(p) => set.exact.extend(cg.resolve(p).ok()),
-                Entry::Subtree(p) => set.subtrees.extend(cg.resolve(p).ok()),
-                Entry::Scan {
-                    glob,
-                    prefix,
-                    subtree,
-                } => {
-                    let dirs = tree.get_or_insert_with(|| cg.walk());
-                    let under = format!("{}/", prefix.trim_end_matches('/'));
-                    for d in dirs.iter() {
-                        if (d.path.starts_with(&under) || d.path == *prefix)
-                            && glob.matches(d.path.as_bytes())
-                        {
-                            if *subtree {
-                                set.subtrees.push(d.clone());
-                            } else {
-                                set.exact.push(d.clone());
-                            }
-                        }
+            let Entry::Scan {
+                glob,
+                prefix,
+                subtree,
+            } = e
+            else {
+                continue;
+            };
+            let dirs = tree.get_or_insert_with(|| cg.walk());
+            let under = format!("{}/", prefix.trim_end_matches('/'));
+            for d in dirs.iter() {
+                if (d.path.starts_with(&under) || d.path == *prefix)
+                    && glob.matches(d.path.as_bytes())
+                {
+                    if *subtree {
+                        set.subtrees.push(d.clone());
+                    } else {
+                        set.exact.push(d.clone());
                     }
                 }
             }
