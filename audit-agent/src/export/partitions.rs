@@ -32,7 +32,7 @@ use super::{
     journal::{self, ClosedJournal, IndexedPartition, JournalIndex},
     segment::{self, Chunker, HEADER_LEN, Stored},
     spool::last_seq_in,
-    spool_dir::{SpoolDirs, create_private, private_options, sync_dir},
+    spool_dir::{SpoolDirs, private_options, sync_dir},
 };
 use crate::trail::{
     layout::{Partition, SegmentName},
@@ -383,7 +383,7 @@ impl Partitions {
             partition: cut.partition.clone(),
         };
         let path = self.dirs.open.join(name.file_name());
-        let mut file = create_private(&path)?;
+        let mut file = self.dirs.create_file(&path)?;
         if let Err(e) = file.write_all(&segment::header(self.limits.gzip_level)) {
             let _ = fs::remove_file(&path);
             return Err(e.into());

@@ -32,7 +32,7 @@ use super::{
     partitions::{PartitionLimits, Partitions},
     segment::Stored,
     spool::{max_ready_seq, recover_open_segments},
-    spool_dir::{SpoolDirs, State, sync_dir, write_atomic},
+    spool_dir::{SpoolDirs, State, sync_dir},
 };
 use crate::trail::{
     layout::{self, ObjectFormat, ObjectName, SegmentName, manifest_key},
@@ -434,7 +434,8 @@ impl Sealer {
             store_writes: self.store_writes.get().copied(),
         };
         let bytes = manifest::encode(&body, self.key.as_ref())?;
-        write_atomic(&self.dirs.manifest_path(seq), &bytes)?;
+        self.dirs
+            .write_atomic(&self.dirs.manifest_path(seq), &bytes)?;
         self.stats.spool_bytes.inc_by(bytes.len() as i64);
         self.state.head = Some(Link {
             key: manifest_key(&self.stream, seq),

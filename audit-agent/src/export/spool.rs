@@ -16,6 +16,8 @@
 //! <spool>/sealed/manifest-<n>.json  their manifests, uploaded after the objects
 //! <spool>/conflicts/              what the store already held other content for (never
 //!                                 overwritten there; kept here for the operator, see `upload`)
+//! <spool>/spare/<n>               files of uploaded objects, emptied, that new segments,
+//!                                 manifests and state are made from (`SpoolDirs::create_file`)
 //! ```
 //! Segment names are `<first seq>+<agent>+<YYYY-MM-DD>+<HH>.ndjson.gz` (agent percent-encoded);
 //! a segment is compressed as it is written (the format and its write order: `segment`).

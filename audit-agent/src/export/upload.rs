@@ -181,7 +181,7 @@ impl Uploader {
                 st.last_upload_unix.set(now_s());
                 // A confirmed upload is contact with the store (readiness).
                 st.store_answered(now_s());
-                fs::remove_file(local)?;
+                self.dirs.discard(local)?;
             }
             Err(PutError::Conflict(why)) => {
                 // The store answered (it refused to overwrite).
