@@ -261,10 +261,17 @@ impl Partitions {
                 let _ = flate2::read::MultiGzDecoder::new(file).read_to_end(&mut inflated);
                 &inflated
             }
-            None => {
-                mapped = map_journal(&file, index.stored)?;
-                mapped.as_deref().unwrap_or_default()
-            }
+            None => match map_journal(&file, index.stored) {
+                Ok(m) => {
+                    mapped = m;
+                    mapped.as_deref().unwrap_or_default()
+                }
+                // A file system that cannot map files: read into memory instead.
+                Err(_) => {
+                    (&file).read_to_end(&mut inflated)?;
+                    &inflated
+                }
+            },
         };
         anyhow::ensure!(
             records.len() as u64 >= index.len,
