@@ -226,16 +226,18 @@ fn metrics_health_and_readiness_report_the_running_daemon() {
         metric(&m, name);
     }
     // The bounded tables that grow with what the host runs report their size (the processes
-    // have exited: their images are gone; what they were attributed to stays).
+    // have exited: their images are gone; what they were attributed to stays; spare files are
+    // taken as soon as new segments need them).
     for table in [
         "process_images",
         "lineage",
         "cgroup_agents",
         "serialized_actors",
+        "spare_files",
     ] {
         let entries = metric(&m, &format!("audit_table_entries{{table=\"{table}\"}}"));
         assert!(
-            table == "process_images" || entries >= 1.0,
+            ["process_images", "spare_files"].contains(&table) || entries >= 1.0,
             "{table}: {entries}"
         );
         metric(

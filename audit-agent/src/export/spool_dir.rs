@@ -79,10 +79,21 @@ pub(crate) struct SpoolDirs {
 /// many deletions (a spool deletes every object it uploads) searches the inode bitmaps for one
 /// not recently deleted. With 1,000 agents that search was the sealer's largest cost
 /// (`recently_deleted`, `find_inode_bit`); a rename costs none of it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Spares {
     files: Mutex<Vec<PathBuf>>,
     named: AtomicU64,
+    table: crate::telemetry::tables::TableStat,
+}
+
+impl Default for Spares {
+    fn default() -> Self {
+        Self {
+            files: Mutex::default(),
+            named: AtomicU64::default(),
+            table: crate::telemetry::tables::TableStat::named("spare_files"),
+        }
+    }
 }
 
 /// Spare files kept at most; beyond, uploaded files are deleted.
@@ -237,12 +248,12 @@ impl SpoolDirs {
     /// Creates `path` afresh, empty and private, from a spare file when there is one (see
     /// [`Spares`]); whatever had the name is replaced.
     pub(crate) fn create_file(&self, path: &Path) -> std::io::Result<File> {
-        let spare = self
-            .spares
-            .files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        let spare = {
+            let mut files = self.spares.files.lock().unwrap_or_else(|e| e.into_inner());
+            let spare = files.pop();
+            self.spares.table.set_entries(files.len());
+            spare
+        };
         if let Some(spare) = spare
             && fs::rename(&spare, path).is_ok()
         {
@@ -256,6 +267,7 @@ impl SpoolDirs {
     pub(crate) fn discard(&self, path: &Path) -> std::io::Result<()> {
         let mut spares = self.spares.files.lock().unwrap_or_else(|e| e.into_inner());
         if spares.len() >= MAX_SPARES || fs::symlink_metadata(path)?.nlink() != 1 {
+            self.spares.table.evicted(1);
             return fs::remove_file(path);
         }
         let n = self.spares.named.fetch_add(1, Ordering::Relaxed);
@@ -267,6 +279,7 @@ impl SpoolDirs {
         f.set_len(0)?;
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         spares.push(spare);
+        self.spares.table.set_entries(spares.len());
         Ok(())
     }
 
