@@ -161,7 +161,7 @@ impl Cgroup2 {
         &self,
         paths: impl IntoIterator<Item = &'a str>,
     ) -> Vec<CgroupDir> {
-        let mut listed: HashMap<String, Vec<CgroupDir>> = HashMap::new();
+        let mut listed: HashMap<String, HashMap<String, CgroupDir>> = HashMap::new();
         let mut out = Vec::new();
         for rel in paths {
             let path = normalize(rel);
@@ -171,10 +171,11 @@ impl Cgroup2 {
                 continue;
             }
             let parent = if parent.is_empty() { "/" } else { parent };
-            let children = listed
-                .entry(parent.to_string())
-                .or_insert_with(|| self.children(parent));
-            out.extend(children.iter().find(|c| c.path == path).cloned());
+            let children = listed.entry(parent.to_string()).or_insert_with(|| {
+                let children = self.children(parent).into_iter();
+                children.map(|c| (c.path.clone(), c)).collect()
+            });
+            out.extend(children.get(&path).cloned());
         }
         out
     }

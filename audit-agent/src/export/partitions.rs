@@ -555,7 +555,6 @@ impl Partitions {
     }
 }
 
-/// The soft limit on open files (`main` raises it to the hard limit at start).
 /// A plain journal's bytes, mapped (`None` when it is empty): cut where the pipeline wrote them,
 /// in the page cache, instead of copied into the heap first (with many agents a journal is tens
 /// of MiB, read once).
@@ -565,13 +564,14 @@ fn map_journal(file: &File, len: u64) -> std::io::Result<Option<memmap2::Mmap>> 
     }
     // SAFETY: a closed journal is not written again, and only this sealer truncates it, after
     // its cut (`journal::recycle`); the spool is private to this daemon (mode 0700, one daemon
-    // per spool, `SpoolLock`). A file changed under the mapping anyway could only make
-    // the records read wrong (their checksum is the index's) or fault, not corrupt memory.
+    // per spool, `SpoolLock`). A file truncated under the mapping anyway would stop the
+    // daemon with SIGBUS when read past its end; one rewritten would give wrong records.
     let map = unsafe { memmap2::MmapOptions::new().len(len as usize).map(file)? };
     map.advise(memmap2::Advice::Sequential)?;
     Ok(Some(map))
 }
 
+/// The soft limit on open files (`main` raises it to the hard limit at start).
 fn open_files_limit() -> usize {
     // SAFETY: getrlimit into a zeroed struct.
     let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
