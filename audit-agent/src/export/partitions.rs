@@ -144,7 +144,7 @@ pub(crate) struct Partitions {
     /// Closed journals waiting to be cut, oldest first.
     queue: VecDeque<ClosedJournal>,
     chunker: Chunker,
-    /// A journal's records, decompressed (reused).
+    /// A gzip journal's records, decompressed (reused; a plain one is mapped).
     records: Vec<u8>,
     /// A chunk being written (reused).
     chunk: Vec<u8>,

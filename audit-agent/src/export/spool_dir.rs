@@ -285,16 +285,7 @@ impl SpoolDirs {
 
     /// [`write_atomic`], its temp file from a spare.
     pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = self
-                .create_file(&tmp)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))
+        write_atomic_with(path, bytes, |tmp| self.create_file(tmp))
     }
 }
 
@@ -423,10 +414,18 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Writes `path` atomically and durably: temp file, fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, bytes, create_private)
+}
+
+/// [`write_atomic`] with the temp file made by `create`.
+fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    create: impl FnOnce(&Path) -> std::io::Result<File>,
+) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f =
-            create_private(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
