@@ -69,13 +69,24 @@ impl LossTracker {
     }
 
     /// Gaps for the losses since the previous check (at most one per reason), naming the
-    /// processes that lost the most (`drops`: cumulative losses per process).
+    /// processes that lost the most (`drops`: reads the cumulative losses per process — a walk
+    /// of a kernel map, a system call per entry — only called when there were losses: the walk
+    /// would otherwise cost most when the daemon is already behind).
     pub(crate) fn check(
         &mut self,
         now: Counters,
-        drops: &[(u32, ProcessDrops)],
+        drops: impl FnOnce() -> Vec<(u32, ProcessDrops)>,
         at: Timestamp,
     ) -> Vec<Gap> {
+        let lost_any = |cur: &[u64], prev: &[u64]| cur.iter().zip(prev).any(|(c, p)| c > p);
+        let drops = if lost_any(&now.ringbuf_full, &self.last.ringbuf_full)
+            || lost_any(&now.pending_full, &self.last.pending_full)
+        {
+            Some(drops())
+        } else {
+            None
+        };
+        let drops = drops.as_deref();
         let mut gaps = Vec::new();
         let reasons: [(GapReason, &[u64], &[u64]); 2] = [
             (
@@ -101,13 +112,16 @@ impl LossTracker {
             }
             if lost > 0 {
                 let mut g = gap(lost, reason, by_action, self.since, at);
-                g.by_process = self.top(drops, reason);
+                g.by_process = self.top(drops.unwrap_or_default(), reason);
                 gaps.push(g);
             }
         }
         self.last = now;
         self.since = at;
-        self.last_drops = drops.iter().copied().collect();
+        // Unread, the kernel's per-process counts have not changed since the last read.
+        if let Some(drops) = drops {
+            self.last_drops = drops.iter().copied().collect();
+        }
         gaps
     }
 }
@@ -163,12 +177,15 @@ mod tests {
     #[test]
     fn losses_become_one_gap_per_reason_with_per_action_counts() {
         let mut t = LossTracker::new(Counters::default(), from_nanos(0));
-        assert!(t.check(Counters::default(), &[], from_nanos(1)).is_empty());
+        assert!(
+            t.check(Counters::default(), Vec::new, from_nanos(1))
+                .is_empty()
+        );
         let mut c = Counters::default();
         c.ringbuf_full[EventKind::Open as usize] = 5;
         c.ringbuf_full[EventKind::Exec as usize] = 2;
         c.pending_full[EventKind::Connect as usize] = 1;
-        let gaps = t.check(c, &[], from_nanos(2_000_000_000));
+        let gaps = t.check(c, Vec::new, from_nanos(2_000_000_000));
         assert_eq!(gaps.len(), 2);
         assert_eq!(gaps[0].reason, GapReason::RingbufFull);
         assert_eq!(gaps[0].lost, 7);
@@ -179,7 +196,7 @@ mod tests {
         assert_eq!(gaps[1].by_action["network.connect"], 1);
         // Only the increase is reported next time.
         c.ringbuf_full[EventKind::Open as usize] = 6;
-        let gaps = t.check(c, &[], from_nanos(3_000_000_000));
+        let gaps = t.check(c, Vec::new, from_nanos(3_000_000_000));
         assert_eq!(gaps.len(), 1);
         assert_eq!(gaps[0].lost, 1);
     }
@@ -224,14 +241,27 @@ mod tests {
         let mut t = LossTracker::new(Counters::default(), from_nanos(0));
         let mut c = Counters::default();
         c.ringbuf_full[EventKind::Open as usize] = 100;
-        let gaps = t.check(c, &drops(90, 10), from_nanos(1));
+        let gaps = t.check(c, || drops(90, 10), from_nanos(1));
         assert_eq!(gaps[0].by_process, [(7, 90), (9, 10)]);
         c.ringbuf_full[EventKind::Open as usize] = 105;
-        let gaps = t.check(c, &drops(90, 15), from_nanos(2));
+        let gaps = t.check(c, || drops(90, 15), from_nanos(2));
         assert_eq!(
             gaps[0].by_process,
             [(9, 5)],
             "only what was lost since the last gap"
+        );
+        let gaps = t.check(
+            c,
+            || unreachable!("no loss: per-process counts not read"),
+            from_nanos(3),
+        );
+        assert!(gaps.is_empty());
+        c.ringbuf_full[EventKind::Open as usize] = 108;
+        let gaps = t.check(c, || drops(93, 15), from_nanos(4));
+        assert_eq!(
+            gaps[0].by_process,
+            [(7, 3)],
+            "against the counts read at the last loss"
         );
     }
 }

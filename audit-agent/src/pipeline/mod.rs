@@ -412,8 +412,9 @@ impl<S: Source> Pipeline<S> {
         for o in &mut self.observers {
             o.kernel(&counters);
         }
-        let drops = self.source.drops_by_process();
-        for g in self.loss.check(counters, &drops, time::now()) {
+        let source = &self.source;
+        let drops = || source.drops_by_process();
+        for g in self.loss.check(counters, drops, time::now()) {
             tracing::warn!(lost = g.lost, reason = %g.reason, "records lost; gap record written");
             self.emit_gap_now(g)?;
         }
