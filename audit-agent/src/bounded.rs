@@ -1,6 +1,8 @@
 //! A map with a bound and a memory of what is used: [`Generations`]. Caches that grow with what
 //! the host does (process images, cgroups) use it, so the daemon's memory does not grow with the
-//! host's history.
+//! host's history. A map whose keys can tell when nothing can look them up any more (an `Arc`
+//! only the map holds) also sweeps those out ([`Generations::sweeping`]), so it holds what is
+//! live rather than what was recent.
 
 use std::{borrow::Borrow, hash::Hash};
 
@@ -16,7 +18,15 @@ pub(crate) struct Generations<K, V> {
     previous: FastMap<K, V>,
     per_generation: usize,
     stat: TableStat,
+    /// Whether a key can still be looked up (see [`Generations::sweeping`]).
+    live: Option<fn(&K) -> bool>,
+    /// Entries at which the next sweep runs: twice what the last one kept, so a sweep's cost is
+    /// paid for by the insertions since the last one.
+    sweep_at: usize,
 }
+
+/// Entries before the first sweep (or the generation size, if smaller).
+const FIRST_SWEEP: usize = 4096;
 
 impl<K: Hash + Eq, V> Generations<K, V> {
     pub(crate) fn new(per_generation: usize, stat: TableStat) -> Self {
@@ -25,7 +35,21 @@ impl<K: Hash + Eq, V> Generations<K, V> {
             previous: FastMap::default(),
             per_generation: per_generation.max(1),
             stat,
+            live: None,
+            sweep_at: usize::MAX,
         }
+    }
+
+    /// Drops entries whose key `live` says nothing can look up any more, before a generation
+    /// turns over (which then only happens when more than a generation's worth are live).
+    pub(crate) fn sweeping(mut self, live: fn(&K) -> bool) -> Self {
+        self.live = Some(live);
+        self.sweep_at = self.first_sweep();
+        self
+    }
+
+    fn first_sweep(&self) -> usize {
+        FIRST_SWEEP.min(self.per_generation)
     }
 
     /// The value of `k`, kept for two more generations.
@@ -76,6 +100,11 @@ impl<K: Hash + Eq, V> Generations<K, V> {
     /// Before adding to a full current generation: the previous one is forgotten (its memory
     /// returned, not kept as capacity), the current one takes its place.
     fn make_room(&mut self) {
+        if let Some(live) = self.live
+            && self.len() >= self.sweep_at
+        {
+            self.sweep(live);
+        }
         if self.current.len() < self.per_generation {
             return;
         }
@@ -83,6 +112,16 @@ impl<K: Hash + Eq, V> Generations<K, V> {
         self.previous = std::mem::take(&mut self.current);
         self.current = FastMap::default();
         self.stat.set_entries(self.len());
+    }
+
+    /// Drops the entries nothing can look up any more (counted as evictions).
+    fn sweep(&mut self, live: fn(&K) -> bool) {
+        let before = self.len();
+        self.current.retain(|k, _| live(k));
+        self.previous.retain(|k, _| live(k));
+        self.stat.evicted(before - self.len());
+        self.stat.set_entries(self.len());
+        self.sweep_at = (2 * self.len()).max(self.first_sweep());
     }
 }
 
@@ -109,5 +148,48 @@ mod tests {
         assert!(g.len() <= 4, "never more than two generations");
         g.clear();
         assert_eq!(g.len(), 0);
+    }
+
+    /// A key is live while someone besides the map holds it.
+    fn held_elsewhere(k: &std::sync::Arc<str>) -> bool {
+        std::sync::Arc::strong_count(k) > 1
+    }
+
+    #[test]
+    fn a_sweeping_map_keeps_what_is_held_elsewhere_however_much_comes_and_goes() {
+        let stat = TableStat::named("test-sweeping");
+        let before = stat.evictions();
+        let mut g = Generations::new(8, stat.clone()).sweeping(held_elsewhere);
+        let silent: std::sync::Arc<str> = "held, never looked up".into();
+        g.insert(std::sync::Arc::clone(&silent), 0);
+        for i in 1..1000 {
+            let passing: std::sync::Arc<str> = format!("gone once inserted {i}").into();
+            g.insert(passing, i);
+        }
+        assert_eq!(g.peek(&silent), Some(&0), "live: never turned over");
+        assert!(
+            g.len() <= 8,
+            "what nothing holds is swept: {} entries",
+            g.len()
+        );
+        assert!(stat.evictions() - before >= 990);
+        drop(silent);
+        for i in 0..16 {
+            g.insert(format!("more {i}").into(), i);
+        }
+        assert_eq!(g.peek("held, never looked up"), None, "swept once let go");
+    }
+
+    #[test]
+    fn a_sweeping_map_turns_over_when_more_than_a_generation_is_live() {
+        let mut g =
+            Generations::new(4, TableStat::named("test-sweeping-full")).sweeping(held_elsewhere);
+        let held: Vec<std::sync::Arc<str>> = (0..12).map(|i| format!("k{i}").into()).collect();
+        for (i, k) in held.iter().enumerate() {
+            g.insert(std::sync::Arc::clone(k), i);
+        }
+        assert!(g.len() <= 8, "still bounded by two generations");
+        assert_eq!(g.peek(&held[11]), Some(&11));
+        assert_eq!(g.peek(&held[0]), None, "the oldest generation went");
     }
 }

@@ -27,12 +27,15 @@ use crate::{
     versioned::Versioned,
 };
 
-/// Exec ids remembered for lineage per generation (`Generations`: at most twice this many; an
-/// image whose records, or whose descendants' records, keep coming stays). Beyond it, attribution
-/// of long-silent ancestors is lost, never wrong. About 230 bytes each (the exec id's own
-/// allocation and the map's bucket, at hashbrown's load): measured with 1,000 agents exec'ing
-/// 100 times a second, the table grew to 2 × 32,768 entries in 320 s and the daemon's RSS by
-/// 15 MiB with it, then stayed flat as generations turned over.
+/// Exec ids remembered for lineage per generation (`Generations`: at most twice this many).
+/// An exec id nothing else holds any more — no image in the process table, no ancestry of one,
+/// no record in flight — can never be looked up again, and is swept out: the table holds the
+/// images of live processes and their ancestors, not the host's recent history, so short-lived
+/// processes neither grow it nor push a silent ancestor out (before sweeping, 1,000 agents
+/// exec'ing 100 times a second filled it to 2 × 32,768 entries in 650 s, +15 MiB of RSS, and any
+/// process could flush its ancestors' attribution by forking enough children). Only with more
+/// live images than a generation holds do generations turn over: then attribution of
+/// long-silent ancestors is lost, never wrong.
 const LINEAGE_GENERATION: usize = 32_768;
 /// Cgroup paths whose matching agent is remembered per generation (`CgroupMatches`).
 const CGROUP_MATCHES_GENERATION: usize = 8_192;
@@ -282,6 +285,11 @@ pub(crate) struct IdentityStage {
     unattributed: Arc<AgentIdentity>,
 }
 
+/// Whether an exec id is held besides the lineage table (see [`LINEAGE_GENERATION`]).
+fn held_elsewhere(exec_id: &Arc<str>) -> bool {
+    Arc::strong_count(exec_id) > 1
+}
+
 /// The first agent whose cgroup globs match a cgroup path, remembered per path for one registry
 /// (a reload's registry starts afresh): a record costs one lookup, not one glob match per agent.
 struct CgroupMatches {
@@ -315,7 +323,8 @@ impl IdentityStage {
             pods: HashMap::new(),
             labelled_stat: TableStat::named("labelled_agents"),
             pods_stat: TableStat::named("pod_identities"),
-            lineage: Generations::new(LINEAGE_GENERATION, TableStat::named("lineage")),
+            lineage: Generations::new(LINEAGE_GENERATION, TableStat::named("lineage"))
+                .sweeping(held_elsewhere),
             by_cgroup: CgroupMatches {
                 generation: None,
                 agents: Generations::new(
