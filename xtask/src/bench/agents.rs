@@ -94,16 +94,21 @@ fn config(n: usize, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(cfg)
 }
 
-fn vm_rss_kb(pid: u32) -> Option<u64> {
+/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `RssAnon`, ...).
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches(" kB")
         .trim()
         .parse()
         .ok()
+}
+
+fn vm_rss_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS")
 }
 
 /// Records objects (native, `*.ndjson.gz` under `v1/`) in a directory store.
@@ -126,7 +131,7 @@ fn objects_in(store: &Path) -> u64 {
     walk(&store.join("v1"))
 }
 
-/// The daemon's RSS once a second while the load generator runs, and the generator's output.
+/// The daemon's RSS (and its anonymous part) once a second while the load generator runs, and the generator's output.
 fn sample_rss_until_done(
     pid: u32,
     generator: std::process::Child,
@@ -138,10 +143,11 @@ fn sample_rss_until_done(
         let h = s.spawn(|| generator.wait_with_output());
         while !h.is_finished() {
             if Instant::now() >= next {
-                if let Some(kb) = vm_rss_kb(pid) {
+                if let (Some(kb), Some(anon)) = (vm_rss_kb(pid), status_kb(pid, "RssAnon")) {
                     rss.push(RssSample {
                         t_s: started.elapsed().as_secs_f64(),
                         rss_mib: kb as f64 / 1024.0,
+                        anon_mib: anon as f64 / 1024.0,
                     });
                 }
                 next += Duration::from_secs(1);
