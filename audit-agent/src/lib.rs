@@ -55,7 +55,7 @@ use crate::cli::{Cli, Command};
 /// The soft limit on open files up to the hard one (1024 by default under systemd, far below
 /// what the kernel allows): the spool keeps a file open per agent's open segment, within half of
 /// what the limit leaves (`export::partitions`).
-fn raise_open_files_limit() {
+pub(crate) fn raise_open_files_limit() {
     // SAFETY: getrlimit/setrlimit on this process, with a struct read from the kernel.
     unsafe {
         let mut r: libc::rlimit = std::mem::zeroed();
