@@ -24,6 +24,7 @@
 use std::{
     fs::{self, File},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Instant,
 };
 
@@ -34,7 +35,7 @@ use super::{
 use crate::trail::{layout::Partition, manifest::SegmentMeta};
 use crate::{
     FastMap,
-    event::{Event, Timestamp},
+    event::{AgentIdentity, Event, Timestamp},
 };
 
 /// The most records (uncompressed) a journal holds: a closed journal is read whole into memory
@@ -132,6 +133,16 @@ pub(crate) struct Journal {
     index: JournalIndex,
     /// Partitions in `index` by agent: (UTC hour as seconds / 3600, partition number).
     by_agent: FastMap<String, Vec<(i64, u32)>>,
+    /// The same by the address of the identity a record carries (the `Arc` kept, so the
+    /// address is not reused while here): the usual lookup, without hashing or comparing the
+    /// agent's id, whose bytes are one more cache miss per record with a thousand agents.
+    by_identity: FastMap<usize, (Arc<AgentIdentity>, i64, u32)>,
+}
+
+/// The identity `e` carries, if any, and its address.
+fn identity(e: &Event) -> Option<(&Arc<AgentIdentity>, usize)> {
+    let a = e.activity()?.agent.as_ref()?;
+    Some((a, Arc::as_ptr(a) as usize))
 }
 
 impl Journal {
@@ -159,6 +170,7 @@ impl Journal {
                 ..JournalIndex::default()
             },
             by_agent: FastMap::default(),
+            by_identity: FastMap::default(),
         })
     }
 
@@ -185,13 +197,30 @@ impl Journal {
 
     /// The number of `e`'s partition in the index, if it has one: a lookup by agent id and hour,
     /// without building the partition's strings.
-    fn known(&self, e: &Event) -> Option<u32> {
+    fn known(&mut self, e: &Event) -> Option<u32> {
         let hour = e.time.as_second().div_euclid(3600);
-        self.by_agent
+        let identity = identity(e);
+        if let Some((_, at)) = identity
+            && let Some((_, h, p)) = self.by_identity.get(&at)
+            && *h == hour
+        {
+            return Some(*p);
+        }
+        let p = self
+            .by_agent
             .get(Partition::agent_of(e))?
             .iter()
             .find(|(h, _)| *h == hour)
-            .map(|(_, p)| *p)
+            .map(|(_, p)| *p)?;
+        self.remember_identity(e, p);
+        Some(p)
+    }
+
+    fn remember_identity(&mut self, e: &Event, p: u32) {
+        if let Some((a, at)) = identity(e) {
+            let hour = e.time.as_second().div_euclid(3600);
+            self.by_identity.insert(at, (Arc::clone(a), hour, p));
+        }
     }
 
     /// Adds `e`'s partition to the index; returns its number.
@@ -206,6 +235,7 @@ impl Journal {
             .entry(Partition::agent_of(e).to_string())
             .or_default()
             .push((e.time.as_second().div_euclid(3600), n));
+        self.remember_identity(e, n);
         n
     }
 

@@ -797,6 +797,36 @@ mod tests {
     }
 
     #[test]
+    fn one_identity_s_records_either_side_of_an_hour_go_to_two_partitions() {
+        let dirs = scratch("hour");
+        let stats = Arc::new(ExportStats::new());
+        let (mut w, closed) = writer(&dirs, &stats, 8 << 20);
+        let mut parts = Partitions::new(dirs.clone(), limits(8 << 20, 10.0), stats.clone());
+        // One `Arc` of the identity for every record, as the identity stage hands them out.
+        let first = record(1, 1);
+        let hour_ms = 3_600_000;
+        for seq in [1, hour_ms - 1, hour_ms, hour_ms + 1, 2] {
+            let mut e = first.clone();
+            e.seq = seq;
+            e.time = from_nanos(1_795_719_600_000_000_000 + i128::from(seq) * 1_000_000);
+            w.write(&e).unwrap();
+        }
+        close_and_cut(&mut w, &closed, &mut parts);
+        parts.close_due(true).unwrap();
+        let mut hours: Vec<(jiff::Timestamp, u64)> = parts
+            .take_closed()
+            .into_iter()
+            .map(|(path, meta)| {
+                let name = SegmentName::parse(&path.file_name().unwrap().to_string_lossy());
+                (name.unwrap().partition.hour, meta.records)
+            })
+            .collect();
+        hours.sort();
+        assert_eq!(hours.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [3, 2]);
+        let _ = fs::remove_dir_all(&dirs.root);
+    }
+
+    #[test]
     fn a_segment_never_exceeds_segment_max_bytes() {
         let dirs = scratch("max");
         let stats = Arc::new(ExportStats::new());
@@ -906,7 +936,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dirs.root);
     }
 
-    /// Not a check: what cutting costs per record, journals of 1,000 agents' records interleaved
+    /// Not a check: what writing and cutting cost per record, 1,000 agents' records interleaved
     /// (`cargo test --release -p audit-agent --lib cutting_cost -- --ignored --nocapture`).
     #[test]
     #[ignore]
@@ -922,16 +952,23 @@ mod tests {
             10,
         );
         let (mut seq, mut timed) = (0, 0);
-        let mut spent = Duration::ZERO;
+        let (mut spent, mut writing) = (Duration::ZERO, Duration::ZERO);
+        let events: Vec<Event> = (0..agents).map(|a| record(a, 0)).collect();
         // The first journal is compressed (the writer had seen one partition at most): not timed.
         for n in 0..=journals {
+            let t = Instant::now();
             for _ in 0..per_journal {
-                for a in 0..agents {
+                for e in &events {
                     seq += 1;
-                    w.write(&record(a, seq)).unwrap();
+                    let mut e = e.clone();
+                    e.seq = seq;
+                    w.write(&e).unwrap();
                 }
             }
             w.flush().unwrap();
+            if n > 0 {
+                writing += t.elapsed();
+            }
             w.close().unwrap();
             for j in closed.lock().unwrap().drain(..) {
                 parts.journal_closed(j);
@@ -944,7 +981,8 @@ mod tests {
             }
         }
         eprintln!(
-            "cut: {:.3} us per record ({timed} records)",
+            "write: {:.3} us per record, cut: {:.3} us per record ({timed} records)",
+            writing.as_secs_f64() * 1e6 / timed as f64,
             spent.as_secs_f64() * 1e6 / timed as f64
         );
         let _ = fs::remove_dir_all(&dirs.root);
