@@ -217,9 +217,11 @@ fn run(env: &Env, n: usize, rate: u64, secs: f64) -> anyhow::Result<AgentRun> {
         });
     }
     let started = Instant::now();
+    let wall_start = std::time::SystemTime::now();
     let generator = load.spawn().context("loadgen agents")?;
     let (out, rss) = sample_rss_until_done(pid, generator, started)?;
     let window = started.elapsed().as_secs_f64();
+    let hour_crossed_at_s = next_hour_within(wall_start, window);
     let t1 = proc_ticks(pid);
     let objects1 = objects_in(&store);
     let peak_rss_mib = super::vm_hwm_kb(pid) as f64 / 1024.0;
@@ -254,5 +256,17 @@ fn run(env: &Env, n: usize, rate: u64, secs: f64) -> anyhow::Result<AgentRun> {
         verify_ok: verify.status.success(),
         verify: verify_text.lines().last().unwrap_or_default().to_string(),
         latency_p99_ms: stopped["latency_p99_us"].as_f64().unwrap_or(0.0) / 1000.0,
+        hour_crossed_at_s,
     })
+}
+
+/// Seconds from `start` to the next UTC hour, if it comes within `window` seconds: there every
+/// agent starts a new partition while the last hour's segments are closed at their rate.
+fn next_hour_within(start: std::time::SystemTime, window: f64) -> Option<f64> {
+    let since_epoch = start
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    let to_next = 3600.0 - since_epoch.rem_euclid(3600.0);
+    (to_next <= window).then_some(to_next)
 }

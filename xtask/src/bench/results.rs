@@ -221,6 +221,9 @@ pub(super) struct AgentRun {
     pub(super) verify_ok: bool,
     pub(super) verify: String,
     pub(super) latency_p99_ms: f64,
+    /// When the load crossed a UTC hour (seconds into it), if it did.
+    #[serde(default)]
+    pub(super) hour_crossed_at_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
@@ -1007,6 +1010,14 @@ pub(super) fn render_agents(s: &mut String, a: &Agents) {
             long.agents,
             points.join(", ")
         );
+        if let Some(at) = long.hour_crossed_at_s {
+            let _ = writeln!(
+                s,
+                "\nThe load crossed a UTC hour {at:.0} s in: from there every agent writes to a new partition \
+                 while the last hour's segments are closed at `segments_per_s`, which holds more memory for \
+                 a while."
+            );
+        }
     }
 }
 
@@ -1225,6 +1236,7 @@ mod tests {
             verify_ok: true,
             verify: "verify: OK".into(),
             latency_p99_ms: 12.0,
+            hour_crossed_at_s: (agents > 1).then_some(42.0),
         }
     }
 
@@ -1254,6 +1266,7 @@ mod tests {
             "| Daemon RSS | ≤ 128 MiB and flat | 110.0 MiB at most, +0.0 MiB over the second half (anonymous memory +0.0) | met |",
             "| CPU per record | ≤ 2× one agent at the same rate (3.00 µs) | 4.50 µs (1.50×) | met |",
             "| 1000 | 100 | 20500 | 2050000 | 0 | 4.50 | 9 | 1.50 | 40.0 / 110.0 | +0.0 | 12.0 | OK |",
+            "The load crossed a UTC hour 42 s in",
         ] {
             assert!(md.contains(line), "missing `{line}` in:\n{md}");
         }
