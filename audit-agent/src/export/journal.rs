@@ -180,7 +180,9 @@ impl Journal {
     /// segment may): then returns `false`, and the journal is to be closed first.
     pub(crate) fn push(&mut self, e: &Event, line: &[u8], segment_max_bytes: u64) -> bool {
         let len = line.len() as u64;
-        let known = self.known(e);
+        // The UTC hour as seconds / 3600: a partition is an agent's hour.
+        let hour = e.time.as_second().div_euclid(3600);
+        let known = self.known(e, hour);
         let of_partition = known.map_or(0, |p| self.index.partitions[p as usize].bytes);
         if self.bytes > 0
             && (self.bytes + len > MAX_BYTES
@@ -188,7 +190,7 @@ impl Journal {
         {
             return false;
         }
-        let p = known.unwrap_or_else(|| self.add_partition(e));
+        let p = known.unwrap_or_else(|| self.add_partition(e, hour));
         self.index.add(p, e.seq, e.time, len);
         self.out.push(line);
         self.bytes += len;
@@ -197,8 +199,7 @@ impl Journal {
 
     /// The number of `e`'s partition in the index, if it has one: a lookup by agent id and hour,
     /// without building the partition's strings.
-    fn known(&mut self, e: &Event) -> Option<u32> {
-        let hour = e.time.as_second().div_euclid(3600);
+    fn known(&mut self, e: &Event, hour: i64) -> Option<u32> {
         let identity = identity(e);
         if let Some((_, at)) = identity
             && let Some((_, h, p)) = self.by_identity.get(&at)
@@ -212,19 +213,18 @@ impl Journal {
             .iter()
             .find(|(h, _)| *h == hour)
             .map(|(_, p)| *p)?;
-        self.remember_identity(e, p);
+        self.remember_identity(e, hour, p);
         Some(p)
     }
 
-    fn remember_identity(&mut self, e: &Event, p: u32) {
+    fn remember_identity(&mut self, e: &Event, hour: i64, p: u32) {
         if let Some((a, at)) = identity(e) {
-            let hour = e.time.as_second().div_euclid(3600);
             self.by_identity.insert(at, (Arc::clone(a), hour, p));
         }
     }
 
     /// Adds `e`'s partition to the index; returns its number.
-    fn add_partition(&mut self, e: &Event) -> u32 {
+    fn add_partition(&mut self, e: &Event, hour: i64) -> u32 {
         let n = self.index.partitions.len() as u32;
         self.index.partitions.push(IndexedPartition {
             partition: Partition::of(e),
@@ -234,8 +234,8 @@ impl Journal {
         self.by_agent
             .entry(Partition::agent_of(e).to_string())
             .or_default()
-            .push((e.time.as_second().div_euclid(3600), n));
-        self.remember_identity(e, n);
+            .push((hour, n));
+        self.remember_identity(e, hour, n);
         n
     }
 
