@@ -510,7 +510,7 @@ impl Capture {
     }
 
     /// Brings `PROTECTED_FILES` up to the newest published identities.
-    fn sync_protected(&mut self) {
+    pub(crate) fn sync_protected(&mut self) {
         let Some(keys) = self.protected.0.as_ref().and_then(Published::take) else {
             return;
         };

@@ -99,7 +99,8 @@ impl<S: Source> PipelineBuilder<S> {
         self
     }
 
-    pub(crate) fn build(self) -> anyhow::Result<Pipeline<S>> {
+    pub(crate) fn build(mut self) -> anyhow::Result<Pipeline<S>> {
+        self.source.stages_built();
         let initial = self.source.counters()?;
         Ok(Pipeline {
             loss: LossTracker::new(initial, time::now()),

@@ -32,6 +32,12 @@ pub(crate) trait Source: Send {
         Vec::new()
     }
 
+    /// The stages are built (before the daemon says it is ready): what they published for the
+    /// kernel when they were made — the protected files that get the ring buffer's reserve —
+    /// is taken up now, not at the first read, which a flood right after the start could
+    /// outrun.
+    fn stages_built(&mut self) {}
+
     /// Stops reporting new syscalls; those in flight still complete and are emitted.
     fn pause(&mut self) -> anyhow::Result<()>;
 
@@ -63,6 +69,10 @@ impl Source for Capture {
 
     fn drops_by_process(&self) -> Vec<(u32, ProcessDrops)> {
         Capture::drops_by_process(self)
+    }
+
+    fn stages_built(&mut self) {
+        Capture::sync_protected(self);
     }
 
     fn pause(&mut self) -> anyhow::Result<()> {
