@@ -45,6 +45,15 @@ use crate::{
     trail::record,
 };
 
+/// The longest a journal stays open. Each agent's records in a journal become one chunk of its
+/// segment, and a chunk has fixed costs (a compressor reset, Huffman trees, a file write), so
+/// with many quiet agents the cut costs less per record the longer a journal runs: 1,000 agents
+/// at 20 records/s each, measured per thread over 60 s, cost the sealer 1.46 µs a record with
+/// 1 s journals, 1.15 with 2 s and 1.07 with 4 s (the size limit, 32 MiB, closes them at ~3 s
+/// there), and the pipeline thread 3.80 → 3.52 (fewer journals to open and index). A journal is
+/// mapped while it is cut, so [`journal::MAX_BYTES`], not the age, bounds that memory.
+const JOURNAL_MAX_AGE: Duration = Duration::from_secs(4);
+
 /// Limits of the spool.
 #[derive(Debug, Clone)]
 pub(crate) struct SpoolLimits {
@@ -58,10 +67,11 @@ pub(crate) struct SpoolLimits {
 
 impl SpoolLimits {
     /// A journal is closed at [`journal::MAX_BYTES`], before one partition's records in it
-    /// exceed `segment_max_bytes`, or at this age: records reach their partition's segment this long after they are
-    /// acknowledged at most (a second, or half `segment_max_age` when that is shorter).
+    /// exceed `segment_max_bytes`, or at this age: records reach their partition's segment this
+    /// long after they are acknowledged at most ([`JOURNAL_MAX_AGE`], or half `segment_max_age`
+    /// when that is shorter).
     fn journal_max_age(&self) -> Duration {
-        (self.segment_max_age / 2).min(Duration::from_secs(1))
+        (self.segment_max_age / 2).min(JOURNAL_MAX_AGE)
     }
 }
 
