@@ -77,14 +77,6 @@ impl Agent {
     fn id(&self) -> &str {
         &self.id
     }
-
-    fn matched(&self, by: MatchedBy) -> Arc<AgentIdentity> {
-        let i = MatchedBy::ALL
-            .iter()
-            .position(|m| *m == by)
-            .expect("every way of matching is in ALL");
-        Arc::clone(&self.by[i])
-    }
 }
 
 /// Pods an agent covers: every non-empty part must match.
@@ -117,6 +109,10 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// as with one.
 pub(crate) struct Registry {
     agents: Vec<Agent>,
+    /// Every agent's identities (`Agent::by`), agent after agent in one dense table: attributing
+    /// a record reads one pointer of it, which stays in cache with a thousand agents (reaching it
+    /// through each agent's own `Vec` cost two cache misses a record more).
+    identities: Vec<Arc<AgentIdentity>>,
     by_id: crate::FastMap<Arc<str>, usize>,
     /// The first agent (in config order) of each uid.
     by_uid: crate::FastMap<u32, usize>,
@@ -182,8 +178,10 @@ impl Registry {
                 by_uid.entry(*u).or_insert(i);
             }
         }
+        let identities = agents.iter().flat_map(|a| a.by.iter().cloned()).collect();
         Self {
             agents,
+            identities,
             by_id,
             by_uid,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -228,18 +226,18 @@ impl Registry {
         by_cgroup: Option<usize>,
         s: &Subject,
         pod: Option<&PodInfo>,
-    ) -> Option<(&Agent, MatchedBy)> {
+    ) -> Option<(usize, MatchedBy)> {
         if let Some(i) = by_cgroup {
-            return Some((&self.agents[i], MatchedBy::Cgroup));
+            return Some((i, MatchedBy::Cgroup));
         }
         if let Some(i) = self.by_uid.get(&s.uid) {
-            return Some((&self.agents[*i], MatchedBy::Uid));
+            return Some((*i, MatchedBy::Uid));
         }
         let pod = pod?;
         self.agents
             .iter()
-            .find(|a| a.k8s.matches(pod))
-            .map(|a| (a, MatchedBy::K8s))
+            .position(|a| a.k8s.matches(pod))
+            .map(|i| (i, MatchedBy::K8s))
     }
 
     /// Whether any agent selects this pod (so its cgroups must be watched).
@@ -252,8 +250,39 @@ impl Registry {
         self.agents.iter().any(|a| !a.k8s.is_empty())
     }
 
-    fn by_id(&self, id: &str) -> Option<&Agent> {
-        self.by_id.get(id).map(|i| &self.agents[*i])
+    /// The index of the agent with this id.
+    fn by_id(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Agent `i`'s identity as matched `by`.
+    fn identity(&self, i: usize, by: MatchedBy) -> Arc<AgentIdentity> {
+        let way = MatchedBy::ALL
+            .iter()
+            .position(|m| *m == by)
+            .expect("every way of matching is in ALL");
+        Arc::clone(&self.identities[i * MatchedBy::ALL.len() + way])
+    }
+
+    /// Whether agents `a` and `b` are one (two entries of one id are one agent).
+    fn same_agent(&self, a: usize, b: usize) -> bool {
+        a == b || self.agents[a].id == self.agents[b].id
+    }
+
+    /// Agent `i` as lineage keeps it.
+    fn attributed(&self, i: usize) -> Attributed {
+        Attributed {
+            id: Arc::clone(&self.agents[i].id),
+            at: Some((self.generation, i)),
+        }
+    }
+
+    /// The index of the agent an image was attributed to, if it is (still) configured.
+    fn agent_of(&self, a: &Attributed) -> Option<usize> {
+        match a.at {
+            Some((generation, i)) if generation == self.generation => Some(i),
+            _ => self.by_id(&a.id),
+        }
     }
 }
 
@@ -276,13 +305,22 @@ pub(crate) struct IdentityStage {
     pods: HashMap<(String, Option<String>), (u64, Arc<K8sPod>)>,
     labelled_stat: TableStat,
     pods_stat: TableStat,
-    /// exec id -> agent id of attributed process images (the agent's own `Arc`: no copy).
-    lineage: Generations<Arc<str>, Arc<str>>,
+    /// exec id -> the agent of attributed process images.
+    lineage: Generations<Arc<str>, Attributed>,
     /// The first agent matching each cgroup path.
     by_cgroup: CgroupMatches,
     /// Matches of this agent id are reported as `trace`.
     trace_id: Option<String>,
     unattributed: Arc<AgentIdentity>,
+}
+
+/// The agent an image was first attributed to, as lineage keeps it.
+struct Attributed {
+    /// Its id (the registry's own `Arc` for a configured agent: no copy).
+    id: Arc<str>,
+    /// Registry generation and index of a configured agent: a lookup in the same registry
+    /// needs no hash lookup of the id.
+    at: Option<(u64, usize)>,
 }
 
 /// Whether an exec id is held besides the lineage table (see [`LINEAGE_GENERATION`]).
@@ -350,11 +388,15 @@ impl IdentityStage {
 
     /// The agent a pod label names: the configured agent with that id, else an identity made
     /// from the label value alone.
-    fn labelled_agent(&mut self, registry: &Registry, pod: &PodInfo) -> Option<Arc<AgentIdentity>> {
+    fn labelled_agent(
+        &mut self,
+        registry: &Registry,
+        pod: &PodInfo,
+    ) -> Option<(Arc<AgentIdentity>, Option<usize>)> {
         let key = self.k8s.as_ref()?.agent_id_label.as_ref()?;
         let id = pod.labels.get(key)?;
-        if let Some(a) = registry.by_id(id) {
-            return Some(a.matched(MatchedBy::K8sLabel));
+        if let Some(i) = registry.by_id(id) {
+            return Some((registry.identity(i, MatchedBy::K8sLabel), Some(i)));
         }
         if self.labelled.len() > MAX_LABELLED {
             self.labelled_stat.evicted(self.labelled.len());
@@ -369,15 +411,7 @@ impl IdentityStage {
         });
         let agent = Arc::clone(agent);
         self.labelled_stat.set_entries(self.labelled.len());
-        Some(agent)
-    }
-
-    /// The id of `agent` as lineage keeps it: the registry's own `Arc` for a configured agent.
-    fn agent_id(registry: &Registry, agent: &AgentIdentity) -> Arc<str> {
-        registry
-            .by_id
-            .get_key_value(agent.id.as_str())
-            .map_or_else(|| Arc::from(agent.id.as_str()), |(id, _)| Arc::clone(id))
+        Some((agent, None))
     }
 
     /// The agent of the process an access record reaches into, when its image is attributed.
@@ -387,32 +421,27 @@ impl IdentityStage {
                 .target_exec_id
                 .as_ref()
                 .and_then(|e| self.lineage.peek(e))
-                .cloned();
+                .map(|a| Arc::clone(&a.id));
         }
     }
 
     /// Remembers the first agent of an image.
-    fn remember(&mut self, registry: &Registry, exec_id: Option<&Arc<str>>, agent: &AgentIdentity) {
+    fn remember(&mut self, exec_id: Option<&Arc<str>>, agent: &impl Fn() -> Attributed) {
         let Some(e) = exec_id else { return };
         if self.lineage.get(e).is_none() {
-            let id = Self::agent_id(registry, agent);
-            self.lineage.insert(Arc::clone(e), id);
+            self.lineage.insert(Arc::clone(e), agent());
         }
     }
 
     /// The identity an image already has: its own first one, else the nearest attributed
     /// ancestor's (`ancestor`: carried over, not matched where the process is now). Agents
     /// removed from the configuration since are skipped.
-    fn sticky<'r>(
-        &mut self,
-        registry: &'r Registry,
-        p: &Process,
-    ) -> Option<(&'r Agent, MatchedBy)> {
+    fn sticky(&mut self, registry: &Registry, p: &Process) -> Option<(usize, MatchedBy)> {
         p.exec_id
             .iter()
             .chain(p.ancestors.iter())
             .chain(p.parent_exec_id.as_ref())
-            .find_map(|e| registry.by_id(self.lineage.get(e)?))
+            .find_map(|e| registry.agent_of(self.lineage.get(e)?))
             .map(|agent| (agent, MatchedBy::Ancestor))
     }
 
@@ -477,23 +506,26 @@ impl Stage for IdentityStage {
         let by_cgroup = self.by_cgroup.agent(&registry, a.subject.cgroup.as_ref());
         let direct = registry.direct(by_cgroup, &a.subject, pod.as_deref());
         let found = match (self.sticky(&registry, &a.process), direct) {
-            (Some(first), Some(now)) if first.0.id() != now.0.id() => Some(first),
+            (Some(first), Some(now)) if !registry.same_agent(first.0, now.0) => Some(first),
             (first, now) => now.or(first),
         };
-        let agent = match found {
-            Some((agent, by)) => {
-                let by = if self.trace_id.as_deref() == Some(agent.id()) {
+        // The agent's index when it is configured.
+        let (agent, index) = match found {
+            Some((i, by)) => {
+                // (The agent's id is read only under `trace`: one cache miss less a record.)
+                let traced = self.trace_id.as_deref();
+                let by = if traced.is_some_and(|t| t == registry.agents[i].id()) {
                     MatchedBy::Trace
                 } else {
                     by
                 };
-                agent.matched(by)
+                (registry.identity(i, by), Some(i))
             }
             None => match pod
                 .as_deref()
                 .and_then(|p| self.labelled_agent(&registry, p))
             {
-                Some(agent) => agent,
+                Some(labelled) => labelled,
                 None => {
                     a.agent = Some(Arc::clone(&self.unattributed));
                     self.target_agent(a);
@@ -501,8 +533,15 @@ impl Stage for IdentityStage {
                 }
             },
         };
-        self.remember(&registry, exec_id.as_ref(), &agent);
-        self.remember(&registry, new_image.as_ref(), &agent);
+        let attributed = || match index {
+            Some(i) => registry.attributed(i),
+            None => Attributed {
+                id: Arc::from(agent.id.as_str()),
+                at: None,
+            },
+        };
+        self.remember(exec_id.as_ref(), &attributed);
+        self.remember(new_image.as_ref(), &attributed);
         a.agent = Some(agent);
         self.target_agent(a);
     }
