@@ -546,3 +546,6 @@ impl Stage for IdentityStage {
         self.target_agent(a);
     }
 }
+
+#[cfg(test)]
+mod tests;
