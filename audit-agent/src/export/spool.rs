@@ -49,8 +49,8 @@ use crate::{
 /// segment, and a chunk has fixed costs (a compressor reset, Huffman trees, a file write), so
 /// with many quiet agents the cut costs less per record the longer a journal runs: 1,000 agents
 /// at 20 records/s each, measured per thread over 60 s, cost the sealer 1.46 µs a record with
-/// 1 s journals, 1.15 with 2 s and 1.07 with 4 s (the size limit, 32 MiB, closes them at ~3 s
-/// there), and the pipeline thread 3.80 → 3.52 (fewer journals to open and index). A journal is
+/// 1 s journals, 1.15 with 2 s and 1.07–1.24 with 4 s (the size limit, 32 MiB, closes them at
+/// ~3 s there), and the pipeline thread 3.80 → 3.52 (fewer journals to open and index). A journal is
 /// mapped while it is cut, so [`journal::MAX_BYTES`], not the age, bounds that memory.
 const JOURNAL_MAX_AGE: Duration = Duration::from_secs(4);
 

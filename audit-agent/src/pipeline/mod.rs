@@ -284,12 +284,14 @@ impl<S: Source> Pipeline<S> {
 
     fn refresh_watch(&mut self) -> anyhow::Result<()> {
         if let Some(set) = self.refresher.as_mut().and_then(WatchRefresher::poll) {
+            // Said once the kernel has it: whoever waits for this line (an operator, a test)
+            // may start a workload in the new cgroups right away.
+            self.source.set_watch(&set)?;
             tracing::info!(
                 subtrees = set.subtrees.len(),
                 exact = set.exact.len(),
                 "cgroup watch set changed; kernel filter updated"
             );
-            self.source.set_watch(&set)?;
         }
         Ok(())
     }
