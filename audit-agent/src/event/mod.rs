@@ -447,6 +447,20 @@ impl KernelFile {
 }
 
 impl Resource {
+    /// `target` and `detail` with nothing cut, unread, or known besides (tests).
+    #[cfg(test)]
+    pub(crate) fn bare(target: Target, detail: Detail) -> Self {
+        Self {
+            target,
+            detail,
+            truncated: vec![],
+            unreadable: vec![],
+            uring: None,
+            ia32: None,
+            destination: None,
+        }
+    }
+
     /// The file or unix socket the action named, if any.
     pub(crate) fn file(&self) -> Option<&FileRef> {
         match &self.target {

@@ -660,19 +660,14 @@ mod tests {
                     owner: None,
                     matched_by: Some(MatchedBy::Cgroup),
                 })),
-                resource: Resource {
-                    target: Target::Process { pid: 1 },
-                    detail: Detail::Signal {
+                resource: Resource::bare(
+                    Target::Process { pid: 1 },
+                    Detail::Signal {
                         sig: 15,
                         delivery: 0,
                         by_kernel: false,
                     },
-                    truncated: vec![],
-                    unreadable: vec![],
-                    uring: None,
-                    ia32: None,
-                    destination: None,
-                },
+                ),
                 outcome: Outcome::Success(0),
                 protected: vec![],
                 protected_by_inode: vec![],

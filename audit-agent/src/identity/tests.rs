@@ -57,20 +57,15 @@ fn open(time: Timestamp, cgroup: &str, exec: &Arc<str>, ancestors: &[&Arc<str>])
                 ..Subject::default()
             },
             agent: None,
-            resource: Resource {
-                target: Target::Process { pid: 1 },
-                detail: Detail::Open {
+            resource: Resource::bare(
+                Target::Process { pid: 1 },
+                Detail::Open {
                     flags: 0,
                     mode: 0,
                     dirfd: None,
                     resolve: 0,
                 },
-                truncated: vec![],
-                unreadable: vec![],
-                uring: None,
-                ia32: None,
-                destination: None,
-            },
+            ),
             outcome: Outcome::Success(0),
             protected: Vec::new(),
             protected_by_inode: Vec::new(),

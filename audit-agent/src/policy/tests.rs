@@ -112,20 +112,15 @@ fn opened(requested: &str, object: KernelFile) -> Target {
 }
 
 fn resource(target: Target) -> Resource {
-    Resource {
+    Resource::bare(
         target,
-        detail: Detail::Open {
+        Detail::Open {
             flags: 0,
             mode: 0,
             dirfd: None,
             resolve: 0,
         },
-        truncated: vec![],
-        unreadable: vec![],
-        uring: None,
-        ia32: None,
-        destination: None,
-    }
+    )
 }
 
 /// Evaluates with no file known by identity.
