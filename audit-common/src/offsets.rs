@@ -3,12 +3,10 @@
 //! fills one [`Offsets`] at load time and sets it as the `OFFSETS` global.
 
 /// Where every `sys_enter_*` record keeps argument 0 (`args[]` of `struct syscall_trace_enter`,
-/// 8 bytes each) and every `sys_exit_*` record its return value (`struct syscall_trace_exit`).
-/// The programs read these with plain context loads, whose offset the verifier takes only as a
-/// constant in the instruction (not from `.rodata`); user space refuses a kernel whose `format`
-/// files say otherwise.
+/// 8 bytes each). The programs read it with plain context loads, whose offset the verifier takes
+/// only as a constant in the instruction (not from `.rodata`); user space refuses a kernel whose
+/// `format` files say otherwise.
 pub const SYS_ENTER_ARG0: u16 = 16;
-pub const SYS_EXIT_RET: u16 = 16;
 
 /// Marks a field the running kernel does not have.
 pub const ABSENT: u16 = u16::MAX;

@@ -5,11 +5,13 @@
 
 use audit_common::event::{AccessBody, EventKind, Syscall};
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 
 use crate::{
-    emit::finish_tp,
+    emit::finish_raw,
     filter::is_watched,
     offsets::{kptr, kread, off, sys_arg},
     pending::{begin, current_tid, fixed, in_flight, set_result},
@@ -42,8 +44,8 @@ pub fn sys_enter_pidfd_getfd(ctx: TracePointContext) -> u32 {
 }
 
 /// The exit of every access call (one program attached to each).
-#[tracepoint]
-pub fn sys_exit_access(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_access(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit(&ctx);
     0
 }
@@ -104,7 +106,7 @@ fn try_enter(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
 }
 
 #[inline(always)]
-fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Access) else {
         return Ok(());
     };
@@ -112,6 +114,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if ev.header.syscall == Syscall::PidfdGetfd as u16 && ev.header.retval >= 0 {
         fd_section(ev, ev.header.retval);
     }
-    finish_tp(ctx, ev);
+    finish_raw(ctx, ev);
     Ok(())
 }

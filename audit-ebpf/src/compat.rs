@@ -2,10 +2,10 @@
 //! `syscall`. The `syscalls:sys_enter_*` tracepoints skip them (ftrace ignores compat calls on
 //! x86-64), so without this a watched process could open, connect or unlink unseen.
 //!
-//! Hook: raw tracepoint `sys_exit` only (every system call of every task passes it, and a raw
-//! hook costs each call a program run — measured ~40 ns here — so there is no `sys_enter` one),
-//! which leaves at once unless the task is in a compat call (`TS_COMPAT` in
-//! `thread_info.status`, one kernel read) and watched. When the call returns: its ia32 number
+//! Hook: the raw `sys_exit` program (`sys_exit.rs`; every system call of every task passes it,
+//! and a raw hook costs each call a program run, so there is no `sys_enter` one) tail-calls
+//! [`compat_exit`] when the task is in a compat call (`TS_COMPAT` in `thread_info.status`, one
+//! kernel read), which leaves unless the task is watched. When the call returns: its ia32 number
 //! and six argument registers as passed (left unchanged by the kernel), the path arguments read
 //! from the process's memory, the result, the file behind a returned fd (opens) and the
 //! directories relative paths were resolved from. The cgroup `connect4/6` and `sendmsg4/6`
@@ -57,15 +57,15 @@ fn layout(nr: u32) -> (i8, i8, i8, i8, bool) {
     }
 }
 
-/// Raw `sys_exit`: `(struct pt_regs *regs, long ret)`. The only raw hook on every system call:
-/// an entry program would double what every call of every process pays for the rare compat call.
+/// The return of a 32-bit call: `(struct pt_regs *regs, long ret)`, tail-called from
+/// `sys_exit.rs` (never attached).
 #[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn compat_sys_exit(ctx: RawTracePointContext) -> i32 {
+pub fn compat_exit(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit(&ctx);
     0
 }
 
-/// The current task is in a 32-bit system call. This runs on every system call of the machine,
+/// The current task is in a 32-bit system call. This is tested on every system call of the machine,
 /// so it reads `thread_info.status` through the BTF-typed task pointer (a plain load, see
 /// [`vfs::task_btf`]) instead of a `bpf_probe_read_kernel` helper call. `TS_COMPAT` stays set
 /// until the return to user space, after the `sys_exit` tracepoint.
@@ -130,9 +130,6 @@ fn arg(args: &[u64; 6], i: i8) -> Option<u64> {
 
 #[inline(always)]
 fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
-    if !in_compat_call() {
-        return Ok(());
-    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let ev = match in_flight(current_tid(), EventKind::Compat) {
         Some(ev) => ev,

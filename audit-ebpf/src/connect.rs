@@ -14,12 +14,12 @@ use audit_common::event::{
 use aya_ebpf::{
     bindings::bpf_sock_addr,
     helpers::{bpf_get_current_pid_tgid, generated},
-    macros::{cgroup_sock_addr, tracepoint},
-    programs::{SockAddrContext, TracePointContext},
+    macros::{cgroup_sock_addr, raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, SockAddrContext, TracePointContext},
 };
 
 use crate::{
-    emit::finish_tp,
+    emit::finish_raw,
     filter::is_watched,
     helpers::{atomic_add, count, zero},
     maps::{AGENT, CONNECTING, CONNECTING_COUNT},
@@ -40,8 +40,8 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "syscalls", name = "sys_exit_connect")]
-pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_connect(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit_connect(&ctx);
     0
 }
@@ -256,7 +256,7 @@ fn unix_peer(ev: &mut audit_common::event::PendingEvent, sk: *const u8) -> Resul
 }
 
 #[inline(always)]
-fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Connect) else {
         return Ok(());
     };
@@ -288,6 +288,6 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
             base_section(ev, -100, false);
         }
     }
-    finish_tp(ctx, ev);
+    finish_raw(ctx, ev);
     Ok(())
 }

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{emit, emit_raw, emit_tp, exe_facts},
+    emit::{emit, emit_raw, exe_facts},
     filter::is_watched,
     helpers::{count, read_kernel_str},
     maps::{EXE_SEEN, SeenExe},
@@ -51,8 +51,8 @@ pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
 
 /// `sys_exit_execve` and `sys_exit_execveat`: one program attached to both (exits read
 /// everything from the slot, so one program serves a family and is verified once).
-#[tracepoint]
-pub fn sys_exit_execs(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_execs(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit_exec(&ctx);
     0
 }
@@ -151,7 +151,7 @@ fn try_enter_exec(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
 }
 
 #[inline(always)]
-fn try_exit_exec(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     // Success was already reported by sched_process_exec (the slot is idle then).
     let Some(ev) = in_flight(current_tid(), EventKind::Exec) else {
         return Ok(());
@@ -167,7 +167,7 @@ fn try_exit_exec(ctx: &TracePointContext) -> Result<(), i64> {
     }
     base_section(ev, dirfd, false);
     // A first record: the caller's image goes on with the files it holds.
-    emit_tp(ctx, ev);
+    emit_raw(ctx, ev);
     Ok(())
 }
 

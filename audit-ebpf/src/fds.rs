@@ -26,11 +26,11 @@ use aya_ebpf::{
 };
 
 use crate::{
-    emit::{emit, emit_tp, exe_facts, finish_tp, first_sight},
+    emit::{emit, emit_raw, exe_facts, finish_raw, first_sight},
     fd_walks::walk_fds_tp,
     filter::is_watched,
     helpers::{copy_of, count, zero},
-    maps::{EXE_SEEN, HELD, HELD_SUBJECT, HELD_TP, PENDING, RECEIVED, RECEIVED_FDS, WalkSubject},
+    maps::{EXE_SEEN, HELD, HELD_RAW, HELD_SUBJECT, PENDING, RECEIVED, RECEIVED_FDS, WalkSubject},
     offsets::{enter_arg, kread, off},
     pending::{begin, common, current_tid, fill_header, fixed, idle_slot, in_flight, set_result},
     sections::Section,
@@ -242,8 +242,8 @@ pub fn sys_enter_recvmmsg(ctx: TracePointContext) -> u32 {
 }
 
 /// The exit of both receives.
-#[tracepoint]
-pub fn sys_exit_recvs(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_recvs(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit_recv(&ctx);
     0
 }
@@ -320,7 +320,7 @@ extern "C" fn received_one(i: u64, ctx: *mut c_void) -> i64 {
 }
 
 #[inline(always)]
-fn try_exit_recv(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit_recv(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Fd) else {
         return Ok(());
     };
@@ -330,22 +330,22 @@ fn try_exit_recv(ctx: &TracePointContext) -> Result<(), i64> {
     exe_facts(ev);
     ev.header.kind = 0;
     if ev.header.retval >= 0 && any_new_fd(ev) {
-        let _ = unsafe { HELD_TP.tail_call(ctx, RECEIVED) };
+        let _ = unsafe { HELD_RAW.tail_call(ctx, RECEIVED) };
     }
-    emit_tp(ctx, ev);
+    emit_raw(ctx, ev);
     Ok(())
 }
 
 /// After a receive (its slot idle, as `try_exit_recv` left it): a record per regular file that
 /// appeared in the fd table, then, for the process's first record, the files it holds.
-#[tracepoint]
-pub fn received_files_tp(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn received_files_raw(ctx: RawTracePointContext) -> i32 {
     let _ = received_files(&ctx);
     0
 }
 
 #[inline(always)]
-fn received_files(ctx: &TracePointContext) -> Result<(), i64> {
+fn received_files(ctx: &RawTracePointContext) -> Result<(), i64> {
     let ev = unsafe { PENDING.get(&current_tid()) }.ok_or(-1i64)?;
     let mut subject = subject_after(ev, FD_RECEIVED, fixed_ref::<FdBody>(ev).socket_fd);
     let first = first_sight(ev);
@@ -370,7 +370,7 @@ fn received_files(ctx: &TracePointContext) -> Result<(), i64> {
         };
     }
     if first {
-        let _ = unsafe { HELD_TP.tail_call(ctx, HELD) };
+        let _ = unsafe { HELD_RAW.tail_call(ctx, HELD) };
     }
     Ok(())
 }
@@ -406,8 +406,8 @@ pub fn sys_enter_copy_file_range(ctx: TracePointContext) -> u32 {
 }
 
 /// The exit of every copy.
-#[tracepoint]
-pub fn sys_exit_copies(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_copies(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit_copy(&ctx);
     0
 }
@@ -452,11 +452,11 @@ fn try_enter_copy(
 }
 
 #[inline(always)]
-fn try_exit_copy(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit_copy(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Copy) else {
         return Ok(());
     };
     set_result(ctx, ev);
-    finish_tp(ctx, ev);
+    finish_raw(ctx, ev);
     Ok(())
 }

@@ -10,11 +10,13 @@
 
 use audit_common::event::{EventKind, FileBody, Syscall};
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 
 use crate::{
-    emit::finish_tp,
+    emit::finish_raw,
     fd_walks::walk_fds_tp,
     filter::is_watched,
     offsets::arg_or,
@@ -66,8 +68,8 @@ macro_rules! file_hooks {
 
 /// The exit of every file change: one program attached to each `sys_exit_*` (everything it needs
 /// is in the slot; one program is verified once instead of twenty-two).
-#[tracepoint]
-pub fn sys_exit_files(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_files(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit(&ctx);
     0
 }
@@ -147,7 +149,7 @@ fn try_enter(ctx: &TracePointContext, syscall: Syscall, a: Args) -> Result<(), i
 }
 
 #[inline(always)]
-fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::File) else {
         return Ok(());
     };
@@ -168,6 +170,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             base_of(ev, dirfd2, false, Which::Second);
         }
     }
-    finish_tp(ctx, ev);
+    finish_raw(ctx, ev);
     Ok(())
 }

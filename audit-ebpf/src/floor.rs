@@ -20,11 +20,8 @@ macro_rules! empty {
 
 empty!(
     sys_enter_execve,
-    sys_exit_execs,
     sys_enter_execveat,
     sys_enter_openat,
-    sys_exit_opens,
-    sys_exit_files,
     sys_enter_openat2,
     sys_enter_open,
     sys_enter_creat,
@@ -33,13 +30,10 @@ empty!(
     sys_enter_process_vm_readv,
     sys_enter_process_vm_writev,
     sys_enter_pidfd_getfd,
-    sys_exit_access,
     sys_enter_sendto,
     sys_enter_sendmsg,
     sys_enter_sendmmsg,
-    sys_exit_sends,
     sys_enter_connect,
-    sys_exit_connect,
     sched_process_exit,
     cgroup_attach_task,
     io_uring_submit_req,
@@ -68,17 +62,13 @@ empty!(
     sys_enter_mkdir,
     sys_enter_mkdirat,
     sys_enter_prctl,
-    sys_exit_prctl,
     sys_enter_recvmsg,
     sys_enter_recvmmsg,
-    sys_exit_recvs,
     sys_enter_sendfile64,
     sys_enter_splice,
     sys_enter_copy_file_range,
-    sys_exit_copies,
     sys_enter_mmap,
     sys_enter_mprotect,
-    sys_exit_maps,
 );
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
@@ -102,7 +92,7 @@ pub fn inet_sock_set_state(_ctx: RawTracePointContext) -> i32 {
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn compat_sys_exit(_ctx: RawTracePointContext) -> i32 {
+pub fn sys_exit(_ctx: RawTracePointContext) -> i32 {
     0
 }
 

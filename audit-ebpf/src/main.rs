@@ -7,7 +7,9 @@
 //! symlink, mkdir, rmdir), `fds.rs` (files held when a process is first seen, received over unix
 //! sockets, copied by sendfile/splice/copy_file_range), `prctl.rs` (executables replaced with
 //! `PR_SET_MM`), `mmap.rs` (files mapped executable: what the dynamic loader run as a program
-//! maps) and `lifecycle.rs` (fork, exit). Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
+//! maps) and `lifecycle.rs` (fork, exit). Entries are per-call tracepoints; every return passes
+//! one raw `sys_exit` program (`sys_exit.rs`) that tail-calls the family's exit program for the
+//! record the thread has in flight, or `compat.rs`'s for a 32-bit call. Each entry point is a thin `#[tracepoint]` (or raw tracepoint,
 //! cgroup program) that calls a `try_*` function returning `Result`.
 //!
 //! Shared pieces: `maps.rs` (every map), `filter.rs` (is this task watched?), `pending.rs` (the
@@ -46,6 +48,7 @@ mod sections;
 mod send;
 mod sock;
 mod socket;
+mod sys_exit;
 mod uring;
 mod vfs;
 

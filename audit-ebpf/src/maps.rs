@@ -1,7 +1,7 @@
 //! Every map the programs share. Sizes are defaults; user space may override `max_entries` at load
 //! time (`EbpfLoader::map_max_entries`), e.g. the ring buffer size from the configuration.
 
-use audit_common::event::{EventHeader, FileFacts, FixedEvent, SignalBody};
+use audit_common::event::{EventHeader, EventKind, FileFacts, FixedEvent, SignalBody};
 use audit_common::net::{DNS_PORTS_MAX, PacketEvent, SockState};
 use audit_common::{
     counters::Counters,
@@ -192,17 +192,17 @@ pub static EXE_REPLACED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// `[0]`: the program that records the files a process holds when the agent first sees it
 /// (`fds.rs`), tail-called after its first record: a tracepoint program for tracepoints, a raw
-/// tracepoint one for raw tracepoints (a program array serves one program type); `HELD_TP[1]`:
-/// the one that records the files a receive brought. Separate programs, filled by user space, so
+/// tracepoint one for raw tracepoints (a program array serves one program type); `HELD_RAW[1]`:
+/// the one that records the files a receive brought (a receive's exit is a raw program). Separate programs, filled by user space, so
 /// the verifier checks the fd-table walks once instead of inside every program that records an
 /// action.
 /// `HELD_TP` and `HELD_RAW` slots.
 pub const HELD: u32 = 0;
 pub const RECEIVED: u32 = 1;
 #[map]
-pub static HELD_TP: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static HELD_TP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
-pub static HELD_RAW: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static HELD_RAW: ProgramArray = ProgramArray::with_max_entries(2, 0);
 
 /// `[0]`: the program that completes a record with the acting image's executable and emits it
 /// (`finish.rs`), tail-called by every program that records an action (one array per program
@@ -212,6 +212,13 @@ pub static HELD_RAW: ProgramArray = ProgramArray::with_max_entries(1, 0);
 pub static FINISH_TP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
 pub static FINISH_RAW: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// The programs that complete a record at its system call's return, by the [`EventKind`] in
+/// flight in the thread's slot: one per family of calls (`sys_exit_opens`, `sys_exit_execs`, ...),
+/// and at `EventKind::Compat` the 32-bit calls' (`compat.rs`). Tail-called by the one program on
+/// every system call's return (`sys_exit.rs`); filled by user space before anything is attached.
+#[map]
+pub static EXITS: ProgramArray = ProgramArray::with_max_entries(EventKind::SLOTS as u32, 0);
 
 /// `[0]`: the program that walks the files behind the fds a system call names at its entry
 /// (`fd_walks.rs`), tail-called by the enters of the calls that name files only by fd (copies,

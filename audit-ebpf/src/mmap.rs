@@ -18,12 +18,12 @@ use audit_common::event::{
 use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_get_current_pid_tgid, generated},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 
 use crate::{
-    emit::{finish_tp, is_protected},
+    emit::{finish_raw, is_protected},
     filter::is_watched,
     helpers::count,
     offsets::{enter_arg, kread, off},
@@ -56,8 +56,8 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
 }
 
 /// `sys_exit_mmap` and `sys_exit_mprotect`: one program attached to both.
-#[tracepoint]
-pub fn sys_exit_maps(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_maps(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit_map(&ctx);
     0
 }
@@ -168,13 +168,13 @@ fn names_protected(ev: &mut PendingEvent) -> bool {
 }
 
 #[inline(always)]
-fn try_exit_map(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit_map(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::MapExec) else {
         return Ok(());
     };
     set_result(ctx, ev);
     if record_mapping(ev).is_some() {
-        finish_tp(ctx, ev);
+        finish_raw(ctx, ev);
     } else {
         // Nothing to record: the slot is idle again.
         ev.header.kind = 0;

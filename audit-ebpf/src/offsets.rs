@@ -4,7 +4,7 @@
 //! The globals live in `.rodata`, which the kernel freezes: the verifier then knows each value as a
 //! constant, so reading them costs nothing at run time and branches for absent fields are pruned.
 
-use audit_common::offsets::{Offsets, SYS_ENTER_ARG0, SYS_EXIT_RET};
+use audit_common::offsets::{Offsets, SYS_ENTER_ARG0};
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext};
 
 #[unsafe(no_mangle)]
@@ -37,6 +37,11 @@ static RING_BYTES: u64 = 0;
 #[unsafe(no_mangle)]
 static PACKETS: u32 = 0;
 
+/// 1 when 32-bit system calls are recorded (`[capture] compat_syscalls`, and this kernel's
+/// `thread_info.status` was found): `sys_exit.rs` then looks at every call's `TS_COMPAT`.
+#[unsafe(no_mangle)]
+static COMPAT: u32 = 0;
+
 /// Non-zero when the kernel has `bpf_loop` (5.17): path walks then take one `bpf_loop` step per
 /// component (`vfs::walk_looped`), which the verifier checks once, instead of an unrolled loop
 /// it checks step by step on every path that reaches it.
@@ -47,6 +52,12 @@ static LOOPS: u32 = 0;
 #[inline(always)]
 pub fn loops_enabled() -> bool {
     unsafe { core::ptr::read_volatile(&raw const LOOPS) != 0 }
+}
+
+/// Whether 32-bit system calls are recorded.
+#[inline(always)]
+pub fn compat_enabled() -> bool {
+    unsafe { core::ptr::read_volatile(&raw const COMPAT) != 0 }
 }
 
 /// Whether watched sockets' packets are read.
@@ -103,12 +114,6 @@ pub fn tp_read<T>(ctx: &TracePointContext, off: u16) -> Result<T, i64> {
 #[inline(always)]
 pub fn enter_arg<const I: usize>(ctx: &TracePointContext) -> u64 {
     ctx_u64(ctx, usize::from(SYS_ENTER_ARG0) + 8 * I)
-}
-
-/// The return value of a `sys_exit_*` record as a plain context load (see [`SYS_EXIT_RET`]).
-#[inline(always)]
-pub fn exit_ret(ctx: &TracePointContext) -> i64 {
-    ctx_u64(ctx, usize::from(SYS_EXIT_RET)) as i64
 }
 
 /// The u64 at a constant offset of the tracepoint record. Volatile: one load at that offset.

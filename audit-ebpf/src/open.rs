@@ -6,12 +6,12 @@
 use audit_common::event::{EventKind, OpenBody, Syscall};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 
 use crate::{
-    emit::finish_tp,
+    emit::finish_raw,
     filter::is_watched,
     offsets::{enter_arg, off, sys_arg, tp_read},
     pending::{begin, current_tid, fixed, in_flight, set_result},
@@ -45,8 +45,8 @@ open_hooks! {
 
 /// The exit of every open variant: one program attached to each `sys_exit_*` (everything it
 /// needs is in the slot; one program is verified once).
-#[tracepoint]
-pub fn sys_exit_opens(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_opens(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit_open(&ctx);
     0
 }
@@ -131,7 +131,7 @@ fn try_enter_open(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> 
 }
 
 #[inline(always)]
-fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Open) else {
         return Ok(());
     };
@@ -146,6 +146,6 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<(), i64> {
     } else if user != 0 {
         base_section(ev, dirfd, resolve & RESOLVE_IN_ROOT != 0);
     }
-    finish_tp(ctx, ev);
+    finish_raw(ctx, ev);
     Ok(())
 }

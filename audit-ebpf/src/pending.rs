@@ -16,13 +16,13 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_ktime_get_boot_ns, generated,
     },
-    programs::TracePointContext,
+    programs::RawTracePointContext,
 };
 
 use crate::{
     helpers::{atomic_add, count, count_drop, zero},
     maps::{HAS_SLOT, PENDING, PENDING_INIT},
-    offsets::{exit_ret, off},
+    offsets::off,
     vfs,
 };
 
@@ -176,10 +176,11 @@ pub fn in_flight(tid: u32, kind: EventKind) -> Option<&'static mut PendingEvent>
     (ev.header.kind == kind as u16).then_some(ev)
 }
 
-/// Stores the syscall's return value (from the `sys_exit` record) in the in-flight slot.
+/// Stores the system call's return value (the raw `sys_exit`'s second argument) in the
+/// in-flight slot.
 #[inline(always)]
-pub fn set_result(ctx: &TracePointContext, ev: &mut PendingEvent) {
-    ev.header.retval = exit_ret(ctx);
+pub fn set_result(ctx: &RawTracePointContext, ev: &mut PendingEvent) {
+    ev.header.retval = ctx.arg::<i64>(1);
 }
 
 /// The current thread's id.

@@ -20,12 +20,12 @@ use audit_common::event::{
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 
 use crate::{
-    emit::{emit_tp, finish_tp, output, ring_used},
+    emit::{emit_raw, finish_raw, output, ring_used},
     filter::is_watched,
     helpers::{atomic_add, copy_of},
     maps::{EXE_REPLACED, EXE_REPLACED_COUNT, EXE_SEEN, SeenExe},
@@ -46,8 +46,8 @@ pub fn sys_enter_prctl(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn sys_exit_prctl(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_prctl(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit(&ctx);
     0
 }
@@ -125,7 +125,7 @@ fn new_file_section(ev: &mut PendingEvent, file: *const u8) {
 }
 
 #[inline(always)]
-fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::SetExe) else {
         return Ok(());
     };
@@ -140,7 +140,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         if !watched {
             ev.header.kind = 0;
         } else {
-            finish_tp(ctx, ev);
+            finish_raw(ctx, ev);
         }
         return Ok(());
     }
@@ -160,7 +160,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             // Its first record: the files it holds follow.
             ev.header.flags |= flags::FIRST_SIGHT;
         }
-        emit_tp(ctx, ev);
+        emit_raw(ctx, ev);
     }
     Ok(())
 }

@@ -7,13 +7,13 @@
 use audit_common::event::{ConnectBody, EventKind, Syscall};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::{cgroup_sock_addr, tracepoint},
-    programs::{SockAddrContext, TracePointContext},
+    macros::{cgroup_sock_addr, raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, SockAddrContext, TracePointContext},
 };
 
 use crate::{
     connect::{address_as_passed, kernel_address},
-    emit::finish_tp,
+    emit::finish_raw,
     filter::is_watched,
     helpers::{count, zero},
     offsets::sys_arg,
@@ -44,8 +44,8 @@ pub fn sys_enter_sendmmsg(ctx: TracePointContext) -> u32 {
 }
 
 /// The exit of every send (one program attached to each).
-#[tracepoint]
-pub fn sys_exit_sends(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_sends(ctx: RawTracePointContext) -> i32 {
     let _ = try_exit(&ctx);
     0
 }
@@ -111,7 +111,7 @@ fn try_enter(ctx: &TracePointContext, syscall: Syscall) -> Result<(), i64> {
 }
 
 #[inline(always)]
-fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     let Some(ev) = in_flight(current_tid(), EventKind::Send) else {
         return Ok(());
     };
@@ -133,6 +133,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // A unix path: resolved against the cwd as the kernel sees it now.
         base_section(ev, AT_FDCWD, false);
     }
-    finish_tp(ctx, ev);
+    finish_raw(ctx, ev);
     Ok(())
 }

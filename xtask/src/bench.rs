@@ -571,7 +571,7 @@ fn program_ns(load: impl FnOnce() -> anyhow::Result<f64>) -> anyhow::Result<(f64
     let after = after?;
     // bpftool reports the full function name (from BTF); several loaded objects may have a
     // program of that name, so sum over all of them (only attached ones run).
-    let per = |name: &str| {
+    let total = |name: &str| {
         let (mut runs, mut ns) = (0u64, 0u64);
         for (id, (n, c1, t1)) in &after {
             if n == name {
@@ -580,19 +580,21 @@ fn program_ns(load: impl FnOnce() -> anyhow::Result<f64>) -> anyhow::Result<(f64
                 ns += t1.saturating_sub(t0);
             }
         }
-        if runs > 0 {
-            ns as f64 / runs as f64
+        (runs, ns)
+    };
+    let per_openat = |ns: u64, openats: u64| {
+        if openats > 0 {
+            ns as f64 / openats as f64
         } else {
             f64::NAN
         }
     };
-    // The 32-bit call check runs on every system call (its own program on raw sys_exit): part
-    // of what each openat pays.
-    let with_compat = |own: f64, compat: f64| if compat.is_nan() { own } else { own + compat };
-    Ok((
-        per("sys_enter_openat"),
-        with_compat(per("sys_exit_opens"), per("compat_sys_exit")),
-    ))
+    // One program takes every system call's return (raw sys_exit, with the exit programs it
+    // tail-calls): its time over the number of openats is what the returns of an openat and its
+    // close cost (plus the few other calls of the machine in the same window).
+    let (openats, enter_ns) = total("sys_enter_openat");
+    let (_, exit_ns) = total("sys_exit");
+    Ok((per_openat(enter_ns, openats), per_openat(exit_ns, openats)))
 }
 
 /// In-kernel cost per openat, measured with BPF statistics: precise where wall-clock ratios on

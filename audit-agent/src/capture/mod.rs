@@ -56,9 +56,9 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<(Ebp
     let mut ebpf = EbpfLoader::new()
         .load(FLOOR_OBJECT)
         .context("loading the floor programs")?;
-    // The floor has no tail-called programs: nothing but hooks.
+    // The floor has no tail-called programs (no exits, no compat): nothing but hooks.
     let every_hook = Wanted {
-        compat: true,
+        compat: false,
         uring: true,
         packets: true,
         maps: true,
@@ -68,20 +68,29 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<(Ebp
     let mut links = Links::default();
     attach_all(&mut ebpf, &tracefs, cgroup_root, &mut links, true)?;
     let _ = attach_uring(&mut ebpf, &tracefs, &mut links)?;
-    attach_compat(&mut ebpf, &mut links)?;
     attach_packets(&mut ebpf, cgroup_root, &mut links)?;
     Ok((ebpf, links))
 }
 
-/// System calls, by family: (the family's exit program, [(system call, required)]). Each call
-/// has its own `sys_enter_<call>` program (what it passed differs); one exit program serves the
-/// whole family — it reads everything from the slot — so the verifier checks it once instead of
-/// once per call (that took seconds). Optional calls are missing on other architectures (arm64
-/// has only the `*at` forms) or older kernels (`fchmodat2` is Linux 6.6).
-const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
-    ("sys_exit_execs", &[("execve", true), ("execveat", false)]),
+/// A system call's name (`sys_enter_<name>`) and whether every kernel must have it.
+type Call = (&'static str, bool);
+
+/// System calls, by family: (the family's exit program, the record it completes, [(system call,
+/// required)]). Each call has its own `sys_enter_<call>` program (what it passed differs); one
+/// exit program serves the whole family — it reads everything from the slot — so the verifier
+/// checks it once instead of once per call (that took seconds). Exit programs are not attached:
+/// the one raw `sys_exit` program ([`SYS_EXIT`]) tail-calls them by the record in flight
+/// (`EXITS`). Optional calls are missing on other architectures (arm64 has only the `*at` forms)
+/// or older kernels (`fchmodat2` is Linux 6.6).
+const SYSCALLS: &[(&str, EventKind, &[Call])] = &[
+    (
+        "sys_exit_execs",
+        EventKind::Exec,
+        &[("execve", true), ("execveat", false)],
+    ),
     (
         "sys_exit_opens",
+        EventKind::Open,
         &[
             ("openat", true),
             ("openat2", false),
@@ -90,15 +99,17 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
             ("open_by_handle_at", false),
         ],
     ),
-    ("sys_exit_connect", &[("connect", true)]),
+    ("sys_exit_connect", EventKind::Connect, &[("connect", true)]),
     // Sends to an address (audit-ebpf/src/send.rs).
     (
         "sys_exit_sends",
+        EventKind::Send,
         &[("sendto", false), ("sendmsg", false), ("sendmmsg", false)],
     ),
     // Reaching into other processes (audit-ebpf/src/access.rs).
     (
         "sys_exit_access",
+        EventKind::Access,
         &[
             ("ptrace", false),
             ("process_vm_readv", false),
@@ -108,11 +119,16 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
     ),
     // Executables replaced with PR_SET_MM (audit-ebpf/src/prctl.rs): every process's prctl
     // leaves after two loads unless it replaces its executable.
-    ("sys_exit_prctl", &[("prctl", false)]),
+    ("sys_exit_prctl", EventKind::SetExe, &[("prctl", false)]),
     // Files received over unix sockets, and bytes copied between files (audit-ebpf/src/fds.rs).
-    ("sys_exit_recvs", &[("recvmsg", false), ("recvmmsg", false)]),
+    (
+        "sys_exit_recvs",
+        EventKind::Fd,
+        &[("recvmsg", false), ("recvmmsg", false)],
+    ),
     (
         "sys_exit_copies",
+        EventKind::Copy,
         &[
             ("sendfile64", false),
             ("splice", false),
@@ -122,6 +138,7 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
     // File changes without an open (audit-ebpf/src/files.rs).
     (
         "sys_exit_files",
+        EventKind::File,
         &[
             ("unlink", false),
             ("unlinkat", false),
@@ -148,7 +165,11 @@ const SYSCALLS: &[(&str, &[(&str, bool)])] = &[
         ],
     ),
     // Files mapped executable (audit-ebpf/src/mmap.rs).
-    (MAP_EXEC, &[("mmap", false), ("mprotect", false)]),
+    (
+        MAP_EXEC,
+        EventKind::MapExec,
+        &[("mmap", false), ("mprotect", false)],
+    ),
 ];
 
 /// The executable-mapping family: its programs call `bpf_find_vma` (Linux 5.17), which older
@@ -174,9 +195,14 @@ const URING_TRACEPOINTS: &[&str] = &[
     "io_uring_create",
 ];
 
-/// 32-bit system calls (audit-ebpf/src/compat.rs): (program, raw tracepoint). Every system call
-/// of every task passes it; it leaves after one read unless the task is in a compat call.
-const COMPAT_HOOKS: &[(&str, &str)] = &[("compat_sys_exit", "sys_exit")];
+/// The one program on every system call's return (audit-ebpf/src/sys_exit.rs, raw tracepoint
+/// `sys_exit`): it tail-calls the exit program of the record in flight ([`SYSCALLS`]) or, for a
+/// 32-bit call, [`COMPAT_EXIT`]. Attached before any entry program.
+const SYS_EXIT: &str = "sys_exit";
+
+/// The return of a 32-bit system call (audit-ebpf/src/compat.rs), tail-called by [`SYS_EXIT`]
+/// when `[capture] compat_syscalls` is on and this kernel's `thread_info.status` was found.
+const COMPAT_EXIT: &str = "compat_exit";
 
 /// Raw tracepoints: they hand the programs the kernel objects (the child task, the
 /// `linux_binprm`, the socket changing state) without building a record first.
@@ -257,6 +283,7 @@ fn load_object(
     offsets: &Offsets,
     whoami: &Whoami,
     btf: &Btf,
+    compat: bool,
 ) -> anyhow::Result<Ebpf> {
     let wakeup_bytes = u64::from(opts.ring_buffer_bytes / 8);
     // An eighth of the ring is kept for records of protected files (see `fits` in
@@ -271,6 +298,7 @@ fn load_object(
         .override_global("RING_BYTES", &ring_bytes, true)
         .override_global("RING_RESERVE", &ring_reserve, true)
         .override_global("PACKETS", &u32::from(opts.packets), true)
+        .override_global("COMPAT", &u32::from(compat), true)
         .override_global(
             "LOOPS",
             &u32::from(btf.has_function(HELD_WALK_HELPER)),
@@ -321,10 +349,10 @@ impl Capture {
         let offsets_read = started.elapsed();
 
         let whoami = Whoami::random();
-        let mut ebpf = load_object(opts, &offsets, &whoami, &btf)?;
+        let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
+        let mut ebpf = load_object(opts, &offsets, &whoami, &btf, compat)?;
         let object_loaded = started.elapsed();
 
-        let compat = opts.compat_syscalls && offsets.task_ts_status != ABSENT;
         let uring = offsets.uring_submit_req != ABSENT;
         let maps = btf.has_function(MAP_EXEC_HELPER);
         // Without the walks (a kernel without `bpf_loop`, before 5.17) held and received files
@@ -339,7 +367,7 @@ impl Capture {
         };
         load_in_parallel(&mut ebpf, &tracefs, &wanted)?;
         // Before any program that tail-calls them is attached.
-        fill_tail_calls(&mut ebpf, walks)?;
+        fill_tail_calls(&mut ebpf, &wanted)?;
         let verified = started.elapsed();
         let mut links = Links::default();
         let mut missing = attach_programs(
@@ -683,7 +711,8 @@ fn load_in_parallel(ebpf: &mut Ebpf, tracefs: &TraceFs, what: &Wanted) -> anyhow
             wanted.insert(prog.into());
         }
     }
-    for &(exit, calls) in SYSCALLS.iter().filter(|(e, _)| maps || *e != MAP_EXEC) {
+    wanted.insert(SYS_EXIT.into());
+    for &(exit, _, calls) in SYSCALLS.iter().filter(|(e, _, _)| maps || *e != MAP_EXEC) {
         wanted.insert(exit.into());
         for &(call, _) in calls {
             let enter = format!("sys_enter_{call}");
@@ -695,7 +724,7 @@ fn load_in_parallel(ebpf: &mut Ebpf, tracefs: &TraceFs, what: &Wanted) -> anyhow
     wanted.extend(RAW_TRACEPOINTS.iter().map(|n| n.to_string()));
     wanted.extend(SOCK_ADDR.iter().map(|n| n.to_string()));
     if compat {
-        wanted.extend(COMPAT_HOOKS.iter().map(|(n, _)| n.to_string()));
+        wanted.insert(COMPAT_EXIT.into());
     }
     if uring {
         wanted.extend(URING_TRACEPOINTS.iter().map(|n| n.to_string()));
@@ -758,6 +787,8 @@ fn attach_all(
     maps: bool,
 ) -> anyhow::Result<Vec<String>> {
     let mut missing = Vec::new();
+    // The return first: an entry that begins a record must see its call return.
+    attach_raw(ebpf, links, SYS_EXIT, "sys_exit")?;
     let mut attach = |ebpf: &mut Ebpf, prog: &str, category: &str, name: &str| {
         let p: &mut TracePoint = program(ebpf, prog)?.try_into()?;
         load_once!(p, prog);
@@ -780,16 +811,16 @@ fn attach_all(
         }
         attach(ebpf, prog, category, name)?;
     }
-    for &(exit, calls) in SYSCALLS {
+    for &(exit, _, calls) in SYSCALLS {
         for &(call, required) in calls {
-            let (enter, exit_tp) = (format!("sys_enter_{call}"), format!("sys_exit_{call}"));
+            let enter = format!("sys_enter_{call}");
             if exit == MAP_EXEC && !maps {
                 missing.push(format!(
                     "syscalls:{enter} (needs {MAP_EXEC_HELPER}, Linux 5.17)"
                 ));
                 continue;
             }
-            if !tracefs.has("syscalls", &enter) || !tracefs.has("syscalls", &exit_tp) {
+            if !tracefs.has("syscalls", &enter) {
                 if required {
                     bail!(
                         "tracepoint syscalls:{enter} is missing from this kernel; audit-agent \
@@ -800,16 +831,10 @@ fn attach_all(
                 continue;
             }
             attach(ebpf, &enter, "syscalls", &enter)?;
-            attach(ebpf, exit, "syscalls", &exit_tp)?;
         }
     }
     for &name in RAW_TRACEPOINTS {
-        let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
-        load_once!(p, name);
-        let id = p
-            .attach(name)
-            .with_context(|| format!("attaching to raw tracepoint {name} failed"))?;
-        links.keep(p.take_link(id)?);
+        attach_raw(ebpf, links, name, name)?;
     }
     let root = std::fs::File::open(cgroup_root)
         .with_context(|| format!("cannot open the cgroup v2 root {}", cgroup_root.display()))?;
@@ -843,13 +868,7 @@ fn attach_programs(
 ) -> anyhow::Result<Vec<String>> {
     let mut missing = attach_all(ebpf, tracefs, cgroup_root, links, maps)?;
     if !compat {
-        missing.extend(
-            COMPAT_HOOKS
-                .iter()
-                .map(|(_, t)| format!("raw_syscalls:{t}")),
-        );
-    } else {
-        attach_compat(ebpf, links)?;
+        missing.push("32-bit system calls (raw_syscalls:sys_exit, TS_COMPAT)".into());
     }
     if !uring {
         missing.extend(URING_TRACEPOINTS.iter().map(|t| format!("io_uring:{t}")));
@@ -934,8 +953,8 @@ const TAIL_CALLED: &[(&str, &str, u32, bool)] = &[
     ("exe_and_emit_raw", "FINISH_RAW", 0, false),
     ("fd_walks_tp", "FD_WALKS_TP", 0, false),
     ("held_files_tp", "HELD_TP", 0, true),
-    ("received_files_tp", "HELD_TP", 1, true),
     ("held_files_raw", "HELD_RAW", 0, true),
+    ("received_files_raw", "HELD_RAW", 1, true),
 ];
 
 /// The [`TAIL_CALLED`] programs this kernel can run (`walks`: it has `bpf_loop`).
@@ -945,42 +964,55 @@ fn tail_called(
     TAIL_CALLED.iter().filter(move |t| walks || !t.3)
 }
 
-/// Puts the [`tail_called`] programs (verified by [`load_in_parallel`]) into their arrays.
-fn fill_tail_calls(ebpf: &mut Ebpf, walks: bool) -> anyhow::Result<()> {
-    for &(name, array, index, _) in tail_called(walks) {
-        let prog = program(ebpf, name)?;
-        let fd = match prog {
-            aya::programs::Program::TracePoint(p) => {
-                load_once!(p, name);
-                p.fd()?.try_clone()?
-            }
-            aya::programs::Program::RawTracePoint(p) => {
-                load_once!(p, name);
-                p.fd()?.try_clone()?
-            }
-            _ => bail!("program {name} has an unexpected type"),
-        };
-        let map = ebpf
-            .map_mut(array)
-            .ok_or_else(|| anyhow!("map {array} is missing from the eBPF object"))?;
-        let mut slots: ProgramArray<&mut MapData> = ProgramArray::try_from(map)?;
-        slots
-            .set(index, &fd, 0)
-            .with_context(|| format!("putting {name} into {array}"))?;
+/// Puts the [`tail_called`] programs and the exit programs (the [`SYSCALLS`] families', and
+/// [`COMPAT_EXIT`] when wanted), verified by [`load_in_parallel`], into their arrays.
+fn fill_tail_calls(ebpf: &mut Ebpf, what: &Wanted) -> anyhow::Result<()> {
+    for &(name, array, index, _) in tail_called(what.walks) {
+        put_tail_called(ebpf, name, array, index)?;
+    }
+    for &(exit, kind, _) in SYSCALLS
+        .iter()
+        .filter(|(e, _, _)| what.maps || *e != MAP_EXEC)
+    {
+        put_tail_called(ebpf, exit, "EXITS", kind as u32)?;
+    }
+    if what.compat {
+        put_tail_called(ebpf, COMPAT_EXIT, "EXITS", EventKind::Compat as u32)?;
     }
     Ok(())
 }
 
-/// Attaches the 32-bit system call programs (after their offsets were found).
-fn attach_compat(ebpf: &mut Ebpf, links: &mut Links) -> anyhow::Result<()> {
-    for &(name, tp) in COMPAT_HOOKS {
-        let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
-        load_once!(p, name);
-        let id = p
-            .attach(tp)
-            .with_context(|| format!("attaching {name} to raw tracepoint {tp} failed"))?;
-        links.keep(p.take_link(id)?);
-    }
+/// Puts program `name` at `index` of program array `array`.
+fn put_tail_called(ebpf: &mut Ebpf, name: &str, array: &str, index: u32) -> anyhow::Result<()> {
+    let fd = match program(ebpf, name)? {
+        aya::programs::Program::TracePoint(p) => {
+            load_once!(p, name);
+            p.fd()?.try_clone()?
+        }
+        aya::programs::Program::RawTracePoint(p) => {
+            load_once!(p, name);
+            p.fd()?.try_clone()?
+        }
+        _ => bail!("program {name} has an unexpected type"),
+    };
+    let map = ebpf
+        .map_mut(array)
+        .ok_or_else(|| anyhow!("map {array} is missing from the eBPF object"))?;
+    let mut slots: ProgramArray<&mut MapData> = ProgramArray::try_from(map)?;
+    slots
+        .set(index, &fd, 0)
+        .with_context(|| format!("putting {name} into {array}"))?;
+    Ok(())
+}
+
+/// Attaches program `name` to raw tracepoint `tp`.
+fn attach_raw(ebpf: &mut Ebpf, links: &mut Links, name: &str, tp: &str) -> anyhow::Result<()> {
+    let p: &mut RawTracePoint = program(ebpf, name)?.try_into()?;
+    load_once!(p, name);
+    let id = p
+        .attach(tp)
+        .with_context(|| format!("attaching {name} to raw tracepoint {tp} failed"))?;
+    links.keep(p.take_link(id)?);
     Ok(())
 }
 
@@ -1176,16 +1208,8 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
     o.connect_fd = f.offset("fd")?;
     o.connect_uservaddr = f.offset("uservaddr")?;
     o.connect_addrlen = f.offset("addrlen")?;
-    // Every sys_exit record has the same layout; check the ones we attach agree.
-    let ret = tracefs.format(sc, "sys_exit_openat")?.offset("ret")?;
-    for name in ["sys_exit_execve", "sys_exit_connect"] {
-        let other = tracefs.format(sc, name)?.offset("ret")?;
-        if other != ret {
-            bail!("tracepoint {sc}:{name} has `ret` at offset {other}, sys_exit_openat at {ret}");
-        }
-    }
     o.sys_enter_args = syscall_args_offset(tracefs)?;
-    fixed_record_layout(o.sys_enter_args, ret)?;
+    fixed_record_layout(o.sys_enter_args)?;
     let f = tracefs.format("sched", "sched_process_exit")?;
     o.sched_exit_pid = f.offset("pid")?;
     o.sched_exit_group_dead = f.optional("group_dead").unwrap_or(ABSENT);
@@ -1199,15 +1223,16 @@ fn tracepoint_offsets(tracefs: &TraceFs, o: &mut Offsets) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The programs read `openat`'s arguments and every return value at fixed offsets (plain context
-/// loads, see [`audit_common::offsets::SYS_ENTER_ARG0`]): refuses a kernel that puts them elsewhere.
-fn fixed_record_layout(arg0: u16, ret: u16) -> anyhow::Result<()> {
-    use audit_common::offsets::{SYS_ENTER_ARG0, SYS_EXIT_RET};
-    if arg0 != SYS_ENTER_ARG0 || ret != SYS_EXIT_RET {
+/// The programs read the entries' arguments at a fixed offset (plain context loads, see
+/// [`audit_common::offsets::SYS_ENTER_ARG0`]): refuses a kernel that puts them elsewhere. (Return
+/// values come from the raw `sys_exit`'s arguments, not from a trace record.)
+fn fixed_record_layout(arg0: u16) -> anyhow::Result<()> {
+    use audit_common::offsets::SYS_ENTER_ARG0;
+    if arg0 != SYS_ENTER_ARG0 {
         bail!(
-            "this kernel's syscall tracepoints put argument 0 at offset {arg0} and the return \
-             value at {ret}; audit-agent reads them at {SYS_ENTER_ARG0} and {SYS_EXIT_RET} \
-             (the layout of every kernel since 2.6.33): this kernel is not supported"
+            "this kernel's syscall tracepoints put argument 0 at offset {arg0}; audit-agent \
+             reads it at {SYS_ENTER_ARG0} (the layout of every kernel since 2.6.33): this kernel \
+             is not supported"
         );
     }
     Ok(())
@@ -1223,7 +1248,7 @@ fn syscall_args_offset(tracefs: &TraceFs) -> anyhow::Result<u16> {
         .offset("dfd")?;
     for &call in SYSCALLS
         .iter()
-        .flat_map(|(_, calls)| calls.iter().map(|(c, _)| c))
+        .flat_map(|(_, _, calls)| calls.iter().map(|(c, _)| c))
     {
         let name = format!("sys_enter_{call}");
         if !tracefs.has("syscalls", &name) {

@@ -750,9 +750,11 @@ fn render_program_cost(s: &mut String, o: &Overhead) {
         "\n### Program time per openat (kernel BPF statistics)\n\n\
          Wall-clock ratios on a shared VM move by ±10% between runs. The kernel's own accounting \
          (`kernel.bpf_stats_enabled`, read with bpftool) isolates what the programs cost per \
-         `openat`, enter and exit, while the same load runs — the openat programs plus the 32-bit \
-         call check on raw `sys_exit`, which every system call of the machine passes. \
-         Statistics add a fixed cost to every program run, included in every row alike.\n\n\
+         `openat`+`close` while the same load runs: enter, the `sys_enter_openat` program; exit, \
+         the one raw `sys_exit` program every system call of the machine returns through (with \
+         the exit program it tail-calls for a record in flight) — the returns of the openat and \
+         of its close, and of the few other calls in the same window. Statistics add a fixed cost \
+         to every program run, included in every row alike.\n\n\
          | Configuration | enter (ns) | exit (ns) | total (ns) |\n|---|---|---|---|"
     );
     for row in &pc.rows {
