@@ -71,7 +71,13 @@ pub fn compat_exit(ctx: RawTracePointContext) -> i32 {
 /// until the return to user space, after the `sys_exit` tracepoint.
 #[inline(always)]
 pub fn in_compat_call() -> bool {
-    vfs::btf_read::<u32>(vfs::task_btf(), off!(task_ts_status)) & TS_COMPAT != 0
+    task_in_compat_call(vfs::task_btf())
+}
+
+/// [`in_compat_call`] of the current task's BTF-typed pointer ([`vfs::task_btf`]).
+#[inline(always)]
+pub fn task_in_compat_call(task: *const u8) -> bool {
+    vfs::btf_read::<u32>(task, off!(task_ts_status)) & TS_COMPAT != 0
 }
 
 /// Begins the current thread's compat record (the kernel's copy of a destination may come

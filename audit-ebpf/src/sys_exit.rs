@@ -17,10 +17,11 @@
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 
 use crate::{
-    compat::in_compat_call,
+    compat::task_in_compat_call,
     maps::{EXITS, PENDING},
-    offsets::compat_enabled,
-    pending::{current_tid, may_have_slot},
+    offsets::{compat_enabled, off},
+    pending::may_have_slot,
+    vfs,
 };
 
 /// Raw `sys_exit`: `(struct pt_regs *regs, long ret)`.
@@ -32,11 +33,14 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn dispatch(ctx: &RawTracePointContext) {
-    if compat_enabled() && in_compat_call() {
+    // Plain loads through the task's BTF-typed pointer, no helper calls: this runs on every
+    // system call of the host.
+    let task = vfs::task_btf();
+    if compat_enabled() && task_in_compat_call(task) {
         let _ = unsafe { EXITS.tail_call(ctx, audit_common::event::EventKind::Compat as u32) };
         return;
     }
-    let tid = current_tid();
+    let tid = vfs::btf_read::<u32>(task, off!(task_pid));
     if !may_have_slot(tid) {
         return;
     }

@@ -2,6 +2,8 @@
 //! to leave the watch or take another agent's identity. Once watched, a process stays watched
 //! and keeps its first agent, however it moves and however many silent ancestors stand between.
 
+use std::time::Duration;
+
 use audit_tests::*;
 
 /// Two agents on two cgroups below `root`, and a third cgroup nobody watches.
@@ -99,6 +101,52 @@ fn a_watched_process_that_moves_itself_out_stays_watched_and_the_move_is_recorde
     assert_eq!(after["subject"]["cgroup"], g.outside.rel.as_str());
     assert_eq!(after["agent"]["id"], "agent-a", "{after:#}");
     assert_eq!(after["agent"]["matched_by"], "ancestor");
+}
+
+#[test]
+fn a_watched_process_that_moves_out_still_connects_under_the_kernels_eye() {
+    // The connect programs are attached to the cgroup that holds what is watched, not to the
+    // root; a watched process that leaves it is followed there. The workload waits on a FIFO
+    // until the agent says it followed, then connects: the record has the kernel's copy.
+    let g = Agents::new("escape-connect");
+    let mut agent = g.watch();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let fifo = g.dir.path("go");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let moved = "cgroup programs moved";
+    // Once at the start: from the root to the cgroup that holds a's and b's.
+    agent.wait_for_stderr_count(moved, 1, Duration::from_secs(30));
+    let (outside, a) = (g.outside.fs.clone(), &g.a);
+    let report = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            a.workload([
+                "move-cgroup",
+                outside.to_str().unwrap(),
+                "block-open",
+                fifo.to_str().unwrap(),
+                "connect4",
+                "127.0.0.1",
+                &port,
+            ])
+        });
+        agent.wait_for_stderr_count(moved, 2, Duration::from_secs(30));
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+        run.join().unwrap()
+    });
+    let records = agent.stop();
+
+    let connect = report.iter().find(|r| r["action"] == "connect4").unwrap();
+    assert_eq!(connect["ret"], 0, "{report:?}");
+    let r: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "network.connect" && r["process"]["pid"] == connect["pid"])
+        .collect();
+    assert_eq!(r.len(), 1, "{r:#?}");
+    assert_eq!(r[0]["subject"]["cgroup"], g.outside.rel.as_str());
+    assert_eq!(r[0]["resource"]["address_source"], "kernel", "{:#}", r[0]);
+    assert_eq!(r[0]["agent"]["id"], "agent-a");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 pub(crate) mod btf;
 pub(crate) mod cgroup;
+mod cover;
 mod detach;
 mod pin;
 pub(crate) mod plan;
@@ -28,15 +29,19 @@ use audit_common::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
-    },
+    programs::{RawTracePoint, TracePoint},
 };
 use tokio::io::unix::AsyncFd;
 
 pub(crate) use self::detach::Links;
 pub(crate) use self::pin::signal_pin_path;
-use self::{btf::Btf, cgroup::CgroupDir, pin::SignalPin, tracefs::TraceFs};
+use self::{
+    btf::Btf,
+    cgroup::CgroupDir,
+    cover::{CgroupPrograms, PACKET_PROGRAMS, SOCK_ADDR},
+    pin::SignalPin,
+    tracefs::TraceFs,
+};
 use crate::{
     decode::{self, KernelEvent},
     policy::inode::Published,
@@ -66,9 +71,12 @@ pub(crate) fn attach_floor(cgroup_root: &std::path::Path) -> anyhow::Result<(Ebp
     };
     load_in_parallel(&mut ebpf, &tracefs, &every_hook)?;
     let mut links = Links::default();
-    attach_all(&mut ebpf, &tracefs, cgroup_root, &mut links, true)?;
+    attach_all(&mut ebpf, &tracefs, &mut links, true)?;
     let _ = attach_uring(&mut ebpf, &tracefs, &mut links)?;
-    attach_packets(&mut ebpf, cgroup_root, &mut links)?;
+    // On the root, where the real ones are before the first watch set (`cover.rs`).
+    for link in cover::attach(&mut ebpf, cgroup_root, "/", true)? {
+        links.keep(link);
+    }
     Ok((ebpf, links))
 }
 
@@ -213,10 +221,6 @@ const RAW_TRACEPOINTS: &[&str] = &[
     "inet_sock_set_state",
 ];
 
-/// cgroup `sock_addr` programs, attached to the root of the cgroup v2 hierarchy: they see the
-/// kernel's copy of every IP destination.
-const SOCK_ADDR: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
-
 /// Settings of the kernel side.
 #[derive(Debug, Clone)]
 pub(crate) struct CaptureOptions {
@@ -224,7 +228,7 @@ pub(crate) struct CaptureOptions {
     pub(crate) ring_buffer_bytes: u32,
     /// Most threads with a pending slot at once.
     pub(crate) max_pending_threads: u32,
-    /// The root of the cgroup v2 hierarchy (where the `sock_addr` programs attach).
+    /// The root of the cgroup v2 hierarchy (the cgroup programs attach below it, `cover.rs`).
     pub(crate) cgroup_root: std::path::PathBuf,
     /// Where to pin the map of signals sent to the agent (the daemon: see `pin.rs`).
     pub(crate) signal_pin: Option<std::path::PathBuf>,
@@ -250,8 +254,10 @@ pub(crate) struct WatchSet {
 pub(crate) struct Capture {
     /// The programs' attachments; dropped first, all at once (see [`Links`]).
     _links: Links,
-    // Keeps the programs and the maps not taken below alive.
-    _ebpf: Ebpf,
+    /// The cgroup programs, attached where they cover everything watched (`cover.rs`).
+    cgroup_programs: CgroupPrograms,
+    // Keeps the programs and the maps not taken below alive; the cgroup programs move.
+    ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     filter: Array<MapData, FilterConfig>,
     cgroups: HashMap<MapData, u64, u32>,
@@ -310,29 +316,29 @@ fn load_object(
         .context("loading the eBPF programs into the kernel failed")
 }
 
-/// Attaches the packet programs when `opts` asks for them; else names them, as not captured.
-fn packet_programs(
+/// Attaches the cgroup programs (the packet ones when `opts` asks for them) to the root, until
+/// the first watch set; names the packet programs as not captured when left out.
+fn cgroup_programs(
     opts: &CaptureOptions,
     ebpf: &mut Ebpf,
-    cgroup_root: &std::path::Path,
-    links: &mut Links,
-) -> anyhow::Result<Vec<String>> {
-    if !opts.packets {
-        return Ok(PACKET_PROGRAMS
-            .iter()
-            .map(|(p, _)| format!("cgroup_skb:{p}"))
-            .collect());
+    missing: &mut Vec<String>,
+) -> anyhow::Result<CgroupPrograms> {
+    if opts.packets {
+        set_dns_ports(ebpf, &opts.dns_ports)?;
+    } else {
+        missing.extend(
+            PACKET_PROGRAMS
+                .iter()
+                .map(|(p, _)| format!("cgroup_skb:{p}")),
+        );
     }
-    set_dns_ports(ebpf, &opts.dns_ports)?;
-    attach_packets(ebpf, cgroup_root, links)?;
-    Ok(Vec::new())
+    CgroupPrograms::attach_at_root(ebpf, &opts.cgroup_root, opts.packets)
 }
 
 impl Capture {
     /// Checks requirements, loads and attaches the programs. Nothing is reported until
     /// [`Capture::set_watch`] is called.
     pub(crate) fn start(opts: &CaptureOptions) -> anyhow::Result<Self> {
-        let cgroup_root = opts.cgroup_root.as_path();
         if EBPF_OBJECT.is_empty() {
             bail!(
                 "this audit-agent binary was built without its eBPF programs (AYA_BUILD_SKIP was \
@@ -370,21 +376,14 @@ impl Capture {
         fill_tail_calls(&mut ebpf, &wanted)?;
         let verified = started.elapsed();
         let mut links = Links::default();
-        let mut missing = attach_programs(
-            &mut ebpf,
-            &tracefs,
-            cgroup_root,
-            &mut links,
-            compat,
-            uring,
-            maps,
-        )?;
+        let mut missing = attach_programs(&mut ebpf, &tracefs, &mut links, compat, uring, maps)?;
         if !walks {
             missing.push(format!(
                 "file.held, file.receive (needs {HELD_WALK_HELPER}, Linux 5.17)"
             ));
         }
-        missing.extend(packet_programs(opts, &mut ebpf, cgroup_root, &mut links)?);
+        let cgroup_programs = cgroup_programs(opts, &mut ebpf, &mut missing)?;
+        // Its "who am I" connect needs `connect4` where the agent is: on the root, for now.
         introduce_self(&ebpf, &whoami)?;
         tracing::debug!(
             offsets_ms = offsets_read.as_millis() as u64,
@@ -394,14 +393,14 @@ impl Capture {
             "programs loaded and attached"
         );
 
-        Self::with_maps(ebpf, links, missing, opts)
+        Self::with_maps(ebpf, (links, cgroup_programs), missing, opts)
     }
 
     /// The running capture: the maps user space reads and writes, taken out of the loaded
     /// object, the links that keep the programs attached, and what could not be attached.
     fn with_maps(
         mut ebpf: Ebpf,
-        links: Links,
+        (links, cgroup_programs): (Links, CgroupPrograms),
         missing: Vec<String>,
         opts: &CaptureOptions,
     ) -> anyhow::Result<Self> {
@@ -427,7 +426,8 @@ impl Capture {
             .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
         Ok(Self {
             _links: links,
-            _ebpf: ebpf,
+            cgroup_programs,
+            ebpf,
             ring,
             filter,
             cgroups,
@@ -448,6 +448,8 @@ impl Capture {
     /// Makes the kernel report exactly `set` (plus followed descendants). Entries are added before
     /// the mode is switched on, and stale ones removed after, so nothing watched is ever missed.
     pub(crate) fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()> {
+        // The cgroup programs first: a process the new set watches finds them in place.
+        self.cgroup_programs.cover_watch_set(&mut self.ebpf, set)?;
         let mut levels = 0u32;
         for dir in &set.subtrees {
             self.cgroups
@@ -522,12 +524,33 @@ impl Capture {
         }
         loop {
             let mut guard = self.ring.readable_mut().await?;
+            let before = out.len();
             let (n, bad, drained) = drain(guard.get_inner_mut(), out, max);
             if drained {
                 guard.clear_ready();
             }
+            drop(guard);
+            self.cover_moves(&out[before..]);
             if n > 0 || bad > 0 {
                 return Ok(bad);
+            }
+        }
+    }
+
+    /// Widens the cgroup programs' cover to where watched processes moved (`cover.rs`).
+    fn cover_moves(&mut self, new: &[KernelEvent]) {
+        for ev in new {
+            if let decode::Body::CgroupMove { path, .. } = &ev.body {
+                let path = String::from_utf8_lossy(path);
+                if let Err(e) = self.cgroup_programs.cover_move(&mut self.ebpf, &path) {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        cgroup = %path,
+                        "a watched process moved out of the cgroups the connect and packet \
+                         programs cover, and they could not follow: its connects and sends are \
+                         recorded with the address as passed, its packets not read"
+                    );
+                }
             }
         }
     }
@@ -576,7 +599,9 @@ impl Capture {
     pub(crate) fn read_up_to(&mut self, out: &mut Vec<KernelEvent>, max: usize) -> (usize, usize) {
         let before = out.len();
         self.take_left_by_previous_run(out);
+        let drained = out.len();
         let (_, bad, _) = drain(self.ring.get_mut(), out, max);
+        self.cover_moves(&out[drained..]);
         (out.len() - before, bad)
     }
 
@@ -782,7 +807,6 @@ fn load_program(p: &mut aya::programs::Program) -> Result<(), aya::programs::Pro
 fn attach_all(
     ebpf: &mut Ebpf,
     tracefs: &TraceFs,
-    cgroup_root: &std::path::Path,
     links: &mut Links,
     maps: bool,
 ) -> anyhow::Result<Vec<String>> {
@@ -836,21 +860,6 @@ fn attach_all(
     for &name in RAW_TRACEPOINTS {
         attach_raw(ebpf, links, name, name)?;
     }
-    let root = std::fs::File::open(cgroup_root)
-        .with_context(|| format!("cannot open the cgroup v2 root {}", cgroup_root.display()))?;
-    for &name in SOCK_ADDR {
-        let p: &mut CgroupSockAddr = program(ebpf, name)?.try_into()?;
-        load_once!(p, name);
-        // A BPF link (every kernel with ring buffers) coexists with other programs on the cgroup
-        // whatever the mode, and the kernel rejects mode flags on link creation: `Single`.
-        let id = p.attach(&root, CgroupAttachMode::Single).with_context(|| {
-            format!(
-                "attaching {name} to the cgroup v2 root {} failed (needs CONFIG_CGROUP_BPF)",
-                cgroup_root.display()
-            )
-        })?;
-        links.keep(p.take_link(id)?);
-    }
     Ok(missing)
 }
 
@@ -860,13 +869,12 @@ fn attach_all(
 fn attach_programs(
     ebpf: &mut Ebpf,
     tracefs: &TraceFs,
-    cgroup_root: &std::path::Path,
     links: &mut Links,
     compat: bool,
     uring: bool,
     maps: bool,
 ) -> anyhow::Result<Vec<String>> {
-    let mut missing = attach_all(ebpf, tracefs, cgroup_root, links, maps)?;
+    let mut missing = attach_all(ebpf, tracefs, links, maps)?;
     if !compat {
         missing.push("32-bit system calls (raw_syscalls:sys_exit, TS_COMPAT)".into());
     }
@@ -876,39 +884,6 @@ fn attach_programs(
         missing.extend(attach_uring(ebpf, tracefs, links)?);
     }
     Ok(missing)
-}
-
-/// cgroup `skb` programs, attached to the root of the cgroup v2 hierarchy: they read the packets
-/// of watched sockets (DNS, the first bytes of TCP connections).
-const PACKET_PROGRAMS: &[(&str, CgroupSkbAttachType)] = &[
-    ("packet_egress", CgroupSkbAttachType::Egress),
-    ("packet_ingress", CgroupSkbAttachType::Ingress),
-];
-
-/// Attaches the packet programs to the cgroup v2 root.
-fn attach_packets(
-    ebpf: &mut Ebpf,
-    cgroup_root: &std::path::Path,
-    links: &mut Links,
-) -> anyhow::Result<()> {
-    let root = std::fs::File::open(cgroup_root)
-        .with_context(|| format!("cannot open the cgroup v2 root {}", cgroup_root.display()))?;
-    for &(name, direction) in PACKET_PROGRAMS {
-        let p: &mut CgroupSkb = program(ebpf, name)?.try_into()?;
-        load_once!(p, name);
-        // A BPF link, as for the sock_addr programs: it coexists with other programs.
-        let id = p
-            .attach(&root, direction, CgroupAttachMode::Single)
-            .with_context(|| {
-                format!(
-                    "attaching {name} to the cgroup v2 root {} failed (needs CONFIG_CGROUP_BPF); \
-                     set [capture] packets = false to run without naming destinations",
-                    cgroup_root.display()
-                )
-            })?;
-        links.keep(p.take_link(id)?);
-    }
-    Ok(())
 }
 
 /// Fills `DNS_PORTS` (`[capture] dns_ports`).
@@ -947,7 +922,7 @@ fn introduce_self(ebpf: &Ebpf, whoami: &Whoami) -> anyhow::Result<()> {
 /// the fds of copies and changes by fd (audit-ebpf/src/fd_walks.rs) — and the walks of the files a
 /// process holds when the agent first sees it or receives (audit-ebpf/src/fds.rs), which need
 /// `bpf_loop` (the last field). The arrays keep their entries while the agent holds their maps
-/// (`Capture::_ebpf`).
+/// (`Capture::ebpf`).
 const TAIL_CALLED: &[(&str, &str, u32, bool)] = &[
     ("exe_and_emit_tp", "FINISH_TP", 0, false),
     ("exe_and_emit_raw", "FINISH_RAW", 0, false),
