@@ -19,8 +19,8 @@ mod profile;
 mod results;
 
 use results::{
-    Machine, Network, OpStat, Overhead, OverheadRow, ProgramCost, ProgramRow, Query, QueryRun,
-    RateRow, Results, Throughput, ToolRun,
+    Machine, Network, OpStat, Overhead, OverheadRow, ProgramCost, ProgramRow, ProgramRuns, Query,
+    QueryRun, RateRow, Results, Throughput, ToolRun,
 };
 
 /// Unprivileged uid the auditd "watched" load runs as: `nobody`, an existing user. (With a uid
@@ -539,9 +539,12 @@ fn vm_hwm_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Average run time (ns) of the programs attached to openat enter and exit, from the kernel's
-/// BPF statistics (`kernel.bpf_stats_enabled`), while `load` runs.
-fn program_ns(load: impl FnOnce() -> anyhow::Result<f64>) -> anyhow::Result<(f64, f64)> {
+/// Runs and run time (ns) of every loaded program, by name, while `load` runs, from the kernel's
+/// BPF statistics (`kernel.bpf_stats_enabled`). Several loaded objects may have a program of a
+/// name; they are summed (only attached ones run).
+fn program_stats(
+    load: impl FnOnce() -> anyhow::Result<f64>,
+) -> anyhow::Result<std::collections::BTreeMap<String, (u64, u64)>> {
     // Program id -> (name, run count, run time).
     type Stats = std::collections::BTreeMap<u64, (String, u64, u64)>;
     let read = || -> anyhow::Result<Stats> {
@@ -568,33 +571,52 @@ fn program_ns(load: impl FnOnce() -> anyhow::Result<f64>) -> anyhow::Result<(f64
     let after = read();
     std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0")?;
     r?;
-    let after = after?;
-    // bpftool reports the full function name (from BTF); several loaded objects may have a
-    // program of that name, so sum over all of them (only attached ones run).
-    let total = |name: &str| {
-        let (mut runs, mut ns) = (0u64, 0u64);
-        for (id, (n, c1, t1)) in &after {
-            if n == name {
-                let (_, c0, t0) = before.get(id).cloned().unwrap_or_default();
-                runs += c1.saturating_sub(c0);
-                ns += t1.saturating_sub(t0);
-            }
-        }
-        (runs, ns)
-    };
-    let per_openat = |ns: u64, openats: u64| {
+    let mut by_name = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    for (id, (name, c1, t1)) in after? {
+        let (_, c0, t0) = before.get(&id).cloned().unwrap_or_default();
+        let e = by_name.entry(name).or_default();
+        e.0 += c1.saturating_sub(c0);
+        e.1 += t1.saturating_sub(t0);
+    }
+    Ok(by_name)
+}
+
+/// Program time (ns) per openat+close, (enter, exit), while `load` runs: enter, the
+/// `sys_enter_openat` program; exit, the one program every system call returns through (raw
+/// `sys_exit`, with the exit program it tail-calls for a record in flight) — the returns of the
+/// openat and of its close, and of the few other calls of the machine in the same window.
+fn program_ns(load: impl FnOnce() -> anyhow::Result<f64>) -> anyhow::Result<(f64, f64)> {
+    let stats = program_stats(load)?;
+    let (openats, enter_ns) = stats.get("sys_enter_openat").copied().unwrap_or_default();
+    let (_, exit_ns) = stats.get("sys_exit").copied().unwrap_or_default();
+    let per_openat = |ns: u64| {
         if openats > 0 {
             ns as f64 / openats as f64
         } else {
             f64::NAN
         }
     };
-    // One program takes every system call's return (raw sys_exit, with the exit programs it
-    // tail-calls): its time over the number of openats is what the returns of an openat and its
-    // close cost (plus the few other calls of the machine in the same window).
-    let (openats, enter_ns) = total("sys_enter_openat");
-    let (_, exit_ns) = total("sys_exit");
-    Ok((per_openat(enter_ns, openats), per_openat(exit_ns, openats)))
+    Ok((per_openat(enter_ns), per_openat(exit_ns)))
+}
+
+/// Every program an unwatched socket+connect+close runs: (name, runs per connect, ns per
+/// connect), counted by the runs of `sys_enter_connect`.
+fn connect_programs(
+    load: impl FnOnce() -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<ProgramRuns>> {
+    let stats = program_stats(load)?;
+    let connects = stats.get("sys_enter_connect").map_or(0, |s| s.0).max(1) as f64;
+    let mut rows: Vec<ProgramRuns> = stats
+        .into_iter()
+        .filter(|(_, (runs, _))| *runs as f64 / connects >= 0.5)
+        .map(|(name, (runs, ns))| ProgramRuns {
+            name,
+            runs_per_op: runs as f64 / connects,
+            ns_per_op: ns as f64 / connects,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.ns_per_op.total_cmp(&a.ns_per_op));
+    Ok(rows)
 }
 
 /// In-kernel cost per openat, measured with BPF statistics: precise where wall-clock ratios on
@@ -605,6 +627,7 @@ fn program_cost(env: &Env) -> anyhow::Result<ProgramCost> {
     let floor = start_until(Command::new(&env.agent).arg("bench-floor"), "ready", None)?;
     std::thread::sleep(Duration::from_millis(300));
     let (fe, fx) = program_ns(|| env.measure("open", &env.unwatched, None, ms))?;
+    let connect_floor = connect_programs(|| env.measure("connect", &env.unwatched, None, ms))?;
     Tracer::Proc(floor).stop()?;
     let dir = env.out.join("program-cost");
     let _ = std::fs::remove_dir_all(&dir);
@@ -616,6 +639,7 @@ fn program_cost(env: &Env) -> anyhow::Result<ProgramCost> {
     )?;
     std::thread::sleep(Duration::from_millis(300));
     let (ue, ux) = program_ns(|| env.measure("open", &env.unwatched, None, ms))?;
+    let connect_unwatched = connect_programs(|| env.measure("connect", &env.unwatched, None, ms))?;
     let (we, wx) = program_ns(|| env.measure("open", &env.watched, None, ms))?;
     Tracer::Proc(agent).stop()?;
     let row = |config: &str, enter_ns, exit_ns| ProgramRow {
@@ -631,6 +655,8 @@ fn program_cost(env: &Env) -> anyhow::Result<ProgramCost> {
         ],
         added_unwatched_ns: (ue + ux) - (fe + fx),
         added_watched_ns: (we + wx) - (fe + fx),
+        connect_floor,
+        connect_unwatched,
     })
 }
 

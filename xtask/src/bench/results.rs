@@ -101,6 +101,17 @@ pub(super) struct ProgramCost {
     pub(super) rows: Vec<ProgramRow>,
     pub(super) added_unwatched_ns: f64,
     pub(super) added_watched_ns: f64,
+    /// Every program an unwatched connect runs, with the floor's and audit-agent's programs.
+    pub(super) connect_floor: Vec<ProgramRuns>,
+    pub(super) connect_unwatched: Vec<ProgramRuns>,
+}
+
+/// One program's runs and time per operation.
+#[derive(Debug, Serialize)]
+pub(super) struct ProgramRuns {
+    pub(super) name: String,
+    pub(super) runs_per_op: f64,
+    pub(super) ns_per_op: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -773,6 +784,45 @@ fn render_program_cost(s: &mut String, o: &Overhead) {
             pc.added_watched_ns
         );
     }
+    render_connect_programs(s, pc);
+}
+
+/// Every program an unwatched socket+connect+close runs, floor beside audit-agent.
+fn render_connect_programs(s: &mut String, pc: &ProgramCost) {
+    let _ = writeln!(
+        s,
+        "\nWhat an unwatched `socket`+`connect`+`close` (to a closed loopback port) runs, per \
+         connect, from the same statistics: the empty programs' time is the statistics' own cost \
+         and the hook's; the cgroup programs are not attached where the unwatched load runs (they \
+         cover the watched cgroups only, see docs/schema.md), the floor's are on the root.\n\n\
+         | Program | runs | floor (ns) | audit-agent, not watched (ns) |\n|---|---|---|---|"
+    );
+    let mut names: Vec<&str> = pc
+        .connect_unwatched
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    for p in &pc.connect_floor {
+        if !names.contains(&p.name.as_str()) {
+            names.push(&p.name);
+        }
+    }
+    let find = |v: &[ProgramRuns], n: &str| {
+        v.iter()
+            .find(|p| p.name == n)
+            .map(|p| (p.runs_per_op, p.ns_per_op))
+    };
+    let (mut tf, mut tu) = (0.0, 0.0);
+    for n in names {
+        let f = find(&pc.connect_floor, n);
+        let u = find(&pc.connect_unwatched, n);
+        let runs = u.or(f).map_or(0.0, |x| x.0);
+        let cell = |x: Option<(f64, f64)>| x.map_or("—".to_string(), |x| format!("{:.0}", x.1));
+        tf += f.map_or(0.0, |x| x.1);
+        tu += u.map_or(0.0, |x| x.1);
+        let _ = writeln!(s, "| `{n}` | {runs:.1} | {} | {} |", cell(f), cell(u));
+    }
+    let _ = writeln!(s, "| all | | {tf:.0} | {tu:.0} |");
 }
 
 fn render_throughput(s: &mut String, t: &Throughput) {
@@ -1110,6 +1160,16 @@ mod tests {
                     }],
                     added_unwatched_ns: 110.0,
                     added_watched_ns: f64::NAN,
+                    connect_floor: vec![ProgramRuns {
+                        name: "sys_exit".into(),
+                        runs_per_op: 3.0,
+                        ns_per_op: 90.0,
+                    }],
+                    connect_unwatched: vec![ProgramRuns {
+                        name: "sys_exit".into(),
+                        runs_per_op: 3.0,
+                        ns_per_op: 120.0,
+                    }],
                 },
             },
             network: Network {
