@@ -780,7 +780,8 @@ pub struct ConnectBody {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectOutcome {
-    pub sk: u64,
+    /// The socket's cookie (`bpf_get_socket_cookie`), as in its connect record.
+    pub cookie: u64,
     /// `CLOCK_BOOTTIME` when the state changed.
     pub at_ns: u64,
     /// The TCP state reached (1 = ESTABLISHED, 7 = CLOSE).

@@ -88,10 +88,10 @@ fn decide(_ctx: &SockAddrContext) -> i32 {
     1
 }
 
-/// Registers a non-blocking socket so its final state is reported (`sock.rs`).
+/// Registers a non-blocking socket (by its cookie) so its final state is reported (`sock.rs`).
 #[inline(always)]
-fn follow_async(sk: *const u8, h: &EventHeader) {
-    if CONNECTING.insert(&(sk as u64), h, 0).is_ok() {
+fn follow_async(cookie: u64, h: &EventHeader) {
+    if CONNECTING.insert(&cookie, h, 0).is_ok() {
         if let Some(n) = CONNECTING_COUNT.get_ptr_mut(0) {
             atomic_add(n, 1);
         }
@@ -100,10 +100,10 @@ fn follow_async(sk: *const u8, h: &EventHeader) {
     }
 }
 
-/// Stops following a socket whose connect finished within the syscall.
+/// Stops following a socket (by its cookie) whose connect finished within the syscall.
 #[inline(always)]
-pub fn unfollow_async(sk: u64) {
-    if CONNECTING.remove(&sk).is_ok()
+pub fn unfollow_async(cookie: u64) {
+    if CONNECTING.remove(&cookie).is_ok()
         && let Some(n) = CONNECTING_COUNT.get_ptr_mut(0)
     {
         atomic_add(n, 1u64.wrapping_neg());
@@ -156,11 +156,11 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     address_as_passed(ev, addr, addrlen as u32);
     if let Ok((sk, f_flags)) = socket_of(fd as i64) {
         fixed::<ConnectBody>(ev).sk = sk as u64;
+        // Followed from `connect4/6` (`kernel_address`), which has the socket's cookie.
         if f_flags & O_NONBLOCK != 0
             && kread::<u16>(sk, off!(sock_family)).is_ok_and(|f| f != AF_UNIX)
         {
             ev.header.flags |= flags::CONNECT_ASYNC;
-            follow_async(sk, &ev.header);
         }
     }
     Ok(())
@@ -199,6 +199,18 @@ pub fn kernel_address(ctx: &SockAddrContext, family: u16, cookie: u64) -> Result
         let body = fixed::<CompatBody>(ev);
         body.kaddr = k;
         body.cookie = cookie;
+    } else if ev.header.flags & flags::CONNECT_ASYNC != 0 {
+        // A watched non-blocking connect: its final state is followed by the socket's cookie
+        // (`sock.rs`), so the record names the socket even when packets are not read.
+        let cookie = if cookie != 0 {
+            cookie
+        } else {
+            unsafe { generated::bpf_get_socket_cookie(ctx.sock_addr.cast()) }
+        };
+        let body = fixed::<ConnectBody>(ev);
+        body.kaddr = k;
+        body.cookie = cookie;
+        follow_async(cookie, &ev.header);
     } else {
         let body = fixed::<ConnectBody>(ev);
         body.kaddr = k;
@@ -261,9 +273,9 @@ fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     set_result(ctx, ev);
-    let (user, addrlen, sk) = {
+    let (user, addrlen, sk, cookie) = {
         let b = fixed::<ConnectBody>(ev);
-        (b.user_addr, b.addrlen, b.sk)
+        (b.user_addr, b.addrlen, b.sk, b.cookie)
     };
     if ev.header.flags & flags::ADDR_FAULT != 0 {
         ev.header.flags &= !flags::ADDR_FAULT;
@@ -276,7 +288,7 @@ fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), i64> {
     if ev.header.flags & flags::CONNECT_ASYNC != 0 && retval != -EINPROGRESS {
         // Finished (or failed) within the syscall: the result is final, nothing follows.
         ev.header.flags &= !flags::CONNECT_ASYNC;
-        unfollow_async(sk);
+        unfollow_async(cookie);
     }
     let family = kread::<u16>(sk as *const u8, off!(sock_family)).unwrap_or(0);
     if sk != 0 && family == AF_UNIX {

@@ -5,8 +5,10 @@
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 use aya_ebpf::{
-    macros::{cgroup_skb, cgroup_sock_addr, raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, SkBuffContext, SockAddrContext, TracePointContext},
+    macros::{cgroup_skb, cgroup_sock_addr, raw_tracepoint, sock_ops, tracepoint},
+    programs::{
+        RawTracePointContext, SkBuffContext, SockAddrContext, SockOpsContext, TracePointContext,
+    },
 };
 
 macro_rules! empty {
@@ -86,9 +88,9 @@ pub fn signal_generate(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
-#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
-pub fn inet_sock_set_state(_ctx: RawTracePointContext) -> i32 {
-    0
+#[sock_ops]
+pub fn connect_states(_ctx: SockOpsContext) -> u32 {
+    1
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]

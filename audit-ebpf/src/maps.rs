@@ -234,13 +234,13 @@ pub static FD_WALKS_TP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 pub static RECEIVED_FDS: PerCpuArray<[u64; audit_common::event::FD_DIFF_WORDS]> =
     PerCpuArray::with_max_entries(1, 0);
 
-/// Non-blocking connects still connecting: `struct sock *` -> the connect record they belong to
-/// (its tid and entry time). `sock:inet_sock_set_state` reports their final state.
+/// Non-blocking connects still connecting: the socket's cookie -> the connect record it belongs
+/// to (its tid and entry time). The `sock_ops` program (`sock.rs`) reports their final state.
 #[map]
 pub static CONNECTING: HashMap<u64, EventHeader> = HashMap::with_max_entries(16384, 0);
 
-/// Number of entries in `CONNECTING` (atomic adds): while it is zero, TCP state changes of the
-/// whole host leave after one array read.
+/// Number of entries in `CONNECTING` (atomic adds): while it is zero, the `sock_ops` program
+/// leaves after one array read.
 #[map]
 pub static CONNECTING_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 

@@ -1,18 +1,24 @@
-//! The final state of a non-blocking connect. `connect.rs` registers the socket of a watched
-//! non-blocking connect in `CONNECTING`; when the socket leaves `SYN_SENT` — established,
-//! refused (RST), timed out, reset, or closed by the process — `sock:inet_sock_set_state` fires
-//! and a [`ConnectOutcome`] names the connect record it completes (its tid and entry time). The
-//! error is the socket's own `sk_err`, set by the kernel before it moves the socket to CLOSE.
+//! The final state of a non-blocking connect. The cgroup `connect4/6` program registers the
+//! socket of a watched non-blocking connect in `CONNECTING` (by its cookie, `connect.rs`); this
+//! cgroup `sock_ops` program, attached with it where the watched cgroups are (`cover.rs` in user
+//! space), asks the kernel for the socket's state changes when it sends its SYN
+//! (`BPF_SOCK_OPS_TCP_CONNECT_CB`), and when the socket leaves `SYN_SENT` — established, refused
+//! (RST), timed out, reset, or closed by the process — a [`ConnectOutcome`] names the connect
+//! record it completes (its tid and entry time). The error is the socket's own `sk_err`, set by
+//! the kernel before it moves the socket to CLOSE.
 //!
-//! This tracepoint fires for every TCP state change on the host: while no connect is followed
-//! (`CONNECTING_COUNT` is zero) it leaves after one array read. Attached raw (its arguments are
-//! the socket and the two states): the perf tracepoint built a whole record of addresses and
-//! ports for every state change before the program could leave. Only sockets `connect.rs`
-//! registered are looked at, so other protocols' state changes (DCCP, SCTP) find nothing.
+//! Why not the `sock:inet_sock_set_state` tracepoint: it fires for every TCP state change of
+//! every socket on the host (two to three per connection), each a program run; `sock_ops` runs
+//! only for sockets created below the cgroup it is attached to, and state callbacks only for the
+//! sockets that asked for them. While no connect is followed (`CONNECTING_COUNT` is zero) it
+//! leaves after one array read.
 
 use audit_common::event::{ConnectOutcome, EventKind, FixedEvent, HEADER_LEN};
 use aya_ebpf::{
-    helpers::bpf_ktime_get_boot_ns, macros::raw_tracepoint, programs::RawTracePointContext,
+    bindings::{BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB},
+    helpers::{bpf_ktime_get_boot_ns, generated},
+    macros::sock_ops,
+    programs::SockOpsContext,
 };
 
 use crate::{
@@ -20,39 +26,53 @@ use crate::{
     emit::{ring_used, submit_flags},
     helpers::count,
     maps::{CONNECTING, CONNECTING_COUNT, EVENTS},
-    offsets::{kread, off},
+    offsets::off,
+    vfs,
 };
 
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
 
-/// Raw `inet_sock_set_state`: `(const struct sock *sk, int oldstate, int newstate)`.
-#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
-    let _ = try_set_state(&ctx);
-    0
+#[sock_ops]
+pub fn connect_states(ctx: SockOpsContext) -> u32 {
+    let _ = try_connect_states(&ctx);
+    1
 }
 
 #[inline(always)]
-fn try_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
+fn try_connect_states(ctx: &SockOpsContext) -> Result<(), i64> {
     if !CONNECTING_COUNT.get(0).is_some_and(|n| *n != 0) {
         return Ok(());
     }
-    let sk: u64 = ctx.arg(0);
-    let Some(h) = (unsafe { CONNECTING.get(&sk) }).copied() else {
+    let op = ctx.op();
+    if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
+        let cookie = unsafe { generated::bpf_get_socket_cookie(ctx.ops.cast()) };
+        if unsafe { CONNECTING.get(&cookie) }.is_some() {
+            ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32)
+                .map_err(i64::from)?;
+        }
+    } else if op == BPF_SOCK_OPS_STATE_CB {
+        let (old, new) = (ctx.arg(0) as i32, ctx.arg(1) as i32);
+        if old == TCP_SYN_SENT && new != TCP_SYN_SENT {
+            left_syn_sent(ctx, new)?;
+        }
+    }
+    Ok(())
+}
+
+/// The socket left `SYN_SENT` for `new`: its connect record's outcome.
+#[inline(always)]
+fn left_syn_sent(ctx: &SockOpsContext, new: i32) -> Result<(), i64> {
+    let cookie = unsafe { generated::bpf_get_socket_cookie(ctx.ops.cast()) };
+    let Some(h) = (unsafe { CONNECTING.get(&cookie) }).copied() else {
         return Ok(());
     };
-    let old = ctx.arg::<u64>(1) as i32;
-    let new = ctx.arg::<u64>(2) as i32;
-    if old != TCP_SYN_SENT || new == TCP_SYN_SENT {
-        return Ok(());
-    }
     let error = if new == TCP_ESTABLISHED {
         0
     } else {
-        kread::<i32>(sk as *const u8, off!(sock_err)).unwrap_or(0) as u32
+        sock_err(ctx)
     };
-    unfollow_async(sk);
+    unfollow_async(cookie);
     let Some(mut entry) = EVENTS.reserve::<FixedEvent<ConnectOutcome>>(0) else {
         count(|c| c.ringbuf_full[EventKind::ConnectOutcome as usize] += 1);
         return Ok(());
@@ -62,7 +82,7 @@ fn try_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
     ev.header.kind = EventKind::ConnectOutcome as u16;
     ev.header.body_len = (core::mem::size_of::<FixedEvent<ConnectOutcome>>() - HEADER_LEN) as u16;
     ev.body = ConnectOutcome {
-        sk,
+        cookie,
         at_ns: unsafe { bpf_ktime_get_boot_ns() },
         new_state: new as u32,
         error,
@@ -70,4 +90,19 @@ fn try_set_state(ctx: &RawTracePointContext) -> Result<(), i64> {
     entry.submit(submit_flags(ring_used()));
     count(|c| c.emitted[EventKind::ConnectOutcome as usize] += 1);
     Ok(())
+}
+
+/// `sk->sk_err` of the callback's socket, through its BTF-typed `tcp_sock` (whose first member is
+/// the `struct sock`); 0 when it cannot be had.
+#[inline(always)]
+fn sock_err(ctx: &SockOpsContext) -> u32 {
+    let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return 0;
+    }
+    let tp = unsafe { generated::bpf_skc_to_tcp_sock(sk.cast()) } as *const u8;
+    if tp.is_null() {
+        return 0;
+    }
+    vfs::btf_read::<i32>(tp, off!(sock_err)) as u32
 }

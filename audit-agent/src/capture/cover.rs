@@ -1,6 +1,7 @@
 //! Where the cgroup programs are attached: the `sock_addr` ones (the kernel's copy of every IP
-//! destination a watched process connects or sends to) and, with `[capture] packets`, the `skb`
-//! ones (DNS and the first bytes of watched connections). A cgroup program runs for every socket
+//! destination a watched process connects or sends to), the `sock_ops` one (how watched
+//! non-blocking connects ended) and, with `[capture] packets`, the `skb` ones (DNS and the first
+//! bytes of watched connections). A cgroup program runs for every socket
 //! operation of every process below the cgroup it is attached to, watched or not — on the root,
 //! an unwatched `connect` paid ~200 ns and every unwatched packet a program run. So they are
 //! attached to the **cover**: the deepest cgroup that holds every cgroup watched so far.
@@ -24,13 +25,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SockOps},
 };
 
 use super::{WatchSet, program};
 
 /// cgroup `sock_addr` programs: they see the kernel's copy of every IP destination.
 pub(super) const SOCK_ADDR: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
+
+/// The cgroup `sock_ops` program: the final state of watched non-blocking connects.
+pub(super) const SOCK_OPS: &str = "connect_states";
 
 /// cgroup `skb` programs: they read the packets of watched sockets (DNS, the first bytes of TCP
 /// connections).
@@ -156,6 +160,15 @@ pub(super) fn attach(
             })?;
         links.push(Box::new(p.take_link(id)?));
     }
+    let p: &mut SockOps = program(ebpf, SOCK_OPS)?.try_into()?;
+    if p.fd().is_err() {
+        p.load()
+            .with_context(|| format!("the kernel verifier rejected program {SOCK_OPS}"))?;
+    }
+    let id = p
+        .attach(&cgroup, CgroupAttachMode::Single)
+        .with_context(|| format!("attaching {SOCK_OPS} to cgroup {} failed", dir.display()))?;
+    links.push(Box::new(p.take_link(id)?));
     if !packets {
         return Ok(links);
     }

@@ -38,7 +38,7 @@ pub(crate) use self::pin::signal_pin_path;
 use self::{
     btf::Btf,
     cgroup::CgroupDir,
-    cover::{CgroupPrograms, PACKET_PROGRAMS, SOCK_ADDR},
+    cover::{CgroupPrograms, PACKET_PROGRAMS, SOCK_ADDR, SOCK_OPS},
     pin::SignalPin,
     tracefs::TraceFs,
 };
@@ -218,7 +218,6 @@ const RAW_TRACEPOINTS: &[&str] = &[
     "sched_process_fork",
     "sched_process_exec",
     "signal_generate",
-    "inet_sock_set_state",
 ];
 
 /// Settings of the kernel side.
@@ -748,6 +747,7 @@ fn load_in_parallel(ebpf: &mut Ebpf, tracefs: &TraceFs, what: &Wanted) -> anyhow
     }
     wanted.extend(RAW_TRACEPOINTS.iter().map(|n| n.to_string()));
     wanted.extend(SOCK_ADDR.iter().map(|n| n.to_string()));
+    wanted.insert(SOCK_OPS.into());
     if compat {
         wanted.insert(COMPAT_EXIT.into());
     }
@@ -799,6 +799,7 @@ fn load_program(p: &mut aya::programs::Program) -> Result<(), aya::programs::Pro
         Program::TracePoint(p) => p.load(),
         Program::RawTracePoint(p) => p.load(),
         Program::CgroupSockAddr(p) => p.load(),
+        Program::SockOps(p) => p.load(),
         _ => Ok(()),
     }
 }

@@ -359,7 +359,7 @@ fn connect_outcomes_decode() {
     header.tid = 5;
     header.ktime_ns = 1000;
     let body = ConnectOutcome {
-        sk: 1,
+        cookie: 1,
         at_ns: 2000,
         new_state: 7,
         error: 111,

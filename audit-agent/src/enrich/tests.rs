@@ -397,7 +397,7 @@ fn outcome(tid: u32, new_state: u32, error: u32) -> KernelEvent {
         flags: 0,
         retval: 0,
         body: KernelBody::ConnectOutcome(ConnectOutcome {
-            sk: 0xabc,
+            cookie: 0xabc,
             at_ns: u64::from(tid) * 1000 + 2_000_000,
             new_state,
             error,
