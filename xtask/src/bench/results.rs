@@ -351,7 +351,7 @@ impl Overhead {
             return Vec::new();
         };
         [
-            ("syscall", "any other system call"),
+            ("syscall", OTHER_CALL),
             ("open", "openat+close"),
             ("connect", "connect"),
             ("forkexec", "fork+exec"),
@@ -370,6 +370,9 @@ impl Overhead {
         .collect()
     }
 }
+
+/// The label of `getppid` in the host tax: a system call no tracer records.
+const OTHER_CALL: &str = "any other system call";
 
 /// docs/benchmarks.md.
 pub(super) fn render(r: &Results) -> String {
@@ -498,30 +501,40 @@ fn claims_goal(s: &mut String, c: &ClaimsAccuracy) {
 
 fn host_tax_goal(s: &mut String, o: &Overhead) {
     let tax = o.host_tax();
-    if tax.is_empty() {
-        return;
+    // The operations audit-agent records, and every other system call (what a process pays on
+    // calls nobody records: for audit-agent, the one raw `sys_exit` program every call returns
+    // through), as separate goals: the issue names the first; the second is reported beside it.
+    let (other, recorded): (Vec<_>, Vec<_>) = tax.iter().partition(|(op, ..)| *op == OTHER_CALL);
+    for (goal, rows) in [
+        ("Host tax of the recorded operations", recorded),
+        ("Host tax of any other system call", other),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let text: Vec<String> = rows
+            .iter()
+            .map(|(op, ours, bpf, audit)| {
+                let other =
+                    |v: &Option<f64>| v.map_or("not run".into(), |v| format!("+{}", f(v, 0)));
+                format!(
+                    "{op}: +{} ns (bpftrace {}, auditd {})",
+                    f(*ours, 0),
+                    other(bpf),
+                    other(audit)
+                )
+            })
+            .collect();
+        let met = rows
+            .iter()
+            .all(|(_, ours, bpf, _)| bpf.is_some_and(|b| *ours <= b));
+        let _ = writeln!(
+            s,
+            "| {goal}: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each | {} | {} |",
+            text.join("; "),
+            verdict(met)
+        );
     }
-    let text: Vec<String> = tax
-        .iter()
-        .map(|(op, ours, bpf, audit)| {
-            let other = |v: &Option<f64>| v.map_or("not run".into(), |v| format!("+{}", f(v, 0)));
-            format!(
-                "{op}: +{} ns (bpftrace {}, auditd {})",
-                f(*ours, 0),
-                other(bpf),
-                other(audit)
-            )
-        })
-        .collect();
-    let met = tax
-        .iter()
-        .all(|(_, ours, bpf, _)| bpf.is_some_and(|b| *ours <= b));
-    let _ = writeln!(
-        s,
-        "| Host tax: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each operation | {} | {} |",
-        text.join("; "),
-        verdict(met)
-    );
 }
 
 fn cpu_goal(s: &mut String, p: &Profile) {
@@ -1324,7 +1337,8 @@ mod tests {
             "| `unsubstantiated` or `contradicted` calls | 0.90 | 1.00 | 9 | 1 | 0 |",
             "| Reconciliation precision and recall, both findings (section 7) | ≥ 0.95 | 0.90 at least (37 of 38 calls exactly as labelled) | **missed** |",
             "- lies: call li-cmd expected contradicted, got substantiated",
-            "| Host tax: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each operation | any other system call: +255 ns (bpftrace not run, auditd not run); openat+close: +255 ns (bpftrace not run, auditd not run);",
+            "| Host tax of the recorded operations: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each | openat+close: +255 ns (bpftrace not run, auditd not run);",
+            "| Host tax of any other system call: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each | any other system call: +255 ns (bpftrace not run, auditd not run) | **missed** |",
             "| Daemon RSS | ≤ 128 MiB and flat | 110.0 MiB at most, +0.0 MiB over the second half (anonymous memory +0.0) | met |",
             "| CPU per record | ≤ 2× one agent at the same rate (3.00 µs) | 4.50 µs (1.50×) | met |",
             "| 1000 | 100 | 20500 | 2050000 | 0 | 4.50 | 9 | 1.50 | 40.0 / 110.0 | +0.0 | 12.0 | OK |",
