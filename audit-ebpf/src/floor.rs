@@ -38,6 +38,7 @@ empty!(
     sys_enter_connect,
     sched_process_exit,
     cgroup_attach_task,
+    cgroup_changed,
     io_uring_submit_req,
     io_uring_complete,
     io_uring_create,

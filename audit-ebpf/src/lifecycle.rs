@@ -15,8 +15,8 @@ use aya_ebpf::{
 use crate::{
     emit::{emit, ring_used, submit_flags},
     filter::{agent_tgid, follow, is_followed, is_watched, unfollow},
-    helpers::{copy_of, count},
-    maps::{EVENTS, EXE_SEEN, PENDING, SIGNALS_TO_AGENT},
+    helpers::{atomic_add, copy_of, count},
+    maps::{CGROUP_CHANGES, EVENTS, EXE_SEEN, PENDING, SIGNALS_TO_AGENT},
     offsets::{kread, off, tp_read},
     pending::{fill_header, may_have_slot, remove_slot},
     vfs::{btf_ptr, btf_read, task_btf},
@@ -199,6 +199,17 @@ fn try_cgroup_move(ctx: &TracePointContext) -> Result<(), i64> {
     entry.submit(submit_flags(ring_used()));
     count(|c| c.emitted[EventKind::CgroupMove as usize] += 1);
     Ok(())
+}
+
+/// `cgroup:cgroup_mkdir`, `cgroup_rmdir`, `cgroup_rename` (one program on all three): counts
+/// changes to the cgroup hierarchies in `CGROUP_CHANGES`, so user space resolves the watched
+/// paths again only when one happened, however many agents it watches.
+#[tracepoint]
+pub fn cgroup_changed(_ctx: TracePointContext) -> u32 {
+    if let Some(n) = CGROUP_CHANGES.get_ptr_mut(0) {
+        atomic_add(n, 1);
+    }
+    0
 }
 
 /// Raw tracepoint `signal_generate(sig, info, task, group, result)`: a watched process signals

@@ -244,6 +244,11 @@ pub static CONNECTING: HashMap<u64, EventHeader> = HashMap::with_max_entries(163
 #[map]
 pub static CONNECTING_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
+/// `[0]`: changes to the cgroup hierarchies (mkdir, rmdir, rename; atomic adds,
+/// `lifecycle.rs`): user space rescans the watched cgroup paths when it moved.
+#[map]
+pub static CGROUP_CHANGES: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Loss and volume counters (one entry per CPU).
 #[map]
 pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);

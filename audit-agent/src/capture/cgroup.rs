@@ -49,6 +49,12 @@ pub(crate) struct CgroupDir {
 }
 
 impl Cgroup2 {
+    /// A hierarchy mounted at `mount` (tests: a plain directory tree stands in for it).
+    #[cfg(test)]
+    pub(crate) fn at(mount: PathBuf) -> Self {
+        Self { mount }
+    }
+
     /// Finds the cgroup2 mount from `/proc/self/mountinfo` (never assumed to be `/sys/fs/cgroup`).
     pub(crate) fn find() -> Result<Self, CgroupError> {
         let text =

@@ -193,6 +193,10 @@ const TRACEPOINTS: &[(&str, &str, &str, bool)] = &[
     ("sched_process_exit", "sched", "sched_process_exit", true),
     // Moves of watched processes to other cgroups (they stay watched either way).
     ("cgroup_attach_task", "cgroup", "cgroup_attach_task", false),
+    // Changes to the hierarchy: rescans of the watched paths only when one happened.
+    ("cgroup_changed", "cgroup", "cgroup_mkdir", false),
+    ("cgroup_changed", "cgroup", "cgroup_rmdir", false),
+    ("cgroup_changed", "cgroup", "cgroup_rename", false),
 ];
 
 /// io_uring's tracepoints (audit-ebpf/src/uring.rs), attached when the request structures could
@@ -263,6 +267,9 @@ pub(crate) struct Capture {
     uids: HashMap<MapData, u32, u32>,
     pending: HashMap<MapData, u32, PendingEvent>,
     counters: PerCpuArray<MapData, Counters>,
+    /// Changes to the cgroup hierarchies (`CGROUP_CHANGES`); `None` when this kernel lacks one of
+    /// the tracepoints that count them.
+    cgroup_changes: Option<Array<MapData, u64>>,
     /// Identities of protected files in the kernel (`PROTECTED_FILES`): where updates come
     /// from, and what the map holds.
     protected_files: HashMap<MapData, FileKey, u32>,
@@ -413,6 +420,12 @@ impl Capture {
         let uids = HashMap::try_from(take(&mut ebpf, "WATCHED_UIDS")?)?;
         let pending = HashMap::try_from(take(&mut ebpf, "PENDING")?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?)?;
+        let counted = !missing.iter().any(|m| m.starts_with("cgroup:cgroup_"));
+        let cgroup_changes = if counted {
+            Some(Array::try_from(take(&mut ebpf, "CGROUP_CHANGES")?)?)
+        } else {
+            None
+        };
         let protected_files = HashMap::try_from(take(&mut ebpf, "PROTECTED_FILES")?)?;
         let drops = HashMap::try_from(take(&mut ebpf, "DROPS_BY_TGID")?)?;
         let (signals, left_by_previous_run) = SignalPin::take_over(
@@ -433,6 +446,7 @@ impl Capture {
             uids,
             pending,
             counters,
+            cgroup_changes,
             protected_files,
             protected: (None, BTreeSet::new()),
             drops,
@@ -611,6 +625,12 @@ impl Capture {
         let any = !self.left_by_previous_run.is_empty();
         out.append(&mut self.left_by_previous_run);
         any
+    }
+
+    /// How many times the cgroup hierarchies changed (mkdir, rmdir, rename) since the start;
+    /// `None` when not counted.
+    pub(crate) fn cgroup_changes(&self) -> Option<u64> {
+        self.cgroup_changes.as_ref()?.get(&0, 0).ok()
     }
 
     /// Sums the per-CPU counters.

@@ -283,7 +283,8 @@ impl<S: Source> Pipeline<S> {
     }
 
     fn refresh_watch(&mut self) -> anyhow::Result<()> {
-        if let Some(set) = self.refresher.as_mut().and_then(WatchRefresher::poll) {
+        let changes = self.source.cgroup_changes();
+        if let Some(set) = self.refresher.as_mut().and_then(|r| r.poll(changes)) {
             // Said once the kernel has it: whoever waits for this line (an operator, a test)
             // may start a workload in the new cgroups right away.
             self.source.set_watch(&set)?;

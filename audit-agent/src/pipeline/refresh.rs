@@ -22,6 +22,9 @@ pub(crate) struct WatchRefresher {
     /// Extra globs that change at run time (cgroups of selected Kubernetes pods).
     dynamic: Option<DynamicGlobs>,
     dynamic_generation: u64,
+    /// The source's count of cgroup hierarchy changes at the last resolve (`None`: not counted,
+    /// every due poll resolves).
+    resolved_at: Option<u64>,
 }
 
 impl WatchRefresher {
@@ -42,6 +45,7 @@ impl WatchRefresher {
             updates,
             dynamic: None,
             dynamic_generation: u64::MAX,
+            resolved_at: None,
         }
     }
 
@@ -51,8 +55,11 @@ impl WatchRefresher {
         self
     }
 
-    /// A new kernel watch set when due and changed.
-    pub(crate) fn poll(&mut self) -> Option<WatchSet> {
+    /// A new kernel watch set when due and changed. `changes`: the source's count of cgroup
+    /// hierarchy changes (mkdir, rmdir, rename), when it has one; a due poll resolves the watched
+    /// paths again only when it moved since the last resolve (read before resolving, so a change
+    /// during a resolve is seen by the next poll).
+    pub(crate) fn poll(&mut self, changes: Option<u64>) -> Option<WatchSet> {
         let mut forced = false;
         if self.updates.has_changed().unwrap_or(false) {
             self.plan = self.updates.borrow_and_update().clone();
@@ -72,6 +79,10 @@ impl WatchRefresher {
             return None;
         }
         self.last = Instant::now();
+        if !forced && changes.is_some() && changes == self.resolved_at {
+            return None;
+        }
+        self.resolved_at = changes;
         let mut plan = self.plan.clone();
         for g in &extra {
             if let Err(e) = plan.add_glob(g) {
@@ -83,5 +94,46 @@ impl WatchRefresher {
             self.current = set.clone();
             set
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paths of a watch set's exact cgroups, sorted.
+    fn exact(set: &WatchSet) -> Vec<&str> {
+        let mut paths: Vec<&str> = set.exact.iter().map(|d| d.path.as_str()).collect();
+        paths.sort_unstable();
+        paths
+    }
+
+    #[test]
+    fn the_watched_paths_are_resolved_again_only_when_the_hierarchy_changed() {
+        let root = std::env::temp_dir().join(format!("audit-refresh-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("agents/a")).unwrap();
+        let cg = Cgroup2::at(root.clone());
+        let mut plan = WatchPlan::default();
+        plan.add_glob("/agents/a").unwrap();
+        plan.add_glob("/agents/b").unwrap();
+        let (_tx, rx) = watch::channel(plan.clone());
+        let start = plan.resolve(&cg);
+        let mut r = WatchRefresher::new(plan, start, cg, Duration::ZERO, rx);
+
+        std::fs::create_dir_all(root.join("agents/b")).unwrap();
+        let set = r.poll(Some(1)).expect("b appeared");
+        assert_eq!(exact(&set), ["/agents/a", "/agents/b"]);
+
+        std::fs::remove_dir(root.join("agents/b")).unwrap();
+        assert!(r.poll(Some(1)).is_none(), "no change counted: not resolved");
+        let set = r.poll(Some(2)).expect("a change counted: b is gone");
+        assert_eq!(exact(&set), ["/agents/a"]);
+
+        std::fs::create_dir_all(root.join("agents/b")).unwrap();
+        let set = r
+            .poll(None)
+            .expect("without a count, every due poll resolves");
+        assert_eq!(exact(&set), ["/agents/a", "/agents/b"]);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

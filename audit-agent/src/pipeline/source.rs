@@ -47,6 +47,12 @@ pub(crate) trait Source: Send {
     /// Makes the kernel report exactly `set`.
     fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()>;
 
+    /// How many times the cgroup hierarchies changed so far, when the source counts them: the
+    /// watched paths are resolved again only when this moved.
+    fn cgroup_changes(&self) -> Option<u64> {
+        None
+    }
+
     /// The records of these signals to the agent (by `ktime_ns`) reached the sink.
     fn signals_delivered(&mut self, _ktimes: &[u64]) {}
 
@@ -85,6 +91,10 @@ impl Source for Capture {
 
     fn set_watch(&mut self, set: &WatchSet) -> anyhow::Result<()> {
         Capture::set_watch(self, set)
+    }
+
+    fn cgroup_changes(&self) -> Option<u64> {
+        Capture::cgroup_changes(self)
     }
 
     fn signals_delivered(&mut self, ktimes: &[u64]) {
