@@ -382,7 +382,15 @@ impl Capture {
         fill_tail_calls(&mut ebpf, &wanted)?;
         let verified = started.elapsed();
         let mut links = Links::default();
-        let mut missing = attach_programs(&mut ebpf, &tracefs, &mut links, compat, uring, maps)?;
+        // Off by configuration is said as such, not as something this kernel lacks.
+        let compat_missing = opts.compat_syscalls && !compat;
+        if !opts.compat_syscalls {
+            tracing::info!(
+                "32-bit system calls are not recorded ([capture] compat_syscalls = false)"
+            );
+        }
+        let mut missing =
+            attach_programs(&mut ebpf, &tracefs, &mut links, compat_missing, uring, maps)?;
         if !walks {
             missing.push(format!(
                 "file.held, file.receive (needs {HELD_WALK_HELPER}, Linux 5.17)"
@@ -884,19 +892,19 @@ fn attach_all(
     Ok(missing)
 }
 
-/// Attaches every program; returns the optional hooks left out (32-bit calls when disabled or
-/// without their offsets, io_uring without its offsets, executable mappings without their
-/// helper, tracepoints some kernels lack).
+/// Attaches every program; returns the optional hooks left out (32-bit calls without their
+/// offsets, io_uring without its offsets, executable mappings without their helper, tracepoints
+/// some kernels lack).
 fn attach_programs(
     ebpf: &mut Ebpf,
     tracefs: &TraceFs,
     links: &mut Links,
-    compat: bool,
+    compat_missing: bool,
     uring: bool,
     maps: bool,
 ) -> anyhow::Result<Vec<String>> {
     let mut missing = attach_all(ebpf, tracefs, links, maps)?;
-    if !compat {
+    if compat_missing {
         missing.push("32-bit system calls (raw_syscalls:sys_exit, TS_COMPAT)".into());
     }
     if !uring {
