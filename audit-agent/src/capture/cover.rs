@@ -146,10 +146,7 @@ pub(super) fn attach(
     let mut links: Vec<Box<dyn Send>> = Vec::new();
     for &name in SOCK_ADDR {
         let p: &mut CgroupSockAddr = program(ebpf, name)?.try_into()?;
-        if p.fd().is_err() {
-            p.load()
-                .with_context(|| format!("the kernel verifier rejected program {name}"))?;
-        }
+        load_once!(p, name);
         let id = p
             .attach(&cgroup, CgroupAttachMode::Single)
             .with_context(|| {
@@ -161,10 +158,7 @@ pub(super) fn attach(
         links.push(Box::new(p.take_link(id)?));
     }
     let p: &mut SockOps = program(ebpf, SOCK_OPS)?.try_into()?;
-    if p.fd().is_err() {
-        p.load()
-            .with_context(|| format!("the kernel verifier rejected program {SOCK_OPS}"))?;
-    }
+    load_once!(p, SOCK_OPS);
     let id = p
         .attach(&cgroup, CgroupAttachMode::Single)
         .with_context(|| format!("attaching {SOCK_OPS} to cgroup {} failed", dir.display()))?;
@@ -174,10 +168,7 @@ pub(super) fn attach(
     }
     for &(name, direction) in PACKET_PROGRAMS {
         let p: &mut CgroupSkb = program(ebpf, name)?.try_into()?;
-        if p.fd().is_err() {
-            p.load()
-                .with_context(|| format!("the kernel verifier rejected program {name}"))?;
-        }
+        load_once!(p, name);
         let id = p
             .attach(&cgroup, direction, CgroupAttachMode::Single)
             .with_context(|| {

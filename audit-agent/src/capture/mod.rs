@@ -5,6 +5,16 @@
 //! preflight (privileges, BTF, tracefs, cgroup2) -> offsets -> load -> attach -> Filter -> read
 //! ```
 
+/// Loads `p` unless it already is (the parallel load did it).
+macro_rules! load_once {
+    ($p:expr, $name:expr) => {
+        if $p.fd().is_err() {
+            $p.load()
+                .with_context(|| format!("the kernel verifier rejected program {}", $name))?;
+        }
+    };
+}
+
 pub(crate) mod btf;
 pub(crate) mod cgroup;
 mod cover;
@@ -733,16 +743,6 @@ struct Wanted {
     packets: bool,
     maps: bool,
     walks: bool,
-}
-
-/// Loads `p` unless it already is (the parallel load did it).
-macro_rules! load_once {
-    ($p:expr, $name:expr) => {
-        if $p.fd().is_err() {
-            $p.load()
-                .with_context(|| format!("the kernel verifier rejected program {}", $name))?;
-        }
-    };
 }
 
 /// Verifies the programs that [`attach_programs`] (or the floor) will attach, each on its own
