@@ -81,7 +81,7 @@ impl Env {
     /// ns/op of one loadgen measurement.
     fn measure(&self, op: &str, cgroup: &str, uid: Option<u32>, ms: u64) -> anyhow::Result<f64> {
         let arg = match op {
-            "open" => self.file.display().to_string(),
+            "open" | "open_paced" => self.file.display().to_string(),
             "connect" => "1".into(),
             _ => "-".into(),
         };
@@ -470,7 +470,7 @@ fn summarize(order: &[String], samples: &Samples, ops: &[&str]) -> Vec<OverheadR
 
 /// Section 1: syscall overhead, every configuration interleaved over several passes.
 fn overhead(env: &Env) -> anyhow::Result<Overhead> {
-    let ops = ["syscall", "open", "connect", "forkexec"];
+    let ops = ["syscall", "open", "open_paced", "connect", "forkexec"];
     let ms = if env.quick { 250 } else { 400 };
     let passes = if env.quick { 1 } else { 3 };
     let rounds = if env.quick { 3 } else { 5 };
@@ -641,6 +641,7 @@ fn program_cost(env: &Env) -> anyhow::Result<ProgramCost> {
     let (ue, ux) = program_ns(|| env.measure("open", &env.unwatched, None, ms))?;
     let connect_unwatched = connect_programs(|| env.measure("connect", &env.unwatched, None, ms))?;
     let (we, wx) = program_ns(|| env.measure("open", &env.watched, None, ms))?;
+    let (pe, px) = program_ns(|| env.measure("open_paced", &env.watched, None, ms))?;
     Tracer::Proc(agent).stop()?;
     let row = |config: &str, enter_ns, exit_ns| ProgramRow {
         config: config.into(),
@@ -651,10 +652,12 @@ fn program_cost(env: &Env) -> anyhow::Result<ProgramCost> {
         rows: vec![
             row("empty programs (floor)", fe, fx),
             row("audit-agent, load not watched", ue, ux),
-            row("audit-agent, load watched", we, wx),
+            row("audit-agent, load watched (tight loop)", we, wx),
+            row("audit-agent, load watched at 100,000 a second", pe, px),
         ],
         added_unwatched_ns: (ue + ux) - (fe + fx),
         added_watched_ns: (we + wx) - (fe + fx),
+        added_watched_paced_ns: (pe + px) - (fe + fx),
         connect_floor,
         connect_unwatched,
     })

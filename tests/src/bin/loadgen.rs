@@ -8,7 +8,10 @@
 //! loadgen time OP ARG MS               like `loop`, for MS milliseconds instead of a count; OP
 //!                                      also `tcp` (a 64 KiB write on a loopback TCP connection a
 //!                                      thread of this process drains) or `udp_rr` (a 64-byte UDP
-//!                                      request and its echo from a thread of this process)
+//!                                      request and its echo from a thread of this process),
+//!                                      or `open_paced` (openat+close at PACE a second in bursts
+//!                                      of BURST, timed inside the bursts only: what each call
+//!                                      costs while a tracer's reader keeps up)
 //! loadgen rate FILE EVENTS_PER_S SECS  openat+close paced to EVENTS_PER_S (0 = as fast as possible)
 //! loadgen agents CGROUPS N EVENTS_PER_S SECS FILE EXEC_EVERY_MS
 //!                                      N processes, the i-th in cgroup CGROUPS/a<i, 4 digits>, each
@@ -205,6 +208,36 @@ fn udp_rr() -> Box<dyn Fn()> {
     })
 }
 
+/// Calls a second of `open_paced` (see the module docs): far below what the daemon reads in a
+/// second (section 2 of docs/benchmarks.md), so its ring buffer stays nearly empty.
+const PACE: u64 = 100_000;
+/// Calls per timed burst of `open_paced`.
+const BURST: u64 = 50;
+
+/// Runs `f` for `budget` at [`PACE`] calls a second, [`BURST`] at a time (after a tenth of the
+/// budget of warm-up at the same pace); returns the calls timed and the time spent in them.
+fn paced(f: impl Fn(), budget: Duration) -> (u64, Duration) {
+    let run = |budget: Duration| {
+        let start = Instant::now();
+        let (mut n, mut busy) = (0u64, Duration::ZERO);
+        while start.elapsed() < budget {
+            let t = Instant::now();
+            for _ in 0..BURST {
+                f();
+            }
+            busy += t.elapsed();
+            n += BURST;
+            let due = start + Duration::from_nanos(n * 1_000_000_000 / PACE);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        (n, busy)
+    };
+    run(budget / 10);
+    run(budget)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| {
@@ -244,6 +277,13 @@ fn main() {
             }
             let ns = t.elapsed().as_nanos() as f64 / iters as f64;
             println!("{{\"op\":\"{op}\",\"iters\":{iters},\"ns_per_op\":{ns:.1}}}");
+        }
+        "time" if arg(1) == "open_paced" => {
+            let p = CString::new(arg(2)).expect("path");
+            let budget = Duration::from_millis(arg(3).parse().expect("ms"));
+            let (n, busy) = paced(|| open_close(&p), budget);
+            let ns = busy.as_nanos() as f64 / n as f64;
+            println!("{{\"op\":\"open_paced\",\"iters\":{n},\"ns_per_op\":{ns:.1}}}");
         }
         "time" => {
             let op = arg(1);
