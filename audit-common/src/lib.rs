@@ -21,6 +21,7 @@ mod pod {
     unsafe impl aya::Pod for crate::filter::FileKey {}
     unsafe impl aya::Pod for crate::filter::ProcessDrops {}
     unsafe impl aya::Pod for crate::offsets::Offsets {}
+    unsafe impl aya::Pod for crate::offsets::KernelTypes {}
     unsafe impl aya::Pod for crate::counters::Counters {}
     unsafe impl aya::Pod for crate::event::PendingEvent {}
     unsafe impl aya::Pod for crate::event::FixedEvent<crate::event::SignalBody> {}

@@ -202,3 +202,35 @@ offsets! {
     unix_address_len,
     unix_address_name,
 }
+
+/// The call number the programs use for the kernel function `bpf_rdonly_cast` (6.2): aya-ebpf
+/// cannot emit a call of a kernel function (a kfunc call names it by its id in the kernel's BTF),
+/// so the programs call this number and user space rewrites each such call, before loading, into
+/// the kfunc call (`capture/kfunc.rs`). No helper has this number.
+pub const RDONLY_CAST_MARKER: u32 = 0x7fff_0001;
+
+/// The running kernel's BTF type ids of the structs path walks read through `bpf_rdonly_cast`:
+/// a pointer cast to one of them is read with plain loads, which the JIT turns into single
+/// instructions, instead of a `bpf_probe_read_kernel` call each. All 0 when the kernel lacks the
+/// kfunc: the walks then read with helper calls, and the cast calls are never reached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelTypes {
+    pub dentry: u32,
+    pub mount: u32,
+    pub file: u32,
+    pub inode: u32,
+    pub super_block: u32,
+    pub mnt_namespace: u32,
+}
+
+impl KernelTypes {
+    pub const NONE: Self = Self {
+        dentry: 0,
+        mount: 0,
+        file: 0,
+        inode: 0,
+        super_block: 0,
+        mnt_namespace: 0,
+    };
+}

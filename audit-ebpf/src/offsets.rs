@@ -4,11 +4,16 @@
 //! The globals live in `.rodata`, which the kernel freezes: the verifier then knows each value as a
 //! constant, so reading them costs nothing at run time and branches for absent fields are pruned.
 
-use audit_common::offsets::{Offsets, SYS_ENTER_ARG0};
+use audit_common::offsets::{KernelTypes, Offsets, RDONLY_CAST_MARKER, SYS_ENTER_ARG0};
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext};
 
 #[unsafe(no_mangle)]
 pub static OFFSETS: Offsets = Offsets::UNSET;
+
+/// The kernel's BTF ids of the structs read through `bpf_rdonly_cast` (see [`KernelTypes`]);
+/// all 0 without that kfunc.
+#[unsafe(no_mangle)]
+pub static KTYPES: KernelTypes = KernelTypes::NONE;
 
 /// The address the agent connects to once, right after loading, to make itself known: a random
 /// `127.x.y.z` and port (network byte order, as `bpf_sock_addr` has them). See `AGENT`.
@@ -133,6 +138,49 @@ pub fn sys_arg(ctx: &TracePointContext, i: i8) -> Result<u64, i64> {
 #[inline(always)]
 pub fn arg_or(ctx: &TracePointContext, i: i8, default: u64) -> Result<u64, i64> {
     if i < 0 { Ok(default) } else { sys_arg(ctx, i) }
+}
+
+/// The BTF id of kernel struct `$ty` for [`tread`] (0 without `bpf_rdonly_cast`).
+macro_rules! kty {
+    ($ty:ident) => {{
+        #[allow(unused_unsafe)]
+        let v = unsafe { core::ptr::read_volatile(&raw const $crate::offsets::KTYPES.$ty) };
+        v
+    }};
+}
+pub(crate) use kty;
+
+/// `bpf_rdonly_cast(addr, ty)`: `addr` as a read-only pointer to the kernel struct of BTF id
+/// `ty` (a verifier-known constant). Called as [`RDONLY_CAST_MARKER`], which the loader rewrites
+/// into the kfunc call; the verifier then inlines it to a register move.
+#[inline(always)]
+fn rdonly_cast(addr: *const u8, ty: u32) -> *const u8 {
+    let cast: unsafe extern "C" fn(*const u8, u32) -> *const u8 =
+        unsafe { core::mem::transmute(RDONLY_CAST_MARKER as usize) };
+    unsafe { cast(addr, ty) }
+}
+
+/// Reads the `T` at `base + off` of a kernel struct whose BTF id is `ty` ([`kty!`]): a plain load
+/// through [`rdonly_cast`] when the kernel has that kfunc (the other branch is pruned by the
+/// verifier, `ty` being a constant to it), else [`kread`]. The verifier checks the plain load
+/// against the kernel's BTF (a field of that size at that offset), and the JIT turns a faulting
+/// one into a 0 — for the objects a walk reads (pinned by the file, the dentry or mount tree it
+/// was reached through) that does not happen; a null pointer is an error as with [`kptr`].
+#[inline(always)]
+pub fn tread<T>(base: *const u8, ty: u32, off: u16) -> Result<T, i64> {
+    if ty != 0 {
+        let p = rdonly_cast(base, ty).wrapping_add(usize::from(off));
+        Ok(unsafe { core::ptr::read_volatile(p.cast::<T>()) })
+    } else {
+        kread(base, off)
+    }
+}
+
+/// The non-null pointer at `base + off` of a kernel struct of BTF id `ty` (see [`tread`]).
+#[inline(always)]
+pub fn tptr(base: *const u8, ty: u32, off: u16) -> Result<*const u8, i64> {
+    let p: *const u8 = tread(base, ty, off)?;
+    if p.is_null() { Err(-1) } else { Ok(p) }
 }
 
 /// Reads a kernel `T` at `base + off`.

@@ -21,7 +21,7 @@ use audit_common::{
 use crate::{
     helpers::{read_kernel_str, verifier_mask},
     maps::{WALK_CURSOR, WalkCursor},
-    offsets::{Block, kptr, kread, off},
+    offsets::{Block, kptr, kread, kty, off, tptr, tread},
 };
 
 /// `MNT_NS_INTERNAL` and other error pointers: internal mounts have no namespace.
@@ -78,17 +78,29 @@ pub fn fd_file(fd: i64) -> Result<*const u8, i64> {
 /// Device, inode number, mode and link state of an inode.
 #[inline(always)]
 pub fn inode_facts(inode: *const u8, facts: &mut FileFacts) -> Result<(), i64> {
-    // Superblock, number and link count lie within 40 bytes of each other (a block reaching the
-    // mode too, at 0, makes the exec and compat programs too complex for the verifier).
-    let b = Block::<5>::read(inode, off!(inode_sb))?;
-    facts.ino = b.u64(off!(inode_ino))?;
-    facts.mode = kread::<u16>(inode, off!(inode_mode))?;
-    let sb = b.ptr(off!(inode_sb))?;
-    facts.dev = kread::<u32>(sb, off!(sb_dev))?;
-    if b.u32(off!(inode_nlink))? == 0 {
+    let ty = kty!(inode);
+    let (sb, nlink) = if ty != 0 {
+        facts.ino = tread(inode, ty, off!(inode_ino))?;
+        (
+            tptr(inode, ty, off!(inode_sb))?,
+            tread::<u32>(inode, ty, off!(inode_nlink))?,
+        )
+    } else {
+        // Superblock, number and link count lie within 40 bytes of each other (a block reaching
+        // the mode too, at 0, makes the exec and compat programs too complex for the verifier).
+        let b = Block::<5>::read(inode, off!(inode_sb))?;
+        facts.ino = b.u64(off!(inode_ino))?;
+        (b.ptr(off!(inode_sb))?, b.u32(off!(inode_nlink))?)
+    };
+    facts.mode = tread::<u16>(inode, ty, off!(inode_mode))?;
+    let sb_ty = kty!(super_block);
+    facts.dev = tread::<u32>(sb, sb_ty, off!(sb_dev))?;
+    if nlink == 0 {
         facts.flags |= file_flags::DELETED;
     }
-    if off!(ovl_inode_vfs) != ABSENT && kread::<u64>(sb, off!(sb_magic)) == Ok(OVERLAYFS_MAGIC) {
+    if off!(ovl_inode_vfs) != ABSENT
+        && tread::<u64>(sb, sb_ty, off!(sb_magic)) == Ok(OVERLAYFS_MAGIC)
+    {
         facts.flags |= file_flags::STACKED;
     }
     facts.flags |= file_flags::VALID;
@@ -150,22 +162,46 @@ pub fn path_at(base: *const u8, at: u16) -> Result<(*const u8, *const u8), i64> 
 /// The facts and the (vfsmount, dentry) of an open file.
 #[inline(always)]
 pub fn file_facts(file: *const u8, facts: &mut FileFacts) -> Result<(*const u8, *const u8), i64> {
-    // `f_inode` and `f_path` lie within 48 bytes: one read.
-    let b = Block::<6>::read(file, off!(file_inode))?;
-    inode_facts(b.ptr(off!(file_inode))?, facts)?;
-    let at = off!(file_path);
-    Ok((
-        b.ptr(at.wrapping_add(off!(path_mnt)))?,
-        b.ptr(at.wrapping_add(off!(path_dentry)))?,
-    ))
+    let (mnt_at, dentry_at) = (
+        off!(file_path).wrapping_add(off!(path_mnt)),
+        off!(file_path).wrapping_add(off!(path_dentry)),
+    );
+    let ty = kty!(file);
+    let (inode, mnt, dentry) = if ty != 0 {
+        (
+            tptr(file, ty, off!(file_inode))?,
+            tptr(file, ty, mnt_at)?,
+            tptr(file, ty, dentry_at)?,
+        )
+    } else {
+        // `f_inode` and `f_path` lie within 48 bytes: one read.
+        let b = Block::<6>::read(file, off!(file_inode))?;
+        (b.ptr(off!(file_inode))?, b.ptr(mnt_at)?, b.ptr(dentry_at)?)
+    };
+    inode_facts(inode, facts)?;
+    Ok((mnt, dentry))
 }
 
 /// The facts of the inode behind a dentry (for paths that are not open files: a cwd, a
 /// socket's bound path).
 #[inline(always)]
 pub fn dentry_facts(dentry: *const u8, facts: &mut FileFacts) -> Result<(), i64> {
-    let inode = kptr(dentry, off!(dentry_inode))?;
+    let inode = tptr(dentry, kty!(dentry), off!(dentry_inode))?;
     inode_facts(inode, facts)
+}
+
+/// The parent and the name of a dentry (`d_parent`, `d_name.name`), for a step of
+/// [`walk_looped`].
+#[inline(always)]
+fn parent_and_name(d: *const u8) -> Result<(*const u8, *const u8), i64> {
+    let name_at = off!(dentry_name).wrapping_add(off!(qstr_name));
+    let ty = kty!(dentry);
+    if ty != 0 {
+        return Ok((tptr(d, ty, off!(dentry_parent))?, tptr(d, ty, name_at)?));
+    }
+    // 16 bytes apart: one read.
+    let b = Block::<3>::read(d, off!(dentry_parent))?;
+    Ok((b.ptr(off!(dentry_parent))?, b.ptr(name_at)?))
 }
 
 /// Walks from `dentry` (reached through `vfsmnt`) to the root of its mount namespace, writing
@@ -236,6 +272,9 @@ fn walk_up(
             facts.flags |= file_flags::CUT;
             return Ok(len);
         }
+        // Helper reads here: unrolled, the walk's steps with typed pointers (`tread`) are more
+        // distinct states than the verifier's limit allows (this walk runs without `bpf_loop`,
+        // where `bpf_rdonly_cast` is missing too, and for the rare real file of an overlay).
         // The parent and the name pointer are 16 bytes apart (`d_parent`, `d_name`).
         let b = Block::<3>::read(d, off!(dentry_parent))?;
         let parent = b.ptr(off!(dentry_parent))?;
@@ -288,6 +327,12 @@ pub fn exe_file() -> Result<*const u8, i64> {
     btf_ptr(mm, off!(mm_exe_file))
 }
 
+/// Where in a `struct mount` its mount's root dentry is (`mnt.mnt_root`).
+#[inline(always)]
+fn mount_root_at() -> u16 {
+    off!(mount_mnt).wrapping_add(off!(vfsmount_root))
+}
+
 /// What [`walk_looped`]'s callback gets on the stack: where the components go
 /// ([`audit_common::event::WALK_MAX`] bytes). The rest of the walk's state is `WALK_CURSOR`.
 #[repr(C)]
@@ -317,17 +362,17 @@ extern "C" fn walk_step(_i: u64, ctx: *mut aya_ebpf::cty::c_void) -> i64 {
 
 #[inline(always)]
 fn step(w: &mut WalkCursor, dst: *mut u8) -> Result<bool, i64> {
-    let mount_off = usize::from(off!(mount_mnt));
     let mnt = w.mnt as *const u8;
     if w.d == w.root {
-        let parent = kptr(mnt, off!(mount_parent))?;
-        if parent == mnt {
-            w.ns = kread(mnt, off!(mount_ns))?;
+        let ty = kty!(mount);
+        let parent = tptr(mnt, ty, off!(mount_parent))?;
+        if parent as u64 == w.mnt {
+            w.ns = tread(mnt, ty, off!(mount_ns))?;
             return Ok(true);
         }
-        w.d = kptr(mnt, off!(mount_mountpoint))? as u64;
+        w.d = tptr(mnt, ty, off!(mount_mountpoint))? as u64;
         w.mnt = parent as u64;
-        w.root = kptr(parent.wrapping_add(mount_off), off!(vfsmount_root))? as u64;
+        w.root = tptr(parent, ty, mount_root_at())? as u64;
         return Ok(false);
     }
     let at = verifier_mask(w.len as usize, 2 * PATH_MAX - 1);
@@ -335,9 +380,7 @@ fn step(w: &mut WalkCursor, dst: *mut u8) -> Result<bool, i64> {
         w.flags |= file_flags::CUT;
         return Ok(true);
     }
-    let b = Block::<3>::read(w.d as *const u8, off!(dentry_parent))?;
-    let parent = b.ptr(off!(dentry_parent))?;
-    let name = b.ptr(off!(dentry_name).wrapping_add(off!(qstr_name)))?;
+    let (parent, name) = parent_and_name(w.d as *const u8)?;
     let n = read_kernel_str(unsafe { dst.add(at) }, NAME_READ as u32, name)?;
     w.len = verifier_mask(w.len as usize + n as usize, 2 * PATH_MAX - 1) as u64;
     if parent as u64 == w.d {
@@ -360,8 +403,8 @@ pub fn walk_looped(
     facts: &mut FileFacts,
 ) -> Result<u32, i64> {
     let mnt = vfsmnt.wrapping_sub(usize::from(off!(mount_mnt)));
-    facts.mnt_id = kread::<u32>(mnt, off!(mount_id))?;
-    let root = kptr(vfsmnt, off!(vfsmount_root))?;
+    facts.mnt_id = tread::<u32>(mnt, kty!(mount), off!(mount_id))?;
+    let root = tptr(mnt, kty!(mount), mount_root_at())?;
     let w = unsafe { &mut *WALK_CURSOR.get_ptr_mut(0).ok_or(-1i64)? };
     *w = WalkCursor {
         mnt: mnt as u64,
@@ -389,7 +432,8 @@ pub fn walk_looped(
             if w.ns == 0 || w.ns >= 0u64.wrapping_sub(MAX_ERRNO) {
                 facts.flags |= file_flags::DETACHED;
             } else {
-                facts.mnt_ns = kread::<u32>(w.ns as *const u8, off!(mnt_ns_inum))?;
+                facts.mnt_ns =
+                    tread::<u32>(w.ns as *const u8, kty!(mnt_namespace), off!(mnt_ns_inum))?;
             }
         }
         _ => {}

@@ -226,6 +226,65 @@ fn a_bind_mount_of_a_protected_directory_is_protected_by_inode() {
     assert_denied_as_secret(r, true);
 }
 
+#[test]
+fn helper_reads_and_plain_loads_name_the_same_file_through_a_mount() {
+    // Path walks read the kernel's objects with plain loads through `bpf_rdonly_cast` where the
+    // kernel has it, else (kernels before 6.2, or `kfuncs = false`) with a helper call per
+    // field: both must name the file the kernel opened, across a mount, with the same facts.
+    let mut facts = Vec::new();
+    for kfuncs in [true, false] {
+        let cg = TestCgroup::new("truth-kfuncs");
+        let dir = Scratch::new("truth-kfuncs");
+        let secret = secret_file(&dir);
+        let view = dir.path("view");
+        std::fs::create_dir_all(&view).unwrap();
+        let extra = format!("[capture]\nkfuncs = {kfuncs}\n");
+        let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], &extra));
+        let via = view.join("secret");
+        let report = cg.workload([
+            "open",
+            &s(&secret),
+            "unshare-mount",
+            "bind",
+            &s(secret.parent().unwrap()),
+            &s(&view),
+            "open",
+            &s(&via),
+        ]);
+        let records = agent.stop();
+
+        let direct = open_of(&records, &report[0]);
+        assert_names_the_opened_file(direct, &report[0]);
+        assert_denied_as_secret(direct, false);
+        let through = open_of(&records, &report[3]);
+        assert_names_the_opened_file(through, &report[3]);
+        assert_eq!(through["resource"]["path"], s(&via).as_str());
+        assert_denied_as_secret(through, true);
+        // The bind mount and its namespace are new in each run: compared as "the direct
+        // open's or not"; the direct open's own mount and namespace are the host's.
+        let d = &direct["resource"]["file"];
+        let file = |r: &Value| {
+            let f = &r["resource"]["file"];
+            assert!(f["mount_id"].is_u64(), "kfuncs = {kfuncs}: {r:#}");
+            assert!(f["mount_ns"].is_u64(), "kfuncs = {kfuncs}: {r:#}");
+            json!([
+                f["mount_id"] == d["mount_id"],
+                f["mount_ns"] == d["mount_ns"],
+                f["type"],
+                f["mode"],
+                f["flags"]
+            ])
+        };
+        facts.push((
+            d["mount_id"].clone(),
+            d["mount_ns"].clone(),
+            file(direct),
+            file(through),
+        ));
+    }
+    assert_eq!(facts[0], facts[1], "the same facts either way");
+}
+
 /// `dev` as records write it (`major:minor`) and the inode of `p`, as the host sees it.
 fn identity(p: &Path) -> (String, u64) {
     let m = std::fs::metadata(p).unwrap();

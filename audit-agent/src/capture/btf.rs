@@ -196,6 +196,24 @@ impl Btf {
             .any(|t| t.kind == KIND_FUNC && self.name(t.name_off) == name.as_bytes())
     }
 
+    /// The type id of the function `name` (a kfunc is called by it).
+    pub(crate) fn function_id(&self, name: &str) -> Option<u32> {
+        self.id_of(KIND_FUNC, name)
+    }
+
+    /// The type id of `struct name`.
+    pub(crate) fn struct_id(&self, name: &str) -> Option<u32> {
+        self.id_of(KIND_STRUCT, name)
+    }
+
+    fn id_of(&self, kind: u32, name: &str) -> Option<u32> {
+        let at = self
+            .types
+            .iter()
+            .position(|t| t.kind == kind && self.name(t.name_off) == name.as_bytes())?;
+        u32::try_from(at).ok()
+    }
+
     /// The struct or union a type id names, through typedefs and qualifiers.
     fn resolve(&self, mut id: u32) -> Option<&Type> {
         for _ in 0..16 {
@@ -308,6 +326,15 @@ mod tests {
             btf.member_offset("s", "z").unwrap_err().to_string(),
             "kernel BTF: struct `s` has no member `z`"
         );
+    }
+
+    #[test]
+    fn structs_are_found_by_their_type_id() {
+        let btf = Btf::parse(&sample(), "sample").unwrap();
+        // Ids count from 1 in the order the types are written (0 is `void`).
+        assert_eq!(btf.struct_id("s"), Some(3));
+        assert_eq!(btf.struct_id("int"), None, "an int is no struct");
+        assert_eq!(btf.function_id("s"), None, "a struct is no function");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub(crate) mod btf;
 pub(crate) mod cgroup;
 mod cover;
 mod detach;
+mod kfunc;
 mod pin;
 pub(crate) mod plan;
 pub(crate) mod preflight;
@@ -34,7 +35,7 @@ use audit_common::{
         CGROUP_EXACT, CGROUP_SUBTREE, FileKey, FilterConfig, MODE_ALL, MODE_FILTERED, MODE_PAUSED,
         ProcessDrops,
     },
-    offsets::{ABSENT, Offsets},
+    offsets::{ABSENT, KernelTypes, Offsets},
 };
 use aya::{
     Ebpf, EbpfLoader,
@@ -247,6 +248,9 @@ pub(crate) struct CaptureOptions {
     pub(crate) signal_pin: Option<std::path::PathBuf>,
     /// Record 32-bit system calls (`[capture] compat_syscalls`).
     pub(crate) compat_syscalls: bool,
+    /// Read kernel objects through kernel functions where the kernel has them (`[capture]
+    /// kfuncs`, see `kfunc.rs`).
+    pub(crate) kfuncs: bool,
     /// Read watched sockets' packets (`[capture] packets`), and which ports are DNS.
     pub(crate) packets: bool,
     pub(crate) dns_ports: Vec<u16>,
@@ -312,7 +316,25 @@ fn load_object(
     // audit-ebpf/src/emit.rs).
     let ring_bytes = u64::from(opts.ring_buffer_bytes);
     let ring_reserve = ring_bytes / 8;
+    let (object, types) = match kfunc::rdonly_cast(btf).filter(|_| opts.kfuncs) {
+        Some((id, types)) => (kfunc::patch_rdonly_cast(EBPF_OBJECT, id)?.0, types),
+        None => {
+            if opts.kfuncs {
+                tracing::info!(
+                    "this kernel lacks the bpf_rdonly_cast kfunc (Linux 6.2): path walks read \
+                     the kernel's objects with a helper call per field"
+                );
+            } else {
+                tracing::info!(
+                    "path walks read the kernel's objects with a helper call per field \
+                     ([capture] kfuncs = false)"
+                );
+            }
+            (EBPF_OBJECT.to_vec(), KernelTypes::NONE)
+        }
+    };
     EbpfLoader::new()
+        .override_global("KTYPES", &types, true)
         .override_global("OFFSETS", offsets, true)
         .override_global("WHOAMI_IP4", &whoami.ip_be(), true)
         .override_global("WHOAMI_PORT", &whoami.port_be(), true)
@@ -328,7 +350,7 @@ fn load_object(
         )
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         .map_max_entries("PENDING", opts.max_pending_threads)
-        .load(EBPF_OBJECT)
+        .load(&object)
         .context("loading the eBPF programs into the kernel failed")
 }
 

@@ -158,6 +158,7 @@ pub(crate) async fn assemble(
         cgroup_root: cgroup2.mount().to_path_buf(),
         signal_pin: extras.signal_pin.take(),
         compat_syscalls: capture.compat_syscalls,
+        kfuncs: capture.kfuncs,
         packets: capture.packets,
         dns_ports: capture.dns_ports.clone(),
     };

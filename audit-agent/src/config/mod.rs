@@ -173,6 +173,11 @@ pub(crate) struct CaptureConf {
     /// docs/benchmarks.md).
     #[serde(default = "default_true")]
     pub(crate) compat_syscalls: bool,
+    /// Read the kernel's dentries, mounts, files and inodes with plain loads through kernel
+    /// functions (`bpf_rdonly_cast`, Linux 6.2) where the kernel has them; `false` reads them with
+    /// a helper call per field, as on older kernels.
+    #[serde(default = "default_true")]
+    pub(crate) kfuncs: bool,
     /// Read DNS messages, TLS ClientHellos and HTTP requests from the packets of watched
     /// processes' sockets, to name their destinations (cgroup `skb` programs).
     #[serde(default = "default_true")]
@@ -209,6 +214,7 @@ impl Default for CaptureConf {
             cgroup_rescan_ms: default_rescan(),
             connect_outcome_wait_ms: default_connect_wait(),
             compat_syscalls: true,
+            kfuncs: true,
             packets: true,
             dns_ports: default_dns_ports(),
         }

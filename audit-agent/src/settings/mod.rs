@@ -28,6 +28,8 @@ pub(crate) struct CaptureSettings {
     pub(crate) connect_outcome_wait: Duration,
     /// Whether 32-bit system calls are recorded.
     pub(crate) compat_syscalls: bool,
+    /// Whether kernel objects are read through kernel functions where the kernel has them.
+    pub(crate) kfuncs: bool,
     /// Whether watched sockets' packets are read (DNS, TLS, HTTP), and which ports are DNS.
     pub(crate) packets: bool,
     pub(crate) dns_ports: Vec<u16>,
@@ -141,6 +143,7 @@ fn compile_capture(cfg: &Config, p: &mut Problems) -> CaptureSettings {
         cgroup_rescan: Duration::from_millis(cfg.capture.cgroup_rescan_ms.max(50)),
         connect_outcome_wait: Duration::from_millis(cfg.capture.connect_outcome_wait_ms),
         compat_syscalls: cfg.capture.compat_syscalls,
+        kfuncs: cfg.capture.kfuncs,
         packets: cfg.capture.packets,
         dns_ports: dns_ports(&cfg.capture.dns_ports, p),
     }

@@ -622,18 +622,21 @@ fn overhead_goals(s: &mut String, o: &Overhead) -> Option<String> {
         format!(
             "Watched: at 100,000 openat+close a second, a pace the daemon keeps (section 2), a watched call \
              costs {wp:.0} ns against {bp:.0} without tracing; its programs take {:.0} ns more than the empty \
-             ones (kernel statistics, section 1), {:.0}% of the {:.0} ns it pays. That is the path walk from \
-             the opened file — about twenty kernel reads (each path component's dentry and name; the file, \
-             inode, mount and namespace), each a helper call of tens of nanoseconds: plain loads need the \
-             `bpf_rdonly_cast` kfunc, which aya-ebpf cannot call, or fentry/LSM programs with `bpf_d_path`, \
-             which do not load on the machines measured here — the copy of the requested path from the \
-             process's memory, and the copy of the record into the ring buffer. The budget: 1.5× the \
-             baseline is {:.0} ns, and empty programs on the same hooks already cost {:.0} ns of it. In \
-             the tight loop ({w:.0} ns, {:.2}×) the process opens faster than the daemon reads: once an \
-             eighth of the ring buffer is pending, each record wakes the reader, and on a VM that wakeup \
-             (a self-IPI) is a trap to the hypervisor of about a microsecond on the process's CPU ({:.0} ns \
-             of program time a call there) — the back-pressure that keeps one core's flood from losing \
-             records (section 2).",
+             ones (kernel statistics, section 1), {:.0}% of the {:.0} ns it pays. That is, at entry, the copy \
+             of the requested path from the process's memory and the thread's record slot; at exit, the \
+             file behind the returned fd and its path walk — the dentries, mounts, file and inode read \
+             with plain loads through the `bpf_rdonly_cast` kfunc (the loader rewrites a marker call into \
+             it), each component's name copied by a helper call in a `bpf_loop` step — the executable's \
+             facts, and the copy of the record into the ring buffer. The budget: 1.5× the baseline is \
+             {:.0} ns, and empty programs on the same hooks already cost {:.0} ns of it. Not done: a \
+             per-dentry path cache — it would have to be invalidated on every rename and mount change, \
+             and those made inside the kernel (nfsd, overlayfs copy-up) or the reuse of a freed \
+             dentry's memory reach no tracepoint, so a cached path could name the wrong file. \
+             In the tight loop ({w:.0} ns, {:.2}×) the process opens faster than the daemon reads: once \
+             an eighth of the ring buffer is pending, each record wakes the reader, and on a VM that \
+             wakeup (a self-IPI) is a trap to the hypervisor of about a microsecond on the process's CPU \
+             ({:.0} ns of program time a call there) — the back-pressure that keeps one core's flood \
+             from losing records (section 2).",
             pc.added_watched_paced_ns,
             pc.added_watched_paced_ns / (wp - bp) * 100.0,
             wp - bp,
