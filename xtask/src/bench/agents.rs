@@ -29,7 +29,9 @@ pub(super) const EXEC_EVERY_MS: u64 = 10_000;
 const SWEEP: [usize; 4] = [10, 100, 300, 1000];
 
 /// The section: one agent at the rate of the largest count's total (the reference), the sweep,
-/// and the largest count for a long run.
+/// the largest count for a long run, and the reference again: the same run of the same code has
+/// moved by 15% between two runs minutes apart on these machines, so the long run is set against
+/// the mean of a reference before it and one after.
 pub(super) fn agents(env: &Env) -> anyhow::Result<Agents> {
     let (short, long) = if env.quick {
         (20.0, 60.0)
@@ -44,6 +46,7 @@ pub(super) fn agents(env: &Env) -> anyhow::Result<Agents> {
         runs.push(run(env, *n, PER_AGENT_RATE, short)?);
     }
     runs.push(run(env, largest, PER_AGENT_RATE, long)?);
+    runs.push(run(env, 1, total, short)?);
     Ok(Agents {
         per_agent_rate: PER_AGENT_RATE,
         exec_every_ms: EXEC_EVERY_MS,

@@ -207,7 +207,8 @@ impl Timing {
 pub(super) struct Agents {
     pub(super) per_agent_rate: u64,
     pub(super) exec_every_ms: u64,
-    /// One agent at the total rate of the largest count first (the reference), then the sweep.
+    /// One agent at the total rate of the largest count first (the reference), then the sweep,
+    /// the long run, and the reference again.
     pub(super) runs: Vec<AgentRun>,
 }
 
@@ -288,14 +289,22 @@ impl AgentRun {
 }
 
 impl Agents {
-    /// The reference: one agent at the largest count's total rate.
-    fn reference(&self) -> Option<&AgentRun> {
-        self.runs.iter().find(|r| r.agents == 1)
+    /// The reference runs: one agent at the largest count's total rate, before the sweep and
+    /// after the long run.
+    fn references(&self) -> Vec<&AgentRun> {
+        self.runs.iter().filter(|r| r.agents == 1).collect()
     }
 
-    /// The long run of the largest count (the last run).
+    /// The reference CPU per record: the mean of the reference runs.
+    fn reference_cpu_us(&self) -> Option<f64> {
+        let refs = self.references();
+        (!refs.is_empty())
+            .then(|| refs.iter().map(|r| r.cpu_us_per_record).sum::<f64>() / refs.len() as f64)
+    }
+
+    /// The long run of the largest count (the last run of more than one agent).
     pub(super) fn long(&self) -> Option<&AgentRun> {
-        self.runs.last().filter(|r| r.agents > 1)
+        self.runs.iter().rev().find(|r| r.agents > 1)
     }
 }
 
@@ -1015,8 +1024,9 @@ pub(super) fn render_agents(s: &mut String, a: &Agents) {
         s,
         "One `[[agents]]` entry and one cgroup per agent; each agent is a process opening a file {} times a second and \
          fork+exec'ing `/bin/true` every {} s (`loadgen agents`); the daemon (`audit-agent run`, default `[export]` \
-         settings) exports to a local store. The first row is one agent at the same total rate as the largest count, \
-         the reference. CPU per record is everything the daemon spent from the start of the load to its exit (sealing \
+         settings) exports to a local store. The rows of one agent, first and last, run it at the same total rate as the \
+         largest count: the reference, before the sweep and after the long run (their mean is what the goal compares \
+         with: the same run moves by up to 15% between runs minutes apart on these machines). CPU per record is everything the daemon spent from the start of the load to its exit (sealing \
          and uploading what the load spooled included) over the records delivered; objects are records objects written \
          to the store per second of load; RSS growth is the mean RSS of the last tenth of the load minus that of the \
          tenth before its middle; `verify` checks the whole trail afterwards.\n",
@@ -1024,10 +1034,15 @@ pub(super) fn render_agents(s: &mut String, a: &Agents) {
         a.exec_every_ms / 1000
     );
     let verdict = |met: bool| if met { "met" } else { "**missed**" };
-    if let (Some(reference), Some(long)) = (a.reference(), a.long()) {
+    if let (Some(reference), Some(long)) = (a.reference_cpu_us(), a.long()) {
         let rss_max = long.rss.iter().map(|x| x.rss_mib).fold(0.0, f64::max);
         let growth = long.growth_second_half_mib();
-        let ratio = long.cpu_us_per_record / reference.cpu_us_per_record;
+        let ratio = long.cpu_us_per_record / reference;
+        let each: Vec<String> = a
+            .references()
+            .iter()
+            .map(|r| f(r.cpu_us_per_record, 2))
+            .collect();
         let _ = writeln!(
             s,
             "| Goal (issue 29), {} agents for {:.0} s | Target | This run | |\n|---|---|---|---|",
@@ -1043,8 +1058,9 @@ pub(super) fn render_agents(s: &mut String, a: &Agents) {
         );
         let _ = writeln!(
             s,
-            "| CPU per record | ≤ 2× one agent at the same rate ({} µs) | {} µs ({:.2}×) | {} |",
-            f(reference.cpu_us_per_record, 2),
+            "| CPU per record | ≤ 2× one agent at the same rate ({} µs, the mean of {}) | {} µs ({:.2}×) | {} |",
+            f(reference, 2),
+            each.join(" and "),
             f(long.cpu_us_per_record, 2),
             ratio,
             verdict(ratio <= 2.0)
@@ -1294,8 +1310,9 @@ mod tests {
                 per_agent_rate: 20,
                 exec_every_ms: 10_000,
                 runs: vec![
-                    agent_run(1, 20_000, 3.0, 100.0),
+                    agent_run(1, 20_000, 2.8, 100.0),
                     agent_run(1000, 20, 4.5, 110.0),
+                    agent_run(1, 20_000, 3.2, 100.0),
                 ],
             },
             duration_s: 360.0,
@@ -1366,7 +1383,7 @@ mod tests {
             "| Host tax of the recorded operations: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each | openat+close: +255 ns (bpftrace not run, auditd not run);",
             "| Host tax of any other system call: what an unwatched process pays over no tracing (section 1) | ≤ bpftrace's, each | any other system call: +255 ns (bpftrace not run, auditd not run) | **missed** |",
             "| Daemon RSS | ≤ 128 MiB and flat | 110.0 MiB at most, +0.0 MiB over the second half (anonymous memory +0.0) | met |",
-            "| CPU per record | ≤ 2× one agent at the same rate (3.00 µs) | 4.50 µs (1.50×) | met |",
+            "| CPU per record | ≤ 2× one agent at the same rate (3.00 µs, the mean of 2.80 and 3.20) | 4.50 µs (1.50×) | met |",
             "| 1000 | 100 | 20500 | 2050000 | 0 | 4.50 | 9 | 1.50 | 40.0 / 110.0 | +0.0 | 12.0 | OK |",
             "The load crossed a UTC hour 42 s in",
         ] {
