@@ -28,6 +28,13 @@ pub(crate) struct Generations<K, V> {
 /// Entries before the first sweep (or the generation size, if smaller).
 const FIRST_SWEEP: usize = 4096;
 
+/// Room a swept table is made with at once (or the generation size, if smaller). Between sweeps
+/// it grows to twice what the last sweep kept, so grown on demand its memory steps up whenever
+/// the live set reaches a new high, minutes into a run (measured with 1,000 agents: +1.5 MiB of
+/// RSS 230 s in, the lineage table reaching 12,600 entries). Made at this size, it holds what
+/// those runs reach without growing; its pages become resident as entries land on them.
+const SWEPT_CAPACITY: usize = 16_384;
+
 impl<K: Hash + Eq, V> Generations<K, V> {
     pub(crate) fn new(per_generation: usize, stat: TableStat) -> Self {
         Self {
@@ -45,6 +52,8 @@ impl<K: Hash + Eq, V> Generations<K, V> {
     pub(crate) fn sweeping(mut self, live: fn(&K) -> bool) -> Self {
         self.live = Some(live);
         self.sweep_at = self.first_sweep();
+        self.current
+            .reserve(SWEPT_CAPACITY.min(self.per_generation));
         self
     }
 
@@ -192,4 +201,19 @@ mod tests {
         assert_eq!(g.peek(&held[11]), Some(&11));
         assert_eq!(g.peek(&held[0]), None, "the oldest generation went");
     }
+
+    #[test]
+    fn a_sweeping_map_is_made_at_its_working_size_and_does_not_grow_as_it_refills() {
+        let mut g = Generations::new(LARGE, TableStat::named("test-sweeping-presized"))
+            .sweeping(held_elsewhere);
+        let made = g.current.capacity();
+        assert!(made >= SWEPT_CAPACITY, "{made}");
+        // Comes and goes a few times over: swept each time, never grown.
+        for i in 0..4 * SWEPT_CAPACITY {
+            g.insert(format!("passing {i}").into(), i);
+        }
+        assert_eq!(g.current.capacity(), made);
+    }
+
+    const LARGE: usize = 1 << 20;
 }
