@@ -527,11 +527,10 @@ fn host_tax_goal(s: &mut String, o: &Overhead) {
         let text: Vec<String> = rows
             .iter()
             .map(|(op, ours, bpf, audit)| {
-                let other =
-                    |v: &Option<f64>| v.map_or("not run".into(), |v| format!("+{}", f(v, 0)));
+                let other = |v: &Option<f64>| v.map_or("not run".into(), signed);
                 format!(
-                    "{op}: +{} ns (bpftrace {}, auditd {})",
-                    f(*ours, 0),
+                    "{op}: {} ns (bpftrace {}, auditd {})",
+                    signed(*ours),
                     other(bpf),
                     other(audit)
                 )
@@ -546,6 +545,15 @@ fn host_tax_goal(s: &mut String, o: &Overhead) {
             text.join("; "),
             verdict(met)
         );
+    }
+}
+
+/// A difference in ns with its sign (fork+exec's spread can put a tracer's below no tracing).
+fn signed(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:+.0}")
+    } else {
+        "–".into()
     }
 }
 
