@@ -191,23 +191,37 @@ fn a_hardlink_to_a_protected_file_is_protected_by_inode() {
     assert_denied_as_secret(r, true);
 }
 
+/// A protected file, and where it is seen through a bind mount of its directory (see
+/// [`bind_and_open`]): (the file, the directory to bind onto, the file through it).
+fn secret_and_view(dir: &Scratch) -> (PathBuf, PathBuf, PathBuf) {
+    let secret = secret_file(dir);
+    let view = dir.path("view");
+    std::fs::create_dir_all(&view).unwrap();
+    let via = view.join("secret");
+    (secret, view, via)
+}
+
+/// Workload steps: in a new mount namespace, bind `secret`'s directory onto `view`, then open
+/// `secret` through it.
+fn bind_and_open(secret: &Path, view: &Path) -> [String; 6] {
+    let via = view.join("secret");
+    [
+        "unshare-mount".into(),
+        "bind".into(),
+        s(secret.parent().unwrap()),
+        s(view),
+        "open".into(),
+        s(&via),
+    ]
+}
+
 #[test]
 fn a_bind_mount_of_a_protected_directory_is_protected_by_inode() {
     let cg = TestCgroup::new("truth-bind");
     let dir = Scratch::new("truth-bind");
-    let secret = secret_file(&dir);
-    let view = dir.path("view");
-    std::fs::create_dir_all(&view).unwrap();
+    let (secret, view, via) = secret_and_view(&dir);
     let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], ""));
-    let via = view.join("secret");
-    let report = cg.workload([
-        "unshare-mount",
-        "bind",
-        &s(secret.parent().unwrap()),
-        &s(&view),
-        "open",
-        &s(&via),
-    ]);
+    let report = cg.workload(bind_and_open(&secret, &view));
     let records = agent.stop();
 
     assert_eq!(report[1]["ret"], 0, "bind mount: {report:?}");
@@ -235,22 +249,12 @@ fn helper_reads_and_plain_loads_name_the_same_file_through_a_mount() {
     for kfuncs in [true, false] {
         let cg = TestCgroup::new("truth-kfuncs");
         let dir = Scratch::new("truth-kfuncs");
-        let secret = secret_file(&dir);
-        let view = dir.path("view");
-        std::fs::create_dir_all(&view).unwrap();
+        let (secret, view, via) = secret_and_view(&dir);
         let extra = format!("[capture]\nkfuncs = {kfuncs}\n");
         let agent = Agent::watch_config(&cg, &dir, &deny_policy(&[s(&secret)], &[], &extra));
-        let via = view.join("secret");
-        let report = cg.workload([
-            "open",
-            &s(&secret),
-            "unshare-mount",
-            "bind",
-            &s(secret.parent().unwrap()),
-            &s(&view),
-            "open",
-            &s(&via),
-        ]);
+        let mut steps = vec!["open".to_string(), s(&secret)];
+        steps.extend(bind_and_open(&secret, &view));
+        let report = cg.workload(&steps);
         let records = agent.stop();
 
         let direct = open_of(&records, &report[0]);
