@@ -159,13 +159,27 @@ impl TestCgroup {
     {
         let mut cmd = self.command(workload_bin());
         let fds = fds.to_vec();
-        // SAFETY: the closure only calls dup2, which is async-signal-safe.
+        // SAFETY: the closure only calls fcntl, dup2 and close, which are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                for &(fd, at) in &fds {
-                    if libc::dup2(fd, at) < 0 {
+                // Each first to a copy above every fd number asked for, then to its number: a
+                // `dup2` of an fd onto its own number is a no-op that leaves it close-on-exec
+                // (ours are), and one onto another's number would close that one before its turn.
+                let mut copies = [0; 16];
+                if fds.len() > copies.len() {
+                    return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+                }
+                for (copy, &(fd, _)) in copies.iter_mut().zip(&fds) {
+                    *copy = libc::fcntl(fd, libc::F_DUPFD, 1000);
+                    if *copy < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                for (&copy, &(_, at)) in copies.iter().zip(&fds) {
+                    if libc::dup2(copy, at) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(copy);
                 }
                 Ok(())
             });

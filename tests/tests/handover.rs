@@ -240,3 +240,18 @@ fn a_file_received_from_an_unwatched_process_is_recorded() {
         assert_names_the_secret(c[0], got);
     }
 }
+
+#[test]
+fn a_descriptor_passed_at_the_number_it_already_has_reaches_the_workload() {
+    // The harness itself: our descriptors are close-on-exec, and a `dup2` onto the number an fd
+    // already has leaves it so — the workload then found another socket there, or none (it hung
+    // on one once, in siem.rs, when the pair happened to be made at fd 8).
+    let cg = TestCgroup::new("handover-same-number");
+    let (ours, theirs) = unix_pair();
+    let f = std::fs::File::open("/etc/hostname").unwrap();
+    send_fd(&ours, f.as_raw_fd());
+    let at = theirs.as_raw_fd();
+    let report = cg.workload_with_fds(&[(at, at)], ["recv-fd".to_string(), at.to_string()]);
+    assert!(report[0]["ret"].as_i64().unwrap() >= 0, "{report:?}");
+    assert_eq!(report[0]["truth"], "/etc/hostname");
+}
